@@ -30,7 +30,7 @@ from ._model import (
     SubsystemConfig,
 )
 from ._schema import ConfigError, build, to_dict
-from ._trigger import TriggerConfig
+from ._trigger import PrescaleConfig, TriggerConfig
 
 __all__ = [
     "CHANNEL_DTYPE",
@@ -43,6 +43,7 @@ __all__ = [
     "DetectorConfig",
     "DigitizerConfig",
     "ElectronicsConfig",
+    "PrescaleConfig",
     "PulseFinderConfig",
     "RunConfig",
     "ScintillatorConfig",
