@@ -6,6 +6,8 @@ Only the register vector (the spec's register table) is shared with the model.
 
 from __future__ import annotations
 
+from bisect import bisect_left
+
 from pokerdaq.trigger import _registers as R
 
 E_MAX = 2**22 - 1
@@ -44,12 +46,17 @@ def beam_candidates(hit_list, regs, next_min=None, issue_limit=None):
     beam = [(t, c) for t, c, e in hit_list if regs.ch_role[c] == R.ROLE_BEAM and e >= thr]
     found = []
     t_min = next_min
-    for t0, _ in beam:
+    for i, (t0, _) in enumerate(beam):
         if t_min is not None and t0 < t_min:
             continue
         if issue_limit is not None and t0 // 64 + lat >= issue_limit:
             break
-        counters = {int(regs.ch_bit[c]) for t, c in beam if t0 <= t < t0 + w}
+        first = bisect_left(beam, (t0, -1))  # hits sorted by time: those at t0 or later
+        counters = set()
+        for t, c in beam[first:]:
+            if t >= t0 + w:
+                break
+            counters.add(int(regs.ch_bit[c]))
         if len(counters) >= k_min:
             found.append(t0)
             t_min = t0 + w
@@ -61,7 +68,10 @@ def evaluate(hit_list, t_ref, regs):
     bmask = smask = vmask = 0
     e_srd = e_veto = 0
     boards = {}
-    for t, c, e in hit_list:
+    # only the hits in the span of all windows (hit_list is sorted by time)
+    lo = bisect_left(hit_list, (t_ref + p(R.P_SPAN_LO), -1, -1))
+    hi = bisect_left(hit_list, (t_ref + p(R.P_SPAN_HI), -1, -1))
+    for t, c, e in hit_list[lo:hi]:
         dt = t - t_ref
         role = int(regs.ch_role[c])
         bit = 1 << int(regs.ch_bit[c])

@@ -26,9 +26,14 @@ def regs(cfg):
     return TriggerRegisters.from_config(cfg, seed=7)
 
 
+_REGS: dict = {}
+
+
 def records_from_hits(cfg, hits) -> np.ndarray:
     """hits: iterable of (time_fine, channel, energy_mev) -> PULSE_DTYPE with integral_net from the calibration."""
-    regs = TriggerRegisters.from_config(cfg)
+    regs = _REGS.get(id(cfg))
+    if regs is None:
+        regs = _REGS[id(cfg)] = TriggerRegisters.from_config(cfg)
     roles = cfg.channel_map.table["subsystem"]
     hits = list(hits)
     rec = np.zeros(len(hits), dtype=PULSE_DTYPE)
@@ -61,10 +66,10 @@ def synthetic_particles(cfg, rng, n, *, t_start=2000 * 64, mean_gap_fine=40_000,
                 hits.append((t + int(rng.integers(-900, 2800)), int(c), float(rng.exponential(3.0))))
         e_tot = {0: rng.uniform(0, 100e3), 1: rng.uniform(20e3, 100e3), 2: rng.uniform(0, 600),
                  3: rng.uniform(0, 3e3), 4: 0.0}[int(kind)]
-        for c in rng.choice(prs, size=3, replace=False):
-            hits.append((t + int(rng.integers(-700, 2200)), int(c), float(e_tot * rng.uniform(0, 0.05))))
-        for c in rng.choice(ecal, size=6, replace=False):
-            hits.append((t + int(rng.integers(-700, 2200)), int(c), float(e_tot * rng.uniform(0, 0.3))))
+        for c, e in zip(rng.choice(prs, size=3, replace=False), rng.dirichlet(np.ones(3)) * 0.05 * e_tot):
+            hits.append((t + int(rng.normal(150, 300)), int(c), float(e)))
+        for c, e in zip(rng.choice(ecal, size=6, replace=False), rng.dirichlet(np.ones(6)) * 0.95 * e_tot):
+            hits.append((t + int(rng.normal(150, 300)), int(c), float(e)))
         if kind in (2, 3):
             for c in rng.choice(veto, size=rng.integers(0, 3), replace=False):
                 hits.append((t + int(rng.integers(-700, 2200)), int(c), float(rng.uniform(0, 20))))

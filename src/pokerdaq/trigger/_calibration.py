@@ -15,6 +15,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+from scipy.signal import fftconvolve
 
 from ..config import Config
 from ._dtypes import CHANNEL_ENERGY_BITS, ENERGY_LSB_MEV
@@ -42,11 +43,11 @@ def _pulse_shape(cfg: Config, subsystem: str) -> tuple[np.ndarray, float]:
     emission /= emission.sum()
     cell = np.exp(-t / sipm.pulse_decay_ns) - np.exp(-t / sipm.pulse_rise_ns)
     cell *= sipm.gain_adc_per_pe / cell.max()
-    pulse = np.convolve(emission, cell)[: len(t)]
+    pulse = fftconvolve(emission, cell)[: len(t)]
     if el.shaping_ns > 0:
         half = int(4 * el.shaping_ns / _DT_NS)
         k = np.exp(-0.5 * (np.arange(-half, half + 1) * _DT_NS / el.shaping_ns) ** 2)
-        pulse = np.convolve(pulse, k / k.sum(), mode="same")
+        pulse = fftconvolve(pulse, k / k.sum(), mode="same")
     return pulse, _DT_NS
 
 

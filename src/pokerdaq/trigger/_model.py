@@ -291,8 +291,11 @@ class TriggerModel:
 
         # live-time bookkeeping over [tick0, tick1): dead intervals start at issue ticks
         issue = out[:, O_TIMESTAMP]
-        dead_s = np.concatenate([[max(dead_before, tick0)], issue]) if dead_before > tick0 else issue
-        dead_e = np.concatenate([[dead_before], issue + regs[P_DEAD]]) if dead_before > tick0 else issue + regs[P_DEAD]
+        if dead_before > tick0:  # dead time carried over from the previous slice
+            dead_s = np.concatenate([[tick0], issue])
+            dead_e = np.concatenate([[dead_before], issue + regs[P_DEAD]])
+        else:
+            dead_s, dead_e = issue, issue + regs[P_DEAD]
         dead = _union_length(dead_s, dead_e, np.int64(tick0), np.int64(tick1))
         both_s = np.concatenate([dead_s, busy_start])
         both_e = np.concatenate([dead_e, busy_end])
