@@ -31,9 +31,10 @@ _REGS: dict = {}
 
 def records_from_hits(cfg, hits) -> np.ndarray:
     """hits: iterable of (time_fine, channel, energy_mev) -> PULSE_DTYPE with integral_net from the calibration."""
-    regs = _REGS.get(id(cfg))
-    if regs is None:
-        regs = _REGS[id(cfg)] = TriggerRegisters.from_config(cfg)
+    cached = _REGS.get(id(cfg))
+    if cached is None:  # keep cfg alive with its registers so that its id is never reused
+        cached = _REGS[id(cfg)] = (cfg, TriggerRegisters.from_config(cfg))
+    regs = cached[1]
     roles = cfg.channel_map.table["subsystem"]
     hits = list(hits)
     rec = np.zeros(len(hits), dtype=PULSE_DTYPE)
