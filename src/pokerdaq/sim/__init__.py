@@ -7,7 +7,7 @@
 (10, 130, 64)
 """
 
-from ._emulator import SampleStream, emulate_windows, iter_windows
+from ._emulator import SampleStream, emulate_channel, emulate_windows, iter_windows
 from ._response import intrinsic_stochastic_term, photostatistics_term
 from ._templates import build_tables
 from ._truth import TRUTH_DTYPE, Species
@@ -17,6 +17,7 @@ __all__ = [
     "SampleStream",
     "Species",
     "build_tables",
+    "emulate_channel",
     "emulate_windows",
     "intrinsic_stochastic_term",
     "iter_windows",
