@@ -217,6 +217,15 @@ class SampleStream:
         self._eng = _Engine.create(cfg, self.seed)
         self.position = 0
         """Absolute sample index of the next sample to be read."""
+        self._span_cache: tuple[tuple[int, int], tuple, np.ndarray] | None = None
+
+    def _blocks(self, k0: int, k1: int):
+        """Hits and beam truth of blocks k0..k1, kept for the next read (small chunks)."""
+        if self._span_cache is None or self._span_cache[0] != (k0, k1):
+            tl = self._eng.timeline
+            truth = np.concatenate([tl.block(k).truth for k in range(max(k0, 0), k1 + 1)])
+            self._span_cache = ((k0, k1), tl.hits(k0, k1), truth)
+        return self._span_cache[1], self._span_cache[2]
 
     def read(self, n_samples: int) -> tuple[np.ndarray, np.ndarray]:
         """The next ``n_samples`` samples.
@@ -232,9 +241,8 @@ class SampleStream:
         n_samples = _check_int("n_samples", n_samples, 1)
         s0, s1 = self.position, self.position + n_samples
         k0, k1 = self._eng.block_range(s0, s1)
-        tl = self._eng.timeline
-        samples = self._eng.span(s0, n_samples, self.channels, tl.hits(k0, k1))
-        truth = np.concatenate([tl.block(k).truth for k in range(max(k0, 0), k1 + 1)])
+        hits, truth = self._blocks(k0, k1)
+        samples = self._eng.span(s0, n_samples, self.channels, hits)
         truth = truth[(truth["t_sample"] >= s0) & (truth["t_sample"] < s1)]
         self.position = s1
         return samples, truth
