@@ -24,6 +24,7 @@ from ._model import (
     DigitizerConfig,
     ElectronicsConfig,
     PulseFinderConfig,
+    ResponseConfig,
     RunConfig,
     ScintillatorConfig,
     SipmConfig,
@@ -45,6 +46,7 @@ __all__ = [
     "ElectronicsConfig",
     "PrescaleConfig",
     "PulseFinderConfig",
+    "ResponseConfig",
     "RunConfig",
     "ScintillatorConfig",
     "SipmConfig",
@@ -68,6 +70,7 @@ class Config:
     run: RunConfig = field(default_factory=RunConfig)
     beam: BeamConfig = field(default_factory=BeamConfig)
     digitizer: DigitizerConfig = field(default_factory=DigitizerConfig)
+    response: ResponseConfig = field(default_factory=ResponseConfig)
     trigger: TriggerConfig = field(default_factory=TriggerConfig)
     daq: DaqConfig = field(default_factory=DaqConfig)
     text: str = field(default="", compare=False, repr=False)
