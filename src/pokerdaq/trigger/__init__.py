@@ -6,7 +6,7 @@
 >>> triggers = model.process(pulse_records, end_sample)   # doctest: +SKIP
 """
 
-from ._calibration import adc_per_mev, derived_adc_per_mev, sipm_saturation_lut
+from ._calibration import adc_per_mev, calibrate_from_simulation, derived_adc_per_mev, sipm_saturation_lut
 from ._dtypes import CHANNEL_ENERGY_BITS, ENERGY_LSB_MEV, SUM_BITS, TRIGGER_DTYPE, ConditionBits, TriggerBits
 from ._model import TriggerCounters, TriggerModel, primitive_energies, trigger_windows
 from ._registers import TriggerRegisters
@@ -22,6 +22,7 @@ __all__ = [
     "TriggerModel",
     "TriggerRegisters",
     "adc_per_mev",
+    "calibrate_from_simulation",
     "derived_adc_per_mev",
     "primitive_energies",
     "sipm_saturation_lut",

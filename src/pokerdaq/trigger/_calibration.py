@@ -107,3 +107,44 @@ def sipm_saturation_lut(cfg: Config, subsystem: str, n_entries: int) -> tuple[np
     true = -np.log(arg) * asymptote
     lut = np.minimum(np.round(true), e_max).astype(np.int64)
     return lut, shift
+
+
+def calibrate_from_simulation(cfg: Config, n_pulses: int = 400, seed: int = 1,
+                              target_integral_adc: float = 2000.0) -> dict[str, float]:
+    """Measure ``adc_per_mev`` per subsystem with the emulator and the pulse finder.
+
+    For each subsystem, ``n_pulses`` deposits of one energy are emulated in its first channel
+    (:func:`pokerdaq.sim.emulate_channel`, no beam, no background); the energy is chosen to give
+    an integral of about ``target_integral_adc`` (from :func:`derived_adc_per_mev`), far above
+    threshold and noise. The mean ``integral_net`` of the first pulse of each window, divided by
+    the deposit corrected for the SiPM saturation ``N (1 - exp(-npe / N)) / npe`` (a per-mille
+    effect at this energy), is the small-signal calibration.
+
+    Returns
+    -------
+    dict
+        subsystem -> ADC counts x samples per MeV, ready for ``[trigger] adc_per_mev``.
+    """
+    from ..dsp import PulseParams, find_pulses_batch
+    from ..sim import emulate_channel
+
+    if n_pulses < 10:
+        raise ValueError(f"n_pulses = {n_pulses}: expected >= 10")
+    out: dict[str, float] = {}
+    for name in cfg.detector.__dataclass_fields__:
+        if name == "lyso_background_hz":
+            continue
+        sub = cfg.subsystem(name)
+        channel = int(cfg.channel_map.channels_of(name)[0])
+        e_mev = target_integral_adc / derived_adc_per_mev(cfg, name)
+        samples = emulate_channel(cfg, channel, np.full(n_pulses, e_mev), seed=seed)
+        params = PulseParams.from_config(cfg, [channel])
+        rec, offsets = find_pulses_batch(samples[:, None, :], params)
+        first = rec["integral_net"][offsets[:-1][np.diff(offsets) > 0]].astype(np.float64)
+        if len(first) < n_pulses // 2:
+            raise RuntimeError(f"calibration of {name}: only {len(first)} of {n_pulses} pulses found")
+        npe = e_mev * sub.scintillator.light_yield_pe_per_mev
+        n_cells = float(sub.sipm.n_cells)
+        saturation = n_cells * -math.expm1(-npe / n_cells) / npe
+        out[name] = float(first.mean() / (e_mev * saturation))
+    return out
