@@ -21,7 +21,7 @@ TRUTH = "truth"
 CHANNEL_MAP = "channel_map"
 SCALERS = "scalers"
 
-SAMPLE_CHUNK_BYTES = 1 << 20   # ~1 MiB chunks: the h5py/HDF5 sweet spot measured in facts.md section 6
+SAMPLE_CHUNK_BYTES = 1024 << 10  # ~1 MiB chunks: the h5py/HDF5 sweet spot measured in facts.md section 6
 EVENT_CHUNK_ROWS = 4096
 PULSE_CHUNK_ROWS = 16384
 TRUTH_CHUNK_ROWS = 4096
