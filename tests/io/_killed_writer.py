@@ -1,7 +1,8 @@
 """Child process of test_io_crash.py: writes deterministic events until it is killed.
 
 Usage: python _killed_writer.py OUTPUT.h5 BATCH FLUSH_EVERY [--no-events]
-Prints "flushed N" after each flush that made N events durable, and "opened" once the file exists.
+Prints "opened" once the file exists, "wrote N" after each batch, and "flushed N" after each flush
+that made N events durable (the writer flushes every FLUSH_EVERY events, never on time).
 """
 
 import sys
@@ -28,6 +29,7 @@ def main() -> None:
         headers, samples, pulses, truth = make_batch(cfg, batch, first_event=first)
         w.write_events(headers, samples, pulses, truth)
         first += batch
+        print("wrote", first, flush=True)
         if first % flush_every == 0:
             print("flushed", first, flush=True)
 

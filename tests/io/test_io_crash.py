@@ -59,9 +59,12 @@ def _kill(proc: subprocess.Popen) -> None:
 def test_sigkilled_writer_recovers_every_flushed_event(cfg, tmp_path):
     out = tmp_path / "run_000003.h5"
     proc = _start(out)
-    line = _wait_for_line(proc, lambda s: s.startswith("flushed") and int(s.split()[1]) >= 600)
+    # kill it between flushes: after 600 flushed events and at least one more batch written
+    line = _wait_for_line(proc, lambda s: s.startswith("wrote") and int(s.split()[1]) > 600
+                          and int(s.split()[1]) % FLUSH_EVERY)
     _kill(proc)   # while it goes on writing further batches
-    flushed = int(line.split()[1])
+    written = int(line.split()[1])
+    flushed = written - written % FLUSH_EVERY
     part = out.with_name(out.name + ".part")
     assert part.exists() and not out.exists()
 

@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
+import time
 import zlib
 from datetime import datetime
+from pathlib import Path
 
 import h5py
 import numpy as np
@@ -146,3 +151,64 @@ def test_file_without_truth_or_pulses(cfg, tmp_path):
     f = RunFile(tmp_path / "r.h5")
     assert f.truth is None and len(f.pulses) == 0 and len(f) == 20
     np.testing.assert_array_equal(f.samples[:], samples)
+
+
+def test_flush_on_time_publishes_events_to_a_live_reader(cfg, tmp_path):
+    # flush_every_events never triggers here: only flush_interval_s can make the events visible
+    w = RunFileWriter(tmp_path / "r.h5", cfg, flush_every_events=10**6, flush_interval_s=0.05)
+    first = 0
+    deadline = time.monotonic() + 30
+    visible = 0
+    while visible == 0:
+        assert time.monotonic() < deadline, "no time-based flush within 30 s"
+        w.write_events(*make_batch(cfg, 1, first_event=first))
+        first += 1
+        with RunFile(w.part_path) as live:
+            visible = len(live)
+    assert 1 <= visible <= first
+    with RunFile(w.part_path) as live:
+        np.testing.assert_array_equal(live.events["event_number"], np.arange(visible))
+    w.close()
+    assert len(RunFile(tmp_path / "r.h5")) == first
+
+
+def test_layout_readable_with_plain_h5py_as_documented(cfg, tmp_path):
+    # the "Reading without pokerdaq" recipe of docs/hdf5-layout.md
+    headers, samples, pulses, truth = make_batch(cfg, 12)
+    with RunFileWriter(tmp_path / "run_000123.h5", cfg) as w:
+        w.write_events(headers, samples, pulses, truth)
+    with h5py.File(tmp_path / "run_000123.h5", "r") as f:
+        assert json.loads(f.attrs["layout_version"]) == {"name": "pokerdaq-run", "version": 1}
+        n = int(f.attrs["n_events"])
+        events = f["events"][:n]
+        offsets = np.concatenate([[0], np.cumsum(events["n_pulses"], dtype=np.int64)])
+        np.testing.assert_array_equal(f["raw/samples"][3], samples[3])
+        got = f["pulses"][offsets[3]:offsets[4]]
+        assert (got["event_number"] == 3).all()
+        np.testing.assert_array_equal(got["integral"], pulses["integral"][offsets[3]:offsets[4]])
+        ecal = f["channel_map"]["subsystem"] == b"ecal"
+        assert ecal.sum() == 81
+        assert int(f.attrs["n_pulses"]) == len(pulses) == f["pulses"].shape[0]
+
+
+def test_reader_refuses_newer_layout_and_foreign_files(cfg, tmp_path):
+    path = tmp_path / "r.h5"
+    with RunFileWriter(path, cfg) as w:
+        w.write_events(*make_batch(cfg, 2))
+    with h5py.File(path, "r+") as f:
+        f.attrs["layout_version"] = json.dumps({"name": "pokerdaq-run", "version": LAYOUT_VERSION + 1})
+    with pytest.raises(ValueError, match=rf"version {LAYOUT_VERSION + 1}, this reader knows .* up to version {LAYOUT_VERSION}"):
+        RunFile(path)
+    with h5py.File(tmp_path / "other.h5", "w") as f:
+        f.attrs["layout_version"] = "not json"
+    with pytest.raises(ValueError, match="layout_version attribute 'not json'"):
+        RunFile(tmp_path / "other.h5")
+
+
+def test_record_dtypes_import_without_h5py():
+    code = ("import sys; from pokerdaq.io import EVENT_DTYPE, EventFlags, LAYOUT_VERSION, SCALER_DTYPE; "
+            "assert 'h5py' not in sys.modules, 'h5py imported'; print(EVENT_DTYPE.itemsize)")
+    env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[2] / "src"))
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "36"

@@ -27,7 +27,7 @@ def layout_version_json(version: int = LAYOUT_VERSION) -> str:
 EVENT_DTYPE = np.dtype(
     [
         ("event_number", np.uint64),    # event counter of the run, strictly increasing within a run
-        ("timestamp", np.uint64),       # trigger time in 250 MHz ticks (4 ns) since the run start
+        ("timestamp", np.uint64),       # trigger time in 250 MHz clock ticks (4 ns) of the digitizers
         ("trigger_word", np.uint32),    # bit mask of the trigger conditions that fired
         ("flags", np.uint32),           # EventFlags
         ("missing_boards", np.uint64),  # bit b set: board b sent no fragment for this event
@@ -64,8 +64,8 @@ N_TRIGGER_BITS = 32
 SCALER_DTYPE = np.dtype(
     [
         ("spill", np.uint32),               # spill number within the run, from 0
-        ("start_timestamp", np.uint64),     # spill start, 250 MHz ticks since the run start
-        ("stop_timestamp", np.uint64),      # spill end, 250 MHz ticks since the run start
+        ("start_timestamp", np.uint64),     # spill start, 250 MHz ticks
+        ("stop_timestamp", np.uint64),      # spill end, 250 MHz ticks
         ("beam_counts", np.uint64),         # beam particles counted (beam-counter coincidence)
         ("triggers_raw", np.uint64),        # trigger decisions, before busy/dead-time vetoes
         ("triggers_accepted", np.uint64),   # triggers accepted (read out)
