@@ -12,6 +12,7 @@ import h5py
 import numpy as np
 
 from . import _layout as L
+from ._superblock import clear_status_flags, status_flags
 from ._writer import utc_now_iso
 
 log = logging.getLogger(__name__)
@@ -22,7 +23,8 @@ _BLOCK = 1024
 def recover(path_part: str | os.PathLike[str], *, overwrite: bool = False) -> Path:
     """Make a run file left as ``NAME.part`` by a writer that died final and readable.
 
-    Keeps the events up to the writer's last flush (the ``n_events`` attribute), drops rows
+    Only for a file whose writer is dead (see docs/hdf5-layout.md, Recovery). Keeps the
+    events up to the writer's last flush (the ``n_events`` attribute), drops rows
     written after it and any event whose samples fail their CRC-32, and writes ``NAME`` with
     ``recovered = 1``, ``closed_cleanly = 0`` and the counts below, then deletes ``NAME.part``.
     The survivors are logged (logger ``pokerdaq.io._recover``, level WARNING) and stored as
@@ -58,7 +60,7 @@ def recover(path_part: str | os.PathLike[str], *, overwrite: bool = False) -> Pa
     temp = final.with_name(final.name + ".recovering")
     mtime = datetime.fromtimestamp(part.stat().st_mtime, timezone.utc).isoformat(timespec="microseconds")
 
-    with L.open_for_reading(part) as src:
+    with _open_dead_writers_file(part) as src:
         attrs = dict(src.attrs.items())
         rows = src[L.EVENTS].shape[0]
         n = min(int(attrs.get("n_events", 0)), rows, src[L.SAMPLES].shape[0], src[L.CRC32].shape[0],
@@ -101,6 +103,23 @@ def recover(path_part: str | os.PathLike[str], *, overwrite: bool = False) -> Pa
     log.warning("recovered %s: %d events survived (%d rows after the last flush dropped, %d failed CRC-32)",
                 final, kept, rows - n, n - kept)
     return final
+
+
+def _open_dead_writers_file(part: Path) -> h5py.File:
+    try:
+        return L.open_for_reading(part)
+    except OSError as err:
+        # not a SWMR writer (or one that died before SWMR started): its "open for write" mark
+        # blocks every open; clear it as h5clear -s would, then read
+        try:
+            flags = status_flags(part)
+        except ValueError:
+            raise err from None
+        if not flags:
+            raise
+        log.warning("%s: clearing the file-open mark (flags %#x) left by its dead writer", part, flags)
+        clear_status_flags(part)
+        return L.open_for_reading(part)
 
 
 def _events_passing_crc(src: h5py.File, n: int) -> np.ndarray:
