@@ -29,7 +29,7 @@ def make_batch(cfg, n: int, first_event: int = 0, seed: int = 1, with_truth: boo
     headers["missing_boards"] = rng.integers(0, 2**12, n, dtype=np.uint64)
     headers["n_pulses"] = rng.integers(0, 4, n, dtype=np.uint32)
     samples = (400 + rng.normal(0, 3, (n, n_ch, window))).astype(np.uint16)
-    samples[:, :, 30] = rng.integers(0, cfg.digitizer.adc_max + 1, (n, n_ch), dtype=np.uint16)
+    samples[:, :, window // 2] = rng.integers(0, cfg.digitizer.adc_max + 1, (n, n_ch), dtype=np.uint16)
     pulses = np.zeros(int(headers["n_pulses"].sum()), PULSE_DTYPE)
     for name in PULSE_DTYPE.names:
         info = np.iinfo(PULSE_DTYPE[name])

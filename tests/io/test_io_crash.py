@@ -169,3 +169,20 @@ def test_lookup3_matches_hdf5_superblock_checksums(cfg, tmp_path):
     assert lookup3(b"", 0) == 0xDEADBEEF
     assert lookup3(b"Four score and seven years ago", 0) == 0x17770551
     assert lookup3(b"Four score and seven years ago", 1) == 0xCD628161
+
+
+def test_recover_command_line(cfg, tmp_path):
+    out = tmp_path / "cli.h5"
+    w = RunFileWriter(out, cfg)
+    w.write_events(*make_batch(cfg, 7))
+    w.flush()
+    w._ds = {}
+    w._h5.close()   # the writer "dies": its file stays NAME.part, never renamed
+    w._h5, w._closed = None, True
+    env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[2] / "src"))
+    res = subprocess.run([sys.executable, "-m", "pokerdaq.cli", "recover", str(w.part_path), str(tmp_path / "nope.h5")],
+                         capture_output=True, text=True, env=env, timeout=120)
+    assert res.returncode == 1   # the second name is not a .part file
+    assert f"{out}: 7 events survived (events 0..6)" in res.stdout
+    assert "nope.h5" in res.stderr and "does not end with '.part'" in res.stderr
+    assert len(RunFile(out)) == 7 and not w.part_path.exists()
