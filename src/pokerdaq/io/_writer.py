@@ -73,7 +73,8 @@ class RunFileWriter:
     ``flush_every_events`` events or ``flush_interval_s`` seconds (checked at each write), and
     renamed to ``NAME`` by :meth:`close`. A writer killed between flushes leaves a ``.part``
     file that :func:`pokerdaq.io.recover` turns into a final file with every event up to the
-    last flush. Layout: docs/hdf5-layout.md.
+    last flush. Layout: docs/hdf5-layout.md. One thread writes; the writer has no thread of its
+    own and handles no signals (a SIGTERM handler of the caller calls :meth:`close`).
 
     Parameters
     ----------
