@@ -13,6 +13,10 @@ import hdf5plugin
 
 PART_SUFFIX = ".part"
 
+# SWMR needs the HDF 1.10 file format (superblock v3, extensible chunk indices); a low bound of
+# v110 (rather than "latest" = v200 with HDF5 2.0) keeps the files readable by HDF5 1.10 to 1.14
+LIBVER = ("v110", "latest")
+
 EVENTS = "events"
 SAMPLES = "raw/samples"
 CRC32 = "raw/crc32"

@@ -75,7 +75,7 @@ def recover(path_part: str | os.PathLike[str], *, overwrite: bool = False) -> Pa
             keep = keep[keep < cut]
         n_scalers = min(int(attrs.get("n_scalers", src[L.SCALERS].shape[0])), src[L.SCALERS].shape[0])
 
-        with h5py.File(temp, "w", libver="latest") as dst:
+        with h5py.File(temp, "w", libver=L.LIBVER) as dst:
             for k, v in attrs.items():
                 dst.attrs[k] = v
             for name in (L.CHANNEL_MAP, L.SCALERS, L.EVENTS, L.SAMPLES, L.CRC32, L.PULSES, L.TRUTH):

@@ -320,7 +320,7 @@ class RunFileWriter:
         if final.exists():
             final.unlink()
         final.parent.mkdir(parents=True, exist_ok=True)
-        h5 = h5py.File(part, "w", libver="latest", rdcc_nbytes=L.CHUNK_CACHE_BYTES, rdcc_nslots=10007)
+        h5 = h5py.File(part, "w", libver=L.LIBVER, rdcc_nbytes=L.CHUNK_CACHE_BYTES, rdcc_nslots=10007)
         try:
             self._create_layout(h5)
             if self._run_has_truth:
@@ -398,7 +398,7 @@ class RunFileWriter:
         self._ds = {}
         self._h5.close()
         part = self.part_path
-        h5 = h5py.File(part, "r+", libver="latest", rdcc_nbytes=L.CHUNK_CACHE_BYTES, rdcc_nslots=10007)
+        h5 = h5py.File(part, "r+", libver=L.LIBVER, rdcc_nbytes=L.CHUNK_CACHE_BYTES, rdcc_nslots=10007)
         self._create_truth(h5)
         h5.flush()
         h5.swmr_mode = True
