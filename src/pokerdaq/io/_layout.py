@@ -5,6 +5,7 @@ Everything here is described in docs/hdf5-layout.md; change both together.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -67,6 +68,22 @@ def rotated_path(first: Path, file_index: int) -> Path:
     if file_index == 0:
         return first
     return first.with_name(f"{first.stem}_{file_index:04d}{first.suffix}")
+
+
+def durable_rename(src: Path, dst: Path) -> None:
+    """fsync ``src``, rename it to ``dst`` (atomic), fsync the folder: the final name appears
+    only for complete data, and survives a power cut once this returns."""
+    fd = os.open(src, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(src, dst)
+    fd = os.open(dst.parent, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def open_for_reading(path: Path) -> h5py.File:

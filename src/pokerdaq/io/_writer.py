@@ -415,7 +415,7 @@ class RunFileWriter:
         self._h5.close()
         self._h5 = None
         final = self.path
-        os.replace(L.part_path(final), final)
+        L.durable_rename(L.part_path(final), final)
         self.closed_files.append(final)
         log.info("closed %s: %d events", final, self._n)
 
