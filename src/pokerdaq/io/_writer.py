@@ -335,10 +335,8 @@ class RunFileWriter:
         self._h5 = h5
         self._ds = {name: h5[name] for name in (L.EVENTS, L.SAMPLES, L.CRC32, L.PULSES, L.SCALERS, L.TRUTH) if name in h5}
         self._has_truth_dataset = bool(self._run_has_truth)
-        self._n = 0              # events accepted into this file
+        self._n = 0              # events (rows) written to this file
         self._n_pulses = 0
-        self._written = 0        # rows written to the datasets
-        self._written_pulses = 0
         self._bytes = 0
         self._since_flush = 0
         self._last_flush = time.monotonic()
@@ -443,6 +441,7 @@ class RunFileWriter:
     def _append(self, b: _Batch, i: int, j: int, nbytes: int) -> None:
         """Write events i:j of a batch into the current file."""
         seg = b.slice(i, j)
+        self._write_rows(seg)
         if self._first_event_number is None:
             self._first_event_number = int(seg.headers["event_number"][0])
         self._last_event_number = int(seg.headers["event_number"][-1])
@@ -450,15 +449,14 @@ class RunFileWriter:
         self._n_pulses += len(seg.pulses)
         self._bytes += nbytes
         self._since_flush += len(seg)
-        self._write_rows(seg)
 
     def _write_rows(self, b: _Batch) -> None:
         # Dataset handles stay open for the file's lifetime: closing a dataset flushes its chunk
         # cache, so reopening per batch compressed every partly filled chunk again (measured 2x
         # slower). The 32 MiB chunk cache keeps partly filled chunks until they are complete.
         h5 = self._ds
-        n0, k = self._written, len(b)
-        q0, q = self._written_pulses, len(b.pulses)
+        n0, k = self._n, len(b)
+        q0, q = self._n_pulses, len(b.pulses)
         # data first, headers last: a row of /events marks an event whose data is written
         ds = h5[L.SAMPLES]
         ds.resize((n0 + k, *ds.shape[1:]))
@@ -477,8 +475,6 @@ class RunFileWriter:
         ds = h5[L.EVENTS]
         ds.resize((n0 + k,))
         ds[n0:] = b.headers
-        self._written += k
-        self._written_pulses += q
 
     def _check_open(self) -> None:
         if self._closed:
