@@ -70,6 +70,15 @@ def rotated_path(first: Path, file_index: int) -> Path:
     return first.with_name(f"{first.stem}_{file_index:04d}{first.suffix}")
 
 
+def run_paths(first: str | os.PathLike[str]) -> list[Path]:
+    """The finished files of a run, in ``file_index`` order: ``NAME``, ``NAME_0001`` ... while they exist."""
+    first = Path(first)
+    paths = []
+    while (p := rotated_path(first, len(paths))).exists():
+        paths.append(p)
+    return paths
+
+
 def durable_rename(src: Path, dst: Path) -> None:
     """fsync ``src``, rename it to ``dst`` (atomic), fsync the folder: the final name appears
     only for complete data, and survives a power cut once this returns."""
