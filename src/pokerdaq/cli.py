@@ -20,6 +20,7 @@ _HANDLERS = {
     "simulate": "pokerdaq.sim._command",
     "demo": "pokerdaq._demo",
     "trigger": "pokerdaq.trigger._command",
+    "recover": "pokerdaq.io._command",
 }
 
 
@@ -55,6 +56,12 @@ def build_parser() -> argparse.ArgumentParser:
     src.add_argument("--events", type=int, metavar="N", help="beam particles to stream (default 1000)")
     src.add_argument("--input", metavar="FILE.h5", help="re-trigger the windows of a pokerdaq simulate file")
     p.add_argument("--json", metavar="FILE", help="also write the results as JSON")
+
+    p = sub.add_parser("recover", help="make run files left as NAME.part by a dead writer final and readable",
+                       description="Keep every event up to the dead writer's last flush whose CRC-32 "
+                       "checks, write NAME with recovered=1 and delete NAME.part (docs/hdf5-layout.md).")
+    p.add_argument("files", nargs="+", metavar="FILE.part", help=".part files left by writers that died")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing final file")
 
     p = sub.add_parser("demo", help="run the main job on the embedded default configuration")
     _add_common(p)
