@@ -8,7 +8,7 @@ import numpy as np
 from ._dtypes import CHANNEL_ENERGY_BITS, N_TYPES, SUM_BITS
 from ._registers import (
     P_BEAM_K, P_BEAM_THR, P_BEAM_W, P_CALIB_MIN, P_CALO_HI, P_CALO_LO, P_DEAD, P_ECAL_CUT,
-    P_FRAC, P_HCAL_HI, P_HCAL_LO, P_HCAL_THR, P_LAT, P_MIP_HI, P_MIP_LO, P_N_BOARDS,
+    P_FRAC, P_GUARD, P_HCAL_HI, P_HCAL_LO, P_HCAL_THR, P_LAT, P_MIP_HI, P_MIP_LO, P_N_BOARDS,
     P_PRESCALE, P_PRS_MIN, P_SPAN_HI, P_SPAN_LO, P_SRD_EMAX, P_SRD_EMIN, P_SRD_HI, P_SRD_K,
     P_SRD_LO, P_VETO_HI, P_VETO_LO, P_VETO_THR, RND_PERIODIC, RND_POISSON,
 )
@@ -18,7 +18,7 @@ S_MAX = (1 << SUM_BITS) - 1
 U32 = 0xFFFFFFFF
 
 # condition bits (ConditionBits)
-C_BEAM, C_SRD, C_VETO, C_ECAL_LOW, C_PRS, C_CALIB, C_MIP, C_HCAL, C_RANDOM = (1 << k for k in range(9))
+C_BEAM, C_SRD, C_VETO, C_ECAL_LOW, C_PRS, C_CALIB, C_MIP, C_HCAL, C_RANDOM, C_PILEUP = (1 << k for k in range(10))
 # type bits (TriggerBits)
 T_PHYSICS, T_BEAM, T_RANDOM, T_CALIB, T_MUON = (1 << k for k in range(5))
 
@@ -28,7 +28,7 @@ T_PHYSICS, T_BEAM, T_RANDOM, T_CALIB, T_MUON = (1 << k for k in range(5))
 N_OUT = 14
 
 # state vector of the streaming model
-S_DEAD_UNTIL, S_EVENT, S_RND, S_PERIOD_COUNT, S_PRESCALE = 0, 1, 2, 3, 4
+S_DEAD_UNTIL, S_EVENT, S_RND, S_PERIOD_COUNT, S_LAST_BEAM, S_PRESCALE = 0, 1, 2, 3, 4, 5
 N_STATE = S_PRESCALE + N_TYPES
 
 # counter rows
@@ -155,7 +155,7 @@ def _raw_types(cond):
     t = 0
     if cond & C_BEAM:
         t |= T_BEAM
-        if (cond & C_SRD) and (cond & C_ECAL_LOW) and (cond & C_PRS) and not (cond & C_VETO):
+        if (cond & C_SRD) and (cond & C_ECAL_LOW) and (cond & C_PRS) and not (cond & (C_VETO | C_PILEUP)):
             t |= T_PHYSICS
         if cond & C_CALIB:
             t |= T_CALIB
@@ -278,6 +278,10 @@ def _process_candidates(beam_t, rnd_ticks, times, chans, energies, ch_role, ch_b
         cond = res[O_COND]
         if not take_beam:
             cond |= C_RANDOM
+        else:
+            if t_ref - state[S_LAST_BEAM] < p[P_GUARD]:
+                cond |= C_PILEUP
+            state[S_LAST_BEAM] = t_ref
         raw = _raw_types(cond)
         pmask = 0
         for k in range(N_TYPES):
