@@ -87,6 +87,22 @@ def test_srd_tag_efficiency_and_false_tags():
 
 
 @pytest.mark.slow
+def test_muon_and_calibration_triggers():
+    """Muon trigger (MIP in PKR-CAL + HCAL or VETO) and calibration trigger (ECAL only) at 100 GeV."""
+    cfg, truth, out = _chain(100.0, SRD_MIX)
+    word = out["trigger_word"]
+    sp = truth["species"]
+    rows = {}
+    for name, bit in (("muon", TriggerBits.MUON), ("calibration", TriggerBits.CALIBRATION)):
+        for label, sel in (("e+", sp == Species.POSITRON), ("hadrons", sp == Species.HADRON),
+                           ("muons", sp == Species.MUON)):
+            rows[(name, label)] = _frac((word[sel] & bit) != 0)
+            print(f"\n{name} trigger on {label}: {rows[(name, label)]:.4f} (n={sel.sum()})", end="")
+    assert rows[("muon", "muons")] > 0.9 and rows[("muon", "e+")] < 0.01
+    assert rows[("calibration", "e+")] > 0.95 and rows[("calibration", "muons")] == 0.0
+
+
+@pytest.mark.slow
 def test_physics_trigger_signal_efficiency_and_beam_rejection():
     """Dark-matter events (E_ECAL < 50 GeV) at 100 GeV: > 95 % triggered; ordinary e+ rejected."""
     cfg, truth, out = _chain(100.0, (0.3, 0.0, 0.0))
@@ -175,6 +191,7 @@ def test_stream_chain_triggers_every_beam_particle():
     out, truth, counters = run([50_000] * 4)
     again, _, _ = run([7_919] * 25 + [2_025])
     assert np.array_equal(out, again)
+    assert counters.late_records == 0
     beam = out[(out["trigger_word"] & TriggerBits.BEAM) != 0]
     # one beam trigger per particle, at the particle's time (T_REF within 4 samples after it)
     assert len(beam) == len(truth) > 50
