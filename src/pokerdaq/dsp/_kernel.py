@@ -116,14 +116,13 @@ def _write_pulse(x, c, lo_limit, end, thr_abs, ped, ped_sum, nped_log2, nsb, nsa
 
 @numba.njit(nogil=True, cache=True)
 def _scan_row(x, lo_limit, start, end, final, thr_abs, ped, ped_sum, nped_log2, nsb, nsa,
-              nsat, max_pulses, quality, write, out, pos, channel, base, index0, crossings):
+              nsat, max_pulses, quality, write, out, pos, channel, base, index0):
     """Find the pulses of one row, candidates tested at ``start .. end-1`` (1.4, 1.9).
 
     ``final``: the row ends at ``end`` (window mode, or the end of a stream); otherwise a
     candidate or pulse that needs samples beyond ``end`` stops the scan and is retried
     with the next chunk. ``write``: measure the pulses into ``out[pos:]``; otherwise only
-    count them and note their crossings in ``crossings`` (as many as it holds).
-    Returns (pulses, local position where the search resumes, a pulse beyond MAX_PULSES).
+    count them. Returns (pulses, local position where the search resumes, a pulse beyond MAX_PULSES).
     """
     count = 0
     n = start
@@ -162,8 +161,6 @@ def _scan_row(x, lo_limit, start, end, final, thr_abs, ped, ped_sum, nped_log2, 
         if write:
             _write_pulse(x, c, lo_limit, end, thr_abs, ped, ped_sum, nped_log2, nsb, nsa,
                          quality, out, pos + count, channel, base, index0 + count)
-        elif count < crossings.shape[0]:
-            crossings[count] = c
         count += 1
         n = c + nsa
     return count, n, False
@@ -171,7 +168,7 @@ def _scan_row(x, lo_limit, start, end, final, thr_abs, ped, ped_sum, nped_log2, 
 
 @numba.njit(nogil=True, cache=True)
 def _window_pedestal(x, r, ch, nped_log2, maxped, ped_mode, ped_cfg):
-    """1.3: (PED_SUM, SEARCH_START + 1, PEDESTAL_BAD bit, largest pedestal sample)."""
+    """1.3: (PED_SUM, first candidate position SEARCH_START + 1, PEDESTAL_BAD bit or 0)."""
     log2 = np.int64(nped_log2[ch])
     if ped_mode[ch] == 0:
         nped = np.int64(1) << log2
@@ -201,7 +198,6 @@ def _window_pass(x, n_ch, block, thr, nsb, nsa, nsat, nped_log2, maxped, max_pul
     """
     n_rows, n_samples = x.shape
     n_blocks = (n_rows + block - 1) // block
-    no_crossings = np.zeros(0, dtype=np.int32)
     for b in numba.prange(n_blocks):
         first = b * block
         ch = first % n_ch
@@ -227,7 +223,7 @@ def _window_pass(x, n_ch, block, thr, nsb, nsa, nsat, nped_log2, maxped, max_pul
                                             ped_sum, log2, np.int64(nsb[ch]), np.int64(nsa[ch]),
                                             np.int64(nsat[ch]), np.int64(max_pulses[ch]),
                                             quality, write, out, offsets[r], channel_ids[ch],
-                                            np.int64(0), np.int64(0), no_crossings)
+                                            np.int64(0), np.int64(0))
                 if not write:
                     counts[r] = found
             ch += 1
@@ -244,7 +240,6 @@ def _stream_pass(x, base, lo_limit, end, final, thr, nsb, nsa, nsat, nped_log2, 
     new chunk); ``next_n[ch]`` is the absolute position of the next candidate test.
     """
     n_ch = x.shape[0]
-    no_crossings = np.zeros(0, dtype=np.int32)
     for ch in numba.prange(n_ch):
         if write and counts[ch] == 0:
             continue
@@ -255,7 +250,7 @@ def _stream_pass(x, base, lo_limit, end, final, thr, nsb, nsa, nsat, nped_log2, 
                                    ped + thr[ch], ped, ped_sum, log2, np.int64(nsb[ch]),
                                    np.int64(nsa[ch]), np.int64(nsat[ch]), np.int64(0), 0,
                                    write, out, offsets[ch], channel_ids[ch], base,
-                                   n_pulses[ch], no_crossings)
+                                   n_pulses[ch])
         if not write:
             counts[ch] = found
             resume[ch] = base + stop
