@@ -57,6 +57,20 @@ def test_trigger_command_re_triggers_a_run_file(tmp_path, capsys):
     assert report["rates"]["beam"]["raw_fraction"] > 0.98
 
 
+@pytest.mark.slow
+def test_trigger_command_reads_a_simulate_file(tmp_path, capsys):
+    path = tmp_path / "simulated.h5"
+    assert main(["simulate", "--events", "400", "--seed", "4", "--output", str(path)]) == 0
+    out = tmp_path / "t.json"
+    assert main(["trigger", "--input", str(path), "--json", str(out)]) == 0
+    report = json.loads(out.read_text())
+    assert report["particles"] == 400
+    eff = report["efficiencies"]
+    assert eff["beam coincidence (all particles)"]["efficiency"] > 0.98
+    assert eff["SRD tag (e+/e-)"]["efficiency"] > 0.94  # ~390 e+; 0.99 with 1500 in test_physics
+    assert eff["calibration (ordinary e+/e-)"]["efficiency"] > 0.95
+
+
 def test_trigger_command_rejects_bad_arguments(tmp_path, capsys):
     with pytest.raises(SystemExit):
         main(["trigger", "--events", "5", "--input", "x.h5"])

@@ -79,26 +79,61 @@ def _stream_report(cfg: Config, n_events: int, seed: int) -> dict:
     }
 
 
-def _file_report(cfg: Config | None, path: str, seed: int | None) -> dict:
+def _iter_input(path: str, batch: int = 1024):
+    """(config, iterator of (samples, truth or None)) of a run file.
+
+    Reads the documented run-file layout (``pokerdaq.io.RunFile``) and the plain layout that
+    ``pokerdaq simulate`` writes (attribute ``layout_version`` naming ``pokerdaq-sim``:
+    ``/samples``, ``/truth``).
+    """
+    import h5py
+
+    from ..config import loads_config
+
+    with h5py.File(path, "r") as f:
+        layout = str(f.attrs.get("layout_version", ""))
+        plain = "pokerdaq-sim" in layout
+        if plain:
+            cfg = loads_config(str(f.attrs["config_toml"]), f"{path}:config_toml")
+    if plain:
+        def batches():
+            with h5py.File(path, "r") as f:
+                n = f["samples"].shape[0]
+                for start in range(0, n, batch):
+                    truth = f["truth"][start:start + batch] if "truth" in f else None
+                    yield np.asarray(f["samples"][start:start + batch]), truth
+        return cfg, batches()
+
     from .. import io as pio
+
+    run_file = pio.RunFile(path)
+
+    def batches():
+        with run_file:
+            for start in range(0, len(run_file), batch):
+                b = run_file.read(start, start + batch)
+                yield np.asarray(b.samples), None if b.truth is None else np.asarray(b.truth)
+    return run_file.config, batches()
+
+
+def _file_report(cfg: Config | None, path: str, seed: int | None) -> dict:
     from ..dsp import PulseParams, find_pulses_batch
     from ._model import trigger_windows
 
-    with pio.RunFile(path) as run_file:
-        cfg = run_file.config if cfg is None else cfg
-        params = PulseParams.from_config(cfg)
-        regs = TriggerRegisters.from_config(cfg, seed)
-        outs, truths = [], []
-        n = len(run_file)
-        for start in range(0, n, 1024):
-            batch = run_file.read(start, start + 1024)
-            rec, offsets = find_pulses_batch(np.asarray(batch.samples), params)
-            window = np.repeat(np.arange(len(batch)), np.diff(offsets))
-            outs.append(trigger_windows(rec, window, len(batch), regs,
-                                        default_ref=cfg.digitizer.pretrigger_samples * 64))
-            if batch.truth is not None:
-                truths.append(np.asarray(batch.truth))
+    file_cfg, batches = _iter_input(path)
+    cfg = file_cfg if cfg is None else cfg
+    params = PulseParams.from_config(cfg)
+    regs = TriggerRegisters.from_config(cfg, seed)
+    outs, truths = [], []
+    for samples, truth in batches:
+        rec, offsets = find_pulses_batch(samples, params)
+        window = np.repeat(np.arange(len(samples)), np.diff(offsets))
+        outs.append(trigger_windows(rec, window, len(samples), regs,
+                                    default_ref=cfg.digitizer.pretrigger_samples * 64))
+        if truth is not None:
+            truths.append(truth)
     out = np.concatenate(outs) if outs else np.zeros(0)
+    n = len(out)
     rates = {}
     for k, name in enumerate(TriggerBits.NAMES):
         frac = float(np.mean((out["trigger_word"] >> k) & 1)) if len(out) else 0.0
