@@ -208,6 +208,18 @@ def _xorshift32(x):
 
 
 @numba.njit(cache=True)
+def _xorshift_until(x, thr, n_max):
+    """Step the generator up to n_max times; returns (steps taken, state) at the first x < thr."""
+    for k in range(n_max):
+        x ^= (x << 13) & U32
+        x ^= x >> 17
+        x ^= (x << 5) & U32
+        if x < thr:
+            return k + 1, x
+    return n_max + 1, x
+
+
+@numba.njit(cache=True)
 def _random_ticks(tick0, tick1, mode, param, state):
     """Ticks in [tick0, tick1) at which the random generator fires; advances state."""
     cap = 16
@@ -215,16 +227,20 @@ def _random_ticks(tick0, tick1, mode, param, state):
     n = 0
     if mode == RND_POISSON:
         x = state[S_RND]
-        for t in range(tick0, tick1):
-            x = _xorshift32(x)
-            if x < param:
-                if n == cap:
-                    cap *= 2
-                    grown = np.empty(cap, np.int64)
-                    grown[:n] = out[:n]
-                    out = grown
-                out[n] = t
-                n += 1
+        t = tick0
+        while t < tick1:
+            steps, x = _xorshift_until(x, param, tick1 - t)
+            if steps > tick1 - t:  # no fire before tick1: all remaining ticks stepped
+                break
+            t += steps - 1  # the tick of this fire
+            if n == cap:
+                cap *= 2
+                grown = np.empty(cap, np.int64)
+                grown[:n] = out[:n]
+                out = grown
+            out[n] = t
+            n += 1
+            t += 1
         state[S_RND] = x
     elif mode == RND_PERIODIC:
         count = state[S_PERIOD_COUNT]  # ticks since the last fire, before tick0
