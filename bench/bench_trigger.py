@@ -10,6 +10,8 @@ Measured in the same run, best of ``ROUNDS``:
 - ``pulse finder``: PulseStream.process on the stored samples (the baseline of the chain);
 - ``trigger``: TriggerModel.process on the stored pulses;
 - ``chain``: emulator -> pulse finder -> trigger, with numba on one and on two threads;
+- ``chain 2 processes``: emulator + pulse finder for half of the boards in each of two
+  processes (``pokerdaq.trigger._chain.stream_pulses``), trigger in the parent;
 - ``trigger windows``: window-mode trigger_windows on one-particle windows.
 
 ``benchmark.extra_info`` holds particles/s, the real-time factor (beam time / wall time at the
@@ -30,7 +32,7 @@ from pokerdaq.config import load_config
 from pokerdaq.dsp import PulseParams, PulseStream, find_pulses_batch
 from pokerdaq.sim import SampleStream, emulate_windows
 from pokerdaq.trigger import TriggerModel, trigger_windows
-from pokerdaq.trigger._chain import stream_config
+from pokerdaq.trigger._chain import stream_config, stream_pulses
 
 SPAN = 1 << 20          # samples per channel: 4.19 ms at 250 MHz
 CHUNK = 1 << 16
@@ -150,6 +152,55 @@ def test_chain(benchmark, setup, threads):
           + (f"; chain / pulse finder alone {info['chain_over_pulse_finder_time']:.3g}x"
              if "chain_over_pulse_finder_time" in info else "")
           + (f"; two threads / one {info['speedup_two_threads']:.3g}x" if "speedup_two_threads" in info else ""))
+
+
+@pytest.fixture(scope="module")
+def pool(setup):
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    with ProcessPoolExecutor(2, mp_context=multiprocessing.get_context("spawn"), initializer=_one_thread) as ex:
+        halves = _halves(setup["cfg"])
+        list(ex.map(stream_pulses, [setup["cfg"]] * 2, halves, [SEED] * 2, [CHUNK] * 2))  # import, compile
+        yield ex
+
+
+def _one_thread():
+    numba.set_num_threads(1)  # one core per process
+
+
+def _halves(cfg):
+    """The boards split in two halves of about equal channel count: one per process."""
+    table = cfg.channel_map.table
+    boards = np.unique(table["board"])
+    cum = np.cumsum([np.sum(table["board"] == b) for b in boards])
+    first = boards[cum <= cum[-1] / 2]
+    in_first = np.isin(table["board"], first)
+    return [np.flatnonzero(in_first), np.flatnonzero(~in_first)]
+
+
+def test_chain_two_processes(benchmark, setup, pool):
+    """Emulator + pulse finder on two processes (half of the boards each), trigger in the parent."""
+    numba.set_num_threads(1)
+    cfg = setup["cfg"]
+    halves = _halves(cfg)
+
+    def run():
+        parts = list(pool.map(stream_pulses, [cfg] * 2, halves, [SEED] * 2, [SPAN] * 2, [CHUNK] * 2))
+        pulses = np.concatenate([p for p, _ in parts])
+        model = TriggerModel(cfg, seed=SEED)
+        model.process(pulses, SPAN)
+        return model
+
+    best = _bench(benchmark, "chain 2 processes", run, None, setup["n"], cfg)
+    info = benchmark.extra_info
+    if "chain 1" in _RESULTS:
+        info["speedup_two_processes"] = _RESULTS["chain 1"] / best
+    if "pulse finder" in _RESULTS:
+        info["chain_over_pulse_finder_time"] = best / _RESULTS["pulse finder"]
+    print(f"\nchain on 2 processes: {info['particles_per_s']:.4g} particles/s, real-time factor "
+          f"{info['real_time_factor']:.4g}" + (f"; two processes / one thread {info['speedup_two_processes']:.3g}x"
+                                                 if "speedup_two_processes" in info else ""))
 
 
 def test_trigger_windows(benchmark, setup):

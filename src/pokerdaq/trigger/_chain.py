@@ -116,3 +116,36 @@ def match_to_particles(raw: np.ndarray, truth: np.ndarray, max_delay_ticks: int 
     match = np.full(len(truth), -1, np.int64)
     match[owner[ok][::-1]] = beam[ok][::-1]  # the first candidate of a particle wins
     return match
+
+
+def stream_pulses(cfg: Config, channels: np.ndarray, seed: int, n_samples: int, chunk: int = 65536
+                  ) -> tuple[np.ndarray, int]:
+    """Emulate and pulse-find ``n_samples`` of a channel subset (e.g. some boards) in stream mode.
+
+    One worker of a multi-process front end: the subset's samples equal the corresponding rows
+    of the all-channel stream (pokerdaq.sim.SampleStream), so the pulses of several workers
+    together equal those of one all-channel stream.
+
+    Returns
+    -------
+    pulses : numpy.ndarray of PULSE_DTYPE
+        All pulses of the subset, in the order the stream emitted them, ``finish()`` included.
+    n_particles : int
+        Beam particles that arrived in the span.
+    """
+    from ..dsp import PulseParams, PulseStream
+    from ..sim import SampleStream
+
+    cfg = stream_config(cfg)
+    channels = np.asarray(channels, dtype=np.int64)
+    stream = SampleStream(cfg, seed=seed, channels=channels)
+    finder = PulseStream(PulseParams.from_config(cfg, channels), channel_ids=channels)
+    out, n_particles, done = [], 0, 0
+    while done < n_samples:
+        n = min(chunk, n_samples - done)
+        samples, truth = stream.read(n)
+        out.append(finder.process(samples))
+        n_particles += len(truth)
+        done += n
+    out.append(finder.finish())
+    return np.concatenate(out), n_particles
