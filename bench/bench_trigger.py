@@ -159,14 +159,11 @@ def pool(setup):
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
 
-    with ProcessPoolExecutor(2, mp_context=multiprocessing.get_context("spawn"), initializer=_one_thread) as ex:
+    with ProcessPoolExecutor(2, mp_context=multiprocessing.get_context("spawn"), initializer=numba.set_num_threads,
+                             initargs=(1,)) as ex:  # one core per process
         halves = _halves(setup["cfg"])
         list(ex.map(stream_pulses, [setup["cfg"]] * 2, halves, [SEED] * 2, [CHUNK] * 2))  # import, compile
         yield ex
-
-
-def _one_thread():
-    numba.set_num_threads(1)  # one core per process
 
 
 def _halves(cfg):
