@@ -26,8 +26,16 @@ SPAN_DECAYS = 8.0
 """A pulse is followed for SPAN_DECAYS times the sum of its time constants (tail < 1e-3)."""
 
 # columns of Tables.chan_f
-C_LY, C_NCELLS, C_GAIN, C_GAIN_SPREAD, C_XT, C_AP, C_AP_TAU, C_DARK_MU, C_PED, C_NOISE, C_CNOISE = range(11)
-N_CF = 11
+(C_LY, C_NCELLS, C_GAIN, C_GAIN_SPREAD, C_XT, C_AP, C_AP_TAU, C_DARK_MU, C_PED, C_NOISE, C_CNOISE,
+ C_PER_PE_MAX) = range(12)
+N_CF = 12
+
+PER_PE_MAX = {"beam_counters": 200.0, "srd": 400.0, "preshower": 8.0, "ecal": 8.0, "veto": 200.0, "hcal": 8.0}
+"""Below this mean photoelectron count a deposit is rendered photoelectron by photoelectron
+(emission time, crosstalk, afterpulse and gain of each cell); above it with the averaged
+template and a fluctuated amplitude. Counters, VETO MIPs and the SRD (Lu-176 decays give up to
+~360 pe) keep their photon-level time structure; in the calorimeters, where thousands of
+channels x events carry a few pe of shower halo, the template is used from 8 pe on (speed)."""
 # columns of Tables.chan_i
 I_SUB, I_BOARD = range(2)
 # template kinds
@@ -135,7 +143,7 @@ def build_tables(cfg: Config) -> Tables:
         chan_f[c] = (sub.scintillator.light_yield_pe_per_mev, p.n_cells, p.gain_adc_per_pe, p.gain_spread,
                      p.crosstalk_prob, p.afterpulse_prob, p.afterpulse_tau_ns,
                      p.dark_rate_hz * DARK_BLOCK_SAMPLES * sample_ns * 1e-9,
-                     e.pedestal_adc, e.noise_adc, e.correlated_noise_adc)
+                     e.pedestal_adc, e.noise_adc, e.correlated_noise_adc, PER_PE_MAX[name])
         chan_i[c] = (SUBSYSTEMS.index(name), cmap.table["board"][c])
     return Tables(chan_f, chan_i, templates, span_fine, spans,
                   scint_tau, scint_cum, scint_rise, float(spans.max()), area)

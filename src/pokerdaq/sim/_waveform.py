@@ -14,15 +14,11 @@ import math
 import numba
 import numpy as np
 
-from ._rng import exponential, key_state, mix64, normal, poisson, uniform
+from ._rng import exponential, key_state, mix64, normal, normal_pair, poisson, uniform
 from ._templates import (
-    C_AP, C_AP_TAU, C_CNOISE, C_DARK_MU, C_GAIN, C_GAIN_SPREAD, C_LY, C_NCELLS, C_NOISE, C_PED, C_XT,
+    C_AP, C_AP_TAU, C_CNOISE, C_DARK_MU, C_GAIN, C_GAIN_SPREAD, C_LY, C_NCELLS, C_NOISE, C_PED, C_PER_PE_MAX, C_XT,
     DARK_BLOCK_SAMPLES, FINE_PER_SAMPLE, I_SUB, T_AP, T_CELL, T_MAIN,
 )
-
-PE_TEMPLATE_MIN = 50.0
-"""Mean photoelectron count from which a deposit is rendered with the averaged template
-(fluctuated amplitude) instead of photoelectron by photoelectron."""
 
 NOISE_BLOCK_BITS = 12
 _DARK_SALT = np.uint64(0xD1B54A32D192ED03)
@@ -86,19 +82,17 @@ def _render_hit(row, s0, n, t, e_mev, key, cf, sub, seed_key, templates, span_fi
     ex = math.exp(-x)
     mean = -nc * math.expm1(-x)
     var = max(nc * ex * (1.0 - (1.0 + x) * ex), 0.0)
-    state, z = normal(state)
+    state, z, z_xt = normal_pair(state)
     nf = int(math.floor(mean + math.sqrt(var) * z + 0.5))
     nf = min(max(nf, 0), npe)
     span_f = span_fine[sub]
     t_end = t + span_ns[sub]
-    if mu >= PE_TEMPLATE_MIN:
+    if mu >= cf[C_PER_PE_MAX]:
         xt, ap, gain, gs = cf[C_XT], cf[C_AP], cf[C_GAIN], cf[C_GAIN_SPREAD]
-        state, z = normal(state)
-        nxt = max(math.floor(nf * xt / (1.0 - xt) + math.sqrt(nf * xt) / (1.0 - xt) * z + 0.5), 0.0)
+        nxt = max(math.floor(nf * xt / (1.0 - xt) + math.sqrt(nf * xt) / (1.0 - xt) * z_xt + 0.5), 0.0)
         ntot = nf + nxt
-        state, z = normal(state)
+        state, z, z1 = normal_pair(state)
         nap = max(math.floor(ntot * ap + math.sqrt(ntot * ap * (1.0 - ap)) * z + 0.5), 0.0)
-        state, z1 = normal(state)
         state, z2 = normal(state)
         amp = gain * (ntot + math.sqrt(ntot) * gs * z1)
         _add_pulse(row, s0, n, t, t_end, amp, templates[sub, T_MAIN], span_f, sample_ns)
