@@ -16,7 +16,7 @@ import numpy as np
 
 from ._rng import exponential, key_state, mix64, normal, normal_pair, poisson, uniform
 from ._templates import (
-    C_AP, C_AP_TAU, C_CNOISE, C_DARK_MU, C_GAIN, C_GAIN_SPREAD, C_LY, C_NCELLS, C_NOISE, C_PED, C_PER_PE_MAX, C_XT,
+    C_AP, C_AP_TAU, C_CNOISE, C_DARK_BASELINE, C_DARK_MU, C_GAIN, C_GAIN_SPREAD, C_LY, C_NCELLS, C_NOISE, C_PED, C_PER_PE_MAX, C_XT,
     DARK_BLOCK_SAMPLES, FINE_PER_SAMPLE, I_SUB, T_AP, T_CELL, T_MAIN,
 )
 
@@ -144,7 +144,7 @@ def _finish_channel(row, out, c, s0, n, cf, ci, seed_key, templates, span_fine, 
     # the banks are padded with their first block_len values: no wrap-around inside a block
     bank_len = len(white) - (1 << NOISE_BLOCK_BITS)
     block_len = 1 << NOISE_BLOCK_BITS
-    sw, sc, ped = cf[C_NOISE], cf[C_CNOISE], cf[C_PED]
+    sw, sc, ped = cf[C_NOISE], cf[C_CNOISE], cf[C_PED] + cf[C_DARK_BASELINE]
     top = adc_max
     i = 0
     while i < n:
