@@ -10,7 +10,7 @@ import numpy as np
 
 from ..config import Config, ConfigError, load_config
 from ._emulator import iter_windows
-from ._truth import TRUTH_DTYPE, Species
+from ._truth import Species
 
 BATCH_EVENTS = 2048
 TRIGGER_BEAM = 1
@@ -36,8 +36,11 @@ def simulate(cfg: Config, n_events: int, seed: int, out: Path) -> int:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
     from rich.table import Table
 
-    console = Console(stderr=False)
-    writer = _open_writer(out, cfg)
+    from ..io import EVENT_DTYPE, RunFileWriter
+
+    console = Console()
+    # a simulated run is reproducible from (config, seed): an older file of the same name is replaced
+    writer = RunFileWriter(out, cfg, producer="simulate", overwrite=True)
     species = np.zeros(len(Species), np.int64)
     n_signal = 0
     e_cal_sum = 0.0
@@ -49,7 +52,7 @@ def simulate(cfg: Config, n_events: int, seed: int, out: Path) -> int:
             task = progress.add_task("events", total=n_events, rate="")
             done = 0
             for samples, truth in iter_windows(cfg, n_events, seed, batch_events=BATCH_EVENTS):
-                writer.write(_headers(cfg, truth, writer.event_dtype), samples, truth)
+                writer.write_events(_headers(truth, EVENT_DTYPE), samples, pulses=None, truth=truth)
                 done += len(truth)
                 species += np.bincount(truth["species"], minlength=len(Species))
                 n_signal += int(truth["is_signal"].sum())
@@ -58,10 +61,9 @@ def simulate(cfg: Config, n_events: int, seed: int, out: Path) -> int:
                 n_em += int(em.sum())
                 rate = done / max(time.perf_counter() - t_start, 1e-9)
                 progress.update(task, completed=done, rate=f"{rate:,.0f} ev/s")
-    except BaseException:
-        writer.abort()
-        raise
-    writer.close()
+    finally:
+        # also on an error or Ctrl-C: what was written stays a valid (shorter) run file
+        writer.close()
     elapsed = time.perf_counter() - t_start
     table = Table(title=f"pokerdaq simulate -> {out}")
     table.add_column("quantity")
@@ -72,56 +74,16 @@ def simulate(cfg: Config, n_events: int, seed: int, out: Path) -> int:
     table.add_row("  of which A' signal", f"{n_signal:,}")
     table.add_row("mean ECAL+PRS energy, e+/e- (GeV)", f"{e_cal_sum / max(n_em, 1):.2f}")
     table.add_row("beam energy (GeV) / seed", f"{cfg.beam.energy_gev:g} / {seed}")
-    table.add_row("file size (MB)", f"{out.stat().st_size / 1e6:.1f}")
+    size = sum(p.stat().st_size for p in writer.closed_files)
+    table.add_row("file size (MB)", f"{size / 1e6:.1f}")
     table.add_row("rate (events/s)", f"{n_events / elapsed:,.0f}")
     console.print(table)
     return 0
 
 
-def _headers(cfg: Config, truth: np.ndarray, dtype: np.dtype) -> np.ndarray:
+def _headers(truth: np.ndarray, dtype: np.dtype) -> np.ndarray:
     h = np.zeros(len(truth), dtype)
     h["event_number"] = truth["event"]
     h["timestamp"] = truth["t_sample"]  # 250 MHz ticks of the triggering particle
     h["trigger_word"] = TRIGGER_BEAM
     return h
-
-
-def _open_writer(out: Path, cfg: Config):
-    return _H5Writer(out, cfg)
-
-
-class _H5Writer:
-    """Plain-h5py output (/events, /samples, /truth, /channel_map), written under .part."""
-
-    event_dtype = np.dtype([("event_number", np.uint64), ("timestamp", np.uint64), ("trigger_word", np.uint32),
-                            ("flags", np.uint32), ("missing_boards", np.uint64)])
-
-    def __init__(self, path: Path, cfg: Config) -> None:
-        import h5py
-
-        self.path = Path(path)
-        self.part = self.path.with_name(self.path.name + ".part")
-        self.f = h5py.File(self.part, "w")
-        n_ch, win = len(cfg.channel_map), cfg.digitizer.window_samples
-        self.f.attrs["run_number"] = cfg.run.run_number
-        self.f.attrs["config_toml"] = cfg.text
-        self.f.attrs["layout_version"] = '{"layout": "pokerdaq-sim", "version": 1}'
-        self.f.attrs["producer"] = "simulate"
-        self.f.create_dataset("channel_map", data=cfg.channel_map.table)
-        self.samples = self.f.create_dataset("samples", (0, n_ch, win), np.uint16, maxshape=(None, n_ch, win),
-                                             chunks=(64, n_ch, win))
-        self.truth = self.f.create_dataset("truth", (0,), TRUTH_DTYPE, maxshape=(None,), chunks=(4096,))
-        self.events = self.f.create_dataset("events", (0,), self.event_dtype, maxshape=(None,), chunks=(4096,))
-
-    def write(self, headers: np.ndarray, samples: np.ndarray, truth: np.ndarray) -> None:
-        n0, n = self.samples.shape[0], len(samples)
-        for ds, data in ((self.samples, samples), (self.truth, truth), (self.events, headers)):
-            ds.resize(n0 + n, axis=0)
-            ds[n0:n0 + n] = data
-
-    def close(self) -> None:
-        self.f.close()
-        self.part.replace(self.path)
-
-    def abort(self) -> None:
-        self.f.close()

@@ -188,10 +188,12 @@ def emulate_windows(cfg: Config, n_events: int, seed: int | None = None, *,
     truth : np.ndarray
         (n_events,) ``TRUTH_DTYPE``.
     """
-    parts = list(iter_windows(cfg, n_events, seed, channels=channels))
+    parts = list(iter_windows(cfg, n_events, seed, channels=channels, batch_events=max(n_events, 1)))
     sel = _check_channels(cfg, channels)
     if not parts:
         return (np.zeros((0, len(sel), cfg.digitizer.window_samples), np.uint16), np.zeros(0, TRUTH_DTYPE))
+    if len(parts) == 1:
+        return parts[0]
     return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
 
 
