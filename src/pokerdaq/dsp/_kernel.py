@@ -128,7 +128,19 @@ def _scan_row(x, lo_limit, start, end, final, thr_abs, ped, ped_sum, nped_log2, 
     n = start
     while n < end:
         if x[n] <= thr_abs:
+            # a sample at or below T is no candidate: skip the run of them, 32 samples at a
+            # time (a fixed-length maximum, vectorised), then one by one
             n += 1
+            while n + 32 <= end:
+                m = x[n]
+                for i in range(1, 32):
+                    v = x[n + i]
+                    m = v if v > m else m
+                if m > thr_abs:
+                    break
+                n += 32
+            while n < end and x[n] <= thr_abs:
+                n += 1
             continue
         if x[n - 1] > thr_abs:
             # above T on both sides: skip to the next sample at or below T
