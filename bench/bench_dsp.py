@@ -24,7 +24,7 @@ import numpy as np
 import pytest
 
 from pokerdaq.config import load_config
-from pokerdaq.dsp import PulseParams, find_pulses_batch
+from pokerdaq.dsp import PulseParams, PulseStream, find_pulses_batch
 from pokerdaq.dsp._reference import find_pulses_reference
 
 N_EVENTS = 2000
@@ -184,3 +184,37 @@ def test_find_pulses(benchmark, workload, threads):
         info["speedup_2_threads"] = rate / one
         lines.append(f"  speed-up on {threads} threads: {rate / one:.2f}x (goal 1.7)")
     print("\n".join(lines))
+
+
+def test_stream(benchmark):
+    """PulseStream over 130 channels x 131072 samples in chunks of 8192, quiet stream."""
+    rng = np.random.default_rng(9)
+    n_ch, n, chunk = 130, 131072, 8192
+    x = 400 + rng.integers(-3, 4, (n_ch, n))
+    hits = rng.random((n_ch, n)) < 0.002                    # a pulse every 2 us per channel
+    kernel = np.rint(300.0 * _shape(np.arange(16) * 4.0 - 2.0)).astype(np.int64)
+    for k, v in enumerate(kernel):
+        x[:, k:] += np.where(hits[:, :n - k], v, 0)
+    samples = np.clip(x, 0, 16383).astype(np.uint16)
+    params = PulseParams.uniform(n_ch, thr=20, nsb=2, nsa=12, nsat=2, ped_mode=1, ped_cfg=400,
+                                 max_pulses=0)
+
+    def run():
+        stream = PulseStream(params)
+        found = 0
+        for a in range(0, n, chunk):
+            found += len(stream.process(samples[:, a:a + chunk]))
+        return found + len(stream.finish())
+
+    found = run()
+    numba.set_num_threads(1)
+    rate = _run_benchmark(benchmark, "stream", run, samples.size, rounds=5)
+    numba.set_num_threads(numba.config.NUMBA_NUM_THREADS)
+    base = {k: v for k, v in _RATES.items() if k in ('numpy copy', 'numba pass')}
+    if not base:
+        base = _baselines(samples)
+    benchmark.extra_info["pulses"] = found
+    for name, value in base.items():
+        benchmark.extra_info[f"ratio_to_{name.replace(' ', '_')}"] = rate / value
+    print(f"PulseStream, 1 thread: {rate / 1e9:.2f} G samples/s, {found} pulses; "
+          + ", ".join(f"/ {k} {rate / v:.2f}" for k, v in base.items()))

@@ -39,22 +39,30 @@ def _write_pulse(x, c, lo_limit, end, thr_abs, ped, ped_sum, nped_log2, nsb, nsa
                  quality, out, k, channel, base, index):
     """Measure the confirmed pulse with crossing ``c`` and write it to ``out[k]``."""
     open_end = min(c + nsa, end)
-    # 1.4 pile-up: a further candidate crossing inside the open range (c, c + NSA)
-    for n in range(c + 1, open_end):
-        if x[n - 1] <= thr_abs and x[n] > thr_abs:
-            quality |= _PILEUP
-            break
-    # 1.8 consecutive samples above threshold from the crossing on
-    n = c
-    while n < open_end and x[n] > thr_abs:
-        n += 1
-    n_over = n - c
+    # one walk over the open range (c, c + NSA) for three things:
+    # 1.4 pile-up: a further candidate crossing x[n-1] <= T < x[n];
+    # 1.8 the run of samples above T from the crossing on (x[c] > T by definition);
     # 1.5 peak: the sample before the first falling one
+    pileup = False
+    in_run = True
+    n_over = 1
     p = -1
-    for i in range(c + 1, open_end):
-        if x[i] < x[i - 1]:
-            p = i - 1
-            break
+    for n in range(c + 1, open_end):
+        prev = x[n - 1]
+        cur = x[n]
+        if cur > thr_abs:
+            if in_run:
+                n_over += 1
+            elif prev <= thr_abs:
+                pileup = True
+        else:
+            in_run = False
+        if p < 0 and cur < prev:
+            p = n - 1
+        if pileup and p >= 0:
+            break  # n_over is final too: the run ended before the pile-up crossing
+    if pileup:
+        quality |= _PILEUP
     if p < 0:
         quality |= _PEAK_BEYOND_NSA if c + nsa <= end else _PEAK_NOT_FOUND
         p = c
@@ -128,7 +136,19 @@ def _scan_row(x, lo_limit, start, end, final, thr_abs, ped, ped_sum, nped_log2, 
     n = start
     while n < end:
         if x[n] <= thr_abs:
+            # a sample at or below T is no candidate: skip the run of them, 32 samples at a
+            # time (a fixed-length maximum, vectorised), then one by one
             n += 1
+            while n + 32 <= end:
+                m = x[n]
+                for i in range(1, 32):
+                    v = x[n + i]
+                    m = v if v > m else m
+                if m > thr_abs:
+                    break
+                n += 32
+            while n < end and x[n] <= thr_abs:
+                n += 1
             continue
         if x[n - 1] > thr_abs:
             # above T on both sides: skip to the next sample at or below T
