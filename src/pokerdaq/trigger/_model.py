@@ -94,7 +94,8 @@ def trigger_windows(records: np.ndarray, window: np.ndarray, n_windows: int,
         Number of windows (rows returned).
     cfg : Config or TriggerRegisters
     default_ref : int, optional
-        Reference time in 1/64 sample for windows without a beam coincidence.
+        Reference time in 1/64 sample for windows without a beam coincidence (default:
+        ``digitizer.pretrigger_samples * 64`` for a Config, 0 for TriggerRegisters).
 
     Returns
     -------
@@ -166,7 +167,8 @@ class TriggerModel:
     cfg : Config or TriggerRegisters
         The configuration (its [trigger] table, channel map, beam energy and sampling rate).
     seed : int, optional
-        Seed of the random-trigger generator (default ``run.seed``).
+        Seed of the random-trigger generator (default ``run.seed``); registers passed as
+        ``cfg`` carry their own seed.
     max_buffered : int
         Limit of buffered records (those still inside an open window); beyond it
         :meth:`process` raises rather than grow without bound.
