@@ -108,6 +108,7 @@ def evaluate(hit_list, t_ref, regs):
         "random": False,
         "pileup": False,
     }
+    evaluate.boards = boards  # the partial sums, for test_board_partial_sums
     return cond, dict(beam_mask=bmask, srd_mask=smask, veto_mask=vmask, e_preshower=sums[R.ROLE_PRS],
                       e_ecal=sums[R.ROLE_ECAL], e_calo=e_calo, e_hcal=sums[R.ROLE_HCAL], e_srd=e_srd,
                       e_veto=e_veto)

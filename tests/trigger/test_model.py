@@ -12,7 +12,8 @@ import pytest
 from pokerdaq.config import ConfigError
 from pokerdaq.dsp import PULSE_DTYPE
 from pokerdaq.trigger import (
-    TRIGGER_DTYPE, ConditionBits, TriggerBits, TriggerModel, TriggerRegisters, primitive_energies,
+    TRIGGER_DTYPE, ConditionBits, TriggerBits, TriggerModel, TriggerRegisters, board_partial_sums,
+    primitive_energies,
     sipm_saturation_lut, trigger_windows,
 )
 from pokerdaq.trigger import _registers as R
@@ -82,6 +83,24 @@ def test_window_mode_matches_reference(cfg, regs):
         seen_types |= raw
     # the sample must exercise physics, beam, calibration and muon decisions
     assert seen_types == (TriggerBits.PHYSICS | TriggerBits.BEAM | TriggerBits.CALIBRATION | TriggerBits.MUON)
+
+
+def test_board_partial_sums_match_reference_and_global_sums(cfg, regs):
+    rng = np.random.default_rng(4)
+    hits, _ = synthetic_particles(cfg, rng, 1, t_start=16 * 64, mean_gap_fine=1, noise_per_particle=20.0)
+    hits += [(16 * 64 + 100, int(c), 2e5) for c in cfg.channel_map.channels_of("ecal")[:12]]  # saturate u24
+    rec = records_from_hits(cfg, hits)
+    out = trigger_windows(rec, np.zeros(len(rec), int), 1, regs, default_ref=16 * 64)
+    t_ref = int(out["ref_time"][0])
+    parts = board_partial_sums(rec, t_ref, regs)
+    ref.evaluate(ref.hits(rec, regs), t_ref, regs)
+    want = np.zeros_like(parts)
+    for (board, role), value in ref.evaluate.boards.items():
+        want[board, role - R.ROLE_PRS if role != R.ROLE_HCAL else 2] = value
+    assert np.array_equal(parts, want)
+    assert parts.max() == 2**24 - 1  # the saturated board
+    assert out["e_ecal"][0] == min(int(parts[:, 1].sum()), 2**24 - 1) == 2**24 - 1
+    assert out["e_preshower"][0] == parts[:, 0].sum() and out["e_hcal"][0] == parts[:, 2].sum()
 
 
 def _stream_setup(cfg, seed, n, **trigger):

@@ -8,7 +8,7 @@
 
 from ._calibration import adc_per_mev, calibrate_from_simulation, derived_adc_per_mev, sipm_saturation_lut
 from ._dtypes import CHANNEL_ENERGY_BITS, ENERGY_LSB_MEV, SUM_BITS, TRIGGER_DTYPE, ConditionBits, TriggerBits
-from ._model import TriggerCounters, TriggerModel, primitive_energies, trigger_windows
+from ._model import TriggerCounters, TriggerModel, board_partial_sums, primitive_energies, trigger_windows
 from ._registers import TriggerRegisters
 
 __all__ = [
@@ -22,6 +22,7 @@ __all__ = [
     "TriggerModel",
     "TriggerRegisters",
     "adc_per_mev",
+    "board_partial_sums",
     "calibrate_from_simulation",
     "derived_adc_per_mev",
     "primitive_energies",

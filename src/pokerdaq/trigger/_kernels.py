@@ -383,3 +383,18 @@ def _windows(times, chans, energies, starts, ends, default_ref, ch_role, ch_bit,
         out[w, O_REF] = t_ref
         out[w, O_WORD] = raw | (raw << 8)
         out[w, O_COND] = cond
+
+
+@numba.njit(cache=True)
+def _board_sums(times, chans, energies, t_ref, ch_role, ch_board, p, out):
+    """Board partial sums PART[b][g] (spec 2.4) of all records around t_ref; out zeroed by the caller."""
+    for i in range(len(times)):
+        dt = times[i] - t_ref
+        c = chans[i]
+        r = ch_role[c]
+        if r == 2 or r == 3:
+            if dt >= p[P_CALO_LO] and dt < p[P_CALO_HI]:
+                out[ch_board[c], r - 2] = min(out[ch_board[c], r - 2] + energies[i], S_MAX)
+        elif r == 5:
+            if dt >= p[P_HCAL_LO] and dt < p[P_HCAL_HI]:
+                out[ch_board[c], 2] = min(out[ch_board[c], 2] + energies[i], S_MAX)

@@ -12,7 +12,7 @@ from ._kernels import (
     K_ACCEPTED, K_LOST_BUSY, K_LOST_DEAD, K_PRESCALED, K_RAW, N_COUNTER_ROWS, N_OUT, N_STATE,
     O_BMASK, O_COND, O_EECAL, O_ECALO, O_EHCAL, O_EPRS, O_ESRD, O_EVENT, O_EVETO, O_REF,
     O_SMASK, O_TIMESTAMP, O_VMASK, O_WORD, S_DEAD_UNTIL, S_EVENT, S_LAST_BEAM, S_RND, _beam_candidates,
-    _channel_energies, _process_candidates, _random_ticks, _union_length, _windows,
+    _board_sums, _channel_energies, _process_candidates, _random_ticks, _union_length, _windows,
 )
 from ._registers import P_DEAD, P_FRAC, P_LAT, P_N_BOARDS, P_RND_MODE, P_RND_PARAM, P_SPAN_HI, P_SPAN_LO, TriggerRegisters
 
@@ -73,6 +73,30 @@ def primitive_energies(records: np.ndarray, cfg: Config | TriggerRegisters) -> n
     _check_records(records, regs.n_channels)
     return _channel_energies(records["channel"].astype(np.int64), records["integral_net"].astype(np.int64),
                              regs.ch_gain, regs.ch_lut, regs.luts, regs.lut_shift, np.int64(regs[P_FRAC]))
+
+
+def board_partial_sums(records: np.ndarray, ref_time: int, cfg: Config | TriggerRegisters) -> np.ndarray:
+    """Per-board partial sums around one reference time (spec 2.4), as a board would send them.
+
+    Parameters
+    ----------
+    records : numpy.ndarray of PULSE_DTYPE
+    ref_time : int
+        ``T_REF`` in 1/64 sample.
+    cfg : Config or TriggerRegisters
+
+    Returns
+    -------
+    numpy.ndarray of int64, shape (n_boards, 3)
+        Columns: pre-shower, ECAL, HCAL energy in LSB (1/16 MeV), u24 saturating.
+    """
+    regs = _registers(cfg)
+    _check_records(records, regs.n_channels)
+    out = np.zeros((regs[P_N_BOARDS], 3), np.int64)
+    _board_sums(records["time"].astype(np.int64), records["channel"].astype(np.int64),
+                primitive_energies(records, regs), np.int64(ref_time), regs.ch_role, regs.ch_board,
+                regs.params, out)
+    return out
 
 
 def trigger_windows(records: np.ndarray, window: np.ndarray, n_windows: int,
