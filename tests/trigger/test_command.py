@@ -75,8 +75,9 @@ def test_trigger_command_rejects_bad_arguments(tmp_path, capsys):
     with pytest.raises(SystemExit):
         main(["trigger", "--events", "5", "--input", "x.h5"])
     assert main(["trigger", "--input", str(tmp_path / "missing.h5")]) == 2
-    assert "no such file" in capsys.readouterr().out
+    assert "--input" in capsys.readouterr().err
     assert main(["trigger", "--events", "0"]) == 2
+    assert "'--events' = 0" in capsys.readouterr().err
     bad = tmp_path / "bad.toml"
     bad.write_text(load_config().text.replace("beam_window_ns = 12.0", "beam_window_ns = -1.0"))
     assert main(["trigger", "--config", str(bad), "--events", "10"]) == 2

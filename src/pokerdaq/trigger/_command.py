@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..config import Config, load_config
+from ..config import Config, ConfigError, load_config
 from ._dtypes import ConditionBits, TriggerBits
 from ._registers import P_PRESCALE, TriggerRegisters
 
@@ -177,22 +177,27 @@ def _print(report: dict) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Run the trigger on emulated beam (or a simulate file), print and optionally write JSON."""
+    """Run the trigger on emulated beam (or a simulate file), print and optionally write JSON.
+
+    Raises
+    ------
+    ConfigError
+        For a bad configuration or argument (the CLI prints it and exits with status 2).
+    """
     if args.input is not None and args.events is not None:
-        print("pokerdaq trigger: --events and --input exclude each other")
-        return 2
+        raise ConfigError("--events", args.events, "either --events or --input, not both")
     cfg = load_config(args.config) if args.config or args.input is None else None
+    if args.seed is not None and args.seed < 0:
+        raise ConfigError("--seed", args.seed, "an integer >= 0")
     t0 = time.perf_counter()
     if args.input is not None:
         if not Path(args.input).is_file():
-            print(f"pokerdaq trigger: --input {args.input}: no such file")
-            return 2
+            raise ConfigError("--input", args.input, "an existing HDF5 file written by pokerdaq simulate")
         report = _file_report(cfg, args.input, args.seed)
     else:
         n = 1000 if args.events is None else args.events
         if n < 1:
-            print(f"pokerdaq trigger: --events {n}: expected >= 1")
-            return 2
+            raise ConfigError("--events", n, "an integer >= 1")
         seed = cfg.run.seed if args.seed is None else args.seed
         report = _stream_report(cfg, n, seed)
     report["elapsed_s"] = time.perf_counter() - t0
