@@ -176,6 +176,7 @@ def run_stream(records, regs, n_ticks, busy=()):
     counters = {row: {n: 0 for n in TYPES} for row in ("raw", "prescaled", "accepted", "lost_dead", "lost_busy")}
     dead_until = -1
     last_beam = None
+    attempts = {"attempts": 0, "lost_dead_triggers": 0, "lost_busy_triggers": 0}
     rows = []
     dead_ticks = set()
     for issue, is_random, t_ref in cands:
@@ -196,6 +197,7 @@ def run_stream(records, regs, n_ticks, busy=()):
                     passed.add(n)
         if not passed:
             continue
+        attempts["attempts"] += 1
         for n in passed:
             counters["prescaled"][n] += 1
         if issue < dead_until:
@@ -207,6 +209,7 @@ def run_stream(records, regs, n_ticks, busy=()):
         for n in passed:
             counters[row][n] += 1
         if row != "accepted":
+            attempts[row + "_triggers"] += 1
             continue
         dead_until = issue + p(R.P_DEAD)
         dead_ticks.update(range(issue, min(dead_until, n_ticks)))
@@ -217,4 +220,5 @@ def run_stream(records, regs, n_ticks, busy=()):
     for a, b in busy:
         busy_ticks.update(range(max(a, 0), min(b, n_ticks)))
     live = n_ticks - len(dead_ticks | busy_ticks)
+    run_stream.attempts = attempts  # per-candidate counts, for the test
     return rows, counters, live

@@ -148,6 +148,9 @@ def test_stream_matches_reference_for_any_slicing(cfg, n_slices):
     for key, per_type in counters.items():
         assert getattr(got, key).tolist() == [per_type[n] for n in ref.TYPES], key
     assert got.live_ticks == live
+    for key, value in ref.run_stream.attempts.items():
+        assert getattr(got, key) == value, key
+    assert got.attempts == got.triggers + got.lost_dead_triggers + got.lost_busy_triggers
     assert got.ticks == n_ticks
     assert (got.prescaled == got.accepted + got.lost_dead + got.lost_busy).all()
     assert got.lost_dead.sum() > 0 and got.lost_busy.sum() > 0

@@ -28,7 +28,8 @@ T_PHYSICS, T_BEAM, T_RANDOM, T_CALIB, T_MUON = (1 << k for k in range(5))
 N_OUT = 14
 
 # state vector of the streaming model
-S_DEAD_UNTIL, S_EVENT, S_RND, S_PERIOD_COUNT, S_LAST_BEAM, S_PRESCALE = 0, 1, 2, 3, 4, 5
+S_DEAD_UNTIL, S_EVENT, S_RND, S_PERIOD_COUNT, S_LAST_BEAM, S_ATTEMPTS, S_LOST_DEAD, S_LOST_BUSY = range(8)
+S_PRESCALE = 8
 N_STATE = S_PRESCALE + N_TYPES
 
 # counter rows
@@ -314,10 +315,13 @@ def _process_candidates(beam_t, rnd_ticks, times, chans, energies, ch_role, ch_b
         for k in range(N_TYPES):
             if (pmask >> k) & 1:
                 counters[K_PRESCALED, k] += 1
+        state[S_ATTEMPTS] += 1
         if issue < state[S_DEAD_UNTIL]:
             row = K_LOST_DEAD
+            state[S_LOST_DEAD] += 1
         elif _is_busy(issue, busy_start, busy_end):
             row = K_LOST_BUSY
+            state[S_LOST_BUSY] += 1
         else:
             row = K_ACCEPTED
         for k in range(N_TYPES):

@@ -11,7 +11,8 @@ from ._dtypes import N_TYPES, TRIGGER_DTYPE, TriggerBits
 from ._kernels import (
     K_ACCEPTED, K_LOST_BUSY, K_LOST_DEAD, K_PRESCALED, K_RAW, N_COUNTER_ROWS, N_OUT, N_STATE,
     O_BMASK, O_COND, O_EECAL, O_ECALO, O_EHCAL, O_EPRS, O_ESRD, O_EVENT, O_EVETO, O_REF,
-    O_SMASK, O_TIMESTAMP, O_VMASK, O_WORD, S_DEAD_UNTIL, S_EVENT, S_LAST_BEAM, S_RND, _beam_candidates,
+    O_SMASK, O_TIMESTAMP, O_VMASK, O_WORD, S_ATTEMPTS, S_DEAD_UNTIL, S_EVENT, S_LAST_BEAM, S_LOST_BUSY,
+    S_LOST_DEAD, S_RND, _beam_candidates,
     _board_sums, _channel_energies, _process_candidates, _random_ticks, _union_length, _windows,
 )
 from ._registers import P_DEAD, P_FRAC, P_LAT, P_N_BOARDS, P_RND_MODE, P_RND_PARAM, P_SPAN_HI, P_SPAN_LO, TriggerRegisters
@@ -156,6 +157,10 @@ class TriggerCounters:
     ``raw``: the type's condition fired; ``prescaled``: passed its prescaler; ``accepted``: in an
     accepted trigger; ``lost_dead`` / ``lost_busy``: passed the prescaler but arrived during
     dead time / busy. ``prescaled = accepted + lost_dead + lost_busy`` per type.
+    Per candidate (a trigger may carry several types): ``attempts`` candidates passed a
+    prescaler, ``triggers`` were accepted, ``lost_dead_triggers`` / ``lost_busy_triggers`` were
+    not: ``attempts = triggers + lost_dead_triggers + lost_busy_triggers`` (the DAQ scalers'
+    raw and accepted trigger counts).
     """
 
     raw: np.ndarray = field(default_factory=lambda: np.zeros(N_TYPES, np.int64))
@@ -169,6 +174,9 @@ class TriggerCounters:
     busy_ticks: int = 0
     live_ticks: int = 0
     late_records: int = 0
+    attempts: int = 0
+    lost_dead_triggers: int = 0
+    lost_busy_triggers: int = 0
 
     @property
     def live_fraction(self) -> float:
@@ -177,7 +185,9 @@ class TriggerCounters:
     def as_dict(self) -> dict:
         d = {"triggers": self.triggers, "ticks": self.ticks, "dead_ticks": self.dead_ticks,
              "busy_ticks": self.busy_ticks, "live_ticks": self.live_ticks,
-             "live_fraction": self.live_fraction, "late_records": self.late_records}
+             "live_fraction": self.live_fraction, "late_records": self.late_records,
+             "attempts": self.attempts, "lost_dead_triggers": self.lost_dead_triggers,
+             "lost_busy_triggers": self.lost_busy_triggers}
         for row in ("raw", "prescaled", "accepted", "lost_dead", "lost_busy"):
             d[row] = {name: int(v) for name, v in zip(TriggerBits.NAMES, getattr(self, row))}
         return d
@@ -240,7 +250,9 @@ class TriggerModel:
             raw=c[K_RAW].copy(), prescaled=c[K_PRESCALED].copy(), accepted=c[K_ACCEPTED].copy(),
             lost_dead=c[K_LOST_DEAD].copy(), lost_busy=c[K_LOST_BUSY].copy(),
             triggers=int(self._state[S_EVENT]), ticks=self._tick, dead_ticks=self._dead_ticks,
-            busy_ticks=self._busy_ticks, live_ticks=self._live_ticks, late_records=self._late)
+            busy_ticks=self._busy_ticks, live_ticks=self._live_ticks, late_records=self._late,
+            attempts=int(self._state[S_ATTEMPTS]), lost_dead_triggers=int(self._state[S_LOST_DEAD]),
+            lost_busy_triggers=int(self._state[S_LOST_BUSY]))
 
     def set_busy(self, busy: bool) -> None:
         """Set the busy level used by later :meth:`process` calls that pass no ``busy``."""
