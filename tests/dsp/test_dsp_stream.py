@@ -51,7 +51,7 @@ def streams(draw):
     return params, samples, cuts
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(streams())
 def test_stream_equals_window_over_the_concatenated_stream(case):
     params, samples, cuts = case

@@ -29,6 +29,9 @@ _TIME_BAD = QualityBits.TIME_BAD
 _PILEUP = QualityBits.PILEUP
 _MORE_PULSES = QualityBits.MORE_PULSES
 
+_SKIP = 8
+"""Samples tested at once while skipping runs below or above T (eight u16 lanes)."""
+
 STREAM_HISTORY = 576
 """Samples a stream keeps per channel between chunks: NSB (63) + NSA (511) + 1 for x[c-1],
 rounded up. An undecided pulse starts at most NSA - 1 samples before the chunk end."""
@@ -136,23 +139,32 @@ def _scan_row(x, lo_limit, start, end, final, thr_abs, ped, ped_sum, nped_log2, 
     n = start
     while n < end:
         if x[n] <= thr_abs:
-            # a sample at or below T is no candidate: skip the run of them, 32 samples at a
-            # time (a fixed-length maximum, vectorised), then one by one
+            # a sample at or below T is no candidate: skip the run of them, _SKIP samples at
+            # a time (a fixed-length maximum, vectorised), then one by one
             n += 1
-            while n + 32 <= end:
+            while n + _SKIP <= end:
                 m = x[n]
-                for i in range(1, 32):
+                for i in range(1, _SKIP):
                     v = x[n + i]
                     m = v if v > m else m
                 if m > thr_abs:
                     break
-                n += 32
+                n += _SKIP
             while n < end and x[n] <= thr_abs:
                 n += 1
             continue
         if x[n - 1] > thr_abs:
-            # above T on both sides: skip to the next sample at or below T
+            # above T on both sides, no candidate: skip to the next sample at or below T,
+            # _SKIP samples at a time (a fixed-length minimum), then one by one
             n += 1
+            while n + _SKIP <= end:
+                m = x[n]
+                for i in range(1, _SKIP):
+                    v = x[n + i]
+                    m = v if v < m else m
+                if m <= thr_abs:
+                    break
+                n += _SKIP
             while n < end and x[n] > thr_abs:
                 n += 1
             continue
