@@ -14,7 +14,7 @@ import math
 import numba
 import numpy as np
 
-from ._rng import exponential, key_state, mix64, normal, normal_pair, poisson, uniform
+from ._rng import approx_normal, exponential, key_state, mix64, normal, normal_pair, poisson, uniform
 from ._templates import (
     C_AP, C_AP_TAU, C_CNOISE, C_DARK_BASELINE, C_DARK_MU, C_GAIN, C_GAIN_SPREAD, C_LY, C_NCELLS, C_NOISE, C_PED, C_PER_PE_MAX, C_XT,
     DARK_BLOCK_SAMPLES, FINE_PER_SAMPLE, I_SUB, T_AP, T_CELL, T_MAIN,
@@ -72,12 +72,12 @@ def _cell_group(row, s0, n, t, t_end, state, cf, tmpl_cell, span_fine, sample_ns
         cells += 1
         state, u = uniform(state)
     for _ in range(cells):
-        state, z = normal(state)
+        state, z = approx_normal(state)
         _add_pulse(row, s0, n, t, t_end, gain * (1.0 + gspread * z), tmpl_cell, span_fine, sample_ns)
         state, u = uniform(state)
         if u < ap:
             state, d = exponential(state, ap_tau)
-            state, z = normal(state)
+            state, z = approx_normal(state)
             _add_pulse(row, s0, n, t + d, t_end, gain * (1.0 + gspread * z), tmpl_cell, span_fine, sample_ns)
     return state
 
