@@ -43,3 +43,4 @@ def test_fitted_rise_and_decay(cfg, rise_ns, decay_ns):
     assert t0 == pytest.approx(40.0, abs=0.3)
     assert tau_r == pytest.approx(rise_ns, rel=0.05)
     assert tau_d == pytest.approx(decay_ns, rel=0.05)
+    print(f"fit: rise {tau_r:.3f} ns (configured {rise_ns}), decay {tau_d:.3f} ns (configured {decay_ns})")

@@ -36,12 +36,12 @@ SiPMs, 0.03 ADC) are not rendered one by one: their mean adds to the baseline. T
 fluctuation (~0.01 ADC) is far below the electronics noise; rendering them cost a third of
 the emulation time."""
 
-PER_PE_MAX = {"beam_counters": 200.0, "srd": 400.0, "preshower": 8.0, "ecal": 8.0, "veto": 200.0, "hcal": 8.0}
+PER_PE_MAX = {"beam_counters": 200.0, "srd": 400.0, "preshower": 4.0, "ecal": 4.0, "veto": 200.0, "hcal": 4.0}
 """Below this mean photoelectron count a deposit is rendered photoelectron by photoelectron
 (emission time, crosstalk, afterpulse and gain of each cell); above it with the averaged
 template and a fluctuated amplitude. Counters, VETO MIPs and the SRD (Lu-176 decays give up to
 ~360 pe) keep their photon-level time structure; in the calorimeters, where thousands of
-channels x events carry a few pe of shower halo, the template is used from 8 pe on (speed)."""
+channels x events carry a few pe of shower halo, the template is used from 4 pe on (speed)."""
 # columns of Tables.chan_i
 I_SUB, I_BOARD = range(2)
 # template kinds

@@ -14,7 +14,7 @@ import math
 import numba
 import numpy as np
 
-from ._rng import exponential, key_state, mix64, normal, normal_pair, poisson, uniform
+from ._rng import approx_normal, exponential, key_state, mix64, normal, normal_pair, poisson, uniform
 from ._templates import (
     C_AP, C_AP_TAU, C_CNOISE, C_DARK_BASELINE, C_DARK_MU, C_GAIN, C_GAIN_SPREAD, C_LY, C_NCELLS, C_NOISE, C_PED, C_PER_PE_MAX, C_XT,
     DARK_BLOCK_SAMPLES, FINE_PER_SAMPLE, I_SUB, T_AP, T_CELL, T_MAIN,
@@ -72,12 +72,12 @@ def _cell_group(row, s0, n, t, t_end, state, cf, tmpl_cell, span_fine, sample_ns
         cells += 1
         state, u = uniform(state)
     for _ in range(cells):
-        state, z = normal(state)
+        state, z = approx_normal(state)
         _add_pulse(row, s0, n, t, t_end, gain * (1.0 + gspread * z), tmpl_cell, span_fine, sample_ns)
         state, u = uniform(state)
         if u < ap:
             state, d = exponential(state, ap_tau)
-            state, z = normal(state)
+            state, z = approx_normal(state)
             _add_pulse(row, s0, n, t + d, t_end, gain * (1.0 + gspread * z), tmpl_cell, span_fine, sample_ns)
     return state
 
@@ -133,14 +133,14 @@ def _render_hit(row, s0, n, t, e_mev, key, cf, sub, seed_key, templates, span_fi
 def _finish_channel(row, out, c, s0, n, cf, ci, seed_key, templates, span_fine, span_ns,
                     white, corr, sample_ns, adc_max):
     """Dark counts, noise, pedestal and 14-bit quantisation of one channel."""
-    sub = ci[I_SUB]
-    span_f = span_fine[sub]
-    cell_span = span_ns[sub]
-    tmpl_cell = templates[sub, T_CELL]
-    block_ns = DARK_BLOCK_SAMPLES * sample_ns
     mu = cf[C_DARK_MU]
-    exp_mu = math.exp(-mu)
     if mu > 0.0:
+        sub = ci[I_SUB]
+        span_f = span_fine[sub]
+        cell_span = span_ns[sub]
+        tmpl_cell = templates[sub, T_CELL]
+        block_ns = DARK_BLOCK_SAMPLES * sample_ns
+        exp_mu = math.exp(-mu)
         b_lo = max(int(math.floor((s0 * sample_ns - cell_span) / block_ns)), 0)
         b_hi = int(math.floor((s0 + n) * sample_ns / block_ns))
         for b in range(b_lo, b_hi + 1):
@@ -170,9 +170,14 @@ def _finish_channel(row, out, c, s0, n, cf, ci, seed_key, templates, span_fine, 
         m = min(n - i, block_len - within)
         off_w = int(mix64(key_state(seed_key ^ _WHITE_SALT, c, blk)) % np.uint64(bank_len)) + within
         off_c = int(mix64(key_state(seed_key ^ _CORR_SALT, c, blk)) % np.uint64(bank_len)) + within
+        # local 1D views: lets LLVM vectorise the loop (4x faster than indexing the arrays)
+        r = row[i:i + m]
+        o = out[i:i + m]
+        w = white[off_w:off_w + m]
+        k = corr[off_c:off_c + m]
         for j in range(m):
-            v = ped + row[i + j] + sw * white[off_w + j] + sc * corr[off_c + j] + 0.5
-            out[i + j] = np.uint16(min(max(v, 0.0), top))  # floor(v + 0.5) clipped to [0, top]
+            v = ped + r[j] + sw * w[j] + sc * k[j] + 0.5
+            o[j] = np.uint16(min(max(v, 0.0), top))  # floor(v + 0.5) clipped to [0, top]
         i += m
 
 
