@@ -202,6 +202,20 @@ def test_live_fraction_non_paralysable_poisson(cfg):
     assert cnt.dead_ticks + cnt.live_ticks == cnt.ticks
 
 
+def test_poisson_random_trigger_spacings_are_exponential(cfg):
+    """xorshift32 stepped once per tick: geometric spacings, no correlation between neighbours."""
+    c = cfg.replace(trigger={"random_rate_hz": 1e6, "random_mode": "poisson", "dead_time_ns": 0.0})
+    model = TriggerModel(c, seed=5)
+    out = model.process(np.zeros(0, dtype=PULSE_DTYPE), 20_000_000)
+    gaps = np.diff(out["timestamp"].astype(np.int64)).astype(float)
+    mean = 1.0 / (1e6 * 4e-9)  # 250 ticks
+    assert len(gaps) > 70_000
+    assert abs(gaps.mean() / mean - 1) < 0.01
+    assert abs(gaps.std() / gaps.mean() - 1) < 0.02       # exponential: std = mean
+    assert abs(np.corrcoef(gaps[:-1], gaps[1:])[0, 1]) < 0.02
+    assert abs(np.mean(gaps < mean * np.log(2)) - 0.5) < 0.01  # median of the exponential
+
+
 def test_periodic_random_trigger_spacing(cfg):
     c = cfg.replace(trigger={"random_rate_hz": 1e6, "random_mode": "periodic", "dead_time_ns": 0.0})
     model = TriggerModel(c)
