@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from pokerdaq.sim import SampleStream, Species, emulate_channel, emulate_windows
+from pokerdaq.sim import SampleStream, Species, emulate_windows
 from pokerdaq.sim._beam import BeamTimeline
 
 

@@ -82,6 +82,7 @@ def test_windows_are_cuts_of_the_stream(busy):
 
 @pytest.mark.parametrize("call, match", [
     (lambda c: emulate_windows(c, -1), r"n_events = -1"),
+    (lambda c: emulate_windows({"beam": {}}, 3), r"cfg = dict"),
     (lambda c: emulate_windows(c, 2.5), r"n_events = 2\.5"),
     (lambda c: emulate_windows(c, 5, seed=-3), r"seed = -3"),
     (lambda c: emulate_windows(c, 5, channels=[0, 130]), r"channels = \[0, 130\].*130"),

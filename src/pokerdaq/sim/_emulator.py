@@ -28,6 +28,8 @@ def _check_int(name: str, value: object, minimum: int) -> int:
 
 
 def _check_seed(cfg: Config, seed: int | None) -> int:
+    if not isinstance(cfg, Config):
+        raise TypeError(f"cfg = {type(cfg).__name__}: expected a pokerdaq.config.Config (load_config())")
     if seed is None:
         return cfg.run.seed
     return _check_int("seed", seed, 0)
@@ -282,9 +284,9 @@ def emulate_channel(cfg: Config, channel: int, deposits_mev: Sequence[float] | n
     np.ndarray
         (len(deposits_mev), n_samples) uint16 ADC codes.
     """
+    seed = _check_seed(cfg, seed)
     dig = cfg.digitizer
     (channel,) = _check_channels(cfg, [_check_int("channel", channel, 0)])
-    seed = _check_seed(cfg, seed)
     dep = np.asarray(deposits_mev, dtype=np.float64)
     if dep.ndim != 1 or not np.all(np.isfinite(dep)) or np.any(dep < 0):
         raise ValueError(f"deposits_mev = {deposits_mev!r}: expected a 1D sequence of finite energies >= 0")
