@@ -105,7 +105,7 @@ def _render_hit(buf, r, s0, n, t, e_mev, key, chan_f, c, sub, seed_key, template
     state, z, z_xt = normal_pair(state)
     nf = int(math.floor(mean + math.sqrt(var) * z + 0.5))
     nf = min(max(nf, 0), npe)
-    span_f = span_fine[sub]
+    span_f = span_fine[sub, T_MAIN]
     t_end = t + span_ns[sub]
     if mu >= chan_f[c, C_PER_PE_MAX]:
         xt, ap, gain, gs = chan_f[c, C_XT], chan_f[c, C_AP], chan_f[c, C_GAIN], chan_f[c, C_GAIN_SPREAD]
@@ -128,7 +128,8 @@ def _render_hit(buf, r, s0, n, t, e_mev, key, chan_f, c, sub, seed_key, template
         while k < 3 and u >= scint_cum[sub, k]:
             k += 1
         state, d2 = exponential(state, scint_tau[sub, k])
-        state = _cell_group(buf, r, s0, n, t + d + d2, t_end, state, chan_f, c, templates, sub, span_f, sample_ns)
+        state = _cell_group(buf, r, s0, n, t + d + d2, t_end, state, chan_f, c, templates, sub,
+                            span_fine[sub, T_CELL], sample_ns)
 
 
 @numba.njit(cache=True)
@@ -138,7 +139,7 @@ def _finish_channel(buf, r, out, orow, c, s0, n, chan_f, chan_i, seed_key, templ
     mu = chan_f[c, C_DARK_MU]
     if mu > 0.0:
         sub = chan_i[c, I_SUB]
-        span_f = span_fine[sub]
+        span_f = span_fine[sub, T_CELL]
         cell_span = span_ns[sub]
         block_ns = DARK_BLOCK_SAMPLES * sample_ns
         exp_mu = math.exp(-mu)
