@@ -64,6 +64,9 @@ module pulse_finder #(
     output reg                err_overflow
 );
 
+    // one C++ class for all channel instances in the simulator (compile time of the bank)
+    /* verilator no_inline_module */
+
     localparam [13:0] RAIL_HI = 14'd16383;
 
     // ------------------------------------------------------------------ queue entry layout
