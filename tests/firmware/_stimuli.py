@@ -157,7 +157,18 @@ def _corner_samples(rng: np.random.Generator, n: int, regs: list[int], base: int
     return np.clip(x, 0, RAIL).astype(np.uint16)
 
 
+def _two_exp(dt: np.ndarray, tau_r: float, tau_d: float) -> np.ndarray:
+    """Difference of exponentials, zero before its start (dt <= 0)."""
+    d = np.maximum(dt, 0.0)
+    return np.exp(-d / tau_d) - np.exp(-d / tau_r)
+
+
 def _physics_samples(rng: np.random.Generator, n: int, base: int, lam: float) -> np.ndarray:
+    with np.errstate(under="ignore"):            # exp() of long tails underflows to 0: fine
+        return _physics_samples_body(rng, n, base, lam)
+
+
+def _physics_samples_body(rng: np.random.Generator, n: int, base: int, lam: float) -> np.ndarray:
     sigma = rng.uniform(0.0, 8.0)
     x = base + rng.normal(0.0, sigma, size=n)
     t = np.arange(n, dtype=np.float64)
@@ -169,12 +180,11 @@ def _physics_samples(rng: np.random.Generator, n: int, base: int, lam: float) ->
         t0 = rng.uniform(-10.0, n)
         amp = np.exp(rng.uniform(np.log(5.0), np.log(40000.0)))
         dt = t - t0
-        shape = np.where(dt > 0, np.exp(-dt / tau_d) - np.exp(-dt / tau_r), 0.0) / norm
+        shape = _two_exp(dt, tau_r, tau_d) / norm
         x += amp * shape
         if rng.random() < 0.3:                        # pile-up partner a few samples later
             dt2 = dt - rng.uniform(1.0, 15.0)
-            x += amp * rng.uniform(0.1, 1.5) * np.where(
-                dt2 > 0, np.exp(-dt2 / tau_d) - np.exp(-dt2 / tau_r), 0.0) / norm
+            x += amp * rng.uniform(0.1, 1.5) * _two_exp(dt2, tau_r, tau_d) / norm
     return np.clip(np.rint(x), 0, RAIL).astype(np.uint16)
 
 
