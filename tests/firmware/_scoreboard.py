@@ -29,10 +29,12 @@ class Report:
     mismatched_windows: int = 0
     mismatches: list = field(default_factory=list)
     mismatched_channels: set = field(default_factory=set)
+    quality_counts: np.ndarray = field(default_factory=lambda: np.zeros(10, dtype=np.int64))
 
     def summary(self, limit: int = 20) -> str:
         lines = [f"{self.channel_windows} channel-windows, {self.pulses_reference} reference "
-                 f"pulses, {self.pulses_rtl} RTL pulses, {self.mismatched_windows} windows differ"]
+                 f"pulses, {self.pulses_rtl} RTL pulses, {self.mismatched_windows} windows differ; "
+                 f"pulses per quality bit 0..9: {self.quality_counts.tolist()}"]
         lines += [str(m) for m in self.mismatches[:limit]]
         return "\n".join(lines)
 
@@ -57,6 +59,8 @@ def compare(campaign: Campaign, rows: np.ndarray, columns, max_listed: int = 200
             got = rtl.get((w, ch), [])
             seen.add((w, ch))
             rep.pulses_reference += len(ref)
+            for p in ref:
+                rep.quality_counts += (p["quality"] >> np.arange(10)) & 1
             bad = False
             if len(ref) != len(got):
                 bad = True

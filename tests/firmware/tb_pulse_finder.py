@@ -96,6 +96,8 @@ async def stream_campaign(dut):
     w = 0
     drain_clocks = []
     sample_clock = np.zeros(len(samples), dtype=np.int64)   # clock that registered each sample
+    in_valid, in_first, in_last = dut.in_valid, dut.in_first, dut.in_last
+    in_sample = dut.in_sample
     for b, (n, nwin) in enumerate(zip(st["batch_n"], st["batch_nwin"])):
         regs = st["regs"][b]
         for k, (port, width) in enumerate(REG_PORTS):
@@ -104,23 +106,31 @@ async def stream_campaign(dut):
         for _ in range(int(nwin)):
             dut.in_index0.value = int(index0[w])
             mon.current_window = w
+            valid_now = 0
             for i in range(n):
                 for _ in range(int(gaps[pos])):
-                    dut.in_valid.value = 0
+                    if valid_now:
+                        in_valid.value = valid_now = 0
                     await FallingEdge(dut.clk)
                     mon.sample()
-                dut.in_valid.value = 1
-                dut.in_sample.value = packed[pos]
-                dut.in_first.value = int(i == 0)
-                dut.in_last.value = int(i == n - 1)
+                if not valid_now:
+                    in_valid.value = valid_now = 1
+                in_sample.value = packed[pos]
+                # framing bits are written only when they change (fewer VPI writes per clock)
+                if i == 0:
+                    in_first.value = 1
+                elif i == 1:
+                    in_first.value = 0
+                if i == n - 1:
+                    in_last.value = 1
                 await FallingEdge(dut.clk)
                 mon.sample()
                 sample_clock[pos] = mon.clock
                 pos += 1
             w += 1
-            dut.in_valid.value = 0
-            dut.in_first.value = 0
-            dut.in_last.value = 0
+            in_valid.value = 0
+            in_first.value = 0
+            in_last.value = 0
         # registers change only after the pipeline has drained
         waited = 0
         while int(dut.busy.value):
