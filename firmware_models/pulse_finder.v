@@ -550,6 +550,11 @@ module pulse_finder #(
             f_wr <= 4'd0;
             f_rd <= 4'd0;
             out_valid <= 1'b0;
+            // record bus defined from reset on (no X in 4-state simulators)
+            out_window <= 16'd0; out_pulse_index <= 4'd0; out_crossing <= 48'd0;
+            out_coarse <= 48'd0; out_fine <= 6'd0; out_time <= 54'd0; out_peak <= 14'd0;
+            out_integral <= 24'd0; out_integral_net <= 25'd0; out_pedestal <= 19'd0;
+            out_n_over <= 10'd0; out_quality <= 10'd0;
             hold_v <= 1'b0;
             err_late <= 1'b0;
             err_fifo <= 1'b0;
