@@ -19,6 +19,7 @@ from .config import ConfigError
 _HANDLERS = {
     "simulate": "pokerdaq.sim._command",
     "demo": "pokerdaq._demo",
+    "recover": "pokerdaq.io._command",
 }
 
 
@@ -44,6 +45,12 @@ def build_parser() -> argparse.ArgumentParser:
     _add_common(p)
     p.add_argument("--events", type=int, default=1000, metavar="N", help="number of beam particles (default 1000)")
     p.add_argument("--output", required=True, metavar="FILE.h5", help="output HDF5 file")
+
+    p = sub.add_parser("recover", help="make run files left as NAME.part by a dead writer final and readable",
+                       description="Keep every event up to the dead writer's last flush whose CRC-32 "
+                       "checks, write NAME with recovered=1 and delete NAME.part (docs/hdf5-layout.md).")
+    p.add_argument("files", nargs="+", metavar="FILE.part", help=".part files left by writers that died")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing final file")
 
     p = sub.add_parser("demo", help="run the main job on the embedded default configuration")
     _add_common(p)
