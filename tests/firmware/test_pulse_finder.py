@@ -41,6 +41,7 @@ def run_campaign(bank, campaign: Campaign, tmp_path: Path):
 def assert_bit_exact(result, report) -> None:
     assert int(result["err_overflow"]) == 0, "record queue/FIFO overflow or a late record"
     assert report.pulses_reference > 0
+    assert report.model_mismatches == 0, report.summary()
     assert report.mismatched_windows == 0, report.summary()
     assert report.pulses_rtl == report.pulses_reference
 
@@ -127,8 +128,10 @@ def test_scoreboard_catches_every_mutant(mutant_bank, tmp_path):
     campaign = make_campaign(seed=404, n_channel_windows=1200, nch=mutant_bank.nch)
     result, report = run_campaign(mutant_bank, campaign, tmp_path)
     per_lane = np.zeros(mutant_bank.nch, dtype=int)
-    for m in compare(campaign, result["rows"], [str(c) for c in result["columns"]],
-                     max_listed=10**9).mismatches:
+    full = compare(campaign, result["rows"], [str(c) for c in result["columns"]],
+                   max_listed=10**9)
+    assert full.model_mismatches == 0
+    for m in full.mismatches:
         per_lane[m["channel"]] += 1
     by_mutant = {k: int(per_lane[k::6].sum()) for k in range(6)}
     log.info("mismatching fields per mutant (0 = correct RTL): %s", by_mutant)
