@@ -196,7 +196,8 @@ module pulse_finder #(
     always @(*) begin
         nsa_m1 = reg_nsa - 9'd1;
         c_start = 1'b0;
-        c_trk = trk; c_conf = conf; c_drop = 1'b0; c_close = 1'b0; c_conf_now = 1'b0;
+        // a new window (in_first) abandons a pulse left open by a window without in_last
+        c_trk = trk & ~in_first; c_conf = conf & ~in_first; c_drop = 1'b0; c_close = 1'b0; c_conf_now = 1'b0;
         c_conf_cnt = conf_cnt; c_d = d;
         c_integ = t_integ; c_ovf = t_ovf; c_unf = t_unf;
         c_nover = t_nover; c_over_run = t_over_run;
@@ -209,7 +210,7 @@ module pulse_finder #(
         for (j = 0; j < 64; j = j + 1) snap_n[j] = snap[j];
 
         if (take) begin
-            if (!trk) begin
+            if (!c_trk) begin
                 if (cand) begin
                     c_start = 1'b1;
                     c_trk = 1'b1;
@@ -273,6 +274,9 @@ module pulse_finder #(
             end
             if (c_trk & c_conf & ((c_d == nsa_m1) | in_last)) c_close = 1'b1;
             if (in_last & (reg_max_pulses != 4'd0) & (c_nconf == {1'b0, reg_max_pulses}))
+                c_end_rel = 1'b1;
+            // an abandoned window (in_first without in_last) releases its held pulse
+            if (in_first & in_win & (reg_max_pulses != 4'd0) & (nconf == {1'b0, reg_max_pulses}))
                 c_end_rel = 1'b1;
         end
 

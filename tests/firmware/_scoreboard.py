@@ -85,6 +85,10 @@ def compare(campaign: Campaign, rows: np.ndarray, columns, max_listed: int = 200
         for ch in range(campaign.nch):
             rep.channel_windows += 1
             ref = ref_all[ref_all["channel"] == ch]
+            if not campaign.last_sent[w]:
+                # abandoned window: pulses still open at its end are dropped by the firmware
+                nsa = int(campaign.regs[b, ch, REG_NAMES.index("nsa")])
+                ref = ref[ref["crossing"] + nsa <= win.shape[0]]
             got = rtl.get((w, ch), [])
             seen.add((w, ch))
             rep.pulses_reference += len(ref)

@@ -10,6 +10,8 @@ between batches, after the RTL has drained (docs: firmware_models/README.md). Ki
   at the window edges.
 - ``physics``: difference-of-exponentials pulses on a noisy pedestal, Poisson multiplicity
   (noise-only windows, pile-up), amplitudes up to saturation at 16383.
+  About 10 % of corner windows are abandoned: no ``in_last``, the next window starts
+  (the RTL then reports only pulses closed inside the window, ``c + NSA <= N``).
 - ``stream``: stream mode (configured pedestal, MAX_PULSES = 0) over one long window with
   48-bit start indices.
 """
@@ -35,11 +37,13 @@ class Campaign:
     samples: np.ndarray     # (S, nch) uint16, all windows back to back
     gaps: np.ndarray        # (S,) uint8, idle clocks (valid low) before each sample
     index0: np.ndarray      # (W,) uint64, absolute index of each window's first sample
+    last_sent: np.ndarray   # (W,) uint8, 0: the window is abandoned (no in_last; the next
+                            # window's in_first follows), never the last window of a batch
 
     def save(self, path) -> None:
         np.savez(path, nch=self.nch, regs=self.regs, batch_n=self.batch_n,
                  batch_nwin=self.batch_nwin, samples=self.samples, gaps=self.gaps,
-                 index0=self.index0)
+                 index0=self.index0, last_sent=self.last_sent)
 
     @property
     def n_channel_windows(self) -> int:
@@ -195,7 +199,7 @@ def make_campaign(seed: int, n_channel_windows: int, nch: int,
                   windows_per_batch: int = 8) -> Campaign:
     """At least ``n_channel_windows`` channel-windows of the given kinds, deterministic in seed."""
     rng = np.random.default_rng(np.random.SeedSequence([seed, nch]))
-    regs, batch_n, batch_nwin, chunks, gaps, index0 = [], [], [], [], [], []
+    regs, batch_n, batch_nwin, chunks, gaps, index0, last_sent = [], [], [], [], [], [], []
     total = 0
     b = 0
     while total < n_channel_windows:
@@ -224,7 +228,9 @@ def make_campaign(seed: int, n_channel_windows: int, nch: int,
             batch_regs.append(r)
             bases.append(base)
         lam = rng.uniform(0.0, 3.0) if kind == "physics" else rng.uniform(20.0, 200.0) * n / 10000
-        for _ in range(nwin):
+        for k in range(nwin):
+            # corner batches abandon some windows (in_first without in_last before it)
+            last_sent.append(0 if (kind == "corner" and k < nwin - 1 and rng.random() < 0.1) else 1)
             win = np.empty((n, nch), dtype=np.uint16)
             for ch in range(nch):
                 if kind == "corner":
@@ -251,4 +257,5 @@ def make_campaign(seed: int, n_channel_windows: int, nch: int,
         samples=np.concatenate(chunks, axis=0),
         gaps=np.concatenate(gaps),
         index0=np.asarray(index0, dtype=np.uint64),
+        last_sent=np.asarray(last_sent, dtype=np.uint8),
     )

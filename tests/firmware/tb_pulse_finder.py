@@ -78,6 +78,7 @@ async def stream_campaign(dut):
     samples = st["samples"]
     gaps = st["gaps"]
     index0 = st["index0"]
+    last_sent = st["last_sent"]
     packed = [int.from_bytes(row.tobytes(), "little") for row in samples.astype("<u2")]
 
     Clock(dut.clk, 4, unit="ns").start()
@@ -121,7 +122,7 @@ async def stream_campaign(dut):
                     in_first.value = 1
                 elif i == 1:
                     in_first.value = 0
-                if i == n - 1:
+                if i == n - 1 and last_sent[w]:
                     in_last.value = 1
                 await FallingEdge(dut.clk)
                 mon.sample()
