@@ -71,8 +71,14 @@ def test_corner_windows_bit_exact(bank, tmp_path):
     result, report = run_campaign(bank, campaign, tmp_path)
     assert report.channel_windows >= 2500
     assert_bit_exact(result, report)
-    # the corner campaign reaches every quality bit (spec 1.11), so every flag is compared
+    # the corner campaign reaches every quality bit (spec 1.11), so every flag is compared,
+    # and the register corners: NSB + NSA == N, NSAT == NSA, T above the rail, abandoned windows
     assert (report.quality_counts > 0).all(), report.quality_counts
+    regs = campaign.regs
+    assert (regs[:, :, 1] + regs[:, :, 2] == campaign.batch_n[:, None]).any()
+    assert (regs[:, :, 3] == regs[:, :, 2]).any()
+    assert ((regs[:, :, 8] + regs[:, :, 0] > 16383) & (regs[:, :, 7] == 1)).any()
+    assert (campaign.last_sent == 0).any() and (campaign.gaps > 0).any()
 
 
 def test_physics_windows_bit_exact(bank, tmp_path):
