@@ -64,7 +64,7 @@ module trig_window #(
         input signed [19:0] lo;
         input signed [19:0] hi;
         begin
-            in_win = (d >= {{36{lo[19]}}, lo}) && (d < {{36{hi[19]}}, hi});
+            in_win = (d >= $signed({{36{lo[19]}}, lo})) && (d < $signed({{36{hi[19]}}, hi}));
         end
     endfunction
 

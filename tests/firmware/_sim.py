@@ -18,6 +18,9 @@ REPO = Path(__file__).resolve().parents[2]
 RTL_DIR = REPO / "firmware_models"
 TB_DIR = Path(__file__).resolve().parent
 PULSE_FINDER_SOURCES = (RTL_DIR / "pulse_finder.v", RTL_DIR / "pulse_finder_bank.v")
+TRIGGER_SOURCES = tuple(RTL_DIR / f for f in ("trig_calib.v", "trig_window.v", "trig_decide.v",
+                                              "trig_prescale.v", "trig_gate.v", "trig_random.v",
+                                              "trigger_top.v"))
 BUILD_ROOT = REPO / "sim_build"
 # C++ optimisation of the verilated model: the test bench's Python side dominates run time,
 # and -O1 compiles several times faster than the default -Os/-O3 on a 2-core machine.
@@ -62,25 +65,32 @@ class BuiltBank:
 
     def run(self, stimulus_path: Path, result_path: Path, test_dir: Path) -> None:
         """Run tb_pulse_finder on a saved campaign; records go to ``result_path`` (npz)."""
-        from cocotb_tools.runner import get_runner
+        run_bench(self.build_dir, "pulse_finder_bank", "tb_pulse_finder", stimulus_path,
+                  result_path, test_dir)
 
-        setup_verilator_env()
-        runner = get_runner("verilator")
-        log = Path(test_dir) / "sim.log"
-        try:
-            runner.test(
-                hdl_toplevel="pulse_finder_bank",
-                hdl_toplevel_lang="verilog",
-                test_module="tb_pulse_finder",
-                build_dir=self.build_dir,
-                test_dir=test_dir,
-                extra_env={"POKERDAQ_TB_IN": str(stimulus_path),
-                           "POKERDAQ_TB_OUT": str(result_path)},
-                log_file=log,
-            )
-        except SystemExit as exc:   # the runner exits when the cocotb test fails
-            tail = log.read_text(errors="replace")[-4000:] if log.exists() else "(no log)"
-            raise RuntimeError(f"cocotb simulation failed ({exc.code}); log tail:\n{tail}") from None
+
+def run_bench(build_dir: Path, toplevel: str, test_module: str, stimulus_path: Path,
+              result_path: Path, test_dir: Path) -> None:
+    """Run the cocotb ``test_module`` on a built ``toplevel`` with POKERDAQ_TB_IN / _OUT set."""
+    from cocotb_tools.runner import get_runner
+
+    setup_verilator_env()
+    runner = get_runner("verilator")
+    log = Path(test_dir) / "sim.log"
+    try:
+        runner.test(
+            hdl_toplevel=toplevel,
+            hdl_toplevel_lang="verilog",
+            test_module=test_module,
+            build_dir=build_dir,
+            test_dir=test_dir,
+            extra_env={"POKERDAQ_TB_IN": str(stimulus_path),
+                       "POKERDAQ_TB_OUT": str(result_path)},
+            log_file=log,
+        )
+    except SystemExit as exc:   # the runner exits when the cocotb test fails
+        tail = log.read_text(errors="replace")[-4000:] if log.exists() else "(no log)"
+        raise RuntimeError(f"cocotb simulation failed ({exc.code}); log tail:\n{tail}") from None
 
 
 # Verilator run-time objects that do not depend on the model: compiled once per machine
@@ -107,10 +117,16 @@ def build_bank(nch: int = 16, mutant: int = 0, mutant_mix: bool = False,
     ``mutant != 0`` builds a deliberately wrong variant; ``mutant_mix`` gives lane ``ch`` the
     variant ``ch % 6`` (lanes 0 and 6 stay correct) so one build checks every mutant.
     """
+    build_dir = build_root / f"pulse_finder_bank_n{nch}_m{'mix' if mutant_mix else mutant}"
+    _verilate(PULSE_FINDER_SOURCES, "pulse_finder_bank", build_dir, build_root,
+              {"NCH": nch, "MUTANT": mutant, "MUTANT_MIX": int(mutant_mix)})
+    return BuiltBank(build_dir=build_dir, nch=nch, mutant=-1 if mutant_mix else mutant)
+
+
+def _verilate(sources, toplevel: str, build_dir: Path, build_root: Path, parameters: dict) -> None:
     from cocotb_tools.runner import get_runner
 
     setup_verilator_env()
-    build_dir = build_root / f"pulse_finder_bank_n{nch}_m{'mix' if mutant_mix else mutant}"
     _reuse_runtime_objects(build_root, build_dir)
     runner = get_runner("verilator")
     saved = os.environ.get("MAKEFLAGS")
@@ -120,10 +136,10 @@ def build_bank(nch: int = 16, mutant: int = 0, mutant_mix: bool = False,
     os.environ["MAKEFLAGS"] = " ".join(filter(None, [saved, "CFG_CXXFLAGS_PCH_I=-include", f"OPT_FAST={OPT_FAST}"]))
     try:
         runner.build(
-            sources=list(PULSE_FINDER_SOURCES),
-            hdl_toplevel="pulse_finder_bank",
+            sources=list(sources),
+            hdl_toplevel=toplevel,
             build_dir=build_dir,
-            parameters={"NCH": nch, "MUTANT": mutant, "MUTANT_MIX": int(mutant_mix)},
+            parameters=parameters,
             build_args=["-O3", "--x-assign", "fast", "--x-initial", "fast"],
             always=True,
             log_file=build_dir / "build.log",
@@ -133,4 +149,21 @@ def build_bank(nch: int = 16, mutant: int = 0, mutant_mix: bool = False,
             del os.environ["MAKEFLAGS"]
         else:
             os.environ["MAKEFLAGS"] = saved
-    return BuiltBank(build_dir=build_dir, nch=nch, mutant=-1 if mutant_mix else mutant)
+
+
+@dataclass
+class BuiltTrigger:
+    """A verilated trigger_top, ready to run tb_trigger."""
+
+    build_dir: Path
+    mutant: int
+
+    def run(self, stimulus_path: Path, result_path: Path, test_dir: Path) -> None:
+        run_bench(self.build_dir, "trigger_top", "tb_trigger", stimulus_path, result_path, test_dir)
+
+
+def build_trigger(mutant: int = 0, build_root: Path = BUILD_ROOT) -> BuiltTrigger:
+    """Verilate and compile trigger_top (``mutant != 0``: a deliberately wrong variant)."""
+    build_dir = build_root / f"trigger_top_m{mutant}"
+    _verilate(TRIGGER_SOURCES, "trigger_top", build_dir, build_root, {"MUTANT": mutant})
+    return BuiltTrigger(build_dir=build_dir, mutant=mutant)
