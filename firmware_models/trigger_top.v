@@ -57,7 +57,7 @@ module trigger_top #(
     output reg                out_valid,
     output reg  [31:0]        out_event,
     output reg  [47:0]        out_timestamp,
-    output reg  [53:0]        out_ref_time,
+    output reg  [54:0]        out_ref_time,     // s55: negative only for a random trigger before tick LATENCY
     output reg  [31:0]        out_word,
     output reg  [9:0]         out_cond,
     output reg  [7:0]         out_beam_mask,
@@ -291,7 +291,12 @@ module trigger_top #(
     wire [53:0] tl_time = buf_time[tail[AW-1:0]];
 
     wire signed [55:0] span_hi_abs = cand_tref + {{36{r_span_hi[19]}}, r_span_hi};
-    wire signed [55:0] keep_from = ((stop_time < t56({end_tick, 6'd0})) ? stop_time : t56({end_tick, 6'd0}))
+    // LATENCY in fine units; random candidates look LATENCY ticks back (T_REF = (n - LATENCY) * 64)
+    wire signed [55:0] lat_fine  = $signed({34'd0, r_lat, 6'd0});
+    wire signed [55:0] rnd_tref  = $signed({2'b00, rnd_fire_tick, 6'd0}) - lat_fine;
+    // no later candidate has T_REF below the next opener or (adv_tick - LATENCY) * 64
+    wire signed [55:0] end_tref  = $signed({2'b00, end_tick, 6'd0}) - lat_fine;
+    wire signed [55:0] keep_from = ((stop_time < end_tref) ? stop_time : end_tref)
                                    + {{36{r_span_lo[19]}}, r_span_lo};
 
     // random generator
@@ -401,7 +406,7 @@ module trigger_top #(
                     if (rnd_fire) begin
                         cand_random <= 1'b1;
                         cand_issue  <= rnd_fire_tick;
-                        cand_tref   <= {2'b00, rnd_fire_tick, 6'd0};
+                        cand_tref   <= rnd_tref;
                         state       <= S_EVAL0;
                     end else if (rnd_done) begin
                         if (have_beam) begin
@@ -439,7 +444,7 @@ module trigger_top #(
                         out_valid     <= 1'b1;
                         out_event     <= event_number;
                         out_timestamp <= cand_issue;
-                        out_ref_time  <= cand_tref[53:0];
+                        out_ref_time  <= cand_tref[54:0];
                         out_word      <= {16'd0, 3'd0, raw, 3'd0, passed};
                         out_cond      <= cond;
                         out_beam_mask <= w_beam_mask;

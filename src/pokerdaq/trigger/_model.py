@@ -346,7 +346,8 @@ class TriggerModel:
         self._tick = tick1
 
         # keep only records still inside a window of a pending candidate
-        keep_from = min(self._next_min, tick1 * 64) + regs[P_SPAN_LO]
+        # future candidates: beam openers at >= next_min, random ones at >= (tick1 - LATENCY) * 64
+        keep_from = min(self._next_min, (tick1 - regs[P_LAT]) * 64) + regs[P_SPAN_LO]
         first = int(np.searchsorted(self._times, keep_from))
         if first:
             self._times, self._chans, self._energies = self._times[first:], self._chans[first:], self._energies[first:]
