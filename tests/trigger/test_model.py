@@ -158,6 +158,26 @@ def test_stream_matches_reference_for_any_slicing(cfg, n_slices):
     assert (out["conditions"] & ConditionBits.PILEUP).any()
 
 
+@pytest.mark.parametrize("n_slices", [1, 300])
+def test_random_candidates_see_complete_windows(cfg, n_slices):
+    """Random candidates evaluate the stream LATENCY ticks back (T_REF = (ISSUE - LATENCY) * 64,
+    spec 2.8): their sums do not depend on where the stream is cut, and equal the reference."""
+    c, rec, n_ticks = _stream_setup(cfg, 8, 300, random_rate_hz=5e6, random_mode="periodic",
+                                    dead_time_ns=0.0)
+    rng = np.random.default_rng(n_slices)
+    cuts = np.sort(rng.choice(np.arange(1, n_ticks), size=n_slices - 1, replace=False))
+    out, _ = _run_model(c, rec, n_ticks, cuts)
+    rows, _, _ = ref.run_stream(rec, TriggerRegisters.from_config(c, seed=3), n_ticks)
+    assert len(out) == len(rows)
+    for i, row in enumerate(rows):
+        for name, value in row.items():
+            assert out[name][i] == value, (i, name, out[i], row)
+    rnd = out[(out["conditions"] & ConditionBits.RANDOM) != 0]
+    lat = TriggerRegisters.from_config(c)[R.P_LAT]
+    assert (rnd["ref_time"] == (rnd["timestamp"].astype(np.int64) - lat) * 64).all()
+    assert (rnd["e_calo"] > 0).sum() > 10    # random windows that contain showers
+
+
 def test_prescalers_accept_exactly_one_in_n(cfg):
     factors = {"physics": 1, "beam": 7, "random": 1, "calibration": 3, "muon": 5}
     c, rec, n_ticks = _stream_setup(cfg, 9, 1500, dead_time_ns=0.0, random_rate_hz=0.0, prescale=factors)
