@@ -18,6 +18,7 @@ import numpy as np
 import cocotb
 from cocotb.clock import Clock
 from cocotb.triggers import FallingEdge, ReadOnly, RisingEdge
+from cocotb.utils import get_sim_time
 
 OUT_PORTS = (("event_number", "out_event"), ("timestamp", "out_timestamp"),
              ("ref_time", "out_ref_time"), ("trigger_word", "out_word"),
@@ -76,6 +77,7 @@ async def run_campaign(dut):
         dut.rst.value = 0
         await FallingEdge(dut.clk)
         chan, time, net = st[f"channel{k}"], st[f"time{k}"], st[f"net{k}"]
+        start_ns = get_sim_time("ns")
         lo = 0
         for end, busy, hi in zip(st[f"ends{k}"], st[f"busy{k}"], st[f"cuts{k}"]):
             for i in range(lo, int(hi)):
@@ -96,6 +98,7 @@ async def run_campaign(dut):
             if not int(dut.idle.value):
                 await with_timeout(RisingEdge(dut.idle), IDLE_LIMIT_NS, "ns")
             await FallingEdge(dut.clk)
+        results[f"clocks{k}"] = int((get_sim_time("ns") - start_ns) // 4)   # 4 ns clock
         results[f"counters{k}"] = _counters(dut)
         results[f"scalers{k}"] = np.array([int(dut.cnt_attempts.value), int(dut.cnt_lost_dead_triggers.value),
                                            int(dut.cnt_lost_busy_triggers.value)], np.int64)

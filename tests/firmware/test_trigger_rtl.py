@@ -48,6 +48,9 @@ def run_segments(rtl, segments: list[Segment], tmp_path: Path):
     result = np.load(out)
     report = compare(segments, result)
     log.info("trigger scoreboard: %s", report.summary(limit=10))
+    for k, seg in enumerate(segments):
+        log.info("segment %d: %d primitives, %d slices, %d triggers, %d RTL clocks", k,
+                 len(seg.records), len(seg.ends), len(seg.expected), int(result[f"clocks{k}"]))
     return result, report
 
 
