@@ -9,9 +9,11 @@ Flow control, in the order a slow consumer is felt:
    bounded queue (``daq.board_queue_events``);
 2. above ``busy_fraction`` of that queue the board flags every primitive message BUSY:
    the trigger processor then accepts no trigger (and counts the busy time);
-3. triggers already decided when busy rose still fit in the remaining queue; if the queue is
-   ever full, the fragment is dropped and **counted** (``fragments_dropped_queue_full``),
-   and the builder flags the event INCOMPLETE.
+3. triggers already decided when busy rose go into the rest of the queue; when it is full
+   the board stops reading out (its decisions wait), so it stops producing slices and the
+   trigger processor, waiting for its slices, stops the run's clock. Nothing is dropped.
+   While stalled the board sends heartbeats, so the trigger processor does not take it
+   for dead.
 
 A board never runs more than ``daq.max_slices_ahead`` slices ahead of the trigger decisions,
 which bounds its ring buffer of samples to that many slices plus two.
@@ -51,7 +53,7 @@ class _Board:
     ring: dict[int, np.ndarray] = field(default_factory=dict)
     next_slice: int = 0
     last_decided: int = -1
-    decisions: collections.deque = field(default_factory=collections.deque)
+    decisions: collections.deque = field(default_factory=collections.deque)  # [slice, flags, triggers, next index]
     outbox: list | None = None    # a primitive message the DEALER could not take yet
     ended: bool = False
     busy_slices: int = 0
@@ -76,6 +78,8 @@ class BoardGroupNode(Node):
         self.max_pending = 0
         self.push: zmq.Socket | None = None
         self._last_progress = time.monotonic()
+        self._last_heartbeat = 0.0
+        self.stalled = False
 
     def connect(self, endpoints: dict[str, str]) -> None:
         for b, board in self.boards.items():
@@ -95,12 +99,16 @@ class BoardGroupNode(Node):
     # ---- the work --------------------------------------------------------------------
     def step(self, ready: dict) -> bool:
         more = False
+        self.stalled = False
         self._receive_decisions()
         for board in self.boards.values():
             more |= self._apply_decisions(board)
         self._flush()
         for board in self.boards.values():
             more |= self._produce(board)
+        if self.stalled:
+            self.counters["stalled_steps"] += 1
+            self._heartbeat()
         if all(b.ended and not b.decisions for b in self.boards.values()):
             if not self.pending:
                 self.notify_drained()
@@ -120,12 +128,12 @@ class BoardGroupNode(Node):
                     head, triggers = decode_slice(frames, TRIGGER_MAGIC, TRIGGER_DTYPE)
                 except MessageError as err:
                     raise NodeError(f"board {b}: bad trigger message from the trigger processor: {err}") from None
-                board.decisions.append((int(head["slice_index"]), int(head["flags"]), triggers))
+                board.decisions.append([int(head["slice_index"]), int(head["flags"]), triggers, 0])
 
     def _apply_decisions(self, board: _Board) -> bool:
         progressed = False
         while board.decisions:
-            k, flags, triggers = board.decisions[0]
+            k, flags, triggers, done = board.decisions[0]
             if flags & SliceFlags.END_OF_RUN:
                 board.ended = True
                 board.decisions.popleft()
@@ -133,8 +141,13 @@ class BoardGroupNode(Node):
                 continue
             if k + 1 >= board.next_slice:  # the window may reach into slice k + 1: wait for it
                 break
-            for trig in triggers:
-                self._read_out(board, trig)
+            while done < len(triggers):
+                if len(self.pending) >= self.queue_limit:
+                    board.decisions[0][3] = done
+                    self.stalled = True   # backpressure: wait for the builder
+                    return progressed
+                self._read_out(board, triggers[done])
+                done += 1
             board.decisions.popleft()
             board.last_decided = k
             for old in [s for s in board.ring if s < k]:
@@ -160,9 +173,6 @@ class BoardGroupNode(Node):
             t = end
         if len(self.pending) >= self.busy_mark:
             flags |= FragmentFlags.BOARD_BUSY
-        if len(self.pending) >= self.queue_limit:
-            self.counters["fragments_dropped_queue_full"] += 1
-            return
         pulses = board.logic.find_pulses(window, first)
         frag = encode_fragment(run_number=self.run_number, board_id=board.logic.board,
                                event_number=int(trig["event_number"]), timestamp=ts,
@@ -171,6 +181,24 @@ class BoardGroupNode(Node):
         self.pending.append(frag)
         self.max_pending = max(self.max_pending, len(self.pending))
         self.counters["fragments_made"] += 1
+
+    def _heartbeat(self) -> None:
+        """Tell the trigger processor that a stalled board is alive (not more than 4 per time-out)."""
+        now = time.monotonic()
+        if now - self._last_heartbeat < self.cfg.daq.board_timeout_s / 4:
+            return
+        self._last_heartbeat = now
+        for b, board in self.boards.items():
+            if board.ended:
+                continue
+            msg = encode_slice(PRIMITIVE_MAGIC, board_id=b, run_number=self.run_number,
+                               flags=int(SliceFlags.HEARTBEAT | SliceFlags.BUSY), slice_index=0,
+                               records=np.zeros(0, PRIMITIVE_DTYPE))
+            try:
+                board.dealer.send_multipart(msg, zmq.NOBLOCK)
+                self.counters["heartbeats"] += 1
+            except zmq.Again:
+                pass
 
     def _flush(self) -> None:
         while self.pending:
@@ -181,6 +209,8 @@ class BoardGroupNode(Node):
             self.pending.popleft()
             self.counters["fragments_sent"] += 1
             self._last_progress = time.monotonic()
+        self._last_heartbeat = 0.0
+        self.stalled = False
 
     def _produce(self, board: _Board) -> bool:
         if board.ended:

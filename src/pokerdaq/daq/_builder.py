@@ -53,7 +53,8 @@ OUT_QUEUE_EVENTS = 8
 
 @dataclass
 class _Event:
-    first_seen: float
+    created: float                      # first fragment or trigger record, whichever came first
+    first_fragment: float | None = None  # the stale-event clock starts here
     record: np.void | None = None
     fragments: dict[int, Fragment] = field(default_factory=dict)
     flags: int = 0
@@ -81,6 +82,8 @@ class EventBuilderNode(Node):
         self.data_events: set[int] = set()  # events holding fragment data or a built event (in flight)
         self.out: collections.deque = collections.deque()
         self.total: int | None = None       # events issued, known from the end-of-run record
+        self.end_time: float | None = None
+        self._next_expire = 0.0
         self.rejected = collections.Counter()
         self.counters = collections.Counter()
         self.max_in_flight = 0
@@ -209,6 +212,8 @@ class EventBuilderNode(Node):
             return
         if ev is None:
             ev = self.events[ev_no] = _Event(time.monotonic())
+        if ev.first_fragment is None:
+            ev.first_fragment = time.monotonic()
         ev.fragments[frag.board_id] = frag
         self.data_events.add(ev_no)
         self.counters["fragments_accepted"] += 1
@@ -229,6 +234,7 @@ class EventBuilderNode(Node):
             return
         if int(head["flags"]) & SliceFlags.END_OF_RUN:
             self.total = int(head["slice_index"])
+            self.end_time = time.monotonic()
             return
         for rec in records:
             ev_no = int(rec["event_number"])
@@ -292,15 +298,35 @@ class EventBuilderNode(Node):
             self.counters["events_incomplete"] += 1
         if flags & self.EventFlags.MISMATCH:
             self.counters["events_mismatch"] += 1
-        self.h_latency.fill((time.monotonic() - ev.first_seen) * 1e3)
+        self.h_latency.fill((time.monotonic() - (ev.first_fragment or ev.created)) * 1e3)
         self.h_size.fill(sum(len(m) for m in ev.message) / 1024.0)
         self.h_pulses.fill(len(pulses_arr))
 
     def _expire(self) -> None:
+        """Time out stale events (checked every few tens of ms).
+
+        The clock of an event starts at its first fragment (artdaq): its trigger record
+        arrives long before the fragments when the boards are backpressured. An event with
+        a record but no fragment at all is stale when a later event's first fragment is
+        older than the time-out (the boards have moved past it), when the end of run is
+        older than the time-out, or after stall_timeout_s.
+        """
         now = time.monotonic()
-        for ev_no in list(self.events)[:]:
+        if now < self._next_expire:
+            return
+        self._next_expire = now + min(0.05, self.timeout / 4)
+        later_first = None   # earliest first-fragment time among higher event numbers
+        for ev_no in sorted(self.events, reverse=True):
             ev = self.events[ev_no]
-            if ev.ready or now - ev.first_seen <= self.timeout:
+            if ev.first_fragment is not None:
+                stale = now - ev.first_fragment > self.timeout
+            else:
+                stale = ((later_first is not None and now - later_first > self.timeout)
+                         or (self.end_time is not None and now - self.end_time > self.timeout)
+                         or now - ev.created > self.stall_timeout)
+            if ev.first_fragment is not None:
+                later_first = ev.first_fragment if later_first is None else min(later_first, ev.first_fragment)
+            if ev.ready or not stale:
                 continue
             if ev.record is None:
                 self._drop_orphan(ev_no, ev)

@@ -125,7 +125,7 @@ class Node:
         if not self._drained_sent:
             self._drained_sent = True
             self.state = "drained"
-            self.notify("drained", stats=self.stats())
+            self.notify("drained", stats=self.full_stats())
 
     # ---- control ---------------------------------------------------------------------
     def serve_control(self, timeout_ms: int) -> None:
@@ -155,7 +155,7 @@ class Node:
             elif cmd == "stop":
                 self.on_stop()
             elif cmd == "status":
-                reply["stats"] = self.stats()
+                reply["stats"] = self.full_stats()
                 reply["state"] = self.state
             elif cmd == "exit":
                 self.state = "exiting"
@@ -206,9 +206,13 @@ class Node:
             finally:
                 self.ctx.destroy(linger=0)
 
+    def full_stats(self) -> dict[str, Any]:
+        """:meth:`stats` plus the process's CPU seconds (where the time goes)."""
+        return {**self.stats(), "cpu_s": time.process_time(), "pid": os.getpid()}
+
     def _safe_stats(self) -> dict:
         try:
-            return self.stats()
+            return self.full_stats()
         except Exception:
             return {}
 

@@ -391,7 +391,8 @@ class DaqRun:
             "events_evicted_incomplete": build.get("events_evicted_incomplete", 0),
             "events_timed_out": build.get("events_timed_out", 0),
             "fragments_rejected": build.get("rejected", {}),
-            "fragments_dropped_queue_full": sum(s.get("fragments_dropped_queue_full", 0) for s in boards.values()),
+            "board_stalled_steps": sum(s.get("stalled_steps", 0) for s in boards.values()),
+            "board_max_pending": max((s.get("max_pending", 0) for s in boards.values()), default=0),
             "fragment_peer_disconnects": build.get("fragment_peer_disconnects", 0),
             "max_in_flight": build.get("max_in_flight", 0),
             "in_flight_limit": build.get("in_flight_limit", self.cfg.daq.max_events_in_flight),
@@ -406,6 +407,7 @@ class DaqRun:
             "files": writer.get("files", []),
             "event_rate_hz": writer.get("events_written", 0) / wall if wall else 0.0,
             "histograms": build.get("histograms", {}),
+            "cpu_s": {n: st.get("cpu_s", 0.0) for n, st in self.stats.items()},
         }
 
     def pid(self, name: str) -> int:

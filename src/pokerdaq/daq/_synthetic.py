@@ -47,52 +47,67 @@ def _board_layout(cfg: Config) -> list[np.ndarray]:
     return [cmap.channels_on_board(b) for b in range(cmap.n_boards)]
 
 
-def slice_particles(cfg: Config, seed: int, slice_index: int) -> np.ndarray:
-    """Synthetic particles of one slice: (time, board, channel, amplitude) records, time ordered."""
-    dtype = np.dtype([("time", np.int64), ("board", np.int64), ("channel", np.int64), ("amplitude", np.int64)])
+PARTICLE_DTYPE = np.dtype([("time", np.int64), ("board", np.int64), ("channel", np.int64), ("amplitude", np.int64)])
+
+
+def slice_particles(cfg: Config, seed: int, slice_index: int, layout: list[np.ndarray] | None = None) -> np.ndarray:
+    """Synthetic particles of one slice: one (time, board, channel, amplitude) row per hit, time ordered."""
     if slice_index < 0:
-        return np.zeros(0, dtype)
+        return np.zeros(0, PARTICLE_DTYPE)
     syn = cfg.daq.synthetic
-    layout = _board_layout(cfg)
+    layout = _board_layout(cfg) if layout is None else layout
     n_boards = len(layout)
     ticks = cfg.daq.slice_ticks
     rng = np.random.default_rng(np.random.SeedSequence([seed, 1, slice_index]))
     n = int(rng.poisson(cfg.beam.rate_hz * ticks / cfg.digitizer.sampling_rate_hz))
     times = np.sort(rng.integers(0, ticks, size=n)) + slice_index * ticks
     hits = min(syn.hit_boards, n_boards)
-    out = np.zeros(n * hits, dtype)
-    for i in range(n):
-        boards = rng.choice(n_boards, size=hits, replace=False)
-        for j, b in enumerate(boards):
-            chans = layout[b]
-            out[i * hits + j] = (times[i], b, chans[rng.integers(0, len(chans))],
-                                 int(syn.amplitude_adc * (0.5 + rng.random())))
+    boards = np.argsort(rng.random((n, n_boards)), axis=1)[:, :hits]       # distinct boards per particle
+    n_inputs = np.array([len(c) for c in layout])
+    inputs = (rng.random((n, hits)) * n_inputs[boards]).astype(np.int64)
+    amps = (syn.amplitude_adc * (0.5 + rng.random((n, hits)))).astype(np.int64)
+    out = np.zeros(n * hits, PARTICLE_DTYPE)
+    out["time"] = np.repeat(times, hits)
+    out["board"] = boards.ravel()
+    out["channel"] = [layout[b][i] for b, i in zip(boards.ravel().tolist(), inputs.ravel().tolist())]
+    out["amplitude"] = amps.ravel()
     return out
 
 
 def synthetic_samples(cfg: Config, seed: int, board: int, first_tick: int, n_ticks: int,
-                      _noise: np.ndarray | None = None) -> np.ndarray:
+                      _noise: np.ndarray | None = None, _layout: list[np.ndarray] | None = None,
+                      _particles=None) -> np.ndarray:
     """The synthetic samples of one board, (n_channels, n_ticks) uint16, ticks from ``first_tick``.
 
     Ticks before 0 read as 0 (no data before the run start).
     """
-    channels = _board_layout(cfg)[board]
+    layout = _board_layout(cfg) if _layout is None else _layout
+    particles = (lambda s: slice_particles(cfg, seed, s, layout)) if _particles is None else _particles
+    channels = layout[board]
     noise = _noise_table(seed) if _noise is None else _noise
-    ticks = np.arange(first_tick, first_tick + n_ticks, dtype=np.int64)
-    offsets = (channels.astype(np.int64) * 7919) % NOISE_LENGTH
-    out = PEDESTAL + noise[(ticks[None, :] + offsets[:, None]) % NOISE_LENGTH]
+    noise2 = np.concatenate([noise, noise])
+    out = np.empty((len(channels), n_ticks), dtype=np.int32)
+    for row, ch in enumerate(channels.tolist()):
+        done = 0
+        while done < n_ticks:   # the noise table is read cyclically, shifted per channel
+            start = (first_tick + done + ch * 7919) % NOISE_LENGTH
+            k = min(n_ticks - done, NOISE_LENGTH)
+            out[row, done:done + k] = noise2[start:start + k]
+            done += k
+    out += PEDESTAL
     st = cfg.daq.slice_ticks
     first_slice = (first_tick - len(PULSE_SHAPE)) // st
     last_slice = (first_tick + n_ticks - 1) // st
     row_of = {int(c): i for i, c in enumerate(channels)}
     for s in range(max(first_slice, 0), last_slice + 1):
-        parts = slice_particles(cfg, seed, s)
+        parts = particles(s)
         parts = parts[parts["board"] == board]
         for p in parts:
             rel = int(p["time"]) - first_tick + np.arange(len(PULSE_SHAPE))
             ok = (rel >= 0) & (rel < n_ticks)
             out[row_of[int(p["channel"])], rel[ok]] += (p["amplitude"] * PULSE_SHAPE[ok]).astype(np.int32)
-    out[:, ticks < 0] = 0
+    if first_tick < 0:
+        out[:, :min(-first_tick, n_ticks)] = 0
     return np.clip(out, 0, 16383).astype(np.uint16)
 
 
@@ -105,12 +120,17 @@ class SyntheticFrontEnd:
         self.seed = seed
         self.channels = cfg.channel_map.channels_on_board(board)
         self._noise = _noise_table(seed)
+        self._layout = _board_layout(cfg)
+        self._particles: dict[int, np.ndarray] = {}
         self._threshold = PEDESTAL + cfg.daq.synthetic.threshold_adc
         self._last_above = np.zeros(len(self.channels), dtype=bool)
 
     def process_slice(self, slice_index: int) -> SliceOutput:
         st = self.cfg.daq.slice_ticks
-        samples = synthetic_samples(self.cfg, self.seed, self.board, slice_index * st, st, self._noise)
+        for old in [k for k in self._particles if k < slice_index - 1]:
+            del self._particles[old]
+        samples = synthetic_samples(self.cfg, self.seed, self.board, slice_index * st, st, self._noise,
+                                    self._layout, self._slice_particles)
         above = samples > self._threshold
         prev = np.concatenate([self._last_above[:, None], above[:, :-1]], axis=1)
         rows, cols = np.nonzero(above & ~prev)
@@ -124,6 +144,11 @@ class SyntheticFrontEnd:
             peak = samples[rows[:, None], idx].max(axis=1).astype(np.int64) - PEDESTAL
             prims["amplitude"] = np.clip(peak, 0, 65535)
         return SliceOutput(samples, prims)
+
+    def _slice_particles(self, s: int) -> np.ndarray:
+        if s not in self._particles:
+            self._particles[s] = slice_particles(self.cfg, self.seed, s, self._layout)
+        return self._particles[s]
 
     def find_pulses(self, window: np.ndarray, first_tick: int) -> np.ndarray:
         return simple_pulses(window, self.channels, self._threshold)

@@ -120,6 +120,9 @@ class TriggerProcessorNode(Node):
                 continue
             self.last_seen[b] = time.monotonic()
             self.heard.add(b)
+            if int(head["flags"]) & SliceFlags.HEARTBEAT:
+                self.counters["heartbeats"] += 1
+                continue
             k = int(head["slice_index"])
             if k < self.next_slice or b in self.pending[k]:
                 self.counters["bad_primitive_messages"] += 1

@@ -298,6 +298,7 @@ class SliceFlags(enum.IntFlag):
     BUSY = 1 << 0          # primitives: the board's fragment queue is above its busy mark
     END_OF_RUN = 1 << 1    # triggers: no trigger follows; primitives: the board has stopped
     RECORDS = 1 << 2       # triggers: a trigger-record message to the event builder
+    HEARTBEAT = 1 << 3     # primitives: no slice, the board is alive but stalled (queue full)
 
 
 TRIGGER_DTYPE = np.dtype(
