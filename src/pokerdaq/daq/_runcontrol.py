@@ -77,11 +77,14 @@ class DaqRun:
         Run control stops the run after this many seconds of data taking (None: no limit).
     overwrite
         Replace an existing output file.
+    only
+        Start only these kinds of process (``"board"``, ``"trigger"``, ``"builder"``,
+        ``"writer"``); the others are played by the caller through :attr:`endpoints` (tests).
     """
 
     def __init__(self, cfg: Config, output: str | Path, *, seed: int | None = None,
                  max_events: int | None = None, duration_s: float | None = None,
-                 overwrite: bool = False) -> None:
+                 overwrite: bool = False, only: tuple[str, ...] | None = None) -> None:
         if max_events is not None and max_events < 1:
             raise ValueError(f"max_events: {max_events}, expected at least 1")
         if duration_s is not None and not duration_s > 0:
@@ -93,6 +96,7 @@ class DaqRun:
         self.max_events = max_events
         self.duration_s = duration_s
         self.overwrite = overwrite
+        self.only = only
         self.state = "idle"
         self.errors: list[str] = []
         self.stats: dict[str, dict] = {}
@@ -153,6 +157,8 @@ class DaqRun:
                  ("trigger", "trigger", {**common, "boards": boards, "max_events": self.max_events})]
         for i in range(0, len(boards), per):
             specs.append((f"fe{i // per}", "board", {**common, "boards": boards[i:i + per]}))
+        if self.only is not None:
+            specs = [sp for sp in specs if sp[1] in self.only]
         ctx = multiprocessing.get_context("spawn")
         try:
             for name, kind, params in specs:
@@ -177,7 +183,8 @@ class DaqRun:
     def start(self) -> None:
         if self.state != "configured":
             raise RunControlError(f"start in state {self.state!r}, expected 'configured'")
-        order = ["writer", "builder", "trigger"] + [n for n, p in self.procs.items() if p.kind == "board"]
+        order = [n for n in ("writer", "builder", "trigger") if n in self.procs]
+        order += [n for n, p in self.procs.items() if p.kind == "board"]
         for name in order:
             self._send(name, "start")
         self._t_start = time.monotonic()
@@ -191,7 +198,8 @@ class DaqRun:
     def stop(self) -> None:
         """Begin draining: the trigger processor issues no more triggers and ends the run."""
         if self.state == "running":
-            self._send("trigger", "stop")
+            if "trigger" in self.procs:
+                self._send("trigger", "stop")
             self._enter_draining()
 
     def reset(self) -> None:

@@ -214,7 +214,9 @@ class TriggerProcessorNode(Node):
             types[name] = {"bit": bit, "accepted": self.accepted_bits[bit],
                            "candidates": c.candidates if c else 0,
                            "lost_dead_time": c.lost_dead_time if c else 0,
-                           "lost_busy": c.lost_busy if c else 0}
+                           "lost_busy": c.lost_busy if c else 0,
+                           # accepted by the logic in the last slice but beyond --events
+                           "trimmed": (c.accepted - self.accepted_bits[bit]) if c else 0}
         return {
             **dict(self.counters),
             "events_issued": self.next_event,
