@@ -12,7 +12,7 @@ from pokerdaq.config import load_config
 from pokerdaq.daq._runcontrol import DaqRun
 from pokerdaq.daq._synthetic import SyntheticFrontEnd, SyntheticTrigger, synthetic_samples
 
-FAST = {"builder_timeout_s": 1.0, "board_timeout_s": 0.5, "stall_timeout_s": 10.0, "command_timeout_s": 30.0,
+FAST = {"builder_timeout_s": 1.0, "board_timeout_s": 1.5, "stall_timeout_s": 10.0, "command_timeout_s": 30.0,
         "monitor_interval_s": 0.2}
 
 

@@ -50,7 +50,7 @@ class DaqConfig:
     max_message_bytes: int = bounded(16 << 20, ge=1024)
 
     # ---- time-outs ----
-    board_timeout_s: float = bounded(1.0, gt=0.0)
+    board_timeout_s: float = bounded(2.0, gt=0.0)
     builder_timeout_s: float = bounded(2.0, gt=0.0)
     stall_timeout_s: float = bounded(20.0, gt=0.0)
     command_timeout_s: float = bounded(30.0, gt=0.0)

@@ -196,6 +196,11 @@ class TriggerProcessorNode(Node):
                            flags=int(SliceFlags.END_OF_RUN), slice_index=self.next_slice,
                            records=np.zeros(0, TRIGGER_DTYPE))
         self._to_boards(end)
+        for b in sorted(self.dead):   # best effort: a board taken for dead may still be alive
+            try:
+                self.router.send_multipart([f"board{b}".encode(), *end], zmq.NOBLOCK)
+            except zmq.ZMQError:
+                pass
         # to the builder: slice_index of the end message = number of events issued
         fin = encode_slice(TRIGGER_MAGIC, board_id=TP_ID, run_number=self.run_number,
                            flags=int(SliceFlags.END_OF_RUN | SliceFlags.RECORDS), slice_index=self.next_event,
