@@ -24,7 +24,7 @@ test: $(STAMP)
 	$(PY) -m pytest
 
 bench: $(STAMP)
-	$(PY) -m pytest bench --benchmark-only --benchmark-columns=min,median,mean,ops,rounds -p no:cacheprovider -o testpaths=bench
+	$(PY) -m pytest bench --benchmark-only --benchmark-columns=min,median,mean,ops,rounds -p no:cacheprovider -o testpaths=bench -o python_files="bench_*.py"
 
 test-firmware-long: $(STAMP)
 	POKERDAQ_FIRMWARE_LONG=1 $(PY) -m pytest tests/firmware -m firmware_long

@@ -21,6 +21,7 @@ _HANDLERS = {
     "demo": "pokerdaq._demo",
     "run": "pokerdaq.daq._command",
     "monitor": "pokerdaq.daq._monitor",
+    "recover": "pokerdaq.io._command",
 }
 
 
@@ -63,6 +64,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--endpoint", required=True, metavar="ENDPOINT", help="monitor endpoint printed by pokerdaq run")
     p.add_argument("--count", type=int, default=5, metavar="N", help="snapshots to print (default 5)")
     p.add_argument("--timeout", type=float, default=10.0, metavar="S", help="give up after S seconds (default 10)")
+
+    p = sub.add_parser("recover", help="make run files left as NAME.part by a dead writer final and readable",
+                       description="Keep every event up to the dead writer's last flush whose CRC-32 "
+                       "checks, write NAME with recovered=1 and delete NAME.part (docs/hdf5-layout.md).")
+    p.add_argument("files", nargs="+", metavar="FILE.part", help=".part files left by writers that died")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing final file")
 
     p = sub.add_parser("demo", help="run the main job on the embedded default configuration")
     _add_common(p)

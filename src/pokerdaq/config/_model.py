@@ -122,6 +122,8 @@ class PulseFinderConfig:
     def __post_init__(self) -> None:
         if self.nped & (self.nped - 1):
             raise ConfigError("nped", self.nped, "a power of two (1, 2, 4, 8, 16 or 32)")
+        if self.nsat > self.nsa:
+            raise ConfigError("nsat", self.nsat, f"at most nsa = {self.nsa}")
 
 
 @dataclass(frozen=True, slots=True)

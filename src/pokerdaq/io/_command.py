@@ -1,0 +1,26 @@
+"""``pokerdaq recover FILE.part ...``: the recovery tool for run files whose writer died."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def run(args: argparse.Namespace) -> int:
+    from ._reader import RunFile
+    from ._recover import recover
+
+    status = 0
+    for name in args.files:
+        try:
+            final = recover(name, overwrite=args.overwrite)
+        except (OSError, ValueError) as err:
+            print(f"pokerdaq recover: {name}: {err}", file=sys.stderr)
+            status = 1
+            continue
+        with RunFile(final) as f:
+            a = f.attrs
+            print(f"{final}: {len(f)} events survived (events {a['first_event_number']}..{a['last_event_number']}); "
+                  f"dropped {a['recovered_rows_after_flush']} rows after the last flush, "
+                  f"{a['recovered_checksum_failures']} failing CRC-32")
+    return status

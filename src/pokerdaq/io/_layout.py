@@ -1,0 +1,82 @@
+"""Names, chunk shapes, compression filters and file naming of the run-file layout.
+
+Everything here is described in docs/hdf5-layout.md; change both together.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import h5py
+import hdf5plugin
+
+PART_SUFFIX = ".part"
+
+EVENTS = "events"
+SAMPLES = "raw/samples"
+CRC32 = "raw/crc32"
+PULSES = "pulses"
+TRUTH = "truth"
+CHANNEL_MAP = "channel_map"
+SCALERS = "scalers"
+
+SAMPLE_CHUNK_BYTES = 1024 << 10  # ~1 MiB chunks: the h5py/HDF5 sweet spot measured in facts.md section 6
+EVENT_CHUNK_ROWS = 4096
+PULSE_CHUNK_ROWS = 16384
+TRUTH_CHUNK_ROWS = 4096
+SCALER_CHUNK_ROWS = 64
+CHUNK_CACHE_BYTES = 32 << 20   # holds several partly filled sample chunks between batches
+
+COMPRESSIONS = ("zstd", "lz4", "none")
+
+
+def compression_filter(name: str) -> dict[str, Any]:
+    """h5py ``create_dataset`` keywords of a compression choice.
+
+    ``zstd`` (default): Blosc2, zstd level 1, bit-shuffle -- about 3.2x on noise-like 14-bit
+    samples at the speed of an uncompressed write on this machine (bench/bench_io.py).
+    """
+    if name == "zstd":
+        return dict(hdf5plugin.Blosc2(cname="zstd", clevel=1, filters=hdf5plugin.Blosc2.BITSHUFFLE))
+    if name == "lz4":
+        return dict(hdf5plugin.Blosc2(cname="lz4", clevel=5, filters=hdf5plugin.Blosc2.BITSHUFFLE))
+    if name == "none":
+        return {}
+    raise ValueError(f"compression: {name!r}, expected one of {', '.join(COMPRESSIONS)}")
+
+
+def part_path(final: Path) -> Path:
+    """Name of a file while it is written: ``NAME.part``."""
+    return final.with_name(final.name + PART_SUFFIX)
+
+
+def final_path(part: Path) -> Path:
+    """Final name of a ``NAME.part`` file."""
+    if not part.name.endswith(PART_SUFFIX):
+        raise ValueError(f"path_part: {str(part)!r} does not end with {PART_SUFFIX!r}")
+    return part.with_name(part.name[: -len(PART_SUFFIX)])
+
+
+def rotated_path(first: Path, file_index: int) -> Path:
+    """File ``file_index`` of a run: ``NAME.h5``, then ``NAME_0001.h5``, ``NAME_0002.h5`` ..."""
+    if file_index == 0:
+        return first
+    return first.with_name(f"{first.stem}_{file_index:04d}{first.suffix}")
+
+
+def open_for_reading(path: Path) -> h5py.File:
+    """Open a run file read-only, also one still open for writing or left by a killed writer.
+
+    A file written in SWMR mode keeps its "open for write" mark until closed; HDF5 refuses a
+    plain read-only open of it but allows a SWMR read, which is safe by SWMR's design.
+    """
+    try:
+        return h5py.File(path, "r", rdcc_nbytes=CHUNK_CACHE_BYTES)
+    except FileNotFoundError:
+        raise
+    except OSError as plain_error:
+        try:
+            return h5py.File(path, "r", swmr=True, rdcc_nbytes=CHUNK_CACHE_BYTES)
+        except OSError:
+            raise OSError(f"{path}: not a readable HDF5 run file ({plain_error})") from None

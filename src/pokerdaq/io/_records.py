@@ -1,0 +1,79 @@
+"""Record dtypes of the pokerdaq run file; numpy only, so importing them needs no h5py.
+
+Field by field description: docs/hdf5-layout.md.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+
+import numpy as np
+
+from pokerdaq.dsp._records import PULSE_DTYPE
+
+LAYOUT_NAME = "pokerdaq-run"
+"""Name stored in the ``layout_version`` file attribute."""
+
+LAYOUT_VERSION = 1
+"""Version of the file layout described in docs/hdf5-layout.md (bumped on any incompatible change)."""
+
+
+def layout_version_json(version: int = LAYOUT_VERSION) -> str:
+    """The ``layout_version`` attribute text, e.g. ``{"name": "pokerdaq-run", "version": 1}``."""
+    return json.dumps({"name": LAYOUT_NAME, "version": int(version)})
+
+
+EVENT_DTYPE = np.dtype(
+    [
+        ("event_number", np.uint64),    # event counter of the run, strictly increasing within a run
+        ("timestamp", np.uint64),       # trigger time in 250 MHz clock ticks (4 ns) of the digitizers
+        ("trigger_word", np.uint32),    # bit mask of the trigger conditions that fired
+        ("flags", np.uint32),           # EventFlags
+        ("missing_boards", np.uint64),  # bit b set: board b sent no fragment for this event
+        ("n_pulses", np.uint32),        # rows of /pulses that belong to this event
+    ]
+)
+"""Event header, one row per event in ``/events``."""
+
+
+class EventFlags(enum.IntFlag):
+    """Bits of ``EVENT_DTYPE['flags']``: what the event builder found wrong with an event.
+
+    An event with any of these bits is stored (never dropped silently) and counted; analysis
+    decides whether to use it.
+    """
+
+    NONE = 0
+    INCOMPLETE = 1 << 0       # a board's fragment did not arrive before the builder time-out (see missing_boards)
+    MISMATCH = 1 << 1         # fragments disagree on event number or timestamp
+    TRUNCATED = 1 << 2        # a board was busy or its buffer overflowed: samples of that board are partial
+    DUPLICATE = 1 << 3        # a board sent two fragments for this event number; the first was kept
+    SEQUENCE_GAP = 1 << 4     # event numbers were skipped just before this event (any gap >= 1)
+    CHECKSUM_ERROR = 1 << 5   # a fragment failed its checksum; its samples are zeroed
+    TIMESTAMP_ERROR = 1 << 6  # the timestamp went backwards relative to the previous event
+    SIMULATED = 1 << 7        # produced by the emulator (a /truth row exists for it)
+
+
+STORED_PULSE_DTYPE = np.dtype([("event_number", np.uint64)] + [(n, PULSE_DTYPE.fields[n][0]) for n in PULSE_DTYPE.names])
+"""Row of ``/pulses``: the event number, then every field of :data:`pokerdaq.dsp._records.PULSE_DTYPE`."""
+
+N_TRIGGER_BITS = 32
+"""Width of ``EVENT_DTYPE['trigger_word']``; ``SCALER_DTYPE['trigger_bits']`` counts each bit."""
+
+SCALER_DTYPE = np.dtype(
+    [
+        ("spill", np.uint32),               # spill number within the run, from 0
+        ("start_timestamp", np.uint64),     # spill start, 250 MHz ticks
+        ("stop_timestamp", np.uint64),      # spill end, 250 MHz ticks
+        ("beam_counts", np.uint64),         # beam particles counted (beam-counter coincidence)
+        ("triggers_raw", np.uint64),        # trigger decisions, before busy/dead-time vetoes
+        ("triggers_accepted", np.uint64),   # triggers accepted (read out)
+        ("events_built", np.uint64),        # events the builder completed
+        ("events_incomplete", np.uint64),   # of those, flagged INCOMPLETE
+        ("events_dropped", np.uint64),      # events shed (queues full) - counted, not written
+        ("busy_ticks", np.uint64),          # 250 MHz ticks the DAQ was busy during the spill
+        ("trigger_bits", np.uint64, (N_TRIGGER_BITS,)),  # accepted triggers with trigger_word bit i set
+    ]
+)
+"""Per-spill scaler record, one row per spill in ``/scalers``."""
