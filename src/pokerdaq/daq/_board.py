@@ -101,8 +101,7 @@ class BoardGroupNode(Node):
         more = False
         self.stalled = False
         self._receive_decisions()
-        for board in self.boards.values():
-            more |= self._apply_decisions(board)
+        more |= self._apply_decisions()
         self._flush()
         for board in self.boards.values():
             more |= self._produce(board)
@@ -130,30 +129,49 @@ class BoardGroupNode(Node):
                     raise NodeError(f"board {b}: bad trigger message from the trigger processor: {err}") from None
                 board.decisions.append([int(head["slice_index"]), int(head["flags"]), triggers, 0])
 
-    def _apply_decisions(self, board: _Board) -> bool:
+    def _apply_decisions(self) -> bool:
+        """Read out the decided triggers, one trigger of every board in turn.
+
+        The boards of this process get the same triggers; taking them in lock-step sends the
+        fragments in event order across boards, so no board runs ahead of the others by a
+        whole queue (which would leave the builder holding many partial events).
+        """
         progressed = False
+        while True:
+            step = False
+            for board in self.boards.values():
+                if len(self.pending) >= self.queue_limit:
+                    self.stalled = True   # backpressure: wait for the builder
+                    return progressed
+                step |= self._apply_one(board)
+            if not step:
+                return progressed
+            progressed = True
+
+    def _apply_one(self, board: _Board) -> bool:
+        """Read out the next trigger of this board (or retire an empty or end decision)."""
         while board.decisions:
-            k, flags, triggers, done = board.decisions[0]
+            entry = board.decisions[0]
+            k, flags, triggers, done = entry
             if flags & SliceFlags.END_OF_RUN:
                 board.ended = True
                 board.decisions.popleft()
                 board.ring.clear()
-                continue
+                return True
             if k + 1 >= board.next_slice:  # the window may reach into slice k + 1: wait for it
-                break
-            while done < len(triggers):
-                if len(self.pending) >= self.queue_limit:
-                    board.decisions[0][3] = done
-                    self.stalled = True   # backpressure: wait for the builder
-                    return progressed
+                return False
+            if done < len(triggers):
                 self._read_out(board, triggers[done])
-                done += 1
+                entry[3] = done + 1
+                if done + 1 < len(triggers):
+                    return True
             board.decisions.popleft()
             board.last_decided = k
             for old in [s for s in board.ring if s < k]:
                 del board.ring[old]   # slice k stays: the next decision's pre-trigger may need it
-            progressed = True
-        return progressed
+            if done < len(triggers):
+                return True
+        return False
 
     def _read_out(self, board: _Board, trig: np.void) -> None:
         ts = int(trig["timestamp"])
