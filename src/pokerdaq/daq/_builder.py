@@ -81,6 +81,9 @@ class EventBuilderNode(Node):
         self.floor = 0                      # every event number below it has been sent on
         self.data_events: set[int] = set()  # events holding fragment data or a built event (in flight)
         self.out: collections.deque = collections.deque()
+        self.parked: collections.deque = collections.deque()   # fragments of new events at the limit
+        self.park_limit = 2 * len(self.board_channels)
+        self.max_parked = 0
         self.total: int | None = None       # events issued, known from the end-of-run record
         self.end_time: float | None = None
         self._next_expire = 0.0
@@ -116,7 +119,8 @@ class EventBuilderNode(Node):
         return len(self.events) - len(self.data_events)
 
     def _may_read_fragments(self) -> bool:
-        return self.in_flight < self.limit
+        # fragments of events beyond the in-flight limit are parked (bounded): read while there is room
+        return len(self.parked) < self.park_limit
 
     def sockets(self):
         socks = [(self.monitor, zmq.POLLIN)]
@@ -141,10 +145,19 @@ class EventBuilderNode(Node):
                 break
             self._on_records(frames)
             more = True
+        if self.parked and self.in_flight < self.limit:
+            parked, self.parked = self.parked, collections.deque()
+            for frames in parked:      # admitted now, or parked again
+                self._on_fragment(frames, counted=True)
+            more = True
         for _ in range(256):
-            if not self._may_read_fragments():
-                if self.out or not self._evict_oldest():
+            if self.in_flight >= self.limit - 1 and not self.out and len(self.parked) >= self.park_limit:
+                # at the limit, nothing waits for the writer, and fragments of new events keep
+                # coming: the oldest event cannot complete from what we hold; write it now
+                if not self._evict_oldest():
                     break
+            if not self._may_read_fragments():
+                break
             try:
                 frames = self.frag_sock.recv_multipart(zmq.NOBLOCK, copy=False)
             except zmq.Again:
@@ -174,8 +187,9 @@ class EventBuilderNode(Node):
     def _reject(self, reason: Reason, n: int = 1) -> None:
         self.rejected[reason.value] += n
 
-    def _on_fragment(self, frames) -> None:
-        self.counters["fragment_messages"] += 1
+    def _on_fragment(self, frames, counted: bool = False) -> None:
+        if not counted:
+            self.counters["fragment_messages"] += 1
         if len(frames) != 1:
             self._reject(Reason.BAD_FRAMES)
             return
@@ -209,6 +223,13 @@ class EventBuilderNode(Node):
         if ev is not None and ev.record is not None and not self._matches(ev.record, frag):
             self._reject(Reason.MISMATCH)
             ev.flags |= self.EventFlags.MISMATCH
+            return
+        if ev_no not in self.data_events and self.in_flight >= self.limit - (ev_no != self.floor):
+            # a new event at the in-flight limit: park the fragment (bounded) until room frees.
+            # The last place is kept for the next event to write (the floor): it always gets
+            # in, so the events queued behind it can always leave.
+            self.parked.append(frames)
+            self.max_parked = max(self.max_parked, len(self.parked))
             return
         if ev is None:
             ev = self.events[ev_no] = _Event(time.monotonic())
@@ -341,7 +362,7 @@ class EventBuilderNode(Node):
 
     def _evict_oldest(self) -> bool:
         """At the in-flight limit with nothing waiting for the writer: finalise the oldest event now."""
-        for ev_no in sorted(self.events):
+        for ev_no in sorted(self.data_events):
             ev = self.events[ev_no]
             if ev.ready:
                 continue
@@ -388,6 +409,9 @@ class EventBuilderNode(Node):
             "in_flight": self.in_flight,
             "max_in_flight": self.max_in_flight,
             "in_flight_limit": self.limit,
+            "parked": len(self.parked),
+            "max_parked": self.max_parked,
+            "park_limit": self.park_limit,
             "held_events": len(self.events),
             "next_event": self.floor,
             "events_issued": self.total,
