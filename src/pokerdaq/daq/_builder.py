@@ -237,7 +237,6 @@ class EventBuilderNode(Node):
             ev.first_fragment = time.monotonic()
         ev.fragments[frag.board_id] = frag
         self.data_events.add(ev_no)
-        self.counters["fragments_accepted"] += 1
         self._check_complete(ev_no, ev)
 
     @staticmethod
@@ -303,6 +302,7 @@ class EventBuilderNode(Node):
         header["missing_boards"] = missing
         samples = np.zeros((self.n_channels, self.window), dtype=np.uint16)
         pulses = []
+        self.counters["fragments_accepted"] += len(ev.fragments)   # the ones that made it into an event
         for b in sorted(ev.fragments):
             frag = ev.fragments[b]
             samples[frag.channels] = frag.samples
@@ -398,6 +398,11 @@ class EventBuilderNode(Node):
         return sent
 
     def _finish(self) -> None:
+        # what is still held belongs to no issued event: orphans, counted and dropped
+        for ev_no in list(self.events):
+            self._drop_orphan(ev_no, self.events[ev_no])
+        self._reject(Reason.ORPHAN, len(self.parked))
+        self.parked.clear()
         info = {"events_issued": self.total, "stats": self.stats()}
         self.send_with_deadline(self.push, [b"END", json.dumps(info).encode()], "end of run to the writer")
         self.notify_drained()
