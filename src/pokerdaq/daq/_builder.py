@@ -188,7 +188,8 @@ class EventBuilderNode(Node):
                 self.counters["fragment_peer_connections"] += 1
 
     def _reject(self, reason: Reason, n: int = 1) -> None:
-        self.rejected[reason.value] += n
+        if n:
+            self.rejected[reason.value] += n
 
     def _on_fragment(self, frames, counted: bool = False) -> None:
         if not counted:
