@@ -187,9 +187,10 @@ def test_encoder_refuses_counts_the_decoder_would_refuse():
 def test_slice_messages_round_trip_and_checks():
     prims = np.zeros(3, PRIMITIVE_DTYPE)
     prims["time"] = [5, 6, 2**40]
+    prims["integral_net"] = [-3, 100, 2**30]
     prims["channel"] = [1, 2, 3]
     frames = encode_slice(PRIMITIVE_MAGIC, board_id=4, run_number=9, flags=1, slice_index=77, records=prims)
-    assert len(frames[0]) == 32 and len(frames[1]) == 3 * 16
+    assert len(frames[0]) == 32 and len(frames[1]) == 3 * 20
     head, got = decode_slice(frames, PRIMITIVE_MAGIC, PRIMITIVE_DTYPE)
     assert (int(head["board_id"]), int(head["run_number"]), int(head["flags"]), int(head["slice_index"])) == (4, 9, 1, 77)
     np.testing.assert_array_equal(got, prims)

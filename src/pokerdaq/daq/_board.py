@@ -173,8 +173,10 @@ class BoardGroupNode(Node):
                     return True
             board.decisions.popleft()
             board.last_decided = k
-            for old in [s for s in board.ring if s < k]:
-                del board.ring[old]   # slice k stays: the next decision's pre-trigger may need it
+            # triggers of decision k lie in slice k - 1 or k (TriggerLogic contract): the
+            # next decision's windows may start in slice k - 1
+            for old in [s for s in board.ring if s < k - 1]:
+                del board.ring[old]
             if done < len(triggers):
                 return True
         return False

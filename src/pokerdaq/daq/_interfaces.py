@@ -37,7 +37,10 @@ class SliceOutput:
     samples
         (n_channels, slice_ticks) uint16 ADC codes, rows in the order of the board's channels.
     primitives
-        Trigger primitives, :data:`pokerdaq.daq._wire.PRIMITIVE_DTYPE`, absolute times.
+        Trigger primitives, :data:`pokerdaq.daq._wire.PRIMITIVE_DTYPE` (time in 1/64 sample
+        since the run start, integral_net, channel, board, peak, quality): the pulses of the
+        slice, for the trigger. A pulse may be reported in the slice after the one it lies in
+        (a stream pulse finder needs the samples after the crossing).
     """
 
     samples: np.ndarray
@@ -125,7 +128,10 @@ class TriggerLogic(Protocol):
         Returns
         -------
         TriggerOutput
-            Accepted triggers, time ordered; the caller numbers the events.
+            Accepted triggers, time ordered; the caller numbers the events. Their timestamps
+            lie in slice ``slice_index`` or ``slice_index - 1`` (a trigger whose decision
+            needs the next slice's primitives may come one slice late; the boards keep
+            their samples that long), and never before an earlier output's last timestamp.
         """
         ...
 

@@ -136,13 +136,14 @@ class SyntheticFrontEnd:
         rows, cols = np.nonzero(above & ~prev)
         self._last_above = above[:, -1].copy()
         prims = np.zeros(len(rows), dtype=PRIMITIVE_DTYPE)
-        prims["time"] = cols + slice_index * st
+        prims["time"] = (cols + slice_index * st) * 64
         prims["channel"] = self.channels[rows]
         prims["board"] = self.board
         if len(rows):
             idx = np.minimum(cols[:, None] + np.arange(4)[None, :], st - 1)
-            peak = samples[rows[:, None], idx].max(axis=1).astype(np.int64) - PEDESTAL
-            prims["amplitude"] = np.clip(peak, 0, 65535)
+            peak = samples[rows[:, None], idx].max(axis=1).astype(np.int64)
+            prims["peak"] = peak
+            prims["integral_net"] = peak - PEDESTAL
         return SliceOutput(samples, prims)
 
     def _slice_particles(self, s: int) -> np.ndarray:
@@ -193,7 +194,7 @@ class SyntheticTrigger:
         st = self.cfg.daq.slice_ticks
         cands: list[tuple[int, int]] = []
         prims = np.sort(primitives, order="time")
-        times, boards = prims["time"].astype(np.int64), prims["board"]
+        times, boards = prims["time"].astype(np.int64) // 64, prims["board"]
         i = 0
         while i < len(times):
             t0 = times[i]

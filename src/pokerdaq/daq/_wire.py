@@ -274,14 +274,15 @@ MESSAGE_VERSION = 1
 
 PRIMITIVE_DTYPE = np.dtype(
     [
-        ("time", "<u8"),        # threshold crossing, absolute 250 MHz ticks since run start
-        ("channel", "<u2"),     # channel number in the channel map
-        ("amplitude", "<u2"),   # peak above pedestal, ADC counts (saturating)
-        ("board", "<u2"),       # board that found it
-        ("reserved", "<u2"),
+        ("time", "<i8"),          # pulse time, 1/64 sample (62.5 ps) since run start (PULSE_DTYPE 'time')
+        ("integral_net", "<i4"),  # pedestal-subtracted integral, ADC counts (PULSE_DTYPE 'integral_net')
+        ("channel", "<u2"),       # channel number in the channel map
+        ("board", "<u2"),         # board that found it
+        ("peak", "<u2"),          # peak ADC code
+        ("quality", "<u2"),       # QualityBits of the pulse
     ]
 )
-"""One trigger primitive (16 bytes)."""
+"""One trigger primitive (20 bytes): what the trigger needs of a pulse."""
 
 SLICE_HEADER_DTYPE = np.dtype(
     [
