@@ -16,7 +16,7 @@ Flow control, in the order a slow consumer is felt:
    for dead.
 
 A board never runs more than ``daq.max_slices_ahead`` slices ahead of the trigger decisions,
-which bounds its ring buffer of samples to that many slices plus two.
+which bounds its ring buffer of samples to that many slices plus three.
 """
 
 from __future__ import annotations
@@ -173,9 +173,9 @@ class BoardGroupNode(Node):
                     return True
             board.decisions.popleft()
             board.last_decided = k
-            # triggers of decision k lie in slice k - 1 or k (TriggerLogic contract): the
-            # next decision's windows may start in slice k - 1
-            for old in [s for s in board.ring if s < k - 1]:
+            # triggers of decision k lie in slice k - 1 or k (TriggerLogic contract), their
+            # windows reach back by the pre-trigger samples: keep slices k - 2 onwards
+            for old in [s for s in board.ring if s < k - 2]:
                 del board.ring[old]
             if done < len(triggers):
                 return True
