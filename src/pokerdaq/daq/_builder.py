@@ -313,8 +313,8 @@ class EventBuilderNode(Node):
         for b in sorted(ev.fragments):
             frag = ev.fragments[b]
             samples[frag.channels] = frag.samples
-            pulses.append(frag.pulses.tobytes())
-            n_pulses += len(frag.pulses)
+            pulses.append(frag.pulse_bytes)
+            n_pulses += frag.n_pulses
         header["n_pulses"] = n_pulses
         self.data_events.add(ev_no)
         ev.fragments = {}

@@ -63,6 +63,7 @@ CRC_DTYPE = np.dtype("<u4")
 HEADER_SIZE = FRAGMENT_HEADER_DTYPE.itemsize
 _HEADER_STRUCT = struct.Struct("<4sHHIHHQQIIIIII")   # FRAGMENT_HEADER_DTYPE, for fast decoding
 _CRC_STRUCT = struct.Struct("<I")
+_U16_STRUCT = struct.Struct("<H")
 TRAILER_SIZE = CRC_DTYPE.itemsize
 PULSE_SIZE = WIRE_PULSE_DTYPE.itemsize
 
@@ -119,7 +120,12 @@ class FragmentError(ValueError):
 
 @dataclass(frozen=True, slots=True)
 class Fragment:
-    """A decoded fragment. ``samples`` is (n_channels, samples_per_channel) uint16."""
+    """A decoded fragment.
+
+    ``channels`` (n_channels,) and ``samples`` (n_channels, samples_per_channel) are read-only
+    uint16 views of the message; the pulse records stay bytes (``pulse_bytes``, ``n_pulses``
+    records, what the writer needs) and :attr:`pulses` decodes them.
+    """
 
     run_number: int
     board_id: int
@@ -129,7 +135,13 @@ class Fragment:
     flags: int
     channels: np.ndarray
     samples: np.ndarray
-    pulses: np.ndarray
+    pulse_bytes: bytes
+    n_pulses: int
+
+    @property
+    def pulses(self) -> np.ndarray:
+        """The pulse records, :data:`pokerdaq.dsp._records.PULSE_DTYPE`."""
+        return np.frombuffer(self.pulse_bytes, dtype=WIRE_PULSE_DTYPE).astype(PULSE_DTYPE)
 
 
 def payload_length(n_channels: int, samples_per_channel: int, n_pulses: int) -> int:
@@ -253,16 +265,16 @@ def decode_fragment(buf, expected_run: int | None = None) -> Fragment:
         raise FragmentError(Reason.WRONG_RUN, f"run {run_number}, expected {expected_run}")
     block = CHANNEL_BLOCK_HEADER_DTYPE.itemsize + 2 * n_s
     raw = np.frombuffer(mv, dtype="<u2", count=n_ch * block // 2, offset=HEADER_SIZE).reshape(n_ch, block // 2)
-    channels = raw[:, 0].astype(np.uint16)
+    channels = raw[:, 0]
     channel_set = set(channels.tolist())
     if len(channel_set) != n_ch:
         raise FragmentError(Reason.BAD_CHANNELS, "a channel number appears twice")
-    samples = raw[:, 2:].astype(np.uint16)
-    pulses = np.frombuffer(mv, dtype=WIRE_PULSE_DTYPE, count=n_p, offset=HEADER_SIZE + n_ch * block)
-    pulses = pulses.copy() if WIRE_PULSE_DTYPE == PULSE_DTYPE else pulses.astype(PULSE_DTYPE)
-    if n_p and not set(pulses["channel"].tolist()) <= channel_set:
-        raise FragmentError(Reason.BAD_PULSE, "a pulse record names a channel without a channel block")
-    return Fragment(run_number, board_id, event_number, timestamp, trigger_word, flags, channels, samples, pulses)
+    start = HEADER_SIZE + n_ch * block
+    for i in range(n_p):   # the pulse's channel is its first field (u16)
+        if _U16_STRUCT.unpack_from(mv, start + i * PULSE_SIZE)[0] not in channel_set:
+            raise FragmentError(Reason.BAD_PULSE, "a pulse record names a channel without a channel block")
+    return Fragment(run_number, board_id, event_number, timestamp, trigger_word, flags, channels, raw[:, 2:],
+                    mv[start:start + n_p * PULSE_SIZE].tobytes(), n_p)
 
 
 # --------------------------------------------------------------------------------------
