@@ -21,12 +21,20 @@ CHILD = Path(__file__).with_name("_killed_writer.py")
 BATCH, FLUSH_EVERY = 50, 150
 
 
-def _start(out: Path, *extra: str) -> subprocess.Popen:
+def _spawn(script: Path, *args: str, err_file: Path) -> subprocess.Popen:
+    """A real child process; its stderr goes to a file (a full pipe would block it)."""
     env = dict(os.environ)
     src = str(Path(__file__).resolve().parents[2] / "src")
     env["PYTHONPATH"] = src + os.pathsep + env.get("PYTHONPATH", "")
-    return subprocess.Popen([sys.executable, str(CHILD), str(out), str(BATCH), str(FLUSH_EVERY), *extra],
-                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    with open(err_file, "w") as err:
+        proc = subprocess.Popen([sys.executable, str(script), *args], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                stderr=err, text=True, env=env)
+    proc.err_file = err_file
+    return proc
+
+
+def _start(out: Path, *extra: str) -> subprocess.Popen:
+    return _spawn(CHILD, str(out), str(BATCH), str(FLUSH_EVERY), *extra, err_file=out.with_suffix(".err"))
 
 
 def _wait_for_line(proc: subprocess.Popen, predicate, timeout_s: float = 60.0) -> str:
@@ -45,7 +53,7 @@ def _wait_for_line(proc: subprocess.Popen, predicate, timeout_s: float = 60.0) -
     if not found:
         proc.kill()
         proc.wait()
-        pytest.fail(f"child printed no matching line in {timeout_s} s; stderr: {proc.stderr.read()[-2000:]}")
+        pytest.fail(f"child printed no matching line in {timeout_s} s; stderr: {proc.err_file.read_text()[-2000:]}")
     return found[0]
 
 
@@ -53,7 +61,6 @@ def _kill(proc: subprocess.Popen) -> None:
     os.kill(proc.pid, signal.SIGKILL)
     assert proc.wait(timeout=30) == -signal.SIGKILL
     proc.stdout.close()
-    proc.stderr.close()
     proc.stdin.close()
 
 
@@ -142,9 +149,7 @@ def test_recover_clears_the_open_mark_of_a_dead_non_swmr_writer(cfg, tmp_path):
     with RunFileWriter(out, cfg) as w:
         w.write_events(headers, samples, pulses, truth)
     part = out.rename(tmp_path / "held.h5.part")
-    env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[2] / "src"))
-    proc = subprocess.Popen([sys.executable, str(CHILD.with_name("_held_open_writer.py")), str(part)],
-                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    proc = _spawn(CHILD.with_name("_held_open_writer.py"), str(part), err_file=tmp_path / "held.err")
     _wait_for_line(proc, lambda s: s == "holding")
     _kill(proc)
     assert status_flags(part) != 0

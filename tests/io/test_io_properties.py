@@ -17,7 +17,7 @@ def small_cfg(cfg):
     return cfg.replace(digitizer={"window_samples": 8, "pretrigger_samples": 2})
 
 
-@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(
     n=st.integers(1, 60),
     cuts=st.lists(st.integers(0, 60), max_size=6),

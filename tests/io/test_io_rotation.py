@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 from conftest import make_batch
 
-from pokerdaq.io import EVENT_DTYPE, STORED_PULSE_DTYPE, RunFile, RunFileWriter
+from pokerdaq.io import EVENT_DTYPE, STORED_PULSE_DTYPE, RunFile, RunFileWriter, run_paths
 
 
 def _read_all(paths):
@@ -25,6 +25,7 @@ def test_rotation_by_events(cfg, tmp_path):
     expected = [path, tmp_path / "run_000042_0001.h5", tmp_path / "run_000042_0002.h5"]
     assert w.closed_files == expected
     assert sorted(tmp_path.iterdir()) == sorted(expected)   # no .part and no empty file left behind
+    assert run_paths(path) == expected
     files, events, samples = _read_all(expected)
     assert [len(f) for f in files] == [100, 100, 25]
     assert [f.attrs["file_index"] for f in files] == [0, 1, 2]

@@ -80,6 +80,8 @@ def test_round_trip_every_dataset(cfg, tmp_path):
         np.testing.assert_array_equal(part.headers, headers[60:75])
         np.testing.assert_array_equal(part.samples, samples[60:75])
         assert len(part.pulses) == headers["n_pulses"][60:75].sum()
+        np.testing.assert_array_equal(part.event(4).pulses, f[64].pulses)
+        assert (part.event(4).pulses["event_number"] == 64).all()
         seen = 0
         for i, ev in enumerate(f):
             assert ev.event_number == i

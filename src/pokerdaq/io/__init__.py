@@ -26,6 +26,7 @@ from ._records import (
 
 if TYPE_CHECKING:
     from ._reader import Event, EventBatch, RunFile
+    from ._layout import run_paths
     from ._recover import recover
     from ._writer import RunFileWriter
 
@@ -43,6 +44,7 @@ __all__ = [
     "RunFileWriter",
     "layout_version_json",
     "recover",
+    "run_paths",
 ]
 
 _LAZY = {
@@ -51,6 +53,7 @@ _LAZY = {
     "Event": "._reader",
     "EventBatch": "._reader",
     "recover": "._recover",
+    "run_paths": "._layout",
 }
 
 

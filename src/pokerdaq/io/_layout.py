@@ -5,6 +5,7 @@ Everything here is described in docs/hdf5-layout.md; change both together.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +13,10 @@ import h5py
 import hdf5plugin
 
 PART_SUFFIX = ".part"
+
+# SWMR needs the HDF 1.10 file format (superblock v3, extensible chunk indices); a low bound of
+# v110 (rather than "latest" = v200 with HDF5 2.0) keeps the files readable by HDF5 1.10 to 1.14
+LIBVER = ("v110", "latest")
 
 EVENTS = "events"
 SAMPLES = "raw/samples"
@@ -63,6 +68,31 @@ def rotated_path(first: Path, file_index: int) -> Path:
     if file_index == 0:
         return first
     return first.with_name(f"{first.stem}_{file_index:04d}{first.suffix}")
+
+
+def run_paths(first: str | os.PathLike[str]) -> list[Path]:
+    """The finished files of a run, in ``file_index`` order: ``NAME``, ``NAME_0001`` ... while they exist."""
+    first = Path(first)
+    paths = []
+    while (p := rotated_path(first, len(paths))).exists():
+        paths.append(p)
+    return paths
+
+
+def durable_rename(src: Path, dst: Path) -> None:
+    """fsync ``src``, rename it to ``dst`` (atomic), fsync the folder: the final name appears
+    only for complete data, and survives a power cut once this returns."""
+    fd = os.open(src, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(src, dst)
+    fd = os.open(dst.parent, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def open_for_reading(path: Path) -> h5py.File:

@@ -37,15 +37,24 @@ class Event:
 
 @dataclass(frozen=True)
 class EventBatch:
-    """Consecutive events: headers (n,), samples (n, channels, samples), their pulses, truth (n,) or None."""
+    """Consecutive events: headers (n,), samples (n, channels, samples), their pulses, truth (n,) or None.
+
+    The pulses of event k of the batch are ``pulses[pulse_offsets[k]:pulse_offsets[k + 1]]``.
+    """
 
     headers: np.ndarray
     samples: np.ndarray
     pulses: np.ndarray
     truth: np.ndarray | None
+    pulse_offsets: np.ndarray
 
     def __len__(self) -> int:
         return len(self.headers)
+
+    def event(self, k: int) -> Event:
+        """Event k of the batch."""
+        return Event(self.headers[k], self.samples[k], self.pulses[self.pulse_offsets[k] : self.pulse_offsets[k + 1]],
+                     None if self.truth is None else self.truth[k])
 
 
 def _plain(value: Any) -> Any:
@@ -191,6 +200,7 @@ class RunFile:
             samples=self._h5[L.SAMPLES][start:stop],
             pulses=np.asarray(self._h5[L.PULSES][p0:p1], dtype=STORED_PULSE_DTYPE),
             truth=truth,
+            pulse_offsets=self.pulse_offsets[start : stop + 1] - p0,
         )
 
     def __getitem__(self, key: int | slice) -> Event | EventBatch:
@@ -203,16 +213,14 @@ class RunFile:
             i += self._n
         if not 0 <= i < self._n:
             raise IndexError(f"event index {key} out of range for {self._n} events")
-        b = self.read(i, i + 1)
-        return Event(b.headers[0], b.samples[0], b.pulses, None if b.truth is None else b.truth[0])
+        return self.read(i, i + 1).event(0)
 
     def __iter__(self) -> Iterator[Event]:
+        # read block by block: one h5py call per ~4 sample chunks instead of one per event
         for start in range(0, self._n, _ITER_BLOCK):
             b = self.read(start, start + _ITER_BLOCK)
-            off = self.pulse_offsets[start : start + len(b) + 1] - self.pulse_offsets[start]
             for k in range(len(b)):
-                yield Event(b.headers[k], b.samples[k], b.pulses[off[k] : off[k + 1]],
-                            None if b.truth is None else b.truth[k])
+                yield b.event(k)
 
     def verify(self) -> np.ndarray:
         """Indices of trusted events whose samples fail their CRC-32 (empty for an intact file)."""

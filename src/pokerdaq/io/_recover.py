@@ -75,7 +75,7 @@ def recover(path_part: str | os.PathLike[str], *, overwrite: bool = False) -> Pa
             keep = keep[keep < cut]
         n_scalers = min(int(attrs.get("n_scalers", src[L.SCALERS].shape[0])), src[L.SCALERS].shape[0])
 
-        with h5py.File(temp, "w", libver="latest") as dst:
+        with h5py.File(temp, "w", libver=L.LIBVER) as dst:
             for k, v in attrs.items():
                 dst.attrs[k] = v
             for name in (L.CHANNEL_MAP, L.SCALERS, L.EVENTS, L.SAMPLES, L.CRC32, L.PULSES, L.TRUTH):
@@ -98,7 +98,7 @@ def recover(path_part: str | os.PathLike[str], *, overwrite: bool = False) -> Pa
             a["recovered_time_utc"] = utc_now_iso()
             a["recovered_rows_after_flush"] = np.uint64(rows - n)
             a["recovered_checksum_failures"] = np.uint64(n - kept)
-    os.replace(temp, final)
+    L.durable_rename(temp, final)
     part.unlink()
     log.warning("recovered %s: %d events survived (%d rows after the last flush dropped, %d failed CRC-32)",
                 final, kept, rows - n, n - kept)

@@ -1,6 +1,6 @@
 """Clear the "file is open for write" mark that a dead HDF5 writer leaves, like ``h5clear -s``.
 
-A file opened for writing with ``libver="latest"`` (superblock version 2 or 3) carries file
+A file opened for writing in the HDF5 1.8+ format (superblock version 2 or 3) carries file
 consistency flags in its superblock until it is closed. HDF5 then refuses to open it
 ("file is already open for write"); a SWMR reader may open it only when the writer used SWMR.
 h5py has no call for HDF5's ``h5clear`` tool, so :func:`recover` uses this when a ``.part``
@@ -78,7 +78,7 @@ def _read_superblock(path: Path) -> bytes:
     if len(head) < 12 or head[:8] != SIGNATURE:
         raise ValueError(f"path: {str(path)!r} does not start with an HDF5 superblock")
     if head[8] not in (2, 3):
-        raise ValueError(f"path: {str(path)!r} has superblock version {head[8]}, expected 2 or 3 (libver='latest')")
+        raise ValueError(f"path: {str(path)!r} has superblock version {head[8]}, expected 2 or 3 (libver v110 or later)")
     size = _superblock_size(head)
     with open(path, "rb") as fh:
         head = fh.read(size)

@@ -73,7 +73,8 @@ class RunFileWriter:
     ``flush_every_events`` events or ``flush_interval_s`` seconds (checked at each write), and
     renamed to ``NAME`` by :meth:`close`. A writer killed between flushes leaves a ``.part``
     file that :func:`pokerdaq.io.recover` turns into a final file with every event up to the
-    last flush. Layout: docs/hdf5-layout.md.
+    last flush. Layout: docs/hdf5-layout.md. One thread writes; the writer has no thread of its
+    own and handles no signals (a SIGTERM handler of the caller calls :meth:`close`).
 
     Parameters
     ----------
@@ -319,7 +320,7 @@ class RunFileWriter:
         if final.exists():
             final.unlink()
         final.parent.mkdir(parents=True, exist_ok=True)
-        h5 = h5py.File(part, "w", libver="latest", rdcc_nbytes=L.CHUNK_CACHE_BYTES, rdcc_nslots=10007)
+        h5 = h5py.File(part, "w", libver=L.LIBVER, rdcc_nbytes=L.CHUNK_CACHE_BYTES, rdcc_nslots=10007)
         try:
             self._create_layout(h5)
             if self._run_has_truth:
@@ -334,10 +335,8 @@ class RunFileWriter:
         self._h5 = h5
         self._ds = {name: h5[name] for name in (L.EVENTS, L.SAMPLES, L.CRC32, L.PULSES, L.SCALERS, L.TRUTH) if name in h5}
         self._has_truth_dataset = bool(self._run_has_truth)
-        self._n = 0              # events accepted into this file
+        self._n = 0              # events (rows) written to this file
         self._n_pulses = 0
-        self._written = 0        # rows written to the datasets
-        self._written_pulses = 0
         self._bytes = 0
         self._since_flush = 0
         self._last_flush = time.monotonic()
@@ -397,7 +396,7 @@ class RunFileWriter:
         self._ds = {}
         self._h5.close()
         part = self.part_path
-        h5 = h5py.File(part, "r+", libver="latest", rdcc_nbytes=L.CHUNK_CACHE_BYTES, rdcc_nslots=10007)
+        h5 = h5py.File(part, "r+", libver=L.LIBVER, rdcc_nbytes=L.CHUNK_CACHE_BYTES, rdcc_nslots=10007)
         self._create_truth(h5)
         h5.flush()
         h5.swmr_mode = True
@@ -414,7 +413,7 @@ class RunFileWriter:
         self._h5.close()
         self._h5 = None
         final = self.path
-        os.replace(L.part_path(final), final)
+        L.durable_rename(L.part_path(final), final)
         self.closed_files.append(final)
         log.info("closed %s: %d events", final, self._n)
 
@@ -442,6 +441,7 @@ class RunFileWriter:
     def _append(self, b: _Batch, i: int, j: int, nbytes: int) -> None:
         """Write events i:j of a batch into the current file."""
         seg = b.slice(i, j)
+        self._write_rows(seg)
         if self._first_event_number is None:
             self._first_event_number = int(seg.headers["event_number"][0])
         self._last_event_number = int(seg.headers["event_number"][-1])
@@ -449,15 +449,14 @@ class RunFileWriter:
         self._n_pulses += len(seg.pulses)
         self._bytes += nbytes
         self._since_flush += len(seg)
-        self._write_rows(seg)
 
     def _write_rows(self, b: _Batch) -> None:
         # Dataset handles stay open for the file's lifetime: closing a dataset flushes its chunk
         # cache, so reopening per batch compressed every partly filled chunk again (measured 2x
         # slower). The 32 MiB chunk cache keeps partly filled chunks until they are complete.
         h5 = self._ds
-        n0, k = self._written, len(b)
-        q0, q = self._written_pulses, len(b.pulses)
+        n0, k = self._n, len(b)
+        q0, q = self._n_pulses, len(b.pulses)
         # data first, headers last: a row of /events marks an event whose data is written
         ds = h5[L.SAMPLES]
         ds.resize((n0 + k, *ds.shape[1:]))
@@ -476,8 +475,6 @@ class RunFileWriter:
         ds = h5[L.EVENTS]
         ds.resize((n0 + k,))
         ds[n0:] = b.headers
-        self._written += k
-        self._written_pulses += q
 
     def _check_open(self) -> None:
         if self._closed:

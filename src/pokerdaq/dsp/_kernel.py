@@ -1,0 +1,288 @@
+"""numba kernels of the pulse finder (docs/firmware-spec.md Part 1). No validation here.
+
+One scan function, :func:`_scan_row`, walks one channel's samples and finds its pulses. The
+window driver (:func:`_window_pass`) and the stream driver (:func:`_stream_pass`) call it,
+each twice: a counting pass (``write = False``) that sizes the output, and a filling pass
+that writes records at per-row offsets. Both passes are deterministic, so they agree.
+
+Positions inside the kernels are local indices into the row handed in; ``base`` is the
+absolute sample number of local index 0 (0 in window mode).
+"""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+
+from ._records import QualityBits
+
+ADC_MAX = 16383
+
+_PEDESTAL_BAD = QualityBits.PEDESTAL_BAD
+_NSA_BEYOND_WINDOW = QualityBits.NSA_BEYOND_WINDOW
+_NSB_BEFORE_WINDOW = QualityBits.NSB_BEFORE_WINDOW
+_OVERFLOW = QualityBits.OVERFLOW
+_UNDERFLOW = QualityBits.UNDERFLOW
+_PEAK_BEYOND_NSA = QualityBits.PEAK_BEYOND_NSA
+_PEAK_NOT_FOUND = QualityBits.PEAK_NOT_FOUND
+_TIME_BAD = QualityBits.TIME_BAD
+_PILEUP = QualityBits.PILEUP
+_MORE_PULSES = QualityBits.MORE_PULSES
+
+_SKIP = 8
+"""Samples tested at once while skipping runs below or above T (eight u16 lanes)."""
+
+STREAM_HISTORY = 576
+"""Samples a stream keeps per channel between chunks: NSB (63) + NSA (511) + 1 for x[c-1],
+rounded up. An undecided pulse starts at most NSA - 1 samples before the chunk end."""
+
+
+@numba.njit(nogil=True, cache=True)
+def _write_pulse(x, c, lo_limit, end, thr_abs, ped, ped_sum, nped_log2, nsb, nsa,
+                 quality, out, k, channel, base, index):
+    """Measure the confirmed pulse with crossing ``c`` and write it to ``out[k]``."""
+    open_end = min(c + nsa, end)
+    # one walk over the open range (c, c + NSA) for three things:
+    # 1.4 pile-up: a further candidate crossing x[n-1] <= T < x[n];
+    # 1.8 the run of samples above T from the crossing on (x[c] > T by definition);
+    # 1.5 peak: the sample before the first falling one
+    pileup = False
+    in_run = True
+    n_over = 1
+    p = -1
+    for n in range(c + 1, open_end):
+        prev = x[n - 1]
+        cur = x[n]
+        if cur > thr_abs:
+            if in_run:
+                n_over += 1
+            elif prev <= thr_abs:
+                pileup = True
+        else:
+            in_run = False
+        if p < 0 and cur < prev:
+            p = n - 1
+        if pileup and p >= 0:
+            break  # n_over is final too: the run ended before the pile-up crossing
+    if pileup:
+        quality |= _PILEUP
+    if p < 0:
+        quality |= _PEAK_BEYOND_NSA if c + nsa <= end else _PEAK_NOT_FOUND
+        p = c
+        for i in range(c + 1, open_end):
+            if x[i] > x[p]:
+                p = i
+    vpeak = np.int64(x[p])
+    # 1.6 integral over [c - NSB, c + NSA), clipped to the samples that exist
+    lo = c - nsb
+    if lo < lo_limit:
+        lo = lo_limit
+        quality |= _NSB_BEFORE_WINDOW
+    hi = c + nsa
+    if hi > end:
+        hi = end
+        quality |= _NSA_BEYOND_WINDOW
+    total = np.int64(0)
+    rails_hi = False
+    rails_lo = False
+    for i in range(lo, hi):
+        v = np.int64(x[i])
+        total += v
+        rails_hi |= v == ADC_MAX
+        rails_lo |= v == 0
+    if rails_hi:
+        quality |= _OVERFLOW
+    if rails_lo:
+        quality |= _UNDERFLOW
+    net = total - ((ped_sum * (hi - lo)) >> nped_log2)
+    # 1.7 time: walk back from the peak to the pair straddling VMID
+    vmid = (ped + vpeak) >> 1
+    coarse = c
+    fine = 0
+    found = False
+    for kk in range(p, lo, -1):
+        a = np.int64(x[kk - 1])
+        b = np.int64(x[kk])
+        if a <= vmid and vmid < b:
+            coarse = kk - 1
+            fine = ((vmid - a) << 6) // (b - a)
+            found = True
+            break
+    if not found:
+        quality |= _TIME_BAD
+    rec = out[k]
+    rec["channel"] = channel
+    rec["pulse_index"] = index & 0xFF
+    rec["coarse_time"] = base + coarse
+    rec["fine_time"] = fine
+    rec["time"] = (base + coarse) * 64 + fine
+    rec["crossing"] = base + c
+    rec["peak"] = vpeak
+    rec["integral"] = total
+    rec["integral_net"] = net
+    rec["pedestal"] = ped_sum
+    rec["n_over"] = min(n_over, 65535)
+    rec["quality"] = quality
+
+
+@numba.njit(nogil=True, cache=True)
+def _scan_row(x, lo_limit, start, end, final, thr_abs, ped, ped_sum, nped_log2, nsb, nsa,
+              nsat, max_pulses, quality, write, out, pos, channel, base, index0):
+    """Find the pulses of one row, candidates tested at ``start .. end-1`` (1.4, 1.9).
+
+    ``final``: the row ends at ``end`` (window mode, or the end of a stream); otherwise a
+    candidate or pulse that needs samples beyond ``end`` stops the scan and is retried
+    with the next chunk. ``write``: measure the pulses into ``out[pos:]``; otherwise only
+    count them. Returns (pulses, local position where the search resumes, a pulse beyond MAX_PULSES).
+    """
+    count = 0
+    n = start
+    while n < end:
+        if x[n] <= thr_abs:
+            # a sample at or below T is no candidate: skip the run of them, _SKIP samples at
+            # a time (a fixed-length maximum, vectorised), then one by one
+            n += 1
+            while n + _SKIP <= end:
+                m = x[n]
+                for i in range(1, _SKIP):
+                    v = x[n + i]
+                    m = v if v > m else m
+                if m > thr_abs:
+                    break
+                n += _SKIP
+            while n < end and x[n] <= thr_abs:
+                n += 1
+            continue
+        if x[n - 1] > thr_abs:
+            # above T on both sides, no candidate: skip to the next sample at or below T,
+            # _SKIP samples at a time (a fixed-length minimum), then one by one
+            n += 1
+            while n + _SKIP <= end:
+                m = x[n]
+                for i in range(1, _SKIP):
+                    v = x[n + i]
+                    m = v if v < m else m
+                if m <= thr_abs:
+                    break
+                n += _SKIP
+            while n < end and x[n] > thr_abs:
+                n += 1
+            continue
+        c = n
+        if c + nsat > end:
+            if final:
+                return count, end, False  # unconfirmable, and so is every later candidate
+            return count, c, False
+        m = c + 1
+        confirmed = True
+        while m < c + nsat:
+            if x[m] <= thr_abs:
+                confirmed = False
+                break
+            m += 1
+        if not confirmed:
+            n = m + 1  # x[m] <= T: no candidate in (c, m], the next test is at m + 1
+            continue
+        if not final and c + nsa > end:
+            return count, c, False
+        if max_pulses > 0 and count == max_pulses:
+            if write:
+                prev = out[pos + count - 1]
+                prev["quality"] = prev["quality"] | _MORE_PULSES
+            return count, end, True
+        if write:
+            _write_pulse(x, c, lo_limit, end, thr_abs, ped, ped_sum, nped_log2, nsb, nsa,
+                         quality, out, pos + count, channel, base, index0 + count)
+        count += 1
+        n = c + nsa
+    return count, n, False
+
+
+@numba.njit(nogil=True, cache=True)
+def _window_pedestal(x, r, ch, nped_log2, maxped, ped_mode, ped_cfg):
+    """1.3: (PED_SUM, first candidate position SEARCH_START + 1, PEDESTAL_BAD bit or 0)."""
+    log2 = np.int64(nped_log2[ch])
+    if ped_mode[ch] == 0:
+        nped = np.int64(1) << log2
+        ped_sum = np.int64(0)
+        head_max = np.uint16(0)
+        for i in range(nped):
+            v = x[r, i]
+            ped_sum += v
+            head_max = v if v > head_max else head_max
+        bad = _PEDESTAL_BAD if head_max > maxped[ch] else 0
+        return ped_sum, nped + 1, bad
+    return np.int64(ped_cfg[ch]) << log2, np.int64(1), 0
+
+
+@numba.njit(parallel=True, nogil=True, cache=True)
+def _window_pass(x, n_ch, block, thr, nsb, nsa, nsat, nped_log2, maxped, max_pulses, ped_mode,
+                 ped_cfg, write, counts, offsets, out, channel_ids, row_max):
+    """Window mode over the rows of ``x`` (row r: the registers of channel r % n_ch).
+
+    Rows go to the threads in blocks of ``block`` consecutive rows (sequential memory
+    access; one modulo per block). Each row is first screened with a vectorised maximum:
+    no sample above T, no crossing.
+
+    Counting pass (``write`` False): ``counts[r]`` pulses of row r, and ``row_max[r]`` its
+    largest sample (which the caller checks against 16383). Filling pass: the rows with
+    ``counts[r] > 0`` are scanned again and their pulses written at ``out[offsets[r]:]``.
+    """
+    n_rows, n_samples = x.shape
+    n_blocks = (n_rows + block - 1) // block
+    for b in numba.prange(n_blocks):
+        first = b * block
+        ch = first % n_ch
+        for r in range(first, min(first + block, n_rows)):
+            if not write or counts[r] > 0:
+                ped_sum, start, quality = _window_pedestal(x, r, ch, nped_log2, maxped,
+                                                           ped_mode, ped_cfg)
+                log2 = np.int64(nped_log2[ch])
+                ped = ped_sum >> log2
+                thr_abs = ped + thr[ch]
+                found = 0
+                if write:
+                    found = 1
+                else:
+                    m = np.uint16(0)
+                    for i in range(n_samples):  # whole row, u16 lanes: vectorised
+                        v = x[r, i]
+                        m = v if v > m else m
+                    row_max[r] = m
+                    found = 1 if m > thr_abs else 0
+                if found:
+                    found, _, _ = _scan_row(x[r], 0, start, n_samples, True, thr_abs, ped,
+                                            ped_sum, log2, np.int64(nsb[ch]), np.int64(nsa[ch]),
+                                            np.int64(nsat[ch]), np.int64(max_pulses[ch]),
+                                            quality, write, out, offsets[r], channel_ids[ch],
+                                            np.int64(0), np.int64(0))
+                if not write:
+                    counts[r] = found
+            ch += 1
+            if ch == n_ch:
+                ch = 0
+
+
+@numba.njit(parallel=True, nogil=True, cache=True)
+def _stream_pass(x, base, lo_limit, end, final, thr, nsb, nsa, nsat, nped_log2, ped_cfg,
+                 next_n, n_pulses, write, counts, resume, offsets, out, channel_ids):
+    """Stream mode (configured pedestal, unlimited pulses) over one row per channel.
+
+    ``x[ch, :end]`` holds the samples ``base .. base+end-1`` of channel ch (history, then the
+    new chunk); ``next_n[ch]`` is the absolute position of the next candidate test.
+    """
+    n_ch = x.shape[0]
+    for ch in numba.prange(n_ch):
+        if write and counts[ch] == 0:
+            continue
+        log2 = np.int64(nped_log2[ch])
+        ped_sum = np.int64(ped_cfg[ch]) << log2
+        ped = ped_sum >> log2
+        found, stop, _ = _scan_row(x[ch], lo_limit, next_n[ch] - base, end, final,
+                                   ped + thr[ch], ped, ped_sum, log2, np.int64(nsb[ch]),
+                                   np.int64(nsa[ch]), np.int64(nsat[ch]), np.int64(0), 0,
+                                   write, out, offsets[ch], channel_ids[ch], base,
+                                   n_pulses[ch])
+        if not write:
+            counts[ch] = found
+            resume[ch] = base + stop
