@@ -12,12 +12,23 @@ from pokerdaq.config import load_config
 from pokerdaq.daq._runcontrol import DaqRun
 from pokerdaq.daq._synthetic import SyntheticFrontEnd, SyntheticTrigger, synthetic_samples
 
-FAST = {"builder_timeout_s": 1.0, "board_timeout_s": 1.5, "stall_timeout_s": 10.0, "command_timeout_s": 30.0,
+# the transport tests run the deterministic synthetic source (pokerdaq.daq._synthetic)
+FAST = {"front_end": "synthetic", "trigger_logic": "synthetic", "builder_timeout_s": 1.0, "board_timeout_s": 1.5, "stall_timeout_s": 10.0, "command_timeout_s": 30.0,
         "monitor_interval_s": 0.2}
 
 
 def fast_config(**daq):
     return load_config().replace(daq={**FAST, **daq})
+
+
+def synthetic_config_file(tmp_path):
+    """A TOML file: the embedded default with the synthetic source (for ``pokerdaq run --config``)."""
+    from pokerdaq.config import default_config_text
+    text = default_config_text().replace('front_end = "physics"', 'front_end = "synthetic"')
+    text = text.replace('trigger_logic = "physics"', 'trigger_logic = "synthetic"')
+    path = tmp_path / "synthetic.toml"
+    path.write_text(text)
+    return path
 
 
 @contextlib.contextmanager

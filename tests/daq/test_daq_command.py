@@ -13,12 +13,15 @@ import pytest
 import pokerdaq
 from pokerdaq.io import RunFile
 
+from _daqhelpers import synthetic_config_file
+
 SRC = str(Path(pokerdaq.__file__).resolve().parents[1])
 
 
 def _start(tmp_path, *args):
     env = {**os.environ, "PYTHONPATH": SRC + os.pathsep + os.environ.get("PYTHONPATH", ""), "COLUMNS": "200"}
-    cmd = [sys.executable, "-m", "pokerdaq.cli", "run", "--output", str(tmp_path), "--seed", "3", *args]
+    cmd = [sys.executable, "-m", "pokerdaq.cli", "run", "--config", str(synthetic_config_file(tmp_path)),
+           "--output", str(tmp_path), "--seed", "3", *args]
     return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
                             start_new_session=True)
 

@@ -26,8 +26,8 @@ class SyntheticSourceConfig:
 @dataclass(frozen=True, slots=True)
 class DaqConfig:
     # ---- which physics runs behind the DAQ interfaces (pokerdaq.daq._interfaces) ----
-    front_end: Literal["synthetic", "physics"] = "synthetic"
-    trigger_logic: Literal["synthetic", "physics"] = "synthetic"
+    front_end: Literal["synthetic", "physics"] = "physics"
+    trigger_logic: Literal["synthetic", "physics"] = "physics"
     synthetic: SyntheticSourceConfig = field(default_factory=SyntheticSourceConfig)
 
     # ---- processes and endpoints ----
@@ -53,7 +53,7 @@ class DaqConfig:
     board_timeout_s: float = bounded(2.0, gt=0.0)
     builder_timeout_s: float = bounded(2.0, gt=0.0)
     stall_timeout_s: float = bounded(20.0, gt=0.0)
-    command_timeout_s: float = bounded(30.0, gt=0.0)
+    command_timeout_s: float = bounded(60.0, gt=0.0)
 
     # ---- event builder ----
     max_events_in_flight: int = bounded(512, ge=2, le=1 << 20)

@@ -42,8 +42,12 @@ class PhysicsFrontEnd:
         self._window_params = PulseParams.from_config(cfg, self.channels)
         self._ticks = cfg.daq.slice_ticks
         self._next = 0
-        # compile the numba kernels now, not in the middle of the run (the trigger processor
-        # would take a board that spends seconds in the JIT for dead)
+        # compile (or load from numba's cache) every kernel now, during configure, not in the
+        # middle of the run: the trigger processor would take a board stuck in the JIT for dead
+        scratch = SampleStream(scfg, seed=seed, channels=self.channels)
+        finder = PulseStream(PulseParams.from_config(scfg, self.channels), channel_ids=self.channels)
+        finder.process(scratch.read(min(self._ticks, 4096))[0])
+        finder.finish()
         self.find_pulses(np.full((len(self.channels), cfg.digitizer.window_samples), 400, np.uint16), 0)
 
     def process_slice(self, slice_index: int) -> SliceOutput:
@@ -77,6 +81,9 @@ class PhysicsTrigger:
         self._pulse_dtype = PULSE_DTYPE
         self._busy_before = 0
         self._dead_before = 0
+        # compile the model's kernels now (configure), not on the first slice
+        scratch = TriggerModel(cfg, seed=seed)
+        scratch.process(np.zeros(0, PULSE_DTYPE), self._ticks)
 
     def process_slice(self, slice_index: int, primitives: np.ndarray, busy: bool) -> TriggerOutput:
         records = np.zeros(len(primitives), dtype=self._pulse_dtype)
