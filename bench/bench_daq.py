@@ -6,9 +6,9 @@
   whose built events (~17 kB) this process receives in place of the writer. Fragments per
   second of each, measured in the same run; the ratio builder / raw is stored in
   ``extra_info['ratio_vs_raw_push_pull']`` (goal: >= 0.8).
-* ``test_end_to_end``: ``pokerdaq run`` on the default configuration (synthetic source):
-  built and written events per second, and the CPU seconds of each process (where the time
-  goes) in ``extra_info``.
+* ``test_end_to_end_default`` / ``test_end_to_end_synthetic``: ``pokerdaq run`` on the default
+  configuration (physics source) and with the synthetic source: built and written events per
+  second, and the CPU seconds of each process (where the time goes) in ``extra_info``.
 
 Wall-clock time (the work spans several processes). Run: ``make bench`` or
 ``pytest bench/bench_daq.py --benchmark-only``.
@@ -204,8 +204,7 @@ def test_event_builder(benchmark, cfg, tmp_path):
     benchmark.extra_info.update(extra)
 
 
-def test_end_to_end(benchmark, cfg, tmp_path):
-    n = 3000
+def _end_to_end(benchmark, cfg, tmp_path, n, rounds):
     results = []
 
     def one_run():
@@ -214,21 +213,33 @@ def test_end_to_end(benchmark, cfg, tmp_path):
             run.configure()
             run.start()
             t0 = time.monotonic()
-            state = run.wait(300)
+            state = run.wait(600)
             elapsed = time.monotonic() - t0
             assert state == "stopped", run.errors
             results.append((elapsed, run.summary()))
 
-    benchmark.pedantic(one_run, rounds=2, iterations=1)
+    benchmark.pedantic(one_run, rounds=rounds, iterations=1)
     elapsed, s = min(results, key=lambda r: r[0])
     cpu = s["cpu_s"]
     total_cpu = sum(cpu.values())
     groups = {"boards": sum(v for k, v in cpu.items() if k.startswith("fe")),
               "trigger": cpu.get("trigger", 0.0), "builder": cpu.get("builder", 0.0), "writer": cpu.get("writer", 0.0)}
     benchmark.extra_info.update(
-        events=n, events_per_s=n / elapsed, mb_per_s=s["bytes_written"] / elapsed / 1e6,
-        live_fraction=s["live_fraction"], cpu_s=cpu,
+        source=cfg.daq.front_end, events=n, events_per_s=n / elapsed, mb_per_s=s["bytes_written"] / elapsed / 1e6,
+        beam_time_s=s["beam_time_s"], live_fraction=s["live_fraction"], cpu_s=cpu,
         cpu_share={k: v / total_cpu for k, v in groups.items()},
         cpu_ms_per_event={k: 1e3 * v / n for k, v in groups.items()},
     )
     assert s["events_written"] == n and s["events_incomplete"] == 0
+
+
+def test_end_to_end_default(benchmark, cfg, tmp_path):
+    """The default configuration: the emulator stream, pulse finder and trigger model (physics)."""
+    assert cfg.daq.front_end == "physics"
+    _end_to_end(benchmark, cfg, tmp_path, n=40, rounds=1)
+
+
+def test_end_to_end_synthetic(benchmark, cfg, tmp_path):
+    """The same chain with the synthetic source: what the DAQ transport itself sustains."""
+    cfg = cfg.replace(daq={"front_end": "synthetic", "trigger_logic": "synthetic"})
+    _end_to_end(benchmark, cfg, tmp_path, n=3000, rounds=2)
