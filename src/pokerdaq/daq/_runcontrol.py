@@ -15,6 +15,7 @@ small high-water mark: a slow subscriber loses messages, never slows the run.
 
 from __future__ import annotations
 
+import collections
 import json
 import multiprocessing
 import shutil
@@ -111,6 +112,7 @@ class DaqRun:
         self._drain_deadline = None
         self._next_monitor = 0.0
         self._last_monitor: tuple[float, int] | None = None
+        self._rate_history: collections.deque = collections.deque()
         self.monitor_messages = 0
 
     # ---- context management ----------------------------------------------------------
@@ -355,9 +357,15 @@ class DaqRun:
         """Counters of the run as last reported, with rates and live time."""
         now = time.monotonic()
         written = self.stats.get("writer", {}).get("events_written", 0)
+        # event rate over the last few seconds of counter updates
+        if not self._rate_history or self._rate_history[-1][1] != written:
+            self._rate_history.append((now, written))
+        while len(self._rate_history) > 2 and now - self._rate_history[0][0] > 3.0:
+            self._rate_history.popleft()
         rate = 0.0
-        if self._last_monitor is not None and now > self._last_monitor[0]:
-            rate = (written - self._last_monitor[1]) / (now - self._last_monitor[0])
+        t0, n0 = self._rate_history[0]
+        if now - t0 > 0.5:
+            rate = (written - n0) / (now - t0)
         trig = self.stats.get("trigger", {})
         return {"time": time.time(), "state": self.state, "run_number": self.run_number,
                 "elapsed_s": (now - self._t_start) if self._t_start else 0.0,
