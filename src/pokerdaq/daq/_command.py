@@ -17,6 +17,7 @@ class _StopRequest:
 
     def __init__(self) -> None:
         self.signal: int | None = None
+        self.count = 0
         self._old: dict[int, Any] = {}
 
     def __enter__(self) -> _StopRequest:
@@ -26,6 +27,7 @@ class _StopRequest:
 
     def _handle(self, signum, frame) -> None:
         self.signal = signum
+        self.count += 1
 
     def __exit__(self, *exc) -> None:
         for sig, old in self._old.items():
@@ -57,6 +59,11 @@ def run(args: argparse.Namespace) -> int:
             with Progress(*columns, console=console, transient=False) as progress:
                 task = progress.add_task(daq.state, total=args.events, rate=0.0, live="n/a")
                 while daq.state not in ("stopped", "error"):
+                    if stop.count >= 2:   # a second Ctrl-C: abort without waiting for the drain
+                        console.print("second signal: aborting the run (the file is closed as it is)")
+                        daq.errors.append("aborted by a second signal during the drain")
+                        daq.state = "error"
+                        break
                     if stop.signal is not None and daq.state == "running":
                         console.print(f"{signal.Signals(stop.signal).name}: stopping (draining the pipeline)")
                         daq.stop()
