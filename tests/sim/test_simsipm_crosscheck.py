@@ -12,7 +12,7 @@ SAMPLE_NS = 4.0
 GAIN = 8.0  # ADC counts per cell: quantisation small against one cell
 
 
-def simsipm_charge(n_photons, n_events, seed):
+def simsipm_charge(n_photons, n_events):
     p = SiPM.SiPMProperties()
     p.setSize(1.0)
     p.setPitch(25.0)  # 1 mm / 25 um -> 40 x 40 = 1600 cells
@@ -29,7 +29,9 @@ def simsipm_charge(n_photons, n_events, seed):
     p.setSignalLength(256.0)
     assert p.nCells() == N_CELLS
     sensor = SiPM.SiPMSensor(p)
-    sensor.rng().seed(seed)
+    # SiPMSensor.rng() returns a copy in the Python binding of SimSiPM 2.1: its generator
+    # cannot be seeded from Python, so SimSiPM's side fluctuates from run to run (by ~0.1 %
+    # on these means, against a 3 % tolerance); pokerdaq's side is seeded.
     out = np.empty(n_events)
     for i in range(n_events):
         sensor.resetState()
@@ -53,15 +55,15 @@ def pokerdaq_charge(cfg, mean_pe, n_events):
 
 def test_single_photoelectron_area_agrees(cfg):
     ours = pokerdaq_charge(cfg, 1.0, 20000)  # Poisson(1): mean charge = 1 pe area
-    theirs = simsipm_charge(1, 50, seed=5)
+    theirs = simsipm_charge(1, 50)
     assert np.std(theirs) < 1e-6 * np.mean(theirs)  # one photon, no noise: deterministic
     assert ours.mean() == pytest.approx(theirs.mean(), rel=0.03)
 
 
 @pytest.mark.parametrize("n_pe", [100, 1000, 3000, 8000])
 def test_mean_charge_and_saturation_agree(cfg, n_pe):
-    one = np.median(simsipm_charge(1, 20, seed=5))  # area of one cell pulse
-    theirs = simsipm_charge(n_pe, 150, seed=6) / one
+    one = np.median(simsipm_charge(1, 20))  # area of one cell pulse
+    theirs = simsipm_charge(n_pe, 150) / one
     ours = pokerdaq_charge(cfg, float(n_pe), 600) / one
     assert ours.mean() == pytest.approx(theirs.mean(), rel=0.03)
     assert theirs.mean() == pytest.approx(N_CELLS * (1 - np.exp(-n_pe / N_CELLS)), rel=0.03)

@@ -36,12 +36,13 @@ SiPMs, 0.03 ADC) are not rendered one by one: their mean adds to the baseline. T
 fluctuation (~0.01 ADC) is far below the electronics noise; rendering them cost a third of
 the emulation time."""
 
-PER_PE_MAX = {"beam_counters": 200.0, "srd": 400.0, "preshower": 4.0, "ecal": 4.0, "veto": 200.0, "hcal": 4.0}
+PER_PE_MAX = {"beam_counters": 200.0, "srd": 400.0, "preshower": 1.0, "ecal": 1.0, "veto": 200.0, "hcal": 1.0}
 """Below this mean photoelectron count a deposit is rendered photoelectron by photoelectron
 (emission time, crosstalk, afterpulse and gain of each cell); above it with the averaged
 template and a fluctuated amplitude. Counters, VETO MIPs and the SRD (Lu-176 decays give up to
 ~360 pe) keep their photon-level time structure; in the calorimeters, where thousands of
-channels x events carry a few pe of shower halo, the template is used from 4 pe on (speed)."""
+channels x events carry a few pe of shower halo, the template is used from 1 pe on (speed; the
+count, crosstalk, afterpulse and gain fluctuations stay exact, only photon timing is averaged)."""
 # columns of Tables.chan_i
 I_SUB, I_BOARD = range(2)
 # template kinds
@@ -99,7 +100,7 @@ class Tables:
     chan_f: np.ndarray        # (n_channels, N_CF) float64
     chan_i: np.ndarray        # (n_channels, 2) int64
     templates: np.ndarray     # (n_subsystems, 3, n_fine) float64
-    span_fine: np.ndarray     # (n_subsystems,) int64
+    span_fine: np.ndarray     # (n_subsystems, 3) int64: fine points used of each template
     span_ns: np.ndarray       # (n_subsystems,) float64
     scint_tau: np.ndarray     # (n_subsystems, 4)
     scint_cum: np.ndarray     # (n_subsystems, 4) cumulative fractions
@@ -121,6 +122,7 @@ def build_tables(cfg: Config) -> Tables:
     scint_cum = np.ones((nsub, 4))
     scint_rise = np.zeros(nsub)
     area = np.zeros(nsub)
+    cell_span_fine = np.zeros(nsub, np.int64)
     for i, name in enumerate(SUBSYSTEMS):
         sub = cfg.subsystem(name)
         if len(sub.scintillator.decay_ns) > 4:
@@ -130,14 +132,19 @@ def build_tables(cfg: Config) -> Tables:
         main = fftconvolve(scintillation_bins(sub, n_fine, dt), cell)[:n_fine]
         ap = fftconvolve(main, _exp_bins(n_fine, sub.sipm.afterpulse_tau_ns, dt))[:n_fine]
         m = int(span_fine[i])
-        for j, tmpl in enumerate((main, ap, cell)):
-            templates[i, j, :m] = tmpl[:m]
+        # the cell pulse alone is over after SPAN_DECAYS x its own time constants: rendering
+        # it no further saves work for every photoelectron and dark count
+        p_, e_ = sub.sipm, sub.electronics
+        m_cell = min(m, int(math.ceil(SPAN_DECAYS * (p_.pulse_rise_ns + p_.pulse_decay_ns + e_.shaping_ns) / dt)))
+        cell_span_fine[i] = m_cell
+        for j, tmpl, mm in ((T_MAIN, main, m), (T_AP, ap, m), (T_CELL, cell, m_cell)):
+            templates[i, j, :mm] = tmpl[:mm]
         k = len(sub.scintillator.decay_ns)
         scint_tau[i, :k] = sub.scintillator.decay_ns
         scint_cum[i, :k] = np.cumsum(sub.scintillator.fractions)
         scint_cum[i, k - 1:] = 1.0
         scint_rise[i] = sub.scintillator.rise_ns
-        area[i] = cell[:m].sum() / FINE_PER_SAMPLE
+        area[i] = cell[:m_cell].sum() / FINE_PER_SAMPLE
     cmap = cfg.channel_map
     n = len(cmap)
     chan_f = np.zeros((n, N_CF))
@@ -157,7 +164,7 @@ def build_tables(cfg: Config) -> Tables:
                                           * p.gain_adc_per_pe * area[i])
             chan_f[c, C_DARK_MU] = 0.0
         chan_i[c] = (i, cmap.table["board"][c])
-    return Tables(chan_f, chan_i, templates, span_fine, spans,
+    return Tables(chan_f, chan_i, templates, np.stack([span_fine, span_fine, cell_span_fine], axis=1), spans,
                   scint_tau, scint_cum, scint_rise, float(spans.max()), area)
 
 
