@@ -51,3 +51,14 @@ def test_daq_config_errors_name_the_key():
     with pytest.raises(ConfigError) as info:
         fast_config(synthetic={"multiplicity": 5, "hit_boards": 3})
     assert info.value.key == "daq.synthetic.multiplicity"
+
+
+@pytest.mark.timeout(90)
+def test_tcp_transport_on_loopback(tmp_path):
+    cfg = fast_config(transport="tcp", boards_per_process=12)
+    with daq_run(cfg, tmp_path, max_events=300) as run:
+        eps = {k: v for k, v in run.endpoints.items()}
+        assert all(v.startswith("tcp://127.0.0.1:") and not v.endswith("*") for v in eps.values()), eps
+        assert run.wait(60) == "stopped", run.errors
+        s = run.summary()
+    assert s["events_written"] == 300 and s["events_incomplete"] == 0 and s["fragments_rejected"] == {}
