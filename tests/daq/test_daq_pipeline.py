@@ -61,5 +61,11 @@ def test_every_event_matches_the_source(tmp_path):
             hit_boards = {int(cmap.table["board"][c]) for c in batch.pulses[off[i]:off[i + 1]]["channel"]}
             assert len(hit_boards) >= cfg.daq.synthetic.multiplicity
         assert f.verify().size == 0
+        # the run's scalers: one row, the trigger's and the builder's counts
+        [sc] = f.scalers
+        assert sc["triggers_accepted"] == sc["events_built"] == n and sc["events_incomplete"] == 0
+        assert sc["triggers_raw"] == sum(t["candidates"] for t in s["trigger_types"].values())
+        assert sc["busy_ticks"] == s["busy_ticks"] and sc["stop_timestamp"] > ev["timestamp"][-1]
+        assert sc["trigger_bits"][0] == int((ev["trigger_word"] & 1).sum())
         assert PEDESTAL - 10 < np.median(batch.samples) < PEDESTAL + 10
         assert EventFlags.INCOMPLETE not in EventFlags(int(np.bitwise_or.reduce(ev["flags"])))

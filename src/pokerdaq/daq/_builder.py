@@ -88,6 +88,7 @@ class EventBuilderNode(Node):
         self.max_parked = 0
         self.total: int | None = None       # events issued, known from the end-of-run record
         self.end_time: float | None = None
+        self.trigger_scalers: dict | None = None
         self._next_expire = 0.0
         self.rejected = collections.Counter()
         self.counters = collections.Counter()
@@ -254,6 +255,12 @@ class EventBuilderNode(Node):
         return record[1] == frag.timestamp and record[2] == frag.trigger_word
 
     def _on_records(self, frames) -> None:
+        if len(frames) == 2 and frames[0] == b"SCALERS":
+            try:
+                self.trigger_scalers = json.loads(frames[1])
+            except ValueError:
+                self.counters["bad_trigger_record_messages"] += 1
+            return
         try:
             head, records = decode_slice(frames, TRIGGER_MAGIC, TRIGGER_DTYPE)
         except MessageError:
@@ -417,7 +424,7 @@ class EventBuilderNode(Node):
             self._drop_orphan(ev_no, self.events[ev_no])
         self._reject(Reason.ORPHAN, len(self.parked))
         self.parked.clear()
-        info = {"events_issued": self.total, "stats": self.stats()}
+        info = {"events_issued": self.total, "stats": self.stats(), "trigger_scalers": self.trigger_scalers}
         self.send_with_deadline(self.push, [b"END", json.dumps(info).encode()], "end of run to the writer")
         self.notify_drained()
 

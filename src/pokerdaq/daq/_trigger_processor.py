@@ -15,6 +15,7 @@ so the builder flags those events INCOMPLETE at once instead of waiting for its 
 from __future__ import annotations
 
 import collections
+import json
 import time
 from typing import Any
 
@@ -210,6 +211,11 @@ class TriggerProcessorNode(Node):
         fin = encode_slice(TRIGGER_MAGIC, board_id=TP_ID, run_number=self.run_number,
                            flags=int(SliceFlags.END_OF_RUN | SliceFlags.RECORDS), slice_index=self.next_event,
                            records=np.zeros(0, TRIGGER_DTYPE))
+        # the run's trigger scalers travel down the chain to the writer (one /scalers row)
+        scalers = {"ticks": self.next_slice * self.cfg.daq.slice_ticks, "busy_ticks": self.busy_ticks,
+                   "accepted": self.next_event, "trigger_bits": self.accepted_bits,
+                   "candidates": sum(c.candidates for c in self.logic.counters().values())}
+        self.send_with_deadline(self.push, [b"SCALERS", json.dumps(scalers).encode()], "scalers to the event builder")
         self.send_with_deadline(self.push, fin, "end of run to the event builder")
         self.notify_drained()
 

@@ -80,6 +80,7 @@ class WriterNode(Node):
                            or time.monotonic() - self.last_write > FLUSH_INTERVAL_S):
             self._write_batch()
         if self.end_info is not None:
+            self._write_scalers()
             self._close()
             self.notify_drained()
         return got > 0
@@ -100,6 +101,26 @@ class WriterNode(Node):
             time.sleep(self.cfg.daq.writer_delay_s)  # test-only slow-disk emulation (daq.writer_delay_s)
         self.last_write = time.monotonic()
         self.write_seconds += time.perf_counter() - t0
+
+    def _write_scalers(self) -> None:
+        """One /scalers row for the whole run (the DAQ does not follow spills yet)."""
+        from pokerdaq.io._records import SCALER_DTYPE
+        trig = (self.end_info or {}).get("trigger_scalers")
+        built = (self.end_info or {}).get("stats", {})
+        if not trig or self.writer is None:
+            return
+        row = np.zeros(1, dtype=SCALER_DTYPE)
+        row["spill"] = 0
+        row["start_timestamp"] = 0
+        row["stop_timestamp"] = trig["ticks"]
+        row["triggers_raw"] = trig["candidates"]      # summed over the trigger types
+        row["triggers_accepted"] = trig["accepted"]
+        row["events_built"] = built.get("events_built", 0)
+        row["events_incomplete"] = built.get("events_incomplete", 0)
+        row["events_dropped"] = 0          # the DAQ sheds no event (see docs/daq.md)
+        row["busy_ticks"] = trig["busy_ticks"]
+        row["trigger_bits"][0] = trig["trigger_bits"][:row["trigger_bits"].shape[1]]
+        self.writer.write_scalers(row)
 
     def _close(self) -> None:
         if self.writer is not None:
