@@ -17,9 +17,13 @@ Rules (artdaq / DUNE lessons, docs/wire-format.md):
   DUPLICATE; a fragment of an event already written is LATE; fragments without a trigger
   record after the time-out are ORPHAN. None of these ever enters an event;
 * events leave in event-number order (the writer requires it); at most
-  ``daq.max_events_in_flight`` events hold data here. At that limit the builder stops
-  reading fragments while the writer is slow (backpressure to the boards), or, when nothing
-  waits for the writer, finalises the oldest event early as INCOMPLETE (counted ``evicted``).
+  ``daq.max_events_in_flight`` events hold data here (built events waiting for the writer
+  included). A fragment of a further event is parked (at most 2 per board); the last place
+  is kept for the next event to write, so the queue behind it can always drain. With the
+  parking full the builder stops reading (backpressure to the boards); only if, in addition,
+  nothing waits for the writer is the oldest event written early as INCOMPLETE (counted
+  ``events_evicted_incomplete``: with the boards' lock-step read-out this does not happen in
+  the tests).
 """
 
 from __future__ import annotations

@@ -23,7 +23,7 @@ import numpy as np
 import zmq
 
 from ._factory import make_trigger_logic
-from ._node import Node, NodeError
+from ._node import Node
 from ._wire import (
     PRIMITIVE_DTYPE,
     PRIMITIVE_MAGIC,
