@@ -19,6 +19,7 @@ from .config import ConfigError
 _HANDLERS = {
     "simulate": "pokerdaq.sim._command",
     "demo": "pokerdaq._demo",
+    "trigger": "pokerdaq.trigger._command",
     "recover": "pokerdaq.io._command",
 }
 
@@ -45,6 +46,16 @@ def build_parser() -> argparse.ArgumentParser:
     _add_common(p)
     p.add_argument("--events", type=int, default=1000, metavar="N", help="number of beam particles (default 1000)")
     p.add_argument("--output", required=True, metavar="FILE.h5", help="output HDF5 file")
+
+    p = sub.add_parser("trigger", help="run the trigger model: rates per type, live time, efficiencies",
+                       description="Stream N emulated beam particles through the pulse finder and the "
+                       "integer trigger model (or re-run pulse finding and trigger on a file written by "
+                       "pokerdaq simulate) and print rates per trigger type, live time and efficiencies.")
+    _add_common(p)
+    src = p.add_mutually_exclusive_group()
+    src.add_argument("--events", type=int, metavar="N", help="beam particles to stream (default 1000)")
+    src.add_argument("--input", metavar="FILE.h5", help="re-trigger the windows of a pokerdaq simulate file")
+    p.add_argument("--json", metavar="FILE", help="also write the results as JSON")
 
     p = sub.add_parser("recover", help="make run files left as NAME.part by a dead writer final and readable",
                        description="Keep every event up to the dead writer's last flush whose CRC-32 "
