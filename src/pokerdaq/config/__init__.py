@@ -24,13 +24,14 @@ from ._model import (
     DigitizerConfig,
     ElectronicsConfig,
     PulseFinderConfig,
+    ResponseConfig,
     RunConfig,
     ScintillatorConfig,
     SipmConfig,
     SubsystemConfig,
 )
 from ._schema import ConfigError, build, to_dict
-from ._trigger import TriggerConfig
+from ._trigger import PrescaleConfig, TriggerConfig
 
 __all__ = [
     "CHANNEL_DTYPE",
@@ -43,7 +44,9 @@ __all__ = [
     "DetectorConfig",
     "DigitizerConfig",
     "ElectronicsConfig",
+    "PrescaleConfig",
     "PulseFinderConfig",
+    "ResponseConfig",
     "RunConfig",
     "ScintillatorConfig",
     "SipmConfig",
@@ -67,6 +70,7 @@ class Config:
     run: RunConfig = field(default_factory=RunConfig)
     beam: BeamConfig = field(default_factory=BeamConfig)
     digitizer: DigitizerConfig = field(default_factory=DigitizerConfig)
+    response: ResponseConfig = field(default_factory=ResponseConfig)
     trigger: TriggerConfig = field(default_factory=TriggerConfig)
     daq: DaqConfig = field(default_factory=DaqConfig)
     text: str = field(default="", compare=False, repr=False)

@@ -165,6 +165,7 @@ class DigitizerConfig:
     inputs_per_board: int = bounded(12, ge=1, le=64)
     window_samples: int = bounded(64, ge=4, le=1024)
     pretrigger_samples: int = bounded(16, ge=0)
+    correlated_noise_ns: float = bounded(200.0, gt=0.0)
 
     def __post_init__(self) -> None:
         if self.pretrigger_samples >= self.window_samples:
@@ -178,3 +179,35 @@ class DigitizerConfig:
     @property
     def adc_max(self) -> int:
         return (1 << self.adc_bits) - 1
+
+
+@dataclass(frozen=True, slots=True)
+class ResponseConfig:
+    """Parametrised detector response used by the emulator (pokerdaq.sim, docs/simulation.md).
+
+    Energies of minimum-ionising particles (``*_mip_mev``) are most-probable values of a
+    Landau (Moyal) distribution of relative width ``mip_width``.
+    """
+
+    ecal_stochastic: float = bounded(0.025, gt=0.0, lt=1.0)
+    ecal_constant: float = bounded(0.005, ge=0.0, lt=1.0)
+    preshower_x0: float = bounded(8.8, gt=0.0)
+    ecal_x0: float = bounded(24.7, gt=0.0)
+    critical_energy_mev: float = bounded(9.6, gt=0.0)
+    lateral_core_fraction: float = bounded(0.85, ge=0.0, le=1.0)
+    lateral_core_mm: float = bounded(3.0, gt=0.0)
+    lateral_halo_mm: float = bounded(15.0, gt=0.0)
+    beam_spot_mm: float = bounded(3.0, ge=0.0)
+    signal_line_width: float = bounded(0.02, ge=0.0, lt=0.5)
+    srd_mean_mev_at_100gev: float = bounded(30.0, ge=0.0)
+    srd_spectrum_shape: float = bounded(2.0, gt=0.0)
+    counter_mip_mev: float = bounded(1.0, gt=0.0)
+    preshower_mip_mev: float = bounded(80.0, gt=0.0)
+    ecal_mip_mev: float = bounded(250.0, gt=0.0)
+    veto_mip_mev: float = bounded(10.0, gt=0.0)
+    hcal_mip_mev: float = bounded(1100.0, gt=0.0)
+    mip_width: float = bounded(0.1, ge=0.0, lt=1.0)
+    hadron_ecal_interaction_prob: float = bounded(0.77, ge=0.0, le=1.0)
+    hcal_stochastic: float = bounded(0.6, ge=0.0, lt=5.0)
+    hcal_lateral_mm: float = bounded(80.0, gt=0.0)
+    hcal_longitudinal_modules: float = bounded(0.8, gt=0.0)

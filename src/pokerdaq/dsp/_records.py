@@ -7,7 +7,7 @@ import numpy as np
 PULSE_DTYPE = np.dtype(
     [
         ("channel", np.uint16),       # channel number in the channel map
-        ("pulse_index", np.uint8),    # 0, 1, 2 ... within the window (or stream) of this channel
+        ("pulse_index", np.uint8),    # 0, 1, 2 ... within the window (or stream) of this channel, low 8 bits
         ("coarse_time", np.int64),    # sample index of the sample before the mid-amplitude crossing
         ("fine_time", np.uint8),      # 0..63, in 1/64 of a sample (62.5 ps at 250 MHz)
         ("time", np.int64),           # coarse_time * 64 + fine_time
@@ -32,7 +32,7 @@ class QualityBits:
     OVERFLOW = 1 << 3            # a sample in the integration range at the upper rail (16383)
     UNDERFLOW = 1 << 4           # a sample in the integration range at the lower rail (0)
     PEAK_BEYOND_NSA = 1 << 5     # no falling sample within NSA: peak is the first maximum in NSA
-    PEAK_NOT_FOUND = 1 << 6      # window ended before a falling sample: peak is the last maximum
+    PEAK_NOT_FOUND = 1 << 6      # window ended before a falling sample: peak is the first maximum
     TIME_BAD = 1 << 7            # no sample pair straddling VMID: time = crossing * 64
-    PILEUP = 1 << 8              # another crossing within NSA of this pulse's crossing (either way)
+    PILEUP = 1 << 8              # another candidate crossing inside this pulse's open range (c, c+NSA)
     MORE_PULSES = 1 << 9         # a further valid pulse followed but max_pulses was reached

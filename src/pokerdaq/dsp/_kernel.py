@@ -1,0 +1,235 @@
+"""numba kernels of the pulse finder (docs/firmware-spec.md Part 1). No validation here.
+
+One scan function, :func:`_scan_row`, walks one channel's samples and finds its pulses. The
+window driver (:func:`_window_pass`) and the stream driver (:func:`_stream_pass`) call it,
+each twice: a counting pass (``write = False``) that sizes the output, and a filling pass
+that writes records at per-row offsets. Both passes are deterministic, so they agree.
+
+Positions inside the kernels are local indices into the row handed in; ``base`` is the
+absolute sample number of local index 0 (0 in window mode).
+"""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+
+from ._records import QualityBits
+
+ADC_MAX = 16383
+
+_PEDESTAL_BAD = QualityBits.PEDESTAL_BAD
+_NSA_BEYOND_WINDOW = QualityBits.NSA_BEYOND_WINDOW
+_NSB_BEFORE_WINDOW = QualityBits.NSB_BEFORE_WINDOW
+_OVERFLOW = QualityBits.OVERFLOW
+_UNDERFLOW = QualityBits.UNDERFLOW
+_PEAK_BEYOND_NSA = QualityBits.PEAK_BEYOND_NSA
+_PEAK_NOT_FOUND = QualityBits.PEAK_NOT_FOUND
+_TIME_BAD = QualityBits.TIME_BAD
+_PILEUP = QualityBits.PILEUP
+_MORE_PULSES = QualityBits.MORE_PULSES
+
+STREAM_HISTORY = 576
+"""Samples a stream keeps per channel between chunks: NSB (63) + NSA (511) + 1 for x[c-1],
+rounded up. An undecided pulse starts at most NSA - 1 samples before the chunk end."""
+
+
+@numba.njit(nogil=True, cache=True)
+def _write_pulse(x, c, lo_limit, end, thr_abs, ped, ped_sum, nped_log2, nsb, nsa,
+                 quality, out, k, channel, base, index):
+    """Measure the confirmed pulse with crossing ``c`` and write it to ``out[k]``."""
+    open_end = min(c + nsa, end)
+    # 1.4 pile-up: a further candidate crossing inside the open range (c, c + NSA)
+    for n in range(c + 1, open_end):
+        if x[n - 1] <= thr_abs and x[n] > thr_abs:
+            quality |= _PILEUP
+            break
+    # 1.8 consecutive samples above threshold from the crossing on
+    n = c
+    while n < open_end and x[n] > thr_abs:
+        n += 1
+    n_over = n - c
+    # 1.5 peak: the sample before the first falling one
+    p = -1
+    for i in range(c + 1, open_end):
+        if x[i] < x[i - 1]:
+            p = i - 1
+            break
+    if p < 0:
+        quality |= _PEAK_BEYOND_NSA if c + nsa <= end else _PEAK_NOT_FOUND
+        p = c
+        for i in range(c + 1, open_end):
+            if x[i] > x[p]:
+                p = i
+    vpeak = np.int64(x[p])
+    # 1.6 integral over [c - NSB, c + NSA), clipped to the samples that exist
+    lo = c - nsb
+    if lo < lo_limit:
+        lo = lo_limit
+        quality |= _NSB_BEFORE_WINDOW
+    hi = c + nsa
+    if hi > end:
+        hi = end
+        quality |= _NSA_BEYOND_WINDOW
+    total = np.int64(0)
+    rails_hi = False
+    rails_lo = False
+    for i in range(lo, hi):
+        v = np.int64(x[i])
+        total += v
+        rails_hi |= v == ADC_MAX
+        rails_lo |= v == 0
+    if rails_hi:
+        quality |= _OVERFLOW
+    if rails_lo:
+        quality |= _UNDERFLOW
+    net = total - ((ped_sum * (hi - lo)) >> nped_log2)
+    # 1.7 time: walk back from the peak to the pair straddling VMID
+    vmid = (ped + vpeak) >> 1
+    coarse = c
+    fine = 0
+    found = False
+    for kk in range(p, lo, -1):
+        a = np.int64(x[kk - 1])
+        b = np.int64(x[kk])
+        if a <= vmid and vmid < b:
+            coarse = kk - 1
+            fine = ((vmid - a) << 6) // (b - a)
+            found = True
+            break
+    if not found:
+        quality |= _TIME_BAD
+    rec = out[k]
+    rec["channel"] = channel
+    rec["pulse_index"] = index & 0xFF
+    rec["coarse_time"] = base + coarse
+    rec["fine_time"] = fine
+    rec["time"] = (base + coarse) * 64 + fine
+    rec["crossing"] = base + c
+    rec["peak"] = vpeak
+    rec["integral"] = total
+    rec["integral_net"] = net
+    rec["pedestal"] = ped_sum
+    rec["n_over"] = min(n_over, 65535)
+    rec["quality"] = quality
+
+
+@numba.njit(nogil=True, cache=True)
+def _scan_row(x, lo_limit, start, end, final, thr_abs, ped, ped_sum, nped_log2, nsb, nsa,
+              nsat, max_pulses, quality, write, out, pos, channel, base, index0):
+    """Find the pulses of one row, candidates tested at ``start .. end-1`` (1.4, 1.9).
+
+    ``final``: the row ends at ``end`` (window mode, or the end of a stream); otherwise a
+    candidate or pulse that needs samples beyond ``end`` stops the scan and is retried
+    with the next chunk. Returns (pulses found, local position where the search resumes).
+    """
+    count = 0
+    n = start
+    while n < end:
+        if x[n] > thr_abs and x[n - 1] <= thr_abs:
+            c = n
+            if c + nsat > end:
+                if final:
+                    return count, end  # unconfirmable, and so is every later candidate
+                return count, c
+            m = c + 1
+            confirmed = True
+            while m < c + nsat:
+                if x[m] <= thr_abs:
+                    confirmed = False
+                    break
+                m += 1
+            if not confirmed:
+                n = m + 1  # x[m] <= T: no candidate in (c, m], the next test is at m + 1
+                continue
+            if not final and c + nsa > end:
+                return count, c
+            if max_pulses > 0 and count == max_pulses:
+                if write:
+                    prev = out[pos + count - 1]
+                    prev["quality"] = prev["quality"] | _MORE_PULSES
+                return count, end
+            if write:
+                _write_pulse(x, c, lo_limit, end, thr_abs, ped, ped_sum, nped_log2, nsb, nsa,
+                             quality, out, pos + count, channel, base, index0 + count)
+            count += 1
+            n = c + nsa
+        else:
+            n += 1
+    return count, n
+
+
+@numba.njit(parallel=True, nogil=True, cache=True)
+def _window_pass(x, n_ch, thr, nsb, nsa, nsat, nped_log2, maxped, max_pulses, ped_mode,
+                 ped_cfg, write, counts, offsets, out, channel_ids, row_max):
+    """Window mode over rows of ``x`` (row r uses the registers of channel r % n_ch).
+
+    Counting pass (``write`` False): fills ``counts`` and ``row_max`` (the largest sample of
+    each row, which the caller checks against 16383). Filling pass: writes the pulses of
+    row r at ``out[offsets[r]:]``.
+    """
+    n_rows, n_samples = x.shape
+    for r in numba.prange(n_rows):
+        if write and counts[r] == 0:
+            continue
+        ch = r % n_ch
+        row = x[r]
+        log2 = np.int64(nped_log2[ch])
+        quality = 0
+        if ped_mode[ch] == 0:
+            # 1.3 measured pedestal: the sum of the first NPED samples
+            nped = np.int64(1) << log2
+            ped_sum = np.int64(0)
+            head_max = np.int64(0)
+            for i in range(nped):
+                v = np.int64(row[i])
+                ped_sum += v
+                head_max = max(head_max, v)
+            if head_max > maxped[ch]:
+                quality = _PEDESTAL_BAD
+            start = nped + 1  # c - 1 >= SEARCH_START = NPED
+        else:
+            ped_sum = np.int64(ped_cfg[ch]) << log2
+            head_max = np.int64(0)
+            start = np.int64(1)  # c - 1 >= SEARCH_START = 0
+        ped = ped_sum >> log2
+        thr_abs = ped + thr[ch]
+        # the largest sample past the head: no sample above T means no crossing (fast path)
+        tail_max = np.int64(0)
+        for i in range(start - 1, n_samples):
+            tail_max = max(tail_max, np.int64(row[i]))
+        if not write:
+            row_max[r] = max(head_max, tail_max)
+        if tail_max <= thr_abs:
+            counts[r] = 0
+            continue
+        found, _ = _scan_row(row, 0, start, n_samples, True, thr_abs, ped, ped_sum, log2,
+                             np.int64(nsb[ch]), np.int64(nsa[ch]), np.int64(nsat[ch]),
+                             np.int64(max_pulses[ch]), quality, write, out, offsets[r],
+                             channel_ids[ch], np.int64(0), np.int64(0))
+        if not write:
+            counts[r] = found
+
+
+@numba.njit(parallel=True, nogil=True, cache=True)
+def _stream_pass(x, base, lo_limit, end, final, thr, nsb, nsa, nsat, nped_log2, ped_cfg,
+                 next_n, n_pulses, write, counts, resume, offsets, out, channel_ids):
+    """Stream mode (configured pedestal, unlimited pulses) over one row per channel.
+
+    ``x[ch, :end]`` holds the samples ``base .. base+end-1`` of channel ch (history, then the
+    new chunk); ``next_n[ch]`` is the absolute position of the next candidate test.
+    """
+    n_ch = x.shape[0]
+    for ch in numba.prange(n_ch):
+        if write and counts[ch] == 0:
+            continue
+        log2 = np.int64(nped_log2[ch])
+        ped_sum = np.int64(ped_cfg[ch]) << log2
+        ped = ped_sum >> log2
+        found, stop = _scan_row(x[ch], lo_limit, next_n[ch] - base, end, final, ped + thr[ch],
+                                ped, ped_sum, log2, np.int64(nsb[ch]), np.int64(nsa[ch]),
+                                np.int64(nsat[ch]), np.int64(0), 0, write, out, offsets[ch],
+                                channel_ids[ch], base, n_pulses[ch])
+        if not write:
+            counts[ch] = found
+            resume[ch] = base + stop

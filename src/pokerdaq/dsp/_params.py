@@ -1,0 +1,204 @@
+"""Per-channel pulse-finder registers (docs/firmware-spec.md section 1.2), validated."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from pokerdaq.config import Config
+
+ADC_MAX = 16383
+"""Largest 14-bit ADC code (the upper rail)."""
+
+PED_MEASURED = 0
+PED_CONFIGURED = 1
+
+# register -> (lowest, highest) allowed value, docs/firmware-spec.md section 1.2
+REGISTER_RANGES: dict[str, tuple[int, int]] = {
+    "thr": (1, 16383),
+    "nsb": (0, 63),
+    "nsa": (1, 511),
+    "nsat": (1, 15),
+    "nped_log2": (0, 5),
+    "maxped": (0, 16383),
+    "max_pulses": (0, 15),
+    "ped_mode": (0, 1),
+    "ped_cfg": (0, 16383),
+}
+
+# the defaults of PulseParams.uniform: those of pokerdaq.config.PulseFinderConfig
+_UNIFORM_DEFAULTS = {
+    "thr": 20, "nsb": 2, "nsa": 12, "nsat": 2, "nped_log2": 3, "maxped": 16383,
+    "max_pulses": 3, "ped_mode": PED_MEASURED, "ped_cfg": 400,
+}
+
+
+def _first_bad(mask: np.ndarray) -> int:
+    return int(np.flatnonzero(mask)[0])
+
+
+@dataclass(frozen=True, eq=False)
+class PulseParams:
+    """Pulse-finder registers of a set of channels, one int32 array entry per channel.
+
+    Field names follow the register names of docs/firmware-spec.md section 1.2 in lower
+    case; ``ped_mode`` is 0 (measured) or 1 (configured). Every register is checked against
+    its range at construction, and ``nsat <= nsa``; the checks that depend on the window
+    length are made by :func:`pokerdaq.dsp.find_pulses`.
+
+    Raises
+    ------
+    ValueError
+        Naming the register, the channel and the value, e.g.
+        ``PulseParams.nsa[channel 3] = 600: expected 1..511``.
+    TypeError
+        When a register is not an integer array.
+    """
+
+    thr: np.ndarray
+    nsb: np.ndarray
+    nsa: np.ndarray
+    nsat: np.ndarray
+    nped_log2: np.ndarray
+    maxped: np.ndarray
+    max_pulses: np.ndarray
+    ped_mode: np.ndarray
+    ped_cfg: np.ndarray
+
+    def __post_init__(self) -> None:
+        n = None
+        for name, (low, high) in REGISTER_RANGES.items():
+            raw = np.asarray(getattr(self, name))
+            if raw.dtype.kind not in "iub":
+                raise TypeError(f"PulseParams.{name}: expected integers, got dtype {raw.dtype}")
+            if raw.ndim != 1:
+                raise ValueError(f"PulseParams.{name}: expected one value per channel (1-D), "
+                                 f"got shape {raw.shape}")
+            if n is None:
+                n = raw.shape[0]
+            elif raw.shape[0] != n:
+                raise ValueError(f"PulseParams.{name}: {raw.shape[0]} channels, expected {n} "
+                                 "like PulseParams.thr")
+            bad = (raw < low) | (raw > high)
+            if bad.any():
+                ch = _first_bad(bad)
+                raise ValueError(f"PulseParams.{name}[channel {ch}] = {int(raw[ch])}: "
+                                 f"expected {low}..{high}")
+            arr = np.ascontiguousarray(raw, dtype=np.int32)
+            arr.flags.writeable = False
+            object.__setattr__(self, name, arr)
+        bad = self.nsat > self.nsa
+        if bad.any():
+            ch = _first_bad(bad)
+            raise ValueError(f"PulseParams.nsat[channel {ch}] = {int(self.nsat[ch])}: "
+                             f"expected at most nsa = {int(self.nsa[ch])}")
+
+    @property
+    def n_channels(self) -> int:
+        """Number of channels described."""
+        return int(self.thr.shape[0])
+
+    @property
+    def nped(self) -> np.ndarray:
+        """Number of pedestal samples, ``1 << nped_log2``."""
+        return np.left_shift(1, self.nped_log2).astype(np.int32)
+
+    @classmethod
+    def uniform(cls, n_channels: int, **registers: int) -> PulseParams:
+        """The same registers on ``n_channels`` channels (for tests and tools).
+
+        Registers not given take the defaults of :class:`pokerdaq.config.PulseFinderConfig`
+        (thr 20, nsb 2, nsa 12, nsat 2, nped_log2 3, maxped 16383, max_pulses 3, measured
+        pedestal, ped_cfg 400).
+        """
+        if int(n_channels) < 1:
+            raise ValueError(f"n_channels = {n_channels}: expected at least 1")
+        unknown = set(registers) - set(_UNIFORM_DEFAULTS)
+        if unknown:
+            raise TypeError(f"unknown register(s) {sorted(unknown)}: expected "
+                            + ", ".join(_UNIFORM_DEFAULTS))
+        values = {**_UNIFORM_DEFAULTS, **registers}
+        return cls(**{k: np.full(int(n_channels), v, dtype=np.int64) for k, v in values.items()})
+
+    @classmethod
+    def from_config(cls, cfg: Config, channels: Sequence[int] | np.ndarray | None = None
+                    ) -> PulseParams:
+        """Registers of each channel from its subsystem's ``pulse_finder`` table.
+
+        Parameters
+        ----------
+        cfg
+            The run configuration; channel ``i`` of ``cfg.channel_map`` takes the registers
+            of ``cfg.detector.<its subsystem>.pulse_finder``.
+        channels
+            Channel numbers to describe, in this order (for example one board's
+            ``cfg.channel_map.channels_on_board(b)``); all channels when None.
+        """
+        table = cfg.channel_map.table
+        if channels is None:
+            chans = np.arange(len(table))
+        else:
+            chans = np.asarray(channels)
+            if chans.ndim != 1 or chans.dtype.kind not in "iu":
+                raise ValueError(f"channels: expected a 1-D integer array, got {chans!r}")
+            bad = (chans < 0) | (chans >= len(table))
+            if bad.any():
+                raise ValueError(f"channels: channel {int(chans[_first_bad(bad)])} is not in "
+                                 f"the channel map (0..{len(table) - 1})")
+        cols: dict[str, list[int]] = {k: [] for k in REGISTER_RANGES}
+        for ch in chans:
+            pf = cfg.subsystem(table["subsystem"][ch].decode()).pulse_finder
+            cols["thr"].append(pf.threshold_adc)
+            cols["nsb"].append(pf.nsb)
+            cols["nsa"].append(pf.nsa)
+            cols["nsat"].append(pf.nsat)
+            cols["nped_log2"].append(int(pf.nped).bit_length() - 1)
+            cols["maxped"].append(pf.maxped)
+            cols["max_pulses"].append(pf.max_pulses)
+            cols["ped_mode"].append(PED_CONFIGURED if pf.pedestal_mode == "configured"
+                                    else PED_MEASURED)
+            cols["ped_cfg"].append(pf.pedestal_adc)
+        return cls(**{k: np.asarray(v, dtype=np.int64) for k, v in cols.items()})
+
+    def replace(self, **registers: Any) -> PulseParams:
+        """A copy with some registers replaced (a scalar is broadcast to every channel)."""
+        values = {}
+        for name, value in registers.items():
+            if name not in REGISTER_RANGES:
+                raise TypeError(f"unknown register {name!r}: expected "
+                                + ", ".join(REGISTER_RANGES))
+            arr = np.asarray(value)
+            values[name] = np.full(self.n_channels, arr) if arr.ndim == 0 else arr
+        return dataclasses.replace(self, **values)
+
+    def select(self, channels: Sequence[int] | np.ndarray) -> PulseParams:
+        """The registers of a subset of these channels (indices into this object)."""
+        idx = np.asarray(channels)
+        return PulseParams(**{k: getattr(self, k)[idx] for k in REGISTER_RANGES})
+
+    def check_window(self, n_samples: int) -> None:
+        """Check the window-mode rules of docs/firmware-spec.md section 1.2 for ``N = n_samples``.
+
+        Raises
+        ------
+        ValueError
+            ``nsb + nsa > N``, or a measured pedestal with ``nped >= N``.
+        """
+        too_long = (self.nsb + self.nsa) > n_samples
+        if too_long.any():
+            ch = _first_bad(too_long)
+            raise ValueError(
+                f"PulseParams.nsa[channel {ch}] = {int(self.nsa[ch])}: nsb + nsa = "
+                f"{int(self.nsb[ch] + self.nsa[ch])} is longer than the window of {n_samples} "
+                "samples (expected nsb + nsa <= N)")
+        ped_long = (self.ped_mode == PED_MEASURED) & (self.nped >= n_samples)
+        if ped_long.any():
+            ch = _first_bad(ped_long)
+            raise ValueError(
+                f"PulseParams.nped_log2[channel {ch}] = {int(self.nped_log2[ch])}: a measured "
+                f"pedestal of {int(self.nped[ch])} samples leaves no sample to search in a "
+                f"window of {n_samples} (expected nped < N, or ped_mode = 1)")

@@ -1,0 +1,163 @@
+"""Window mode: pulses of readout windows (docs/firmware-spec.md Part 1, N samples each)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ._kernel import ADC_MAX, _window_pass
+from ._params import PulseParams
+from ._records import PULSE_DTYPE
+
+
+def _check_samples(samples: np.ndarray, ndim: int, what: str) -> np.ndarray:
+    """Type, shape and value checks; returns C-contiguous uint16 samples.
+
+    uint16 input is range-checked by the kernel's counting pass (it computes each row's
+    maximum anyway), other integer dtypes here before the cast.
+    """
+    if not isinstance(samples, np.ndarray):
+        raise TypeError(f"samples: expected a numpy integer array {what}, got "
+                        f"{type(samples).__name__}")
+    if samples.dtype.kind not in "iu":
+        raise TypeError(f"samples: expected an integer dtype (uint16 from the digitizer), got "
+                        f"dtype {samples.dtype}")
+    if samples.ndim != ndim:
+        raise ValueError(f"samples: expected {ndim} dimensions {what}, got shape {samples.shape}")
+    if samples.shape[-1] < 1 or samples.shape[-1] > 1024:
+        raise ValueError(f"samples: window of {samples.shape[-1]} samples, expected 1..1024 "
+                         f"(shape {samples.shape})")
+    if samples.dtype == np.uint16:
+        return np.ascontiguousarray(samples)
+    if samples.size:
+        low, high = samples.min(), samples.max()
+        if low < 0 or high > ADC_MAX:
+            bad = int(low) if low < 0 else int(high)
+            _raise_out_of_range(samples, bad)
+    return np.ascontiguousarray(samples, dtype=np.uint16)
+
+
+def _raise_out_of_range(samples: np.ndarray, value: int) -> None:
+    where = tuple(int(i) for i in np.argwhere(samples == value)[0])
+    raise ValueError(f"samples{list(where)} = {value}: expected an ADC code 0..{ADC_MAX}")
+
+
+def _check_params(params: PulseParams, n_channels: int, n_samples: int) -> None:
+    if not isinstance(params, PulseParams):
+        raise TypeError(f"params: expected PulseParams, got {type(params).__name__}")
+    if params.n_channels != n_channels:
+        raise ValueError(f"samples: {n_channels} channels, but params describe "
+                         f"{params.n_channels} (expected equal)")
+    params.check_window(n_samples)
+
+
+def _channel_ids(channel_ids: np.ndarray | None, n_channels: int) -> np.ndarray:
+    if channel_ids is None:
+        return np.arange(n_channels, dtype=np.int64)
+    ids = np.asarray(channel_ids)
+    if ids.dtype.kind not in "iu" or ids.shape != (n_channels,):
+        raise ValueError(f"channel_ids: expected {n_channels} integers, got "
+                         f"dtype {ids.dtype} shape {ids.shape}")
+    if ids.size and (ids.min() < 0 or ids.max() > 65535):
+        raise ValueError(f"channel_ids: values {ids.min()}..{ids.max()}, expected 0..65535")
+    return ids.astype(np.int64)
+
+
+def _run(rows: np.ndarray, params: PulseParams, n_ch: int, ids: np.ndarray,
+         original: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Both kernel passes over rows x samples; returns (records, per-row counts)."""
+    n_rows = rows.shape[0]
+    counts = np.zeros(n_rows, dtype=np.int64)
+    row_max = np.zeros(n_rows, dtype=np.int64)
+    empty = np.zeros(0, dtype=PULSE_DTYPE)
+    regs = (params.thr, params.nsb, params.nsa, params.nsat, params.nped_log2, params.maxped,
+            params.max_pulses, params.ped_mode, params.ped_cfg)
+    _window_pass(rows, n_ch, *regs, False, counts, counts, empty, ids, row_max)
+    if n_rows and row_max.max() > ADC_MAX:
+        _raise_out_of_range(original, int(original.max()))
+    offsets = np.zeros(n_rows, dtype=np.int64)
+    np.cumsum(counts[:-1], out=offsets[1:])
+    total = int(offsets[-1] + counts[-1]) if n_rows else 0
+    out = np.zeros(total, dtype=PULSE_DTYPE)
+    if total:
+        _window_pass(rows, n_ch, *regs, True, counts, offsets, out, ids, row_max)
+    return out, counts
+
+
+def find_pulses(samples: np.ndarray, params: PulseParams,
+                channel_ids: np.ndarray | None = None) -> np.ndarray:
+    """Find the pulses of one readout window per channel (docs/firmware-spec.md Part 1).
+
+    Parameters
+    ----------
+    samples
+        ADC codes, shape (channels, N) with ``1 <= N <= 1024``, any integer dtype with
+        values 0..16383 (uint16, as the digitizer emulator produces, is used without a copy
+        when C-contiguous).
+    params
+        Registers of the same channels, in the same order (:class:`PulseParams`).
+    channel_ids
+        Channel numbers written to the ``channel`` field, one per row of ``samples``
+        (default: the row index).
+
+    Returns
+    -------
+    numpy.ndarray
+        Records of :data:`pokerdaq.dsp.PULSE_DTYPE`, ordered by channel then pulse index:
+
+        - ``channel``: ``channel_ids[row]``;
+        - ``pulse_index``: 0, 1, ... per channel (low 8 bits);
+        - ``crossing``: sample ``c`` of the confirmed threshold crossing (1.4);
+        - ``coarse_time``, ``fine_time``, ``time``: the mid-amplitude time, sample
+          ``coarse_time`` plus ``fine_time``/64, ``time = coarse_time * 64 + fine_time`` in
+          units of 62.5 ps at 250 MS/s (1.7);
+        - ``peak``: VPEAK, the ADC code of the peak sample (1.5);
+        - ``integral``: raw sum of the samples in ``[c - NSB, c + NSA)`` clipped to the
+          window; ``integral_net``: minus the pedestal sum scaled to the samples summed (1.6);
+        - ``pedestal``: PED_SUM, the pedestal summed over NPED samples (1.3);
+        - ``n_over``: consecutive samples above threshold from the crossing, within NSA (1.8);
+        - ``quality``: :class:`pokerdaq.dsp.QualityBits` (1.11).
+
+    Raises
+    ------
+    TypeError
+        ``samples`` not an integer numpy array, ``params`` not PulseParams.
+    ValueError
+        Wrong number of dimensions or channels, window longer than 1024, a sample outside
+        0..16383, ``nsb + nsa > N``, a measured pedestal with ``nped >= N``.
+    """
+    x = _check_samples(samples, 2, "(channels, samples)")
+    n_ch, n_samples = x.shape
+    _check_params(params, n_ch, n_samples)
+    ids = _channel_ids(channel_ids, n_ch)
+    out, _ = _run(x, params, n_ch, ids, samples)
+    return out
+
+
+def find_pulses_batch(samples: np.ndarray, params: PulseParams,
+                      channel_ids: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`find_pulses` on many windows at once, shape (events, channels, N).
+
+    All events share the registers and channel numbers; the work of all events and
+    channels is spread over the numba threads.
+
+    Returns
+    -------
+    records : numpy.ndarray
+        PULSE_DTYPE records ordered by event, channel, pulse index.
+    offsets : numpy.ndarray
+        int64, length ``events + 1``: the pulses of event ``e`` are
+        ``records[offsets[e]:offsets[e + 1]]``.
+
+    Raises
+    ------
+    TypeError, ValueError
+        As :func:`find_pulses`.
+    """
+    x = _check_samples(samples, 3, "(events, channels, samples)")
+    n_ev, n_ch, n_samples = x.shape
+    _check_params(params, n_ch, n_samples)
+    ids = _channel_ids(channel_ids, n_ch)
+    out, counts = _run(x.reshape(n_ev * n_ch, n_samples), params, n_ch, ids, samples)
+    offsets = np.zeros(n_ev + 1, dtype=np.int64)
+    np.cumsum(counts.reshape(n_ev, n_ch).sum(axis=1), out=offsets[1:])
+    return out, offsets

@@ -1,0 +1,297 @@
+"""Public emulator API: readout windows around beam particles, and a continuous sample stream."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..config import Config
+from ._beam import BLOCK_SAMPLES, BeamTimeline
+from ._rng import mix64
+from ._templates import Tables, build_tables, noise_banks
+from ._truth import TRUTH_DTYPE
+from ._waveform import render_span, render_windows
+
+NOISE_BANK_SIZE = 1 << 18
+
+
+def _check_int(name: str, value: object, minimum: int) -> int:
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"{name} = {value!r}: expected an integer")
+    if value < minimum:
+        raise ValueError(f"{name} = {value!r}: expected an integer >= {minimum}")
+    return int(value)
+
+
+def _check_seed(cfg: Config, seed: int | None) -> int:
+    if seed is None:
+        return cfg.run.seed
+    return _check_int("seed", seed, 0)
+
+
+def _check_channels(cfg: Config, channels: Sequence[int] | np.ndarray | None) -> np.ndarray:
+    n = len(cfg.channel_map)
+    if channels is None:
+        return np.arange(n, dtype=np.int64)
+    arr = np.asarray(channels)
+    if arr.ndim != 1 or arr.size == 0 or not np.issubdtype(arr.dtype, np.integer):
+        raise ValueError(f"channels = {channels!r}: expected a non-empty 1D sequence of channel numbers")
+    bad = arr[(arr < 0) | (arr >= n)]
+    if bad.size:
+        raise ValueError(f"channels = {channels!r}: channel {int(bad[0])} is outside 0..{n - 1}")
+    if len(np.unique(arr)) != len(arr):
+        raise ValueError(f"channels = {channels!r}: expected distinct channel numbers")
+    return arr.astype(np.int64)
+
+
+@dataclass
+class _Engine:
+    """Tables, noise banks and the beam time line of one (config, seed)."""
+
+    cfg: Config
+    seed: int
+    tables: Tables
+    white: np.ndarray
+    corr: np.ndarray
+    timeline: BeamTimeline
+    seed_key: np.uint64
+
+    @classmethod
+    def create(cls, cfg: Config, seed: int) -> _Engine:
+        white, corr = noise_banks(seed, cfg.digitizer.sample_ns, cfg.digitizer.correlated_noise_ns, NOISE_BANK_SIZE)
+        return cls(cfg, seed, build_tables(cfg), white, corr, BeamTimeline(cfg, seed), np.uint64(mix64(np.uint64(seed))))
+
+    def _common(self):
+        t = self.tables
+        return (t.chan_f, t.chan_i, self.seed_key, t.templates, t.span_fine, t.span_ns, t.scint_tau,
+                t.scint_cum, t.scint_rise, t.lookback_ns, self.white, self.corr, self.cfg.digitizer.sample_ns,
+                float(self.cfg.digitizer.adc_max))
+
+    def windows(self, starts: np.ndarray, n: int, sel: np.ndarray, hits) -> np.ndarray:
+        row_of = np.full(len(self.cfg.channel_map), -1, np.int64)
+        row_of[sel] = np.arange(len(sel))
+        out = np.empty((len(starts), len(sel), n), np.uint16)
+        render_windows(starts.astype(np.int64), n, sel, row_of, *hits, *self._common(), out)
+        return out
+
+    def span(self, s0: int, n: int, sel: np.ndarray, hits) -> np.ndarray:
+        out = np.empty((len(sel), n), np.uint16)
+        render_span(s0, n, sel, *hits, *self._common(), out)
+        return out
+
+    def block_range(self, s0: int, s1: int) -> tuple[int, int]:
+        """Blocks whose hits can contribute to samples [s0, s1)."""
+        sample_ns = self.cfg.digitizer.sample_ns
+        k0 = int(np.floor((s0 * sample_ns - self.tables.lookback_ns) / (BLOCK_SAMPLES * sample_ns)))
+        return k0, (s1 - 1) // BLOCK_SAMPLES
+
+
+def iter_windows(cfg: Config, n_events: int, seed: int | None = None, *, batch_events: int = 4096,
+                 channels: Sequence[int] | np.ndarray | None = None) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """Emulate one readout window per beam particle, in batches.
+
+    Event i is beam particle i (in time order, from t = 0); its window of
+    ``digitizer.window_samples`` samples starts ``digitizer.pretrigger_samples`` before the
+    sample in which the particle arrives, so the sampling phase is random. The window also
+    holds every other beam particle and Lu-176 decay that falls in it (pile-up).
+
+    Parameters
+    ----------
+    cfg
+        The configuration.
+    n_events
+        Number of events (beam particles), >= 0.
+    seed
+        Random seed; default ``cfg.run.seed``. Same seed and config give the same samples.
+    batch_events
+        Events per yielded batch, >= 1.
+    channels
+        Channel numbers to emulate (default all, in channel-map order).
+
+    Yields
+    ------
+    samples : np.ndarray
+        (n, n_channels, window_samples) uint16 ADC codes 0..adc_max.
+    truth : np.ndarray
+        (n,) ``TRUTH_DTYPE``; ``event`` is the event number, ``n_pileup`` the number of other
+        beam particles in the window.
+    """
+    n_events = _check_int("n_events", n_events, 0)
+    batch_events = _check_int("batch_events", batch_events, 1)
+    seed = _check_seed(cfg, seed)
+    sel = _check_channels(cfg, channels)
+    eng = _Engine.create(cfg, seed)
+    yield from _windows(eng, n_events, batch_events, sel)
+
+
+def _event_batches(tl: BeamTimeline, n_events: int, batch: int):
+    """Yield (first block, last block, truth) for consecutive batches of beam particles."""
+    pending: list[tuple[int, np.ndarray]] = []
+    n_pending = 0
+    k = 0
+    remaining = n_events
+    while remaining > 0:
+        take = min(batch, remaining)
+        while n_pending < take:
+            k = tl.next_block_with_beam(k)
+            tr = tl.block(k).truth
+            if len(tr):
+                pending.append((k, tr))
+                n_pending += len(tr)
+            k += 1
+        parts, blocks, need = [], [], take
+        while need:
+            kk, tr = pending[0]
+            blocks.append(kk)
+            if len(tr) <= need:
+                parts.append(tr)
+                pending.pop(0)
+                need -= len(tr)
+            else:
+                parts.append(tr[:need])
+                pending[0] = (kk, tr[need:])
+                need = 0
+        n_pending -= take
+        remaining -= take
+        yield blocks[0], blocks[-1], np.concatenate(parts)
+
+
+def _windows(eng: _Engine, n_events: int, batch_events: int, sel: np.ndarray):
+    tl = eng.timeline
+    dig = eng.cfg.digitizer
+    n, pre, sample_ns = dig.window_samples, dig.pretrigger_samples, dig.sample_ns
+    lookback = eng.tables.lookback_ns
+    for ka, kb, truth in _event_batches(tl, n_events, batch_events):
+        hits = tl.hits(ka - 1, kb + 1)
+        starts = truth["t_sample"] - pre
+        # pile-up: other beam particles whose pulses reach the window
+        around = np.concatenate([tl.block(j).truth["t_ns"] for j in range(max(ka - 1, 0), kb + 2)])
+        lo = np.searchsorted(around, starts * sample_ns - lookback)
+        hi = np.searchsorted(around, (starts + n) * sample_ns)
+        truth["n_pileup"] = np.minimum(hi - lo - 1, np.iinfo(np.uint16).max)
+        yield eng.windows(starts, n, sel, hits), truth
+
+
+def emulate_windows(cfg: Config, n_events: int, seed: int | None = None, *,
+                    channels: Sequence[int] | np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """All windows of :func:`iter_windows` in one array.
+
+    Returns
+    -------
+    samples : np.ndarray
+        (n_events, n_channels, window_samples) uint16.
+    truth : np.ndarray
+        (n_events,) ``TRUTH_DTYPE``.
+    """
+    parts = list(iter_windows(cfg, n_events, seed, channels=channels))
+    sel = _check_channels(cfg, channels)
+    if not parts:
+        return (np.zeros((0, len(sel), cfg.digitizer.window_samples), np.uint16), np.zeros(0, TRUTH_DTYPE))
+    return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
+
+
+class SampleStream:
+    """A continuous stream of samples of every (or some) channel, read in chunks.
+
+    The samples do not depend on how the stream is cut into chunks, and the stream of a
+    channel subset (e.g. ``cfg.channel_map.channels_on_board(b)``) equals the corresponding
+    rows of the all-channel stream.
+
+    Parameters
+    ----------
+    cfg
+        The configuration.
+    seed
+        Random seed; default ``cfg.run.seed``.
+    channels
+        Channel numbers (default all), in the order of the returned rows.
+    """
+
+    def __init__(self, cfg: Config, seed: int | None = None,
+                 channels: Sequence[int] | np.ndarray | None = None) -> None:
+        self.cfg = cfg
+        self.seed = _check_seed(cfg, seed)
+        self.channels = _check_channels(cfg, channels)
+        self._eng = _Engine.create(cfg, self.seed)
+        self.position = 0
+        """Absolute sample index of the next sample to be read."""
+        self._span_cache: tuple[tuple[int, int], tuple, np.ndarray] | None = None
+
+    def _blocks(self, k0: int, k1: int):
+        """Hits and beam truth of blocks k0..k1, kept for the next read (small chunks)."""
+        if self._span_cache is None or self._span_cache[0] != (k0, k1):
+            tl = self._eng.timeline
+            truth = np.concatenate([tl.block(k).truth for k in range(max(k0, 0), k1 + 1)])
+            self._span_cache = ((k0, k1), tl.hits(k0, k1), truth)
+        return self._span_cache[1], self._span_cache[2]
+
+    def read(self, n_samples: int) -> tuple[np.ndarray, np.ndarray]:
+        """The next ``n_samples`` samples.
+
+        Returns
+        -------
+        samples : np.ndarray
+            (n_channels, n_samples) uint16.
+        truth : np.ndarray
+            ``TRUTH_DTYPE`` rows of the beam particles arriving in these samples
+            (``t_sample`` is the absolute sample index).
+        """
+        n_samples = _check_int("n_samples", n_samples, 1)
+        s0, s1 = self.position, self.position + n_samples
+        k0, k1 = self._eng.block_range(s0, s1)
+        hits, truth = self._blocks(k0, k1)
+        samples = self._eng.span(s0, n_samples, self.channels, hits)
+        truth = truth[(truth["t_sample"] >= s0) & (truth["t_sample"] < s1)]
+        self.position = s1
+        return samples, truth
+
+
+def emulate_channel(cfg: Config, channel: int, deposits_mev: Sequence[float] | np.ndarray,
+                    seed: int | None = None, *, n_samples: int | None = None,
+                    t0_ns: float | None = None) -> np.ndarray:
+    """Waveforms of one channel, one per deposit, without beam or background (tests, benchmarks).
+
+    Deposit k arrives ``t0_ns`` after the start of its own window of ``n_samples`` samples;
+    windows are far enough apart that pulses do not overlap. Photoelectron statistics, SiPM
+    effects, dark counts, noise and quantisation are those of the channel's configuration.
+
+    Parameters
+    ----------
+    cfg
+        The configuration.
+    channel
+        Channel number (see ``cfg.channel_map``).
+    deposits_mev
+        Energy deposited for each waveform, in MeV (>= 0, finite).
+    seed
+        Random seed; default ``cfg.run.seed``.
+    n_samples
+        Samples per waveform, default ``digitizer.window_samples``.
+    t0_ns
+        Arrival time in the window, default ``digitizer.pretrigger_samples`` samples.
+
+    Returns
+    -------
+    np.ndarray
+        (len(deposits_mev), n_samples) uint16 ADC codes.
+    """
+    dig = cfg.digitizer
+    (channel,) = _check_channels(cfg, [_check_int("channel", channel, 0)])
+    seed = _check_seed(cfg, seed)
+    dep = np.asarray(deposits_mev, dtype=np.float64)
+    if dep.ndim != 1 or not np.all(np.isfinite(dep)) or np.any(dep < 0):
+        raise ValueError(f"deposits_mev = {deposits_mev!r}: expected a 1D sequence of finite energies >= 0")
+    n = dig.window_samples if n_samples is None else _check_int("n_samples", n_samples, 1)
+    t0 = dig.pretrigger_samples * dig.sample_ns if t0_ns is None else float(t0_ns)
+    if not np.isfinite(t0) or t0 < 0:
+        raise ValueError(f"t0_ns = {t0_ns!r}: expected a finite time >= 0")
+    white, corr = noise_banks(seed, dig.sample_ns, dig.correlated_noise_ns, NOISE_BANK_SIZE)
+    eng = _Engine(cfg, seed, build_tables(cfg), white, corr, None, np.uint64(mix64(np.uint64(seed))))  # type: ignore[arg-type]
+    stride = n + int(np.ceil((eng.tables.lookback_ns + t0) / dig.sample_ns)) + 1
+    starts = np.arange(len(dep), dtype=np.int64) * stride
+    k = np.arange(len(dep), dtype=np.uint64)
+    hits = (starts * dig.sample_ns + t0, np.full(len(dep), channel, np.int64), dep,
+            (k << np.uint64(12)) | np.uint64(channel))
+    return eng.windows(starts, n, np.array([channel], np.int64), hits)[:, 0, :]
