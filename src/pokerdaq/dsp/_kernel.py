@@ -159,56 +159,71 @@ def _scan_row(x, lo_limit, start, end, final, thr_abs, ped, ped_sum, nped_log2, 
     return count, n
 
 
-@numba.njit(parallel=True, nogil=True, cache=True)
-def _window_pass(x, n_ch, thr, nsb, nsa, nsat, nped_log2, maxped, max_pulses, ped_mode,
-                 ped_cfg, write, counts, offsets, out, channel_ids, row_max):
-    """Window mode over rows of ``x`` (row r uses the registers of channel r % n_ch).
+@numba.njit(nogil=True, cache=True)
+def _window_pedestal(x, r, ch, nped_log2, maxped, ped_mode, ped_cfg):
+    """1.3: (PED_SUM, SEARCH_START + 1, PEDESTAL_BAD bit, largest pedestal sample)."""
+    log2 = np.int64(nped_log2[ch])
+    if ped_mode[ch] == 0:
+        nped = np.int64(1) << log2
+        ped_sum = np.int64(0)
+        head_max = np.uint16(0)
+        for i in range(nped):
+            v = x[r, i]
+            ped_sum += v
+            head_max = v if v > head_max else head_max
+        bad = _PEDESTAL_BAD if head_max > maxped[ch] else 0
+        return ped_sum, nped + 1, bad
+    return np.int64(ped_cfg[ch]) << log2, np.int64(1), 0
 
-    Counting pass (``write`` False): fills ``counts`` and ``row_max`` (the largest sample of
-    each row, which the caller checks against 16383). Filling pass: writes the pulses of
-    row r at ``out[offsets[r]:]``.
+
+@numba.njit(parallel=True, nogil=True, cache=True)
+def _window_screen(x, n_ch, block, thr, nped_log2, maxped, ped_mode, ped_cfg, maybe, row_max):
+    """Fast path over all rows: ``maybe[r]`` when a sample of row r exceeds its T.
+
+    Also ``row_max[r]``, the largest sample of the row, which the caller checks against
+    16383. Rows are handed to the threads in blocks of ``block`` (one modulo per block).
     """
     n_rows, n_samples = x.shape
-    for r in numba.prange(n_rows):
-        if write and counts[r] == 0:
-            continue
+    n_blocks = (n_rows + block - 1) // block
+    for b in numba.prange(n_blocks):
+        first = b * block
+        ch = first % n_ch
+        for r in range(first, min(first + block, n_rows)):
+            ped_sum, _, _ = _window_pedestal(x, r, ch, nped_log2, maxped, ped_mode, ped_cfg)
+            thr_abs = (ped_sum >> nped_log2[ch]) + thr[ch]
+            m = np.uint16(0)
+            for i in range(n_samples):  # whole row, u16 lanes: vectorised
+                v = x[r, i]
+                m = v if v > m else m
+            row_max[r] = m
+            maybe[r] = m > thr_abs
+            ch += 1
+            if ch == n_ch:
+                ch = 0
+
+
+@numba.njit(parallel=True, nogil=True, cache=True)
+def _window_pass(x, rows, n_ch, thr, nsb, nsa, nsat, nped_log2, maxped, max_pulses, ped_mode,
+                 ped_cfg, write, counts, offsets, out, channel_ids):
+    """Window mode over the listed ``rows`` of ``x`` (row r: registers of channel r % n_ch).
+
+    Counting pass (``write`` False): ``counts[j]`` pulses in row ``rows[j]``. Filling pass:
+    writes them at ``out[offsets[j]:]``.
+    """
+    n_samples = x.shape[1]
+    for j in numba.prange(rows.shape[0]):
+        r = rows[j]
         ch = r % n_ch
-        row = x[r]
+        ped_sum, start, quality = _window_pedestal(x, r, ch, nped_log2, maxped, ped_mode,
+                                                   ped_cfg)
         log2 = np.int64(nped_log2[ch])
-        quality = 0
-        if ped_mode[ch] == 0:
-            # 1.3 measured pedestal: the sum of the first NPED samples
-            nped = np.int64(1) << log2
-            ped_sum = np.int64(0)
-            head_max = np.int64(0)
-            for i in range(nped):
-                v = np.int64(row[i])
-                ped_sum += v
-                head_max = max(head_max, v)
-            if head_max > maxped[ch]:
-                quality = _PEDESTAL_BAD
-            start = nped + 1  # c - 1 >= SEARCH_START = NPED
-        else:
-            ped_sum = np.int64(ped_cfg[ch]) << log2
-            head_max = np.int64(0)
-            start = np.int64(1)  # c - 1 >= SEARCH_START = 0
         ped = ped_sum >> log2
-        thr_abs = ped + thr[ch]
-        # the largest sample past the head: no sample above T means no crossing (fast path)
-        tail_max = np.int64(0)
-        for i in range(start - 1, n_samples):
-            tail_max = max(tail_max, np.int64(row[i]))
-        if not write:
-            row_max[r] = max(head_max, tail_max)
-        if tail_max <= thr_abs:
-            counts[r] = 0
-            continue
-        found, _ = _scan_row(row, 0, start, n_samples, True, thr_abs, ped, ped_sum, log2,
-                             np.int64(nsb[ch]), np.int64(nsa[ch]), np.int64(nsat[ch]),
-                             np.int64(max_pulses[ch]), quality, write, out, offsets[r],
+        found, _ = _scan_row(x[r], 0, start, n_samples, True, ped + thr[ch], ped, ped_sum,
+                             log2, np.int64(nsb[ch]), np.int64(nsa[ch]), np.int64(nsat[ch]),
+                             np.int64(max_pulses[ch]), quality, write, out, offsets[j],
                              channel_ids[ch], np.int64(0), np.int64(0))
         if not write:
-            counts[r] = found
+            counts[j] = found
 
 
 @numba.njit(parallel=True, nogil=True, cache=True)
