@@ -19,6 +19,8 @@ from .config import ConfigError
 _HANDLERS = {
     "simulate": "pokerdaq.sim._command",
     "demo": "pokerdaq._demo",
+    "run": "pokerdaq.daq._command",
+    "monitor": "pokerdaq.daq._monitor",
     "recover": "pokerdaq.io._command",
 }
 
@@ -45,6 +47,23 @@ def build_parser() -> argparse.ArgumentParser:
     _add_common(p)
     p.add_argument("--events", type=int, default=1000, metavar="N", help="number of beam particles (default 1000)")
     p.add_argument("--output", required=True, metavar="FILE.h5", help="output HDF5 file")
+
+    p = sub.add_parser("run", help="take a run: front-end, trigger, event-builder and writer processes over ZeroMQ",
+                       description="Start every DAQ process (board front-ends, trigger processor, event "
+                       "builder, HDF5 writer), take data until N events, S seconds or Ctrl-C / SIGTERM, "
+                       "drain the pipeline, close the file and print a summary.")
+    _add_common(p)
+    stop = p.add_mutually_exclusive_group()
+    stop.add_argument("--events", type=int, metavar="N", help="stop after N accepted triggers")
+    stop.add_argument("--duration", type=float, metavar="S", help="stop after S seconds of data taking")
+    p.add_argument("--output", default=".", metavar="DIR_OR_FILE",
+                   help="output folder (file run_NNNNNN.h5 inside) or .h5 file (default: current folder)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing output file")
+
+    p = sub.add_parser("monitor", help="print the monitoring snapshots of a running `pokerdaq run`")
+    p.add_argument("--endpoint", required=True, metavar="ENDPOINT", help="monitor endpoint printed by pokerdaq run")
+    p.add_argument("--count", type=int, default=5, metavar="N", help="snapshots to print (default 5)")
+    p.add_argument("--timeout", type=float, default=10.0, metavar="S", help="give up after S seconds (default 10)")
 
     p = sub.add_parser("recover", help="make run files left as NAME.part by a dead writer final and readable",
                        description="Keep every event up to the dead writer's last flush whose CRC-32 "
