@@ -118,13 +118,16 @@ def build_parser() -> argparse.ArgumentParser:
                    help="tcp DUT: seconds to wait for each reply (default 5)")
     p.add_argument("--retries", type=int, default=0, metavar="K",
                    help="tcp DUT: resend a request K times after a timeout before giving up (default 0)")
-    p.add_argument("--batch", type=int, default=16, metavar="E", help="windows per request (default 16)")
+    p.add_argument("--batch", type=int, default=16, metavar="E", help="tcp DUT: windows per request (default 16)")
+    p.add_argument("--reference", choices=["numba", "naive"], default="numba",
+                   help="reference model: pokerdaq.dsp.find_pulses (numba, default) or the naive pure-Python one")
 
     p = sub.add_parser("hil-board", help="emulate a Waveboard-style board answering the HIL protocol "
                        "(docs/hil-protocol.md) with the numba pulse finder, with optional fault injection")
     p.add_argument("--bind", required=True, metavar="ENDPOINT", help="ZeroMQ endpoint to bind, e.g. tcp://127.0.0.1:5600")
-    p.add_argument("--fault", action="append", default=[], choices=["bitflip", "drop", "late", "disconnect"],
-                   help="inject a fault (may be repeated)")
+    p.add_argument("--fault", action="append", default=[], choices=["bitflip", "drop", "late", "disconnect", "wrong"],
+                   help="inject a fault on successive requests (may be repeated); wrong: a well-formed reply "
+                   "with one wrong pulse field")
     p.add_argument("--fault-after", type=int, default=1, metavar="K",
                    help="requests answered correctly before the first fault (default 1)")
     p.add_argument("--late-s", type=float, default=30.0, metavar="S", help="delay of a late reply (default 30)")

@@ -49,7 +49,7 @@ def run(args: argparse.Namespace) -> int:
         for flag, n in counters["flags"].items():
             tab.add_row(f"flag {flag}", str(n))
         if "time_span_s" in counters:
-            tab.add_row("time span [s]", f"{counters['time_span_s']:.6g}")
+            tab.add_row("time span (s)", f"{counters['time_span_s']:.6g}")
         for key, val in counters.get("scalers", {}).items():
             tab.add_row(f"scalers: {key}", "-" if val is None else (f"{val:.4f}" if isinstance(val, float) else str(val)))
         console.print(tab)
