@@ -24,7 +24,7 @@ import numpy as np
 import pytest
 
 from pokerdaq.config import load_config
-from pokerdaq.dsp import PulseParams, find_pulses_batch
+from pokerdaq.dsp import PulseParams, PulseStream, find_pulses_batch
 from pokerdaq.dsp._reference import find_pulses_reference
 
 N_EVENTS = 2000
@@ -41,7 +41,9 @@ def _shape(t_ns: np.ndarray, rise: float = 4.0, decay: float = 15.0) -> np.ndarr
     return np.where(t_ns > 0, f / 0.5, 0.0)  # peak about 0.56 of the amplitude scale
 
 
-def _workload(seed: int = 2026) -> tuple[np.ndarray, PulseParams]:
+def _workload(seed: int = 2026, kind: str = "shower") -> tuple[np.ndarray, PulseParams]:
+    """``shower``: every event a shower (about a quarter of the windows with a pulse);
+    ``quiet``: noise with a pulse in about 2 % of the windows (pile-up and dark counts)."""
     cfg = load_config()
     cmap = cfg.channel_map
     rng = np.random.default_rng(seed)
@@ -58,6 +60,9 @@ def _workload(seed: int = 2026) -> tuple[np.ndarray, PulseParams]:
         chans = cmap.channels_of(sub)
         hit = rng.random((N_EVENTS, len(chans))) < prob
         amp[:, chans] = hit * rng.exponential(scale, (N_EVENTS, len(chans)))
+    if kind == "quiet":
+        amp = np.where(rng.random(amp.shape) < 0.02, rng.exponential(300.0, amp.shape), 0.0)
+        amp = amp.astype(np.float32)
     t0 = rng.uniform(60.0, 68.0, N_EVENTS)                # 16 pretrigger samples at 4 ns
     shape = _shape(np.arange(N_SAMPLES)[None, :] * 4.0 - t0[:, None]).astype(np.float32)
     wave = 400.0 + amp[:, :, None] * shape[:, None, :]
@@ -66,15 +71,15 @@ def _workload(seed: int = 2026) -> tuple[np.ndarray, PulseParams]:
     return samples, PulseParams.from_config(cfg)
 
 
-@pytest.fixture(scope="module")
-def workload():
-    samples, params = _workload()
+@pytest.fixture(scope="module", params=["shower", "quiet"])
+def workload(request):
+    samples, params = _workload(kind=request.param)
     records, offsets = find_pulses_batch(samples, params)   # compile outside the timing
     busy = np.unique(records["channel"].astype(np.int64)
                      + len(params.thr) * np.repeat(np.arange(N_EVENTS), np.diff(offsets)))
-    print(f"\nworkload: {samples.shape} uint16, {len(records)} pulses, "
+    print(f"\nworkload {request.param}: {samples.shape} uint16, {len(records)} pulses, "
           f"{len(busy) / (N_EVENTS * params.n_channels):.1%} of the windows with a pulse")
-    yield samples, params
+    yield samples, params, request.param
     numba.set_num_threads(numba.config.NUMBA_NUM_THREADS)
 
 
@@ -120,14 +125,14 @@ def _run_benchmark(benchmark, name: str, fn, n_samples: int, rounds: int = ROUND
 
 
 def test_roofline_numpy_copy(benchmark, workload):
-    samples, _ = workload
+    samples, _, _ = workload
     dst = np.empty_like(samples)
     rate = _run_benchmark(benchmark, "numpy copy", lambda: np.copyto(dst, samples), samples.size)
     print(f"numpy copy: {rate / 1e9:.2f} G samples/s")
 
 
 def test_roofline_numba_single_pass(benchmark, workload):
-    samples, _ = workload
+    samples, _, _ = workload
     flat = samples.ravel()
     _numba_single_pass(flat, 420)
     rate = _run_benchmark(benchmark, "numba pass", lambda: _numba_single_pass(flat, 420),
@@ -136,24 +141,24 @@ def test_roofline_numba_single_pass(benchmark, workload):
 
 
 def test_reference(benchmark, workload):
-    samples, params = workload
+    samples, params, kind = workload
     sub = samples[:REFERENCE_EVENTS]
 
     def run():
         for event in sub:
             find_pulses_reference(event, params)
 
-    rate = _run_benchmark(benchmark, "reference", run, sub.size, rounds=2)
+    rate = _run_benchmark(benchmark, f"reference {kind}", run, sub.size, rounds=2)
     print(f"naive reference: {rate / 1e6:.3f} M samples/s")
 
 
 @pytest.mark.parametrize("threads", [1, 2])
 def test_find_pulses(benchmark, workload, threads):
-    samples, params = workload
+    samples, params, kind = workload
     if threads > numba.config.NUMBA_NUM_THREADS:
         raise RuntimeError(f"numba has {numba.config.NUMBA_NUM_THREADS} threads, need {threads}")
     numba.set_num_threads(threads)
-    rate = _run_benchmark(benchmark, f"find_pulses {threads}", lambda: find_pulses_batch(
+    rate = _run_benchmark(benchmark, f"find_pulses {kind} {threads}", lambda: find_pulses_batch(
         samples, params), samples.size)
     numba.set_num_threads(numba.config.NUMBA_NUM_THREADS)
     base = _baselines(samples)
@@ -161,21 +166,55 @@ def test_find_pulses(benchmark, workload, threads):
     info["samples_per_s_per_core"] = rate / threads
     for name, value in base.items():
         info[f"ratio_to_{name.replace(' ', '_')}"] = rate / threads / value
-    lines = [f"find_pulses_batch, {threads} thread(s): {rate / 1e9:.2f} G samples/s "
+    lines = [f"find_pulses_batch {kind}, {threads} thread(s): {rate / 1e9:.2f} G samples/s "
              f"({rate / threads / 1e9:.2f} per core)"]
     lines += [f"  per core / {name} ({value / 1e9:.2f} G/s): {rate / threads / value:.2f}"
               for name, value in base.items()]
     if threads == 1:
-        ref = _RATES.get("reference")
+        ref = _RATES.get(f"reference {kind}")
         if ref:
             info["speedup_over_reference"] = rate / ref
             lines.append(f"  over the naive reference: {rate / ref:,.0f}x")
     else:
-        one = _RATES.get("find_pulses 1")
+        one = _RATES.get(f"find_pulses {kind} 1")
         if one is None:
             numba.set_num_threads(1)
-            one = _rate("find_pulses 1", lambda: find_pulses_batch(samples, params), samples.size)
+            one = _rate(f"find_pulses {kind} 1", lambda: find_pulses_batch(samples, params), samples.size)
             numba.set_num_threads(numba.config.NUMBA_NUM_THREADS)
         info["speedup_2_threads"] = rate / one
         lines.append(f"  speed-up on {threads} threads: {rate / one:.2f}x (goal 1.7)")
     print("\n".join(lines))
+
+
+def test_stream(benchmark):
+    """PulseStream over 130 channels x 131072 samples in chunks of 8192, quiet stream."""
+    rng = np.random.default_rng(9)
+    n_ch, n, chunk = 130, 131072, 8192
+    x = 400 + rng.integers(-3, 4, (n_ch, n))
+    hits = rng.random((n_ch, n)) < 0.002                    # a pulse every 2 us per channel
+    kernel = np.rint(300.0 * _shape(np.arange(16) * 4.0 - 2.0)).astype(np.int64)
+    for k, v in enumerate(kernel):
+        x[:, k:] += np.where(hits[:, :n - k], v, 0)
+    samples = np.clip(x, 0, 16383).astype(np.uint16)
+    params = PulseParams.uniform(n_ch, thr=20, nsb=2, nsa=12, nsat=2, ped_mode=1, ped_cfg=400,
+                                 max_pulses=0)
+
+    def run():
+        stream = PulseStream(params)
+        found = 0
+        for a in range(0, n, chunk):
+            found += len(stream.process(samples[:, a:a + chunk]))
+        return found + len(stream.finish())
+
+    found = run()
+    numba.set_num_threads(1)
+    rate = _run_benchmark(benchmark, "stream", run, samples.size, rounds=5)
+    numba.set_num_threads(numba.config.NUMBA_NUM_THREADS)
+    base = {k: v for k, v in _RATES.items() if k in ('numpy copy', 'numba pass')}
+    if not base:
+        base = _baselines(samples)
+    benchmark.extra_info["pulses"] = found
+    for name, value in base.items():
+        benchmark.extra_info[f"ratio_to_{name.replace(' ', '_')}"] = rate / value
+    print(f"PulseStream, 1 thread: {rate / 1e9:.2f} G samples/s, {found} pulses; "
+          + ", ".join(f"/ {k} {rate / v:.2f}" for k, v in base.items()))

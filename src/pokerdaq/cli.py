@@ -21,6 +21,7 @@ _HANDLERS = {
     "demo": "pokerdaq._demo",
     "run": "pokerdaq.daq._command",
     "monitor": "pokerdaq.daq._monitor",
+    "trigger": "pokerdaq.trigger._command",
     "recover": "pokerdaq.io._command",
     "replay": "pokerdaq.replay._command",
     "inspect": "pokerdaq.inspection._command",
@@ -68,6 +69,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--endpoint", required=True, metavar="ENDPOINT", help="monitor endpoint printed by pokerdaq run")
     p.add_argument("--count", type=int, default=5, metavar="N", help="snapshots to print (default 5)")
     p.add_argument("--timeout", type=float, default=10.0, metavar="S", help="give up after S seconds (default 10)")
+    p = sub.add_parser("trigger", help="run the trigger model: rates per type, live time, efficiencies",
+                       description="Stream N emulated beam particles through the pulse finder and the "
+                       "integer trigger model (or re-run pulse finding and trigger on a file written by "
+                       "pokerdaq simulate) and print rates per trigger type, live time and efficiencies.")
+    _add_common(p)
+    src = p.add_mutually_exclusive_group()
+    src.add_argument("--events", type=int, metavar="N", help="beam particles to stream (default 1000)")
+    src.add_argument("--input", metavar="FILE.h5", help="re-trigger the windows of a pokerdaq simulate file")
+    p.add_argument("--json", metavar="FILE", help="also write the results as JSON")
 
     p = sub.add_parser("recover", help="make run files left as NAME.part by a dead writer final and readable",
                        description="Keep every event up to the dead writer's last flush whose CRC-32 "

@@ -34,7 +34,8 @@ def test_correlated_noise_is_slow(cfg):
     c = cfg.replace(detector={"ecal": {"electronics": {"noise_adc": 20.0, "correlated_noise_adc": 0.0}}})
     d = emulate_channel(c, c.channel_map.index("ECAL_r0c0"), np.zeros(2000), seed=41).astype(np.float64)
     d -= d.mean()
-    assert abs((d[:, 1:] * d[:, :-1]).mean() / d.var()) < 0.01
+    # (a 2^15-sample bank has a lag-1 autocorrelation of order 1/sqrt(2^15) = 0.006)
+    assert abs((d[:, 1:] * d[:, :-1]).mean() / d.var()) < 0.025
 
 
 def test_huge_deposits_clip_at_the_rail(cfg):

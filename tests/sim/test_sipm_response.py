@@ -19,14 +19,14 @@ def charge_in_cells(cfg, waveforms):
 
 
 def test_mean_charge_linear_in_energy_across_both_rendering_modes(cfg, quiet):
-    # big gain, no saturation (10^9 cells), no dark counts: 2 to 500 MeV spans the
-    # photoelectron-by-photoelectron mode (< 50 pe) and the template mode
+    # big gain, no saturation (10^9 cells), no dark counts: 0.6 to 500 MeV (3 to 2500 pe)
+    # spans the photoelectron-by-photoelectron mode (< 8 pe in the ECAL) and the template mode
     c = quiet(cfg, "ecal", sipm__n_cells=10**9, sipm__gain_adc_per_pe=2.0, sipm__dark_rate_hz=0.0,
               sipm__afterpulse_prob=0.0, sipm__crosstalk_prob=0.02)
     ch = c.channel_map.index("ECAL_r4c4")
     ly = c.detector.ecal.scintillator.light_yield_pe_per_mev
     expected_per_mev = ly / (1.0 - 0.02)  # fired cells + geometric optical crosstalk
-    for e_mev, n in ((2.0, 20000), (6.0, 8000), (20.0, 4000), (100.0, 2000), (500.0, 1000)):
+    for e_mev, n in ((0.6, 60000), (1.2, 30000), (3.0, 12000), (20.0, 4000), (100.0, 2000), (500.0, 1000)):
         q = charge_in_cells(c, emulate_channel(c, ch, np.full(n, e_mev), seed=11, n_samples=96))
         ratio = q.mean() / (e_mev * expected_per_mev)
         # the window holds 99.9 % of the pulse (8 decay times of the slow component)

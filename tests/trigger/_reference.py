@@ -106,6 +106,7 @@ def evaluate(hit_list, t_ref, regs):
         "ecal_mip": p(R.P_MIP_LO) <= e_calo < p(R.P_MIP_HI),
         "hcal": sums[R.ROLE_HCAL] >= p(R.P_HCAL_THR),
         "random": False,
+        "pileup": False,
     }
     return cond, dict(beam_mask=bmask, srd_mask=smask, veto_mask=vmask, e_preshower=sums[R.ROLE_PRS],
                       e_ecal=sums[R.ROLE_ECAL], e_calo=e_calo, e_hcal=sums[R.ROLE_HCAL], e_srd=e_srd,
@@ -113,7 +114,7 @@ def evaluate(hit_list, t_ref, regs):
 
 
 def cond_word(cond):
-    names = ("beam", "srd", "veto", "ecal_low", "preshower", "ecal_calib", "ecal_mip", "hcal", "random")
+    names = ("beam", "srd", "veto", "ecal_low", "preshower", "ecal_calib", "ecal_mip", "hcal", "random", "pileup")
     return sum(1 << i for i, n in enumerate(names) if cond[n])
 
 
@@ -123,7 +124,7 @@ def raw_types(cond):
     if not cond["beam"]:
         return set()
     t = {"beam"}
-    if cond["srd"] and cond["ecal_low"] and cond["preshower"] and not cond["veto"]:
+    if cond["srd"] and cond["ecal_low"] and cond["preshower"] and not cond["veto"] and not cond["pileup"]:
         t.add("physics")
     if cond["ecal_calib"]:
         t.add("calibration")
@@ -173,11 +174,15 @@ def run_stream(records, regs, n_ticks, busy=()):
     prescale_count = {n: 0 for n in TYPES}
     counters = {row: {n: 0 for n in TYPES} for row in ("raw", "prescaled", "accepted", "lost_dead", "lost_busy")}
     dead_until = -1
+    last_beam = None
     rows = []
     dead_ticks = set()
     for issue, is_random, t_ref in cands:
         cond, sums = evaluate(hl, t_ref, regs)
         cond["random"] = bool(is_random)
+        if not is_random:
+            cond["pileup"] = last_beam is not None and t_ref - last_beam < p(R.P_GUARD)
+            last_beam = t_ref
         raw = raw_types(cond)
         passed = set()
         for n in raw:

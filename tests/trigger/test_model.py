@@ -133,6 +133,7 @@ def test_stream_matches_reference_for_any_slicing(cfg, n_slices):
     assert (got.prescaled == got.accepted + got.lost_dead + got.lost_busy).all()
     assert got.lost_dead.sum() > 0 and got.lost_busy.sum() > 0
     assert set(np.unique(out["trigger_word"] & 0xFF)) > {TriggerBits.RANDOM}
+    assert (out["conditions"] & ConditionBits.PILEUP).any()
 
 
 def test_prescalers_accept_exactly_one_in_n(cfg):

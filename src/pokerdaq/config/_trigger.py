@@ -43,6 +43,7 @@ class TriggerConfig:
     beam_min_counters: int = bounded(3, ge=1, le=8)
     beam_threshold_mev: float = bounded(0.3, ge=0.0)
     beam_window_ns: float = bounded(12.0, gt=0.0, le=1000.0)
+    pileup_guard_ns: float = bounded(200.0, ge=0.0, le=10000.0)
 
     # --- SRD tag ---
     srd_min_channels: int = bounded(1, ge=1, le=16)

@@ -39,22 +39,30 @@ def _write_pulse(x, c, lo_limit, end, thr_abs, ped, ped_sum, nped_log2, nsb, nsa
                  quality, out, k, channel, base, index):
     """Measure the confirmed pulse with crossing ``c`` and write it to ``out[k]``."""
     open_end = min(c + nsa, end)
-    # 1.4 pile-up: a further candidate crossing inside the open range (c, c + NSA)
-    for n in range(c + 1, open_end):
-        if x[n - 1] <= thr_abs and x[n] > thr_abs:
-            quality |= _PILEUP
-            break
-    # 1.8 consecutive samples above threshold from the crossing on
-    n = c
-    while n < open_end and x[n] > thr_abs:
-        n += 1
-    n_over = n - c
+    # one walk over the open range (c, c + NSA) for three things:
+    # 1.4 pile-up: a further candidate crossing x[n-1] <= T < x[n];
+    # 1.8 the run of samples above T from the crossing on (x[c] > T by definition);
     # 1.5 peak: the sample before the first falling one
+    pileup = False
+    in_run = True
+    n_over = 1
     p = -1
-    for i in range(c + 1, open_end):
-        if x[i] < x[i - 1]:
-            p = i - 1
-            break
+    for n in range(c + 1, open_end):
+        prev = x[n - 1]
+        cur = x[n]
+        if cur > thr_abs:
+            if in_run:
+                n_over += 1
+            elif prev <= thr_abs:
+                pileup = True
+        else:
+            in_run = False
+        if p < 0 and cur < prev:
+            p = n - 1
+        if pileup and p >= 0:
+            break  # n_over is final too: the run ended before the pile-up crossing
+    if pileup:
+        quality |= _PILEUP
     if p < 0:
         quality |= _PEAK_BEYOND_NSA if c + nsa <= end else _PEAK_NOT_FOUND
         p = c
@@ -121,47 +129,66 @@ def _scan_row(x, lo_limit, start, end, final, thr_abs, ped, ped_sum, nped_log2, 
 
     ``final``: the row ends at ``end`` (window mode, or the end of a stream); otherwise a
     candidate or pulse that needs samples beyond ``end`` stops the scan and is retried
-    with the next chunk. Returns (pulses found, local position where the search resumes).
+    with the next chunk. ``write``: measure the pulses into ``out[pos:]``; otherwise only
+    count them. Returns (pulses, local position where the search resumes, a pulse beyond MAX_PULSES).
     """
     count = 0
     n = start
     while n < end:
-        if x[n] > thr_abs and x[n - 1] <= thr_abs:
-            c = n
-            if c + nsat > end:
-                if final:
-                    return count, end  # unconfirmable, and so is every later candidate
-                return count, c
-            m = c + 1
-            confirmed = True
-            while m < c + nsat:
-                if x[m] <= thr_abs:
-                    confirmed = False
-                    break
-                m += 1
-            if not confirmed:
-                n = m + 1  # x[m] <= T: no candidate in (c, m], the next test is at m + 1
-                continue
-            if not final and c + nsa > end:
-                return count, c
-            if max_pulses > 0 and count == max_pulses:
-                if write:
-                    prev = out[pos + count - 1]
-                    prev["quality"] = prev["quality"] | _MORE_PULSES
-                return count, end
-            if write:
-                _write_pulse(x, c, lo_limit, end, thr_abs, ped, ped_sum, nped_log2, nsb, nsa,
-                             quality, out, pos + count, channel, base, index0 + count)
-            count += 1
-            n = c + nsa
-        else:
+        if x[n] <= thr_abs:
+            # a sample at or below T is no candidate: skip the run of them, 32 samples at a
+            # time (a fixed-length maximum, vectorised), then one by one
             n += 1
-    return count, n
+            while n + 32 <= end:
+                m = x[n]
+                for i in range(1, 32):
+                    v = x[n + i]
+                    m = v if v > m else m
+                if m > thr_abs:
+                    break
+                n += 32
+            while n < end and x[n] <= thr_abs:
+                n += 1
+            continue
+        if x[n - 1] > thr_abs:
+            # above T on both sides: skip to the next sample at or below T
+            n += 1
+            while n < end and x[n] > thr_abs:
+                n += 1
+            continue
+        c = n
+        if c + nsat > end:
+            if final:
+                return count, end, False  # unconfirmable, and so is every later candidate
+            return count, c, False
+        m = c + 1
+        confirmed = True
+        while m < c + nsat:
+            if x[m] <= thr_abs:
+                confirmed = False
+                break
+            m += 1
+        if not confirmed:
+            n = m + 1  # x[m] <= T: no candidate in (c, m], the next test is at m + 1
+            continue
+        if not final and c + nsa > end:
+            return count, c, False
+        if max_pulses > 0 and count == max_pulses:
+            if write:
+                prev = out[pos + count - 1]
+                prev["quality"] = prev["quality"] | _MORE_PULSES
+            return count, end, True
+        if write:
+            _write_pulse(x, c, lo_limit, end, thr_abs, ped, ped_sum, nped_log2, nsb, nsa,
+                         quality, out, pos + count, channel, base, index0 + count)
+        count += 1
+        n = c + nsa
+    return count, n, False
 
 
 @numba.njit(nogil=True, cache=True)
 def _window_pedestal(x, r, ch, nped_log2, maxped, ped_mode, ped_cfg):
-    """1.3: (PED_SUM, SEARCH_START + 1, PEDESTAL_BAD bit, largest pedestal sample)."""
+    """1.3: (PED_SUM, first candidate position SEARCH_START + 1, PEDESTAL_BAD bit or 0)."""
     log2 = np.int64(nped_log2[ch])
     if ped_mode[ch] == 0:
         nped = np.int64(1) << log2
@@ -177,11 +204,17 @@ def _window_pedestal(x, r, ch, nped_log2, maxped, ped_mode, ped_cfg):
 
 
 @numba.njit(parallel=True, nogil=True, cache=True)
-def _window_screen(x, n_ch, block, thr, nped_log2, maxped, ped_mode, ped_cfg, maybe, row_max):
-    """Fast path over all rows: ``maybe[r]`` when a sample of row r exceeds its T.
+def _window_pass(x, n_ch, block, thr, nsb, nsa, nsat, nped_log2, maxped, max_pulses, ped_mode,
+                 ped_cfg, write, counts, offsets, out, channel_ids, row_max):
+    """Window mode over the rows of ``x`` (row r: the registers of channel r % n_ch).
 
-    Also ``row_max[r]``, the largest sample of the row, which the caller checks against
-    16383. Rows are handed to the threads in blocks of ``block`` (one modulo per block).
+    Rows go to the threads in blocks of ``block`` consecutive rows (sequential memory
+    access; one modulo per block). Each row is first screened with a vectorised maximum:
+    no sample above T, no crossing.
+
+    Counting pass (``write`` False): ``counts[r]`` pulses of row r, and ``row_max[r]`` its
+    largest sample (which the caller checks against 16383). Filling pass: the rows with
+    ``counts[r] > 0`` are scanned again and their pulses written at ``out[offsets[r]:]``.
     """
     n_rows, n_samples = x.shape
     n_blocks = (n_rows + block - 1) // block
@@ -189,41 +222,33 @@ def _window_screen(x, n_ch, block, thr, nped_log2, maxped, ped_mode, ped_cfg, ma
         first = b * block
         ch = first % n_ch
         for r in range(first, min(first + block, n_rows)):
-            ped_sum, _, _ = _window_pedestal(x, r, ch, nped_log2, maxped, ped_mode, ped_cfg)
-            thr_abs = (ped_sum >> nped_log2[ch]) + thr[ch]
-            m = np.uint16(0)
-            for i in range(n_samples):  # whole row, u16 lanes: vectorised
-                v = x[r, i]
-                m = v if v > m else m
-            row_max[r] = m
-            maybe[r] = m > thr_abs
+            if not write or counts[r] > 0:
+                ped_sum, start, quality = _window_pedestal(x, r, ch, nped_log2, maxped,
+                                                           ped_mode, ped_cfg)
+                log2 = np.int64(nped_log2[ch])
+                ped = ped_sum >> log2
+                thr_abs = ped + thr[ch]
+                found = 0
+                if write:
+                    found = 1
+                else:
+                    m = np.uint16(0)
+                    for i in range(n_samples):  # whole row, u16 lanes: vectorised
+                        v = x[r, i]
+                        m = v if v > m else m
+                    row_max[r] = m
+                    found = 1 if m > thr_abs else 0
+                if found:
+                    found, _, _ = _scan_row(x[r], 0, start, n_samples, True, thr_abs, ped,
+                                            ped_sum, log2, np.int64(nsb[ch]), np.int64(nsa[ch]),
+                                            np.int64(nsat[ch]), np.int64(max_pulses[ch]),
+                                            quality, write, out, offsets[r], channel_ids[ch],
+                                            np.int64(0), np.int64(0))
+                if not write:
+                    counts[r] = found
             ch += 1
             if ch == n_ch:
                 ch = 0
-
-
-@numba.njit(parallel=True, nogil=True, cache=True)
-def _window_pass(x, rows, n_ch, thr, nsb, nsa, nsat, nped_log2, maxped, max_pulses, ped_mode,
-                 ped_cfg, write, counts, offsets, out, channel_ids):
-    """Window mode over the listed ``rows`` of ``x`` (row r: registers of channel r % n_ch).
-
-    Counting pass (``write`` False): ``counts[j]`` pulses in row ``rows[j]``. Filling pass:
-    writes them at ``out[offsets[j]:]``.
-    """
-    n_samples = x.shape[1]
-    for j in numba.prange(rows.shape[0]):
-        r = rows[j]
-        ch = r % n_ch
-        ped_sum, start, quality = _window_pedestal(x, r, ch, nped_log2, maxped, ped_mode,
-                                                   ped_cfg)
-        log2 = np.int64(nped_log2[ch])
-        ped = ped_sum >> log2
-        found, _ = _scan_row(x[r], 0, start, n_samples, True, ped + thr[ch], ped, ped_sum,
-                             log2, np.int64(nsb[ch]), np.int64(nsa[ch]), np.int64(nsat[ch]),
-                             np.int64(max_pulses[ch]), quality, write, out, offsets[j],
-                             channel_ids[ch], np.int64(0), np.int64(0))
-        if not write:
-            counts[j] = found
 
 
 @numba.njit(parallel=True, nogil=True, cache=True)
@@ -241,10 +266,11 @@ def _stream_pass(x, base, lo_limit, end, final, thr, nsb, nsa, nsat, nped_log2, 
         log2 = np.int64(nped_log2[ch])
         ped_sum = np.int64(ped_cfg[ch]) << log2
         ped = ped_sum >> log2
-        found, stop = _scan_row(x[ch], lo_limit, next_n[ch] - base, end, final, ped + thr[ch],
-                                ped, ped_sum, log2, np.int64(nsb[ch]), np.int64(nsa[ch]),
-                                np.int64(nsat[ch]), np.int64(0), 0, write, out, offsets[ch],
-                                channel_ids[ch], base, n_pulses[ch])
+        found, stop, _ = _scan_row(x[ch], lo_limit, next_n[ch] - base, end, final,
+                                   ped + thr[ch], ped, ped_sum, log2, np.int64(nsb[ch]),
+                                   np.int64(nsa[ch]), np.int64(nsat[ch]), np.int64(0), 0,
+                                   write, out, offsets[ch], channel_ids[ch], base,
+                                   n_pulses[ch])
         if not write:
             counts[ch] = found
             resume[ch] = base + stop

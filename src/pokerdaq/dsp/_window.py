@@ -5,7 +5,7 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-from ._kernel import ADC_MAX, _window_pass, _window_screen
+from ._kernel import ADC_MAX, _window_pass
 from ._params import PulseParams
 from ._records import PULSE_DTYPE
 
@@ -64,36 +64,28 @@ def _channel_ids(channel_ids: np.ndarray | None, n_channels: int) -> np.ndarray:
 
 
 def _run(rows: np.ndarray, params: PulseParams, n_ch: int, ids: np.ndarray,
-         original: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The kernels over rows x samples; returns (records, rows scanned, their pulse counts).
-
-    Three steps: a vectorised screen of every row (any sample above T?), a counting scan of
-    the rows that passed, a filling scan of the rows with pulses at their output offsets.
-    """
+         original: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Both kernel passes over rows x samples; returns (records, per-row pulse counts)."""
     n_rows = rows.shape[0]
     p = params
-    maybe = np.zeros(n_rows, dtype=np.bool_)
-    row_max = np.zeros(n_rows, dtype=np.uint16)
-    # blocks of rows per thread task: a few tasks per thread, at most 256 rows each
-    block = max(1, min(256, n_rows // (4 * numba.get_num_threads())))
-    _window_screen(rows, n_ch, block, p.thr, p.nped_log2, p.maxped, p.ped_mode, p.ped_cfg,
-                   maybe, row_max)
-    if n_rows and row_max.max() > ADC_MAX:
-        _raise_out_of_range(original, int(original.max()))
     regs = (p.thr, p.nsb, p.nsa, p.nsat, p.nped_log2, p.maxped, p.max_pulses, p.ped_mode,
             p.ped_cfg)
-    busy = np.flatnonzero(maybe)
-    busy_counts = np.zeros(len(busy), dtype=np.int64)
+    counts = np.zeros(n_rows, dtype=np.int32)
+    row_max = np.zeros(n_rows, dtype=np.uint16)
     empty = np.zeros(0, dtype=PULSE_DTYPE)
-    _window_pass(rows, busy, n_ch, *regs, False, busy_counts, busy_counts, empty, ids)
-    offsets = np.zeros(len(busy), dtype=np.int64)
-    np.cumsum(busy_counts[:-1], out=offsets[1:])
-    out = np.zeros(int(busy_counts.sum()), dtype=PULSE_DTYPE)
-    if len(out):
-        filled = busy_counts > 0
-        _window_pass(rows, busy[filled], n_ch, *regs, True, busy_counts, offsets[filled], out,
-                     ids)
-    return out, busy, busy_counts
+    # blocks of rows per thread task: a few tasks per thread, at most 256 rows each
+    block = max(1, min(256, n_rows // (4 * numba.get_num_threads())))
+    _window_pass(rows, n_ch, block, *regs, False, counts, counts, empty, ids, row_max)
+    if n_rows and row_max.max() > ADC_MAX:
+        _raise_out_of_range(original, int(original.max()))
+    offsets = np.zeros(n_rows, dtype=np.int64)
+    if n_rows:
+        np.cumsum(counts[:-1], out=offsets[1:])
+    total = int(offsets[-1] + counts[-1]) if n_rows else 0
+    out = np.zeros(total, dtype=PULSE_DTYPE)
+    if total:
+        _window_pass(rows, n_ch, block, *regs, True, counts, offsets, out, ids, row_max)
+    return out, counts
 
 
 def find_pulses(samples: np.ndarray, params: PulseParams,
@@ -142,7 +134,7 @@ def find_pulses(samples: np.ndarray, params: PulseParams,
     n_ch, n_samples = x.shape
     _check_params(params, n_ch, n_samples)
     ids = _channel_ids(channel_ids, n_ch)
-    out, _, _ = _run(x, params, n_ch, ids, samples)
+    out, _ = _run(x, params, n_ch, ids, samples)
     return out
 
 
@@ -170,9 +162,7 @@ def find_pulses_batch(samples: np.ndarray, params: PulseParams,
     n_ev, n_ch, n_samples = x.shape
     _check_params(params, n_ch, n_samples)
     ids = _channel_ids(channel_ids, n_ch)
-    out, busy, busy_counts = _run(x.reshape(n_ev * n_ch, n_samples), params, n_ch, ids,
-                                  samples)
-    per_event = np.bincount(busy // n_ch, weights=busy_counts, minlength=n_ev)
+    out, counts = _run(x.reshape(n_ev * n_ch, n_samples), params, n_ch, ids, samples)
     offsets = np.zeros(n_ev + 1, dtype=np.int64)
-    np.cumsum(per_event.astype(np.int64), out=offsets[1:])
+    np.cumsum(counts.reshape(n_ev, n_ch).sum(axis=1, dtype=np.int64), out=offsets[1:])
     return out, offsets

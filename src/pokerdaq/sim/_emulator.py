@@ -12,9 +12,11 @@ from ._beam import BLOCK_SAMPLES, BeamTimeline
 from ._rng import mix64
 from ._templates import Tables, build_tables, noise_banks
 from ._truth import TRUTH_DTYPE
-from ._waveform import render_span, render_windows
+from ._waveform import NOISE_BLOCK_BITS, render_span, render_windows
 
-NOISE_BANK_SIZE = 1 << 18
+NOISE_BANK_SIZE = 1 << 15
+"""Noise bank length: 2 x 128 kB of float32 stay in the L2 cache (the kernels read them at
+random offsets, one cache miss per line otherwise)."""
 
 
 def _check_int(name: str, value: object, minimum: int) -> int:
@@ -60,7 +62,8 @@ class _Engine:
 
     @classmethod
     def create(cls, cfg: Config, seed: int) -> _Engine:
-        white, corr = noise_banks(seed, cfg.digitizer.sample_ns, cfg.digitizer.correlated_noise_ns, NOISE_BANK_SIZE)
+        white, corr = noise_banks(seed, cfg.digitizer.sample_ns, cfg.digitizer.correlated_noise_ns, NOISE_BANK_SIZE,
+                                  1 << NOISE_BLOCK_BITS)
         return cls(cfg, seed, build_tables(cfg), white, corr, BeamTimeline(cfg, seed), np.uint64(mix64(np.uint64(seed))))
 
     def _common(self):
@@ -185,10 +188,12 @@ def emulate_windows(cfg: Config, n_events: int, seed: int | None = None, *,
     truth : np.ndarray
         (n_events,) ``TRUTH_DTYPE``.
     """
-    parts = list(iter_windows(cfg, n_events, seed, channels=channels))
+    parts = list(iter_windows(cfg, n_events, seed, channels=channels, batch_events=max(n_events, 1)))
     sel = _check_channels(cfg, channels)
     if not parts:
         return (np.zeros((0, len(sel), cfg.digitizer.window_samples), np.uint16), np.zeros(0, TRUTH_DTYPE))
+    if len(parts) == 1:
+        return parts[0]
     return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
 
 
@@ -287,7 +292,7 @@ def emulate_channel(cfg: Config, channel: int, deposits_mev: Sequence[float] | n
     t0 = dig.pretrigger_samples * dig.sample_ns if t0_ns is None else float(t0_ns)
     if not np.isfinite(t0) or t0 < 0:
         raise ValueError(f"t0_ns = {t0_ns!r}: expected a finite time >= 0")
-    white, corr = noise_banks(seed, dig.sample_ns, dig.correlated_noise_ns, NOISE_BANK_SIZE)
+    white, corr = noise_banks(seed, dig.sample_ns, dig.correlated_noise_ns, NOISE_BANK_SIZE, 1 << NOISE_BLOCK_BITS)
     eng = _Engine(cfg, seed, build_tables(cfg), white, corr, None, np.uint64(mix64(np.uint64(seed))))  # type: ignore[arg-type]
     stride = n + int(np.ceil((eng.tables.lookback_ns + t0) / dig.sample_ns)) + 1
     starts = np.arange(len(dep), dtype=np.int64) * stride

@@ -60,6 +60,15 @@ def normal(state):
 
 
 @numba.njit(cache=True)
+def normal_pair(state):
+    """Box-Muller: two independent standard normals from two uniforms."""
+    state, u1 = uniform(state)
+    state, u2 = uniform(state)
+    r = math.sqrt(-2.0 * math.log1p(-u1))
+    return state, r * math.cos(2.0 * math.pi * u2), r * math.sin(2.0 * math.pi * u2)
+
+
+@numba.njit(cache=True)
 def poisson(state, lam):
     """Poisson deviate: multiplication method below 30, PTRS (Hoermann 1993) above."""
     if lam <= 0.0:

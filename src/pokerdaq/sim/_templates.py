@@ -1,6 +1,6 @@
 """Pulse templates and per-channel parameter tables for the waveform kernels.
 
-Templates are sampled on a fine grid (``FINE_PER_NS`` points per ns), in units of ADC counts
+Templates are sampled on a fine grid (``FINE_PER_SAMPLE`` points per ADC sample), in units of ADC counts
 per fired cell divided by the gain (the single-cell pulse before shaping has peak 1):
 
 - ``cell``: single-cell pulse (difference of exponentials) convolved with the shaping
@@ -19,19 +19,35 @@ from scipy.signal import fftconvolve
 
 from ..config import SUBSYSTEMS, Config, SubsystemConfig
 
-FINE_PER_NS = 8
+FINE_PER_SAMPLE = 32
+"""Fine grid points per ADC sample (0.125 ns at 250 MS/s). A whole number per sample lets the
+kernels step through a template with an integer stride."""
 SPAN_DECAYS = 8.0
 """A pulse is followed for SPAN_DECAYS times the sum of its time constants (tail < 1e-3)."""
 
 # columns of Tables.chan_f
-C_LY, C_NCELLS, C_GAIN, C_GAIN_SPREAD, C_XT, C_AP, C_AP_TAU, C_DARK_MU, C_PED, C_NOISE, C_CNOISE = range(11)
-N_CF = 11
+(C_LY, C_NCELLS, C_GAIN, C_GAIN_SPREAD, C_XT, C_AP, C_AP_TAU, C_DARK_MU, C_PED, C_NOISE, C_CNOISE,
+ C_PER_PE_MAX, C_DARK_BASELINE) = range(13)
+N_CF = 13
+
+DARK_RENDER_MIN_ADC = 0.25
+"""Dark counts whose single-cell pulse peaks below this many ADC counts (the calorimeter
+SiPMs, 0.03 ADC) are not rendered one by one: their mean adds to the baseline. Their
+fluctuation (~0.01 ADC) is far below the electronics noise; rendering them cost a third of
+the emulation time."""
+
+PER_PE_MAX = {"beam_counters": 200.0, "srd": 400.0, "preshower": 8.0, "ecal": 8.0, "veto": 200.0, "hcal": 8.0}
+"""Below this mean photoelectron count a deposit is rendered photoelectron by photoelectron
+(emission time, crosstalk, afterpulse and gain of each cell); above it with the averaged
+template and a fluctuated amplitude. Counters, VETO MIPs and the SRD (Lu-176 decays give up to
+~360 pe) keep their photon-level time structure; in the calorimeters, where thousands of
+channels x events carry a few pe of shower halo, the template is used from 8 pe on (speed)."""
 # columns of Tables.chan_i
 I_SUB, I_BOARD = range(2)
 # template kinds
 T_MAIN, T_AP, T_CELL = range(3)
 
-DARK_BLOCK_SAMPLES = 256
+DARK_BLOCK_SAMPLES = 32
 """Dark counts are drawn per (channel, block of this many samples)."""
 
 
@@ -41,9 +57,8 @@ def span_ns(sub: SubsystemConfig) -> float:
     return SPAN_DECAYS * (max(s.decay_ns) + s.rise_ns + p.pulse_rise_ns + p.pulse_decay_ns + e.shaping_ns)
 
 
-def _exp_bins(n: int, tau: float) -> np.ndarray:
+def _exp_bins(n: int, tau: float, dt: float) -> np.ndarray:
     """Probability of an exponential delay (mean tau) in each fine bin centred on i*dt."""
-    dt = 1.0 / FINE_PER_NS
     edges = np.clip((np.arange(n + 1) - 0.5) * dt, 0.0, None)
     if tau <= 0.0:
         w = np.zeros(n)
@@ -52,28 +67,28 @@ def _exp_bins(n: int, tau: float) -> np.ndarray:
     return -np.diff(np.exp(-edges / tau))
 
 
-def cell_pulse(sub: SubsystemConfig, n: int) -> np.ndarray:
+def cell_pulse(sub: SubsystemConfig, n: int, dt: float) -> np.ndarray:
     """Single-cell pulse (peak 1 before shaping) after shaping, on the fine grid."""
     p = sub.sipm
-    t = np.arange(n) / FINE_PER_NS
+    t = np.arange(n) * dt
     shape = np.exp(-t / p.pulse_decay_ns) - np.exp(-t / p.pulse_rise_ns)
     tr, td = p.pulse_rise_ns, p.pulse_decay_ns
     t_peak = math.log(td / tr) * tr * td / (td - tr)
     shape /= math.exp(-t_peak / td) - math.exp(-t_peak / tr)
     tau_s = sub.electronics.shaping_ns
     if tau_s > 0.0:
-        shape = fftconvolve(shape, _exp_bins(n, tau_s))[:n]
+        shape = fftconvolve(shape, _exp_bins(n, tau_s, dt))[:n]
     return shape
 
 
-def scintillation_bins(sub: SubsystemConfig, n: int) -> np.ndarray:
+def scintillation_bins(sub: SubsystemConfig, n: int, dt: float) -> np.ndarray:
     """Probability of the photon emission delay in each fine bin: sum over decay components of
     Exp(rise) + Exp(decay_k), weighted by the fractions."""
     s = sub.scintillator
     w = np.zeros(n)
-    rise = _exp_bins(n, s.rise_ns)
+    rise = _exp_bins(n, s.rise_ns, dt)
     for tau, frac in zip(s.decay_ns, s.fractions):
-        w += frac * fftconvolve(rise, _exp_bins(n, tau))[:n]
+        w += frac * fftconvolve(rise, _exp_bins(n, tau, dt))[:n]
     return w
 
 
@@ -96,23 +111,25 @@ class Tables:
 def build_tables(cfg: Config) -> Tables:
     """Per-channel parameters and per-subsystem templates from the configuration."""
     spans = np.array([span_ns(cfg.subsystem(s)) for s in SUBSYSTEMS])
-    n_fine = int(math.ceil(spans.max() * FINE_PER_NS)) + 1
+    sample_ns = cfg.digitizer.sample_ns
+    dt = sample_ns / FINE_PER_SAMPLE
+    span_fine = np.ceil(spans / dt).astype(np.int64)
+    n_fine = int(span_fine.max()) + 1
     nsub = len(SUBSYSTEMS)
     templates = np.zeros((nsub, 3, n_fine))
     scint_tau = np.ones((nsub, 4))
     scint_cum = np.ones((nsub, 4))
     scint_rise = np.zeros(nsub)
     area = np.zeros(nsub)
-    sample_ns = cfg.digitizer.sample_ns
     for i, name in enumerate(SUBSYSTEMS):
         sub = cfg.subsystem(name)
         if len(sub.scintillator.decay_ns) > 4:
             raise ValueError(f"detector.{name}.scintillator.decay_ns: at most 4 components, got "
                              f"{sub.scintillator.decay_ns}")
-        cell = cell_pulse(sub, n_fine)
-        main = fftconvolve(scintillation_bins(sub, n_fine), cell)[:n_fine]
-        ap = fftconvolve(main, _exp_bins(n_fine, sub.sipm.afterpulse_tau_ns))[:n_fine]
-        m = int(math.ceil(spans[i] * FINE_PER_NS))
+        cell = cell_pulse(sub, n_fine, dt)
+        main = fftconvolve(scintillation_bins(sub, n_fine, dt), cell)[:n_fine]
+        ap = fftconvolve(main, _exp_bins(n_fine, sub.sipm.afterpulse_tau_ns, dt))[:n_fine]
+        m = int(span_fine[i])
         for j, tmpl in enumerate((main, ap, cell)):
             templates[i, j, :m] = tmpl[:m]
         k = len(sub.scintillator.decay_ns)
@@ -120,7 +137,7 @@ def build_tables(cfg: Config) -> Tables:
         scint_cum[i, :k] = np.cumsum(sub.scintillator.fractions)
         scint_cum[i, k - 1:] = 1.0
         scint_rise[i] = sub.scintillator.rise_ns
-        area[i] = cell[:m].sum() / FINE_PER_NS / sample_ns
+        area[i] = cell[:m].sum() / FINE_PER_SAMPLE
     cmap = cfg.channel_map
     n = len(cmap)
     chan_f = np.zeros((n, N_CF))
@@ -132,16 +149,24 @@ def build_tables(cfg: Config) -> Tables:
         chan_f[c] = (sub.scintillator.light_yield_pe_per_mev, p.n_cells, p.gain_adc_per_pe, p.gain_spread,
                      p.crosstalk_prob, p.afterpulse_prob, p.afterpulse_tau_ns,
                      p.dark_rate_hz * DARK_BLOCK_SAMPLES * sample_ns * 1e-9,
-                     e.pedestal_adc, e.noise_adc, e.correlated_noise_adc)
-        chan_i[c] = (SUBSYSTEMS.index(name), cmap.table["board"][c])
-    return Tables(chan_f, chan_i, templates, np.ceil(spans * FINE_PER_NS).astype(np.int64), spans,
+                     e.pedestal_adc, e.noise_adc, e.correlated_noise_adc, PER_PE_MAX[name], 0.0)
+        i = SUBSYSTEMS.index(name)
+        if p.gain_adc_per_pe * templates[i, T_CELL].max() < DARK_RENDER_MIN_ADC:
+            cells_per_dark_count = (1.0 + p.afterpulse_prob) / (1.0 - p.crosstalk_prob)
+            chan_f[c, C_DARK_BASELINE] = (p.dark_rate_hz * sample_ns * 1e-9 * cells_per_dark_count
+                                          * p.gain_adc_per_pe * area[i])
+            chan_f[c, C_DARK_MU] = 0.0
+        chan_i[c] = (i, cmap.table["board"][c])
+    return Tables(chan_f, chan_i, templates, span_fine, spans,
                   scint_tau, scint_cum, scint_rise, float(spans.max()), area)
 
 
-def noise_banks(seed: int, sample_ns: float, correlated_ns: float, size: int) -> tuple[np.ndarray, np.ndarray]:
+def noise_banks(seed: int, sample_ns: float, correlated_ns: float, size: int,
+                pad: int) -> tuple[np.ndarray, np.ndarray]:
     """Unit-variance white and correlated (AR(1), time constant ``correlated_ns``) noise banks.
 
     The kernels read them at hashed offsets: generating noise then costs one load per sample.
+    Each bank is circular, with its first ``pad`` values repeated at the end.
     """
     rng = np.random.Generator(np.random.Philox(np.random.SeedSequence(seed, spawn_key=(3,))))
     white = rng.standard_normal(size)
@@ -152,7 +177,12 @@ def noise_banks(seed: int, sample_ns: float, correlated_ns: float, size: int) ->
     for _ in range(2):  # second pass starts from the end of the first: circular, stationary
         corr = _ar1(drive, phi, x)
         x = corr[-1]
-    return white, corr
+    # exactly zero mean and unit variance: a finite bank read at random offsets must not
+    # shift the pedestal or the noise RMS
+    white = (white - white.mean()) / white.std()
+    corr = (corr - corr.mean()) / corr.std()
+    return (np.concatenate([white, white[:pad]]).astype(np.float32),
+            np.concatenate([corr, corr[:pad]]).astype(np.float32))
 
 
 def _ar1(drive: np.ndarray, phi: float, x0: float) -> np.ndarray:

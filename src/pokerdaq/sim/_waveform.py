@@ -14,15 +14,11 @@ import math
 import numba
 import numpy as np
 
-from ._rng import exponential, key_state, mix64, normal, poisson, uniform
+from ._rng import exponential, key_state, mix64, normal, normal_pair, poisson, uniform
 from ._templates import (
-    C_AP, C_AP_TAU, C_CNOISE, C_DARK_MU, C_GAIN, C_GAIN_SPREAD, C_LY, C_NCELLS, C_NOISE, C_PED, C_XT,
-    DARK_BLOCK_SAMPLES, FINE_PER_NS, I_SUB, T_AP, T_CELL, T_MAIN,
+    C_AP, C_AP_TAU, C_CNOISE, C_DARK_BASELINE, C_DARK_MU, C_GAIN, C_GAIN_SPREAD, C_LY, C_NCELLS, C_NOISE, C_PED, C_PER_PE_MAX, C_XT,
+    DARK_BLOCK_SAMPLES, FINE_PER_SAMPLE, I_SUB, T_AP, T_CELL, T_MAIN,
 )
-
-PE_TEMPLATE_MIN = 50.0
-"""Mean photoelectron count from which a deposit is rendered with the averaged template
-(fluctuated amplitude) instead of photoelectron by photoelectron."""
 
 NOISE_BLOCK_BITS = 12
 _DARK_SALT = np.uint64(0xD1B54A32D192ED03)
@@ -32,16 +28,38 @@ _CORR_SALT = np.uint64(0x52DCE729DA3ED2B5)
 
 @numba.njit(cache=True)
 def _add_pulse(row, s0, n, t0, t_end, amp, tmpl, span_fine, sample_ns):
-    """row[s - s0] += amp * tmpl[(s*T - t0) on the fine grid] for samples s with t0 <= s*T < t_end."""
-    first = max(int(math.ceil(t0 / sample_ns)), s0)
-    last = min(int(math.floor(t_end / sample_ns)) + 1, s0 + n)
-    for s in range(first, last):
-        ts = s * sample_ns
-        if ts < t0 or ts >= t_end:
-            continue
-        idx = int((ts - t0) * FINE_PER_NS + 0.5)
+    """row[s - s0] += amp * tmpl[fine index of s*T - t0] for the samples s with t0 <= s*T < t_end.
+
+    The fine index of the first sample after t0 is rounded once, then steps by exactly
+    FINE_PER_SAMPLE: the same for every sample whichever chunk [s0, s0 + n) is rendered.
+    """
+    x = t0 / sample_ns
+    k_ref = int(math.ceil(x))
+    idx_ref = int((k_ref - x) * FINE_PER_SAMPLE + 0.5)
+    k_end = min(int(math.ceil(t_end / sample_ns)), k_ref + (span_fine - idx_ref + FINE_PER_SAMPLE - 1) // FINE_PER_SAMPLE)
+    lo = max(k_ref, s0)
+    hi = min(k_end, s0 + n)
+    idx = idx_ref + FINE_PER_SAMPLE * (lo - k_ref)
+    for s in range(lo, hi):
         if idx < span_fine:
             row[s - s0] += amp * tmpl[idx]
+        idx += FINE_PER_SAMPLE
+
+
+@numba.njit(cache=True)
+def _add_pulse2(row, s0, n, t0, t_end, amp, tmpl, amp2, tmpl2, span_fine, sample_ns):
+    """_add_pulse of two templates with the same timing in one pass (prompt + afterpulses)."""
+    x = t0 / sample_ns
+    k_ref = int(math.ceil(x))
+    idx_ref = int((k_ref - x) * FINE_PER_SAMPLE + 0.5)
+    k_end = min(int(math.ceil(t_end / sample_ns)), k_ref + (span_fine - idx_ref + FINE_PER_SAMPLE - 1) // FINE_PER_SAMPLE)
+    lo = max(k_ref, s0)
+    hi = min(k_end, s0 + n)
+    idx = idx_ref + FINE_PER_SAMPLE * (lo - k_ref)
+    for s in range(lo, hi):
+        if idx < span_fine:
+            row[s - s0] += amp * tmpl[idx] + amp2 * tmpl2[idx]
+        idx += FINE_PER_SAMPLE
 
 
 @numba.njit(cache=True)
@@ -80,25 +98,22 @@ def _render_hit(row, s0, n, t, e_mev, key, cf, sub, seed_key, templates, span_fi
     ex = math.exp(-x)
     mean = -nc * math.expm1(-x)
     var = max(nc * ex * (1.0 - (1.0 + x) * ex), 0.0)
-    state, z = normal(state)
+    state, z, z_xt = normal_pair(state)
     nf = int(math.floor(mean + math.sqrt(var) * z + 0.5))
     nf = min(max(nf, 0), npe)
     span_f = span_fine[sub]
     t_end = t + span_ns[sub]
-    if mu >= PE_TEMPLATE_MIN:
+    if mu >= cf[C_PER_PE_MAX]:
         xt, ap, gain, gs = cf[C_XT], cf[C_AP], cf[C_GAIN], cf[C_GAIN_SPREAD]
-        state, z = normal(state)
-        nxt = max(math.floor(nf * xt / (1.0 - xt) + math.sqrt(nf * xt) / (1.0 - xt) * z + 0.5), 0.0)
+        nxt = max(math.floor(nf * xt / (1.0 - xt) + math.sqrt(nf * xt) / (1.0 - xt) * z_xt + 0.5), 0.0)
         ntot = nf + nxt
-        state, z = normal(state)
+        state, z, z1 = normal_pair(state)
         nap = max(math.floor(ntot * ap + math.sqrt(ntot * ap * (1.0 - ap)) * z + 0.5), 0.0)
-        state, z1 = normal(state)
         state, z2 = normal(state)
         amp = gain * (ntot + math.sqrt(ntot) * gs * z1)
-        _add_pulse(row, s0, n, t, t_end, amp, templates[sub, T_MAIN], span_f, sample_ns)
-        if nap > 0.0:
-            amp_ap = gain * (nap + math.sqrt(nap) * gs * z2)
-            _add_pulse(row, s0, n, t, t_end, amp_ap, templates[sub, T_AP], span_f, sample_ns)
+        amp_ap = gain * (nap + math.sqrt(nap) * gs * z2)
+        _add_pulse2(row, s0, n, t, t_end, amp, templates[sub, T_MAIN], amp_ap, templates[sub, T_AP],
+                    span_f, sample_ns)
         return
     rise = scint_rise[sub]
     tmpl_cell = templates[sub, T_CELL]
@@ -124,36 +139,41 @@ def _finish_channel(row, out, c, s0, n, cf, ci, seed_key, templates, span_fine, 
     tmpl_cell = templates[sub, T_CELL]
     block_ns = DARK_BLOCK_SAMPLES * sample_ns
     mu = cf[C_DARK_MU]
+    exp_mu = math.exp(-mu)
     if mu > 0.0:
         b_lo = max(int(math.floor((s0 * sample_ns - cell_span) / block_ns)), 0)
         b_hi = int(math.floor((s0 + n) * sample_ns / block_ns))
         for b in range(b_lo, b_hi + 1):
+            # Poisson by multiplication with exp(-mu) precomputed: mu is ~0.3 per block
             state = key_state(seed_key ^ _DARK_SALT, c, b)
-            state, nd = poisson(state, mu)
+            state, prod = uniform(state)
+            nd = 0
+            while prod > exp_mu:
+                nd += 1
+                state, u = uniform(state)
+                prod *= u
             for _ in range(nd):
                 state, u = uniform(state)
                 t = (b + u) * block_ns
                 state = _cell_group(row, s0, n, t, t + cell_span, state, cf, tmpl_cell, span_f, sample_ns)
-    bank_mask = np.uint64(len(white) - 1)
-    block_mask = (1 << NOISE_BLOCK_BITS) - 1
-    sw, sc, ped = cf[C_NOISE], cf[C_CNOISE], cf[C_PED]
-    blk = -1
-    off_w = np.uint64(0)
-    off_c = np.uint64(0)
-    for i in range(n):
+    # the banks are padded with their first block_len values: no wrap-around inside a block
+    bank_len = len(white) - (1 << NOISE_BLOCK_BITS)
+    block_len = 1 << NOISE_BLOCK_BITS
+    sw, sc, ped = cf[C_NOISE], cf[C_CNOISE], cf[C_PED] + cf[C_DARK_BASELINE]
+    top = adc_max
+    i = 0
+    while i < n:
+        # one noise block at a time: two hashed bank offsets, then a branch-free loop
         s = s0 + i
-        if (s >> NOISE_BLOCK_BITS) != blk:
-            blk = s >> NOISE_BLOCK_BITS
-            off_w = mix64(key_state(seed_key ^ _WHITE_SALT, c, blk))
-            off_c = mix64(key_state(seed_key ^ _CORR_SALT, c, blk))
-        within = np.uint64(s & block_mask)
-        v = ped + row[i] + sw * white[(off_w + within) & bank_mask] + sc * corr[(off_c + within) & bank_mask]
-        q = math.floor(v + 0.5)
-        if q < 0.0:
-            q = 0.0
-        elif q > adc_max:
-            q = adc_max
-        out[i] = np.uint16(q)
+        blk = s >> NOISE_BLOCK_BITS
+        within = s - (blk << NOISE_BLOCK_BITS)
+        m = min(n - i, block_len - within)
+        off_w = int(mix64(key_state(seed_key ^ _WHITE_SALT, c, blk)) % np.uint64(bank_len)) + within
+        off_c = int(mix64(key_state(seed_key ^ _CORR_SALT, c, blk)) % np.uint64(bank_len)) + within
+        for j in range(m):
+            v = ped + row[i + j] + sw * white[off_w + j] + sc * corr[off_c + j] + 0.5
+            out[i + j] = np.uint16(min(max(v, 0.0), top))  # floor(v + 0.5) clipped to [0, top]
+        i += m
 
 
 @numba.njit(cache=True, parallel=True)
@@ -161,22 +181,35 @@ def render_windows(starts, n, sel, row_of, hit_t, hit_ch, hit_e, hit_key, chan_f
                    templates, span_fine, span_ns, scint_tau, scint_cum, scint_rise, lookback_ns,
                    white, corr, sample_ns, adc_max, out):
     """Render windows [starts[e], starts[e] + n) of the channels ``sel`` into out[e, row, :]."""
-    for e in numba.prange(len(starts)):
-        s0 = starts[e]
-        buf = np.zeros((len(sel), n))
-        lo = np.searchsorted(hit_t, s0 * sample_ns - lookback_ns)
-        hi = np.searchsorted(hit_t, (s0 + n) * sample_ns)
-        for h in range(lo, hi):
-            c = hit_ch[h]
-            r = row_of[c]
-            if r < 0:
-                continue
-            _render_hit(buf[r], s0, n, hit_t[h], hit_e[h], hit_key[h], chan_f[c], chan_i[c, I_SUB], seed_key,
-                        templates, span_fine, span_ns, scint_tau, scint_cum, scint_rise, sample_ns)
-        for r in range(len(sel)):
-            c = sel[r]
-            _finish_channel(buf[r], out[e, r], c, s0, n, chan_f[c], chan_i[c], seed_key, templates,
-                            span_fine, span_ns, white, corr, sample_ns, adc_max)
+    n_ev = len(starts)
+    n_chunks = min(n_ev, 64)
+    for chunk in numba.prange(n_chunks):
+        # one buffer per chunk of events, cleared per event (no allocation per event)
+        buf = np.empty((len(sel), n))
+        for e in range(chunk * n_ev // n_chunks, (chunk + 1) * n_ev // n_chunks):
+            _render_window(e, starts[e], n, sel, row_of, hit_t, hit_ch, hit_e, hit_key, chan_f, chan_i, seed_key,
+                           templates, span_fine, span_ns, scint_tau, scint_cum, scint_rise, lookback_ns,
+                           white, corr, sample_ns, adc_max, buf, out)
+
+
+@numba.njit(cache=True)
+def _render_window(e, s0, n, sel, row_of, hit_t, hit_ch, hit_e, hit_key, chan_f, chan_i, seed_key,
+                   templates, span_fine, span_ns, scint_tau, scint_cum, scint_rise, lookback_ns,
+                   white, corr, sample_ns, adc_max, buf, out):
+    buf[:, :] = 0.0
+    lo = np.searchsorted(hit_t, s0 * sample_ns - lookback_ns)
+    hi = np.searchsorted(hit_t, (s0 + n) * sample_ns)
+    for h in range(lo, hi):
+        c = hit_ch[h]
+        r = row_of[c]
+        if r < 0:
+            continue
+        _render_hit(buf[r], s0, n, hit_t[h], hit_e[h], hit_key[h], chan_f[c], chan_i[c, I_SUB], seed_key,
+                    templates, span_fine, span_ns, scint_tau, scint_cum, scint_rise, sample_ns)
+    for r in range(len(sel)):
+        c = sel[r]
+        _finish_channel(buf[r], out[e, r], c, s0, n, chan_f[c], chan_i[c], seed_key, templates,
+                        span_fine, span_ns, white, corr, sample_ns, adc_max)
 
 
 @numba.njit(cache=True, parallel=True)

@@ -46,14 +46,16 @@ class ConditionBits:
     ECAL_MIP = 1 << 6    # MIP_LO <= E_CALO < MIP_HI
     HCAL = 1 << 7        # E_HCAL >= HCAL_THR
     RANDOM = 1 << 8      # the candidate came from the random generator
+    PILEUP = 1 << 9      # the previous beam candidate lies less than PILEUP_GUARD before T_REF
 
-    NAMES = ("beam", "srd", "veto", "ecal_low", "preshower", "ecal_calib", "ecal_mip", "hcal", "random")
+    NAMES = ("beam", "srd", "veto", "ecal_low", "preshower", "ecal_calib", "ecal_mip", "hcal", "random",
+             "pileup")
 
 
 class TriggerBits:
     """Bit positions of the trigger types in ``trigger_word`` (raw types: the same bits << 8)."""
 
-    PHYSICS = 1 << 0      # BEAM & SRD & ECAL_LOW & PRESHOWER & !VETO
+    PHYSICS = 1 << 0      # BEAM & SRD & ECAL_LOW & PRESHOWER & !VETO & !PILEUP
     BEAM = 1 << 1         # BEAM
     RANDOM = 1 << 2       # RANDOM
     CALIBRATION = 1 << 3  # BEAM & ECAL_CALIB

@@ -8,7 +8,7 @@ import numpy as np
 from ._dtypes import CHANNEL_ENERGY_BITS, N_TYPES, SUM_BITS
 from ._registers import (
     P_BEAM_K, P_BEAM_THR, P_BEAM_W, P_CALIB_MIN, P_CALO_HI, P_CALO_LO, P_DEAD, P_ECAL_CUT,
-    P_FRAC, P_HCAL_HI, P_HCAL_LO, P_HCAL_THR, P_LAT, P_MIP_HI, P_MIP_LO, P_N_BOARDS,
+    P_FRAC, P_GUARD, P_HCAL_HI, P_HCAL_LO, P_HCAL_THR, P_LAT, P_MIP_HI, P_MIP_LO, P_N_BOARDS,
     P_PRESCALE, P_PRS_MIN, P_SPAN_HI, P_SPAN_LO, P_SRD_EMAX, P_SRD_EMIN, P_SRD_HI, P_SRD_K,
     P_SRD_LO, P_VETO_HI, P_VETO_LO, P_VETO_THR, RND_PERIODIC, RND_POISSON,
 )
@@ -18,7 +18,7 @@ S_MAX = (1 << SUM_BITS) - 1
 U32 = 0xFFFFFFFF
 
 # condition bits (ConditionBits)
-C_BEAM, C_SRD, C_VETO, C_ECAL_LOW, C_PRS, C_CALIB, C_MIP, C_HCAL, C_RANDOM = (1 << k for k in range(9))
+C_BEAM, C_SRD, C_VETO, C_ECAL_LOW, C_PRS, C_CALIB, C_MIP, C_HCAL, C_RANDOM, C_PILEUP = (1 << k for k in range(10))
 # type bits (TriggerBits)
 T_PHYSICS, T_BEAM, T_RANDOM, T_CALIB, T_MUON = (1 << k for k in range(5))
 
@@ -28,7 +28,7 @@ T_PHYSICS, T_BEAM, T_RANDOM, T_CALIB, T_MUON = (1 << k for k in range(5))
 N_OUT = 14
 
 # state vector of the streaming model
-S_DEAD_UNTIL, S_EVENT, S_RND, S_PERIOD_COUNT, S_PRESCALE = 0, 1, 2, 3, 4
+S_DEAD_UNTIL, S_EVENT, S_RND, S_PERIOD_COUNT, S_LAST_BEAM, S_PRESCALE = 0, 1, 2, 3, 4, 5
 N_STATE = S_PRESCALE + N_TYPES
 
 # counter rows
@@ -155,7 +155,7 @@ def _raw_types(cond):
     t = 0
     if cond & C_BEAM:
         t |= T_BEAM
-        if (cond & C_SRD) and (cond & C_ECAL_LOW) and (cond & C_PRS) and not (cond & C_VETO):
+        if (cond & C_SRD) and (cond & C_ECAL_LOW) and (cond & C_PRS) and not (cond & (C_VETO | C_PILEUP)):
             t |= T_PHYSICS
         if cond & C_CALIB:
             t |= T_CALIB
@@ -208,6 +208,18 @@ def _xorshift32(x):
 
 
 @numba.njit(cache=True)
+def _xorshift_until(x, thr, n_max):
+    """Step the generator up to n_max times; returns (steps taken, state) at the first x < thr."""
+    for k in range(n_max):
+        x ^= (x << 13) & U32
+        x ^= x >> 17
+        x ^= (x << 5) & U32
+        if x < thr:
+            return k + 1, x
+    return n_max + 1, x
+
+
+@numba.njit(cache=True)
 def _random_ticks(tick0, tick1, mode, param, state):
     """Ticks in [tick0, tick1) at which the random generator fires; advances state."""
     cap = 16
@@ -215,16 +227,20 @@ def _random_ticks(tick0, tick1, mode, param, state):
     n = 0
     if mode == RND_POISSON:
         x = state[S_RND]
-        for t in range(tick0, tick1):
-            x = _xorshift32(x)
-            if x < param:
-                if n == cap:
-                    cap *= 2
-                    grown = np.empty(cap, np.int64)
-                    grown[:n] = out[:n]
-                    out = grown
-                out[n] = t
-                n += 1
+        t = tick0
+        while t < tick1:
+            steps, x = _xorshift_until(x, param, tick1 - t)
+            if steps > tick1 - t:  # no fire before tick1: all remaining ticks stepped
+                break
+            t += steps - 1  # the tick of this fire
+            if n == cap:
+                cap *= 2
+                grown = np.empty(cap, np.int64)
+                grown[:n] = out[:n]
+                out = grown
+            out[n] = t
+            n += 1
+            t += 1
         state[S_RND] = x
     elif mode == RND_PERIODIC:
         count = state[S_PERIOD_COUNT]  # ticks since the last fire, before tick0
@@ -278,6 +294,10 @@ def _process_candidates(beam_t, rnd_ticks, times, chans, energies, ch_role, ch_b
         cond = res[O_COND]
         if not take_beam:
             cond |= C_RANDOM
+        else:
+            if t_ref - state[S_LAST_BEAM] < p[P_GUARD]:
+                cond |= C_PILEUP
+            state[S_LAST_BEAM] = t_ref
         raw = _raw_types(cond)
         pmask = 0
         for k in range(N_TYPES):

@@ -11,7 +11,7 @@ from ._dtypes import N_TYPES, TRIGGER_DTYPE, TriggerBits
 from ._kernels import (
     K_ACCEPTED, K_LOST_BUSY, K_LOST_DEAD, K_PRESCALED, K_RAW, N_COUNTER_ROWS, N_OUT, N_STATE,
     O_BMASK, O_COND, O_EECAL, O_ECALO, O_EHCAL, O_EPRS, O_ESRD, O_EVENT, O_EVETO, O_REF,
-    O_SMASK, O_TIMESTAMP, O_VMASK, O_WORD, S_DEAD_UNTIL, S_EVENT, S_RND, _beam_candidates,
+    O_SMASK, O_TIMESTAMP, O_VMASK, O_WORD, S_DEAD_UNTIL, S_EVENT, S_LAST_BEAM, S_RND, _beam_candidates,
     _channel_energies, _process_candidates, _random_ticks, _union_length, _windows,
 )
 from ._registers import P_DEAD, P_FRAC, P_LAT, P_N_BOARDS, P_RND_MODE, P_RND_PARAM, P_SPAN_HI, P_SPAN_LO, TriggerRegisters
@@ -188,6 +188,7 @@ class TriggerModel:
         self._state = np.zeros(N_STATE, np.int64)
         self._state[S_DEAD_UNTIL] = _FAR_PAST
         self._state[S_RND] = self.registers.random_seed
+        self._state[S_LAST_BEAM] = _FAR_PAST
         self._counters = np.zeros((N_COUNTER_ROWS, N_TYPES), np.int64)
         self._acc = np.zeros((self.registers[P_N_BOARDS], 3), np.int64)
         self._times = np.empty(0, np.int64)

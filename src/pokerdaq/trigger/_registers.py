@@ -24,7 +24,7 @@ ROLE_BEAM, ROLE_SRD, ROLE_PRS, ROLE_ECAL, ROLE_VETO, ROLE_HCAL = range(6)
 (P_LAT, P_DEAD, P_FRAC, P_BEAM_K, P_BEAM_THR, P_BEAM_W, P_SRD_K, P_SRD_EMIN, P_SRD_EMAX,
  P_SRD_LO, P_SRD_HI, P_VETO_THR, P_VETO_LO, P_VETO_HI, P_CALO_LO, P_CALO_HI, P_HCAL_LO,
  P_HCAL_HI, P_ECAL_CUT, P_PRS_MIN, P_CALIB_MIN, P_MIP_LO, P_MIP_HI, P_HCAL_THR, P_RND_MODE,
- P_RND_PARAM, P_SPAN_LO, P_SPAN_HI, P_N_BOARDS, P_PRESCALE) = range(30)
+ P_RND_PARAM, P_SPAN_LO, P_SPAN_HI, P_N_BOARDS, P_GUARD, P_PRESCALE) = range(31)
 N_PARAMS = P_PRESCALE + N_TYPES
 
 RND_OFF, RND_POISSON, RND_PERIODIC = 0, 1, 2
@@ -135,6 +135,7 @@ class TriggerRegisters:
                 raise ConfigError(f"trigger.{key}", list(getattr(tc, key)), "a window of at least 1/64 sample")
             windows[key] = (lo, hi)
         p[P_BEAM_W] = max(1, _fine(tc.beam_window_ns, sample_ns))
+        p[P_GUARD] = _fine(tc.pileup_guard_ns, sample_ns)
         p[P_SRD_LO], p[P_SRD_HI] = windows["srd_window_ns"]
         p[P_VETO_LO], p[P_VETO_HI] = windows["veto_window_ns"]
         p[P_CALO_LO], p[P_CALO_HI] = windows["calo_window_ns"]
