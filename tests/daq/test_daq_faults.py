@@ -27,7 +27,7 @@ def test_killed_board_process_flags_its_events_incomplete(tmp_path):
         s = run.summary()
     # the run went on, and says what happened
     assert s["died"] == {"fe1": -signal.SIGKILL}
-    assert sorted(int(b) for b in s["dead_boards"]) == list(range(6, 12))
+    assert sorted(int(b) for b in s["dead_boards"]) == list(range(6, 12)), s["dead_boards"]
     assert any("fe1" in e for e in s["errors"])
     assert s["events_issued"] == s["events_written"] == n
     assert s["events_incomplete"] > 0

@@ -79,6 +79,7 @@ class BoardGroupNode(Node):
         self.push: zmq.Socket | None = None
         self._last_progress = time.monotonic()
         self._last_heartbeat = 0.0
+        self._turn = 0
         self.stalled = False
 
     def connect(self, endpoints: dict[str, str]) -> None:
@@ -137,16 +138,21 @@ class BoardGroupNode(Node):
         whole queue (which would leave the builder holding many partial events).
         """
         progressed = False
-        while True:
-            step = False
-            for board in self.boards.values():
-                if len(self.pending) >= self.queue_limit:
-                    self.stalled = True   # backpressure: wait for the builder
-                    return progressed
-                step |= self._apply_one(board)
-            if not step:
+        boards = list(self.boards.values())
+        idle = 0
+        while idle < len(boards):   # until a whole round makes no progress
+            if len(self.pending) >= self.queue_limit:
+                self.stalled = True   # backpressure: wait for the builder
                 return progressed
-            progressed = True
+            # the round resumes where the last one stopped, so boards never overtake each other
+            board = boards[self._turn]
+            self._turn = (self._turn + 1) % len(boards)
+            if self._apply_one(board):
+                progressed = True
+                idle = 0
+            else:
+                idle += 1
+        return progressed
 
     def _apply_one(self, board: _Board) -> bool:
         """Read out the next trigger of this board (or retire an empty or end decision)."""
@@ -228,6 +234,7 @@ class BoardGroupNode(Node):
             self.counters["fragments_sent"] += 1
             self._last_progress = time.monotonic()
         self._last_heartbeat = 0.0
+        self._turn = 0
         self.stalled = False
 
     def _produce(self, board: _Board) -> bool:

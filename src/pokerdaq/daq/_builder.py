@@ -55,8 +55,9 @@ OUT_QUEUE_EVENTS = 8
 class _Event:
     created: float                      # first fragment or trigger record, whichever came first
     first_fragment: float | None = None  # the stale-event clock starts here
-    record: np.void | None = None
+    record: tuple[int, int, int, int] | None = None   # event number, timestamp, trigger word, dead boards
     fragments: dict[int, Fragment] = field(default_factory=dict)
+    mask: int = 0                        # bit b: a fragment of board b is held
     flags: int = 0
     ready: bool = False
     header: np.ndarray | None = None
@@ -72,6 +73,7 @@ class EventBuilderNode(Node):
         cmap = cfg.channel_map
         self.n_channels = len(cmap)
         self.board_channels = {b: cmap.channels_on_board(b) for b in range(cmap.n_boards)}
+        self.board_channel_lists = {b: c.tolist() for b, c in self.board_channels.items()}
         self.all_boards_mask = sum(1 << b for b in self.board_channels)
         self.window = cfg.digitizer.window_samples
         self.timeout = cfg.daq.builder_timeout_s
@@ -81,6 +83,9 @@ class EventBuilderNode(Node):
         self.floor = 0                      # every event number below it has been sent on
         self.data_events: set[int] = set()  # events holding fragment data or a built event (in flight)
         self.out: collections.deque = collections.deque()
+        self.parked: collections.deque = collections.deque()   # fragments of new events at the limit
+        self.park_limit = 2 * len(self.board_channels)
+        self.max_parked = 0
         self.total: int | None = None       # events issued, known from the end-of-run record
         self.end_time: float | None = None
         self._next_expire = 0.0
@@ -91,6 +96,7 @@ class EventBuilderNode(Node):
         import hist
         self.h_latency = hist.Hist(hist.axis.Regular(50, 0.0, 500.0, name="build_latency_ms"))
         self.h_size = hist.Hist(hist.axis.Regular(50, 0.0, 64.0, name="event_fragments_kB"))
+        self._fills: list[tuple[float, float, int]] = []
         self.h_pulses = hist.Hist(hist.axis.Regular(40, 0.0, 40.0, name="pulses_per_event"))
 
     # ---- sockets ---------------------------------------------------------------------
@@ -116,7 +122,8 @@ class EventBuilderNode(Node):
         return len(self.events) - len(self.data_events)
 
     def _may_read_fragments(self) -> bool:
-        return self.in_flight < self.limit
+        # fragments of events beyond the in-flight limit are parked (bounded): read while there is room
+        return len(self.parked) < self.park_limit
 
     def sockets(self):
         socks = [(self.monitor, zmq.POLLIN)]
@@ -141,10 +148,19 @@ class EventBuilderNode(Node):
                 break
             self._on_records(frames)
             more = True
+        if self.parked and self.in_flight < self.limit:
+            parked, self.parked = self.parked, collections.deque()
+            for frames in parked:      # admitted now, or parked again
+                self._on_fragment(frames, counted=True)
+            more = True
         for _ in range(256):
-            if not self._may_read_fragments():
-                if self.out or not self._evict_oldest():
+            if self.in_flight >= self.limit - 1 and not self.out and len(self.parked) >= self.park_limit:
+                # at the limit, nothing waits for the writer, and fragments of new events keep
+                # coming: the oldest event cannot complete from what we hold; write it now
+                if not self._evict_oldest():
                     break
+            if not self._may_read_fragments():
+                break
             try:
                 frames = self.frag_sock.recv_multipart(zmq.NOBLOCK, copy=False)
             except zmq.Again:
@@ -174,8 +190,9 @@ class EventBuilderNode(Node):
     def _reject(self, reason: Reason, n: int = 1) -> None:
         self.rejected[reason.value] += n
 
-    def _on_fragment(self, frames) -> None:
-        self.counters["fragment_messages"] += 1
+    def _on_fragment(self, frames, counted: bool = False) -> None:
+        if not counted:
+            self.counters["fragment_messages"] += 1
         if len(frames) != 1:
             self._reject(Reason.BAD_FRAMES)
             return
@@ -188,7 +205,7 @@ class EventBuilderNode(Node):
         if chans is None:
             self._reject(Reason.BAD_BOARD)
             return
-        if len(frag.channels) != len(chans) or not np.array_equal(frag.channels, chans):
+        if frag.channels.tolist() != self.board_channel_lists[frag.board_id]:
             self._reject(Reason.BAD_CHANNELS)
             return
         if frag.samples.shape[1] != self.window:
@@ -210,18 +227,25 @@ class EventBuilderNode(Node):
             self._reject(Reason.MISMATCH)
             ev.flags |= self.EventFlags.MISMATCH
             return
+        if ev_no not in self.data_events and self.in_flight >= self.limit - (ev_no != self.floor):
+            # a new event at the in-flight limit: park the fragment (bounded) until room frees.
+            # The last place is kept for the next event to write (the floor): it always gets
+            # in, so the events queued behind it can always leave.
+            self.parked.append(frames)
+            self.max_parked = max(self.max_parked, len(self.parked))
+            return
         if ev is None:
             ev = self.events[ev_no] = _Event(time.monotonic())
         if ev.first_fragment is None:
             ev.first_fragment = time.monotonic()
         ev.fragments[frag.board_id] = frag
+        ev.mask |= 1 << frag.board_id
         self.data_events.add(ev_no)
-        self.counters["fragments_accepted"] += 1
         self._check_complete(ev_no, ev)
 
     @staticmethod
-    def _matches(record: np.void, frag: Fragment) -> bool:
-        return int(record["timestamp"]) == frag.timestamp and int(record["trigger_word"]) == frag.trigger_word
+    def _matches(record: tuple, frag: Fragment) -> bool:
+        return record[1] == frag.timestamp and record[2] == frag.trigger_word
 
     def _on_records(self, frames) -> None:
         try:
@@ -236,8 +260,9 @@ class EventBuilderNode(Node):
             self.total = int(head["slice_index"])
             self.end_time = time.monotonic()
             return
-        for rec in records:
-            ev_no = int(rec["event_number"])
+        for rec in zip(records["event_number"].tolist(), records["timestamp"].tolist(),
+                       records["trigger_word"].tolist(), records["dead_boards"].tolist()):
+            ev_no = rec[0]   # (event number, timestamp, trigger word, dead boards) as Python ints
             if ev_no < self.floor:
                 self.counters["bad_trigger_records"] += 1
                 continue
@@ -251,6 +276,7 @@ class EventBuilderNode(Node):
             for b, frag in list(ev.fragments.items()):
                 if not self._matches(rec, frag):
                     del ev.fragments[b]
+                    ev.mask &= ~(1 << b)
                     self._reject(Reason.MISMATCH)
                     ev.flags |= self.EventFlags.MISMATCH
             if not ev.fragments:
@@ -258,49 +284,52 @@ class EventBuilderNode(Node):
             self._check_complete(ev_no, ev)
 
     def _expected_mask(self, ev: _Event) -> int:
-        return self.all_boards_mask & ~int(ev.record["dead_boards"])
+        return self.all_boards_mask & ~ev.record[3]
 
     def _check_complete(self, ev_no: int, ev: _Event) -> None:
         if ev.record is None or ev.ready:
             return
-        have = sum(1 << b for b in ev.fragments)
-        if have & self._expected_mask(ev) == self._expected_mask(ev):
+        expected = self._expected_mask(ev)
+        if ev.mask & expected == expected:
             self._finalize(ev_no, ev)
 
     def _finalize(self, ev_no: int, ev: _Event) -> None:
         """Turn an event into its writer message (complete, or flagged INCOMPLETE)."""
-        have = sum(1 << b for b in ev.fragments)
-        missing = self.all_boards_mask & ~have
+        missing = self.all_boards_mask & ~ev.mask
         flags = ev.flags
         if missing:
             flags |= self.EventFlags.INCOMPLETE
         header = np.zeros(1, dtype=self.EVENT_DTYPE)
         header["event_number"] = ev_no
-        header["timestamp"] = ev.record["timestamp"]
-        header["trigger_word"] = ev.record["trigger_word"]
+        header["timestamp"] = ev.record[1]
+        header["trigger_word"] = ev.record[2]
         header["flags"] = int(flags)
         header["missing_boards"] = missing
         samples = np.zeros((self.n_channels, self.window), dtype=np.uint16)
         pulses = []
+        n_pulses = 0
+        self.counters["fragments_accepted"] += len(ev.fragments)   # the ones that made it into an event
         for b in sorted(ev.fragments):
             frag = ev.fragments[b]
             samples[frag.channels] = frag.samples
-            pulses.append(frag.pulses)
-        pulses_arr = np.concatenate(pulses) if pulses else np.zeros(0, dtype=np.dtype([]))
-        header["n_pulses"] = len(pulses_arr)
+            pulses.append(frag.pulses.tobytes())
+            n_pulses += len(frag.pulses)
+        header["n_pulses"] = n_pulses
         self.data_events.add(ev_no)
         ev.fragments = {}
         ev.ready = True
         ev.header = header
-        ev.message = [b"EV", header.tobytes(), samples.tobytes(), pulses_arr.tobytes() if len(pulses_arr) else b""]
+        ev.message = [b"EV", header.tobytes(), samples.tobytes(), b"".join(pulses)]
         self.counters["events_built"] += 1
         if missing:
             self.counters["events_incomplete"] += 1
         if flags & self.EventFlags.MISMATCH:
             self.counters["events_mismatch"] += 1
-        self.h_latency.fill((time.monotonic() - (ev.first_fragment or ev.created)) * 1e3)
-        self.h_size.fill(sum(len(m) for m in ev.message) / 1024.0)
-        self.h_pulses.fill(len(pulses_arr))
+        # histogram fills are batched (a hist.fill call costs ~30 us): see _fill_histograms
+        self._fills.append(((time.monotonic() - (ev.first_fragment or ev.created)) * 1e3,
+                            sum(len(m) for m in ev.message) / 1024.0, n_pulses))
+        if len(self._fills) >= 1024:
+            self._fill_histograms()
 
     def _expire(self) -> None:
         """Time out stale events (checked every few tens of ms).
@@ -341,7 +370,7 @@ class EventBuilderNode(Node):
 
     def _evict_oldest(self) -> bool:
         """At the in-flight limit with nothing waiting for the writer: finalise the oldest event now."""
-        for ev_no in sorted(self.events):
+        for ev_no in sorted(self.data_events):
             ev = self.events[ev_no]
             if ev.ready:
                 continue
@@ -377,17 +406,34 @@ class EventBuilderNode(Node):
         return sent
 
     def _finish(self) -> None:
+        # what is still held belongs to no issued event: orphans, counted and dropped
+        for ev_no in list(self.events):
+            self._drop_orphan(ev_no, self.events[ev_no])
+        self._reject(Reason.ORPHAN, len(self.parked))
+        self.parked.clear()
         info = {"events_issued": self.total, "stats": self.stats()}
         self.send_with_deadline(self.push, [b"END", json.dumps(info).encode()], "end of run to the writer")
         self.notify_drained()
 
+    def _fill_histograms(self) -> None:
+        if self._fills:
+            lat, size, npl = np.array(self._fills).T
+            self.h_latency.fill(lat)
+            self.h_size.fill(size)
+            self.h_pulses.fill(npl)
+            self._fills = []
+
     def stats(self) -> dict[str, Any]:
+        self._fill_histograms()
         return {
             **dict(self.counters),
             "rejected": dict(self.rejected),
             "in_flight": self.in_flight,
             "max_in_flight": self.max_in_flight,
             "in_flight_limit": self.limit,
+            "parked": len(self.parked),
+            "max_parked": self.max_parked,
+            "park_limit": self.park_limit,
             "held_events": len(self.events),
             "next_event": self.floor,
             "events_issued": self.total,

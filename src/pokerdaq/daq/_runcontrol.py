@@ -147,7 +147,9 @@ class DaqRun:
         self._pub.setsockopt(zmq.SNDHWM, cfg.daq.monitor_hwm)
         self._pub.setsockopt(zmq.LINGER, 0)
         self._pub.bind(want["monitor"])
-        self.endpoints = {"control": control, "monitor": self._pub.getsockopt_string(zmq.LAST_ENDPOINT)}
+        # configured endpoints of processes not started here (``only``) are kept for the caller
+        self.endpoints = {n: e for n, e in want.items() if "*" not in e}
+        self.endpoints.update(control=control, monitor=self._pub.getsockopt_string(zmq.LAST_ENDPOINT))
 
         boards = list(range(cfg.channel_map.n_boards))
         per = cfg.daq.boards_per_process

@@ -50,6 +50,7 @@ class TriggerProcessorNode(Node):
         self.last_seen = {b: time.monotonic() for b in self.all_boards}
         self.pending: dict[int, dict[int, tuple[np.ndarray, bool]]] = collections.defaultdict(dict)
         self.next_slice = 0
+        self.slice_wait_start = time.monotonic()
         self.next_event = 0
         self.stop_requested = False
         self.ended = False
@@ -72,6 +73,7 @@ class TriggerProcessorNode(Node):
     def on_start(self) -> None:
         now = time.monotonic()
         self.last_seen = {b: now for b in self.all_boards}
+        self.slice_wait_start = now
 
     def on_stop(self) -> None:
         self.stop_requested = True
@@ -140,7 +142,9 @@ class TriggerProcessorNode(Node):
                 continue
             # before its first message a board may still be starting (imports, JIT): allow stall_timeout_s
             limit = self.cfg.daq.board_timeout_s if b in self.heard else self.cfg.daq.stall_timeout_s
-            if now - self.last_seen[b] > limit:
+            # silence counts from when we started waiting for this slice: a board that was
+            # ahead of us (waiting for our decisions) was not silent
+            if now - max(self.last_seen[b], self.slice_wait_start) > limit:
                 self._mark_dead(b, f"silent for more than {limit} s")
 
     def _mark_dead(self, b: int, why: str) -> None:
@@ -177,6 +181,7 @@ class TriggerProcessorNode(Node):
                                flags=int(SliceFlags.RECORDS), slice_index=k, records=trig)
             self.send_with_deadline(self.push, rec, "trigger records to the event builder")
         self.next_slice = k + 1
+        self.slice_wait_start = time.monotonic()
         if self.max_events is not None and self.next_event >= int(self.max_events):
             self._end()
 

@@ -18,6 +18,7 @@ input (and never any other exception for bytes that came off a socket).
 from __future__ import annotations
 
 import enum
+import struct
 import zlib
 from dataclasses import dataclass
 
@@ -60,6 +61,8 @@ WIRE_PULSE_DTYPE = PULSE_DTYPE.newbyteorder("<")
 CRC_DTYPE = np.dtype("<u4")
 
 HEADER_SIZE = FRAGMENT_HEADER_DTYPE.itemsize
+_HEADER_STRUCT = struct.Struct("<4sHHIHHQQIIIIII")   # FRAGMENT_HEADER_DTYPE, for fast decoding
+_CRC_STRUCT = struct.Struct("<I")
 TRAILER_SIZE = CRC_DTYPE.itemsize
 PULSE_SIZE = WIRE_PULSE_DTYPE.itemsize
 
@@ -70,7 +73,7 @@ MAX_SAMPLES = 4096
 MAX_PULSES_PER_CHANNEL = 16
 """Most pulse records per channel (the firmware's max_pulses register holds at most 15)."""
 
-assert HEADER_SIZE == 56 and PULSE_SIZE == 46  # documented in docs/wire-format.md
+assert HEADER_SIZE == 56 == _HEADER_STRUCT.size and PULSE_SIZE == 46  # documented in docs/wire-format.md
 
 
 class FragmentFlags(enum.IntFlag):
@@ -215,49 +218,51 @@ def decode_fragment(buf, expected_run: int | None = None) -> Fragment:
     FragmentError
         With the first failed check's :class:`Reason`. Nothing else is raised for any input.
     """
-    mv = memoryview(buf).cast("B")
+    try:
+        mv = memoryview(buf).cast("B")
+    except TypeError as err:
+        raise FragmentError(Reason.TRUNCATED, f"not a byte buffer ({err})") from None
     n = mv.nbytes
     if n < HEADER_SIZE + TRAILER_SIZE:
         raise FragmentError(Reason.TRUNCATED, f"{n} bytes, less than header and trailer ({HEADER_SIZE + TRAILER_SIZE})")
-    h = np.frombuffer(mv, dtype=FRAGMENT_HEADER_DTYPE, count=1)[0]
-    if bytes(mv[0:4]) != FRAGMENT_MAGIC:
-        raise FragmentError(Reason.BAD_MAGIC, f"magic {bytes(mv[0:4])!r}, expected {FRAGMENT_MAGIC!r}")
-    if int(h["version"]) != FRAGMENT_VERSION:
-        raise FragmentError(Reason.BAD_VERSION, f"version {int(h['version'])}, expected {FRAGMENT_VERSION}")
-    if int(h["header_size"]) != HEADER_SIZE:
-        raise FragmentError(Reason.BAD_HEADER_SIZE, f"header_size {int(h['header_size'])}, expected {HEADER_SIZE}")
-    n_ch, n_s, n_p = int(h["n_channels"]), int(h["samples_per_channel"]), int(h["n_pulses"])
+    (magic, version, header_size, run_number, board_id, n_ch, event_number, timestamp, trigger_word, flags,
+     n_s, n_p, plen_declared, reserved) = _HEADER_STRUCT.unpack_from(mv, 0)
+    if magic != FRAGMENT_MAGIC:
+        raise FragmentError(Reason.BAD_MAGIC, f"magic {magic!r}, expected {FRAGMENT_MAGIC!r}")
+    if version != FRAGMENT_VERSION:
+        raise FragmentError(Reason.BAD_VERSION, f"version {version}, expected {FRAGMENT_VERSION}")
+    if header_size != HEADER_SIZE:
+        raise FragmentError(Reason.BAD_HEADER_SIZE, f"header_size {header_size}, expected {HEADER_SIZE}")
     if n_ch > MAX_CHANNELS or n_s > MAX_SAMPLES or n_p > n_ch * MAX_PULSES_PER_CHANNEL:
         raise FragmentError(Reason.BAD_COUNT, f"n_channels {n_ch} (max {MAX_CHANNELS}), samples_per_channel "
                             f"{n_s} (max {MAX_SAMPLES}), n_pulses {n_p} (max {MAX_PULSES_PER_CHANNEL} per channel)")
     plen = payload_length(n_ch, n_s, n_p)
-    if int(h["payload_length"]) != plen:
-        raise FragmentError(Reason.LENGTH_MISMATCH,
-                            f"payload_length {int(h['payload_length'])}, the counts give {plen}")
+    if plen_declared != plen:
+        raise FragmentError(Reason.LENGTH_MISMATCH, f"payload_length {plen_declared}, the counts give {plen}")
     total = HEADER_SIZE + plen + TRAILER_SIZE
     if n < total:
         raise FragmentError(Reason.TRUNCATED, f"{n} bytes, the header declares {total}")
     if n > total:
         raise FragmentError(Reason.LENGTH_MISMATCH, f"{n} bytes, the header declares {total}")
-    crc = int(np.frombuffer(mv, dtype=CRC_DTYPE, count=1, offset=HEADER_SIZE + plen)[0])
+    (crc,) = _CRC_STRUCT.unpack_from(mv, HEADER_SIZE + plen)
     if zlib.crc32(mv[:HEADER_SIZE + plen]) != crc:
         raise FragmentError(Reason.BAD_CRC, "CRC-32 over header and payload does not match the trailer")
-    if int(h["reserved"]) != 0:
-        raise FragmentError(Reason.BAD_RESERVED, f"reserved {int(h['reserved'])}, expected 0")
-    if expected_run is not None and int(h["run_number"]) != expected_run:
-        raise FragmentError(Reason.WRONG_RUN, f"run {int(h['run_number'])}, expected {expected_run}")
+    if reserved != 0:
+        raise FragmentError(Reason.BAD_RESERVED, f"reserved {reserved}, expected 0")
+    if expected_run is not None and run_number != expected_run:
+        raise FragmentError(Reason.WRONG_RUN, f"run {run_number}, expected {expected_run}")
     block = CHANNEL_BLOCK_HEADER_DTYPE.itemsize + 2 * n_s
-    raw = np.frombuffer(mv, dtype=np.uint8, count=n_ch * block, offset=HEADER_SIZE).reshape(n_ch, block)
-    channels = np.ascontiguousarray(raw[:, 0:2]).view("<u2").reshape(n_ch).astype(np.uint16)
-    if np.unique(channels).size != n_ch:
+    raw = np.frombuffer(mv, dtype="<u2", count=n_ch * block // 2, offset=HEADER_SIZE).reshape(n_ch, block // 2)
+    channels = raw[:, 0].astype(np.uint16)
+    channel_set = set(channels.tolist())
+    if len(channel_set) != n_ch:
         raise FragmentError(Reason.BAD_CHANNELS, "a channel number appears twice")
-    samples = np.ascontiguousarray(raw[:, 4:]).view("<u2").reshape(n_ch, n_s).astype(np.uint16)
-    pulses = np.frombuffer(mv, dtype=WIRE_PULSE_DTYPE, count=n_p,
-                           offset=HEADER_SIZE + n_ch * block).astype(PULSE_DTYPE)
-    if n_p and not np.isin(pulses["channel"], channels).all():
+    samples = raw[:, 2:].astype(np.uint16)
+    pulses = np.frombuffer(mv, dtype=WIRE_PULSE_DTYPE, count=n_p, offset=HEADER_SIZE + n_ch * block)
+    pulses = pulses.copy() if WIRE_PULSE_DTYPE == PULSE_DTYPE else pulses.astype(PULSE_DTYPE)
+    if n_p and not set(pulses["channel"].tolist()) <= channel_set:
         raise FragmentError(Reason.BAD_PULSE, "a pulse record names a channel without a channel block")
-    return Fragment(int(h["run_number"]), int(h["board_id"]), int(h["event_number"]), int(h["timestamp"]),
-                    int(h["trigger_word"]), int(h["flags"]), channels, samples, pulses)
+    return Fragment(run_number, board_id, event_number, timestamp, trigger_word, flags, channels, samples, pulses)
 
 
 # --------------------------------------------------------------------------------------
