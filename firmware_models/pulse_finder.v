@@ -16,9 +16,10 @@
 //                  from c+1 on (one sample per clock, x[c..p] is non-decreasing, so the first
 //                  sample above VMID is the unique straddle of the spec's backward walk).
 //   divider      : 6-stage pipelined restoring divider, one quotient bit per stage (FINE).
-//   output stage : applies MORE_PULSES: the MAX_PULSES-th pulse is held until a release
+//   output stage : waits for each entry's due clock (fixed latency), applies MORE_PULSES:
+//                  the MAX_PULSES-th pulse is held until a release
 //                  token (further pulse confirmed, or window end) comes through the queue.
-// Latency: see firmware_models/README.md.
+// Latency: fixed, NSA + 10 clocks from the closing sample to out_valid (README.md).
 //
 // Registers must be stable while busy is high (change them between windows after busy
 // falls). MUTANT != 0 builds deliberately wrong variants used to test the testbench.
@@ -48,7 +49,7 @@ module pulse_finder #(
     // pulse record (docs/firmware-spec.md 1.10)
     output reg                out_valid,
     output reg  [15:0]        out_window,
-    output reg  [7:0]         out_pulse_index,
+    output reg  [3:0]         out_pulse_index,
     output reg  [47:0]        out_crossing,
     output reg  [47:0]        out_coarse,
     output reg  [5:0]         out_fine,
@@ -61,7 +62,7 @@ module pulse_finder #(
     output reg  [9:0]         out_quality,
     // status
     output wire               busy,
-    output reg                err_overflow
+    output reg                err_overflow      // sticky: queue/FIFO overflow or a late record
 );
 
     // one C++ class for all channel instances in the simulator (compile time of the bank)
@@ -71,9 +72,12 @@ module pulse_finder #(
 
     // ------------------------------------------------------------------ queue entry layout
     // {pulse, rel, more, held, win[16], idx[8], c[48], caddr[10], needa, vmid[14], xc[14],
-    //  bfound, bj[6], bxa[14], bxb[14], vpeak[14], integ[24], net[25], ped[19], nover[10], q[10]}
+    //  bfound, bj[6], bxa[14], bxb[14], vpeak[14], integ[24], net[25], ped[19], nover[10], q[10],
+    //  due[16]}
     localparam integer EW = 4 + 16 + 8 + 48 + 10 + 1 + 14 + 14 + 1 + 6 + 14 + 14
-                            + 14 + 24 + 25 + 19 + 10 + 10;
+                            + 14 + 24 + 25 + 19 + 10 + 10 + 16;
+    // fixed latency: records leave LAT_BASE + NSA clocks after the clock of the closing sample
+    localparam [15:0] LAT_BASE = 16'd10;
 
     // ------------------------------------------------------------------ live state
     reg         in_win;
@@ -86,7 +90,7 @@ module pulse_finder #(
     reg  [19:0] win_sum;        // sum x[max(n-NSB,0) .. n-1]
     reg  [5:0]  cnt_full;       // samples == 16383 in that range
     reg  [5:0]  cnt_zero;       // samples == 0 in that range
-    reg  [7:0]  idx_cnt;        // PULSE_INDEX of the next confirmed pulse (wraps)
+    reg  [3:0]  idx_cnt;        // PULSE_INDEX of the next confirmed pulse (u4, wraps: spec 1.10)
     reg  [4:0]  nconf;          // confirmed pulses in this window, saturating at 31
     // tracked candidate / open pulse
     reg         trk;
@@ -97,7 +101,7 @@ module pulse_finder #(
     reg  [9:0]  t_caddr;
     reg  [5:0]  t_nb;           // c - lo
     reg         t_nsb_before;
-    reg  [7:0]  t_idx;
+    reg  [3:0]  t_idx;
     reg         t_rep;
     reg         t_held;
     reg  [23:0] t_integ;
@@ -160,7 +164,7 @@ module pulse_finder #(
     reg  [5:0]  c_nb;
     reg         c_nsb_before;
     reg  [13:0] c_xc;
-    reg  [7:0]  c_idx;
+    reg  [3:0]  c_idx;
     reg         c_rep, c_held, c_rel_more, c_end_rel;
     reg  [4:0]  c_nconf;
     reg  [13:0] snap_n [0:63];
@@ -180,6 +184,10 @@ module pulse_finder #(
     reg  [5:0]  k_bj;
     reg  [13:0] k_bxa, k_bxb;
     reg  [8:0]  nsa_m1;
+    // free-running clock count and the due time of an entry pushed this clock
+    reg  [15:0] clk_cnt;
+    reg         err_late, err_fifo;
+    wire [15:0] due_now = clk_cnt + {7'd0, reg_nsa} + LAT_BASE;
     // queue push
     reg         push;
     reg  [EW-1:0] push_e;
@@ -301,14 +309,14 @@ module pulse_finder #(
         push_e = {EW{1'b0}};
         if (take & c_close & c_rep) begin
             push = 1'b1;
-            push_e = {1'b1, c_end_rel, 1'b0, c_held, (in_first ? win_id + 16'd1 : win_id), c_idx,
+            push_e = {1'b1, c_end_rel, 1'b0, c_held, (in_first ? win_id + 16'd1 : win_id), {4'd0, c_idx},
                       (c_start ? n_cur_abs : t_c), (c_start ? wptr : t_caddr),
                       (c_xc <= k_vmid), k_vmid, c_xc,
                       k_bfound, k_bj, k_bxa, k_bxb, k_vpeak, c_integ, k_net, ped_sum,
-                      c_nover, k_q};
+                      c_nover, k_q, due_now};
         end else if (take & (c_rel_more | c_end_rel)) begin
             push = 1'b1;
-            push_e = {1'b0, 1'b1, c_rel_more, 1'b0, {(EW - 4){1'b0}}};
+            push_e = {1'b0, 1'b1, c_rel_more, 1'b0, {(EW - 20){1'b0}}, due_now};
         end
     end
 
@@ -324,7 +332,7 @@ module pulse_finder #(
             n_rel <= 7'd0;
             wptr <= 10'd0;
             nconf <= 5'd0;
-            idx_cnt <= 8'd0;
+            idx_cnt <= 4'd0;
         end else if (take) begin
             in_win <= ~in_last;
             if (in_first) win_id <= win_id + 16'd1;
@@ -348,8 +356,8 @@ module pulse_finder #(
             cnt_zero <= cnt_zero_cur + {5'd0, x_zero & (reg_nsb != 6'd0)}
                         - {5'd0, tap_ok & (tap == 14'd0)};
             nconf <= c_nconf;
-            if (in_first) idx_cnt <= c_conf_now ? 8'd1 : 8'd0;
-            else if (c_conf_now) idx_cnt <= idx_cnt + 8'd1;
+            if (in_first) idx_cnt <= c_conf_now ? 4'd1 : 4'd0;
+            else if (c_conf_now) idx_cnt <= idx_cnt + 4'd1;
 
             trk <= c_trk & ~c_close & ~in_last;
             conf <= c_conf & ~c_close & ~c_drop;
@@ -381,9 +389,9 @@ module pulse_finder #(
     always @(posedge clk) begin
         if (rst) begin
             q_wr <= 4'd0;
-            err_overflow <= 1'b0;
+            err_queue <= 1'b0;
         end else if (push) begin
-            if (q_full) err_overflow <= 1'b1;
+            if (q_full) err_queue <= 1'b1;
             else begin
                 q_mem[q_wr[2:0]] <= push_e;
                 q_wr <= q_wr + 4'd1;
@@ -493,27 +501,41 @@ module pulse_finder #(
         end
     end
 
-    // ------------------------------------------------------------------ output stage
-    wire [EW-1:0] oe = de[6];
+    // ------------------------------------------------------------------ output FIFO + stage
+    // Entries wait in an 8-deep FIFO until their due clock; due times increase strictly with
+    // the push order, so at most one entry fires per clock and the record order is kept.
+    localparam integer FW = EW + 48 + 6 + 1;
+    reg  [FW-1:0] f_mem [0:7];
+    reg  [3:0]    f_wr, f_rd;
+    wire          f_empty = (f_wr == f_rd);
+    wire          f_full  = (f_wr[2:0] == f_rd[2:0]) & (f_wr[3] != f_rd[3]);
+    wire [FW-1:0] f_head  = f_mem[f_rd[2:0]];
+    wire [EW-1:0] oe      = f_head[FW-1 -: EW];
+    wire [47:0]   o_coarse = f_head[54:7];
+    wire [5:0]    o_fine  = f_head[6:1];
+    wire          o_tbad  = f_head[0];
     wire          o_pulse = oe[EW-1];
     wire          o_rel   = oe[EW-2];
     wire          o_more  = oe[EW-3];
     wire          o_held  = oe[EW-4];
-    wire [5:0]    o_fine  = dtb[6] ? 6'd0 : dq[6];
-    // record fields of the entry at the divider output
     wire [15:0]   o_win   = oe[EW-5 -: 16];
-    wire [7:0]    o_idx   = oe[EW-21 -: 8];
+    /* verilator lint_off UNUSEDSIGNAL */
+    wire [7:0]    o_idx   = oe[EW-21 -: 8];     // bits 7:4 are zero (u4 index)
+    /* verilator lint_on UNUSEDSIGNAL */
     wire [47:0]   o_c     = oe[EW-29 -: 48];
     wire [13:0]   o_vpeak = oe[EW-151 -: 14];
     wire [23:0]   o_integ = oe[EW-165 -: 24];
     wire [24:0]   o_net   = oe[EW-189 -: 25];
     wire [18:0]   o_ped   = oe[EW-214 -: 19];
     wire [9:0]    o_nover = oe[EW-233 -: 10];
-    wire [9:0]    o_q     = oe[9:0] | {2'b00, dtb[6], 7'd0};
+    wire [9:0]    o_q     = oe[EW-243 -: 10] | {2'b00, o_tbad, 7'd0};
+    wire [15:0]   o_due   = oe[15:0];
+    wire [15:0]   o_wait  = o_due - clk_cnt;          // modular: 0 = due now, bit 15 = late
+    wire          o_fire  = ~f_empty & ((o_wait == 16'd0) | o_wait[15]);
 
     reg           hold_v;
     reg  [15:0]   h_win;
-    reg  [7:0]    h_idx;
+    reg  [3:0]    h_idx;
     reg  [47:0]   h_c, h_coarse;
     reg  [5:0]    h_fine;
     reg  [13:0]   h_vpeak;
@@ -524,32 +546,52 @@ module pulse_finder #(
 
     always @(posedge clk) begin
         if (rst) begin
+            clk_cnt <= 16'd0;
+            f_wr <= 4'd0;
+            f_rd <= 4'd0;
             out_valid <= 1'b0;
             hold_v <= 1'b0;
+            err_late <= 1'b0;
+            err_fifo <= 1'b0;
         end else begin
+            clk_cnt <= clk_cnt + 16'd1;
+            if (dv[6]) begin
+                if (f_full) err_fifo <= 1'b1;
+                else begin
+                    f_mem[f_wr[2:0]] <= {de[6], dco[6], dtb[6] ? 6'd0 : dq[6], dtb[6]};
+                    f_wr <= f_wr + 4'd1;
+                end
+            end
             out_valid <= 1'b0;
-            if (dv[6] & o_pulse & o_held & ~o_rel) begin
-                hold_v <= 1'b1;
-                h_win <= o_win; h_idx <= o_idx; h_c <= o_c; h_coarse <= dco[6];
-                h_fine <= o_fine; h_vpeak <= o_vpeak; h_integ <= o_integ; h_net <= o_net;
-                h_ped <= o_ped; h_nover <= o_nover; h_q <= o_q;
-            end else if (dv[6] & o_pulse) begin
-                out_valid <= 1'b1;
-                out_window <= o_win; out_pulse_index <= o_idx; out_crossing <= o_c;
-                out_coarse <= dco[6]; out_fine <= o_fine; out_time <= {dco[6], o_fine};
-                out_peak <= o_vpeak; out_integral <= o_integ; out_integral_net <= o_net;
-                out_pedestal <= o_ped; out_n_over <= o_nover; out_quality <= o_q;
-            end else if (dv[6] & o_rel & hold_v) begin
-                hold_v <= 1'b0;
-                out_valid <= 1'b1;
-                out_window <= h_win; out_pulse_index <= h_idx; out_crossing <= h_c;
-                out_coarse <= h_coarse; out_fine <= h_fine; out_time <= {h_coarse, h_fine};
-                out_peak <= h_vpeak; out_integral <= h_integ; out_integral_net <= h_net;
-                out_pedestal <= h_ped; out_n_over <= h_nover;
-                out_quality <= h_q | {(MUTANT == 5) ? 1'b0 : o_more, 9'd0};
+            if (o_fire) begin
+                f_rd <= f_rd + 4'd1;
+                if (o_wait != 16'd0) err_late <= 1'b1;
+                if (o_pulse & o_held & ~o_rel) begin
+                    hold_v <= 1'b1;
+                    h_win <= o_win; h_idx <= o_idx[3:0]; h_c <= o_c; h_coarse <= o_coarse;
+                    h_fine <= o_fine; h_vpeak <= o_vpeak; h_integ <= o_integ; h_net <= o_net;
+                    h_ped <= o_ped; h_nover <= o_nover; h_q <= o_q;
+                end else if (o_pulse) begin
+                    out_valid <= 1'b1;
+                    out_window <= o_win; out_pulse_index <= o_idx[3:0]; out_crossing <= o_c;
+                    out_coarse <= o_coarse; out_fine <= o_fine; out_time <= {o_coarse, o_fine};
+                    out_peak <= o_vpeak; out_integral <= o_integ; out_integral_net <= o_net;
+                    out_pedestal <= o_ped; out_n_over <= o_nover; out_quality <= o_q;
+                end else if (o_rel & hold_v) begin
+                    hold_v <= 1'b0;
+                    out_valid <= 1'b1;
+                    out_window <= h_win; out_pulse_index <= h_idx; out_crossing <= h_c;
+                    out_coarse <= h_coarse; out_fine <= h_fine; out_time <= {h_coarse, h_fine};
+                    out_peak <= h_vpeak; out_integral <= h_integ; out_integral_net <= h_net;
+                    out_pedestal <= h_ped; out_n_over <= h_nover;
+                    out_quality <= h_q | {(MUTANT == 5) ? 1'b0 : o_more, 9'd0};
+                end
             end
         end
     end
+
+    reg  err_queue;
+    always @(*) err_overflow = err_queue | err_fifo | err_late;
 
     reg any_dv;
     integer u;
@@ -557,7 +599,7 @@ module pulse_finder #(
         any_dv = 1'b0;
         for (u = 0; u < 7; u = u + 1) any_dv = any_dv | dv[u];
     end
-    assign busy = ~q_empty | s_busy | any_dv | hold_v | trk;
+    assign busy = ~q_empty | s_busy | any_dv | ~f_empty | hold_v | trk;
 
 endmodule
 

@@ -57,6 +57,7 @@ module pulse_finder_bank #(
     genvar ch;
     generate
         for (ch = 0; ch < NCH; ch = ch + 1) begin : g_ch
+            wire [3:0] w_pulse_index;
             wire [47:0] w_crossing;
             wire [47:0] w_coarse;
             wire [5:0] w_fine;
@@ -67,6 +68,7 @@ module pulse_finder_bank #(
             wire [18:0] w_pedestal;
             wire [9:0] w_n_over;
             wire [9:0] w_quality;
+            assign out_pulse_index[ch*8 +: 8] = {4'd0, w_pulse_index};
             assign out_crossing[ch*64 +: 64] = {16'd0, w_crossing};
             assign out_coarse[ch*64 +: 64] = {16'd0, w_coarse};
             assign out_fine[ch*8 +: 8] = {2'd0, w_fine};
@@ -96,7 +98,7 @@ module pulse_finder_bank #(
                 .reg_ped_cfg(reg_ped_cfg[ch*14 +: 14]),
                 .out_valid(out_valid[ch]),
                 .out_window(out_window[ch*16 +: 16]),
-                .out_pulse_index(out_pulse_index[ch*8 +: 8]),
+                .out_pulse_index(w_pulse_index),
                 .out_crossing(w_crossing),
                 .out_coarse(w_coarse),
                 .out_fine(w_fine),

@@ -17,8 +17,8 @@ from _stimuli import REG_NAMES, Campaign
 
 COMPARED_FIELDS = ("pulse_index", "crossing", "coarse_time", "fine_time", "time", "peak",
                    "integral", "integral_net", "pedestal", "n_over", "quality")
-# firmware pulse_index is 8 bits wide (it wraps in unlimited mode, MAX_PULSES = 0)
-FIELD_MODULUS = {"pulse_index": 256}
+# spec 1.10: firmware pulse_index is u4, the low bits of PULSE_INDEX (it wraps)
+FIELD_MODULUS = {"pulse_index": 16}
 
 
 @dataclass

@@ -95,6 +95,7 @@ async def stream_campaign(dut):
     pos = 0
     w = 0
     drain_clocks = []
+    sample_clock = np.zeros(len(samples), dtype=np.int64)   # clock that registered each sample
     for b, (n, nwin) in enumerate(zip(st["batch_n"], st["batch_nwin"])):
         regs = st["regs"][b]
         for k, (port, width) in enumerate(REG_PORTS):
@@ -114,6 +115,7 @@ async def stream_campaign(dut):
                 dut.in_last.value = int(i == n - 1)
                 await FallingEdge(dut.clk)
                 mon.sample()
+                sample_clock[pos] = mon.clock
                 pos += 1
             w += 1
             dut.in_valid.value = 0
@@ -132,4 +134,4 @@ async def stream_campaign(dut):
     np.savez(os.environ["POKERDAQ_TB_OUT"], rows=rows,
              columns=np.array(["channel", "window", "clock"] + [n for n, _, _ in OUT_PORTS[1:]]),
              err_overflow=int(dut.err_overflow.value), clocks=mon.clock,
-             drain_clocks=np.array(drain_clocks))
+             drain_clocks=np.array(drain_clocks), sample_clock=sample_clock)

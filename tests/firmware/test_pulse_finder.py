@@ -34,7 +34,7 @@ def run_campaign(bank, campaign: Campaign, tmp_path: Path):
 
 
 def assert_bit_exact(result, report) -> None:
-    assert int(result["err_overflow"]) == 0, "record queue overflowed"
+    assert int(result["err_overflow"]) == 0, "record queue/FIFO overflow or a late record"
     assert report.pulses_reference > 0
     assert report.mismatched_windows == 0, report.summary()
     assert report.pulses_rtl == report.pulses_reference
@@ -71,6 +71,38 @@ def test_physics_windows_bit_exact(bank, tmp_path):
     campaign = make_campaign(seed=202, n_channel_windows=1500, nch=bank.nch, kinds=("physics",))
     result, report = run_campaign(bank, campaign, tmp_path)
     assert_bit_exact(result, report)
+
+
+def record_latencies(campaign: Campaign, result) -> np.ndarray:
+    """Clocks from the sample that closes each pulse (c+NSA-1 or the window's last sample)
+    to its out_valid, for every record that is not the held MAX_PULSES-th pulse."""
+    cols = {str(c): i for i, c in enumerate(result["columns"])}
+    rows = result["rows"]
+    starts = np.concatenate([[0], np.cumsum(np.repeat(campaign.batch_n, campaign.batch_nwin))])
+    batch_of_window = np.repeat(np.arange(len(campaign.batch_n)), campaign.batch_nwin)
+    lat, nsas = [], []
+    for r in rows:
+        w, ch = int(r[cols["window"]]), int(r[cols["channel"]])
+        b = batch_of_window[w]
+        nsa, max_pulses = int(campaign.regs[b, ch, 2]), int(campaign.regs[b, ch, 6])
+        if max_pulses and int(r[cols["pulse_index"]]) == max_pulses - 1:
+            continue
+        c = int(r[cols["crossing"]]) - int(campaign.index0[w])
+        n = int(campaign.batch_n[b])
+        close = starts[w] + min(c + nsa - 1, n - 1)
+        lat.append(int(r[cols["clock"]]) - int(result["sample_clock"][close]))
+        nsas.append(nsa)
+    return np.asarray(lat), np.asarray(nsas)
+
+
+def test_record_latency_is_fixed(bank, tmp_path):
+    """Spec 1.12 / README: out_valid exactly NSA + 10 clocks after the closing sample."""
+    campaign = make_campaign(seed=505, n_channel_windows=800, nch=bank.nch)
+    result, report = run_campaign(bank, campaign, tmp_path)
+    assert_bit_exact(result, report)
+    lat, nsa = record_latencies(campaign, result)
+    assert lat.size > 100
+    assert (lat == nsa + 10).all(), np.unique(lat - nsa)
 
 
 def test_stream_mode_bit_exact(bank, tmp_path):
