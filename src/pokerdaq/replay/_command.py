@@ -41,7 +41,8 @@ def run(args: argparse.Namespace) -> int:
     for f in report["reproduction"]["files"]:
         rep.add_row(Path(f["file"]).name, f["producer"], str(f["n_events"]),
                     "yes" if f["stored_trigger_words"] else "none (minimum bias)",
-                    str(f["trigger_word_mismatches"]), str(f["stored_pulses"]),
+                    str(f["trigger_word_mismatches"]),
+                    str(f["stored_pulses"]) if f["stored_pulses_present"] else "none stored",
                     str(f["pulse_mismatched_events"]))
     console.print(rep)
     if "efficiency_by_truth_class" in report:

@@ -20,6 +20,8 @@ COMPARED_PULSE_FIELDS = ("channel", "pulse_index", "coarse_time", "fine_time", "
 TRUTH_FIELDS = ("species", "is_signal", "energy_gev", "e_ecal_gev", "e_preshower_gev", "e_srd_mev",
                 "e_hcal_gev")
 SPECIES_NAMES = ("positron", "electron", "hadron", "muon")  # pokerdaq.sim.Species codes 0..3
+UNTRIGGERED_PRODUCERS = ("simulate",)
+"""Producers whose trigger words mark beam particles, not trigger decisions (minimum bias)."""
 MAX_LISTED = 20
 BATCH_EVENTS = 1024
 
@@ -49,11 +51,13 @@ class FileReplay:
     pulse_mismatches: list[dict] = field(default_factory=list)
     word_mismatches: int = 0
     word_mismatch_list: list[dict] = field(default_factory=list)
+    pulses_stored: bool = True
 
     @property
     def has_stored_words(self) -> bool:
-        """False for an untriggered (minimum-bias) recording: every stored word is 0."""
-        return bool(np.any(self.stored_word != 0))
+        """False for an untriggered (minimum-bias) recording: every stored word is 0, or the
+        producer (``pokerdaq simulate``) writes a constant beam-particle marker, not a decision."""
+        return self.producer not in UNTRIGGERED_PRODUCERS and bool(np.any(self.stored_word != 0))
 
     @property
     def reproduced(self) -> bool:
@@ -135,6 +139,8 @@ def replay_file(path: str | os.PathLike[str], config: Config | None = None, *,
             old_triggers=None, new_triggers=None,  # type: ignore[arg-type]
             truth=None if truth is None else np.asarray(truth[list(TRUTH_FIELDS)]).copy(),
         )
+        # a file written without pulses (pokerdaq simulate) has nothing to compare them with
+        out.pulses_stored = bool(int(f.attrs.get("n_pulses", 0)) > 0 or np.any(events["n_pulses"]))
         old_parts, new_parts = [], []
         for a in range(0, n, batch_events):
             batch = f.read(a, min(n, a + batch_events))
@@ -148,13 +154,14 @@ def replay_file(path: str | os.PathLike[str], config: Config | None = None, *,
                 new_pulses, _, new_trig = replay_windows(batch.samples, new_setup)
                 new_parts.append(new_trig)
                 out.new_pulses += len(new_pulses)
-            stored_counts = batch.headers["n_pulses"].astype(np.int64)
-            bad, details = _compare_pulses(batch.pulses, stored_counts, pulses, np.diff(offsets),
-                                           batch.headers["event_number"])
             out.stored_pulses += len(batch.pulses)
             out.replayed_pulses += len(pulses)
-            out.pulse_mismatched_events += len(bad)
-            out.pulse_mismatches.extend(details[: MAX_LISTED - len(out.pulse_mismatches)])
+            if out.pulses_stored:
+                stored_counts = batch.headers["n_pulses"].astype(np.int64)
+                bad, details = _compare_pulses(batch.pulses, stored_counts, pulses, np.diff(offsets),
+                                               batch.headers["event_number"])
+                out.pulse_mismatched_events += len(bad)
+                out.pulse_mismatches.extend(details[: MAX_LISTED - len(out.pulse_mismatches)])
         out.old_triggers = np.concatenate(old_parts) if old_parts else np.zeros(0, dtype=old_parts_dtype())
         out.new_triggers = np.concatenate(new_parts) if new_parts else np.zeros(0, dtype=old_parts_dtype())
         # with the new configuration the prescalers run separately: redo the words in order
@@ -306,6 +313,7 @@ class ReplaySummary:
                 "reproduced": self.reproduced,
                 "files": [{"file": f.path, "producer": f.producer, "n_events": f.n_events,
                            "stored_trigger_words": f.has_stored_words,
+                           "stored_pulses_present": f.pulses_stored,
                            "trigger_word_mismatches": f.word_mismatches,
                            "first_trigger_word_mismatches": f.word_mismatch_list,
                            "stored_pulses": f.stored_pulses, "replayed_pulses": f.replayed_pulses,
