@@ -14,7 +14,7 @@ from pokerdaq.inspection import event_energies, file_counters, plot_ecal_resolut
 from pokerdaq.sim import Species
 from pokerdaq.trigger import TriggerBits
 
-from conftest import N_EVENTS, assert_png_drawn
+from _inspect_helpers import N_EVENTS, assert_png_drawn
 
 PLOTS = ("waveforms.png", "ecal_vs_hcal.png", "srd_spectra.png", "ecal_resolution.png", "trigger_rates.png")
 

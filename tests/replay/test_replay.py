@@ -19,7 +19,7 @@ from pokerdaq.replay import ReplaySummary, replay_file, replay_files, replay_win
 from pokerdaq.trigger import ConditionBits, TriggerBits
 from pokerdaq.trigger._registers import _lsb
 
-from conftest import N_EVENTS, assert_png_drawn
+from _replay_helpers import N_EVENTS, assert_png_drawn
 
 PHYSICS_RAW = TriggerBits.PHYSICS << TriggerBits.RAW_SHIFT
 

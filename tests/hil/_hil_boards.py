@@ -1,4 +1,4 @@
-"""Board emulator processes for the HIL tests: started per test, waited for, stopped."""
+"""Board emulator processes for the HIL tests: started per test, waited for, stopped (unique module name)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,6 @@ import subprocess
 import sys
 from contextlib import contextmanager
 
-import pytest
 
 START_TIMEOUT_S = 120.0
 
@@ -39,7 +38,3 @@ def board_process(*args: str):
         proc.stdout.close()
         proc.stderr.close()
 
-
-@pytest.fixture
-def board():
-    return board_process
