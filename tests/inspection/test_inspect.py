@@ -97,3 +97,41 @@ def test_counters_count_flags_and_bits(demo_run, tmp_path):
     assert c["flags"]["SIMULATED"] == N_EVENTS
     assert c["trigger_accepted"]["muon"] >= 1
     assert c["trigger_raw"]["muon"] == muon_raw
+
+
+def test_file_without_truth_with_scalers(tmp_path):
+    """A DAQ-like file: no truth, trigger words from the trigger, two spills of scalers."""
+    from pokerdaq.config import load_config
+    from pokerdaq.dsp import PulseParams, find_pulses_batch
+    from pokerdaq.io import EVENT_DTYPE, SCALER_DTYPE, RunFileWriter
+    from pokerdaq.sim import emulate_windows
+
+    cfg = load_config()
+    samples, truth = emulate_windows(cfg, 120, 4)
+    pulses, offsets = find_pulses_batch(samples, PulseParams.from_config(cfg))
+    headers = np.zeros(120, EVENT_DTYPE)
+    headers["event_number"] = np.arange(120)
+    headers["timestamp"] = truth["t_sample"]
+    headers["trigger_word"] = np.where(np.arange(120) % 3 == 0, TriggerBits.BEAM, TriggerBits.CALIBRATION)
+    headers["n_pulses"] = np.diff(offsets)
+    scalers = np.zeros(2, SCALER_DTYPE)
+    scalers["spill"] = [0, 1]
+    scalers["start_timestamp"] = [0, 1000]
+    scalers["stop_timestamp"] = [1000, 2000]
+    scalers["busy_ticks"] = [100, 300]
+    scalers["beam_counts"] = [70, 50]
+    path = tmp_path / "daq_like.h5"
+    with RunFileWriter(path, cfg, producer="run") as w:
+        w.write_events(headers, samples, pulses)
+        w.write_scalers(scalers)
+    out = tmp_path / "plots"
+    proc = subprocess.run([sys.executable, "-m", "pokerdaq.cli", "inspect", str(path), "--plots", str(out), "--event", "5"],
+                          capture_output=True, text=True, timeout=300, env={"COLUMNS": "200", **_env()})
+    assert proc.returncode == 0, proc.stderr
+    assert "scalers: beam_counts" in proc.stdout and "120" in proc.stdout
+    live = next(l for l in proc.stdout.splitlines() if "live_fraction" in l)
+    assert "0.8000" in live  # 1 - 400 busy ticks / 2000
+    assert "truth" in proc.stdout and "│ no" in proc.stdout
+    assert "Warning" not in proc.stderr
+    for name in PLOTS:
+        assert_png_drawn(out / name)

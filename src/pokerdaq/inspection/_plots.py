@@ -17,6 +17,12 @@ SIGNAL_HCAL_GEV = {"e-": 1.0, "e+": 3.0}  # and E_HCAL < 1 GeV (e-) / 3 GeV (e+)
 MAX_LINES = 8
 
 
+def _legend(ax, **kwargs) -> None:
+    """A legend only when something is labelled (an empty one warns)."""
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(**kwargs)
+
+
 def signal_region_hcal_gev(species: str) -> float:
     """HCAL limit of the NA64 signal region for the beam species ('e-' or 'e+')."""
     if species not in SIGNAL_HCAL_GEV:
@@ -55,7 +61,7 @@ def plot_waveforms(samples: np.ndarray, pulses: np.ndarray, cfg: Config, folder,
         ax.set_title(f"{sub} ({len(chans)} channels" + (f", {len(order)} largest shown)" if extra > 0 else ")"),
                      fontsize=10)
         ax.set_ylabel("ADC counts")
-        ax.legend(fontsize=6, ncol=2, loc="upper right")
+        _legend(ax, fontsize=6, ncol=2, loc="upper right")
         ax.grid(alpha=0.3)
     for ax in axes[-1]:
         ax.set_xlabel("time in the readout window [ns]")
@@ -122,7 +128,7 @@ def plot_srd_spectra(energies: EventEnergies, truth: np.ndarray | None, folder, 
     ax.set_xlabel("SRD energy, in-time sum over the SRD channels [MeV]")
     ax.set_ylabel(f"events / {axis.widths[0]:.2g} MeV")
     ax.set_title("SRD spectra (synchrotron-radiation tag)")
-    ax.legend(fontsize=8)
+    _legend(ax, fontsize=8)
     ax.grid(alpha=0.3)
     return save(fig, folder, name)
 
@@ -198,7 +204,7 @@ def plot_ecal_resolution(energies: EventEnergies, truth: np.ndarray | None, cfg:
         ax.set_ylabel("events")
     ax.set_xlabel(xlabel)
     ax.set_title("ECAL (pre-shower + PKR-CAL) energy resolution")
-    ax.legend(fontsize=8)
+    _legend(ax, fontsize=8)
     ax.grid(alpha=0.3)
     return save(fig, folder, name), result
 
@@ -229,6 +235,6 @@ def plot_trigger_rates(events: np.ndarray, folder, *, sample_ns: float = 4.0,
     ax.set_xlabel("time in the run [s]")
     ax.set_ylabel("rate [Hz]")
     ax.set_title("Trigger rates per type (solid: after prescale, dashed: raw)")
-    ax.legend(fontsize=7, ncol=2)
+    _legend(ax, fontsize=7, ncol=2)
     ax.grid(alpha=0.3)
     return save(fig, folder, name)

@@ -30,7 +30,8 @@ def _turn_on(ax, x: np.ndarray, masks: dict[str, np.ndarray], edges: np.ndarray)
     ax.set_ylim(-0.05, 1.08)
     ax.set_ylabel("efficiency (fraction of events)")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=8)
 
 
 def plot_turn_on(summary: ReplaySummary, folder: str | os.PathLike[str],
