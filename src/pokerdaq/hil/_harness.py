@@ -72,12 +72,19 @@ class HilReport:
 
 
 def compare(ref: np.ndarray, ref_win: np.ndarray, dut: np.ndarray, dut_win: np.ndarray, samples: np.ndarray,
-            event_numbers: np.ndarray, report: HilReport, window_offset: int = 0) -> None:
+            event_numbers: np.ndarray, report: HilReport, window_offset: int = 0, pulse_index_bits: int = 8) -> None:
     """Compare DUT and reference records of a block of windows, accumulating into ``report``.
 
     Records are matched per (window, channel) in time order. The first difference is kept with
     its event, channel, sample (the crossing), both records and the samples around it.
+    ``pulse_index`` is compared on its low ``pulse_index_bits`` bits (the firmware's width,
+    docs/firmware-spec.md 1.10: 4 bits in the RTL, 8 in software).
     """
+    if pulse_index_bits < 8:
+        mask = (1 << pulse_index_bits) - 1
+        ref, dut = ref.copy(), dut.copy()
+        ref["pulse_index"] &= mask
+        dut["pulse_index"] &= mask
     def order(rec, win):
         idx = np.lexsort((rec["crossing"], rec["channel"], win))
         return rec[idx], win[idx]
@@ -180,7 +187,8 @@ def run_hil(dut, samples: np.ndarray, params: PulseParams, *, event_numbers: np.
             report.windows_sent += len(block)
             report.pulses_reference += len(ref)
             report.pulses_dut += len(got)
-            compare(ref, ref_win, got, got_win, block, event_numbers[a:a + batch], report, window_offset=a)
+            compare(ref, ref_win, got, got_win, block, event_numbers[a:a + batch], report, window_offset=a,
+                    pulse_index_bits=int(getattr(dut, "pulse_index_bits", 8)))
     except DutFault as fault:
         report.fault = {"kind": fault.kind, "message": str(fault), **fault.context,
                         "windows_completed": report.windows_sent}

@@ -25,6 +25,7 @@ class RtlDut:
 
     name = "rtl"
     batch_windows: int | None = None
+    pulse_index_bits = 4  # docs/firmware-spec.md 1.10: the firmware's pulse_index is u4
 
     def __init__(self, nch: int = 16) -> None:
         self.nch = nch
