@@ -203,3 +203,21 @@ def test_replay_of_a_pokerdaq_simulate_file(tmp_path, signal_config):
     with RunFile(mb) as a, RunFile(path) as b:
         assert np.array_equal(a.samples[:], b.samples[:])
         assert np.array_equal(a.events["trigger_word"], ref.old_word)
+
+
+def test_cli_dask_scheduler_equals_local_report(minbias_files, tmp_path):
+    """`--dask-scheduler tcp://...`: the CLI in another process uses a cluster served by this one."""
+    from distributed import LocalCluster
+
+    files = [str(minbias_files["a"]), str(minbias_files["b"])]
+    local, remote = tmp_path / "local.json", tmp_path / "dask.json"
+    base = [sys.executable, "-m", "pokerdaq.cli", "replay", *files, "--output"]
+    proc = subprocess.run(base + [str(local)], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    with LocalCluster(n_workers=1, threads_per_worker=1, processes=False, protocol="tcp",
+                      host="127.0.0.1", dashboard_address=None) as cluster:
+        assert cluster.scheduler_address.startswith("tcp://")
+        proc = subprocess.run(base + [str(remote), "--dask-scheduler", cluster.scheduler_address],
+                              capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(remote.read_text()) == json.loads(local.read_text())
