@@ -122,6 +122,8 @@ def build_parser() -> argparse.ArgumentParser:
     src = p.add_mutually_exclusive_group()
     src.add_argument("--stimulus", metavar="FILE.h5", help="run file whose stored windows are the stimulus")
     src.add_argument("--generate", type=int, metavar="N", help="emulate N beam-particle windows (default 200)")
+    p.add_argument("--max-windows", type=int, default=10000, metavar="N",
+                   help="--stimulus: use at most the first N windows of the file (default 10000)")
     _add_common(p)
     p.add_argument("--report", metavar="FILE.json", help="write the comparison / mismatch report as JSON")
     p.add_argument("--timeout", type=float, default=5.0, metavar="S",

@@ -20,9 +20,12 @@ def _stimulus(args: argparse.Namespace):
     if args.stimulus:
         from ..io import RunFile
 
+        if args.max_windows < 1:
+            raise ValueError(f"--max-windows {args.max_windows}: expected at least 1")
         with RunFile(args.stimulus) as f:
             cfg = load_config(args.config) if args.config else f.config
-            return np.asarray(f.samples[: len(f)]), f.events["event_number"].astype(np.int64), cfg
+            n = min(len(f), args.max_windows)  # bounded memory: the stimulus is held in memory
+            return np.asarray(f.samples[:n]), f.events["event_number"][:n].astype(np.int64), cfg
     from ..sim import emulate_windows
 
     cfg = load_config(args.config)
