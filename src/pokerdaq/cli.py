@@ -23,6 +23,10 @@ _HANDLERS = {
     "monitor": "pokerdaq.daq._monitor",
     "trigger": "pokerdaq.trigger._command",
     "recover": "pokerdaq.io._command",
+    "replay": "pokerdaq.replay._command",
+    "inspect": "pokerdaq.inspection._command",
+    "hil": "pokerdaq.hil._command",
+    "hil-board": "pokerdaq.hil._board_command",
 }
 
 
@@ -81,6 +85,67 @@ def build_parser() -> argparse.ArgumentParser:
                        "checks, write NAME with recovered=1 and delete NAME.part (docs/hdf5-layout.md).")
     p.add_argument("files", nargs="+", metavar="FILE.part", help=".part files left by writers that died")
     p.add_argument("--overwrite", action="store_true", help="replace an existing final file")
+
+    p = sub.add_parser("replay", help="re-run pulse finding and trigger on stored raw samples with a new configuration",
+                       description="Replay the stored readout windows of run files through the pulse finder "
+                       "and the window-mode trigger, with the files' own configuration (which must reproduce "
+                       "every stored pulse and trigger word) and with --config; report per trigger type what "
+                       "the new settings accept, efficiencies per truth class, turn-on curves and the events "
+                       "whose decision changed.")
+    p.add_argument("files", nargs="+", metavar="FILE.h5", help="run files with raw samples")
+    p.add_argument("--config", metavar="NEW.toml", help="configuration to replay with (default: each file's own)")
+    p.add_argument("--output", metavar="REPORT.json", help="write the full report as JSON")
+    p.add_argument("--plots", metavar="DIR", help="write turn-on curves (PNG) to DIR")
+    p.add_argument("--jobs", type=int, default=1, metavar="N", help="replay files in N processes (default 1)")
+    p.add_argument("--dask-scheduler", metavar="ADDR", help="run the replay on the Dask cluster at ADDR "
+                   "(tcp://host:port; needs pokerdaq[dask])")
+    p.add_argument("--check", action="store_true", help="exit with status 3 when the files' own "
+                   "configuration does not reproduce what they store")
+
+    p = sub.add_parser("inspect", help="print a run file's metadata and counters, draw inspection plots",
+                       description="Print the run metadata, counters and scalers of a run file (tables) and, "
+                       "with --plots, draw: one event's waveforms by subsystem, the ECAL vs HCAL energy plane "
+                       "with the NA64 signal region, SRD spectra, the ECAL energy resolution and trigger rates "
+                       "per type over time.")
+    p.add_argument("file", metavar="FILE.h5", help="run file")
+    p.add_argument("--event", type=int, default=None, metavar="N",
+                   help="index of the event whose waveforms are drawn (default: the first physics trigger, else 0)")
+    p.add_argument("--plots", metavar="DIR", help="write the PNG plots to DIR")
+
+    p = sub.add_parser("hil", help="hardware-in-the-loop: stream stimulus windows into a device under test and "
+                       "compare its pulses with the reference model",
+                       description="Send readout windows (from a run file or freshly emulated) to a device "
+                       "under test, collect the pulse records it returns and compare them field by field with "
+                       "pokerdaq.dsp.find_pulses. Exit status 1 on any mismatch or protocol fault.")
+    p.add_argument("--dut", required=True, metavar="DUT",
+                   help="model (the numba reference itself), rtl (firmware_models pulse finder on Verilator) "
+                   "or tcp://HOST:PORT (a board speaking docs/hil-protocol.md)")
+    src = p.add_mutually_exclusive_group()
+    src.add_argument("--stimulus", metavar="FILE.h5", help="run file whose stored windows are the stimulus")
+    src.add_argument("--generate", type=int, metavar="N", help="emulate N beam-particle windows (default 200)")
+    p.add_argument("--max-windows", type=int, default=10000, metavar="N",
+                   help="--stimulus: use at most the first N windows of the file (default 10000)")
+    _add_common(p)
+    p.add_argument("--report", metavar="FILE.json", help="write the comparison / mismatch report as JSON")
+    p.add_argument("--timeout", type=float, default=5.0, metavar="S",
+                   help="tcp DUT: seconds to wait for each reply (default 5)")
+    p.add_argument("--retries", type=int, default=0, metavar="K",
+                   help="tcp DUT: resend a request K times after a timeout before giving up (default 0)")
+    p.add_argument("--batch", type=int, default=16, metavar="E", help="tcp DUT: windows per request (default 16)")
+    p.add_argument("--reference", choices=["numba", "naive"], default="numba",
+                   help="reference model: pokerdaq.dsp.find_pulses (numba, default) or the naive pure-Python one")
+
+    p = sub.add_parser("hil-board", help="emulate a Waveboard-style board answering the HIL protocol "
+                       "(docs/hil-protocol.md) with the numba pulse finder, with optional fault injection")
+    p.add_argument("--bind", required=True, metavar="ENDPOINT", help="ZeroMQ endpoint to bind, e.g. tcp://127.0.0.1:5600")
+    p.add_argument("--fault", action="append", default=[], choices=["bitflip", "drop", "late", "disconnect", "wrong"],
+                   help="inject a fault on successive requests (may be repeated); wrong: a well-formed reply "
+                   "with one wrong pulse field")
+    p.add_argument("--fault-after", type=int, default=1, metavar="K",
+                   help="requests answered correctly before the first fault (default 1)")
+    p.add_argument("--late-s", type=float, default=30.0, metavar="S", help="delay of a late reply (default 30)")
+    p.add_argument("--max-requests", type=int, default=None, metavar="N", help="exit after N requests")
+    p.add_argument("--ready-file", metavar="FILE", help="write the bound endpoint to FILE once listening")
 
     p = sub.add_parser("demo", help="run the main job on the embedded default configuration")
     _add_common(p)
