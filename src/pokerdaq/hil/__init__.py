@@ -1,1 +1,14 @@
-"""pokerdaq.hil"""
+"""pokerdaq.hil: hardware-in-the-loop harness for the pulse finder.
+
+- :func:`run_hil`: stream windows into a device under test and compare with the reference;
+- DUTs: :class:`ModelDut` (numba model), :class:`TcpDut` (a board speaking
+  docs/hil-protocol.md over ZeroMQ), ``RtlDut`` (firmware_models on Verilator, in ``._rtl``);
+- :class:`BoardEmulator`: the board side of the protocol with fault injection.
+"""
+
+from ._board import FAULTS, BoardEmulator
+from ._dut import DutFault, ModelDut, TcpDut
+from ._harness import HilReport, compare, reference_pulses, run_hil
+
+__all__ = ["FAULTS", "BoardEmulator", "DutFault", "HilReport", "ModelDut", "TcpDut", "compare",
+           "reference_pulses", "run_hil"]

@@ -1,0 +1,245 @@
+"""DAQ throughput: the event builder next to raw pyzmq PUSH/PULL, and the whole chain end to end.
+
+* ``test_raw_push_pull`` (baseline) and ``test_event_builder``: the same producer process
+  sends the same fragments (12 boards x 1 event = 12 fragments of the default size, ~1.6 kB
+  each) either straight to a PULL socket of this process, or to the event-builder process,
+  whose built events (~17 kB) this process receives in place of the writer. Fragments per
+  second of each, measured in the same run; the ratio builder / raw is stored in
+  ``extra_info['ratio_vs_raw_push_pull']`` (goal: >= 0.8).
+* ``test_end_to_end_default`` / ``test_end_to_end_synthetic``: ``pokerdaq run`` on the default
+  configuration (physics source) and with the synthetic source: built and written events per
+  second, and the CPU seconds of each process (where the time goes) in ``extra_info``.
+
+Wall-clock time (the work spans several processes). Run: ``make bench`` or
+``pytest bench/bench_daq.py --benchmark-only``.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import time
+
+import numpy as np
+import pytest
+import zmq
+
+from pokerdaq.config import load_config
+from pokerdaq.daq._runcontrol import DaqRun
+from pokerdaq.daq._synthetic import simple_pulses
+from pokerdaq.daq._wire import TRIGGER_DTYPE, TRIGGER_MAGIC, SliceFlags, encode_fragment, encode_slice
+
+N_EVENTS = 1500       # x 12 boards = 18,000 fragments per round
+ROUNDS = 3
+_RESULTS: dict[str, float] = {}
+
+
+def _batch(cfg, first_event: int, n: int):
+    """Trigger records and encoded fragments (event-major, board-minor) of events first..first+n."""
+    cmap = cfg.channel_map
+    rng = np.random.default_rng(first_event)
+    rec = np.zeros(n, TRIGGER_DTYPE)
+    rec["event_number"] = np.arange(first_event, first_event + n)
+    rec["timestamp"] = 1000 + 500 * rec["event_number"]
+    rec["trigger_word"] = 1
+    frags = []
+    templates = {}
+    for b in range(cmap.n_boards):
+        chans = cmap.channels_on_board(b)
+        w = rng.integers(395, 405, (len(chans), cfg.digitizer.window_samples), dtype=np.uint16)
+        w[0, 20:30] = 900
+        templates[b] = (chans, w, simple_pulses(w, chans, 500))
+    for r in rec:
+        for b, (chans, w, p) in templates.items():
+            frags.append(encode_fragment(run_number=cfg.run.run_number, board_id=b, event_number=int(r["event_number"]),
+                                         timestamp=int(r["timestamp"]), trigger_word=1, flags=0,
+                                         channels=chans, samples=w, pulses=p))
+    records = encode_slice(TRIGGER_MAGIC, board_id=0xFFFF, run_number=cfg.run.run_number,
+                           flags=int(SliceFlags.RECORDS), slice_index=0, records=rec)
+    return records, frags
+
+
+def _producer(conn, cfg, frag_endpoint: str, rec_endpoint: str | None) -> None:
+    """Send batches on request: 'prep k' encodes batch k (untimed), 'go' sends it."""
+    ctx = zmq.Context()
+    push = ctx.socket(zmq.PUSH)
+    push.setsockopt(zmq.SNDHWM, 1000)
+    push.setsockopt(zmq.LINGER, 2000)
+    push.connect(frag_endpoint)
+    rec_push = None
+    if rec_endpoint:
+        rec_push = ctx.socket(zmq.PUSH)
+        rec_push.setsockopt(zmq.LINGER, 2000)
+        rec_push.connect(rec_endpoint)
+    batch = None
+    while True:
+        cmd, arg = conn.recv()
+        if cmd == "prep":
+            batch = _batch(cfg, arg, N_EVENTS)
+            conn.send("ready")
+        elif cmd == "go":
+            records, frags = batch
+            if rec_push is not None:
+                rec_push.send_multipart(records)
+            for f in frags:
+                push.send(f, copy=len(f) < 65536)
+            conn.send("sent")
+        else:
+            break
+    push.close()
+    if rec_push is not None:
+        rec_push.close()
+    ctx.term()
+
+
+@pytest.fixture(scope="module")
+def cfg():
+    return load_config()
+
+
+def _start_producer(cfg, frag_ep, rec_ep=None):
+    ctx = multiprocessing.get_context("spawn")
+    parent, child = ctx.Pipe()
+    p = ctx.Process(target=_producer, args=(child, cfg, frag_ep, rec_ep), daemon=True)
+    p.start()
+    return p, parent
+
+
+def _stop_producer(p, conn):
+    try:
+        conn.send(("exit", None))
+    finally:
+        p.join(10)
+        if p.exitcode is None:
+            p.kill()
+            p.join()
+
+
+def test_raw_push_pull(benchmark, cfg, tmp_path):
+    ctx = zmq.Context()
+    pull = ctx.socket(zmq.PULL)
+    pull.setsockopt(zmq.RCVHWM, 1000)
+    pull.setsockopt(zmq.LINGER, 0)
+    ep = f"ipc://{tmp_path}/raw"
+    pull.bind(ep)
+    p, conn = _start_producer(cfg, ep)
+    n_boards = cfg.channel_map.n_boards
+    state = {"round": 0}
+
+    def setup():
+        conn.send(("prep", state["round"] * N_EVENTS))
+        assert conn.recv() == "ready"
+        state["round"] += 1
+
+    def transfer():
+        conn.send(("go", None))
+        for _ in range(N_EVENTS * n_boards):
+            if not pull.poll(10_000):
+                raise RuntimeError("raw PUSH/PULL stalled")
+            pull.recv(copy=False)
+        assert conn.recv() == "sent"
+
+    try:
+        benchmark.pedantic(transfer, setup=setup, rounds=ROUNDS, iterations=1)
+    finally:
+        _stop_producer(p, conn)
+        pull.close()
+        ctx.term()
+    rate = N_EVENTS * n_boards / benchmark.stats.stats.median
+    _RESULTS["raw_fragments_per_s"] = rate
+    benchmark.extra_info.update(fragments_per_s=rate, fragment_bytes=len(_batch(cfg, 0, 1)[1][0]))
+
+
+def test_event_builder(benchmark, cfg, tmp_path):
+    records_ep = f"ipc://{tmp_path}/records"
+    # the same socket buffering as the raw baseline (HWM 1000)
+    cfg = cfg.replace(daq={"records_endpoint": records_ep, "max_events_in_flight": 4096, "hwm": 1000})
+    ctx = zmq.Context()
+    sink = ctx.socket(zmq.PULL)            # stands in for the writer
+    sink.setsockopt(zmq.LINGER, 0)
+    sink.bind(records_ep)
+    n_boards = cfg.channel_map.n_boards
+    state = {"round": 0}
+    run = DaqRun(cfg, tmp_path, only=("builder",))
+    p = conn = None
+    try:
+        run.configure()
+        run.start()
+        p, conn = _start_producer(cfg, run.endpoints["fragments"], run.endpoints["trigger_records"])
+        run._final_status()
+        cpu_before = run.stats["builder"]["cpu_s"]   # imports and start-up excluded
+
+        def setup():
+            conn.send(("prep", state["round"] * N_EVENTS))
+            assert conn.recv() == "ready"
+            state["round"] += 1
+
+        def transfer():
+            conn.send(("go", None))
+            for _ in range(N_EVENTS):
+                while not sink.poll(100):
+                    run.poll(0)
+                    if run.state == "error":
+                        raise RuntimeError(f"builder failed: {run.errors}")
+                frames = sink.recv_multipart()
+                assert frames[0] == b"EV"
+            assert conn.recv() == "sent"
+
+        benchmark.pedantic(transfer, setup=setup, rounds=ROUNDS, iterations=1)
+        deadline = time.monotonic() + 30
+        while run.stats.get("builder", {}).get("events_built", 0) < ROUNDS * N_EVENTS and time.monotonic() < deadline:
+            run._final_status()   # fresh counters (replies to earlier requests may be older)
+        built = run.stats["builder"]
+    finally:
+        if p is not None:
+            _stop_producer(p, conn)
+        run.close()
+        sink.close()
+        ctx.term()
+    assert built["events_built"] == ROUNDS * N_EVENTS and built["rejected"] == {}
+    rate = N_EVENTS * n_boards / benchmark.stats.stats.median
+    extra = {"fragments_per_s": rate, "events_per_s": N_EVENTS / benchmark.stats.stats.median,
+             "builder_cpu_us_per_fragment": 1e6 * (built["cpu_s"] - cpu_before) / (ROUNDS * N_EVENTS * n_boards)}
+    if "raw_fragments_per_s" in _RESULTS:
+        extra["ratio_vs_raw_push_pull"] = rate / _RESULTS["raw_fragments_per_s"]
+    benchmark.extra_info.update(extra)
+
+
+def _end_to_end(benchmark, cfg, tmp_path, n, rounds):
+    results = []
+
+    def one_run():
+        out = tmp_path / f"e2e{len(results)}"
+        with DaqRun(cfg, out, max_events=n) as run:
+            run.configure()
+            run.start()
+            t0 = time.monotonic()
+            state = run.wait(600)
+            elapsed = time.monotonic() - t0
+            assert state == "stopped", run.errors
+            results.append((elapsed, run.summary()))
+
+    benchmark.pedantic(one_run, rounds=rounds, iterations=1)
+    elapsed, s = min(results, key=lambda r: r[0])
+    cpu = s["cpu_s"]
+    total_cpu = sum(cpu.values())
+    groups = {"boards": sum(v for k, v in cpu.items() if k.startswith("fe")),
+              "trigger": cpu.get("trigger", 0.0), "builder": cpu.get("builder", 0.0), "writer": cpu.get("writer", 0.0)}
+    benchmark.extra_info.update(
+        source=cfg.daq.front_end, events=n, events_per_s=n / elapsed, mb_per_s=s["bytes_written"] / elapsed / 1e6,
+        beam_time_s=s["beam_time_s"], live_fraction=s["live_fraction"], cpu_s=cpu,
+        cpu_share={k: v / total_cpu for k, v in groups.items()},
+        cpu_ms_per_event={k: 1e3 * v / n for k, v in groups.items()},
+    )
+    assert s["events_written"] == n and s["events_incomplete"] == 0
+
+
+def test_end_to_end_default(benchmark, cfg, tmp_path):
+    """The default configuration: the emulator stream, pulse finder and trigger model (physics)."""
+    assert cfg.daq.front_end == "physics"
+    _end_to_end(benchmark, cfg, tmp_path, n=40, rounds=1)
+
+
+def test_end_to_end_synthetic(benchmark, cfg, tmp_path):
+    """The same chain with the synthetic source: what the DAQ transport itself sustains."""
+    cfg = cfg.replace(daq={"front_end": "synthetic", "trigger_logic": "synthetic"})
+    _end_to_end(benchmark, cfg, tmp_path, n=3000, rounds=2)

@@ -1,0 +1,285 @@
+"""Front-end board process: one or more boards, each running its :class:`FrontEndLogic`.
+
+Per board: a DEALER (identity ``board<N>``) to the trigger processor carries primitives out
+and trigger decisions in; the process shares one PUSH to the event builder for fragments.
+
+Flow control, in the order a slow consumer is felt:
+
+1. the fragment PUSH blocks at its high-water mark: fragments wait in the process's
+   bounded queue (``daq.board_queue_events``);
+2. above ``busy_fraction`` of that queue the board flags every primitive message BUSY:
+   the trigger processor then accepts no trigger (and counts the busy time);
+3. triggers already decided when busy rose go into the rest of the queue; when it is full
+   the board stops reading out (its decisions wait), so it stops producing slices and the
+   trigger processor, waiting for its slices, stops the run's clock. Nothing is dropped.
+   While stalled the board sends heartbeats, so the trigger processor does not take it
+   for dead.
+
+A board never runs more than ``daq.max_slices_ahead`` slices ahead of the trigger decisions,
+which bounds its ring buffer of samples to that many slices plus three.
+"""
+
+from __future__ import annotations
+
+import collections
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import zmq
+
+from ._factory import make_front_end
+from ._interfaces import FrontEndLogic
+from ._node import Node, NodeError
+from ._wire import (
+    PRIMITIVE_DTYPE,
+    PRIMITIVE_MAGIC,
+    TRIGGER_DTYPE,
+    TRIGGER_MAGIC,
+    FragmentFlags,
+    MessageError,
+    SliceFlags,
+    decode_slice,
+    encode_fragment,
+    encode_slice,
+)
+
+
+@dataclass
+class _Board:
+    logic: FrontEndLogic
+    dealer: zmq.Socket | None = None
+    ring: dict[int, np.ndarray] = field(default_factory=dict)
+    next_slice: int = 0
+    last_decided: int = -1
+    decisions: collections.deque = field(default_factory=collections.deque)  # [slice, flags, triggers, next index]
+    outbox: list | None = None    # a primitive message the DEALER could not take yet
+    ended: bool = False
+    busy_slices: int = 0
+    primitives_sent: int = 0
+
+
+class BoardGroupNode(Node):
+    """A front-end process for the boards in ``params['boards']``."""
+
+    def __init__(self, cfg, name, control_endpoint, params) -> None:
+        super().__init__(cfg, name, control_endpoint, params)
+        self.run_number = int(params["run_number"])
+        seed = int(params["seed"])
+        self.boards = {int(b): _Board(make_front_end(cfg, int(b), seed)) for b in params["boards"]}
+        self.pending: collections.deque = collections.deque()
+        self.queue_limit = cfg.daq.board_queue_events
+        self.busy_mark = max(1, int(cfg.daq.busy_fraction * cfg.daq.board_queue_events))
+        self.window = cfg.digitizer.window_samples
+        self.pre = cfg.digitizer.pretrigger_samples
+        self.st = cfg.daq.slice_ticks
+        self.counters = collections.Counter()
+        self.max_pending = 0
+        self.push: zmq.Socket | None = None
+        self._last_progress = time.monotonic()
+        self._last_heartbeat = 0.0
+        self._turn = 0
+        self.stalled = False
+
+    def connect(self, endpoints: dict[str, str]) -> None:
+        for b, board in self.boards.items():
+            d = self.socket(zmq.DEALER)
+            d.setsockopt(zmq.IDENTITY, f"board{b}".encode())
+            d.connect(endpoints["triggers"])
+            board.dealer = d
+        self.push = self.socket(zmq.PUSH)
+        self.push.connect(endpoints["fragments"])
+
+    def sockets(self):
+        socks = [(b.dealer, zmq.POLLIN) for b in self.boards.values()]
+        if self.pending:
+            socks.append((self.push, zmq.POLLOUT))
+        return socks
+
+    # ---- the work --------------------------------------------------------------------
+    def step(self, ready: dict) -> bool:
+        more = False
+        self.stalled = False
+        self._receive_decisions()
+        more |= self._apply_decisions()
+        self._flush()
+        for board in self.boards.values():
+            more |= self._produce(board)
+        if self.stalled:
+            self.counters["stalled_steps"] += 1
+            self._heartbeat()
+        if all(b.ended and not b.decisions for b in self.boards.values()):
+            if not self.pending:
+                self.notify_drained()
+                return False
+            if time.monotonic() - self._last_progress > self.stall_timeout:
+                raise NodeError(f"{len(self.pending)} fragments could not be sent for {self.stall_timeout} s")
+        return more
+
+    def _receive_decisions(self) -> None:
+        for b, board in self.boards.items():
+            while True:
+                try:
+                    frames = board.dealer.recv_multipart(zmq.NOBLOCK)
+                except zmq.Again:
+                    break
+                try:
+                    head, triggers = decode_slice(frames, TRIGGER_MAGIC, TRIGGER_DTYPE)
+                except MessageError as err:
+                    raise NodeError(f"board {b}: bad trigger message from the trigger processor: {err}") from None
+                board.decisions.append([int(head["slice_index"]), int(head["flags"]), triggers, 0])
+
+    def _apply_decisions(self) -> bool:
+        """Read out the decided triggers, one trigger of every board in turn.
+
+        The boards of this process get the same triggers; taking them in lock-step sends the
+        fragments in event order across boards, so no board runs ahead of the others by a
+        whole queue (which would leave the builder holding many partial events).
+        """
+        progressed = False
+        boards = list(self.boards.values())
+        idle = 0
+        while idle < len(boards):   # until a whole round makes no progress
+            if len(self.pending) >= self.queue_limit:
+                self.stalled = True   # backpressure: wait for the builder
+                return progressed
+            # the round resumes where the last one stopped, so boards never overtake each other
+            board = boards[self._turn]
+            self._turn = (self._turn + 1) % len(boards)
+            if self._apply_one(board):
+                progressed = True
+                idle = 0
+            else:
+                idle += 1
+        return progressed
+
+    def _apply_one(self, board: _Board) -> bool:
+        """Read out the next trigger of this board (or retire an empty or end decision)."""
+        while board.decisions:
+            entry = board.decisions[0]
+            k, flags, triggers, done = entry
+            if flags & SliceFlags.END_OF_RUN:
+                board.ended = True
+                board.decisions.popleft()
+                board.ring.clear()
+                return True
+            if k + 1 >= board.next_slice:  # the window may reach into slice k + 1: wait for it
+                return False
+            if done < len(triggers):
+                self._read_out(board, triggers[done])
+                entry[3] = done + 1
+                if done + 1 < len(triggers):
+                    return True
+            board.decisions.popleft()
+            board.last_decided = k
+            # triggers of decision k lie in slice k - 1 or k (TriggerLogic contract), their
+            # windows reach back by the pre-trigger samples: keep slices k - 2 onwards
+            for old in [s for s in board.ring if s < k - 2]:
+                del board.ring[old]
+            if done < len(triggers):
+                return True
+        return False
+
+    def _read_out(self, board: _Board, trig: np.void) -> None:
+        ts = int(trig["timestamp"])
+        first = ts - self.pre
+        flags = FragmentFlags.NONE
+        window = np.zeros((len(board.logic.channels), self.window), dtype=np.uint16)
+        lo = max(first, 0)
+        if first < 0:
+            flags |= FragmentFlags.WINDOW_CLIPPED
+        t = lo
+        while t < first + self.window:
+            s = t // self.st
+            if s not in board.ring:
+                raise NodeError(f"board {board.logic.board}: slice {s} for trigger at {ts} is no longer buffered")
+            end = min((s + 1) * self.st, first + self.window)
+            window[:, t - first:end - first] = board.ring[s][:, t - s * self.st:end - s * self.st]
+            t = end
+        if len(self.pending) >= self.busy_mark:
+            flags |= FragmentFlags.BOARD_BUSY
+        pulses = board.logic.find_pulses(window, first)
+        frag = encode_fragment(run_number=self.run_number, board_id=board.logic.board,
+                               event_number=int(trig["event_number"]), timestamp=ts,
+                               trigger_word=int(trig["trigger_word"]), flags=int(flags),
+                               channels=board.logic.channels, samples=window, pulses=pulses)
+        self.pending.append(frag)
+        self.max_pending = max(self.max_pending, len(self.pending))
+        self.counters["fragments_made"] += 1
+
+    def _heartbeat(self) -> None:
+        """Tell the trigger processor that a stalled board is alive (not more than 4 per time-out)."""
+        now = time.monotonic()
+        if now - self._last_heartbeat < self.cfg.daq.board_timeout_s / 4:
+            return
+        self._last_heartbeat = now
+        for b, board in self.boards.items():
+            if board.ended:
+                continue
+            msg = encode_slice(PRIMITIVE_MAGIC, board_id=b, run_number=self.run_number,
+                               flags=int(SliceFlags.HEARTBEAT | SliceFlags.BUSY), slice_index=0,
+                               records=np.zeros(0, PRIMITIVE_DTYPE))
+            try:
+                board.dealer.send_multipart(msg, zmq.NOBLOCK)
+                self.counters["heartbeats"] += 1
+            except zmq.Again:
+                pass
+
+    def _flush(self) -> None:
+        while self.pending:
+            try:
+                self.push.send(self.pending[0], zmq.NOBLOCK, copy=False)
+            except zmq.Again:
+                return
+            self.pending.popleft()
+            self.counters["fragments_sent"] += 1
+            self._last_progress = time.monotonic()
+        self._last_heartbeat = 0.0
+        self._turn = 0
+        self.stalled = False
+
+    def _produce(self, board: _Board) -> bool:
+        if board.ended:
+            return False
+        if board.outbox is not None:
+            try:
+                board.dealer.send_multipart(board.outbox, zmq.NOBLOCK, copy=False)
+            except zmq.Again:
+                return False
+            board.outbox = None
+        if board.next_slice - board.last_decided > self.cfg.daq.max_slices_ahead:
+            return False
+        k = board.next_slice
+        out = board.logic.process_slice(k)
+        board.ring[k] = out.samples
+        busy = len(self.pending) >= self.busy_mark
+        board.busy_slices += busy
+        prims = np.asarray(out.primitives, dtype=PRIMITIVE_DTYPE)
+        msg = encode_slice(PRIMITIVE_MAGIC, board_id=board.logic.board, run_number=self.run_number,
+                           flags=int(SliceFlags.BUSY if busy else SliceFlags.NONE), slice_index=k, records=prims)
+        board.next_slice += 1
+        board.primitives_sent += len(prims)
+        try:
+            board.dealer.send_multipart(msg, zmq.NOBLOCK, copy=False)
+        except zmq.Again:
+            board.outbox = msg
+        return True
+
+    def stats(self) -> dict[str, Any]:
+        return {
+            **dict(self.counters),
+            "pending": len(self.pending),
+            "max_pending": self.max_pending,
+            "queue_limit": self.queue_limit,
+            "boards": {str(b): {"slices": x.next_slice, "busy_slices": x.busy_slices,
+                                "primitives": x.primitives_sent, "ended": x.ended}
+                       for b, x in self.boards.items()},
+        }
+
+    def close(self) -> None:
+        for board in self.boards.values():
+            if board.dealer is not None:
+                board.dealer.close(0)
+        if self.push is not None:
+            self.push.close(0)

@@ -1,0 +1,468 @@
+"""Event builder: fragments of every board + the trigger record -> one event, in event-number order.
+
+Sockets: two PULLs bound here, ``fragments`` (from the boards, and from anyone else who
+connects: nothing on it is trusted; ``ZMQ_MAXMSGSIZE`` refuses oversized messages) and
+``trigger_records`` (from the trigger processor); a PUSH connected to the writer.
+
+Rules (artdaq / DUNE lessons, docs/wire-format.md):
+
+* a fragment is decoded and checked (:func:`decode_fragment`); a bad one is counted by
+  :class:`Reason` and dropped. Valid fragments are also checked against the run's channel
+  map (board id, channel list, window length);
+* an event is complete when the trigger record and a fragment from every board not marked
+  dead have arrived. An event older than ``daq.builder_timeout_s`` is written flagged
+  INCOMPLETE with the missing boards in ``missing_boards``;
+* a fragment disagreeing with the trigger record (timestamp, trigger word) is counted as
+  MISMATCH and dropped, and the event is flagged MISMATCH; a second fragment of a board is a
+  DUPLICATE; a fragment of an event already written is LATE; fragments without a trigger
+  record after the time-out are ORPHAN. None of these ever enters an event;
+* events leave in event-number order (the writer requires it); at most
+  ``daq.max_events_in_flight`` events hold data here (built events waiting for the writer
+  included). A fragment of a further event is parked (at most 2 per board); the last place
+  is kept for the next event to write, so the queue behind it can always drain. With the
+  parking full the builder stops reading (backpressure to the boards); only if, in addition,
+  nothing waits for the writer is the oldest event written early as INCOMPLETE (counted
+  ``events_evicted_incomplete``: with the boards' lock-step read-out this does not happen in
+  the tests).
+"""
+
+from __future__ import annotations
+
+import collections
+import json
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import zmq
+import zmq.utils.monitor
+
+from ._node import Node
+from ._wire import (
+    TRIGGER_DTYPE,
+    TRIGGER_MAGIC,
+    Fragment,
+    FragmentError,
+    MessageError,
+    Reason,
+    SliceFlags,
+    decode_fragment,
+    decode_slice,
+)
+
+OUT_QUEUE_EVENTS = 8
+"""Built events waiting for the writer socket before the builder stops reading fragments."""
+
+
+@dataclass
+class _Event:
+    created: float                      # first fragment or trigger record, whichever came first
+    first_fragment: float | None = None  # the stale-event clock starts here
+    record: tuple[int, int, int, int] | None = None   # event number, timestamp, trigger word, dead boards
+    fragments: dict[int, Fragment] = field(default_factory=dict)
+    mask: int = 0                        # bit b: a fragment of board b is held
+    flags: int = 0
+    ready: bool = False
+    header: np.ndarray | None = None
+    message: list | None = None
+
+
+class EventBuilderNode(Node):
+    def __init__(self, cfg, name, control_endpoint, params) -> None:
+        super().__init__(cfg, name, control_endpoint, params)
+        from pokerdaq.io._records import EVENT_DTYPE, EventFlags
+        self.EVENT_DTYPE, self.EventFlags = EVENT_DTYPE, EventFlags
+        self.run_number = int(params["run_number"])
+        cmap = cfg.channel_map
+        self.n_channels = len(cmap)
+        self.board_channels = {b: cmap.channels_on_board(b) for b in range(cmap.n_boards)}
+        self.board_channel_lists = {b: c.tolist() for b, c in self.board_channels.items()}
+        self.all_boards_mask = sum(1 << b for b in self.board_channels)
+        self.window = cfg.digitizer.window_samples
+        self.timeout = cfg.daq.builder_timeout_s
+        self.limit = cfg.daq.max_events_in_flight
+        self.record_cap = 4 * self.limit
+        self.events: dict[int, _Event] = {}
+        self.floor = 0                      # every event number below it has been sent on
+        self.data_events: set[int] = set()  # events holding fragment data or a built event (in flight)
+        self.out: collections.deque = collections.deque()
+        self.parked: collections.deque = collections.deque()   # fragments of new events at the limit
+        self.park_limit = 2 * len(self.board_channels)
+        self.max_parked = 0
+        self.total: int | None = None       # events issued, known from the end-of-run record
+        self.end_time: float | None = None
+        self.trigger_scalers: dict | None = None
+        self._next_expire = 0.0
+        self.rejected = collections.Counter()
+        self.counters = collections.Counter()
+        self.max_in_flight = 0
+        self.frag_sock = self.rec_sock = self.push = self.monitor = None
+        import hist
+        self.h_latency = hist.Hist(hist.axis.Regular(50, 0.0, 500.0, name="build_latency_ms"))
+        self.h_size = hist.Hist(hist.axis.Regular(50, 0.0, 64.0, name="event_fragments_kB"))
+        self._fills: list[tuple[float, float, int]] = []
+        self.h_pulses = hist.Hist(hist.axis.Regular(40, 0.0, 40.0, name="pulses_per_event"))
+
+    # ---- sockets ---------------------------------------------------------------------
+    def bind(self) -> dict[str, str]:
+        eps = self.params["endpoints"]
+        self.frag_sock = self.socket(zmq.PULL)
+        self.frag_sock.setsockopt(zmq.MAXMSGSIZE, self.cfg.daq.max_message_bytes)
+        self.monitor = self.frag_sock.get_monitor_socket(zmq.EVENT_DISCONNECTED | zmq.EVENT_ACCEPTED)
+        self.rec_sock = self.socket(zmq.PULL)
+        return {"fragments": self.bind_socket(self.frag_sock, eps["fragments"]),
+                "trigger_records": self.bind_socket(self.rec_sock, eps["trigger_records"])}
+
+    def connect(self, endpoints: dict[str, str]) -> None:
+        self.push = self.socket(zmq.PUSH, hwm=max(2, self.cfg.daq.hwm // 4))
+        self.push.connect(endpoints["records"])
+
+    @property
+    def in_flight(self) -> int:
+        return len(self.data_events) + len(self.out)
+
+    @property
+    def n_records_only(self) -> int:
+        return len(self.events) - len(self.data_events)
+
+    def _may_read_fragments(self) -> bool:
+        # fragments of events beyond the in-flight limit are parked (bounded): read while there is room
+        return len(self.parked) < self.park_limit
+
+    def sockets(self):
+        socks = [(self.monitor, zmq.POLLIN)]
+        if self.n_records_only < self.record_cap:
+            socks.append((self.rec_sock, zmq.POLLIN))
+        if self._may_read_fragments():
+            socks.append((self.frag_sock, zmq.POLLIN))
+        if self.out:
+            socks.append((self.push, zmq.POLLOUT))
+        return socks
+
+    # ---- the work --------------------------------------------------------------------
+    def step(self, ready: dict) -> bool:
+        more = False
+        self._watch_connections()
+        for _ in range(256):
+            if self.n_records_only >= self.record_cap:
+                break
+            try:
+                frames = self.rec_sock.recv_multipart(zmq.NOBLOCK)
+            except zmq.Again:
+                break
+            self._on_records(frames)
+            more = True
+        if self.parked and self.in_flight < self.limit:
+            parked, self.parked = self.parked, collections.deque()
+            for frames in parked:      # admitted now, or parked again
+                self._on_fragment(frames, counted=True)
+            more = True
+        for _ in range(256):
+            if self.in_flight >= self.limit - 1 and not self.out and len(self.parked) >= self.park_limit:
+                # at the limit, nothing waits for the writer, and fragments of new events keep
+                # coming: the oldest event cannot complete from what we hold; write it now
+                if not self._evict_oldest():
+                    break
+            if not self._may_read_fragments():
+                break
+            try:
+                # copying receive: faster than zero-copy below ~64 kB [facts]; a 100 MB message
+                # never gets here (ZMQ_MAXMSGSIZE)
+                msg = self.frag_sock.recv(zmq.NOBLOCK)
+            except zmq.Again:
+                break
+            frames = [msg]
+            while self.frag_sock.getsockopt(zmq.RCVMORE):   # a multipart message: rejected whole
+                frames.append(self.frag_sock.recv())
+            self._on_fragment(frames)
+            more = True
+        self._expire()
+        self._emit()
+        more |= self._send()
+        self.max_in_flight = max(self.max_in_flight, self.in_flight)
+        if self.total is not None and self.floor >= self.total and not self.out and self.state == "running":
+            self._finish()
+        return more
+
+    def _watch_connections(self) -> None:
+        while True:
+            try:
+                msg = self.monitor.recv_multipart(zmq.NOBLOCK)
+            except zmq.Again:
+                return
+            event = zmq.utils.monitor.parse_monitor_message(msg)["event"]
+            if event == zmq.EVENT_DISCONNECTED:
+                self.counters["fragment_peer_disconnects"] += 1
+            elif event == zmq.EVENT_ACCEPTED:
+                self.counters["fragment_peer_connections"] += 1
+
+    def _reject(self, reason: Reason, n: int = 1) -> None:
+        if n:
+            self.rejected[reason.value] += n
+
+    def _on_fragment(self, frames, counted: bool = False) -> None:
+        if not counted:
+            self.counters["fragment_messages"] += 1
+        if len(frames) != 1:
+            self._reject(Reason.BAD_FRAMES)
+            return
+        try:
+            frag = decode_fragment(frames[0], self.run_number)
+        except FragmentError as err:
+            self._reject(err.reason)
+            return
+        chans = self.board_channels.get(frag.board_id)
+        if chans is None:
+            self._reject(Reason.BAD_BOARD)
+            return
+        if frag.channels.tolist() != self.board_channel_lists[frag.board_id]:
+            self._reject(Reason.BAD_CHANNELS)
+            return
+        if frag.samples.shape[1] != self.window:
+            self._reject(Reason.BAD_COUNT)
+            return
+        ev_no = frag.event_number
+        if ev_no < self.floor or (self.total is not None and ev_no >= self.total):
+            self._reject(Reason.LATE if ev_no < self.floor else Reason.ORPHAN)
+            return
+        ev = self.events.get(ev_no)
+        if ev is not None and ev.ready:
+            self._reject(Reason.LATE)
+            return
+        if ev is not None and frag.board_id in ev.fragments:
+            self._reject(Reason.DUPLICATE)
+            ev.flags |= self.EventFlags.DUPLICATE
+            return
+        if ev is not None and ev.record is not None and not self._matches(ev.record, frag):
+            self._reject(Reason.MISMATCH)
+            ev.flags |= self.EventFlags.MISMATCH
+            return
+        if ev_no not in self.data_events and self.in_flight >= self.limit - (ev_no != self.floor):
+            # a new event at the in-flight limit: park the fragment (bounded) until room frees.
+            # The last place is kept for the next event to write (the floor): it always gets
+            # in, so the events queued behind it can always leave.
+            self.parked.append(frames)
+            self.max_parked = max(self.max_parked, len(self.parked))
+            return
+        if ev is None:
+            ev = self.events[ev_no] = _Event(time.monotonic())
+        if ev.first_fragment is None:
+            ev.first_fragment = time.monotonic()
+        ev.fragments[frag.board_id] = frag
+        ev.mask |= 1 << frag.board_id
+        self.data_events.add(ev_no)
+        self._check_complete(ev_no, ev)
+
+    @staticmethod
+    def _matches(record: tuple, frag: Fragment) -> bool:
+        return record[1] == frag.timestamp and record[2] == frag.trigger_word
+
+    def _on_records(self, frames) -> None:
+        if len(frames) == 2 and frames[0] == b"SCALERS":
+            try:
+                self.trigger_scalers = json.loads(frames[1])
+            except ValueError:
+                self.counters["bad_trigger_record_messages"] += 1
+            return
+        try:
+            head, records = decode_slice(frames, TRIGGER_MAGIC, TRIGGER_DTYPE)
+        except MessageError:
+            self.counters["bad_trigger_record_messages"] += 1
+            return
+        if int(head["run_number"]) != self.run_number:
+            self.counters["bad_trigger_record_messages"] += 1
+            return
+        if int(head["flags"]) & SliceFlags.END_OF_RUN:
+            self.total = int(head["slice_index"])
+            self.end_time = time.monotonic()
+            return
+        for rec in zip(records["event_number"].tolist(), records["timestamp"].tolist(),
+                       records["trigger_word"].tolist(), records["dead_boards"].tolist()):
+            ev_no = rec[0]   # (event number, timestamp, trigger word, dead boards) as Python ints
+            if ev_no < self.floor:
+                self.counters["bad_trigger_records"] += 1
+                continue
+            ev = self.events.get(ev_no)
+            if ev is None:
+                ev = self.events[ev_no] = _Event(time.monotonic())
+            if ev.record is not None:
+                self.counters["bad_trigger_records"] += 1
+                continue
+            ev.record = rec
+            for b, frag in list(ev.fragments.items()):
+                if not self._matches(rec, frag):
+                    del ev.fragments[b]
+                    ev.mask &= ~(1 << b)
+                    self._reject(Reason.MISMATCH)
+                    ev.flags |= self.EventFlags.MISMATCH
+            if not ev.fragments:
+                self.data_events.discard(ev_no)
+            self._check_complete(ev_no, ev)
+
+    def _expected_mask(self, ev: _Event) -> int:
+        return self.all_boards_mask & ~ev.record[3]
+
+    def _check_complete(self, ev_no: int, ev: _Event) -> None:
+        if ev.record is None or ev.ready:
+            return
+        expected = self._expected_mask(ev)
+        if ev.mask & expected == expected:
+            self._finalize(ev_no, ev)
+
+    def _finalize(self, ev_no: int, ev: _Event) -> None:
+        """Turn an event into its writer message (complete, or flagged INCOMPLETE)."""
+        missing = self.all_boards_mask & ~ev.mask
+        flags = ev.flags
+        if missing:
+            flags |= self.EventFlags.INCOMPLETE
+        header = np.zeros(1, dtype=self.EVENT_DTYPE)
+        header["event_number"] = ev_no
+        header["timestamp"] = ev.record[1]
+        header["trigger_word"] = ev.record[2]
+        header["flags"] = int(flags)
+        header["missing_boards"] = missing
+        samples = np.zeros((self.n_channels, self.window), dtype=np.uint16)
+        pulses = []
+        n_pulses = 0
+        self.counters["fragments_accepted"] += len(ev.fragments)   # the ones that made it into an event
+        for b in sorted(ev.fragments):
+            frag = ev.fragments[b]
+            samples[frag.channels] = frag.samples
+            pulses.append(frag.pulse_bytes)
+            n_pulses += frag.n_pulses
+        header["n_pulses"] = n_pulses
+        self.data_events.add(ev_no)
+        ev.fragments = {}
+        ev.ready = True
+        ev.header = header
+        ev.message = [b"EV", header.tobytes(), samples.tobytes(), b"".join(pulses)]
+        self.counters["events_built"] += 1
+        if missing:
+            self.counters["events_incomplete"] += 1
+        if flags & self.EventFlags.MISMATCH:
+            self.counters["events_mismatch"] += 1
+        # histogram fills are batched (a hist.fill call costs ~30 us): see _fill_histograms
+        self._fills.append(((time.monotonic() - (ev.first_fragment or ev.created)) * 1e3,
+                            sum(len(m) for m in ev.message) / 1024.0, n_pulses))
+        if len(self._fills) >= 1024:
+            self._fill_histograms()
+
+    def _expire(self) -> None:
+        """Time out stale events (checked every few tens of ms).
+
+        The clock of an event starts at its first fragment (artdaq): its trigger record
+        arrives long before the fragments when the boards are backpressured. An event with
+        a record but no fragment at all is stale when a later event's first fragment is
+        older than the time-out (the boards have moved past it), when the end of run is
+        older than the time-out, or after stall_timeout_s.
+        """
+        now = time.monotonic()
+        if now < self._next_expire:
+            return
+        self._next_expire = now + min(0.05, self.timeout / 4)
+        later_first = None   # earliest first-fragment time among higher event numbers
+        for ev_no in sorted(self.events, reverse=True):
+            ev = self.events[ev_no]
+            if ev.first_fragment is not None:
+                stale = now - ev.first_fragment > self.timeout
+            else:
+                stale = ((later_first is not None and now - later_first > self.timeout)
+                         or (self.end_time is not None and now - self.end_time > self.timeout)
+                         or now - ev.created > self.stall_timeout)
+            if ev.first_fragment is not None:
+                later_first = ev.first_fragment if later_first is None else min(later_first, ev.first_fragment)
+            if ev.ready or not stale:
+                continue
+            if ev.record is None:
+                self._drop_orphan(ev_no, ev)
+            else:
+                self.counters["events_timed_out"] += 1
+                self._finalize(ev_no, ev)
+
+    def _drop_orphan(self, ev_no: int, ev: _Event) -> None:
+        self._reject(Reason.ORPHAN, len(ev.fragments))
+        del self.events[ev_no]
+        self.data_events.discard(ev_no)
+
+    def _evict_oldest(self) -> bool:
+        """At the in-flight limit with nothing waiting for the writer: finalise the oldest event now."""
+        for ev_no in sorted(self.data_events):
+            ev = self.events[ev_no]
+            if ev.ready:
+                continue
+            if ev.record is None:
+                self._drop_orphan(ev_no, ev)
+            else:
+                self.counters["events_evicted_incomplete"] += 1
+                self._finalize(ev_no, ev)
+            self._emit()
+            return True
+        return False
+
+    def _emit(self) -> None:
+        while True:
+            ev = self.events.get(self.floor)
+            if ev is None or not ev.ready:
+                return
+            self.out.append(ev.message)
+            self.data_events.discard(self.floor)
+            del self.events[self.floor]
+            self.floor += 1
+
+    def _send(self) -> bool:
+        sent = False
+        while self.out:
+            try:
+                self.push.send_multipart(self.out[0], zmq.NOBLOCK, copy=False)
+            except zmq.Again:
+                return sent
+            self.out.popleft()
+            self.counters["events_sent"] += 1
+            sent = True
+        return sent
+
+    def _finish(self) -> None:
+        # what is still held belongs to no issued event: orphans, counted and dropped
+        for ev_no in list(self.events):
+            self._drop_orphan(ev_no, self.events[ev_no])
+        self._reject(Reason.ORPHAN, len(self.parked))
+        self.parked.clear()
+        info = {"events_issued": self.total, "stats": self.stats(), "trigger_scalers": self.trigger_scalers}
+        self.send_with_deadline(self.push, [b"END", json.dumps(info).encode()], "end of run to the writer")
+        self.notify_drained()
+
+    def _fill_histograms(self) -> None:
+        if self._fills:
+            lat, size, npl = np.array(self._fills).T
+            self.h_latency.fill(lat)
+            self.h_size.fill(size)
+            self.h_pulses.fill(npl)
+            self._fills = []
+
+    def stats(self) -> dict[str, Any]:
+        self._fill_histograms()
+        return {
+            **dict(self.counters),
+            "rejected": dict(self.rejected),
+            "in_flight": self.in_flight,
+            "max_in_flight": self.max_in_flight,
+            "in_flight_limit": self.limit,
+            "parked": len(self.parked),
+            "max_parked": self.max_parked,
+            "park_limit": self.park_limit,
+            "held_events": len(self.events),
+            "next_event": self.floor,
+            "events_issued": self.total,
+            "histograms": {h.axes[0].name: {"edges": h.axes[0].edges.tolist(), "counts": h.values().astype(int).tolist()}
+                           for h in (self.h_latency, self.h_size, self.h_pulses)},
+        }
+
+    def close(self) -> None:
+        for s in (self.frag_sock, self.rec_sock, self.push):
+            if s is not None:
+                if s is self.frag_sock:
+                    s.disable_monitor()
+                s.close(0)
+        if self.monitor is not None:
+            self.monitor.close(0)

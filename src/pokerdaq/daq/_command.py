@@ -1,0 +1,116 @@
+"""``pokerdaq run``: take a run with every DAQ process, show progress, print a summary."""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+from typing import Any
+
+from pokerdaq.config import load_config
+
+from ._runcontrol import DaqRun
+
+
+class _StopRequest:
+    """SIGINT / SIGTERM set a flag; run control then drains and closes the file properly."""
+
+    def __init__(self) -> None:
+        self.signal: int | None = None
+        self.count = 0
+        self._old: dict[int, Any] = {}
+
+    def __enter__(self) -> _StopRequest:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            self._old[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def _handle(self, signum, frame) -> None:
+        self.signal = signum
+        self.count += 1
+
+    def __exit__(self, *exc) -> None:
+        for sig, old in self._old.items():
+            signal.signal(sig, old)
+
+
+def run(args: argparse.Namespace) -> int:
+    from rich.console import Console
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    cfg = load_config(args.config)
+    if args.events is not None and args.events < 1:
+        print(f"pokerdaq run: --events {args.events}: expected at least 1", file=sys.stderr)
+        return 2
+    if args.duration is not None and not args.duration > 0:
+        print(f"pokerdaq run: --duration {args.duration}: expected a positive number of seconds", file=sys.stderr)
+        return 2
+    console = Console(stderr=False)
+    with _StopRequest() as stop, DaqRun(cfg, args.output, seed=args.seed, max_events=args.events,
+                                        duration_s=args.duration, overwrite=args.overwrite) as daq:
+        daq.configure()
+        if stop.signal is None:
+            daq.start()
+            console.print(f"run {daq.run_number}: {len(daq.procs)} processes, output {daq.output}, "
+                          f"monitor {daq.endpoints['monitor']}")
+            columns = [TextColumn("[bold]{task.description}"), BarColumn(), TextColumn("{task.completed:>8.0f} events"),
+                       TextColumn("{task.fields[rate]:>7.0f} ev/s"), TextColumn("live {task.fields[live]}"),
+                       TimeElapsedColumn()]
+            with Progress(*columns, console=console, transient=False) as progress:
+                task = progress.add_task(daq.state, total=args.events, rate=0.0, live="n/a")
+                while daq.state not in ("stopped", "error"):
+                    if stop.count >= 2:   # a second Ctrl-C: abort without waiting for the drain
+                        console.print("second signal: aborting the run (the file is closed as it is)")
+                        daq.errors.append("aborted by a second signal during the drain")
+                        daq.state = "error"
+                        break
+                    if stop.signal is not None and daq.state == "running":
+                        console.print(f"{signal.Signals(stop.signal).name}: stopping (draining the pipeline)")
+                        daq.stop()
+                    daq.poll(0.1)
+                    snap = daq.snapshot()
+                    live = snap["live_fraction"]
+                    progress.update(task, description=daq.state, completed=snap["events_written"],
+                                    rate=snap["event_rate_hz"],
+                                    live="n/a" if live is None else f"{100 * live:5.1f}%")
+        summary = daq.summary()
+    print_summary(summary, console)
+    return 0 if summary["state"] == "stopped" else 1
+
+
+def print_summary(s: dict[str, Any], console=None) -> None:
+    """The end-of-run table: events, rejections by reason, rates per trigger type, live time, files."""
+    from rich.console import Console
+    from rich.table import Table
+
+    console = console or Console()
+    t = Table(title=f"run {s['run_number']}: {s['state']}", show_header=False)
+    t.add_column("what")
+    t.add_column("value", justify="right")
+    t.add_row("events issued by the trigger", str(s["events_issued"]))
+    t.add_row("events built", str(s["events_built"]))
+    t.add_row("  of which INCOMPLETE", str(s["events_incomplete"]))
+    t.add_row("  of which MISMATCH", str(s["events_mismatch"]))
+    t.add_row("events written", str(s["events_written"]))
+    rejected = s["fragments_rejected"]
+    t.add_row("fragments rejected", str(sum(rejected.values())))
+    for reason, n in sorted(rejected.items()):
+        t.add_row(f"  {reason}", str(n))
+    if s["fragment_peer_disconnects"]:
+        t.add_row("fragment-socket disconnects (e.g. oversized message)", str(s["fragment_peer_disconnects"]))
+    for name, ty in s["trigger_types"].items():
+        t.add_row(f"trigger {name} (bit {ty['bit']})",
+                  f"{ty['accepted']} accepted, {ty['rate_beam_hz']:.0f} Hz beam time, {ty['rate_wall_hz']:.0f} Hz wall; "
+                  f"lost: {ty['lost_dead_time']} dead time, {ty['lost_busy']} busy")
+    live = s["live_fraction"]
+    t.add_row("live time", "n/a" if live is None else f"{100 * live:.2f} % of {s['beam_time_s'] * 1e3:.2f} ms beam time")
+    t.add_row("builder events in flight (max / limit)", f"{s['max_in_flight']} / {s['in_flight_limit']}")
+    if s["dead_boards"]:
+        t.add_row("boards marked dead", ", ".join(f"{b} ({why})" for b, why in s["dead_boards"].items()))
+    t.add_row("written", f"{s['bytes_written'] / 1e6:.1f} MB, {s['mb_per_s']:.1f} MB/s, "
+                         f"{s['event_rate_hz']:.0f} events/s over {s['wall_s']:.1f} s")
+    for f in s["files"]:
+        t.add_row("output file", f)
+    for e in s["errors"]:
+        t.add_row("[red]error", e)
+    console.print(t)

@@ -1,0 +1,25 @@
+"""Where the physics behind the DAQ interfaces is chosen (``cfg.daq.front_end`` / ``trigger_logic``)."""
+
+from __future__ import annotations
+
+from pokerdaq.config import Config
+
+from ._interfaces import FrontEndLogic, TriggerLogic
+
+
+def make_front_end(cfg: Config, board: int, seed: int) -> FrontEndLogic:
+    """The front-end logic of one board: ``"synthetic"`` or ``"physics"`` (cfg.daq.front_end)."""
+    if cfg.daq.front_end == "physics":
+        from ._physics import PhysicsFrontEnd
+        return PhysicsFrontEnd(cfg, board, seed)
+    from ._synthetic import SyntheticFrontEnd
+    return SyntheticFrontEnd(cfg, board, seed)
+
+
+def make_trigger_logic(cfg: Config, seed: int) -> TriggerLogic:
+    """The trigger logic of the trigger processor: ``"synthetic"`` or ``"physics"`` (cfg.daq.trigger_logic)."""
+    if cfg.daq.trigger_logic == "physics":
+        from ._physics import PhysicsTrigger
+        return PhysicsTrigger(cfg, seed)
+    from ._synthetic import SyntheticTrigger
+    return SyntheticTrigger(cfg, seed)

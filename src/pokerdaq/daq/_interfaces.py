@@ -1,0 +1,140 @@
+"""The two narrow interfaces between the DAQ transport and the physics behind it.
+
+The DAQ (board processes, trigger processor, event builder, writer) moves bytes and keeps
+time; *what* the boards see and *which* triggers are accepted is injected through:
+
+* :class:`FrontEndLogic`, one object per board, living in the board process: it produces,
+  slice by slice, the board's samples and its trigger primitives, and finds the pulses of
+  a readout window;
+* :class:`TriggerLogic`, one object in the trigger processor: it turns the primitives of
+  all boards for one time slice into accepted triggers and keeps per-type counters.
+
+Time is counted in 250 MHz ticks from the run start. Slice ``k`` covers ticks
+``[k * slice_ticks, (k + 1) * slice_ticks)``; ``slice_ticks`` is ``cfg.daq.slice_ticks``.
+
+Implementations: :mod:`pokerdaq.daq._synthetic` (deterministic development source) and
+:mod:`pokerdaq.daq._physics` (emulator + pulse finder + trigger model). Which one a run uses
+is chosen by ``cfg.daq.front_end`` / ``cfg.daq.trigger_logic`` in
+:func:`pokerdaq.daq._factory.make_front_end` and :func:`pokerdaq.daq._factory.make_trigger_logic`.
+Both are constructed inside the process that uses them (after the 'spawn'), from the
+configuration, the board number and the run seed only, so they need not be picklable.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+
+
+@dataclass(slots=True)
+class SliceOutput:
+    """What a board's front end produced for one time slice.
+
+    Attributes
+    ----------
+    samples
+        (n_channels, slice_ticks) uint16 ADC codes, rows in the order of the board's channels.
+    primitives
+        Trigger primitives, :data:`pokerdaq.daq._wire.PRIMITIVE_DTYPE` (time in 1/64 sample
+        since the run start, integral_net, channel, board, peak, quality): the pulses of the
+        slice, for the trigger. A pulse may be reported in the slice after the one it lies in
+        (a stream pulse finder needs the samples after the crossing).
+    """
+
+    samples: np.ndarray
+    primitives: np.ndarray
+
+
+@dataclass(slots=True)
+class TypeCounters:
+    """Counters of one trigger type (one bit of the trigger word)."""
+
+    candidates: int = 0     # the condition fired
+    accepted: int = 0       # ... and a trigger was issued with this bit set
+    lost_dead_time: int = 0  # ... but inside the dead time after an accepted trigger
+    lost_busy: int = 0       # ... but the DAQ was busy (a board's queue above its busy mark)
+
+
+@dataclass(slots=True)
+class TriggerOutput:
+    """Accepted triggers of one slice: (n,) arrays, in time order."""
+
+    timestamps: np.ndarray           # uint64, 250 MHz ticks since run start
+    trigger_words: np.ndarray        # uint32 bit masks
+    busy_ticks: int = 0              # ticks of this slice lost to busy
+    dead_ticks: int = 0              # ticks of this slice inside the dead time
+    extra: dict = field(default_factory=dict)
+
+
+@runtime_checkable
+class FrontEndLogic(Protocol):
+    """Per-board front-end logic (the FADC firmware and what it digitizes).
+
+    Constructed once per board and run; ``channels`` are ``cfg.channel_map.channels_on_board(board)``.
+    """
+
+    board: int
+    channels: np.ndarray
+
+    def process_slice(self, slice_index: int) -> SliceOutput:
+        """Samples and trigger primitives of slice ``slice_index``.
+
+        Called with slice_index = 0, 1, 2, ... in order, once each. Must be deterministic
+        for a given (configuration, seed, board, slice_index).
+        """
+        ...
+
+    def find_pulses(self, window: np.ndarray, first_tick: int) -> np.ndarray:
+        """Pulses of a readout window.
+
+        Parameters
+        ----------
+        window
+            (n_channels, window_samples) uint16, the readout window of every channel, cut
+            by the board from its ring buffer; ``first_tick`` is the absolute tick of column 0.
+
+        Returns
+        -------
+        numpy.ndarray
+            Pulse records, :data:`pokerdaq.dsp._records.PULSE_DTYPE`, ``channel`` being the
+            channel-map number and times relative to the window start.
+        """
+        ...
+
+
+@runtime_checkable
+class TriggerLogic(Protocol):
+    """The trigger: primitives of every board for one slice in, accepted triggers out."""
+
+    trigger_names: tuple[str, ...]
+    """Name of each trigger-word bit, bit 0 first."""
+
+    def process_slice(self, slice_index: int, primitives: np.ndarray, busy: bool) -> TriggerOutput:
+        """Accepted triggers of one slice.
+
+        Parameters
+        ----------
+        slice_index
+            0, 1, 2, ... in order, once each.
+        primitives
+            Primitives of all live boards for this slice, concatenated
+            (:data:`pokerdaq.daq._wire.PRIMITIVE_DTYPE`, ``board`` set, not sorted).
+        busy
+            True when any live board reported busy for this slice: every candidate of the
+            slice is lost to busy (counted in ``lost_busy``) and ``busy_ticks`` is the slice.
+
+        Returns
+        -------
+        TriggerOutput
+            Accepted triggers, time ordered; the caller numbers the events. Their timestamps
+            lie in slice ``slice_index`` or ``slice_index - 1`` (a trigger whose decision
+            needs the next slice's primitives may come one slice late; the boards keep
+            their samples that long), and never before an earlier output's last timestamp.
+        """
+        ...
+
+    def counters(self) -> dict[str, TypeCounters]:
+        """Cumulative counters per trigger type name."""
+        ...

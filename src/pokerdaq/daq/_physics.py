@@ -1,0 +1,107 @@
+"""The physics behind the DAQ interfaces: emulator stream + pulse finder + trigger model.
+
+* :class:`PhysicsFrontEnd` (one per board): :class:`pokerdaq.sim.SampleStream` of the board's
+  channels (the stream of a channel subset equals those rows of the all-channel stream, so
+  the boards agree on the beam without talking), a stream-mode
+  :class:`pokerdaq.dsp.PulseStream` for the trigger primitives, and the window-mode
+  :func:`pokerdaq.dsp.find_pulses` for the readout window of an accepted trigger.
+* :class:`PhysicsTrigger`: :class:`pokerdaq.trigger.TriggerModel`, fed slice by slice. A
+  stream pulse is reported up to one slice after the one it lies in, so the model is run one
+  slice behind (``end_sample`` = start of the current slice): the triggers of decision ``k``
+  lie in slice ``k - 1`` (or just before it: the reference time precedes the issue tick by the
+trigger latency), which the boards' ring buffers keep.
+
+The pulse finders use the stream-mode configuration of ``pokerdaq.trigger._chain.stream_config``
+(configured pedestal) for primitives, and the configuration as given for readout windows.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from pokerdaq.config import Config
+
+from ._interfaces import SliceOutput, TriggerOutput, TypeCounters
+from ._wire import PRIMITIVE_DTYPE
+
+
+class PhysicsFrontEnd:
+    """:class:`~pokerdaq.daq._interfaces.FrontEndLogic` of one board with the real emulator and pulse finder."""
+
+    def __init__(self, cfg: Config, board: int, seed: int) -> None:
+        from pokerdaq.dsp import PulseParams, PulseStream
+        from pokerdaq.sim import SampleStream
+        from pokerdaq.trigger._chain import stream_config
+
+        self.cfg = cfg
+        self.board = board
+        self.channels = cfg.channel_map.channels_on_board(board)
+        scfg = stream_config(cfg)
+        self._stream = SampleStream(scfg, seed=seed, channels=self.channels)
+        self._finder = PulseStream(PulseParams.from_config(scfg, self.channels), channel_ids=self.channels)
+        self._window_params = PulseParams.from_config(cfg, self.channels)
+        self._ticks = cfg.daq.slice_ticks
+        self._next = 0
+        # compile (or load from numba's cache) every kernel now, during configure, not in the
+        # middle of the run: the trigger processor would take a board stuck in the JIT for dead
+        scratch = SampleStream(scfg, seed=seed, channels=self.channels)
+        finder = PulseStream(PulseParams.from_config(scfg, self.channels), channel_ids=self.channels)
+        finder.process(scratch.read(min(self._ticks, 4096))[0])
+        finder.finish()
+        self.find_pulses(np.full((len(self.channels), cfg.digitizer.window_samples), 400, np.uint16), 0)
+
+    def process_slice(self, slice_index: int) -> SliceOutput:
+        if slice_index != self._next:
+            raise ValueError(f"slice_index {slice_index}: expected {self._next} (slices are read in order)")
+        self._next += 1
+        samples, _truth = self._stream.read(self._ticks)
+        pulses = self._finder.process(samples)
+        prims = np.zeros(len(pulses), dtype=PRIMITIVE_DTYPE)
+        for name in ("time", "integral_net", "channel", "peak", "quality"):
+            prims[name] = pulses[name]
+        prims["board"] = self.board
+        return SliceOutput(np.ascontiguousarray(samples, dtype=np.uint16), prims)
+
+    def find_pulses(self, window: np.ndarray, first_tick: int) -> np.ndarray:
+        from pokerdaq.dsp import find_pulses
+        return find_pulses(window, self._window_params, channel_ids=self.channels)
+
+
+class PhysicsTrigger:
+    """:class:`~pokerdaq.daq._interfaces.TriggerLogic` with the integer trigger model of pokerdaq.trigger."""
+
+    def __init__(self, cfg: Config, seed: int) -> None:
+        from pokerdaq.dsp._records import PULSE_DTYPE
+        from pokerdaq.trigger import TriggerBits, TriggerModel
+
+        self.cfg = cfg
+        self._model = TriggerModel(cfg, seed=seed)
+        self.trigger_names = tuple(TriggerBits.NAMES)
+        self._ticks = cfg.daq.slice_ticks
+        self._pulse_dtype = PULSE_DTYPE
+        self._busy_before = 0
+        self._dead_before = 0
+        # compile the model's kernels now (configure), not on the first slice
+        scratch = TriggerModel(cfg, seed=seed)
+        scratch.process(np.zeros(0, PULSE_DTYPE), self._ticks)
+
+    def process_slice(self, slice_index: int, primitives: np.ndarray, busy: bool) -> TriggerOutput:
+        records = np.zeros(len(primitives), dtype=self._pulse_dtype)
+        for name in ("time", "integral_net", "channel", "peak", "quality"):
+            records[name] = primitives[name]
+        # one slice behind: every pulse of slice k - 1 has been reported by the end of slice k
+        end = max(slice_index, 0) * self._ticks
+        trig = self._model.process(records, end, busy=bool(busy))
+        c = self._model.counters
+        busy_ticks, self._busy_before = c.busy_ticks - self._busy_before, c.busy_ticks
+        dead_ticks, self._dead_before = c.dead_ticks - self._dead_before, c.dead_ticks
+        # the event timestamp is the trigger reference time (the particle), not the issue tick
+        # (reference + latency): the readout window is cut around it
+        return TriggerOutput((trig["ref_time"] >> 6).astype(np.uint64), trig["trigger_word"].astype(np.uint32),
+                             busy_ticks=busy_ticks, dead_ticks=dead_ticks)
+
+    def counters(self) -> dict[str, TypeCounters]:
+        c = self._model.counters
+        # candidates = passed the prescaler = accepted + lost to dead time + lost to busy
+        return {name: TypeCounters(int(c.prescaled[i]), int(c.accepted[i]), int(c.lost_dead[i]), int(c.lost_busy[i]))
+                for i, name in enumerate(self.trigger_names)}

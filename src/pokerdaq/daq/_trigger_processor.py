@@ -1,0 +1,254 @@
+"""Trigger processor: aligns the boards' time slices, runs the :class:`TriggerLogic`, distributes triggers.
+
+Sockets: a ROUTER (bound, ``triggers`` endpoint) talks to every board's DEALER, primitives
+in and decisions out; ``ROUTER_MANDATORY`` makes a decision that cannot be delivered an
+error instead of a silent drop. A PUSH (connected to the builder's ``trigger_records``)
+carries the trigger record of every accepted trigger, so the builder knows which events
+exist and what their timestamp and trigger word must be.
+
+Slice ``k`` is decided when every live board has sent slice ``k``. A board that sends
+nothing for ``daq.board_timeout_s`` while the trigger processor waits for it is marked dead:
+the run goes on without it, and every later trigger record carries it in ``dead_boards``,
+so the builder flags those events INCOMPLETE at once instead of waiting for its time-out.
+"""
+
+from __future__ import annotations
+
+import collections
+import json
+import time
+from typing import Any
+
+import numpy as np
+import zmq
+
+from ._factory import make_trigger_logic
+from ._node import Node
+from ._wire import (
+    PRIMITIVE_DTYPE,
+    PRIMITIVE_MAGIC,
+    TRIGGER_DTYPE,
+    TRIGGER_MAGIC,
+    MessageError,
+    SliceFlags,
+    decode_slice,
+    encode_slice,
+)
+
+TP_ID = 0xFFFF
+
+
+class TriggerProcessorNode(Node):
+    def __init__(self, cfg, name, control_endpoint, params) -> None:
+        super().__init__(cfg, name, control_endpoint, params)
+        self.run_number = int(params["run_number"])
+        self.max_events = params.get("max_events")
+        self.logic = make_trigger_logic(cfg, int(params["seed"]))
+        self.all_boards = [int(b) for b in params["boards"]]
+        self.live = set(self.all_boards)
+        self.dead: dict[int, str] = {}
+        self.heard: set[int] = set()
+        self.last_seen = {b: time.monotonic() for b in self.all_boards}
+        self.pending: dict[int, dict[int, tuple[np.ndarray, bool]]] = collections.defaultdict(dict)
+        self.next_slice = 0
+        self.slice_wait_start = time.monotonic()
+        self.next_event = 0
+        self.stop_requested = False
+        self.ended = False
+        self.counters = collections.Counter()
+        self.accepted_bits = [0] * 32
+        self.busy_ticks = 0
+        self.dead_ticks = 0
+        self.router: zmq.Socket | None = None
+        self.push: zmq.Socket | None = None
+
+    def bind(self) -> dict[str, str]:
+        self.router = self.socket(zmq.ROUTER)
+        self.router.setsockopt(zmq.ROUTER_MANDATORY, 1)
+        return {"triggers": self.bind_socket(self.router, self.params["endpoints"]["triggers"])}
+
+    def connect(self, endpoints: dict[str, str]) -> None:
+        self.push = self.socket(zmq.PUSH)
+        self.push.connect(endpoints["trigger_records"])
+
+    def on_start(self) -> None:
+        now = time.monotonic()
+        self.last_seen = {b: now for b in self.all_boards}
+        self.slice_wait_start = now
+
+    def on_stop(self) -> None:
+        self.stop_requested = True
+
+    def sockets(self):
+        return [(self.router, zmq.POLLIN)]
+
+    @property
+    def dead_mask(self) -> int:
+        return sum(1 << b for b in self.dead)
+
+    # ---- the work --------------------------------------------------------------------
+    def step(self, ready: dict) -> bool:
+        if self.ended:
+            self._receive()  # keep the boards' last messages from piling up
+            return False
+        self._receive()
+        decided = False
+        while not self.ended and self._slice_complete(self.next_slice):
+            self._decide(self.next_slice)
+            decided = True
+        if not decided:
+            self._check_dead()
+        if not self.ended and (self.stop_requested or not self.live):
+            self._end()
+        return decided
+
+    def _receive(self) -> None:
+        for _ in range(1000):
+            try:
+                frames = self.router.recv_multipart(zmq.NOBLOCK)
+            except zmq.Again:
+                return
+            ident, body = frames[0], frames[1:]
+            try:
+                head, prims = decode_slice(body, PRIMITIVE_MAGIC, PRIMITIVE_DTYPE)
+            except MessageError:
+                self.counters["bad_primitive_messages"] += 1
+                continue
+            b = int(head["board_id"])
+            if ident != f"board{b}".encode() or b not in self.last_seen or int(head["run_number"]) != self.run_number:
+                self.counters["bad_primitive_messages"] += 1
+                continue
+            if b in self.dead:
+                self.counters["messages_from_dead_boards"] += 1
+                continue
+            self.last_seen[b] = time.monotonic()
+            self.heard.add(b)
+            if int(head["flags"]) & SliceFlags.HEARTBEAT:
+                self.counters["heartbeats"] += 1
+                continue
+            k = int(head["slice_index"])
+            if k < self.next_slice or b in self.pending[k]:
+                self.counters["bad_primitive_messages"] += 1
+                continue
+            self.pending[k][b] = (prims, bool(int(head["flags"]) & SliceFlags.BUSY))
+
+    def _slice_complete(self, k: int) -> bool:
+        got = self.pending.get(k)
+        return bool(got) and self.live.issubset(got.keys())
+
+    def _check_dead(self) -> None:
+        now = time.monotonic()
+        for b in sorted(self.live):
+            if b in self.pending.get(self.next_slice, {}):
+                continue
+            # before its first message a board may still be starting (imports, JIT): allow stall_timeout_s
+            limit = self.cfg.daq.board_timeout_s if b in self.heard else self.cfg.daq.stall_timeout_s
+            # silence counts from when we started waiting for this slice: a board that was
+            # ahead of us (waiting for our decisions) was not silent
+            if now - max(self.last_seen[b], self.slice_wait_start) > limit:
+                self._mark_dead(b, f"silent for more than {limit} s")
+
+    def _mark_dead(self, b: int, why: str) -> None:
+        self.live.discard(b)
+        self.dead[b] = why
+        self.counters["boards_marked_dead"] += 1
+
+    def _decide(self, k: int) -> None:
+        got = self.pending.pop(k)
+        prims = [got[b][0] for b in sorted(self.live) if b in got]
+        busy = any(got[b][1] for b in self.live if b in got)
+        out = self.logic.process_slice(k, np.concatenate(prims) if prims else np.zeros(0, PRIMITIVE_DTYPE), busy)
+        n = len(out.timestamps)
+        if self.max_events is not None:
+            n = min(n, int(self.max_events) - self.next_event)
+            self.counters["trimmed_at_max_events"] += len(out.timestamps) - n
+        trig = np.zeros(n, dtype=TRIGGER_DTYPE)
+        trig["event_number"] = np.arange(self.next_event, self.next_event + n, dtype=np.uint64)
+        trig["timestamp"] = out.timestamps[:n]
+        trig["trigger_word"] = out.trigger_words[:n]
+        trig["dead_boards"] = self.dead_mask
+        self.next_event += n
+        for bit in range(32):
+            self.accepted_bits[bit] += int(((trig["trigger_word"] >> bit) & 1).sum())
+        self.busy_ticks += out.busy_ticks
+        self.dead_ticks += out.dead_ticks
+        self.counters["slices"] += 1
+        self.counters["busy_slices"] += busy
+        msg = encode_slice(TRIGGER_MAGIC, board_id=TP_ID, run_number=self.run_number, flags=0,
+                           slice_index=k, records=trig)
+        self._to_boards(msg)
+        if n:
+            rec = encode_slice(TRIGGER_MAGIC, board_id=TP_ID, run_number=self.run_number,
+                               flags=int(SliceFlags.RECORDS), slice_index=k, records=trig)
+            self.send_with_deadline(self.push, rec, "trigger records to the event builder")
+        self.next_slice = k + 1
+        self.slice_wait_start = time.monotonic()
+        if self.max_events is not None and self.next_event >= int(self.max_events):
+            self._end()
+
+    def _to_boards(self, msg: list[bytes]) -> None:
+        for b in sorted(self.live):
+            try:
+                self.send_with_deadline(self.router, [f"board{b}".encode(), *msg], f"decision to board {b}")
+            except zmq.ZMQError as err:
+                if err.errno == zmq.EHOSTUNREACH:  # its process is gone
+                    self._mark_dead(b, "disconnected")
+                else:
+                    raise
+
+    def _end(self) -> None:
+        self.ended = True
+        end = encode_slice(TRIGGER_MAGIC, board_id=TP_ID, run_number=self.run_number,
+                           flags=int(SliceFlags.END_OF_RUN), slice_index=self.next_slice,
+                           records=np.zeros(0, TRIGGER_DTYPE))
+        self._to_boards(end)
+        for b in sorted(self.dead):   # best effort: a board taken for dead may still be alive
+            try:
+                self.router.send_multipart([f"board{b}".encode(), *end], zmq.NOBLOCK)
+            except zmq.ZMQError:
+                pass
+        # to the builder: slice_index of the end message = number of events issued
+        fin = encode_slice(TRIGGER_MAGIC, board_id=TP_ID, run_number=self.run_number,
+                           flags=int(SliceFlags.END_OF_RUN | SliceFlags.RECORDS), slice_index=self.next_event,
+                           records=np.zeros(0, TRIGGER_DTYPE))
+        # the run's trigger scalers travel down the chain to the writer (one /scalers row)
+        scalers = {"ticks": self.next_slice * self.cfg.daq.slice_ticks, "busy_ticks": self.busy_ticks,
+                   "accepted": self.next_event, "trigger_bits": self.accepted_bits,
+                   "candidates": sum(c.candidates for c in self.logic.counters().values())}
+        self.send_with_deadline(self.push, [b"SCALERS", json.dumps(scalers).encode()], "scalers to the event builder")
+        self.send_with_deadline(self.push, fin, "end of run to the event builder")
+        self.notify_drained()
+
+    def stats(self) -> dict[str, Any]:
+        st = self.cfg.daq.slice_ticks
+        total_ticks = self.next_slice * st
+        counters = self.logic.counters()
+        names = list(getattr(self.logic, "trigger_names", ()))
+        types = {}
+        for bit, name in enumerate(names):
+            c = counters.get(name)
+            types[name] = {"bit": bit, "accepted": self.accepted_bits[bit],
+                           "candidates": c.candidates if c else 0,
+                           "lost_dead_time": c.lost_dead_time if c else 0,
+                           "lost_busy": c.lost_busy if c else 0,
+                           # accepted by the logic in the last slice but beyond --events
+                           "trimmed": (c.accepted - self.accepted_bits[bit]) if c else 0}
+        return {
+            **dict(self.counters),
+            "events_issued": self.next_event,
+            "slices_decided": self.next_slice,
+            "ticks": total_ticks,
+            "busy_ticks": self.busy_ticks,
+            "dead_ticks": self.dead_ticks,
+            "live_fraction": (1.0 - min(total_ticks, self.busy_ticks + self.dead_ticks) / total_ticks) if total_ticks else 1.0,
+            "sampling_rate_hz": self.cfg.digitizer.sampling_rate_hz,
+            "trigger_types": types,
+            "dead_boards": {str(b): why for b, why in self.dead.items()},
+            "live_boards": sorted(self.live),
+            "ended": self.ended,
+        }
+
+    def close(self) -> None:
+        for s in (self.router, self.push):
+            if s is not None:
+                s.close(0)

@@ -1,0 +1,364 @@
+"""Byte-exact messages of the DAQ data path; the layout is specified in docs/wire-format.md.
+
+Three families of messages travel on ZeroMQ sockets:
+
+* the **fragment** (board -> event builder): one board's readout of one accepted trigger,
+  a fixed 56-byte header, the channel blocks, the pulse records and a CRC-32 trailer;
+* the **primitive message** (board -> trigger processor): one board's trigger primitives
+  of one time slice, plus its busy state;
+* the **trigger message** (trigger processor -> boards, and -> event builder): the accepted
+  triggers of one time slice (decisions), or the trigger records of the event builder.
+
+Everything is little-endian and encoded/decoded with numpy structured dtypes: no
+per-sample Python loop. The fragment decoder trusts no length and no count before it has
+checked it, and raises :class:`FragmentError` with a :class:`Reason` for every malformed
+input (and never any other exception for bytes that came off a socket).
+"""
+
+from __future__ import annotations
+
+import enum
+import struct
+import zlib
+from dataclasses import dataclass
+
+import numpy as np
+
+from pokerdaq.dsp._records import PULSE_DTYPE
+
+# --------------------------------------------------------------------------------------
+# fragment
+# --------------------------------------------------------------------------------------
+FRAGMENT_MAGIC = b"PKFR"
+FRAGMENT_VERSION = 1
+
+FRAGMENT_HEADER_DTYPE = np.dtype(
+    [
+        ("magic", "S4"),                  # b"PKFR"
+        ("version", "<u2"),               # FRAGMENT_VERSION
+        ("header_size", "<u2"),           # 56
+        ("run_number", "<u4"),
+        ("board_id", "<u2"),
+        ("n_channels", "<u2"),
+        ("event_number", "<u8"),
+        ("timestamp", "<u8"),             # trigger time, 250 MHz ticks since run start
+        ("trigger_word", "<u4"),
+        ("flags", "<u4"),                 # FragmentFlags
+        ("samples_per_channel", "<u4"),
+        ("n_pulses", "<u4"),
+        ("payload_length", "<u4"),        # bytes between the header and the CRC trailer
+        ("reserved", "<u4"),              # 0
+    ]
+)
+"""Fragment header, 56 bytes (docs/wire-format.md, table 1)."""
+
+CHANNEL_BLOCK_HEADER_DTYPE = np.dtype([("channel", "<u2"), ("channel_flags", "<u2")])
+"""Head of one channel block: channel number in the channel map, per-channel flags (0)."""
+
+WIRE_PULSE_DTYPE = PULSE_DTYPE.newbyteorder("<")
+"""Pulse record on the wire: :data:`pokerdaq.dsp._records.PULSE_DTYPE`, packed, little-endian."""
+
+CRC_DTYPE = np.dtype("<u4")
+
+HEADER_SIZE = FRAGMENT_HEADER_DTYPE.itemsize
+_HEADER_STRUCT = struct.Struct("<4sHHIHHQQIIIIII")   # FRAGMENT_HEADER_DTYPE, for fast decoding
+_CRC_STRUCT = struct.Struct("<I")
+_U16_STRUCT = struct.Struct("<H")
+TRAILER_SIZE = CRC_DTYPE.itemsize
+PULSE_SIZE = WIRE_PULSE_DTYPE.itemsize
+
+MAX_CHANNELS = 64
+"""Most channel blocks in one fragment (a Waveboard has 12 inputs; the limit leaves room)."""
+MAX_SAMPLES = 4096
+"""Most samples per channel block."""
+MAX_PULSES_PER_CHANNEL = 16
+"""Most pulse records per channel (the firmware's max_pulses register holds at most 15)."""
+
+assert HEADER_SIZE == 56 == _HEADER_STRUCT.size and PULSE_SIZE == 46  # documented in docs/wire-format.md
+
+
+class FragmentFlags(enum.IntFlag):
+    """Bits of the fragment header ``flags`` field."""
+
+    NONE = 0
+    WINDOW_CLIPPED = 1 << 0   # the readout window reached before the run start: those samples are 0
+    BOARD_BUSY = 1 << 1       # the board was busy (queue above its busy mark) when it read this out
+
+
+class Reason(enum.Enum):
+    """Why a message was rejected; the event builder counts rejections by these names."""
+
+    TRUNCATED = "truncated"              # shorter than its header or its declared length
+    BAD_MAGIC = "bad_magic"
+    BAD_VERSION = "bad_version"
+    BAD_HEADER_SIZE = "bad_header_size"
+    BAD_COUNT = "bad_count"              # a count above its documented maximum
+    LENGTH_MISMATCH = "length_mismatch"  # payload_length disagrees with the counts, or bytes follow
+    BAD_CRC = "bad_crc"
+    BAD_RESERVED = "bad_reserved"        # a reserved field is not 0 (checked after the CRC)
+    WRONG_RUN = "wrong_run"
+    BAD_BOARD = "bad_board"              # board id not in this run's channel map
+    BAD_CHANNELS = "bad_channels"        # channel blocks are not exactly the board's channels
+    BAD_PULSE = "bad_pulse"              # a pulse record names a channel not in the fragment
+    BAD_FRAMES = "bad_frames"            # a multipart message where one frame is expected
+    TOO_LARGE = "too_large"              # refused by ZMQ_MAXMSGSIZE (counted from the socket monitor)
+    # reasons of the event builder (valid fragments that do not fit an event)
+    DUPLICATE = "duplicate"              # second fragment of the same board for an event
+    LATE = "late"                        # the event was already written
+    MISMATCH = "mismatch"                # timestamp or trigger word disagrees with the trigger record
+    ORPHAN = "orphan"                    # no trigger record arrived for it before the time-out
+    SHED = "shed"                        # dropped because the builder was at its in-flight limit
+
+
+class FragmentError(ValueError):
+    """A fragment failed a check; ``reason`` is a :class:`Reason`."""
+
+    def __init__(self, reason: Reason, detail: str) -> None:
+        self.reason = reason
+        super().__init__(f"{reason.value}: {detail}")
+
+
+@dataclass(frozen=True, slots=True)
+class Fragment:
+    """A decoded fragment.
+
+    ``channels`` (n_channels,) and ``samples`` (n_channels, samples_per_channel) are read-only
+    uint16 views of the message; the pulse records stay bytes (``pulse_bytes``, ``n_pulses``
+    records, what the writer needs) and :attr:`pulses` decodes them.
+    """
+
+    run_number: int
+    board_id: int
+    event_number: int
+    timestamp: int
+    trigger_word: int
+    flags: int
+    channels: np.ndarray
+    samples: np.ndarray
+    pulse_bytes: bytes
+    n_pulses: int
+
+    @property
+    def pulses(self) -> np.ndarray:
+        """The pulse records, :data:`pokerdaq.dsp._records.PULSE_DTYPE`."""
+        return np.frombuffer(self.pulse_bytes, dtype=WIRE_PULSE_DTYPE).astype(PULSE_DTYPE)
+
+
+def payload_length(n_channels: int, samples_per_channel: int, n_pulses: int) -> int:
+    """Payload bytes of a fragment with these counts."""
+    return n_channels * (CHANNEL_BLOCK_HEADER_DTYPE.itemsize + 2 * samples_per_channel) + n_pulses * PULSE_SIZE
+
+
+def encode_fragment(*, run_number: int, board_id: int, event_number: int, timestamp: int,
+                    trigger_word: int, flags: int, channels: np.ndarray, samples: np.ndarray,
+                    pulses: np.ndarray) -> bytes:
+    """Encode one fragment.
+
+    Parameters
+    ----------
+    channels
+        (n_channels,) channel numbers, in the order of ``samples`` rows.
+    samples
+        (n_channels, samples_per_channel) ADC codes (uint16).
+    pulses
+        Pulse records (:data:`PULSE_DTYPE`), any number (up to the documented maximum).
+
+    Returns
+    -------
+    bytes
+        Header, channel blocks, pulse records and the CRC-32 trailer.
+    """
+    samples = np.asarray(samples)
+    channels = np.asarray(channels)
+    if samples.ndim != 2 or samples.shape[0] != channels.shape[0]:
+        raise ValueError(f"samples: shape {samples.shape}, expected ({channels.shape[0]}, n_samples)")
+    n_ch, n_s = samples.shape
+    if n_ch > MAX_CHANNELS or n_s > MAX_SAMPLES or len(pulses) > n_ch * MAX_PULSES_PER_CHANNEL:
+        raise ValueError(f"fragment counts ({n_ch} channels, {n_s} samples, {len(pulses)} pulses) "
+                         "exceed the wire-format maxima")
+    plen = payload_length(n_ch, n_s, len(pulses))
+    buf = np.zeros(HEADER_SIZE + plen + TRAILER_SIZE, dtype=np.uint8)
+    hdr = buf[:HEADER_SIZE].view(FRAGMENT_HEADER_DTYPE)
+    hdr["magic"] = FRAGMENT_MAGIC
+    hdr["version"] = FRAGMENT_VERSION
+    hdr["header_size"] = HEADER_SIZE
+    hdr["run_number"] = run_number
+    hdr["board_id"] = board_id
+    hdr["n_channels"] = n_ch
+    hdr["event_number"] = event_number
+    hdr["timestamp"] = timestamp
+    hdr["trigger_word"] = trigger_word
+    hdr["flags"] = flags
+    hdr["samples_per_channel"] = n_s
+    hdr["n_pulses"] = len(pulses)
+    hdr["payload_length"] = plen
+    block = CHANNEL_BLOCK_HEADER_DTYPE.itemsize + 2 * n_s
+    blocks = buf[HEADER_SIZE:HEADER_SIZE + n_ch * block].reshape(n_ch, block)
+    blocks[:, 0:2] = channels.astype("<u2").view(np.uint8).reshape(n_ch, 2)
+    blocks[:, 4:] = np.ascontiguousarray(samples, dtype="<u2").view(np.uint8).reshape(n_ch, 2 * n_s)
+    if len(pulses):
+        start = HEADER_SIZE + n_ch * block
+        buf[start:start + len(pulses) * PULSE_SIZE] = np.asarray(pulses, dtype=WIRE_PULSE_DTYPE).view(np.uint8)
+    crc = zlib.crc32(buf[:HEADER_SIZE + plen])
+    buf[HEADER_SIZE + plen:] = np.array([crc], dtype=CRC_DTYPE).view(np.uint8)
+    return buf.tobytes()
+
+
+def peek_header(buf) -> np.void:
+    """The header of a fragment whose length is at least :data:`HEADER_SIZE` (not checked further)."""
+    return np.frombuffer(buf, dtype=FRAGMENT_HEADER_DTYPE, count=1)[0]
+
+
+def decode_fragment(buf, expected_run: int | None = None) -> Fragment:
+    """Decode and check one fragment.
+
+    Checks, in this order: length of the fixed part (TRUNCATED), magic, version, header
+    size, counts against their maxima (BAD_COUNT), declared payload length against the
+    counts (LENGTH_MISMATCH), message length against the declared length (TRUNCATED when
+    short, LENGTH_MISMATCH when bytes follow), CRC-32 over header and payload, reserved
+    fields, run number, channel numbers unique, pulse channels among the fragment's channels.
+
+    Parameters
+    ----------
+    buf
+        The message bytes (bytes, memoryview or a zmq Frame buffer).
+    expected_run
+        When given, a fragment of another run is rejected with WRONG_RUN.
+
+    Raises
+    ------
+    FragmentError
+        With the first failed check's :class:`Reason`. Nothing else is raised for any input.
+    """
+    try:
+        mv = memoryview(buf).cast("B")
+    except TypeError as err:
+        raise FragmentError(Reason.TRUNCATED, f"not a byte buffer ({err})") from None
+    n = mv.nbytes
+    if n < HEADER_SIZE + TRAILER_SIZE:
+        raise FragmentError(Reason.TRUNCATED, f"{n} bytes, less than header and trailer ({HEADER_SIZE + TRAILER_SIZE})")
+    (magic, version, header_size, run_number, board_id, n_ch, event_number, timestamp, trigger_word, flags,
+     n_s, n_p, plen_declared, reserved) = _HEADER_STRUCT.unpack_from(mv, 0)
+    if magic != FRAGMENT_MAGIC:
+        raise FragmentError(Reason.BAD_MAGIC, f"magic {magic!r}, expected {FRAGMENT_MAGIC!r}")
+    if version != FRAGMENT_VERSION:
+        raise FragmentError(Reason.BAD_VERSION, f"version {version}, expected {FRAGMENT_VERSION}")
+    if header_size != HEADER_SIZE:
+        raise FragmentError(Reason.BAD_HEADER_SIZE, f"header_size {header_size}, expected {HEADER_SIZE}")
+    if n_ch > MAX_CHANNELS or n_s > MAX_SAMPLES or n_p > n_ch * MAX_PULSES_PER_CHANNEL:
+        raise FragmentError(Reason.BAD_COUNT, f"n_channels {n_ch} (max {MAX_CHANNELS}), samples_per_channel "
+                            f"{n_s} (max {MAX_SAMPLES}), n_pulses {n_p} (max {MAX_PULSES_PER_CHANNEL} per channel)")
+    plen = payload_length(n_ch, n_s, n_p)
+    if plen_declared != plen:
+        raise FragmentError(Reason.LENGTH_MISMATCH, f"payload_length {plen_declared}, the counts give {plen}")
+    total = HEADER_SIZE + plen + TRAILER_SIZE
+    if n < total:
+        raise FragmentError(Reason.TRUNCATED, f"{n} bytes, the header declares {total}")
+    if n > total:
+        raise FragmentError(Reason.LENGTH_MISMATCH, f"{n} bytes, the header declares {total}")
+    (crc,) = _CRC_STRUCT.unpack_from(mv, HEADER_SIZE + plen)
+    if zlib.crc32(mv[:HEADER_SIZE + plen]) != crc:
+        raise FragmentError(Reason.BAD_CRC, "CRC-32 over header and payload does not match the trailer")
+    if reserved != 0:
+        raise FragmentError(Reason.BAD_RESERVED, f"reserved {reserved}, expected 0")
+    if expected_run is not None and run_number != expected_run:
+        raise FragmentError(Reason.WRONG_RUN, f"run {run_number}, expected {expected_run}")
+    block = CHANNEL_BLOCK_HEADER_DTYPE.itemsize + 2 * n_s
+    raw = np.frombuffer(mv, dtype="<u2", count=n_ch * block // 2, offset=HEADER_SIZE).reshape(n_ch, block // 2)
+    channels = raw[:, 0]
+    channel_set = set(channels.tolist())
+    if len(channel_set) != n_ch:
+        raise FragmentError(Reason.BAD_CHANNELS, "a channel number appears twice")
+    start = HEADER_SIZE + n_ch * block
+    for i in range(n_p):   # the pulse's channel is its first field (u16)
+        if _U16_STRUCT.unpack_from(mv, start + i * PULSE_SIZE)[0] not in channel_set:
+            raise FragmentError(Reason.BAD_PULSE, "a pulse record names a channel without a channel block")
+    return Fragment(run_number, board_id, event_number, timestamp, trigger_word, flags, channels, raw[:, 2:],
+                    mv[start:start + n_p * PULSE_SIZE].tobytes(), n_p)
+
+
+# --------------------------------------------------------------------------------------
+# primitive messages: board -> trigger processor (two frames: header, primitive records)
+# --------------------------------------------------------------------------------------
+PRIMITIVE_MAGIC = b"PKPR"
+TRIGGER_MAGIC = b"PKTR"
+MESSAGE_VERSION = 1
+
+PRIMITIVE_DTYPE = np.dtype(
+    [
+        ("time", "<i8"),          # pulse time, 1/64 sample (62.5 ps) since run start (PULSE_DTYPE 'time')
+        ("integral_net", "<i4"),  # pedestal-subtracted integral, ADC counts (PULSE_DTYPE 'integral_net')
+        ("channel", "<u2"),       # channel number in the channel map
+        ("board", "<u2"),         # board that found it
+        ("peak", "<u2"),          # peak ADC code
+        ("quality", "<u2"),       # QualityBits of the pulse
+    ]
+)
+"""One trigger primitive (20 bytes): what the trigger needs of a pulse."""
+
+SLICE_HEADER_DTYPE = np.dtype(
+    [
+        ("magic", "S4"),        # b"PKPR" (primitives) or b"PKTR" (triggers)
+        ("version", "<u2"),
+        ("board_id", "<u2"),    # sender board (primitives); 0xFFFF from the trigger processor
+        ("run_number", "<u4"),
+        ("flags", "<u4"),       # SliceFlags
+        ("slice_index", "<u8"),
+        ("count", "<u4"),       # records in the second frame
+        ("reserved", "<u4"),
+    ]
+)
+"""Header frame of primitive and trigger messages (32 bytes)."""
+
+
+class SliceFlags(enum.IntFlag):
+    NONE = 0
+    BUSY = 1 << 0          # primitives: the board's fragment queue is above its busy mark
+    END_OF_RUN = 1 << 1    # triggers: no trigger follows; primitives: the board has stopped
+    RECORDS = 1 << 2       # triggers: a trigger-record message to the event builder
+    HEARTBEAT = 1 << 3     # primitives: no slice, the board is alive but stalled (queue full)
+
+
+TRIGGER_DTYPE = np.dtype(
+    [
+        ("event_number", "<u8"),
+        ("timestamp", "<u8"),       # 250 MHz ticks since run start
+        ("trigger_word", "<u4"),    # bit mask of trigger types
+        ("reserved", "<u4"),
+        ("dead_boards", "<u8"),     # boards the trigger processor has marked dead (bit b = board b)
+    ]
+)
+"""An accepted trigger (32 bytes): a decision to the boards and a trigger record to the builder."""
+
+
+class MessageError(ValueError):
+    """A primitive or trigger message failed a check."""
+
+
+def encode_slice(magic: bytes, *, board_id: int, run_number: int, flags: int, slice_index: int,
+                 records: np.ndarray) -> list[bytes]:
+    """Two frames: a :data:`SLICE_HEADER_DTYPE` header and the records' bytes."""
+    hdr = np.zeros(1, dtype=SLICE_HEADER_DTYPE)
+    hdr["magic"] = magic
+    hdr["version"] = MESSAGE_VERSION
+    hdr["board_id"] = board_id
+    hdr["run_number"] = run_number
+    hdr["flags"] = flags
+    hdr["slice_index"] = slice_index
+    hdr["count"] = len(records)
+    return [hdr.tobytes(), np.ascontiguousarray(records).tobytes()]
+
+
+def decode_slice(frames, magic: bytes, record_dtype: np.dtype) -> tuple[np.void, np.ndarray]:
+    """Check and decode a two-frame slice message; raises :class:`MessageError`."""
+    if len(frames) != 2:
+        raise MessageError(f"{len(frames)} frames, expected 2")
+    head, body = memoryview(frames[0]).cast("B"), memoryview(frames[1]).cast("B")
+    if head.nbytes != SLICE_HEADER_DTYPE.itemsize:
+        raise MessageError(f"header of {head.nbytes} bytes, expected {SLICE_HEADER_DTYPE.itemsize}")
+    h = np.frombuffer(head, dtype=SLICE_HEADER_DTYPE, count=1)[0]
+    if bytes(h["magic"]) != magic or int(h["version"]) != MESSAGE_VERSION:
+        raise MessageError(f"magic {bytes(h['magic'])!r} version {int(h['version'])}, expected {magic!r} v{MESSAGE_VERSION}")
+    if body.nbytes != int(h["count"]) * record_dtype.itemsize:
+        raise MessageError(f"body of {body.nbytes} bytes for {int(h['count'])} records of {record_dtype.itemsize}")
+    return h, np.frombuffer(body, dtype=record_dtype).copy()

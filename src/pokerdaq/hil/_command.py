@@ -1,0 +1,102 @@
+"""``pokerdaq hil``: stimulus windows into a device under test, compared with the reference."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+from rich.console import Console
+from rich.table import Table
+
+from ..config import load_config
+from ..dsp import PulseParams
+from ._harness import HilReport, run_hil
+
+
+def _stimulus(args: argparse.Namespace):
+    """(samples, event numbers, config) of the stimulus."""
+    if args.stimulus:
+        from ..io import RunFile
+
+        if args.max_windows < 1:
+            raise ValueError(f"--max-windows {args.max_windows}: expected at least 1")
+        with RunFile(args.stimulus) as f:
+            cfg = load_config(args.config) if args.config else f.config
+            n = min(len(f), args.max_windows)  # bounded memory: the stimulus is held in memory
+            return np.asarray(f.samples[:n]), f.events["event_number"][:n].astype(np.int64), cfg
+    from ..sim import emulate_windows
+
+    cfg = load_config(args.config)
+    n = 200 if args.generate is None else args.generate
+    if n < 1:
+        raise ValueError(f"--generate {n}: expected at least 1 window")
+    samples, truth = emulate_windows(cfg, n, args.seed)
+    return samples, truth["event"].astype(np.int64), cfg
+
+
+def make_dut(spec: str, *, timeout_s: float = 5.0, retries: int = 0, batch: int = 16):
+    """The DUT named on the command line: ``model``, ``rtl`` or ``tcp://HOST:PORT``."""
+    if spec == "model":
+        from ._dut import ModelDut
+
+        return ModelDut()
+    if spec == "rtl":
+        from ._rtl import RtlDut
+
+        return RtlDut()
+    if spec.startswith("tcp://"):
+        from ._dut import TcpDut
+
+        return TcpDut(spec, timeout_s=timeout_s, retries=retries, batch_windows=batch)
+    raise ValueError(f"--dut {spec!r}: expected model, rtl or tcp://HOST:PORT")
+
+
+def print_report(console: Console, report: HilReport) -> None:
+    t = Table(title=f"HIL: DUT {report.dut} vs {report.reference} reference")
+    t.add_column("quantity")
+    t.add_column("value", justify="right")
+    for label, value in (("windows sent / stimulus", f"{report.windows_sent} / {report.n_windows}"),
+                         ("channels x samples", f"{report.n_channels} x {report.window_samples}"),
+                         ("pulses reference", report.pulses_reference), ("pulses DUT", report.pulses_dut),
+                         ("mismatched windows", report.mismatched_windows),
+                         ("mismatched channel-windows", report.mismatched_channel_windows),
+                         ("stale replies discarded", report.stale_replies),
+                         ("time (s)", f"{report.elapsed_s:.2f}")):
+        t.add_row(label, str(value))
+    console.print(t)
+    if report.field_mismatches:
+        console.print("mismatches per field: " + ", ".join(f"{k} {v}" for k, v in report.field_mismatches.items()))
+    m = report.first_mismatch
+    if m:
+        console.print(f"[red]first mismatch: window {m['window']} (event {m['event_number']}), channel "
+                      f"{m['channel']}, sample {m.get('sample')}, fields {m.get('fields')}[/red]")
+        for name, vals in m.get("values", {}).items():
+            console.print(f"  {name}: reference {vals['reference']}, DUT {vals['dut']}")
+        if "context" in m:
+            console.print(f"  samples from {m['context']['first_sample']}: {m['context']['samples']}")
+    if report.fault:
+        console.print(f"[red]DUT FAULT ({report.fault['kind']}): {report.fault['message']}[/red]")
+    console.print("[green]PASS[/green]" if report.passed else "[red]FAIL[/red]")
+
+
+def run(args: argparse.Namespace) -> int:
+    console = Console()
+    try:
+        samples, events, cfg = _stimulus(args)
+        dut = make_dut(args.dut, timeout_s=args.timeout, retries=args.retries, batch=args.batch)
+    except (ValueError, OSError) as err:
+        console.print(f"[red]pokerdaq hil: {err}[/red]")
+        return 2
+    params = PulseParams.from_config(cfg)
+    try:
+        report = run_hil(dut, samples, params, event_numbers=events, reference=args.reference)
+    finally:
+        dut.close()
+    print_report(console, report)
+    if args.report:
+        Path(args.report).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.report).write_text(json.dumps(report.as_dict(), indent=1))
+        console.print(f"wrote {args.report}")
+    return 0 if report.passed else 1

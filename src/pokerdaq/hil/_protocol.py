@@ -1,0 +1,164 @@
+"""Wire format of the hardware-in-the-loop protocol (docs/hil-protocol.md, version 1).
+
+Every message is two ZeroMQ frames after the routing envelope: a 40-byte header and a payload
+(possibly empty). All integers little-endian. The header carries the message type, the
+sequence number the reply echoes, the first window number, a count, the window shape, the
+payload length and two CRC-32 (zlib / IEEE 802.3): of the payload, and of the header's first
+36 bytes.
+"""
+
+from __future__ import annotations
+
+import enum
+import struct
+import zlib
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..dsp import PULSE_DTYPE
+
+MAGIC = b"PKHL"
+VERSION = 1
+HEADER = struct.Struct("<4sHHIQIHHII")  # without the trailing header CRC
+HEADER_SIZE = HEADER.size + 4  # 40 bytes
+assert HEADER_SIZE == 40
+
+REGISTER_NAMES = ("thr", "nsb", "nsa", "nsat", "nped_log2", "maxped", "max_pulses", "ped_mode", "ped_cfg")
+REGISTERS_DTYPE = np.dtype([(n, "<i4") for n in REGISTER_NAMES])
+"""CONFIGURE payload: one row per channel (docs/firmware-spec.md 1.2 register order)."""
+
+WIRE_PULSE_DTYPE = np.dtype([("window", "<u8")] + [(n, PULSE_DTYPE.fields[n][0].newbyteorder("<"))
+                                                    for n in PULSE_DTYPE.names])
+"""RESULT payload: one packed row per pulse; ``window`` counts from the request's first window
+(absolute window number = header ``first_window`` + ``window``)."""
+
+MAX_PAYLOAD = 256 << 20  # 256 MiB: a request larger than this is refused (bounded memory)
+
+
+class MsgType(enum.IntEnum):
+    """Message types (header ``type``). Replies have bit 7 set."""
+
+    PING = 0x01
+    CONFIGURE = 0x02
+    WINDOWS = 0x03
+    PONG = 0x81
+    ACK = 0x82
+    RESULT = 0x83
+    ERROR = 0xFF
+
+
+class ErrorCode(enum.IntEnum):
+    """``count`` field of an ERROR reply; the payload is a UTF-8 explanation."""
+
+    BAD_HEADER = 1        # wrong magic, version, length or header CRC
+    BAD_PAYLOAD_CRC = 2   # payload CRC-32 does not match the header
+    BAD_SIZE = 3          # payload length does not match count x channels x samples
+    NOT_CONFIGURED = 4    # WINDOWS before CONFIGURE, or a different channel count
+    BAD_REGISTERS = 5     # register values out of range (message says which)
+    UNKNOWN_TYPE = 6
+    INTERNAL = 7
+
+
+class ProtocolError(Exception):
+    """A message that does not follow docs/hil-protocol.md."""
+
+
+@dataclass(frozen=True)
+class Header:
+    type: int
+    seq: int
+    first_window: int = 0
+    count: int = 0
+    n_channels: int = 0
+    n_samples: int = 0
+    payload_len: int = 0
+    payload_crc: int = 0
+
+
+def encode(msg_type: int, seq: int, payload: bytes = b"", *, first_window: int = 0, count: int = 0,
+           n_channels: int = 0, n_samples: int = 0) -> list[bytes]:
+    """Header and payload frames of one message."""
+    head = HEADER.pack(MAGIC, VERSION, int(msg_type), seq & 0xFFFFFFFF, first_window, count, n_channels,
+                       n_samples, len(payload), zlib.crc32(payload))
+    return [head + struct.pack("<I", zlib.crc32(head)), payload]
+
+
+def decode(frames: list[bytes]) -> tuple[Header, bytes]:
+    """Check and split a message (header frame, payload frame).
+
+    Raises
+    ------
+    ProtocolError
+        Naming what is wrong: frame count, length, magic, version, header CRC, payload length
+        or payload CRC (with both values).
+    """
+    if len(frames) != 2:
+        raise ProtocolError(f"expected 2 frames (header, payload), got {len(frames)}")
+    head, payload = bytes(frames[0]), bytes(frames[1])
+    if len(head) != HEADER_SIZE:
+        raise ProtocolError(f"header of {len(head)} bytes, expected {HEADER_SIZE}")
+    magic, version, mtype, seq, first, count, nch, ns, plen, pcrc = HEADER.unpack(head[:-4])
+    (hcrc,) = struct.unpack("<I", head[-4:])
+    if zlib.crc32(head[:-4]) != hcrc:
+        raise ProtocolError(f"header CRC-32 0x{zlib.crc32(head[:-4]):08x} != 0x{hcrc:08x} in the message "
+                            f"(corrupted header)")
+    if magic != MAGIC:
+        raise ProtocolError(f"magic {magic!r}, expected {MAGIC!r}")
+    if version != VERSION:
+        raise ProtocolError(f"protocol version {version}, expected {VERSION}")
+    header = Header(mtype, seq, first, count, nch, ns, plen, pcrc)
+    if len(payload) != plen:
+        raise ProtocolError(f"payload of {len(payload)} bytes, header says {plen}")
+    crc = zlib.crc32(payload)
+    if crc != pcrc:
+        raise PayloadCrcError(header, f"payload CRC-32 0x{crc:08x} != 0x{pcrc:08x} in the header "
+                                      f"(corrupted payload, {plen} bytes)")
+    return header, payload
+
+
+class PayloadCrcError(ProtocolError):
+    """The header is intact (its sequence number can be trusted) but the payload is corrupted."""
+
+    def __init__(self, header: Header, message: str) -> None:
+        super().__init__(message)
+        self.header = header
+
+
+def registers_payload(params) -> bytes:
+    """CONFIGURE payload of a :class:`pokerdaq.dsp.PulseParams`."""
+    rows = np.zeros(params.n_channels, REGISTERS_DTYPE)
+    for name in REGISTER_NAMES:
+        rows[name] = getattr(params, name)
+    return rows.tobytes()
+
+
+def params_from_payload(payload: bytes, n_channels: int):
+    """PulseParams from a CONFIGURE payload (raises ValueError naming a bad register)."""
+    from ..dsp import PulseParams
+
+    if len(payload) != n_channels * REGISTERS_DTYPE.itemsize:
+        raise ValueError(f"CONFIGURE payload of {len(payload)} bytes, expected {n_channels} x "
+                         f"{REGISTERS_DTYPE.itemsize}")
+    rows = np.frombuffer(payload, REGISTERS_DTYPE)
+    return PulseParams(**{n: rows[n].astype(np.int64) for n in REGISTER_NAMES})
+
+
+def pulses_to_wire(pulses: np.ndarray, window: np.ndarray) -> bytes:
+    out = np.zeros(len(pulses), WIRE_PULSE_DTYPE)
+    out["window"] = window
+    for n in PULSE_DTYPE.names:
+        out[n] = pulses[n]
+    return out.tobytes()
+
+
+def pulses_from_wire(payload: bytes, count: int) -> tuple[np.ndarray, np.ndarray]:
+    """(PULSE_DTYPE records, window offsets) of a RESULT payload."""
+    if len(payload) != count * WIRE_PULSE_DTYPE.itemsize:
+        raise ProtocolError(f"RESULT payload of {len(payload)} bytes, expected count {count} x "
+                            f"{WIRE_PULSE_DTYPE.itemsize}")
+    wire = np.frombuffer(payload, WIRE_PULSE_DTYPE)
+    rec = np.zeros(len(wire), PULSE_DTYPE)
+    for n in PULSE_DTYPE.names:
+        rec[n] = wire[n]
+    return rec, wire["window"].astype(np.int64)

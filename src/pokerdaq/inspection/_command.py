@@ -1,0 +1,96 @@
+"""``pokerdaq inspect``: metadata, counters and inspection plots of a run file."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+from rich.console import Console
+from rich.table import Table
+
+from ..trigger import TriggerBits
+from ._summary import file_counters
+
+_SHOWN_ATTRS = ("run_number", "file_index", "producer", "start_time_utc", "stop_time_utc", "n_events",
+                "n_pulses", "n_scalers", "first_event_number", "last_event_number", "closed_cleanly",
+                "recovered", "n_channels", "window_samples", "sampling_rate_hz", "adc_bits", "compression",
+                "package_version")
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..io import RunFile
+
+    console = Console()
+    path = Path(args.file)
+    if not path.is_file():
+        console.print(f"[red]pokerdaq inspect: {path}: no such file[/red]")
+        return 2
+    with RunFile(path) as f:
+        cfg = f.config
+        meta = Table(title=f"{path.name}: run metadata")
+        meta.add_column("attribute")
+        meta.add_column("value")
+        for key in _SHOWN_ATTRS:
+            if key in f.attrs:
+                meta.add_row(key, str(f.attrs[key]))
+        meta.add_row("beam", f"{cfg.beam.species} {cfg.beam.energy_gev:g} GeV")
+        meta.add_row("truth", "yes" if f.truth is not None else "no")
+        console.print(meta)
+
+        events, scalers = f.events, f.scalers
+        counters = file_counters(events, scalers, int(f.attrs.get("n_pulses", 0)))
+        tab = Table(title="Counters")
+        tab.add_column("counter")
+        tab.add_column("value", justify="right")
+        tab.add_row("events", str(counters["events"]))
+        tab.add_row("pulses", str(counters["pulses"]))
+        tab.add_row("events with trigger word 0", str(counters["events_without_trigger_word"]))
+        for flag, n in counters["flags"].items():
+            tab.add_row(f"flag {flag}", str(n))
+        if "time_span_s" in counters:
+            tab.add_row("time span (s)", f"{counters['time_span_s']:.6g}")
+        for key, val in counters.get("scalers", {}).items():
+            tab.add_row(f"scalers: {key}", "-" if val is None else (f"{val:.4f}" if isinstance(val, float) else str(val)))
+        console.print(tab)
+        trig = Table(title="Trigger types (trigger_word bits)")
+        for col in ("type", "accepted (bits 0-7)", "raw (bits 8-15)"):
+            trig.add_column(col, justify="right" if col != "type" else "left")
+        for name in TriggerBits.NAMES:
+            trig.add_row(name, str(counters["trigger_accepted"][name]), str(counters["trigger_raw"][name]))
+        console.print(trig)
+
+        n = len(f)
+        if args.event is not None and not 0 <= args.event < n:
+            console.print(f"[red]pokerdaq inspect: --event {args.event}: expected 0..{n - 1}[/red]")
+            return 2
+        if args.plots and n:
+            from ._energies import event_energies
+            from ._plots import (plot_ecal_hcal_plane, plot_ecal_resolution, plot_srd_spectra,
+                                 plot_trigger_rates, plot_waveforms)
+
+            index = args.event
+            if index is None:
+                physics = np.flatnonzero(events["trigger_word"] & TriggerBits.PHYSICS)
+                index = int(physics[0]) if len(physics) else 0
+            ev = f[index]
+            written = [plot_waveforms(ev.samples, ev.pulses, cfg, args.plots,
+                                      title=f"{path.name} event index {index} (event number {ev.event_number}, "
+                                            f"trigger word 0x{int(ev.header['trigger_word']):04x})")]
+            energies = event_energies(f.pulses, events["n_pulses"], cfg)
+            truth = f.truth
+            plane, inside = plot_ecal_hcal_plane(energies, cfg.beam.species, args.plots, beam_gev=cfg.beam.energy_gev)
+            written.append(plane)
+            written.append(plot_srd_spectra(energies, truth, args.plots))
+            res_path, res = plot_ecal_resolution(energies, truth, cfg, args.plots)
+            written.append(res_path)
+            written.append(plot_trigger_rates(events, args.plots, sample_ns=cfg.digitizer.sample_ns))
+            console.print(f"events in the NA64 signal region: {inside}")
+            if "sigma_over_e" in res:
+                console.print(f"ECAL resolution: sigma/E = {100 * res['sigma_over_e']:.2f} +- "
+                              f"{100 * res['sigma_over_e_error']:.2f} % from {res['n_events']} events "
+                              f"(requirement {100 * res['requirement_sigma_over_e']:.2f} % at "
+                              f"{res['reference_energy_gev']:.0f} GeV)")
+            for p in written:
+                console.print(f"wrote {p}")
+    return 0

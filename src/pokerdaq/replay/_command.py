@@ -1,0 +1,77 @@
+"""``pokerdaq replay``: new pulse-finder / trigger settings on stored raw samples."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+from ..config import load_config
+from ..trigger import TriggerBits
+from ._replay import ReplaySummary, replay_files
+
+
+def run(args: argparse.Namespace) -> int:
+    console = Console()
+    config = load_config(args.config) if args.config else None
+    for p in args.files:
+        if not Path(p).is_file():
+            console.print(f"[red]pokerdaq replay: {p}: no such file[/red]")
+            return 2
+    results = replay_files(args.files, config, jobs=args.jobs, dask_scheduler=args.dask_scheduler)
+    summary = ReplaySummary(results)
+    report = summary.as_dict(config_source=args.config)
+
+    table = Table(title=f"Replay of {len(results)} file(s), {report['n_events']} stored events")
+    for col in ("trigger type", "raw (file config)", "accepted (file config)", "raw (new)", "accepted (new)"):
+        table.add_column(col, justify="right" if col != "trigger type" else "left")
+    for name in TriggerBits.NAMES:
+        row = report["per_trigger_type"][name]
+        table.add_row(name, str(row["old_raw"]), str(row["old_accepted"]), str(row["new_raw"]),
+                      str(row["new_accepted"]))
+    console.print(table)
+
+    rep = Table(title="Reproduction with each file's own configuration")
+    for col in ("file", "producer", "events", "stored words", "word mismatches", "pulses stored",
+                "pulse-mismatched events"):
+        rep.add_column(col)
+    for f in report["reproduction"]["files"]:
+        rep.add_row(Path(f["file"]).name, f["producer"], str(f["n_events"]),
+                    "yes" if f["stored_trigger_words"] else "none (minimum bias)",
+                    str(f["trigger_word_mismatches"]),
+                    str(f["stored_pulses"]) if f["stored_pulses_present"] else "none stored",
+                    str(f["pulse_mismatched_events"]))
+    console.print(rep)
+    if "efficiency_by_truth_class" in report:
+        eff = Table(title="Raw-type efficiency by truth class (new configuration)")
+        eff.add_column("class")
+        eff.add_column("events", justify="right")
+        for name in TriggerBits.NAMES:
+            eff.add_column(name, justify="right")
+        for cls, row in report["efficiency_by_truth_class"].items():
+            cells = []
+            for name in TriggerBits.NAMES:
+                e = row["new"][name]["raw_efficiency"]
+                cells.append("-" if e is None else f"{e:.3f}")
+            eff.add_row(cls, str(row["n_events"]), *cells)
+        console.print(eff)
+    console.print(f"events whose trigger word changed: {report['n_changed']}")
+    if not report["reproduction"]["reproduced"]:
+        console.print("[yellow]warning: the files' own configuration does not reproduce every "
+                      "stored pulse / trigger word (see the report)[/yellow]")
+
+    if args.plots:
+        from ._plots import plot_turn_on
+
+        for path in plot_turn_on(summary, args.plots):
+            console.print(f"wrote {path}")
+    if args.output:
+        Path(args.output).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.output).write_text(json.dumps(report, indent=1))
+        console.print(f"wrote {args.output}")
+    if args.check and not report["reproduction"]["reproduced"]:
+        return 3
+    return 0

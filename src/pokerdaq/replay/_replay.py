@@ -1,0 +1,354 @@
+"""Replay of stored raw samples: per file (:func:`replay_file`), many files in parallel
+(:func:`replay_files`: processes or a Dask cluster), and the summary of the runs."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..config import Config, loads_config
+from ..trigger import ConditionBits, TriggerBits
+from ._decisions import RAW_SHIFT, TYPE_MASK, Prescaler, WindowSetup, decision_words, replay_windows
+
+COMPARED_PULSE_FIELDS = ("channel", "pulse_index", "coarse_time", "fine_time", "time", "crossing",
+                         "peak", "integral", "integral_net", "pedestal", "n_over", "quality")
+TRUTH_FIELDS = ("species", "is_signal", "energy_gev", "e_ecal_gev", "e_preshower_gev", "e_srd_mev",
+                "e_hcal_gev")
+SPECIES_NAMES = ("positron", "electron", "hadron", "muon")  # pokerdaq.sim.Species codes 0..3
+UNTRIGGERED_PRODUCERS = ("simulate",)
+"""Producers whose trigger words mark beam particles, not trigger decisions (minimum bias)."""
+MAX_LISTED = 20
+BATCH_EVENTS = 1024
+
+
+@dataclass
+class FileReplay:
+    """What replaying one file gave: per-event arrays and the reproduction check.
+
+    ``old_*``: the file's own configuration; ``new_*``: the configuration replayed (equal to
+    the old one when none was given). Words: prescaled types in bits 0-7, raw in bits 8-15.
+    """
+
+    path: str
+    producer: str
+    n_events: int
+    event_number: np.ndarray
+    stored_word: np.ndarray
+    old_word: np.ndarray
+    new_word: np.ndarray
+    old_triggers: np.ndarray
+    new_triggers: np.ndarray
+    truth: np.ndarray | None
+    stored_pulses: int = 0
+    replayed_pulses: int = 0
+    new_pulses: int = 0
+    pulse_mismatched_events: int = 0
+    pulse_mismatches: list[dict] = field(default_factory=list)
+    word_mismatches: int = 0
+    word_mismatch_list: list[dict] = field(default_factory=list)
+    pulses_stored: bool = True
+
+    @property
+    def has_stored_words(self) -> bool:
+        """False for an untriggered (minimum-bias) recording: every stored word is 0, or the
+        producer (``pokerdaq simulate``) writes a constant beam-particle marker, not a decision."""
+        return self.producer not in UNTRIGGERED_PRODUCERS and bool(np.any(self.stored_word != 0))
+
+    @property
+    def reproduced(self) -> bool:
+        """The file's configuration gives back every stored pulse and (if stored) trigger word."""
+        return self.pulse_mismatched_events == 0 and self.word_mismatches == 0
+
+
+def _compare_pulses(stored: np.ndarray, stored_counts: np.ndarray, replayed: np.ndarray,
+                    replay_counts: np.ndarray, event_numbers: np.ndarray) -> tuple[np.ndarray, list[dict]]:
+    """Events (indices into the batch) whose stored and replayed pulses differ, and details."""
+    bad = stored_counts != replay_counts
+    details: list[dict] = []
+    for k in np.flatnonzero(bad)[:MAX_LISTED]:
+        details.append({"event_number": int(event_numbers[k]), "field": "n_pulses",
+                        "stored": int(stored_counts[k]), "replayed": int(replay_counts[k])})
+    same = ~bad
+    rows_s = np.repeat(same, stored_counts)
+    rows_r = np.repeat(same, replay_counts)
+    s, r = stored[rows_s], replayed[rows_r]
+    row_event = np.repeat(np.flatnonzero(same), stored_counts[same])
+    row_bad = np.zeros(len(s), dtype=bool)
+    for name in COMPARED_PULSE_FIELDS:
+        diff = s[name].astype(np.int64) != r[name].astype(np.int64)
+        for i in np.flatnonzero(diff & ~row_bad)[: max(0, MAX_LISTED - len(details))]:
+            details.append({"event_number": int(event_numbers[row_event[i]]), "field": name,
+                            "channel": int(s["channel"][i]), "stored": int(s[name][i]),
+                            "replayed": int(r[name][i])})
+        row_bad |= diff
+    bad[np.unique(row_event[row_bad])] = True
+    return np.flatnonzero(bad), details
+
+
+def replay_file(path: str | os.PathLike[str], config: Config | None = None, *,
+                batch_events: int = BATCH_EVENTS) -> FileReplay:
+    """Re-run pulse finding and trigger on the stored windows of one run file.
+
+    Parameters
+    ----------
+    path
+        A run file (docs/hdf5-layout.md) with raw samples.
+    config
+        The configuration to replay with; default the file's own (stored ``config_toml``).
+        It must describe the same channels and window length as the file.
+    batch_events
+        Events read and processed at a time (bounds the memory).
+
+    Returns
+    -------
+    FileReplay
+
+    Raises
+    ------
+    ValueError
+        When the configuration does not match the file's channels or window.
+    """
+    from ..io import RunFile
+
+    if isinstance(batch_events, bool) or not isinstance(batch_events, int) or batch_events < 1:
+        raise ValueError(f"batch_events = {batch_events!r}: expected an integer >= 1")
+    with RunFile(path) as f:
+        old_cfg = f.config
+        new_cfg = old_cfg if config is None else config
+        n_ch, n_s = int(f.attrs["n_channels"]), int(f.attrs["window_samples"])
+        for name, cfg in (("the file's configuration", old_cfg), ("config", new_cfg)):
+            if len(cfg.channel_map) != n_ch or cfg.digitizer.window_samples != n_s:
+                raise ValueError(f"{name}: {len(cfg.channel_map)} channels x "
+                                 f"{cfg.digitizer.window_samples} samples, but {path} holds "
+                                 f"{n_ch} x {n_s} (expected the same detector and window)")
+        old_setup = WindowSetup.from_config(old_cfg)
+        new_setup = old_setup if config is None else WindowSetup.from_config(new_cfg)
+        old_pre, new_pre = Prescaler(old_setup.prescale), Prescaler(new_setup.prescale)
+        n = len(f)
+        events = f.events
+        truth = f.truth
+        out = FileReplay(
+            path=str(path), producer=str(f.attrs.get("producer", "")), n_events=n,
+            event_number=events["event_number"].copy(), stored_word=events["trigger_word"].copy(),
+            old_word=np.zeros(n, np.uint32), new_word=np.zeros(n, np.uint32),
+            old_triggers=None, new_triggers=None,  # type: ignore[arg-type]
+            truth=None if truth is None else np.asarray(truth[list(TRUTH_FIELDS)]).copy(),
+        )
+        # a file written without pulses (pokerdaq simulate) has nothing to compare them with
+        out.pulses_stored = bool(int(f.attrs.get("n_pulses", 0)) > 0 or np.any(events["n_pulses"]))
+        old_parts, new_parts = [], []
+        for a in range(0, n, batch_events):
+            batch = f.read(a, min(n, a + batch_events))
+            pulses, offsets, trig = replay_windows(batch.samples, old_setup)
+            old_parts.append(trig)
+            out.old_word[a:a + len(batch)] = decision_words(trig, old_pre)
+            if new_setup is old_setup:
+                new_parts.append(trig)
+                out.new_pulses += len(pulses)
+            else:
+                new_pulses, _, new_trig = replay_windows(batch.samples, new_setup)
+                new_parts.append(new_trig)
+                out.new_pulses += len(new_pulses)
+            out.stored_pulses += len(batch.pulses)
+            out.replayed_pulses += len(pulses)
+            if out.pulses_stored:
+                stored_counts = batch.headers["n_pulses"].astype(np.int64)
+                bad, details = _compare_pulses(batch.pulses, stored_counts, pulses, np.diff(offsets),
+                                               batch.headers["event_number"])
+                out.pulse_mismatched_events += len(bad)
+                out.pulse_mismatches.extend(details[: MAX_LISTED - len(out.pulse_mismatches)])
+        out.old_triggers = np.concatenate(old_parts) if old_parts else np.zeros(0, dtype=old_parts_dtype())
+        out.new_triggers = np.concatenate(new_parts) if new_parts else np.zeros(0, dtype=old_parts_dtype())
+        # with the new configuration the prescalers run separately: redo the words in order
+        if new_setup is old_setup:
+            out.new_word = out.old_word.copy()
+        else:
+            out.new_word = decision_words(out.new_triggers, new_pre)
+        if out.has_stored_words:
+            wrong = np.flatnonzero(out.stored_word != out.old_word)
+            out.word_mismatches = len(wrong)
+            out.word_mismatch_list = [{"event_number": int(out.event_number[i]),
+                                       "stored": int(out.stored_word[i]),
+                                       "replayed": int(out.old_word[i])} for i in wrong[:MAX_LISTED]]
+    return out
+
+
+def old_parts_dtype():
+    from ..trigger import TRIGGER_DTYPE
+
+    return TRIGGER_DTYPE
+
+
+def _replay_worker(path: str, config_text: str | None) -> FileReplay:
+    cfg = None if config_text is None else loads_config(config_text, "replay config")
+    return replay_file(path, cfg)
+
+
+def replay_files(paths: Sequence[str | os.PathLike[str]], config: Config | None = None, *,
+                 jobs: int = 1, dask_scheduler: str | None = None) -> list[FileReplay]:
+    """:func:`replay_file` on several files, in parallel.
+
+    Parameters
+    ----------
+    paths
+        Run files; results come back in this order.
+    config
+        Configuration to replay with (default: each file's own).
+    jobs
+        Worker processes (``concurrent.futures.ProcessPoolExecutor``); 1 runs in this process.
+    dask_scheduler
+        Address of a Dask scheduler (``tcp://host:port``): the files are replayed as tasks on
+        that cluster instead (needs the optional extra ``pokerdaq[dask]``).
+
+    Returns
+    -------
+    list of FileReplay
+    """
+    if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
+        raise ValueError(f"jobs = {jobs!r}: expected an integer >= 1")
+    files = [str(Path(p)) for p in paths]
+    if not files:
+        raise ValueError("paths: expected at least one run file")
+    text = None if config is None else _config_text(config)
+    if dask_scheduler is not None:
+        try:
+            from distributed import Client
+        except ImportError:  # pragma: no cover - depends on the installation
+            raise RuntimeError("--dask-scheduler needs dask.distributed: pip install 'pokerdaq[dask]'") from None
+        with Client(dask_scheduler, timeout="30s") as client:
+            futures = client.map(_replay_worker, files, [text] * len(files), pure=False)
+            return client.gather(futures)
+    if jobs == 1 or len(files) == 1:
+        return [_replay_worker(p, text) for p in files]
+    from concurrent.futures import ProcessPoolExecutor
+    import multiprocessing
+
+    # spawn: numba's threading layer and h5py handles are not fork-safe
+    with ProcessPoolExecutor(max_workers=min(jobs, len(files)),
+                             mp_context=multiprocessing.get_context("spawn")) as pool:
+        return list(pool.map(_replay_worker, files, [text] * len(files)))
+
+
+def _config_text(cfg: Config) -> str:
+    from ..io._writer import config_text
+
+    return config_text(cfg)
+
+
+# ---------------------------------------------------------------------------- summary
+
+def _types(words: np.ndarray, raw: bool) -> np.ndarray:
+    w = words.astype(np.uint32)
+    return (w >> np.uint32(RAW_SHIFT)) & np.uint32(TYPE_MASK) if raw else w & np.uint32(TYPE_MASK)
+
+
+def _count_types(words: np.ndarray, raw: bool) -> dict[str, int]:
+    t = _types(words, raw)
+    return {name: int(np.count_nonzero((t >> np.uint32(k)) & np.uint32(1)))
+            for k, name in enumerate(TriggerBits.NAMES)}
+
+
+def _truth_classes(truth: np.ndarray) -> dict[str, np.ndarray]:
+    classes = {name: truth["species"] == code for code, name in enumerate(SPECIES_NAMES)}
+    classes["signal"] = truth["is_signal"].astype(bool)
+    classes["background"] = ~truth["is_signal"].astype(bool)
+    return classes
+
+
+@dataclass
+class ReplaySummary:
+    """Aggregate of several :class:`FileReplay` (a run of one or many files)."""
+
+    files: list[FileReplay]
+
+    def concat(self, name: str) -> np.ndarray:
+        return np.concatenate([getattr(f, name) for f in self.files])
+
+    @property
+    def truth(self) -> np.ndarray | None:
+        if any(f.truth is None for f in self.files):
+            return None
+        return np.concatenate([f.truth for f in self.files])
+
+    @property
+    def reproduced(self) -> bool:
+        return all(f.reproduced for f in self.files)
+
+    def changed_events(self) -> list[dict[str, Any]]:
+        """Events whose trigger word differs between the file's and the new configuration."""
+        out = []
+        for f in self.files:
+            for i in np.flatnonzero(f.old_word != f.new_word):
+                old, new = int(f.old_word[i]), int(f.new_word[i])
+                out.append({"file": Path(f.path).name, "index": int(i),
+                            "event_number": int(f.event_number[i]), "old_word": old, "new_word": new,
+                            "gained": _names(new & ~old), "lost": _names(old & ~new)})
+        return out
+
+    def as_dict(self, config_source: str | None = None, max_changed: int = 10000) -> dict[str, Any]:
+        """JSON-ready report."""
+        old, new = self.concat("old_word"), self.concat("new_word")
+        changed = self.changed_events()
+        per_type = {}
+        old_raw, new_raw = _count_types(old, True), _count_types(new, True)
+        old_acc, new_acc = _count_types(old, False), _count_types(new, False)
+        for name in TriggerBits.NAMES:
+            per_type[name] = {"old_raw": old_raw[name], "old_accepted": old_acc[name],
+                              "new_raw": new_raw[name], "new_accepted": new_acc[name]}
+        report: dict[str, Any] = {
+            "config": config_source or "(each file's own configuration)",
+            "n_files": len(self.files),
+            "n_events": int(len(old)),
+            "accepted_any": {"old": int(np.count_nonzero(old & TYPE_MASK)),
+                             "new": int(np.count_nonzero(new & TYPE_MASK))},
+            "per_trigger_type": per_type,
+            "word_bits": "bits 0-7: types after prescale, bits 8-15: raw types; "
+                         + ", ".join(f"bit {k}: {n}" for k, n in enumerate(TriggerBits.NAMES)),
+            "reproduction": {
+                "reproduced": self.reproduced,
+                "files": [{"file": f.path, "producer": f.producer, "n_events": f.n_events,
+                           "stored_trigger_words": f.has_stored_words,
+                           "stored_pulses_present": f.pulses_stored,
+                           "trigger_word_mismatches": f.word_mismatches,
+                           "first_trigger_word_mismatches": f.word_mismatch_list,
+                           "stored_pulses": f.stored_pulses, "replayed_pulses": f.replayed_pulses,
+                           "pulse_mismatched_events": f.pulse_mismatched_events,
+                           "first_pulse_mismatches": f.pulse_mismatches,
+                           "new_config_pulses": f.new_pulses} for f in self.files],
+            },
+            "n_changed": len(changed),
+            "changed_events": changed[:max_changed],
+        }
+        truth = self.truth
+        if truth is not None:
+            eff: dict[str, Any] = {}
+            for cls, mask in _truth_classes(truth).items():
+                n = int(mask.sum())
+                row: dict[str, Any] = {"n_events": n}
+                for label, words in (("old", old), ("new", new)):
+                    raw = _count_types(words[mask], True)
+                    acc = _count_types(words[mask], False)
+                    row[label] = {name: {"raw": raw[name], "accepted": acc[name],
+                                         "raw_efficiency": raw[name] / n if n else None}
+                                  for name in TriggerBits.NAMES}
+                eff[cls] = row
+            report["efficiency_by_truth_class"] = eff
+        return report
+
+
+def _names(bits: int) -> list[str]:
+    out = []
+    for k, name in enumerate(TriggerBits.NAMES):
+        if bits >> k & 1:
+            out.append(name)
+        if bits >> (k + RAW_SHIFT) & 1:
+            out.append(f"raw_{name}")
+    return out
+
+
+CONDITION_NAMES = dict(zip(ConditionBits.NAMES, (1 << k for k in range(len(ConditionBits.NAMES)))))

@@ -1,0 +1,84 @@
+"""Helpers of the DAQ tests: a fast configuration, runs that are always cleaned up, condition polling."""
+
+from __future__ import annotations
+
+import contextlib
+import time
+
+import numpy as np
+import pytest
+
+from pokerdaq.config import load_config
+from pokerdaq.daq._runcontrol import DaqRun
+from pokerdaq.daq._synthetic import SyntheticFrontEnd, SyntheticTrigger, synthetic_samples
+
+# the transport tests run the deterministic synthetic source (pokerdaq.daq._synthetic)
+FAST = {"front_end": "synthetic", "trigger_logic": "synthetic", "builder_timeout_s": 1.0, "board_timeout_s": 1.5, "stall_timeout_s": 10.0, "command_timeout_s": 30.0,
+        "monitor_interval_s": 0.2}
+
+
+def fast_config(**daq):
+    return load_config().replace(daq={**FAST, **daq})
+
+
+def synthetic_config_file(tmp_path):
+    """A TOML file: the embedded default with the synthetic source (for ``pokerdaq run --config``)."""
+    from pokerdaq.config import default_config_text
+    text = default_config_text().replace('front_end = "physics"', 'front_end = "synthetic"')
+    text = text.replace('trigger_logic = "physics"', 'trigger_logic = "synthetic"')
+    path = tmp_path / "synthetic.toml"
+    path.write_text(text)
+    return path
+
+
+@contextlib.contextmanager
+def daq_run(cfg, output, **kw):
+    """A DaqRun that is configured and started; every process is gone when the block ends."""
+    run = DaqRun(cfg, output, **kw)
+    try:
+        run.configure()
+        run.start()
+        yield run
+    finally:
+        run.close()
+        alive = [p.name for p in run.procs.values() if p.process.exitcode is None]
+        assert not alive, f"processes left running: {alive}"
+
+
+def poll_until(run, cond, timeout_s: float, what: str):
+    """Serve the run until ``cond()`` is true; fail (not hang) after ``timeout_s``."""
+    deadline = time.monotonic() + timeout_s
+    while not cond():
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {timeout_s} s waiting for {what}; state {run.state}, errors {run.errors}")
+        run.poll(0.05)
+
+
+def status(run, name):
+    return run.stats.get(name, {})
+
+
+def offline_candidates(cfg, seed: int, n_slices: int) -> dict[int, int]:
+    """(timestamp -> trigger word) of every trigger condition of the synthetic source, computed offline."""
+    n_boards = cfg.channel_map.n_boards
+    fes = [SyntheticFrontEnd(cfg, b, seed) for b in range(n_boards)]
+    trig = SyntheticTrigger(cfg, seed)
+    out = {}
+    for k in range(n_slices):
+        prims = np.concatenate([fe.process_slice(k).primitives for fe in fes])
+        out.update(dict(trig.candidates(k, prims)))
+    return out
+
+
+def check_event_samples(cfg, seed, header, samples, boards=None):
+    """The samples of every board present in an event equal what the synthetic source produced."""
+    cmap = cfg.channel_map
+    pre, window = cfg.digitizer.pretrigger_samples, cfg.digitizer.window_samples
+    first = int(header["timestamp"]) - pre
+    for b in range(cmap.n_boards) if boards is None else boards:
+        chans = cmap.channels_on_board(b)
+        if int(header["missing_boards"]) >> b & 1:
+            assert not samples[chans].any(), f"event {header['event_number']}: missing board {b} has samples"
+            continue
+        expect = synthetic_samples(cfg, seed, b, first, window)
+        np.testing.assert_array_equal(samples[chans], expect, err_msg=f"event {header['event_number']} board {b}")

@@ -1,0 +1,98 @@
+"""Faults over real processes: a board process killed, a slow writer, a killed writer."""
+
+import os
+import signal
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from pokerdaq.io import RunFile, recover
+from pokerdaq.io._records import EventFlags
+
+from _daqhelpers import check_event_samples, daq_run, fast_config, poll_until, status
+
+SEED = 5
+
+
+@pytest.mark.timeout(150)
+def test_killed_board_process_flags_its_events_incomplete(tmp_path):
+    cfg = fast_config(boards_per_process=6)       # two front-end processes: boards 0-5 and 6-11
+    n = 1500
+    killed_mask = sum(1 << b for b in range(6, 12))
+    with daq_run(cfg, tmp_path, seed=SEED, max_events=n) as run:
+        poll_until(run, lambda: status(run, "builder").get("events_built", 0) >= 200, 60, "200 events built")
+        os.kill(run.pid("fe1"), signal.SIGKILL)
+        assert run.wait(120) == "stopped", run.errors
+        s = run.summary()
+    # the run went on, and says what happened
+    assert s["died"] == {"fe1": -signal.SIGKILL}
+    assert sorted(int(b) for b in s["dead_boards"]) == list(range(6, 12)), s["dead_boards"]
+    assert any("fe1" in e for e in s["errors"])
+    assert s["events_issued"] == s["events_written"] == n
+    assert s["events_incomplete"] > 0
+    [path] = s["files"]
+    with RunFile(path) as f:
+        assert f.closed_cleanly
+        ev = f.events
+        np.testing.assert_array_equal(ev["event_number"], np.arange(n))   # nothing lost
+        missing = ev["missing_boards"].astype(np.int64)
+        incomplete = (ev["flags"] & EventFlags.INCOMPLETE) != 0
+        assert ((missing != 0) == incomplete).all()
+        # only the killed process's boards are ever missing; complete events come first
+        assert (missing & ~killed_mask == 0).all()
+        first_bad = int(np.argmax(incomplete))
+        assert first_bad >= 200 and not incomplete[:first_bad].any()
+        # once the boards are marked dead every event lacks exactly them (no event waits for them)
+        assert (missing[-100:] == killed_mask).all()
+        assert s["events_incomplete"] == int(incomplete.sum())
+        # the boards still alive delivered the right samples, the dead ones none
+        batch = f.read(first_bad - 5, first_bad + 50)
+        for h, smp in zip(batch.headers, batch.samples):
+            check_event_samples(cfg, SEED, h, smp)
+
+
+@pytest.mark.timeout(150)
+def test_slow_writer_backpressure_reaches_the_trigger(tmp_path):
+    limit = 24
+    cfg = fast_config(writer_delay_s=0.05, writer_batch_events=4, hwm=4, board_queue_events=16,
+                      max_events_in_flight=limit, boards_per_process=6, builder_timeout_s=5.0)
+    n = 250
+    with daq_run(cfg, tmp_path, seed=SEED, max_events=n) as run:
+        assert run.wait(120) == "stopped", run.errors
+        s = run.summary()
+        boards = [st for name, st in run.stats.items() if name.startswith("fe")]
+    mult = s["trigger_types"]["multiplicity"]
+    # the writer's slowness reached the boards (queues full, stalls) and the trigger (busy)
+    assert max(b["max_pending"] for b in boards) == 16
+    assert s["busy_ticks"] > 0 and mult["lost_busy"] > 0
+    assert s["live_fraction"] < 0.9
+    # memory stayed bounded
+    assert s["max_in_flight"] <= limit
+    assert all(b["max_pending"] <= 16 for b in boards)
+    # and nothing was dropped: every trigger condition is accounted for, every event is whole
+    for t in s["trigger_types"].values():
+        assert t["candidates"] == t["accepted"] + t["trimmed"] + t["lost_dead_time"] + t["lost_busy"]
+    assert s["events_issued"] == s["events_written"] == n
+    assert s["events_incomplete"] == 0 and s["fragments_rejected"] == {}
+    assert s["events_timed_out"] == 0 and s["events_evicted_incomplete"] == 0
+    with RunFile(s["files"][0]) as f:
+        assert len(f) == n and (f.events["flags"] == 0).all()
+
+
+@pytest.mark.timeout(120)
+def test_killed_writer_leaves_a_recoverable_file(tmp_path):
+    cfg = fast_config(writer_batch_events=32, boards_per_process=12)
+    with daq_run(cfg, tmp_path, seed=SEED) as run:
+        poll_until(run, lambda: status(run, "writer").get("events_written", 0) >= 200, 60, "200 events written")
+        part = Path(status(run, "writer")["current_file"])
+        os.kill(run.pid("writer"), signal.SIGKILL)
+        assert run.wait(60) == "error"
+        assert any("writer" in e for e in run.errors)
+    assert part.name.endswith(".part") and part.exists()
+    final = recover(part)
+    with RunFile(final) as f:
+        assert len(f) >= 192                       # everything up to the last flushed batch
+        np.testing.assert_array_equal(f.events["event_number"], np.arange(len(f)))
+        assert f.verify().size == 0
+        check_event_samples(cfg, SEED, f.events[len(f) - 1], f.samples[len(f) - 1])
