@@ -57,7 +57,7 @@ module trigger_top #(
     output reg                out_valid,
     output reg  [31:0]        out_event,
     output reg  [47:0]        out_timestamp,
-    output reg  [54:0]        out_ref_time,     // s55: negative only for a random trigger before tick LATENCY
+    output reg  [53:0]        out_ref_time,
     output reg  [31:0]        out_word,
     output reg  [9:0]         out_cond,
     output reg  [7:0]         out_beam_mask,
@@ -403,7 +403,10 @@ module trigger_top #(
                     end
                 end
                 S_RND: begin    // random candidates before the beam candidate / the end
-                    if (rnd_fire) begin
+                    if (rnd_fire && rnd_fire_tick < {32'd0, r_lat}) begin
+                        // no stream LATENCY ticks back yet: no candidate (2.8); the generator
+                        // has stepped past the fire, stay here
+                    end else if (rnd_fire) begin
                         cand_random <= 1'b1;
                         cand_issue  <= rnd_fire_tick;
                         cand_tref   <= rnd_tref;
@@ -444,7 +447,7 @@ module trigger_top #(
                         out_valid     <= 1'b1;
                         out_event     <= event_number;
                         out_timestamp <= cand_issue;
-                        out_ref_time  <= cand_tref[54:0];
+                        out_ref_time  <= cand_tref[53:0];
                         out_word      <= {16'd0, 3'd0, raw, 3'd0, passed};
                         out_cond      <= cond;
                         out_beam_mask <= w_beam_mask;

@@ -170,7 +170,7 @@ def run_stream(records, regs, n_ticks, busy=()):
     p = lambda k: int(regs.params[k])  # noqa: E731
     hl = hits(records, regs)
     cands = [((t >> 6) + p(R.P_LAT), 0, t) for t in beam_candidates(hl, regs, issue_limit=n_ticks)]
-    cands += [(t, 1, (t - p(R.P_LAT)) * 64) for t in random_ticks(regs, n_ticks)]
+    cands += [(t, 1, (t - p(R.P_LAT)) * 64) for t in random_ticks(regs, n_ticks) if t >= p(R.P_LAT)]
     cands.sort()
     prescale_count = {n: 0 for n in TYPES}
     counters = {row: {n: 0 for n in TYPES} for row in ("raw", "prescaled", "accepted", "lost_dead", "lost_busy")}

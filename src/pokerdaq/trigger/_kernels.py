@@ -287,10 +287,12 @@ def _process_candidates(beam_t, rnd_ticks, times, chans, energies, ch_role, ch_b
             ib += 1
         else:
             issue = rnd_ticks[ir]
+            ir += 1
+            if issue < p[P_LAT]:  # no stream LATENCY ticks back yet: no candidate (spec 2.8)
+                continue
             # the random trigger looks at the stream LATENCY ticks back, like a beam trigger:
             # its windows are complete at the issue tick (spec 2.8)
             t_ref = (issue - p[P_LAT]) << 6
-            ir += 1
         lo = np.searchsorted(times, t_ref + p[P_SPAN_LO])
         hi = np.searchsorted(times, t_ref + p[P_SPAN_HI])
         _evaluate(times, chans, energies, lo, hi, t_ref, ch_role, ch_bit, ch_board, p, acc, res)
