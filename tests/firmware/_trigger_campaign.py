@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from pokerdaq.dsp import PULSE_DTYPE
-from pokerdaq.trigger import TRIGGER_DTYPE, TriggerBits, TriggerModel, TriggerRegisters
+from pokerdaq.trigger import TriggerBits, TriggerModel, TriggerRegisters
 from pokerdaq.trigger._registers import (
     N_PARAMS, P_BEAM_W, P_CALO_HI, P_CALO_LO, P_HCAL_HI, P_HCAL_LO, P_LAT, P_N_BOARDS,
     P_SPAN_HI, P_SPAN_LO, P_SRD_HI, P_SRD_LO, P_VETO_HI, P_VETO_LO,
@@ -192,4 +192,4 @@ def compare(segments: list[Segment], result) -> TriggerReport:
 
 
 __all__ = ["Segment", "TriggerReport", "compare", "make_segment", "records_from", "register_writes",
-           "save_campaign", "with_params", "TRIGGER_DTYPE", "P_LAT"]
+           "save_campaign", "with_params"]

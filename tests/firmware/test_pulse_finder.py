@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from _scoreboard import compare
-from _sim import PULSE_FINDER_SOURCES, lint
+from _sim import PULSE_FINDER_SOURCES, TRIGGER_SOURCES, lint
 from _stimuli import Campaign, make_campaign
 
 log = logging.getLogger(__name__)
@@ -50,9 +50,11 @@ def assert_bit_exact(result, report) -> None:
     ("pulse_finder", {}),
     ("pulse_finder_bank", {}),
     ("pulse_finder_bank", {"NCH": 12, "MUTANT_MIX": 1}),
+    *(("trigger_top", {"MUTANT": m}) for m in range(5)),   # trigger RTL and its mutants
 ])
 def test_verilator_lint_wall_is_clean(top, params):
-    proc = lint(top=top, parameters=params)
+    sources = TRIGGER_SOURCES if top == "trigger_top" else PULSE_FINDER_SOURCES
+    proc = lint(sources=sources, top=top, parameters=params)
     output = proc.stdout + proc.stderr
     assert proc.returncode == 0, output
     assert "%Warning" not in output and "%Error" not in output, output
@@ -60,7 +62,7 @@ def test_verilator_lint_wall_is_clean(top, params):
 
 def test_rtl_sources_are_plain_verilog():
     # Verilog-2005 subset (Icarus and Verilator): no SystemVerilog keywords in the RTL
-    for src in PULSE_FINDER_SOURCES:
+    for src in PULSE_FINDER_SOURCES + TRIGGER_SOURCES:
         text = src.read_text()
         for kw in ("always_ff", "always_comb", "logic ", "interface ", "typedef "):
             assert kw not in text, f"{src.name}: {kw!r}"

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from _sim import TRIGGER_SOURCES, build_trigger, lint
+from _sim import build_trigger
 from _trigger_campaign import Segment, compare, make_segment, records_from, save_campaign, with_params
 from pokerdaq.config import load_config
 from pokerdaq.trigger import ConditionBits, TriggerBits, TriggerRegisters
@@ -155,21 +155,6 @@ def corner_segment(cfg, rng, n_particles: int, *, seed: int = 5, busy_fraction: 
 
 
 # ---------------------------------------------------------------- tests
-
-def test_trigger_verilator_lint_wall_is_clean():
-    for mutant in (0, 1, 2, 3, 4):
-        proc = lint(sources=TRIGGER_SOURCES, top="trigger_top", parameters={"MUTANT": mutant})
-        output = proc.stdout + proc.stderr
-        assert proc.returncode == 0, output
-        assert "%Warning" not in output and "%Error" not in output, output
-
-
-def test_trigger_rtl_sources_are_plain_verilog():
-    for src in TRIGGER_SOURCES:
-        text = src.read_text()
-        for kw in ("always_ff", "always_comb", "logic ", "interface ", "typedef "):
-            assert kw not in text, f"{src.name}: {kw!r}"
-
 
 def assert_bit_exact(report, min_decisions: int) -> None:
     assert report.decisions >= min_decisions, report.summary()
