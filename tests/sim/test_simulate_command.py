@@ -3,7 +3,7 @@
 import numpy as np
 
 from pokerdaq.cli import main
-from pokerdaq.io import RunFile
+from pokerdaq.io import EventFlags, RunFile
 from pokerdaq.sim import emulate_windows
 
 
@@ -23,7 +23,8 @@ def test_simulate_writes_what_the_emulator_gives(cfg, tmp_path, capsys):
         ev = f.events
         assert np.array_equal(ev["event_number"], truth["event"])
         assert np.array_equal(ev["timestamp"], truth["t_sample"].astype(np.uint64))
-        assert (ev["trigger_word"] == 1).all() and (ev["flags"] == 0).all()
+        assert (ev["trigger_word"] == 0).all(), "simulate records minimum bias: no trigger decision"
+        assert (ev["flags"] == EventFlags.SIMULATED).all()
         assert len(f.verify()) == 0  # every event passes its CRC-32
 
 

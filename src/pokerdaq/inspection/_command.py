@@ -18,6 +18,23 @@ _SHOWN_ATTRS = ("run_number", "file_index", "producer", "start_time_utc", "stop_
                 "package_version")
 
 
+def _stored_or_found_pulses(f, cfg, batch: int = 1024) -> tuple[np.ndarray, np.ndarray]:
+    """The file's pulses and pulses per event; a file without stored pulses (a minimum-bias
+    ``pokerdaq simulate`` recording) gets them from its raw samples with the file's registers."""
+    events = f.events
+    if len(f.pulses) or not len(events):
+        return np.asarray(f.pulses), np.asarray(events["n_pulses"])
+    from ..dsp import PulseParams, find_pulses_batch
+
+    params = PulseParams.from_config(cfg)
+    found, counts = [], []
+    for start in range(0, len(f), batch):
+        rec, offsets = find_pulses_batch(np.asarray(f.read(start, start + batch).samples), params)
+        found.append(rec)
+        counts.append(np.diff(offsets))
+    return np.concatenate(found), np.concatenate(counts)
+
+
 def run(args: argparse.Namespace) -> int:
     from ..io import RunFile
 
@@ -74,10 +91,12 @@ def run(args: argparse.Namespace) -> int:
                 physics = np.flatnonzero(events["trigger_word"] & TriggerBits.PHYSICS)
                 index = int(physics[0]) if len(physics) else 0
             ev = f[index]
-            written = [plot_waveforms(ev.samples, ev.pulses, cfg, args.plots,
+            pulses, n_pulses = _stored_or_found_pulses(f, cfg)
+            ev_pulses = pulses[int(n_pulses[:index].sum()):int(n_pulses[:index + 1].sum())]
+            written = [plot_waveforms(ev.samples, ev_pulses, cfg, args.plots,
                                       title=f"{path.name} event index {index} (event number {ev.event_number}, "
                                             f"trigger word 0x{int(ev.header['trigger_word']):04x})")]
-            energies = event_energies(f.pulses, events["n_pulses"], cfg)
+            energies = event_energies(pulses, n_pulses, cfg)
             truth = f.truth
             plane, inside = plot_ecal_hcal_plane(energies, cfg.beam.species, args.plots, beam_gev=cfg.beam.energy_gev)
             written.append(plane)

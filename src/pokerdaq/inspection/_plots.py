@@ -186,8 +186,14 @@ def plot_ecal_resolution(energies: EventEnergies, truth: np.ndarray | None, cfg:
     requirement = float(np.hypot(0.025 / np.sqrt(ref_e), 0.005))
     result["requirement_sigma_over_e"] = requirement
     result["reference_energy_gev"] = ref_e
+    fit = None
     if len(x) >= 20:
-        amp, mu, sigma, emu, esig, h = fit_core(x)
+        try:
+            fit = fit_core(x)
+        except RuntimeError as err:  # curve_fit did not converge: say so on the plot
+            result["fit_error"] = str(err)
+    if fit is not None:
+        amp, mu, sigma, emu, esig, h = fit
         result.update(mean=mu, sigma=sigma, sigma_over_e=sigma / mu, sigma_over_e_error=esig / mu,
                       mean_error=emu)
         axis = h.axes[0]
@@ -200,7 +206,8 @@ def plot_ecal_resolution(energies: EventEnergies, truth: np.ndarray | None, cfg:
                                    f"{100 * requirement:.2f} %")
         ax.set_ylabel(f"events / {axis.widths[0]:.2g}")
     else:
-        ax.text(0.5, 0.5, f"only {len(x)} events selected: no fit", transform=ax.transAxes, ha="center")
+        why = result.get("fit_error", f"only {len(x)} events selected")
+        ax.text(0.5, 0.5, f"{why}: no fit", transform=ax.transAxes, ha="center", wrap=True)
         ax.set_ylabel("events")
     ax.set_xlabel(xlabel)
     ax.set_title("ECAL (pre-shower + PKR-CAL) energy resolution")

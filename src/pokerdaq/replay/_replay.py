@@ -56,7 +56,7 @@ class FileReplay:
     @property
     def has_stored_words(self) -> bool:
         """False for an untriggered (minimum-bias) recording: every stored word is 0, or the
-        producer (``pokerdaq simulate``) writes a constant beam-particle marker, not a decision."""
+        producer (``pokerdaq simulate``) records one window per particle without a decision."""
         return self.producer not in UNTRIGGERED_PRODUCERS and bool(np.any(self.stored_word != 0))
 
     @property

@@ -9,12 +9,11 @@ from pathlib import Path
 import numpy as np
 
 from ..config import Config, ConfigError, load_config
+from ..io import EventFlags
 from ._emulator import iter_windows
 from ._truth import Species
 
 BATCH_EVENTS = 2048
-TRIGGER_BEAM = 1
-"""trigger_word bit of a beam (one window per particle) trigger."""
 
 
 def run(args: argparse.Namespace) -> int:
@@ -85,5 +84,7 @@ def _headers(truth: np.ndarray, dtype: np.dtype) -> np.ndarray:
     h = np.zeros(len(truth), dtype)
     h["event_number"] = truth["event"]
     h["timestamp"] = truth["t_sample"]  # 250 MHz ticks of the triggering particle
-    h["trigger_word"] = TRIGGER_BEAM
+    # one window per beam particle, no trigger decision: a minimum-bias recording
+    h["trigger_word"] = 0
+    h["flags"] = EventFlags.SIMULATED
     return h
