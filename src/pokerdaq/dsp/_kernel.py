@@ -1,9 +1,12 @@
 """numba kernels of the pulse finder (docs/firmware-spec.md Part 1). No validation here.
 
-One scan function, :func:`_scan_row`, walks one channel's samples and finds its pulses. The
-window driver (:func:`_window_pass`) and the stream driver (:func:`_stream_pass`) call it,
-each twice: a counting pass (``write = False``) that sizes the output, and a filling pass
-that writes records at per-row offsets. Both passes are deterministic, so they agree.
+One scan function, :func:`_scan_row`, walks one channel's samples and finds its pulses, and
+:func:`_write_pulse` measures one pulse. Window mode: :func:`_window_screen` screens every row
+(pedestal, T, a vectorised row maximum) and scans only the rows with a sample above T,
+counting their pulses and noting their first crossings; :func:`_window_measure` then measures
+just those rows' pulses at per-row offsets. Stream mode (:func:`_stream_pass`) scans twice: a
+counting pass (``write = False``) that sizes the output and a filling pass. The passes are
+deterministic, so they agree.
 
 Positions inside the kernels are local indices into the row handed in; ``base`` is the
 absolute sample number of local index 0 (0 in window mode).
@@ -127,13 +130,13 @@ def _write_pulse(x, c, lo_limit, end, thr_abs, ped, ped_sum, nped_log2, nsb, nsa
 
 @numba.njit(nogil=True, cache=True)
 def _scan_row(x, lo_limit, start, end, final, thr_abs, ped, ped_sum, nped_log2, nsb, nsa,
-              nsat, max_pulses, quality, write, out, pos, channel, base, index0):
+              nsat, max_pulses, quality, write, out, pos, channel, base, index0, crossings):
     """Find the pulses of one row, candidates tested at ``start .. end-1`` (1.4, 1.9).
 
     ``final``: the row ends at ``end`` (window mode, or the end of a stream); otherwise a
     candidate or pulse that needs samples beyond ``end`` stops the scan and is retried
     with the next chunk. ``write``: measure the pulses into ``out[pos:]``; otherwise only
-    count them. Returns (pulses, local position where the search resumes, a pulse beyond MAX_PULSES).
+    count them, and note the crossings of the first ``len(crossings)`` in ``crossings``. Returns (pulses, local position where the search resumes, a pulse beyond MAX_PULSES).
     """
     count = 0
     n = start
@@ -193,74 +196,114 @@ def _scan_row(x, lo_limit, start, end, final, thr_abs, ped, ped_sum, nped_log2, 
         if write:
             _write_pulse(x, c, lo_limit, end, thr_abs, ped, ped_sum, nped_log2, nsb, nsa,
                          quality, out, pos + count, channel, base, index0 + count)
+        elif count < crossings.shape[0]:
+            crossings[count] = c
         count += 1
         n = c + nsa
     return count, n, False
 
 
-@numba.njit(nogil=True, cache=True)
-def _window_pedestal(x, r, ch, nped_log2, maxped, ped_mode, ped_cfg):
-    """1.3: (PED_SUM, first candidate position SEARCH_START + 1, PEDESTAL_BAD bit or 0)."""
-    log2 = np.int64(nped_log2[ch])
-    if ped_mode[ch] == 0:
-        nped = np.int64(1) << log2
-        ped_sum = np.int64(0)
-        head_max = np.uint16(0)
-        for i in range(nped):
-            v = x[r, i]
-            ped_sum += v
-            head_max = v if v > head_max else head_max
-        bad = _PEDESTAL_BAD if head_max > maxped[ch] else 0
-        return ped_sum, nped + 1, bad
-    return np.int64(ped_cfg[ch]) << log2, np.int64(1), 0
+ROW_CROSSINGS = 4
+"""Crossings the screening pass keeps per row, so that the measuring pass need not scan the
+row again (rows with more pulses are scanned again)."""
 
 
 @numba.njit(parallel=True, nogil=True, cache=True)
-def _window_pass(x, n_ch, block, thr, nsb, nsa, nsat, nped_log2, maxped, max_pulses, ped_mode,
-                 ped_cfg, write, counts, offsets, out, channel_ids, row_max):
-    """Window mode over the rows of ``x`` (row r: the registers of channel r % n_ch).
+def _window_screen(flat, n_rows, n_samples, n_ch, block, thr, nsb, nsa, nsat, nped_log2,
+                   max_pulses, ped_mode, ped_cfg, counts, more, crossings, block_max,
+                   no_records):
+    """Window mode, first pass: which rows of ``flat`` (rows of ``n_samples``, row r: the
+    registers of channel r % n_ch) have pulses, how many and where.
 
-    Rows go to the threads in blocks of ``block`` consecutive rows (sequential memory
-    access; one modulo per block). Each row is first screened with a vectorised maximum:
-    no sample above T, no crossing.
-
-    Counting pass (``write`` False): ``counts[r]`` pulses of row r, and ``row_max[r]`` its
-    largest sample (which the caller checks against 16383). Filling pass: the rows with
-    ``counts[r] > 0`` are scanned again and their pulses written at ``out[offsets[r]:]``.
+    Per row: the pedestal and T (1.3), the largest sample (vectorised u16 maximum), and only
+    when it is above T a scan (1.4, 1.9): ``counts[r]`` pulses, ``more[r]`` a pulse beyond
+    MAX_PULSES, the first crossings in ``crossings[r]``. ``block_max[b]``: the largest sample
+    of block b, which the caller checks against 16383.
     """
-    n_rows, n_samples = x.shape
     n_blocks = (n_rows + block - 1) // block
     for b in numba.prange(n_blocks):
         first = b * block
         ch = first % n_ch
+        bmax = np.uint16(0)
         for r in range(first, min(first + block, n_rows)):
-            if not write or counts[r] > 0:
-                ped_sum, start, quality = _window_pedestal(x, r, ch, nped_log2, maxped,
-                                                           ped_mode, ped_cfg)
-                log2 = np.int64(nped_log2[ch])
-                ped = ped_sum >> log2
-                thr_abs = ped + thr[ch]
-                found = 0
-                if write:
-                    found = 1
-                else:
-                    m = np.uint16(0)
-                    for i in range(n_samples):  # whole row, u16 lanes: vectorised
-                        v = x[r, i]
-                        m = v if v > m else m
-                    row_max[r] = m
-                    found = 1 if m > thr_abs else 0
-                if found:
-                    found, _, _ = _scan_row(x[r], 0, start, n_samples, True, thr_abs, ped,
-                                            ped_sum, log2, np.int64(nsb[ch]), np.int64(nsa[ch]),
-                                            np.int64(nsat[ch]), np.int64(max_pulses[ch]),
-                                            quality, write, out, offsets[r], channel_ids[ch],
-                                            np.int64(0), np.int64(0))
-                if not write:
-                    counts[r] = found
+            o = r * n_samples
+            # a view per row: indices from 0 are known non-negative, so the loops below
+            # carry no negative-index wraparound and vectorise
+            x = flat[o:o + n_samples]
+            log2 = nped_log2[ch]
+            if ped_mode[ch] == 0:
+                acc = np.uint32(0)  # u32: the sum of 32 u14 samples fits, and vectorises
+                for i in range(np.int64(1) << log2):
+                    acc += x[i]
+                ped_sum = np.int64(acc)
+                start = (np.int64(1) << log2) + 1
+            else:
+                ped_sum = ped_cfg[ch] << log2
+                start = np.int64(1)
+            ped = ped_sum >> log2
+            thr_abs = ped + thr[ch]
+            m = np.uint16(0)
+            for i in range(n_samples):  # whole row, u16 lanes: vectorised
+                m = max(m, x[i])
+            bmax = max(bmax, m)
+            found = 0
+            beyond = False
+            if np.int64(m) > thr_abs:
+                found, _, beyond = _scan_row(x, 0, start, n_samples, True, thr_abs, ped, ped_sum,
+                                             log2, nsb[ch], nsa[ch], nsat[ch], max_pulses[ch],
+                                             0, False, no_records, 0, 0, np.int64(0),
+                                             np.int64(0), crossings[r])
+            counts[r] = found
+            more[r] = beyond
             ch += 1
             if ch == n_ch:
                 ch = 0
+        block_max[b] = bmax
+
+
+@numba.njit(parallel=True, nogil=True, cache=True)
+def _window_measure(flat, n_samples, n_ch, hot, offsets, thr, nsb, nsa, nsat, nped_log2,
+                    maxped, max_pulses, ped_mode, ped_cfg, counts, more, crossings, out,
+                    channel_ids):
+    """Window mode, second pass: measure the pulses of the rows ``hot`` (those with pulses)
+    into ``out[offsets[j]:]`` (1.3, 1.5 - 1.11), from the crossings the first pass noted."""
+    n_cross = crossings.shape[1]
+    for j in numba.prange(hot.shape[0]):
+        r = np.int64(hot[j])
+        ch = r % n_ch
+        o = r * n_samples
+        x = flat[o:o + n_samples]
+        log2 = nped_log2[ch]
+        quality = 0
+        if ped_mode[ch] == 0:
+            ped_sum = np.int64(0)
+            head_max = np.uint16(0)
+            for i in range(np.int64(1) << log2):
+                v = x[i]
+                ped_sum += v
+                head_max = max(head_max, v)
+            if head_max > maxped[ch]:
+                quality = _PEDESTAL_BAD
+            start = (np.int64(1) << log2) + 1
+        else:
+            ped_sum = ped_cfg[ch] << log2
+            start = np.int64(1)
+        ped = ped_sum >> log2
+        thr_abs = ped + thr[ch]
+        pos = offsets[j]
+        count = counts[r]
+        if count > n_cross:
+            _scan_row(x, 0, start, n_samples, True, thr_abs, ped, ped_sum, log2, nsb[ch],
+                      nsa[ch], nsat[ch], max_pulses[ch], quality, True, out, pos,
+                      channel_ids[ch], np.int64(0), np.int64(0), crossings[r])
+            continue
+        for k in range(count):
+            _write_pulse(x, np.int64(crossings[r, k]), 0, n_samples, thr_abs, ped, ped_sum,
+                         log2, nsb[ch], nsa[ch], quality, out, pos + k, channel_ids[ch],
+                         np.int64(0), np.int64(k))
+        if more[r]:
+            last = out[pos + count - 1]
+            last["quality"] = last["quality"] | _MORE_PULSES
 
 
 @numba.njit(parallel=True, nogil=True, cache=True)
@@ -272,6 +315,7 @@ def _stream_pass(x, base, lo_limit, end, final, thr, nsb, nsa, nsat, nped_log2, 
     new chunk); ``next_n[ch]`` is the absolute position of the next candidate test.
     """
     n_ch = x.shape[0]
+    no_crossings = np.zeros(0, dtype=np.int32)
     for ch in numba.prange(n_ch):
         if write and counts[ch] == 0:
             continue
@@ -282,7 +326,7 @@ def _stream_pass(x, base, lo_limit, end, final, thr, nsb, nsa, nsat, nped_log2, 
                                    ped + thr[ch], ped, ped_sum, log2, np.int64(nsb[ch]),
                                    np.int64(nsa[ch]), np.int64(nsat[ch]), np.int64(0), 0,
                                    write, out, offsets[ch], channel_ids[ch], base,
-                                   n_pulses[ch])
+                                   n_pulses[ch], no_crossings)
         if not write:
             counts[ch] = found
             resume[ch] = base + stop
