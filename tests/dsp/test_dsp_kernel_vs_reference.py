@@ -136,8 +136,10 @@ def test_generator_reaches_the_corners():
 
 
 def test_rows_with_more_pulses_than_the_screen_keeps():
-    """The screening pass keeps the first ROW_CROSSINGS crossings of a row; rows with more
-    pulses are scanned again. Both paths, and MORE_PULSES after either, equal the reference."""
+    """The screen keeps the first ROW_CROSSINGS crossings of a row; rows with more pulses are
+    scanned again. A block of rows measures one record per row into its scratch part, and
+    the rows after it fills up are measured afterwards. All paths, and MORE_PULSES after
+    either, equal the reference (40 events: blocks of several rows that fill up midway)."""
     from pokerdaq.dsp._kernel import ROW_CROSSINGS
 
     n = 96
@@ -160,5 +162,10 @@ def test_rows_with_more_pulses_than_the_screen_keeps():
         else:
             assert per_row.max() > ROW_CROSSINGS
         assert_records_equal(find_pulses(samples, params), want, f"max_pulses {max_pulses}")
-        batch, offsets = find_pulses_batch(np.stack([samples, samples[::-1]]), params)
-        assert_records_equal(batch[:offsets[1]], want, f"batch, max_pulses {max_pulses}")
+        events = np.stack([samples if e % 2 else np.zeros_like(samples) + 400
+                           for e in range(40)])
+        batch, offsets = find_pulses_batch(events, params)
+        assert offsets[-1] == len(batch) == 20 * len(want)
+        for e in range(40):
+            assert_records_equal(batch[offsets[e]:offsets[e + 1]], want if e % 2 else want[:0],
+                                 f"batch event {e}, max_pulses {max_pulses}")

@@ -201,32 +201,75 @@ def _scan_row(x, lo_limit, start, end, final, thr_abs, ped, ped_sum, nped_log2, 
 
 
 ROW_CROSSINGS = 4
-"""Crossings the screening pass keeps per row, so that the measuring pass need not scan the
-row again (rows with more pulses are scanned again)."""
+"""Crossings the screen keeps per row, so that a row's pulses are measured without a second
+scan (rows with more pulses are scanned again)."""
+
+
+@numba.njit(nogil=True, cache=True)
+def _measure_row(x, ch, thr, nsb, nsa, nsat, nped_log2, maxped, max_pulses, ped_mode, ped_cfg,
+                 found, beyond, crossings, out, pos, channel_ids):
+    """Write the ``found`` pulses of window row ``x`` (channel ``ch``) to ``out[pos:]``, at
+    the ``crossings`` the screen noted, or by a second scan when there were more."""
+    log2 = nped_log2[ch]
+    quality = 0
+    if ped_mode[ch] == 0:
+        ped_sum = np.int64(0)
+        head_max = np.uint16(0)
+        for i in range(np.int64(1) << log2):
+            v = x[i]
+            ped_sum += v
+            head_max = max(head_max, v)
+        if head_max > maxped[ch]:
+            quality = _PEDESTAL_BAD
+        start = (np.int64(1) << log2) + 1
+    else:
+        ped_sum = ped_cfg[ch] << log2
+        start = np.int64(1)
+    ped = ped_sum >> log2
+    thr_abs = ped + thr[ch]
+    n_samples = x.shape[0]
+    if found > crossings.shape[0]:
+        _scan_row(x, 0, start, n_samples, True, thr_abs, ped, ped_sum, log2, nsb[ch], nsa[ch],
+                  nsat[ch], max_pulses[ch], quality, True, out, pos, channel_ids[ch],
+                  np.int64(0), np.int64(0), crossings)
+        return
+    for k in range(found):
+        _write_pulse(x, np.int64(crossings[k]), 0, n_samples, thr_abs, ped, ped_sum, log2,
+                     nsb[ch], nsa[ch], quality, out, pos + k, channel_ids[ch], np.int64(0),
+                     np.int64(k))
+    if beyond:
+        last = out[pos + found - 1]
+        last["quality"] = last["quality"] | _MORE_PULSES
 
 
 @numba.njit(parallel=True, nogil=True, cache=True)
-def _window_screen(flat, n_rows, n_samples, n_ch, block, thr, nsb, nsa, nsat, nped_log2,
-                   max_pulses, ped_mode, ped_cfg, counts, more, crossings, block_max,
-                   no_records):
-    """Window mode, first pass: which rows of ``flat`` (rows of ``n_samples``, row r: the
-    registers of channel r % n_ch) have pulses, how many and where.
+def _window_find(flat, n_rows, n_samples, n_ch, block, thr, nsb, nsa, nsat, nped_log2, maxped,
+                 max_pulses, ped_mode, ped_cfg, channel_ids, counts, more, crossings,
+                 block_max, scratch, block_filled, block_stop):
+    """Window mode over the rows of ``flat`` (rows of ``n_samples``; row r: the registers of
+    channel r % n_ch), in blocks of ``block`` consecutive rows per thread task.
 
-    Per row: the pedestal and T (1.3), the largest sample (vectorised u16 maximum), and only
-    when it is above T a scan (1.4, 1.9): ``counts[r]`` pulses, ``more[r]`` a pulse beyond
-    MAX_PULSES, the first crossings in ``crossings[r]``. ``block_max[b]``: the largest sample
-    of block b, which the caller checks against 16383.
+    Per row: the pedestal and T (1.3), the largest sample (a vectorised u16 maximum), and only
+    when that is above T a scan (1.4, 1.9) giving ``counts[r]``, ``more[r]`` (a pulse beyond
+    MAX_PULSES) and the first crossings ``crossings[r]``; the row's pulses are measured at
+    once, while the row is in the cache, into block b's part of ``scratch`` (``block``
+    records from ``b * block`` on). ``block_filled[b]``: records written there; when they
+    would not fit, ``block_stop[b]`` is the first row not measured (otherwise the block's
+    end), and the caller measures the rest with :func:`_window_measure`. ``block_max[b]``:
+    the largest sample of the block, which the caller checks against 16383.
     """
     n_blocks = (n_rows + block - 1) // block
     for b in numba.prange(n_blocks):
         first = b * block
+        last = min(first + block, n_rows)
         ch = first % n_ch
         bmax = np.uint16(0)
-        for r in range(first, min(first + block, n_rows)):
-            o = r * n_samples
+        filled = 0
+        stop = last
+        for r in range(first, last):
             # a view per row: indices from 0 are known non-negative, so the loops below
             # carry no negative-index wraparound and vectorise
-            x = flat[o:o + n_samples]
+            x = flat[r * n_samples:(r + 1) * n_samples]
             log2 = nped_log2[ch]
             if ped_mode[ch] == 0:
                 acc = np.uint32(0)  # u32: the sum of 32 u14 samples fits, and vectorises
@@ -246,61 +289,51 @@ def _window_screen(flat, n_rows, n_samples, n_ch, block, thr, nsb, nsa, nsat, np
             found = 0
             beyond = False
             if np.int64(m) > thr_abs:
-                found, _, beyond = _scan_row(x, 0, start, n_samples, True, thr_abs, ped, ped_sum,
-                                             log2, nsb[ch], nsa[ch], nsat[ch], max_pulses[ch],
-                                             0, False, no_records, 0, 0, np.int64(0),
-                                             np.int64(0), crossings[r])
+                row_crossings = crossings[r]
+                found, _, beyond = _scan_row(x, 0, start, n_samples, True, thr_abs, ped,
+                                             ped_sum, log2, nsb[ch], nsa[ch], nsat[ch],
+                                             max_pulses[ch], 0, False, scratch, 0, 0,
+                                             np.int64(0), np.int64(0), row_crossings)
+                if found > 0 and stop == last:
+                    if filled + found <= block:
+                        _measure_row(x, ch, thr, nsb, nsa, nsat, nped_log2, maxped,
+                                     max_pulses, ped_mode, ped_cfg, found, beyond,
+                                     row_crossings, scratch, first + filled, channel_ids)
+                        filled += found
+                    else:
+                        stop = r
             counts[r] = found
             more[r] = beyond
             ch += 1
             if ch == n_ch:
                 ch = 0
         block_max[b] = bmax
+        block_filled[b] = filled
+        block_stop[b] = stop
 
 
 @numba.njit(parallel=True, nogil=True, cache=True)
-def _window_measure(flat, n_samples, n_ch, hot, offsets, thr, nsb, nsa, nsat, nped_log2,
+def _window_gather(scratch_bytes, block_bytes, block_filled_bytes, offsets_bytes, out_bytes):
+    """Copy each block's measured records (bytes ``[b * block_bytes, + filled)`` of the
+    scratch) to ``out_bytes[offsets_bytes[b]:]``."""
+    for b in numba.prange(block_filled_bytes.shape[0]):
+        src = b * block_bytes
+        dst = offsets_bytes[b]
+        n = block_filled_bytes[b]
+        out_bytes[dst:dst + n] = scratch_bytes[src:src + n]  # a slice copy: memcpy speed
+
+
+@numba.njit(parallel=True, nogil=True, cache=True)
+def _window_measure(flat, n_samples, n_ch, rows, offsets, thr, nsb, nsa, nsat, nped_log2,
                     maxped, max_pulses, ped_mode, ped_cfg, counts, more, crossings, out,
                     channel_ids):
-    """Window mode, second pass: measure the pulses of the rows ``hot`` (those with pulses)
-    into ``out[offsets[j]:]`` (1.3, 1.5 - 1.11), from the crossings the first pass noted."""
-    n_cross = crossings.shape[1]
-    for j in numba.prange(hot.shape[0]):
-        r = np.int64(hot[j])
-        ch = r % n_ch
-        o = r * n_samples
-        x = flat[o:o + n_samples]
-        log2 = nped_log2[ch]
-        quality = 0
-        if ped_mode[ch] == 0:
-            ped_sum = np.int64(0)
-            head_max = np.uint16(0)
-            for i in range(np.int64(1) << log2):
-                v = x[i]
-                ped_sum += v
-                head_max = max(head_max, v)
-            if head_max > maxped[ch]:
-                quality = _PEDESTAL_BAD
-            start = (np.int64(1) << log2) + 1
-        else:
-            ped_sum = ped_cfg[ch] << log2
-            start = np.int64(1)
-        ped = ped_sum >> log2
-        thr_abs = ped + thr[ch]
-        pos = offsets[j]
-        count = counts[r]
-        if count > n_cross:
-            _scan_row(x, 0, start, n_samples, True, thr_abs, ped, ped_sum, log2, nsb[ch],
-                      nsa[ch], nsat[ch], max_pulses[ch], quality, True, out, pos,
-                      channel_ids[ch], np.int64(0), np.int64(0), crossings[r])
-            continue
-        for k in range(count):
-            _write_pulse(x, np.int64(crossings[r, k]), 0, n_samples, thr_abs, ped, ped_sum,
-                         log2, nsb[ch], nsa[ch], quality, out, pos + k, channel_ids[ch],
-                         np.int64(0), np.int64(k))
-        if more[r]:
-            last = out[pos + count - 1]
-            last["quality"] = last["quality"] | _MORE_PULSES
+    """Measure the pulses of ``rows`` (rows with pulses that the screen did not measure)
+    into ``out[offsets[j]:]``."""
+    for j in numba.prange(rows.shape[0]):
+        r = np.int64(rows[j])
+        _measure_row(flat[r * n_samples:(r + 1) * n_samples], r % n_ch, thr, nsb, nsa, nsat,
+                     nped_log2, maxped, max_pulses, ped_mode, ped_cfg, counts[r], more[r],
+                     crossings[r], out, offsets[j], channel_ids)
 
 
 @numba.njit(parallel=True, nogil=True, cache=True)

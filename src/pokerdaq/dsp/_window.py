@@ -5,7 +5,7 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-from ._kernel import ADC_MAX, ROW_CROSSINGS, _window_measure, _window_screen
+from ._kernel import ADC_MAX, ROW_CROSSINGS, _window_find, _window_gather, _window_measure
 from ._params import PulseParams
 from ._records import PULSE_DTYPE
 
@@ -64,39 +64,53 @@ def _channel_ids(channel_ids: np.ndarray | None, n_channels: int) -> np.ndarray:
 
 
 def _run(rows: np.ndarray, params: PulseParams, n_ch: int, ids: np.ndarray,
-         original: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Both kernel passes over rows x samples.
-
-    Returns (records, the rows with pulses, cumulative pulse counts over those rows: the
-    pulses of ``hot[j]`` are ``records[cum[j]:cum[j + 1]]``).
-    """
+         original: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The kernels over rows x samples; returns (records, per-row pulse counts)."""
     n_rows, n_samples = rows.shape
     p = params
     # registers as int64 once, so that the kernels do no conversions per row
-    thr, nsb, nsa, nsat, log2, maxped, max_pulses, ped_mode, ped_cfg = (
-        r.astype(np.int64) for r in (p.thr, p.nsb, p.nsa, p.nsat, p.nped_log2, p.maxped,
-                                     p.max_pulses, p.ped_mode, p.ped_cfg))
+    regs = tuple(r.astype(np.int64) for r in (p.thr, p.nsb, p.nsa, p.nsat, p.nped_log2,
+                                               p.maxped, p.max_pulses, p.ped_mode, p.ped_cfg))
     flat = rows.reshape(-1)
     counts = np.empty(n_rows, dtype=np.int32)
     more = np.empty(n_rows, dtype=np.bool_)
     crossings = np.empty((n_rows, ROW_CROSSINGS), dtype=np.int32)
-    # blocks of rows per thread task: a few tasks per thread, at most 256 rows each
+    # blocks of rows per thread task: a few tasks per thread, at most 256 rows each; each
+    # block measures up to one record per row into its part of the scratch
     block = max(1, min(256, n_rows // (4 * numba.get_num_threads())))
-    block_max = np.zeros((n_rows + block - 1) // block, dtype=np.uint16)
-    no_records = np.zeros(0, dtype=PULSE_DTYPE)
-    _window_screen(flat, n_rows, n_samples, n_ch, block, thr, nsb, nsa, nsat, log2,
-                   max_pulses, ped_mode, ped_cfg, counts, more, crossings, block_max,
-                   no_records)
+    n_blocks = (n_rows + block - 1) // block
+    block_max = np.empty(n_blocks, dtype=np.uint16)
+    block_filled = np.empty(n_blocks, dtype=np.int64)
+    block_stop = np.empty(n_blocks, dtype=np.int64)
+    scratch = np.empty(n_blocks * block, dtype=PULSE_DTYPE)
+    _window_find(flat, n_rows, n_samples, n_ch, block, *regs, ids, counts, more, crossings,
+                 block_max, scratch, block_filled, block_stop)
     if n_rows and block_max.max() > ADC_MAX:
         _raise_out_of_range(original, int(original.max()))
-    hot = np.flatnonzero(counts)
-    cum = np.zeros(hot.size + 1, dtype=np.int64)
-    np.cumsum(counts[hot], out=cum[1:])
-    out = np.empty(int(cum[-1]), dtype=PULSE_DTYPE)
+    block_total = block_filled.copy()
+    block_end = np.minimum(np.arange(1, n_blocks + 1) * block, n_rows)
+    full = np.flatnonzero(block_stop < block_end)   # blocks whose scratch part filled up
+    for b in full:
+        block_total[b] += counts[block_stop[b]:block_end[b]].sum()
+    offsets = np.zeros(n_blocks + 1, dtype=np.int64)
+    np.cumsum(block_total, out=offsets[1:])
+    out = np.empty(int(offsets[-1]), dtype=PULSE_DTYPE)
     if out.size:
-        _window_measure(flat, n_samples, n_ch, hot, cum, thr, nsb, nsa, nsat, log2, maxped,
-                        max_pulses, ped_mode, ped_cfg, counts, more, crossings, out, ids)
-    return out, hot, cum
+        size = PULSE_DTYPE.itemsize
+        _window_gather(scratch.view(np.uint8), block * size, block_filled * size,
+                       offsets[:-1] * size, out.view(np.uint8))
+    if full.size:
+        # the rows with pulses after each full block's stop, their records after the block's
+        # measured ones
+        rest, rest_offsets = [], []
+        for b in full:
+            hot = block_stop[b] + np.flatnonzero(counts[block_stop[b]:block_end[b]])
+            n = counts[hot].astype(np.int64)
+            rest.append(hot)
+            rest_offsets.append(offsets[b] + block_filled[b] + np.cumsum(n) - n)
+        _window_measure(flat, n_samples, n_ch, np.concatenate(rest),
+                        np.concatenate(rest_offsets), *regs, counts, more, crossings, out, ids)
+    return out, counts
 
 
 def find_pulses(samples: np.ndarray, params: PulseParams,
@@ -145,7 +159,7 @@ def find_pulses(samples: np.ndarray, params: PulseParams,
     n_ch, n_samples = x.shape
     _check_params(params, n_ch, n_samples)
     ids = _channel_ids(channel_ids, n_ch)
-    out, _, _ = _run(x, params, n_ch, ids, samples)
+    out, _ = _run(x, params, n_ch, ids, samples)
     return out
 
 
@@ -173,8 +187,7 @@ def find_pulses_batch(samples: np.ndarray, params: PulseParams,
     n_ev, n_ch, n_samples = x.shape
     _check_params(params, n_ch, n_samples)
     ids = _channel_ids(channel_ids, n_ch)
-    out, hot, cum = _run(x.reshape(n_ev * n_ch, n_samples), params, n_ch, ids, samples)
-    # event e owns the rows [e * n_ch, (e + 1) * n_ch): its pulses start at the first of its
-    # rows with pulses
-    first_hot = np.searchsorted(hot, np.arange(n_ev + 1, dtype=np.int64) * n_ch)
-    return out, cum[first_hot]
+    out, counts = _run(x.reshape(n_ev * n_ch, n_samples), params, n_ch, ids, samples)
+    offsets = np.zeros(n_ev + 1, dtype=np.int64)
+    np.cumsum(counts.reshape(n_ev, n_ch).sum(axis=1, dtype=np.int64), out=offsets[1:])
+    return out, offsets
