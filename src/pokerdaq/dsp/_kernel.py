@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import numba
 import numpy as np
+from numba.cpython.unsafe.numbers import trailing_zeros
 
 from ._records import QualityBits
 
@@ -206,6 +207,36 @@ scan (rows with more pulses are scanned again)."""
 
 
 @numba.njit(nogil=True, cache=True)
+def _count_short_row(x, start, thr_abs, nsa, nsat, max_pulses, crossings):
+    """:func:`_scan_row` counting a whole window of at most 64 samples, without branches
+    per sample: bit n of a u64 mask says x[n] > T, candidates (1.4) are the rising edges of
+    that mask from ``start`` on, confirmed where NSAT bits in a row are set (bits past the
+    window are 0: a candidate too close to the end is not confirmed); the pulses are then
+    taken in order, each hiding the candidates of its open range.
+    Returns (pulses, a pulse beyond MAX_PULSES)."""
+    one = np.uint64(1)
+    above = np.uint64(0)
+    for i in range(x.shape[0]):
+        above |= np.uint64(x[i] > thr_abs) << np.uint64(i)
+    confirmed = above & ~(above << one) & ~((one << np.uint64(start)) - one)
+    for j in range(1, nsat):
+        confirmed &= above >> np.uint64(j)
+    count = 0
+    while confirmed != 0:
+        if max_pulses > 0 and count == max_pulses:
+            return count, True
+        c = np.int64(trailing_zeros(confirmed))
+        if count < crossings.shape[0]:
+            crossings[count] = c
+        count += 1
+        resume = c + nsa
+        if resume >= 64:
+            break
+        confirmed &= ~((one << np.uint64(resume)) - one)
+    return count, False
+
+
+@numba.njit(nogil=True, cache=True)
 def _measure_row(x, ch, thr, nsb, nsa, nsat, nped_log2, maxped, max_pulses, ped_mode, ped_cfg,
                  found, beyond, crossings, out, pos, channel_ids):
     """Write the ``found`` pulses of window row ``x`` (channel ``ch``) to ``out[pos:]``, at
@@ -290,10 +321,14 @@ def _window_find(flat, n_rows, n_samples, n_ch, block, thr, nsb, nsa, nsat, nped
             beyond = False
             if np.int64(m) > thr_abs:
                 row_crossings = crossings[r]
-                found, _, beyond = _scan_row(x, 0, start, n_samples, True, thr_abs, ped,
-                                             ped_sum, log2, nsb[ch], nsa[ch], nsat[ch],
-                                             max_pulses[ch], 0, False, scratch, 0, 0,
-                                             np.int64(0), np.int64(0), row_crossings)
+                if n_samples <= 64:
+                    found, beyond = _count_short_row(x, start, thr_abs, nsa[ch], nsat[ch],
+                                                     max_pulses[ch], row_crossings)
+                else:
+                    found, _, beyond = _scan_row(x, 0, start, n_samples, True, thr_abs, ped,
+                                                 ped_sum, log2, nsb[ch], nsa[ch], nsat[ch],
+                                                 max_pulses[ch], 0, False, scratch, 0, 0,
+                                                 np.int64(0), np.int64(0), row_crossings)
                 if found > 0 and stop == last:
                     if filled + found <= block:
                         _measure_row(x, ch, thr, nsb, nsa, nsat, nped_log2, maxped,
