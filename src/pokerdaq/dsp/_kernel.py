@@ -33,8 +33,9 @@ _TIME_BAD = QualityBits.TIME_BAD
 _PILEUP = QualityBits.PILEUP
 _MORE_PULSES = QualityBits.MORE_PULSES
 
-_SKIP = 8
-"""Samples tested at once while skipping runs below or above T (eight u16 lanes)."""
+_SKIP = 32
+"""Samples tested at once while skipping runs below or above T (a vectorised u16 maximum or
+minimum over 32 lanes; 8 was 1.5x slower on long stream rows)."""
 
 STREAM_HISTORY = 576
 """Samples a stream keeps per channel between chunks: NSB (63) + NSA (511) + 1 for x[c-1],
@@ -373,25 +374,33 @@ def _window_measure(flat, n_samples, n_ch, rows, offsets, thr, nsb, nsa, nsat, n
 
 @numba.njit(parallel=True, nogil=True, cache=True)
 def _stream_pass(x, base, lo_limit, end, final, thr, nsb, nsa, nsat, nped_log2, ped_cfg,
-                 next_n, n_pulses, write, counts, resume, offsets, out, channel_ids):
+                 next_n, n_pulses, write, counts, resume, offsets, out, channel_ids,
+                 crossings):
     """Stream mode (configured pedestal, unlimited pulses) over one row per channel.
 
     ``x[ch, :end]`` holds the samples ``base .. base+end-1`` of channel ch (history, then the
     new chunk); ``next_n[ch]`` is the absolute position of the next candidate test.
+    Counting pass (``write`` False): ``counts[ch]`` pulses, their local crossings in
+    ``crossings[ch]`` (room for all of them), ``resume[ch]``. Filling pass: the pulses are
+    measured at those crossings into ``out[offsets[ch]:]``, without a second scan.
     """
     n_ch = x.shape[0]
-    no_crossings = np.zeros(0, dtype=np.int32)
     for ch in numba.prange(n_ch):
         if write and counts[ch] == 0:
             continue
         log2 = np.int64(nped_log2[ch])
         ped_sum = np.int64(ped_cfg[ch]) << log2
         ped = ped_sum >> log2
-        found, stop, _ = _scan_row(x[ch], lo_limit, next_n[ch] - base, end, final,
-                                   ped + thr[ch], ped, ped_sum, log2, np.int64(nsb[ch]),
-                                   np.int64(nsa[ch]), np.int64(nsat[ch]), np.int64(0), 0,
-                                   write, out, offsets[ch], channel_ids[ch], base,
-                                   n_pulses[ch], no_crossings)
-        if not write:
-            counts[ch] = found
-            resume[ch] = base + stop
+        thr_abs = ped + thr[ch]
+        if write:
+            for k in range(counts[ch]):
+                _write_pulse(x[ch], np.int64(crossings[ch, k]), lo_limit, end, thr_abs, ped,
+                             ped_sum, log2, nsb[ch], nsa[ch], 0, out, offsets[ch] + k,
+                             channel_ids[ch], base, n_pulses[ch] + k)
+            continue
+        found, stop, _ = _scan_row(x[ch], lo_limit, next_n[ch] - base, end, final, thr_abs,
+                                   ped, ped_sum, log2, nsb[ch], nsa[ch], nsat[ch],
+                                   np.int64(0), 0, False, out, 0, channel_ids[ch], base,
+                                   n_pulses[ch], crossings[ch])
+        counts[ch] = found
+        resume[ch] = base + stop
