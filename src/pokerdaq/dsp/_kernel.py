@@ -319,7 +319,6 @@ def _window_find(flat, n_rows, n_samples, n_ch, block, thr, nsb, nsa, nsat, nped
                 m = max(m, x[i])
             bmax = max(bmax, m)
             found = 0
-            beyond = False
             if np.int64(m) > thr_abs:
                 row_crossings = crossings[r]
                 if n_samples <= 64:
@@ -338,8 +337,8 @@ def _window_find(flat, n_rows, n_samples, n_ch, block, thr, nsb, nsa, nsat, nped
                         filled += found
                     else:
                         stop = r
+                more[r] = beyond  # read only where counts[r] > 0
             counts[r] = found
-            more[r] = beyond
             ch += 1
             if ch == n_ch:
                 ch = 0
