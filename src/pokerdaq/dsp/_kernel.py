@@ -44,20 +44,35 @@ rounded up. An undecided pulse starts at most NSA - 1 samples before the chunk e
 
 @numba.njit(nogil=True, cache=True)
 def _write_pulse(x, c, lo_limit, end, thr_abs, ped, ped_sum, nped_log2, nsb, nsa,
-                 quality, out, k, channel, base, index):
-    """Measure the confirmed pulse with crossing ``c`` and write it to ``out[k]``."""
+                 quality, out, k, channel, base, index, above, have_above):
+    """Measure the confirmed pulse with crossing ``c`` and write it to ``out[k]``.
+
+    ``have_above``: ``above`` is the u64 mask of :func:`_count_short_row` (bit n: x[n] > T)
+    of a window of at most 64 samples, which gives the run above T and the pile-up without
+    walking the samples."""
     open_end = min(c + nsa, end)
-    # three short loops over the open range (c, c + NSA) rather than one branchy walk:
-    # 1.8 the run of samples above T from the crossing on (x[c] > T by definition)
-    n = c + 1
-    while n < open_end and x[n] > thr_abs:
-        n += 1
-    n_over = n - c
-    # 1.4 pile-up: a further candidate crossing x[n-1] <= T < x[n]; after the run above T,
-    # branch-free (vectorised)
     pileup = False
-    for i in range(n + 1, open_end):
-        pileup |= (x[i - 1] <= thr_abs) & (x[i] > thr_abs)
+    if have_above:
+        one = np.uint64(1)
+        # 1.8 the run of ones from bit c on (x[c] > T by definition; bits >= N are 0, and
+        # c >= 1, so the shifted complement has a set bit)
+        n_over = min(np.int64(trailing_zeros(~(above >> np.uint64(c)))), open_end - c)
+        # 1.4 pile-up: a rising edge of the mask at n in (c, open_end)
+        n_bits = open_end - c - 1
+        if n_bits > 0:
+            edges = above & ~(above << one)
+            pileup = (edges >> np.uint64(c + 1)) & ((one << np.uint64(n_bits)) - one) != 0
+    else:
+        # two short loops over the open range (c, c + NSA) rather than one branchy walk:
+        # 1.8 the run of samples above T from the crossing on (x[c] > T by definition)
+        n = c + 1
+        while n < open_end and x[n] > thr_abs:
+            n += 1
+        n_over = n - c
+        # 1.4 pile-up: a further candidate crossing x[n-1] <= T < x[n]; after the run above
+        # T, branch-free (vectorised)
+        for i in range(n + 1, open_end):
+            pileup |= (x[i - 1] <= thr_abs) & (x[i] > thr_abs)
     if pileup:
         quality |= _PILEUP
     # 1.5 peak: the sample before the first falling one
@@ -194,7 +209,8 @@ def _scan_row(x, lo_limit, start, end, final, thr_abs, ped, ped_sum, nped_log2, 
             return count, end, True
         if write:
             _write_pulse(x, c, lo_limit, end, thr_abs, ped, ped_sum, nped_log2, nsb, nsa,
-                         quality, out, pos + count, channel, base, index0 + count)
+                         quality, out, pos + count, channel, base, index0 + count,
+                         np.uint64(0), False)
         elif count < crossings.shape[0]:
             crossings[count] = c
         count += 1
@@ -214,7 +230,7 @@ def _count_short_row(x, start, thr_abs, nsa, nsat, max_pulses, crossings):
     that mask from ``start`` on, confirmed where NSAT bits in a row are set (bits past the
     window are 0: a candidate too close to the end is not confirmed); the pulses are then
     taken in order, each hiding the candidates of its open range.
-    Returns (pulses, a pulse beyond MAX_PULSES)."""
+    Returns (pulses, a pulse beyond MAX_PULSES, the mask)."""
     one = np.uint64(1)
     above = np.uint64(0)
     for i in range(x.shape[0]):
@@ -225,7 +241,7 @@ def _count_short_row(x, start, thr_abs, nsa, nsat, max_pulses, crossings):
     count = 0
     while confirmed != 0:
         if max_pulses > 0 and count == max_pulses:
-            return count, True
+            return count, True, above
         c = np.int64(trailing_zeros(confirmed))
         if count < crossings.shape[0]:
             crossings[count] = c
@@ -234,12 +250,12 @@ def _count_short_row(x, start, thr_abs, nsa, nsat, max_pulses, crossings):
         if resume >= 64:
             break
         confirmed &= ~((one << np.uint64(resume)) - one)
-    return count, False
+    return count, False, above
 
 
 @numba.njit(nogil=True, cache=True)
 def _measure_row(x, ch, thr, nsb, nsa, nsat, nped_log2, maxped, max_pulses, ped_mode, ped_cfg,
-                 found, beyond, crossings, out, pos, channel_ids):
+                 found, beyond, crossings, out, pos, channel_ids, above, have_above):
     """Write the ``found`` pulses of window row ``x`` (channel ``ch``) to ``out[pos:]``, at
     the ``crossings`` the screen noted, or by a second scan when there were more."""
     log2 = nped_log2[ch]
@@ -268,7 +284,7 @@ def _measure_row(x, ch, thr, nsb, nsa, nsat, nped_log2, maxped, max_pulses, ped_
     for k in range(found):
         _write_pulse(x, np.int64(crossings[k]), 0, n_samples, thr_abs, ped, ped_sum, log2,
                      nsb[ch], nsa[ch], quality, out, pos + k, channel_ids[ch], np.int64(0),
-                     np.int64(k))
+                     np.int64(k), above, have_above)
     if beyond:
         last = out[pos + found - 1]
         last["quality"] = last["quality"] | _MORE_PULSES
@@ -322,18 +338,23 @@ def _window_find(flat, n_rows, n_samples, n_ch, block, thr, nsb, nsa, nsat, nped
             if np.int64(m) > thr_abs:
                 row_crossings = crossings[r]
                 if n_samples <= 64:
-                    found, beyond = _count_short_row(x, start, thr_abs, nsa[ch], nsat[ch],
-                                                     max_pulses[ch], row_crossings)
+                    found, beyond, above = _count_short_row(x, start, thr_abs, nsa[ch],
+                                                            nsat[ch], max_pulses[ch],
+                                                            row_crossings)
+                    have_above = True
                 else:
                     found, _, beyond = _scan_row(x, 0, start, n_samples, True, thr_abs, ped,
                                                  ped_sum, log2, nsb[ch], nsa[ch], nsat[ch],
                                                  max_pulses[ch], 0, False, scratch, 0, 0,
                                                  np.int64(0), np.int64(0), row_crossings)
+                    above = np.uint64(0)
+                    have_above = False
                 if found > 0 and stop == last:
                     if filled + found <= block:
                         _measure_row(x, ch, thr, nsb, nsa, nsat, nped_log2, maxped,
                                      max_pulses, ped_mode, ped_cfg, found, beyond,
-                                     row_crossings, scratch, first + filled, channel_ids)
+                                     row_crossings, scratch, first + filled, channel_ids,
+                                     above, have_above)
                         filled += found
                     else:
                         stop = r
@@ -368,7 +389,7 @@ def _window_measure(flat, n_samples, n_ch, rows, offsets, thr, nsb, nsa, nsat, n
         r = np.int64(rows[j])
         _measure_row(flat[r * n_samples:(r + 1) * n_samples], r % n_ch, thr, nsb, nsa, nsat,
                      nped_log2, maxped, max_pulses, ped_mode, ped_cfg, counts[r], more[r],
-                     crossings[r], out, offsets[j], channel_ids)
+                     crossings[r], out, offsets[j], channel_ids, np.uint64(0), False)
 
 
 @numba.njit(parallel=True, nogil=True, cache=True)
@@ -395,7 +416,7 @@ def _stream_pass(x, base, lo_limit, end, final, thr, nsb, nsa, nsat, nped_log2, 
             for k in range(counts[ch]):
                 _write_pulse(x[ch], np.int64(crossings[ch, k]), lo_limit, end, thr_abs, ped,
                              ped_sum, log2, nsb[ch], nsa[ch], 0, out, offsets[ch] + k,
-                             channel_ids[ch], base, n_pulses[ch] + k)
+                             channel_ids[ch], base, n_pulses[ch] + k, np.uint64(0), False)
             continue
         found, stop, _ = _scan_row(x[ch], lo_limit, next_n[ch] - base, end, final, thr_abs,
                                    ped, ped_sum, log2, nsb[ch], nsa[ch], nsat[ch],
