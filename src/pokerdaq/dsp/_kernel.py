@@ -33,9 +33,9 @@ _TIME_BAD = QualityBits.TIME_BAD
 _PILEUP = QualityBits.PILEUP
 _MORE_PULSES = QualityBits.MORE_PULSES
 
-_SKIP = 32
+_SKIP = 64
 """Samples tested at once while skipping runs below or above T (a vectorised u16 maximum or
-minimum over 32 lanes; 8 was 1.5x slower on long stream rows)."""
+minimum over a view of 64; on a quiet stream 8 was 2x slower, 32 about 8 % slower)."""
 
 STREAM_HISTORY = 576
 """Samples a stream keeps per channel between chunks: NSB (63) + NSA (511) + 1 for x[c-1],
@@ -160,10 +160,10 @@ def _scan_row(x, lo_limit, start, end, final, thr_abs, ped, ped_sum, nped_log2, 
             # a time (a fixed-length maximum, vectorised), then one by one
             n += 1
             while n + _SKIP <= end:
-                m = x[n]
-                for i in range(1, _SKIP):
-                    v = x[n + i]
-                    m = v if v > m else m
+                w = x[n:n + _SKIP]  # a view indexed from 0: no wraparound, vectorised
+                m = w[0]
+                for i in range(_SKIP):
+                    m = max(m, w[i])
                 if m > thr_abs:
                     break
                 n += _SKIP
@@ -175,10 +175,10 @@ def _scan_row(x, lo_limit, start, end, final, thr_abs, ped, ped_sum, nped_log2, 
             # _SKIP samples at a time (a fixed-length minimum), then one by one
             n += 1
             while n + _SKIP <= end:
-                m = x[n]
-                for i in range(1, _SKIP):
-                    v = x[n + i]
-                    m = v if v < m else m
+                w = x[n:n + _SKIP]
+                m = w[0]
+                for i in range(_SKIP):
+                    m = min(m, w[i])
                 if m <= thr_abs:
                     break
                 n += _SKIP
