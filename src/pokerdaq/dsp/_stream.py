@@ -87,7 +87,9 @@ class PulseStream:
         if chunk.ndim != 2 or chunk.shape[0] != n_ch:
             raise ValueError(f"chunk: expected shape ({n_ch}, L), got {chunk.shape}")
         if chunk.size:
-            low, high = int(chunk.min()), int(chunk.max())
+            # uint16 (the digitizer's dtype) cannot be below 0: one pass instead of two
+            low = 0 if chunk.dtype == np.uint16 else int(chunk.min())
+            high = int(chunk.max())
             if low < 0 or high > ADC_MAX:
                 bad = low if low < 0 else high
                 where = [int(i) for i in np.argwhere(chunk == bad)[0]]
