@@ -1,12 +1,16 @@
 """numba kernels of the pulse finder (docs/firmware-spec.md Part 1). No validation here.
 
 One scan function, :func:`_scan_row`, walks one channel's samples and finds its pulses, and
-:func:`_write_pulse` measures one pulse. Window mode: :func:`_window_screen` screens every row
-(pedestal, T, a vectorised row maximum) and scans only the rows with a sample above T,
-counting their pulses and noting their first crossings; :func:`_window_measure` then measures
-just those rows' pulses at per-row offsets. Stream mode (:func:`_stream_pass`) scans twice: a
-counting pass (``write = False``) that sizes the output and a filling pass. The passes are
-deterministic, so they agree.
+:func:`_write_pulse` measures one pulse.
+
+Window mode, :func:`_window_find`: per row the pedestal, T and a vectorised row maximum; only
+rows with a sample above T are scanned (windows of at most 64 samples with a u64 above-T
+mask, :func:`_count_short_row`), and their pulses measured at once, while the row is in the
+cache, into per-block scratch records that :func:`_window_gather` copies to the output.
+Rows after a block's scratch filled up are measured by :func:`_window_measure`.
+
+Stream mode, :func:`_stream_pass`: a counting pass (``write = False``) that sizes the output
+and notes every crossing, then a filling pass that measures the pulses at those crossings.
 
 Positions inside the kernels are local indices into the row handed in; ``base`` is the
 absolute sample number of local index 0 (0 in window mode).
