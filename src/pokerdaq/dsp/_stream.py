@@ -52,10 +52,9 @@ class PulseStream:
             raise ValueError(f"PulseParams.max_pulses[channel {ch}] = "
                              f"{int(params.max_pulses[ch])}: expected 0 (unlimited) in stream mode")
         self.params = params
-        # registers as int64 once, so that the kernel does no conversions
-        self._regs = tuple(r.astype(np.int64) for r in (params.thr, params.nsb, params.nsa,
-                                                         params.nsat, params.nped_log2,
-                                                         params.ped_cfg))
+        # int64 registers (thr, nsb, nsa, nsat, nped_log2, ped_cfg): no conversions per chunk
+        thr, nsb, nsa, nsat, log2, _, _, _, ped_cfg = params.registers_int64
+        self._regs = (thr, nsb, nsa, nsat, log2, ped_cfg)
         self._min_nsa = int(params.nsa.min()) if params.n_channels else 1
         n_ch = params.n_channels
         self._ids = _channel_ids(channel_ids, n_ch)

@@ -68,9 +68,7 @@ def _run(rows: np.ndarray, params: PulseParams, n_ch: int, ids: np.ndarray,
     """The kernels over rows x samples; returns (records, per-row pulse counts)."""
     n_rows, n_samples = rows.shape
     p = params
-    # registers as int64 once, so that the kernels do no conversions per row
-    regs = tuple(r.astype(np.int64) for r in (p.thr, p.nsb, p.nsa, p.nsat, p.nped_log2,
-                                               p.maxped, p.max_pulses, p.ped_mode, p.ped_cfg))
+    regs = params.registers_int64  # int64: the kernels do no conversions per row
     flat = rows.reshape(-1)
     counts = np.empty(n_rows, dtype=np.int32)
     more = np.empty(n_rows, dtype=np.bool_)
