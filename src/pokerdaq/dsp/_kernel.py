@@ -319,14 +319,14 @@ def _window_find(flat, n_rows, n_samples, n_ch, block, thr, nsb, nsa, nsat, nped
         filled = 0
         stop = last
         for r in range(first, last):
-            # a view per row: indices from 0 are known non-negative, so the loops below
-            # carry no negative-index wraparound and vectorise
-            x = flat[r * n_samples:(r + 1) * n_samples]
+            # unsigned indices into flat: no negative-index wraparound in the loops below,
+            # which vectorise (cheaper than a view per row)
+            o = np.uint64(r * n_samples)
             log2 = nped_log2[ch]
             if ped_mode[ch] == 0:
                 acc = np.uint32(0)  # u32: the sum of 32 u14 samples fits, and vectorises
-                for i in range(np.int64(1) << log2):
-                    acc += x[i]
+                for i in range(np.uint64(1) << np.uint64(log2)):
+                    acc += flat[o + i]
                 ped_sum = np.int64(acc)
                 start = (np.int64(1) << log2) + 1
             else:
@@ -335,11 +335,12 @@ def _window_find(flat, n_rows, n_samples, n_ch, block, thr, nsb, nsa, nsat, nped
             ped = ped_sum >> log2
             thr_abs = ped + thr[ch]
             m = np.uint16(0)
-            for i in range(n_samples):  # whole row, u16 lanes: vectorised
-                m = max(m, x[i])
+            for i in range(np.uint64(n_samples)):  # whole row, u16 lanes: vectorised
+                m = max(m, flat[o + i])
             bmax = max(bmax, m)
             found = 0
             if np.int64(m) > thr_abs:
+                x = flat[r * n_samples:(r + 1) * n_samples]
                 row_crossings = crossings[r]
                 if n_samples <= 64:
                     found, beyond, above = _count_short_row(x, start, thr_abs, nsa[ch],
