@@ -154,7 +154,8 @@ def _scan_row(x, lo_limit, start, end, final, thr_abs, ped, ped_sum, nped_log2, 
     ``final``: the row ends at ``end`` (window mode, or the end of a stream); otherwise a
     candidate or pulse that needs samples beyond ``end`` stops the scan and is retried
     with the next chunk. ``write``: measure the pulses into ``out[pos:]``; otherwise only
-    count them, and note the crossings of the first ``len(crossings)`` in ``crossings``. Returns (pulses, local position where the search resumes, a pulse beyond MAX_PULSES).
+    count them, and note the crossings of the first ``len(crossings)`` in ``crossings``.
+    Returns (pulses, local position where the search resumes, a pulse beyond MAX_PULSES).
     """
     count = 0
     n = start
