@@ -133,3 +133,39 @@ def test_generator_reaches_the_corners():
     for bit in ("PEDESTAL_BAD", "NSA_BEYOND_WINDOW", "NSB_BEFORE_WINDOW", "OVERFLOW", "UNDERFLOW",
                 "PEAK_BEYOND_NSA", "PEAK_NOT_FOUND", "TIME_BAD", "PILEUP", "MORE_PULSES"):
         assert seen & getattr(QualityBits, bit), bit
+
+
+def test_rows_with_more_pulses_than_the_screen_keeps():
+    """The screen keeps the first ROW_CROSSINGS crossings of a row; rows with more pulses are
+    scanned again. A block of rows measures one record per row into its scratch part, and
+    the rows after it fills up are measured afterwards. All paths, and MORE_PULSES after
+    either, equal the reference (40 events: blocks of several rows that fill up midway)."""
+    from pokerdaq.dsp._kernel import ROW_CROSSINGS
+
+    n = 96
+    rng = np.random.default_rng(7)
+    rows = []
+    for n_pulses in range(ROW_CROSSINGS - 1, ROW_CROSSINGS + 4):
+        x = 400 + rng.integers(-2, 3, n)
+        for c in np.linspace(10, n - 8, n_pulses).astype(int):
+            x[c:c + 4] += np.array([60, 200, 120, 40])
+        rows.append(x)
+    samples = np.array(rows, dtype=np.uint16)
+    for max_pulses in (0, ROW_CROSSINGS, ROW_CROSSINGS + 1, 15):
+        params = PulseParams.uniform(len(rows), thr=20, nsb=2, nsa=6, nsat=2, nped_log2=3,
+                                     max_pulses=max_pulses, ped_mode=0)
+        want = find_pulses_reference(samples, params)
+        per_row = np.bincount(want["channel"], minlength=len(rows))
+        assert per_row.min() <= ROW_CROSSINGS
+        if max_pulses == ROW_CROSSINGS:  # kept crossings all reported, a further one found
+            assert (want["quality"] & QualityBits.MORE_PULSES).any()
+        else:
+            assert per_row.max() > ROW_CROSSINGS
+        assert_records_equal(find_pulses(samples, params), want, f"max_pulses {max_pulses}")
+        events = np.stack([samples if e % 2 else np.zeros_like(samples) + 400
+                           for e in range(40)])
+        batch, offsets = find_pulses_batch(events, params)
+        assert offsets[-1] == len(batch) == 20 * len(want)
+        for e in range(40):
+            assert_records_equal(batch[offsets[e]:offsets[e + 1]], want if e % 2 else want[:0],
+                                 f"batch event {e}, max_pulses {max_pulses}")

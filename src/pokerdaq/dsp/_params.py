@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -96,6 +97,13 @@ class PulseParams:
             ch = _first_bad(bad)
             raise ValueError(f"PulseParams.nsat[channel {ch}] = {int(self.nsat[ch])}: "
                              f"expected at most nsa = {int(self.nsa[ch])}")
+
+    @functools.cached_property
+    def registers_int64(self) -> tuple[np.ndarray, ...]:
+        """The registers as int64 arrays, in the order of ``REGISTER_RANGES`` (thr, nsb,
+        nsa, nsat, nped_log2, maxped, max_pulses, ped_mode, ped_cfg), for the kernels.
+        Computed once: the register arrays are read-only."""
+        return tuple(getattr(self, name).astype(np.int64) for name in REGISTER_RANGES)
 
     @property
     def n_channels(self) -> int:

@@ -52,6 +52,10 @@ class PulseStream:
             raise ValueError(f"PulseParams.max_pulses[channel {ch}] = "
                              f"{int(params.max_pulses[ch])}: expected 0 (unlimited) in stream mode")
         self.params = params
+        # int64 registers (thr, nsb, nsa, nsat, nped_log2, ped_cfg): no conversions per chunk
+        thr, nsb, nsa, nsat, log2, _, _, _, ped_cfg = params.registers_int64
+        self._regs = (thr, nsb, nsa, nsat, log2, ped_cfg)
+        self._min_nsa = int(params.nsa.min()) if params.n_channels else 1
         n_ch = params.n_channels
         self._ids = _channel_ids(channel_ids, n_ch)
         self._history = np.zeros((n_ch, STREAM_HISTORY), dtype=np.uint16)
@@ -82,7 +86,9 @@ class PulseStream:
         if chunk.ndim != 2 or chunk.shape[0] != n_ch:
             raise ValueError(f"chunk: expected shape ({n_ch}, L), got {chunk.shape}")
         if chunk.size:
-            low, high = int(chunk.min()), int(chunk.max())
+            # uint16 (the digitizer's dtype) cannot be below 0: one pass instead of two
+            low = 0 if chunk.dtype == np.uint16 else int(chunk.min())
+            high = int(chunk.max())
             if low < 0 or high > ADC_MAX:
                 bad = low if low < 0 else high
                 where = [int(i) for i in np.argwhere(chunk == bad)[0]]
@@ -102,23 +108,24 @@ class PulseStream:
         return self._scan(self._history, final=True)
 
     def _scan(self, work: np.ndarray, final: bool) -> np.ndarray:
-        p = self.params
         n_ch, end = work.shape
         n_seen = self._n_seen + end - STREAM_HISTORY
         base = n_seen - end                  # absolute sample number of work[:, 0]
         lo_limit = max(0, -base)             # local index of the stream's first sample
         counts = np.zeros(n_ch, dtype=np.int64)
         resume = np.zeros(n_ch, dtype=np.int64)
-        regs = (p.thr, p.nsb, p.nsa, p.nsat, p.nped_log2, p.ped_cfg)
+        regs = self._regs
         empty = np.zeros(0, dtype=PULSE_DTYPE)
+        # pulses are NSA apart at least: room for every crossing of the row
+        crossings = np.empty((n_ch, end // self._min_nsa + 1), dtype=np.int32)
         _stream_pass(work, base, lo_limit, end, final, *regs, self._next_n, self._n_pulses,
-                     False, counts, resume, counts, empty, self._ids)
+                     False, counts, resume, counts, empty, self._ids, crossings)
         offsets = np.zeros(n_ch, dtype=np.int64)
         np.cumsum(counts[:-1], out=offsets[1:])
         out = np.zeros(int(counts.sum()), dtype=PULSE_DTYPE)
         if out.size:
             _stream_pass(work, base, lo_limit, end, final, *regs, self._next_n, self._n_pulses,
-                         True, counts, resume, offsets, out, self._ids)
+                         True, counts, resume, offsets, out, self._ids, crossings)
         self._next_n = resume
         self._n_pulses += counts
         self._n_seen = n_seen

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-from ._kernel import ADC_MAX, _window_pass
+from ._kernel import ADC_MAX, ROW_CROSSINGS, _window_find, _window_gather, _window_measure
 from ._params import PulseParams
 from ._records import PULSE_DTYPE
 
@@ -65,26 +65,49 @@ def _channel_ids(channel_ids: np.ndarray | None, n_channels: int) -> np.ndarray:
 
 def _run(rows: np.ndarray, params: PulseParams, n_ch: int, ids: np.ndarray,
          original: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Both kernel passes over rows x samples; returns (records, per-row pulse counts)."""
-    n_rows = rows.shape[0]
+    """The kernels over rows x samples; returns (records, per-row pulse counts)."""
+    n_rows, n_samples = rows.shape
     p = params
-    regs = (p.thr, p.nsb, p.nsa, p.nsat, p.nped_log2, p.maxped, p.max_pulses, p.ped_mode,
-            p.ped_cfg)
-    counts = np.zeros(n_rows, dtype=np.int32)
-    row_max = np.zeros(n_rows, dtype=np.uint16)
-    empty = np.zeros(0, dtype=PULSE_DTYPE)
-    # blocks of rows per thread task: a few tasks per thread, at most 256 rows each
+    regs = params.registers_int64  # int64: the kernels do no conversions per row
+    flat = rows.reshape(-1)
+    counts = np.empty(n_rows, dtype=np.int32)
+    more = np.empty(n_rows, dtype=np.bool_)
+    crossings = np.empty((n_rows, ROW_CROSSINGS), dtype=np.int32)
+    # blocks of rows per thread task: a few tasks per thread, at most 256 rows each; each
+    # block measures up to one record per row into its part of the scratch
     block = max(1, min(256, n_rows // (4 * numba.get_num_threads())))
-    _window_pass(rows, n_ch, block, *regs, False, counts, counts, empty, ids, row_max)
-    if n_rows and row_max.max() > ADC_MAX:
+    n_blocks = (n_rows + block - 1) // block
+    block_max = np.empty(n_blocks, dtype=np.uint16)
+    block_filled = np.empty(n_blocks, dtype=np.int64)
+    block_stop = np.empty(n_blocks, dtype=np.int64)
+    scratch = np.empty(n_blocks * block, dtype=PULSE_DTYPE)
+    _window_find(flat, n_rows, n_samples, n_ch, block, *regs, ids, counts, more, crossings,
+                 block_max, scratch, block_filled, block_stop)
+    if n_rows and block_max.max() > ADC_MAX:
         _raise_out_of_range(original, int(original.max()))
-    offsets = np.zeros(n_rows, dtype=np.int64)
-    if n_rows:
-        np.cumsum(counts[:-1], out=offsets[1:])
-    total = int(offsets[-1] + counts[-1]) if n_rows else 0
-    out = np.zeros(total, dtype=PULSE_DTYPE)
-    if total:
-        _window_pass(rows, n_ch, block, *regs, True, counts, offsets, out, ids, row_max)
+    block_total = block_filled.copy()
+    block_end = np.minimum(np.arange(1, n_blocks + 1) * block, n_rows)
+    full = np.flatnonzero(block_stop < block_end)   # blocks whose scratch part filled up
+    for b in full:
+        block_total[b] += counts[block_stop[b]:block_end[b]].sum()
+    offsets = np.zeros(n_blocks + 1, dtype=np.int64)
+    np.cumsum(block_total, out=offsets[1:])
+    out = np.empty(int(offsets[-1]), dtype=PULSE_DTYPE)
+    if out.size:
+        size = PULSE_DTYPE.itemsize
+        _window_gather(scratch.view(np.uint8), block * size, block_filled * size,
+                       offsets[:-1] * size, out.view(np.uint8))
+    if full.size:
+        # the rows with pulses after each full block's stop, their records after the block's
+        # measured ones
+        rest, rest_offsets = [], []
+        for b in full:
+            hot = block_stop[b] + np.flatnonzero(counts[block_stop[b]:block_end[b]])
+            n = counts[hot].astype(np.int64)
+            rest.append(hot)
+            rest_offsets.append(offsets[b] + block_filled[b] + np.cumsum(n) - n)
+        _window_measure(flat, n_samples, n_ch, np.concatenate(rest),
+                        np.concatenate(rest_offsets), *regs, counts, more, crossings, out, ids)
     return out, counts
 
 
