@@ -54,6 +54,7 @@ class DaqConfig:
     builder_timeout_s: float = bounded(2.0, gt=0.0)
     stall_timeout_s: float = bounded(20.0, gt=0.0)
     command_timeout_s: float = bounded(60.0, gt=0.0)
+    start_timeout_s: float = bounded(300.0, gt=0.0)
 
     # ---- event builder ----
     max_events_in_flight: int = bounded(512, ge=2, le=1 << 20)

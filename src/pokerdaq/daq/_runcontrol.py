@@ -170,7 +170,8 @@ class DaqRun:
                                 daemon=True)
                 p.start()
                 self.procs[name] = _Proc(name, kind, p, params)
-            self._wait(lambda: all(p.hello for p in self.procs.values()), "processes to start")
+            self._wait(lambda: all(p.hello for p in self.procs.values()), "processes to start",
+                       self.cfg.daq.start_timeout_s)
             for name in self.procs:
                 self._send(name, "bind")
             for name in self.procs:
@@ -342,11 +343,12 @@ class DaqRun:
             raise RunControlError(f"{name}: {cmd} failed: {msg.get('error')}")
         return msg
 
-    def _wait(self, cond, what: str) -> None:
-        deadline = time.monotonic() + self.cfg.daq.command_timeout_s
+    def _wait(self, cond, what: str, timeout_s: float | None = None) -> None:
+        timeout_s = self.cfg.daq.command_timeout_s if timeout_s is None else timeout_s
+        deadline = time.monotonic() + timeout_s
         while not cond():
             if time.monotonic() > deadline:
-                raise RunControlError(f"timed out waiting for {what} ({self.cfg.daq.command_timeout_s} s)")
+                raise RunControlError(f"timed out waiting for {what} ({timeout_s} s)")
             self._receive(0.05)
             for p in self.procs.values():
                 if p.process.exitcode is not None and not p.exited:
