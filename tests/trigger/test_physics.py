@@ -24,12 +24,10 @@ from pokerdaq.trigger._chain import match_to_particles
 N_EVENTS = 3000
 
 
-def _config(energy, *, mix=(0.0, 0.0, 0.0), srd_threshold_adc=None, calo_nsa=None):
+def _config(energy, *, mix=(0.0, 0.0, 0.0), calo_nsa=None):
     signal, hadron, muon = mix
     cfg = load_config().replace(beam={"energy_gev": energy, "aprime_mass_mev": 250.0 if energy > 62 else 150.0,
                                       "signal_fraction": signal, "hadron_fraction": hadron, "muon_fraction": muon})
-    if srd_threshold_adc is not None:
-        cfg = cfg.replace(detector={"srd": {"pulse_finder": {"threshold_adc": srd_threshold_adc}}})
     if calo_nsa is not None:
         cfg = cfg.replace(detector={s: {"pulse_finder": {"nsa": calo_nsa}} for s in ("preshower", "ecal")})
         cfg = cfg.replace(trigger={"adc_per_mev": calibrate_from_simulation(cfg, 400, seed=1)})
@@ -37,12 +35,22 @@ def _config(energy, *, mix=(0.0, 0.0, 0.0), srd_threshold_adc=None, calo_nsa=Non
 
 
 @functools.lru_cache(maxsize=None)
-def _chain(energy, mix=(0.0, 0.0, 0.0), srd_threshold_adc=None, calo_nsa=None, n=N_EVENTS, seed=3):
-    cfg = _config(energy, mix=mix, srd_threshold_adc=srd_threshold_adc, calo_nsa=calo_nsa)
+def _chain(energy, mix=(0.0, 0.0, 0.0), calo_nsa=None, n=N_EVENTS, seed=3):
+    cfg = _config(energy, mix=mix, calo_nsa=calo_nsa)
     samples, truth = emulate_windows(cfg, n, seed=seed)
     rec, offsets = find_pulses_batch(samples, PulseParams.from_config(cfg))
     window = np.repeat(np.arange(n), np.diff(offsets))
     return cfg, truth, trigger_windows(rec, window, n, cfg)
+
+
+def _srd_chain(cfg, n, seed):
+    """Beam counters + SRD only (the SRD tag needs nothing else): many windows, quickly."""
+    cmap = cfg.channel_map
+    chans = np.concatenate([cmap.channels_of("beam_counters"), cmap.channels_of("srd")])
+    samples, truth = emulate_windows(cfg, n, seed=seed, channels=chans)
+    rec, offsets = find_pulses_batch(samples, PulseParams.from_config(cfg, chans), channel_ids=chans)
+    window = np.repeat(np.arange(n), np.diff(offsets))
+    return truth, rec, trigger_windows(rec, window, n, cfg)
 
 
 def _frac(mask):
@@ -58,37 +66,69 @@ SRD_MIX = (0.0, 0.3, 0.2)  # e+ 50 %, hadrons 30 %, muons 20 %
 
 @pytest.mark.slow
 def test_srd_tag_efficiency_and_false_tags():
-    """SRD tag for e+ at 100, 60, 40 GeV; false tags of hadrons and muons (LYSO background on).
+    """SRD tag for e+ at 100, 60, 40 GeV and false tags of hadrons/muons in the same beam.
 
-    POKER design study: 99 % at 60 GeV, 89 % at 40 GeV. The default SRD pulse-finder threshold
-    (30 ADC, about 0.5 MeV of LYSO light in one channel) hides most of the 40 GeV synchrotron
-    light (0.8 MeV mean, shared by 4 channels); 10 ADC (5 sigma of the 2 ADC noise) recovers
-    part of it, 6 ADC (3 sigma, with NSAT = 2 confirmation) comes close to the design study.
+    POKER design study: 99 % at 60 GeV, 89 % at 40 GeV. Default SRD: 900 pe/MeV, 8 ADC pulse
+    threshold (4 sigma of the noise), EMIN 0.375 MeV at 100 GeV scaled as E^4 down to the
+    1-LSB floor (0.0625 MeV) at 60 and 40 GeV. Measured (seed 3, 1509 e+ each): 0.994 / 0.993
+    / 0.924; the old 30 ADC threshold at 300 pe/MeV gave 0.986 / 0.801 / 0.111. The false tags
+    of this beam are almost all an e+ within a few ns of the hadron or muon (one in-time
+    particle for the counters); the intrinsic rate is in the test below.
     """
     results = {}
-    for pf_thr in (None, 10, 6):
-        for energy in (100.0, 60.0, 40.0):
-            cfg, truth, out = _chain(energy, SRD_MIX, pf_thr)
-            tag = (out["conditions"] & ConditionBits.SRD) != 0
-            ep = truth["species"] == Species.POSITRON
-            bkg = (truth["species"] == Species.HADRON) | (truth["species"] == Species.MUON)
-            eff, fake = _frac(tag[ep]), _frac(tag[bkg])
-            ideal = _frac(truth["e_srd_mev"][ep] >= cfg.trigger.srd_emin_at(energy))
-            results[(pf_thr, energy)] = (eff, fake)
-            print(f"\nSRD pf-threshold {pf_thr or 30} ADC, {energy:.0f} GeV, emin "
-                  f"{cfg.trigger.srd_emin_at(energy):.3f} MeV: e+ efficiency {eff:.4f} +- {_err(eff, ep.sum()):.4f} "
-                  f"(n={ep.sum()}; true SR sum above emin: {ideal:.4f}); false tags hadrons+muons "
-                  f"{fake:.4f} +- {_err(fake, bkg.sum()):.4f} (n={bkg.sum()})")
-    assert results[(None, 100.0)][0] > 0.97
-    assert results[(None, 100.0)][0] > results[(None, 60.0)][0] > results[(None, 40.0)][0]
-    assert results[(10, 60.0)][0] > 0.95 and results[(10, 40.0)][0] > 0.55
-    assert results[(6, 60.0)][0] > 0.965 and results[(6, 40.0)][0] > 0.75
-    for key, (eff, fake) in results.items():
-        assert fake < 0.01, key
-        if key[0] is None:
-            # a lower pulse threshold never loses tags (1 % for the statistics of ~1500 e+)
-            assert results[(6, key[1])][0] >= results[(10, key[1])][0] - 0.01
-            assert results[(10, key[1])][0] >= eff - 0.01
+    for energy in (100.0, 60.0, 40.0):
+        cfg, truth, out = _chain(energy, SRD_MIX)
+        tag = (out["conditions"] & ConditionBits.SRD) != 0
+        ep = truth["species"] == Species.POSITRON
+        bkg = (truth["species"] == Species.HADRON) | (truth["species"] == Species.MUON)
+        eff, fake = _frac(tag[ep]), _frac(tag[bkg])
+        ideal = _frac(truth["e_srd_mev"][ep] >= cfg.trigger.srd_emin_at(energy))
+        results[energy] = (eff, _err(eff, ep.sum()), fake)
+        print(f"\nSRD {energy:.0f} GeV, emin {cfg.trigger.srd_emin_at(energy):.4f} MeV: e+ efficiency {eff:.4f} "
+              f"+- {_err(eff, ep.sum()):.4f} (n={ep.sum()}; true SR sum above emin: {ideal:.4f}); false tags "
+              f"hadrons+muons {fake:.4f} +- {_err(fake, bkg.sum()):.4f} (n={bkg.sum()})")
+        assert eff <= ideal + 2 * _err(eff, ep.sum())  # one channel above emin needs the sum above it
+        assert fake < 0.01, energy
+    # bounds: measured minus about 3 standard errors (~1500 e+); 40 GeV: the POKER design figure
+    assert results[100.0][0] > 0.985 and results[60.0][0] > 0.985
+    assert results[40.0][0] > 0.89
+    assert results[100.0][0] >= results[60.0][0] - 0.005 > results[40.0][0]
+
+
+@pytest.mark.slow
+def test_srd_false_tags_from_noise_and_lyso_background():
+    """Hadron/muon beam only (no e+, so no synchrotron light at all), 40000 windows at 40 GeV.
+
+    Noise only (LYSO background off): the 8 ADC / NSAT 2 pulse finder finds almost no pulse
+    (measured 1 in 160000 channel windows: 24 Hz per channel; 6 ADC would give ~4 kHz) and
+    none reaches the 0.0625 MeV floor. LYSO background on: false tags are the in-time Lu-176
+    decays, 4 channels x (rate of pulses above EMIN) x the 48 ns SRD window (measured 0.118 %).
+    """
+    n = 40_000
+    base = _config(40.0, mix=(0.0, 0.5, 0.5))
+    srd = base.channel_map.channels_of("srd")
+    live_s = n * len(srd) * base.digitizer.window_samples * base.digitizer.sample_ns * 1e-9
+    emin_adc = base.trigger.srd_emin_at(40.0) * base.trigger.adc_per_mev["srd"]
+    width_s = (base.trigger.srd_window_ns[1] - base.trigger.srd_window_ns[0]) * 1e-9
+    for lyso_hz in (0.0, base.detector.lyso_background_hz):
+        cfg = base.replace(detector={"lyso_background_hz": lyso_hz})
+        truth, rec, out = _srd_chain(cfg, n, seed=5)
+        assert not (truth["species"] == Species.POSITRON).any()
+        fake = _frac((out["conditions"] & ConditionBits.SRD) != 0)
+        pulses = rec[np.isin(rec["channel"], srd)]
+        rate, rate_above = len(pulses) / live_s, np.sum(pulses["integral_net"] >= emin_adc) / live_s
+        expected = len(srd) * rate_above * width_s
+        print(f"\nSRD, LYSO background {lyso_hz:g} Hz, 40 GeV: false tags {fake:.5f} +- {_err(fake, n):.5f} "
+              f"(n={n}; expected from the pulse rate above emin {expected:.5f}); SRD pulses {rate:.3g} Hz per "
+              f"channel, {rate_above:.3g} Hz above emin")
+        if lyso_hz == 0.0:
+            assert fake == 0.0 and rate_above == 0.0
+            assert rate < 500.0
+        else:
+            # Lu-176 gives pulses at up to its decay rate per channel (~7.5 kHz), most above the floor
+            assert 0.5 * lyso_hz / len(srd) < rate_above < rate <= lyso_hz / len(srd) * 1.1
+            assert abs(fake - expected) < 4 * _err(expected, n)
+            assert fake < 0.002
 
 
 @pytest.mark.slow
@@ -103,8 +143,9 @@ def test_muon_and_calibration_triggers():
                            ("muons", sp == Species.MUON)):
             rows[(name, label)] = _frac((word[sel] & bit) != 0)
             print(f"\n{name} trigger on {label}: {rows[(name, label)]:.4f} (n={sel.sum()})", end="")
-    assert rows[("muon", "muons")] > 0.9 and rows[("muon", "e+")] < 0.01
-    assert rows[("calibration", "e+")] > 0.95 and rows[("calibration", "muons")] < 0.01  # pile-up e+ only
+    # measured 0.965 (600 muons) and 0.993 (1509 e+): bounds about 3 standard errors below
+    assert rows[("muon", "muons")] > 0.94 and rows[("muon", "e+")] < 0.01
+    assert rows[("calibration", "e+")] > 0.985 and rows[("calibration", "muons")] < 0.01  # pile-up e+ only
 
 
 @pytest.mark.slow
@@ -126,7 +167,8 @@ def test_physics_trigger_signal_efficiency_and_beam_rejection():
     losses["veto"] = _frac((out["conditions"][signal] & ConditionBits.VETO) != 0)
     print("  signal losses by condition:", {k: round(v, 4) for k, v in losses.items()})
     assert signal.sum() > 300
-    assert eff > 0.95
+    assert eff > 0.95  # measured 0.968 +- 0.006: the losses are pile-up (E_CALO above the cut, SRD merged)
+    assert _frac(physics[clean]) > 0.99  # measured 0.996 (828)
     assert acc < 0.01
 
 
@@ -136,13 +178,15 @@ def test_ecal_energy_resolution(energy):
     """sigma(E_CALO)/E from pulse-finder integrals against 2.5 %/sqrt(E) (+) 0.5 %.
 
     E_CALO is the trigger's pre-shower + ECAL sum; windows with pile-up are left out (their
-    measured pedestal is biased). With the default NSA = 12 (48 ns) the slow PbWO4 component
-    (30 ns, 20 %) is cut at a sampling-phase dependent point: about 1.3 % extra spread.
-    NSA = 24 (96 ns) removes it.
+    measured pedestal is biased). Default NSA = 32 (128 ns, 4.3 slow-component decay times),
+    8 ADC threshold: measured 0.689 % at 40 GeV (required 0.637 %) and 0.557 % at 100 GeV
+    (0.559 %), scale 0.988 / 0.994 (2782 windows, statistical error ~0.01 % absolute). With
+    NSA = 12 the 30 ns PbWO4 component is cut at a sampling-phase dependent point (about 1 %
+    extra spread). The rest above the requirement at 40 GeV: crystals below 8 ADC (~85 MeV).
     """
     required = float(np.hypot(0.025 / np.sqrt(energy), 0.005))
     sigmas = {}
-    for nsa in (None, 24):
+    for nsa in (None, 12):
         cfg, truth, out = _chain(energy, calo_nsa=nsa)
         ok = truth["n_pileup"] == 0
         ratio = out["e_calo"][ok] / 16e3 / truth["energy_gev"][ok]
@@ -151,13 +195,13 @@ def test_ecal_energy_resolution(energy):
         sigmas[nsa] = (q50, sigma)
         t16, t84 = np.percentile((truth["e_preshower_gev"] + truth["e_ecal_gev"])[ok] / truth["energy_gev"][ok],
                                  [15.87, 84.13])
-        print(f"\nE_CALO at {energy:.0f} GeV, NSA {nsa or 12}: scale {q50:.4f}, sigma/E {sigma:.4f} "
-              f"(central 68 %, n={ok.sum()}); required {required:.4f}; emulated deposit alone {(t84 - t16) / 2:.4f}")
-    # NSA = 24: within 1.5x the requirement (the rest: crystals below the 20 ADC pulse threshold)
-    assert sigmas[24][1] < 1.5 * required
-    assert abs(sigmas[24][0] - 1) < 0.05
-    assert sigmas[None][1] < 0.025 and abs(sigmas[None][0] - 1) < 0.05
-    assert sigmas[24][1] < sigmas[None][1]
+        print(f"\nE_CALO at {energy:.0f} GeV, NSA {nsa or cfg.detector.ecal.pulse_finder.nsa}: scale {q50:.4f}, "
+              f"sigma/E {sigma:.5f} +- {sigma / np.sqrt(2 * ok.sum()):.5f} (central 68 %, n={ok.sum()}); required "
+              f"{required:.5f}; emulated deposit alone {(t84 - t16) / 2:.5f}")
+    # default: measured + ~4 standard errors; 100 GeV meets the requirement within 6 %
+    assert sigmas[None][1] < {40.0: 1.14, 100.0: 1.06}[energy] * required
+    assert abs(sigmas[None][0] - 1) < 0.02
+    assert sigmas[None][1] < 0.8 * sigmas[12][1]
 
 
 @pytest.mark.slow
