@@ -250,4 +250,5 @@ class SparsePhysicsFrontEnd:
 
     def find_pulses(self, window: np.ndarray, first_tick: int) -> np.ndarray:
         from pokerdaq.dsp import find_pulses
-        return find_pulses(window, self._window_params, channel_ids=self.channels)
+        with _one_thread():
+            return find_pulses(window, self._window_params, channel_ids=self.channels)
