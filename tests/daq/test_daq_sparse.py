@@ -107,3 +107,15 @@ def test_noisy_setup_is_refused():
     cfg = load_config().replace(detector={"ecal": {"electronics": {"noise_adc": 6.0}}})
     with pytest.raises(ValueError, match="physics-stream"):
         SparsePhysicsFrontEnd(cfg, 5, SEED)
+
+
+def test_front_end_is_chosen_by_the_configuration():
+    from pokerdaq.config import ConfigError
+    from pokerdaq.daq._factory import make_front_end
+
+    cfg = load_config()
+    assert isinstance(make_front_end(cfg, 10, SEED), SparsePhysicsFrontEnd)   # the default "physics"
+    stream = make_front_end(cfg.replace(daq={"front_end": "physics-stream"}), 10, SEED)
+    assert type(stream) is PhysicsFrontEnd
+    with pytest.raises(ConfigError, match="front_end"):
+        cfg.replace(daq={"front_end": "sparse"})
