@@ -6,9 +6,12 @@
   whose built events (~17 kB) this process receives in place of the writer. Fragments per
   second of each, measured in the same run; the ratio builder / raw is stored in
   ``extra_info['ratio_vs_raw_push_pull']`` (goal: >= 0.8).
-* ``test_end_to_end_default`` / ``test_end_to_end_synthetic``: ``pokerdaq run`` on the default
-  configuration (physics source) and with the synthetic source: built and written events per
-  second, and the CPU seconds of each process (where the time goes) in ``extra_info``.
+* ``test_end_to_end_physics_stream`` (baseline), ``test_end_to_end_default``,
+  ``test_end_to_end_synthetic``: ``pokerdaq run`` with the full-stream physics front end
+  (``daq.front_end = "physics-stream"``), on the default configuration (the activity-driven
+  ``"physics"`` front end: same data) and with the synthetic source: built and written events
+  per second, and the CPU seconds of each process (where the time goes) in ``extra_info``; the
+  default's ``ratio_vs_physics_stream`` is measured in the same run.
 
 Wall-clock time (the work spans several processes). Run: ``make bench`` or
 ``pytest bench/bench_daq.py --benchmark-only``.
@@ -204,7 +207,7 @@ def test_event_builder(benchmark, cfg, tmp_path):
     benchmark.extra_info.update(extra)
 
 
-def _end_to_end(benchmark, cfg, tmp_path, n, rounds):
+def _end_to_end(benchmark, cfg, tmp_path, n, rounds) -> float:
     results = []
 
     def one_run():
@@ -231,12 +234,21 @@ def _end_to_end(benchmark, cfg, tmp_path, n, rounds):
         cpu_ms_per_event={k: 1e3 * v / n for k, v in groups.items()},
     )
     assert s["events_written"] == n and s["events_incomplete"] == 0
+    return n / elapsed
+
+
+def test_end_to_end_physics_stream(benchmark, cfg, tmp_path):
+    """Baseline: the emulator over the whole continuous stream of every board (the reference physics)."""
+    cfg = cfg.replace(daq={"front_end": "physics-stream"})
+    _RESULTS["physics_stream_events_per_s"] = _end_to_end(benchmark, cfg, tmp_path, n=40, rounds=1)
 
 
 def test_end_to_end_default(benchmark, cfg, tmp_path):
-    """The default configuration: the emulator stream, pulse finder and trigger model (physics)."""
+    """The default configuration: emulator and pulse finder where hits put signal, trigger model (physics)."""
     assert cfg.daq.front_end == "physics"
-    _end_to_end(benchmark, cfg, tmp_path, n=40, rounds=1)
+    rate = _end_to_end(benchmark, cfg, tmp_path, n=500, rounds=1)
+    if "physics_stream_events_per_s" in _RESULTS:
+        benchmark.extra_info["ratio_vs_physics_stream"] = rate / _RESULTS["physics_stream_events_per_s"]
 
 
 def test_end_to_end_synthetic(benchmark, cfg, tmp_path):

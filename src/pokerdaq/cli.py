@@ -149,8 +149,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("demo", help="run the main job on the embedded default configuration")
     _add_common(p)
-    p.add_argument("--events", type=int, default=100, metavar="N",
-                   help="number of events (default 100: the full emulation gives about 1 event/s on 2 cores)")
+    p.add_argument("--events", type=int, default=1000, metavar="N",
+                   help="number of events (default 1000: about a minute on 2 cores)")
     p.add_argument("--output", default="out", metavar="DIR", help="output folder (default ./out)")
     return parser
 

@@ -26,7 +26,7 @@ class SyntheticSourceConfig:
 @dataclass(frozen=True, slots=True)
 class DaqConfig:
     # ---- which physics runs behind the DAQ interfaces (pokerdaq.daq._interfaces) ----
-    front_end: Literal["synthetic", "physics"] = "physics"
+    front_end: Literal["synthetic", "physics", "physics-stream"] = "physics"
     trigger_logic: Literal["synthetic", "physics"] = "physics"
     synthetic: SyntheticSourceConfig = field(default_factory=SyntheticSourceConfig)
 

@@ -195,7 +195,10 @@ class BoardGroupNode(Node):
             if s not in board.ring:
                 raise NodeError(f"board {board.logic.board}: slice {s} for trigger at {ts} is no longer buffered")
             end = min((s + 1) * self.st, first + self.window)
-            window[:, t - first:end - first] = board.ring[s][:, t - s * self.st:end - s * self.st]
+            if board.ring[s] is None:   # the front end renders its windows on demand (SliceOutput)
+                window[:, t - first:end - first] = board.logic.read_window(t, end - t)
+            else:
+                window[:, t - first:end - first] = board.ring[s][:, t - s * self.st:end - s * self.st]
             t = end
         if len(self.pending) >= self.busy_mark:
             flags |= FragmentFlags.BOARD_BUSY

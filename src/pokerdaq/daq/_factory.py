@@ -8,8 +8,16 @@ from ._interfaces import FrontEndLogic, TriggerLogic
 
 
 def make_front_end(cfg: Config, board: int, seed: int) -> FrontEndLogic:
-    """The front-end logic of one board: ``"synthetic"`` or ``"physics"`` (cfg.daq.front_end)."""
+    """The front-end logic of one board (cfg.daq.front_end).
+
+    ``"physics"``: the emulator and pulse finder where hits put signal (:mod:`._sparse`);
+    ``"physics-stream"``: the same over the whole continuous stream (:mod:`._physics`, the
+    reference, same primitives and windows, ~100x slower); ``"synthetic"``: the development source.
+    """
     if cfg.daq.front_end == "physics":
+        from ._sparse import SparsePhysicsFrontEnd
+        return SparsePhysicsFrontEnd(cfg, board, seed)
+    if cfg.daq.front_end == "physics-stream":
         from ._physics import PhysicsFrontEnd
         return PhysicsFrontEnd(cfg, board, seed)
     from ._synthetic import SyntheticFrontEnd

@@ -35,7 +35,10 @@ class SliceOutput:
     Attributes
     ----------
     samples
-        (n_channels, slice_ticks) uint16 ADC codes, rows in the order of the board's channels.
+        (n_channels, slice_ticks) uint16 ADC codes, rows in the order of the board's channels;
+        or None: the front end renders readout windows on demand with
+        ``read_window(first_tick, n_samples) -> (n_channels, n_samples) uint16`` (the
+        activity-driven physics front end, which does not emulate the whole stream).
     primitives
         Trigger primitives, :data:`pokerdaq.daq._wire.PRIMITIVE_DTYPE` (time in 1/64 sample
         since the run start, integral_net, channel, board, peak, quality): the pulses of the
@@ -43,7 +46,7 @@ class SliceOutput:
         (a stream pulse finder needs the samples after the crossing).
     """
 
-    samples: np.ndarray
+    samples: np.ndarray | None
     primitives: np.ndarray
 
 

@@ -1,6 +1,8 @@
 """The physics behind the DAQ interfaces: emulator stream + pulse finder + trigger model.
 
-* :class:`PhysicsFrontEnd` (one per board): :class:`pokerdaq.sim.SampleStream` of the board's
+* :class:`PhysicsFrontEnd` (one per board; ``daq.front_end = "physics-stream"``, the reference
+  for the default activity-driven front end of :mod:`._sparse`, which gives the same data):
+  :class:`pokerdaq.sim.SampleStream` of the board's
   channels (the stream of a channel subset equals those rows of the all-channel stream, so
   the boards agree on the beam without talking), a stream-mode
   :class:`pokerdaq.dsp.PulseStream` for the trigger primitives, and the window-mode

@@ -10,9 +10,9 @@ import numpy as np
 from ..config import Config
 from ._beam import BLOCK_SAMPLES, BeamTimeline
 from ._rng import mix64
-from ._templates import Tables, build_tables, noise_banks
+from ._templates import I_SUB, Tables, build_tables, noise_banks
 from ._truth import TRUTH_DTYPE
-from ._waveform import NOISE_BLOCK_BITS, render_span, render_windows
+from ._waveform import NOISE_BLOCK_BITS, render_span, render_spans, render_windows
 
 NOISE_BANK_SIZE = 1 << 15
 """Noise bank length: 2 x 128 kB of float32 stay in the L2 cache (the kernels read them at
@@ -84,6 +84,13 @@ class _Engine:
     def span(self, s0: int, n: int, sel: np.ndarray, hits) -> np.ndarray:
         out = np.empty((len(sel), n), np.uint16)
         render_span(s0, n, sel, *hits, *self._common(), out)
+        return out
+
+    def spans(self, starts: np.ndarray, lengths: np.ndarray, sel: np.ndarray, hits) -> np.ndarray:
+        offsets = np.zeros(len(starts), np.int64)
+        np.cumsum(lengths[:-1], out=offsets[1:])
+        out = np.empty((len(sel), int(lengths.sum())), np.uint16)
+        render_spans(starts, lengths, offsets, sel, *hits, *self._common(), out)
         return out
 
     def block_range(self, s0: int, s1: int) -> tuple[int, int]:
@@ -225,6 +232,7 @@ class SampleStream:
         self.position = 0
         """Absolute sample index of the next sample to be read."""
         self._span_cache: tuple[tuple[int, int], tuple, np.ndarray] | None = None
+        self._extent_cache: dict[int, tuple[np.ndarray, np.ndarray]] = {}
 
     def _blocks(self, k0: int, k1: int):
         """Hits and beam truth of blocks k0..k1, kept for the next read (small chunks)."""
@@ -253,6 +261,94 @@ class SampleStream:
         truth = truth[(truth["t_sample"] >= s0) & (truth["t_sample"] < s1)]
         self.position = s1
         return samples, truth
+
+
+    def read_at(self, start: int, n_samples: int) -> np.ndarray:
+        """Samples ``[start, start + n_samples)`` of the stream, read out of order.
+
+        Random access: equal bit for bit to what :meth:`read` returns for these samples, and
+        :attr:`position` does not move.
+
+        Returns
+        -------
+        np.ndarray
+            (n_channels, n_samples) uint16.
+        """
+        start = _check_int("start", start, 0)
+        n_samples = _check_int("n_samples", n_samples, 1)
+        hits, _truth = self._blocks(*self._eng.block_range(start, start + n_samples))
+        return self._eng.span(start, n_samples, self.channels, hits)
+
+    def read_spans(self, starts: Sequence[int] | np.ndarray, stops: Sequence[int] | np.ndarray) -> np.ndarray:
+        """Several sample ranges ``[starts[j], stops[j])`` of the stream, concatenated, in one call.
+
+        Each range equals bit for bit what :meth:`read` returns for those samples; the
+        ranges are given in increasing, non-overlapping order. :attr:`position` does not move.
+
+        Returns
+        -------
+        np.ndarray
+            (n_channels, sum(stops - starts)) uint16, range after range.
+        """
+        a = np.asarray(starts)
+        b = np.asarray(stops)
+        if (a.ndim != 1 or b.shape != a.shape or a.size == 0 or not np.issubdtype(a.dtype, np.integer)
+                or not np.issubdtype(b.dtype, np.integer)):
+            raise ValueError(f"starts, stops = {starts!r}, {stops!r}: expected two non-empty 1D integer "
+                             "sequences of the same length")
+        a, b = a.astype(np.int64), b.astype(np.int64)
+        if a[0] < 0:
+            raise ValueError(f"starts[0] = {int(a[0])}: expected a sample index >= 0")
+        if np.any(b <= a):
+            j = int(np.flatnonzero(b <= a)[0])
+            raise ValueError(f"stops[{j}] = {int(b[j])}: expected > starts[{j}] = {int(a[j])}")
+        if np.any(a[1:] < b[:-1]):
+            j = int(np.flatnonzero(a[1:] < b[:-1])[0]) + 1
+            raise ValueError(f"starts[{j}] = {int(a[j])}: expected >= stops[{j - 1}] = {int(b[j - 1])} "
+                             "(ranges in increasing order, not overlapping)")
+        hits, _truth = self._blocks(*self._eng.block_range(int(a[0]), int(b[-1])))
+        return self._eng.spans(a, b - a, self.channels, hits)
+
+    def hit_extents(self, start: int, stop: int) -> tuple[np.ndarray, np.ndarray]:
+        """Where the energy hits of the stream's channels put signal, for hits reaching ``[start, stop)``.
+
+        A hit (beam particle deposit or Lu-176 decay) at time t in a channel adds signal only
+        to the samples s with t <= s * T < t + span (``span`` = the pulse span of the
+        channel's subsystem, after which the emulator stops following a pulse); every other
+        sample is pedestal + noise + dark counts. The extents are widened by one sample on
+        each side (rounding).
+
+        Returns
+        -------
+        first, end : np.ndarray
+            int64, one entry per hit whose extent ``[first, end)`` overlaps ``[start, stop)``,
+            in increasing ``first``.
+        """
+        start = _check_int("start", start, 0)
+        stop = _check_int("stop", stop, start + 1)
+        k0, k1 = self._eng.block_range(start, stop)
+        firsts, ends = [], []
+        for k in range(max(k0, 0), k1 + 1):
+            f, e = self._block_extents(k)
+            firsts.append(f)
+            ends.append(e)
+        first, end = np.concatenate(firsts), np.concatenate(ends)
+        keep = (end > start) & (first < stop)
+        return first[keep], end[keep]
+
+    def _block_extents(self, k: int) -> tuple[np.ndarray, np.ndarray]:
+        if k not in self._extent_cache:
+            blk = self._eng.timeline.block(k)
+            mine = np.isin(blk.hit_ch, self.channels)
+            t, ch = blk.hit_t[mine], blk.hit_ch[mine]
+            sample_ns = self.cfg.digitizer.sample_ns
+            span = self._eng.tables.span_ns[self._eng.tables.chan_i[ch, I_SUB]]
+            first = np.floor(t / sample_ns).astype(np.int64)   # hits are in time order: so is first
+            end = np.ceil((t + span) / sample_ns).astype(np.int64) + 1
+            if len(self._extent_cache) >= 4:
+                self._extent_cache.pop(next(iter(self._extent_cache)))
+            self._extent_cache[k] = (first, end)
+        return self._extent_cache[k]
 
 
 def emulate_channel(cfg: Config, channel: int, deposits_mev: Sequence[float] | np.ndarray,

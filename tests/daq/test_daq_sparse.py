@@ -1,0 +1,121 @@
+"""The activity-driven ("sparse") physics front end against the full-stream one.
+
+Same seed and configuration: slice by slice the same primitives (in the same order), the same
+pulse records (every PULSE field), and the same readout windows; while it emulates only a
+small part of the stream.
+"""
+
+import numpy as np
+import pytest
+
+from pokerdaq.config import load_config
+from pokerdaq.daq._physics import PhysicsFrontEnd
+from pokerdaq.daq._sparse import SparsePhysicsFrontEnd, noise_ceiling
+from pokerdaq.dsp import PulseParams, PulseStream
+from pokerdaq.sim._templates import T_CELL, build_tables
+from pokerdaq.trigger._chain import stream_config
+
+SEED = 7
+
+
+def _compare(cfg, board: int, n_slices: int, seed: int = SEED):
+    """Run both front ends over n_slices; return (pulses found, sparse front end, full samples)."""
+    full = PhysicsFrontEnd(cfg, board, seed)
+    sparse = SparsePhysicsFrontEnd(cfg, board, seed)
+    chans = cfg.channel_map.channels_on_board(board)
+    # the full path's pulse records: PhysicsFrontEnd keeps only the primitive fields
+    finder = PulseStream(PulseParams.from_config(stream_config(cfg), chans), channel_ids=chans)
+    samples, n_pulses = [], 0
+    for k in range(n_slices):
+        ref = full.process_slice(k)
+        got = sparse.process_slice(k)
+        assert got.samples is None   # windows come from read_window
+        np.testing.assert_array_equal(got.primitives, ref.primitives, err_msg=f"board {board} slice {k}")
+        records = finder.process(ref.samples)
+        np.testing.assert_array_equal(sparse.last_pulses, records, err_msg=f"board {board} slice {k}")
+        samples.append(ref.samples)
+        n_pulses += len(records)
+    return n_pulses, sparse, np.concatenate(samples, axis=1)
+
+
+def _check_windows(cfg, sparse, samples, pulse_times):
+    n, pre = cfg.digitizer.window_samples, cfg.digitizer.pretrigger_samples
+    rng = np.random.default_rng(3)
+    firsts = [t - pre for t in pulse_times] + list(rng.integers(0, samples.shape[1] - n, 40))
+    firsts = [int(f) for f in firsts if 0 <= f <= samples.shape[1] - n]
+    assert len(firsts) >= 40
+    for f in firsts:
+        np.testing.assert_array_equal(sparse.read_window(f, n), samples[:, f:f + n], err_msg=f"window at {f}")
+
+
+@pytest.mark.timeout(300)
+@pytest.mark.parametrize("board", [0, 5])   # beam counters + SRD (Lu-176 too); the central ECAL crystal
+def test_sparse_equals_full_stream(board):
+    cfg = load_config()
+    n_slices = 64   # 4.2 ms of beam, ~420 particles
+    n_pulses, sparse, samples = _compare(cfg, board, n_slices)
+    assert n_pulses > 300
+    # the emulator's samples at the pulses' times and elsewhere
+    finder = PulseStream(PulseParams.from_config(stream_config(cfg), sparse.channels), channel_ids=sparse.channels)
+    times = finder.process(samples)["coarse_time"][::7]
+    _check_windows(cfg, sparse, samples, times)
+    # ... while rendering a small part of the stream
+    stream_samples = n_slices * cfg.daq.slice_ticks
+    assert sparse.samples_emulated < 0.12 * stream_samples, sparse.samples_emulated / stream_samples
+    assert sparse.ranges_emulated > 300
+
+
+@pytest.mark.timeout(300)
+def test_sparse_equals_full_stream_under_heavy_pileup():
+    """20x the beam rate, many hadrons and muons, 30x the Lu-176 rate: active ranges merge
+    across slices and a range often outlives the slice it starts in."""
+    cfg = load_config().replace(beam={"rate_hz": 2e6, "hadron_fraction": 0.2, "muon_fraction": 0.2},
+                                detector={"lyso_background_hz": 1e6}, daq={"slice_ticks": 4096})
+    for board in (0, 9):
+        n_pulses, sparse, samples = _compare(cfg, board, 48, seed=11)
+        assert n_pulses > 100
+        _check_windows(cfg, sparse, samples, [])
+        assert sparse.samples_emulated < samples.shape[1]
+
+
+def test_sparse_emulates_nothing_without_hits():
+    """Boards with no hit in a stretch (HCAL between rare hadrons) render nothing, yet report the same (no) pulses."""
+    cfg = load_config().replace(beam={"hadron_fraction": 0.0, "muon_fraction": 0.0})
+    n_pulses, sparse, _ = _compare(cfg, 11, 24)
+    assert n_pulses == 0 and sparse.samples_emulated == 0
+
+
+def test_noise_stays_below_threshold_in_the_default_config():
+    """The assumption of the sparse front end, checked exactly for the default configuration and
+    seed: the largest noise-only sample of every channel stays below its threshold, with room for
+    several coincident dark-count cells."""
+    cfg = stream_config(load_config())
+    chans = np.arange(len(cfg.channel_map))
+    ceiling, threshold, sigma = noise_ceiling(cfg, chans, cfg.run.seed)
+    pedestal = PulseParams.from_config(cfg).ped_cfg
+    assert (ceiling < threshold).all()
+    # margin in units of the noise RMS: 9.7 sigma for the HCAL (the smallest), 14.6 SRD, 19.6 ECAL, 29 counters
+    margin_sigma = (threshold - pedestal) / sigma
+    assert margin_sigma.min() > 9.5
+    # dark counts: coincident single cells needed to bridge the rest (15.4 for counters and VETO, 25 HCAL)
+    tables = build_tables(cfg)
+    cell_peak = tables.chan_f[:, 2] * tables.templates[tables.chan_i[:, 0], T_CELL].max(axis=1)
+    assert ((threshold - ceiling) / cell_peak).min() > 15
+
+
+def test_noisy_setup_is_refused():
+    cfg = load_config().replace(detector={"ecal": {"electronics": {"noise_adc": 6.0}}})
+    with pytest.raises(ValueError, match="physics-stream"):
+        SparsePhysicsFrontEnd(cfg, 5, SEED)
+
+
+def test_front_end_is_chosen_by_the_configuration():
+    from pokerdaq.config import ConfigError
+    from pokerdaq.daq._factory import make_front_end
+
+    cfg = load_config()
+    assert isinstance(make_front_end(cfg, 10, SEED), SparsePhysicsFrontEnd)   # the default "physics"
+    stream = make_front_end(cfg.replace(daq={"front_end": "physics-stream"}), 10, SEED)
+    assert type(stream) is PhysicsFrontEnd
+    with pytest.raises(ConfigError, match="front_end"):
+        cfg.replace(daq={"front_end": "sparse"})
