@@ -113,7 +113,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--plots", metavar="DIR", help="write the PNG plots to DIR")
 
     p = sub.add_parser("hil", help="hardware-in-the-loop: stream stimulus windows into a device under test and "
-                       "compare its pulses with the reference model",
+                       "compare its pulses and trigger records with the reference model",
                        description="Send readout windows (from a run file or freshly emulated) to a device "
                        "under test, collect the pulse records (and trigger records) it returns and compare them field by "
                        "field with pokerdaq.dsp.find_pulses (and pokerdaq.trigger.trigger_windows). Exit status 1 on any mismatch or protocol fault.")
