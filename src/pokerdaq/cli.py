@@ -113,10 +113,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--plots", metavar="DIR", help="write the PNG plots to DIR")
 
     p = sub.add_parser("hil", help="hardware-in-the-loop: stream stimulus windows into a device under test and "
-                       "compare its pulses with the reference model",
+                       "compare its pulses and trigger records with the reference model",
                        description="Send readout windows (from a run file or freshly emulated) to a device "
-                       "under test, collect the pulse records it returns and compare them field by field with "
-                       "pokerdaq.dsp.find_pulses. Exit status 1 on any mismatch or protocol fault.")
+                       "under test, collect the pulse records (and trigger records) it returns and compare them field by "
+                       "field with pokerdaq.dsp.find_pulses (and pokerdaq.trigger.trigger_windows). Exit status 1 on any mismatch or protocol fault.")
     p.add_argument("--dut", required=True, metavar="DUT",
                    help="model (the numba reference itself), rtl (firmware_models pulse finder on Verilator) "
                    "or tcp://HOST:PORT (a board speaking docs/hil-protocol.md)")
@@ -134,13 +134,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch", type=int, default=16, metavar="E", help="tcp DUT: windows per request (default 16)")
     p.add_argument("--reference", choices=["numba", "naive"], default="numba",
                    help="reference model: pokerdaq.dsp.find_pulses (numba, default) or the naive pure-Python one")
+    p.add_argument("--no-trigger", action="store_true",
+                   help="compare pulses only (default: also the trigger record of each window, for DUTs that "
+                   "return them: model and tcp; rtl returns pulses only)")
 
     p = sub.add_parser("hil-board", help="emulate a Waveboard-style board answering the HIL protocol "
                        "(docs/hil-protocol.md) with the numba pulse finder, with optional fault injection")
     p.add_argument("--bind", required=True, metavar="ENDPOINT", help="ZeroMQ endpoint to bind, e.g. tcp://127.0.0.1:5600")
-    p.add_argument("--fault", action="append", default=[], choices=["bitflip", "drop", "late", "disconnect", "wrong"],
+    p.add_argument("--fault", action="append", default=[],
+                   choices=["bitflip", "drop", "late", "disconnect", "wrong", "trigger"],
                    help="inject a fault on successive requests (may be repeated); wrong: a well-formed reply "
-                   "with one wrong pulse field")
+                   "with one wrong pulse field; trigger: a well-formed reply with one wrong trigger word")
+    p.add_argument("--trigger-offset", action="append", default=[], metavar="NAME=DELTA",
+                   help="add DELTA to the scalar trigger register NAME (e.g. ecal_cut=16) after each "
+                   "CONFIGURE_TRIGGER: a board loaded with a wrong register")
     p.add_argument("--fault-after", type=int, default=1, metavar="K",
                    help="requests answered correctly before the first fault (default 1)")
     p.add_argument("--late-s", type=float, default=30.0, metavar="S", help="delay of a late reply (default 30)")

@@ -43,14 +43,18 @@ def test_clean_board_passes(tmp_path):
         proc, rep = _hil(endpoint, tmp_path)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert rep["passed"] and rep["windows_sent"] == 24 and rep["pulses_dut"] == rep["pulses_reference"] > 200
+    # the board's trigger record of every window agrees with trigger_windows on the reference pulses
+    assert rep["triggers_compared"] and rep["trigger_windows_compared"] == 24
+    assert rep["trigger_mismatched_windows"] == 0 and rep["trigger_field_mismatches"] == {}
+    assert rep["triggers_dut"] == rep["triggers_reference"] and rep["triggers_reference"]["beam"] > 0
     assert "PASS" in proc.stdout
 
 
 @pytest.mark.parametrize("fault,kind,text", [
     ("bitflip", "corrupt", "payload CRC-32"),
-    ("drop", "timeout", "no reply to WINDOWS 8..15 (seq 3)"),
-    ("late", "late", "reply to WINDOWS 8..15 (seq 3) arrived after"),
-    ("disconnect", "disconnect", "closed the connection while WINDOWS 8..15 (seq 3)"),
+    ("drop", "timeout", "no reply to WINDOWS 8..15 (seq 4)"),
+    ("late", "late", "reply to WINDOWS 8..15 (seq 4) arrived after"),
+    ("disconnect", "disconnect", "closed the connection while WINDOWS 8..15 (seq 4)"),
 ])
 def test_every_injected_fault_is_detected(fault, kind, text, tmp_path):
     with board_process("--fault", fault, "--late-s", LATE_S) as (endpoint, board):
@@ -71,10 +75,41 @@ def test_wrong_values_in_a_valid_reply_are_a_mismatch(tmp_path):
     assert proc.returncode == 1
     assert rep["fault"] is None
     assert rep["mismatched_channel_windows"] == 1 and rep["field_mismatches"] == {"integral": 1}
+    assert rep["trigger_mismatched_windows"] == 0  # the board's trigger words came from its correct pulses
     m = rep["first_mismatch"]
     assert 8 <= m["window"] < 16 and m["fields"] == ["integral"]
     assert abs(m["values"]["integral"]["reference"] - m["values"]["integral"]["dut"]) == 1
     assert "first mismatch: window" in proc.stdout
+
+
+def test_a_wrong_trigger_word_in_a_valid_reply_is_a_trigger_mismatch(tmp_path):
+    """Fault 'trigger': one raw-type bit of one trigger word flipped, pulses intact, CRCs valid."""
+    with board_process("--fault", "trigger") as (endpoint, _):
+        proc, rep = _hil(endpoint, tmp_path)
+    assert proc.returncode == 1, proc.stdout
+    assert rep["fault"] is None and not rep["passed"]
+    assert rep["mismatched_channel_windows"] == 0 and rep["field_mismatches"] == {}
+    assert rep["trigger_mismatched_windows"] == 1 and rep["trigger_field_mismatches"] == {"trigger_word": 1}
+    m = rep["first_trigger_mismatch"]
+    assert 8 <= m["window"] < 16 and m["fields"] == ["trigger_word"]  # the second request (windows 8..15)
+    ref, dut = m["values"]["trigger_word"]["reference"], m["values"]["trigger_word"]["dut"]
+    assert ref ^ dut == 1 << 9  # raw BEAM bit
+    assert "first trigger mismatch: window" in proc.stdout and "trigger_word: reference 0x" in proc.stdout
+
+
+def test_a_wrong_trigger_register_on_the_board_is_caught(tmp_path):
+    """The board adds 2 to BEAM_K after CONFIGURE_TRIGGER: 4 of the 3 beam counters needed, BEAM lost."""
+    with board_process("--trigger-offset", "beam_k=2") as (endpoint, _):
+        proc, rep = _hil(endpoint, tmp_path)
+    assert proc.returncode == 1, proc.stdout
+    assert rep["fault"] is None and rep["mismatched_channel_windows"] == 0  # pulses agree
+    assert rep["trigger_mismatched_windows"] > 0
+    assert "conditions" in rep["trigger_field_mismatches"] and "trigger_word" in rep["trigger_field_mismatches"]
+    m = rep["first_trigger_mismatch"]
+    assert m["window"] == min(x["window"] for x in rep["trigger_mismatches"])
+    # the reference had BEAM (bit 0 of conditions), the board lost it
+    assert m["values"]["conditions"]["reference"] & 1 and not m["values"]["conditions"]["dut"] & 1
+    assert "FAIL" in proc.stdout
 
 
 def test_a_retry_recovers_a_dropped_reply(tmp_path):

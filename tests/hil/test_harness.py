@@ -29,6 +29,10 @@ def test_model_dut_passes_against_the_naive_reference(tmp_path):
     data = json.loads(report.read_text())
     assert data["passed"] and data["windows_sent"] == 30
     assert data["pulses_reference"] == data["pulses_dut"] > 300
+    # the model's own trigger words against trigger_windows on the naive reference pulses
+    assert data["triggers_compared"] and data["trigger_windows_compared"] == 30
+    assert data["trigger_mismatched_windows"] == 0 and data["triggers_dut"] == data["triggers_reference"]
+    assert data["triggers_reference"]["beam"] > 0
 
 
 def test_a_wrong_dut_gets_a_precise_mismatch_report():
@@ -65,3 +69,39 @@ def test_rtl_dut_passes_on_a_stored_run(tmp_path):
     data = json.loads(report.read_text())
     assert data["passed"] and data["windows_sent"] == 16 and data["n_channels"] == 130
     assert data["pulses_dut"] == data["pulses_reference"] > 200
+
+
+def test_trigger_words_of_a_wrong_dut_are_reported_per_window():
+    """A model DUT whose trigger ECAL calibration threshold is raised, and one that drops a record."""
+    from pokerdaq.trigger import TriggerRegisters
+    from pokerdaq.trigger._registers import P_CALIB_MIN
+
+    cfg, samples, events = _windows(n=16)
+    params = PulseParams.from_config(cfg)
+    regs = TriggerRegisters.from_config(cfg)
+    ref = ModelDut()
+    rep = run_hil(ref, samples, params, trigger=regs, default_ref=cfg.digitizer.pretrigger_samples * 64)
+    assert rep.passed and rep.trigger_windows_compared == 16 and rep.triggers_reference["calibration"] > 0
+
+    wrong = ModelDut()
+    def configure_trigger(r, default_ref):
+        p = r.params.copy()
+        p[P_CALIB_MIN] = 2**24 - 1  # no window reaches it: CALIBRATION never fires
+        ModelDut.configure_trigger(wrong, TriggerRegisters(**{**r.__dict__, "params": p}), default_ref)
+    wrong.configure_trigger = configure_trigger
+    rep = run_hil(wrong, samples, params, trigger=regs, event_numbers=events + 500,
+                  default_ref=cfg.digitizer.pretrigger_samples * 64)
+    assert not rep.passed and rep.fault is None and rep.mismatched_channel_windows == 0
+    assert rep.triggers_dut["calibration"] == 0 < rep.triggers_reference["calibration"]
+    assert rep.trigger_mismatched_windows == rep.triggers_reference["calibration"]
+    m = rep.first_trigger_mismatch
+    assert set(m["fields"]) == {"trigger_word", "conditions"} and m["event_number"] == m["window"] + 500
+    assert m["values"]["conditions"]["reference"] & (1 << 5) and not m["values"]["conditions"]["dut"] & (1 << 5)
+
+    dropping = ModelDut()
+    def process(first_window, block):
+        pulses, window, (trig, trig_win) = ModelDut.process(dropping, first_window, block)
+        return pulses, window, (trig[1:], trig_win[1:])  # the first window of every batch unanswered
+    dropping.process = process
+    rep = run_hil(dropping, samples, params, trigger=regs)
+    assert rep.trigger_field_mismatches == {"n_triggers": 1} and rep.first_trigger_mismatch["window"] == 0

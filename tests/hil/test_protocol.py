@@ -61,3 +61,28 @@ def test_records_and_registers_survive_the_wire():
     again = params_from_payload(registers_payload(params), 5)
     for name in ("thr", "nsa", "ped_mode", "ped_cfg", "nsb", "max_pulses"):
         assert np.array_equal(getattr(again, name), getattr(params, name))
+
+
+def test_trigger_registers_and_records_survive_the_wire():
+    from pokerdaq.config import load_config
+    from pokerdaq.hil._protocol import (trigger_registers_from_payload, trigger_registers_payload,
+                                        triggers_from_wire, triggers_to_wire)
+    from pokerdaq.trigger import TRIGGER_DTYPE, TriggerRegisters
+
+    regs = TriggerRegisters.from_config(load_config(), seed=4)
+    back, default_ref = trigger_registers_from_payload(trigger_registers_payload(regs, 1234))
+    assert default_ref == 1234 and back.random_seed == regs.random_seed
+    for name in ("params", "ch_role", "ch_bit", "ch_board", "ch_gain", "ch_lut", "luts", "lut_shift"):
+        assert np.array_equal(getattr(back, name), getattr(regs, name)), name
+    payload = trigger_registers_payload(regs, 0)
+    with pytest.raises(ValueError, match="payload of .* words, expected"):
+        trigger_registers_from_payload(payload[:-8])
+    rng = np.random.default_rng(9)
+    rec = np.zeros(20, TRIGGER_DTYPE)
+    for name in TRIGGER_DTYPE.names:
+        info = np.iinfo(TRIGGER_DTYPE[name])
+        rec[name] = rng.integers(info.min, info.max, size=20, endpoint=True, dtype=TRIGGER_DTYPE[name])
+    got, win = triggers_from_wire(triggers_to_wire(rec), 20)
+    assert np.array_equal(got, rec) and np.array_equal(win, np.arange(20))
+    with pytest.raises(ProtocolError, match="trigger part"):
+        triggers_from_wire(triggers_to_wire(rec), 21)

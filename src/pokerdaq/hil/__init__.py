@@ -1,4 +1,4 @@
-"""pokerdaq.hil: hardware-in-the-loop harness for the pulse finder.
+"""pokerdaq.hil: hardware-in-the-loop harness for the pulse finder and the trigger (window mode).
 
 - :func:`run_hil`: stream windows into a device under test and compare with the reference;
 - DUTs: :class:`ModelDut` (numba model), :class:`TcpDut` (a board speaking
@@ -8,7 +8,7 @@
 
 from ._board import FAULTS, BoardEmulator
 from ._dut import DutFault, ModelDut, TcpDut
-from ._harness import HilReport, compare, reference_pulses, run_hil
+from ._harness import HilReport, compare, compare_triggers, reference_pulses, run_hil
 
-__all__ = ["FAULTS", "BoardEmulator", "DutFault", "HilReport", "ModelDut", "TcpDut", "compare",
+__all__ = ["FAULTS", "BoardEmulator", "DutFault", "HilReport", "ModelDut", "TcpDut", "compare", "compare_triggers",
            "reference_pulses", "run_hil"]

@@ -9,7 +9,12 @@ harness's fault detection can be tested:
 - ``late``: the reply is sent after ``late_s`` seconds;
 - ``disconnect``: the board closes its socket and exits without replying;
 - ``wrong``: one pulse record carries a wrong integral, in a well-formed reply (a logic
-  error of the board, visible only to the comparison with the reference).
+  error of the board, visible only to the comparison with the reference);
+- ``trigger``: one trigger record carries a wrong trigger word (one raw-type bit flipped), in
+  a well-formed reply, pulses untouched (needs trigger registers from CONFIGURE_TRIGGER).
+
+``trigger_offsets`` (``--trigger-offset NAME=DELTA``) adds DELTA to a scalar trigger register
+after every CONFIGURE_TRIGGER: a board loaded with a wrong register.
 
 Faults apply to WINDOWS requests, one fault per request, in the order given, starting with
 request number ``fault_after`` (0-based).
@@ -27,11 +32,22 @@ import numpy as np
 import zmq
 
 from ..dsp import find_pulses_batch
-from ._protocol import (MAX_PAYLOAD, ErrorCode, MsgType, PayloadCrcError, ProtocolError, decode, encode,
-                        params_from_payload, pulses_to_wire)
+from ..trigger import TriggerBits, trigger_windows
+from ..trigger import _registers as trigger_registers_module
+from ._protocol import (MAX_PAYLOAD, VERSION, ErrorCode, MsgType, PayloadCrcError, ProtocolError, decode, encode,
+                        params_from_payload, pulses_to_wire, trigger_registers_from_payload, triggers_to_wire)
 
-FAULTS = ("bitflip", "drop", "late", "disconnect", "wrong")
-BOARD_NAME = b"pokerdaq hil-board emulator (numba pulse finder), protocol 1"
+FAULTS = ("bitflip", "drop", "late", "disconnect", "wrong", "trigger")
+BOARD_NAME = f"pokerdaq hil-board emulator (numba pulse finder + trigger model), protocol {VERSION}".encode()
+
+
+def trigger_register_index(name: str) -> int:
+    """Index in ``TriggerRegisters.params`` of a scalar register named as in ``describe()`` (e.g. ``ecal_cut``)."""
+    index = getattr(trigger_registers_module, "P_" + name.upper(), None)
+    if not isinstance(index, int) or name.upper() == "PRESCALE":
+        raise ValueError(f"trigger register {name!r}: expected one of the scalar registers "
+                         f"(e.g. ecal_cut, beam_k, srd_emin)")
+    return index
 
 
 def _warm_up() -> None:
@@ -50,6 +66,7 @@ class BoardEmulator:
     late_s: float = 30.0
     max_requests: int | None = None
     ready_file: str | None = None
+    trigger_offsets: dict[str, int] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         bad = [f for f in self.faults if f not in FAULTS]
@@ -59,7 +76,9 @@ class BoardEmulator:
             raise ValueError(f"fault_after = {self.fault_after}: expected >= 0")
         if not self.late_s > 0:
             raise ValueError(f"late_s = {self.late_s}: expected > 0")
+        self._offsets = {trigger_register_index(k): int(v) for k, v in self.trigger_offsets.items()}
         self._params = None
+        self._trigger = None
         self._windows_requests = 0
         self._stop = False
         self.endpoint = ""
@@ -84,6 +103,15 @@ class BoardEmulator:
             except (ValueError, TypeError) as err:
                 return self._error(seq, ErrorCode.BAD_REGISTERS, str(err)), None
             return encode(MsgType.ACK, seq, count=header.n_channels, n_channels=header.n_channels), None
+        if header.type == MsgType.CONFIGURE_TRIGGER:
+            try:
+                regs, default_ref = trigger_registers_from_payload(payload)
+            except (ValueError, TypeError) as err:
+                return self._error(seq, ErrorCode.BAD_REGISTERS, str(err)), None
+            for index, delta in self._offsets.items():
+                regs.params[index] += delta
+            self._trigger = (regs, default_ref)
+            return encode(MsgType.ACK, seq, count=regs.n_channels, n_channels=regs.n_channels), None
         if header.type != MsgType.WINDOWS:
             return self._error(seq, ErrorCode.UNKNOWN_TYPE, f"message type 0x{header.type:02x}"), None
         if self._params is None or self._params.n_channels != header.n_channels:
@@ -101,11 +129,28 @@ class BoardEmulator:
         except ValueError as err:
             return self._error(seq, ErrorCode.BAD_REGISTERS, str(err)), None
         window = np.repeat(np.arange(header.count, dtype=np.uint64), np.diff(offsets))
+        body = pulses_to_wire(pulses, window)
+        triggers = None
+        if self._trigger is not None:
+            regs, default_ref = self._trigger
+            if regs.n_channels != header.n_channels:
+                return self._error(seq, ErrorCode.NOT_CONFIGURED, f"WINDOWS for {header.n_channels} channels, "
+                                   f"trigger registers configured for {regs.n_channels}"), None
+            try:
+                triggers = trigger_windows(pulses, window.astype(np.int64), header.count, regs,
+                                           default_ref=default_ref)
+            except (ValueError, TypeError) as err:
+                return self._error(seq, ErrorCode.BAD_REGISTERS, str(err)), None
         fault = self._next_fault()
         if fault == "wrong" and len(pulses):
             pulses = pulses.copy()
             pulses["integral"][len(pulses) // 2] ^= 1
-        reply = encode(MsgType.RESULT, seq, pulses_to_wire(pulses, window), first_window=header.first_window,
+            body = pulses_to_wire(pulses, window)
+        if fault == "trigger" and triggers is not None:
+            triggers["trigger_word"][len(triggers) // 2] ^= TriggerBits.BEAM << TriggerBits.RAW_SHIFT
+        if triggers is not None:
+            body += triggers_to_wire(triggers)
+        reply = encode(MsgType.RESULT, seq, body, first_window=header.first_window,
                        count=len(pulses), n_channels=header.n_channels, n_samples=header.n_samples)
         if fault == "bitflip":
             body = bytearray(reply[1]) if reply[1] else bytearray(reply[0])

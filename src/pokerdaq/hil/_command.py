@@ -10,8 +10,9 @@ import numpy as np
 from rich.console import Console
 from rich.table import Table
 
-from ..config import load_config
+from ..config import ConfigError, load_config
 from ..dsp import PulseParams
+from ..trigger import TriggerBits, TriggerRegisters
 from ._harness import HilReport, run_hil
 
 
@@ -63,6 +64,12 @@ def print_report(console: Console, report: HilReport) -> None:
                          ("mismatched windows", report.mismatched_windows),
                          ("mismatched channel-windows", report.mismatched_channel_windows),
                          ("stale replies discarded", report.stale_replies),
+                         ("trigger windows compared", report.trigger_windows_compared if report.triggers_compared
+                          else "no (DUT returns pulses only)"),
+                         *((f"windows with raw {name} (ref / DUT)",
+                            f"{report.triggers_reference.get(name, 0)} / {report.triggers_dut.get(name, 0)}")
+                           for name in (TriggerBits.NAMES if report.triggers_compared else ())),
+                         ("trigger mismatched windows", report.trigger_mismatched_windows),
                          ("time (s)", f"{report.elapsed_s:.2f}")):
         t.add_row(label, str(value))
     console.print(t)
@@ -76,6 +83,16 @@ def print_report(console: Console, report: HilReport) -> None:
             console.print(f"  {name}: reference {vals['reference']}, DUT {vals['dut']}")
         if "context" in m:
             console.print(f"  samples from {m['context']['first_sample']}: {m['context']['samples']}")
+    if report.trigger_field_mismatches:
+        console.print("trigger mismatches per field: " + ", ".join(f"{k} {v}" for k, v in
+                                                                   report.trigger_field_mismatches.items()))
+    tm = report.first_trigger_mismatch
+    if tm:
+        console.print(f"[red]first trigger mismatch: window {tm['window']} (event {tm['event_number']}), "
+                      f"fields {tm['fields']}[/red]")
+        for name, vals in tm["values"].items():
+            fmt = (lambda v: f"0x{v:04x}") if name in ("trigger_word", "conditions") else str
+            console.print(f"  {name}: reference {fmt(vals['reference'])}, DUT {fmt(vals['dut'])}")
     if report.fault:
         console.print(f"[red]DUT FAULT ({report.fault['kind']}): {report.fault['message']}[/red]")
     console.print("[green]PASS[/green]" if report.passed else "[red]FAIL[/red]")
@@ -90,8 +107,17 @@ def run(args: argparse.Namespace) -> int:
         console.print(f"[red]pokerdaq hil: {err}[/red]")
         return 2
     params = PulseParams.from_config(cfg)
+    trigger = None
+    if not getattr(args, "no_trigger", False):
+        try:
+            trigger = TriggerRegisters.from_config(cfg)
+        except (ValueError, ConfigError) as err:
+            console.print(f"[red]pokerdaq hil: trigger registers: {err}[/red]")
+            dut.close()
+            return 2
     try:
-        report = run_hil(dut, samples, params, event_numbers=events, reference=args.reference)
+        report = run_hil(dut, samples, params, event_numbers=events, reference=args.reference, trigger=trigger,
+                         default_ref=cfg.digitizer.pretrigger_samples * 64)
     finally:
         dut.close()
     print_report(console, report)

@@ -3,7 +3,9 @@
 A DUT takes the pulse-finder registers once (:meth:`configure`) and then batches of readout
 windows (:meth:`process`), and returns PULSE_DTYPE records with the index of the window
 (within the batch) each came from. A DUT that fails to answer correctly raises
-:class:`DutFault` with a diagnostic.
+:class:`DutFault` with a diagnostic. A DUT that also returns trigger decisions has
+:meth:`configure_trigger` (trigger registers) and then returns, after the pulses, a pair
+(TRIGGER_DTYPE records, window index of each) from :meth:`process`.
 """
 
 from __future__ import annotations
@@ -16,8 +18,9 @@ import zmq
 import zmq.utils.monitor
 
 from ..dsp import PulseParams, find_pulses_batch
-from ._protocol import (ErrorCode, MsgType, PayloadCrcError, ProtocolError, decode, encode, pulses_from_wire,
-                        registers_payload)
+from ..trigger import TriggerRegisters, trigger_windows
+from ._protocol import (WIRE_PULSE_DTYPE, ErrorCode, MsgType, PayloadCrcError, ProtocolError, decode, encode,
+                        pulses_from_wire, registers_payload, trigger_registers_payload, triggers_from_wire)
 
 
 class DutFault(Exception):
@@ -52,14 +55,23 @@ class ModelDut:
 
     def __init__(self) -> None:
         self._params: PulseParams | None = None
+        self._trigger: tuple[TriggerRegisters, int] | None = None
 
     def configure(self, params: PulseParams) -> None:
         self._params = params
 
-    def process(self, first_window: int, samples: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def configure_trigger(self, regs: TriggerRegisters, default_ref: int) -> None:
+        self._trigger = (regs, default_ref)
+
+    def process(self, first_window: int, samples: np.ndarray) -> tuple:
         assert self._params is not None, "configure() first"
         pulses, offsets = find_pulses_batch(samples, self._params)
-        return pulses, np.repeat(np.arange(len(samples), dtype=np.int64), np.diff(offsets))
+        window = np.repeat(np.arange(len(samples), dtype=np.int64), np.diff(offsets))
+        if self._trigger is None:
+            return pulses, window
+        regs, default_ref = self._trigger
+        triggers = trigger_windows(pulses, window, len(samples), regs, default_ref=default_ref)
+        return pulses, window, (triggers, np.arange(len(samples), dtype=np.int64))
 
     def close(self) -> None:
         pass
@@ -112,6 +124,7 @@ class TcpDut:
         self._sock.connect(endpoint)
         self._n_channels = 0
         self._n_samples = 0
+        self._with_trigger = False
 
     # ------------------------------------------------------------------ protocol
 
@@ -213,7 +226,15 @@ class TcpDut:
                            f"count {header.count}, expected ACK for {params.n_channels} channels")
         self._n_channels = params.n_channels
 
-    def process(self, first_window: int, samples: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def configure_trigger(self, regs: TriggerRegisters, default_ref: int) -> None:
+        header, _ = self.request(MsgType.CONFIGURE_TRIGGER, trigger_registers_payload(regs, default_ref),
+                                 what="CONFIGURE_TRIGGER", n_channels=regs.n_channels)
+        if header.type != MsgType.ACK:
+            raise DutFault("protocol", f"{self.endpoint}: CONFIGURE_TRIGGER answered with type "
+                           f"0x{header.type:02x}, expected ACK")
+        self._with_trigger = True
+
+    def process(self, first_window: int, samples: np.ndarray) -> tuple:
         n, nch, ns = samples.shape
         what = f"WINDOWS {first_window}..{first_window + n - 1}"
         header, payload = self.request(MsgType.WINDOWS, np.ascontiguousarray(samples, "<u2").tobytes(), what=what,
@@ -221,14 +242,22 @@ class TcpDut:
         if header.type != MsgType.RESULT or header.first_window != first_window:
             raise DutFault("protocol", f"{self.endpoint}: {what} answered with type 0x{header.type:02x} "
                            f"first_window {header.first_window}, expected RESULT for window {first_window}")
+        split = header.count * WIRE_PULSE_DTYPE.itemsize if self._with_trigger else len(payload)
         try:
-            pulses, window = pulses_from_wire(payload, header.count)
+            pulses, window = pulses_from_wire(payload[:split], header.count)
+            if self._with_trigger:
+                triggers, trig_window = triggers_from_wire(payload[split:], n)
         except ProtocolError as err:
             raise DutFault("corrupt", f"{self.endpoint}: reply to {what}: {err}") from None
         if len(window) and (window.min() < 0 or window.max() >= n):
             raise DutFault("protocol", f"{self.endpoint}: reply to {what} names window {int(window.max())} "
                            f"outside 0..{n - 1}")
-        return pulses, window
+        if not self._with_trigger:
+            return pulses, window
+        if len(trig_window) and (trig_window.min() < 0 or trig_window.max() >= n):
+            raise DutFault("protocol", f"{self.endpoint}: reply to {what} has a trigger record for window "
+                           f"{int(trig_window.max())} outside 0..{n - 1}")
+        return pulses, window, (triggers, trig_window)
 
     def close(self) -> None:
         self._sock.disable_monitor()

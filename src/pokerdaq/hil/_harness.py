@@ -9,10 +9,13 @@ from typing import Any
 import numpy as np
 
 from ..dsp import PULSE_DTYPE, PulseParams, find_pulses_batch
+from ..trigger import TRIGGER_DTYPE, TriggerRegisters, trigger_windows
 from ._dut import DutFault
 
 COMPARED_FIELDS = ("pulse_index", "crossing", "coarse_time", "fine_time", "time", "peak", "integral",
                    "integral_net", "pedestal", "n_over", "quality")
+TRIGGER_COMPARED_FIELDS = tuple(n for n in TRIGGER_DTYPE.names if n != "event_number")
+"""Trigger record fields compared (the event number is the window's place in its request)."""
 CONTEXT_SAMPLES = 8
 MAX_LISTED = 50
 
@@ -60,10 +63,19 @@ class HilReport:
     fault: dict[str, Any] | None = None
     elapsed_s: float = 0.0
     stale_replies: int = 0
+    triggers_compared: bool = False
+    trigger_windows_compared: int = 0
+    triggers_reference: dict[str, int] = field(default_factory=dict)
+    triggers_dut: dict[str, int] = field(default_factory=dict)
+    trigger_mismatched_windows: int = 0
+    trigger_field_mismatches: dict[str, int] = field(default_factory=dict)
+    first_trigger_mismatch: dict[str, Any] | None = None
+    trigger_mismatches: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def passed(self) -> bool:
-        return (self.fault is None and self.mismatched_channel_windows == 0 and self.windows_sent == self.n_windows)
+        return (self.fault is None and self.mismatched_channel_windows == 0 and self.trigger_mismatched_windows == 0
+                and self.windows_sent == self.n_windows)
 
     def as_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -147,8 +159,69 @@ def compare(ref: np.ndarray, ref_win: np.ndarray, dut: np.ndarray, dut_win: np.n
             report.first_mismatch = entry
 
 
+def _count_types(report_counts: dict[str, int], triggers: np.ndarray) -> None:
+    """Accumulate windows per raw trigger type (bits 8-15 of the trigger word)."""
+    from ..trigger import TriggerBits
+
+    raw = triggers["trigger_word"].astype(np.int64) >> TriggerBits.RAW_SHIFT
+    for k, name in enumerate(TriggerBits.NAMES):
+        report_counts[name] = report_counts.get(name, 0) + int(((raw >> k) & 1).sum())
+
+
+def compare_triggers(ref: np.ndarray, dut: np.ndarray, dut_win: np.ndarray, event_numbers: np.ndarray,
+                     report: HilReport, window_offset: int = 0) -> None:
+    """Compare the DUT's trigger records of a block of windows with the reference, one per window.
+
+    ``ref`` holds one TRIGGER_DTYPE record per window of the block (window order); the DUT's
+    records carry their window in ``dut_win``. A window the DUT answered zero or several times
+    is a mismatch (field ``n_triggers``); otherwise every field of ``TRIGGER_COMPARED_FIELDS``
+    is compared and the first diverging window is kept with its fields and both values.
+    """
+    n = len(ref)
+    counts = np.bincount(dut_win, minlength=n)[:n] if len(dut_win) else np.zeros(n, np.int64)
+    bad = counts != 1
+    if bad.any():
+        report.trigger_field_mismatches["n_triggers"] = (report.trigger_field_mismatches.get("n_triggers", 0)
+                                                         + int(bad.sum()))
+    # the DUT record of each window answered exactly once
+    order = np.argsort(dut_win, kind="stable")
+    aligned = np.zeros(n, TRIGGER_DTYPE)
+    single = np.flatnonzero(counts == 1)
+    first = np.searchsorted(dut_win[order], single)
+    aligned[single] = dut[order][first]
+    diffs = {}
+    for name in TRIGGER_COMPARED_FIELDS:
+        diff = (ref[name].astype(np.int64) != aligned[name].astype(np.int64)) & (counts == 1)
+        if diff.any():
+            report.trigger_field_mismatches[name] = report.trigger_field_mismatches.get(name, 0) + int(diff.sum())
+            diffs[name] = diff
+            bad |= diff
+    report.trigger_windows_compared += n
+    report.trigger_mismatched_windows += int(bad.sum())
+    _count_types(report.triggers_reference, ref)
+    _count_types(report.triggers_dut, aligned[counts == 1])
+    for w in np.flatnonzero(bad):
+        if len(report.trigger_mismatches) >= MAX_LISTED:
+            break
+        entry: dict[str, Any] = {"window": window_offset + int(w), "event_number": int(event_numbers[w]),
+                                 "triggers_dut": int(counts[w])}
+        if counts[w] != 1:
+            entry["fields"] = ["n_triggers"]
+            entry["values"] = {"n_triggers": {"reference": 1, "dut": int(counts[w])}}
+        else:
+            fields = [name for name in TRIGGER_COMPARED_FIELDS if name in diffs and diffs[name][w]]
+            entry["fields"] = fields
+            entry["values"] = {name: {"reference": int(ref[name][w]), "dut": int(aligned[name][w])}
+                               for name in fields}
+        entry["reference"] = _record(ref[w])
+        report.trigger_mismatches.append(entry)
+        if report.first_trigger_mismatch is None:
+            report.first_trigger_mismatch = entry
+
+
 def run_hil(dut, samples: np.ndarray, params: PulseParams, *, event_numbers: np.ndarray | None = None,
-            reference: str = "numba") -> HilReport:
+            reference: str = "numba", trigger: TriggerRegisters | None = None,
+            default_ref: int = 0) -> HilReport:
     """Send every window to ``dut`` in its preferred batches and compare with the reference.
 
     Parameters
@@ -163,6 +236,12 @@ def run_hil(dut, samples: np.ndarray, params: PulseParams, *, event_numbers: np.
         Event number of each window for the report (default: the window index).
     reference
         ``numba`` (``pokerdaq.dsp.find_pulses_batch``) or ``naive`` (the pure-Python reference).
+    trigger
+        Trigger registers: when given and the DUT returns trigger records (it has
+        ``configure_trigger``), the DUT's trigger record of every window is compared with
+        ``pokerdaq.trigger.trigger_windows`` on the reference pulses (window mode).
+    default_ref
+        Reference time (1/64 sample) of windows without a beam coincidence.
 
     Returns
     -------
@@ -178,12 +257,20 @@ def run_hil(dut, samples: np.ndarray, params: PulseParams, *, event_numbers: np.
     report = HilReport(dut=dut.name, reference=reference, n_windows=n, n_channels=nch, window_samples=ns)
     t0 = time.monotonic()
     batch = dut.batch_windows or max(n, 1)
+    with_trigger = trigger is not None and hasattr(dut, "configure_trigger")
+    report.triggers_compared = with_trigger
     try:
         dut.configure(params)
+        if with_trigger:
+            dut.configure_trigger(trigger, default_ref)
         for a in range(0, n, batch):
             block = samples[a:a + batch]
-            got, got_win = dut.process(a, block)
+            got, got_win, *rest = dut.process(a, block)
             ref, ref_win = reference_pulses(block, params, reference)
+            if with_trigger:
+                trig, trig_win = rest[0]
+                ref_trig = trigger_windows(ref, ref_win, len(block), trigger, default_ref=default_ref)
+                compare_triggers(ref_trig, trig, trig_win, event_numbers[a:a + batch], report, window_offset=a)
             report.windows_sent += len(block)
             report.pulses_reference += len(ref)
             report.pulses_dut += len(got)

@@ -1,4 +1,4 @@
-"""Wire format of the hardware-in-the-loop protocol (docs/hil-protocol.md, version 1).
+"""Wire format of the hardware-in-the-loop protocol (docs/hil-protocol.md, version 2).
 
 Every message is two ZeroMQ frames after the routing envelope: a 40-byte header and a payload
 (possibly empty). All integers little-endian. The header carries the message type, the
@@ -17,9 +17,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..dsp import PULSE_DTYPE
+from ..trigger import TRIGGER_DTYPE
 
 MAGIC = b"PKHL"
-VERSION = 1
+VERSION = 2  # 2: trigger registers (CONFIGURE_TRIGGER) and trigger records in RESULT
 HEADER = struct.Struct("<4sHHIQIHHII")  # without the trailing header CRC
 HEADER_SIZE = HEADER.size + 4  # 40 bytes
 assert HEADER_SIZE == 40
@@ -33,6 +34,12 @@ WIRE_PULSE_DTYPE = np.dtype([("window", "<u8")] + [(n, PULSE_DTYPE.fields[n][0].
 """RESULT payload: one packed row per pulse; ``window`` counts from the request's first window
 (absolute window number = header ``first_window`` + ``window``)."""
 
+WIRE_TRIGGER_DTYPE = np.dtype([("window", "<u8")] + [(n, TRIGGER_DTYPE.fields[n][0].newbyteorder("<"))
+                                                      for n in TRIGGER_DTYPE.names])
+"""RESULT payload after the pulse records, when trigger registers were configured: one packed
+row per window of the request, in window order (``TRIGGER_DTYPE`` of docs/firmware-spec.md
+Part 2, window mode)."""
+
 MAX_PAYLOAD = 256 << 20  # 256 MiB: a request larger than this is refused (bounded memory)
 
 
@@ -42,6 +49,7 @@ class MsgType(enum.IntEnum):
     PING = 0x01
     CONFIGURE = 0x02
     WINDOWS = 0x03
+    CONFIGURE_TRIGGER = 0x04
     PONG = 0x81
     ACK = 0x82
     RESULT = 0x83
@@ -160,5 +168,75 @@ def pulses_from_wire(payload: bytes, count: int) -> tuple[np.ndarray, np.ndarray
     wire = np.frombuffer(payload, WIRE_PULSE_DTYPE)
     rec = np.zeros(len(wire), PULSE_DTYPE)
     for n in PULSE_DTYPE.names:
+        rec[n] = wire[n]
+    return rec, wire["window"].astype(np.int64)
+
+
+_TRIGGER_TABLES = ("ch_role", "ch_bit", "ch_board", "ch_gain", "ch_lut")
+
+
+def trigger_registers_payload(regs, default_ref: int) -> bytes:
+    """CONFIGURE_TRIGGER payload of a :class:`pokerdaq.trigger.TriggerRegisters` (int64 words).
+
+    Layout: ``default_ref, random_seed, n_params, n_channels, n_luts, lut_width``, then
+    ``params``, the per-channel tables ``ch_role, ch_bit, ch_board, ch_gain, ch_lut``, the LUTs
+    (row-major) and ``lut_shift``.
+    """
+    luts = np.asarray(regs.luts, np.int64).reshape(len(regs.lut_shift), -1)
+    head = [default_ref, regs.random_seed, len(regs.params), regs.n_channels, luts.shape[0], luts.shape[1]]
+    parts = [np.array(head, np.int64), regs.params] + [getattr(regs, t) for t in _TRIGGER_TABLES]
+    parts += [luts.ravel(), regs.lut_shift]
+    return np.concatenate([np.asarray(a, "<i8").ravel() for a in parts]).tobytes()
+
+
+def trigger_registers_from_payload(payload: bytes):
+    """(TriggerRegisters, default_ref) of a CONFIGURE_TRIGGER payload (ValueError when malformed)."""
+    from ..trigger import TriggerRegisters
+    from ..trigger._registers import N_PARAMS
+
+    if len(payload) < 48 or len(payload) % 8:
+        raise ValueError(f"CONFIGURE_TRIGGER payload of {len(payload)} bytes: expected 6 + n int64 words")
+    words = np.frombuffer(payload, "<i8").astype(np.int64)
+    default_ref, seed, n_params, n_ch, n_luts, lut_w = (int(v) for v in words[:6])
+    if n_params != N_PARAMS:
+        raise ValueError(f"CONFIGURE_TRIGGER n_params = {n_params}: expected {N_PARAMS}")
+    if not (0 < n_ch <= 65535 and 0 <= n_luts <= 64 and 0 <= lut_w <= 1 << 16):
+        raise ValueError(f"CONFIGURE_TRIGGER n_channels {n_ch}, n_luts {n_luts}, lut_width {lut_w}: out of range")
+    expected = 6 + n_params + 5 * n_ch + n_luts * lut_w + n_luts
+    if len(words) != expected:
+        raise ValueError(f"CONFIGURE_TRIGGER payload of {len(words)} words, expected {expected}")
+    at = 6
+    params = words[at:at + n_params].copy()
+    at += n_params
+    tables = {}
+    for t in _TRIGGER_TABLES:
+        tables[t] = words[at:at + n_ch].copy()
+        at += n_ch
+    luts = words[at:at + n_luts * lut_w].reshape(n_luts, lut_w).copy()
+    at += n_luts * lut_w
+    lut_shift = words[at:at + n_luts].copy()
+    if (tables["ch_lut"] >= n_luts).any():
+        raise ValueError(f"CONFIGURE_TRIGGER ch_lut = {int(tables['ch_lut'].max())}: expected < n_luts {n_luts}")
+    regs = TriggerRegisters(params=params, luts=luts, lut_shift=lut_shift, adc_per_mev={}, random_seed=seed,
+                            sample_ns=0.0, **tables)
+    return regs, default_ref
+
+
+def triggers_to_wire(triggers: np.ndarray) -> bytes:
+    out = np.zeros(len(triggers), WIRE_TRIGGER_DTYPE)
+    out["window"] = np.arange(len(triggers))
+    for n in TRIGGER_DTYPE.names:
+        out[n] = triggers[n]
+    return out.tobytes()
+
+
+def triggers_from_wire(payload: bytes, count: int) -> tuple[np.ndarray, np.ndarray]:
+    """(TRIGGER_DTYPE records, window offsets) of the trigger part of a RESULT payload."""
+    if len(payload) != count * WIRE_TRIGGER_DTYPE.itemsize:
+        raise ProtocolError(f"RESULT trigger part of {len(payload)} bytes, expected {count} windows x "
+                            f"{WIRE_TRIGGER_DTYPE.itemsize}")
+    wire = np.frombuffer(payload, WIRE_TRIGGER_DTYPE)
+    rec = np.zeros(len(wire), TRIGGER_DTYPE)
+    for n in TRIGGER_DTYPE.names:
         rec[n] = wire[n]
     return rec, wire["window"].astype(np.int64)
