@@ -94,13 +94,15 @@ def test_noise_stays_below_threshold_in_the_default_config():
     ceiling, threshold, sigma = noise_ceiling(cfg, chans, cfg.run.seed)
     pedestal = PulseParams.from_config(cfg).ped_cfg
     assert (ceiling < threshold).all()
-    # margin in units of the noise RMS: 9.7 sigma for the HCAL (the smallest), 14.6 SRD, 19.6 ECAL, 29 counters
+    # margin in units of the noise RMS: 7.8 sigma for the SRD (the smallest: 8 ADC over 1 ADC noise),
+    # 9.7 HCAL, 19.6 ECAL, 29 counters; the exact guarantee is the ceiling check above
     margin_sigma = (threshold - pedestal) / sigma
-    assert margin_sigma.min() > 9.5
-    # dark counts: coincident single cells needed to bridge the rest (15.4 for counters and VETO, 25 HCAL)
+    assert margin_sigma.min() > 7.5
+    # dark counts: coincident single cells needed to bridge the rest: 7.4 for the SRD (9 MHz dark
+    # rate: 7 cells within ~10 ns happen ~1e-3 times per second per channel), 15.4 counters/VETO, 25 HCAL
     tables = build_tables(cfg)
     cell_peak = tables.chan_f[:, 2] * tables.templates[tables.chan_i[:, 0], T_CELL].max(axis=1)
-    assert ((threshold - ceiling) / cell_peak).min() > 15
+    assert ((threshold - ceiling) / cell_peak).min() > 7
 
 
 def test_noisy_setup_is_refused():
