@@ -83,9 +83,17 @@ class PhysicsTrigger:
         self._pulse_dtype = PULSE_DTYPE
         self._busy_before = 0
         self._dead_before = 0
-        # compile the model's kernels now (configure), not on the first slice
+        # compile the model's kernels now (configure), not on the first slice: an empty slice,
+        # then a beam particle's primitives (every channel pulsing at one time) through a decision
         scratch = TriggerModel(cfg, seed=seed)
         scratch.process(np.zeros(0, PULSE_DTYPE), self._ticks)
+        particle = np.zeros(len(cfg.channel_map), PULSE_DTYPE)
+        particle["channel"] = np.arange(len(particle))
+        particle["time"] = (self._ticks + 100) * 64
+        particle["integral_net"] = 1000
+        particle["peak"] = 500
+        scratch.process(particle, 3 * self._ticks)
+        scratch.finish()
 
     def process_slice(self, slice_index: int, primitives: np.ndarray, busy: bool) -> TriggerOutput:
         records = np.zeros(len(primitives), dtype=self._pulse_dtype)

@@ -106,7 +106,7 @@ class SparsePhysicsFrontEnd:
         use ``daq.front_end = "physics-stream"``.
     """
 
-    def __init__(self, cfg: Config, board: int, seed: int) -> None:
+    def __init__(self, cfg: Config, board: int, seed: int, *, warm_up: bool = True) -> None:
         from pokerdaq.dsp import PULSE_DTYPE, PulseParams
         from pokerdaq.sim import SampleStream
         from pokerdaq.trigger._chain import stream_config
@@ -148,6 +148,14 @@ class SparsePhysicsFrontEnd:
             self._stream.read_at(0, cfg.digitizer.window_samples)
             self._find(np.full((len(self.channels), 256), 400, np.uint16))
         self.find_pulses(np.full((len(self.channels), cfg.digitizer.window_samples), 400, np.uint16), 0)
+        if warm_up:
+            # a throw-away twin takes two real slices and a readout, so that every code path is
+            # compiled (or loaded from numba's cache) before the process reports ready: with a
+            # cold cache, compiling mid-run would stall the board past the trigger's time-outs
+            twin = SparsePhysicsFrontEnd(cfg, board, seed, warm_up=False)
+            for k in range(2):
+                twin.process_slice(k)
+            twin.read_window(cfg.digitizer.pretrigger_samples, cfg.digitizer.window_samples)
 
     def _find(self, samples: np.ndarray) -> np.ndarray:
         """Pulses of the concatenated active ranges, sorted by row then crossing (times local)."""
