@@ -152,24 +152,34 @@ def params_from_payload(payload: bytes, n_channels: int):
     return PulseParams(**{n: rows[n].astype(np.int64) for n in REGISTER_NAMES})
 
 
-def pulses_to_wire(pulses: np.ndarray, window: np.ndarray) -> bytes:
-    out = np.zeros(len(pulses), WIRE_PULSE_DTYPE)
+def _to_wire(records: np.ndarray, window: np.ndarray, wire_dtype: np.dtype) -> bytes:
+    """Records with a leading window-index column, as the RESULT payload carries them."""
+    out = np.zeros(len(records), wire_dtype)
     out["window"] = window
-    for n in PULSE_DTYPE.names:
-        out[n] = pulses[n]
+    for n in records.dtype.names:
+        out[n] = records[n]
     return out.tobytes()
+
+
+def _from_wire(payload: bytes, count: int, wire_dtype: np.dtype, dtype: np.dtype,
+               what: str) -> tuple[np.ndarray, np.ndarray]:
+    """(records, window offsets) of ``count`` wire records; a length that lies is a ProtocolError."""
+    if len(payload) != count * wire_dtype.itemsize:
+        raise ProtocolError(f"{what} of {len(payload)} bytes, expected {count} x {wire_dtype.itemsize}")
+    wire = np.frombuffer(payload, wire_dtype)
+    rec = np.zeros(len(wire), dtype)
+    for n in dtype.names:
+        rec[n] = wire[n]
+    return rec, wire["window"].astype(np.int64)
+
+
+def pulses_to_wire(pulses: np.ndarray, window: np.ndarray) -> bytes:
+    return _to_wire(pulses, window, WIRE_PULSE_DTYPE)
 
 
 def pulses_from_wire(payload: bytes, count: int) -> tuple[np.ndarray, np.ndarray]:
     """(PULSE_DTYPE records, window offsets) of a RESULT payload."""
-    if len(payload) != count * WIRE_PULSE_DTYPE.itemsize:
-        raise ProtocolError(f"RESULT payload of {len(payload)} bytes, expected count {count} x "
-                            f"{WIRE_PULSE_DTYPE.itemsize}")
-    wire = np.frombuffer(payload, WIRE_PULSE_DTYPE)
-    rec = np.zeros(len(wire), PULSE_DTYPE)
-    for n in PULSE_DTYPE.names:
-        rec[n] = wire[n]
-    return rec, wire["window"].astype(np.int64)
+    return _from_wire(payload, count, WIRE_PULSE_DTYPE, PULSE_DTYPE, "RESULT payload (count pulses)")
 
 
 _TRIGGER_TABLES = ("ch_role", "ch_bit", "ch_board", "ch_gain", "ch_lut")
@@ -223,20 +233,9 @@ def trigger_registers_from_payload(payload: bytes):
 
 
 def triggers_to_wire(triggers: np.ndarray) -> bytes:
-    out = np.zeros(len(triggers), WIRE_TRIGGER_DTYPE)
-    out["window"] = np.arange(len(triggers))
-    for n in TRIGGER_DTYPE.names:
-        out[n] = triggers[n]
-    return out.tobytes()
+    return _to_wire(triggers, np.arange(len(triggers)), WIRE_TRIGGER_DTYPE)
 
 
 def triggers_from_wire(payload: bytes, count: int) -> tuple[np.ndarray, np.ndarray]:
     """(TRIGGER_DTYPE records, window offsets) of the trigger part of a RESULT payload."""
-    if len(payload) != count * WIRE_TRIGGER_DTYPE.itemsize:
-        raise ProtocolError(f"RESULT trigger part of {len(payload)} bytes, expected {count} windows x "
-                            f"{WIRE_TRIGGER_DTYPE.itemsize}")
-    wire = np.frombuffer(payload, WIRE_TRIGGER_DTYPE)
-    rec = np.zeros(len(wire), TRIGGER_DTYPE)
-    for n in TRIGGER_DTYPE.names:
-        rec[n] = wire[n]
-    return rec, wire["window"].astype(np.int64)
+    return _from_wire(payload, count, WIRE_TRIGGER_DTYPE, TRIGGER_DTYPE, "RESULT trigger part (count windows)")
