@@ -36,6 +36,7 @@ import numpy as np
 from pokerdaq.config import Config
 
 from ._interfaces import SliceOutput
+from ._physics import warm_up_window
 from ._wire import PRIMITIVE_DTYPE
 
 
@@ -147,7 +148,7 @@ class SparsePhysicsFrontEnd:
             self._stream.read_spans(np.array([0, 300]), np.array([200, 500]))
             self._stream.read_at(0, cfg.digitizer.window_samples)
             self._find(np.full((len(self.channels), 256), 400, np.uint16))
-        self.find_pulses(np.full((len(self.channels), cfg.digitizer.window_samples), 400, np.uint16), 0)
+        self.find_pulses(warm_up_window(len(self.channels), cfg.digitizer.window_samples), 0)
         if warm_up:
             # a throw-away twin takes two real slices and a readout, so that every code path is
             # compiled (or loaded from numba's cache) before the process reports ready: with a
