@@ -62,3 +62,35 @@ def test_tcp_transport_on_loopback(tmp_path):
         assert run.wait(60) == "stopped", run.errors
         s = run.summary()
     assert s["events_written"] == 300 and s["events_incomplete"] == 0 and s["fragments_rejected"] == {}
+
+
+@pytest.mark.timeout(120)
+def test_stalled_monitor_subscriber_loses_snapshots_not_data(tmp_path):
+    """A monitor that never reads: the run completes, and what it misses is dropped, not queued."""
+    import zmq
+
+    cfg = fast_config(boards_per_process=12, monitor_interval_s=0.01, monitor_hwm=2)
+    ctx = zmq.Context()
+    sub = ctx.socket(zmq.SUB)
+    sub.setsockopt(zmq.RCVHWM, 1)
+    sub.setsockopt(zmq.SUBSCRIBE, b"")
+    sub.setsockopt(zmq.LINGER, 0)
+    try:
+        with daq_run(cfg, tmp_path, max_events=3000) as run:
+            sub.connect(run.endpoints["monitor"])
+            assert run.wait(90) == "stopped", run.errors
+            s = run.summary()
+            published = run.monitor_messages
+        received = 0
+        while sub.poll(200):
+            sub.recv_multipart()
+            received += 1
+    finally:
+        sub.close()
+        ctx.term()
+    assert s["errors"] == [] and s["events_written"] == s["events_issued"] == 3000
+    assert s["events_incomplete"] == 0
+    # the publisher kept its pace; the stalled subscriber holds at most its queues' worth
+    # (PUB high-water mark + SUB high-water mark + what the kernel's socket buffers hold)
+    assert published >= 50, published
+    assert received < published / 2, (received, published)
