@@ -28,6 +28,7 @@ MUTANT_NAMES = {
     2: "beam coincidence window one fine unit long (TIME <= t0 + W_BEAM)",
     3: "SRD upper edge exclusive (E < SRD_EMAX)",
     4: "dead time one tick long (ISSUE <= DEAD_UNTIL)",
+    5: "pre-shower left out of E_CALO (E_CALO = E_ECAL)",
 }
 
 
