@@ -133,6 +133,10 @@ def test_settings_the_rtl_cannot_reproduce_are_refused(cfg):
         dut.configure_trigger(dataclasses.replace(regs, params=p), 1024)
     with pytest.raises(ValueError, match="trigger register 'ecal_cutt'"):
         RtlDut(trigger_offsets={"ecal_cutt": 1})
+    from pokerdaq.hil._command import make_dut
+
+    with pytest.raises(ValueError, match="only for --dut rtl"):
+        make_dut("model", rtl_trigger_mutant=5)
 
 
 def test_rtl_trigger_words_with_and_without_beam_and_a_wrong_ecal_cut(cfg):

@@ -49,7 +49,8 @@ class RtlDut:
     batch_windows: int | None = None
     pulse_index_bits = 4  # docs/firmware-spec.md 1.10: the firmware's pulse_index is u4
 
-    def __init__(self, nch: int = 16, *, trigger_mutant: int = 0, trigger_offsets: dict[str, int] | None = None) -> None:
+    def __init__(self, nch: int = 16, *, trigger_mutant: int = 0,
+                 trigger_offsets: dict[str, int] | None = None) -> None:
         from ._board import trigger_register_index
 
         if trigger_mutant < 0:
