@@ -21,7 +21,8 @@ from pokerdaq.config import load_config
 from pokerdaq.dsp import PulseParams, find_pulses_batch
 from pokerdaq.hil import run_hil
 from pokerdaq.hil._rtl import RtlDut
-from pokerdaq.hil._rtl_windows import records_per_window, timeline_segment, window_mode_registers, window_timeline
+from pokerdaq.hil._rtl_windows import (WindowTimeline, records_per_window, timeline_segment, window_mode_registers,
+                                       window_timeline)
 from pokerdaq.sim import emulate_windows
 from pokerdaq.trigger import TRIGGER_DTYPE, ConditionBits, TriggerBits, TriggerModel, TriggerRegisters, trigger_windows
 from pokerdaq.trigger._registers import P_BEAM_W, P_ECAL_CUT, P_N_BOARDS
@@ -43,7 +44,8 @@ def _no_beam(cfg, samples: np.ndarray, windows) -> np.ndarray:
 
 def _corner_pulses(cfg, n_windows: int, seed: int):
     """Emulated windows, a third without beam counters, plus pulses at the window edges and a
-    second beam coincidence late in some windows (two candidates in one window)."""
+    beam coincidence late in some windows (a second candidate, or the first where the beam
+    counters are flat)."""
     samples, _ = emulate_windows(cfg, n_windows, seed)
     samples = _no_beam(cfg, samples, range(0, n_windows, 3))
     params = PulseParams.from_config(cfg)
@@ -53,14 +55,18 @@ def _corner_pulses(cfg, n_windows: int, seed: int):
     extra, extra_win = [], []
     rng = np.random.default_rng(seed)
     beam = cfg.channel_map.channels_of("beam_counters")
-    for w in range(1, n_windows, 4):
+    hcal = cfg.channel_map.channels_of("hcal")
+    for w in range(1, n_windows - 1, 4):
+        # an HCAL pulse at the first sample of the next window, any channel at the last
+        # sample, and a late coincidence of two beam counters 10 fine units apart
         for k, t in enumerate((0, n * 64 - 1, n * 64 - 30, n * 64 - 30 + 10)):
             rec = np.zeros(1, pulses.dtype)
-            rec["channel"] = beam[k % len(beam)] if k >= 2 else rng.integers(0, len(cfg.channel_map))
+            rec["channel"] = (hcal[w % len(hcal)], rng.integers(0, len(cfg.channel_map)), beam[2 % len(beam)],
+                              beam[0])[k]
             rec["time"] = t
             rec["integral_net"] = int(rng.integers(500, 20000))
             extra.append(rec)
-            extra_win.append(w)
+            extra_win.append(w + 1 if k == 0 else w)
     pulses = np.concatenate([pulses, *extra])
     window = np.concatenate([window, np.asarray(extra_win, np.int64)])
     return pulses, window, n
@@ -118,6 +124,45 @@ def test_time_line_keeps_windows_apart_for_wide_registers(cfg):
     assert window_timeline(30, n, 1024, regs).stride >= 500 + n
     for name in TRIGGER_DTYPE.names:
         np.testing.assert_array_equal(got[name], ref[name], err_msg=name)
+
+
+def _model_on_timeline(pulses, window, timeline, regs):
+    segment = timeline_segment(pulses, window, timeline, window_mode_registers(regs, timeline))
+    model = TriggerModel(segment.regs)
+    out, lo = [], 0
+    for end, hi in zip(segment.ends, segment.cuts):
+        out.append(model.process(segment.records[lo:hi], end))
+        lo = hi
+    return records_per_window(np.concatenate(out), timeline)[0]
+
+
+def test_a_stride_below_the_bounds_breaks_window_mode(cfg):
+    """Negative control: the stride bounds are needed. Below the pile-up-guard bound a late
+    coincidence of one window marks the next window's candidate PILEUP; below the window-span
+    bound a decision sums the next window's primitives."""
+    from pokerdaq.trigger._registers import P_LAT
+
+    base = TriggerRegisters.from_config(cfg)
+    p = base.params.copy()
+    p[P_LAT] = 20  # low latency, so that the span and guard bounds set the stride
+    regs = dataclasses.replace(base, params=p)
+    n_windows = 24
+    pulses, window, n = _corner_pulses(cfg, n_windows, seed=33)
+    ref = trigger_windows(pulses, window, n_windows, regs, default_ref=0)
+    good = window_timeline(n_windows, n, 0, regs)
+    assert good.stride == 117  # (64 x 64 - 1 + 3360 guard) / 64, rounded up
+    got = _model_on_timeline(pulses, window, good, regs)
+    assert all((got[f] == ref[f]).all() for f in TRIGGER_DTYPE.names)
+    short_guard = WindowTimeline(n_windows, n, 0, 80, 80 - 1 - 20)  # above the span bound (74)
+    got = _model_on_timeline(pulses, window, short_guard, regs)
+    pileup = (got["conditions"] & ConditionBits.PILEUP) != 0
+    assert pileup.any() and not (ref["conditions"] & ConditionBits.PILEUP).any()
+    # window 9: no beam counters but the late coincidence (T_REF = 64 x 64 - 30), window 10 an
+    # HCAL pulse at its first sample: with 66 ticks per window it falls in 9's HCAL window
+    assert ref["ref_time"][9] == n * 64 - 30 and ref["e_hcal"][9] == 0
+    short_span = WindowTimeline(n_windows, n, 0, 66, 66 - 1 - 20)  # above the latency and end bounds
+    got = _model_on_timeline(pulses, window, short_span, regs)
+    assert got["e_hcal"][9] > 0
 
 
 def test_settings_the_rtl_cannot_reproduce_are_refused(cfg):
