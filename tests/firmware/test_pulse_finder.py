@@ -1,7 +1,7 @@
 """pulse_finder RTL (Verilator + cocotb) against the Python reference, bit for bit.
 
 Each test saves a seeded stimulus campaign, streams it through the verilated bank with
-tb_pulse_finder.py and compares every record field with the reference (``_scoreboard``).
+the package bench ``pokerdaq.hil._tb_bank`` (shared with ``pokerdaq hil --dut rtl``) and compares every record field with the reference (``_scoreboard``).
 """
 
 from __future__ import annotations
