@@ -1,7 +1,8 @@
 """pulse_finder RTL (Verilator + cocotb) against the Python reference, bit for bit.
 
-Each test saves a seeded stimulus campaign, streams it through the verilated bank with
-the package bench ``pokerdaq.hil._tb_bank`` (shared with ``pokerdaq hil --dut rtl``) and compares every record field with the reference (``_scoreboard``).
+Each test saves a seeded stimulus campaign, streams it through the verilated bank with the
+package bench ``pokerdaq.hil._tb_bank`` (shared with ``pokerdaq hil --dut rtl``) and compares
+every record field with the reference (``_scoreboard``).
 """
 
 from __future__ import annotations
