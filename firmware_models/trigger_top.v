@@ -324,7 +324,8 @@ module trigger_top #(
         .veto_mask(w_veto_mask), .e_srd(w_e_srd), .e_veto(w_e_veto), .e_prs(w_e_prs),
         .e_ecal(w_e_ecal), .e_hcal(w_e_hcal));
     wire [24:0] calo_sum = {1'b0, w_e_prs} + {1'b0, w_e_ecal};
-    wire [23:0] w_e_calo = calo_sum[24] ? 24'hFFFFFF : calo_sum[23:0];
+    // MUTANT 5: the pre-shower left out of E_CALO (E_CALO = E_ECAL)
+    wire [23:0] w_e_calo = (MUTANT == 5) ? w_e_ecal : (calo_sum[24] ? 24'hFFFFFF : calo_sum[23:0]);
 
     // decision
     wire signed [55:0] since_last = cand_tref - last_beam;

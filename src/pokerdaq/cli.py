@@ -118,7 +118,7 @@ def build_parser() -> argparse.ArgumentParser:
                        "under test, collect the pulse records (and trigger records) it returns and compare them field by "
                        "field with pokerdaq.dsp.find_pulses (and pokerdaq.trigger.trigger_windows). Exit status 1 on any mismatch or protocol fault.")
     p.add_argument("--dut", required=True, metavar="DUT",
-                   help="model (the numba reference itself), rtl (firmware_models pulse finder on Verilator) "
+                   help="model (the numba reference itself), rtl (firmware_models pulse finder and trigger on Verilator) "
                    "or tcp://HOST:PORT (a board speaking docs/hil-protocol.md)")
     src = p.add_mutually_exclusive_group()
     src.add_argument("--stimulus", metavar="FILE.h5", help="run file whose stored windows are the stimulus")
@@ -135,8 +135,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--reference", choices=["numba", "naive"], default="numba",
                    help="reference model: pokerdaq.dsp.find_pulses (numba, default) or the naive pure-Python one")
     p.add_argument("--no-trigger", action="store_true",
-                   help="compare pulses only (default: also the trigger record of each window, for DUTs that "
-                   "return them: model and tcp; rtl returns pulses only)")
+                   help="compare pulses only (default: also the trigger record of each window: model, tcp, and rtl, "
+                   "whose trigger_top RTL decides on the RTL's own pulses)")
+    p.add_argument("--rtl-trigger-mutant", type=int, default=0, metavar="K",
+                   help="test hook, --dut rtl: use the deliberately wrong trigger_top variant MUTANT=K "
+                   "(firmware_models/README.md; default 0, the real RTL)")
+    p.add_argument("--rtl-trigger-offset", action="append", default=[], metavar="NAME=DELTA",
+                   help="test hook, --dut rtl: add DELTA to the scalar trigger register NAME (e.g. ecal_cut=16000) "
+                   "in the RTL only; the reference keeps the configured value")
 
     p = sub.add_parser("hil-board", help="emulate a Waveboard-style board answering the HIL protocol "
                        "(docs/hil-protocol.md) with the numba pulse finder, with optional fault injection")

@@ -16,42 +16,17 @@ from pathlib import Path
 import numpy as np
 
 from pokerdaq.dsp import PULSE_DTYPE
+from pokerdaq.hil._trigger_stimulus import TriggerSegment, register_writes, save_trigger_stimulus
 from pokerdaq.trigger import TriggerBits, TriggerModel, TriggerRegisters
 from pokerdaq.trigger._registers import (
-    N_PARAMS, P_BEAM_W, P_CALO_HI, P_CALO_LO, P_HCAL_HI, P_HCAL_LO, P_LAT, P_N_BOARDS,
-    P_SPAN_HI, P_SPAN_LO, P_SRD_HI, P_SRD_LO, P_VETO_HI, P_VETO_LO,
+    P_BEAM_W, P_CALO_HI, P_CALO_LO, P_HCAL_HI, P_HCAL_LO, P_LAT, P_SPAN_HI, P_SPAN_LO, P_SRD_HI, P_SRD_LO,
+    P_VETO_HI, P_VETO_LO,
 )
 
 RECORD_FIELDS = ("event_number", "timestamp", "ref_time", "trigger_word", "conditions",
                  "beam_mask", "srd_mask", "veto_mask", "e_preshower", "e_ecal", "e_calo",
                  "e_hcal", "e_srd", "e_veto")
 COUNTER_ROWS = ("raw", "prescaled", "accepted", "lost_dead", "lost_busy")
-ADDR_SEED, ADDR_LUT_K, ADDR_LUT_SHIFT, ADDR_GAIN, ADDR_INFO, ADDR_LUT = 0x23, 0x24, 0x28, 0x100, 0x200, 0x1000
-
-
-def register_writes(regs: TriggerRegisters) -> np.ndarray:
-    """(address, data) pairs that load ``regs`` into trigger_top's register bank."""
-    n_ch = regs.n_channels
-    if n_ch > 256:
-        raise ValueError(f"n_channels = {n_ch}: trigger_top has 256 channel-table entries")
-    if regs[P_N_BOARDS] > 16 or (regs.ch_board >= 16).any():
-        raise ValueError(f"N_BOARDS = {regs[P_N_BOARDS]}: trigger_top sums at most 16 boards")
-    luts = np.asarray(regs.luts)
-    if len(luts) > 4 or (luts.size and luts.shape[1] > 1025):
-        raise ValueError(f"luts shape {luts.shape}: trigger_top holds 4 LUTs of up to 1025 entries")
-    w = [(i, int(regs.params[i]) & 0xFFFFFFFF) for i in range(N_PARAMS)]
-    w.append((ADDR_SEED, int(regs.random_seed)))
-    w.append((ADDR_LUT_K, luts.shape[1] - 1 if luts.size else 0))
-    w += [(ADDR_LUT_SHIFT + j, int(s)) for j, s in enumerate(regs.lut_shift)]
-    for ch in range(n_ch):
-        w.append((ADDR_GAIN + ch, int(regs.ch_gain[ch])))
-        # BIT (u4) is defined for beam-counter, SRD and VETO channels only; software numbers
-        # the other subsystems' channels too, so only the low 4 bits are loaded
-        w.append((ADDR_INFO + ch, (int(regs.ch_lut[ch]) & 0xFF) | int(regs.ch_role[ch]) << 8
-                  | (int(regs.ch_bit[ch]) & 0xF) << 12 | int(regs.ch_board[ch]) << 16))
-    for j, lut in enumerate(luts):
-        w += [(ADDR_LUT + (j << 11) + i, int(v)) for i, v in enumerate(lut)]
-    return np.array(w, dtype=np.int64)
 
 
 def with_params(regs: TriggerRegisters, **values) -> TriggerRegisters:
@@ -69,12 +44,9 @@ def with_params(regs: TriggerRegisters, **values) -> TriggerRegisters:
 
 
 @dataclass
-class Segment:
-    regs: TriggerRegisters
-    records: np.ndarray                       # PULSE_DTYPE, sorted by (time, channel)
-    ends: list = field(default_factory=list)  # end tick of each slice
-    busy: list = field(default_factory=list)  # busy level of each slice
-    cuts: list = field(default_factory=list)  # records[cuts[k-1]:cuts[k]] go in slice k
+class Segment(TriggerSegment):
+    """A bench segment (records sorted by (time, channel)) with the model's expected output."""
+
     expected: np.ndarray | None = None        # TRIGGER_DTYPE of the model
     counters: dict | None = None
 
@@ -113,16 +85,7 @@ def make_segment(regs: TriggerRegisters, records: np.ndarray, rng: np.random.Gen
 
 
 def save_campaign(segments: list[Segment], path: Path) -> None:
-    arrays = {"n_segments": len(segments)}
-    for k, s in enumerate(segments):
-        arrays[f"writes{k}"] = register_writes(s.regs)
-        arrays[f"channel{k}"] = s.records["channel"].astype(np.int64)
-        arrays[f"time{k}"] = s.records["time"].astype(np.int64)
-        arrays[f"net{k}"] = s.records["integral_net"].astype(np.int64)
-        arrays[f"ends{k}"] = np.asarray(s.ends, np.int64)
-        arrays[f"busy{k}"] = np.asarray(s.busy, np.int64)
-        arrays[f"cuts{k}"] = np.asarray(s.cuts, np.int64)
-    np.savez(path, **arrays)
+    save_trigger_stimulus(segments, path)
 
 
 def records_from(channel, time, net) -> np.ndarray:

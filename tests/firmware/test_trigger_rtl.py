@@ -2,7 +2,8 @@
 
 Each test builds segments (register set + primitive stream cut into slices), runs
 ``TriggerModel`` on the same slices for the expected trigger records, streams them through
-the verilated trigger_top with tb_trigger.py, and compares every trigger record field
+the verilated trigger_top with the package bench ``pokerdaq.hil._tb_trigger`` (shared with
+``pokerdaq hil --dut rtl``), and compares every trigger record field
 (event number, timestamp, T_REF, trigger word, conditions, masks, six sums) and every
 scaler with the model (``_trigger_campaign.compare``).
 """
@@ -28,6 +29,7 @@ MUTANT_NAMES = {
     2: "beam coincidence window one fine unit long (TIME <= t0 + W_BEAM)",
     3: "SRD upper edge exclusive (E < SRD_EMAX)",
     4: "dead time one tick long (ISSUE <= DEAD_UNTIL)",
+    5: "pre-shower left out of E_CALO (E_CALO = E_ECAL)",
 }
 
 

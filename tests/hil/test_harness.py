@@ -1,4 +1,4 @@
-"""The harness against the numba model and the RTL, and its mismatch report."""
+"""The harness against the numba model and the RTL, and its mismatch report (RTL trigger: test_rtl_trigger.py)."""
 
 from __future__ import annotations
 
@@ -69,6 +69,10 @@ def test_rtl_dut_passes_on_a_stored_run(tmp_path):
     data = json.loads(report.read_text())
     assert data["passed"] and data["windows_sent"] == 16 and data["n_channels"] == 130
     assert data["pulses_dut"] == data["pulses_reference"] > 200
+    # trigger words too: trigger_top on the RTL's own pulses, one record per window
+    assert data["triggers_compared"] and data["trigger_windows_compared"] == 16
+    assert data["trigger_mismatched_windows"] == 0 and data["triggers_dut"] == data["triggers_reference"]
+    assert data["dut_stats"]["rtl_random_records"] == 16 and data["dut_stats"]["trigger_primitives"] == data["pulses_dut"]
 
 
 def test_trigger_words_of_a_wrong_dut_are_reported_per_window():

@@ -13,6 +13,7 @@ from rich.table import Table
 from ..config import ConfigError, load_config
 from ..dsp import PulseParams
 from ..trigger import TriggerBits, TriggerRegisters
+from ._board_command import parse_register_offsets
 from ._harness import HilReport, run_hil
 
 
@@ -37,8 +38,15 @@ def _stimulus(args: argparse.Namespace):
     return samples, truth["event"].astype(np.int64), cfg
 
 
-def make_dut(spec: str, *, timeout_s: float = 5.0, retries: int = 0, batch: int = 16):
-    """The DUT named on the command line: ``model``, ``rtl`` or ``tcp://HOST:PORT``."""
+def make_dut(spec: str, *, timeout_s: float = 5.0, retries: int = 0, batch: int = 16, rtl_trigger_mutant: int = 0,
+             rtl_trigger_offsets: dict[str, int] | None = None):
+    """The DUT named on the command line: ``model``, ``rtl`` or ``tcp://HOST:PORT``.
+
+    ``rtl_trigger_mutant`` / ``rtl_trigger_offsets`` are test hooks of the RTL DUT (a wrong
+    trigger RTL build, trigger registers changed on the RTL side only); refused for other DUTs.
+    """
+    if spec != "rtl" and (rtl_trigger_mutant or rtl_trigger_offsets):
+        raise ValueError(f"--rtl-trigger-mutant / --rtl-trigger-offset: only for --dut rtl, not {spec!r}")
     if spec == "model":
         from ._dut import ModelDut
 
@@ -46,7 +54,7 @@ def make_dut(spec: str, *, timeout_s: float = 5.0, retries: int = 0, batch: int 
     if spec == "rtl":
         from ._rtl import RtlDut
 
-        return RtlDut()
+        return RtlDut(trigger_mutant=rtl_trigger_mutant, trigger_offsets=rtl_trigger_offsets)
     if spec.startswith("tcp://"):
         from ._dut import TcpDut
 
@@ -70,6 +78,7 @@ def print_report(console: Console, report: HilReport) -> None:
                             f"{report.triggers_reference.get(name, 0)} / {report.triggers_dut.get(name, 0)}")
                            for name in (TriggerBits.NAMES if report.triggers_compared else ())),
                          ("trigger mismatched windows", report.trigger_mismatched_windows),
+                         *((f"DUT: {name.replace('_', ' ')}", value) for name, value in report.dut_stats.items()),
                          ("time (s)", f"{report.elapsed_s:.2f}")):
         t.add_row(label, str(value))
     console.print(t)
@@ -102,7 +111,10 @@ def run(args: argparse.Namespace) -> int:
     console = Console()
     try:
         samples, events, cfg = _stimulus(args)
-        dut = make_dut(args.dut, timeout_s=args.timeout, retries=args.retries, batch=args.batch)
+        dut = make_dut(args.dut, timeout_s=args.timeout, retries=args.retries, batch=args.batch,
+                       rtl_trigger_mutant=getattr(args, "rtl_trigger_mutant", 0),
+                       rtl_trigger_offsets=parse_register_offsets(getattr(args, "rtl_trigger_offset", None) or [],
+                                                                  "--rtl-trigger-offset"))
     except (ValueError, OSError) as err:
         console.print(f"[red]pokerdaq hil: {err}[/red]")
         return 2
@@ -118,6 +130,9 @@ def run(args: argparse.Namespace) -> int:
     try:
         report = run_hil(dut, samples, params, event_numbers=events, reference=args.reference, trigger=trigger,
                          default_ref=cfg.digitizer.pretrigger_samples * 64)
+    except ValueError as err:  # a setting the DUT cannot reproduce: refused, never compared
+        console.print(f"[red]pokerdaq hil: --dut {args.dut}: {err}[/red]")
+        return 2
     finally:
         dut.close()
     print_report(console, report)

@@ -71,6 +71,8 @@ class HilReport:
     trigger_field_mismatches: dict[str, int] = field(default_factory=dict)
     first_trigger_mismatch: dict[str, Any] | None = None
     trigger_mismatches: list[dict[str, Any]] = field(default_factory=list)
+    dut_stats: dict[str, Any] = field(default_factory=dict)
+    """What the DUT says about its own run (RTL: simulation clocks and times, trigger records seen)."""
 
     @property
     def passed(self) -> bool:
@@ -281,5 +283,6 @@ def run_hil(dut, samples: np.ndarray, params: PulseParams, *, event_numbers: np.
                         "windows_completed": report.windows_sent}
     finally:
         report.stale_replies = int(getattr(dut, "stale_replies", 0))
+        report.dut_stats = dict(getattr(dut, "stats", {}))
         report.elapsed_s = time.monotonic() - t0
     return report

