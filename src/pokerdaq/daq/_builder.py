@@ -260,10 +260,9 @@ class EventBuilderNode(Node):
 
     def _on_records(self, frames) -> None:
         if len(frames) == 2 and frames[0] == b"SCALERS":
-            try:
-                self.trigger_scalers = json.loads(frames[1])
-            except ValueError:
-                self.counters["bad_trigger_record_messages"] += 1
+            # a spill's scaler row: on to the writer, which completes it from the spill's events
+            self.out.append(frames)
+            self.counters["scaler_rows"] += 1
             return
         try:
             head, records = decode_slice(frames, TRIGGER_MAGIC, TRIGGER_DTYPE)
@@ -417,8 +416,8 @@ class EventBuilderNode(Node):
                 self.push.send_multipart(self.out[0], zmq.NOBLOCK, copy=False)
             except zmq.Again:
                 return sent
-            self.out.popleft()
-            self.counters["events_sent"] += 1
+            sent_msg = self.out.popleft()
+            self.counters["events_sent" if sent_msg[0] == b"EV" else "scaler_rows_sent"] += 1
             sent = True
         return sent
 
