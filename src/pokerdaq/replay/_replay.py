@@ -258,7 +258,7 @@ def _truth_classes(truth: np.ndarray) -> dict[str, np.ndarray]:
     # DAQ runs: events whose readout window holds no beam particle (pokerdaq.sim.Species.NONE)
     classes["no_particle"] = truth["species"] == -1
     classes["signal"] = truth["is_signal"].astype(bool)
-    classes["background"] = ~truth["is_signal"].astype(bool)
+    classes["background"] = ~truth["is_signal"].astype(bool) & (truth["species"] >= 0)   # a particle, not A'
     return classes
 
 
