@@ -131,9 +131,13 @@ def test_physics_run_truth_of_every_event_and_spill_scalers(tmp_path):
         e_gev = primitive_energies(p, cfg) / 16e3     # calibrated (saturation-corrected) channel energies
         ecal = np.bincount(window[sub == b"ecal"], weights=e_gev[sub == b"ecal"], minlength=N_EVENTS)
         big = truth["e_ecal_gev"] > 5.0
-        assert big.sum() >= N_EVENTS // 2
-        ratio = ecal[big] / truth["e_ecal_gev"][big]
-        assert (np.abs(ratio - 1.0) < 0.05).all(), ratio   # measured 0.989 +- 0.006 (56 events, seed 7)
+        alone = big & (truth["n_pileup"] == 0)
+        assert alone.sum() >= N_EVENTS // 2
+        ratio = ecal[alone] / truth["e_ecal_gev"][alone]
+        # measured 0.9875 +- 0.0062 (895 events of `pokerdaq demo`, min 0.968, max 0.999)
+        assert (np.abs(ratio - 1.0) < 0.05).all(), ratio
+        # a piled-up particle can only add energy to the window
+        assert (ecal[big & ~alone] / truth["e_ecal_gev"][big & ~alone] > 0.95).all()
         srd_tag = trigger_windows(p, window, N_EVENTS, cfg)["conditions"] & ConditionBits.SRD != 0
         positron_sr = (truth["species"] == Species.POSITRON) & (truth["e_srd_mev"] > 3.0)
         assert positron_sr.sum() >= N_EVENTS // 2 and srd_tag[positron_sr].all()
