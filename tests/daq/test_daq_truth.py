@@ -203,3 +203,21 @@ def test_window_truth_matches_the_reference_across_blocks_and_gaps():
         window_truth(tl, ts, ts + 1, 64, 100.0)       # the reference tick outside its window
     with pytest.raises(ValueError, match="n_samples"):
         window_truth(tl, ts, ts, 0, 100.0)
+
+
+@pytest.mark.timeout(240)
+def test_full_stream_front_end_writes_the_same_truth(tmp_path):
+    cfg = physics_config()
+    cfg = cfg.replace(daq={"front_end": "physics-stream"})
+    n = 4
+    with daq_run(cfg, tmp_path, seed=SEED, max_events=n) as run:
+        assert run.wait(200) == "stopped", run.errors
+        s = run.summary()
+    assert s["errors"] == [] and s["events_written"] == n and s["spills"] == 1
+    with RunFile(s["files"][0]) as f:
+        ev, truth = f.events, f.truth
+        assert (ev["flags"] & EventFlags.SIMULATED != 0).all()
+        want = reference_truth(cfg, SEED, ev["timestamp"])
+        for name in TRUTH_DTYPE.names:
+            np.testing.assert_array_equal(truth[name], want[name], err_msg=name)
+        assert (truth["species"] != Species.NONE).any()

@@ -209,6 +209,7 @@ class WriterNode(Node):
             if self.writer is not None:
                 if self.batch:
                     self._write_batch()
+                self._write_scalers(final=True)   # the rows of the spills that ended are valid too
                 self._close()
         finally:
             if self.sock is not None:
