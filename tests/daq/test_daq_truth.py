@@ -221,3 +221,40 @@ def test_full_stream_front_end_writes_the_same_truth(tmp_path):
         for name in TRUTH_DTYPE.names:
             np.testing.assert_array_equal(truth[name], want[name], err_msg=name)
         assert (truth["species"] != Species.NONE).any()
+
+
+def test_trigger_cuts_at_spill_ends_change_no_decision_and_count_up_to_the_cut():
+    from pokerdaq.daq._physics import PhysicsTrigger
+    from pokerdaq.daq._wire import PRIMITIVE_DTYPE
+
+    cfg = load_config()
+    st = cfg.daq.slice_ticks
+    counters = cfg.channel_map.channels_of("beam_counters")
+    rng = np.random.default_rng(5)
+    # arrival ticks, never two within the 12 ns (3-tick) coincidence window
+    particles = 100 + np.cumsum(rng.integers(4, 900, 400))
+    prims = np.zeros(len(particles) * len(counters), PRIMITIVE_DTYPE)
+    prims["time"] = np.repeat(particles, len(counters)) * 64 + 40
+    prims["channel"] = np.tile(counters, len(particles))
+    prims["integral_net"] = 1000                      # ~2 MeV: above the beam-counter threshold
+    prims["peak"] = 300
+    whole, cut = PhysicsTrigger(cfg, SEED), PhysicsTrigger(cfg, SEED)
+    ends = [3 * st - 17, 5 * st + 1000, 5 * st + 5000, 9 * st]
+    got_whole, got_cut, counts = [], [], []
+    for k in range(14):
+        mine = prims[(prims["time"] >> 6) // st == k]
+        here = [e for e in ends if cut.decided_until(k - 1) < e <= cut.decided_until(k)]
+        a = whole.process_slice(k, mine, False)
+        b = cut.process_slice(k, mine, False, cuts=here)
+        assert len(b.cut_counts) == len(here)
+        got_whole.append(a.timestamps)
+        got_cut.append(b.timestamps)
+        counts += list(zip(here, b.cut_counts))
+    # the same decisions, whatever the cuts
+    np.testing.assert_array_equal(np.concatenate(got_whole), np.concatenate(got_cut))
+    assert [e for e, _ in counts] == ends
+    # at each cut: every beam coincidence with reference tick below it, and no other
+    for end, c in counts:
+        assert c.beam_coincidences == int((particles < end).sum())
+    assert whole.scaler_counts() == cut.scaler_counts()
+    assert whole.scaler_counts().beam_coincidences == len(particles)
