@@ -60,6 +60,7 @@ class WriterNode(Node):
         self.spill_events: dict[int, list[int]] = collections.defaultdict(lambda: [0, 0])  # built, incomplete
         self.last_event: int = -1
         self.scaler_rows = 0
+        self.bad_scaler_messages = 0
         self.scaler_totals = collections.Counter()
         # emulator truth (module docstring)
         self.truth = None
@@ -101,7 +102,7 @@ class WriterNode(Node):
                 self.end_info = json.loads(frames[1])
                 break
             if frames[0] == b"SCALERS" and len(frames) == 2:
-                self.pending_rows.append(json.loads(frames[1]))
+                self._on_scaler_row(frames[1])
                 continue
             if frames[0] != b"EV" or len(frames) != 4:
                 raise NodeError("malformed message from the event builder")
@@ -141,6 +142,22 @@ class WriterNode(Node):
             time.sleep(self.cfg.daq.writer_delay_s)  # test-only slow-disk emulation (daq.writer_delay_s)
         self.last_write = time.monotonic()
         self.write_seconds += time.perf_counter() - t0
+
+    _ROW_KEYS = ("spill", "start_timestamp", "stop_timestamp", "beam_counts", "triggers_raw", "triggers_accepted",
+                 "busy_ticks", "trigger_bits", "first_event", "end_event")
+
+    def _on_scaler_row(self, body: bytes) -> None:
+        """A spill row of the trigger processor: kept until its events have gone by; a malformed one is counted."""
+        try:
+            row = json.loads(body)
+            ok = (isinstance(row, dict) and all(isinstance(row.get(k), int) for k in self._ROW_KEYS if k != "trigger_bits")
+                  and isinstance(row.get("trigger_bits"), list))
+        except ValueError:
+            ok = False
+        if not ok:
+            self.bad_scaler_messages += 1
+            return
+        self.pending_rows.append(row)
 
     def _count_spill_events(self, headers: np.ndarray) -> None:
         from pokerdaq.io._records import EventFlags
@@ -195,6 +212,7 @@ class WriterNode(Node):
             "current_file": str(self.writer.part_path) if self.writer is not None else None,
             "closed": self.writer is None and bool(self.files),
             "scaler_rows": self.scaler_rows,
+            "bad_scaler_messages": self.bad_scaler_messages,
             "scaler_totals": dict(self.scaler_totals),
             "truth_rows": self.events_written if self.truth is not None else 0,
             "truth_matched": self.truth_matched,
