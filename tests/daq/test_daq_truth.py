@@ -5,17 +5,22 @@ beam time line, and against the data (ECAL energy, SRD tag, empty windows); the 
 against the file's events and the run summary.
 """
 
+import json
+
 import numpy as np
 import pytest
+import zmq
 
 from pokerdaq.config import load_config
+from pokerdaq.daq._wire import TRIGGER_DTYPE, TRIGGER_MAGIC, SliceFlags, encode_slice
 from pokerdaq.io import EventFlags, RunFile
 from pokerdaq.sim import NO_PARTICLE_EVENT, TRUTH_DTYPE, Species, build_tables, window_truth
 from pokerdaq.sim._beam import BLOCK_SAMPLES, BeamTimeline
 from pokerdaq.trigger import ConditionBits, TriggerBits, primitive_energies, trigger_windows
 from pokerdaq.trigger._chain import stream_config
 
-from _daqhelpers import FAST, daq_run
+from _daqhelpers import FAST, daq_run, fast_config, poll_until, status
+from test_daq_builder import N_EVENTS as N, _good_fragments, _records
 
 SEED = 7
 N_EVENTS = 48
@@ -163,7 +168,6 @@ def test_physics_run_truth_of_every_event_and_spill_scalers(tmp_path):
 
 @pytest.mark.timeout(240)
 def test_synthetic_run_spills_tile_the_run(tmp_path):
-    from _daqhelpers import fast_config
     # random triggers every 30,011 ticks: they fall at every phase of the 125,000-tick spills
     cfg = fast_config(synthetic={"random_period_ticks": 30011}).replace(beam=SHORT_SPILLS)
     n_events = 400
@@ -258,3 +262,46 @@ def test_trigger_cuts_at_spill_ends_change_no_decision_and_count_up_to_the_cut()
         assert c.beam_coincidences == int((particles < end).sum())
     assert whole.scaler_counts() == cut.scaler_counts()
     assert whole.scaler_counts().beam_coincidences == len(particles)
+
+
+@pytest.mark.timeout(90)
+def test_writer_holds_a_spill_row_until_its_events_and_counts_malformed_rows(tmp_path):
+    cfg = fast_config()
+    rec = _records(cfg)
+    frags = _good_fragments(cfg, rec)
+    row = {"spill": 0, "start_timestamp": 0, "stop_timestamp": 5000, "beam_counts": 7, "triggers_raw": N + 2,
+           "triggers_accepted": N, "busy_ticks": 3, "trigger_bits": [N] + [0] * 31, "first_event": 0,
+           "end_event": N, "final": True}
+    ctx = zmq.Context()
+    tp, peer = ctx.socket(zmq.PUSH), ctx.socket(zmq.PUSH)
+    try:
+        with daq_run(cfg, tmp_path, only=("builder", "writer")) as run:
+            for s in (tp, peer):
+                s.setsockopt(zmq.LINGER, 5000)
+            tp.connect(run.endpoints["trigger_records"])
+            peer.connect(run.endpoints["fragments"])
+            head = dict(board_id=0xFFFF, run_number=cfg.run.run_number)
+            tp.send_multipart(encode_slice(TRIGGER_MAGIC, **head, flags=int(SliceFlags.RECORDS), slice_index=0,
+                                           records=rec))
+            tp.send_multipart([b"SCALERS", b"{not json"])                          # malformed: counted
+            tp.send_multipart([b"SCALERS", json.dumps({**row, "spill": "zero"}).encode()])   # wrong type
+            tp.send_multipart([b"SCALERS", json.dumps(row).encode()])              # before any fragment
+            poll_until(run, lambda: status(run, "builder").get("scaler_rows", 0) >= 3, 30, "the rows to pass")
+            for (ev, b), (buf, _) in sorted(frags.items()):
+                peer.send(buf)
+            tp.send_multipart(encode_slice(TRIGGER_MAGIC, **head, flags=int(SliceFlags.END_OF_RUN | SliceFlags.RECORDS),
+                                           slice_index=N, records=np.zeros(0, TRIGGER_DTYPE)))
+            run.stop()
+            assert run.wait(30) == "stopped", run.errors
+            writer = run.stats["writer"]
+    finally:
+        tp.close(0)
+        peer.close(0)
+        ctx.term()
+    assert writer["bad_scaler_messages"] == 2 and writer["scaler_rows"] == 1
+    with RunFile(writer["files"][0]) as f:
+        [got] = f.scalers
+        assert len(f) == N
+        # the row came before its events, and was written after them, with them counted
+        assert got["events_built"] == N and got["events_incomplete"] == 0 and got["events_dropped"] == 0
+        assert (got["beam_counts"], got["triggers_raw"], got["busy_ticks"], got["trigger_bits"][0]) == (7, N + 2, 3, N)
