@@ -46,6 +46,9 @@ def test_killed_board_process_flags_its_events_incomplete(tmp_path):
         # once the boards are marked dead every event lacks exactly them (no event waits for them)
         assert (missing[-100:] == killed_mask).all()
         assert s["events_incomplete"] == int(incomplete.sum())
+        # the run's one (partial) spill row counts the same
+        [row] = f.scalers
+        assert row["events_built"] == n and row["events_incomplete"] == incomplete.sum() and row["events_dropped"] == 0
         # the boards still alive delivered the right samples, the dead ones none
         batch = f.read(first_bad - 5, first_bad + 50)
         for h, smp in zip(batch.headers, batch.samples):
@@ -78,6 +81,10 @@ def test_slow_writer_backpressure_reaches_the_trigger(tmp_path):
     assert s["events_timed_out"] == 0 and s["events_evicted_incomplete"] == 0
     with RunFile(s["files"][0]) as f:
         assert len(f) == n and (f.events["flags"] == 0).all()
+        # the spill row holds the busy time and the triggers lost to it
+        [row] = f.scalers
+        assert row["busy_ticks"] == s["busy_ticks"] and row["triggers_accepted"] == n
+        assert row["triggers_raw"] == s["triggers_raw"] > n
 
 
 @pytest.mark.timeout(120)

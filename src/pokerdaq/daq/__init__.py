@@ -11,7 +11,7 @@ driven by run control; the physics behind them comes through two interfaces
 ...     print(run.summary()["events_written"])
 """
 
-from ._interfaces import FrontEndLogic, SliceOutput, TriggerLogic, TriggerOutput, TypeCounters
+from ._interfaces import FrontEndLogic, ScalerCounts, SliceOutput, TriggerLogic, TriggerOutput, TypeCounters
 from ._monitor import read_monitor
 from ._runcontrol import DaqRun, RunControlError
 from ._wire import Fragment, FragmentError, Reason, decode_fragment, encode_fragment
@@ -25,6 +25,7 @@ __all__ = [
     "RunControlError",
     "SliceOutput",
     "TriggerLogic",
+    "ScalerCounts",
     "TriggerOutput",
     "TypeCounters",
     "decode_fragment",

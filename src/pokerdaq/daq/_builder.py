@@ -93,6 +93,7 @@ class EventBuilderNode(Node):
         self.total: int | None = None       # events issued, known from the end-of-run record
         self.end_time: float | None = None
         self.trigger_scalers: dict | None = None
+        self.scalers_queued = 0             # spill scaler rows in self.out (not events)
         self._next_expire = 0.0
         self.rejected = collections.Counter()
         self.counters = collections.Counter()
@@ -120,7 +121,7 @@ class EventBuilderNode(Node):
 
     @property
     def in_flight(self) -> int:
-        return len(self.data_events) + len(self.out)
+        return len(self.data_events) + len(self.out) - self.scalers_queued   # events only
 
     @property
     def n_records_only(self) -> int:
@@ -260,10 +261,10 @@ class EventBuilderNode(Node):
 
     def _on_records(self, frames) -> None:
         if len(frames) == 2 and frames[0] == b"SCALERS":
-            try:
-                self.trigger_scalers = json.loads(frames[1])
-            except ValueError:
-                self.counters["bad_trigger_record_messages"] += 1
+            # a spill's scaler row: on to the writer, which completes it from the spill's events
+            self.out.append(frames)
+            self.scalers_queued += 1
+            self.counters["scaler_rows"] += 1
             return
         try:
             head, records = decode_slice(frames, TRIGGER_MAGIC, TRIGGER_DTYPE)
@@ -417,8 +418,10 @@ class EventBuilderNode(Node):
                 self.push.send_multipart(self.out[0], zmq.NOBLOCK, copy=False)
             except zmq.Again:
                 return sent
-            self.out.popleft()
-            self.counters["events_sent"] += 1
+            if self.out.popleft()[0] == b"SCALERS":
+                self.scalers_queued -= 1
+            else:
+                self.counters["events_sent"] += 1
             sent = True
         return sent
 

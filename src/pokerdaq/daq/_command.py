@@ -104,6 +104,11 @@ def print_summary(s: dict[str, Any], console=None) -> None:
                   f"lost: {ty['lost_dead_time']} dead time, {ty['lost_busy']} busy")
     live = s["live_fraction"]
     t.add_row("live time", "n/a" if live is None else f"{100 * live:.2f} % of {s['beam_time_s'] * 1e3:.2f} ms beam time")
+    if s.get("spills"):
+        t.add_row("spills (/scalers rows)", f"{s['spills']}, {s['beam_counts']} beam coincidences, "
+                                            f"{s['triggers_raw']} raw triggers")
+    if s.get("truth_rows"):
+        t.add_row("emulator truth", f"{s['truth_rows']} rows, {s['truth_matched']} with a beam particle in the window")
     t.add_row("builder events in flight (max / limit)", f"{s['max_in_flight']} / {s['in_flight_limit']}")
     if s["dead_boards"]:
         t.add_row("boards marked dead", ", ".join(f"{b} ({why})" for b, why in s["dead_boards"].items()))

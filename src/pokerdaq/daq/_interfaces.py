@@ -22,6 +22,7 @@ configuration, the board number and the run seed only, so they need not be pickl
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
@@ -60,6 +61,22 @@ class TypeCounters:
     lost_busy: int = 0       # ... but the DAQ was busy (a board's queue above its busy mark)
 
 
+@dataclass(slots=True, frozen=True)
+class ScalerCounts:
+    """Running totals of the trigger scalers kept per spill (``/scalers`` rows), from the run start.
+
+    ``beam_coincidences``: beam-counter coincidences (physics: beam candidates, the raw BEAM
+    scaler of docs/firmware-spec.md 2.12; synthetic: multiplicity coincidences);
+    ``attempts``: trigger candidates that passed a prescaler (= accepted + lost to dead time +
+    lost to busy, one per candidate whatever its number of types); ``busy_ticks``: ticks
+    during which busy vetoed triggers.
+    """
+
+    beam_coincidences: int = 0
+    attempts: int = 0
+    busy_ticks: int = 0
+
+
 @dataclass(slots=True)
 class TriggerOutput:
     """Accepted triggers of one slice: (n,) arrays, in time order."""
@@ -69,6 +86,8 @@ class TriggerOutput:
     busy_ticks: int = 0              # ticks of this slice lost to busy
     dead_ticks: int = 0              # ticks of this slice inside the dead time
     extra: dict = field(default_factory=dict)
+    cut_counts: list[ScalerCounts] = field(default_factory=list)
+    """:class:`ScalerCounts` at each of the ``cuts`` passed to ``process_slice`` (same order)."""
 
 
 @runtime_checkable
@@ -114,7 +133,20 @@ class TriggerLogic(Protocol):
     trigger_names: tuple[str, ...]
     """Name of each trigger-word bit, bit 0 first."""
 
-    def process_slice(self, slice_index: int, primitives: np.ndarray, busy: bool) -> TriggerOutput:
+    def decided_until(self, slice_index: int) -> int:
+        """The tick below which every candidate is decided once slice ``slice_index`` is processed.
+
+        Candidates are ordered by their timestamp (the event timestamp: the reference tick);
+        the value never decreases with ``slice_index``.
+        """
+        ...
+
+    def scaler_counts(self) -> ScalerCounts:
+        """Running scaler totals over every candidate decided so far."""
+        ...
+
+    def process_slice(self, slice_index: int, primitives: np.ndarray, busy: bool,
+                      cuts: Sequence[int] = ()) -> TriggerOutput:
         """Accepted triggers of one slice.
 
         Parameters
@@ -127,6 +159,10 @@ class TriggerLogic(Protocol):
         busy
             True when any live board reported busy for this slice: every candidate of the
             slice is lost to busy (counted in ``lost_busy``) and ``busy_ticks`` is the slice.
+        cuts
+            Increasing ticks in ``(decided_until(slice_index - 1), decided_until(slice_index)]``
+            (spill ends): ``cut_counts[i]`` are the running scaler totals over the candidates
+            with timestamp below ``cuts[i]``, and the busy ticks up to it.
 
         Returns
         -------

@@ -23,7 +23,7 @@ import numpy as np
 
 from pokerdaq.config import Config
 
-from ._interfaces import SliceOutput, TriggerOutput, TypeCounters
+from ._interfaces import ScalerCounts, SliceOutput, TriggerOutput, TypeCounters
 from ._wire import PRIMITIVE_DTYPE
 
 
@@ -90,10 +90,14 @@ class PhysicsTrigger:
     def __init__(self, cfg: Config, seed: int) -> None:
         from pokerdaq.dsp._records import PULSE_DTYPE
         from pokerdaq.trigger import TriggerBits, TriggerModel
+        from pokerdaq.trigger._registers import P_LAT
 
         self.cfg = cfg
         self._model = TriggerModel(cfg, seed=seed)
         self.trigger_names = tuple(TriggerBits.NAMES)
+        self._beam_type = self.trigger_names.index("beam")
+        # a candidate with reference tick r is decided at its issue tick r + LATENCY
+        self._latency = int(self._model.registers[P_LAT])
         self._ticks = cfg.daq.slice_ticks
         self._pulse_dtype = PULSE_DTYPE
         self._busy_before = 0
@@ -110,20 +114,38 @@ class PhysicsTrigger:
         scratch.process(particle, 3 * self._ticks)
         scratch.finish()
 
-    def process_slice(self, slice_index: int, primitives: np.ndarray, busy: bool) -> TriggerOutput:
+    def decided_until(self, slice_index: int) -> int:
+        # the model runs to issue tick k * slice_ticks: reference ticks below that - LATENCY are decided
+        return max(max(slice_index, 0) * self._ticks - self._latency, 0)
+
+    def scaler_counts(self) -> ScalerCounts:
+        c = self._model.counters
+        # every beam candidate has the BEAM condition (spec 2.5/2.6): the raw BEAM scaler counts them
+        return ScalerCounts(int(c.raw[self._beam_type]), c.attempts, c.busy_ticks)
+
+    def process_slice(self, slice_index: int, primitives: np.ndarray, busy: bool, cuts=()) -> TriggerOutput:
         records = np.zeros(len(primitives), dtype=self._pulse_dtype)
         for name in ("time", "integral_net", "channel", "peak", "quality"):
             records[name] = primitives[name]
         # one slice behind: every pulse of slice k - 1 has been reported by the end of slice k
         end = max(slice_index, 0) * self._ticks
-        trig = self._model.process(records, end, busy=bool(busy))
+        # the model stops at each cut (issue tick cut + LATENCY: the candidates with reference
+        # tick below the cut) to read its scalers there; the decisions do not depend on how
+        # the stream is cut into calls (docs/firmware-spec.md 2.13)
+        parts, cut_counts = [], []
+        for cut in cuts:
+            parts.append(self._model.process(records, int(cut) + self._latency, busy=bool(busy)))
+            records = records[:0]
+            cut_counts.append(self.scaler_counts())
+        parts.append(self._model.process(records, end, busy=bool(busy)))
+        trig = np.concatenate(parts) if len(parts) > 1 else parts[0]
         c = self._model.counters
         busy_ticks, self._busy_before = c.busy_ticks - self._busy_before, c.busy_ticks
         dead_ticks, self._dead_before = c.dead_ticks - self._dead_before, c.dead_ticks
         # the event timestamp is the trigger reference time (the particle), not the issue tick
         # (reference + latency): the readout window is cut around it
         return TriggerOutput((trig["ref_time"] >> 6).astype(np.uint64), trig["trigger_word"].astype(np.uint32),
-                             busy_ticks=busy_ticks, dead_ticks=dead_ticks)
+                             busy_ticks=busy_ticks, dead_ticks=dead_ticks, cut_counts=cut_counts)
 
     def counters(self) -> dict[str, TypeCounters]:
         c = self._model.counters

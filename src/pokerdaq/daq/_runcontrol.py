@@ -427,6 +427,15 @@ class DaqRun:
             "files": writer.get("files", []),
             "event_rate_hz": writer.get("events_written", 0) / wall if wall else 0.0,
             "histograms": build.get("histograms", {}),
+            # per-spill /scalers rows: how many, their sums (equal to the run totals above) and
+            # the tick up to which the trigger decided (the rows tile [0, decided_ticks))
+            "spills": writer.get("scaler_rows", 0),
+            "scaler_totals": writer.get("scaler_totals", {}),
+            "decided_ticks": trig.get("decided_ticks", 0),
+            "beam_counts": trig.get("scaler_totals", {}).get("beam_counts", 0),
+            "triggers_raw": trig.get("scaler_totals", {}).get("triggers_raw", 0),
+            "truth_rows": writer.get("truth_rows", 0),
+            "truth_matched": writer.get("truth_matched", 0),
             "cpu_s": {n: st.get("cpu_s", 0.0) for n, st in self.stats.items()},
         }
 

@@ -6,7 +6,8 @@ pulse finder and the trigger model:
 
 * samples: a pedestal plus a fixed seeded noise table (read cyclically, shifted per
   channel), plus a fixed pulse shape for every synthetic "particle";
-* particles: per slice, a Poisson number (beam.rate_hz) at uniform random ticks, each hitting
+* particles: per slice, a Poisson number (beam.rate_hz) at uniform random ticks (kept only
+  inside the spills' on-time, beam.spill_length_s every beam.spill_period_s), each hitting
   ``daq.synthetic.hit_boards`` distinct boards on one random input each. Every board draws
   the same particles from ``SeedSequence([seed, slice])`` and keeps its own hits, so the
   boards agree without talking to each other;
@@ -26,7 +27,7 @@ import numpy as np
 from pokerdaq.config import Config
 from pokerdaq.dsp._records import PULSE_DTYPE
 
-from ._interfaces import SliceOutput, TriggerOutput, TypeCounters
+from ._interfaces import ScalerCounts, SliceOutput, TriggerOutput, TypeCounters
 from ._wire import PRIMITIVE_DTYPE
 
 PEDESTAL = 400
@@ -71,7 +72,10 @@ def slice_particles(cfg: Config, seed: int, slice_index: int, layout: list[np.nd
     out["board"] = boards.ravel()
     out["channel"] = [layout[b][i] for b, i in zip(boards.ravel().tolist(), inputs.ravel().tolist())]
     out["amplitude"] = amps.ravel()
-    return out
+    # beam only inside the spills (drawn as above, then cut: the same particles in every spill)
+    period_ns, length_ns = cfg.beam.spill_period_s * 1e9, cfg.beam.spill_length_s * 1e9
+    on = np.fmod(times * cfg.digitizer.sample_ns, period_ns) < length_ns
+    return out[np.repeat(on, hits)]
 
 
 def synthetic_samples(cfg: Config, seed: int, board: int, first_tick: int, n_ticks: int,
@@ -188,6 +192,9 @@ class SyntheticTrigger:
         self._dead = int(round(cfg.trigger.dead_time_ns * cfg.digitizer.sampling_rate_hz / 1e9))
         self._last_accept = -(1 << 62)
         self._counters = {name: TypeCounters() for name in TRIGGER_NAMES}
+        self._coincidences = 0   # multiplicity coincidences (the synthetic "beam counter")
+        self._attempts = 0       # candidates (no prescalers here: every one is an attempt)
+        self._busy_ticks = 0
 
     def candidates(self, slice_index: int, primitives: np.ndarray) -> list[tuple[int, int]]:
         """(timestamp, trigger word) of every condition that fired in this slice, time ordered."""
@@ -218,12 +225,30 @@ class SyntheticTrigger:
                 merged.append((t, w))
         return merged
 
-    def process_slice(self, slice_index: int, primitives: np.ndarray, busy: bool) -> TriggerOutput:
+    def decided_until(self, slice_index: int) -> int:
+        # the candidates of slice k are decided with slice k
+        return (max(slice_index, -1) + 1) * self.cfg.daq.slice_ticks
+
+    def scaler_counts(self) -> ScalerCounts:
+        return ScalerCounts(self._coincidences, self._attempts, self._busy_ticks)
+
+    def process_slice(self, slice_index: int, primitives: np.ndarray, busy: bool, cuts=()) -> TriggerOutput:
         st = self.cfg.daq.slice_ticks
         ts, words = [], []
         dead_ticks = 0
-        for t, w in self.candidates(slice_index, primitives):
+        cut_counts = []
+        pending = [int(c) for c in cuts]
+        t_slice = slice_index * st
+        for t, w in self.candidates(slice_index, primitives) + [(None, 0)]:
+            while pending and (t is None or t >= pending[0]):   # scalers up to each cut
+                self._busy_ticks += (pending[0] - t_slice) if busy else 0
+                t_slice = pending.pop(0)
+                cut_counts.append(self.scaler_counts())
+            if t is None:
+                break
             bits = [n for b, n in enumerate(TRIGGER_NAMES) if w >> b & 1]
+            self._coincidences += w & 1
+            self._attempts += 1
             for n in bits:
                 self._counters[n].candidates += 1
             if busy:
@@ -239,8 +264,9 @@ class SyntheticTrigger:
                 dead_ticks += self._dead
                 for n in bits:
                     self._counters[n].accepted += 1
+        self._busy_ticks += ((slice_index + 1) * st - t_slice) if busy else 0
         return TriggerOutput(np.array(ts, dtype=np.uint64), np.array(words, dtype=np.uint32),
-                             busy_ticks=st if busy else 0, dead_ticks=dead_ticks)
+                             busy_ticks=st if busy else 0, dead_ticks=dead_ticks, cut_counts=cut_counts)
 
     def counters(self) -> dict[str, TypeCounters]:
         return {k: TypeCounters(v.candidates, v.accepted, v.lost_dead_time, v.lost_busy)

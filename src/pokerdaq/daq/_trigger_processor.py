@@ -10,6 +10,16 @@ Slice ``k`` is decided when every live board has sent slice ``k``. A board that 
 nothing for ``daq.board_timeout_s`` while the trigger processor waits for it is marked dead:
 the run goes on without it, and every later trigger record carries it in ``dead_boards``,
 so the builder flags those events INCOMPLETE at once instead of waiting for its time-out.
+
+Per-spill scalers: spill ``m`` owns the event timestamps ``[m P, (m + 1) P)``, ``P`` =
+``round(beam.spill_period_s x sampling rate)`` ticks (its on-time and the following
+off-time, so the spills tile the run). When the decided time (``TriggerLogic.decided_until``)
+passes a spill end, the logic reads its scalers at that tick and a ``SCALERS`` message (one
+JSON row: spill, start/stop, beam counts, raw and accepted triggers, busy ticks, trigger bits,
+the event numbers ``[first_event, end_event)`` of the spill) goes to the builder, which
+forwards it to the writer; the writer adds the spill's built / incomplete / dropped events
+and writes the ``/scalers`` row. At the end of the run a last row covers the spill in
+progress up to the decided time (``final``: true).
 """
 
 from __future__ import annotations
@@ -23,6 +33,7 @@ import numpy as np
 import zmq
 
 from ._factory import make_trigger_logic
+from ._interfaces import ScalerCounts
 from ._node import Node
 from ._wire import (
     PRIMITIVE_DTYPE,
@@ -61,6 +72,14 @@ class TriggerProcessorNode(Node):
         self.dead_ticks = 0
         self.router: zmq.Socket | None = None
         self.push: zmq.Socket | None = None
+        # per-spill scalers (module docstring)
+        self.spill_ticks = max(1, int(round(cfg.beam.spill_period_s * cfg.digitizer.sampling_rate_hz)))
+        self.decided = 0                  # every candidate with timestamp below this is decided
+        self.spill = 0
+        self.spill_base = ScalerCounts()  # running totals at the start of the spill
+        self.spill_first_event = 0
+        self.spill_bits = [0] * 32
+        self.spill_rows = 0
 
     def bind(self) -> dict[str, str]:
         self.router = self.socket(zmq.ROUTER)
@@ -157,7 +176,10 @@ class TriggerProcessorNode(Node):
         got = self.pending.pop(k)
         prims = [got[b][0] for b in sorted(self.live) if b in got]
         busy = any(got[b][1] for b in self.live if b in got)
-        out = self.logic.process_slice(k, np.concatenate(prims) if prims else np.zeros(0, PRIMITIVE_DTYPE), busy)
+        decided = self.logic.decided_until(k)
+        ends = list(range((self.spill + 1) * self.spill_ticks, decided + 1, self.spill_ticks))
+        out = self.logic.process_slice(k, np.concatenate(prims) if prims else np.zeros(0, PRIMITIVE_DTYPE), busy,
+                                       cuts=ends)
         n = len(out.timestamps)
         if self.max_events is not None:
             n = min(n, int(self.max_events) - self.next_event)
@@ -167,9 +189,21 @@ class TriggerProcessorNode(Node):
         trig["timestamp"] = out.timestamps[:n]
         trig["trigger_word"] = out.trigger_words[:n]
         trig["dead_boards"] = self.dead_mask
+        first_event = self.next_event
         self.next_event += n
         for bit in range(32):
             self.accepted_bits[bit] += int(((trig["trigger_word"] >> bit) & 1).sum())
+        # the spills that ended in this slice: their triggers, then their scaler rows
+        ts = trig["timestamp"]
+        done = 0
+        rows = []
+        for end, counts in zip(ends, out.cut_counts):
+            upto = int(np.searchsorted(ts, np.uint64(end), side="left"))
+            self._spill_bits(trig["trigger_word"][done:upto])
+            done = upto
+            rows.append(self._spill_row(end, counts, first_event + upto))
+        self._spill_bits(trig["trigger_word"][done:])
+        self.decided = decided
         self.busy_ticks += out.busy_ticks
         self.dead_ticks += out.dead_ticks
         self.counters["slices"] += 1
@@ -181,10 +215,36 @@ class TriggerProcessorNode(Node):
             rec = encode_slice(TRIGGER_MAGIC, board_id=TP_ID, run_number=self.run_number,
                                flags=int(SliceFlags.RECORDS), slice_index=k, records=trig)
             self.send_with_deadline(self.push, rec, "trigger records to the event builder")
+        for row in rows:
+            self._send_scalers(row)
         self.next_slice = k + 1
         self.slice_wait_start = time.monotonic()
         if self.max_events is not None and self.next_event >= int(self.max_events):
             self._end()
+
+    def _spill_bits(self, words: np.ndarray) -> None:
+        for bit in range(32):
+            self.spill_bits[bit] += int(((words >> np.uint32(bit)) & np.uint32(1)).sum())
+
+    def _spill_row(self, stop: int, counts: ScalerCounts, end_event: int, final: bool = False) -> dict:
+        """Close the spill in progress at tick ``stop`` (its events: numbers below ``end_event``)."""
+        base = self.spill_base
+        row = {"spill": self.spill, "start_timestamp": self.spill * self.spill_ticks, "stop_timestamp": int(stop),
+               "beam_counts": counts.beam_coincidences - base.beam_coincidences,
+               "triggers_raw": counts.attempts - base.attempts,
+               "triggers_accepted": end_event - self.spill_first_event,
+               "busy_ticks": counts.busy_ticks - base.busy_ticks,
+               "trigger_bits": self.spill_bits, "first_event": self.spill_first_event, "end_event": end_event,
+               "final": final}
+        self.spill += 1
+        self.spill_base = counts
+        self.spill_first_event = end_event
+        self.spill_bits = [0] * 32
+        return row
+
+    def _send_scalers(self, row: dict) -> None:
+        self.send_with_deadline(self.push, [b"SCALERS", json.dumps(row).encode()], "scalers to the event builder")
+        self.spill_rows += 1
 
     def _to_boards(self, msg: list[bytes]) -> None:
         for b in sorted(self.live):
@@ -211,11 +271,10 @@ class TriggerProcessorNode(Node):
         fin = encode_slice(TRIGGER_MAGIC, board_id=TP_ID, run_number=self.run_number,
                            flags=int(SliceFlags.END_OF_RUN | SliceFlags.RECORDS), slice_index=self.next_event,
                            records=np.zeros(0, TRIGGER_DTYPE))
-        # the run's trigger scalers travel down the chain to the writer (one /scalers row)
-        scalers = {"ticks": self.next_slice * self.cfg.daq.slice_ticks, "busy_ticks": self.busy_ticks,
-                   "accepted": self.next_event, "trigger_bits": self.accepted_bits,
-                   "candidates": sum(c.candidates for c in self.logic.counters().values())}
-        self.send_with_deadline(self.push, [b"SCALERS", json.dumps(scalers).encode()], "scalers to the event builder")
+        # the last (partial) spill row: the spill in progress up to the decided time; a run
+        # always has at least one row
+        if self.decided > self.spill * self.spill_ticks or self.spill_rows == 0:
+            self._send_scalers(self._spill_row(self.decided, self.logic.scaler_counts(), self.next_event, final=True))
         self.send_with_deadline(self.push, fin, "end of run to the event builder")
         self.notify_drained()
 
@@ -223,6 +282,7 @@ class TriggerProcessorNode(Node):
         st = self.cfg.daq.slice_ticks
         total_ticks = self.next_slice * st
         counters = self.logic.counters()
+        counts = self.logic.scaler_counts()
         names = list(getattr(self.logic, "trigger_names", ()))
         types = {}
         for bit, name in enumerate(names):
@@ -237,6 +297,9 @@ class TriggerProcessorNode(Node):
             **dict(self.counters),
             "events_issued": self.next_event,
             "slices_decided": self.next_slice,
+            "decided_ticks": self.decided,
+            "spill_rows": self.spill_rows,
+            "scaler_totals": {"beam_counts": counts.beam_coincidences, "triggers_raw": counts.attempts},
             "ticks": total_ticks,
             "busy_ticks": self.busy_ticks,
             "dead_ticks": self.dead_ticks,

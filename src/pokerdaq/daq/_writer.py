@@ -5,10 +5,21 @@ appended in batches of ``daq.writer_batch_events`` (or after 0.2 s). The end-of-
 of the builder closes the file: ``NAME.part`` is renamed to ``NAME`` with
 ``closed_cleanly`` set. ``daq.writer_delay_s`` adds an artificial delay per batch: a slow
 disk, for the backpressure tests only.
+
+Emulator truth: in a run whose front end is the emulator (``daq.front_end`` ``"physics"`` or
+``"physics-stream"``) every event gets the ``SIMULATED`` flag and a ``/truth`` row, computed
+here, in one place, by :func:`pokerdaq.sim.window_truth` from the run's beam time line (the
+boards' emulator configuration and seed) and the event's readout window (matching rule:
+docs/hdf5-layout.md, "Truth of DAQ runs").
+
+Per-spill scalers: the trigger processor's ``SCALERS`` rows (forwarded by the builder) are
+completed with the spill's events as they pass (built, INCOMPLETE, dropped = issued but
+never received) and written once every event of the spill has gone by, in spill order.
 """
 
 from __future__ import annotations
 
+import collections
 import json
 import time
 from pathlib import Path
@@ -43,6 +54,23 @@ class WriterNode(Node):
         self.end_info: dict | None = None
         self.sock: zmq.Socket | None = None
         self.write_seconds = 0.0
+        # per-spill scalers: rows waiting for their events, and event counts per spill
+        self.spill_ticks = max(1, int(round(cfg.beam.spill_period_s * cfg.digitizer.sampling_rate_hz)))
+        self.pending_rows: collections.deque = collections.deque()
+        self.spill_events: dict[int, list[int]] = collections.defaultdict(lambda: [0, 0])  # built, incomplete
+        self.last_event: int = -1
+        self.scaler_rows = 0
+        self.bad_scaler_messages = 0
+        self.scaler_totals = collections.Counter()
+        # emulator truth (module docstring)
+        self.truth = None
+        if cfg.daq.front_end in ("physics", "physics-stream"):
+            from pokerdaq.sim import build_tables
+            from pokerdaq.sim._beam import BeamTimeline
+            from pokerdaq.trigger._chain import stream_config
+            scfg = stream_config(cfg)   # what the boards' emulator runs with
+            self.truth = (BeamTimeline(scfg, int(params["seed"])), build_tables(scfg).lookback_ns)
+        self.truth_matched = 0
 
     def bind(self) -> dict[str, str]:
         self.sock = self.socket(zmq.PULL, hwm=max(2, self.cfg.daq.hwm // 4))
@@ -73,14 +101,17 @@ class WriterNode(Node):
             if frames[0] == b"END":
                 self.end_info = json.loads(frames[1])
                 break
+            if frames[0] == b"SCALERS" and len(frames) == 2:
+                self._on_scaler_row(frames[1])
+                continue
             if frames[0] != b"EV" or len(frames) != 4:
                 raise NodeError("malformed message from the event builder")
             self.batch.append((np.frombuffer(frames[1], dtype=self.EVENT_DTYPE), frames[2], frames[3]))
         if self.batch and (len(self.batch) >= self.cfg.daq.writer_batch_events or self.end_info is not None
                            or time.monotonic() - self.last_write > FLUSH_INTERVAL_S):
             self._write_batch()
+        self._write_scalers(final=self.end_info is not None)
         if self.end_info is not None:
-            self._write_scalers()
             self._close()
             self.notify_drained()
         return got > 0
@@ -91,7 +122,17 @@ class WriterNode(Node):
         samples = np.frombuffer(b"".join(s for _, s, _ in self.batch), dtype=np.uint16)
         samples = samples.reshape(len(self.batch), self.n_channels, self.window)
         pulses = np.frombuffer(b"".join(p for _, _, p in self.batch), dtype=PULSE_DTYPE)
-        self.writer.write_events(headers, samples, pulses)
+        truth = None
+        if self.truth is not None:
+            from pokerdaq.io._records import EventFlags
+            from pokerdaq.sim import window_truth
+            timeline, lookback_ns = self.truth
+            ref = headers["timestamp"].astype(np.int64)
+            truth = window_truth(timeline, ref, ref - self.cfg.digitizer.pretrigger_samples, self.window, lookback_ns)
+            headers["flags"] |= np.uint32(EventFlags.SIMULATED)
+            self.truth_matched += int((truth["species"] >= 0).sum())
+        self.writer.write_events(headers, samples, pulses, truth)
+        self._count_spill_events(headers)
         self.events_written += len(headers)
         self.incomplete += int((headers["missing_boards"] != 0).sum())
         self.bytes_written += headers.nbytes + samples.nbytes + pulses.nbytes
@@ -102,25 +143,57 @@ class WriterNode(Node):
         self.last_write = time.monotonic()
         self.write_seconds += time.perf_counter() - t0
 
-    def _write_scalers(self) -> None:
-        """One /scalers row for the whole run (the DAQ does not follow spills yet)."""
-        from pokerdaq.io._records import SCALER_DTYPE
-        trig = (self.end_info or {}).get("trigger_scalers")
-        built = (self.end_info or {}).get("stats", {})
-        if not trig or self.writer is None:
+    _ROW_KEYS = ("spill", "start_timestamp", "stop_timestamp", "beam_counts", "triggers_raw", "triggers_accepted",
+                 "busy_ticks", "trigger_bits", "first_event", "end_event")
+
+    def _on_scaler_row(self, body: bytes) -> None:
+        """A spill row of the trigger processor: kept until its events have gone by; a malformed one is counted."""
+        try:
+            row = json.loads(body)
+            ok = (isinstance(row, dict) and all(isinstance(row.get(k), int) for k in self._ROW_KEYS if k != "trigger_bits")
+                  and isinstance(row.get("trigger_bits"), list))
+        except ValueError:
+            ok = False
+        if not ok:
+            self.bad_scaler_messages += 1
             return
-        row = np.zeros(1, dtype=SCALER_DTYPE)
-        row["spill"] = 0
-        row["start_timestamp"] = 0
-        row["stop_timestamp"] = trig["ticks"]
-        row["triggers_raw"] = trig["candidates"]      # summed over the trigger types
-        row["triggers_accepted"] = trig["accepted"]
-        row["events_built"] = built.get("events_built", 0)
-        row["events_incomplete"] = built.get("events_incomplete", 0)
-        row["events_dropped"] = 0          # the DAQ sheds no event (see docs/daq.md)
-        row["busy_ticks"] = trig["busy_ticks"]
-        row["trigger_bits"][0] = trig["trigger_bits"][:row["trigger_bits"].shape[1]]
-        self.writer.write_scalers(row)
+        self.pending_rows.append(row)
+
+    def _count_spill_events(self, headers: np.ndarray) -> None:
+        from pokerdaq.io._records import EventFlags
+        spills = headers["timestamp"] // np.uint64(self.spill_ticks)
+        incomplete = (headers["flags"] & np.uint32(EventFlags.INCOMPLETE)) != 0
+        for m in np.unique(spills).tolist():
+            here = spills == m
+            counts = self.spill_events[int(m)]
+            counts[0] += int(here.sum())
+            counts[1] += int(incomplete[here].sum())
+        self.last_event = int(headers["event_number"][-1])
+
+    def _write_scalers(self, final: bool = False) -> None:
+        """Write the spill rows whose events have all gone by (all of them at the end of the run)."""
+        from pokerdaq.io._records import SCALER_DTYPE
+        while self.pending_rows and self.writer is not None:
+            r = self.pending_rows[0]
+            if not final and self.last_event < int(r["end_event"]) - 1:
+                return   # events of this spill are still to come
+            self.pending_rows.popleft()
+            built, incomplete = self.spill_events.pop(int(r["spill"]), (0, 0))
+            row = np.zeros(1, dtype=SCALER_DTYPE)
+            for name in ("spill", "start_timestamp", "stop_timestamp", "beam_counts", "triggers_raw",
+                         "triggers_accepted", "busy_ticks"):
+                row[name] = r[name]
+            row["events_built"] = built
+            row["events_incomplete"] = incomplete
+            # issued (accepted) but never received: nothing is shed today (docs/daq.md), counted anyway
+            row["events_dropped"] = max(int(r["triggers_accepted"]) - built, 0)
+            row["trigger_bits"][0] = r["trigger_bits"][:row["trigger_bits"].shape[1]]
+            self.writer.write_scalers(row)
+            self.scaler_rows += 1
+            for name in ("beam_counts", "triggers_raw", "triggers_accepted", "busy_ticks", "events_built",
+                         "events_incomplete", "events_dropped"):
+                self.scaler_totals[name] += int(row[name][0])
+            self.scaler_totals["final_stop_timestamp"] = int(r["stop_timestamp"])
 
     def _close(self) -> None:
         if self.writer is not None:
@@ -138,6 +211,11 @@ class WriterNode(Node):
             "files": self.files,
             "current_file": str(self.writer.part_path) if self.writer is not None else None,
             "closed": self.writer is None and bool(self.files),
+            "scaler_rows": self.scaler_rows,
+            "bad_scaler_messages": self.bad_scaler_messages,
+            "scaler_totals": dict(self.scaler_totals),
+            "truth_rows": self.events_written if self.truth is not None else 0,
+            "truth_matched": self.truth_matched,
         }
 
     def close(self) -> None:
@@ -149,6 +227,7 @@ class WriterNode(Node):
             if self.writer is not None:
                 if self.batch:
                     self._write_batch()
+                self._write_scalers(final=True)   # the rows of the spills that ended are valid too
                 self._close()
         finally:
             if self.sock is not None:

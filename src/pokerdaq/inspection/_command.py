@@ -52,7 +52,11 @@ def run(args: argparse.Namespace) -> int:
             if key in f.attrs:
                 meta.add_row(key, str(f.attrs[key]))
         meta.add_row("beam", f"{cfg.beam.species} {cfg.beam.energy_gev:g} GeV")
-        meta.add_row("truth", "yes" if f.truth is not None else "no")
+        if f.truth is None:
+            meta.add_row("truth", "no")
+        else:   # DAQ runs: a window may hold no beam particle (species -1, docs/hdf5-layout.md)
+            with_particle = int((np.asarray(f.truth["species"]) >= 0).sum())
+            meta.add_row("truth", f"yes: {with_particle} of {len(f.truth)} events hold a beam particle")
         console.print(meta)
 
         events, scalers = f.events, f.scalers

@@ -117,7 +117,7 @@ def plot_srd_spectra(energies: EventEnergies, truth: np.ndarray | None, folder, 
     if truth is not None:
         from ..sim import Species
 
-        groups = {s.name.lower() + "s": truth["species"] == int(s) for s in Species}
+        groups = {(s.name.lower() + "s" if s >= 0 else "no particle"): truth["species"] == int(s) for s in Species}
     for label, mask in groups.items():
         if not mask.any():
             continue

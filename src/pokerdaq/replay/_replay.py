@@ -255,8 +255,10 @@ def _count_types(words: np.ndarray, raw: bool) -> dict[str, int]:
 
 def _truth_classes(truth: np.ndarray) -> dict[str, np.ndarray]:
     classes = {name: truth["species"] == code for code, name in enumerate(SPECIES_NAMES)}
+    # DAQ runs: events whose readout window holds no beam particle (pokerdaq.sim.Species.NONE)
+    classes["no_particle"] = truth["species"] == -1
     classes["signal"] = truth["is_signal"].astype(bool)
-    classes["background"] = ~truth["is_signal"].astype(bool)
+    classes["background"] = ~truth["is_signal"].astype(bool) & (truth["species"] >= 0)   # a particle, not A'
     return classes
 
 

@@ -10,9 +10,11 @@
 from ._emulator import SampleStream, emulate_channel, emulate_windows, iter_windows
 from ._response import intrinsic_stochastic_term, photostatistics_term
 from ._templates import build_tables
-from ._truth import TRUTH_DTYPE, Species
+from ._truth import NO_PARTICLE_EVENT, TRUTH_DTYPE, Species
+from ._window_truth import window_truth
 
 __all__ = [
+    "NO_PARTICLE_EVENT",
     "TRUTH_DTYPE",
     "SampleStream",
     "Species",
@@ -22,4 +24,5 @@ __all__ = [
     "intrinsic_stochastic_term",
     "iter_windows",
     "photostatistics_term",
+    "window_truth",
 ]

@@ -40,7 +40,7 @@ def simulate(cfg: Config, n_events: int, seed: int, out: Path) -> int:
     console = Console()
     # a simulated run is reproducible from (config, seed): an older file of the same name is replaced
     writer = RunFileWriter(out, cfg, producer="simulate", overwrite=True)
-    species = np.zeros(len(Species), np.int64)
+    species = np.zeros(max(Species) + 1, np.int64)   # particle codes 0.. (NONE is not simulated)
     n_signal = 0
     e_cal_sum = 0.0
     n_em = 0
@@ -53,9 +53,9 @@ def simulate(cfg: Config, n_events: int, seed: int, out: Path) -> int:
             for samples, truth in iter_windows(cfg, n_events, seed, batch_events=BATCH_EVENTS):
                 writer.write_events(_headers(truth, EVENT_DTYPE), samples, pulses=None, truth=truth)
                 done += len(truth)
-                species += np.bincount(truth["species"], minlength=len(Species))
+                species += np.bincount(truth["species"], minlength=len(species))
                 n_signal += int(truth["is_signal"].sum())
-                em = (truth["species"] <= Species.ELECTRON) & ~truth["is_signal"]
+                em = (truth["species"] >= 0) & (truth["species"] <= Species.ELECTRON) & ~truth["is_signal"]
                 e_cal_sum += float((truth["e_ecal_gev"][em] + truth["e_preshower_gev"][em]).sum())
                 n_em += int(em.sum())
                 rate = done / max(time.perf_counter() - t_start, 1e-9)
@@ -68,7 +68,7 @@ def simulate(cfg: Config, n_events: int, seed: int, out: Path) -> int:
     table.add_column("quantity")
     table.add_column("value", justify="right")
     table.add_row("events", f"{n_events:,}")
-    for sp in Species:
+    for sp in (s for s in Species if s >= 0):
         table.add_row(f"  {sp.name.lower()}", f"{int(species[sp]):,}")
     table.add_row("  of which A' signal", f"{n_signal:,}")
     table.add_row("mean ECAL+PRS energy, e+/e- (GeV)", f"{e_cal_sum / max(n_em, 1):.2f}")

@@ -8,8 +8,14 @@ import numpy as np
 
 
 class Species(IntEnum):
-    """Particle species code stored in ``TRUTH_DTYPE['species']``."""
+    """Particle species code stored in ``TRUTH_DTYPE['species']``.
 
+    ``NONE`` (-1) marks a truth row of a readout window in which no beam particle arrived
+    (a DAQ event of a random trigger, or of noise or Lu-176 alone): see
+    :func:`pokerdaq.sim.window_truth`.
+    """
+
+    NONE = -1
     POSITRON = 0
     ELECTRON = 1
     HADRON = 2
@@ -33,7 +39,10 @@ TRUTH_DTYPE = np.dtype(
         ("e_ecal_gev", np.float32),
         ("e_veto_mev", np.float32),
         ("e_hcal_gev", np.float32),
-        ("n_pileup", np.uint16),       # other beam particles in the readout window (window mode)
+        ("n_pileup", np.uint16),       # other beam particles whose pulses reach the readout window
     ]
 )
 """Per-particle truth kept by the emulator (one row per beam particle)."""
+
+NO_PARTICLE_EVENT = np.uint64(2**64 - 1)
+"""``TRUTH_DTYPE['event']`` of a row that describes no beam particle (``species`` = ``Species.NONE``)."""
