@@ -338,10 +338,10 @@ class RunFragmentDecoder:
         # board -> (n_channels, channel-number Struct, expected channel tuple, channel set)
         self._boards: dict[int, tuple[int, struct.Struct, tuple[int, ...], frozenset[int]]] = {}
         for b, chans in self.board_channel_lists.items():
-            # a board the documented decoder would always refuse (no, too many or repeated channels,
+            # a board the documented decoder would always refuse (too many or repeated channels,
             # too long a window) gets no fast path: the reference decides every fragment of it
-            if 0 < len(chans) <= MAX_CHANNELS and len(set(chans)) == len(chans) and self.window <= MAX_SAMPLES:
-                fmt = "<" + f"H{self.block_size - 2}x" * (len(chans) - 1) + "H"
+            if len(chans) <= MAX_CHANNELS and len(set(chans)) == len(chans) and self.window <= MAX_SAMPLES:
+                fmt = "<" + f"H{self.block_size - 2}x" * (len(chans) - 1) + "H" if chans else "<"
                 self._boards[b] = (len(chans), struct.Struct(fmt), tuple(chans), frozenset(chans))
         self._pulse_structs: dict[int, struct.Struct] = {}   # n_pulses -> the pulses' channel fields
 
