@@ -65,6 +65,7 @@ HEADER_SIZE = FRAGMENT_HEADER_DTYPE.itemsize
 _HEADER_STRUCT = struct.Struct("<4sHHIHHQQIIIIII")   # FRAGMENT_HEADER_DTYPE, for fast decoding
 _CRC_STRUCT = struct.Struct("<I")
 _U16_STRUCT = struct.Struct("<H")
+_FAST_HEADER_STRUCT = struct.Struct("<12sHHQQIIIIII")   # the same, magic..run_number as one string
 TRAILER_SIZE = CRC_DTYPE.itemsize
 PULSE_SIZE = WIRE_PULSE_DTYPE.itemsize
 
@@ -75,7 +76,7 @@ MAX_SAMPLES = 4096
 MAX_PULSES_PER_CHANNEL = 16
 """Most pulse records per channel (the firmware's max_pulses register holds at most 15)."""
 
-assert HEADER_SIZE == 56 == _HEADER_STRUCT.size and PULSE_SIZE == 46  # documented in docs/wire-format.md
+assert HEADER_SIZE == 56 == _HEADER_STRUCT.size == _FAST_HEADER_STRUCT.size and PULSE_SIZE == 46  # documented in docs/wire-format.md
 
 
 class FragmentFlags(enum.IntFlag):
@@ -335,14 +336,17 @@ class RunFragmentDecoder:
         self.window = int(window)
         self.block_size = CHANNEL_BLOCK_HEADER_DTYPE.itemsize + 2 * self.window
         self.board_channel_lists = {int(b): [int(c) for c in chans] for b, chans in board_channels.items()}
-        # board -> (n_channels, channel-number Struct, expected channel tuple, channel set)
-        self._boards: dict[int, tuple[int, struct.Struct, tuple[int, ...], frozenset[int]]] = {}
+        self._prefix = FRAGMENT_MAGIC + struct.pack("<HHI", FRAGMENT_VERSION, HEADER_SIZE, self.run_number)
+        # board -> (n_channels, most pulses, channel-block bytes, channel-number Struct,
+        #           expected channel tuple, channel set)
+        self._boards: dict[int, tuple[int, int, int, struct.Struct, tuple[int, ...], frozenset[int]]] = {}
         for b, chans in self.board_channel_lists.items():
             # a board the documented decoder would always refuse (too many or repeated channels,
             # too long a window) gets no fast path: the reference decides every fragment of it
             if len(chans) <= MAX_CHANNELS and len(set(chans)) == len(chans) and self.window <= MAX_SAMPLES:
                 fmt = "<" + f"H{self.block_size - 2}x" * (len(chans) - 1) + "H" if chans else "<"
-                self._boards[b] = (len(chans), struct.Struct(fmt), tuple(chans), frozenset(chans))
+                self._boards[b] = (len(chans), len(chans) * MAX_PULSES_PER_CHANNEL, len(chans) * self.block_size,
+                                   struct.Struct(fmt), tuple(chans), frozenset(chans))
         self._pulse_structs: dict[int, struct.Struct] = {}   # n_pulses -> the pulses' channel fields
 
     def _pulse_struct(self, n_pulses: int) -> struct.Struct:
@@ -360,22 +364,21 @@ class RunFragmentDecoder:
             With the :class:`Reason` of the documented decoder and channel-map checks.
         """
         try:
-            n = len(buf)
-            if n >= HEADER_SIZE + TRAILER_SIZE:
-                (magic, version, header_size, run_number, board_id, n_ch, event_number, timestamp, trigger_word,
-                 flags, n_s, n_p, plen, reserved) = _HEADER_STRUCT.unpack_from(buf, 0)
-                board = self._boards.get(board_id)
-                if (board is not None and magic == FRAGMENT_MAGIC and version == FRAGMENT_VERSION
-                        and header_size == HEADER_SIZE and reserved == 0 and run_number == self.run_number
-                        and n_ch == board[0] and n_s == self.window and n_p <= n_ch * MAX_PULSES_PER_CHANNEL):
-                    pulses_start = HEADER_SIZE + n_ch * self.block_size
-                    if (plen == pulses_start - HEADER_SIZE + n_p * PULSE_SIZE and n == HEADER_SIZE + plen + TRAILER_SIZE
-                            and zlib.crc32(buf) == CRC_RESIDUE and board[1].unpack_from(buf, HEADER_SIZE) == board[2]
-                            and (n_p == 0 or board[3].issuperset(self._pulse_struct(n_p).unpack_from(buf, pulses_start)))):
-                        return _new_checked(CheckedFragment, (board_id, event_number, timestamp, trigger_word, flags,
-                                                              n_p, pulses_start, buf))
+            # magic, version, header_size and run_number as one 12-byte string (a shorter
+            # message raises struct.error: the documented decoder says TRUNCATED)
+            (prefix, board_id, n_ch, event_number, timestamp, trigger_word, flags, n_s, n_p, plen,
+             reserved) = _FAST_HEADER_STRUCT.unpack_from(buf, 0)
+            board = self._boards.get(board_id)
+            if (board is not None and prefix == self._prefix and n_ch == board[0] and n_s == self.window
+                    and reserved == 0 and n_p <= board[1] and plen == board[2] + n_p * PULSE_SIZE
+                    and len(buf) == HEADER_SIZE + plen + TRAILER_SIZE and zlib.crc32(buf) == CRC_RESIDUE
+                    and board[3].unpack_from(buf, HEADER_SIZE) == board[4]):
+                pulses_start = HEADER_SIZE + board[2]
+                if n_p == 0 or board[5].issuperset(self._pulse_struct(n_p).unpack_from(buf, pulses_start)):
+                    return _new_checked(CheckedFragment, (board_id, event_number, timestamp, trigger_word, flags,
+                                                          n_p, pulses_start, buf))
         except (TypeError, ValueError, BufferError, struct.error):
-            pass   # not a plain byte buffer: the documented decoder says why
+            pass   # not a plain byte buffer, or too short: the documented decoder says why
         return self.reference(buf)
 
     def reference(self, buf) -> CheckedFragment:
