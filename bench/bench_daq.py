@@ -5,7 +5,11 @@
   each) either straight to a PULL socket of this process, or to the event-builder process,
   whose built events (~17 kB) this process receives in place of the writer. Fragments per
   second of each, measured in the same run; the ratio builder / raw is stored in
-  ``extra_info['ratio_vs_raw_push_pull']`` (goal: >= 0.8).
+  ``extra_info['ratio_vs_raw_push_pull']`` (goal: >= 0.8). Where the builder's time goes:
+  ``builder_cpu_us_per_fragment`` (CPU seconds of the builder process, its ZeroMQ I/O thread
+  included, over the fragments) and ``builder_us_per_fragment`` (its stages timed one by one
+  in this process on the same fragments, best of 3: receive, check, event bookkeeping with
+  the event assembly, send to the writer; ``decode_fragment_reference`` for comparison).
 * ``test_end_to_end_physics_stream`` (baseline), ``test_end_to_end_default``,
   ``test_end_to_end_synthetic``: ``pokerdaq run`` with the full-stream physics front end
   (``daq.front_end = "physics-stream"``), on the default configuration (the activity-driven
@@ -20,6 +24,7 @@ Wall-clock time (the work spans several processes). Run: ``make bench`` or
 from __future__ import annotations
 
 import multiprocessing
+import os
 import time
 
 import numpy as np
@@ -29,7 +34,8 @@ import zmq
 from pokerdaq.config import load_config
 from pokerdaq.daq._runcontrol import DaqRun
 from pokerdaq.daq._synthetic import simple_pulses
-from pokerdaq.daq._wire import TRIGGER_DTYPE, TRIGGER_MAGIC, SliceFlags, encode_fragment, encode_slice
+from pokerdaq.daq._builder import EventBuilderNode
+from pokerdaq.daq._wire import TRIGGER_DTYPE, TRIGGER_MAGIC, SliceFlags, decode_fragment, encode_fragment, encode_slice
 
 N_EVENTS = 1500       # x 12 boards = 18,000 fragments per round
 ROUNDS = 3
@@ -170,6 +176,7 @@ def test_event_builder(benchmark, cfg, tmp_path):
         p, conn = _start_producer(cfg, run.endpoints["fragments"], run.endpoints["trigger_records"])
         run._final_status()
         cpu_before = run.stats["builder"]["cpu_s"]   # imports and start-up excluded
+        threads_before = _thread_cpu_s(run.stats["builder"]["pid"])
 
         def setup():
             conn.send(("prep", state["round"] * N_EVENTS))
@@ -192,6 +199,7 @@ def test_event_builder(benchmark, cfg, tmp_path):
         while run.stats.get("builder", {}).get("events_built", 0) < ROUNDS * N_EVENTS and time.monotonic() < deadline:
             run._final_status()   # fresh counters (replies to earlier requests may be older)
         built = run.stats["builder"]
+        threads_after = _thread_cpu_s(built["pid"])
     finally:
         if p is not None:
             _stop_producer(p, conn)
@@ -202,9 +210,99 @@ def test_event_builder(benchmark, cfg, tmp_path):
     rate = N_EVENTS * n_boards / benchmark.stats.stats.median
     extra = {"fragments_per_s": rate, "events_per_s": N_EVENTS / benchmark.stats.stats.median,
              "builder_cpu_us_per_fragment": 1e6 * (built["cpu_s"] - cpu_before) / (ROUNDS * N_EVENTS * n_boards)}
+    if threads_before and threads_after:
+        extra["builder_cpu_us_per_fragment_by_thread"] = {
+            k: 1e6 * (threads_after[k] - threads_before[k]) / (ROUNDS * N_EVENTS * n_boards) for k in threads_after}
     if "raw_fragments_per_s" in _RESULTS:
         extra["ratio_vs_raw_push_pull"] = rate / _RESULTS["raw_fragments_per_s"]
+    extra["builder_us_per_fragment"] = _builder_stages(cfg, tmp_path)
     benchmark.extra_info.update(extra)
+
+
+def _thread_cpu_s(pid: int) -> dict[str, float]:
+    """CPU seconds of each thread of a process (Linux schedstat), by role: main, the rest (ZeroMQ's I/O threads)."""
+    out = {"main": 0.0, "zmq_threads": 0.0}
+    try:
+        for task in os.listdir(f"/proc/{pid}/task"):
+            with open(f"/proc/{pid}/task/{task}/schedstat") as f:
+                ns = int(f.read().split()[0])
+            out["main" if int(task) == pid else "zmq_threads"] += ns / 1e9
+    except OSError:
+        return {}
+    return out
+
+
+def _builder_stages(cfg, tmp_path, n_events: int = 500, repeats: int = 3) -> dict[str, float]:
+    """Microseconds per fragment of each stage of the builder's fragment path, timed one by one.
+
+    An :class:`EventBuilderNode` in this process with its real sockets: the fragments of
+    ``n_events`` events are queued on its fragment socket, received, checked, taken into their
+    events (which assembles each completed event), and the events are sent to a PULL socket.
+    """
+    records, frags = _batch(cfg, 0, n_events)
+    n = len(frags)
+    ctx = zmq.Context()
+    eps = {"fragments": f"ipc://{tmp_path}/stage_frag", "trigger_records": f"ipc://{tmp_path}/stage_rec"}
+    best: dict[str, float] = {}
+    try:
+        sink = ctx.socket(zmq.PULL)
+        sink.setsockopt(zmq.RCVHWM, 4 * n_events)
+        sink.setsockopt(zmq.LINGER, 0)
+        sink.bind(f"ipc://{tmp_path}/stage_sink")
+        push = ctx.socket(zmq.PUSH)
+        push.setsockopt(zmq.SNDHWM, 4 * n)
+        push.setsockopt(zmq.LINGER, 0)
+        for _ in range(repeats):
+            node = EventBuilderNode(cfg.replace(daq={"hwm": 4 * n, "max_events_in_flight": 4 * n_events}), "stages",
+                                    f"ipc://{tmp_path}/stage_ctl", {"run_number": cfg.run.run_number, "endpoints": eps})
+            try:
+                node.bind()
+                node.connect({"records": f"ipc://{tmp_path}/stage_sink"})
+                push.connect(eps["fragments"])
+                node._on_records(records)
+                for f in frags:
+                    push.send(f)
+                deadline = time.monotonic() + 30
+                while node.frag_sock.poll(0) == 0 and time.monotonic() < deadline:
+                    time.sleep(0.01)
+                time.sleep(0.2)   # let the I/O thread queue them all
+                t = {}
+                t0 = time.perf_counter()
+                msgs = []
+                for _ in range(n):
+                    m = node.frag_sock.recv(zmq.NOBLOCK, copy=False)
+                    assert not m.more
+                    msgs.append(m)
+                t["receive"] = time.perf_counter() - t0
+                t0 = time.perf_counter()
+                checked = [node.decoder.decode(m) for m in msgs]
+                t["check"] = time.perf_counter() - t0
+                t0 = time.perf_counter()
+                for frag in checked:
+                    node._take(frag)
+                t["events_and_assembly"] = time.perf_counter() - t0
+                t0 = time.perf_counter()
+                node._emit()
+                while node.out:
+                    node._send()
+                t["send"] = time.perf_counter() - t0
+                t0 = time.perf_counter()
+                for f in frags:
+                    decode_fragment(f, cfg.run.run_number)
+                t["decode_fragment_reference"] = time.perf_counter() - t0
+                assert node.counters["events_sent"] == n_events and not node.rejected
+                for _ in range(n_events):
+                    sink.recv_multipart()
+                push.disconnect(eps["fragments"])
+                for k, v in t.items():
+                    best[k] = min(best.get(k, np.inf), 1e6 * v / n)
+            finally:
+                node.close()
+                node.ctx.destroy(0)
+    finally:
+        ctx.destroy(0)
+    best["sum_of_stages"] = sum(v for k, v in best.items() if k != "decode_fragment_reference")
+    return best
 
 
 def _end_to_end(benchmark, cfg, tmp_path, n, rounds) -> float:

@@ -57,7 +57,7 @@ from ._wire import (
 )
 
 OUT_QUEUE_EVENTS = 8
-_NOBLOCK_MORE, _SNDMORE = int(zmq.NOBLOCK | zmq.SNDMORE), int(zmq.SNDMORE)
+_NOBLOCK, _NOBLOCK_MORE, _SNDMORE = int(zmq.NOBLOCK), int(zmq.NOBLOCK | zmq.SNDMORE), int(zmq.SNDMORE)
 FRAGMENTS_PER_STEP = 512
 """Fragment messages read per main-loop step (the step's fixed costs are shared by these)."""
 """Built events waiting for the writer socket before the builder stops reading fragments."""
@@ -197,17 +197,18 @@ class EventBuilderNode(Node):
         # zero-copy receive: the zmq.Frame tells whether more frames follow (a socket option
         # query costs as much as the receive) and its buffer is checked and kept as it is;
         # a 100 MB message never gets here (ZMQ_MAXMSGSIZE)
-        recv, on_fragment, parked = self.frag_sock.recv, self._on_fragment, self.parked
+        recv, decode, take, parked, park_limit = (self.frag_sock.recv, self.decoder.decode, self._take, self.parked,
+                                                  self.park_limit)
         n = 0
         while n < FRAGMENTS_PER_STEP:
-            if len(parked) >= self.park_limit:
+            if len(parked) >= park_limit:
                 if self.in_flight >= self.limit - 1 and not self.out:
                     # at the limit, nothing waits for the writer, and fragments of new events keep
                     # coming: the oldest event cannot complete from what we hold; write it now
                     self._evict_oldest()
                 break
             try:
-                msg = recv(zmq.NOBLOCK, copy=False)
+                msg = recv(_NOBLOCK, copy=False)
             except zmq.Again:
                 break
             n += 1
@@ -216,7 +217,12 @@ class EventBuilderNode(Node):
                     pass
                 self._reject(Reason.BAD_FRAMES)
                 continue
-            on_fragment(msg)
+            try:
+                frag = decode(msg)
+            except FragmentError as err:
+                self._reject(err.reason)
+                continue
+            take(frag)
         self.counters["fragment_messages"] += n
         return n > 0
 
@@ -235,15 +241,6 @@ class EventBuilderNode(Node):
     def _reject(self, reason: Reason, n: int = 1) -> None:
         if n:
             self.rejected[reason.value] += n
-
-    def _on_fragment(self, msg) -> None:
-        """Check one single-frame message and take the fragment in (or count its rejection)."""
-        try:
-            frag = self.decoder.decode(msg)
-        except FragmentError as err:
-            self._reject(err.reason)
-            return
-        self._take(frag)
 
     def _take(self, frag: CheckedFragment) -> None:
         """Put a checked fragment into its event (or park it at the limit, or reject it)."""
@@ -264,20 +261,21 @@ class EventBuilderNode(Node):
                 self._reject(Reason.MISMATCH)
                 ev.flags |= self.EventFlags.MISMATCH
                 return
-        if ev_no not in self.data_events and self.in_flight >= self.limit - (ev_no != self.floor):
-            # a new event at the in-flight limit: park the fragment (bounded) until room frees.
-            # The last place is kept for the next event to write (the floor): it always gets
-            # in, so the events queued behind it can always leave.
-            self.parked.append(frag)
-            self.max_parked = max(self.max_parked, len(self.parked))
-            return
+        if ev_no not in self.data_events:
+            if self.in_flight >= self.limit - (ev_no != self.floor):
+                # a new event at the in-flight limit: park the fragment (bounded) until room frees.
+                # The last place is kept for the next event to write (the floor): it always gets
+                # in, so the events queued behind it can always leave.
+                self.parked.append(frag)
+                self.max_parked = max(self.max_parked, len(self.parked))
+                return
+            self.data_events.add(ev_no)
         if ev is None:
             ev = self.events[ev_no] = _Event(time.monotonic())
         if ev.first_fragment is None:
             ev.first_fragment = time.monotonic()
         ev.fragments[frag.board_id] = frag
         ev.mask |= 1 << frag.board_id
-        self.data_events.add(ev_no)
         if ev.record is not None:   # _check_complete, inlined (once per fragment)
             expected = self._expected_mask(ev)
             if ev.mask & expected == expected:

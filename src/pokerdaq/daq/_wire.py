@@ -374,7 +374,8 @@ class RunFragmentDecoder:
                     and len(buf) == HEADER_SIZE + plen + TRAILER_SIZE and zlib.crc32(buf) == CRC_RESIDUE
                     and board[3].unpack_from(buf, HEADER_SIZE) == board[4]):
                 pulses_start = HEADER_SIZE + board[2]
-                if n_p == 0 or board[5].issuperset(self._pulse_struct(n_p).unpack_from(buf, pulses_start)):
+                if n_p == 0 or board[5].issuperset((self._pulse_structs.get(n_p) or self._pulse_struct(n_p))
+                                                   .unpack_from(buf, pulses_start)):
                     return _new_checked(CheckedFragment, (board_id, event_number, timestamp, trigger_word, flags,
                                                           n_p, pulses_start, buf))
         except (TypeError, ValueError, BufferError, struct.error):
