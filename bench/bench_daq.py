@@ -87,11 +87,12 @@ def _producer(conn, cfg, frag_endpoint: str, rec_endpoint: str | None) -> None:
             conn.send("ready")
         elif cmd == "go":
             records, frags = batch
+            cpu0 = time.process_time()
             if rec_push is not None:
                 rec_push.send_multipart(records)
             for f in frags:
                 push.send(f, copy=len(f) < 65536)
-            conn.send("sent")
+            conn.send(("sent", time.process_time() - cpu0))   # CPU of the sending (its I/O thread: as far as it got)
         else:
             break
     push.close()
@@ -132,7 +133,7 @@ def test_raw_push_pull(benchmark, cfg, tmp_path):
     pull.bind(ep)
     p, conn = _start_producer(cfg, ep)
     n_boards = cfg.channel_map.n_boards
-    state = {"round": 0}
+    state = {"round": 0, "producer_cpu_s": 0.0, "consumer_cpu_s": 0.0}
 
     def setup():
         conn.send(("prep", state["round"] * N_EVENTS))
@@ -140,12 +141,16 @@ def test_raw_push_pull(benchmark, cfg, tmp_path):
         state["round"] += 1
 
     def transfer():
+        cpu0 = time.process_time()
         conn.send(("go", None))
         for _ in range(N_EVENTS * n_boards):
             if not pull.poll(10_000):
                 raise RuntimeError("raw PUSH/PULL stalled")
             pull.recv(copy=False)
-        assert conn.recv() == "sent"
+        state["consumer_cpu_s"] += time.process_time() - cpu0
+        reply, cpu = conn.recv()
+        assert reply == "sent"
+        state["producer_cpu_s"] += cpu
 
     try:
         benchmark.pedantic(transfer, setup=setup, rounds=ROUNDS, iterations=1)
@@ -155,7 +160,10 @@ def test_raw_push_pull(benchmark, cfg, tmp_path):
         ctx.term()
     rate = N_EVENTS * n_boards / benchmark.stats.stats.median
     _RESULTS["raw_fragments_per_s"] = rate
-    benchmark.extra_info.update(fragments_per_s=rate, fragment_bytes=len(_batch(cfg, 0, 1)[1][0]))
+    n = ROUNDS * N_EVENTS * n_boards
+    benchmark.extra_info.update(fragments_per_s=rate, fragment_bytes=len(_batch(cfg, 0, 1)[1][0]),
+                                cpu_us_per_fragment={"consumer": 1e6 * state["consumer_cpu_s"] / n,
+                                                     "producer": 1e6 * state["producer_cpu_s"] / n})
 
 
 def test_event_builder(benchmark, cfg, tmp_path):
@@ -167,7 +175,7 @@ def test_event_builder(benchmark, cfg, tmp_path):
     sink.setsockopt(zmq.LINGER, 0)
     sink.bind(records_ep)
     n_boards = cfg.channel_map.n_boards
-    state = {"round": 0}
+    state = {"round": 0, "producer_cpu_s": 0.0, "sink_cpu_s": 0.0}
     run = DaqRun(cfg, tmp_path, only=("builder",))
     p = conn = None
     try:
@@ -184,6 +192,7 @@ def test_event_builder(benchmark, cfg, tmp_path):
             state["round"] += 1
 
         def transfer():
+            cpu0 = time.process_time()
             conn.send(("go", None))
             for _ in range(N_EVENTS):
                 while not sink.poll(100):
@@ -192,7 +201,10 @@ def test_event_builder(benchmark, cfg, tmp_path):
                         raise RuntimeError(f"builder failed: {run.errors}")
                 frames = sink.recv_multipart()
                 assert frames[0] == b"EV"
-            assert conn.recv() == "sent"
+            state["sink_cpu_s"] += time.process_time() - cpu0
+            reply, cpu = conn.recv()
+            assert reply == "sent"
+            state["producer_cpu_s"] += cpu
 
         benchmark.pedantic(transfer, setup=setup, rounds=ROUNDS, iterations=1)
         deadline = time.monotonic() + 30
@@ -210,6 +222,8 @@ def test_event_builder(benchmark, cfg, tmp_path):
     rate = N_EVENTS * n_boards / benchmark.stats.stats.median
     extra = {"fragments_per_s": rate, "events_per_s": N_EVENTS / benchmark.stats.stats.median,
              "builder_cpu_us_per_fragment": 1e6 * (built["cpu_s"] - cpu_before) / (ROUNDS * N_EVENTS * n_boards)}
+    extra["cpu_us_per_fragment"] = {"producer": 1e6 * state["producer_cpu_s"] / (ROUNDS * N_EVENTS * n_boards),
+                                    "sink_and_run_control": 1e6 * state["sink_cpu_s"] / (ROUNDS * N_EVENTS * n_boards)}
     if threads_before and threads_after:
         extra["builder_cpu_us_per_fragment_by_thread"] = {
             k: 1e6 * (threads_after[k] - threads_before[k]) / (ROUNDS * N_EVENTS * n_boards) for k in threads_after}
