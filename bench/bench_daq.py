@@ -135,6 +135,7 @@ def test_raw_push_pull(benchmark, cfg, tmp_path):
     pull.bind(ep)
     p, conn = _start_producer(cfg, ep)
     n_boards = cfg.channel_map.n_boards
+    threads_before = _thread_cpu_s(os.getpid())
     state = {"round": 0, "producer_cpu_s": 0.0, "consumer_cpu_s": 0.0}
 
     def setup():
@@ -157,6 +158,7 @@ def test_raw_push_pull(benchmark, cfg, tmp_path):
     try:
         benchmark.pedantic(transfer, setup=setup, rounds=ROUNDS, iterations=1)
     finally:
+        threads_after = _thread_cpu_s(os.getpid())   # the set-up's encoding included in "main"
         _stop_producer(p, conn)
         pull.close()
         ctx.term()
@@ -168,6 +170,9 @@ def test_raw_push_pull(benchmark, cfg, tmp_path):
     benchmark.extra_info.update(fragments_per_s=rate, fragment_bytes=sizes[0], fragment_bytes_mean=float(np.mean(sizes)),
                                 cpu_us_per_fragment={"consumer": 1e6 * state["consumer_cpu_s"] / n,
                                                      "producer": 1e6 * state["producer_cpu_s"] / n})
+    if threads_before and threads_after:   # the consumer's ZeroMQ I/O thread (its main thread: in "consumer")
+        benchmark.extra_info["consumer_zmq_threads_cpu_us_per_fragment"] = (
+            1e6 * (threads_after["zmq_threads"] - threads_before["zmq_threads"]) / n)
 
 
 def test_event_builder(benchmark, cfg, tmp_path):

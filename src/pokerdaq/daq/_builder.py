@@ -257,7 +257,8 @@ class EventBuilderNode(Node):
                 self._reject(Reason.DUPLICATE)
                 ev.flags |= self.EventFlags.DUPLICATE
                 return
-            if ev.record is not None and not self._matches(ev.record, frag):
+            rec = ev.record   # _matches, inlined
+            if rec is not None and (rec[1] != frag.timestamp or rec[2] != frag.trigger_word):
                 self._reject(Reason.MISMATCH)
                 ev.flags |= self.EventFlags.MISMATCH
                 return
