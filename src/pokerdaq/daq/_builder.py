@@ -344,17 +344,20 @@ class EventBuilderNode(Node):
         flags = int(ev.flags)
         if missing:
             flags |= self._flag_incomplete
-        frags = [ev.fragments[b] for b in sorted(ev.fragments)]
+        fragments = ev.fragments
+        blocks, pulses = [], []   # views of each fragment's channel blocks and pulse records, board order
         n_pulses = 0
-        pulses = []
-        for frag in frags:
-            if frag.n_pulses:
-                n_pulses += frag.n_pulses
-                pulses.append(memoryview(frag.buf)[frag.pulses_start:frag.pulses_start + frag.n_pulses * PULSE_SIZE])
-        samples = self._assemble_samples(ev.mask, frags)
+        for b in sorted(fragments):
+            frag = fragments[b]
+            view, start, n_p = memoryview(frag.buf), frag.pulses_start, frag.n_pulses
+            blocks.append(view[HEADER_SIZE:start])
+            if n_p:
+                n_pulses += n_p
+                pulses.append(view[start:start + n_p * PULSE_SIZE])
+        samples = self._assemble_samples(ev.mask, blocks)
         pulse_bytes = b"".join(pulses)
         header = self._event_struct.pack(ev_no, ev.record[1], ev.record[2], flags, missing, n_pulses)
-        self.counters["fragments_accepted"] += len(frags)   # the ones that made it into an event
+        self.counters["fragments_accepted"] += len(blocks)   # the ones that made it into an event
         self.data_events.add(ev_no)
         ev.fragments = {}
         ev.ready = True
@@ -370,15 +373,14 @@ class EventBuilderNode(Node):
         if len(self._fills) >= 1024:
             self._fill_histograms()
 
-    def _assemble_samples(self, mask: int, frags: list[CheckedFragment]) -> bytes:
+    def _assemble_samples(self, mask: int, blocks: list[memoryview]) -> bytes:
         """The event's samples, (n_channels, window) u16 in channel-map order, zeros for missing boards.
 
-        One gather for the whole event: the present boards' channel blocks (in board order)
-        joined, viewed as rows of ``2 + window`` u16 (channel, channel flags, samples), and the
-        sample columns put in their channel rows.
+        One gather for the whole event: the present boards' channel blocks (``blocks``, in board
+        order) joined, viewed as rows of ``2 + window`` u16 (channel, channel flags, samples), and
+        the sample columns put in their channel rows.
         """
-        blocks = b"".join([memoryview(f.buf)[HEADER_SIZE:f.pulses_start] for f in frags])
-        rows = np.frombuffer(blocks, dtype="<u2").reshape(-1, self._block_words)[:, 2:]
+        rows = np.frombuffer(b"".join(blocks), dtype="<u2").reshape(-1, self._block_words)[:, 2:]
         plan = self._rows_of_mask.get(mask)
         if plan is None:
             chans = np.concatenate([self.board_channels[b] for b in sorted(self.board_channels) if mask >> b & 1]
