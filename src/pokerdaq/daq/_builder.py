@@ -57,10 +57,10 @@ from ._wire import (
 )
 
 OUT_QUEUE_EVENTS = 8
-_NOBLOCK, _NOBLOCK_MORE, _SNDMORE = int(zmq.NOBLOCK), int(zmq.NOBLOCK | zmq.SNDMORE), int(zmq.SNDMORE)
+"""Built events waiting for the writer socket before the builder stops reading fragments."""
 FRAGMENTS_PER_STEP = 512
 """Fragment messages read per main-loop step (the step's fixed costs are shared by these)."""
-"""Built events waiting for the writer socket before the builder stops reading fragments."""
+_NOBLOCK, _NOBLOCK_MORE, _SNDMORE = int(zmq.NOBLOCK), int(zmq.NOBLOCK | zmq.SNDMORE), int(zmq.SNDMORE)
 
 
 @dataclass
