@@ -196,7 +196,9 @@ class EventBuilderNode(Node):
         """Receive and take in up to FRAGMENTS_PER_STEP fragment messages; True if any came."""
         # zero-copy receive: the zmq.Frame tells whether more frames follow (a socket option
         # query costs as much as the receive) and its buffer is checked and kept as it is;
-        # a 100 MB message never gets here (ZMQ_MAXMSGSIZE)
+        # a 100 MB message never gets here (ZMQ_MAXMSGSIZE). A held frame keeps libzmq's
+        # receive buffer it lies in alive (ZMQ_IN_BATCH_SIZE, 8 kB): memory stays bounded by
+        # the in-flight and parking limits, up to ~5x the fragments' own bytes
         recv, decode, take, parked, park_limit = (self.frag_sock.recv, self.decoder.decode, self._take, self.parked,
                                                   self.park_limit)
         n = 0
