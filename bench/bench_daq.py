@@ -1,11 +1,17 @@
 """DAQ throughput: the event builder next to raw pyzmq PUSH/PULL, and the whole chain end to end.
 
 * ``test_raw_push_pull`` (baseline) and ``test_event_builder``: the same producer process
-  sends the same fragments (12 boards x 1 event = 12 fragments of the default size, ~1.6 kB
-  each) either straight to a PULL socket of this process, or to the event-builder process,
+  sends the same fragments (12 boards x 1 event = 12 fragments of the default size, 1.0-1.7 kB,
+  1.5 kB on average, one fragment per message) either straight to a PULL socket of this process, or to the event-builder process,
   whose built events (~17 kB) this process receives in place of the writer. Fragments per
   second of each, measured in the same run; the ratio builder / raw is stored in
-  ``extra_info['ratio_vs_raw_push_pull']`` (goal: >= 0.8).
+  ``extra_info['ratio_vs_raw_push_pull']`` (goal: >= 0.8; ``..._best_rounds``: the same from the
+  fastest round of each, the least disturbed on a shared machine). Where the time goes:
+  ``cpu_us_per_fragment`` (producer, consumer or sink: CPU per fragment of each process),
+  ``builder_cpu_us_per_fragment`` (CPU seconds of the builder process, its ZeroMQ I/O thread
+  included, over the fragments; ``..._by_thread``: main thread and ZeroMQ threads) and ``builder_us_per_fragment`` (its stages timed one by one
+  in this process on the same fragments, best of 3: receive, check, event bookkeeping with
+  the event assembly, send to the writer; ``decode_fragment_reference`` for comparison).
 * ``test_end_to_end_physics_stream`` (baseline), ``test_end_to_end_default``,
   ``test_end_to_end_synthetic``: ``pokerdaq run`` with the full-stream physics front end
   (``daq.front_end = "physics-stream"``), on the default configuration (the activity-driven
@@ -20,6 +26,7 @@ Wall-clock time (the work spans several processes). Run: ``make bench`` or
 from __future__ import annotations
 
 import multiprocessing
+import os
 import time
 
 import numpy as np
@@ -29,10 +36,11 @@ import zmq
 from pokerdaq.config import load_config
 from pokerdaq.daq._runcontrol import DaqRun
 from pokerdaq.daq._synthetic import simple_pulses
-from pokerdaq.daq._wire import TRIGGER_DTYPE, TRIGGER_MAGIC, SliceFlags, encode_fragment, encode_slice
+from pokerdaq.daq._builder import EventBuilderNode
+from pokerdaq.daq._wire import TRIGGER_DTYPE, TRIGGER_MAGIC, SliceFlags, decode_fragment, encode_fragment, encode_slice
 
 N_EVENTS = 1500       # x 12 boards = 18,000 fragments per round
-ROUNDS = 3
+ROUNDS = 5
 _RESULTS: dict[str, float] = {}
 
 
@@ -81,11 +89,12 @@ def _producer(conn, cfg, frag_endpoint: str, rec_endpoint: str | None) -> None:
             conn.send("ready")
         elif cmd == "go":
             records, frags = batch
+            cpu0 = time.process_time()
             if rec_push is not None:
                 rec_push.send_multipart(records)
             for f in frags:
                 push.send(f, copy=len(f) < 65536)
-            conn.send("sent")
+            conn.send(("sent", time.process_time() - cpu0))   # CPU of the sending (its I/O thread: as far as it got)
         else:
             break
     push.close()
@@ -126,7 +135,8 @@ def test_raw_push_pull(benchmark, cfg, tmp_path):
     pull.bind(ep)
     p, conn = _start_producer(cfg, ep)
     n_boards = cfg.channel_map.n_boards
-    state = {"round": 0}
+    threads_before = _thread_cpu_s(os.getpid())
+    state = {"round": 0, "producer_cpu_s": 0.0, "consumer_cpu_s": 0.0}
 
     def setup():
         conn.send(("prep", state["round"] * N_EVENTS))
@@ -134,22 +144,35 @@ def test_raw_push_pull(benchmark, cfg, tmp_path):
         state["round"] += 1
 
     def transfer():
+        cpu0 = time.process_time()
         conn.send(("go", None))
         for _ in range(N_EVENTS * n_boards):
             if not pull.poll(10_000):
                 raise RuntimeError("raw PUSH/PULL stalled")
             pull.recv(copy=False)
-        assert conn.recv() == "sent"
+        state["consumer_cpu_s"] += time.process_time() - cpu0
+        reply, cpu = conn.recv()
+        assert reply == "sent"
+        state["producer_cpu_s"] += cpu
 
     try:
         benchmark.pedantic(transfer, setup=setup, rounds=ROUNDS, iterations=1)
     finally:
+        threads_after = _thread_cpu_s(os.getpid())   # the set-up's encoding included in "main"
         _stop_producer(p, conn)
         pull.close()
         ctx.term()
     rate = N_EVENTS * n_boards / benchmark.stats.stats.median
     _RESULTS["raw_fragments_per_s"] = rate
-    benchmark.extra_info.update(fragments_per_s=rate, fragment_bytes=len(_batch(cfg, 0, 1)[1][0]))
+    _RESULTS["raw_best_fragments_per_s"] = N_EVENTS * n_boards / benchmark.stats.stats.min
+    n = ROUNDS * N_EVENTS * n_boards
+    sizes = [len(f) for f in _batch(cfg, 0, 1)[1]]
+    benchmark.extra_info.update(fragments_per_s=rate, fragment_bytes=sizes[0], fragment_bytes_mean=float(np.mean(sizes)),
+                                cpu_us_per_fragment={"consumer": 1e6 * state["consumer_cpu_s"] / n,
+                                                     "producer": 1e6 * state["producer_cpu_s"] / n})
+    if threads_before and threads_after:   # the consumer's ZeroMQ I/O thread (its main thread: in "consumer")
+        benchmark.extra_info["consumer_zmq_threads_cpu_us_per_fragment"] = (
+            1e6 * (threads_after["zmq_threads"] - threads_before["zmq_threads"]) / n)
 
 
 def test_event_builder(benchmark, cfg, tmp_path):
@@ -161,7 +184,7 @@ def test_event_builder(benchmark, cfg, tmp_path):
     sink.setsockopt(zmq.LINGER, 0)
     sink.bind(records_ep)
     n_boards = cfg.channel_map.n_boards
-    state = {"round": 0}
+    state = {"round": 0, "producer_cpu_s": 0.0, "sink_cpu_s": 0.0}
     run = DaqRun(cfg, tmp_path, only=("builder",))
     p = conn = None
     try:
@@ -170,6 +193,7 @@ def test_event_builder(benchmark, cfg, tmp_path):
         p, conn = _start_producer(cfg, run.endpoints["fragments"], run.endpoints["trigger_records"])
         run._final_status()
         cpu_before = run.stats["builder"]["cpu_s"]   # imports and start-up excluded
+        threads_before = _thread_cpu_s(run.stats["builder"]["pid"])
 
         def setup():
             conn.send(("prep", state["round"] * N_EVENTS))
@@ -177,6 +201,7 @@ def test_event_builder(benchmark, cfg, tmp_path):
             state["round"] += 1
 
         def transfer():
+            cpu0 = time.process_time()
             conn.send(("go", None))
             for _ in range(N_EVENTS):
                 while not sink.poll(100):
@@ -185,13 +210,17 @@ def test_event_builder(benchmark, cfg, tmp_path):
                         raise RuntimeError(f"builder failed: {run.errors}")
                 frames = sink.recv_multipart()
                 assert frames[0] == b"EV"
-            assert conn.recv() == "sent"
+            state["sink_cpu_s"] += time.process_time() - cpu0
+            reply, cpu = conn.recv()
+            assert reply == "sent"
+            state["producer_cpu_s"] += cpu
 
         benchmark.pedantic(transfer, setup=setup, rounds=ROUNDS, iterations=1)
         deadline = time.monotonic() + 30
         while run.stats.get("builder", {}).get("events_built", 0) < ROUNDS * N_EVENTS and time.monotonic() < deadline:
             run._final_status()   # fresh counters (replies to earlier requests may be older)
         built = run.stats["builder"]
+        threads_after = _thread_cpu_s(built["pid"])
     finally:
         if p is not None:
             _stop_producer(p, conn)
@@ -202,9 +231,106 @@ def test_event_builder(benchmark, cfg, tmp_path):
     rate = N_EVENTS * n_boards / benchmark.stats.stats.median
     extra = {"fragments_per_s": rate, "events_per_s": N_EVENTS / benchmark.stats.stats.median,
              "builder_cpu_us_per_fragment": 1e6 * (built["cpu_s"] - cpu_before) / (ROUNDS * N_EVENTS * n_boards)}
+    extra["cpu_us_per_fragment"] = {"producer": 1e6 * state["producer_cpu_s"] / (ROUNDS * N_EVENTS * n_boards),
+                                    "sink_and_run_control": 1e6 * state["sink_cpu_s"] / (ROUNDS * N_EVENTS * n_boards)}
+    if threads_before and threads_after:
+        extra["builder_cpu_us_per_fragment_by_thread"] = {
+            k: 1e6 * (threads_after[k] - threads_before[k]) / (ROUNDS * N_EVENTS * n_boards) for k in threads_after}
     if "raw_fragments_per_s" in _RESULTS:
         extra["ratio_vs_raw_push_pull"] = rate / _RESULTS["raw_fragments_per_s"]
+        # the same from the fastest round of each (the one least disturbed by other work on the machine)
+        extra["ratio_vs_raw_push_pull_best_rounds"] = (N_EVENTS * n_boards / benchmark.stats.stats.min
+                                                       / _RESULTS["raw_best_fragments_per_s"])
+    extra["builder_us_per_fragment"] = _builder_stages(cfg, tmp_path)
     benchmark.extra_info.update(extra)
+
+
+def _thread_cpu_s(pid: int) -> dict[str, float]:
+    """CPU seconds of each thread of a process (Linux schedstat), by role: main, the rest (ZeroMQ's I/O threads)."""
+    out = {"main": 0.0, "zmq_threads": 0.0}
+    try:
+        for task in os.listdir(f"/proc/{pid}/task"):
+            with open(f"/proc/{pid}/task/{task}/schedstat") as f:
+                ns = int(f.read().split()[0])
+            out["main" if int(task) == pid else "zmq_threads"] += ns / 1e9
+    except OSError:
+        return {}
+    return out
+
+
+def _builder_stages(cfg, tmp_path, n_events: int = 500, repeats: int = 3) -> dict[str, float]:
+    """Microseconds per fragment of each stage of the builder's fragment path, timed one by one.
+
+    An :class:`EventBuilderNode` in this process with its real sockets: the fragments of
+    ``n_events`` events are queued on its fragment socket, received, checked, taken into their
+    events (which assembles each completed event), and the events are sent to a PULL socket.
+    """
+    records, frags = _batch(cfg, 0, n_events)
+    n = len(frags)
+    n_boards = cfg.channel_map.n_boards
+    ctx = zmq.Context()
+    eps = {"fragments": f"ipc://{tmp_path}/stage_frag", "trigger_records": f"ipc://{tmp_path}/stage_rec"}
+    best: dict[str, float] = {}
+    try:
+        sink = ctx.socket(zmq.PULL)
+        sink.setsockopt(zmq.RCVHWM, 4 * n_events)
+        sink.setsockopt(zmq.LINGER, 0)
+        sink.bind(f"ipc://{tmp_path}/stage_sink")
+        push = ctx.socket(zmq.PUSH)
+        push.setsockopt(zmq.SNDHWM, 4 * n)
+        push.setsockopt(zmq.LINGER, 0)
+        for _ in range(repeats):
+            node = EventBuilderNode(cfg.replace(daq={"hwm": 4 * n, "max_events_in_flight": 4 * n_events}), "stages",
+                                    f"ipc://{tmp_path}/stage_ctl", {"run_number": cfg.run.run_number, "endpoints": eps})
+            try:
+                node.bind()
+                node.connect({"records": f"ipc://{tmp_path}/stage_sink"})
+                push.connect(eps["fragments"])
+                node._on_records(records)
+                for f in frags:
+                    push.send(f)
+                deadline = time.monotonic() + 30
+                while node.frag_sock.poll(0) == 0 and time.monotonic() < deadline:
+                    time.sleep(0.01)
+                time.sleep(0.2)   # let the I/O thread queue them all
+                # one event's fragments at a time, each stage timed (the data stay in cache
+                # from one stage to the next, as in the builder's loop)
+                t = dict.fromkeys(("receive", "check", "events_and_assembly", "send"), 0.0)
+                recv, decode, take = node.frag_sock.recv, node.decoder.decode, node._take
+                for _ in range(n_events):
+                    t0 = time.perf_counter()
+                    msgs = [recv(zmq.NOBLOCK, copy=False) for _ in range(n_boards)]
+                    t1 = time.perf_counter()
+                    checked = [decode(m) for m in msgs]
+                    t2 = time.perf_counter()
+                    for frag in checked:
+                        take(frag)
+                    t3 = time.perf_counter()
+                    node._emit()
+                    node._send()
+                    t4 = time.perf_counter()
+                    t["receive"] += t1 - t0
+                    t["check"] += t2 - t1
+                    t["events_and_assembly"] += t3 - t2
+                    t["send"] += t4 - t3
+                    assert not any(m.more for m in msgs)
+                t0 = time.perf_counter()
+                for f in frags:
+                    decode_fragment(f, cfg.run.run_number)
+                t["decode_fragment_reference"] = time.perf_counter() - t0
+                assert node.counters["events_sent"] == n_events and not node.rejected
+                for _ in range(n_events):
+                    sink.recv_multipart()
+                push.disconnect(eps["fragments"])
+                for k, v in t.items():
+                    best[k] = min(best.get(k, np.inf), 1e6 * v / n)
+            finally:
+                node.close()
+                node.ctx.destroy(0)
+    finally:
+        ctx.destroy(0)
+    best["sum_of_stages"] = sum(v for k, v in best.items() if k != "decode_fragment_reference")
+    return best
 
 
 def _end_to_end(benchmark, cfg, tmp_path, n, rounds) -> float:

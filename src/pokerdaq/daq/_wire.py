@@ -21,6 +21,7 @@ import enum
 import struct
 import zlib
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 
@@ -64,6 +65,7 @@ HEADER_SIZE = FRAGMENT_HEADER_DTYPE.itemsize
 _HEADER_STRUCT = struct.Struct("<4sHHIHHQQIIIIII")   # FRAGMENT_HEADER_DTYPE, for fast decoding
 _CRC_STRUCT = struct.Struct("<I")
 _U16_STRUCT = struct.Struct("<H")
+_FAST_HEADER_STRUCT = struct.Struct("<12sHHQQIIIIII")   # the same, magic..run_number as one string
 TRAILER_SIZE = CRC_DTYPE.itemsize
 PULSE_SIZE = WIRE_PULSE_DTYPE.itemsize
 
@@ -74,7 +76,7 @@ MAX_SAMPLES = 4096
 MAX_PULSES_PER_CHANNEL = 16
 """Most pulse records per channel (the firmware's max_pulses register holds at most 15)."""
 
-assert HEADER_SIZE == 56 == _HEADER_STRUCT.size and PULSE_SIZE == 46  # documented in docs/wire-format.md
+assert HEADER_SIZE == 56 == _HEADER_STRUCT.size == _FAST_HEADER_STRUCT.size and PULSE_SIZE == 46  # documented in docs/wire-format.md
 
 
 class FragmentFlags(enum.IntFlag):
@@ -275,6 +277,127 @@ def decode_fragment(buf, expected_run: int | None = None) -> Fragment:
             raise FragmentError(Reason.BAD_PULSE, "a pulse record names a channel without a channel block")
     return Fragment(run_number, board_id, event_number, timestamp, trigger_word, flags, channels, raw[:, 2:],
                     mv[start:start + n_p * PULSE_SIZE].tobytes(), n_p)
+
+
+CRC_RESIDUE = 0x2144DF1C
+"""``zlib.crc32`` of any byte string followed by its own CRC-32 (little-endian): the CRC-32
+residue. For a message of checked length, ``zlib.crc32(message) == CRC_RESIDUE`` holds exactly
+when the trailer equals the CRC-32 of header and payload (for fixed leading bytes the CRC of
+the last four is a bijection of them), so one pass over the whole message does the CRC check."""
+
+
+class CheckedFragment(NamedTuple):
+    """A fragment accepted by :class:`RunFragmentDecoder`: header fields and the message itself.
+
+    The samples are the channel blocks ``buf[HEADER_SIZE:pulses_start]`` (``n_channels`` rows of
+    ``4 + 2 S`` bytes: channel, channel flags, S little-endian u16 samples), the pulse records
+    ``buf[pulses_start:pulses_start + n_pulses * PULSE_SIZE]``: nothing is copied or decoded
+    until the event is assembled.
+    """
+
+    board_id: int
+    event_number: int
+    timestamp: int
+    trigger_word: int
+    flags: int
+    n_pulses: int
+    pulses_start: int
+    buf: object   # bytes-like (bytes, zmq.Frame): the whole message
+
+
+_new_checked = tuple.__new__   # CheckedFragment without the keyword-argument machinery (hot path)
+
+
+class RunFragmentDecoder:
+    """:func:`decode_fragment` plus the event builder's channel-map checks, for one run, fast.
+
+    A fragment is accepted when :func:`decode_fragment` (with ``expected_run=run_number``)
+    accepts it, its board is in ``board_channels``, its channel blocks are exactly that board's
+    channels in that order, and its ``samples_per_channel`` is ``window`` (docs/wire-format.md
+    1.4 and 1.5). The common case (a valid fragment of this run) is checked with a few
+    ``struct`` calls on the message bytes and one CRC pass (:data:`CRC_RESIDUE`): the channel
+    numbers are compared with the board's expected tuple, which also proves them unique, and
+    the pulse channels with the board's channel set. Anything that fails a check goes to the
+    documented decoder (:meth:`reference`), so a rejected fragment gets exactly its documented
+    :class:`Reason`.
+
+    Parameters
+    ----------
+    run_number
+        The run's number (WRONG_RUN otherwise).
+    board_channels
+        Board id -> its channel numbers in input order (``cfg.channel_map.channels_on_board``).
+    window
+        Samples per channel (``digitizer.window_samples``; BAD_COUNT otherwise).
+    """
+
+    def __init__(self, run_number: int, board_channels: dict[int, np.ndarray | list[int]], window: int) -> None:
+        self.run_number = int(run_number)
+        self.window = int(window)
+        self.block_size = CHANNEL_BLOCK_HEADER_DTYPE.itemsize + 2 * self.window
+        self.board_channel_lists = {int(b): [int(c) for c in chans] for b, chans in board_channels.items()}
+        self._prefix = FRAGMENT_MAGIC + struct.pack("<HHI", FRAGMENT_VERSION, HEADER_SIZE, self.run_number)
+        # board -> (n_channels, most pulses, channel-block bytes, channel-number Struct,
+        #           expected channel tuple, channel set)
+        self._boards: dict[int, tuple[int, int, int, struct.Struct, tuple[int, ...], frozenset[int]]] = {}
+        for b, chans in self.board_channel_lists.items():
+            # a board the documented decoder would always refuse (too many or repeated channels,
+            # too long a window) gets no fast path: the reference decides every fragment of it
+            if len(chans) <= MAX_CHANNELS and len(set(chans)) == len(chans) and self.window <= MAX_SAMPLES:
+                fmt = "<" + f"H{self.block_size - 2}x" * (len(chans) - 1) + "H" if chans else "<"
+                self._boards[b] = (len(chans), len(chans) * MAX_PULSES_PER_CHANNEL, len(chans) * self.block_size,
+                                   struct.Struct(fmt), tuple(chans), frozenset(chans))
+        self._pulse_structs: dict[int, struct.Struct] = {}   # n_pulses -> the pulses' channel fields
+
+    def _pulse_struct(self, n_pulses: int) -> struct.Struct:
+        s = self._pulse_structs.get(n_pulses)
+        if s is None:   # at most MAX_CHANNELS x MAX_PULSES_PER_CHANNEL entries
+            s = self._pulse_structs[n_pulses] = struct.Struct("<" + f"H{PULSE_SIZE - 2}x" * (n_pulses - 1) + "H")
+        return s
+
+    def decode(self, buf) -> CheckedFragment:
+        """Check one message (bytes-like); return it as a :class:`CheckedFragment`.
+
+        Raises
+        ------
+        FragmentError
+            With the :class:`Reason` of the documented decoder and channel-map checks.
+        """
+        try:
+            # magic, version, header_size and run_number as one 12-byte string (a shorter
+            # message raises struct.error: the documented decoder says TRUNCATED)
+            (prefix, board_id, n_ch, event_number, timestamp, trigger_word, flags, n_s, n_p, plen,
+             reserved) = _FAST_HEADER_STRUCT.unpack_from(buf, 0)
+            board = self._boards.get(board_id)
+            if (board is not None and prefix == self._prefix and n_ch == board[0] and n_s == self.window
+                    and reserved == 0 and n_p <= board[1] and plen == board[2] + n_p * PULSE_SIZE
+                    and len(buf) == HEADER_SIZE + plen + TRAILER_SIZE and zlib.crc32(buf) == CRC_RESIDUE
+                    and board[3].unpack_from(buf, HEADER_SIZE) == board[4]):
+                pulses_start = HEADER_SIZE + board[2]
+                if n_p == 0 or board[5].issuperset((self._pulse_structs.get(n_p) or self._pulse_struct(n_p))
+                                                   .unpack_from(buf, pulses_start)):
+                    return _new_checked(CheckedFragment, (board_id, event_number, timestamp, trigger_word, flags,
+                                                          n_p, pulses_start, buf))
+        except (TypeError, ValueError, BufferError, struct.error):
+            pass   # not a plain byte buffer, or too short: the documented decoder says why
+        return self.reference(buf)
+
+    def reference(self, buf) -> CheckedFragment:
+        """The documented checks, one after the other: :func:`decode_fragment`, then board id
+        (BAD_BOARD), channel list (BAD_CHANNELS) and window length (BAD_COUNT)."""
+        frag = decode_fragment(buf, self.run_number)
+        chans = self.board_channel_lists.get(frag.board_id)
+        if chans is None:
+            raise FragmentError(Reason.BAD_BOARD, f"board_id {frag.board_id} is not in the channel map")
+        if frag.channels.tolist() != chans:
+            raise FragmentError(Reason.BAD_CHANNELS, f"board {frag.board_id}: channel blocks "
+                                f"{frag.channels.tolist()}, expected {chans}")
+        if frag.samples.shape[1] != self.window:
+            raise FragmentError(Reason.BAD_COUNT, f"samples_per_channel {frag.samples.shape[1]}, "
+                                f"expected {self.window}")
+        data = memoryview(buf).cast("B").tobytes()   # a plain copy: what the builder keeps
+        return CheckedFragment(frag.board_id, frag.event_number, frag.timestamp, frag.trigger_word, frag.flags,
+                               frag.n_pulses, HEADER_SIZE + len(chans) * self.block_size, data)
 
 
 # --------------------------------------------------------------------------------------

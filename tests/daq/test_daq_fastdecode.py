@@ -1,0 +1,235 @@
+"""The event builder's fast fragment check (RunFragmentDecoder) against the documented checks.
+
+The reference here is written out as docs/wire-format.md 1.4 and 1.5 state it: decode_fragment
+(its own tests are in test_daq_wire.py), then the builder's channel-map checks (board id,
+channel list, window length). For valid fragments and for every kind of corruption, the fast
+decoder must accept exactly what the reference accepts, with the same header fields and the
+same sample and pulse bytes, and reject the rest with the reference's reason.
+"""
+
+import struct
+import zlib
+
+import numpy as np
+import pytest
+import zmq
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from pokerdaq.daq._wire import (
+    CRC_RESIDUE,
+    HEADER_SIZE,
+    PULSE_SIZE,
+    CheckedFragment,
+    FragmentError,
+    Reason,
+    RunFragmentDecoder,
+    decode_fragment,
+    encode_fragment,
+)
+from pokerdaq.dsp._records import PULSE_DTYPE
+
+RUN = 41
+WINDOW = 16
+# a small channel map: board -> channels in input order (board 2 has one channel, board 5 none)
+BOARDS = {0: [0, 1, 2], 1: [3, 4, 5, 6], 2: [7], 3: [9, 8, 10], 5: []}
+SETTINGS = dict(deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+def reference(buf, run=RUN, boards=BOARDS, window=WINDOW):
+    """(board, event, timestamp, trigger word, flags, samples (n_ch, S) u16, pulse bytes) or the Reason."""
+    try:
+        frag = decode_fragment(buf, run)
+    except FragmentError as err:
+        return err.reason
+    if frag.board_id not in boards:
+        return Reason.BAD_BOARD
+    if frag.channels.tolist() != boards[frag.board_id]:
+        return Reason.BAD_CHANNELS
+    if frag.samples.shape[1] != window:
+        return Reason.BAD_COUNT
+    return (frag.board_id, frag.event_number, frag.timestamp, frag.trigger_word, frag.flags,
+            frag.samples.tolist(), frag.pulse_bytes)
+
+
+def fast(decoder, buf):
+    """The same tuple (or Reason) from RunFragmentDecoder.decode, read back from its byte offsets."""
+    try:
+        got = decoder.decode(buf)
+    except FragmentError as err:
+        return err.reason
+    assert isinstance(got, CheckedFragment)
+    data = bytes(memoryview(got.buf).cast("B"))
+    n_ch = len(BOARDS[got.board_id])
+    blocks = np.frombuffer(data[HEADER_SIZE:got.pulses_start], "<u2").reshape(n_ch, 2 + WINDOW)
+    pulses = data[got.pulses_start:got.pulses_start + got.n_pulses * PULSE_SIZE]
+    return (got.board_id, got.event_number, got.timestamp, got.trigger_word, got.flags,
+            blocks[:, 2:].tolist(), pulses)
+
+
+DECODER = RunFragmentDecoder(RUN, {b: np.array(c, np.int64) for b, c in BOARDS.items()}, WINDOW)
+
+
+class FastPathOnly(RunFragmentDecoder):
+    """The decoder with its fallback removed: whatever it accepts, the fast path accepted."""
+
+    def reference(self, buf):
+        raise AssertionError("the fast path refused a valid fragment")
+
+
+@st.composite
+def fragments(draw):
+    """Encoded fragments: mostly valid for BOARDS, with channel lists, windows, pulse channels,
+    runs and boards that are sometimes wrong (each field drawn to hit the checks)."""
+    board = draw(st.sampled_from([0, 1, 2, 3, 5, 9]))
+    chans = list(BOARDS.get(board, [3, 4]))
+    kind = draw(st.sampled_from(["good"] * 4 + ["permuted", "other", "repeated", "missing", "extra"]))
+    if kind == "permuted" and len(chans) > 1:
+        chans = chans[::-1]
+    elif kind == "other":
+        chans = [draw(st.integers(0, 20)) for _ in range(max(1, len(chans)))]
+    elif kind == "repeated" and chans:
+        chans = chans + [chans[0]]
+    elif kind == "missing" and chans:
+        chans = chans[:-1]
+    elif kind == "extra":
+        chans = chans + [draw(st.integers(11, 30))]
+    window = draw(st.sampled_from([WINDOW] * 5 + [WINDOW - 1, 1, 0]))
+    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+    samples = rng.integers(0, 16384, (len(chans), window), dtype=np.uint16)
+    n_p = draw(st.integers(0, 5)) if chans else 0
+    pulses = np.zeros(n_p, PULSE_DTYPE)
+    if n_p:
+        pool = chans if draw(st.booleans()) else chans + [draw(st.integers(0, 40))]
+        pulses["channel"] = [draw(st.sampled_from(pool)) for _ in range(n_p)]
+        pulses["integral"] = rng.integers(0, 2**32, n_p, dtype=np.uint64)
+        pulses["time"] = rng.integers(-2**40, 2**40, n_p)
+    run = draw(st.sampled_from([RUN] * 6 + [RUN + 1, 0]))
+    return encode_fragment(run_number=run, board_id=board, event_number=draw(st.integers(0, 2**64 - 1)),
+                           timestamp=draw(st.integers(0, 2**64 - 1)), trigger_word=draw(st.integers(0, 2**32 - 1)),
+                           flags=draw(st.integers(0, 3)), channels=np.array(chans, np.uint16), samples=samples,
+                           pulses=pulses)
+
+
+def _recrc(buf: bytearray) -> bytes:
+    struct.pack_into("<I", buf, len(buf) - 4, zlib.crc32(bytes(buf[:-4])))
+    return bytes(buf)
+
+
+@settings(max_examples=300, **SETTINGS)
+@given(buf=fragments())
+def test_encoded_fragments_give_the_reference_result(buf):
+    expected = reference(buf)
+    assert fast(DECODER, buf) == expected
+    assert fast(DECODER, zmq.Frame(buf)) == expected        # what the builder receives
+    if not isinstance(expected, Reason):                     # every valid fragment takes the fast path
+        assert fast(FastPathOnly(RUN, BOARDS, WINDOW), buf) == expected
+
+
+@settings(max_examples=400, **SETTINGS)
+@given(buf=fragments(), data=st.data())
+def test_corrupted_fragments_give_the_reference_reason(buf, data):
+    """Any byte changed, with the CRC left stale or recomputed (so the checks after it are reached)."""
+    bad = bytearray(buf)
+    n_ch, n_s, n_p = struct.unpack_from("<H", buf, 14)[0], *struct.unpack_from("<II", buf, 40)
+    pulses_start = HEADER_SIZE + n_ch * (4 + 2 * n_s)
+    # half of the draws hit a byte a check reads: the header, a channel number, a pulse's channel
+    targeted = ([*range(HEADER_SIZE)] + [HEADER_SIZE + i * (4 + 2 * n_s) + k for i in range(n_ch) for k in (0, 1)]
+                + [pulses_start + i * PULSE_SIZE + k for i in range(n_p) for k in (0, 1)])
+    offset = data.draw(st.sampled_from(targeted) | st.integers(0, len(bad) - 1))
+    bad[offset] = (bad[offset] + data.draw(st.integers(1, 255))) % 256
+    for variant in (bytes(bad), _recrc(bytearray(bad))):
+        assert fast(DECODER, variant) == reference(variant)
+
+
+@settings(max_examples=200, **SETTINGS)
+@given(buf=fragments(), cut=st.integers(0, 2000), tail=st.binary(max_size=8))
+def test_truncated_or_extended_fragments_give_the_reference_reason(buf, cut, tail):
+    for variant in (buf[:cut % (len(buf) + 1)], buf + tail, buf[:-4] + tail):
+        assert fast(DECODER, variant) == reference(variant)
+
+
+@settings(max_examples=200, **SETTINGS)
+@given(head=st.binary(min_size=HEADER_SIZE, max_size=HEADER_SIZE), tail=st.binary(max_size=200),
+       board=st.sampled_from([0, 1, 2, 3]))
+def test_random_headers_give_the_reference_reason(head, tail, board):
+    """Random counts and lengths behind a valid magic, version, size, run and board, CRC made valid."""
+    fields = bytearray(b"PKFR" + struct.pack("<HHIH", 1, 56, RUN, board) + head[14:] + tail + b"\0\0\0\0")
+    for variant in (bytes(fields), _recrc(fields)):
+        assert fast(DECODER, variant) == reference(variant)
+
+
+def test_foreign_objects_get_a_fragment_error():
+    for junk in (b"", "PKFR" * 40, None, 12, np.zeros(40, np.uint32), memoryview(b"x" * 100)[::2]):
+        with pytest.raises(FragmentError):
+            DECODER.decode(junk)
+
+
+def test_crc_residue_is_the_trailer_check():
+    rng = np.random.default_rng(5)
+    for n in (0, 1, 7, 1000):
+        data = rng.integers(0, 256, n, dtype=np.uint8).tobytes()
+        trailer = zlib.crc32(data).to_bytes(4, "little")
+        assert zlib.crc32(data + trailer) == CRC_RESIDUE
+        for k in range(4):
+            wrong = bytearray(trailer)
+            wrong[k] ^= 1 << (n + k) % 8
+            assert zlib.crc32(data + bytes(wrong)) != CRC_RESIDUE
+
+
+def test_boards_the_documented_decoder_always_refuses_get_no_fast_path():
+    """Repeated channels in the map: the reference says BAD_CHANNELS, so must the decoder."""
+    boards = {0: [4, 4]}
+    buf = encode_fragment(run_number=RUN, board_id=0, event_number=1, timestamp=2, trigger_word=1, flags=0,
+                          channels=np.array([4, 4], np.uint16), samples=np.zeros((2, WINDOW), np.uint16),
+                          pulses=np.zeros(0, PULSE_DTYPE))
+    with pytest.raises(FragmentError) as info:
+        RunFragmentDecoder(RUN, boards, WINDOW).decode(buf)
+    assert info.value.reason is Reason.BAD_CHANNELS == reference(buf, boards=boards)
+
+
+def test_event_assembly_equals_per_board_copies(tmp_path):
+    """The builder's one-gather event assembly against a naive per-board copy: every board present,
+    some missing, none; samples (zeros for missing boards), pulses and the header, byte for byte."""
+    from pokerdaq.config import load_config
+    from pokerdaq.daq._builder import EventBuilderNode, _Event
+    from pokerdaq.io._records import EVENT_DTYPE, EventFlags
+
+    cfg = load_config()
+    cmap, window = cfg.channel_map, cfg.digitizer.window_samples
+    node = EventBuilderNode(cfg, "assembly", f"ipc://{tmp_path}/ctl", {"run_number": cfg.run.run_number, "endpoints": {}})
+    try:
+        rng = np.random.default_rng(11)
+        boards = list(range(cmap.n_boards))
+        for present in (boards, boards[1:], [0, 5, 11], [7], []):
+            samples = {b: rng.integers(0, 16384, (len(cmap.channels_on_board(b)), window), dtype=np.uint16)
+                       for b in present}
+            pulses = {}
+            for b in present:
+                pulses[b] = np.zeros(int(rng.integers(0, 4)), PULSE_DTYPE)
+                pulses[b]["channel"] = cmap.channels_on_board(b)[0]
+                pulses[b]["integral"] = rng.integers(0, 2**32, len(pulses[b]), dtype=np.uint64)
+            ev = _Event(0.0)
+            ev.record = (3, 777, 5, 0)
+            for b in present[::-1]:   # arrival order does not matter
+                buf = encode_fragment(run_number=cfg.run.run_number, board_id=b, event_number=3, timestamp=777,
+                                      trigger_word=5, flags=0, channels=cmap.channels_on_board(b),
+                                      samples=samples[b], pulses=pulses[b])
+                ev.fragments[b] = node.decoder.decode(zmq.Frame(buf))
+                ev.mask |= 1 << b
+            node._finalize(3, ev)
+            tag, header, got_samples, got_pulses = ev.message
+            expected = np.zeros((len(cmap), window), np.uint16)
+            for b in present:
+                expected[cmap.channels_on_board(b)] = samples[b]
+            missing = sum(1 << b for b in boards if b not in present)
+            head = np.zeros(1, EVENT_DTYPE)
+            head[["event_number", "timestamp", "trigger_word", "missing_boards"]] = (3, 777, 5, missing)
+            head["flags"] = EventFlags.INCOMPLETE if missing else 0
+            head["n_pulses"] = sum(len(pulses[b]) for b in present)
+            assert tag == b"EV" and header == head.tobytes(), present
+            assert got_samples == expected.tobytes(), present
+            assert got_pulses == b"".join(pulses[b].tobytes() for b in sorted(present)), present
+    finally:
+        node.close()
+        node.ctx.destroy(0)
