@@ -75,14 +75,9 @@ def _corner_pulses(cfg, n_windows: int, seed: int):
 def _stream_model_windows(pulses, window, n_windows, n, regs, default_ref):
     """The construction run through the numba stream model instead of the RTL."""
     timeline = window_timeline(n_windows, n, default_ref, regs)
-    segment = timeline_segment(pulses, window, timeline, window_mode_registers(regs, timeline))
-    model = TriggerModel(segment.regs)
-    out, lo = [], 0
-    for end, hi in zip(segment.ends, segment.cuts):
-        out.append(model.process(segment.records[lo:hi], end))
-        lo = hi
-    assert model.counters.late_records == 0
-    return records_per_window(np.concatenate(out), timeline)
+    records, late = _model_on_timeline(pulses, window, timeline, regs)
+    assert late == 0
+    return records_per_window(records, timeline)
 
 
 @pytest.mark.parametrize("default_ref", [16 * 64, 0, -10 * 64, 200 * 64])
@@ -127,13 +122,19 @@ def test_time_line_keeps_windows_apart_for_wide_registers(cfg):
 
 
 def _model_on_timeline(pulses, window, timeline, regs):
+    """Trigger records of the numba stream model on the time line, and its count of late records."""
     segment = timeline_segment(pulses, window, timeline, window_mode_registers(regs, timeline))
     model = TriggerModel(segment.regs)
     out, lo = [], 0
     for end, hi in zip(segment.ends, segment.cuts):
         out.append(model.process(segment.records[lo:hi], end))
         lo = hi
-    return records_per_window(np.concatenate(out), timeline)[0]
+    return np.concatenate(out), model.counters.late_records
+
+
+def _window_records(pulses, window, timeline, regs):
+    """One record per window from the stream model on the time line (no check of late records)."""
+    return records_per_window(_model_on_timeline(pulses, window, timeline, regs)[0], timeline)[0]
 
 
 def test_a_stride_below_the_bounds_breaks_window_mode(cfg):
@@ -151,17 +152,17 @@ def test_a_stride_below_the_bounds_breaks_window_mode(cfg):
     ref = trigger_windows(pulses, window, n_windows, regs, default_ref=0)
     good = window_timeline(n_windows, n, 0, regs)
     assert good.stride == 117  # (64 x 64 - 1 + 3360 guard) / 64, rounded up
-    got = _model_on_timeline(pulses, window, good, regs)
+    got = _window_records(pulses, window, good, regs)
     assert all((got[f] == ref[f]).all() for f in TRIGGER_DTYPE.names)
     short_guard = WindowTimeline(n_windows, n, 0, 80, 80 - 1 - 20)  # above the span bound (74)
-    got = _model_on_timeline(pulses, window, short_guard, regs)
+    got = _window_records(pulses, window, short_guard, regs)
     pileup = (got["conditions"] & ConditionBits.PILEUP) != 0
     assert pileup.any() and not (ref["conditions"] & ConditionBits.PILEUP).any()
     # window 9: no beam counters but the late coincidence (T_REF = 64 x 64 - 30), window 10 an
     # HCAL pulse at its first sample: with 66 ticks per window it falls in 9's HCAL window
     assert ref["ref_time"][9] == n * 64 - 30 and ref["e_hcal"][9] == 0
     short_span = WindowTimeline(n_windows, n, 0, 66, 66 - 1 - 20)  # above the latency and end bounds
-    got = _model_on_timeline(pulses, window, short_span, regs)
+    got = _window_records(pulses, window, short_span, regs)
     assert got["e_hcal"][9] > 0
 
 

@@ -87,6 +87,16 @@ class RtlDut:
         if self._trigger_build is None:
             self._trigger_build = build_trigger(self.trigger_mutant)
 
+    def _simulate(self, run, build: Path, tmp: Path, name: str, what: str):
+        """Run one bench on ``tmp/{name}_stimulus.npz``; its result, timed in ``stats``; a failure is a DutFault."""
+        t0 = time.monotonic()
+        try:
+            run(build, tmp / f"{name}_stimulus.npz", tmp / f"{name}_result.npz", tmp / name)
+        except RuntimeError as err:
+            raise DutFault("simulation", f"rtl {what}: {err}") from None
+        self.stats[f"{name}_sim_s"] = round(time.monotonic() - t0, 2)
+        return np.load(tmp / f"{name}_result.npz")
+
     def _pulses(self, samples: np.ndarray, tmp: Path) -> tuple[np.ndarray, np.ndarray]:
         n_win, n_ch, n = samples.shape
         groups = (n_ch + self.nch - 1) // self.nch
@@ -103,13 +113,7 @@ class RtlDut:
                  batch_nwin=np.full(groups, n_win, np.int64), samples=lanes.reshape(-1, self.nch),
                  gaps=np.zeros(groups * n_win * n, np.uint8), index0=np.zeros(groups * n_win, np.uint64),
                  last_sent=np.ones(groups * n_win, np.uint8))
-        t0 = time.monotonic()
-        try:
-            run_bank(self.build_dir, tmp / "bank_stimulus.npz", tmp / "bank_result.npz", tmp / "bank")
-        except RuntimeError as err:
-            raise DutFault("simulation", f"rtl pulse finder: {err}") from None
-        self.stats["bank_sim_s"] = round(time.monotonic() - t0, 2)
-        res = np.load(tmp / "bank_result.npz")
+        res = self._simulate(run_bank, self.build_dir, tmp, "bank", "pulse finder")
         rows, columns = res["rows"], [str(c) for c in res["columns"]]
         self.err_overflow = int(res["err_overflow"])
         self.stats["bank_clocks"] = int(res["clocks"])
@@ -133,13 +137,7 @@ class RtlDut:
         timeline = window_timeline(n_win, n, default_ref, regs)
         segment = timeline_segment(pulses, window, timeline, window_mode_registers(regs, timeline))
         save_trigger_stimulus([segment], tmp / "trigger_stimulus.npz")
-        t0 = time.monotonic()
-        try:
-            run_trigger(self._trigger_build, tmp / "trigger_stimulus.npz", tmp / "trigger_result.npz", tmp / "trigger")
-        except RuntimeError as err:
-            raise DutFault("simulation", f"rtl trigger: {err}") from None
-        self.stats["trigger_sim_s"] = round(time.monotonic() - t0, 2)
-        res = np.load(tmp / "trigger_result.npz")
+        res = self._simulate(run_trigger, self._trigger_build, tmp, "trigger", "trigger")
         errors = dict(zip(("err_overflow", "err_order", "err_late"), (int(v) for v in res["errors0"])))
         if any(errors.values()):
             raise DutFault("overflow", f"rtl trigger dropped primitives: {errors} (err_overflow: more than the "
