@@ -33,7 +33,7 @@ import numpy as np
 import zmq
 
 from ._factory import make_trigger_logic
-from ._interfaces import ScalerCounts
+from ._interfaces import ScalerCounts, StretchTriggerLogic, TriggerOutput
 from ._node import Node
 from ._wire import (
     PRIMITIVE_DTYPE,
@@ -42,6 +42,7 @@ from ._wire import (
     TRIGGER_MAGIC,
     MessageError,
     SliceFlags,
+    StretchError,
     decode_slice,
     encode_slice,
 )
@@ -60,7 +61,10 @@ class TriggerProcessorNode(Node):
         self.dead: dict[int, str] = {}
         self.heard: set[int] = set()
         self.last_seen = {b: time.monotonic() for b in self.all_boards}
-        self.pending: dict[int, dict[int, tuple[np.ndarray, bool]]] = collections.defaultdict(dict)
+        # per board, the primitive messages not yet wholly decided, in slice order:
+        # [first slice, last slice, primitives, busy]; ``covered``: the last slice received
+        self.messages: dict[int, collections.deque] = {b: collections.deque() for b in self.all_boards}
+        self.covered = {b: -1 for b in self.all_boards}
         self.next_slice = 0
         self.slice_wait_start = time.monotonic()
         self.next_event = 0
@@ -80,6 +84,7 @@ class TriggerProcessorNode(Node):
         self.spill_first_event = 0
         self.spill_bits = [0] * 32
         self.spill_rows = 0
+        self.final_counts: ScalerCounts | None = None   # scalers at the end of a stretch cut at max_events
 
     def bind(self) -> dict[str, str]:
         self.router = self.socket(zmq.ROUTER)
@@ -130,6 +135,10 @@ class TriggerProcessorNode(Node):
             ident, body = frames[0], frames[1:]
             try:
                 head, prims = decode_slice(body, PRIMITIVE_MAGIC, PRIMITIVE_DTYPE)
+            except StretchError:
+                self.counters["bad_primitive_messages"] += 1
+                self.counters["bad_stretch_messages"] += 1
+                continue
             except MessageError:
                 self.counters["bad_primitive_messages"] += 1
                 continue
@@ -145,20 +154,25 @@ class TriggerProcessorNode(Node):
             if int(head["flags"]) & SliceFlags.HEARTBEAT:
                 self.counters["heartbeats"] += 1
                 continue
-            k = int(head["slice_index"])
-            if k < self.next_slice or b in self.pending[k]:
+            k, last = int(head["slice_index"]), int(head["last_slice"])
+            if k != self.covered[b] + 1:   # a board's slices come in order, each once
                 self.counters["bad_primitive_messages"] += 1
+                if last > k:
+                    self.counters["bad_stretch_messages"] += 1
                 continue
-            self.pending[k][b] = (prims, bool(int(head["flags"]) & SliceFlags.BUSY))
+            self.messages[b].append([k, last, prims, bool(int(head["flags"]) & SliceFlags.BUSY)])
+            self.covered[b] = last
+            if last > k:
+                self.counters["stretch_messages"] += 1
 
     def _slice_complete(self, k: int) -> bool:
-        got = self.pending.get(k)
-        return bool(got) and self.live.issubset(got.keys())
+        """Every live board has sent slice ``k`` (alone or in a stretch)."""
+        return bool(self.live) and all(self.covered[b] >= k for b in self.live)
 
     def _check_dead(self) -> None:
         now = time.monotonic()
         for b in sorted(self.live):
-            if b in self.pending.get(self.next_slice, {}):
+            if self.covered[b] >= self.next_slice:   # it has sent (or promised in a stretch) this slice
                 continue
             # before its first message a board may still be starting (imports, JIT): allow stall_timeout_s
             limit = self.cfg.daq.board_timeout_s if b in self.heard else self.cfg.daq.stall_timeout_s
@@ -173,17 +187,45 @@ class TriggerProcessorNode(Node):
         self.counters["boards_marked_dead"] += 1
 
     def _decide(self, k: int) -> None:
-        got = self.pending.pop(k)
-        prims = [got[b][0] for b in sorted(self.live) if b in got]
-        busy = any(got[b][1] for b in self.live if b in got)
-        decided = self.logic.decided_until(k)
+        """Decide slices ``k`` to ``last``: as far as every live board's message that holds ``k`` reaches.
+
+        A message's primitives go to the trigger logic in the step that decides its first slice
+        (a board's stretch may reach beyond ``last``: the logic takes pulses ahead of its
+        clock, as it does within a slice).
+        """
+        heads = {}
+        for b in sorted(self.live):
+            queue = self.messages[b]
+            while queue[0][1] < k:
+                queue.popleft()
+            heads[b] = queue[0]
+        last = min(m[1] for m in heads.values())
+        prims = [m[2] for m in heads.values() if m[0] == k]
+        busy = any(m[3] for m in heads.values())
+        for b, m in heads.items():
+            if m[1] <= last:
+                self.messages[b].popleft()
+        decided = self.logic.decided_until(last)
         ends = list(range((self.spill + 1) * self.spill_ticks, decided + 1, self.spill_ticks))
-        out = self.logic.process_slice(k, np.concatenate(prims) if prims else np.zeros(0, PRIMITIVE_DTYPE), busy,
-                                       cuts=ends)
+        # a run stopped at max_events ends with the slice whose decision holds its last event;
+        # inside a stretch that slice is known only afterwards: read the scalers at every slice end
+        slice_cuts = []
+        if self.max_events is not None and last > k:
+            slice_cuts = [self.logic.decided_until(s) for s in range(k, last + 1)]
+        cuts = sorted(c for c in set(ends) | set(slice_cuts) if c > self.decided)
+        out = self._logic_step(k, last, np.concatenate(prims) if prims else np.zeros(0, PRIMITIVE_DTYPE), busy, cuts)
+        counts_at = dict(zip(cuts, out.cut_counts))
         n = len(out.timestamps)
         if self.max_events is not None:
             n = min(n, int(self.max_events) - self.next_event)
             self.counters["trimmed_at_max_events"] += len(out.timestamps) - n
+            if n and self.next_event + n >= int(self.max_events) and last > k:
+                # the run ends where slice-by-slice decisions would have ended it
+                ts_last = int(out.timestamps[n - 1])
+                last = next(s for s in range(k, last + 1) if self.logic.decided_until(s) > ts_last)
+                decided = self.logic.decided_until(last)
+                ends = [e for e in ends if e <= decided]
+                self.final_counts = counts_at[decided]
         trig = np.zeros(n, dtype=TRIGGER_DTYPE)
         trig["event_number"] = np.arange(self.next_event, self.next_event + n, dtype=np.uint64)
         trig["timestamp"] = out.timestamps[:n]
@@ -197,7 +239,8 @@ class TriggerProcessorNode(Node):
         ts = trig["timestamp"]
         done = 0
         rows = []
-        for end, counts in zip(ends, out.cut_counts):
+        for end in ends:
+            counts = counts_at[end]
             upto = int(np.searchsorted(ts, np.uint64(end), side="left"))
             self._spill_bits(trig["trigger_word"][done:upto])
             done = upto
@@ -205,22 +248,49 @@ class TriggerProcessorNode(Node):
         self._spill_bits(trig["trigger_word"][done:])
         self.decided = decided
         self.busy_ticks += out.busy_ticks
+        if self.final_counts is not None:
+            self.busy_ticks = self.final_counts.busy_ticks
         self.dead_ticks += out.dead_ticks
-        self.counters["slices"] += 1
-        self.counters["busy_slices"] += busy
+        self.counters["slices"] += last - k + 1
+        self.counters["decisions"] += 1
+        if last > k:
+            self.counters["stretch_decisions"] += 1
+            self.counters["stretch_slices"] += last - k + 1
+        self.counters["busy_slices"] += busy * (last - k + 1)
         msg = encode_slice(TRIGGER_MAGIC, board_id=TP_ID, run_number=self.run_number, flags=0,
-                           slice_index=k, records=trig)
+                           slice_index=k, last_slice=last, records=trig)
         self._to_boards(msg)
         if n:
             rec = encode_slice(TRIGGER_MAGIC, board_id=TP_ID, run_number=self.run_number,
-                               flags=int(SliceFlags.RECORDS), slice_index=k, records=trig)
+                               flags=int(SliceFlags.RECORDS), slice_index=k, last_slice=last, records=trig)
             self.send_with_deadline(self.push, rec, "trigger records to the event builder")
         for row in rows:
             self._send_scalers(row)
-        self.next_slice = k + 1
+        self.next_slice = last + 1
         self.slice_wait_start = time.monotonic()
         if self.max_events is not None and self.next_event >= int(self.max_events):
             self._end()
+
+    def _logic_step(self, first: int, last: int, prims: np.ndarray, busy: bool, cuts: list[int]):
+        """The trigger logic over slices ``first..last``: one call, or slice by slice if it cannot."""
+        if first == last:
+            return self.logic.process_slice(first, prims, busy, cuts=cuts)
+        if isinstance(self.logic, StretchTriggerLogic):
+            return self.logic.process_stretch(first, last, prims, busy, cuts=cuts)
+        outs = []
+        for k in range(first, last + 1):
+            upto = self.logic.decided_until(k)
+            mine = [c for c in cuts if c <= upto]
+            cuts = cuts[len(mine):]
+            outs.append(self.logic.process_slice(k, prims if k == first else prims[:0], busy, cuts=mine))
+        return TriggerOutput(np.concatenate([o.timestamps for o in outs]),
+                             np.concatenate([o.trigger_words for o in outs]),
+                             busy_ticks=sum(o.busy_ticks for o in outs), dead_ticks=sum(o.dead_ticks for o in outs),
+                             cut_counts=[c for o in outs for c in o.cut_counts])
+
+    def _scaler_totals(self) -> ScalerCounts:
+        """Scaler totals up to the decided time (``final_counts`` if the run ended inside a stretch)."""
+        return self.final_counts if self.final_counts is not None else self.logic.scaler_counts()
 
     def _spill_bits(self, words: np.ndarray) -> None:
         for bit in range(32):
@@ -274,7 +344,7 @@ class TriggerProcessorNode(Node):
         # the last (partial) spill row: the spill in progress up to the decided time; a run
         # always has at least one row
         if self.decided > self.spill * self.spill_ticks or self.spill_rows == 0:
-            self._send_scalers(self._spill_row(self.decided, self.logic.scaler_counts(), self.next_event, final=True))
+            self._send_scalers(self._spill_row(self.decided, self._scaler_totals(), self.next_event, final=True))
         self.send_with_deadline(self.push, fin, "end of run to the event builder")
         self.notify_drained()
 
@@ -282,7 +352,7 @@ class TriggerProcessorNode(Node):
         st = self.cfg.daq.slice_ticks
         total_ticks = self.next_slice * st
         counters = self.logic.counters()
-        counts = self.logic.scaler_counts()
+        counts = self._scaler_totals()
         names = list(getattr(self.logic, "trigger_names", ()))
         types = {}
         for bit, name in enumerate(names):
