@@ -80,3 +80,110 @@ def test_fast_forward_gives_the_same_file_with_far_fewer_decisions(tmp_path):
     assert tp_on["stretch_decisions"] > 0
     assert tp_on["decisions"] * 10 < tp_off["decisions"], (tp_on["decisions"], tp_off["decisions"])
     assert tp_on.get("bad_primitive_messages", 0) == 0
+
+
+def raw_stretch(board, run_number, first, last):
+    """A primitive message with any ``last_slice`` (``encode_slice`` refuses bad ones)."""
+    head, body = encode_slice(PRIMITIVE_MAGIC, board_id=board, run_number=run_number, flags=0, slice_index=first,
+                              records=np.zeros(0, PRIMITIVE_DTYPE))
+    h = np.frombuffer(head, dtype=np.uint8).copy()
+    h[32:40] = np.frombuffer(np.uint64(last).tobytes(), np.uint8)
+    return [h.tobytes(), body]
+
+
+def test_stretch_field_is_checked_by_the_decoder():
+    good = encode_slice(PRIMITIVE_MAGIC, board_id=3, run_number=1, flags=0, slice_index=10, last_slice=10 + 4095,
+                        records=np.zeros(0, PRIMITIVE_DTYPE))
+    head, _ = decode_slice(good, PRIMITIVE_MAGIC, PRIMITIVE_DTYPE)
+    assert (int(head["slice_index"]), int(head["last_slice"])) == (10, 4105) and len(good[0]) == 40
+    ok = decode_slice(raw_stretch(3, 1, 10, 10 + MAX_STRETCH_SLICES - 1), PRIMITIVE_MAGIC, PRIMITIVE_DTYPE)[0]
+    assert int(ok["last_slice"]) == 10 + MAX_STRETCH_SLICES - 1
+    for last in (9, 0, 10 + MAX_STRETCH_SLICES, 2**64 - 1):
+        with pytest.raises(StretchError, match="last_slice"):
+            decode_slice(raw_stretch(3, 1, 10, last), PRIMITIVE_MAGIC, PRIMITIVE_DTYPE)
+    with pytest.raises(ValueError, match="last_slice"):
+        encode_slice(PRIMITIVE_MAGIC, board_id=3, run_number=1, flags=0, slice_index=10, last_slice=9,
+                     records=np.zeros(0, PRIMITIVE_DTYPE))
+    v1 = np.frombuffer(good[0], np.uint8).copy()
+    v1[4:6] = (1, 0)                       # a version-1 header (32 bytes) is refused
+    with pytest.raises(MessageError):
+        decode_slice([v1[:32].tobytes(), b""], PRIMITIVE_MAGIC, PRIMITIVE_DTYPE)
+
+
+@pytest.mark.timeout(180)
+def test_trigger_processor_rejects_and_counts_bad_stretches(tmp_path):
+    from pokerdaq.daq._wire import TRIGGER_DTYPE, TRIGGER_MAGIC
+    cfg = gap_config(board_timeout_s=60.0, builder_timeout_s=1.0)
+    rn = cfg.run.run_number
+    n_boards = cfg.channel_map.n_boards
+    ctx = zmq.Context()
+    dealers = []
+    try:
+        with daq_run(cfg, tmp_path, seed=SEED, only=("trigger", "builder", "writer")) as run:
+            for b in range(n_boards):   # play the boards
+                d = ctx.socket(zmq.DEALER)
+                d.setsockopt(zmq.IDENTITY, f"board{b}".encode())
+                d.setsockopt(zmq.LINGER, 0)
+                d.connect(run.endpoints["triggers"])
+                dealers.append(d)
+
+            def stretch(b, first, last):
+                dealers[b].send_multipart(encode_slice(PRIMITIVE_MAGIC, board_id=b, run_number=rn, flags=0,
+                                                       slice_index=first, last_slice=last,
+                                                       records=np.zeros(0, PRIMITIVE_DTYPE)))
+
+            def decision(b):
+                assert dealers[b].poll(30_000), "no decision"
+                head, trig = decode_slice(dealers[b].recv_multipart(), TRIGGER_MAGIC, TRIGGER_DTYPE)
+                return int(head["slice_index"]), int(head["last_slice"])
+
+            for b in range(n_boards):
+                stretch(b, 0, 99)
+            assert decision(0) == (0, 99)        # the whole stretch in one decision
+            dealers[0].send_multipart(raw_stretch(0, rn, 100, 99))                     # ends before it starts
+            dealers[0].send_multipart(raw_stretch(0, rn, 100, 100 + MAX_STRETCH_SLICES))   # beyond the maximum
+            stretch(0, 200, 300)                                                       # leaves a gap
+            stretch(5, 50, 120)                                                        # overlaps what was sent
+            poll_until(run, lambda: status(run, "trigger").get("bad_primitive_messages", 0) >= 4, 30,
+                       "the bad messages to be counted")
+            # none of them was taken: the stretches that follow on are decided as usual
+            for b in range(n_boards):
+                stretch(b, 100, 150 if b != 7 else 130)
+            assert decision(0) == (100, 130)
+            stretch(7, 131, 150)
+            assert [decision(3) for _ in range(3)] == [(0, 99), (100, 130), (131, 150)]
+            poll_until(run, lambda: status(run, "trigger").get("slices_decided", 0) == 151, 30, "slice 150 decided")
+            tp = status(run, "trigger")
+            run.stop()
+            run.wait(30)
+    finally:
+        for d in dealers:
+            d.close(0)
+        ctx.term()
+    assert tp["bad_primitive_messages"] == 4 and tp["bad_stretch_messages"] == 4
+    assert tp["decisions"] == 3 and tp["stretch_decisions"] == 3 and tp["slices_decided"] == 151
+    assert tp["dead_boards"] == {}
+
+
+@pytest.mark.timeout(300)
+def test_board_killed_inside_a_stretch_is_detected(tmp_path):
+    cfg = gap_config(board_timeout_s=3.0, builder_timeout_s=2.0)
+    n = 400
+    killed_mask = sum(1 << b for b in range(6, 12))
+    with daq_run(cfg, tmp_path, seed=SEED, max_events=n) as run:
+        poll_until(run, lambda: status(run, "trigger").get("stretch_decisions", 0) >= 3, 120, "three stretches")
+        os.kill(run.pid("fe1"), signal.SIGKILL)
+        assert run.wait(200) == "stopped", run.errors
+        s = run.summary()
+    assert s["died"] == {"fe1": -signal.SIGKILL}
+    assert sorted(int(b) for b in s["dead_boards"]) == list(range(6, 12)), s["dead_boards"]
+    assert s["events_issued"] == s["events_written"] == n
+    with RunFile(s["files"][0]) as f:
+        ev = f.events
+        missing = ev["missing_boards"].astype(np.int64)
+        incomplete = (ev["flags"] & EventFlags.INCOMPLETE) != 0
+        assert ((missing != 0) == incomplete).all() and (missing & ~killed_mask == 0).all()
+        first_bad = int(np.argmax(incomplete))
+        assert incomplete.any() and not incomplete[:first_bad].any()
+        assert (missing[first_bad + 20:] == killed_mask).all()   # once dead, no event waits for them
+        assert s["events_incomplete"] == int(incomplete.sum())
