@@ -15,8 +15,14 @@ Flow control, in the order a slow consumer is felt:
    While stalled the board sends heartbeats, so the trigger processor does not take it
    for dead.
 
-A board never runs more than ``daq.max_slices_ahead`` slices ahead of the trigger decisions,
-which bounds its ring buffer of samples to that many slices plus three.
+A board never has more than ``daq.max_slices_ahead`` primitive messages awaiting their
+trigger decision, which bounds its ring buffer of samples to that many slices plus three.
+
+Fast-forward (``daq.fast_forward``, docs/daq.md): a front end with ``stretch_end`` /
+``process_stretch`` (:class:`~pokerdaq.daq._interfaces.StretchFrontEnd`, the activity-driven
+physics front end) may cover a stretch of beam-off slices with one message (all their
+primitives; never while busy). Such a front end renders readout windows on demand, so the
+board keeps no ring buffer for it; a stretch counts as one message against the limit above.
 """
 
 from __future__ import annotations

@@ -6,8 +6,14 @@ error instead of a silent drop. A PUSH (connected to the builder's ``trigger_rec
 carries the trigger record of every accepted trigger, so the builder knows which events
 exist and what their timestamp and trigger word must be.
 
-Slice ``k`` is decided when every live board has sent slice ``k``. A board that sends
-nothing for ``daq.board_timeout_s`` while the trigger processor waits for it is marked dead:
+Slice ``k`` is decided when every live board has sent slice ``k``, alone or inside a
+*stretch* (one message for slices ``[k, j]``, docs/wire-format.md 2.1): the trigger processor
+then decides, in one step of the trigger logic and one decision message, every slice up to the
+end of the shortest stretch that holds ``k`` (``[k, min_b j_b]``); a board that sends single
+slices makes that ``[k, k]``, so boards that fast-forward and boards that do not mix in a run.
+A stretch's primitives go to the logic in the step that decides its first slice. A board
+that sends nothing for ``daq.board_timeout_s`` while the trigger processor waits for it (for
+a slice it has not yet sent or promised in a stretch) is marked dead:
 the run goes on without it, and every later trigger record carries it in ``dead_boards``,
 so the builder flags those events INCOMPLETE at once instead of waiting for its time-out.
 
