@@ -74,10 +74,18 @@ def test_fast_forward_gives_the_same_file_with_far_fewer_decisions(tmp_path):
                 np.testing.assert_array_equal(a[name], b[name], err_msg=f"{key}.{name}")
         else:
             np.testing.assert_array_equal(a, b, err_msg=key)
+    # the trigger counted the same (the run ended inside a stretch: it was decided again up to
+    # the slice of the last event, as slice by slice)
+    for key in ("beam_counts", "triggers_raw", "busy_ticks", "spills", "slices_decided"):
+        assert s_on[key] == s_off[key], key
+    for name, t in s_off["trigger_types"].items():
+        for field in ("accepted", "candidates", "lost_dead_time", "lost_busy", "trimmed"):
+            assert s_on["trigger_types"][name][field] == t[field], (name, field)
     # the same time was decided, in far fewer steps
     assert tp_on["slices_decided"] == tp_off["slices_decided"] and tp_on["decided_ticks"] == tp_off["decided_ticks"]
     assert tp_off["decisions"] == tp_off["slices_decided"] and "stretch_decisions" not in tp_off
     assert tp_on["stretch_decisions"] > 0
+    assert tp_on["stretches_shortened_at_max_events"] == 1      # the 90th event came inside a stretch
     assert tp_on["decisions"] * 10 < tp_off["decisions"], (tp_on["decisions"], tp_off["decisions"])
     assert tp_on.get("bad_primitive_messages", 0) == 0
 

@@ -31,6 +31,7 @@ progress up to the decided time (``final``: true).
 from __future__ import annotations
 
 import collections
+import copy
 import json
 import time
 from typing import Any
@@ -90,7 +91,6 @@ class TriggerProcessorNode(Node):
         self.spill_first_event = 0
         self.spill_bits = [0] * 32
         self.spill_rows = 0
-        self.final_counts: ScalerCounts | None = None   # scalers at the end of a stretch cut at max_events
 
     def bind(self) -> dict[str, str]:
         self.router = self.socket(zmq.ROUTER)
@@ -213,25 +213,26 @@ class TriggerProcessorNode(Node):
                 self.messages[b].popleft()
         decided = self.logic.decided_until(last)
         ends = list(range((self.spill + 1) * self.spill_ticks, decided + 1, self.spill_ticks))
+        prims = np.concatenate(prims) if prims else np.zeros(0, PRIMITIVE_DTYPE)
         # a run stopped at max_events ends with the slice whose decision holds its last event;
-        # inside a stretch that slice is known only afterwards: read the scalers at every slice end
-        slice_cuts = []
-        if self.max_events is not None and last > k:
-            slice_cuts = [self.logic.decided_until(s) for s in range(k, last + 1)]
-        cuts = sorted(c for c in set(ends) | set(slice_cuts) if c > self.decided)
-        out = self._logic_step(k, last, np.concatenate(prims) if prims else np.zeros(0, PRIMITIVE_DTYPE), busy, cuts)
-        counts_at = dict(zip(cuts, out.cut_counts))
+        # inside a stretch that slice is known only afterwards: keep the logic's state to go back
+        before = copy.deepcopy(self.logic) if self.max_events is not None and last > k else None
+        out = self._logic_step(k, last, prims, busy, ends)
+        if before is not None and self.next_event + len(out.timestamps) >= int(self.max_events):
+            # decide again up to that slice only: the logic (scalers, counters) then stands where
+            # slice-by-slice decisions would have left it
+            ts_last = int(out.timestamps[int(self.max_events) - self.next_event - 1])
+            last = next(s for s in range(k, last + 1) if self.logic.decided_until(s) > ts_last)
+            self.logic = before
+            decided = self.logic.decided_until(last)
+            ends = [e for e in ends if e <= decided]
+            out = self._logic_step(k, last, prims, busy, ends)
+            self.counters["stretches_shortened_at_max_events"] += 1
+        counts_at = dict(zip(ends, out.cut_counts))
         n = len(out.timestamps)
         if self.max_events is not None:
             n = min(n, int(self.max_events) - self.next_event)
             self.counters["trimmed_at_max_events"] += len(out.timestamps) - n
-            if n and self.next_event + n >= int(self.max_events) and last > k:
-                # the run ends where slice-by-slice decisions would have ended it
-                ts_last = int(out.timestamps[n - 1])
-                last = next(s for s in range(k, last + 1) if self.logic.decided_until(s) > ts_last)
-                decided = self.logic.decided_until(last)
-                ends = [e for e in ends if e <= decided]
-                self.final_counts = counts_at[decided]
         trig = np.zeros(n, dtype=TRIGGER_DTYPE)
         trig["event_number"] = np.arange(self.next_event, self.next_event + n, dtype=np.uint64)
         trig["timestamp"] = out.timestamps[:n]
@@ -254,8 +255,6 @@ class TriggerProcessorNode(Node):
         self._spill_bits(trig["trigger_word"][done:])
         self.decided = decided
         self.busy_ticks += out.busy_ticks
-        if self.final_counts is not None:
-            self.busy_ticks = self.final_counts.busy_ticks
         self.dead_ticks += out.dead_ticks
         self.counters["slices"] += last - k + 1
         self.counters["decisions"] += 1
@@ -293,10 +292,6 @@ class TriggerProcessorNode(Node):
                              np.concatenate([o.trigger_words for o in outs]),
                              busy_ticks=sum(o.busy_ticks for o in outs), dead_ticks=sum(o.dead_ticks for o in outs),
                              cut_counts=[c for o in outs for c in o.cut_counts])
-
-    def _scaler_totals(self) -> ScalerCounts:
-        """Scaler totals up to the decided time (``final_counts`` if the run ended inside a stretch)."""
-        return self.final_counts if self.final_counts is not None else self.logic.scaler_counts()
 
     def _spill_bits(self, words: np.ndarray) -> None:
         for bit in range(32):
@@ -350,7 +345,7 @@ class TriggerProcessorNode(Node):
         # the last (partial) spill row: the spill in progress up to the decided time; a run
         # always has at least one row
         if self.decided > self.spill * self.spill_ticks or self.spill_rows == 0:
-            self._send_scalers(self._spill_row(self.decided, self._scaler_totals(), self.next_event, final=True))
+            self._send_scalers(self._spill_row(self.decided, self.logic.scaler_counts(), self.next_event, final=True))
         self.send_with_deadline(self.push, fin, "end of run to the event builder")
         self.notify_drained()
 
@@ -358,7 +353,7 @@ class TriggerProcessorNode(Node):
         st = self.cfg.daq.slice_ticks
         total_ticks = self.next_slice * st
         counters = self.logic.counters()
-        counts = self._scaler_totals()
+        counts = self.logic.scaler_counts()
         names = list(getattr(self.logic, "trigger_names", ()))
         types = {}
         for bit, name in enumerate(names):
