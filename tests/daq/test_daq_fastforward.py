@@ -195,3 +195,43 @@ def test_board_killed_inside_a_stretch_is_detected(tmp_path):
         assert incomplete.any() and not incomplete[:first_bad].any()
         assert (missing[first_bad + 20:] == killed_mask).all()   # once dead, no event waits for them
         assert s["events_incomplete"] == int(incomplete.sum())
+
+
+def test_fast_forward_config_is_validated():
+    from pokerdaq.config import ConfigError, default_config_text, loads_config
+    text = default_config_text()
+    assert load_config().daq.fast_forward is True
+    assert loads_config(text.replace("fast_forward = true ", "fast_forward = false", 1)).daq.fast_forward is False
+    with pytest.raises(ConfigError) as info:
+        loads_config(text.replace("fast_forward_slices = 2048 ", "fast_forward_slices = 20000", 1))
+    assert info.value.key == "daq.fast_forward_slices" and info.value.value == 20000
+
+
+def test_stretch_primitives_equal_slice_by_slice():
+    # the front-end side of fast-forward, without processes: every primitive in the same slice
+    # group and order, across a spill (0.2 ms on every 20 ms: ~305 slices per spill)
+    cfg = load_config().replace(beam={"spill_length_s": 2e-4, "spill_period_s": 0.02})
+    n = 700
+    for board in (0, 5):   # board 0: beam counters + SRD (Lu-176 pulses off-spill); 5: ECAL
+        ref = SparsePhysicsFrontEnd(cfg, board, SEED)
+        ff = SparsePhysicsFrontEnd(cfg, board, SEED, warm_up=False)
+        want = [ref.process_slice(k).primitives for k in range(n)]
+        k, stretches = 0, []
+        while k < n:
+            last = min(ff.stretch_end(k, 128), n - 1)
+            got = ff.process_stretch(k, last).primitives if last > k else ff.process_slice(k).primitives
+            assert got.tobytes() == np.concatenate(want[k:last + 1]).tobytes(), (board, k, last)
+            stretches.append((k, last))
+            k = last + 1
+        long = [(a, b) for a, b in stretches if b > a]
+        assert len(long) >= 6 and sum(b - a + 1 for a, b in long) > n // 2
+        # never on or next to a slice with beam-on time; ends aligned on 128, or 2 slices
+        # before the next spill, or at the end of this test
+        slice_ns = cfg.daq.slice_ticks * cfg.digitizer.sample_ns
+        on = sorted({s for m in range(3)
+                     for s in range(int(m * 20e6 // slice_ns), int((m * 20e6 + 2e5) // slice_ns) + 1)})
+        for a, b in long:
+            assert not any(a - 1 <= s <= b + 1 for s in on), (a, b, on)
+            next_on = min([s for s in on if s > b], default=None)
+            assert b % 128 == 127 or b == n - 1 or b == next_on - 2, (a, b)
+    assert sum(len(p) for p in want) > 0
