@@ -18,6 +18,9 @@
   ``"physics"`` front end: same data) and with the synthetic source: built and written events
   per second, and the CPU seconds of each process (where the time goes) in ``extra_info``; the
   default's ``ratio_vs_physics_stream`` is measured in the same run.
+* ``test_off_spill_slice_by_slice`` (baseline) and ``test_off_spill_fast_forward``: short
+  spills and long beam-off gaps, ``daq.fast_forward`` off and on (same file, tests/daq);
+  ``ratio_vs_slice_by_slice`` of the events per second.
 
 Wall-clock time (the work spans several processes). Run: ``make bench`` or
 ``pytest bench/bench_daq.py --benchmark-only``.
@@ -381,3 +384,21 @@ def test_end_to_end_synthetic(benchmark, cfg, tmp_path):
     """The same chain with the synthetic source: what the DAQ transport itself sustains."""
     cfg = cfg.replace(daq={"front_end": "synthetic", "trigger_logic": "synthetic"})
     _end_to_end(benchmark, cfg, tmp_path, n=3000, rounds=2)
+
+
+# beam-off time: 0.2 ms of beam every 0.1 s, so nearly every slice lies in the off-time
+_GAPS = {"spill_length_s": 2e-4, "spill_period_s": 0.1}
+
+
+def test_off_spill_slice_by_slice(benchmark, cfg, tmp_path):
+    """Baseline: short spills, long gaps, one message per board and slice (``daq.fast_forward = false``)."""
+    cfg = cfg.replace(daq={"fast_forward": False}, beam=_GAPS)
+    _RESULTS["off_spill_slice_by_slice_events_per_s"] = _end_to_end(benchmark, cfg, tmp_path, n=90, rounds=1)
+
+
+def test_off_spill_fast_forward(benchmark, cfg, tmp_path):
+    """The same run with fast-forward stretches over the beam-off time (the default): same file."""
+    cfg = cfg.replace(daq={"fast_forward": True}, beam=_GAPS)
+    rate = _end_to_end(benchmark, cfg, tmp_path, n=90, rounds=2)
+    if "off_spill_slice_by_slice_events_per_s" in _RESULTS:
+        benchmark.extra_info["ratio_vs_slice_by_slice"] = rate / _RESULTS["off_spill_slice_by_slice_events_per_s"]

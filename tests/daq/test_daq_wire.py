@@ -190,9 +190,11 @@ def test_slice_messages_round_trip_and_checks():
     prims["integral_net"] = [-3, 100, 2**30]
     prims["channel"] = [1, 2, 3]
     frames = encode_slice(PRIMITIVE_MAGIC, board_id=4, run_number=9, flags=1, slice_index=77, records=prims)
-    assert len(frames[0]) == 32 and len(frames[1]) == 3 * 20
+    assert len(frames[0]) == 40 and len(frames[1]) == 3 * 20   # docs/wire-format.md 2.1, version 2
+    assert frames[0][:6] == b"PKPR\x02\x00" and frames[0][32:40] == (77).to_bytes(8, "little")
     head, got = decode_slice(frames, PRIMITIVE_MAGIC, PRIMITIVE_DTYPE)
-    assert (int(head["board_id"]), int(head["run_number"]), int(head["flags"]), int(head["slice_index"])) == (4, 9, 1, 77)
+    assert (int(head["board_id"]), int(head["run_number"]), int(head["flags"]), int(head["slice_index"]),
+            int(head["last_slice"])) == (4, 9, 1, 77, 77)
     np.testing.assert_array_equal(got, prims)
     for bad in ([frames[0]], [frames[0], frames[1][:-1]], [b"XXXX" + frames[0][4:], frames[1]], [frames[0][:-1], frames[1]]):
         with pytest.raises(MessageError):

@@ -15,8 +15,14 @@ Flow control, in the order a slow consumer is felt:
    While stalled the board sends heartbeats, so the trigger processor does not take it
    for dead.
 
-A board never runs more than ``daq.max_slices_ahead`` slices ahead of the trigger decisions,
-which bounds its ring buffer of samples to that many slices plus three.
+A board never has more than ``daq.max_slices_ahead`` primitive messages awaiting their
+trigger decision, which bounds its ring buffer of samples to that many slices plus three.
+
+Fast-forward (``daq.fast_forward``, docs/daq.md): a front end with ``stretch_end`` /
+``process_stretch`` (:class:`~pokerdaq.daq._interfaces.StretchFrontEnd`, the activity-driven
+physics front end) may cover a stretch of beam-off slices with one message (all their
+primitives; never while busy). Such a front end renders readout windows on demand, so the
+board keeps no ring buffer for it; a stretch counts as one message against the limit above.
 """
 
 from __future__ import annotations
@@ -30,7 +36,7 @@ import numpy as np
 import zmq
 
 from ._factory import make_front_end
-from ._interfaces import FrontEndLogic
+from ._interfaces import FrontEndLogic, StretchFrontEnd
 from ._node import Node, NodeError
 from ._wire import (
     PRIMITIVE_DTYPE,
@@ -55,6 +61,9 @@ class _Board:
     last_decided: int = -1
     decisions: collections.deque = field(default_factory=collections.deque)  # [slice, flags, triggers, next index]
     outbox: list | None = None    # a primitive message the DEALER could not take yet
+    in_flight: collections.deque = field(default_factory=collections.deque)  # last slice of each undecided message
+    on_demand: bool = False       # the front end renders readout windows itself (no ring buffer)
+    stretches: int = 0
     ended: bool = False
     busy_slices: int = 0
     primitives_sent: int = 0
@@ -70,6 +79,7 @@ class BoardGroupNode(Node):
         self.boards = {int(b): _Board(make_front_end(cfg, int(b), seed)) for b in params["boards"]}
         self.pending: collections.deque = collections.deque()
         self.queue_limit = cfg.daq.board_queue_events
+        self.fast_forward = cfg.daq.fast_forward
         self.busy_mark = max(1, int(cfg.daq.busy_fraction * cfg.daq.board_queue_events))
         self.window = cfg.digitizer.window_samples
         self.pre = cfg.digitizer.pretrigger_samples
@@ -128,7 +138,8 @@ class BoardGroupNode(Node):
                     head, triggers = decode_slice(frames, TRIGGER_MAGIC, TRIGGER_DTYPE)
                 except MessageError as err:
                     raise NodeError(f"board {b}: bad trigger message from the trigger processor: {err}") from None
-                board.decisions.append([int(head["slice_index"]), int(head["flags"]), triggers, 0])
+                # a decision covers slices [slice_index, last_slice]: what matters here is its end
+                board.decisions.append([int(head["last_slice"]), int(head["flags"]), triggers, 0])
 
     def _apply_decisions(self) -> bool:
         """Read out the decided triggers, one trigger of every board in turn.
@@ -173,6 +184,8 @@ class BoardGroupNode(Node):
                     return True
             board.decisions.popleft()
             board.last_decided = k
+            while board.in_flight and board.in_flight[0] <= k:
+                board.in_flight.popleft()
             # triggers of decision k lie in slice k - 1 or k (TriggerLogic contract), their
             # windows reach back by the pre-trigger samples: keep slices k - 2 onwards
             for old in [s for s in board.ring if s < k - 2]:
@@ -192,6 +205,11 @@ class BoardGroupNode(Node):
         t = lo
         while t < first + self.window:
             s = t // self.st
+            if board.on_demand:   # the front end renders its windows on demand (SliceOutput)
+                end = min((s + 1) * self.st, first + self.window)
+                window[:, t - first:end - first] = board.logic.read_window(t, end - t)
+                t = end
+                continue
             if s not in board.ring:
                 raise NodeError(f"board {board.logic.board}: slice {s} for trigger at {ts} is no longer buffered")
             end = min((s + 1) * self.st, first + self.window)
@@ -251,17 +269,29 @@ class BoardGroupNode(Node):
             except zmq.Again:
                 return False
             board.outbox = None
-        if board.next_slice - board.last_decided > self.cfg.daq.max_slices_ahead:
+        # at most max_slices_ahead messages (a stretch counts as one) await their decision
+        if len(board.in_flight) >= self.cfg.daq.max_slices_ahead:
             return False
         k = board.next_slice
-        out = board.logic.process_slice(k)
-        board.ring[k] = out.samples
         busy = len(self.pending) >= self.busy_mark
+        last = k
+        if self.fast_forward and not busy and isinstance(board.logic, StretchFrontEnd):
+            last = board.logic.stretch_end(k, self.cfg.daq.fast_forward_slices)
+        if last > k:   # a busy board sends slice by slice: busy is a per-slice state
+            out = board.logic.process_stretch(k, last)
+            board.stretches += 1
+        else:
+            out = board.logic.process_slice(k)
+        board.on_demand = out.samples is None
+        if not board.on_demand:
+            board.ring[k] = out.samples
         board.busy_slices += busy
         prims = np.asarray(out.primitives, dtype=PRIMITIVE_DTYPE)
         msg = encode_slice(PRIMITIVE_MAGIC, board_id=board.logic.board, run_number=self.run_number,
-                           flags=int(SliceFlags.BUSY if busy else SliceFlags.NONE), slice_index=k, records=prims)
-        board.next_slice += 1
+                           flags=int(SliceFlags.BUSY if busy else SliceFlags.NONE), slice_index=k, last_slice=last,
+                           records=prims)
+        board.next_slice = last + 1
+        board.in_flight.append(last)
         board.primitives_sent += len(prims)
         try:
             board.dealer.send_multipart(msg, zmq.NOBLOCK, copy=False)
@@ -276,7 +306,7 @@ class BoardGroupNode(Node):
             "max_pending": self.max_pending,
             "queue_limit": self.queue_limit,
             "boards": {str(b): {"slices": x.next_slice, "busy_slices": x.busy_slices,
-                                "primitives": x.primitives_sent, "ended": x.ended}
+                                "primitives": x.primitives_sent, "stretches": x.stretches, "ended": x.ended}
                        for b, x in self.boards.items()},
         }
 

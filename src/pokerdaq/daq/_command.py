@@ -104,6 +104,9 @@ def print_summary(s: dict[str, Any], console=None) -> None:
                   f"lost: {ty['lost_dead_time']} dead time, {ty['lost_busy']} busy")
     live = s["live_fraction"]
     t.add_row("live time", "n/a" if live is None else f"{100 * live:.2f} % of {s['beam_time_s'] * 1e3:.2f} ms beam time")
+    if s.get("slices_decided"):
+        t.add_row("time slices (trigger decisions)",
+                  f"{s['slices_decided']} ({s['trigger_decisions']}; {s['stretch_slices']} slices fast-forwarded)")
     if s.get("spills"):
         t.add_row("spills (/scalers rows)", f"{s['spills']}, {s['beam_counts']} beam coincidences, "
                                             f"{s['triggers_raw']} raw triggers")

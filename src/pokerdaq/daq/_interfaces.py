@@ -177,3 +177,41 @@ class TriggerLogic(Protocol):
     def counters(self) -> dict[str, TypeCounters]:
         """Cumulative counters per trigger type name."""
         ...
+
+
+@runtime_checkable
+class StretchFrontEnd(Protocol):
+    """Optional part of a :class:`FrontEndLogic` that can fast-forward (``daq.fast_forward``).
+
+    A board with such a front end sends one primitive message for a *stretch* of slices
+    (docs/wire-format.md 2.1, ``last_slice``) instead of one per slice. The activity-driven
+    physics front end (:mod:`._sparse`) has it; a front end without it sends every slice.
+    """
+
+    def stretch_end(self, slice_index: int, max_slices: int) -> int:
+        """The last slice (``>= slice_index``, at most ``max_slices`` slices on) of a stretch from ``slice_index``."""
+        ...
+
+    def process_stretch(self, first_slice: int, last_slice: int) -> SliceOutput:
+        """The primitives of slices ``first_slice..last_slice``: those of ``process_slice``, concatenated.
+
+        Called in place of ``process_slice`` for those slices (the same in-order rule); the
+        front end renders readout windows on demand (``samples`` is None).
+        """
+        ...
+
+
+@runtime_checkable
+class StretchTriggerLogic(Protocol):
+    """Optional part of a :class:`TriggerLogic` that decides a stretch of slices in one call."""
+
+    def process_stretch(self, first_slice: int, last_slice: int, primitives: np.ndarray, busy: bool,
+                        cuts: Sequence[int] = ()) -> TriggerOutput:
+        """Accepted triggers of slices ``first_slice..last_slice``, as ``process_slice`` for each in turn.
+
+        ``primitives``: every primitive the boards reported in those slices; ``busy`` holds for
+        the whole stretch; ``cuts`` in ``(decided_until(first_slice - 1), decided_until(last_slice)]``.
+        Timestamps lie in slices ``first_slice - 1`` to ``last_slice``. A logic without this
+        method is called slice by slice (the first call gets the primitives).
+        """
+        ...

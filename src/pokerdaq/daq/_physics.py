@@ -124,11 +124,17 @@ class PhysicsTrigger:
         return ScalerCounts(int(c.raw[self._beam_type]), c.attempts, c.busy_ticks)
 
     def process_slice(self, slice_index: int, primitives: np.ndarray, busy: bool, cuts=()) -> TriggerOutput:
+        return self.process_stretch(slice_index, slice_index, primitives, busy, cuts)
+
+    def process_stretch(self, first_slice: int, last_slice: int, primitives: np.ndarray, busy: bool,
+                        cuts=()) -> TriggerOutput:
+        # the model's decisions do not depend on how the stream is cut into calls
+        # (docs/firmware-spec.md 2.13): slices first..last in one call equal one call per slice
         records = np.zeros(len(primitives), dtype=self._pulse_dtype)
         for name in ("time", "integral_net", "channel", "peak", "quality"):
             records[name] = primitives[name]
         # one slice behind: every pulse of slice k - 1 has been reported by the end of slice k
-        end = max(slice_index, 0) * self._ticks
+        end = max(last_slice, 0) * self._ticks
         # the model stops at each cut (issue tick cut + LATENCY: the candidates with reference
         # tick below the cut) to read its scalers there; the decisions do not depend on how
         # the stream is cut into calls (docs/firmware-spec.md 2.13)

@@ -404,6 +404,9 @@ class DaqRun:
             "wall_s": wall,
             "beam_time_s": beam_s,
             "events_issued": trig.get("events_issued", 0),
+            "slices_decided": trig.get("slices_decided", 0),
+            "trigger_decisions": trig.get("decisions", 0),        # decision messages (one per slice or stretch)
+            "stretch_slices": trig.get("stretch_slices", 0),      # slices decided inside fast-forward stretches
             "events_built": build.get("events_built", 0),
             "events_incomplete": build.get("events_incomplete", 0),
             "events_mismatch": build.get("events_mismatch", 0),

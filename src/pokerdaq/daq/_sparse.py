@@ -221,13 +221,46 @@ class SparsePhysicsFrontEnd:
 
     def process_slice(self, slice_index: int) -> SliceOutput:
         with _one_thread():
-            return self._process_slice(slice_index)
+            return self._process_slices(slice_index, slice_index)
 
-    def _process_slice(self, slice_index: int) -> SliceOutput:
+    def stretch_end(self, slice_index: int, max_slices: int) -> int:
+        """The last slice of a fast-forward stretch that may start at ``slice_index``.
+
+        A stretch lies in the beam-off time between two spills, one slice clear of either
+        (beam-off: no beam particle, only Lu-176 decays; the beam time line is known in
+        advance, :class:`pokerdaq.sim._beam.BeamTimeline`), and ends at the latest on the last
+        slice of its aligned block of ``max_slices`` slices, so that boards which start a
+        stretch at different slices end it together. Returns ``slice_index`` itself where no
+        stretch starts. The choice only sets how slices are grouped into messages: the
+        primitives are those of :meth:`process_slice`, whatever the grouping.
+        """
+        period_ns = self.cfg.beam.spill_period_s * 1e9
+        length_ns = self.cfg.beam.spill_length_s * 1e9
+        slice_ns = self._ticks * self.cfg.digitizer.sample_ns
+        a = (slice_index - 1) * slice_ns        # one slice of guard before ...
+        m = np.floor(a / period_ns)
+        if slice_index < 1 or a < m * period_ns + length_ns:
+            return slice_index
+        last = int(np.floor((m + 1) * period_ns / slice_ns)) - 2   # ... and after the stretch
+        last = min(last, (slice_index // max_slices + 1) * max_slices - 1)
+        return max(last, slice_index)
+
+    def process_stretch(self, first_slice: int, last_slice: int) -> SliceOutput:
+        """The primitives of slices ``first_slice`` to ``last_slice`` in one call.
+
+        Equal to the primitives of :meth:`process_slice` for those slices, concatenated in slice
+        order (one rendering and pulse-finder pass over every active range of the stretch).
+        """
+        if last_slice < first_slice:
+            raise ValueError(f"last_slice {last_slice}: expected >= first_slice {first_slice}")
+        with _one_thread():
+            return self._process_slices(first_slice, last_slice)
+
+    def _process_slices(self, slice_index: int, last_slice: int) -> SliceOutput:
         if slice_index != self._next:
             raise ValueError(f"slice_index {slice_index}: expected {self._next} (slices are read in order)")
-        self._next += 1
-        end = (slice_index + 1) * self._ticks
+        self._next = last_slice + 1
+        end = (last_slice + 1) * self._ticks
         if self._done_to < end:
             starts, stops = self._active_ranges(end)
             if len(starts):
@@ -235,12 +268,13 @@ class SparsePhysicsFrontEnd:
                 self._done_to = max(end, int(stops[-1]))
             else:
                 self._done_to = end
-        now = self._pending_slice <= slice_index
+        now = self._pending_slice <= last_slice
         if self._pending_slice[now].size and self._pending_slice[now].min() < slice_index:
             raise RuntimeError(f"board {self.board}: a pulse due in slice {int(self._pending_slice[now].min())} "
                                f"was found only in slice {slice_index}")
         out = self._pending[now]
-        order = np.lexsort((out["crossing"], self._pending_row[now]))
+        # slice after slice, each in the stream finder's order (row, then crossing)
+        order = np.lexsort((out["crossing"], self._pending_row[now], self._pending_slice[now]))
         out = out[order]
         self._pending = self._pending[~now]
         self._pending_slice = self._pending_slice[~now]

@@ -6,8 +6,14 @@ error instead of a silent drop. A PUSH (connected to the builder's ``trigger_rec
 carries the trigger record of every accepted trigger, so the builder knows which events
 exist and what their timestamp and trigger word must be.
 
-Slice ``k`` is decided when every live board has sent slice ``k``. A board that sends
-nothing for ``daq.board_timeout_s`` while the trigger processor waits for it is marked dead:
+Slice ``k`` is decided when every live board has sent slice ``k``, alone or inside a
+*stretch* (one message for slices ``[k, j]``, docs/wire-format.md 2.1): the trigger processor
+then decides, in one step of the trigger logic and one decision message, every slice up to the
+end of the shortest stretch that holds ``k`` (``[k, min_b j_b]``); a board that sends single
+slices makes that ``[k, k]``, so boards that fast-forward and boards that do not mix in a run.
+A stretch's primitives go to the logic in the step that decides its first slice. A board
+that sends nothing for ``daq.board_timeout_s`` while the trigger processor waits for it (for
+a slice it has not yet sent or promised in a stretch) is marked dead:
 the run goes on without it, and every later trigger record carries it in ``dead_boards``,
 so the builder flags those events INCOMPLETE at once instead of waiting for its time-out.
 
@@ -25,6 +31,7 @@ progress up to the decided time (``final``: true).
 from __future__ import annotations
 
 import collections
+import copy
 import json
 import time
 from typing import Any
@@ -33,7 +40,7 @@ import numpy as np
 import zmq
 
 from ._factory import make_trigger_logic
-from ._interfaces import ScalerCounts
+from ._interfaces import ScalerCounts, StretchTriggerLogic, TriggerOutput
 from ._node import Node
 from ._wire import (
     PRIMITIVE_DTYPE,
@@ -42,6 +49,7 @@ from ._wire import (
     TRIGGER_MAGIC,
     MessageError,
     SliceFlags,
+    StretchError,
     decode_slice,
     encode_slice,
 )
@@ -60,7 +68,10 @@ class TriggerProcessorNode(Node):
         self.dead: dict[int, str] = {}
         self.heard: set[int] = set()
         self.last_seen = {b: time.monotonic() for b in self.all_boards}
-        self.pending: dict[int, dict[int, tuple[np.ndarray, bool]]] = collections.defaultdict(dict)
+        # per board, the primitive messages not yet wholly decided, in slice order:
+        # [first slice, last slice, primitives, busy]; ``covered``: the last slice received
+        self.messages: dict[int, collections.deque] = {b: collections.deque() for b in self.all_boards}
+        self.covered = {b: -1 for b in self.all_boards}
         self.next_slice = 0
         self.slice_wait_start = time.monotonic()
         self.next_event = 0
@@ -130,6 +141,10 @@ class TriggerProcessorNode(Node):
             ident, body = frames[0], frames[1:]
             try:
                 head, prims = decode_slice(body, PRIMITIVE_MAGIC, PRIMITIVE_DTYPE)
+            except StretchError:
+                self.counters["bad_primitive_messages"] += 1
+                self.counters["bad_stretch_messages"] += 1
+                continue
             except MessageError:
                 self.counters["bad_primitive_messages"] += 1
                 continue
@@ -145,20 +160,25 @@ class TriggerProcessorNode(Node):
             if int(head["flags"]) & SliceFlags.HEARTBEAT:
                 self.counters["heartbeats"] += 1
                 continue
-            k = int(head["slice_index"])
-            if k < self.next_slice or b in self.pending[k]:
+            k, last = int(head["slice_index"]), int(head["last_slice"])
+            if k != self.covered[b] + 1:   # a board's slices come in order, each once
                 self.counters["bad_primitive_messages"] += 1
+                if last > k:
+                    self.counters["bad_stretch_messages"] += 1
                 continue
-            self.pending[k][b] = (prims, bool(int(head["flags"]) & SliceFlags.BUSY))
+            self.messages[b].append([k, last, prims, bool(int(head["flags"]) & SliceFlags.BUSY)])
+            self.covered[b] = last
+            if last > k:
+                self.counters["stretch_messages"] += 1
 
     def _slice_complete(self, k: int) -> bool:
-        got = self.pending.get(k)
-        return bool(got) and self.live.issubset(got.keys())
+        """Every live board has sent slice ``k`` (alone or in a stretch)."""
+        return bool(self.live) and all(self.covered[b] >= k for b in self.live)
 
     def _check_dead(self) -> None:
         now = time.monotonic()
         for b in sorted(self.live):
-            if b in self.pending.get(self.next_slice, {}):
+            if self.covered[b] >= self.next_slice:   # it has sent (or promised in a stretch) this slice
                 continue
             # before its first message a board may still be starting (imports, JIT): allow stall_timeout_s
             limit = self.cfg.daq.board_timeout_s if b in self.heard else self.cfg.daq.stall_timeout_s
@@ -173,13 +193,42 @@ class TriggerProcessorNode(Node):
         self.counters["boards_marked_dead"] += 1
 
     def _decide(self, k: int) -> None:
-        got = self.pending.pop(k)
-        prims = [got[b][0] for b in sorted(self.live) if b in got]
-        busy = any(got[b][1] for b in self.live if b in got)
-        decided = self.logic.decided_until(k)
+        """Decide slices ``k`` to ``last``: as far as every live board's message that holds ``k`` reaches.
+
+        A message's primitives go to the trigger logic in the step that decides its first slice
+        (a board's stretch may reach beyond ``last``: the logic takes pulses ahead of its
+        clock, as it does within a slice).
+        """
+        heads = {}
+        for b in sorted(self.live):
+            queue = self.messages[b]
+            while queue[0][1] < k:
+                queue.popleft()
+            heads[b] = queue[0]
+        last = min(m[1] for m in heads.values())
+        prims = [m[2] for m in heads.values() if m[0] == k]
+        busy = any(m[3] for m in heads.values())
+        for b, m in heads.items():
+            if m[1] <= last:
+                self.messages[b].popleft()
+        decided = self.logic.decided_until(last)
         ends = list(range((self.spill + 1) * self.spill_ticks, decided + 1, self.spill_ticks))
-        out = self.logic.process_slice(k, np.concatenate(prims) if prims else np.zeros(0, PRIMITIVE_DTYPE), busy,
-                                       cuts=ends)
+        prims = np.concatenate(prims) if prims else np.zeros(0, PRIMITIVE_DTYPE)
+        # a run stopped at max_events ends with the slice whose decision holds its last event;
+        # inside a stretch that slice is known only afterwards: keep the logic's state to go back
+        before = copy.deepcopy(self.logic) if self.max_events is not None and last > k else None
+        out = self._logic_step(k, last, prims, busy, ends)
+        if before is not None and self.next_event + len(out.timestamps) >= int(self.max_events):
+            # decide again up to that slice only: the logic (scalers, counters) then stands where
+            # slice-by-slice decisions would have left it
+            ts_last = int(out.timestamps[int(self.max_events) - self.next_event - 1])
+            last = next(s for s in range(k, last + 1) if self.logic.decided_until(s) > ts_last)
+            self.logic = before
+            decided = self.logic.decided_until(last)
+            ends = [e for e in ends if e <= decided]
+            out = self._logic_step(k, last, prims, busy, ends)
+            self.counters["stretches_shortened_at_max_events"] += 1
+        counts_at = dict(zip(ends, out.cut_counts))
         n = len(out.timestamps)
         if self.max_events is not None:
             n = min(n, int(self.max_events) - self.next_event)
@@ -197,7 +246,8 @@ class TriggerProcessorNode(Node):
         ts = trig["timestamp"]
         done = 0
         rows = []
-        for end, counts in zip(ends, out.cut_counts):
+        for end in ends:
+            counts = counts_at[end]
             upto = int(np.searchsorted(ts, np.uint64(end), side="left"))
             self._spill_bits(trig["trigger_word"][done:upto])
             done = upto
@@ -206,21 +256,42 @@ class TriggerProcessorNode(Node):
         self.decided = decided
         self.busy_ticks += out.busy_ticks
         self.dead_ticks += out.dead_ticks
-        self.counters["slices"] += 1
-        self.counters["busy_slices"] += busy
+        self.counters["slices"] += last - k + 1
+        self.counters["decisions"] += 1
+        if last > k:
+            self.counters["stretch_decisions"] += 1
+            self.counters["stretch_slices"] += last - k + 1
+        self.counters["busy_slices"] += busy * (last - k + 1)
         msg = encode_slice(TRIGGER_MAGIC, board_id=TP_ID, run_number=self.run_number, flags=0,
-                           slice_index=k, records=trig)
+                           slice_index=k, last_slice=last, records=trig)
         self._to_boards(msg)
         if n:
             rec = encode_slice(TRIGGER_MAGIC, board_id=TP_ID, run_number=self.run_number,
-                               flags=int(SliceFlags.RECORDS), slice_index=k, records=trig)
+                               flags=int(SliceFlags.RECORDS), slice_index=k, last_slice=last, records=trig)
             self.send_with_deadline(self.push, rec, "trigger records to the event builder")
         for row in rows:
             self._send_scalers(row)
-        self.next_slice = k + 1
+        self.next_slice = last + 1
         self.slice_wait_start = time.monotonic()
         if self.max_events is not None and self.next_event >= int(self.max_events):
             self._end()
+
+    def _logic_step(self, first: int, last: int, prims: np.ndarray, busy: bool, cuts: list[int]):
+        """The trigger logic over slices ``first..last``: one call, or slice by slice if it cannot."""
+        if first == last:
+            return self.logic.process_slice(first, prims, busy, cuts=cuts)
+        if isinstance(self.logic, StretchTriggerLogic):
+            return self.logic.process_stretch(first, last, prims, busy, cuts=cuts)
+        outs = []
+        for k in range(first, last + 1):
+            upto = self.logic.decided_until(k)
+            mine = [c for c in cuts if c <= upto]
+            cuts = cuts[len(mine):]
+            outs.append(self.logic.process_slice(k, prims if k == first else prims[:0], busy, cuts=mine))
+        return TriggerOutput(np.concatenate([o.timestamps for o in outs]),
+                             np.concatenate([o.trigger_words for o in outs]),
+                             busy_ticks=sum(o.busy_ticks for o in outs), dead_ticks=sum(o.dead_ticks for o in outs),
+                             cut_counts=[c for o in outs for c in o.cut_counts])
 
     def _spill_bits(self, words: np.ndarray) -> None:
         for bit in range(32):

@@ -405,7 +405,10 @@ class RunFragmentDecoder:
 # --------------------------------------------------------------------------------------
 PRIMITIVE_MAGIC = b"PKPR"
 TRIGGER_MAGIC = b"PKTR"
-MESSAGE_VERSION = 1
+MESSAGE_VERSION = 2
+MAX_STRETCH_SLICES = 1 << 20
+"""Most slices one slice message may cover (``last_slice - slice_index < MAX_STRETCH_SLICES``):
+about 69 s of run time at the default 16384-tick slices; a board splits longer stretches."""
 
 PRIMITIVE_DTYPE = np.dtype(
     [
@@ -429,9 +432,10 @@ SLICE_HEADER_DTYPE = np.dtype(
         ("slice_index", "<u8"),
         ("count", "<u4"),       # records in the second frame
         ("reserved", "<u4"),
+        ("last_slice", "<u8"),  # the message covers slices [slice_index, last_slice] (version 2)
     ]
 )
-"""Header frame of primitive and trigger messages (32 bytes)."""
+"""Header frame of primitive and trigger messages (40 bytes, docs/wire-format.md 2.1)."""
 
 
 class SliceFlags(enum.IntFlag):
@@ -458,9 +462,21 @@ class MessageError(ValueError):
     """A primitive or trigger message failed a check."""
 
 
+class StretchError(MessageError):
+    """A slice message whose ``last_slice`` is below its ``slice_index`` or too far beyond it."""
+
+
 def encode_slice(magic: bytes, *, board_id: int, run_number: int, flags: int, slice_index: int,
-                 records: np.ndarray) -> list[bytes]:
-    """Two frames: a :data:`SLICE_HEADER_DTYPE` header and the records' bytes."""
+                 records: np.ndarray, last_slice: int | None = None) -> list[bytes]:
+    """Two frames: a :data:`SLICE_HEADER_DTYPE` header and the records' bytes.
+
+    ``last_slice`` (default ``slice_index``): the message covers the slices
+    ``[slice_index, last_slice]`` (a fast-forward stretch when above ``slice_index``).
+    """
+    last_slice = slice_index if last_slice is None else last_slice
+    if not 0 <= last_slice - slice_index < MAX_STRETCH_SLICES:
+        raise ValueError(f"last_slice = {last_slice}: expected in [slice_index, slice_index + "
+                         f"{MAX_STRETCH_SLICES}) with slice_index = {slice_index}")
     hdr = np.zeros(1, dtype=SLICE_HEADER_DTYPE)
     hdr["magic"] = magic
     hdr["version"] = MESSAGE_VERSION
@@ -469,6 +485,7 @@ def encode_slice(magic: bytes, *, board_id: int, run_number: int, flags: int, sl
     hdr["flags"] = flags
     hdr["slice_index"] = slice_index
     hdr["count"] = len(records)
+    hdr["last_slice"] = last_slice
     return [hdr.tobytes(), np.ascontiguousarray(records).tobytes()]
 
 
@@ -484,4 +501,8 @@ def decode_slice(frames, magic: bytes, record_dtype: np.dtype) -> tuple[np.void,
         raise MessageError(f"magic {bytes(h['magic'])!r} version {int(h['version'])}, expected {magic!r} v{MESSAGE_VERSION}")
     if body.nbytes != int(h["count"]) * record_dtype.itemsize:
         raise MessageError(f"body of {body.nbytes} bytes for {int(h['count'])} records of {record_dtype.itemsize}")
+    first, last = int(h["slice_index"]), int(h["last_slice"])
+    if last < first or last - first >= MAX_STRETCH_SLICES:
+        raise StretchError(f"last_slice {last} for slice_index {first}: expected in [slice_index, "
+                           f"slice_index + {MAX_STRETCH_SLICES})")
     return h, np.frombuffer(body, dtype=record_dtype).copy()
