@@ -55,6 +55,7 @@ class Segment(TriggerSegment):
     livetime: np.ndarray | None = None
     livetime_slices: np.ndarray | None = None
     straddles: int = 0                        # advance ends inside an accepted trigger's dead time
+    late_records: int = 0                     # the model's late_records (RTL: err_late)
 
 
 def _busy_intervals(rng: np.random.Generator, end: int, fraction: float, max_len: int) -> np.ndarray:
@@ -74,7 +75,7 @@ def _busy_intervals(rng: np.random.Generator, end: int, fraction: float, max_len
 
 def make_segment(regs: TriggerRegisters, records: np.ndarray, rng: np.random.Generator, *,
                  max_slice_ticks: int | tuple = 400, busy_fraction: float = 0.0,
-                 busy_intervals: bool = False, max_busy_ticks: int = 300) -> Segment:
+                 busy_intervals: bool = False, max_busy_ticks: int = 300, late_fraction: float = 0.0) -> Segment:
     """Sort the records, cut the stream at random ticks, run the model on the same slices.
 
     Each slice is 1..m ticks long, m drawn per slice from ``max_slice_ticks`` (an int or a
@@ -85,6 +86,9 @@ def make_segment(regs: TriggerRegisters, records: np.ndarray, rng: np.random.Gen
     passed to the model as intervals of its slices, while the bench cuts its advances at
     every interval edge (trigger_top takes one busy level per advance). The model's
     live-time counters are taken after every call, for the comparison at the same ticks.
+    With probability ``late_fraction`` a slice holds back its last 1-3 primitives, which go
+    with the next slice: late records (spec 2.13), dropped and counted by the model
+    (``late_records``) and by the RTL (``err_late``) alike.
     """
     records = records[np.lexsort((records["channel"], records["time"]))]
     last = int(records["time"][-1]) // 64 + 1 if len(records) else 1
@@ -107,8 +111,23 @@ def make_segment(regs: TriggerRegisters, records: np.ndarray, rng: np.random.Gen
         ends = list(model_ends)
         busy = [bool(rng.random() < busy_fraction) for _ in ends]
         model_busy = busy
+    times = records["time"]
+    model_cuts, prev = [], 0
+    for end in model_ends:
+        cut = int(np.searchsorted(times, end * 64))
+        if rng.random() < late_fraction:
+            cut = max(prev, cut - int(rng.integers(1, 4)))
+        model_cuts.append(cut)
+        prev = cut
+    model_cuts[-1] = len(records)
+    # the bench's advances refine the model's slices: a slice's records go, in time order,
+    # with the first advance that needs them, and never beyond the slice's own cut
+    model_of = np.searchsorted(model_ends, ends)          # model slice of each advance
+    model_lo = np.array([0] + model_cuts[:-1])
+    cuts = np.searchsorted(times, np.asarray(ends) * 64)
+    cuts = np.minimum(np.maximum(cuts, model_lo[model_of]), np.asarray(model_cuts)[model_of])
     seg = Segment(regs=regs, records=records, ends=ends, busy=busy)
-    seg.cuts = [int(np.searchsorted(records["time"], e * 64)) for e in ends]
+    seg.cuts = [int(c) for c in cuts]
     model = TriggerModel(regs)
     out, lo, livetime = [], 0, []
 
@@ -116,8 +135,7 @@ def make_segment(regs: TriggerRegisters, records: np.ndarray, rng: np.random.Gen
         c = model.counters
         livetime.append([getattr(c, name) for name in LIVETIME_FIELDS])
 
-    for end, b in zip(model_ends, model_busy):
-        hi = int(np.searchsorted(records["time"], end * 64))
+    for end, b, hi in zip(model_ends, model_busy, model_cuts):
         out.append(model.process(records[lo:hi], end, busy=b))
         snapshot()
         lo = hi
@@ -130,7 +148,7 @@ def make_segment(regs: TriggerRegisters, records: np.ndarray, rng: np.random.Gen
     assert drain < model.tick
     seg.expected = np.concatenate(out)
     c = model.counters
-    assert c.late_records == 0
+    seg.late_records = c.late_records
     seg.counters = {row: getattr(c, row).copy() for row in COUNTER_ROWS}
     seg.counters.update(attempts=c.attempts, lost_dead_triggers=c.lost_dead_triggers,
                         lost_busy_triggers=c.lost_busy_triggers)
@@ -168,6 +186,7 @@ class TriggerReport:
     counter_mismatches: list = field(default_factory=list)
     livetime_snapshots: int = 0  # advances at which the four live-time counters were compared
     livetime_mismatches: list = field(default_factory=list)
+    late_records: int = 0        # late primitives counted by the RTL (err_late), equal to the model's
     errors: dict = field(default_factory=dict)
 
     @property
@@ -179,7 +198,7 @@ class TriggerReport:
         lines = [f"{self.decisions} trigger records compared, {len(self.mismatches)} field "
                  f"mismatches, {len(self.counter_mismatches)} counter mismatches, "
                  f"{self.livetime_snapshots} live-time snapshots compared, {len(self.livetime_mismatches)} "
-                 f"live-time mismatches, errors {self.errors}"]
+                 f"live-time mismatches, {self.late_records} late records, errors {self.errors}"]
         lines += [str(m) for m in self.mismatches[:limit]]
         lines += [str(m) for m in self.counter_mismatches[:limit]]
         lines += [str(m) for m in self.livetime_mismatches[:limit]]
@@ -236,7 +255,13 @@ def compare(segments: list[Segment], result) -> TriggerReport:
                     if a != b:
                         rep.livetime_mismatches.append({"segment": k, "advance": int(adv), "tick": int(seg.ends[adv]),
                                                         "counter": name, "rtl": a, "model": b})
-        for j, name in enumerate(("err_overflow", "err_order", "err_late")):
+        # err_late is the model's late_records; overflow and out-of-order drops must not occur
+        late = int(result[f"errors{k}"][2])
+        rep.late_records += late
+        if late != seg.late_records:
+            rep.counter_mismatches.append({"segment": k, "counter": "late_records (err_late)", "rtl": late,
+                                           "model": seg.late_records})
+        for j, name in enumerate(("err_overflow", "err_order")):
             rep.errors[name] = rep.errors.get(name, 0) + int(result[f"errors{k}"][j])
     return rep
 

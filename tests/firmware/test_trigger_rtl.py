@@ -92,7 +92,7 @@ CORNER_REGS = dict(beam_k=2, beam_thr=100, beam_w=40, srd_k=2, srd_emin=50, srd_
 
 def corner_segment(cfg, rng, n_particles: int, *, seed: int = 5, busy_fraction: float = 0.15,
                    busy_intervals: bool = False, max_busy_ticks: int = 300, max_slice_ticks=60,
-                   idle_fraction: float = 0.0, **values) -> Segment:
+                   idle_fraction: float = 0.0, late_fraction: float = 0.0, **values) -> Segment:
     """Random particles whose energies and times sit on the register edges.
 
     Energies are drawn from each threshold and threshold +-1, zero, negative nets and
@@ -167,7 +167,7 @@ def corner_segment(cfg, rng, n_particles: int, *, seed: int = 5, busy_fraction: 
     times_arr = np.maximum(np.asarray(times), 0)
     rec = records_from(np.asarray(chans), times_arr, np.asarray(nets))
     return make_segment(regs, rec, rng, max_slice_ticks=max_slice_ticks, busy_fraction=busy_fraction,
-                        busy_intervals=busy_intervals, max_busy_ticks=max_busy_ticks)
+                        busy_intervals=busy_intervals, max_busy_ticks=max_busy_ticks, late_fraction=late_fraction)
 
 
 # ---------------------------------------------------------------- tests
@@ -197,8 +197,9 @@ def test_chain_and_corner_decisions_bit_exact(trigger_rtl, cfg, tmp_path):
     result, report = run_segments(trigger_rtl, segments, tmp_path)
     assert_bit_exact(report, 600)
     assert report.livetime_snapshots >= 5_000, report.summary()
+    assert report.late_records > 0, report.summary()
     assert_livetime_exercised(segments)
-    rnd = segments[-1].expected
+    rnd = segments[6].expected      # the periodic random trigger every 5 ticks
     rnd = rnd[(rnd["conditions"] & ConditionBits.RANDOM) != 0]
     assert int(rnd["timestamp"].min()) == 14 and int(rnd["ref_time"].min()) == (14 - 12) * 64
     # coverage: every condition bit and every trigger type occurs in the compared records,
@@ -220,9 +221,11 @@ def livetime_segments(cfg, rng) -> list[Segment]:
     """Segments for the live-time counters: busy as [start, stop) intervals (the bench cuts its
     advances at their edges) with DEAD = 0, and long idle stretches cut into slices of 1-4,
     1-60 and 1-20,000 ticks, with a periodic random trigger and a dead time of 300 ticks that
-    spans many advances, busy intervals of up to 5,000 ticks."""
+    spans many advances, busy intervals of up to 5,000 ticks. The first also sends late
+    primitives (held back past their slice's end: err_late against the model's late_records)."""
     return [
-        corner_segment(cfg, rng, 300, prescale=1, dead=0, seed=13, busy_fraction=0.3, busy_intervals=True),
+        corner_segment(cfg, rng, 300, prescale=1, dead=0, seed=13, busy_fraction=0.3, busy_intervals=True,
+                       late_fraction=0.1),
         corner_segment(cfg, rng, 120, prescale=[1, 1, 1, 2, 1], dead=300, seed=14, rnd_param=997,
                        idle_fraction=0.1, max_slice_ticks=(4, 60, 20_000), busy_fraction=0.3,
                        busy_intervals=True, max_busy_ticks=5_000),
