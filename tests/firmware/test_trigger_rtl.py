@@ -278,7 +278,7 @@ def test_scoreboard_catches_every_mutant(cfg, tmp_path):
 
 @pytest.mark.firmware_long
 def test_long_trigger_regression_bit_exact(trigger_rtl, cfg, tmp_path):
-    """Several thousand decisions: longer chain streams and corner campaigns."""
+    """Several thousand decisions: longer chain streams and corner campaigns, live-time campaigns."""
     rng = np.random.default_rng(77)
     segments = [
         chain_segment(unprescaled_config(cfg), 31, 2_000_000, rng),
@@ -286,6 +286,11 @@ def test_long_trigger_regression_bit_exact(trigger_rtl, cfg, tmp_path):
         chain_segment(cfg.replace(trigger={"random_rate_hz": 2.0e5}), 33, 1_000_000, rng, busy_fraction=0.2),
         corner_segment(cfg, rng, 3000, prescale=1, dead=0, busy_fraction=0.0, seed=9),
         corner_segment(cfg, rng, 3000, prescale=[2, 3, 1, 4, 5], dead=25, seed=10),
+        # real chain, default dead time (250 ticks), busy as intervals of up to 2,000 ticks
+        chain_segment(cfg.replace(trigger={"random_rate_hz": 2.0e5}), 34, 400_000, rng, busy_fraction=0.2,
+                      busy_intervals=True, max_busy_ticks=2_000),
+        *livetime_segments(cfg, rng),
     ]
     _, report = run_segments(trigger_rtl, segments, tmp_path)
     assert_bit_exact(report, 5000)
+    assert_livetime_exercised(segments)
