@@ -19,7 +19,7 @@ from pokerdaq.dsp import PULSE_DTYPE
 from pokerdaq.hil._trigger_stimulus import TriggerSegment, register_writes, save_trigger_stimulus
 from pokerdaq.trigger import TriggerBits, TriggerModel, TriggerRegisters
 from pokerdaq.trigger._registers import (
-    P_BEAM_W, P_CALO_HI, P_DEAD, P_CALO_LO, P_HCAL_HI, P_HCAL_LO, P_LAT, P_SPAN_HI, P_SPAN_LO, P_SRD_HI, P_SRD_LO,
+    P_BEAM_W, P_CALO_HI, P_CALO_LO, P_DEAD, P_HCAL_HI, P_HCAL_LO, P_LAT, P_SPAN_HI, P_SPAN_LO, P_SRD_HI, P_SRD_LO,
     P_VETO_HI, P_VETO_LO,
 )
 
@@ -115,7 +115,7 @@ def make_segment(regs: TriggerRegisters, records: np.ndarray, rng: np.random.Gen
     model_cuts, prev = [], 0
     for end in model_ends:
         cut = int(np.searchsorted(times, end * 64))
-        if rng.random() < late_fraction:
+        if late_fraction and rng.random() < late_fraction:   # no draw otherwise: same slices as without
             cut = max(prev, cut - int(rng.integers(1, 4)))
         model_cuts.append(cut)
         prev = cut

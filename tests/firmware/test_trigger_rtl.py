@@ -179,7 +179,9 @@ def assert_bit_exact(report, min_decisions: int) -> None:
 
 def test_chain_and_corner_decisions_bit_exact(trigger_rtl, cfg, tmp_path):
     """Real chain (emulator -> PulseStream) with the default and an unprescaled register set,
-    a 1 MHz beam (pile-up), and corner-case primitives with prescalers, dead time and busy."""
+    a 1 MHz beam (pile-up), and corner-case primitives with prescalers, dead time and busy;
+    the live-time counters after every advance (busy intervals, DEAD = 0, long idle
+    stretches, dead time across advance ends) and late primitives."""
     rng = np.random.default_rng(11)
     fast = cfg.replace(beam={"rate_hz": 1.0e6})
     segments = [
