@@ -19,6 +19,8 @@
 //                 per clock), trig_decide (conditions, types, pile-up guard), trig_prescale,
 //                 trig_gate (dead time, busy), trigger record (out_valid, one clock).
 //                 Then entries older than min(next opener, adv_tick*64) + SPAN_LO are dropped.
+//   live time   : trig_livetime counts ticks, dead, busy and live ticks (2.12) at the end of
+//                 each advance (cnt_* valid while idle).
 //   idle        : high when the last advance is fully processed.
 // Primitives out of time order or older than the last advance are dropped and counted
 // (err_order, err_late); a full buffer drops and counts (err_overflow).
@@ -78,6 +80,11 @@ module trigger_top #(
     output wire [31:0]        cnt_attempts,
     output wire [31:0]        cnt_lost_dead_triggers,
     output wire [31:0]        cnt_lost_busy_triggers,
+    // live-time counters (2.12, trig_livetime): u48 ticks, valid while idle
+    output wire [47:0]        cnt_ticks,
+    output wire [47:0]        cnt_dead_ticks,
+    output wire [47:0]        cnt_busy_ticks,
+    output wire [47:0]        cnt_live_ticks,
     output reg  [15:0]        err_overflow,
     output reg  [15:0]        err_order,
     output reg  [15:0]        err_late
@@ -350,6 +357,14 @@ module trigger_top #(
         .cnt_lost_dead(cnt_lost_dead), .cnt_lost_busy(cnt_lost_busy), .cnt_attempts(cnt_attempts),
         .cnt_lost_dead_triggers(cnt_lost_dead_triggers), .cnt_lost_busy_triggers(cnt_lost_busy_triggers));
 
+    // live time: dead intervals from the accepted triggers, counted up to each advance end
+    wire        discard_more = (tail != head) && (t56(tl_time) < keep_from);
+    trig_livetime #(.MUTANT(MUTANT)) u_livetime (
+        .clk(clk), .rst(rst), .dead(r_dead), .accept(decide && accept), .issue(cand_issue),
+        .adv_done((state == S_DISCARD) && !discard_more), .to(end_tick), .busy(busy_lvl),
+        .cnt_ticks(cnt_ticks), .cnt_dead_ticks(cnt_dead_ticks), .cnt_busy_ticks(cnt_busy_ticks),
+        .cnt_live_ticks(cnt_live_ticks));
+
     always @(posedge clk) begin
         out_valid <= 1'b0;
         if (rst) begin
@@ -464,7 +479,7 @@ module trigger_top #(
                     state <= cand_random ? S_RND : S_SEEK;
                 end
                 S_DISCARD: begin  // drop what no later candidate can need
-                    if (tail != head && t56(tl_time) < keep_from) tail <= tail + 1'b1;
+                    if (discard_more) tail <= tail + 1'b1;
                     else begin
                         cur_tick <= end_tick;
                         state    <= S_IDLE;

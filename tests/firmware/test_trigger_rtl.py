@@ -5,7 +5,8 @@ Each test builds segments (register set + primitive stream cut into slices), run
 the verilated trigger_top with the package bench ``pokerdaq.hil._tb_trigger`` (shared with
 ``pokerdaq hil --dut rtl``), and compares every trigger record field
 (event number, timestamp, T_REF, trigger word, conditions, masks, six sums) and every
-scaler with the model (``_trigger_campaign.compare``).
+scaler with the model (``_trigger_campaign.compare``), the live-time counters of spec 2.12
+after every advance.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from _trigger_campaign import Segment, compare, make_segment, records_from, save
 from pokerdaq.config import load_config
 from pokerdaq.trigger import ConditionBits, TriggerBits, TriggerRegisters
 from pokerdaq.trigger._chain import stream_pulses, unprescaled_config
+from pokerdaq.trigger._registers import P_DEAD
 
 log = logging.getLogger(__name__)
 
@@ -30,7 +32,10 @@ MUTANT_NAMES = {
     3: "SRD upper edge exclusive (E < SRD_EMAX)",
     4: "dead time one tick long (ISSUE <= DEAD_UNTIL)",
     5: "pre-shower left out of E_CALO (E_CALO = E_ECAL)",
+    6: "dead interval not clipped at the advance end (dead_ticks ahead of the clock)",
+    7: "live_ticks = ticks - dead_ticks - busy_ticks (dead ticks inside busy counted twice)",
 }
+LIVETIME_MUTANTS = (6, 7)   # act on the live-time counters only: the trigger records stay right
 
 
 @pytest.fixture(scope="session")
@@ -51,8 +56,11 @@ def run_segments(rtl, segments: list[Segment], tmp_path: Path):
     report = compare(segments, result)
     log.info("trigger scoreboard: %s", report.summary(limit=10))
     for k, seg in enumerate(segments):
-        log.info("segment %d: %d primitives, %d slices, %d triggers, %d RTL clocks", k,
-                 len(seg.records), len(seg.ends), len(seg.expected), int(result[f"clocks{k}"]))
+        ticks, dead, busy, live = (int(v) for v in seg.livetime[-1])
+        log.info("segment %d: %d primitives, %d slices, %d triggers, %d RTL clocks; %d ticks: %d dead, "
+                 "%d busy, %d both, %d live; %d advance ends inside dead time", k, len(seg.records),
+                 len(seg.ends), len(seg.expected), int(result[f"clocks{k}"]), ticks, dead, busy,
+                 dead + busy - (ticks - live), live, seg.straddles)
     return result, report
 
 
@@ -83,13 +91,16 @@ CORNER_REGS = dict(beam_k=2, beam_thr=100, beam_w=40, srd_k=2, srd_emin=50, srd_
 
 
 def corner_segment(cfg, rng, n_particles: int, *, seed: int = 5, busy_fraction: float = 0.15,
-                   **values) -> Segment:
+                   busy_intervals: bool = False, max_busy_ticks: int = 300, max_slice_ticks=60,
+                   idle_fraction: float = 0.0, late_fraction: float = 0.0, **values) -> Segment:
     """Random particles whose energies and times sit on the register edges.
 
     Energies are drawn from each threshold and threshold +-1, zero, negative nets and
     saturating values; times from the window edges LO-1, LO, HI-1, HI around the opener,
     counters at t0 + W_BEAM - 1, t0 + W_BEAM, t0 + W_BEAM + 1; particles come close enough
-    for overlapping windows, pile-up guard and dead-time edges.
+    for overlapping windows, pile-up guard and dead-time edges. A fraction ``idle_fraction``
+    of the particles follows a long idle stretch (10,000-200,000 ticks without primitives).
+    Slicing and busy: ``make_segment``.
     """
     p = dict(CORNER_REGS)
     p.update(values)
@@ -118,6 +129,8 @@ def corner_segment(cfg, rng, n_particles: int, *, seed: int = 5, busy_fraction: 
     t = 5000
     for _ in range(n_particles):
         t += int(rng.choice([rng.integers(1, 80), rng.integers(40, 800), rng.integers(600, 4000)]))
+        if rng.random() < idle_fraction:
+            t += 64 * int(rng.integers(10_000, 200_000))
         w = p["beam_w"]
         offsets = [0, int(rng.choice([0, w - 1, w, w + 1, rng.integers(0, w)])),
                    int(rng.choice([w - 1, w, w + 1, 2 * w]))]
@@ -153,7 +166,8 @@ def corner_segment(cfg, rng, n_particles: int, *, seed: int = 5, busy_fraction: 
             hit(rng.integers(0, len(cmap)), t + int(rng.integers(-500, 500)), int(rng.integers(-50, 9000)))
     times_arr = np.maximum(np.asarray(times), 0)
     rec = records_from(np.asarray(chans), times_arr, np.asarray(nets))
-    return make_segment(regs, rec, rng, max_slice_ticks=60, busy_fraction=busy_fraction)
+    return make_segment(regs, rec, rng, max_slice_ticks=max_slice_ticks, busy_fraction=busy_fraction,
+                        busy_intervals=busy_intervals, max_busy_ticks=max_busy_ticks, late_fraction=late_fraction)
 
 
 # ---------------------------------------------------------------- tests
@@ -165,7 +179,9 @@ def assert_bit_exact(report, min_decisions: int) -> None:
 
 def test_chain_and_corner_decisions_bit_exact(trigger_rtl, cfg, tmp_path):
     """Real chain (emulator -> PulseStream) with the default and an unprescaled register set,
-    a 1 MHz beam (pile-up), and corner-case primitives with prescalers, dead time and busy."""
+    a 1 MHz beam (pile-up), and corner-case primitives with prescalers, dead time and busy;
+    the live-time counters after every advance (busy intervals, DEAD = 0, long idle
+    stretches, dead time across advance ends) and late primitives."""
     rng = np.random.default_rng(11)
     fast = cfg.replace(beam={"rate_hz": 1.0e6})
     segments = [
@@ -178,10 +194,14 @@ def test_chain_and_corner_decisions_bit_exact(trigger_rtl, cfg, tmp_path):
                        rnd_param=int(0.02 * 2**32), seed=7),
         # periodic random trigger every 5 ticks: fires at ticks 4, 9 (< LATENCY = 12: no candidate), 14 ...
         corner_segment(cfg, rng, 15, prescale=1, dead=0, rnd_param=5, seed=12),
+        *livetime_segments(cfg, rng),
     ]
     result, report = run_segments(trigger_rtl, segments, tmp_path)
     assert_bit_exact(report, 600)
-    rnd = segments[-1].expected
+    assert report.livetime_snapshots >= 5_000, report.summary()
+    assert report.late_records > 0, report.summary()
+    assert_livetime_exercised(segments)
+    rnd = segments[6].expected      # the periodic random trigger every 5 ticks
     rnd = rnd[(rnd["conditions"] & ConditionBits.RANDOM) != 0]
     assert int(rnd["timestamp"].min()) == 14 and int(rnd["ref_time"].min()) == (14 - 12) * 64
     # coverage: every condition bit and every trigger type occurs in the compared records,
@@ -199,10 +219,39 @@ def test_chain_and_corner_decisions_bit_exact(trigger_rtl, cfg, tmp_path):
     assert (sums == (1 << 24) - 1).any(), "no saturated sum"
 
 
+def livetime_segments(cfg, rng) -> list[Segment]:
+    """Segments for the live-time counters: busy as [start, stop) intervals (the bench cuts its
+    advances at their edges) with DEAD = 0, and long idle stretches cut into slices of 1-4,
+    1-60 and 1-20,000 ticks, with a periodic random trigger and a dead time of 300 ticks that
+    spans many advances, busy intervals of up to 5,000 ticks. The first also sends late
+    primitives (held back past their slice's end: err_late against the model's late_records)."""
+    return [
+        corner_segment(cfg, rng, 300, prescale=1, dead=0, seed=13, busy_fraction=0.3, busy_intervals=True,
+                       late_fraction=0.1),
+        corner_segment(cfg, rng, 120, prescale=[1, 1, 1, 2, 1], dead=300, seed=14, rnd_param=997,
+                       idle_fraction=0.1, max_slice_ticks=(4, 60, 20_000), busy_fraction=0.3,
+                       busy_intervals=True, max_busy_ticks=5_000),
+    ]
+
+
+def assert_livetime_exercised(segments: list[Segment]) -> None:
+    """Dead time reaching past advance ends, busy and dead ticks overlapping, DEAD = 0 with
+    accepted triggers, busy levels changing between advances."""
+    lt = np.array([s.livetime[-1] for s in segments])
+    ticks, dead, busy, live = lt.T
+    assert (dead > 0).any() and (busy > 0).any()
+    assert (dead + busy - (ticks - live) > 0).any(), "busy and dead ticks never overlap"
+    assert sum(s.straddles for s in segments) > 0, "no dead time across an advance end"
+    assert any(int(s.regs.params[P_DEAD]) == 0 and len(s.expected) and s.livetime[-1][2] > 0 for s in segments)
+    assert sum(int(np.count_nonzero(np.diff(np.asarray(s.busy, int)))) for s in segments) > 100
+
+
 def check_mutants(cfg, tmp_path, mutants) -> None:
     rng = np.random.default_rng(44)
     segments = [corner_segment(cfg, rng, 200, prescale=1, dead=0, seed=8, busy_fraction=0.0),
-                corner_segment(cfg, rng, 200, prescale=1, dead=25, seed=9, busy_fraction=0.0)]
+                corner_segment(cfg, rng, 200, prescale=1, dead=25, seed=9, busy_fraction=0.0),
+                corner_segment(cfg, rng, 150, prescale=1, dead=40, seed=10, busy_fraction=0.3,
+                               busy_intervals=True)]
     missed = []
     for mutant in mutants:
         rtl = build_trigger(mutant=mutant)
@@ -212,13 +261,16 @@ def check_mutants(cfg, tmp_path, mutants) -> None:
         log.info("MUTANT=%d (%s): %s", mutant, MUTANT_NAMES[mutant], report.summary(limit=2))
         if report.ok:
             missed.append(f"MUTANT={mutant} ({MUTANT_NAMES[mutant]})")
+        if mutant in LIVETIME_MUTANTS:   # caught by the live-time counters alone
+            assert not report.mismatches and not report.counter_mismatches, report.summary(limit=5)
+            assert report.livetime_mismatches, f"MUTANT={mutant} not detected"
     assert not missed, f"not detected: {missed}"
 
 
 def test_scoreboard_catches_mutants(cfg, tmp_path):
-    """The bench is itself tested: a deliberately wrong cut and coincidence window must give
-    mismatches (the other mutants run in the long regression: one build each)."""
-    check_mutants(cfg, tmp_path, (1, 2))
+    """The bench is itself tested: a deliberately wrong cut, coincidence window and live-time
+    count must give mismatches (the other mutants run in the long regression: one build each)."""
+    check_mutants(cfg, tmp_path, (1, 2, 6))
 
 
 @pytest.mark.firmware_long
@@ -228,7 +280,7 @@ def test_scoreboard_catches_every_mutant(cfg, tmp_path):
 
 @pytest.mark.firmware_long
 def test_long_trigger_regression_bit_exact(trigger_rtl, cfg, tmp_path):
-    """Several thousand decisions: longer chain streams and corner campaigns."""
+    """Several thousand decisions: longer chain streams and corner campaigns, live-time campaigns."""
     rng = np.random.default_rng(77)
     segments = [
         chain_segment(unprescaled_config(cfg), 31, 2_000_000, rng),
@@ -236,6 +288,11 @@ def test_long_trigger_regression_bit_exact(trigger_rtl, cfg, tmp_path):
         chain_segment(cfg.replace(trigger={"random_rate_hz": 2.0e5}), 33, 1_000_000, rng, busy_fraction=0.2),
         corner_segment(cfg, rng, 3000, prescale=1, dead=0, busy_fraction=0.0, seed=9),
         corner_segment(cfg, rng, 3000, prescale=[2, 3, 1, 4, 5], dead=25, seed=10),
+        # real chain, default dead time (250 ticks), busy as intervals of up to 2,000 ticks
+        chain_segment(cfg.replace(trigger={"random_rate_hz": 2.0e5}), 34, 400_000, rng, busy_fraction=0.2,
+                      busy_intervals=True, max_busy_ticks=2_000),
+        *livetime_segments(cfg, rng),
     ]
     _, report = run_segments(trigger_rtl, segments, tmp_path)
     assert_bit_exact(report, 5000)
+    assert_livetime_exercised(segments)

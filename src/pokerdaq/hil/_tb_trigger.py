@@ -8,8 +8,10 @@ Driver: for each segment of the stimulus (``POKERDAQ_TB_IN``, written by
 ``pokerdaq.hil._trigger_stimulus.save_trigger_stimulus``): reset, register-bank writes, then
 per slice the slice's primitives one per clock (in_valid/in_ready) and an advance command
 (adv_tick = the slice's end tick, adv_busy) once the last primitive is in; the next slice
-starts when ``idle`` is back. Monitor: every out_valid record, plus scalers, error counters
-and processing clocks at the end of each segment, written to ``POKERDAQ_TB_OUT`` (npz).
+starts when ``idle`` is back. Monitor: every out_valid record, the live-time counters
+(``cnt_ticks``, ``cnt_dead_ticks``, ``cnt_busy_ticks``, ``cnt_live_ticks``) after every
+advance (``livetime<k>``, one row per slice), plus scalers, error counters and processing
+clocks at the end of each segment, written to ``POKERDAQ_TB_OUT`` (npz).
 The scoreboards are on the caller's side. Inputs change on the falling clock edge.
 """
 
@@ -31,6 +33,7 @@ OUT_PORTS = (("event_number", "out_event"), ("timestamp", "out_timestamp"),
              ("e_preshower", "out_e_prs"), ("e_ecal", "out_e_ecal"), ("e_calo", "out_e_calo"),
              ("e_hcal", "out_e_hcal"), ("e_srd", "out_e_srd"), ("e_veto", "out_e_veto"))
 IDLE_LIMIT_NS = 4 * 2_000_000     # one advance must finish within 2 M clocks
+LIVETIME_PORTS = ("cnt_ticks", "cnt_dead_ticks", "cnt_busy_ticks", "cnt_live_ticks")   # spec 2.12
 
 
 async def monitor(dut, rows: list, segment: list) -> None:
@@ -79,6 +82,8 @@ async def run_campaign(dut):
         await FallingEdge(dut.clk)
         chan, time, net = st[f"channel{k}"], st[f"time{k}"], st[f"net{k}"]
         start_ns = get_sim_time("ns")
+        livetime_ports = [getattr(dut, p) for p in LIVETIME_PORTS]
+        livetime = []
         lo = 0
         for end, busy, hi in zip(st[f"ends{k}"], st[f"busy{k}"], st[f"cuts{k}"]):
             for i in range(lo, int(hi)):
@@ -99,8 +104,10 @@ async def run_campaign(dut):
             if not int(dut.idle.value):
                 await with_timeout(RisingEdge(dut.idle), IDLE_LIMIT_NS, "ns")
             await FallingEdge(dut.clk)
+            livetime.append([int(p.value) for p in livetime_ports])   # the advance is done: valid
         results[f"clocks{k}"] = int((get_sim_time("ns") - start_ns) // 4)   # 4 ns clock
         results[f"counters{k}"] = _counters(dut)
+        results[f"livetime{k}"] = np.array(livetime, np.int64).reshape(-1, len(LIVETIME_PORTS))
         results[f"scalers{k}"] = np.array([int(dut.cnt_attempts.value), int(dut.cnt_lost_dead_triggers.value),
                                            int(dut.cnt_lost_busy_triggers.value)], np.int64)
         results[f"errors{k}"] = np.array([int(dut.err_overflow.value), int(dut.err_order.value),

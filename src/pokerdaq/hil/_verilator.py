@@ -25,7 +25,7 @@ _SRC = Path(__file__).resolve().parents[2]  # the folder holding the pokerdaq pa
 
 PULSE_FINDER_FILES = ("pulse_finder.v", "pulse_finder_bank.v")
 TRIGGER_FILES = ("trig_calib.v", "trig_window.v", "trig_decide.v", "trig_prescale.v", "trig_gate.v",
-                 "trig_random.v", "trigger_top.v")
+                 "trig_random.v", "trig_livetime.v", "trigger_top.v")
 BANK_BENCH = "pokerdaq.hil._tb_bank"
 TRIGGER_BENCH = "pokerdaq.hil._tb_trigger"
 # C++ optimisation of the verilated model: the bench's Python side dominates run time, and
