@@ -336,3 +336,22 @@ def test_finish_drains_open_candidates(cfg):
     out = model.finish()
     assert len(out) == 1 and out["trigger_word"][0] & TriggerBits.BEAM
     assert out["timestamp"][0] == 5000 + int(model.registers.params[R.P_LAT])
+
+
+def test_live_time_kernel_sees_one_array_layout(cfg):
+    """Dead time carried over a slice end or not, the live-time kernel gets C-contiguous arrays.
+
+    A second array layout is a second numba compilation at the first slice that needs it, in
+    the middle of a DAQ run (seconds with a cold cache: boards were taken for dead).
+    """
+    from pokerdaq.trigger import _kernels
+
+    c = cfg.replace(trigger={"random_rate_hz": 2e6, "dead_time_ns": 1000.0, "random_mode": "poisson"})
+    model = TriggerModel(c, seed=3)
+    empty = np.zeros(0, dtype=PULSE_DTYPE)
+    # slices of 2000 ticks: several triggers each (~8 accepted), some slices ending inside a dead time
+    for k in range(1, 100):
+        model.process(empty, k * 2000)
+    assert model.counters.accepted[2] > 300 and model.counters.dead_ticks > 0
+    layouts = {arg.layout for sig in _kernels._union_length.signatures for arg in sig if hasattr(arg, "layout")}
+    assert layouts == {"C"}, _kernels._union_length.signatures

@@ -328,8 +328,10 @@ class TriggerModel:
                                 self._counters, busy_start, busy_end, out)
         out = out[:n]
 
-        # live-time bookkeeping over [tick0, tick1): dead intervals start at issue ticks
-        issue = out[:, O_TIMESTAMP]
+        # live-time bookkeeping over [tick0, tick1): dead intervals start at issue ticks. A
+        # contiguous copy: the kernel then sees one array layout whether or not dead time is
+        # carried over below (a second layout is a second compilation, mid-run)
+        issue = np.ascontiguousarray(out[:, O_TIMESTAMP])
         if dead_before > tick0:  # dead time carried over from the previous slice
             dead_s = np.concatenate([[tick0], issue])
             dead_e = np.concatenate([[dead_before], issue + regs[P_DEAD]])
