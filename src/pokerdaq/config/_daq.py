@@ -7,7 +7,7 @@ from typing import Literal
 
 from ._schema import ConfigError, bounded
 
-ENDPOINT_NAMES = ("control", "triggers", "fragments", "trigger_records", "records", "monitor")
+ENDPOINT_NAMES = ("control", "triggers", "fragments", "trigger_records", "records", "monitor", "credits")
 """The sockets of a run, one endpoint each (``<name>_endpoint`` keys of [daq])."""
 
 
@@ -39,6 +39,7 @@ class DaqConfig:
     trigger_records_endpoint: str = ""
     records_endpoint: str = ""
     monitor_endpoint: str = ""
+    credits_endpoint: str = ""
 
     # ---- time slices, buffers and flow control ----
     slice_ticks: int = bounded(16384, ge=256, le=1 << 24)
