@@ -203,14 +203,15 @@ def test_fast_forward_config_is_validated():
     assert load_config().daq.fast_forward is True
     assert loads_config(text.replace("fast_forward = true ", "fast_forward = false", 1)).daq.fast_forward is False
     with pytest.raises(ConfigError) as info:
-        loads_config(text.replace("fast_forward_slices = 2048 ", "fast_forward_slices = 20000", 1))
+        loads_config(text.replace("fast_forward_slices = 256 ", "fast_forward_slices = 20000", 1))
     assert info.value.key == "daq.fast_forward_slices" and info.value.value == 20000
 
 
 def test_stretch_primitives_equal_slice_by_slice():
     # the front-end side of fast-forward, without processes: every primitive in the same slice
-    # group and order, across a spill (0.2 ms on every 20 ms: ~305 slices per spill)
-    cfg = load_config().replace(beam={"spill_length_s": 2e-4, "spill_period_s": 0.02})
+    # group and order, across a spill (0.2 ms on every 20 ms: ~305 slices of 16384 ticks per
+    # spill; the 700 slices below cover 3 spills)
+    cfg = load_config().replace(beam={"spill_length_s": 2e-4, "spill_period_s": 0.02}, daq={"slice_ticks": 16384})
     n = 700
     for board in (0, 5):   # board 0: beam counters + SRD (Lu-176 pulses off-spill); 5: ECAL
         ref = SparsePhysicsFrontEnd(cfg, board, SEED)

@@ -56,15 +56,20 @@ def test_killed_board_process_flags_its_events_incomplete(tmp_path):
 
 
 @pytest.mark.timeout(150)
-def test_slow_writer_backpressure_reaches_the_trigger(tmp_path):
+@pytest.mark.parametrize("slice_ticks", [16384, 131072])
+def test_slow_writer_backpressure_reaches_the_trigger(tmp_path, slice_ticks):
+    # 131072-tick slices: one decision carries ~55 triggers, more than the builder holds, so one
+    # board process could read out far ahead of the other (the builder's credit prevents it)
     limit = 24
     cfg = fast_config(writer_delay_s=0.05, writer_batch_events=4, hwm=4, board_queue_events=16,
-                      max_events_in_flight=limit, boards_per_process=6, builder_timeout_s=5.0)
+                      max_events_in_flight=limit, boards_per_process=6, builder_timeout_s=5.0,
+                      slice_ticks=slice_ticks, fast_forward_slices=256)
     n = 250
     with daq_run(cfg, tmp_path, seed=SEED, max_events=n) as run:
         assert run.wait(120) == "stopped", run.errors
         s = run.summary()
         boards = [st for name, st in run.stats.items() if name.startswith("fe")]
+        builder = run.stats["builder"]
     mult = s["trigger_types"]["multiplicity"]
     # the writer's slowness reached the boards (queues full, stalls) and the trigger (busy)
     assert max(b["max_pending"] for b in boards) == 16
@@ -79,6 +84,8 @@ def test_slow_writer_backpressure_reaches_the_trigger(tmp_path):
     assert s["events_issued"] == s["events_written"] == n
     assert s["events_incomplete"] == 0 and s["fragments_rejected"] == {}
     assert s["events_timed_out"] == 0 and s["events_evicted_incomplete"] == 0
+    # the boards kept to the builder's credit: no fragment ever had to be parked
+    assert builder["max_parked"] == 0 and builder["credit"] == n + limit - 1
     with RunFile(s["files"][0]) as f:
         assert len(f) == n and (f.events["flags"] == 0).all()
         # the spill row holds the busy time and the triggers lost to it

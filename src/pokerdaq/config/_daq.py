@@ -7,7 +7,7 @@ from typing import Literal
 
 from ._schema import ConfigError, bounded
 
-ENDPOINT_NAMES = ("control", "triggers", "fragments", "trigger_records", "records", "monitor")
+ENDPOINT_NAMES = ("control", "triggers", "fragments", "trigger_records", "records", "monitor", "credits")
 """The sockets of a run, one endpoint each (``<name>_endpoint`` keys of [daq])."""
 
 
@@ -39,12 +39,13 @@ class DaqConfig:
     trigger_records_endpoint: str = ""
     records_endpoint: str = ""
     monitor_endpoint: str = ""
+    credits_endpoint: str = ""
 
     # ---- time slices, buffers and flow control ----
-    slice_ticks: int = bounded(16384, ge=256, le=1 << 24)
+    slice_ticks: int = bounded(131072, ge=256, le=1 << 24)
     max_slices_ahead: int = bounded(8, ge=2, le=1024)
     fast_forward: bool = True
-    fast_forward_slices: int = bounded(2048, ge=2, le=16384)   # a stretch is computed in one go: well within board_timeout_s
+    fast_forward_slices: int = bounded(256, ge=2, le=16384)   # a stretch is computed in one go: well within board_timeout_s
     board_queue_events: int = bounded(128, ge=1, le=1 << 20)
     busy_fraction: float = bounded(0.5, gt=0.0, le=1.0)
     hwm: int = bounded(50, ge=1, le=1 << 20)

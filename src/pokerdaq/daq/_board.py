@@ -1,10 +1,16 @@
 """Front-end board process: one or more boards, each running its :class:`FrontEndLogic`.
 
 Per board: a DEALER (identity ``board<N>``) to the trigger processor carries primitives out
-and trigger decisions in; the process shares one PUSH to the event builder for fragments.
+and trigger decisions in; the process shares one PUSH to the event builder for fragments and
+one SUB (``ZMQ_CONFLATE``: only the latest) to the builder's credit.
 
 Flow control, in the order a slow consumer is felt:
 
+0. a trigger is read out only when its event number is below the builder's credit (events
+   sent to the writer + ``max_events_in_flight`` - 1, never decreasing): no board process runs
+   ahead of the others by more than the builder can hold, so the fragments of the oldest event
+   never wait behind fragments the builder cannot take. A board waiting for credit is busy
+   (as 2) and stalled (as 3);
 1. the fragment PUSH blocks at its high-water mark: fragments wait in the process's
    bounded queue (``daq.board_queue_events``);
 2. above ``busy_fraction`` of that queue the board flags every primitive message BUSY:
@@ -28,6 +34,7 @@ board keeps no ring buffer for it; a stretch counts as one message against the l
 from __future__ import annotations
 
 import collections
+import struct
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -50,6 +57,9 @@ from ._wire import (
     encode_fragment,
     encode_slice,
 )
+
+
+_CREDIT = struct.Struct("<QQ")   # the builder's credit message (pokerdaq.daq._builder.CREDIT_STRUCT)
 
 
 @dataclass
@@ -91,6 +101,9 @@ class BoardGroupNode(Node):
         self._last_heartbeat = 0.0
         self._turn = 0
         self.stalled = False
+        self.credit_sub: zmq.Socket | None = None
+        self.credit = cfg.daq.max_events_in_flight - 1   # the builder's credit before its first message
+        self.credit_blocked = False
 
     def connect(self, endpoints: dict[str, str]) -> None:
         for b, board in self.boards.items():
@@ -100,9 +113,17 @@ class BoardGroupNode(Node):
             board.dealer = d
         self.push = self.socket(zmq.PUSH)
         self.push.connect(endpoints["fragments"])
+        if "credits" in endpoints:
+            sub = self.socket(zmq.SUB)
+            sub.setsockopt(zmq.CONFLATE, 1)   # before connect: only the newest credit is kept
+            sub.setsockopt(zmq.SUBSCRIBE, b"")
+            sub.connect(endpoints["credits"])
+            self.credit_sub = sub
 
     def sockets(self):
         socks = [(b.dealer, zmq.POLLIN) for b in self.boards.values()]
+        if self.credit_sub is not None:
+            socks.append((self.credit_sub, zmq.POLLIN))
         if self.pending:
             socks.append((self.push, zmq.POLLOUT))
         return socks
@@ -112,8 +133,12 @@ class BoardGroupNode(Node):
         more = False
         self.stalled = False
         self._receive_decisions()
+        self._receive_credit()
         more |= self._apply_decisions()
         self._flush()
+        if self.credit_blocked:
+            self.stalled = True   # waiting for the builder's credit: heartbeats (and busy, in _produce)
+            self.counters["credit_waits"] += 1
         for board in self.boards.values():
             more |= self._produce(board)
         if self.stalled:
@@ -141,6 +166,23 @@ class BoardGroupNode(Node):
                 # a decision covers slices [slice_index, last_slice]: what matters here is its end
                 board.decisions.append([int(head["last_slice"]), int(head["flags"]), triggers, 0])
 
+    def _receive_credit(self) -> None:
+        if self.credit_sub is None:
+            return
+        while True:
+            try:
+                msg = self.credit_sub.recv(zmq.NOBLOCK)
+            except zmq.Again:
+                return
+            if len(msg) != _CREDIT.size:
+                self.counters["bad_credit_messages"] += 1
+                continue
+            run, credit = _CREDIT.unpack(msg)
+            if run != self.run_number:
+                self.counters["bad_credit_messages"] += 1
+                continue
+            self.credit = max(self.credit, credit)   # never decreases (an old message changes nothing)
+
     def _apply_decisions(self) -> bool:
         """Read out the decided triggers, one trigger of every board in turn.
 
@@ -149,6 +191,7 @@ class BoardGroupNode(Node):
         whole queue (which would leave the builder holding many partial events).
         """
         progressed = False
+        self.credit_blocked = False
         boards = list(self.boards.values())
         idle = 0
         while idle < len(boards):   # until a whole round makes no progress
@@ -178,6 +221,9 @@ class BoardGroupNode(Node):
             if k + 1 >= board.next_slice:  # the window may reach into slice k + 1: wait for it
                 return False
             if done < len(triggers):
+                if int(triggers[done]["event_number"]) >= self.credit:
+                    self.credit_blocked = True   # the builder cannot hold this event yet
+                    return False
                 self._read_out(board, triggers[done])
                 entry[3] = done + 1
                 if done + 1 < len(triggers):
@@ -273,7 +319,7 @@ class BoardGroupNode(Node):
         if len(board.in_flight) >= self.cfg.daq.max_slices_ahead:
             return False
         k = board.next_slice
-        busy = len(self.pending) >= self.busy_mark
+        busy = len(self.pending) >= self.busy_mark or self.credit_blocked
         last = k
         if self.fast_forward and not busy and isinstance(board.logic, StretchFrontEnd):
             last = board.logic.stretch_end(k, self.cfg.daq.fast_forward_slices)
@@ -303,6 +349,7 @@ class BoardGroupNode(Node):
         return {
             **dict(self.counters),
             "pending": len(self.pending),
+            "credit": self.credit,
             "max_pending": self.max_pending,
             "queue_limit": self.queue_limit,
             "boards": {str(b): {"slices": x.next_slice, "busy_slices": x.busy_slices,
@@ -314,5 +361,6 @@ class BoardGroupNode(Node):
         for board in self.boards.values():
             if board.dealer is not None:
                 board.dealer.close(0)
-        if self.push is not None:
-            self.push.close(0)
+        for s in (self.push, self.credit_sub):
+            if s is not None:
+                s.close(0)

@@ -2,7 +2,8 @@
 
 Sockets: two PULLs bound here, ``fragments`` (from the boards, and from anyone else who
 connects: nothing on it is trusted; ``ZMQ_MAXMSGSIZE`` refuses oversized messages) and
-``trigger_records`` (from the trigger processor); a PUSH connected to the writer.
+``trigger_records`` (from the trigger processor); a PUB bound here, ``credits`` (to the
+boards); a PUSH connected to the writer.
 
 Rules (artdaq / DUNE lessons, docs/wire-format.md):
 
@@ -24,8 +25,16 @@ Rules (artdaq / DUNE lessons, docs/wire-format.md):
   is kept for the next event to write, so the queue behind it can always drain. With the
   parking full the builder stops reading (backpressure to the boards); only if, in addition,
   nothing waits for the writer is the oldest event written early as INCOMPLETE (counted
-  ``events_evicted_incomplete``: with the boards' lock-step read-out this does not happen in
-  the tests).
+  ``events_evicted_incomplete``). Boards that keep to the credit never get there;
+* credit (event-window flow control): the builder publishes on ``credits`` the first event
+  number a board may not read out yet, ``events sent to the writer + max_events_in_flight - 1``.
+  It never decreases (an event leaves the count of events in flight only when sent), so a
+  board acting on an old credit is still within it; fragments of events below it always fit
+  in the in-flight limit and are never parked, so the builder never stops reading the shared
+  PULL socket. Without it, one board process could fill the parking with fragments of events
+  far ahead while the fragments of the oldest event, from another process, wait behind them in
+  the same socket: the builder stopped reading and wrote that event INCOMPLETE (seen with
+  large ``slice_ticks``, where one decision carries many triggers).
 """
 
 from __future__ import annotations
@@ -56,6 +65,10 @@ from ._wire import (
     decode_slice,
 )
 
+CREDIT_STRUCT = struct.Struct("<QQ")
+"""A credit message: run number, first event number the boards may not read out yet (u64 LE)."""
+CREDIT_REPEAT_S = 0.05
+"""The credit is sent again this often even when unchanged (a subscriber joining late gets it)."""
 OUT_QUEUE_EVENTS = 8
 """Built events waiting for the writer socket before the builder stops reading fragments."""
 FRAGMENTS_PER_STEP = 512
@@ -122,7 +135,10 @@ class EventBuilderNode(Node):
         self.rejected = collections.Counter()
         self.counters = collections.Counter()
         self.max_in_flight = 0
-        self.frag_sock = self.rec_sock = self.push = self.monitor = None
+        self.frag_sock = self.rec_sock = self.push = self.monitor = self.credit_pub = None
+        self.credit = self.limit - 1        # boards may read out events below this (events_sent + limit - 1)
+        self._credit_sent_at = 0.0
+        self._credit_published = -1
         import hist
         self.h_latency = hist.Hist(hist.axis.Regular(50, 0.0, 500.0, name="build_latency_ms"))
         self.h_size = hist.Hist(hist.axis.Regular(50, 0.0, 64.0, name="event_fragments_kB"))
@@ -136,8 +152,12 @@ class EventBuilderNode(Node):
         self.frag_sock.setsockopt(zmq.MAXMSGSIZE, self.cfg.daq.max_message_bytes)
         self.monitor = self.frag_sock.get_monitor_socket(zmq.EVENT_DISCONNECTED | zmq.EVENT_ACCEPTED)
         self.rec_sock = self.socket(zmq.PULL)
-        return {"fragments": self.bind_socket(self.frag_sock, eps["fragments"]),
-                "trigger_records": self.bind_socket(self.rec_sock, eps["trigger_records"])}
+        bound = {"fragments": self.bind_socket(self.frag_sock, eps["fragments"]),
+                 "trigger_records": self.bind_socket(self.rec_sock, eps["trigger_records"])}
+        if "credits" in eps:
+            self.credit_pub = self.socket(zmq.PUB)
+            bound["credits"] = self.bind_socket(self.credit_pub, eps["credits"])
+        return bound
 
     def connect(self, endpoints: dict[str, str]) -> None:
         self.push = self.socket(zmq.PUSH, hwm=max(2, self.cfg.daq.hwm // 4))
@@ -187,6 +207,7 @@ class EventBuilderNode(Node):
         self._expire()
         self._emit()
         more |= self._send()
+        self._publish_credit()
         self.max_in_flight = max(self.max_in_flight, self.in_flight)
         if self.total is not None and self.floor >= self.total and not self.out and self.state == "running":
             self._finish()
@@ -481,7 +502,21 @@ class EventBuilderNode(Node):
             sent = True
         if n:
             self.counters["events_sent"] += n
+            self.credit += n
         return sent
+
+    def _publish_credit(self) -> None:
+        """Send the credit when it grew, and every CREDIT_REPEAT_S (lossy PUB: the latest value counts)."""
+        if self.credit_pub is None:
+            return
+        now = time.monotonic()
+        if self.credit == self._credit_published and now - self._credit_sent_at < CREDIT_REPEAT_S:
+            return
+        try:
+            self.credit_pub.send(CREDIT_STRUCT.pack(self.run_number, self.credit), _NOBLOCK)
+        except zmq.Again:
+            return
+        self._credit_published, self._credit_sent_at = self.credit, now
 
     def _finish(self) -> None:
         # what is still held belongs to no issued event: orphans, counted and dropped
@@ -510,6 +545,7 @@ class EventBuilderNode(Node):
             "max_in_flight": self.max_in_flight,
             "in_flight_limit": self.limit,
             "parked": len(self.parked),
+            "credit": self.credit,
             "max_parked": self.max_parked,
             "park_limit": self.park_limit,
             "held_events": len(self.events),
@@ -520,7 +556,7 @@ class EventBuilderNode(Node):
         }
 
     def close(self) -> None:
-        for s in (self.frag_sock, self.rec_sock, self.push):
+        for s in (self.frag_sock, self.rec_sock, self.push, self.credit_pub):
             if s is not None:
                 if s is self.frag_sock:
                     s.disable_monitor()

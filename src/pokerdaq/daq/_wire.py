@@ -408,7 +408,7 @@ TRIGGER_MAGIC = b"PKTR"
 MESSAGE_VERSION = 2
 MAX_STRETCH_SLICES = 1 << 20
 """Most slices one slice message may cover (``last_slice - slice_index < MAX_STRETCH_SLICES``):
-about 69 s of run time at the default 16384-tick slices; a board splits longer stretches."""
+about 69 s of run time at 16384-tick slices, 550 s at the default 131072; a board splits longer stretches."""
 
 PRIMITIVE_DTYPE = np.dtype(
     [
