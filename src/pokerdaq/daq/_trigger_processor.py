@@ -57,6 +57,12 @@ from ._wire import (
 TP_ID = 0xFFFF
 
 
+def _add_bit_counts(counts: list[int], words: np.ndarray) -> list[int]:
+    """``counts`` plus, for each of the 32 bits, the number of trigger words with that bit set."""
+    per_bit = ((words.astype(np.uint32)[:, None] >> np.arange(32, dtype=np.uint32)) & 1).sum(axis=0)
+    return [c + int(n) for c, n in zip(counts, per_bit)]
+
+
 class TriggerProcessorNode(Node):
     def __init__(self, cfg, name, control_endpoint, params) -> None:
         super().__init__(cfg, name, control_endpoint, params)
@@ -240,8 +246,7 @@ class TriggerProcessorNode(Node):
         trig["dead_boards"] = self.dead_mask
         first_event = self.next_event
         self.next_event += n
-        for bit in range(32):
-            self.accepted_bits[bit] += int(((trig["trigger_word"] >> bit) & 1).sum())
+        self.accepted_bits = _add_bit_counts(self.accepted_bits, trig["trigger_word"])
         # the spills that ended in this slice: their triggers, then their scaler rows
         ts = trig["timestamp"]
         done = 0
@@ -249,10 +254,10 @@ class TriggerProcessorNode(Node):
         for end in ends:
             counts = counts_at[end]
             upto = int(np.searchsorted(ts, np.uint64(end), side="left"))
-            self._spill_bits(trig["trigger_word"][done:upto])
+            self.spill_bits = _add_bit_counts(self.spill_bits, trig["trigger_word"][done:upto])
             done = upto
             rows.append(self._spill_row(end, counts, first_event + upto))
-        self._spill_bits(trig["trigger_word"][done:])
+        self.spill_bits = _add_bit_counts(self.spill_bits, trig["trigger_word"][done:])
         self.decided = decided
         self.busy_ticks += out.busy_ticks
         self.dead_ticks += out.dead_ticks
@@ -292,10 +297,6 @@ class TriggerProcessorNode(Node):
                              np.concatenate([o.trigger_words for o in outs]),
                              busy_ticks=sum(o.busy_ticks for o in outs), dead_ticks=sum(o.dead_ticks for o in outs),
                              cut_counts=[c for o in outs for c in o.cut_counts])
-
-    def _spill_bits(self, words: np.ndarray) -> None:
-        for bit in range(32):
-            self.spill_bits[bit] += int(((words >> np.uint32(bit)) & np.uint32(1)).sum())
 
     def _spill_row(self, stop: int, counts: ScalerCounts, end_event: int, final: bool = False) -> dict:
         """Close the spill in progress at tick ``stop`` (its events: numbers below ``end_event``)."""
