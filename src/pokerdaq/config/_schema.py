@@ -1,17 +1,24 @@
 """Turn TOML tables into frozen, typed dataclasses, with errors that name key, value and expectation.
 
 Every configuration dataclass in pokerdaq is built by :func:`build`; it reads the field
-types from the dataclass annotations, so adding a field to a dataclass is all it takes to
-add a key to the TOML schema. Range checks live in the field metadata (``ge``, ``gt``,
-``le``, ``lt``), cross-field checks in each dataclass's ``__post_init__``.
+types from the dataclass annotations, so adding a field to a dataclass (and its value to
+``poker.toml``) is all it takes to add a key to the TOML schema. Range checks live in the
+field metadata (``ge``, ``gt``, ``le``, ``lt``), cross-field checks in each dataclass's
+``__post_init__``.
+
+The fields have no defaults: the embedded ``poker.toml`` is the one set of default values, and
+:func:`build` refuses a table that lacks a key (an ``Optional`` key left out is ``None``).
+Mappings are stored as :class:`FrozenMap`, sequences as tuples, so that a built configuration
+is immutable and hashable.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import types
 import typing
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any, Literal, TypeVar, get_args, get_origin, get_type_hints
 
 T = TypeVar("T")
@@ -28,23 +35,79 @@ class ConfigError(ValueError):
         The value found (or ``None`` for a missing key).
     expected
         What would have been accepted, in words.
+    source
+        Where the value came from (a file name, ``--set``), when known: it leads the message.
     """
 
-    def __init__(self, key: str, value: Any, expected: str) -> None:
+    def __init__(self, key: str, value: Any, expected: str, source: str = "") -> None:
         self.key = key
         self.value = value
         self.expected = expected
-        super().__init__(f"configuration key '{key}' = {value!r}: expected {expected}")
+        self.source = source
+        where = f"{source}: " if source else ""
+        super().__init__(f"{where}configuration key '{key}' = {value!r}: expected {expected}")
+
+    def with_source(self, source: str) -> ConfigError:
+        """The same error, naming where the value came from."""
+        return ConfigError(self.key, self.value, self.expected, source)
+
+    def __reduce__(self):  # picklable across processes (the DAQ nodes are spawned)
+        return (ConfigError, (self.key, self.value, self.expected, self.source))
 
 
-def bounded(default: Any = dataclasses.MISSING, *, ge=None, gt=None, le=None, lt=None, doc: str = ""):
-    """A dataclass field with numeric bounds checked by :func:`build`."""
-    meta = {k: v for k, v in (("ge", ge), ("gt", gt), ("le", le), ("lt", lt)) if v is not None}
+class FrozenMap(Mapping[str, Any]):
+    """A read-only, hashable mapping (a TOML table of free keys, e.g. ``trigger.adc_per_mev``)."""
+
+    __slots__ = ("_data",)
+
+    def __init__(self, data: Mapping[str, Any] = ()) -> None:  # type: ignore[assignment]
+        object.__setattr__(self, "_data", dict(data))
+
+    def __getitem__(self, key: str) -> Any:
+        return self._data[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._data)
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+    def __hash__(self) -> int:
+        return hash(frozenset(self._data.items()))
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise AttributeError(f"{type(self).__name__} is read-only")
+
+    def __repr__(self) -> str:
+        return f"FrozenMap({self._data!r})"
+
+    def __reduce__(self):
+        return (FrozenMap, (self._data,))
+
+
+def bounded(*, ge: float | None = None, gt: float | None = None, le: float | None = None,
+            lt: float | None = None, doc: str = "") -> Any:
+    """A dataclass field (without a default: poker.toml holds it) with bounds checked by :func:`build`."""
+    meta: dict[str, Any] = {k: v for k, v in (("ge", ge), ("gt", gt), ("le", le), ("lt", lt)) if v is not None}
     if doc:
         meta["doc"] = doc
-    if isinstance(default, (list, dict, set)):
-        raise TypeError("mutable default; use a tuple")
-    return dataclasses.field(default=default, metadata=meta)
+    return dataclasses.field(metadata=meta)
+
+
+def is_optional(tp: Any) -> bool:
+    """True for ``X | None``: a key the TOML may leave out (it is then ``None``)."""
+    return get_origin(tp) in (typing.Union, types.UnionType) and type(None) in get_args(tp)
+
+
+def schema_fields(cls: type) -> dict[str, dataclasses.Field]:
+    """The fields of a configuration dataclass that are TOML keys (``metadata["toml"]`` not False)."""
+    return {f.name: f for f in dataclasses.fields(cls) if f.init and f.metadata.get("toml", True)}
+
+
+def did_you_mean(key: str, known: typing.Iterable[str]) -> str:
+    """``"; did you mean 'x'?"`` for the closest known key (difflib), or ``""``."""
+    close = difflib.get_close_matches(key, list(known), n=1, cutoff=0.6)
+    return f"; did you mean '{close[0]}'?" if close else ""
 
 
 def _describe(tp: Any) -> str:
@@ -99,7 +162,7 @@ def _convert(tp: Any, value: Any, key: str) -> Any:
         if not isinstance(value, Mapping):
             raise ConfigError(key, value, _describe(tp))
         key_tp, val_tp = get_args(tp)
-        return {str(k): _convert(val_tp, v, f"{key}.{k}") for k, v in value.items()}
+        return FrozenMap({str(k): _convert(val_tp, v, f"{key}.{k}") for k, v in value.items()})
     if dataclasses.is_dataclass(tp):
         if not isinstance(value, Mapping):
             raise ConfigError(key, value, _describe(tp))
@@ -159,23 +222,27 @@ def build(cls: type[T], data: Mapping[str, Any], prefix: str = "") -> T:
     Raises
     ------
     ConfigError
-        For an unknown key, a missing required key, a wrong type or an out-of-range value.
-        A ``__post_init__`` check raises it with the key relative to its own table; this
-        function prefixes the table's path.
+        For an unknown key (with the closest known key as a suggestion), a missing key, a
+        wrong type or an out-of-range value. A ``__post_init__`` check raises it with the key
+        relative to its own table; this function prefixes the table's path.
     """
     hints = get_type_hints(cls)
-    fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
+    fields = schema_fields(cls)
     dotted = (lambda k: f"{prefix}.{k}") if prefix else (lambda k: k)
     for key in data:
         if key not in fields:
-            raise ConfigError(dotted(key), data[key], "no such key; known keys are " + ", ".join(sorted(fields)))
+            table = f"[{prefix}]" if prefix else "the top level"
+            raise ConfigError(dotted(key), data[key],
+                              f"a key of {table}{did_you_mean(key, fields)} (known: {', '.join(sorted(fields))})")
     kwargs = {}
     for name, field in fields.items():
         if name in data:
             value = _convert(hints[name], data[name], dotted(name))
             _check_bounds(field, value, dotted(name))
             kwargs[name] = value
-        elif field.default is dataclasses.MISSING and field.default_factory is dataclasses.MISSING:
+        elif is_optional(hints[name]):
+            kwargs[name] = None
+        else:
             raise ConfigError(dotted(name), None, f"a value ({_describe(hints[name])}); the key is required")
     try:
         return cls(**kwargs)
@@ -187,7 +254,7 @@ def build(cls: type[T], data: Mapping[str, Any], prefix: str = "") -> T:
 def to_dict(obj: Any) -> Any:
     """The inverse of :func:`build`: plain dicts, lists and scalars, ready for TOML or JSON."""
     if dataclasses.is_dataclass(obj):
-        return {f.name: to_dict(getattr(obj, f.name)) for f in dataclasses.fields(obj) if f.init}
+        return {name: to_dict(getattr(obj, name)) for name in schema_fields(type(obj))}
     if isinstance(obj, Mapping):
         return {k: to_dict(v) for k, v in obj.items()}
     if isinstance(obj, tuple):

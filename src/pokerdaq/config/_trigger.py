@@ -8,71 +8,71 @@ specification.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Literal
 
+from ._model import SUBSYSTEMS as _SUBSYSTEMS
 from ._schema import ConfigError, bounded
-
-_SUBSYSTEMS = ("beam_counters", "srd", "preshower", "ecal", "veto", "hcal")
 
 
 @dataclass(frozen=True, slots=True)
 class PrescaleConfig:
     """One prescale factor per trigger type: accept exactly 1 in N raw triggers; 0 disables."""
 
-    physics: int = bounded(1, ge=0, lt=2**24)
-    beam: int = bounded(1000, ge=0, lt=2**24)
-    random: int = bounded(1, ge=0, lt=2**24)
-    calibration: int = bounded(100, ge=0, lt=2**24)
-    muon: int = bounded(10, ge=0, lt=2**24)
+    physics: int = bounded(ge=0, lt=2**24)
+    beam: int = bounded(ge=0, lt=2**24)
+    random: int = bounded(ge=0, lt=2**24)
+    calibration: int = bounded(ge=0, lt=2**24)
+    muon: int = bounded(ge=0, lt=2**24)
 
 
 @dataclass(frozen=True, slots=True)
 class TriggerConfig:
     # --- time ---
-    latency_ns: float = bounded(400.0, ge=0.0)
-    dead_time_ns: float = bounded(1000.0, ge=0.0)
+    latency_ns: float = bounded(ge=0.0)
+    dead_time_ns: float = bounded(ge=0.0)
 
     # --- calibration: channel energy = (integral_net * GAIN) >> gain_frac_bits, LSB 1/16 MeV ---
-    gain_frac_bits: int = bounded(16, ge=0, le=20)
-    adc_per_mev: dict[str, float] = field(default_factory=dict)
-    saturation_correction: tuple[str, ...] = ()
-    saturation_lut_entries: int = bounded(64, ge=2, le=1024)
+    gain_frac_bits: int = bounded(ge=0, le=20)
+    adc_per_mev: Mapping[str, float]          # a FrozenMap once built: read-only, hashable
+    saturation_correction: tuple[str, ...]
+    saturation_lut_entries: int = bounded(ge=2, le=1024)
 
     # --- beam counters ---
-    beam_min_counters: int = bounded(3, ge=1, le=8)
-    beam_threshold_mev: float = bounded(0.3, ge=0.0)
-    beam_window_ns: float = bounded(12.0, gt=0.0, le=1000.0)
-    pileup_guard_ns: float = bounded(200.0, ge=0.0, le=10000.0)
+    beam_min_counters: int = bounded(ge=1, le=8)
+    beam_threshold_mev: float = bounded(ge=0.0)
+    beam_window_ns: float = bounded(gt=0.0, le=1000.0)
+    pileup_guard_ns: float = bounded(ge=0.0, le=10000.0)
 
     # --- SRD tag ---
-    srd_min_channels: int = bounded(1, ge=1, le=16)
-    srd_emin_mev: float = bounded(1.0, ge=0.0)
-    srd_emax_mev: float = bounded(150.0, gt=0.0)
-    srd_reference_gev: float = bounded(100.0, gt=0.0)
-    srd_threshold_exponent: float = bounded(0.0, ge=0.0, le=6.0)
-    srd_emin_floor_mev: float = bounded(0.0, ge=0.0)
-    srd_window_ns: tuple[float, float] = (-8.0, 40.0)
+    srd_min_channels: int = bounded(ge=1, le=16)
+    srd_emin_mev: float = bounded(ge=0.0)
+    srd_emax_mev: float = bounded(gt=0.0)
+    srd_reference_gev: float = bounded(gt=0.0)
+    srd_threshold_exponent: float = bounded(ge=0.0, le=6.0)
+    srd_emin_floor_mev: float = bounded(ge=0.0)
+    srd_window_ns: tuple[float, float]
 
     # --- VETO ---
-    veto_threshold_mev: float = bounded(3.0, ge=0.0)
-    veto_window_ns: tuple[float, float] = (-8.0, 32.0)
+    veto_threshold_mev: float = bounded(ge=0.0)
+    veto_window_ns: tuple[float, float]
 
     # --- calorimeters ---
-    calo_window_ns: tuple[float, float] = (-8.0, 32.0)
-    hcal_window_ns: tuple[float, float] = (-8.0, 40.0)
-    ecal_cut_gev: float | None = None
-    ecal_cut_beam_fraction: float = bounded(0.5, gt=0.0, le=2.0)
-    preshower_min_mev: float = bounded(300.0, ge=0.0)
-    calibration_min_beam_fraction: float = bounded(0.8, ge=0.0, le=2.0)
-    mip_window_mev: tuple[float, float] = (100.0, 1500.0)
-    hcal_threshold_mev: float = bounded(500.0, ge=0.0)
+    calo_window_ns: tuple[float, float]
+    hcal_window_ns: tuple[float, float]
+    ecal_cut_gev: float | None
+    ecal_cut_beam_fraction: float = bounded(gt=0.0, le=2.0)
+    preshower_min_mev: float = bounded(ge=0.0)
+    calibration_min_beam_fraction: float = bounded(ge=0.0, le=2.0)
+    mip_window_mev: tuple[float, float]
+    hcal_threshold_mev: float = bounded(ge=0.0)
 
     # --- random trigger ---
-    random_mode: Literal["poisson", "periodic"] = "poisson"
-    random_rate_hz: float = bounded(100.0, ge=0.0, le=1e8)
+    random_mode: Literal["poisson", "periodic"]
+    random_rate_hz: float = bounded(ge=0.0, le=1e8)
 
-    prescale: PrescaleConfig = field(default_factory=PrescaleConfig)
+    prescale: PrescaleConfig
 
     def __post_init__(self) -> None:
         for name, value in self.adc_per_mev.items():
