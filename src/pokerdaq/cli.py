@@ -27,13 +27,21 @@ _HANDLERS = {
     "inspect": "pokerdaq.inspection._command",
     "hil": "pokerdaq.hil._command",
     "hil-board": "pokerdaq.hil._board_command",
+    "config": "pokerdaq.config._command",
 }
 
 
-def _add_common(p: argparse.ArgumentParser, *, seed: bool = True) -> None:
-    p.add_argument("--config", metavar="FILE", help="TOML configuration (default: the embedded POKER setup)")
+def _add_common(p: argparse.ArgumentParser, *, seed: bool = True, base: str = "the embedded POKER setup") -> None:
+    """--config FILE, --set KEY=VALUE (repeatable) and --seed S: every subcommand that uses a
+    configuration declares them here and reads them with pokerdaq.config.config_from_args."""
+    p.add_argument("--config", metavar="FILE",
+                   help=f"TOML overlay: the keys it gives replace those of {base}, nothing else changes")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="set one key after --config (dotted key, TOML value; repeatable), "
+                   "e.g. --set trigger.beam_min_counters=3")
     if seed:
-        p.add_argument("--seed", type=int, metavar="S", help="random seed (default: run.seed from the configuration)")
+        p.add_argument("--seed", type=int, metavar="S",
+                       help="random seed, the same as --set run.seed=S (default: run.seed of the configuration)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -74,7 +82,7 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Stream N emulated beam particles through the pulse finder and the "
                        "integer trigger model (or re-run pulse finding and trigger on a file written by "
                        "pokerdaq simulate) and print rates per trigger type, live time and efficiencies.")
-    _add_common(p)
+    _add_common(p, base="the embedded POKER setup (with --input: the file's own configuration)")
     src = p.add_mutually_exclusive_group()
     src.add_argument("--events", type=int, metavar="N", help="beam particles to stream (default 1000)")
     src.add_argument("--input", metavar="FILE.h5", help="re-trigger the windows of a pokerdaq simulate file")
@@ -93,7 +101,7 @@ def build_parser() -> argparse.ArgumentParser:
                        "the new settings accept, efficiencies per truth class, turn-on curves and the events "
                        "whose decision changed.")
     p.add_argument("files", nargs="+", metavar="FILE.h5", help="run files with raw samples")
-    p.add_argument("--config", metavar="NEW.toml", help="configuration to replay with (default: each file's own)")
+    _add_common(p, seed=False, base="each file's own configuration (replayed as is without --config / --set)")
     p.add_argument("--output", metavar="REPORT.json", help="write the full report as JSON")
     p.add_argument("--plots", metavar="DIR", help="write turn-on curves (PNG) to DIR")
     p.add_argument("--jobs", type=int, default=1, metavar="N", help="replay files in N processes (default 1)")
@@ -111,6 +119,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--event", type=int, default=None, metavar="N",
                    help="index of the event whose waveforms are drawn (default: the first physics trigger, else 0)")
     p.add_argument("--plots", metavar="DIR", help="write the PNG plots to DIR")
+    _add_common(p, seed=False, base="the file's own configuration")
 
     p = sub.add_parser("hil", help="hardware-in-the-loop: stream stimulus windows into a device under test and "
                        "compare its pulses and trigger records with the reference model",
@@ -125,7 +134,7 @@ def build_parser() -> argparse.ArgumentParser:
     src.add_argument("--generate", type=int, metavar="N", help="emulate N beam-particle windows (default 200)")
     p.add_argument("--max-windows", type=int, default=10000, metavar="N",
                    help="--stimulus: use at most the first N windows of the file (default 10000)")
-    _add_common(p)
+    _add_common(p, base="the embedded POKER setup (with --stimulus: the file's own configuration)")
     p.add_argument("--report", metavar="FILE.json", help="write the comparison / mismatch report as JSON")
     p.add_argument("--timeout", type=float, default=5.0, metavar="S",
                    help="tcp DUT: seconds to wait for each reply (default 5)")
@@ -165,6 +174,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--events", type=int, default=1000, metavar="N",
                    help="number of events (default 1000: about a minute on 2 cores)")
     p.add_argument("--output", default="out", metavar="DIR", help="output folder (default ./out)")
+
+    p = sub.add_parser("config", help="show, compare or check a configuration (poker.toml plus overlays)",
+                       description="The embedded poker.toml is the only default; --config FILE and --set "
+                       "KEY=VALUE are overlays on it. show: the effective configuration as TOML with its "
+                       "provenance comments; diff: every key that differs from the default, with both "
+                       "values; validate: check an overlay file (exit status 0, or 2 with a one-line message).")
+    csub = p.add_subparsers(dest="config_command", required=True, metavar="ACTION")
+    q = csub.add_parser("show", help="print the effective configuration as TOML with provenance comments")
+    _add_common(q, seed=False)
+    q = csub.add_parser("diff", help="list every key that differs from the default, with both values")
+    _add_common(q, seed=False)
+    q = csub.add_parser("validate", help="check a configuration file: exit status 0, or 2 with a one-line message")
+    q.add_argument("file", metavar="FILE", help="TOML overlay (or complete configuration) to check")
+    q.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="also check these items")
     return parser
 
 

@@ -138,9 +138,16 @@ def toml_value(value: Any, key: str = "") -> str:
 
 
 def source_of(key: str, tables: list[tuple[str, dict[str, Any]]]) -> str:
-    """The last layer that gives ``key`` (or a table above or below it): where an error came from."""
+    """Where an error about ``key`` came from: the last layer that gives it (or a table above or
+    below it), else the last layer that changes a key of the same table (a cross-field check)."""
     for source, table in reversed(tables):
         for k in flatten(table):
             if k == key or k.startswith(key + ".") or key.startswith(k + "."):
                 return source
-    return ""
+    parent = key.rpartition(".")[0]
+    while parent:
+        for source, table in reversed(tables):
+            if any(k.startswith(parent + ".") for k in flatten(table)):
+                return source
+        parent = parent.rpartition(".")[0]
+    return tables[-1][0] if tables else ""

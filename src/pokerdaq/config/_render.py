@@ -115,6 +115,16 @@ def render(effective: Mapping[str, Any], default: Mapping[str, Any], template: s
 
 
 def differences(effective: Mapping[str, Any], default: Mapping[str, Any]) -> list[tuple[str, Any, Any]]:
-    """``(key, default, effective)`` for every key whose value differs from the default."""
+    """``(key, default, effective)`` for every key whose value differs from the default.
+
+    A free-key table (``trigger.adc_per_mev``) is compared entry by entry.
+    """
     keys = list(default) + [k for k in effective if k not in default]
-    return [(k, default.get(k), effective.get(k)) for k in keys if effective.get(k) != default.get(k)]
+    out = []
+    for k in keys:
+        old, new = default.get(k), effective.get(k)
+        if isinstance(old, Mapping) and isinstance(new, Mapping):
+            out.extend(differences({f"{k}.{n}": v for n, v in new.items()}, {f"{k}.{n}": v for n, v in old.items()}))
+        elif old != new:
+            out.append((k, old, new))
+    return out

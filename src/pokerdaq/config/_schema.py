@@ -232,8 +232,8 @@ def build(cls: type[T], data: Mapping[str, Any], prefix: str = "") -> T:
     for key in data:
         if key not in fields:
             table = f"[{prefix}]" if prefix else "the top level"
-            raise ConfigError(dotted(key), data[key],
-                              f"a key of {table}{did_you_mean(key, fields)} (known: {', '.join(sorted(fields))})")
+            hint = did_you_mean(key, fields) or f" ({', '.join(sorted(fields))})"
+            raise ConfigError(dotted(key), data[key], f"a key of {table}{hint}")
     kwargs = {}
     for name, field in fields.items():
         if name in data:

@@ -7,7 +7,7 @@ import signal
 import sys
 from typing import Any
 
-from pokerdaq.config import load_config
+from pokerdaq.config import config_from_args
 
 from ._runcontrol import DaqRun
 
@@ -38,7 +38,7 @@ def run(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-    cfg = load_config(args.config)
+    cfg = config_from_args(args)
     if args.events is not None and args.events < 1:
         print(f"pokerdaq run: --events {args.events}: expected at least 1", file=sys.stderr)
         return 2

@@ -10,7 +10,7 @@ import numpy as np
 from rich.console import Console
 from rich.table import Table
 
-from ..config import ConfigError, load_config
+from ..config import ConfigError, config_from_args
 from ..dsp import PulseParams
 from ..trigger import TriggerBits, TriggerRegisters
 from ._board_command import parse_register_offsets
@@ -25,12 +25,12 @@ def _stimulus(args: argparse.Namespace):
         if args.max_windows < 1:
             raise ValueError(f"--max-windows {args.max_windows}: expected at least 1")
         with RunFile(args.stimulus) as f:
-            cfg = load_config(args.config) if args.config else f.config
+            cfg = config_from_args(args, base=f.config)   # --config / --set overlay the file's own
             n = min(len(f), args.max_windows)  # bounded memory: the stimulus is held in memory
             return np.asarray(f.samples[:n]), f.events["event_number"][:n].astype(np.int64), cfg
     from ..sim import emulate_windows
 
-    cfg = load_config(args.config)
+    cfg = config_from_args(args)
     n = 200 if args.generate is None else args.generate
     if n < 1:
         raise ValueError(f"--generate {n}: expected at least 1 window")

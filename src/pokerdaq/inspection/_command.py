@@ -9,6 +9,7 @@ import numpy as np
 from rich.console import Console
 from rich.table import Table
 
+from ..config import config_from_args
 from ..trigger import TriggerBits
 from ._summary import file_counters
 
@@ -44,7 +45,7 @@ def run(args: argparse.Namespace) -> int:
         console.print(f"[red]pokerdaq inspect: {path}: no such file[/red]")
         return 2
     with RunFile(path) as f:
-        cfg = f.config
+        cfg = config_from_args(args, base=f.config)   # --config / --set overlay the file's own
         meta = Table(title=f"{path.name}: run metadata")
         meta.add_column("attribute")
         meta.add_column("value")

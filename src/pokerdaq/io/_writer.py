@@ -31,7 +31,7 @@ def utc_now_iso() -> str:
 
 
 def config_text(config: Config) -> str:
-    """The TOML text to store: the source text, or one written from the values when there is none."""
+    """The TOML text to store: the effective configuration (``Config.text``, never empty)."""
     return config.text if config.text else toml_dumps(config.to_dict())
 
 
@@ -352,6 +352,7 @@ class RunFileWriter:
         a["start_time_utc"] = utc_now_iso()
         a["stop_time_utc"] = ""
         a["config_toml"] = self._config_text
+        a["config_overlay"] = self.config.overlay.to_json()   # what the user gave on top of poker.toml
         a["package_version"] = pokerdaq.__version__
         a["n_events"] = np.uint64(0)
         a["n_pulses"] = np.uint64(0)

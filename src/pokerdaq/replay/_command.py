@@ -9,21 +9,23 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from ..config import load_config
+from ..config import overlay_from_args
 from ..trigger import TriggerBits
 from ._replay import ReplaySummary, replay_files
 
 
 def run(args: argparse.Namespace) -> int:
     console = Console()
-    config = load_config(args.config) if args.config else None
+    overlay = overlay_from_args(args)   # on top of each file's own configuration
+    config = overlay or None
     for p in args.files:
         if not Path(p).is_file():
             console.print(f"[red]pokerdaq replay: {p}: no such file[/red]")
             return 2
     results = replay_files(args.files, config, jobs=args.jobs, dask_scheduler=args.dask_scheduler)
     summary = ReplaySummary(results)
-    report = summary.as_dict(config_source=args.config)
+    given = ([f"--config {args.config}"] if args.config else []) + [f"--set {s}" for s in args.set]
+    report = summary.as_dict(config_source="each file's own configuration with " + " ".join(given) if given else None)
 
     table = Table(title=f"Replay of {len(results)} file(s), {report['n_events']} stored events")
     for col in ("trigger type", "raw (file config)", "accepted (file config)", "raw (new)", "accepted (new)"):

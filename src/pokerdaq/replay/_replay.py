@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from ..config import Config, loads_config
+from ..config import Config, Overlay, loads_config
 from ..trigger import ConditionBits, TriggerBits
 from ._decisions import RAW_SHIFT, TYPE_MASK, Prescaler, WindowSetup, decision_words, replay_windows
 
@@ -90,7 +90,7 @@ def _compare_pulses(stored: np.ndarray, stored_counts: np.ndarray, replayed: np.
     return np.flatnonzero(bad), details
 
 
-def replay_file(path: str | os.PathLike[str], config: Config | None = None, *,
+def replay_file(path: str | os.PathLike[str], config: Config | Overlay | None = None, *,
                 batch_events: int = BATCH_EVENTS) -> FileReplay:
     """Re-run pulse finding and trigger on the stored windows of one run file.
 
@@ -99,7 +99,8 @@ def replay_file(path: str | os.PathLike[str], config: Config | None = None, *,
     path
         A run file (docs/hdf5-layout.md) with raw samples.
     config
-        The configuration to replay with; default the file's own (stored ``config_toml``).
+        The configuration to replay with; default the file's own (stored ``config_toml``);
+        an :class:`~pokerdaq.config.Overlay` is applied on top of the file's own.
         It must describe the same channels and window length as the file.
     batch_events
         Events read and processed at a time (bounds the memory).
@@ -119,6 +120,8 @@ def replay_file(path: str | os.PathLike[str], config: Config | None = None, *,
         raise ValueError(f"batch_events = {batch_events!r}: expected an integer >= 1")
     with RunFile(path) as f:
         old_cfg = f.config
+        if isinstance(config, Overlay):
+            config = old_cfg.overlaid(config)
         new_cfg = old_cfg if config is None else config
         n_ch, n_s = int(f.attrs["n_channels"]), int(f.attrs["window_samples"])
         for name, cfg in (("the file's configuration", old_cfg), ("config", new_cfg)):
@@ -184,12 +187,14 @@ def old_parts_dtype():
     return TRIGGER_DTYPE
 
 
-def _replay_worker(path: str, config_text: str | None) -> FileReplay:
+def _replay_worker(path: str, config_text: str | Overlay | None) -> FileReplay:
+    if isinstance(config_text, Overlay):   # applied to each file's own configuration
+        return replay_file(path, config_text)
     cfg = None if config_text is None else loads_config(config_text, "replay config")
     return replay_file(path, cfg)
 
 
-def replay_files(paths: Sequence[str | os.PathLike[str]], config: Config | None = None, *,
+def replay_files(paths: Sequence[str | os.PathLike[str]], config: Config | Overlay | None = None, *,
                  jobs: int = 1, dask_scheduler: str | None = None) -> list[FileReplay]:
     """:func:`replay_file` on several files, in parallel.
 
@@ -198,7 +203,8 @@ def replay_files(paths: Sequence[str | os.PathLike[str]], config: Config | None 
     paths
         Run files; results come back in this order.
     config
-        Configuration to replay with (default: each file's own).
+        Configuration to replay with (default: each file's own; an
+        :class:`~pokerdaq.config.Overlay` is applied on top of each file's own).
     jobs
         Worker processes (``concurrent.futures.ProcessPoolExecutor``); 1 runs in this process.
     dask_scheduler
@@ -214,7 +220,7 @@ def replay_files(paths: Sequence[str | os.PathLike[str]], config: Config | None 
     files = [str(Path(p)) for p in paths]
     if not files:
         raise ValueError("paths: expected at least one run file")
-    text = None if config is None else _config_text(config)
+    text = config if config is None or isinstance(config, Overlay) else _config_text(config)
     if dask_scheduler is not None:
         try:
             from distributed import Client

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..config import Config, ConfigError, load_config
+from ..config import Config, ConfigError, config_from_args
 from ..io import EventFlags
 from ._emulator import iter_windows
 from ._truth import Species
@@ -18,10 +18,8 @@ BATCH_EVENTS = 2048
 
 def run(args: argparse.Namespace) -> int:
     """Run the ``simulate`` subcommand; returns the process exit status."""
-    cfg = load_config(args.config)
-    seed = cfg.run.seed if args.seed is None else args.seed
-    if seed < 0:
-        raise ConfigError("--seed", seed, "an integer >= 0")
+    cfg = config_from_args(args)   # --seed S is run.seed = S, checked by the schema
+    seed = cfg.run.seed
     if args.events < 1:
         raise ConfigError("--events", args.events, "an integer >= 1")
     out = Path(args.output)

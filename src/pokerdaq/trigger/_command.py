@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..config import Config, ConfigError, load_config
+from ..config import Config, ConfigError, Overlay, config_from_args, overlay_from_args
 from ._dtypes import ConditionBits, TriggerBits
 from ._registers import P_PRESCALE, TriggerRegisters
 
@@ -116,12 +116,12 @@ def _iter_input(path: str, batch: int = 1024):
     return run_file.config, batches()
 
 
-def _file_report(cfg: Config | None, path: str, seed: int | None) -> dict:
+def _file_report(overlay: Overlay, path: str, seed: int | None) -> dict:
     from ..dsp import PulseParams, find_pulses_batch
     from ._model import trigger_windows
 
     file_cfg, batches = _iter_input(path)
-    cfg = file_cfg if cfg is None else cfg
+    cfg = file_cfg.overlaid(overlay)
     params = PulseParams.from_config(cfg)
     regs = TriggerRegisters.from_config(cfg, seed)
     outs, truths = [], []
@@ -186,14 +186,14 @@ def run(args: argparse.Namespace) -> int:
     """
     if args.input is not None and args.events is not None:
         raise ConfigError("--events", args.events, "either --events or --input, not both")
-    cfg = load_config(args.config) if args.config or args.input is None else None
-    if args.seed is not None and args.seed < 0:
-        raise ConfigError("--seed", args.seed, "an integer >= 0")
+    # --config / --set / --seed: on the embedded default, or with --input on the file's own configuration
+    overlay = overlay_from_args(args)
+    cfg = config_from_args(args) if args.input is None else None
     t0 = time.perf_counter()
     if args.input is not None:
         if not Path(args.input).is_file():
             raise ConfigError("--input", args.input, "an existing HDF5 file written by pokerdaq simulate")
-        report = _file_report(cfg, args.input, args.seed)
+        report = _file_report(overlay, args.input, args.seed)
     else:
         n = 1000 if args.events is None else args.events
         if n < 1:
