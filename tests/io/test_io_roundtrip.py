@@ -95,8 +95,8 @@ def test_round_trip_every_dataset(cfg, tmp_path):
 
 def test_attributes_present_and_correct(cfg, tmp_path):
     path = tmp_path / "run_000007.h5"
-    cfg7 = cfg.replace(run={"run_number": 7})   # a Config without source text: stored as generated TOML
-    assert cfg7.text == ""
+    cfg7 = cfg.replace(run={"run_number": 7})   # a Config changed by replace: stored as its effective TOML
+    assert "run_number = 7" in cfg7.text   # the effective TOML, changed key marked [overlay]
     before = datetime.now().astimezone()
     with RunFileWriter(path, cfg7, producer="unit-test") as w:
         w.write_events(*make_batch(cfg7, 10, first_event=100))

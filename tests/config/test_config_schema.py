@@ -1,8 +1,8 @@
-"""The configuration schema: the embedded default loads, bad values name key, value and expectation."""
+"""The configuration schema: the embedded default loads, bad values name source, key, value and expectation."""
 
 import pytest
 
-from pokerdaq.config import SUBSYSTEMS, ConfigError, load_config, loads_config
+from pokerdaq.config import SUBSYSTEMS, ConfigError, default_config_text, load_config, loads_config
 
 
 @pytest.fixture(scope="module")
@@ -16,6 +16,7 @@ def test_default_loads_with_poker_geometry(cfg):
     assert (cfg.detector.ecal.rows, cfg.detector.ecal.cols) == (9, 9)
     assert cfg.digitizer.adc_max == 16383
     assert cfg.text.startswith("# pokerdaq embedded default")
+    assert cfg.text == default_config_text()   # the default renders as poker.toml, verbatim
 
 
 def test_channel_map_packs_boards_of_twelve(cfg):
@@ -42,24 +43,38 @@ def test_planned_beam_energies_load(cfg, energy):
 
 
 @pytest.mark.parametrize(
-    ("old", "new", "key", "value"),
+    ("overlay", "key", "value"),
     [
-        ("energy_gev = 100.0", "energy_gev = -1.0", "beam.energy_gev", -1.0),
-        ('species = "e+"', 'species = "pi+"', "beam.species", "pi+"),
-        ("rows = 9", 'rows = "nine"', "detector.ecal.rows", "nine"),
-        ("window_samples = 64", "window_samples = 64\nwindow_sample = 3", "digitizer.window_sample", 3),
-        ("nped = 8\nmax_pulses = 3\npedestal_mode = \"measured\"\npedestal_adc = 400\n\n# ---- PKR-CAL main",
-         "nped = 6\nmax_pulses = 3\npedestal_mode = \"measured\"\npedestal_adc = 400\n\n# ---- PKR-CAL main",
-         "detector.preshower.pulse_finder.nped", 6),
+        ("[beam]\nenergy_gev = -1.0", "beam.energy_gev", -1.0),
+        ('[beam]\nspecies = "pi+"', "beam.species", "pi+"),
+        ('[detector.ecal]\nrows = "nine"', "detector.ecal.rows", "nine"),
+        ("[digitizer]\nwindow_sample = 3", "digitizer.window_sample", 3),
+        ("[detector.preshower.pulse_finder]\nnped = 6", "detector.preshower.pulse_finder.nped", 6),
+        ("[trigger.adc_per_mev]\necol = 1.0", "trigger.adc_per_mev.ecol", 1.0),
     ],
 )
-def test_bad_values_name_key_and_value(cfg, old, new, key, value):
-    assert old in cfg.text
+def test_bad_values_name_source_key_and_value(overlay, key, value):
     with pytest.raises(ConfigError) as info:
-        loads_config(cfg.text.replace(old, new, 1))
+        loads_config(overlay, "user.toml")
     assert info.value.key == key
     assert info.value.value == value
-    assert key in str(info.value) and repr(value) in str(info.value)
+    message = str(info.value)
+    assert message.startswith("user.toml: ") and "\n" not in message
+    assert key in message and repr(value) in message
+
+
+@pytest.mark.parametrize(
+    ("overlay", "suggestion"),
+    [
+        ("[trigger]\nbeam_min_counter = 3", "beam_min_counters"),
+        ("[trigg]\nbeam_min_counters = 3", "trigger"),
+        ("[digitizer]\nadc_bit = 12", "adc_bits"),
+        ("[detector.ecal.pulse_finder]\nthreshold = 9", "threshold_adc"),
+    ],
+)
+def test_unknown_key_suggests_the_closest(overlay, suggestion):
+    with pytest.raises(ConfigError, match=f"did you mean '{suggestion}'"):
+        loads_config(overlay)
 
 
 def test_resonance_above_beam_energy_is_rejected(cfg):
@@ -73,6 +88,4 @@ def test_toml_syntax_error_names_the_file(tmp_path):
     bad = tmp_path / "bad.toml"
     bad.write_text("[beam\n")
     with pytest.raises(ConfigError, match="bad.toml"):
-        from pokerdaq.config import load_config as load
-
-        load(bad)
+        load_config(bad)
