@@ -112,7 +112,7 @@ def synthetic_samples(cfg: Config, seed: int, board: int, first_tick: int, n_tic
             out[row_of[int(p["channel"])], rel[ok]] += (p["amplitude"] * PULSE_SHAPE[ok]).astype(np.int32)
     if first_tick < 0:
         out[:, :min(-first_tick, n_ticks)] = 0
-    return np.clip(out, 0, 16383).astype(np.uint16)
+    return np.clip(out, 0, cfg.digitizer.adc_max).astype(np.uint16)   # the digitizer rails
 
 
 class SyntheticFrontEnd:

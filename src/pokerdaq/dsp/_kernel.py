@@ -24,8 +24,6 @@ from numba.cpython.unsafe.numbers import trailing_zeros
 
 from ._records import QualityBits
 
-ADC_MAX = 16383
-
 _PEDESTAL_BAD = QualityBits.PEDESTAL_BAD
 _NSA_BEYOND_WINDOW = QualityBits.NSA_BEYOND_WINDOW
 _NSB_BEFORE_WINDOW = QualityBits.NSB_BEFORE_WINDOW
@@ -48,7 +46,7 @@ rounded up. An undecided pulse starts at most NSA - 1 samples before the chunk e
 
 @numba.njit(nogil=True, cache=True)
 def _write_pulse(x, c, lo_limit, end, thr_abs, ped, ped_sum, nped_log2, nsb, nsa,
-                 quality, out, k, channel, base, index, above, have_above):
+                 quality, out, k, channel, base, index, above, have_above, adc_max):
     """Measure the confirmed pulse with crossing ``c`` and write it to ``out[k]``.
 
     ``have_above``: ``above`` is the u64 mask of :func:`_count_short_row` (bit n: x[n] > T)
@@ -101,16 +99,16 @@ def _write_pulse(x, c, lo_limit, end, thr_abs, ped, ped_sum, nped_log2, nsb, nsa
     if hi > end:
         hi = end
         quality |= _NSA_BEYOND_WINDOW
-    # u32 sum (at most 574 samples of 16383) and the range, vectorised
+    # u32 sum (at most 574 samples of 65535) and the range, vectorised
     acc = np.uint32(0)
-    low = np.uint16(ADC_MAX)
+    low = np.uint16(0xFFFF)
     high = np.uint16(0)
     for i in range(lo, hi):
         v = x[i]
         acc += v
         low = min(low, v)
         high = max(high, v)
-    if high == ADC_MAX:
+    if np.int64(high) == adc_max:   # the digitizer's upper rail, (1 << adc_bits) - 1
         quality |= _OVERFLOW
     if low == 0:
         quality |= _UNDERFLOW
@@ -148,7 +146,7 @@ def _write_pulse(x, c, lo_limit, end, thr_abs, ped, ped_sum, nped_log2, nsb, nsa
 
 @numba.njit(nogil=True, cache=True)
 def _scan_row(x, lo_limit, start, end, final, thr_abs, ped, ped_sum, nped_log2, nsb, nsa,
-              nsat, max_pulses, quality, write, out, pos, channel, base, index0, crossings):
+              nsat, max_pulses, quality, write, out, pos, channel, base, index0, crossings, adc_max):
     """Find the pulses of one row, candidates tested at ``start .. end-1`` (1.4, 1.9).
 
     ``final``: the row ends at ``end`` (window mode, or the end of a stream); otherwise a
@@ -215,7 +213,7 @@ def _scan_row(x, lo_limit, start, end, final, thr_abs, ped, ped_sum, nped_log2, 
         if write:
             _write_pulse(x, c, lo_limit, end, thr_abs, ped, ped_sum, nped_log2, nsb, nsa,
                          quality, out, pos + count, channel, base, index0 + count,
-                         np.uint64(0), False)
+                         np.uint64(0), False, adc_max)
         elif count < crossings.shape[0]:
             crossings[count] = c
         count += 1
@@ -260,7 +258,7 @@ def _count_short_row(x, start, thr_abs, nsa, nsat, max_pulses, crossings):
 
 @numba.njit(nogil=True, cache=True)
 def _measure_row(x, ch, thr, nsb, nsa, nsat, nped_log2, maxped, max_pulses, ped_mode, ped_cfg,
-                 found, beyond, crossings, out, pos, channel_ids, above, have_above):
+                 found, beyond, crossings, out, pos, channel_ids, above, have_above, adc_max):
     """Write the ``found`` pulses of window row ``x`` (channel ``ch``) to ``out[pos:]``, at
     the ``crossings`` the screen noted, or by a second scan when there were more."""
     log2 = nped_log2[ch]
@@ -284,12 +282,12 @@ def _measure_row(x, ch, thr, nsb, nsa, nsat, nped_log2, maxped, max_pulses, ped_
     if found > crossings.shape[0]:
         _scan_row(x, 0, start, n_samples, True, thr_abs, ped, ped_sum, log2, nsb[ch], nsa[ch],
                   nsat[ch], max_pulses[ch], quality, True, out, pos, channel_ids[ch],
-                  np.int64(0), np.int64(0), crossings)
+                  np.int64(0), np.int64(0), crossings, adc_max)
         return
     for k in range(found):
         _write_pulse(x, np.int64(crossings[k]), 0, n_samples, thr_abs, ped, ped_sum, log2,
                      nsb[ch], nsa[ch], quality, out, pos + k, channel_ids[ch], np.int64(0),
-                     np.int64(k), above, have_above)
+                     np.int64(k), above, have_above, adc_max)
     if beyond:
         last = out[pos + found - 1]
         last["quality"] = last["quality"] | _MORE_PULSES
@@ -298,7 +296,7 @@ def _measure_row(x, ch, thr, nsb, nsa, nsat, nped_log2, maxped, max_pulses, ped_
 @numba.njit(parallel=True, nogil=True, cache=True)
 def _window_find(flat, n_rows, n_samples, n_ch, block, thr, nsb, nsa, nsat, nped_log2, maxped,
                  max_pulses, ped_mode, ped_cfg, channel_ids, counts, more, crossings,
-                 block_max, scratch, block_filled, block_stop):
+                 block_max, scratch, block_filled, block_stop, adc_max):
     """Window mode over the rows of ``flat`` (rows of ``n_samples``; row r: the registers of
     channel r % n_ch), in blocks of ``block`` consecutive rows per thread task.
 
@@ -309,7 +307,7 @@ def _window_find(flat, n_rows, n_samples, n_ch, block, thr, nsb, nsa, nsat, nped
     records from ``b * block`` on). ``block_filled[b]``: records written there; when they
     would not fit, ``block_stop[b]`` is the first row not measured (otherwise the block's
     end), and the caller measures the rest with :func:`_window_measure`. ``block_max[b]``:
-    the largest sample of the block, which the caller checks against 16383.
+    the largest sample of the block, which the caller checks against ``adc_max``.
     """
     n_blocks = (n_rows + block - 1) // block
     for b in numba.prange(n_blocks):
@@ -352,7 +350,7 @@ def _window_find(flat, n_rows, n_samples, n_ch, block, thr, nsb, nsa, nsat, nped
                     found, _, beyond = _scan_row(x, 0, start, n_samples, True, thr_abs, ped,
                                                  ped_sum, log2, nsb[ch], nsa[ch], nsat[ch],
                                                  max_pulses[ch], 0, False, scratch, 0, 0,
-                                                 np.int64(0), np.int64(0), row_crossings)
+                                                 np.int64(0), np.int64(0), row_crossings, adc_max)
                     above = np.uint64(0)
                     have_above = False
                 if found > 0 and stop == last:
@@ -360,7 +358,7 @@ def _window_find(flat, n_rows, n_samples, n_ch, block, thr, nsb, nsa, nsat, nped
                         _measure_row(x, ch, thr, nsb, nsa, nsat, nped_log2, maxped,
                                      max_pulses, ped_mode, ped_cfg, found, beyond,
                                      row_crossings, scratch, first + filled, channel_ids,
-                                     above, have_above)
+                                     above, have_above, adc_max)
                         filled += found
                     else:
                         stop = r
@@ -388,20 +386,20 @@ def _window_gather(scratch_bytes, block_bytes, block_filled_bytes, offsets_bytes
 @numba.njit(parallel=True, nogil=True, cache=True)
 def _window_measure(flat, n_samples, n_ch, rows, offsets, thr, nsb, nsa, nsat, nped_log2,
                     maxped, max_pulses, ped_mode, ped_cfg, counts, more, crossings, out,
-                    channel_ids):
+                    channel_ids, adc_max):
     """Measure the pulses of ``rows`` (rows with pulses that the screen did not measure)
     into ``out[offsets[j]:]``."""
     for j in numba.prange(rows.shape[0]):
         r = np.int64(rows[j])
         _measure_row(flat[r * n_samples:(r + 1) * n_samples], r % n_ch, thr, nsb, nsa, nsat,
                      nped_log2, maxped, max_pulses, ped_mode, ped_cfg, counts[r], more[r],
-                     crossings[r], out, offsets[j], channel_ids, np.uint64(0), False)
+                     crossings[r], out, offsets[j], channel_ids, np.uint64(0), False, adc_max)
 
 
 @numba.njit(parallel=True, nogil=True, cache=True)
 def _stream_pass(x, base, lo_limit, end, final, thr, nsb, nsa, nsat, nped_log2, ped_cfg,
                  next_n, n_pulses, write, counts, resume, offsets, out, channel_ids,
-                 crossings):
+                 crossings, adc_max):
     """Stream mode (configured pedestal, unlimited pulses) over one row per channel.
 
     ``x[ch, :end]`` holds the samples ``base .. base+end-1`` of channel ch (history, then the
@@ -422,11 +420,11 @@ def _stream_pass(x, base, lo_limit, end, final, thr, nsb, nsa, nsat, nped_log2, 
             for k in range(counts[ch]):
                 _write_pulse(x[ch], np.int64(crossings[ch, k]), lo_limit, end, thr_abs, ped,
                              ped_sum, log2, nsb[ch], nsa[ch], 0, out, offsets[ch] + k,
-                             channel_ids[ch], base, n_pulses[ch] + k, np.uint64(0), False)
+                             channel_ids[ch], base, n_pulses[ch] + k, np.uint64(0), False, adc_max)
             continue
         found, stop, _ = _scan_row(x[ch], lo_limit, next_n[ch] - base, end, final, thr_abs,
                                    ped, ped_sum, log2, nsb[ch], nsa[ch], nsat[ch],
                                    np.int64(0), 0, False, out, 0, channel_ids[ch], base,
-                                   n_pulses[ch], crossings[ch])
+                                   n_pulses[ch], crossings[ch], adc_max)
         counts[ch] = found
         resume[ch] = base + stop

@@ -13,7 +13,8 @@ import numpy as np
 from pokerdaq.config import Config
 
 ADC_MAX = 16383
-"""Largest 14-bit ADC code (the upper rail)."""
+"""Largest 14-bit ADC code: the upper rail of the registers' u14 fields and of the RTL.
+A digitizer of ``digitizer.adc_bits`` bits has its rail at ``PulseParams.adc_max``."""
 
 PED_MEASURED = 0
 PED_CONFIGURED = 1
@@ -69,8 +70,16 @@ class PulseParams:
     max_pulses: np.ndarray
     ped_mode: np.ndarray
     ped_cfg: np.ndarray
+    adc_max: int = ADC_MAX
+    """The digitizer's upper rail, ``(1 << digitizer.adc_bits) - 1`` (:meth:`from_config` sets
+    it): samples above it are refused, a sample at it flags OVERFLOW. Not a register."""
 
     def __post_init__(self) -> None:
+        if isinstance(self.adc_max, bool) or not isinstance(self.adc_max, (int, np.integer)) \
+                or not 255 <= int(self.adc_max) <= 65535:
+            raise ValueError(f"PulseParams.adc_max = {self.adc_max!r}: expected (1 << adc_bits) - 1, "
+                             "255..65535")
+        object.__setattr__(self, "adc_max", int(self.adc_max))
         n = None
         for name, (low, high) in REGISTER_RANGES.items():
             raw = np.asarray(getattr(self, name))
@@ -116,7 +125,7 @@ class PulseParams:
         return np.left_shift(1, self.nped_log2).astype(np.int32)
 
     @classmethod
-    def uniform(cls, n_channels: int, **registers: int) -> PulseParams:
+    def uniform(cls, n_channels: int, adc_max: int = ADC_MAX, **registers: int) -> PulseParams:
         """The same registers on ``n_channels`` channels (for tests and tools).
 
         Registers not given take the defaults of :class:`pokerdaq.config.PulseFinderConfig`
@@ -130,7 +139,8 @@ class PulseParams:
             raise TypeError(f"unknown register(s) {sorted(unknown)}: expected "
                             + ", ".join(_UNIFORM_DEFAULTS))
         values = {**_UNIFORM_DEFAULTS, **registers}
-        return cls(**{k: np.full(int(n_channels), v, dtype=np.int64) for k, v in values.items()})
+        return cls(**{k: np.full(int(n_channels), v, dtype=np.int64) for k, v in values.items()},
+                   adc_max=adc_max)
 
     @classmethod
     def from_config(cls, cfg: Config, channels: Sequence[int] | np.ndarray | None = None
@@ -170,7 +180,8 @@ class PulseParams:
             cols["ped_mode"].append(PED_CONFIGURED if pf.pedestal_mode == "configured"
                                     else PED_MEASURED)
             cols["ped_cfg"].append(pf.pedestal_adc)
-        return cls(**{k: np.asarray(v, dtype=np.int64) for k, v in cols.items()})
+        return cls(**{k: np.asarray(v, dtype=np.int64) for k, v in cols.items()},
+                   adc_max=cfg.digitizer.adc_max)
 
     def replace(self, **registers: Any) -> PulseParams:
         """A copy with some registers replaced (a scalar is broadcast to every channel)."""
@@ -186,7 +197,7 @@ class PulseParams:
     def select(self, channels: Sequence[int] | np.ndarray) -> PulseParams:
         """The registers of a subset of these channels (indices into this object)."""
         idx = np.asarray(channels)
-        return PulseParams(**{k: getattr(self, k)[idx] for k in REGISTER_RANGES})
+        return PulseParams(**{k: getattr(self, k)[idx] for k in REGISTER_RANGES}, adc_max=self.adc_max)
 
     def check_window(self, n_samples: int) -> None:
         """Check the window-mode rules of docs/firmware-spec.md section 1.2 for ``N = n_samples``.

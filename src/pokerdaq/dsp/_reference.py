@@ -13,11 +13,11 @@ from ._params import PulseParams
 from ._records import PULSE_DTYPE, QualityBits
 
 RAIL_LOW = 0
-RAIL_HIGH = 16383
 
 
 def _pulses_of_channel(x: list[int], thr: int, nsb: int, nsa: int, nsat: int, nped_log2: int,
-                       maxped: int, max_pulses: int, ped_mode: int, ped_cfg: int) -> list[dict]:
+                       maxped: int, max_pulses: int, ped_mode: int, ped_cfg: int, *,
+                       rail_high: int) -> list[dict]:
     N = len(x)
     nped = 1 << nped_log2
 
@@ -98,7 +98,7 @@ def _pulses_of_channel(x: list[int], thr: int, nsb: int, nsa: int, nsat: int, np
         INTEGRAL = sum(x[lo:hi])
         n_int = hi - lo
         INTEGRAL_NET = INTEGRAL - ((PED_SUM * n_int) >> nped_log2)
-        if RAIL_HIGH in x[lo:hi]:
+        if rail_high in x[lo:hi]:           # the upper rail, 2^adc_bits - 1
             q |= QualityBits.OVERFLOW
         if RAIL_LOW in x[lo:hi]:
             q |= QualityBits.UNDERFLOW
@@ -143,7 +143,7 @@ def find_pulses_reference(samples: np.ndarray, params: PulseParams,
             "thr", "nsb", "nsa", "nsat", "nped_log2", "maxped", "max_pulses", "ped_mode",
             "ped_cfg")]
         channel = ch if channel_ids is None else int(channel_ids[ch])
-        for pulse in _pulses_of_channel(x, *regs):
+        for pulse in _pulses_of_channel(x, *regs, rail_high=int(params.adc_max)):
             rows.append((channel, pulse["pulse_index"] & 0xFF, pulse["coarse_time"],
                          pulse["fine_time"], pulse["time"], pulse["crossing"], pulse["peak"],
                          pulse["integral"], pulse["integral_net"], pulse["pedestal"],

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._kernel import ADC_MAX, STREAM_HISTORY, _stream_pass
+from ._kernel import STREAM_HISTORY, _stream_pass
 from ._params import PED_MEASURED, PulseParams
 from ._records import PULSE_DTYPE
 from ._window import _channel_ids
@@ -75,7 +75,7 @@ class PulseStream:
         Raises
         ------
         TypeError, ValueError
-            Non-integer dtype, wrong shape, samples outside 0..16383, or a finished stream.
+            Non-integer dtype, wrong shape, samples outside 0..adc_max, or a finished stream.
         """
         if self._finished:
             raise ValueError("PulseStream.process: the stream is finished (finish() was called)")
@@ -89,10 +89,11 @@ class PulseStream:
             # uint16 (the digitizer's dtype) cannot be below 0: one pass instead of two
             low = 0 if chunk.dtype == np.uint16 else int(chunk.min())
             high = int(chunk.max())
-            if low < 0 or high > ADC_MAX:
+            adc_max = self.params.adc_max
+            if low < 0 or high > adc_max:
                 bad = low if low < 0 else high
                 where = [int(i) for i in np.argwhere(chunk == bad)[0]]
-                raise ValueError(f"chunk{where} = {bad}: expected an ADC code 0..{ADC_MAX}")
+                raise ValueError(f"chunk{where} = {bad}: expected an ADC code 0..{adc_max}")
         if chunk.shape[1] == 0:
             return np.zeros(0, dtype=PULSE_DTYPE)
         work = np.concatenate((self._history, chunk.astype(np.uint16, copy=False)), axis=1)
@@ -119,13 +120,14 @@ class PulseStream:
         # pulses are NSA apart at least: room for every crossing of the row
         crossings = np.empty((n_ch, end // self._min_nsa + 1), dtype=np.int32)
         _stream_pass(work, base, lo_limit, end, final, *regs, self._next_n, self._n_pulses,
-                     False, counts, resume, counts, empty, self._ids, crossings)
+                     False, counts, resume, counts, empty, self._ids, crossings, np.int64(self.params.adc_max))
         offsets = np.zeros(n_ch, dtype=np.int64)
         np.cumsum(counts[:-1], out=offsets[1:])
         out = np.zeros(int(counts.sum()), dtype=PULSE_DTYPE)
         if out.size:
             _stream_pass(work, base, lo_limit, end, final, *regs, self._next_n, self._n_pulses,
-                         True, counts, resume, offsets, out, self._ids, crossings)
+                         True, counts, resume, offsets, out, self._ids, crossings,
+                         np.int64(self.params.adc_max))
         self._next_n = resume
         self._n_pulses += counts
         self._n_seen = n_seen

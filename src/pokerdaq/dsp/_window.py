@@ -5,12 +5,12 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-from ._kernel import ADC_MAX, ROW_CROSSINGS, _window_find, _window_gather, _window_measure
+from ._kernel import ROW_CROSSINGS, _window_find, _window_gather, _window_measure
 from ._params import PulseParams
 from ._records import PULSE_DTYPE
 
 
-def _check_samples(samples: np.ndarray, ndim: int, what: str) -> np.ndarray:
+def _check_samples(samples: np.ndarray, ndim: int, what: str, adc_max: int) -> np.ndarray:
     """Type, shape and value checks; returns C-contiguous uint16 samples.
 
     uint16 input is range-checked by the kernel's counting pass (it computes each row's
@@ -31,15 +31,21 @@ def _check_samples(samples: np.ndarray, ndim: int, what: str) -> np.ndarray:
         return np.ascontiguousarray(samples)
     if samples.size:
         low, high = samples.min(), samples.max()
-        if low < 0 or high > ADC_MAX:
+        if low < 0 or high > adc_max:
             bad = int(low) if low < 0 else int(high)
-            _raise_out_of_range(samples, bad)
+            _raise_out_of_range(samples, bad, adc_max)
     return np.ascontiguousarray(samples, dtype=np.uint16)
 
 
-def _raise_out_of_range(samples: np.ndarray, value: int) -> None:
+def _raise_out_of_range(samples: np.ndarray, value: int, adc_max: int) -> None:
     where = tuple(int(i) for i in np.argwhere(samples == value)[0])
-    raise ValueError(f"samples{list(where)} = {value}: expected an ADC code 0..{ADC_MAX}")
+    raise ValueError(f"samples{list(where)} = {value}: expected an ADC code 0..{adc_max}")
+
+
+def _adc_max(params: PulseParams) -> int:
+    if not isinstance(params, PulseParams):
+        raise TypeError(f"params: expected PulseParams, got {type(params).__name__}")
+    return params.adc_max
 
 
 def _check_params(params: PulseParams, n_channels: int, n_samples: int) -> None:
@@ -82,9 +88,9 @@ def _run(rows: np.ndarray, params: PulseParams, n_ch: int, ids: np.ndarray,
     block_stop = np.empty(n_blocks, dtype=np.int64)
     scratch = np.empty(n_blocks * block, dtype=PULSE_DTYPE)
     _window_find(flat, n_rows, n_samples, n_ch, block, *regs, ids, counts, more, crossings,
-                 block_max, scratch, block_filled, block_stop)
-    if n_rows and block_max.max() > ADC_MAX:
-        _raise_out_of_range(original, int(original.max()))
+                 block_max, scratch, block_filled, block_stop, np.int64(params.adc_max))
+    if n_rows and block_max.max() > params.adc_max:
+        _raise_out_of_range(original, int(original.max()), params.adc_max)
     block_total = block_filled.copy()
     block_end = np.minimum(np.arange(1, n_blocks + 1) * block, n_rows)
     full = np.flatnonzero(block_stop < block_end)   # blocks whose scratch part filled up
@@ -107,7 +113,8 @@ def _run(rows: np.ndarray, params: PulseParams, n_ch: int, ids: np.ndarray,
             rest.append(hot)
             rest_offsets.append(offsets[b] + block_filled[b] + np.cumsum(n) - n)
         _window_measure(flat, n_samples, n_ch, np.concatenate(rest),
-                        np.concatenate(rest_offsets), *regs, counts, more, crossings, out, ids)
+                        np.concatenate(rest_offsets), *regs, counts, more, crossings, out, ids,
+                        np.int64(params.adc_max))
     return out, counts
 
 
@@ -119,8 +126,8 @@ def find_pulses(samples: np.ndarray, params: PulseParams,
     ----------
     samples
         ADC codes, shape (channels, N) with ``1 <= N <= 1024``, any integer dtype with
-        values 0..16383 (uint16, as the digitizer emulator produces, is used without a copy
-        when C-contiguous).
+        values 0..``params.adc_max`` (16383 for the 14-bit default; uint16, as the digitizer
+        emulator produces, is used without a copy when C-contiguous).
     params
         Registers of the same channels, in the same order (:class:`PulseParams`).
     channel_ids
@@ -151,9 +158,9 @@ def find_pulses(samples: np.ndarray, params: PulseParams,
         ``samples`` not an integer numpy array, ``params`` not PulseParams.
     ValueError
         Wrong number of dimensions or channels, window longer than 1024, a sample outside
-        0..16383, ``nsb + nsa > N``, a measured pedestal with ``nped >= N``.
+        0..``params.adc_max``, ``nsb + nsa > N``, a measured pedestal with ``nped >= N``.
     """
-    x = _check_samples(samples, 2, "(channels, samples)")
+    x = _check_samples(samples, 2, "(channels, samples)", _adc_max(params))
     n_ch, n_samples = x.shape
     _check_params(params, n_ch, n_samples)
     ids = _channel_ids(channel_ids, n_ch)
@@ -181,7 +188,7 @@ def find_pulses_batch(samples: np.ndarray, params: PulseParams,
     TypeError, ValueError
         As :func:`find_pulses`.
     """
-    x = _check_samples(samples, 3, "(events, channels, samples)")
+    x = _check_samples(samples, 3, "(events, channels, samples)", _adc_max(params))
     n_ev, n_ch, n_samples = x.shape
     _check_params(params, n_ch, n_samples)
     ids = _channel_ids(channel_ids, n_ch)

@@ -15,6 +15,7 @@ from ..dsp import PulseParams
 from ..trigger import TriggerBits, TriggerRegisters
 from ._board_command import parse_register_offsets
 from ._harness import HilReport, run_hil
+from ._rtl import RTL_ADC_BITS as HIL_ADC_BITS   # the boards of docs/hil-protocol.md are 14-bit too
 
 
 def _stimulus(args: argparse.Namespace):
@@ -111,10 +112,17 @@ def run(args: argparse.Namespace) -> int:
     console = Console()
     try:
         samples, events, cfg = _stimulus(args)
+        if args.dut != "model" and cfg.digitizer.adc_bits != HIL_ADC_BITS:
+            # the RTL (firmware_models/) and the HIL protocol's boards are 14-bit: their rail is 16383
+            raise ConfigError("digitizer.adc_bits", cfg.digitizer.adc_bits,
+                              f"{HIL_ADC_BITS} for --dut {args.dut} (the RTL and the HIL boards take "
+                              f"{HIL_ADC_BITS}-bit samples; --dut model takes any)")
         dut = make_dut(args.dut, timeout_s=args.timeout, retries=args.retries, batch=args.batch,
                        rtl_trigger_mutant=getattr(args, "rtl_trigger_mutant", 0),
                        rtl_trigger_offsets=parse_register_offsets(getattr(args, "rtl_trigger_offset", None) or [],
                                                                   "--rtl-trigger-offset"))
+    except ConfigError:
+        raise   # the CLI prints it on one line, exit status 2
     except (ValueError, OSError) as err:
         console.print(f"[red]pokerdaq hil: {err}[/red]")
         return 2

@@ -28,6 +28,8 @@ from ._trigger_stimulus import check_trigger_limits, save_trigger_stimulus, trig
 from ._verilator import build_bank, build_trigger, run_bank, run_trigger
 
 IDLE_LANE_REGS = (16383, 0, 1, 1, 0, 16383, 1, 1, 0)  # lanes without a channel: threshold at the rail
+RTL_ADC_BITS = 14
+"""Sample width of the firmware_models/ pulse finder: its rail is 16383."""
 
 
 class RtlDut:
@@ -66,6 +68,9 @@ class RtlDut:
         self.stats: dict[str, int | float] = {}
 
     def configure(self, params: PulseParams) -> None:
+        if params.adc_max != (1 << RTL_ADC_BITS) - 1:
+            raise ValueError(f"PulseParams.adc_max = {params.adc_max}: the RTL is built for "
+                             f"{RTL_ADC_BITS}-bit samples (rail {(1 << RTL_ADC_BITS) - 1})")
         self._params = params
 
     def configure_trigger(self, regs: TriggerRegisters, default_ref: int) -> None:
