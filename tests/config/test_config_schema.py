@@ -89,3 +89,20 @@ def test_toml_syntax_error_names_the_file(tmp_path):
     bad.write_text("[beam\n")
     with pytest.raises(ConfigError, match="bad.toml"):
         load_config(bad)
+
+
+def test_provenance_cites_original_sources_only():
+    """poker.toml's comments cite sources by tags defined in its header, never an unshipped file."""
+    import re
+
+    text = default_config_text()
+    for word in ("facts", "shared/", "reference/"):
+        assert word not in text, word
+    header = [line for line in text.splitlines()[:20] if re.match(r"#\s+\[[A-Za-z0-9-]+\]\s", line)]
+    defined = {re.match(r"#\s+\[([A-Za-z0-9-]+)\]", line).group(1) for line in header}
+    assert {"slides", "datasheet", "assumed", "measured"} <= defined
+    used = set()
+    for line in text.splitlines():
+        if "#" in line:
+            used |= set(re.findall(r"\[([A-Za-z][A-Za-z0-9-]*)\]", line[line.index("#"):]))
+    assert used <= defined, used - defined
