@@ -38,7 +38,7 @@ from ._model import (
     SipmConfig,
     SubsystemConfig,
 )
-from ._overlay import Overlay, merge
+from ._overlay import Overlay, flatten, merge
 from ._render import differences, leaves, render
 from ._schema import ConfigError, FrozenMap, build, to_dict
 from ._trigger import PrescaleConfig, TriggerConfig
@@ -143,7 +143,21 @@ class Config:
             if dataclasses.is_dataclass(value):
                 value = to_dict(value)
             values[name] = value
-        return self.overlaid(Overlay.from_values(values, "Config.replace"))
+        cfg = self.overlaid(Overlay.from_values(values, "Config.replace"))
+        unset = [k for k, v in flatten(values).items() if v is None]   # TOML has no null: unset here
+        if not unset:
+            return cfg
+        data = cfg.to_dict()
+        for key in unset:
+            *path, name = key.split(".")
+            table = data
+            for part in path:
+                table = table[part]
+            table[name] = None
+        try:
+            return dataclasses.replace(build(Config, data), overlay=cfg.overlay)
+        except ConfigError as err:
+            raise err.with_source("Config.replace") from None
 
     def to_dict(self) -> dict[str, Any]:
         return to_dict(self)
