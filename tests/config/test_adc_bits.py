@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from pokerdaq.cli import main
-from pokerdaq.config import load_config
+from pokerdaq.config import ConfigError, load_config
 from pokerdaq.daq._synthetic import synthetic_samples
 from pokerdaq.dsp import PulseParams, QualityBits, find_pulses_batch
 from pokerdaq.dsp._reference import find_pulses_reference
@@ -75,3 +75,9 @@ def test_hil_rtl_refuses_other_adc_bits(capsys):
     err = capsys.readouterr().err
     assert err.startswith("pokerdaq hil: configuration key 'digitizer.adc_bits' = 12: expected 14 for --dut rtl")
     assert err.count("\n") == 1, err
+
+
+def test_baseline_above_the_rail_is_refused():
+    with pytest.raises(ConfigError, match=r"pedestal_adc' = 400.0: expected at most digitizer.adc_max = 255"):
+        load_config(sets=["digitizer.adc_bits=8"])
+    assert load_config(sets=["digitizer.adc_bits=9"]).digitizer.adc_max == 511

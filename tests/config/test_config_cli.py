@@ -105,3 +105,18 @@ def test_simulate_with_an_overlay_stores_effective_config_and_overlay(tmp_path):
                       {"source": "--seed", "toml": "run.seed = 9\n"}]
     assert {k for k, _, _ in stored.differences()} == {"trigger.beam_min_counters", "beam.rate_hz", "run.seed"}
     assert default_config().overlaid(overlay) == stored
+
+
+def test_replay_overlays_the_files_own_configuration(tmp_path):
+    """replay --set changes that key of each file's own configuration, not of the embedded default."""
+    sim = tmp_path / "sim.h5"
+    # the file's own configuration accepts every beam trigger (the default prescales them 1:1000)
+    assert main(["simulate", "--events", "6", "--seed", "4", "--set", "trigger.prescale.beam=1",
+                 "--output", str(sim)]) == 0
+    report = tmp_path / "replay.json"
+    assert main(["replay", str(sim), "--set", "trigger.prescale.muon=5", "--output", str(report)]) == 0
+    rep = json.loads(report.read_text())
+    beam = rep["per_trigger_type"]["beam"]
+    assert beam["old_accepted"] > 0
+    assert beam["new_accepted"] == beam["old_accepted"]   # prescale.beam = 1 kept from the file
+    assert rep["config"] == "each file's own configuration with --set trigger.prescale.muon=5"

@@ -71,8 +71,8 @@ def test_poker_toml_gives_every_key():
 
 
 def test_a_table_missing_a_key_is_an_error_not_a_fallback():
-    from pokerdaq.config._schema import build
     from pokerdaq.config import BeamConfig
+    from pokerdaq.config._schema import build
 
     data = default_config().to_dict()["beam"]
     del data["energy_spread"]

@@ -91,6 +91,16 @@ class Config:
     daq: DaqConfig
     overlay: Overlay = field(default=Overlay(), compare=False, repr=False, metadata={"toml": False})
 
+    def __post_init__(self) -> None:
+        rail = self.digitizer.adc_max
+        for name in SUBSYSTEMS:   # the baseline must be an ADC code of this digitizer
+            sub = getattr(self.detector, name)
+            for key, value in (("electronics.pedestal_adc", sub.electronics.pedestal_adc),
+                               ("pulse_finder.pedestal_adc", sub.pulse_finder.pedestal_adc)):
+                if value > rail:
+                    raise ConfigError(f"detector.{name}.{key}", value,
+                                      f"at most digitizer.adc_max = {rail} (adc_bits = {self.digitizer.adc_bits})")
+
     @property
     def channel_map(self) -> ChannelMap:
         return ChannelMap.from_detector(self.detector, self.digitizer.inputs_per_board)

@@ -15,7 +15,7 @@ from ..dsp import PulseParams
 from ..trigger import TriggerBits, TriggerRegisters
 from ._board_command import parse_register_offsets
 from ._harness import HilReport, run_hil
-from ._rtl import RTL_ADC_BITS as HIL_ADC_BITS   # the boards of docs/hil-protocol.md are 14-bit too
+from ._rtl import RTL_ADC_BITS as HIL_ADC_BITS  # the boards of docs/hil-protocol.md are 14-bit too
 
 
 def _stimulus(args: argparse.Namespace):
