@@ -97,9 +97,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("replay", help="re-run pulse finding and trigger on stored raw samples with a new configuration",
                        description="Replay the stored readout windows of run files through the pulse finder "
                        "and the window-mode trigger, with the files' own configuration (which must reproduce "
-                       "every stored pulse and trigger word) and with --config; report per trigger type what "
-                       "the new settings accept, efficiencies per truth class, turn-on curves and the events "
-                       "whose decision changed.")
+                       "every stored pulse and trigger word) and with it overlaid with --config / --set; "
+                       "report per trigger type what the new settings accept, efficiencies per truth class, "
+                       "turn-on curves and the events whose decision changed.")
     p.add_argument("files", nargs="+", metavar="FILE.h5", help="run files with raw samples")
     _add_common(p, seed=False, base="each file's own configuration (replayed as is without --config / --set)")
     p.add_argument("--output", metavar="REPORT.json", help="write the full report as JSON")
