@@ -107,8 +107,8 @@ def test_simulate_with_an_overlay_stores_effective_config_and_overlay(tmp_path):
     assert default_config().overlaid(overlay) == stored
 
 
-def test_replay_overlays_the_files_own_configuration(tmp_path):
-    """replay --set changes that key of each file's own configuration, not of the embedded default."""
+def test_replay_and_inspect_overlay_the_files_own_configuration(tmp_path, capsys):
+    """replay / inspect --set change that key of the file's own configuration, not of the embedded default."""
     sim = tmp_path / "sim.h5"
     # the file's own configuration accepts every beam trigger (the default prescales them 1:1000)
     assert main(["simulate", "--events", "6", "--seed", "4", "--set", "trigger.prescale.beam=1",
@@ -120,3 +120,6 @@ def test_replay_overlays_the_files_own_configuration(tmp_path):
     assert beam["old_accepted"] > 0
     assert beam["new_accepted"] == beam["old_accepted"]   # prescale.beam = 1 kept from the file
     assert rep["config"] == "each file's own configuration with --set trigger.prescale.muon=5"
+    capsys.readouterr()
+    assert main(["inspect", str(sim), "--set", "beam.energy_gev=70"]) == 0
+    assert "e+ 70 GeV" in capsys.readouterr().out

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from . import Overlay, config_from_args, default_config
+from . import config_from_args
 from ._overlay import toml_value
 
 
@@ -35,5 +35,3 @@ def run(args: argparse.Namespace) -> int:
         print(f"{key.ljust(width)}  {_value(value)}  (default {_value(default)})")
     return 0
 
-
-__all__ = ["Overlay", "default_config", "run"]
