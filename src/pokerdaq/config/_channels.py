@@ -36,7 +36,7 @@ class ChannelMap:
 
     @classmethod
     def from_detector(cls, detector: DetectorConfig, inputs_per_board: int) -> ChannelMap:
-        rows = []
+        rows: list[tuple[int, str, str, int, int, int, int, int]] = []
         board, used = 0, 0
         for sub_name in SUBSYSTEMS:
             sub = getattr(detector, sub_name)

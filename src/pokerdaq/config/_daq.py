@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Annotated, Literal
 
-from ._schema import ConfigError, bounded
+from ._schema import Bounds, ConfigError
 
 ENDPOINT_NAMES = ("control", "triggers", "fragments", "trigger_records", "records", "monitor", "credits")
 """The sockets of a run, one endpoint each (``<name>_endpoint`` keys of [daq])."""
@@ -15,12 +15,12 @@ ENDPOINT_NAMES = ("control", "triggers", "fragments", "trigger_records", "record
 class SyntheticSourceConfig:
     """The synthetic front-end and trigger of :mod:`pokerdaq.daq._synthetic` (development only)."""
 
-    hit_boards: int = bounded(ge=1, le=64)
-    multiplicity: int = bounded(ge=1, le=64)
-    coincidence_ticks: int = bounded(ge=1, le=1024)
-    amplitude_adc: int = bounded(ge=1, le=16000)
-    threshold_adc: int = bounded(ge=1, le=16000)
-    random_period_ticks: int = bounded(ge=0)
+    hit_boards: Annotated[int, Bounds(ge=1, le=64)]
+    multiplicity: Annotated[int, Bounds(ge=1, le=64)]
+    coincidence_ticks: Annotated[int, Bounds(ge=1, le=1024)]
+    amplitude_adc: Annotated[int, Bounds(ge=1, le=16000)]
+    threshold_adc: Annotated[int, Bounds(ge=1, le=16000)]
+    random_period_ticks: Annotated[int, Bounds(ge=0)]
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,7 +31,7 @@ class DaqConfig:
     synthetic: SyntheticSourceConfig
 
     # ---- processes and endpoints ----
-    boards_per_process: int = bounded(ge=1, le=64)
+    boards_per_process: Annotated[int, Bounds(ge=1, le=64)]
     transport: Literal["ipc", "tcp"]
     control_endpoint: str
     triggers_endpoint: str
@@ -42,33 +42,34 @@ class DaqConfig:
     credits_endpoint: str
 
     # ---- time slices, buffers and flow control ----
-    slice_ticks: int = bounded(ge=256, le=1 << 24)
-    max_slices_ahead: int = bounded(ge=2, le=1024)
+    slice_ticks: Annotated[int, Bounds(ge=256, le=1 << 24)]
+    max_slices_ahead: Annotated[int, Bounds(ge=2, le=1024)]
     fast_forward: bool
-    fast_forward_slices: int = bounded(ge=2, le=16384)   # a stretch is computed in one go: well within board_timeout_s
-    board_queue_events: int = bounded(ge=1, le=1 << 20)
-    busy_fraction: float = bounded(gt=0.0, le=1.0)
-    hwm: int = bounded(ge=1, le=1 << 20)
-    send_timeout_ms: int = bounded(ge=1, le=60_000)
-    max_message_bytes: int = bounded(ge=1024)
+    # a stretch is computed in one go: at most 16384 slices stays well within board_timeout_s
+    fast_forward_slices: Annotated[int, Bounds(ge=2, le=16384)]
+    board_queue_events: Annotated[int, Bounds(ge=1, le=1 << 20)]
+    busy_fraction: Annotated[float, Bounds(gt=0.0, le=1.0)]
+    hwm: Annotated[int, Bounds(ge=1, le=1 << 20)]
+    send_timeout_ms: Annotated[int, Bounds(ge=1, le=60_000)]
+    max_message_bytes: Annotated[int, Bounds(ge=1024)]
 
     # ---- time-outs ----
-    board_timeout_s: float = bounded(gt=0.0)
-    builder_timeout_s: float = bounded(gt=0.0)
-    stall_timeout_s: float = bounded(gt=0.0)
-    command_timeout_s: float = bounded(gt=0.0)
-    start_timeout_s: float = bounded(gt=0.0)
+    board_timeout_s: Annotated[float, Bounds(gt=0.0)]
+    builder_timeout_s: Annotated[float, Bounds(gt=0.0)]
+    stall_timeout_s: Annotated[float, Bounds(gt=0.0)]
+    command_timeout_s: Annotated[float, Bounds(gt=0.0)]
+    start_timeout_s: Annotated[float, Bounds(gt=0.0)]
 
     # ---- event builder ----
-    max_events_in_flight: int = bounded(ge=2, le=1 << 20)
+    max_events_in_flight: Annotated[int, Bounds(ge=2, le=1 << 20)]
 
     # ---- writer and monitoring ----
-    writer_batch_events: int = bounded(ge=1, le=1 << 20)
-    writer_delay_s: float = bounded(ge=0.0, le=10.0)
-    rotate_events: int = bounded(ge=0)
-    rotate_bytes: int = bounded(ge=0)
-    monitor_interval_s: float = bounded(gt=0.0)
-    monitor_hwm: int = bounded(ge=1, le=1000)
+    writer_batch_events: Annotated[int, Bounds(ge=1, le=1 << 20)]
+    writer_delay_s: Annotated[float, Bounds(ge=0.0, le=10.0)]
+    rotate_events: Annotated[int, Bounds(ge=0)]
+    rotate_bytes: Annotated[int, Bounds(ge=0)]
+    monitor_interval_s: Annotated[float, Bounds(gt=0.0)]
+    monitor_hwm: Annotated[int, Bounds(ge=1, le=1000)]
 
     def __post_init__(self) -> None:
         for name in ENDPOINT_NAMES:

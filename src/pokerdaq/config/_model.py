@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Literal
+from typing import Annotated, Literal
 
-from ._schema import ConfigError, bounded
+from ._schema import Bounds, ConfigError
 
 ELECTRON_MASS_MEV = 0.51099895
 
@@ -21,22 +21,22 @@ SUBSYSTEMS = ("beam_counters", "srd", "preshower", "ecal", "veto", "hcal")
 
 @dataclass(frozen=True, slots=True)
 class RunConfig:
-    run_number: int = bounded(ge=0, lt=2**32)
-    seed: int = bounded(ge=0, lt=2**63)
+    run_number: Annotated[int, Bounds(ge=0, lt=2**32)]
+    seed: Annotated[int, Bounds(ge=0, lt=2**63)]
 
 
 @dataclass(frozen=True, slots=True)
 class BeamConfig:
     species: Literal["e+", "e-"]
-    energy_gev: float = bounded(gt=0.0, le=400.0)
-    energy_spread: float = bounded(ge=0.0, lt=0.5)
-    rate_hz: float = bounded(gt=0.0, le=1e8)
-    spill_length_s: float = bounded(gt=0.0)
-    spill_period_s: float = bounded(gt=0.0)
-    hadron_fraction: float = bounded(ge=0.0, le=1.0)
-    muon_fraction: float = bounded(ge=0.0, le=1.0)
-    signal_fraction: float = bounded(ge=0.0, le=1.0)
-    aprime_mass_mev: float = bounded(gt=0.0)
+    energy_gev: Annotated[float, Bounds(gt=0.0, le=400.0)]
+    energy_spread: Annotated[float, Bounds(ge=0.0, lt=0.5)]
+    rate_hz: Annotated[float, Bounds(gt=0.0, le=1e8)]
+    spill_length_s: Annotated[float, Bounds(gt=0.0)]
+    spill_period_s: Annotated[float, Bounds(gt=0.0)]
+    hadron_fraction: Annotated[float, Bounds(ge=0.0, le=1.0)]
+    muon_fraction: Annotated[float, Bounds(ge=0.0, le=1.0)]
+    signal_fraction: Annotated[float, Bounds(ge=0.0, le=1.0)]
+    aprime_mass_mev: Annotated[float, Bounds(gt=0.0)]
 
     def __post_init__(self) -> None:
         if self.spill_length_s > self.spill_period_s:
@@ -64,10 +64,10 @@ class BeamConfig:
 class ScintillatorConfig:
     """Light emission: a sum of exponentials with a common rise time."""
 
-    decay_ns: tuple[float, ...] = bounded(gt=0.0)
-    fractions: tuple[float, ...] = bounded(ge=0.0, le=1.0)
-    rise_ns: float = bounded(ge=0.0)
-    light_yield_pe_per_mev: float = bounded(gt=0.0)
+    decay_ns: Annotated[tuple[float, ...], Bounds(gt=0.0)]
+    fractions: Annotated[tuple[float, ...], Bounds(ge=0.0, le=1.0)]
+    rise_ns: Annotated[float, Bounds(ge=0.0)]
+    light_yield_pe_per_mev: Annotated[float, Bounds(gt=0.0)]
 
     def __post_init__(self) -> None:
         if len(self.decay_ns) != len(self.fractions) or not self.decay_ns:
@@ -81,15 +81,15 @@ class ScintillatorConfig:
 class SipmConfig:
     """The SiPM (or the group of SiPMs read as one channel) and its single-cell pulse."""
 
-    n_cells: int = bounded(ge=1)
-    gain_adc_per_pe: float = bounded(gt=0.0)
-    gain_spread: float = bounded(ge=0.0, lt=1.0)
-    crosstalk_prob: float = bounded(ge=0.0, lt=1.0)
-    afterpulse_prob: float = bounded(ge=0.0, lt=1.0)
-    afterpulse_tau_ns: float = bounded(gt=0.0)
-    dark_rate_hz: float = bounded(ge=0.0)
-    pulse_rise_ns: float = bounded(gt=0.0)
-    pulse_decay_ns: float = bounded(gt=0.0)
+    n_cells: Annotated[int, Bounds(ge=1)]
+    gain_adc_per_pe: Annotated[float, Bounds(gt=0.0)]
+    gain_spread: Annotated[float, Bounds(ge=0.0, lt=1.0)]
+    crosstalk_prob: Annotated[float, Bounds(ge=0.0, lt=1.0)]
+    afterpulse_prob: Annotated[float, Bounds(ge=0.0, lt=1.0)]
+    afterpulse_tau_ns: Annotated[float, Bounds(gt=0.0)]
+    dark_rate_hz: Annotated[float, Bounds(ge=0.0)]
+    pulse_rise_ns: Annotated[float, Bounds(gt=0.0)]
+    pulse_decay_ns: Annotated[float, Bounds(gt=0.0)]
 
     def __post_init__(self) -> None:
         if self.pulse_rise_ns >= self.pulse_decay_ns:
@@ -99,25 +99,25 @@ class SipmConfig:
 
 @dataclass(frozen=True, slots=True)
 class ElectronicsConfig:
-    pedestal_adc: float = bounded(ge=0.0, le=16383.0)
-    noise_adc: float = bounded(ge=0.0)
-    correlated_noise_adc: float = bounded(ge=0.0)
-    shaping_ns: float = bounded(ge=0.0)
+    pedestal_adc: Annotated[float, Bounds(ge=0.0, le=16383.0)]
+    noise_adc: Annotated[float, Bounds(ge=0.0)]
+    correlated_noise_adc: Annotated[float, Bounds(ge=0.0)]
+    shaping_ns: Annotated[float, Bounds(ge=0.0)]
 
 
 @dataclass(frozen=True, slots=True)
 class PulseFinderConfig:
     """Per-channel pulse-finder registers; see docs/firmware-spec.md for their widths."""
 
-    threshold_adc: int = bounded(ge=1, le=16383)
-    nsb: int = bounded(ge=0, le=63)
-    nsa: int = bounded(ge=1, le=511)
-    nsat: int = bounded(ge=1, le=15)
-    nped: int = bounded(ge=1, le=32)
-    maxped: int = bounded(ge=0, le=16383)
-    max_pulses: int = bounded(ge=0, le=15)
+    threshold_adc: Annotated[int, Bounds(ge=1, le=16383)]
+    nsb: Annotated[int, Bounds(ge=0, le=63)]
+    nsa: Annotated[int, Bounds(ge=1, le=511)]
+    nsat: Annotated[int, Bounds(ge=1, le=15)]
+    nped: Annotated[int, Bounds(ge=1, le=32)]
+    maxped: Annotated[int, Bounds(ge=0, le=16383)]
+    max_pulses: Annotated[int, Bounds(ge=0, le=15)]
     pedestal_mode: Literal["measured", "configured"]
-    pedestal_adc: int = bounded(ge=0, le=16383)
+    pedestal_adc: Annotated[int, Bounds(ge=0, le=16383)]
 
     def __post_init__(self) -> None:
         if self.nped & (self.nped - 1):
@@ -131,10 +131,10 @@ class SubsystemConfig:
     """A group of identical channels: a grid of cells, possibly in several modules."""
 
     prefix: str
-    modules: int = bounded(ge=1)
-    rows: int = bounded(ge=1)
-    cols: int = bounded(ge=1)
-    cell_size_mm: float = bounded(gt=0.0)
+    modules: Annotated[int, Bounds(ge=1)]
+    rows: Annotated[int, Bounds(ge=1)]
+    cols: Annotated[int, Bounds(ge=1)]
+    cell_size_mm: Annotated[float, Bounds(gt=0.0)]
     new_board: bool
     scintillator: ScintillatorConfig
     sipm: SipmConfig
@@ -154,18 +154,18 @@ class DetectorConfig:
     ecal: SubsystemConfig
     veto: SubsystemConfig
     hcal: SubsystemConfig
-    lyso_background_hz: float = bounded(ge=0.0)
+    lyso_background_hz: Annotated[float, Bounds(ge=0.0)]
 
 
 @dataclass(frozen=True, slots=True)
 class DigitizerConfig:
-    sampling_rate_hz: float = bounded(gt=0.0)
-    adc_bits: int = bounded(ge=8, le=16)
-    input_range_v: float = bounded(gt=0.0)
-    inputs_per_board: int = bounded(ge=1, le=64)
-    window_samples: int = bounded(ge=4, le=1024)
-    pretrigger_samples: int = bounded(ge=0)
-    correlated_noise_ns: float = bounded(gt=0.0)
+    sampling_rate_hz: Annotated[float, Bounds(gt=0.0)]
+    adc_bits: Annotated[int, Bounds(ge=8, le=16)]
+    input_range_v: Annotated[float, Bounds(gt=0.0)]
+    inputs_per_board: Annotated[int, Bounds(ge=1, le=64)]
+    window_samples: Annotated[int, Bounds(ge=4, le=1024)]
+    pretrigger_samples: Annotated[int, Bounds(ge=0)]
+    correlated_noise_ns: Annotated[float, Bounds(gt=0.0)]
 
     def __post_init__(self) -> None:
         if self.pretrigger_samples >= self.window_samples:
@@ -189,25 +189,25 @@ class ResponseConfig:
     Landau (Moyal) distribution of relative width ``mip_width``.
     """
 
-    ecal_stochastic: float = bounded(gt=0.0, lt=1.0)
-    ecal_constant: float = bounded(ge=0.0, lt=1.0)
-    preshower_x0: float = bounded(gt=0.0)
-    ecal_x0: float = bounded(gt=0.0)
-    critical_energy_mev: float = bounded(gt=0.0)
-    lateral_core_fraction: float = bounded(ge=0.0, le=1.0)
-    lateral_core_mm: float = bounded(gt=0.0)
-    lateral_halo_mm: float = bounded(gt=0.0)
-    beam_spot_mm: float = bounded(ge=0.0)
-    signal_line_width: float = bounded(ge=0.0, lt=0.5)
-    srd_mean_mev_at_100gev: float = bounded(ge=0.0)
-    srd_spectrum_shape: float = bounded(gt=0.0)
-    counter_mip_mev: float = bounded(gt=0.0)
-    preshower_mip_mev: float = bounded(gt=0.0)
-    ecal_mip_mev: float = bounded(gt=0.0)
-    veto_mip_mev: float = bounded(gt=0.0)
-    hcal_mip_mev: float = bounded(gt=0.0)
-    mip_width: float = bounded(ge=0.0, lt=1.0)
-    hadron_ecal_interaction_prob: float = bounded(ge=0.0, le=1.0)
-    hcal_stochastic: float = bounded(ge=0.0, lt=5.0)
-    hcal_lateral_mm: float = bounded(gt=0.0)
-    hcal_longitudinal_modules: float = bounded(gt=0.0)
+    ecal_stochastic: Annotated[float, Bounds(gt=0.0, lt=1.0)]
+    ecal_constant: Annotated[float, Bounds(ge=0.0, lt=1.0)]
+    preshower_x0: Annotated[float, Bounds(gt=0.0)]
+    ecal_x0: Annotated[float, Bounds(gt=0.0)]
+    critical_energy_mev: Annotated[float, Bounds(gt=0.0)]
+    lateral_core_fraction: Annotated[float, Bounds(ge=0.0, le=1.0)]
+    lateral_core_mm: Annotated[float, Bounds(gt=0.0)]
+    lateral_halo_mm: Annotated[float, Bounds(gt=0.0)]
+    beam_spot_mm: Annotated[float, Bounds(ge=0.0)]
+    signal_line_width: Annotated[float, Bounds(ge=0.0, lt=0.5)]
+    srd_mean_mev_at_100gev: Annotated[float, Bounds(ge=0.0)]
+    srd_spectrum_shape: Annotated[float, Bounds(gt=0.0)]
+    counter_mip_mev: Annotated[float, Bounds(gt=0.0)]
+    preshower_mip_mev: Annotated[float, Bounds(gt=0.0)]
+    ecal_mip_mev: Annotated[float, Bounds(gt=0.0)]
+    veto_mip_mev: Annotated[float, Bounds(gt=0.0)]
+    hcal_mip_mev: Annotated[float, Bounds(gt=0.0)]
+    mip_width: Annotated[float, Bounds(ge=0.0, lt=1.0)]
+    hadron_ecal_interaction_prob: Annotated[float, Bounds(ge=0.0, le=1.0)]
+    hcal_stochastic: Annotated[float, Bounds(ge=0.0, lt=5.0)]
+    hcal_lateral_mm: Annotated[float, Bounds(gt=0.0)]
+    hcal_longitudinal_modules: Annotated[float, Bounds(gt=0.0)]

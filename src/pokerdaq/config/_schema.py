@@ -2,8 +2,8 @@
 
 Every configuration dataclass in pokerdaq is built by :func:`build`; it reads the field
 types from the dataclass annotations, so adding a field to a dataclass (and its value to
-``poker.toml``) is all it takes to add a key to the TOML schema. Range checks live in the
-field metadata (``ge``, ``gt``, ``le``, ``lt``), cross-field checks in each dataclass's
+``poker.toml``) is all it takes to add a key to the TOML schema. Range checks are annotations,
+``x: Annotated[float, Bounds(gt=0.0)]``; cross-field checks live in each dataclass's
 ``__post_init__``.
 
 The fields have no defaults: the embedded ``poker.toml`` is the one set of default values, and
@@ -19,7 +19,7 @@ import difflib
 import types
 import typing
 from collections.abc import Iterator, Mapping
-from typing import Any, Literal, TypeVar, get_args, get_origin, get_type_hints
+from typing import Annotated, Any, Literal, TypeVar, get_args, get_origin, get_type_hints
 
 T = TypeVar("T")
 
@@ -59,6 +59,7 @@ class FrozenMap(Mapping[str, Any]):
     """A read-only, hashable mapping (a TOML table of free keys, e.g. ``trigger.adc_per_mev``)."""
 
     __slots__ = ("_data",)
+    _data: dict[str, Any]
 
     def __init__(self, data: Mapping[str, Any] = ()) -> None:  # type: ignore[assignment]
         object.__setattr__(self, "_data", dict(data))
@@ -85,13 +86,38 @@ class FrozenMap(Mapping[str, Any]):
         return (FrozenMap, (self._data,))
 
 
-def bounded(*, ge: float | None = None, gt: float | None = None, le: float | None = None,
-            lt: float | None = None, doc: str = "") -> Any:
-    """A dataclass field (without a default: poker.toml holds it) with bounds checked by :func:`build`."""
-    meta: dict[str, Any] = {k: v for k, v in (("ge", ge), ("gt", gt), ("le", le), ("lt", lt)) if v is not None}
-    if doc:
-        meta["doc"] = doc
-    return dataclasses.field(metadata=meta)
+@dataclasses.dataclass(frozen=True, slots=True)
+class Bounds:
+    """Numeric bounds of a field, checked by :func:`build`: ``x: Annotated[float, Bounds(gt=0.0)]``.
+
+    Each item of a list field is checked.
+    """
+
+    ge: float | None = None
+    gt: float | None = None
+    le: float | None = None
+    lt: float | None = None
+
+    def check(self, value: Any, key: str) -> None:
+        if value is None:
+            return
+        for v in value if isinstance(value, tuple) else (value,):
+            if self.ge is not None and not v >= self.ge:
+                raise ConfigError(key, value, f"a value >= {self.ge}")
+            if self.gt is not None and not v > self.gt:
+                raise ConfigError(key, value, f"a value > {self.gt}")
+            if self.le is not None and not v <= self.le:
+                raise ConfigError(key, value, f"a value <= {self.le}")
+            if self.lt is not None and not v < self.lt:
+                raise ConfigError(key, value, f"a value < {self.lt}")
+
+
+def _split_annotated(tp: Any) -> tuple[Any, Bounds | None]:
+    """(the type, its Bounds) of a field type, ``Annotated`` or not."""
+    if get_origin(tp) is Annotated:
+        base, *extras = get_args(tp)
+        return base, next((e for e in extras if isinstance(e, Bounds)), None)
+    return tp, None
 
 
 def is_optional(tp: Any) -> bool:
@@ -123,7 +149,7 @@ def _describe(tp: Any) -> str:
         return " or ".join(_describe(a) for a in get_args(tp))
     if tp is type(None):
         return "nothing"
-    if dataclasses.is_dataclass(tp):
+    if isinstance(tp, type) and dataclasses.is_dataclass(tp):
         return f"a table ({tp.__name__})"
     return {int: "an integer", float: "a number", bool: "true or false", str: "a string"}.get(
         tp, getattr(tp, "__name__", str(tp))
@@ -163,7 +189,7 @@ def _convert(tp: Any, value: Any, key: str) -> Any:
             raise ConfigError(key, value, _describe(tp))
         key_tp, val_tp = get_args(tp)
         return FrozenMap({str(k): _convert(val_tp, v, f"{key}.{k}") for k, v in value.items()})
-    if dataclasses.is_dataclass(tp):
+    if isinstance(tp, type) and dataclasses.is_dataclass(tp):
         if not isinstance(value, Mapping):
             raise ConfigError(key, value, _describe(tp))
         return build(tp, value, key)
@@ -184,22 +210,6 @@ def _convert(tp: Any, value: Any, key: str) -> Any:
             raise ConfigError(key, value, "a string")
         return value
     raise TypeError(f"unsupported configuration type {tp!r} for {key}")
-
-
-def _check_bounds(field: dataclasses.Field, value: Any, key: str) -> None:
-    meta = field.metadata
-    if not meta or value is None:
-        return
-    values = value if isinstance(value, tuple) else (value,)
-    for v in values:
-        if "ge" in meta and not v >= meta["ge"]:
-            raise ConfigError(key, value, f"a value >= {meta['ge']}")
-        if "gt" in meta and not v > meta["gt"]:
-            raise ConfigError(key, value, f"a value > {meta['gt']}")
-        if "le" in meta and not v <= meta["le"]:
-            raise ConfigError(key, value, f"a value <= {meta['le']}")
-        if "lt" in meta and not v < meta["lt"]:
-            raise ConfigError(key, value, f"a value < {meta['lt']}")
 
 
 def build(cls: type[T], data: Mapping[str, Any], prefix: str = "") -> T:
@@ -226,7 +236,7 @@ def build(cls: type[T], data: Mapping[str, Any], prefix: str = "") -> T:
         wrong type or an out-of-range value. A ``__post_init__`` check raises it with the key
         relative to its own table; this function prefixes the table's path.
     """
-    hints = get_type_hints(cls)
+    hints = get_type_hints(cls, include_extras=True)
     fields = schema_fields(cls)
     dotted = (lambda k: f"{prefix}.{k}") if prefix else (lambda k: k)
     for key in data:
@@ -235,15 +245,17 @@ def build(cls: type[T], data: Mapping[str, Any], prefix: str = "") -> T:
             hint = did_you_mean(key, fields) or f" ({', '.join(sorted(fields))})"
             raise ConfigError(dotted(key), data[key], f"a key of {table}{hint}")
     kwargs = {}
-    for name, field in fields.items():
+    for name in fields:
+        tp, bounds = _split_annotated(hints[name])
         if name in data:
-            value = _convert(hints[name], data[name], dotted(name))
-            _check_bounds(field, value, dotted(name))
+            value = _convert(tp, data[name], dotted(name))
+            if bounds is not None:
+                bounds.check(value, dotted(name))
             kwargs[name] = value
-        elif is_optional(hints[name]):
+        elif is_optional(tp):
             kwargs[name] = None
         else:
-            raise ConfigError(dotted(name), None, f"a value ({_describe(hints[name])}); the key is required")
+            raise ConfigError(dotted(name), None, f"a value ({_describe(tp)}); the key is required")
     try:
         return cls(**kwargs)
     except ConfigError as err:

@@ -10,67 +10,67 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Literal
+from typing import Annotated, Literal
 
 from ._model import SUBSYSTEMS as _SUBSYSTEMS
-from ._schema import ConfigError, bounded
+from ._schema import Bounds, ConfigError
 
 
 @dataclass(frozen=True, slots=True)
 class PrescaleConfig:
     """One prescale factor per trigger type: accept exactly 1 in N raw triggers; 0 disables."""
 
-    physics: int = bounded(ge=0, lt=2**24)
-    beam: int = bounded(ge=0, lt=2**24)
-    random: int = bounded(ge=0, lt=2**24)
-    calibration: int = bounded(ge=0, lt=2**24)
-    muon: int = bounded(ge=0, lt=2**24)
+    physics: Annotated[int, Bounds(ge=0, lt=2**24)]
+    beam: Annotated[int, Bounds(ge=0, lt=2**24)]
+    random: Annotated[int, Bounds(ge=0, lt=2**24)]
+    calibration: Annotated[int, Bounds(ge=0, lt=2**24)]
+    muon: Annotated[int, Bounds(ge=0, lt=2**24)]
 
 
 @dataclass(frozen=True, slots=True)
 class TriggerConfig:
     # --- time ---
-    latency_ns: float = bounded(ge=0.0)
-    dead_time_ns: float = bounded(ge=0.0)
+    latency_ns: Annotated[float, Bounds(ge=0.0)]
+    dead_time_ns: Annotated[float, Bounds(ge=0.0)]
 
     # --- calibration: channel energy = (integral_net * GAIN) >> gain_frac_bits, LSB 1/16 MeV ---
-    gain_frac_bits: int = bounded(ge=0, le=20)
+    gain_frac_bits: Annotated[int, Bounds(ge=0, le=20)]
     adc_per_mev: Mapping[str, float]          # a FrozenMap once built: read-only, hashable
     saturation_correction: tuple[str, ...]
-    saturation_lut_entries: int = bounded(ge=2, le=1024)
+    saturation_lut_entries: Annotated[int, Bounds(ge=2, le=1024)]
 
     # --- beam counters ---
-    beam_min_counters: int = bounded(ge=1, le=8)
-    beam_threshold_mev: float = bounded(ge=0.0)
-    beam_window_ns: float = bounded(gt=0.0, le=1000.0)
-    pileup_guard_ns: float = bounded(ge=0.0, le=10000.0)
+    beam_min_counters: Annotated[int, Bounds(ge=1, le=8)]
+    beam_threshold_mev: Annotated[float, Bounds(ge=0.0)]
+    beam_window_ns: Annotated[float, Bounds(gt=0.0, le=1000.0)]
+    pileup_guard_ns: Annotated[float, Bounds(ge=0.0, le=10000.0)]
 
     # --- SRD tag ---
-    srd_min_channels: int = bounded(ge=1, le=16)
-    srd_emin_mev: float = bounded(ge=0.0)
-    srd_emax_mev: float = bounded(gt=0.0)
-    srd_reference_gev: float = bounded(gt=0.0)
-    srd_threshold_exponent: float = bounded(ge=0.0, le=6.0)
-    srd_emin_floor_mev: float = bounded(ge=0.0)
+    srd_min_channels: Annotated[int, Bounds(ge=1, le=16)]
+    srd_emin_mev: Annotated[float, Bounds(ge=0.0)]
+    srd_emax_mev: Annotated[float, Bounds(gt=0.0)]
+    srd_reference_gev: Annotated[float, Bounds(gt=0.0)]
+    srd_threshold_exponent: Annotated[float, Bounds(ge=0.0, le=6.0)]
+    srd_emin_floor_mev: Annotated[float, Bounds(ge=0.0)]
     srd_window_ns: tuple[float, float]
 
     # --- VETO ---
-    veto_threshold_mev: float = bounded(ge=0.0)
+    veto_threshold_mev: Annotated[float, Bounds(ge=0.0)]
     veto_window_ns: tuple[float, float]
 
     # --- calorimeters ---
     calo_window_ns: tuple[float, float]
     hcal_window_ns: tuple[float, float]
     ecal_cut_gev: float | None
-    ecal_cut_beam_fraction: float = bounded(gt=0.0, le=2.0)
-    preshower_min_mev: float = bounded(ge=0.0)
-    calibration_min_beam_fraction: float = bounded(ge=0.0, le=2.0)
+    ecal_cut_beam_fraction: Annotated[float, Bounds(gt=0.0, le=2.0)]
+    preshower_min_mev: Annotated[float, Bounds(ge=0.0)]
+    calibration_min_beam_fraction: Annotated[float, Bounds(ge=0.0, le=2.0)]
     mip_window_mev: tuple[float, float]
-    hcal_threshold_mev: float = bounded(ge=0.0)
+    hcal_threshold_mev: Annotated[float, Bounds(ge=0.0)]
 
     # --- random trigger ---
     random_mode: Literal["poisson", "periodic"]
-    random_rate_hz: float = bounded(ge=0.0, le=1e8)
+    random_rate_hz: Annotated[float, Bounds(ge=0.0, le=1e8)]
 
     prescale: PrescaleConfig
 
