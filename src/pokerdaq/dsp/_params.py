@@ -185,7 +185,7 @@ class PulseParams:
 
     def replace(self, **registers: Any) -> PulseParams:
         """A copy with some registers replaced (a scalar is broadcast to every channel)."""
-        values = {}
+        values: dict[str, Any] = {}
         for name, value in registers.items():
             if name not in REGISTER_RANGES:
                 raise TypeError(f"unknown register {name!r}: expected "
