@@ -202,3 +202,20 @@ def test_config_pickles_with_its_overlay():
     cfg = load_config(sets=["trigger.beam_min_counters=3"])
     back = pickle.loads(pickle.dumps(cfg))
     assert back == cfg and hash(back) == hash(cfg) and back.overlay == cfg.overlay
+
+
+def test_effective_toml_round_trips_every_kind_of_value():
+    cfg = load_config(sets=["trigger.adc_per_mev.ecal=1.25", "trigger.srd_window_ns=[-4.0, 36.0]",
+                            'detector.ecal.prefix="EC"', "daq.fast_forward=false", "trigger.ecal_cut_gev=45.5",
+                            "detector.srd.scintillator.decay_ns=[38.5]", "run.seed=7", "beam.rate_hz=12345.678"])
+    assert len(cfg.differences()) == 8
+    text = cfg.text
+    assert loads_config(text) == cfg
+    assert text.count("[overlay; default") == 7 and text.count("[overlay; not set by default]") == 1
+    # every other line is poker.toml's, byte for byte, in order
+    import difflib
+
+    ops = [op for op in difflib.SequenceMatcher(None, default_config_text().splitlines(), text.splitlines(),
+                                                autojunk=False).get_opcodes() if op[0] != "equal"]
+    assert sum(i2 - i1 for _, i1, i2, _, _ in ops) == 7                 # 7 lines replaced
+    assert sum(j2 - j1 for _, _, _, j1, j2 in ops) == 8                 # by 7, plus ecal_cut_gev inserted
