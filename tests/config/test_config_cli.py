@@ -107,8 +107,8 @@ def test_simulate_with_an_overlay_stores_effective_config_and_overlay(tmp_path):
     assert default_config().overlaid(overlay) == stored
 
 
-def test_replay_and_inspect_overlay_the_files_own_configuration(tmp_path, capsys):
-    """replay / inspect --set change that key of the file's own configuration, not of the embedded default."""
+def test_replay_inspect_trigger_overlay_the_files_own_configuration(tmp_path, capsys):
+    """replay / inspect / trigger --input: --set changes that key of the file's own configuration."""
     sim = tmp_path / "sim.h5"
     # the file's own configuration accepts every beam trigger (the default prescales them 1:1000)
     assert main(["simulate", "--events", "6", "--seed", "4", "--set", "trigger.prescale.beam=1",
@@ -123,3 +123,9 @@ def test_replay_and_inspect_overlay_the_files_own_configuration(tmp_path, capsys
     capsys.readouterr()
     assert main(["inspect", str(sim), "--set", "beam.energy_gev=70"]) == 0
     assert "e+ 70 GeV" in capsys.readouterr().out
+    # trigger --input: the same rule (prescale.beam = 1 is the file's, muon = 5 the overlay's)
+    out = tmp_path / "trigger.json"
+    assert main(["trigger", "--input", str(sim), "--set", "trigger.prescale.muon=5", "--json", str(out)]) == 0
+    rates = json.loads(out.read_text())["rates"]
+    assert rates["beam"]["prescale"] == 1 and rates["muon"]["prescale"] == 5
+    assert rates["calibration"]["prescale"] == default_config().trigger.prescale.calibration
