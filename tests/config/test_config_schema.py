@@ -70,6 +70,7 @@ def test_bad_values_name_source_key_and_value(overlay, key, value):
         ("[trigg]\nbeam_min_counters = 3", "trigger"),
         ("[digitizer]\nadc_bit = 12", "adc_bits"),
         ("[detector.ecal.pulse_finder]\nthreshold = 9", "threshold_adc"),
+        ("[trigger.adc_per_mev]\necol = 1.0", "ecal"),
     ],
 )
 def test_unknown_key_suggests_the_closest(overlay, suggestion):

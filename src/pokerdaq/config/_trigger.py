@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Annotated, Literal
 
 from ._model import SUBSYSTEMS as _SUBSYSTEMS
-from ._schema import Bounds, ConfigError
+from ._schema import Bounds, ConfigError, did_you_mean
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,7 +77,8 @@ class TriggerConfig:
     def __post_init__(self) -> None:
         for name, value in self.adc_per_mev.items():
             if name not in _SUBSYSTEMS:
-                raise ConfigError(f"adc_per_mev.{name}", value, "a subsystem name: " + ", ".join(_SUBSYSTEMS))
+                hint = did_you_mean(name, _SUBSYSTEMS) or " (" + ", ".join(_SUBSYSTEMS) + ")"
+                raise ConfigError(f"adc_per_mev.{name}", value, "a subsystem name" + hint)
             if not (value > 0.0 and math.isfinite(value)):
                 raise ConfigError(f"adc_per_mev.{name}", value, "a finite value > 0")
         for name in self.saturation_correction:
