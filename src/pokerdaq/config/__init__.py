@@ -38,7 +38,7 @@ from ._model import (
     SipmConfig,
     SubsystemConfig,
 )
-from ._overlay import Overlay, flatten, merge
+from ._overlay import Overlay, flatten, merge, source_of
 from ._render import differences, leaves, render
 from ._schema import ConfigError, FrozenMap, build, to_dict
 from ._trigger import PrescaleConfig, TriggerConfig
@@ -139,7 +139,7 @@ class Config:
         try:
             cfg = build(Config, data)
         except ConfigError as err:
-            raise err.with_source(err.source or _source_of(err.key, tables)) from None
+            raise err.with_source(err.source or source_of(err.key, tables)) from None
         return dataclasses.replace(cfg, overlay=self.overlay + overlay)
 
     def replace(self, **sections: Any) -> Config:
@@ -171,12 +171,6 @@ class Config:
 
     def to_dict(self) -> dict[str, Any]:
         return to_dict(self)
-
-
-def _source_of(key: str, tables: list[tuple[str, dict[str, Any]]]) -> str:
-    from ._overlay import source_of
-
-    return source_of(key, tables)
 
 
 def default_config_text() -> str:
