@@ -87,6 +87,9 @@ def test_a_table_missing_a_key_is_an_error_not_a_fallback():
     ("text", "changes"),
     [
         ("[trigger]\nbeam_min_counters = 3\n", {"trigger.beam_min_counters": 3}),
+        # issue 12: a file giving [detector] but no other section fell back to dataclass defaults
+        # (trigger.beam_min_counters 3, signal_fraction 0, no adc_per_mev): now it changes nothing
+        ("[detector]\nlyso_background_hz = 3.0e4\n[detector.ecal]\nrows = 9\n", {}),
         ("[run]\nrun_number = 2\n", {"run.run_number": 2}),
         ("[detector.ecal.pulse_finder]\nthreshold_adc = 12\n", {"detector.ecal.pulse_finder.threshold_adc": 12}),
         ("[trigger.adc_per_mev]\necal = 1.1\n", {"trigger.adc_per_mev.ecal": 1.1}),
