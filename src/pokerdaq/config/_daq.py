@@ -67,6 +67,7 @@ class DaqConfig:
     writer_delay_s: float = bounded(0.0, ge=0.0, le=10.0)
     rotate_events: int = bounded(0, ge=0)
     rotate_bytes: int = bounded(0, ge=0)
+    compression: Literal["gzip", "zstd", "lz4", "none"] = "gzip"
     monitor_interval_s: float = bounded(1.0, gt=0.0)
     monitor_hwm: int = bounded(4, ge=1, le=1000)
 

@@ -136,6 +136,12 @@ class RunFile:
         return ChannelMap(self._h5[L.CHANNEL_MAP][()], self.config.digitizer.inputs_per_board)
 
     @property
+    def channels(self) -> np.ndarray:
+        """Channel numbers (of the configuration's channel map) of the samples' channel axis:
+        all of them for an emulated run, the recorded subset for an imported one."""
+        return np.asarray(self._h5[L.CHANNEL_MAP]["channel"], dtype=np.int64)
+
+    @property
     def events(self) -> np.ndarray:
         """Event headers, ``EVENT_DTYPE`` (n_events,)."""
         if self._events is None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 from rich.console import Console
@@ -21,7 +22,11 @@ def run(args: argparse.Namespace) -> int:
         if not Path(p).is_file():
             console.print(f"[red]pokerdaq replay: {p}: no such file[/red]")
             return 2
-    results = replay_files(args.files, config, jobs=args.jobs, dask_scheduler=args.dask_scheduler)
+    try:
+        results = replay_files(args.files, config, jobs=args.jobs, dask_scheduler=args.dask_scheduler)
+    except (OSError, ValueError) as err:   # not a run file, or a configuration that does not fit it
+        print(f"pokerdaq replay: {err}", file=sys.stderr)
+        return 2
     summary = ReplaySummary(results)
     report = summary.as_dict(config_source=args.config)
 

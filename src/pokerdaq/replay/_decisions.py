@@ -35,11 +35,15 @@ class WindowSetup:
     pulse_params: PulseParams
     registers: TriggerRegisters
     default_ref: int
+    channels: np.ndarray | None = None
+    """Channel numbers of the samples' channel axis (a recorded subset); None: all channels."""
 
     @classmethod
-    def from_config(cls, cfg: Config) -> WindowSetup:
-        return cls(cfg, PulseParams.from_config(cfg), TriggerRegisters.from_config(cfg),
-                   int(cfg.digitizer.pretrigger_samples) * 64)
+    def from_config(cls, cfg: Config, channels: np.ndarray | None = None) -> WindowSetup:
+        """The setup of ``cfg`` for windows holding ``channels`` (default: every channel)."""
+        chans = None if channels is None else np.asarray(channels, dtype=np.int64)
+        return cls(cfg, PulseParams.from_config(cfg, chans), TriggerRegisters.from_config(cfg),
+                   int(cfg.digitizer.pretrigger_samples) * 64, chans)
 
     @property
     def prescale(self) -> np.ndarray:
@@ -76,7 +80,9 @@ def replay_windows(samples: np.ndarray, setup: WindowSetup) -> tuple[np.ndarray,
     Parameters
     ----------
     samples
-        uint16 (events, channels, window_samples) stored samples.
+        uint16 (events, channels, window_samples) stored samples; the channel axis holds
+        ``setup.channels`` (all channels of the map when None). Pulses carry those channel
+        numbers, so the trigger sums see absent channels as silent.
     setup
         :class:`WindowSetup` of the configuration to apply.
 
@@ -91,7 +97,7 @@ def replay_windows(samples: np.ndarray, setup: WindowSetup) -> tuple[np.ndarray,
         ``trigger_word``; the low byte still holds the raw types, before prescaling).
     """
     n_events = samples.shape[0]
-    pulses, offsets = find_pulses_batch(samples, setup.pulse_params)
+    pulses, offsets = find_pulses_batch(samples, setup.pulse_params, setup.channels)
     window = np.repeat(np.arange(n_events, dtype=np.int64), np.diff(offsets))
     if n_events == 0:
         return pulses, offsets, np.zeros(0, TRIGGER_DTYPE)

@@ -120,14 +120,9 @@ def replay_file(path: str | os.PathLike[str], config: Config | None = None, *,
     with RunFile(path) as f:
         old_cfg = f.config
         new_cfg = old_cfg if config is None else config
-        n_ch, n_s = int(f.attrs["n_channels"]), int(f.attrs["window_samples"])
-        for name, cfg in (("the file's configuration", old_cfg), ("config", new_cfg)):
-            if len(cfg.channel_map) != n_ch or cfg.digitizer.window_samples != n_s:
-                raise ValueError(f"{name}: {len(cfg.channel_map)} channels x "
-                                 f"{cfg.digitizer.window_samples} samples, but {path} holds "
-                                 f"{n_ch} x {n_s} (expected the same detector and window)")
-        old_setup = WindowSetup.from_config(old_cfg)
-        new_setup = old_setup if config is None else WindowSetup.from_config(new_cfg)
+        channels = file_channels(f, old_cfg, new_cfg)
+        old_setup = WindowSetup.from_config(old_cfg, channels)
+        new_setup = old_setup if config is None else WindowSetup.from_config(new_cfg, channels)
         old_pre, new_pre = Prescaler(old_setup.prescale), Prescaler(new_setup.prescale)
         n = len(f)
         events = f.events
@@ -176,6 +171,37 @@ def replay_file(path: str | os.PathLike[str], config: Config | None = None, *,
                                        "stored": int(out.stored_word[i]),
                                        "replayed": int(out.old_word[i])} for i in wrong[:MAX_LISTED]]
     return out
+
+
+def file_channels(f: Any, *configs: Config) -> np.ndarray | None:
+    """Channel numbers of a run file's samples, checked against the configurations to apply.
+
+    Returns None when the file holds every channel of the map (an emulated run), else the
+    recorded subset (``pokerdaq import``). Each configuration must name the file's channels
+    with the same numbers and read windows of the file's length.
+
+    Raises
+    ------
+    ValueError
+        Naming the file, the channel or the window length that does not match.
+    """
+    table = np.asarray(f.channel_map.table)
+    n_s = int(f.attrs["window_samples"])
+    for cfg in configs:
+        full = cfg.channel_map.table
+        if cfg.digitizer.window_samples != n_s:
+            raise ValueError(f"{f.path}: windows of {n_s} samples, but the configuration's "
+                             f"digitizer.window_samples = {cfg.digitizer.window_samples} (expected equal)")
+        chans = table["channel"].astype(np.int64)
+        bad = np.flatnonzero((chans >= len(full)) | (full["name"][np.minimum(chans, len(full) - 1)] != table["name"]))
+        if len(bad):
+            k = int(bad[0])
+            raise ValueError(f"{f.path}: /channel_map row {k}, channel {int(chans[k])} named "
+                             f"{table['name'][k].decode()!r} is not that channel of the configuration's "
+                             f"channel map of {len(full)} channels")
+    if len(table) == len(configs[0].channel_map) and np.array_equal(table["channel"], np.arange(len(table))):
+        return None
+    return table["channel"].astype(np.int64)
 
 
 def old_parts_dtype():
