@@ -24,6 +24,7 @@ _HANDLERS = {
     "trigger": "pokerdaq.trigger._command",
     "recover": "pokerdaq.io._command",
     "import": "pokerdaq.io._import_command",
+    "export": "pokerdaq.io._export_command",
     "replay": "pokerdaq.replay._command",
     "inspect": "pokerdaq.inspection._command",
     "hil": "pokerdaq.hil._command",
@@ -104,6 +105,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--polarity", choices=["positive", "negative"], default="positive",
                    help="negative: pulses go down; stored as adc_max - value (default positive)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output file")
+
+    p = sub.add_parser("export", help="write a run file's events, pulses, truth and scalers as ROOT TTrees (uproot)",
+                       description="Convert a run file into a ROOT file with the TTrees events (header and "
+                       "samples), pulses, truth, scalers and channel_map, written by uproot (no ROOT needed).")
+    p.add_argument("file", metavar="RUN.h5", help="run file")
+    p.add_argument("--root", required=True, metavar="OUT.root", help="ROOT file to write")
 
     p = sub.add_parser("replay", help="re-run pulse finding and trigger on stored raw samples with a new configuration",
                        description="Replay the stored readout windows of run files through the pulse finder "
