@@ -96,13 +96,18 @@ def replay_windows(samples: np.ndarray, setup: WindowSetup) -> tuple[np.ndarray,
         TRIGGER_DTYPE (events,): conditions, sums and the raw types (bits 8-15 of
         ``trigger_word``; the low byte still holds the raw types, before prescaling).
     """
-    n_events = samples.shape[0]
     pulses, offsets = find_pulses_batch(samples, setup.pulse_params, setup.channels)
-    window = np.repeat(np.arange(n_events, dtype=np.int64), np.diff(offsets))
+    return pulses, offsets, trigger_pulses(pulses, offsets, setup)
+
+
+def trigger_pulses(pulses: np.ndarray, offsets: np.ndarray, setup: WindowSetup) -> np.ndarray:
+    """Trigger records (TRIGGER_DTYPE) of windows whose pulses are known: those of window e
+    are ``pulses[offsets[e]:offsets[e+1]]`` (as :func:`replay_windows` returns them)."""
+    n_events = len(offsets) - 1
     if n_events == 0:
-        return pulses, offsets, np.zeros(0, TRIGGER_DTYPE)
-    triggers = trigger_windows(pulses, window, n_events, setup.registers, default_ref=setup.default_ref)
-    return pulses, offsets, triggers
+        return np.zeros(0, TRIGGER_DTYPE)
+    window = np.repeat(np.arange(n_events, dtype=np.int64), np.diff(offsets))
+    return trigger_windows(pulses, window, n_events, setup.registers, default_ref=setup.default_ref)
 
 
 def decision_words(triggers: np.ndarray, prescaler: Prescaler) -> np.ndarray:

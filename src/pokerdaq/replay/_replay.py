@@ -13,7 +13,8 @@ import numpy as np
 
 from ..config import Config, loads_config
 from ..trigger import ConditionBits, TriggerBits
-from ._decisions import RAW_SHIFT, TYPE_MASK, Prescaler, WindowSetup, decision_words, replay_windows
+from ._decisions import (RAW_SHIFT, TYPE_MASK, Prescaler, WindowSetup, decision_words, replay_windows,
+                         trigger_pulses)
 
 COMPARED_PULSE_FIELDS = ("channel", "pulse_index", "coarse_time", "fine_time", "time", "crossing",
                          "peak", "integral", "integral_net", "pedestal", "n_over", "quality")
@@ -137,6 +138,8 @@ def replay_file(path: str | os.PathLike[str], config: Config | None = None, *,
         # a file written without pulses (pokerdaq simulate) has nothing to compare them with
         out.pulses_stored = bool(int(f.attrs.get("n_pulses", 0)) > 0 or np.any(events["n_pulses"]))
         old_parts, new_parts = [], []
+        same_pulse_finder = all(np.array_equal(a, b) for a, b in zip(old_setup.pulse_params.registers_int64,
+                                                                      new_setup.pulse_params.registers_int64))
         for a in range(0, n, batch_events):
             batch = f.read(a, min(n, a + batch_events))
             pulses, offsets, trig = replay_windows(batch.samples, old_setup)
@@ -144,6 +147,10 @@ def replay_file(path: str | os.PathLike[str], config: Config | None = None, *,
             out.old_word[a:a + len(batch)] = decision_words(trig, old_pre)
             if new_setup is old_setup:
                 new_parts.append(trig)
+                out.new_pulses += len(pulses)
+            elif same_pulse_finder:
+                # only trigger settings changed: the pulses are the same, trigger them anew
+                new_parts.append(trigger_pulses(pulses, offsets, new_setup))
                 out.new_pulses += len(pulses)
             else:
                 new_pulses, _, new_trig = replay_windows(batch.samples, new_setup)
