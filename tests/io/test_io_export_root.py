@@ -7,10 +7,30 @@ import sys
 
 import numpy as np
 import uproot
+from pokerdaq.dsp import PULSE_DTYPE
+from pokerdaq.io import EVENT_DTYPE, SCALER_DTYPE, RunFile, RunFileWriter
 
-from pokerdaq.io import SCALER_DTYPE, RunFile, RunFileWriter
 
-from conftest import make_batch
+def make_batch(cfg, n: int, seed: int = 1):
+    """Events whose fields all hold distinct values: headers, samples, pulses, truth."""
+    rng = np.random.default_rng(seed)
+    headers = np.zeros(n, EVENT_DTYPE)
+    headers["event_number"] = np.arange(n) * 3 + 1
+    headers["timestamp"] = rng.integers(0, 2**62, n, dtype=np.uint64)
+    headers["trigger_word"] = rng.integers(0, 2**32, n, dtype=np.uint32)
+    headers["missing_boards"] = rng.integers(0, 2**12, n, dtype=np.uint64)
+    headers["n_pulses"] = rng.integers(0, 4, n, dtype=np.uint32)
+    samples = rng.integers(0, cfg.digitizer.adc_max + 1, (n, len(cfg.channel_map), cfg.digitizer.window_samples),
+                           dtype=np.uint16)
+    pulses = np.zeros(int(headers["n_pulses"].sum()), PULSE_DTYPE)
+    for name in PULSE_DTYPE.names:
+        pulses[name] = rng.integers(0, min(np.iinfo(PULSE_DTYPE[name]).max, 1 << 20), len(pulses))
+    pulses["channel"] = rng.integers(0, len(cfg.channel_map), len(pulses))
+    truth = np.zeros(n, [("energy_gev", np.float64), ("species", "S8"), ("signal", np.bool_)])
+    truth["energy_gev"] = rng.normal(100, 1, n)
+    truth["species"] = b"e+"
+    truth["signal"] = rng.random(n) < 0.3
+    return headers, samples, pulses, truth
 
 
 def test_export_root_round_trip(tmp_path, cfg):

@@ -10,9 +10,7 @@ import sys
 
 import numpy as np
 
-from pokerdaq.io import RunFileWriter
-
-from conftest import make_batch
+from pokerdaq.io import EVENT_DTYPE, RunFileWriter
 
 # reads every dataset in full with h5py alone; hdf5plugin must not be imported, and HDF5 finds
 # no filter plugin (HDF5_PLUGIN_PATH points to an empty folder)
@@ -68,13 +66,16 @@ def test_simulate_file_reads_without_plugin_and_with_h5dump(tmp_path):
 
 def test_blosc2_file_needs_the_plugin(tmp_path, cfg):
     """The control: a Blosc2 file is not readable by plain h5py (what the default avoids)."""
-    headers, samples, pulses, truth = make_batch(cfg, 20)
+    rng = np.random.default_rng(3)
+    headers = np.zeros(20, EVENT_DTYPE)
+    headers["event_number"] = np.arange(20)
+    samples = (400 + rng.normal(0, 2, (20, len(cfg.channel_map), cfg.digitizer.window_samples))).astype(np.uint16)
     with RunFileWriter(tmp_path / "z.h5", cfg, compression="zstd") as w:
-        w.write_events(headers, samples, pulses, truth)
+        w.write_events(headers, samples)
     proc = _read_plain(tmp_path / "z.h5", tmp_path)
     assert proc.returncode != 0 and "plugin" in proc.stderr.lower(), proc.stderr
     with RunFileWriter(tmp_path / "g.h5", cfg) as w:   # the default: daq.compression = "gzip"
-        w.write_events(headers, samples, pulses, truth)
+        w.write_events(headers, samples)
     proc = _read_plain(tmp_path / "g.h5", tmp_path)
     assert proc.returncode == 0, proc.stderr
     import h5py

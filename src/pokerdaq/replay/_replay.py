@@ -13,8 +13,7 @@ import numpy as np
 
 from ..config import Config, loads_config
 from ..trigger import ConditionBits, TriggerBits
-from ._decisions import (RAW_SHIFT, TYPE_MASK, Prescaler, WindowSetup, decision_words, replay_windows,
-                         trigger_pulses)
+from ._decisions import RAW_SHIFT, TYPE_MASK, Prescaler, WindowSetup, decision_words, replay_windows, trigger_pulses
 
 COMPARED_PULSE_FIELDS = ("channel", "pulse_index", "coarse_time", "fine_time", "time", "crossing",
                          "peak", "integral", "integral_net", "pedestal", "n_over", "quality")
@@ -258,8 +257,8 @@ def replay_files(paths: Sequence[str | os.PathLike[str]], config: Config | None 
             return client.gather(futures)
     if jobs == 1 or len(files) == 1:
         return [_replay_worker(p, text) for p in files]
-    from concurrent.futures import ProcessPoolExecutor
     import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
 
     # spawn: numba's threading layer and h5py handles are not fork-safe
     with ProcessPoolExecutor(max_workers=min(jobs, len(files)),
