@@ -258,3 +258,13 @@ def test_float_samples_need_a_gain(tmp_path):
     proc = _cli("import", str(tmp_path / "a.npy"), "--format", "numpy", "--channels", str(tmp_path / "map.csv"),
                 "--output", str(out))
     _assert_refused(proc, out, "a.npy", "dtype", "--gain")
+
+
+def test_replay_with_a_configuration_of_another_window_is_refused(imported, tmp_path):
+    from pokerdaq.config import default_config_text
+
+    (tmp_path / "new.toml").write_text(default_config_text())   # 64-sample windows, the file has 128
+    proc = _cli("replay", str(imported["hdf5"][0]), "--config", str(tmp_path / "new.toml"))
+    assert proc.returncode == 2, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "from_hdf5.h5" in lines[0] and "window_samples = 64" in lines[0], proc.stderr
