@@ -268,3 +268,15 @@ def test_replay_with_a_configuration_of_another_window_is_refused(imported, tmp_
     assert proc.returncode == 2, proc.stderr
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and "from_hdf5.h5" in lines[0] and "window_samples = 64" in lines[0], proc.stderr
+
+
+def test_plain_waveform_file_is_refused_with_a_pointer_to_import(tmp_path):
+    """The first thing a new user tries: replay / inspect / trigger --input on a plain h5py file."""
+    with h5py.File(tmp_path / "plain.h5", "w") as h5:
+        h5["waveforms"] = np.full((10, 16, 128), 400, np.int16)
+    for cmd in (["replay", str(tmp_path / "plain.h5")], ["inspect", str(tmp_path / "plain.h5")],
+                ["trigger", "--input", str(tmp_path / "plain.h5")]):
+        proc = _cli(*cmd)
+        assert proc.returncode == 2, (cmd, proc.stderr)
+        lines = proc.stderr.strip().splitlines()
+        assert len(lines) == 1 and "plain.h5" in lines[0] and "pokerdaq import" in lines[0], (cmd, proc.stderr)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -44,7 +45,12 @@ def run(args: argparse.Namespace) -> int:
     if not path.is_file():
         console.print(f"[red]pokerdaq inspect: {path}: no such file[/red]")
         return 2
-    with RunFile(path) as f:
+    try:
+        run_file = RunFile(path)
+    except (OSError, ValueError) as err:   # not a run file (or not HDF5)
+        print(f"pokerdaq inspect: {err}", file=sys.stderr)
+        return 2
+    with run_file as f:
         cfg = f.config
         meta = Table(title=f"{path.name}: run metadata")
         meta.add_column("attribute")

@@ -104,7 +104,8 @@ class RunFile:
             name, version = layout["name"], int(layout["version"])
         except (TypeError, ValueError, KeyError):
             raise ValueError(f"{self.path}: layout_version attribute {text!r}, expected JSON "
-                             f'{{"name": "{LAYOUT_NAME}", "version": N}}') from None
+                             f'{{"name": "{LAYOUT_NAME}", "version": N}} (waveforms of another '
+                             "digitizer: convert them with pokerdaq import)") from None
         if name != LAYOUT_NAME or version > LAYOUT_VERSION:
             raise ValueError(f"{self.path}: layout {name!r} version {version}, this reader knows "
                              f"{LAYOUT_NAME!r} up to version {LAYOUT_VERSION}")

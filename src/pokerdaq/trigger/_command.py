@@ -120,7 +120,10 @@ def _file_report(cfg: Config | None, path: str, seed: int | None) -> dict:
     from ..dsp import PulseParams, find_pulses_batch
     from ._model import trigger_windows
 
-    file_cfg, batches, channels = _iter_input(path)
+    try:
+        file_cfg, batches, channels = _iter_input(path)
+    except (OSError, ValueError) as err:   # not HDF5, or not a run file
+        raise ConfigError("--input", path, f"a pokerdaq run file ({err})") from None
     cfg = file_cfg if cfg is None else cfg
     # an imported file holds the recorded subset of the channel map: pulses keep their
     # channel numbers, the sums see the absent channels as silent
