@@ -41,14 +41,14 @@ def run(args: argparse.Namespace) -> int:
 
     rep = Table(title="Reproduction with each file's own configuration")
     for col in ("file", "producer", "events", "stored words", "word mismatches", "pulses stored",
-                "pulse-mismatched events"):
+                "pulses found", "pulse-mismatched events"):
         rep.add_column(col)
     for f in report["reproduction"]["files"]:
         rep.add_row(Path(f["file"]).name, f["producer"], str(f["n_events"]),
                     "yes" if f["stored_trigger_words"] else "none (minimum bias)",
                     str(f["trigger_word_mismatches"]),
                     str(f["stored_pulses"]) if f["stored_pulses_present"] else "none stored",
-                    str(f["pulse_mismatched_events"]))
+                    str(f["replayed_pulses"]), str(f["pulse_mismatched_events"]))
     console.print(rep)
     if "efficiency_by_truth_class" in report:
         eff = Table(title="Raw-type efficiency by truth class (new configuration)")
