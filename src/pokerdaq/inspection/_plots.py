@@ -31,7 +31,7 @@ def signal_region_hcal_gev(species: str) -> float:
 
 
 def plot_waveforms(samples: np.ndarray, pulses: np.ndarray, cfg: Config, folder, *, title: str = "",
-                   name: str = "waveforms.png") -> Path:
+                   name: str = "waveforms.png", channels: np.ndarray | None = None) -> Path:
     """Samples of one event, one panel per subsystem, found pulses marked at their time and peak.
 
     Parameters
@@ -40,25 +40,34 @@ def plot_waveforms(samples: np.ndarray, pulses: np.ndarray, cfg: Config, folder,
         (channels, window_samples) uint16 of the event.
     pulses
         The event's pulse records (``channel``, ``time``, ``peak``).
+    channels
+        Channel number of each row of ``samples`` (a recorded subset); default every channel
+        of ``cfg.channel_map`` in order. A subsystem without recorded channels gets an empty
+        panel saying so.
     """
     plt = pyplot()
     cmap = cfg.channel_map
     names = [n.decode() for n in cmap.table["name"]]
+    rows_of = np.arange(len(cmap)) if channels is None else np.asarray(channels, dtype=np.int64)
     dt = cfg.digitizer.sample_ns
     t = np.arange(samples.shape[1]) * dt
     fig, axes = plt.subplots(2, 3, figsize=(14, 7.5), sharex=True)
     for ax, sub in zip(axes.flat, SUBSYSTEMS):
-        chans = cmap.channels_of(sub)
-        x = samples[chans].astype(np.int64)
+        rows = np.flatnonzero(np.isin(rows_of, cmap.channels_of(sub)))
+        if not len(rows):
+            ax.set_title(f"{sub} (not recorded)", fontsize=10)
+            continue
+        x = samples[rows].astype(np.int64)
         amplitude = x.max(axis=1) - np.median(x, axis=1)
-        order = chans[np.argsort(-amplitude, kind="stable")][:MAX_LINES]
-        for ch in order:
-            ax.step(t, samples[ch], where="post", lw=1, label=names[ch])
+        order = rows[np.argsort(-amplitude, kind="stable")][:MAX_LINES]
+        for row in order:
+            ch = int(rows_of[row])
+            ax.step(t, samples[row], where="post", lw=1, label=names[ch])
             mine = pulses[pulses["channel"] == ch]
             if len(mine):
                 ax.plot(mine["time"].astype(float) / 64.0 * dt, mine["peak"], "kv", ms=5)
-        extra = len(chans) - len(order)
-        ax.set_title(f"{sub} ({len(chans)} channels" + (f", {len(order)} largest shown)" if extra > 0 else ")"),
+        extra = len(rows) - len(order)
+        ax.set_title(f"{sub} ({len(rows)} channels" + (f", {len(order)} largest shown)" if extra > 0 else ")"),
                      fontsize=10)
         ax.set_ylabel("ADC counts")
         _legend(ax, fontsize=6, ncol=2, loc="upper right")

@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import Any
 
 import h5py
-import hdf5plugin
 
 PART_SUFFIX = ".part"
 
@@ -33,18 +32,28 @@ TRUTH_CHUNK_ROWS = 4096
 SCALER_CHUNK_ROWS = 64
 CHUNK_CACHE_BYTES = 32 << 20   # holds several partly filled sample chunks between batches
 
-COMPRESSIONS = ("zstd", "lz4", "none")
+COMPRESSIONS = ("gzip", "zstd", "lz4", "none")
+GZIP_LEVEL = 1   # levels above 1 gain a few per cent in size for half the write speed (bench/bench_compression.py)
 
 
 def compression_filter(name: str) -> dict[str, Any]:
-    """h5py ``create_dataset`` keywords of a compression choice.
+    """h5py ``create_dataset`` keywords of a compression choice (docs/hdf5-layout.md "Compression").
 
-    ``zstd`` (default): Blosc2, zstd level 1, bit-shuffle -- about 3.2x on noise-like 14-bit
-    samples at the speed of an uncompressed write on this machine (bench/bench_io.py).
+    ``gzip`` (the poker.toml default, ``daq.compression``): HDF5's built-in deflate, level 1,
+    after the built-in byte shuffle -- every HDF5 library and tool (h5dump, HDFView, plain
+    h5py) reads it without a plugin. ``zstd``/``lz4``: Blosc2 with bit-shuffle, faster to
+    write, but readers need the Blosc2 filter plugin (``hdf5plugin``).
     """
+    if name == "gzip":
+        return {"compression": "gzip", "compression_opts": GZIP_LEVEL, "shuffle": True}
     if name == "zstd":
+        import hdf5plugin   # only the Blosc2 options need the plugin package
+
+
         return dict(hdf5plugin.Blosc2(cname="zstd", clevel=1, filters=hdf5plugin.Blosc2.BITSHUFFLE))
     if name == "lz4":
+        import hdf5plugin
+
         return dict(hdf5plugin.Blosc2(cname="lz4", clevel=5, filters=hdf5plugin.Blosc2.BITSHUFFLE))
     if name == "none":
         return {}
@@ -101,6 +110,10 @@ def open_for_reading(path: Path) -> h5py.File:
     A file written in SWMR mode keeps its "open for write" mark until closed; HDF5 refuses a
     plain read-only open of it but allows a SWMR read, which is safe by SWMR's design.
     """
+    # registers the Blosc2 filter for files written with compression "zstd" or "lz4"; the
+    # default gzip needs nothing beyond HDF5 itself
+    import hdf5plugin  # noqa: F401
+
     try:
         return h5py.File(path, "r", rdcc_nbytes=CHUNK_CACHE_BYTES)
     except FileNotFoundError:

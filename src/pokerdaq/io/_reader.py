@@ -104,7 +104,8 @@ class RunFile:
             name, version = layout["name"], int(layout["version"])
         except (TypeError, ValueError, KeyError):
             raise ValueError(f"{self.path}: layout_version attribute {text!r}, expected JSON "
-                             f'{{"name": "{LAYOUT_NAME}", "version": N}}') from None
+                             f'{{"name": "{LAYOUT_NAME}", "version": N}} (waveforms of another '
+                             "digitizer: convert them with pokerdaq import)") from None
         if name != LAYOUT_NAME or version > LAYOUT_VERSION:
             raise ValueError(f"{self.path}: layout {name!r} version {version}, this reader knows "
                              f"{LAYOUT_NAME!r} up to version {LAYOUT_VERSION}")
@@ -134,6 +135,12 @@ class RunFile:
     def channel_map(self) -> ChannelMap:
         """The stored channel map (``/channel_map``, ``CHANNEL_DTYPE`` rows) as a ChannelMap."""
         return ChannelMap(self._h5[L.CHANNEL_MAP][()], self.config.digitizer.inputs_per_board)
+
+    @property
+    def channels(self) -> np.ndarray:
+        """Channel numbers (of the configuration's channel map) of the samples' channel axis:
+        all of them for an emulated run, the recorded subset for an imported one."""
+        return np.asarray(self._h5[L.CHANNEL_MAP]["channel"], dtype=np.int64)
 
     @property
     def events(self) -> np.ndarray:

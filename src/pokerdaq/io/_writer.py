@@ -97,9 +97,15 @@ class RunFileWriter:
     flush_interval_s
         Also flush when this much time has passed since the last flush, at the next write.
     compression
-        ``"zstd"`` (Blosc2 zstd + bit-shuffle, default), ``"lz4"`` (Blosc2) or ``"none"``.
+        ``"gzip"`` (deflate + shuffle, readable by any HDF5 tool), ``"zstd"`` (Blosc2 zstd +
+        bit-shuffle), ``"lz4"`` (Blosc2) or ``"none"``; None: the configuration's
+        ``daq.compression``.
     overwrite
         Replace existing files of the same names instead of refusing.
+    channels
+        Channel numbers of ``config.channel_map`` that were recorded, in the order of the
+        samples' channel axis (``pokerdaq import``: a digitizer that read a subset); None:
+        every channel of the map.
 
     Raises
     ------
@@ -119,8 +125,9 @@ class RunFileWriter:
         rotate_bytes: int | None = None,
         flush_every_events: int = 1000,
         flush_interval_s: float = 1.0,
-        compression: str = "zstd",
+        compression: str | None = None,
         overwrite: bool = False,
+        channels: np.ndarray | None = None,
     ) -> None:
         if not isinstance(config, Config):
             raise ValueError(f"config: {type(config).__name__} given, expected a pokerdaq.config.Config")
@@ -131,6 +138,8 @@ class RunFileWriter:
             raise ValueError(f"flush_every_events: {flush_every_events!r}, expected an integer >= 1")
         if not (isinstance(flush_interval_s, (int, float)) and flush_interval_s > 0):
             raise ValueError(f"flush_interval_s: {flush_interval_s!r}, expected a number > 0")
+        if compression is None:
+            compression = config.daq.compression
         self._filter = L.compression_filter(compression)  # raises ValueError naming compression
         if not isinstance(producer, str) or not producer:
             raise ValueError(f"producer: {producer!r}, expected a non-empty string")
@@ -146,6 +155,13 @@ class RunFileWriter:
         self._overwrite = overwrite
         self._config_text = config_text(config)
         self._channel_table = np.asarray(config.channel_map.table, dtype=CHANNEL_DTYPE)
+        if channels is not None:
+            chans = np.asarray(channels)
+            if chans.ndim != 1 or chans.dtype.kind not in "iu" or not len(chans) or len(np.unique(chans)) != len(chans) \
+                    or chans.min() < 0 or chans.max() >= len(self._channel_table):
+                raise ValueError(f"channels: {chans!r}, expected distinct channel numbers "
+                                 f"0..{len(self._channel_table) - 1} of the channel map")
+            self._channel_table = self._channel_table[chans]
         self.n_channels = len(self._channel_table)
         self.window_samples = int(config.digitizer.window_samples)
         self._adc_max = int(config.digitizer.adc_max)

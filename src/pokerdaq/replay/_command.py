@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 from rich.console import Console
@@ -22,7 +23,11 @@ def run(args: argparse.Namespace) -> int:
         if not Path(p).is_file():
             console.print(f"[red]pokerdaq replay: {p}: no such file[/red]")
             return 2
-    results = replay_files(args.files, config, jobs=args.jobs, dask_scheduler=args.dask_scheduler)
+    try:
+        results = replay_files(args.files, config, jobs=args.jobs, dask_scheduler=args.dask_scheduler)
+    except (OSError, ValueError) as err:   # not a run file, or a configuration that does not fit it
+        print(f"pokerdaq replay: {err}", file=sys.stderr)
+        return 2
     summary = ReplaySummary(results)
     given = ([f"--config {args.config}"] if args.config else []) + [f"--set {s}" for s in args.set]
     report = summary.as_dict(config_source="each file's own configuration with " + " ".join(given) if given else None)
@@ -38,14 +43,14 @@ def run(args: argparse.Namespace) -> int:
 
     rep = Table(title="Reproduction with each file's own configuration")
     for col in ("file", "producer", "events", "stored words", "word mismatches", "pulses stored",
-                "pulse-mismatched events"):
+                "pulses found", "pulse-mismatched events"):
         rep.add_column(col)
     for f in report["reproduction"]["files"]:
         rep.add_row(Path(f["file"]).name, f["producer"], str(f["n_events"]),
                     "yes" if f["stored_trigger_words"] else "none (minimum bias)",
                     str(f["trigger_word_mismatches"]),
                     str(f["stored_pulses"]) if f["stored_pulses_present"] else "none stored",
-                    str(f["pulse_mismatched_events"]))
+                    str(f["replayed_pulses"]), str(f["pulse_mismatched_events"]))
     console.print(rep)
     if "efficiency_by_truth_class" in report:
         eff = Table(title="Raw-type efficiency by truth class (new configuration)")

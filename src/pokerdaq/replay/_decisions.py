@@ -35,11 +35,15 @@ class WindowSetup:
     pulse_params: PulseParams
     registers: TriggerRegisters
     default_ref: int
+    channels: np.ndarray | None = None
+    """Channel numbers of the samples' channel axis (a recorded subset); None: all channels."""
 
     @classmethod
-    def from_config(cls, cfg: Config) -> WindowSetup:
-        return cls(cfg, PulseParams.from_config(cfg), TriggerRegisters.from_config(cfg),
-                   int(cfg.digitizer.pretrigger_samples) * 64)
+    def from_config(cls, cfg: Config, channels: np.ndarray | None = None) -> WindowSetup:
+        """The setup of ``cfg`` for windows holding ``channels`` (default: every channel)."""
+        chans = None if channels is None else np.asarray(channels, dtype=np.int64)
+        return cls(cfg, PulseParams.from_config(cfg, chans), TriggerRegisters.from_config(cfg),
+                   int(cfg.digitizer.pretrigger_samples) * 64, chans)
 
     @property
     def prescale(self) -> np.ndarray:
@@ -76,7 +80,9 @@ def replay_windows(samples: np.ndarray, setup: WindowSetup) -> tuple[np.ndarray,
     Parameters
     ----------
     samples
-        uint16 (events, channels, window_samples) stored samples.
+        uint16 (events, channels, window_samples) stored samples; the channel axis holds
+        ``setup.channels`` (all channels of the map when None). Pulses carry those channel
+        numbers, so the trigger sums see absent channels as silent.
     setup
         :class:`WindowSetup` of the configuration to apply.
 
@@ -90,13 +96,18 @@ def replay_windows(samples: np.ndarray, setup: WindowSetup) -> tuple[np.ndarray,
         TRIGGER_DTYPE (events,): conditions, sums and the raw types (bits 8-15 of
         ``trigger_word``; the low byte still holds the raw types, before prescaling).
     """
-    n_events = samples.shape[0]
-    pulses, offsets = find_pulses_batch(samples, setup.pulse_params)
-    window = np.repeat(np.arange(n_events, dtype=np.int64), np.diff(offsets))
+    pulses, offsets = find_pulses_batch(samples, setup.pulse_params, setup.channels)
+    return pulses, offsets, trigger_pulses(pulses, offsets, setup)
+
+
+def trigger_pulses(pulses: np.ndarray, offsets: np.ndarray, setup: WindowSetup) -> np.ndarray:
+    """Trigger records (TRIGGER_DTYPE) of windows whose pulses are known: those of window e
+    are ``pulses[offsets[e]:offsets[e+1]]`` (as :func:`replay_windows` returns them)."""
+    n_events = len(offsets) - 1
     if n_events == 0:
-        return pulses, offsets, np.zeros(0, TRIGGER_DTYPE)
-    triggers = trigger_windows(pulses, window, n_events, setup.registers, default_ref=setup.default_ref)
-    return pulses, offsets, triggers
+        return np.zeros(0, TRIGGER_DTYPE)
+    window = np.repeat(np.arange(n_events, dtype=np.int64), np.diff(offsets))
+    return trigger_windows(pulses, window, n_events, setup.registers, default_ref=setup.default_ref)
 
 
 def decision_words(triggers: np.ndarray, prescaler: Prescaler) -> np.ndarray:

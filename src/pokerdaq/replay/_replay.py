@@ -13,7 +13,7 @@ import numpy as np
 
 from ..config import Config, Overlay, loads_config
 from ..trigger import ConditionBits, TriggerBits
-from ._decisions import RAW_SHIFT, TYPE_MASK, Prescaler, WindowSetup, decision_words, replay_windows
+from ._decisions import RAW_SHIFT, TYPE_MASK, Prescaler, WindowSetup, decision_words, replay_windows, trigger_pulses
 
 COMPARED_PULSE_FIELDS = ("channel", "pulse_index", "coarse_time", "fine_time", "time", "crossing",
                          "peak", "integral", "integral_net", "pedestal", "n_over", "quality")
@@ -123,14 +123,9 @@ def replay_file(path: str | os.PathLike[str], config: Config | Overlay | None = 
         if isinstance(config, Overlay):
             config = old_cfg.overlaid(config)
         new_cfg = old_cfg if config is None else config
-        n_ch, n_s = int(f.attrs["n_channels"]), int(f.attrs["window_samples"])
-        for name, cfg in (("the file's configuration", old_cfg), ("config", new_cfg)):
-            if len(cfg.channel_map) != n_ch or cfg.digitizer.window_samples != n_s:
-                raise ValueError(f"{name}: {len(cfg.channel_map)} channels x "
-                                 f"{cfg.digitizer.window_samples} samples, but {path} holds "
-                                 f"{n_ch} x {n_s} (expected the same detector and window)")
-        old_setup = WindowSetup.from_config(old_cfg)
-        new_setup = old_setup if config is None else WindowSetup.from_config(new_cfg)
+        channels = file_channels(f, old_cfg, new_cfg)
+        old_setup = WindowSetup.from_config(old_cfg, channels)
+        new_setup = old_setup if config is None else WindowSetup.from_config(new_cfg, channels)
         old_pre, new_pre = Prescaler(old_setup.prescale), Prescaler(new_setup.prescale)
         n = len(f)
         events = f.events
@@ -145,6 +140,8 @@ def replay_file(path: str | os.PathLike[str], config: Config | Overlay | None = 
         # a file written without pulses (pokerdaq simulate) has nothing to compare them with
         out.pulses_stored = bool(int(f.attrs.get("n_pulses", 0)) > 0 or np.any(events["n_pulses"]))
         old_parts, new_parts = [], []
+        same_pulse_finder = all(np.array_equal(a, b) for a, b in zip(old_setup.pulse_params.registers_int64,
+                                                                      new_setup.pulse_params.registers_int64))
         for a in range(0, n, batch_events):
             batch = f.read(a, min(n, a + batch_events))
             pulses, offsets, trig = replay_windows(batch.samples, old_setup)
@@ -152,6 +149,10 @@ def replay_file(path: str | os.PathLike[str], config: Config | Overlay | None = 
             out.old_word[a:a + len(batch)] = decision_words(trig, old_pre)
             if new_setup is old_setup:
                 new_parts.append(trig)
+                out.new_pulses += len(pulses)
+            elif same_pulse_finder:
+                # only trigger settings changed: the pulses are the same, trigger them anew
+                new_parts.append(trigger_pulses(pulses, offsets, new_setup))
                 out.new_pulses += len(pulses)
             else:
                 new_pulses, _, new_trig = replay_windows(batch.samples, new_setup)
@@ -179,6 +180,37 @@ def replay_file(path: str | os.PathLike[str], config: Config | Overlay | None = 
                                        "stored": int(out.stored_word[i]),
                                        "replayed": int(out.old_word[i])} for i in wrong[:MAX_LISTED]]
     return out
+
+
+def file_channels(f: Any, *configs: Config) -> np.ndarray | None:
+    """Channel numbers of a run file's samples, checked against the configurations to apply.
+
+    Returns None when the file holds every channel of the map (an emulated run), else the
+    recorded subset (``pokerdaq import``). Each configuration must name the file's channels
+    with the same numbers and read windows of the file's length.
+
+    Raises
+    ------
+    ValueError
+        Naming the file, the channel or the window length that does not match.
+    """
+    table = np.asarray(f.channel_map.table)
+    n_s = int(f.attrs["window_samples"])
+    for cfg in configs:
+        full = cfg.channel_map.table
+        if cfg.digitizer.window_samples != n_s:
+            raise ValueError(f"{f.path}: windows of {n_s} samples, but the configuration's "
+                             f"digitizer.window_samples = {cfg.digitizer.window_samples} (expected equal)")
+        chans = table["channel"].astype(np.int64)
+        bad = np.flatnonzero((chans >= len(full)) | (full["name"][np.minimum(chans, len(full) - 1)] != table["name"]))
+        if len(bad):
+            k = int(bad[0])
+            raise ValueError(f"{f.path}: /channel_map row {k}, channel {int(chans[k])} named "
+                             f"{table['name'][k].decode()!r} is not that channel of the configuration's "
+                             f"channel map of {len(full)} channels")
+    if len(table) == len(configs[0].channel_map) and np.array_equal(table["channel"], np.arange(len(table))):
+        return None
+    return table["channel"].astype(np.int64)
 
 
 def old_parts_dtype():
@@ -231,8 +263,8 @@ def replay_files(paths: Sequence[str | os.PathLike[str]], config: Config | Overl
             return client.gather(futures)
     if jobs == 1 or len(files) == 1:
         return [_replay_worker(p, text) for p in files]
-    from concurrent.futures import ProcessPoolExecutor
     import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
 
     # spawn: numba's threading layer and h5py handles are not fork-safe
     with ProcessPoolExecutor(max_workers=min(jobs, len(files)),

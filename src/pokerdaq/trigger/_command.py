@@ -102,7 +102,7 @@ def _iter_input(path: str, batch: int = 1024):
                 for start in range(0, n, batch):
                     truth = f["truth"][start:start + batch] if "truth" in f else None
                     yield np.asarray(f["samples"][start:start + batch]), truth
-        return cfg, batches()
+        return cfg, batches(), None
 
     from .. import io as pio
 
@@ -113,20 +113,28 @@ def _iter_input(path: str, batch: int = 1024):
             for start in range(0, len(run_file), batch):
                 b = run_file.read(start, start + batch)
                 yield np.asarray(b.samples), None if b.truth is None else np.asarray(b.truth)
-    return run_file.config, batches()
+    return run_file.config, batches(), run_file.channels
 
 
 def _file_report(overlay: Overlay, path: str, seed: int | None) -> dict:
     from ..dsp import PulseParams, find_pulses_batch
     from ._model import trigger_windows
 
-    file_cfg, batches = _iter_input(path)
+    try:
+        file_cfg, batches, channels = _iter_input(path)
+    except (OSError, ValueError) as err:   # not HDF5, or not a run file
+        raise ConfigError("--input", path, f"a pokerdaq run file ({err})") from None
     cfg = file_cfg.overlaid(overlay)
-    params = PulseParams.from_config(cfg)
+    # an imported file holds the recorded subset of the channel map: pulses keep their
+    # channel numbers, the sums see the absent channels as silent
+    try:
+        params = PulseParams.from_config(cfg, channels)
+    except ValueError as err:
+        raise ConfigError("--input", path, f"channels of the configuration's channel map ({err})") from None
     regs = TriggerRegisters.from_config(cfg, seed)
     outs, truths = [], []
     for samples, truth in batches:
-        rec, offsets = find_pulses_batch(samples, params)
+        rec, offsets = find_pulses_batch(samples, params, channels)
         window = np.repeat(np.arange(len(samples)), np.diff(offsets))
         outs.append(trigger_windows(rec, window, len(samples), regs,
                                     default_ref=cfg.digitizer.pretrigger_samples * 64))
