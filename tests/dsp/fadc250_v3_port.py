@@ -3,8 +3,9 @@
 Ported by hand, statement by statement, from GlueX halld_recon
 ``src/libraries/DAQ/Df250EmulatorAlgorithm_v3.cc`` (JeffersonLab/halld_recon, commit
 00aa2b010ffc3a5c0f6431efa822b3931eeb080b, ``Df250EmulatorAlgorithm_v3::EmulateFirmware``);
-sample words as ``DEVIOWorkerThread.cc`` of the same repository unpacks them (13 bits: a 12-bit
-code and an out-of-range bit; 0x1fff overflow, 0x1000 underflow).
+sample words as ``src/libraries/DAQ/DEVIOWorkerThread.cc`` of the same repository (commit
+046a3ecfb6d0737e31356a0fd2a979b67deb2e2e, ``MakeDf250WindowRawData``) unpacks them: 13 bits, a
+12-bit code and an out-of-range bit; the emulator takes 0x1fff as overflow, 0x1000 as underflow.
 
 It is written from the C++ and not from docs/firmware-spec.md on purpose: the tests compare
 the spec's implementations (naive reference, numba kernel, RTL) against it. The loop

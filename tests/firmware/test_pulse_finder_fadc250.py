@@ -51,9 +51,20 @@ def _words(rng: np.random.Generator, n: int, thr: int) -> np.ndarray:
     return x.astype(np.uint16)
 
 
+# the Hall D playback vector (halld-level1 list, 2016-10-02; tests/dsp/test_dsp_fadc250.py):
+# two rectangular pulses on a baseline of 100 in a 100-sample window, NPED 4, NSB 3, NSA 9,
+# THR 108 (registers thr, nsb, nsa, nsat, nped_log2, maxped, max_pulses, ped_mode, ped_cfg)
+PLAYBACK = [100] * 9 + [266] * 8 + [100] * 4 + [200] * 3 + [100] * 76
+PLAYBACK_REGS = [108, 3, 9, 2, 2, 512, 3, 0, 0]
+
+
 def make_fadc250_campaign(seed: int, nch: int, n_batches: int, windows: int) -> Campaign:
     rng = np.random.default_rng(seed)
-    regs, batch_n, batch_nwin, chunks, gaps, index0 = [], [], [], [], [], []
+    # batch 0: the playback vector on every lane, fADC250 on all but lane 0
+    regs = [[PLAYBACK_REGS + [int(ch != 0)] for ch in range(nch)]]
+    batch_n, batch_nwin = [len(PLAYBACK)], [1]
+    chunks = [np.repeat(np.array(PLAYBACK, dtype=np.uint16)[:, None], nch, axis=1)]
+    gaps, index0 = [np.zeros(len(PLAYBACK), dtype=np.uint16)], [0]
     for _ in range(n_batches):
         n = int(rng.choice([4, 9, 16, 33, 64, 100, 200]))
         rows = []
@@ -121,6 +132,13 @@ def test_fadc250_lanes_bit_exact(bank, tmp_path):
           f"reference = numba = v3 port; all lanes: {report.channel_windows} channel-windows, "
           f"{report.pulses_rtl} RTL records; fadc250 quality bits 0..10 {quality.tolist()}")
     assert fadc_windows >= 1500 and fadc_pulses >= 1000
+    # the playback window: the two pulses of the logbook entry on every fADC250 lane
+    cols = {str(c): i for i, c in enumerate(result["columns"])}
+    rows = result["rows"][(result["rows"][:, cols["window"]] == 0)
+                          & (result["rows"][:, cols["channel"]] != 0)]
+    assert len(rows) == 2 * (bank.nch - 1)
+    assert sorted(set(rows[:, cols["integral"]].tolist())) == [1500, 2528]
+    assert set(rows[:, cols["pedestal"]].tolist()) == {400}
     assert (campaign.regs[:, :, 9] == 0).any()
     for bit in (0, 1, 3, 4, 5, 6, 7, 10):
         assert quality[bit] > 0, (bit, quality.tolist())
