@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from dsp_helpers import assert_records_equal
 from fadc250_v3_port import emulate_v3, port_records
-from pokerdaq.config import default_config_text, loads_config
+from pokerdaq.config import ConfigError, default_config_text, loads_config
 from pokerdaq.dsp import (PULSE_DTYPE, PulseParams, PulseStream, QualityBits, find_pulses,
                           find_pulses_batch)
 from pokerdaq.dsp._reference import find_pulses_reference
@@ -240,3 +240,18 @@ def test_config_algorithm_register():
 def _drop_second(text: str, table: str, line: str) -> str:
     head, tail = text.split(table, 1)
     return head + table + tail.replace("\n" + line, "", 1)
+
+
+def test_config_rejects_what_fadc250_cannot_do():
+    cfg = loads_config(default_config_text())
+    cases = [({"algorithm": "fadc125"}, "detector.ecal.pulse_finder.algorithm", "fadc125"),
+             ({"algorithm": "fadc250", "pedestal_mode": "configured"},
+              "detector.ecal.pulse_finder.pedestal_mode", "configured"),
+             ({"algorithm": "fadc250", "max_pulses": 0}, "detector.ecal.pulse_finder.max_pulses",
+              0)]
+    for table, key, value in cases:
+        with pytest.raises(ConfigError) as info:
+            cfg.replace(detector={"ecal": {"pulse_finder": table}})
+        assert info.value.key == key and info.value.value == value, str(info.value)
+    ok = cfg.replace(detector={"ecal": {"pulse_finder": {"algorithm": "fadc250"}}})
+    assert ok.subsystem("ecal").pulse_finder.algorithm == "fadc250"

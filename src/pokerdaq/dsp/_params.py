@@ -55,9 +55,11 @@ class PulseParams:
     """Pulse-finder registers of a set of channels, one int32 array entry per channel.
 
     Field names follow the register names of docs/firmware-spec.md section 1.2 in lower
-    case; ``ped_mode`` is 0 (measured) or 1 (configured). Every register is checked against
-    its range at construction, and ``nsat <= nsa``; the checks that depend on the window
-    length are made by :func:`pokerdaq.dsp.find_pulses`.
+    case; ``ped_mode`` is 0 (measured) or 1 (configured); ``algorithm`` (optional, spec
+    1.13) is 0 (POKER, the default) or 1 (fADC250 firmware v3, which needs ``ped_mode = 0``
+    and ``max_pulses = 3``). Every register is checked against its range at construction,
+    and ``nsat <= nsa``; the checks that depend on the window length are made by
+    :func:`pokerdaq.dsp.find_pulses`.
 
     Raises
     ------
