@@ -5,6 +5,10 @@
 // Samples and record fields are padded to whole bytes (8/16/32/64 bits) so that a test bench
 // or a DMA engine can move a bus as an array of little-endian integers; the padding is zero
 // (integral_net is sign-extended).
+// Each lane holds both pulse finders: reg_algorithm selects the one whose record bus, busy
+// and error drive the lane (docs/firmware-spec.md 1.13) and enables the fADC250 engine's
+// capture; both count every window (the record's window id). Change it between windows,
+// like the other registers.
 `default_nettype none
 
 module pulse_finder_bank #(
@@ -29,6 +33,7 @@ module pulse_finder_bank #(
     input  wire [NCH*4-1:0]     reg_max_pulses,
     input  wire [NCH-1:0]       reg_ped_mode,
     input  wire [NCH*14-1:0]    reg_ped_cfg,
+    input  wire [NCH-1:0]       reg_algorithm, // per lane: 0 POKER (pulse_finder), 1 fADC250 v3
     output wire [NCH-1:0]       out_valid,
     output wire [NCH*16-1:0]    out_window,
     output wire [NCH*8-1:0]     out_pulse_index,
@@ -67,7 +72,8 @@ module pulse_finder_bank #(
             wire [24:0] w_integral_net;
             wire [18:0] w_pedestal;
             wire [9:0] w_n_over;
-            wire [9:0] w_quality;
+            wire [10:0] w_quality;
+            wire alg = reg_algorithm[ch];
             assign out_pulse_index[ch*8 +: 8] = {4'd0, w_pulse_index};
             assign out_crossing[ch*64 +: 64] = {16'd0, w_crossing};
             assign out_coarse[ch*64 +: 64] = {16'd0, w_coarse};
@@ -78,7 +84,67 @@ module pulse_finder_bank #(
             assign out_integral_net[ch*32 +: 32] = {{7{w_integral_net[24]}}, w_integral_net};
             assign out_pedestal[ch*32 +: 32] = {13'd0, w_pedestal};
             assign out_n_over[ch*16 +: 16] = {6'd0, w_n_over};
-            assign out_quality[ch*16 +: 16] = {6'd0, w_quality};
+            assign out_quality[ch*16 +: 16] = {5'd0, w_quality};
+            // POKER core outputs, fADC250 core outputs, and the lane's choice
+            wire p_valid, p_busy, p_err, f_valid, f_busy, f_err;
+            wire [15:0] p_window, f_window;
+            wire [3:0] p_pulse_index, f_pulse_index;
+            wire [47:0] p_crossing, f_crossing, p_coarse, f_coarse;
+            wire [5:0] p_fine, f_fine;
+            wire [53:0] p_time, f_time;
+            wire [13:0] p_peak, f_peak;
+            wire [23:0] p_integral, f_integral;
+            wire [24:0] p_integral_net, f_integral_net;
+            wire [18:0] p_pedestal, f_pedestal;
+            wire [9:0] p_n_over, f_n_over;
+            wire [9:0] p_quality;
+            wire [10:0] f_quality;
+            assign out_valid[ch] = alg ? f_valid : p_valid;
+            assign out_window[ch*16 +: 16] = alg ? f_window : p_window;
+            assign w_pulse_index = alg ? f_pulse_index : p_pulse_index;
+            assign w_crossing = alg ? f_crossing : p_crossing;
+            assign w_coarse = alg ? f_coarse : p_coarse;
+            assign w_fine = alg ? f_fine : p_fine;
+            assign w_time = alg ? f_time : p_time;
+            assign w_peak = alg ? f_peak : p_peak;
+            assign w_integral = alg ? f_integral : p_integral;
+            assign w_integral_net = alg ? f_integral_net : p_integral_net;
+            assign w_pedestal = alg ? f_pedestal : p_pedestal;
+            assign w_n_over = alg ? f_n_over : p_n_over;
+            assign w_quality = alg ? f_quality : {1'b0, p_quality};
+            assign ch_busy[ch] = alg ? f_busy : p_busy;
+            assign ch_err[ch] = alg ? f_err : p_err;
+            pulse_finder_fadc250 u_fadc (
+                .clk(clk),
+                .rst(rst),
+                .in_valid(in_valid),
+                .in_enable(alg),
+                .in_first(in_first),
+                .in_last(in_last),
+                .in_sample(in_sample_lanes[ch*16 +: 13]),
+                .in_index0(in_index0),
+                .reg_thr(reg_thr[ch*14 +: 14]),
+                .reg_nsb(reg_nsb[ch*6 +: 6]),
+                .reg_nsa(reg_nsa[ch*9 +: 9]),
+                .reg_nsat(reg_nsat[ch*4 +: 4]),
+                .reg_nped_log2(reg_nped_log2[ch*3 +: 3]),
+                .reg_maxped(reg_maxped[ch*14 +: 14]),
+                .out_valid(f_valid),
+                .out_window(f_window),
+                .out_pulse_index(f_pulse_index),
+                .out_crossing(f_crossing),
+                .out_coarse(f_coarse),
+                .out_fine(f_fine),
+                .out_time(f_time),
+                .out_peak(f_peak),
+                .out_integral(f_integral),
+                .out_integral_net(f_integral_net),
+                .out_pedestal(f_pedestal),
+                .out_n_over(f_n_over),
+                .out_quality(f_quality),
+                .busy(f_busy),
+                .err_overflow(f_err)
+            );
             pulse_finder #(.MUTANT((MUTANT_MIX != 0) ? (ch % 6) : MUTANT)) u_pf (
                 .clk(clk),
                 .rst(rst),
@@ -96,21 +162,21 @@ module pulse_finder_bank #(
                 .reg_max_pulses(reg_max_pulses[ch*4 +: 4]),
                 .reg_ped_mode(reg_ped_mode[ch]),
                 .reg_ped_cfg(reg_ped_cfg[ch*14 +: 14]),
-                .out_valid(out_valid[ch]),
-                .out_window(out_window[ch*16 +: 16]),
-                .out_pulse_index(w_pulse_index),
-                .out_crossing(w_crossing),
-                .out_coarse(w_coarse),
-                .out_fine(w_fine),
-                .out_time(w_time),
-                .out_peak(w_peak),
-                .out_integral(w_integral),
-                .out_integral_net(w_integral_net),
-                .out_pedestal(w_pedestal),
-                .out_n_over(w_n_over),
-                .out_quality(w_quality),
-                .busy(ch_busy[ch]),
-                .err_overflow(ch_err[ch])
+                .out_valid(p_valid),
+                .out_window(p_window),
+                .out_pulse_index(p_pulse_index),
+                .out_crossing(p_crossing),
+                .out_coarse(p_coarse),
+                .out_fine(p_fine),
+                .out_time(p_time),
+                .out_peak(p_peak),
+                .out_integral(p_integral),
+                .out_integral_net(p_integral_net),
+                .out_pedestal(p_pedestal),
+                .out_n_over(p_n_over),
+                .out_quality(p_quality),
+                .busy(p_busy),
+                .err_overflow(p_err)
             );
         end
     endgenerate

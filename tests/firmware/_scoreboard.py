@@ -48,7 +48,9 @@ class Report:
 
 def batch_params(campaign: Campaign, b: int) -> PulseParams:
     regs = campaign.regs[b]
-    return PulseParams(**{name: regs[:, k] for k, name in enumerate(REG_NAMES)})
+    # a 10th column, when present, is the algorithm register (spec 1.13)
+    extra = {"algorithm": regs[:, len(REG_NAMES)]} if regs.shape[1] > len(REG_NAMES) else {}
+    return PulseParams(**{name: regs[:, k] for k, name in enumerate(REG_NAMES)}, **extra)
 
 
 def _numba_records(x: np.ndarray, params: PulseParams, seed: int) -> np.ndarray:

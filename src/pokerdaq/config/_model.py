@@ -118,8 +118,15 @@ class PulseFinderConfig:
     max_pulses: Annotated[int, Bounds(ge=0, le=15)]
     pedestal_mode: Literal["measured", "configured"]
     pedestal_adc: Annotated[int, Bounds(ge=0, le=16383)]
+    algorithm: Literal["poker", "fadc250"]
 
     def __post_init__(self) -> None:
+        if self.algorithm == "fadc250" and self.pedestal_mode != "measured":
+            raise ConfigError("pedestal_mode", self.pedestal_mode,
+                              "measured with algorithm = fadc250 (firmware-spec.md 1.13)")
+        if self.algorithm == "fadc250" and self.max_pulses != 3:
+            raise ConfigError("max_pulses", self.max_pulses,
+                              "3 with algorithm = fadc250 (firmware-spec.md 1.13)")
         if self.nped & (self.nped - 1):
             raise ConfigError("nped", self.nped, "a power of two (1, 2, 4, 8, 16 or 32)")
         if self.nsat > self.nsa:

@@ -19,6 +19,14 @@ A digitizer of ``digitizer.adc_bits`` bits has its rail at ``PulseParams.adc_max
 PED_MEASURED = 0
 PED_CONFIGURED = 1
 
+ALGORITHM_POKER = 0
+ALGORITHM_FADC250 = 1
+ALGORITHMS = {"poker": ALGORITHM_POKER, "fadc250": ALGORITHM_FADC250}
+"""Values of the ``algorithm`` register (docs/firmware-spec.md 1.2 and 1.13)."""
+
+FADC250_MAX_PULSES = 3
+"""fADC250 firmware v3 reports at most 3 pulses per window (docs/firmware-spec.md 1.13)."""
+
 # register -> (lowest, highest) allowed value, docs/firmware-spec.md section 1.2
 REGISTER_RANGES: dict[str, tuple[int, int]] = {
     "thr": (1, 16383),
@@ -35,7 +43,7 @@ REGISTER_RANGES: dict[str, tuple[int, int]] = {
 # the defaults of PulseParams.uniform: those of pokerdaq.config.PulseFinderConfig
 _UNIFORM_DEFAULTS = {
     "thr": 20, "nsb": 2, "nsa": 12, "nsat": 2, "nped_log2": 3, "maxped": 16383,
-    "max_pulses": 3, "ped_mode": PED_MEASURED, "ped_cfg": 400,
+    "max_pulses": 3, "ped_mode": PED_MEASURED, "ped_cfg": 400, "algorithm": ALGORITHM_POKER,
 }
 
 
@@ -48,9 +56,11 @@ class PulseParams:
     """Pulse-finder registers of a set of channels, one int32 array entry per channel.
 
     Field names follow the register names of docs/firmware-spec.md section 1.2 in lower
-    case; ``ped_mode`` is 0 (measured) or 1 (configured). Every register is checked against
-    its range at construction, and ``nsat <= nsa``; the checks that depend on the window
-    length are made by :func:`pokerdaq.dsp.find_pulses`.
+    case; ``ped_mode`` is 0 (measured) or 1 (configured); ``algorithm`` (optional, spec
+    1.13) is 0 (POKER, the default) or 1 (fADC250 firmware v3, which needs ``ped_mode = 0``
+    and ``max_pulses = 3``). Every register is checked against its range at construction,
+    and ``nsat <= nsa``; the checks that depend on the window length are made by
+    :func:`pokerdaq.dsp.find_pulses`.
 
     Raises
     ------
@@ -73,6 +83,9 @@ class PulseParams:
     adc_max: int = ADC_MAX
     """The digitizer's upper rail, ``(1 << digitizer.adc_bits) - 1`` (:meth:`from_config` sets
     it): samples above it are refused, a sample at it flags OVERFLOW. Not a register."""
+    algorithm: np.ndarray | None = None
+    """0 = POKER (spec 1.3-1.11), 1 = fADC250 v3 (spec 1.13); None = POKER on every channel.
+    Not in ``REGISTER_RANGES``: the kernels of each algorithm take their own registers."""
 
     def __post_init__(self) -> None:
         if isinstance(self.adc_max, bool) or not isinstance(self.adc_max, (int, np.integer)) \
@@ -106,6 +119,39 @@ class PulseParams:
             ch = _first_bad(bad)
             raise ValueError(f"PulseParams.nsat[channel {ch}] = {int(self.nsat[ch])}: "
                              f"expected at most nsa = {int(self.nsa[ch])}")
+        self._check_algorithm(int(n))
+
+    def _check_algorithm(self, n: int) -> None:
+        raw = np.zeros(n, dtype=np.int64) if self.algorithm is None else np.asarray(self.algorithm)
+        if raw.dtype.kind not in "iub" or raw.shape != (n,):
+            raise ValueError(f"PulseParams.algorithm: expected {n} integers (0 poker, 1 fadc250),"
+                             f" got dtype {raw.dtype} shape {raw.shape}")
+        bad = (raw < 0) | (raw > 1)
+        if bad.any():
+            ch = _first_bad(bad)
+            raise ValueError(f"PulseParams.algorithm[channel {ch}] = {int(raw[ch])}: expected "
+                             "0 (poker) or 1 (fadc250)")
+        fadc = raw == ALGORITHM_FADC250
+        # fADC250 v3 has a measured pedestal and a fixed limit of 3 pulses (spec 1.13)
+        bad = fadc & (self.ped_mode != PED_MEASURED)
+        if bad.any():
+            ch = _first_bad(bad)
+            raise ValueError(f"PulseParams.ped_mode[channel {ch}] = {int(self.ped_mode[ch])}: "
+                             "the fadc250 algorithm measures its pedestal (expected 0)")
+        bad = fadc & (self.max_pulses != FADC250_MAX_PULSES)
+        if bad.any():
+            ch = _first_bad(bad)
+            raise ValueError(f"PulseParams.max_pulses[channel {ch}] = "
+                             f"{int(self.max_pulses[ch])}: the fadc250 algorithm reports at most "
+                             f"{FADC250_MAX_PULSES} pulses (expected {FADC250_MAX_PULSES})")
+        arr = np.ascontiguousarray(raw, dtype=np.int32)
+        arr.flags.writeable = False
+        object.__setattr__(self, "algorithm", arr)
+
+    @property
+    def fadc250(self) -> np.ndarray:
+        """Boolean per channel: the channel runs the fADC250 v3 algorithm (spec 1.13)."""
+        return self.algorithm == ALGORITHM_FADC250
 
     @functools.cached_property
     def registers_int64(self) -> tuple[np.ndarray, ...]:
@@ -130,7 +176,7 @@ class PulseParams:
 
         Registers not given take the defaults of :class:`pokerdaq.config.PulseFinderConfig`
         (thr 20, nsb 2, nsa 12, nsat 2, nped_log2 3, maxped 16383, max_pulses 3, measured
-        pedestal, ped_cfg 400).
+        pedestal, ped_cfg 400, algorithm 0 = poker).
         """
         if int(n_channels) < 1:
             raise ValueError(f"n_channels = {n_channels}: expected at least 1")
@@ -168,6 +214,7 @@ class PulseParams:
                 raise ValueError(f"channels: channel {int(chans[_first_bad(bad)])} is not in "
                                  f"the channel map (0..{len(table) - 1})")
         cols: dict[str, list[int]] = {k: [] for k in REGISTER_RANGES}
+        algorithm: list[int] = []
         for ch in chans:
             pf = cfg.subsystem(table["subsystem"][ch].decode()).pulse_finder
             cols["thr"].append(pf.threshold_adc)
@@ -180,16 +227,17 @@ class PulseParams:
             cols["ped_mode"].append(PED_CONFIGURED if pf.pedestal_mode == "configured"
                                     else PED_MEASURED)
             cols["ped_cfg"].append(pf.pedestal_adc)
+            algorithm.append(ALGORITHMS[pf.algorithm])
         return cls(**{k: np.asarray(v, dtype=np.int64) for k, v in cols.items()},
-                   adc_max=cfg.digitizer.adc_max)
+                   algorithm=np.asarray(algorithm, dtype=np.int64), adc_max=cfg.digitizer.adc_max)
 
     def replace(self, **registers: Any) -> PulseParams:
         """A copy with some registers replaced (a scalar is broadcast to every channel)."""
         values: dict[str, Any] = {}
         for name, value in registers.items():
-            if name not in REGISTER_RANGES:
+            if name not in REGISTER_RANGES and name != "algorithm":
                 raise TypeError(f"unknown register {name!r}: expected "
-                                + ", ".join(REGISTER_RANGES))
+                                + ", ".join(REGISTER_RANGES) + ", algorithm")
             arr = np.asarray(value)
             values[name] = np.full(self.n_channels, arr) if arr.ndim == 0 else arr
         return dataclasses.replace(self, **values)
@@ -197,7 +245,9 @@ class PulseParams:
     def select(self, channels: Sequence[int] | np.ndarray) -> PulseParams:
         """The registers of a subset of these channels (indices into this object)."""
         idx = np.asarray(channels)
-        return PulseParams(**{k: getattr(self, k)[idx] for k in REGISTER_RANGES}, adc_max=self.adc_max)
+        return PulseParams(**{k: getattr(self, k)[idx] for k in REGISTER_RANGES},
+                           algorithm=None if self.algorithm is None else self.algorithm[idx],
+                           adc_max=self.adc_max)
 
     def check_window(self, n_samples: int) -> None:
         """Check the window-mode rules of docs/firmware-spec.md section 1.2 for ``N = n_samples``.
@@ -214,6 +264,12 @@ class PulseParams:
                 f"PulseParams.nsa[channel {ch}] = {int(self.nsa[ch])}: nsb + nsa = "
                 f"{int(self.nsb[ch] + self.nsa[ch])} is longer than the window of {n_samples} "
                 "samples (expected nsb + nsa <= N)")
+        if n_samples < 4 and self.fadc250.any():
+            ch = _first_bad(self.fadc250)
+            raise ValueError(
+                f"PulseParams.algorithm[channel {ch}] = 1: the fadc250 algorithm reads the "
+                f"first 4 samples for its timing pedestal, the window has {n_samples} "
+                "(expected N >= 4)")
         ped_long = (self.ped_mode == PED_MEASURED) & (self.nped >= n_samples)
         if ped_long.any():
             ch = _first_bad(ped_long)

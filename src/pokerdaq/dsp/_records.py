@@ -36,3 +36,4 @@ class QualityBits:
     TIME_BAD = 1 << 7            # no sample pair straddling VMID: time = crossing * 64
     PILEUP = 1 << 8              # another candidate crossing inside this pulse's open range (c, c+NSA)
     MORE_PULSES = 1 << 9         # a further valid pulse followed but max_pulses was reached
+    TIMING_PEDESTAL_BAD = 1 << 10  # fadc250 only: one of x[0..3] > MAXPED or > THR, or out of range

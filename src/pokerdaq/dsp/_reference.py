@@ -3,6 +3,8 @@
 Slow and plain on purpose: Python integers, one spec section per step, no shared code with
 the numba kernel (``_kernel.py``). The tests and the firmware testbench compare against it.
 Window mode only; stream mode is window mode over the concatenated stream (spec 1.1).
+Channels with ``algorithm = 1`` follow the fADC250 v3 rules of spec 1.13
+(:func:`_fadc250_pulses_of_channel`).
 """
 
 from __future__ import annotations
@@ -129,6 +131,88 @@ def _pulses_of_channel(x: list[int], thr: int, nsb: int, nsa: int, nsat: int, np
     return pulses
 
 
+def _fadc250_pulses_of_channel(w: list[int], thr: int, nsb: int, nsa: int, nsat: int,
+                               nped_log2: int, maxped: int) -> list[dict]:
+    """Spec 1.13: the fADC250 v3 rules on one window of 13-bit words ``w``."""
+    N = len(w)
+    nped = 1 << nped_log2
+    x = [v & 0xFFF for v in w]                       # 1.13.1 the 12-bit code
+    ovf = [v == 0x1FFF for v in w]
+    unf = [v == 0x1000 for v in w]
+
+    # 1.13.2 pedestal, VMIN, the timing pedestal
+    PED_SUM = sum(x[0:nped])
+    pedestal_bad = any(x[n] > maxped or ovf[n] or unf[n] for n in range(nped))
+    VMIN = sum(x[0:min(nped, 4)]) >> nped_log2
+    timing_ped_bad = any(x[n] > maxped or x[n] > thr or ovf[n] or unf[n] for n in range(4))
+    no_time = any(x[n] > thr for n in range(4))
+
+    # 1.13.3 crossings
+    S = N - nsat
+    crossings: list[int] = []
+    i = 0
+    while i < S and len(crossings) < 3:
+        if x[i] <= thr:
+            i += 1
+            continue
+        if not (i + nsat - 1 <= S and all(x[j] > thr for j in range(i, i + nsat))):
+            i += 1
+            continue
+        crossings.append(i)
+        m = min(i + nsa, N)
+        while m < N and x[m] >= thr:                  # re-armed by a sample below THR
+            m += 1
+        i = m + 1
+
+    pulses = []
+    for index, c in enumerate(crossings):
+        q = QualityBits.PEDESTAL_BAD if pedestal_bad else 0
+        if timing_ped_bad:
+            q |= QualityBits.TIMING_PEDESTAL_BAD
+        # 1.13.4 integral, out-of-range words, samples over threshold
+        lo = max(c - nsb, 0)
+        hi = min(c + nsa, N)
+        if c + nsa > N:
+            q |= QualityBits.NSA_BEYOND_WINDOW
+        INTEGRAL = sum(x[lo:hi])
+        INTEGRAL_NET = INTEGRAL - ((PED_SUM * (hi - lo)) >> nped_log2)
+        if any(ovf[lo:hi]):
+            q |= QualityBits.OVERFLOW
+        if any(unf[lo:hi]):
+            q |= QualityBits.UNDERFLOW
+        N_OVER = sum(1 for n in range(c, hi) if x[n] > thr)
+        # 1.13.5 peak
+        fall = None
+        for i in range(c + 1, N - 1):
+            if x[i] < x[i - 1]:
+                fall = i
+                break
+        COARSE, FINE = c, 0
+        if fall is None:
+            VPEAK = 0
+            q |= QualityBits.PEAK_BEYOND_NSA | QualityBits.PEAK_NOT_FOUND
+        else:
+            p = fall - 1
+            VPEAK = x[p]
+            if fall > c + nsa + 1:
+                q |= QualityBits.PEAK_BEYOND_NSA
+            # 1.13.6 time
+            if not no_time:
+                VMID = (VMIN + VPEAK) >> 1
+                for k in range(p, 0, -1):             # k = p, p-1, ..., 1
+                    if x[k - 1] <= VMID < x[k]:
+                        COARSE = k - 1
+                        FINE = ((VMID - x[k - 1]) << 6) // (x[k] - x[k - 1])
+                        break
+                else:
+                    q |= QualityBits.TIME_BAD
+        pulses.append(dict(pulse_index=index, coarse_time=COARSE, fine_time=FINE,
+                           time=COARSE * 64 + FINE, crossing=c, peak=VPEAK, integral=INTEGRAL,
+                           integral_net=INTEGRAL_NET, pedestal=PED_SUM, n_over=N_OVER,
+                           quality=q))
+    return pulses
+
+
 def find_pulses_reference(samples: np.ndarray, params: PulseParams,
                           channel_ids: np.ndarray | None = None) -> np.ndarray:
     """Window-mode pulses of ``samples`` (channels, N), as PULSE_DTYPE records (1.10).
@@ -143,7 +227,12 @@ def find_pulses_reference(samples: np.ndarray, params: PulseParams,
             "thr", "nsb", "nsa", "nsat", "nped_log2", "maxped", "max_pulses", "ped_mode",
             "ped_cfg")]
         channel = ch if channel_ids is None else int(channel_ids[ch])
-        for pulse in _pulses_of_channel(x, *regs, rail_high=int(params.adc_max)):
+        if params.algorithm is not None and int(params.algorithm[ch]) == 1:
+            thr, nsb, nsa, nsat, nped_log2, maxped = regs[:6]
+            found = _fadc250_pulses_of_channel(x, thr, nsb, nsa, nsat, nped_log2, maxped)
+        else:
+            found = _pulses_of_channel(x, *regs, rail_high=int(params.adc_max))
+        for pulse in found:
             rows.append((channel, pulse["pulse_index"] & 0xFF, pulse["coarse_time"],
                          pulse["fine_time"], pulse["time"], pulse["crossing"], pulse["peak"],
                          pulse["integral"], pulse["integral_net"], pulse["pedestal"],

@@ -35,12 +35,17 @@ class PulseStream:
     Raises
     ------
     ValueError
-        A channel with a measured pedestal or ``max_pulses != 0``.
+        A channel with a measured pedestal, ``max_pulses != 0`` or the fadc250 algorithm.
     """
 
     def __init__(self, params: PulseParams, channel_ids: np.ndarray | None = None) -> None:
         if not isinstance(params, PulseParams):
             raise TypeError(f"params: expected PulseParams, got {type(params).__name__}")
+        fadc = np.flatnonzero(params.fadc250)
+        if fadc.size:
+            ch = int(fadc[0])
+            raise ValueError(f"PulseParams.algorithm[channel {ch}] = 1: the fadc250 algorithm "
+                             "is a window-mode algorithm (expected 0 = poker in stream mode)")
         measured = np.flatnonzero(params.ped_mode == PED_MEASURED)
         if measured.size:
             ch = int(measured[0])

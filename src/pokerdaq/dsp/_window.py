@@ -6,6 +6,7 @@ import numba
 import numpy as np
 
 from ._kernel import ROW_CROSSINGS, _window_find, _window_gather, _window_measure
+from ._kernel_fadc250 import FADC250_SLOTS, WORD_MAX, _fadc250_window
 from ._params import PulseParams
 from ._records import PULSE_DTYPE
 
@@ -71,7 +72,57 @@ def _channel_ids(channel_ids: np.ndarray | None, n_channels: int) -> np.ndarray:
 
 def _run(rows: np.ndarray, params: PulseParams, n_ch: int, ids: np.ndarray,
          original: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The kernels over rows x samples; returns (records, per-row pulse counts)."""
+    """The kernels over rows x samples; returns (records, per-row pulse counts).
+
+    Channels of the two algorithms (spec 1.3-1.11 and 1.13) run in their own kernels; with
+    both present, the records are merged back into row order (stable: pulse order kept)."""
+    fadc = params.fadc250
+    if not fadc.any():
+        return _run_poker(rows, params, n_ch, ids, original)
+    n_rows, n_samples = rows.shape
+    n_ev = n_rows // n_ch
+    grid = rows.reshape(n_ev, n_ch, n_samples)
+    fa, pk = np.flatnonzero(fadc), np.flatnonzero(~fadc)
+    f_rows = grid if pk.size == 0 else grid[:, fa]
+    if f_rows.size and f_rows.max() > WORD_MAX:
+        ev, k, n = (int(i) for i in np.argwhere(f_rows > WORD_MAX)[0])
+        where = [int(fa[k]), n] if original.ndim == 2 else [ev, int(fa[k]), n]
+        raise ValueError(f"samples{where} = {int(f_rows[ev, k, n])}: channel "
+                         f"{int(ids[fa[k]])} runs the fadc250 algorithm, expected a 13-bit "
+                         f"sample word 0..{WORD_MAX}")
+    f_out, f_counts = _run_fadc250(np.ascontiguousarray(f_rows).reshape(-1, n_samples),
+                                   params.select(fa), len(fa), ids[fa])
+    if pk.size == 0:
+        return f_out, f_counts
+    p_out, p_counts = _run_poker(np.ascontiguousarray(grid[:, pk]).reshape(-1, n_samples),
+                                 params.select(pk), len(pk), ids[pk], original)
+    counts = np.empty((n_ev, n_ch), dtype=np.int32)
+    counts[:, fa] = f_counts.reshape(n_ev, len(fa))
+    counts[:, pk] = p_counts.reshape(n_ev, len(pk))
+    base = np.arange(n_ev, dtype=np.int64)[:, None] * n_ch
+    keys = np.concatenate([np.repeat((base + fa).ravel(), f_counts),
+                           np.repeat((base + pk).ravel(), p_counts)])
+    out = np.concatenate([f_out, p_out])[np.argsort(keys, kind="stable")]
+    return out, counts.reshape(-1)
+
+
+def _run_fadc250(rows: np.ndarray, params: PulseParams, n_ch: int,
+                 ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The fADC250 v3 kernel (spec 1.13) over rows x samples: 3 scratch slots per row,
+    then the used slots in row order."""
+    n_rows, n_samples = rows.shape
+    thr, nsb, nsa, nsat, log2, maxped, _, _, _ = params.registers_int64
+    counts = np.empty(n_rows, dtype=np.int32)
+    scratch = np.empty(n_rows * FADC250_SLOTS, dtype=PULSE_DTYPE)
+    _fadc250_window(rows.reshape(-1), n_rows, n_samples, n_ch, thr, nsb, nsa, nsat, log2,
+                    maxped, ids, counts, scratch)
+    used = np.arange(FADC250_SLOTS)[None, :] < counts[:, None]
+    return scratch.reshape(n_rows, FADC250_SLOTS)[used], counts
+
+
+def _run_poker(rows: np.ndarray, params: PulseParams, n_ch: int, ids: np.ndarray,
+               original: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The POKER kernels (spec 1.3-1.11) over rows x samples."""
     n_rows, n_samples = rows.shape
     p = params
     regs = params.registers_int64  # int64: the kernels do no conversions per row
@@ -129,7 +180,9 @@ def find_pulses(samples: np.ndarray, params: PulseParams,
         values 0..``params.adc_max`` (16383 for the 14-bit default; uint16, as the digitizer
         emulator produces, is used without a copy when C-contiguous).
     params
-        Registers of the same channels, in the same order (:class:`PulseParams`).
+        Registers of the same channels, in the same order (:class:`PulseParams`). Channels
+        with ``algorithm = 1`` follow fADC250 firmware v3 (spec 1.13): their samples are
+        13-bit words 0..8191 (12-bit code and the out-of-range bit).
     channel_ids
         Channel numbers written to the ``channel`` field, one per row of ``samples``
         (default: the row index).
@@ -158,7 +211,8 @@ def find_pulses(samples: np.ndarray, params: PulseParams,
         ``samples`` not an integer numpy array, ``params`` not PulseParams.
     ValueError
         Wrong number of dimensions or channels, window longer than 1024, a sample outside
-        0..``params.adc_max``, ``nsb + nsa > N``, a measured pedestal with ``nped >= N``.
+        0..``params.adc_max`` (0..8191 on a fadc250 channel), ``nsb + nsa > N``, a measured
+        pedestal with ``nped >= N``, a fadc250 channel in a window of fewer than 4 samples.
     """
     x = _check_samples(samples, 2, "(channels, samples)", _adc_max(params))
     n_ch, n_samples = x.shape

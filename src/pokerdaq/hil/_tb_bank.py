@@ -4,7 +4,8 @@ Run by ``pokerdaq hil --dut rtl`` (``_rtl.RtlDut``) and by tests/firmware/test_p
 through ``pokerdaq.hil._verilator.run_bank``.
 
 Input (``POKERDAQ_TB_IN``, npz; tests/firmware/_stimuli.Campaign writes it): ``nch`` lanes,
-``regs`` (batches, nch, 9) registers in the order of docs/firmware-spec.md 1.2, ``batch_n``
+``regs`` (batches, nch, 9 or 10) registers in the order of docs/firmware-spec.md 1.2 (the 10th,
+``algorithm``, 0 when absent), ``batch_n``
 window length and ``batch_nwin`` windows of each batch, ``samples`` (all samples, nch) uint16
 with the windows back to back, ``gaps`` idle clocks (in_valid low) before each sample,
 ``index0`` the absolute index of each window's first sample, ``last_sent`` 0 for a window
@@ -33,7 +34,7 @@ from cocotb.triggers import FallingEdge
 
 REG_PORTS = (("reg_thr", 14), ("reg_nsb", 6), ("reg_nsa", 9), ("reg_nsat", 4),
              ("reg_nped_log2", 3), ("reg_maxped", 14), ("reg_max_pulses", 4),
-             ("reg_ped_mode", 1), ("reg_ped_cfg", 14))
+             ("reg_ped_mode", 1), ("reg_ped_cfg", 14), ("reg_algorithm", 1))
 # record bus, bytes per channel lane, numpy dtype of the lane
 OUT_PORTS = (("window", "out_window", "<u2"), ("pulse_index", "out_pulse_index", "u1"),
              ("crossing", "out_crossing", "<u8"), ("coarse_time", "out_coarse", "<u8"),
@@ -113,7 +114,9 @@ async def stream_campaign(dut):
     for b, (n, nwin) in enumerate(zip(st["batch_n"], st["batch_nwin"])):
         regs = st["regs"][b]
         for k, (port, width) in enumerate(REG_PORTS):
-            getattr(dut, port).value = _pack(regs[:, k], width)
+            # a campaign without the 10th column (algorithm) keeps POKER on every lane
+            column = regs[:, k] if k < regs.shape[1] else np.zeros(nch, dtype=np.int64)
+            getattr(dut, port).value = _pack(column, width)
         n = int(n)
         for _ in range(int(nwin)):
             dut.in_index0.value = int(index0[w])

@@ -23,7 +23,7 @@ from pathlib import Path
 _REPO = Path(__file__).resolve().parents[3]
 _SRC = Path(__file__).resolve().parents[2]  # the folder holding the pokerdaq package
 
-PULSE_FINDER_FILES = ("pulse_finder.v", "pulse_finder_bank.v")
+PULSE_FINDER_FILES = ("pulse_finder.v", "pulse_finder_fadc250.v", "pulse_finder_bank.v")
 TRIGGER_FILES = ("trig_calib.v", "trig_window.v", "trig_decide.v", "trig_prescale.v", "trig_gate.v",
                  "trig_random.v", "trig_livetime.v", "trigger_top.v")
 BANK_BENCH = "pokerdaq.hil._tb_bank"
