@@ -192,7 +192,7 @@ def test_event_assembly_equals_per_board_copies(tmp_path):
     """The builder's one-gather event assembly against a naive per-board copy: every board present,
     some missing, none; samples (zeros for missing boards), pulses and the header, byte for byte."""
     from pokerdaq.config import load_config
-    from pokerdaq.daq._builder import EventBuilderNode, _Event
+    from pokerdaq.daq._builder import EventBuilderNode
     from pokerdaq.io._records import EVENT_DTYPE, EventFlags
 
     cfg = load_config()
@@ -201,7 +201,7 @@ def test_event_assembly_equals_per_board_copies(tmp_path):
     try:
         rng = np.random.default_rng(11)
         boards = list(range(cmap.n_boards))
-        for present in (boards, boards[1:], [0, 5, 11], [7], []):
+        for ev_no, present in enumerate((boards, boards[1:], [0, 5, 11], [7], [])):
             samples = {b: rng.integers(0, 16384, (len(cmap.channels_on_board(b)), window), dtype=np.uint16)
                        for b in present}
             pulses = {}
@@ -209,23 +209,23 @@ def test_event_assembly_equals_per_board_copies(tmp_path):
                 pulses[b] = np.zeros(int(rng.integers(0, 4)), PULSE_DTYPE)
                 pulses[b]["channel"] = cmap.channels_on_board(b)[0]
                 pulses[b]["integral"] = rng.integers(0, 2**32, len(pulses[b]), dtype=np.uint64)
-            ev = _Event(0.0)
-            ev.record = (3, 777, 5, 0)
+            asm = node.assembler
+            dead = sum(1 << b for b in boards if b not in present)   # complete without them
+            asm.record(ev_no, 777, 5, dead, 0.0)
             for b in present[::-1]:   # arrival order does not matter
-                buf = encode_fragment(run_number=cfg.run.run_number, board_id=b, event_number=3, timestamp=777,
+                buf = encode_fragment(run_number=cfg.run.run_number, board_id=b, event_number=ev_no, timestamp=777,
                                       trigger_word=5, flags=0, channels=cmap.channels_on_board(b),
                                       samples=samples[b], pulses=pulses[b])
-                ev.fragments[b] = node.decoder.decode(zmq.Frame(buf))
-                ev.mask |= 1 << b
-            node._finalize(3, ev)
-            tag, header, got_samples, got_pulses = ev.message
+                asm.take(node.decoder.decode(zmq.Frame(buf)), 0.0)
+            assert asm.emit() == 1
+            tag, header, got_samples, got_pulses = asm.out.popleft()
+            asm.sent(1)
             expected = np.zeros((len(cmap), window), np.uint16)
             for b in present:
                 expected[cmap.channels_on_board(b)] = samples[b]
-            missing = sum(1 << b for b in boards if b not in present)
             head = np.zeros(1, EVENT_DTYPE)
-            head[["event_number", "timestamp", "trigger_word", "missing_boards"]] = (3, 777, 5, missing)
-            head["flags"] = EventFlags.INCOMPLETE if missing else 0
+            head[["event_number", "timestamp", "trigger_word", "missing_boards"]] = (ev_no, 777, 5, dead)
+            head["flags"] = EventFlags.INCOMPLETE if dead else 0
             head["n_pulses"] = sum(len(pulses[b]) for b in present)
             assert tag == b"EV" and header == head.tobytes(), present
             assert got_samples == expected.tobytes(), present
