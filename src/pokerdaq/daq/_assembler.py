@@ -162,7 +162,8 @@ class EventAssembler:
             self.rejected[_LATE] += 1
             return
         board = frag.board_id
-        if board in ev.fragments:
+        if board in ev.fragments or (self.parked and ev_no not in self.data_events
+                                     and self._is_parked(ev_no, board)):
             self.rejected[_DUP] += 1
             ev.flags |= _DUPLICATE
             return
@@ -182,6 +183,8 @@ class EventAssembler:
                 return
             self.data_events.add(ev_no)
             ev.first_fragment = now
+            if self.parked:   # fragments of this event parked before this one go in first
+                self._pull_parked(ev_no, ev)
         ev.fragments[board] = frag
         ev.mask |= 1 << board
         ev.fflags |= frag.flags
@@ -254,8 +257,10 @@ class EventAssembler:
         if held is not None:
             self.n_orphans -= len(held.fragments)
             ev.created, ev.flags = held.created, ev.flags | held.flags
+            ev.expected, expected = -1, ev.expected   # not complete before every held fragment is in
             for frag in held.fragments.values():
                 self.take(frag, held.first_fragment)
+            ev.expected = expected
         if not ev.ready and ev.mask & ev.expected == ev.expected:   # every board dead
             self._finalize(ev_no, ev)
 
@@ -352,28 +357,41 @@ class EventAssembler:
         self.parked.clear()
 
     # ---- building -----------------------------------------------------------------------------
-    def _finalize_early(self, ev_no: int, ev: _Event) -> None:
-        """Build an event before it is complete; its parked fragments go in first (never lost)."""
-        if self.parked:
-            keep: collections.deque = collections.deque()
-            rec = ev.record
-            for frag in self.parked:
-                if frag.event_number != ev_no:
-                    keep.append(frag)
-                elif frag.board_id in ev.fragments:
-                    self.rejected[_DUP] += 1
-                    ev.flags |= _DUPLICATE
-                elif rec[1] != frag.timestamp or rec[2] != frag.trigger_word:
-                    self.rejected[_MIS] += 1
-                    ev.flags |= _MISMATCH
-                else:
-                    ev.fragments[frag.board_id] = frag
-                    ev.mask |= 1 << frag.board_id
-                    ev.fflags |= frag.flags
+    def _is_parked(self, ev_no: int, board: int) -> bool:
+        return any(f.event_number == ev_no and f.board_id == board for f in self.parked)
+
+    def _pull_parked(self, ev_no: int, ev: _Event) -> bool:
+        """Move the parked fragments of an event into it, in arrival order; True if there were any.
+
+        Called when the event gets its place in flight and when it is built, so a parked
+        fragment of an event is never overtaken by a later one nor left behind (lost as late).
+        """
+        keep: collections.deque = collections.deque()
+        found = False
+        for frag in self.parked:
+            if frag.event_number != ev_no:
+                keep.append(frag)
+                continue
+            found = True
+            if frag.board_id in ev.fragments:   # cannot happen (checked when parked); counted if it did
+                self.rejected[_DUP] += 1
+                ev.flags |= _DUPLICATE
+            else:
+                ev.fragments[frag.board_id] = frag
+                ev.mask |= 1 << frag.board_id
+                ev.fflags |= frag.flags
+        if found:
             self.parked = keep
+        return found
+
+    def _finalize_early(self, ev_no: int, ev: _Event) -> None:
+        """Build an event before it is complete (time-out, eviction)."""
+        self.data_events.add(ev_no)
         self._finalize(ev_no, ev)
 
     def _finalize(self, ev_no: int, ev: _Event) -> None:
+        if self.parked:   # its parked fragments go in first (never lost)
+            self._pull_parked(ev_no, ev)
         missing = self.all_boards_mask & ~ev.mask
         flags = ev.flags | _FFLAGS[ev.fflags & 3]
         counters = self.counters
