@@ -342,6 +342,7 @@ class CheckedFragment(NamedTuple):
     buf: object   # bytes-like (bytes, zmq.Frame): the whole message
 
 
+_PULSE1_STRUCT = struct.Struct(f"<HxqB{PULSE_SIZE - 12}x")   # one pulse record: channel, coarse_time, fine_time
 _new_checked = tuple.__new__   # CheckedFragment without the keyword-argument machinery (hot path)
 
 
@@ -434,10 +435,16 @@ class RunFragmentDecoder:
                     and plen == board[2] + n_p * PULSE_SIZE
                     and len(buf) == HEADER_SIZE + plen + TRAILER_SIZE and zlib.crc32(buf) == CRC_RESIDUE
                     and board[3].unpack_from(buf, HEADER_SIZE) == board[4]
-                    and not (board[6] and int.from_bytes(memoryview(buf)[HEADER_SIZE:board[7]], "little") & board[6])
-                    and (n_p == 0 or self._pulses_ok(board, buf, n_p, board[7]))):
-                return _new_checked(CheckedFragment, (board_id, event_number, timestamp, trigger_word, flags,
-                                                      n_p, board[7], buf))
+                    and not (board[6] and int.from_bytes(memoryview(buf)[HEADER_SIZE:board[7]], "little") & board[6])):
+                start = board[7]
+                if n_p == 1:   # the common case, inline: channel, coarse and fine time of the one pulse
+                    ch, coarse, fine = _PULSE1_STRUCT.unpack_from(buf, start)
+                    ok = ch in board[5] and 0 <= coarse < self.window and fine <= MAX_FINE_TIME
+                else:
+                    ok = n_p == 0 or self._pulses_ok(board, buf, n_p, start)
+                if ok:
+                    return _new_checked(CheckedFragment, (board_id, event_number, timestamp, trigger_word, flags,
+                                                          n_p, start, buf))
         except (TypeError, ValueError, BufferError, struct.error):
             pass   # not a plain byte buffer, or too short: the documented decoder says why
         return self.reference(buf)
