@@ -33,7 +33,13 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
 from pokerdaq.daq._assembler import EventAssembler
-from pokerdaq.daq._wire import HEADER_SIZE, FragmentError, Reason, RunFragmentDecoder, encode_fragment
+from pokerdaq.daq._wire import (
+    HEADER_SIZE,
+    FragmentError,
+    Reason,
+    RunFragmentDecoder,
+    encode_fragment,
+)
 from pokerdaq.dsp._records import PULSE_DTYPE
 from pokerdaq.io._records import EventFlags as F
 

@@ -66,8 +66,19 @@ _LATE, _DUP, _MIS, _ORPHAN, _SHED = Reason.LATE, Reason.DUPLICATE, Reason.MISMAT
 class _Event:
     """One event number's state: its record (issued) or only fragments (orphan store)."""
 
-    __slots__ = ("created", "first_fragment", "record", "expected", "fragments", "mask", "flags", "fflags",
-                 "crc_bad", "ready", "message")
+    __slots__ = (
+        "crc_bad",
+        "created",
+        "expected",
+        "fflags",
+        "first_fragment",
+        "flags",
+        "fragments",
+        "mask",
+        "message",
+        "ready",
+        "record",
+    )
 
     def __init__(self, created: float, record: tuple[int, int, int, int] | None = None, expected: int = 0,
                  flags: int = 0) -> None:
@@ -178,8 +189,7 @@ class EventAssembler:
                 # the last place is kept for the next event to write (the floor), so the events
                 # queued behind it can always leave
                 self.parked.append(frag)
-                if len(self.parked) > self.max_parked:
-                    self.max_parked = len(self.parked)
+                self.max_parked = max(self.max_parked, len(self.parked))
                 return
             self.data_events.add(ev_no)
             ev.first_fragment = now
@@ -213,8 +223,7 @@ class EventAssembler:
             held.first_fragment = now
         held.fragments[frag.board_id] = frag
         self.n_orphans += 1
-        if self.n_orphans > self.max_orphans:
-            self.max_orphans = self.n_orphans
+        self.max_orphans = max(self.max_orphans, self.n_orphans)
 
     def _drop_orphans(self, ev_no: int, reason: Reason) -> None:
         held = self.orphans.pop(ev_no)
@@ -338,8 +347,7 @@ class EventAssembler:
             self.floor = floor + 1
             n += 1
         self.unsent += n
-        if self.in_flight > self.max_in_flight:
-            self.max_in_flight = self.in_flight
+        self.max_in_flight = max(self.max_in_flight, self.in_flight)
         return n
 
     def sent(self, n: int) -> None:

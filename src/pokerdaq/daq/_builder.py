@@ -33,7 +33,6 @@ order, in-flight limit and parking, orphans, eviction, time-outs, flags, credit)
 
 from __future__ import annotations
 
-import collections
 import json
 import struct
 import time
