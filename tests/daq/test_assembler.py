@@ -276,3 +276,21 @@ def test_parked_fragments_are_never_left_behind():
     out = r.drain(2.0)      # everything times out: event 1 is built with its parked fragment
     assert [(e[0], e[3]) for e in out] == [(0, [0]), (1, [0]), (2, [])]
     assert not r.rejected() and not r.asm.parked
+
+
+def test_eviction_builds_the_oldest_issued_event_never_an_orphan():
+    """The node's last resort (parking full, limit reached, nothing for the writer): the oldest
+    issued event holding data is built INCOMPLETE; orphans are never a candidate."""
+    r = Run(limit=3, park_limit=2)
+    for ev in range(6):
+        r.record(ev)
+    for k in range(5):
+        r.send(frag(100 + k, 0))      # orphans: in their own store, not in flight
+    for ev in (0, 1):
+        r.send(frag(ev, 0))           # events 0, 1 in flight (the limit minus the floor's place)
+    r.send(frag(3, 0))
+    r.send(frag(4, 0))                # parked: the parking is full
+    assert r.asm.in_flight == 2 and len(r.asm.parked) == 2 and r.asm.n_orphans == 5
+    assert r.asm.evict_oldest()
+    assert r.drain() == [(0, F.INCOMPLETE, 0b110, [0])]
+    assert r.asm.counters["events_evicted_incomplete"] == 1 and r.asm.n_orphans == 5

@@ -20,7 +20,10 @@ orphan, not yet built), the flags its history gives, and the orphan store's rule
 * memory stays within bounds: issued events holding fragments <= the in-flight limit, orphans
   <= the orphan limit, parked + orphans <= their two limits, records-only events <= their cap.
 
-Run size: ``MAX_EXAMPLES`` examples of up to ``STEPS`` rules each (about 4,000 rules, ~3 s here).
+Run size: ``MAX_EXAMPLES`` examples of up to ``STEPS`` rules each: measured 58 examples, 4,567 rules
+(``rules_run``), 1,252 fragments, 245 events built (flags of every cause among them), 4-6 s on
+the shared 2-core machine at load 10. The parking is reached (up to 4 parked), the node's
+eviction rarely: test_assembler.py::test_eviction_builds_the_oldest_issued_event_never_an_orphan.
 """
 
 from __future__ import annotations
@@ -47,7 +50,7 @@ RUN, WINDOW, ADC_MAX = 3, 8, (1 << 14) - 1
 BOARDS = {0: [0, 1], 1: [2], 2: [3, 4]}
 ALL = sum(1 << b for b in BOARDS)
 LIMIT, PARK, ORPHANS, TIMEOUT, STALL = 4, 3, 5, 1.0, 5.0
-MAX_EXAMPLES, STEPS = 70, 60
+MAX_EXAMPLES, STEPS = 50, 100
 DECODER = RunFragmentDecoder(RUN, BOARDS, WINDOW, adc_max=ADC_MAX)
 
 
@@ -182,7 +185,7 @@ class AssemblerMachine(RuleBasedStateMachine):
     # the node reads records while few events hold only a record; live events kept near the in-flight
     # limit so that most runs both complete events and reach the limit
     @precondition(lambda self: self.total is None and self.asm.n_records_only < self.asm.record_cap
-                  and len(self._live()) <= LIMIT + 1)
+                  and len(self._live()) <= LIMIT + 3)
     @rule(skip=st.sampled_from([0] * 8 + [1, 2]), back=st.sampled_from([False] * 9 + [True]),
           repeat=st.sampled_from([False] * 15 + [True]))
     def trigger_record(self, skip, back, repeat):
@@ -248,10 +251,15 @@ class AssemblerMachine(RuleBasedStateMachine):
           kind=st.sampled_from(["valid"] * 10 + ["mismatch", "clipped", "busy", "crc", "sample", "pulse_time",
                                                    "channel_flags"]))
     def fragment(self, where, pick, kind):
-        for _ in range(1 + (pick % 3 if kind == "valid" else 0)):   # a burst: boards send close together
-            if len(self.asm.parked) < PARK:
-                self._one_fragment(where, pick, kind)
-            pick = pick * 7 + 3
+        live = self._live()
+        if where == "live" and kind == "valid" and live and pick % 4:
+            # an event's boards one after the other (the common case: the event completes)
+            ev = live[pick % len(live)]
+            for b in [b for b in sorted(BOARDS) if b not in self.issued[ev].slots][:1 + pick % 3]:
+                if len(self.asm.parked) < PARK:
+                    self._send(ev, b, self.issued[ev].record[0], 1, 0)
+            return
+        self._one_fragment(where, pick, kind)
 
     def _one_fragment(self, where, pick, kind):
         live = self._live()
@@ -316,8 +324,11 @@ class AssemblerMachine(RuleBasedStateMachine):
         self.asm.end_of_run(self.total, self.now)
 
     # ---- after every rule ---------------------------------------------------------------------
+    rules_run = 0   # rules run over all examples (the figure in the module docstring)
+
     def _after(self):
         self.asm.emit()   # the node emits once per step
+        AssemblerMachine.rules_run += 1
 
     @invariant()
     def order_and_bounds(self):

@@ -36,10 +36,10 @@ BOARDS = {0: [0, 1, 2], 1: [3, 4, 5, 6], 2: [7], 3: [9, 8, 10], 5: []}
 SETTINGS = dict(deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
-def reference(buf, run=RUN, boards=BOARDS, window=WINDOW):
+def reference(buf, run=RUN, boards=BOARDS, window=WINDOW, adc_max=None):
     """(board, event, timestamp, trigger word, flags, samples (n_ch, S) u16, pulse bytes) or the Reason."""
     try:
-        frag = decode_fragment(buf, run)
+        frag = decode_fragment(buf, run, adc_max)
     except FragmentError as err:
         return err.reason
     if frag.board_id not in boards:
@@ -157,6 +157,40 @@ def test_random_headers_give_the_reference_reason(head, tail, board):
     fields = bytearray(b"PKFR" + struct.pack("<HHIH", 1, 56, RUN, board) + head[14:] + tail + b"\0\0\0\0")
     for variant in (bytes(fields), _recrc(fields)):
         assert fast(DECODER, variant) == reference(variant)
+
+
+ADC_MAX = (1 << 14) - 1
+DECODER_ADC = RunFragmentDecoder(RUN, BOARDS, WINDOW, adc_max=ADC_MAX)
+
+
+@settings(max_examples=300, **SETTINGS)
+@given(buf=fragments(), data=st.data())
+def test_content_checks_give_the_reference_result(buf, data):
+    """With adc_max: one sample, a channel_flags word, a pulse's coarse or fine time set to any
+    value (CRC recomputed), so the sample, channel-flag and pulse-time checks are reached."""
+    n_ch, n_s, n_p = struct.unpack_from("<H", buf, 14)[0], *struct.unpack_from("<II", buf, 40)
+    block = 4 + 2 * n_s
+    variants = [buf]
+    if n_ch and n_s:
+        bad = bytearray(buf)
+        at = HEADER_SIZE + data.draw(st.integers(0, n_ch - 1)) * block + 4 + 2 * data.draw(st.integers(0, n_s - 1))
+        struct.pack_into("<H", bad, at, data.draw(st.sampled_from([ADC_MAX, ADC_MAX + 1, 0x8000, 0xFFFF])
+                                                | st.integers(0, 0xFFFF)))
+        variants.append(_recrc(bad))
+    if n_ch:
+        bad = bytearray(buf)
+        struct.pack_into("<H", bad, HEADER_SIZE + data.draw(st.integers(0, n_ch - 1)) * block + 2,
+                         data.draw(st.integers(0, 0xFFFF)))
+        variants.append(_recrc(bad))
+    if n_p:
+        bad = bytearray(buf)
+        at = HEADER_SIZE + n_ch * block + data.draw(st.integers(0, n_p - 1)) * PULSE_SIZE
+        struct.pack_into("<q", bad, at + 3, data.draw(st.sampled_from([-1, 0, n_s - 1, n_s]) | st.integers(-2**63, 2**63 - 1)))
+        struct.pack_into("<B", bad, at + 11, data.draw(st.sampled_from([0, 63, 64, 255])))
+        variants.append(_recrc(bad))
+    for variant in variants:
+        assert fast(DECODER_ADC, variant) == reference(variant, adc_max=ADC_MAX)
+        assert fast(DECODER_ADC, zmq.Frame(variant)) == reference(variant, adc_max=ADC_MAX)
 
 
 def test_foreign_objects_get_a_fragment_error():
