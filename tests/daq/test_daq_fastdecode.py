@@ -267,3 +267,25 @@ def test_event_assembly_equals_per_board_copies(tmp_path):
     finally:
         node.close()
         node.ctx.destroy(0)
+
+
+@pytest.mark.parametrize("chans", [[3, 4], [300, 301]])   # odd-byte check; channel numbers too big for it: the mask
+def test_sample_check_of_an_8_bit_adc(chans):
+    boards = {0: chans}
+    for top, expected in ((0xFF, None), (0x100, Reason.BAD_SAMPLE), (0xFFFF, Reason.BAD_SAMPLE)):
+        samples = np.zeros((2, WINDOW), np.uint16)
+        samples[1, WINDOW - 1] = top
+        buf = encode_fragment(run_number=RUN, board_id=0, event_number=1, timestamp=2, trigger_word=1, flags=0,
+                              channels=np.array(chans, np.uint16), samples=samples, pulses=np.zeros(0, PULSE_DTYPE))
+        ref = reference(buf, boards=boards, adc_max=0xFF)
+        decoder = (RunFragmentDecoder if expected else FastPathOnly)(RUN, boards, WINDOW, adc_max=0xFF)
+        got = fast_reason(decoder, buf)
+        assert got == (ref if isinstance(ref, Reason) else None) == expected
+
+
+def fast_reason(decoder, buf):
+    try:
+        decoder.decode(zmq.Frame(buf))
+    except FragmentError as err:
+        return err.reason
+    return None

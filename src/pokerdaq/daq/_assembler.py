@@ -50,7 +50,7 @@ import collections
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from pokerdaq.io._records import EventFlags
+from pokerdaq.io import EventFlags
 
 from ._wire import CheckedFragment, FragmentFlags, Reason
 

@@ -84,7 +84,7 @@ def _event_header_struct(event_dtype: np.dtype) -> struct.Struct:
 class EventBuilderNode(Node):
     def __init__(self, cfg, name, control_endpoint, params) -> None:
         super().__init__(cfg, name, control_endpoint, params)
-        from pokerdaq.io._records import EVENT_DTYPE
+        from pokerdaq.io import EVENT_DTYPE
         self.EVENT_DTYPE = EVENT_DTYPE
         self.run_number = int(params["run_number"])
         cmap = cfg.channel_map

@@ -384,12 +384,20 @@ class RunFragmentDecoder:
         self.block_size = CHANNEL_BLOCK_HEADER_DTYPE.itemsize + 2 * self.window
         self.board_channel_lists = {int(b): [int(c) for c in chans] for b, chans in board_channels.items()}
         self._prefix = FRAGMENT_MAGIC + struct.pack("<HHI", FRAGMENT_VERSION, HEADER_SIZE, self.run_number)
-        # a sample above adc_max = 2**k - 1 has a bit above k - 1 set: the mask of those bits in
-        # one channel block (channel and channel_flags words: 0, they are checked by the Struct)
-        high = 0 if self.adc_max is None else ~self.adc_max & 0xFFFF
+        # sample check. A sample above adc_max = 2**k - 1 (k >= 8) has a high byte above
+        # adc_max >> 8: the channel blocks' odd bytes (one C-level slice) may hold only the bytes
+        # of self._high_ok (one C-level translate deletes them; anything left is too high). The
+        # odd bytes also hold the high bytes of the channel numbers (a board whose channel numbers
+        # are not all below 256 * ((adc_max >> 8) + 1) falls back to the mask below) and of the
+        # channel flags (0: checked by the channel Struct).
+        check = self.adc_max is not None and self.adc_max < 0xFFFF
+        self._high_ok = bytes(range((self.adc_max >> 8) + 1)) if check and self.adc_max >= 0xFF else None
+        # fallback (exact for any k): an AND of the channel blocks, as one integer, with the bits above k - 1
+        high = ~self.adc_max & 0xFFFF if check else 0
         block_mask = int.from_bytes(b"\0\0\0\0" + high.to_bytes(2, "little") * self.window, "little")
-        # board -> (n_channels, most pulses, channel-block bytes, channel-number Struct,
-        #           expected channel tuple, channel set, sample mask, end of the channel blocks)
+        # board -> (n_channels, most pulses, channel-block bytes, channel-number Struct, expected
+        #           channel tuple, channel set, sample mask (0: none or by the odd bytes), end of
+        #           the channel blocks, allowed odd bytes (None: no odd-byte check))
         self._boards: dict[int, tuple] = {}
         for b, chans in self.board_channel_lists.items():
             # a board the documented decoder would always refuse (too many or repeated channels,
@@ -397,10 +405,11 @@ class RunFragmentDecoder:
             if len(chans) <= MAX_CHANNELS and len(set(chans)) == len(chans) and self.window <= MAX_SAMPLES:
                 # channel | channel_flags << 16 as one u32 per block: equal to the channel when the flags are 0
                 fmt = "<" + f"I{self.block_size - 4}x" * (len(chans) - 1) + "I" if chans else "<"
-                mask = sum(block_mask << (8 * self.block_size * i) for i in range(len(chans)))
+                by_bytes = self._high_ok is not None and all(c >> 8 < len(self._high_ok) for c in chans)
+                mask = 0 if by_bytes else sum(block_mask << (8 * self.block_size * i) for i in range(len(chans)))
                 self._boards[b] = (len(chans), len(chans) * MAX_PULSES_PER_CHANNEL, len(chans) * self.block_size,
                                    struct.Struct(fmt), tuple(chans), frozenset(chans), mask,
-                                   HEADER_SIZE + len(chans) * self.block_size)
+                                   HEADER_SIZE + len(chans) * self.block_size, self._high_ok if by_bytes else None)
         self._pulse_structs: dict[int, struct.Struct] = {}   # n_pulses -> the pulses' channel, coarse, fine times
 
     def _pulse_struct(self, n_pulses: int) -> struct.Struct:
@@ -435,6 +444,8 @@ class RunFragmentDecoder:
                     and plen == board[2] + n_p * PULSE_SIZE
                     and len(buf) == HEADER_SIZE + plen + TRAILER_SIZE and zlib.crc32(buf) == CRC_RESIDUE
                     and board[3].unpack_from(buf, HEADER_SIZE) == board[4]
+                    and not (board[8] is not None
+                             and bytes(memoryview(buf)[HEADER_SIZE + 1:board[7]])[::2].translate(None, board[8]))
                     and not (board[6] and int.from_bytes(memoryview(buf)[HEADER_SIZE:board[7]], "little") & board[6])):
                 start = board[7]
                 if n_p == 1:   # the common case, inline: channel, coarse and fine time of the one pulse
