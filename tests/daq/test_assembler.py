@@ -294,3 +294,23 @@ def test_eviction_builds_the_oldest_issued_event_never_an_orphan():
     assert r.asm.evict_oldest()
     assert r.drain() == [(0, F.INCOMPLETE, 0b110, [0])]
     assert r.asm.counters["events_evicted_incomplete"] == 1 and r.asm.n_orphans == 5
+
+
+def test_a_parked_fragment_is_not_overtaken_by_a_later_one_of_its_board():
+    """The first fragment of a board is kept even when it waited in the parking and a second one
+    came when its event had become the next to write (and so was admitted at once)."""
+    asm = EventAssembler(BOARDS, 2, 1.0, 10.0, lambda ev, rec, frags, *_: {b: bytes(f.buf) for b, f in frags.items()})
+    for ev in range(2):
+        asm.record(ev, 100 + 10 * ev, 1, 0, 0.0)
+    first, second = frag(1, 1, sample=1), frag(1, 1, sample=2)
+    asm.take(DECODER.decode(frag(0, 0)), 0.0)
+    asm.take(DECODER.decode(first), 0.0)        # event 1 is not the floor and the limit is 2: parked
+    assert len(asm.parked) == 1
+    for b in (1, 2):
+        asm.take(DECODER.decode(frag(0, b)), 0.0)
+    asm.emit()                                  # event 0 out: event 1 is the floor now
+    asm.take(DECODER.decode(second), 0.0)       # admitted at once, after the parked one
+    for b in (0, 2):
+        asm.take(DECODER.decode(frag(1, b)), 0.0)
+    asm.emit()
+    assert asm.out[1][1] == first and asm.rejected == {Reason.DUPLICATE: 1}
