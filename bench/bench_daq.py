@@ -299,7 +299,7 @@ def _builder_stages(cfg, tmp_path, n_events: int = 500, repeats: int = 3) -> dic
                 # one event's fragments at a time, each stage timed (the data stay in cache
                 # from one stage to the next, as in the builder's loop)
                 t = dict.fromkeys(("receive", "check", "events_and_assembly", "send"), 0.0)
-                recv, decode, take = node.frag_sock.recv, node.decoder.decode, node._take
+                recv, decode, take = node.frag_sock.recv, node.decoder.decode, node.assembler.take
                 for _ in range(n_events):
                     t0 = time.perf_counter()
                     msgs = [recv(zmq.NOBLOCK, copy=False) for _ in range(n_boards)]
@@ -307,9 +307,9 @@ def _builder_stages(cfg, tmp_path, n_events: int = 500, repeats: int = 3) -> dic
                     checked = [decode(m) for m in msgs]
                     t2 = time.perf_counter()
                     for frag in checked:
-                        take(frag)
+                        take(frag, t2)
                     t3 = time.perf_counter()
-                    node._emit()
+                    node.assembler.emit()
                     node._send()
                     t4 = time.perf_counter()
                     t["receive"] += t1 - t0

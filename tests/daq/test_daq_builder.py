@@ -7,10 +7,11 @@ import numpy as np
 import pytest
 import zmq
 
-from pokerdaq.daq._wire import TRIGGER_DTYPE, TRIGGER_MAGIC, SliceFlags, encode_fragment, encode_slice
+from pokerdaq.daq._wire import TRIGGER_DTYPE, TRIGGER_MAGIC, FragmentFlags, SliceFlags, encode_fragment, encode_slice
 from pokerdaq.dsp._records import PULSE_DTYPE
 from pokerdaq.io import RunFile
 from pokerdaq.io._records import EventFlags
+from pokerdaq.io._records import EventFlags as F
 
 from _daqhelpers import daq_run, fast_config, poll_until, status
 
@@ -151,3 +152,171 @@ def test_builder_rejects_and_counts_everything_a_foreign_peer_sends(tmp_path):
             for b in range(n_boards):       # nothing from a rejected fragment reached the file
                 np.testing.assert_array_equal(smp[cmap.channels_on_board(b)], good[i, b][1])
             assert sorted(pulses[off[i]:off[i + 1]]["integral"].tolist()) == [i * 100 + b for b in range(n_boards)]
+
+
+# ---- issue 11: what a foreign peer could do to a run (defects 1-5), over real processes -------------
+class _Peer:
+    """A foreign trigger processor and board peer of a builder + writer run."""
+
+    def __init__(self, run, cfg):
+        self.cfg, self.run = cfg, run
+        self.ctx = zmq.Context()
+        self.tp = self._push(run.endpoints["trigger_records"])
+        self.frag = self._push(run.endpoints["fragments"])
+        self.sent = 0
+
+    def _push(self, endpoint):
+        s = self.ctx.socket(zmq.PUSH)
+        s.setsockopt(zmq.LINGER, 5000)
+        s.setsockopt(zmq.SNDTIMEO, 5000)
+        s.connect(endpoint)
+        return s
+
+    def records(self, rec, wait=True):
+        self.tp.send_multipart(encode_slice(TRIGGER_MAGIC, board_id=0xFFFF, run_number=self.cfg.run.run_number,
+                                            flags=int(SliceFlags.RECORDS), slice_index=0, records=rec))
+        if wait:   # the fragments below must not overtake their records (two sockets)
+            poll_until(self.run, lambda: status(self.run, "builder").get("held_events", 0) >= len(rec), 30,
+                       "the trigger records to reach the builder")
+
+    def send(self, buf):
+        self.frag.send(buf)
+        self.sent += 1
+
+    def end(self, issued):
+        poll_until(self.run, lambda: status(self.run, "builder").get("fragment_messages", 0) >= self.sent, 30,
+                   "every fragment to reach the builder")
+        self.tp.send_multipart(encode_slice(TRIGGER_MAGIC, board_id=0xFFFF, run_number=self.cfg.run.run_number,
+                                            flags=int(SliceFlags.END_OF_RUN | SliceFlags.RECORDS),
+                                            slice_index=issued, records=np.zeros(0, TRIGGER_DTYPE)))
+        self.run.stop()
+        state = self.run.wait(30)
+        return state
+
+    def close(self):
+        for s in (self.tp, self.frag):
+            s.close(0)
+        self.ctx.term()
+
+
+def _assert_samples(f, cfg, good, numbers, missing=()):
+    cmap = cfg.channel_map
+    for i, ev in enumerate(numbers):
+        smp = f.samples[i]
+        for b in range(cmap.n_boards):   # nothing from a rejected fragment reached the file
+            expect = 0 if (ev, b) in missing else good[ev, b][1]
+            np.testing.assert_array_equal(smp[cmap.channels_on_board(b)], expect, err_msg=f"event {ev} board {b}")
+
+
+@pytest.mark.timeout(90)
+def test_defects_1_5_bad_content_is_rejected_and_the_run_is_written(tmp_path):
+    """A sample above adc_max (correct CRC), channel_flags != 0, a pulse outside the window, an
+    undefined flag bit: each rejected with its reason, before the valid fragment of that board;
+    the run stops normally with every event whole (before: the writer died on the sample)."""
+    cfg = fast_config()
+    rec = _records(cfg)
+    good = _good_fragments(cfg, rec)
+    n_boards = cfg.channel_map.n_boards
+    pulse = np.zeros(1, PULSE_DTYPE)
+    pulse["channel"] = cfg.channel_map.channels_on_board(2)[0]
+    pulse["coarse_time"] = cfg.digitizer.window_samples                             # one past the window
+    high = good[4, 3][1].copy()
+    high[0, 0] = 0xFFFF                                                             # one sample, CRC correct
+    bad = {(4, 3): _variant(cfg, rec, 4, 3, samples=high),
+           (5, 2): _variant(cfg, rec, 5, 2, pulses=pulse),
+           (6, 1): _variant(cfg, rec, 6, 1, flags=1 << 7)}                         # an undefined flag bit
+    cf = bytearray(good[7, 0][0])
+    struct.pack_into("<H", cf, 56 + 2, 4)                                          # channel_flags = 4
+    bad[7, 0] = _recrc(cf)
+    with daq_run(cfg, tmp_path, only=("builder", "writer")) as run:
+        peer = _Peer(run, cfg)
+        try:
+            peer.records(rec)
+            for ev in range(N_EVENTS):
+                for b in range(n_boards):
+                    if (ev, b) in bad:
+                        peer.send(bad[ev, b])
+                    peer.send(good[ev, b][0])
+            assert peer.end(N_EVENTS) == "stopped", run.errors
+        finally:
+            peer.close()
+        s = run.summary()
+    assert s["fragments_rejected"] == {"bad_sample": 1, "bad_pulse_time": 1, "bad_flags": 1, "bad_channel_flags": 1}
+    assert s["events_written"] == N_EVENTS and s["events_incomplete"] == 0
+    with RunFile(s["files"][0]) as f:
+        assert f.closed_cleanly and len(f) == N_EVENTS and (f.events["flags"] == 0).all()
+        _assert_samples(f, cfg, good, range(N_EVENTS))
+
+
+@pytest.mark.timeout(90)
+def test_defect2_orphans_do_not_evict_a_real_event(tmp_path):
+    """300 valid-looking fragments without trigger records while event 0 waits for its last board:
+    event 0 is written complete and its last fragment is not late (before: written INCOMPLETE
+    early, its fragment rejected late)."""
+    cfg = fast_config(max_events_in_flight=64)
+    rec = _records(cfg)
+    good = _good_fragments(cfg, rec)
+    n_boards = cfg.channel_map.n_boards
+    with daq_run(cfg, tmp_path, only=("builder", "writer")) as run:
+        peer = _Peer(run, cfg)
+        try:
+            peer.records(rec)
+            for b in range(n_boards - 1):
+                peer.send(good[0, b][0])
+            for k in range(300):
+                peer.send(_variant(cfg, rec, 1, k % n_boards, event_number=10_000 + k))
+            for ev in range(N_EVENTS):
+                for b in range(n_boards):
+                    if ev or b == n_boards - 1:
+                        peer.send(good[ev, b][0])
+            assert peer.end(N_EVENTS) == "stopped", run.errors
+        finally:
+            peer.close()
+        s = run.summary()
+        builder = run.stats["builder"]
+    assert s["fragments_rejected"] == {"orphan": 300}
+    assert s["events_incomplete"] == 0 and s["events_evicted_incomplete"] == 0 and builder["max_orphans_held"] == 300
+    with RunFile(s["files"][0]) as f:
+        assert len(f) == N_EVENTS and (f.events["flags"] == 0).all() and (f.events["missing_boards"] == 0).all()
+        _assert_samples(f, cfg, good, range(N_EVENTS))
+
+
+@pytest.mark.timeout(90)
+def test_defects_3_4_gap_and_every_flag_reach_the_file(tmp_path):
+    """Trigger records 0-4, 6, 7 (5 skipped), event 4 with a timestamp below event 3's; board 0
+    of event 1 WINDOW_CLIPPED, board 1 of event 2 BOARD_BUSY, board 2 of event 3 only a fragment
+    failing its CRC. The drain finishes (before: "drain did not finish in time") and /events
+    holds exactly the flags their causes give."""
+    cfg = fast_config()
+    rec = _records(cfg)
+    rec["timestamp"][4] = rec["timestamp"][3] - 1
+    rec = rec[[0, 1, 2, 3, 4, 6, 7]]
+    numbers = rec["event_number"].tolist()
+    good = _good_fragments(cfg, rec)
+    n_boards = cfg.channel_map.n_boards
+    # (rows 1 and 2 of rec are events 1 and 2, as _variant reads them)
+    special = {(1, 0): _variant(cfg, rec, 1, 0, flags=int(FragmentFlags.WINDOW_CLIPPED), samples=good[1, 0][1]),
+               (2, 1): _variant(cfg, rec, 2, 1, flags=int(FragmentFlags.BOARD_BUSY), samples=good[2, 1][1])}
+    crc_bad = bytearray(good[3, 2][0])
+    crc_bad[300] ^= 1
+    special[3, 2] = bytes(crc_bad)
+    with daq_run(cfg, tmp_path, only=("builder", "writer")) as run:
+        peer = _Peer(run, cfg)
+        try:
+            peer.records(rec)
+            for ev in numbers:
+                for b in range(n_boards):
+                    peer.send(special.get((ev, b), good[ev, b][0]))
+            assert peer.end(len(numbers)) == "stopped", run.errors   # "issued": a count, 7
+        finally:
+            peer.close()
+        s = run.summary()
+    assert s["fragments_rejected"] == {"bad_crc": 1}
+    with RunFile(s["files"][0]) as f:
+        ev = f.events
+        assert f.closed_cleanly and ev["event_number"].tolist() == numbers
+        expected = {1: F.TRUNCATED, 2: F.BOARD_BUSY, 3: F.INCOMPLETE | F.CHECKSUM_ERROR, 4: F.TIMESTAMP_ERROR,
+                    6: F.SEQUENCE_GAP}
+        assert [F(int(x)) for x in ev["flags"]] == [expected.get(n, F(0)) for n in numbers]
+        assert ev["missing_boards"].tolist() == [1 << 2 if n == 3 else 0 for n in numbers]
+        _assert_samples(f, cfg, good, numbers, missing={(3, 2)})

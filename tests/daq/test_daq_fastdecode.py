@@ -36,10 +36,10 @@ BOARDS = {0: [0, 1, 2], 1: [3, 4, 5, 6], 2: [7], 3: [9, 8, 10], 5: []}
 SETTINGS = dict(deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
-def reference(buf, run=RUN, boards=BOARDS, window=WINDOW):
+def reference(buf, run=RUN, boards=BOARDS, window=WINDOW, adc_max=None):
     """(board, event, timestamp, trigger word, flags, samples (n_ch, S) u16, pulse bytes) or the Reason."""
     try:
-        frag = decode_fragment(buf, run)
+        frag = decode_fragment(buf, run, adc_max)
     except FragmentError as err:
         return err.reason
     if frag.board_id not in boards:
@@ -159,6 +159,40 @@ def test_random_headers_give_the_reference_reason(head, tail, board):
         assert fast(DECODER, variant) == reference(variant)
 
 
+ADC_MAX = (1 << 14) - 1
+DECODER_ADC = RunFragmentDecoder(RUN, BOARDS, WINDOW, adc_max=ADC_MAX)
+
+
+@settings(max_examples=300, **SETTINGS)
+@given(buf=fragments(), data=st.data())
+def test_content_checks_give_the_reference_result(buf, data):
+    """With adc_max: one sample, a channel_flags word, a pulse's coarse or fine time set to any
+    value (CRC recomputed), so the sample, channel-flag and pulse-time checks are reached."""
+    n_ch, n_s, n_p = struct.unpack_from("<H", buf, 14)[0], *struct.unpack_from("<II", buf, 40)
+    block = 4 + 2 * n_s
+    variants = [buf]
+    if n_ch and n_s:
+        bad = bytearray(buf)
+        at = HEADER_SIZE + data.draw(st.integers(0, n_ch - 1)) * block + 4 + 2 * data.draw(st.integers(0, n_s - 1))
+        struct.pack_into("<H", bad, at, data.draw(st.sampled_from([ADC_MAX, ADC_MAX + 1, 0x8000, 0xFFFF])
+                                                | st.integers(0, 0xFFFF)))
+        variants.append(_recrc(bad))
+    if n_ch:
+        bad = bytearray(buf)
+        struct.pack_into("<H", bad, HEADER_SIZE + data.draw(st.integers(0, n_ch - 1)) * block + 2,
+                         data.draw(st.integers(0, 0xFFFF)))
+        variants.append(_recrc(bad))
+    if n_p:
+        bad = bytearray(buf)
+        at = HEADER_SIZE + n_ch * block + data.draw(st.integers(0, n_p - 1)) * PULSE_SIZE
+        struct.pack_into("<q", bad, at + 3, data.draw(st.sampled_from([-1, 0, n_s - 1, n_s]) | st.integers(-2**63, 2**63 - 1)))
+        struct.pack_into("<B", bad, at + 11, data.draw(st.sampled_from([0, 63, 64, 255])))
+        variants.append(_recrc(bad))
+    for variant in variants:
+        assert fast(DECODER_ADC, variant) == reference(variant, adc_max=ADC_MAX)
+        assert fast(DECODER_ADC, zmq.Frame(variant)) == reference(variant, adc_max=ADC_MAX)
+
+
 def test_foreign_objects_get_a_fragment_error():
     for junk in (b"", "PKFR" * 40, None, 12, np.zeros(40, np.uint32), memoryview(b"x" * 100)[::2]):
         with pytest.raises(FragmentError):
@@ -192,7 +226,7 @@ def test_event_assembly_equals_per_board_copies(tmp_path):
     """The builder's one-gather event assembly against a naive per-board copy: every board present,
     some missing, none; samples (zeros for missing boards), pulses and the header, byte for byte."""
     from pokerdaq.config import load_config
-    from pokerdaq.daq._builder import EventBuilderNode, _Event
+    from pokerdaq.daq._builder import EventBuilderNode
     from pokerdaq.io._records import EVENT_DTYPE, EventFlags
 
     cfg = load_config()
@@ -201,7 +235,7 @@ def test_event_assembly_equals_per_board_copies(tmp_path):
     try:
         rng = np.random.default_rng(11)
         boards = list(range(cmap.n_boards))
-        for present in (boards, boards[1:], [0, 5, 11], [7], []):
+        for ev_no, present in enumerate((boards, boards[1:], [0, 5, 11], [7], [])):
             samples = {b: rng.integers(0, 16384, (len(cmap.channels_on_board(b)), window), dtype=np.uint16)
                        for b in present}
             pulses = {}
@@ -209,23 +243,23 @@ def test_event_assembly_equals_per_board_copies(tmp_path):
                 pulses[b] = np.zeros(int(rng.integers(0, 4)), PULSE_DTYPE)
                 pulses[b]["channel"] = cmap.channels_on_board(b)[0]
                 pulses[b]["integral"] = rng.integers(0, 2**32, len(pulses[b]), dtype=np.uint64)
-            ev = _Event(0.0)
-            ev.record = (3, 777, 5, 0)
+            asm = node.assembler
+            dead = sum(1 << b for b in boards if b not in present)   # complete without them
+            asm.record(ev_no, 777, 5, dead, 0.0)
             for b in present[::-1]:   # arrival order does not matter
-                buf = encode_fragment(run_number=cfg.run.run_number, board_id=b, event_number=3, timestamp=777,
+                buf = encode_fragment(run_number=cfg.run.run_number, board_id=b, event_number=ev_no, timestamp=777,
                                       trigger_word=5, flags=0, channels=cmap.channels_on_board(b),
                                       samples=samples[b], pulses=pulses[b])
-                ev.fragments[b] = node.decoder.decode(zmq.Frame(buf))
-                ev.mask |= 1 << b
-            node._finalize(3, ev)
-            tag, header, got_samples, got_pulses = ev.message
+                asm.take(node.decoder.decode(zmq.Frame(buf)), 0.0)
+            assert asm.emit() == 1
+            tag, header, got_samples, got_pulses = asm.out.popleft()
+            asm.sent(1)
             expected = np.zeros((len(cmap), window), np.uint16)
             for b in present:
                 expected[cmap.channels_on_board(b)] = samples[b]
-            missing = sum(1 << b for b in boards if b not in present)
             head = np.zeros(1, EVENT_DTYPE)
-            head[["event_number", "timestamp", "trigger_word", "missing_boards"]] = (3, 777, 5, missing)
-            head["flags"] = EventFlags.INCOMPLETE if missing else 0
+            head[["event_number", "timestamp", "trigger_word", "missing_boards"]] = (ev_no, 777, 5, dead)
+            head["flags"] = EventFlags.INCOMPLETE if dead else 0
             head["n_pulses"] = sum(len(pulses[b]) for b in present)
             assert tag == b"EV" and header == head.tobytes(), present
             assert got_samples == expected.tobytes(), present
@@ -233,3 +267,25 @@ def test_event_assembly_equals_per_board_copies(tmp_path):
     finally:
         node.close()
         node.ctx.destroy(0)
+
+
+@pytest.mark.parametrize("chans", [[3, 4], [300, 301]])   # odd-byte check; channel numbers too big for it: the mask
+def test_sample_check_of_an_8_bit_adc(chans):
+    boards = {0: chans}
+    for top, expected in ((0xFF, None), (0x100, Reason.BAD_SAMPLE), (0xFFFF, Reason.BAD_SAMPLE)):
+        samples = np.zeros((2, WINDOW), np.uint16)
+        samples[1, WINDOW - 1] = top
+        buf = encode_fragment(run_number=RUN, board_id=0, event_number=1, timestamp=2, trigger_word=1, flags=0,
+                              channels=np.array(chans, np.uint16), samples=samples, pulses=np.zeros(0, PULSE_DTYPE))
+        ref = reference(buf, boards=boards, adc_max=0xFF)
+        decoder = (RunFragmentDecoder if expected else FastPathOnly)(RUN, boards, WINDOW, adc_max=0xFF)
+        got = fast_reason(decoder, buf)
+        assert got == (ref if isinstance(ref, Reason) else None) == expected
+
+
+def fast_reason(decoder, buf):
+    try:
+        decoder.decode(zmq.Frame(buf))
+    except FragmentError as err:
+        return err.reason
+    return None

@@ -75,6 +75,8 @@ MAX_SAMPLES = 4096
 """Most samples per channel block."""
 MAX_PULSES_PER_CHANNEL = 16
 """Most pulse records per channel (the firmware's max_pulses register holds at most 15)."""
+MAX_FINE_TIME = 63
+"""Largest ``fine_time`` of a pulse record (a 6-bit field, docs/firmware-spec.md)."""
 
 assert HEADER_SIZE == 56 == _HEADER_STRUCT.size == _FAST_HEADER_STRUCT.size and PULSE_SIZE == 46  # documented in docs/wire-format.md
 
@@ -85,6 +87,10 @@ class FragmentFlags(enum.IntFlag):
     NONE = 0
     WINDOW_CLIPPED = 1 << 0   # the readout window reached before the run start: those samples are 0
     BOARD_BUSY = 1 << 1       # the board was busy (queue above its busy mark) when it read this out
+
+
+FRAGMENT_FLAGS_MASK = int(FragmentFlags.WINDOW_CLIPPED | FragmentFlags.BOARD_BUSY)
+"""The defined bits of the fragment ``flags``; any other bit set is BAD_FLAGS."""
 
 
 class Reason(enum.Enum):
@@ -99,6 +105,10 @@ class Reason(enum.Enum):
     BAD_CRC = "bad_crc"
     BAD_RESERVED = "bad_reserved"        # a reserved field is not 0 (checked after the CRC)
     WRONG_RUN = "wrong_run"
+    BAD_FLAGS = "bad_flags"              # a fragment flag bit that is not defined (bits 2..31)
+    BAD_CHANNEL_FLAGS = "bad_channel_flags"   # a channel block's channel_flags is not 0
+    BAD_SAMPLE = "bad_sample"            # a sample above digitizer.adc_max (builder: the ADC cannot give it)
+    BAD_PULSE_TIME = "bad_pulse_time"    # a pulse's coarse_time outside the window or fine_time > 63
     BAD_BOARD = "bad_board"              # board id not in this run's channel map
     BAD_CHANNELS = "bad_channels"        # channel blocks are not exactly the board's channels
     BAD_PULSE = "bad_pulse"              # a pulse record names a channel not in the fragment
@@ -108,15 +118,24 @@ class Reason(enum.Enum):
     DUPLICATE = "duplicate"              # second fragment of the same board for an event
     LATE = "late"                        # the event was already written
     MISMATCH = "mismatch"                # timestamp or trigger word disagrees with the trigger record
-    ORPHAN = "orphan"                    # no trigger record arrived for it before the time-out
-    SHED = "shed"                        # dropped because the builder was at its in-flight limit
+    ORPHAN = "orphan"                    # no trigger record: a number the records skipped, at or beyond the
+                                         # end of run, or none before the time-out
+    ORPHAN_SHED = "orphan_shed"          # no trigger record yet and the orphan store full (highest number shed)
 
 
 class FragmentError(ValueError):
-    """A fragment failed a check; ``reason`` is a :class:`Reason`."""
+    """A fragment failed a check; ``reason`` is a :class:`Reason`.
 
-    def __init__(self, reason: Reason, detail: str) -> None:
+    For BAD_CRC of a message whose header passed every check before the CRC (magic, version,
+    header size, counts, lengths), ``board_id`` and ``event_number`` are the header's (what
+    the builder attributes the failure to: CHECKSUM_ERROR); otherwise they are None.
+    """
+
+    def __init__(self, reason: Reason, detail: str, board_id: int | None = None,
+                 event_number: int | None = None) -> None:
         self.reason = reason
+        self.board_id = board_id
+        self.event_number = event_number
         super().__init__(f"{reason.value}: {detail}")
 
 
@@ -211,14 +230,17 @@ def peek_header(buf) -> np.void:
     return np.frombuffer(buf, dtype=FRAGMENT_HEADER_DTYPE, count=1)[0]
 
 
-def decode_fragment(buf, expected_run: int | None = None) -> Fragment:
+def decode_fragment(buf, expected_run: int | None = None, adc_max: int | None = None) -> Fragment:
     """Decode and check one fragment.
 
     Checks, in this order: length of the fixed part (TRUNCATED), magic, version, header
     size, counts against their maxima (BAD_COUNT), declared payload length against the
     counts (LENGTH_MISMATCH), message length against the declared length (TRUNCATED when
     short, LENGTH_MISMATCH when bytes follow), CRC-32 over header and payload, reserved
-    fields, run number, channel numbers unique, pulse channels among the fragment's channels.
+    fields, run number, flag bits (BAD_FLAGS), channel numbers unique (BAD_CHANNELS),
+    channel_flags 0 (BAD_CHANNEL_FLAGS), samples at most ``adc_max`` (BAD_SAMPLE, when given),
+    pulse channels among the fragment's channels (BAD_PULSE), pulse times within the window
+    (BAD_PULSE_TIME: ``0 <= coarse_time < samples_per_channel``, ``fine_time <= 63``).
 
     Parameters
     ----------
@@ -226,6 +248,8 @@ def decode_fragment(buf, expected_run: int | None = None) -> Fragment:
         The message bytes (bytes, memoryview or a zmq Frame buffer).
     expected_run
         When given, a fragment of another run is rejected with WRONG_RUN.
+    adc_max
+        When given, a fragment with a sample above it is rejected with BAD_SAMPLE.
 
     Raises
     ------
@@ -260,21 +284,34 @@ def decode_fragment(buf, expected_run: int | None = None) -> Fragment:
         raise FragmentError(Reason.LENGTH_MISMATCH, f"{n} bytes, the header declares {total}")
     (crc,) = _CRC_STRUCT.unpack_from(mv, HEADER_SIZE + plen)
     if zlib.crc32(mv[:HEADER_SIZE + plen]) != crc:
-        raise FragmentError(Reason.BAD_CRC, "CRC-32 over header and payload does not match the trailer")
+        raise FragmentError(Reason.BAD_CRC, "CRC-32 over header and payload does not match the trailer",
+                            board_id, event_number)
     if reserved != 0:
         raise FragmentError(Reason.BAD_RESERVED, f"reserved {reserved}, expected 0")
     if expected_run is not None and run_number != expected_run:
         raise FragmentError(Reason.WRONG_RUN, f"run {run_number}, expected {expected_run}")
+    if flags & ~FRAGMENT_FLAGS_MASK:
+        raise FragmentError(Reason.BAD_FLAGS, f"flags {flags:#x}, defined bits {FRAGMENT_FLAGS_MASK:#x}")
     block = CHANNEL_BLOCK_HEADER_DTYPE.itemsize + 2 * n_s
     raw = np.frombuffer(mv, dtype="<u2", count=n_ch * block // 2, offset=HEADER_SIZE).reshape(n_ch, block // 2)
     channels = raw[:, 0]
     channel_set = set(channels.tolist())
     if len(channel_set) != n_ch:
         raise FragmentError(Reason.BAD_CHANNELS, "a channel number appears twice")
+    if raw[:, 1].any():
+        raise FragmentError(Reason.BAD_CHANNEL_FLAGS, f"channel_flags {raw[:, 1].tolist()}, expected 0")
+    if adc_max is not None and n_ch and n_s and int(raw[:, 2:].max()) > adc_max:
+        raise FragmentError(Reason.BAD_SAMPLE, f"sample {int(raw[:, 2:].max())}, expected at most adc_max {adc_max}")
     start = HEADER_SIZE + n_ch * block
     for i in range(n_p):   # the pulse's channel is its first field (u16)
         if _U16_STRUCT.unpack_from(mv, start + i * PULSE_SIZE)[0] not in channel_set:
             raise FragmentError(Reason.BAD_PULSE, "a pulse record names a channel without a channel block")
+    if n_p:
+        recs = np.frombuffer(mv, dtype=WIRE_PULSE_DTYPE, count=n_p, offset=start)
+        coarse, fine = recs["coarse_time"], recs["fine_time"]
+        if (coarse < 0).any() or (coarse >= n_s).any() or (fine > MAX_FINE_TIME).any():
+            raise FragmentError(Reason.BAD_PULSE_TIME, f"coarse_time {coarse.tolist()} (window {n_s}), "
+                                f"fine_time {fine.tolist()} (max {MAX_FINE_TIME})")
     return Fragment(run_number, board_id, event_number, timestamp, trigger_word, flags, channels, raw[:, 2:],
                     mv[start:start + n_p * PULSE_SIZE].tobytes(), n_p)
 
@@ -305,21 +342,24 @@ class CheckedFragment(NamedTuple):
     buf: object   # bytes-like (bytes, zmq.Frame): the whole message
 
 
+_PULSE1_STRUCT = struct.Struct(f"<HxqB{PULSE_SIZE - 12}x")   # one pulse record: channel, coarse_time, fine_time
 _new_checked = tuple.__new__   # CheckedFragment without the keyword-argument machinery (hot path)
 
 
 class RunFragmentDecoder:
     """:func:`decode_fragment` plus the event builder's channel-map checks, for one run, fast.
 
-    A fragment is accepted when :func:`decode_fragment` (with ``expected_run=run_number``)
-    accepts it, its board is in ``board_channels``, its channel blocks are exactly that board's
-    channels in that order, and its ``samples_per_channel`` is ``window`` (docs/wire-format.md
-    1.4 and 1.5). The common case (a valid fragment of this run) is checked with a few
-    ``struct`` calls on the message bytes and one CRC pass (:data:`CRC_RESIDUE`): the channel
-    numbers are compared with the board's expected tuple, which also proves them unique, and
-    the pulse channels with the board's channel set. Anything that fails a check goes to the
-    documented decoder (:meth:`reference`), so a rejected fragment gets exactly its documented
-    :class:`Reason`.
+    A fragment is accepted when :func:`decode_fragment` (with ``expected_run=run_number`` and
+    ``adc_max``) accepts it, its board is in ``board_channels``, its channel blocks are exactly
+    that board's channels in that order, and its ``samples_per_channel`` is ``window``
+    (docs/wire-format.md 1.4 and 1.5). The common case (a valid fragment of this run) is checked
+    with a few ``struct`` calls on the message bytes and one CRC pass (:data:`CRC_RESIDUE`): the
+    channel numbers and channel flags (as one u32 per block) are compared with the board's
+    expected tuple, which also proves the channels unique and the flags 0; the samples are
+    checked against ``adc_max`` as one big-integer AND of the channel blocks with a mask of the
+    bits above ``adc_max``; the pulse channels, coarse and fine times come from one ``struct``
+    call. Anything that fails a check goes to the documented decoder (:meth:`reference`), so a
+    rejected fragment gets exactly its documented :class:`Reason`.
 
     Parameters
     ----------
@@ -329,31 +369,61 @@ class RunFragmentDecoder:
         Board id -> its channel numbers in input order (``cfg.channel_map.channels_on_board``).
     window
         Samples per channel (``digitizer.window_samples``; BAD_COUNT otherwise).
+    adc_max
+        Largest valid sample, ``2**adc_bits - 1`` (``digitizer.adc_max``; BAD_SAMPLE above it);
+        None: no sample check.
     """
 
-    def __init__(self, run_number: int, board_channels: dict[int, np.ndarray | list[int]], window: int) -> None:
+    def __init__(self, run_number: int, board_channels: dict[int, np.ndarray | list[int]], window: int,
+                 adc_max: int | None = None) -> None:
         self.run_number = int(run_number)
         self.window = int(window)
+        if adc_max is not None and (adc_max < 0 or adc_max & (adc_max + 1)):
+            raise ValueError(f"adc_max {adc_max}: expected 2**bits - 1")
+        self.adc_max = None if adc_max is None else int(adc_max)
         self.block_size = CHANNEL_BLOCK_HEADER_DTYPE.itemsize + 2 * self.window
         self.board_channel_lists = {int(b): [int(c) for c in chans] for b, chans in board_channels.items()}
         self._prefix = FRAGMENT_MAGIC + struct.pack("<HHI", FRAGMENT_VERSION, HEADER_SIZE, self.run_number)
-        # board -> (n_channels, most pulses, channel-block bytes, channel-number Struct,
-        #           expected channel tuple, channel set)
-        self._boards: dict[int, tuple[int, int, int, struct.Struct, tuple[int, ...], frozenset[int]]] = {}
+        # sample check. A sample above adc_max = 2**k - 1 (k >= 8) has a high byte above
+        # adc_max >> 8: the channel blocks' odd bytes (one C-level slice) may hold only the bytes
+        # of self._high_ok (one C-level translate deletes them; anything left is too high). The
+        # odd bytes also hold the high bytes of the channel numbers (a board whose channel numbers
+        # are not all below 256 * ((adc_max >> 8) + 1) falls back to the mask below) and of the
+        # channel flags (0: checked by the channel Struct).
+        check = self.adc_max is not None and self.adc_max < 0xFFFF
+        self._high_ok = bytes(range((self.adc_max >> 8) + 1)) if check and self.adc_max >= 0xFF else None
+        # fallback (exact for any k): an AND of the channel blocks, as one integer, with the bits above k - 1
+        high = ~self.adc_max & 0xFFFF if check else 0
+        block_mask = int.from_bytes(b"\0\0\0\0" + high.to_bytes(2, "little") * self.window, "little")
+        # board -> (n_channels, most pulses, channel-block bytes, channel-number Struct, expected
+        #           channel tuple, channel set, sample mask (0: none or by the odd bytes), end of
+        #           the channel blocks, allowed odd bytes (None: no odd-byte check))
+        self._boards: dict[int, tuple] = {}
         for b, chans in self.board_channel_lists.items():
             # a board the documented decoder would always refuse (too many or repeated channels,
             # too long a window) gets no fast path: the reference decides every fragment of it
             if len(chans) <= MAX_CHANNELS and len(set(chans)) == len(chans) and self.window <= MAX_SAMPLES:
-                fmt = "<" + f"H{self.block_size - 2}x" * (len(chans) - 1) + "H" if chans else "<"
+                # channel | channel_flags << 16 as one u32 per block: equal to the channel when the flags are 0
+                fmt = "<" + f"I{self.block_size - 4}x" * (len(chans) - 1) + "I" if chans else "<"
+                by_bytes = self._high_ok is not None and all(c >> 8 < len(self._high_ok) for c in chans)
+                mask = 0 if by_bytes else sum(block_mask << (8 * self.block_size * i) for i in range(len(chans)))
                 self._boards[b] = (len(chans), len(chans) * MAX_PULSES_PER_CHANNEL, len(chans) * self.block_size,
-                                   struct.Struct(fmt), tuple(chans), frozenset(chans))
-        self._pulse_structs: dict[int, struct.Struct] = {}   # n_pulses -> the pulses' channel fields
+                                   struct.Struct(fmt), tuple(chans), frozenset(chans), mask,
+                                   HEADER_SIZE + len(chans) * self.block_size, self._high_ok if by_bytes else None)
+        self._pulse_structs: dict[int, struct.Struct] = {}   # n_pulses -> the pulses' channel, coarse, fine times
 
     def _pulse_struct(self, n_pulses: int) -> struct.Struct:
         s = self._pulse_structs.get(n_pulses)
         if s is None:   # at most MAX_CHANNELS x MAX_PULSES_PER_CHANNEL entries
-            s = self._pulse_structs[n_pulses] = struct.Struct("<" + f"H{PULSE_SIZE - 2}x" * (n_pulses - 1) + "H")
+            # channel (u16), pulse_index skipped, coarse_time (i64), fine_time (u8), the rest skipped
+            s = self._pulse_structs[n_pulses] = struct.Struct("<" + f"HxqB{PULSE_SIZE - 12}x" * n_pulses)
         return s
+
+    def _pulses_ok(self, board: tuple, buf, n_p: int, pulses_start: int) -> bool:
+        fields = (self._pulse_structs.get(n_p) or self._pulse_struct(n_p)).unpack_from(buf, pulses_start)
+        coarse, fine = fields[1::3], fields[2::3]
+        return (board[5].issuperset(fields[0::3]) and min(coarse) >= 0 and max(coarse) < self.window
+                and max(fine) <= MAX_FINE_TIME)
 
     def decode(self, buf) -> CheckedFragment:
         """Check one message (bytes-like); return it as a :class:`CheckedFragment`.
@@ -370,22 +440,30 @@ class RunFragmentDecoder:
              reserved) = _FAST_HEADER_STRUCT.unpack_from(buf, 0)
             board = self._boards.get(board_id)
             if (board is not None and prefix == self._prefix and n_ch == board[0] and n_s == self.window
-                    and reserved == 0 and n_p <= board[1] and plen == board[2] + n_p * PULSE_SIZE
+                    and reserved == 0 and flags <= FRAGMENT_FLAGS_MASK and n_p <= board[1]
+                    and plen == board[2] + n_p * PULSE_SIZE
                     and len(buf) == HEADER_SIZE + plen + TRAILER_SIZE and zlib.crc32(buf) == CRC_RESIDUE
-                    and board[3].unpack_from(buf, HEADER_SIZE) == board[4]):
-                pulses_start = HEADER_SIZE + board[2]
-                if n_p == 0 or board[5].issuperset((self._pulse_structs.get(n_p) or self._pulse_struct(n_p))
-                                                   .unpack_from(buf, pulses_start)):
+                    and board[3].unpack_from(buf, HEADER_SIZE) == board[4]
+                    and not (board[8] is not None
+                             and bytes(memoryview(buf)[HEADER_SIZE + 1:board[7]])[::2].translate(None, board[8]))
+                    and not (board[6] and int.from_bytes(memoryview(buf)[HEADER_SIZE:board[7]], "little") & board[6])):
+                start = board[7]
+                if n_p == 1:   # the common case, inline: channel, coarse and fine time of the one pulse
+                    ch, coarse, fine = _PULSE1_STRUCT.unpack_from(buf, start)
+                    ok = ch in board[5] and 0 <= coarse < self.window and fine <= MAX_FINE_TIME
+                else:
+                    ok = n_p == 0 or self._pulses_ok(board, buf, n_p, start)
+                if ok:
                     return _new_checked(CheckedFragment, (board_id, event_number, timestamp, trigger_word, flags,
-                                                          n_p, pulses_start, buf))
+                                                          n_p, start, buf))
         except (TypeError, ValueError, BufferError, struct.error):
             pass   # not a plain byte buffer, or too short: the documented decoder says why
         return self.reference(buf)
 
     def reference(self, buf) -> CheckedFragment:
-        """The documented checks, one after the other: :func:`decode_fragment`, then board id
-        (BAD_BOARD), channel list (BAD_CHANNELS) and window length (BAD_COUNT)."""
-        frag = decode_fragment(buf, self.run_number)
+        """The documented checks, one after the other: :func:`decode_fragment` (with ``adc_max``),
+        then board id (BAD_BOARD), channel list (BAD_CHANNELS) and window length (BAD_COUNT)."""
+        frag = decode_fragment(buf, self.run_number, self.adc_max)
         chans = self.board_channel_lists.get(frag.board_id)
         if chans is None:
             raise FragmentError(Reason.BAD_BOARD, f"board_id {frag.board_id} is not in the channel map")

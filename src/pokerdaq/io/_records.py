@@ -45,14 +45,15 @@ class EventFlags(enum.IntFlag):
     """
 
     NONE = 0
-    INCOMPLETE = 1 << 0       # a board's fragment did not arrive before the builder time-out (see missing_boards)
-    MISMATCH = 1 << 1         # fragments disagree on event number or timestamp
-    TRUNCATED = 1 << 2        # a board was busy or its buffer overflowed: samples of that board are partial
-    DUPLICATE = 1 << 3        # a board sent two fragments for this event number; the first was kept
-    SEQUENCE_GAP = 1 << 4     # event numbers were skipped just before this event (any gap >= 1)
-    CHECKSUM_ERROR = 1 << 5   # a fragment failed its checksum; its samples are zeroed
-    TIMESTAMP_ERROR = 1 << 6  # the timestamp went backwards relative to the previous event
+    INCOMPLETE = 1 << 0       # a board's fragment is missing (time-out, eviction, or rejected): see missing_boards
+    MISMATCH = 1 << 1         # a fragment's timestamp or trigger word disagreed with the trigger record: rejected
+    TRUNCATED = 1 << 2        # a board's readout window began before the run start (fragment WINDOW_CLIPPED): samples 0
+    DUPLICATE = 1 << 3        # a board sent a second fragment for this event number; the first was kept
+    SEQUENCE_GAP = 1 << 4     # the trigger records skipped event numbers just before this event
+    CHECKSUM_ERROR = 1 << 5   # a missing board's fragment failed its CRC (header intact): its samples are 0
+    TIMESTAMP_ERROR = 1 << 6  # the timestamp is below the previous trigger record's
     SIMULATED = 1 << 7        # produced by the emulator (a /truth row exists for it)
+    BOARD_BUSY = 1 << 8       # a board read this event out while busy (fragment BOARD_BUSY)
 
 
 STORED_PULSE_DTYPE = np.dtype([("event_number", np.uint64)] + [(n, PULSE_DTYPE.fields[n][0]) for n in PULSE_DTYPE.names])
