@@ -10,6 +10,7 @@ import numpy as np
 from rich.console import Console
 from rich.table import Table
 
+from .._usage import check_config_fits, check_new_output, open_run_file
 from ..config import ConfigError, load_config
 from ..dsp import PulseParams
 from ..trigger import TriggerBits, TriggerRegisters
@@ -20,12 +21,11 @@ from ._harness import HilReport, run_hil
 def _stimulus(args: argparse.Namespace):
     """(samples, event numbers, config) of the stimulus."""
     if args.stimulus:
-        from ..io import RunFile
-
         if args.max_windows < 1:
             raise ValueError(f"--max-windows {args.max_windows}: expected at least 1")
-        with RunFile(args.stimulus) as f:
+        with open_run_file(args.stimulus, "--stimulus") as f:
             cfg = load_config(args.config) if args.config else f.config
+            check_config_fits(cfg, f)
             n = min(len(f), args.max_windows)  # bounded memory: the stimulus is held in memory
             return np.asarray(f.samples[:n]), f.events["event_number"][:n].astype(np.int64), cfg
     from ..sim import emulate_windows
@@ -109,6 +109,8 @@ def print_report(console: Console, report: HilReport) -> None:
 
 def run(args: argparse.Namespace) -> int:
     console = Console()
+    if args.report:
+        check_new_output(args.report, getattr(args, "overwrite", False), "--report", need_folder=False)
     try:
         samples, events, cfg = _stimulus(args)
         dut = make_dut(args.dut, timeout_s=args.timeout, retries=args.retries, batch=args.batch,

@@ -1,4 +1,4 @@
-"""Turn-on curves of a replay against truth energies (PNG, matplotlib Agg)."""
+"""Turn-on curves of a replay against truth energies (PNG, matplotlib)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .._plotting import efficiency, pyplot, save
+from .._plotting import efficiency, save, subplots
 from ..trigger import ConditionBits, TriggerBits
 from ._replay import ReplaySummary
 
@@ -43,7 +43,6 @@ def plot_turn_on(summary: ReplaySummary, folder: str | os.PathLike[str],
     truth = summary.truth
     if truth is None or len(truth) == 0:
         return []
-    plt = pyplot()
     old_t, new_t = summary.concat("old_triggers"), summary.concat("new_triggers")
     old_w, new_w = summary.concat("old_word"), summary.concat("new_word")
     n = len(truth)
@@ -53,7 +52,7 @@ def plot_turn_on(summary: ReplaySummary, folder: str | os.PathLike[str],
     e_calo = truth["e_ecal_gev"].astype(float) + truth["e_preshower_gev"].astype(float)
     top = max(1.0, float(np.max(e_calo)) * 1.05)
     edges = np.linspace(0.0, top, 31)
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4.5))
+    fig, axes = subplots(1, 2, figsize=(11, 4.5))
     for ax, bit, name in ((axes[0], ConditionBits.ECAL_LOW, "ECAL_LOW (E_CALO < cut)"),
                           (axes[1], ConditionBits.ECAL_CALIB, "ECAL_CALIB (E_CALO >= calib. min.)")):
         _turn_on(ax, e_calo, {"file config": (old_t["conditions"] & bit) != 0,
@@ -65,7 +64,7 @@ def plot_turn_on(summary: ReplaySummary, folder: str | os.PathLike[str],
     # SRD condition vs truth SR energy (log scale: the spectrum spans decades)
     e_srd = truth["e_srd_mev"].astype(float)
     positive = e_srd[e_srd > 0]
-    fig, ax = plt.subplots(figsize=(7, 4.5))
+    fig, ax = subplots(figsize=(7, 4.5))
     if len(positive):
         lo = max(1e-3, float(np.min(positive)))
         edges = np.geomspace(lo, max(lo * 10, float(np.max(positive)) * 1.05), 31)
@@ -82,7 +81,7 @@ def plot_turn_on(summary: ReplaySummary, folder: str | os.PathLike[str],
     # physics trigger (raw) vs missing energy proxy: beam energy - E_CALO
     e_miss = truth["energy_gev"].astype(float) - e_calo
     edges = np.linspace(min(0.0, float(e_miss.min())), max(1.0, float(e_miss.max()) * 1.05), 31)
-    fig, ax = plt.subplots(figsize=(7, 4.5))
+    fig, ax = subplots(figsize=(7, 4.5))
     raw = TriggerBits.PHYSICS << TriggerBits.RAW_SHIFT
     _turn_on(ax, e_miss, {"physics (raw), file config": (old_w & raw) != 0,
                           new_label: (new_w & raw) != 0}, edges)

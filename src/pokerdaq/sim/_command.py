@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .._usage import check_new_output
 from ..config import Config, ConfigError, load_config
 from ..io import EventFlags
 from ._emulator import iter_windows
@@ -24,13 +25,11 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError("--seed", seed, "an integer >= 0")
     if args.events < 1:
         raise ConfigError("--events", args.events, "an integer >= 1")
-    out = Path(args.output)
-    if not out.parent.exists():
-        raise ConfigError("--output", str(out), f"a file in an existing folder ({out.parent} does not exist)")
-    return simulate(cfg, args.events, seed, out)
+    out = check_new_output(args.output, getattr(args, "overwrite", False))
+    return simulate(cfg, args.events, seed, out, overwrite=getattr(args, "overwrite", False))
 
 
-def simulate(cfg: Config, n_events: int, seed: int, out: Path) -> int:
+def simulate(cfg: Config, n_events: int, seed: int, out: Path, *, overwrite: bool = False) -> int:
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
     from rich.table import Table
@@ -38,8 +37,8 @@ def simulate(cfg: Config, n_events: int, seed: int, out: Path) -> int:
     from ..io import EVENT_DTYPE, RunFileWriter
 
     console = Console()
-    # a simulated run is reproducible from (config, seed): an older file of the same name is replaced
-    writer = RunFileWriter(out, cfg, producer="simulate", overwrite=True)
+    # an existing file is replaced only with --overwrite, as by every command that writes
+    writer = RunFileWriter(out, cfg, producer="simulate", overwrite=overwrite)
     species = np.zeros(max(Species) + 1, np.int64)   # particle codes 0.. (NONE is not simulated)
     n_signal = 0
     e_cal_sum = 0.0

@@ -189,10 +189,17 @@ def run(args: argparse.Namespace) -> int:
     cfg = load_config(args.config) if args.config or args.input is None else None
     if args.seed is not None and args.seed < 0:
         raise ConfigError("--seed", args.seed, "an integer >= 0")
+    if args.json:
+        from .._usage import check_new_output
+
+        check_new_output(args.json, getattr(args, "overwrite", False), "--json")
     t0 = time.perf_counter()
     if args.input is not None:
-        if not Path(args.input).is_file():
-            raise ConfigError("--input", args.input, "an existing HDF5 file written by pokerdaq simulate")
+        from .._usage import check_config_fits, open_run_file
+
+        with open_run_file(args.input, "--input") as f:   # missing, damaged, not a run file: status 2
+            if cfg is not None:
+                check_config_fits(cfg, f)
         report = _file_report(cfg, args.input, args.seed)
     else:
         n = 1000 if args.events is None else args.events
