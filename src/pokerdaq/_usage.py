@@ -60,12 +60,17 @@ def open_run_file(path: str | os.PathLike[str], option: str = "FILE") -> RunFile
         raise UsageError(f"{option} {p}: not an HDF5 file (truncated, damaged or another format)")
     try:
         f = RunFile(p)
-    except OSError as err:
-        raise UsageError(f"{option} {p}: damaged HDF5 file ({_first_line(err)})") from None
-    except (ValueError, KeyError) as err:
+    except ValueError as err:   # the reader's layout check: attributes of another kind of file
         raise UsageError(f"{option} {p}: not a pokerdaq run file ({_first_line(err, str(p) + ': ')})") from None
+    except Exception as err:    # h5py: OSError, RuntimeError, KeyError ... from damaged metadata
+        kind = "not a pokerdaq run file" if isinstance(err, KeyError) else "damaged HDF5 file"
+        raise UsageError(f"{option} {p}: {kind} ({_first_line(err, str(p) + ': ')})") from None
     try:
-        _ = f.config, f.events   # a damaged file may open and fail on its first dataset read
+        # a damaged file may open and fail on its first read: read its metadata, headers and the
+        # last sample chunk now, not in the middle of a command's work
+        _ = f.config, f.events, f.truth, f.scalers
+        if len(f):
+            _ = f.samples[len(f) - 1], f.pulses[-1:] if len(f.pulses) else None
     except Exception as err:
         f.close()
         raise UsageError(f"{option} {p}: damaged run file ({_first_line(err, str(p) + ': ')})") from None
@@ -112,3 +117,30 @@ def _fmt(what: str, value) -> str:
 def _first_line(err: BaseException, strip: str = "") -> str:
     text = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
     return text[len(strip):] if strip and text.startswith(strip) else text
+
+
+def damaged_input_message(err: BaseException, args) -> str | None:
+    """The one-line message for an error h5py raised while reading an input's data (a damaged
+    chunk found in the middle of the work), or None when ``err`` is something else.
+
+    ``open_run_file`` checks what it can cheaply at opening; a chunk damaged deep inside a file
+    shows only when it is read, so ``pokerdaq.cli.main`` asks this function about errors.
+    """
+    if not isinstance(err, (OSError, RuntimeError)):
+        return None
+    tb = err.__traceback__
+    from_h5py = False
+    while tb is not None:
+        if "/h5py/" in tb.tb_frame.f_code.co_filename.replace("\\", "/"):
+            from_h5py = True
+            break
+        tb = tb.tb_next
+    if not from_h5py:
+        return None
+    inputs: list[str] = []
+    for name in ("file", "files", "input", "stimulus"):
+        value = getattr(args, name, None)
+        if value:
+            inputs.extend([value] if isinstance(value, str) else list(value))
+    where = ", ".join(map(str, inputs)) or "an HDF5 file"
+    return f"{where}: damaged HDF5 data ({_first_line(err)})"

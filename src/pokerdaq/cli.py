@@ -13,7 +13,7 @@ import sys
 from collections.abc import Sequence
 
 from . import __version__
-from ._usage import UsageError
+from ._usage import UsageError, damaged_input_message
 from .config import ConfigError
 
 # subcommand -> module with run(args) -> int
@@ -203,6 +203,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(module.run(args) or 0)
     except (ConfigError, UsageError) as err:   # a routine mistake: one line, status 2, no traceback
         print(f"pokerdaq {args.command}: {err}", file=sys.stderr)
+        return 2
+    except (OSError, RuntimeError) as err:   # h5py found a damaged chunk in an input: one line too
+        message = damaged_input_message(err, args)
+        if message is None:
+            raise
+        print(f"pokerdaq {args.command}: {message}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"pokerdaq {args.command}: interrupted", file=sys.stderr)

@@ -64,6 +64,8 @@ def run(args: argparse.Namespace) -> int:
     console = Console()
     path = Path(args.file)
     with open_run_file(path, "FILE") as f:
+        if args.event is not None and not 0 <= args.event < len(f):
+            raise UsageError(f"--event {args.event}: expected 0..{len(f) - 1} ({path} holds {len(f)} events)")
         cfg = f.config
         meta = Table(title=f"{path.name}: run metadata")
         meta.add_column("attribute")
@@ -92,8 +94,7 @@ def run(args: argparse.Namespace) -> int:
         if "time_span_s" in counters:
             tab.add_row("time span (s)", f"{counters['time_span_s']:.6g}")
         for key, val in counters.get("scalers", {}).items():
-            label = f"scalers: {key}" + (" (1 - busy_ticks / spill ticks; trigger dead time not in /scalers)"
-                                         if key == "not_busy_fraction" else "")
+            label = f"scalers: {key}" + (" (no dead time)" if key == "not_busy_fraction" else "")
             tab.add_row(label, "-" if val is None else (f"{val:.4f}" if isinstance(val, float) else str(val)))
         console.print(tab)
         trig = Table(title="Trigger types (trigger_word bits)")
@@ -104,8 +105,6 @@ def run(args: argparse.Namespace) -> int:
         console.print(trig)
 
         n = len(f)
-        if args.event is not None and not 0 <= args.event < n:
-            raise UsageError(f"--event {args.event}: expected 0..{n - 1} ({path} holds {n} events)")
         if args.plots and n:
             from ._energies import event_energies
             from ._plots import (plot_ecal_hcal_plane, plot_ecal_resolution, plot_srd_spectra,

@@ -291,8 +291,7 @@ def plot_trigger_rates(events: np.ndarray, folder, *, sample_ns: float = 4.0, pr
     ts = events["timestamp"].astype(np.float64) * sample_ns * 1e-9
     words = events["trigger_word"].astype(np.uint32)
     fired = [(k, tname) for k, tname in enumerate(TriggerBits.NAMES)
-             if np.any((words >> np.uint32(k)) & np.uint32(0x101))
-             or np.any((words >> np.uint32(k + TriggerBits.RAW_SHIFT)) & np.uint32(1))]
+             if np.any((words >> np.uint32(k)) & np.uint32(1 | 1 << TriggerBits.RAW_SHIFT))]
     n_panels = max(1, len(fired))
     ncols = min(n_panels, 2)
     nrows = -(-n_panels // ncols)
@@ -333,7 +332,8 @@ def plot_trigger_rates(events: np.ndarray, folder, *, sample_ns: float = 4.0, pr
         ax.set_ylabel("rate [Hz]")
         ax.set_ylim(bottom=0)
         ax.grid(alpha=0.3)
-    for ax in axes[max(0, n_panels - ncols):n_panels]:
+    for ax in axes[max(0, n_panels - ncols):n_panels]:   # the lowest panel of each column
         ax.set_xlabel("time in the run (trigger timestamp) [s]")
+        ax.xaxis.set_tick_params(labelbottom=True)
     fig.suptitle("Trigger rates per type (accepted: after prescale and dead time; raw: before)", fontsize=10)
     return save(fig, folder, name)
