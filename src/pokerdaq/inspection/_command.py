@@ -132,9 +132,9 @@ def run(args: argparse.Namespace) -> int:
             ecal_cut, hcal_cut = signal_region(cfg)
             console.print(f"events in the NA64 signal region (E_ECAL < {ecal_cut:g} GeV, the trigger's ECAL cut "
                           f"at {cfg.beam.energy_gev:g} GeV; E_HCAL < {hcal_cut:g} GeV, {cfg.beam.species}): "
-                          f"{inside} of {int(energies.has_beam.sum())} with a beam coincidence")
+                          f"{inside} of {int(energies.has_beam.sum())} with a beam coincidence", soft_wrap=True)
             for line in resolution_lines(res):
-                console.print(line)
+                console.print(line, soft_wrap=True)
             for p in written:
-                console.print(f"wrote {p}")
+                console.print(f"wrote {p}", soft_wrap=True)
     return 0

@@ -102,13 +102,13 @@ def plot_ecal_hcal_plane(energies: EventEnergies, cfg: Config, folder, *,
     mesh = ax.pcolormesh(h.axes[0].edges, h.axes[1].edges, np.where(counts > 0, counts, np.nan),
                          norm=LogNorm(vmin=1, vmax=max(1, counts.max())), cmap="viridis")
     fig.colorbar(mesh, ax=ax, label="events per bin")
-    ax.add_patch(Rectangle((0, 0), ecal_cut, hcal_cut, fill=False, ec="red", lw=2,
-                           label=f"signal region E_ECAL < {ecal_cut:g} GeV (trigger ECAL cut at "
-                                 f"{beam_gev:g} GeV), E_HCAL < {hcal_cut:g} GeV ({species}): {inside} events"))
+    ax.add_patch(Rectangle((0, 0), ecal_cut, hcal_cut, fill=False, ec="red", lw=2))
     ax.set_xlabel("E_ECAL (pre-shower + ECAL, in-time trigger sum) [GeV]")
     ax.set_ylabel("E_HCAL (in-time trigger sum) [GeV]")
-    ax.set_title(f"ECAL vs HCAL energy, {int(sel.sum())} events with a beam coincidence")
-    ax.legend(fontsize=8, loc="upper right")
+    # the region's description in the title: a legend would cover the sparse corners of the plane
+    ax.set_title(f"ECAL vs HCAL energy, {int(sel.sum())} events with a beam coincidence\n"
+                 f"red box: signal region, E_ECAL < {ecal_cut:g} GeV (trigger ECAL cut at {beam_gev:g} GeV)\n"
+                 f"and E_HCAL < {hcal_cut:g} GeV ({species}): {inside} events", fontsize=9)
     return save(fig, folder, name), inside
 
 

@@ -43,6 +43,7 @@ def simulate(cfg: Config, n_events: int, seed: int, out: Path, *, overwrite: boo
     n_signal = 0
     e_cal_sum = 0.0
     n_em = 0
+    raw_bytes = 0
     t_start = time.perf_counter()
     try:
         with Progress(TextColumn("simulate"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[rate]}"),
@@ -51,6 +52,7 @@ def simulate(cfg: Config, n_events: int, seed: int, out: Path, *, overwrite: boo
             done = 0
             for samples, truth in iter_windows(cfg, n_events, seed, batch_events=BATCH_EVENTS):
                 writer.write_events(_headers(truth, EVENT_DTYPE), samples, pulses=None, truth=truth)
+                raw_bytes += samples.nbytes + truth.nbytes
                 done += len(truth)
                 species += np.bincount(truth["species"], minlength=len(species))
                 n_signal += int(truth["is_signal"].sum())
@@ -73,7 +75,7 @@ def simulate(cfg: Config, n_events: int, seed: int, out: Path, *, overwrite: boo
     table.add_row("mean ECAL+PRS energy, e+/e- (GeV)", f"{e_cal_sum / max(n_em, 1):.2f}")
     table.add_row("beam energy (GeV) / seed", f"{cfg.beam.energy_gev:g} / {seed}")
     size = sum(p.stat().st_size for p in writer.closed_files)
-    table.add_row("file size (MB)", f"{size / 1e6:.1f}")
+    table.add_row("samples + truth (MB): in memory / file", f"{raw_bytes / 1e6:.1f} / {size / 1e6:.1f}")
     table.add_row("rate (events/s)", f"{n_events / elapsed:,.0f}")
     console.print(table)
     return 0
