@@ -16,7 +16,8 @@ from typing import Any
 import pytest
 
 SUMMARY_JSON = Path(__file__).resolve().parent / "results" / "summary.json"
-_RATIO_WORDS = ("ratio", "_over_", "real_time_factor", "fraction_of")
+# a figure against a baseline measured in the same run (not, e.g., a compression ratio)
+_RATIO_WORDS = ("ratio_vs", "ratio_to", "_over_", "real_time_factor", "fraction_of")
 
 
 def _is_ratio(key: str) -> bool:
@@ -59,7 +60,9 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:
         w_bench = max(len(r["benchmark"]) for r in rows)
         w_key = max(len(r["figure"]) for r in rows)
         tr.write_line(f"{'benchmark':<{w_bench}}  {'figure':<{w_key}}  value")
-        for r in rows:
+        for k, r in enumerate(rows):
+            if k == 0 or r["ratio"] != rows[k - 1]["ratio"]:
+                tr.write_line("-- ratios to a baseline of the same run" if r["ratio"] else "-- other figures")
             tr.write_line(f"{r['benchmark']:<{w_bench}}  {r['figure']:<{w_key}}  {_fmt(r['value'])}")
     else:
         tr.write_line("(no benchmark recorded a figure in extra_info)")

@@ -221,3 +221,12 @@ def test_every_subcommand_has_a_help_description(command, needle):
     proc = cli(command, "--help", timeout=60)
     assert proc.returncode == 0
     assert needle in " ".join(proc.stdout.split())
+
+
+def test_recover_refuses_an_existing_final_file(sim_file, tmp_path):
+    part = tmp_path / "run.h5.part"
+    shutil.copy(sim_file, part)
+    (tmp_path / "run.h5").write_bytes(b"keep")
+    assert_usage_error(cli("recover", part), "recover", str(part), "run.h5 exists", "--overwrite")
+    assert (tmp_path / "run.h5").read_bytes() == b"keep" and part.exists()
+    assert_usage_error(cli("recover", tmp_path / "nothing.h5.part"), "recover", "nothing.h5.part")

@@ -150,9 +150,9 @@ def print_summary(s: dict[str, Any], console=None) -> None:
     if s["dead_boards"]:
         t.add_row("boards marked dead", ", ".join(f"{b} ({why})" for b, why in s["dead_boards"].items()))
     on_disk = sum(Path(f).stat().st_size for f in s["files"] if Path(f).is_file())
-    t.add_row("written", f"{s['bytes_written'] / 1e6:.1f} MB of records ({s['mb_per_s']:.1f} MB/s), "
-                         f"{on_disk / 1e6:.1f} MB on disk after compression; "
-                         f"{s['event_rate_hz']:.0f} events/s over {s['wall_s']:.1f} s")
+    t.add_row("written: records / on disk (compressed)", f"{s['bytes_written'] / 1e6:.1f} MB / {on_disk / 1e6:.1f} MB")
+    t.add_row("write rate", f"{s['mb_per_s']:.1f} MB/s of records, {s['event_rate_hz']:.0f} events/s "
+                            f"over {s['wall_s']:.1f} s")
     for f in s["files"]:
         t.add_row("output file", f)
     for e in s["errors"]:
