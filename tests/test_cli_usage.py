@@ -230,3 +230,13 @@ def test_recover_refuses_an_existing_final_file(sim_file, tmp_path):
     assert_usage_error(cli("recover", part), "recover", str(part), "run.h5 exists", "--overwrite")
     assert (tmp_path / "run.h5").read_bytes() == b"keep" and part.exists()
     assert_usage_error(cli("recover", tmp_path / "nothing.h5.part"), "recover", "nothing.h5.part")
+
+
+def test_run_cli_into_a_folder_with_a_run_takes_the_next_number(tmp_path):
+    (tmp_path / "run_000001.h5").write_bytes(b"an older run")
+    proc = cli("run", "--events", "5", "--output", tmp_path)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "run_000001.h5 exists" in proc.stdout and "next free run number, 2" in proc.stdout
+    assert (tmp_path / "run_000001.h5").read_bytes() == b"an older run"
+    with h5py.File(tmp_path / "run_000002.h5", "r") as h5:
+        assert int(h5.attrs["run_number"]) == 2 and int(h5.attrs["n_events"]) == 5
