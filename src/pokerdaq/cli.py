@@ -77,7 +77,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("monitor", help="print the monitoring snapshots of a running `pokerdaq run`",
                        description="Subscribe to the monitor endpoint that `pokerdaq run` prints at start and "
                        "print one line per snapshot: state, events written, event rate, live fraction "
-                       "(fraction of beam time the trigger was not busy) and rejected fragments.")
+                       "(of the beam time, the trigger neither dead nor busy) and rejected fragments.")
     p.add_argument("--endpoint", required=True, metavar="ENDPOINT", help="monitor endpoint printed by pokerdaq run")
     p.add_argument("--count", type=int, default=5, metavar="N", help="snapshots to print (default 5)")
     p.add_argument("--timeout", type=float, default=10.0, metavar="S", help="give up after S seconds (default 10)")
