@@ -196,3 +196,20 @@ def test_simulate_file_without_pulses_gets_them_from_its_samples(tmp_path):
     assert 0.05 < sigma_percent < 3.0, line  # a fit to real energies, not to an all-zero sample
     for name in PLOTS:
         assert_png_drawn(out / name)
+
+
+def test_plots_leave_the_users_matplotlib_backend_alone(demo_run, tmp_path):
+    """A notebook keeps its backend: the library draws on bare Figures, without pyplot."""
+    code = f"""
+import sys, matplotlib
+matplotlib.use("svg")
+from pokerdaq.io import RunFile
+from pokerdaq.inspection import plot_trigger_rates
+with RunFile({str(demo_run)!r}) as f:
+    plot_trigger_rates(f.events, {str(tmp_path)!r})
+assert matplotlib.get_backend() == "svg", matplotlib.get_backend()
+assert "matplotlib.pyplot" not in sys.modules
+"""
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert_png_drawn(tmp_path / "trigger_rates.png")
