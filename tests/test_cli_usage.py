@@ -240,3 +240,11 @@ def test_run_cli_into_a_folder_with_a_run_takes_the_next_number(tmp_path):
     assert (tmp_path / "run_000001.h5").read_bytes() == b"an older run"
     with h5py.File(tmp_path / "run_000002.h5", "r") as h5:
         assert int(h5.attrs["run_number"]) == 2 and int(h5.attrs["n_events"]) == 5
+
+
+def test_endpoints_the_commands_connect_to_are_checked_too():
+    assert_usage_error(cli("monitor", "--endpoint", "foo", timeout=60), "monitor", "--endpoint 'foo'")
+    assert_usage_error(cli("monitor", "--endpoint", "tcp://127.0.0.1:5600", "--count", "0", timeout=60),
+                       "monitor", "--count 0")
+    assert_usage_error(cli("hil", "--dut", "tcp://127.0.0.1:99999", "--generate", "2"), "hil",
+                       "--dut 'tcp://127.0.0.1:99999'", "out of range")

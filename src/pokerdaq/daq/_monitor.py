@@ -53,6 +53,13 @@ def read_monitor(endpoint: str, count: int = 1, timeout_s: float = 5.0) -> list[
 
 def run(args) -> int:
     """``pokerdaq monitor``: print snapshots of a running DAQ."""
+    from .._usage import UsageError, check_endpoint
+
+    check_endpoint(args.endpoint, "--endpoint")
+    if args.count < 1:
+        raise UsageError(f"--count {args.count}: expected an integer >= 1")
+    if not args.timeout > 0:
+        raise UsageError(f"--timeout {args.timeout}: expected a positive number of seconds")
     snaps = read_monitor(args.endpoint, args.count, args.timeout)
     for s in snaps:
         nodes = s.get("nodes", {})

@@ -10,7 +10,7 @@ import numpy as np
 from rich.console import Console
 from rich.table import Table
 
-from .._usage import check_config_fits, check_new_output, open_run_file
+from .._usage import check_config_fits, check_endpoint, check_new_output, open_run_file
 from ..config import ConfigError, load_config
 from ..dsp import PulseParams
 from ..trigger import TriggerBits, TriggerRegisters
@@ -111,6 +111,8 @@ def run(args: argparse.Namespace) -> int:
     console = Console()
     if args.report:
         check_new_output(args.report, getattr(args, "overwrite", False), "--report", need_folder=False)
+    if args.dut.startswith("tcp://"):
+        check_endpoint(args.dut, "--dut")   # a port out of range would silently connect elsewhere
     try:
         samples, events, cfg = _stimulus(args)
         dut = make_dut(args.dut, timeout_s=args.timeout, retries=args.retries, batch=args.batch,
