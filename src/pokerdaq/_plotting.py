@@ -1,4 +1,4 @@
-"""Shared plotting helpers: headless matplotlib (Agg), binomial efficiencies, saving PNGs."""
+"""Shared plotting helpers: backend-free matplotlib figures, binomial efficiencies, saving PNGs."""
 
 from __future__ import annotations
 
@@ -8,24 +8,26 @@ from pathlib import Path
 import numpy as np
 
 
-def pyplot():
-    """matplotlib.pyplot on the Agg backend (no display needed)."""
-    import matplotlib
+def subplots(nrows: int = 1, ncols: int = 1, **kwargs):
+    """``(figure, axes)`` as ``pyplot.subplots`` gives them, on a bare ``matplotlib.figure.Figure``.
 
-    matplotlib.use("Agg", force=True)
-    import matplotlib.pyplot as plt
+    No pyplot, no backend: the library never selects or switches the user's matplotlib backend
+    (a notebook keeps its own); ``Figure.savefig`` writes PNGs with the Agg canvas by itself.
+    """
+    from matplotlib.figure import Figure
 
-    return plt
+    figsize = kwargs.pop("figsize", None)
+    fig = Figure(figsize=figsize)
+    return fig, fig.subplots(nrows, ncols, **kwargs)
 
 
 def save(fig, folder: str | os.PathLike[str], name: str) -> Path:
-    """Write ``fig`` as ``folder/name`` (PNG, 110 dpi), close it, return the path."""
+    """Write ``fig`` as ``folder/name`` (PNG, 110 dpi), return the path."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / name
     fig.tight_layout()
     fig.savefig(path, dpi=110)
-    pyplot().close(fig)
     return path
 
 

@@ -13,6 +13,7 @@ import sys
 from collections.abc import Sequence
 
 from . import __version__
+from ._usage import UsageError, damaged_input_message
 from .config import ConfigError
 
 # subcommand -> module with run(args) -> int
@@ -46,6 +47,12 @@ def _add_common(p: argparse.ArgumentParser, *, seed: bool = True, base: str = "t
                        help="random seed, the same as --set run.seed=S (default: run.seed of the configuration)")
 
 
+def _add_overwrite(p: argparse.ArgumentParser, text: str = "replace an output file that exists "
+                   "(default: refuse it, exit status 2)") -> None:
+    # one flag, one behaviour: every command that writes a file the user names refuses to replace it
+    p.add_argument("--overwrite", action="store_true", help=text)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="pokerdaq",
@@ -62,6 +69,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_common(p)
     p.add_argument("--events", type=int, default=1000, metavar="N", help="number of beam particles (default 1000)")
     p.add_argument("--output", required=True, metavar="FILE.h5", help="output HDF5 file")
+    _add_overwrite(p)
 
     p = sub.add_parser("run", help="take a run: front-end, trigger, event-builder and writer processes over ZeroMQ",
                        description="Start every DAQ process (board front-ends, trigger processor, event "
@@ -73,9 +81,13 @@ def build_parser() -> argparse.ArgumentParser:
     stop.add_argument("--duration", type=float, metavar="S", help="stop after S seconds of data taking")
     p.add_argument("--output", default=".", metavar="DIR_OR_FILE",
                    help="output folder (file run_NNNNNN.h5 inside) or .h5 file (default: current folder)")
-    p.add_argument("--overwrite", action="store_true", help="replace an existing output file")
+    _add_overwrite(p, "replace an existing output file (default: refuse a .h5 file that exists; in a "
+                      "folder that has runs, take the next free run number)")
 
-    p = sub.add_parser("monitor", help="print the monitoring snapshots of a running `pokerdaq run`")
+    p = sub.add_parser("monitor", help="print the monitoring snapshots of a running `pokerdaq run`",
+                       description="Subscribe to the monitor endpoint that `pokerdaq run` prints at start and "
+                       "print one line per snapshot: state, events written, event rate, live fraction "
+                       "(of the beam time, the trigger neither dead nor busy) and rejected fragments.")
     p.add_argument("--endpoint", required=True, metavar="ENDPOINT", help="monitor endpoint printed by pokerdaq run")
     p.add_argument("--count", type=int, default=5, metavar="N", help="snapshots to print (default 5)")
     p.add_argument("--timeout", type=float, default=10.0, metavar="S", help="give up after S seconds (default 10)")
@@ -89,12 +101,13 @@ def build_parser() -> argparse.ArgumentParser:
     src.add_argument("--events", type=int, metavar="N", help="beam particles to stream (default 1000)")
     src.add_argument("--input", metavar="FILE.h5", help="re-trigger the windows of a pokerdaq simulate file")
     p.add_argument("--json", metavar="FILE", help="also write the results as JSON")
+    _add_overwrite(p)
 
     p = sub.add_parser("recover", help="make run files left as NAME.part by a dead writer final and readable",
                        description="Keep every event up to the dead writer's last flush whose CRC-32 "
                        "checks, write NAME with recovered=1 and delete NAME.part (docs/hdf5-layout.md).")
     p.add_argument("files", nargs="+", metavar="FILE.part", help=".part files left by writers that died")
-    p.add_argument("--overwrite", action="store_true", help="replace an existing final file")
+    _add_overwrite(p, "replace an existing final file")
 
     p = sub.add_parser("import", help="write waveforms of another digitizer (HDF5, NumPy, CAEN WaveDump) as a run file",
                        description="Convert recorded waveforms (events x channels x samples from HDF5 or "
@@ -135,6 +148,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "(tcp://host:port; needs pokerdaq[dask])")
     p.add_argument("--check", action="store_true", help="exit with status 3 when the files' own "
                    "configuration does not reproduce what they store")
+    _add_overwrite(p)
 
     p = sub.add_parser("inspect", help="print a run file's metadata and counters, draw inspection plots",
                        description="Print the run metadata, counters and scalers of a run file (tables) and, "
@@ -162,6 +176,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="--stimulus: use at most the first N windows of the file (default 10000)")
     _add_common(p, base="the embedded POKER setup (with --stimulus: the file's own configuration)")
     p.add_argument("--report", metavar="FILE.json", help="write the comparison / mismatch report as JSON")
+    _add_overwrite(p)
     p.add_argument("--timeout", type=float, default=5.0, metavar="S",
                    help="tcp DUT: seconds to wait for each reply (default 5)")
     p.add_argument("--retries", type=int, default=0, metavar="K",
@@ -180,8 +195,14 @@ def build_parser() -> argparse.ArgumentParser:
                    "in the RTL only; the reference keeps the configured value")
 
     p = sub.add_parser("hil-board", help="emulate a Waveboard-style board answering the HIL protocol "
-                       "(docs/hil-protocol.md) with the numba pulse finder, with optional fault injection")
-    p.add_argument("--bind", required=True, metavar="ENDPOINT", help="ZeroMQ endpoint to bind, e.g. tcp://127.0.0.1:5600")
+                       "(docs/hil-protocol.md) with the numba pulse finder, with optional fault injection",
+                       description="Compile the pulse finder and the trigger model, bind ENDPOINT (a ROUTER "
+                       "socket), print 'hil-board listening on ENDPOINT' and answer PING, CONFIGURE, "
+                       "CONFIGURE_TRIGGER and WINDOWS requests of `pokerdaq hil --dut tcp://...` until "
+                       "SIGTERM / Ctrl-C or --max-requests; --fault makes it misbehave on purpose.")
+    p.add_argument("--bind", required=True, metavar="ENDPOINT",
+                   help="ZeroMQ endpoint to bind: tcp://HOST:PORT (PORT 1..65535, or * for a free one), "
+                   "e.g. tcp://127.0.0.1:5600")
     p.add_argument("--fault", action="append", default=[],
                    choices=["bitflip", "drop", "late", "disconnect", "wrong", "trigger"],
                    help="inject a fault on successive requests (may be repeated); wrong: a well-formed reply "
@@ -195,11 +216,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-requests", type=int, default=None, metavar="N", help="exit after N requests")
     p.add_argument("--ready-file", metavar="FILE", help="write the bound endpoint to FILE once listening")
 
-    p = sub.add_parser("demo", help="run the main job on the embedded default configuration")
+    p = sub.add_parser("demo", help="run the main job on the embedded default configuration",
+                       description="Take a run with the whole DAQ chain (board front-ends, trigger processor, "
+                       "event builder, HDF5 writer as separate processes over ZeroMQ) on the embedded "
+                       "POKER configuration and write DIR/run_NNNNNN.h5: the same as `pokerdaq run "
+                       "--events N --output DIR`.")
     _add_common(p)
     p.add_argument("--events", type=int, default=1000, metavar="N",
                    help="number of events (default 1000: about a minute on 2 cores)")
     p.add_argument("--output", default="out", metavar="DIR", help="output folder (default ./out)")
+    _add_overwrite(p, "replace run_NNNNNN.h5 of the configured run number (default: take the next free one)")
 
     p = sub.add_parser("config", help="show, compare or check a configuration (poker.toml plus overlays)",
                        description="The embedded poker.toml is the only default; --config FILE and --set "
@@ -224,8 +250,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     module = importlib.import_module(_HANDLERS[args.command])
     try:
         return int(module.run(args) or 0)
-    except ConfigError as err:
+    except (ConfigError, UsageError) as err:   # a routine mistake: one line, status 2, no traceback
         print(f"pokerdaq {args.command}: {err}", file=sys.stderr)
+        return 2
+    except (OSError, RuntimeError) as err:   # h5py found a damaged chunk in an input: one line too
+        message = damaged_input_message(err, args)
+        if message is None:
+            raise
+        print(f"pokerdaq {args.command}: {message}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"pokerdaq {args.command}: interrupted", file=sys.stderr)

@@ -10,8 +10,10 @@ import h5py
 import numpy as np
 
 from pokerdaq.io import EventFlags, RunFile
-from pokerdaq.inspection import event_energies, file_counters, plot_ecal_resolution, signal_region_hcal_gev
-from pokerdaq.sim import Species
+from pokerdaq.config import load_config
+from pokerdaq.inspection import (event_energies, file_counters, format_pm, plot_ecal_resolution, signal_region,
+                                 signal_region_hcal_gev)
+from pokerdaq.sim import Species, photostatistics_term
 from pokerdaq.trigger import TriggerBits
 
 from _inspect_helpers import N_EVENTS, assert_png_drawn
@@ -33,7 +35,9 @@ def test_cli_prints_tables_and_draws_every_plot(demo_run, tmp_path):
     assert str(n_pulses) in text
     line = next(l for l in text.splitlines() if l.startswith("│ physics"))
     assert line.split("│")[2].strip() == str(n_phys)
-    assert "events in the NA64 signal region" in text and "ECAL resolution: sigma/E" in text
+    assert "events in the NA64 signal region (E_ECAL < 50 GeV" in text
+    assert "ECAL resolution, total (E_CALO / E particle, truth): sigma/E" in text
+    assert "ECAL resolution, readout only" in text
     for name in PLOTS:
         assert_png_drawn(out / name)
 
@@ -48,7 +52,8 @@ def test_event_out_of_range_is_refused(demo_run):
     proc = subprocess.run([sys.executable, "-m", "pokerdaq.cli", "inspect", str(demo_run), "--event", "100000",
                            "--plots", "unused"], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2
-    assert "--event 100000" in proc.stdout and f"0..{N_EVENTS - 1}" in proc.stdout
+    assert proc.stderr.startswith("pokerdaq inspect: --event 100000") and f"0..{N_EVENTS - 1}" in proc.stderr
+    assert not proc.stdout, "refused before any table is printed"
 
 
 def test_measured_energies_follow_truth_and_fill_the_signal_region(demo_run):
@@ -75,11 +80,47 @@ def test_resolution_fit_states_number_and_statistics(demo_run, tmp_path):
         e = event_energies(f.pulses, f.events["n_pulses"], cfg)
     path, res = plot_ecal_resolution(e, truth, cfg, tmp_path)
     assert_png_drawn(path)
-    assert res["n_events"] > 200
-    assert 0.001 < res["sigma_over_e"] < 0.05
-    assert res["sigma_over_e_error"] < 0.3 * res["sigma_over_e"]
-    assert abs(res["mean"] - 1.0) < 0.05
-    assert abs(res["requirement_sigma_over_e"] - np.hypot(0.025 / np.sqrt(res["reference_energy_gev"]), 0.005)) < 1e-12
+    readout, total = res["readout"], res["total"]
+    # readout only (measured / deposited): photo-statistics and noise, compared with photo-statistics
+    assert readout["n_events"] > 200
+    assert 0.001 < readout["sigma_over_e"] < 0.05
+    assert readout["sigma_over_e_error"] < 0.3 * readout["sigma_over_e"]
+    assert abs(readout["mean"] - 1.0) < 0.05
+    expected = photostatistics_term(cfg) / np.sqrt(readout["reference_energy_gev"])
+    assert readout["expected_sigma_over_e"] == expected
+    assert expected < readout["sigma_over_e"] < 3 * expected
+    # total (measured / particle energy): every calorimeter term, compared with the requirement
+    assert total["n_events"] == readout["n_events"]
+    req = np.hypot(0.025 / np.sqrt(total["reference_energy_gev"]), 0.005)
+    assert abs(total["requirement_sigma_over_e"] - req) < 1e-12 and total["compared_sigma_over_e"] == req
+    # the emulator smears deposits to the required total: measured within 4 sigma of it
+    assert abs(total["sigma_over_e"] - req) < 4 * total["sigma_over_e_error"] + 0.1 * readout["sigma_over_e"]
+    assert total["sigma_over_e"] > readout["sigma_over_e"]
+
+
+def test_resolution_without_truth_adds_the_beam_spread(demo_run, tmp_path):
+    with RunFile(demo_run) as f:
+        cfg = f.config
+        e = event_energies(f.pulses, f.events["n_pulses"], cfg)
+    _, res = plot_ecal_resolution(e, None, cfg, tmp_path)
+    assert "readout" not in res
+    t = res["total"]
+    req = np.hypot(0.025 / np.sqrt(t["reference_energy_gev"]), 0.005)
+    assert t["compared_sigma_over_e"] == np.hypot(req, cfg.beam.energy_spread)
+    assert "beam spread" in t["compared_with"]
+
+
+def test_signal_region_follows_the_beam_energy(demo_run):
+    cfg = load_config()
+    assert signal_region(cfg) == (50.0, 3.0)
+    assert signal_region(cfg.replace(beam={"energy_gev": 40.0, "signal_fraction": 0.0}))[0] == 20.0
+    assert signal_region(cfg.replace(beam={"species": "e-"}, trigger={"ecal_cut_gev": 30.0})) == (30.0, 1.0)
+
+
+def test_pm_format_gives_two_significant_digits_of_the_error():
+    assert format_pm(0.001861, 0.0000731) == "0.1861 +- 0.0073"
+    assert format_pm(0.0115, 0.0005) == "1.150 +- 0.050"
+    assert format_pm(0.05, 0.012) == "5.0 +- 1.2"
 
 
 def test_counters_count_flags_and_bits(demo_run, tmp_path):
@@ -129,8 +170,9 @@ def test_file_without_truth_with_scalers(tmp_path):
                           capture_output=True, text=True, timeout=300, env={"COLUMNS": "200", **_env()})
     assert proc.returncode == 0, proc.stderr
     assert "scalers: beam_counts" in proc.stdout and "120" in proc.stdout
-    live = next(l for l in proc.stdout.splitlines() if "live_fraction" in l)
+    live = next(l for l in proc.stdout.splitlines() if "not_busy_fraction (no dead time)" in l)
     assert "0.8000" in live  # 1 - 400 busy ticks / 2000
+    assert "live_fraction" not in proc.stdout   # one live time (the run summary's); this one says what it is
     assert "truth" in proc.stdout and "│ no" in proc.stdout
     assert "Warning" not in proc.stderr
     for name in PLOTS:
@@ -149,8 +191,25 @@ def test_simulate_file_without_pulses_gets_them_from_its_samples(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "pokerdaq.cli", "inspect", str(path), "--plots", str(out)],
                           capture_output=True, text=True, timeout=300, env=env)
     assert proc.returncode == 0, proc.stderr
-    line = next(l for l in proc.stdout.splitlines() if l.startswith("ECAL resolution: sigma/E"))
+    line = next(l for l in proc.stdout.splitlines() if l.startswith("ECAL resolution, readout only"))
     sigma_percent = float(line.split("=")[1].split("+-")[0])
     assert 0.05 < sigma_percent < 3.0, line  # a fit to real energies, not to an all-zero sample
     for name in PLOTS:
         assert_png_drawn(out / name)
+
+
+def test_plots_leave_the_users_matplotlib_backend_alone(demo_run, tmp_path):
+    """A notebook keeps its backend: the library draws on bare Figures, without pyplot."""
+    code = f"""
+import sys, matplotlib
+matplotlib.use("svg")
+from pokerdaq.io import RunFile
+from pokerdaq.inspection import plot_trigger_rates
+with RunFile({str(demo_run)!r}) as f:
+    plot_trigger_rates(f.events, {str(tmp_path)!r})
+assert matplotlib.get_backend() == "svg", matplotlib.get_backend()
+assert "matplotlib.pyplot" not in sys.modules
+"""
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert_png_drawn(tmp_path / "trigger_rates.png")

@@ -187,7 +187,7 @@ def test_recover_command_line(cfg, tmp_path):
     env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[2] / "src"))
     res = subprocess.run([sys.executable, "-m", "pokerdaq.cli", "recover", str(w.part_path), str(tmp_path / "nope.h5")],
                          capture_output=True, text=True, env=env, timeout=120)
-    assert res.returncode == 1   # the second name is not a .part file
+    assert res.returncode == 2   # the second name is not a .part file: a routine mistake
     assert f"{out}: 7 events survived (events 0..6)" in res.stdout
     assert "nope.h5" in res.stderr and "does not end with '.part'" in res.stderr
     assert len(RunFile(out)) == 7 and not w.part_path.exists()

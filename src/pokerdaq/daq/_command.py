@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import argparse
+import re
 import signal
-import sys
+from pathlib import Path
 from typing import Any
 
-from pokerdaq.config import config_from_args
+from pokerdaq.config import Config, config_from_args
 
-from ._runcontrol import DaqRun
+from .._usage import UsageError, check_new_output, check_positive
+from ._runcontrol import DaqRun, output_path
+
+_RUN_FILE = re.compile(r"run_(\d{6})(?:_\d{4})?\.h5(?:\.part)?")
 
 
 class _StopRequest:
@@ -39,13 +43,14 @@ def run(args: argparse.Namespace) -> int:
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
     cfg = config_from_args(args)
-    if args.events is not None and args.events < 1:
-        print(f"pokerdaq run: --events {args.events}: expected at least 1", file=sys.stderr)
-        return 2
+    check_positive("--events", args.events)
     if args.duration is not None and not args.duration > 0:
-        print(f"pokerdaq run: --duration {args.duration}: expected a positive number of seconds", file=sys.stderr)
-        return 2
+        raise UsageError(f"--duration {args.duration}: expected a positive number of seconds")
     console = Console(stderr=False)
+    # every routine output mistake is caught here, before the processes start (seconds of start-up)
+    cfg, note = choose_output(cfg, args.output, args.overwrite)
+    if note:
+        console.print(note)
     with _StopRequest() as stop, DaqRun(cfg, args.output, seed=args.seed, max_events=args.events,
                                         duration_s=args.duration, overwrite=args.overwrite) as daq:
         daq.configure()
@@ -78,6 +83,34 @@ def run(args: argparse.Namespace) -> int:
     return 0 if summary["state"] == "stopped" else 1
 
 
+def choose_output(cfg: Config, output: str, overwrite: bool) -> tuple[Config, str]:
+    """The configuration to run with (run number) for ``--output``, and a note for the user.
+
+    A ``.h5`` file that exists is refused without ``overwrite``. In a folder that already
+    holds the configured run's file, the run takes the next free run number (one above the
+    highest ``run_NNNNNN*.h5`` there) instead, unless ``overwrite``.
+    """
+    target = output_path(output, cfg.run.run_number)
+    if Path(output).suffix in (".h5", ".hdf5"):
+        check_new_output(target, overwrite, need_folder=False)   # the writer makes missing folders
+        return cfg, ""
+    folder = Path(output)
+    if folder.exists() and not folder.is_dir():
+        raise UsageError(f"--output {folder}: exists and is not a folder (give a folder or a .h5 file)")
+    if overwrite or not _taken(target):
+        return cfg, ""
+    numbers = [int(m.group(1)) for p in folder.iterdir() if (m := _RUN_FILE.fullmatch(p.name))]
+    nxt = max(numbers) + 1
+    if nxt >= 2**32:
+        raise UsageError(f"--output {folder}: run {max(numbers)} is the last run number")
+    return (cfg.replace(run={"run_number": nxt}),
+            f"{target.name} exists in {folder}: taking the next free run number, {nxt} (--overwrite replaces it)")
+
+
+def _taken(target: Path) -> bool:
+    return target.exists() or target.with_name(target.name + ".part").exists()
+
+
 def print_summary(s: dict[str, Any], console=None) -> None:
     """The end-of-run table: events, rejections by reason, rates per trigger type, live time, files."""
     from rich.console import Console
@@ -103,7 +136,8 @@ def print_summary(s: dict[str, Any], console=None) -> None:
                   f"{ty['accepted']} accepted, {ty['rate_beam_hz']:.0f} Hz beam time, {ty['rate_wall_hz']:.0f} Hz wall; "
                   f"lost: {ty['lost_dead_time']} dead time, {ty['lost_busy']} busy")
     live = s["live_fraction"]
-    t.add_row("live time", "n/a" if live is None else f"{100 * live:.2f} % of {s['beam_time_s'] * 1e3:.2f} ms beam time")
+    t.add_row("live time (trigger neither dead nor busy)",
+              "n/a" if live is None else f"{100 * live:.2f} % of {s['beam_time_s'] * 1e3:.2f} ms beam time")
     if s.get("slices_decided"):
         t.add_row("time slices (trigger decisions)",
                   f"{s['slices_decided']} ({s['trigger_decisions']}; {s['stretch_slices']} slices fast-forwarded)")
@@ -115,8 +149,10 @@ def print_summary(s: dict[str, Any], console=None) -> None:
     t.add_row("builder events in flight (max / limit)", f"{s['max_in_flight']} / {s['in_flight_limit']}")
     if s["dead_boards"]:
         t.add_row("boards marked dead", ", ".join(f"{b} ({why})" for b, why in s["dead_boards"].items()))
-    t.add_row("written", f"{s['bytes_written'] / 1e6:.1f} MB, {s['mb_per_s']:.1f} MB/s, "
-                         f"{s['event_rate_hz']:.0f} events/s over {s['wall_s']:.1f} s")
+    on_disk = sum(Path(f).stat().st_size for f in s["files"] if Path(f).is_file())
+    t.add_row("written: records / on disk (compressed)", f"{s['bytes_written'] / 1e6:.1f} MB / {on_disk / 1e6:.1f} MB")
+    t.add_row("write rate", f"{s['mb_per_s']:.1f} MB/s of records, {s['event_rate_hz']:.0f} events/s "
+                            f"over {s['wall_s']:.1f} s")
     for f in s["files"]:
         t.add_row("output file", f)
     for e in s["errors"]:

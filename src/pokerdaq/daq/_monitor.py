@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 import time
 from typing import Any
 
@@ -52,15 +53,23 @@ def read_monitor(endpoint: str, count: int = 1, timeout_s: float = 5.0) -> list[
 
 def run(args) -> int:
     """``pokerdaq monitor``: print snapshots of a running DAQ."""
+    from .._usage import UsageError, check_endpoint
+
+    check_endpoint(args.endpoint, "--endpoint")
+    if args.count < 1:
+        raise UsageError(f"--count {args.count}: expected an integer >= 1")
+    if not args.timeout > 0:
+        raise UsageError(f"--timeout {args.timeout}: expected a positive number of seconds")
     snaps = read_monitor(args.endpoint, args.count, args.timeout)
     for s in snaps:
         nodes = s.get("nodes", {})
         rejected = nodes.get("builder", {}).get("rejected", {})
         live = s.get("live_fraction")
         print(f"[{s['state']}] run {s['run_number']} t={s['elapsed_s']:.1f}s events={s['events_written']} "
-              f"rate={s['event_rate_hz']:.0f}/s live={'n/a' if live is None else f'{100 * live:.1f}%'} "
+              f"rate={s['event_rate_hz']:.0f}/s "
+              f"live(trigger not dead, not busy)={'n/a' if live is None else f'{100 * live:.2f}%'} "
               f"rejected={sum(rejected.values())}")
     if not snaps:
-        print(f"pokerdaq monitor: nothing received from {args.endpoint} in {args.timeout} s")
+        print(f"pokerdaq monitor: nothing received from {args.endpoint} in {args.timeout} s", file=sys.stderr)
         return 1
     return 0

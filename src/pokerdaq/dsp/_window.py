@@ -124,7 +124,6 @@ def _run_poker(rows: np.ndarray, params: PulseParams, n_ch: int, ids: np.ndarray
                original: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """The POKER kernels (spec 1.3-1.11) over rows x samples."""
     n_rows, n_samples = rows.shape
-    p = params
     regs = params.registers_int64  # int64: the kernels do no conversions per row
     flat = rows.reshape(-1)
     counts = np.empty(n_rows, dtype=np.int32)

@@ -50,10 +50,35 @@ def trigger_register_index(name: str) -> int:
     return index
 
 
-def _warm_up() -> None:
+def _warm_up(board: BoardEmulator) -> None:
+    """Answer CONFIGURE, CONFIGURE_TRIGGER and WINDOWS once through :meth:`BoardEmulator.handle`
+    (the real path, the real argument types): every numba kernel of a reply is compiled (or loaded
+    from numba's cache) before the board announces that it listens, so that the first request of
+    a host is answered as fast as any other, even from a cold cache (seconds of compilation)."""
+    from ..config import load_config
     from ..dsp import PulseParams
+    from ..trigger import TriggerRegisters
+    from ._protocol import registers_payload, trigger_registers_payload
 
-    find_pulses_batch(np.full((1, 2, 32), 400, np.uint16), PulseParams.uniform(2))
+    cfg = load_config()
+    params = PulseParams.from_config(cfg)
+    n_ch, n_s = params.n_channels, cfg.digitizer.window_samples
+    regs = TriggerRegisters.from_config(cfg)
+    samples = np.full((2, n_ch, n_s), 400, np.uint16)
+    samples[:, :, n_s // 2 : n_s // 2 + 4] = 4000   # a pulse on every channel: every branch runs
+    saved = board._windows_requests
+    try:
+        for msg_type, payload, fields in (
+                (MsgType.CONFIGURE, registers_payload(params), {"n_channels": n_ch}),
+                (MsgType.CONFIGURE_TRIGGER, trigger_registers_payload(regs, cfg.digitizer.pretrigger_samples * 64),
+                 {"n_channels": n_ch}),
+                (MsgType.WINDOWS, samples.tobytes(), {"count": 2, "n_channels": n_ch, "n_samples": n_s})):
+            reply, fault = board.handle(encode(msg_type, 0, payload, **fields))
+            if reply is not None and fault is None and decode(reply)[0].type == MsgType.ERROR:
+                raise RuntimeError(f"hil-board warm-up: {msg_type.name} refused: {decode(reply)[1].decode()}")
+    finally:   # a host finds the board as after power-up: unconfigured, no request counted
+        board._params = board._trigger = None
+        board._windows_requests = saved
 
 
 @dataclass
@@ -173,7 +198,7 @@ class BoardEmulator:
         """Bind, answer requests; returns the process exit status."""
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, self._on_signal)
-        _warm_up()  # load the compiled kernels before announcing readiness: first replies are not slow
+        _warm_up(self)  # compile / load every kernel of a reply before announcing readiness
         ctx = zmq.Context()
         sock = ctx.socket(zmq.ROUTER)
         sock.setsockopt(zmq.LINGER, 0)
@@ -182,7 +207,8 @@ class BoardEmulator:
         try:
             sock.bind(self.bind)
         except zmq.ZMQError as err:
-            print(f"pokerdaq hil-board: cannot bind {self.bind}: {err}", file=sys.stderr)
+            print(f"pokerdaq hil-board: --bind {self.bind}: cannot bind ({err})", file=sys.stderr)
+            sock.close(0)   # an open socket would make ctx.term() wait for ever
             ctx.term()
             return 2
         self.endpoint = sock.getsockopt_string(zmq.LAST_ENDPOINT)

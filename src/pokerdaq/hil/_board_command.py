@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from .._usage import check_endpoint
 from ._board import BoardEmulator
 
 
@@ -23,6 +24,7 @@ def parse_register_offsets(items: list[str], option: str = "--trigger-offset") -
 
 
 def run(args: argparse.Namespace) -> int:
+    check_endpoint(args.bind, "--bind")   # at once: before the kernels compile (seconds)
     try:
         board = BoardEmulator(bind=args.bind, faults=list(args.fault), fault_after=args.fault_after,
                               late_s=args.late_s, max_requests=args.max_requests, ready_file=args.ready_file,

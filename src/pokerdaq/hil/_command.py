@@ -10,6 +10,7 @@ import numpy as np
 from rich.console import Console
 from rich.table import Table
 
+from .._usage import check_config_fits, check_endpoint, check_new_output, open_run_file
 from ..config import ConfigError, config_from_args
 from ..dsp import PulseParams
 from ..trigger import TriggerBits, TriggerRegisters
@@ -21,12 +22,11 @@ from ._rtl import RTL_ADC_BITS as HIL_ADC_BITS  # the boards of docs/hil-protoco
 def _stimulus(args: argparse.Namespace):
     """(samples, event numbers, config) of the stimulus."""
     if args.stimulus:
-        from ..io import RunFile
-
         if args.max_windows < 1:
             raise ValueError(f"--max-windows {args.max_windows}: expected at least 1")
-        with RunFile(args.stimulus) as f:
+        with open_run_file(args.stimulus, "--stimulus") as f:
             cfg = config_from_args(args, base=f.config)   # --config / --set overlay the file's own
+            check_config_fits(cfg, f)
             n = min(len(f), args.max_windows)  # bounded memory: the stimulus is held in memory
             return np.asarray(f.samples[:n]), f.events["event_number"][:n].astype(np.int64), cfg
     from ..sim import emulate_windows
@@ -110,6 +110,10 @@ def print_report(console: Console, report: HilReport) -> None:
 
 def run(args: argparse.Namespace) -> int:
     console = Console()
+    if args.report:
+        check_new_output(args.report, getattr(args, "overwrite", False), "--report", need_folder=False)
+    if args.dut.startswith("tcp://"):
+        check_endpoint(args.dut, "--dut")   # a port out of range would silently connect elsewhere
     try:
         samples, events, cfg = _stimulus(args)
         if args.dut != "model" and cfg.digitizer.adc_bits != HIL_ADC_BITS:

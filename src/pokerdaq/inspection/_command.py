@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 import numpy as np
 from rich.console import Console
 from rich.table import Table
 
+from .._usage import UsageError, open_run_file
 from ..config import config_from_args
 from ..trigger import TriggerBits
 from ._summary import file_counters
@@ -38,20 +38,36 @@ def _stored_or_found_pulses(f, cfg, batch: int = 1024) -> tuple[np.ndarray, np.n
     return np.concatenate(found), np.concatenate(counts)
 
 
-def run(args: argparse.Namespace) -> int:
-    from ..io import RunFile
+def resolution_lines(res: dict) -> list[str]:
+    """The printed ECAL-resolution lines: each figure beside the one it is compared with."""
+    from ._plots import format_pm
 
+    lines = []
+    t = res["total"]
+    head = "ECAL resolution, total (E_CALO / E " + ("particle, truth" if "readout" in res else "beam") + ")"
+    if "sigma_over_e" in t:
+        lines.append(f"{head}: sigma/E = {format_pm(t['sigma_over_e'], t['sigma_over_e_error'])} % "
+                     f"(Gaussian core of {t['n_events']} e+/e- events); {t['compared_with']}")
+    else:
+        lines.append(f"{head}: no fit ({t.get('fit_error')})")
+    r = res.get("readout")
+    if r is not None:
+        head = "ECAL resolution, readout only (E_CALO / E deposited, truth)"
+        if "sigma_over_e" in r:
+            lines.append(f"{head}: sigma/E = {format_pm(r['sigma_over_e'], r['sigma_over_e_error'])} % "
+                         f"({r['n_events']} events); photo-statistics alone at {r['reference_energy_gev']:.1f} GeV: "
+                         f"{100 * r['expected_sigma_over_e']:.3f} %")
+        else:
+            lines.append(f"{head}: no fit ({r.get('fit_error')})")
+    return lines
+
+
+def run(args: argparse.Namespace) -> int:
     console = Console()
     path = Path(args.file)
-    if not path.is_file():
-        console.print(f"[red]pokerdaq inspect: {path}: no such file[/red]")
-        return 2
-    try:
-        run_file = RunFile(path)
-    except (OSError, ValueError) as err:   # not a run file (or not HDF5)
-        print(f"pokerdaq inspect: {err}", file=sys.stderr)
-        return 2
-    with run_file as f:
+    with open_run_file(path, "FILE") as f:
+        if args.event is not None and not 0 <= args.event < len(f):
+            raise UsageError(f"--event {args.event}: expected 0..{len(f) - 1} ({path} holds {len(f)} events)")
         cfg = config_from_args(args, base=f.config)   # --config / --set overlay the file's own
         meta = Table(title=f"{path.name}: run metadata")
         meta.add_column("attribute")
@@ -80,7 +96,8 @@ def run(args: argparse.Namespace) -> int:
         if "time_span_s" in counters:
             tab.add_row("time span (s)", f"{counters['time_span_s']:.6g}")
         for key, val in counters.get("scalers", {}).items():
-            tab.add_row(f"scalers: {key}", "-" if val is None else (f"{val:.4f}" if isinstance(val, float) else str(val)))
+            label = f"scalers: {key}" + (" (no dead time)" if key == "not_busy_fraction" else "")
+            tab.add_row(label, "-" if val is None else (f"{val:.4f}" if isinstance(val, float) else str(val)))
         console.print(tab)
         trig = Table(title="Trigger types (trigger_word bits)")
         for col in ("type", "accepted (bits 0-7)", "raw (bits 8-15)"):
@@ -90,13 +107,10 @@ def run(args: argparse.Namespace) -> int:
         console.print(trig)
 
         n = len(f)
-        if args.event is not None and not 0 <= args.event < n:
-            console.print(f"[red]pokerdaq inspect: --event {args.event}: expected 0..{n - 1}[/red]")
-            return 2
         if args.plots and n:
             from ._energies import event_energies
             from ._plots import (plot_ecal_hcal_plane, plot_ecal_resolution, plot_srd_spectra,
-                                 plot_trigger_rates, plot_waveforms)
+                                 plot_trigger_rates, plot_waveforms, signal_region)
 
             index = args.event
             if index is None:
@@ -110,18 +124,19 @@ def run(args: argparse.Namespace) -> int:
                                             f"trigger word 0x{int(ev.header['trigger_word']):04x})")]
             energies = event_energies(pulses, n_pulses, cfg)
             truth = f.truth
-            plane, inside = plot_ecal_hcal_plane(energies, cfg.beam.species, args.plots, beam_gev=cfg.beam.energy_gev)
+            plane, inside = plot_ecal_hcal_plane(energies, cfg, args.plots)
             written.append(plane)
             written.append(plot_srd_spectra(energies, truth, args.plots))
             res_path, res = plot_ecal_resolution(energies, truth, cfg, args.plots)
             written.append(res_path)
-            written.append(plot_trigger_rates(events, args.plots, sample_ns=cfg.digitizer.sample_ns))
-            console.print(f"events in the NA64 signal region: {inside}")
-            if "sigma_over_e" in res:
-                console.print(f"ECAL resolution: sigma/E = {100 * res['sigma_over_e']:.2f} +- "
-                              f"{100 * res['sigma_over_e_error']:.2f} % from {res['n_events']} events "
-                              f"(requirement {100 * res['requirement_sigma_over_e']:.2f} % at "
-                              f"{res['reference_energy_gev']:.0f} GeV)")
+            written.append(plot_trigger_rates(events, args.plots, sample_ns=cfg.digitizer.sample_ns,
+                                              producer=str(f.attrs.get("producer", ""))))
+            ecal_cut, hcal_cut = signal_region(cfg)
+            console.print(f"events in the NA64 signal region (E_ECAL < {ecal_cut:g} GeV, the trigger's ECAL cut "
+                          f"at {cfg.beam.energy_gev:g} GeV; E_HCAL < {hcal_cut:g} GeV, {cfg.beam.species}): "
+                          f"{inside} of {int(energies.has_beam.sum())} with a beam coincidence", soft_wrap=True)
+            for line in resolution_lines(res):
+                console.print(line, soft_wrap=True)
             for p in written:
-                console.print(f"wrote {p}")
+                console.print(f"wrote {p}", soft_wrap=True)
     return 0

@@ -41,6 +41,8 @@ def file_counters(events: np.ndarray, scalers: np.ndarray, n_pulses_total: int) 
                                                      "busy_ticks")}
         ticks = int((scalers["stop_timestamp"].astype(np.int64) - scalers["start_timestamp"].astype(np.int64)).sum())
         total["spills"] = int(len(scalers))
-        total["live_fraction"] = 1.0 - total["busy_ticks"] / ticks if ticks > 0 else None
+        # what the scalers measure: the DAQ's busy ticks only (the trigger's dead time is not in
+        # /scalers), so this is not the run summary's live time (neither dead nor busy)
+        total["not_busy_fraction"] = 1.0 - total["busy_ticks"] / ticks if ticks > 0 else None
         out["scalers"] = total
     return out

@@ -10,13 +10,18 @@ def run(args: argparse.Namespace) -> int:
     from ._reader import RunFile
     from ._recover import recover
 
-    status = 0
+    status = 0   # each file on its own: the others are still recovered
     for name in args.files:
         try:
             final = recover(name, overwrite=args.overwrite)
-        except (OSError, ValueError) as err:
+        except FileExistsError:   # routine mistakes: status 2, the same words as every command
+            print(f"pokerdaq recover: {name}: the final file {name[:-len('.part')]} exists "
+                  f"(pass --overwrite to replace it)", file=sys.stderr)
+            status = 2
+            continue
+        except (OSError, ValueError) as err:   # missing, not a .part, not HDF5 at all
             print(f"pokerdaq recover: {name}: {err}", file=sys.stderr)
-            status = 1
+            status = 2
             continue
         with RunFile(final) as f:
             a = f.attrs

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
 from rich.console import Console
 from rich.table import Table
 
+from .._usage import check_config_fits, check_new_output, check_positive, open_run_file
 from ..config import overlay_from_args
 from ..trigger import TriggerBits
 from ._replay import ReplaySummary, replay_files
@@ -19,15 +19,16 @@ def run(args: argparse.Namespace) -> int:
     console = Console()
     overlay = overlay_from_args(args)   # on top of each file's own configuration
     config = overlay or None
-    for p in args.files:
-        if not Path(p).is_file():
-            console.print(f"[red]pokerdaq replay: {p}: no such file[/red]")
-            return 2
-    try:
-        results = replay_files(args.files, config, jobs=args.jobs, dask_scheduler=args.dask_scheduler)
-    except (OSError, ValueError) as err:   # not a run file, or a configuration that does not fit it
-        print(f"pokerdaq replay: {err}", file=sys.stderr)
-        return 2
+    check_positive("--jobs", args.jobs)
+    if args.output:
+        check_new_output(args.output, args.overwrite)
+    for p in args.files:   # every routine mistake before any work: inputs, and the config fits them
+        with open_run_file(p, "FILE") as f:
+            if config is not None:
+                check_config_fits(f.config.overlaid(config), f)
+    # absolute paths: a Dask worker (or a process pool) need not share this process's folder
+    files = [str(Path(p).resolve()) for p in args.files]
+    results = replay_files(files, config, jobs=args.jobs, dask_scheduler=args.dask_scheduler)
     summary = ReplaySummary(results)
     given = ([f"--config {args.config}"] if args.config else []) + [f"--set {s}" for s in args.set]
     report = summary.as_dict(config_source="each file's own configuration with " + " ".join(given) if given else None)
@@ -73,7 +74,15 @@ def run(args: argparse.Namespace) -> int:
     if args.plots:
         from ._plots import plot_turn_on
 
-        for path in plot_turn_on(summary, args.plots):
+        with open_run_file(args.files[0], "FILE") as f:
+            file_config = f.config
+        paths = plot_turn_on(summary, args.plots, file_config=file_config, new_config=config)
+        if not paths:
+            missing = [Path(f.path).name for f in summary.files if f.truth is None or not len(f.truth)]
+            console.print(f"--plots {args.plots}: no turn-on curves drawn: they need the emulator truth "
+                          f"(energies deposited), and {', '.join(missing)} has none (only emulated runs, "
+                          f"daq.front_end \"physics\" or \"physics-stream\", store truth)")
+        for path in paths:
             console.print(f"wrote {path}")
     if args.output:
         Path(args.output).parent.mkdir(parents=True, exist_ok=True)

@@ -258,9 +258,14 @@ def replay_files(paths: Sequence[str | os.PathLike[str]], config: Config | Overl
             from distributed import Client
         except ImportError:  # pragma: no cover - depends on the installation
             raise RuntimeError("--dask-scheduler needs dask.distributed: pip install 'pokerdaq[dask]'") from None
+        # a worker runs in its own folder, on its own machine maybe: send absolute paths
+        remote = [str(Path(p).resolve()) for p in files]
         with Client(dask_scheduler, timeout="30s") as client:
-            futures = client.map(_replay_worker, files, [text] * len(files), pure=False)
-            return client.gather(futures)
+            futures = client.map(_replay_worker, remote, [text] * len(files), pure=False)
+            results = client.gather(futures)
+        for r, name in zip(results, files):
+            r.path = name   # reported as the caller named it, as by a local replay
+        return results
     if jobs == 1 or len(files) == 1:
         return [_replay_worker(p, text) for p in files]
     import multiprocessing

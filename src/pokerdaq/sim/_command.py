@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .._usage import check_new_output
 from ..config import Config, ConfigError, config_from_args
 from ..io import EventFlags
 from ._emulator import iter_windows
@@ -22,13 +23,11 @@ def run(args: argparse.Namespace) -> int:
     seed = cfg.run.seed
     if args.events < 1:
         raise ConfigError("--events", args.events, "an integer >= 1")
-    out = Path(args.output)
-    if not out.parent.exists():
-        raise ConfigError("--output", str(out), f"a file in an existing folder ({out.parent} does not exist)")
-    return simulate(cfg, args.events, seed, out)
+    out = check_new_output(args.output, getattr(args, "overwrite", False))
+    return simulate(cfg, args.events, seed, out, overwrite=getattr(args, "overwrite", False))
 
 
-def simulate(cfg: Config, n_events: int, seed: int, out: Path) -> int:
+def simulate(cfg: Config, n_events: int, seed: int, out: Path, *, overwrite: bool = False) -> int:
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
     from rich.table import Table
@@ -36,12 +35,13 @@ def simulate(cfg: Config, n_events: int, seed: int, out: Path) -> int:
     from ..io import EVENT_DTYPE, RunFileWriter
 
     console = Console()
-    # a simulated run is reproducible from (config, seed): an older file of the same name is replaced
-    writer = RunFileWriter(out, cfg, producer="simulate", overwrite=True)
+    # an existing file is replaced only with --overwrite, as by every command that writes
+    writer = RunFileWriter(out, cfg, producer="simulate", overwrite=overwrite)
     species = np.zeros(max(Species) + 1, np.int64)   # particle codes 0.. (NONE is not simulated)
     n_signal = 0
     e_cal_sum = 0.0
     n_em = 0
+    raw_bytes = 0
     t_start = time.perf_counter()
     try:
         with Progress(TextColumn("simulate"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[rate]}"),
@@ -50,6 +50,7 @@ def simulate(cfg: Config, n_events: int, seed: int, out: Path) -> int:
             done = 0
             for samples, truth in iter_windows(cfg, n_events, seed, batch_events=BATCH_EVENTS):
                 writer.write_events(_headers(truth, EVENT_DTYPE), samples, pulses=None, truth=truth)
+                raw_bytes += samples.nbytes + truth.nbytes
                 done += len(truth)
                 species += np.bincount(truth["species"], minlength=len(species))
                 n_signal += int(truth["is_signal"].sum())
@@ -72,7 +73,7 @@ def simulate(cfg: Config, n_events: int, seed: int, out: Path) -> int:
     table.add_row("mean ECAL+PRS energy, e+/e- (GeV)", f"{e_cal_sum / max(n_em, 1):.2f}")
     table.add_row("beam energy (GeV) / seed", f"{cfg.beam.energy_gev:g} / {seed}")
     size = sum(p.stat().st_size for p in writer.closed_files)
-    table.add_row("file size (MB)", f"{size / 1e6:.1f}")
+    table.add_row("samples + truth (MB): in memory / file", f"{raw_bytes / 1e6:.1f} / {size / 1e6:.1f}")
     table.add_row("rate (events/s)", f"{n_events / elapsed:,.0f}")
     console.print(table)
     return 0

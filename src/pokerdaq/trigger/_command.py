@@ -197,10 +197,16 @@ def run(args: argparse.Namespace) -> int:
     # --config / --set / --seed: on the embedded default, or with --input on the file's own configuration
     overlay = overlay_from_args(args)
     cfg = config_from_args(args) if args.input is None else None
+    if args.json:
+        from .._usage import check_new_output
+
+        check_new_output(args.json, getattr(args, "overwrite", False), "--json")
     t0 = time.perf_counter()
     if args.input is not None:
-        if not Path(args.input).is_file():
-            raise ConfigError("--input", args.input, "an existing HDF5 file written by pokerdaq simulate")
+        from .._usage import check_config_fits, open_run_file
+
+        with open_run_file(args.input, "--input") as f:   # missing, damaged, not a run file: status 2
+            check_config_fits(f.config.overlaid(overlay), f)
         report = _file_report(overlay, args.input, args.seed)
     else:
         n = 1000 if args.events is None else args.events
