@@ -267,7 +267,7 @@ def test_replay_with_a_configuration_of_another_window_is_refused(imported, tmp_
     proc = _cli("replay", str(imported["hdf5"][0]), "--config", str(tmp_path / "new.toml"))
     assert proc.returncode == 2, proc.stderr
     lines = proc.stderr.strip().splitlines()
-    assert len(lines) == 1 and "from_hdf5.h5" in lines[0] and "window_samples = 64" in lines[0], proc.stderr
+    assert len(lines) == 1 and "from_hdf5.h5" in lines[0] and "window_samples gives window 64 samples" in lines[0], proc.stderr
 
 
 def test_plain_waveform_file_is_refused_with_a_pointer_to_import(tmp_path):

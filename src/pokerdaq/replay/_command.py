@@ -76,7 +76,8 @@ def run(args: argparse.Namespace) -> int:
 
         with open_run_file(args.files[0], "FILE") as f:
             file_config = f.config
-        paths = plot_turn_on(summary, args.plots, file_config=file_config, new_config=config)
+        paths = plot_turn_on(summary, args.plots, file_config=file_config,
+                             new_config=None if config is None else file_config.overlaid(config))
         if not paths:
             missing = [Path(f.path).name for f in summary.files if f.truth is None or not len(f.truth)]
             console.print(f"--plots {args.plots}: no turn-on curves drawn: they need the emulator truth "
