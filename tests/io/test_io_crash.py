@@ -12,7 +12,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
-from conftest import make_batch
+from _io_helpers import make_batch
 
 from pokerdaq.io import RunFile, RunFileWriter, recover
 from pokerdaq.io._superblock import lookup3, status_flags

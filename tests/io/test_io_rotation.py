@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
-from conftest import make_batch
+from _io_helpers import make_batch
 
 from pokerdaq.io import EVENT_DTYPE, STORED_PULSE_DTYPE, RunFile, RunFileWriter, run_paths
 
