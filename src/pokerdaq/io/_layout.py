@@ -70,11 +70,17 @@ def rotated_path(first: Path, file_index: int) -> Path:
     return first.with_name(f"{first.stem}_{file_index:04d}{first.suffix}")
 
 
-def run_paths(first: str | os.PathLike[str]) -> list[Path]:
-    """The finished files of a run, in ``file_index`` order: ``NAME``, ``NAME_0001`` ... while they exist."""
+def run_paths(first: str | os.PathLike[str], *, with_part: bool = False) -> list[Path]:
+    """The finished files of a run, in ``file_index`` order: ``NAME``, ``NAME_0001`` ... while they exist.
+
+    With ``with_part``, also the ``.part`` file that follows them, if there is one (the file a
+    writer has open, or left when it died).
+    """
     first = Path(first)
     paths = []
     while (p := rotated_path(first, len(paths))).exists():
+        paths.append(p)
+    if with_part and (p := part_path(rotated_path(first, len(paths)))).exists():
         paths.append(p)
     return paths
 
