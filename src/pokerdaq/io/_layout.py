@@ -27,9 +27,9 @@ CHANNEL_MAP = "channel_map"
 SCALERS = "scalers"
 
 SAMPLE_CHUNK_BYTES = 1024 << 10  # ~1 MiB chunks: the h5py/HDF5 sweet spot measured in facts.md section 6
-EVENT_CHUNK_ROWS = 4096
-PULSE_CHUNK_ROWS = 16384
-TRUTH_CHUNK_ROWS = 4096
+EVENT_CHUNK_ROWS = 512     # small per-event chunks: a file that lost its tail keeps all but the last ones
+PULSE_CHUNK_ROWS = 2048
+TRUTH_CHUNK_ROWS = 512
 SCALER_CHUNK_ROWS = 64
 CHUNK_CACHE_BYTES = 32 << 20   # holds several partly filled sample chunks between batches
 
