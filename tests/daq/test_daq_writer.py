@@ -256,3 +256,55 @@ def test_rotated_run_every_spill_row_in_the_file_of_its_spill(tmp_path):
         evs = [e for e, t in timestamps.items() if t // spill_ticks == sp]
         assert where[sp] == _expected_file(evs, events, written_before), (sp, where)
         written_before = max(evs, default=written_before)
+
+
+@pytest.mark.timeout(240)
+def test_kill_9_of_pokerdaq_run_leaves_no_ipc_folder_behind_the_next_run(tmp_path, monkeypatch):
+    """kill -9 of ``pokerdaq run``: its ipc folder stays until the next run starts (defect 8 of issue 11)."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import tempfile
+    from pathlib import Path
+
+    import pokerdaq
+    from pokerdaq.daq._runcontrol import IPC_PREFIX
+
+    from _daqhelpers import synthetic_config_file
+
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    env = {**os.environ, "TMPDIR": str(tmp),
+           "PYTHONPATH": str(Path(pokerdaq.__file__).resolve().parents[1]) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    cmd = [sys.executable, "-m", "pokerdaq.cli", "run", "--config", str(synthetic_config_file(tmp_path)),
+           "--output", str(tmp_path / "a"), "--seed", "3"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env, start_new_session=True)
+    part = tmp_path / "a" / "run_000001.h5.part"
+    try:
+        for _ in range(600):   # up to 120 s, each wait on the process itself, not a sleep
+            try:
+                proc.wait(timeout=0.2)
+                pytest.fail("pokerdaq run ended early")
+            except subprocess.TimeoutExpired:
+                pass
+            if part.exists() and list(tmp.glob(IPC_PREFIX + "*")):
+                break
+        else:
+            pytest.fail("pokerdaq run did not start")
+        os.kill(proc.pid, signal.SIGKILL)
+        assert proc.wait(timeout=30) == -signal.SIGKILL
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    [stale] = list(tmp.glob(IPC_PREFIX + "*"))
+    assert stale.name.startswith(f"{IPC_PREFIX}{proc.pid}-")    # per run: cannot collide with another
+    # the next run removes it (its lock died with its process) and leaves nothing of its own
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp))
+    cfg = fast_config()
+    with daq_run(cfg, tmp_path / "b", max_events=20) as run:
+        [mine] = list(tmp.glob(IPC_PREFIX + "*"))
+        assert mine != stale and run.endpoints["fragments"].startswith(f"ipc://{mine}/")
+        assert run.wait(120) == "stopped", run.errors
+    assert list(tmp.glob(IPC_PREFIX + "*")) == []

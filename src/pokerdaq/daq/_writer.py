@@ -266,10 +266,14 @@ class WriterNode(Node):
 
     def _on_scaler_row(self, body: bytes) -> None:
         """A spill row of the trigger processor: kept until its events have gone by; a malformed one is counted."""
+        def count(v) -> bool:   # what a uint64 column holds
+            return isinstance(v, int) and not isinstance(v, bool) and 0 <= v < 1 << 64
+
         try:
             row = json.loads(body)
-            ok = (isinstance(row, dict) and all(isinstance(row.get(k), int) for k in self._ROW_KEYS if k != "trigger_bits")
-                  and isinstance(row.get("trigger_bits"), list))
+            bits = row.get("trigger_bits") if isinstance(row, dict) else None
+            ok = (all(count(row.get(k)) for k in self._ROW_KEYS if k != "trigger_bits")
+                  and isinstance(bits, list) and len(bits) == 32 and all(count(b) for b in bits))
         except ValueError:
             ok = False
         if not ok:
