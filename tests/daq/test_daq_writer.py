@@ -2,16 +2,24 @@
 the writer, every spill row lands in the file the rule of docs/hdf5-layout.md names."""
 
 import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
 
 import numpy as np
 import pytest
 import zmq
+from _daqhelpers import daq_run, fast_config, synthetic_config_file
 
+import pokerdaq
+from pokerdaq.daq._runcontrol import IPC_PREFIX
 from pokerdaq.daq._wire import TRIGGER_DTYPE, TRIGGER_MAGIC, SliceFlags, encode_fragment, encode_slice
 from pokerdaq.dsp._records import PULSE_DTYPE
 from pokerdaq.io import EVENT_DTYPE, RunFile, run_paths
-
-from _daqhelpers import daq_run, fast_config
 
 
 class _Peer:
@@ -261,31 +269,28 @@ def test_rotated_run_every_spill_row_in_the_file_of_its_spill(tmp_path):
 @pytest.mark.timeout(240)
 def test_kill_9_of_pokerdaq_run_leaves_no_ipc_folder_behind_the_next_run(tmp_path, monkeypatch):
     """kill -9 of ``pokerdaq run``: its ipc folder stays until the next run starts (defect 8 of issue 11)."""
-    import os
-    import signal
-    import subprocess
-    import sys
-    import tempfile
-    from pathlib import Path
+    # a short TMPDIR of its own: ipc paths are limited to 107 characters
+    tmp = Path(tempfile.mkdtemp(prefix="pk-", dir="/tmp"))
+    try:
+        _kill_9_and_restart(tmp, tmp_path, monkeypatch)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
 
-    import pokerdaq
-    from pokerdaq.daq._runcontrol import IPC_PREFIX
 
-    from _daqhelpers import synthetic_config_file
-
-    tmp = tmp_path / "tmp"
-    tmp.mkdir()
+def _kill_9_and_restart(tmp, tmp_path, monkeypatch):
     env = {**os.environ, "TMPDIR": str(tmp),
            "PYTHONPATH": str(Path(pokerdaq.__file__).resolve().parents[1]) + os.pathsep + os.environ.get("PYTHONPATH", "")}
     cmd = [sys.executable, "-m", "pokerdaq.cli", "run", "--config", str(synthetic_config_file(tmp_path)),
            "--output", str(tmp_path / "a"), "--seed", "3"]
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env, start_new_session=True)
+    log = tmp_path / "run.log"
+    with open(log, "w") as out:
+        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True)
     part = tmp_path / "a" / "run_000001.h5.part"
     try:
         for _ in range(600):   # up to 120 s, each wait on the process itself, not a sleep
             try:
                 proc.wait(timeout=0.2)
-                pytest.fail("pokerdaq run ended early")
+                pytest.fail(f"pokerdaq run ended early: {log.read_text()[-3000:]}")
             except subprocess.TimeoutExpired:
                 pass
             if part.exists() and list(tmp.glob(IPC_PREFIX + "*")):

@@ -125,7 +125,8 @@ def test_compression_values_as_stored(cfg, tmp_path, compression):
 
 
 def test_record_offsets_as_documented():
-    for title, dtype in (("### `EVENT_DTYPE` (36 bytes)", EVENT_DTYPE), ("### `SCALER_DTYPE` (332 bytes)", SCALER_DTYPE),
+    for title, dtype in (("### `EVENT_DTYPE` (36 bytes)", EVENT_DTYPE),
+                         ("### `SCALER_DTYPE` (332 bytes)", SCALER_DTYPE),
                          ("### `STORED_PULSE_DTYPE` (54 bytes)", STORED_PULSE_DTYPE)):
         assert f"({dtype.itemsize} bytes)" in title
         got = {}

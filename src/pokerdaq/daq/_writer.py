@@ -134,7 +134,9 @@ class WriterNode(Node):
         if self.batch and (len(self.batch) >= self.cfg.daq.writer_batch_events or self.end_info is not None
                            or time.monotonic() - self.last_write > FLUSH_INTERVAL_S):
             self._write_batch()
-        self._write_scalers(self.last_received, final=self.end_info is not None)
+        # events still in the batch have not gone by: a row waits for them
+        gone = self.last_received if not self.batch else int(self.batch[0][0]["event_number"][0]) - 1
+        self._write_scalers(gone, final=self.end_info is not None)
         if self.end_info is not None:
             self._close()
             self.notify_drained()
@@ -169,7 +171,8 @@ class WriterNode(Node):
             return
         self.last_received = number
         if len(frames[2]) != self.sample_bytes:
-            self._reject(Rejected.BAD_SAMPLES, f"event {number}: {len(frames[2])} sample bytes, expected {self.sample_bytes}")
+            self._reject(Rejected.BAD_SAMPLES,
+                         f"event {number}: {len(frames[2])} sample bytes, expected {self.sample_bytes}")
             return
         want = int(header["n_pulses"][0]) * PULSE_DTYPE.itemsize
         if len(frames[3]) != want:
