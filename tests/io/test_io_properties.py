@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import make_batch
+from _io_helpers import make_batch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import numpy as np
-from conftest import make_batch
+from _io_helpers import make_batch
 
-from pokerdaq.io import EVENT_DTYPE, STORED_PULSE_DTYPE, RunFile, RunFileWriter, run_paths
+from pokerdaq.io import EVENT_DTYPE, SCALER_DTYPE, STORED_PULSE_DTYPE, RunFile, RunFileWriter, run_paths
 
 
 def _read_all(paths):
@@ -21,7 +21,8 @@ def test_rotation_by_events(cfg, tmp_path):
     with RunFileWriter(path, cfg, rotate_events=100) as w:
         for b in batches:
             w.write_events(*b)
-            assert len(w.closed_files) == (b[0]["event_number"][-1] + 1) // 100   # closed as soon as full
+            # a full file is closed when the next event arrives: 100 events in a file, not 45 x 3
+            assert len(w.closed_files) == b[0]["event_number"][-1] // 100
     expected = [path, tmp_path / "run_000042_0001.h5", tmp_path / "run_000042_0002.h5"]
     assert w.closed_files == expected
     assert sorted(tmp_path.iterdir()) == sorted(expected)   # no .part and no empty file left behind
@@ -73,3 +74,28 @@ def test_single_event_larger_than_rotate_bytes_gets_its_own_file(cfg, tmp_path):
     with RunFileWriter(tmp_path / "r.h5", cfg, rotate_bytes=100) as w:
         w.write_events(headers, samples, pulses, truth)
     assert [len(RunFile(p)) for p in w.closed_files] == [1, 1, 1]
+
+
+def test_a_full_file_stays_open_for_the_scaler_rows_of_its_events(cfg, tmp_path):
+    # rows written after the event that fills a file go to that file, not to a new empty one
+    path = tmp_path / "run.h5"
+    with RunFileWriter(path, cfg, rotate_events=10) as w:
+        w.write_events(*make_batch(cfg, 10))
+        assert w.closed_files == [] and w.file_index == 0      # full, still open
+        rows = np.zeros(2, SCALER_DTYPE)
+        rows["spill"] = [0, 1]
+        w.write_scalers(rows)
+        w.write_events(*make_batch(cfg, 3, first_event=10))   # the next event closes it
+        assert w.closed_files == [path]
+        w.write_scalers(rows[:1])
+        assert w.n_events_flushed == 10 + 3
+    assert [p.name for p in w.closed_files] == ["run.h5", "run_0001.h5"]
+    with RunFile(w.closed_files[0]) as f:
+        assert len(f) == 10 and f.scalers["spill"].tolist() == [0, 1]
+    with RunFile(w.closed_files[1]) as f:
+        assert len(f) == 3 and len(f.scalers) == 1
+    # the last full file of a run is closed by close(): no empty file follows
+    with RunFileWriter(tmp_path / "b.h5", cfg, rotate_events=5) as w:
+        w.write_events(*make_batch(cfg, 10))
+        w.write_scalers(rows)
+    assert [p.name for p in w.closed_files] == ["b.h5", "b_0001.h5"]

@@ -14,7 +14,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
-from conftest import make_batch
+from _io_helpers import make_batch
 
 import pokerdaq
 from pokerdaq.config import CHANNEL_DTYPE, loads_config

@@ -124,7 +124,13 @@ def print_summary(s: dict[str, Any], console=None) -> None:
     t.add_row("events built", str(s["events_built"]))
     t.add_row("  of which INCOMPLETE", str(s["events_incomplete"]))
     t.add_row("  of which MISMATCH", str(s["events_mismatch"]))
-    t.add_row("events written", str(s["events_written"]))
+    t.add_row("events written (in the files)", str(s["events_written"]))
+    if s.get("events_written_reported", s["events_written"]) != s["events_written"]:
+        t.add_row("  writer's last report", str(s["events_written_reported"]))
+    if s.get("events_rejected"):
+        t.add_row("events refused by the writer", str(sum(s["events_rejected"].values())))
+        for reason, n in sorted(s["events_rejected"].items()):
+            t.add_row(f"  {reason}", str(n))
     rejected = s["fragments_rejected"]
     t.add_row("fragments rejected", str(sum(rejected.values())))
     for reason, n in sorted(rejected.items()):

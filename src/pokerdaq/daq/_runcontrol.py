@@ -16,8 +16,10 @@ small high-water mark: a slow subscriber loses messages, never slows the run.
 from __future__ import annotations
 
 import collections
+import fcntl
 import json
 import multiprocessing
+import os
 import shutil
 import tempfile
 import time
@@ -51,6 +53,36 @@ class _Proc:
     drained: bool = False
     exited: bool = False
     died: int | None = None   # exit code of an unexpected death
+
+
+IPC_PREFIX = "pokerdaq-ipc-"
+
+
+def make_ipc_dir() -> tuple[str, int]:
+    """A fresh folder for the ipc endpoints of one run, and the file descriptor that locks it.
+
+    ``TMPDIR/pokerdaq-ipc-PID-XXXXXXXX`` (unique: ``mkdtemp``) holds a ``lock`` file that the
+    run holds locked (``flock``) while it lives; the kernel drops the lock when the process
+    dies, also by SIGKILL. Folders of dead runs (lock free) are removed first, so a run killed
+    with kill -9 leaves its folder only until the next run starts.
+    """
+    base = Path(tempfile.gettempdir())
+    for old in base.glob(IPC_PREFIX + "*"):
+        try:
+            fd = os.open(old / "lock", os.O_RDONLY)
+        except OSError:
+            continue   # not ours, or a run between mkdtemp and its lock
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            continue   # a live run holds it
+        finally:
+            os.close(fd)
+        shutil.rmtree(old, ignore_errors=True)
+    path = tempfile.mkdtemp(prefix=f"{IPC_PREFIX}{os.getpid()}-")
+    fd = os.open(os.path.join(path, "lock"), os.O_RDWR | os.O_CREAT, 0o600)
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    return path, fd
 
 
 def output_path(output: str | Path, run_number: int) -> Path:
@@ -104,6 +136,8 @@ class DaqRun:
         self.procs: dict[str, _Proc] = {}
         self.endpoints: dict[str, str] = {}
         self._tmpdir: str | None = None
+        self._tmpdir_lock: int | None = None
+        self._refreshed = False   # final counters collected after a failure
         self._ctx: zmq.Context | None = None
         self._ctl: zmq.Socket | None = None
         self._pub: zmq.Socket | None = None
@@ -136,7 +170,7 @@ class DaqRun:
         if self.state != "idle":
             raise RunControlError(f"configure in state {self.state!r}, expected 'idle'")
         cfg = self.cfg
-        self._tmpdir = tempfile.mkdtemp(prefix=f"pokerdaq-run{self.run_number}-")
+        self._tmpdir, self._tmpdir_lock = make_ipc_dir()
         want = {n: self._endpoint(n) for n in ENDPOINT_NAMES}
         self._ctx = zmq.Context()
         self._ctl = self._ctx.socket(zmq.ROUTER)
@@ -235,6 +269,11 @@ class DaqRun:
             elif now > self._drain_deadline:
                 self._fail("drain did not finish in time: " + ", ".join(
                     n for n, p in self.procs.items() if not p.drained and p.died is None))
+        if self.state == "error" and not self._refreshed:
+            # the figures of the summary: what every live process counts now, not its last
+            # report before the failure (the trigger and builder went on meanwhile)
+            self._refreshed = True
+            self._final_status()
         if self.state in ("running", "draining") and now >= self._next_monitor:
             self._next_monitor = now + self.cfg.daq.monitor_interval_s
             for name, p in self.procs.items():
@@ -396,6 +435,9 @@ class DaqRun:
         for name, t in trig.get("trigger_types", {}).items():
             types[name] = {**t, "rate_beam_hz": t["accepted"] / beam_s if beam_s else 0.0,
                            "rate_wall_hz": t["accepted"] / wall if wall else 0.0}
+        files = writer.get("files", [])
+        if self.procs.get("writer") is not None and self.procs["writer"].died is not None:
+            files = [str(p) for p in self._run_files()]   # with the .part its death left
         return {
             "state": self.state,
             "errors": list(self.errors),
@@ -410,7 +452,10 @@ class DaqRun:
             "events_built": build.get("events_built", 0),
             "events_incomplete": build.get("events_incomplete", 0),
             "events_mismatch": build.get("events_mismatch", 0),
-            "events_written": writer.get("events_written", 0),
+            # events_written: what the run's files hold, read back from them (a writer killed
+            # mid-run reported less than it wrote); the writer's own figures beside it
+            **self._file_counts(writer),
+            "events_rejected": writer.get("events_rejected", {}),
             "events_evicted_incomplete": build.get("events_evicted_incomplete", 0),
             "events_timed_out": build.get("events_timed_out", 0),
             "fragments_rejected": build.get("rejected", {}),
@@ -427,7 +472,7 @@ class DaqRun:
             "died": {n: p.died for n, p in self.procs.items() if p.died is not None},
             "bytes_written": writer.get("bytes_written", 0),
             "mb_per_s": writer.get("bytes_written", 0) / wall / 1e6 if wall else 0.0,
-            "files": writer.get("files", []),
+            "files": files,
             "event_rate_hz": writer.get("events_written", 0) / wall if wall else 0.0,
             "histograms": build.get("histograms", {}),
             # per-spill /scalers rows: how many, their sums (equal to the run totals above) and
@@ -441,6 +486,30 @@ class DaqRun:
             "truth_matched": writer.get("truth_matched", 0),
             "cpu_s": {n: st.get("cpu_s", 0.0) for n, st in self.stats.items()},
         }
+
+    def _run_files(self) -> list[Path]:
+        from pokerdaq.io import run_paths
+        return run_paths(self.output, with_part=True)
+
+    def _file_counts(self, writer: dict) -> dict[str, int]:
+        """``events_written`` (the ``n_events`` of the run's files, a ``.part`` counted up to its
+        last flush: what ``pokerdaq recover`` keeps when every checksum passes) and the writer's
+        own last report, ``events_written_reported`` (events handed to the file)."""
+        from pokerdaq.io import RunFile
+        reported = writer.get("events_written", 0)
+        proc = self.procs.get("writer")
+        if proc is None:   # the writer is played by the caller (tests)
+            return {"events_written": reported, "events_written_reported": reported}
+        in_files = 0
+        for path in self._run_files():
+            try:
+                with RunFile(path) as f:
+                    in_files += len(f)
+            except (OSError, ValueError):
+                pass   # not readable: holds nothing that can be counted
+        # a live writer may have written events it has not flushed yet; a dead one's are lost
+        written = in_files if proc.died is not None else max(in_files, reported)
+        return {"events_written": written, "events_written_reported": reported}
 
     def pid(self, name: str) -> int:
         """Process id of a node (``writer``, ``builder``, ``trigger``, ``fe0`` ...)."""
@@ -472,3 +541,6 @@ class DaqRun:
         if self._tmpdir is not None:
             shutil.rmtree(self._tmpdir, ignore_errors=True)
             self._tmpdir = None
+        if self._tmpdir_lock is not None:
+            os.close(self._tmpdir_lock)
+            self._tmpdir_lock = None

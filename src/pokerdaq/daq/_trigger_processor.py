@@ -250,13 +250,13 @@ class TriggerProcessorNode(Node):
         # the spills that ended in this slice: their triggers, then their scaler rows
         ts = trig["timestamp"]
         done = 0
-        rows = []
+        rows = []   # (row, events of the slice before it)
         for end in ends:
             counts = counts_at[end]
             upto = int(np.searchsorted(ts, np.uint64(end), side="left"))
             self.spill_bits = _add_bit_counts(self.spill_bits, trig["trigger_word"][done:upto])
             done = upto
-            rows.append(self._spill_row(end, counts, first_event + upto))
+            rows.append((self._spill_row(end, counts, first_event + upto), upto))
         self.spill_bits = _add_bit_counts(self.spill_bits, trig["trigger_word"][done:])
         self.decided = decided
         self.busy_ticks += out.busy_ticks
@@ -270,12 +270,18 @@ class TriggerProcessorNode(Node):
         msg = encode_slice(TRIGGER_MAGIC, board_id=TP_ID, run_number=self.run_number, flags=0,
                            slice_index=k, last_slice=last, records=trig)
         self._to_boards(msg)
-        if n:
-            rec = encode_slice(TRIGGER_MAGIC, board_id=TP_ID, run_number=self.run_number,
-                               flags=int(SliceFlags.RECORDS), slice_index=k, last_slice=last, records=trig)
-            self.send_with_deadline(self.push, rec, "trigger records to the event builder")
-        for row in rows:
-            self._send_scalers(row)
+        # to the builder: each spill's row after its records and before those of later spills, so
+        # that the writer has the row before any event of a later spill (docs/hdf5-layout.md)
+        sent = 0
+        for row, upto in [*rows, (None, n)]:
+            if upto > sent:
+                rec = encode_slice(TRIGGER_MAGIC, board_id=TP_ID, run_number=self.run_number,
+                                   flags=int(SliceFlags.RECORDS), slice_index=k, last_slice=last,
+                                   records=trig[sent:upto])
+                self.send_with_deadline(self.push, rec, "trigger records to the event builder")
+                sent = upto
+            if row is not None:
+                self._send_scalers(row)
         self.next_slice = last + 1
         self.slice_wait_start = time.monotonic()
         if self.max_events is not None and self.next_event >= int(self.max_events):

@@ -14,13 +14,21 @@ docs/hdf5-layout.md, "Truth of DAQ runs").
 
 Per-spill scalers: the trigger processor's ``SCALERS`` rows (forwarded by the builder) are
 completed with the spill's events as they pass (built, INCOMPLETE, dropped = issued but
-never received) and written once every event of the spill has gone by, in spill order.
+not written) and written once every event of the spill has gone by, in spill order, right
+after the spill's last written event and before any later one: so a row is in the file that
+holds the last written event of its spill (rule: docs/hdf5-layout.md, "Per-spill scalers").
+
+No content of a message stops the writer: a built event that the file may not hold (a
+sample above ``digitizer.adc_max``, a frame of the wrong size, an event number that does not
+increase, a pulse of an unknown channel ...) is not written, counted by reason
+(``events_rejected``) and the run goes on (docs/daq.md, "Flow control and what is counted").
 """
 
 from __future__ import annotations
 
 import collections
 import json
+import logging
 import time
 from pathlib import Path
 from typing import Any
@@ -30,9 +38,24 @@ import zmq
 
 from pokerdaq.dsp._records import PULSE_DTYPE
 
-from ._node import Node, NodeError
+from ._node import Node
 
 FLUSH_INTERVAL_S = 0.2
+
+log = logging.getLogger(__name__)
+
+
+class Rejected:
+    """Reasons for which the writer does not write a built event (``events_rejected`` keys)."""
+
+    BAD_MESSAGE = "bad_message"                   # not an EV / SCALERS / END message of the builder
+    BAD_HEADER = "bad_header"                     # header frame not one EVENT_DTYPE record
+    BAD_SAMPLES = "bad_samples"                   # samples frame not n_channels x window_samples u16
+    BAD_PULSES = "bad_pulses"                     # pulses frame not n_pulses PULSE_DTYPE records
+    EVENT_ORDER = "event_order"                   # event number not above the last one received
+    SAMPLE_ABOVE_ADC_MAX = "sample_above_adc_max"
+    BAD_PULSE_CHANNEL = "bad_pulse_channel"       # a pulse of a channel the channel map does not have
+    WRITER_VALIDATION = "writer_validation"       # anything else pokerdaq.io.RunFileWriter refuses
 
 
 class WriterNode(Node):
@@ -44,6 +67,10 @@ class WriterNode(Node):
         self.n_channels = len(cfg.channel_map)
         self.window = cfg.digitizer.window_samples
         self.batch: list[tuple[np.ndarray, bytes, bytes]] = []
+        self.sample_bytes = self.n_channels * self.window * 2
+        self.rejected: collections.Counter = collections.Counter()   # events not written, by reason
+        self.last_rejection = ""
+        self.last_received = -1      # highest event number received (written or rejected): gone by
         self.last_write = time.monotonic()
         self.writer = None
         self.events_written = 0
@@ -58,7 +85,6 @@ class WriterNode(Node):
         self.spill_ticks = max(1, int(round(cfg.beam.spill_period_s * cfg.digitizer.sampling_rate_hz)))
         self.pending_rows: collections.deque = collections.deque()
         self.spill_events: dict[int, list[int]] = collections.defaultdict(lambda: [0, 0])  # built, incomplete
-        self.last_event: int = -1
         self.scaler_rows = 0
         self.bad_scaler_messages = 0
         self.scaler_totals = collections.Counter()
@@ -98,30 +124,130 @@ class WriterNode(Node):
             except zmq.Again:
                 break
             got += 1
-            if frames[0] == b"END":
-                self.end_info = json.loads(frames[1])
+            if frames[0] == b"END" and len(frames) == 2:
+                self.end_info = self._end_info(frames[1])
                 break
             if frames[0] == b"SCALERS" and len(frames) == 2:
                 self._on_scaler_row(frames[1])
                 continue
-            if frames[0] != b"EV" or len(frames) != 4:
-                raise NodeError("malformed message from the event builder")
-            self.batch.append((np.frombuffer(frames[1], dtype=self.EVENT_DTYPE), frames[2], frames[3]))
+            self._on_event(frames)
         if self.batch and (len(self.batch) >= self.cfg.daq.writer_batch_events or self.end_info is not None
                            or time.monotonic() - self.last_write > FLUSH_INTERVAL_S):
             self._write_batch()
-        self._write_scalers(final=self.end_info is not None)
+        # events still in the batch have not gone by: a row waits for them
+        gone = self.last_received if not self.batch else int(self.batch[0][0]["event_number"][0]) - 1
+        self._write_scalers(gone, final=self.end_info is not None)
         if self.end_info is not None:
             self._close()
             self.notify_drained()
         return got > 0
 
+    @staticmethod
+    def _end_info(body: bytes) -> dict:
+        try:
+            info = json.loads(body)
+        except ValueError:
+            info = None
+        return info if isinstance(info, dict) else {}   # the end of the run all the same
+
+    def _reject(self, reason: str, why: str, n: int = 1) -> None:
+        if not self.rejected[reason]:   # the first of each reason is logged, all are counted
+            log.warning("writer: event not written (%s): %s", reason, why)
+        self.rejected[reason] += n
+        self.last_rejection = f"{reason}: {why}"
+
+    def _on_event(self, frames: list[bytes]) -> None:
+        """Check the frames of one built event (sizes, order); a bad one is counted, never raised."""
+        if len(frames) != 4 or frames[0] != b"EV":
+            self._reject(Rejected.BAD_MESSAGE, f"{len(frames)} frames, first {bytes(frames[0][:8])!r}")
+            return
+        if len(frames[1]) != self.EVENT_DTYPE.itemsize:
+            self._reject(Rejected.BAD_HEADER, f"header of {len(frames[1])} bytes, expected {self.EVENT_DTYPE.itemsize}")
+            return
+        header = np.frombuffer(frames[1], dtype=self.EVENT_DTYPE)
+        number = int(header["event_number"][0])
+        if number <= self.last_received:
+            self._reject(Rejected.EVENT_ORDER, f"event {number} after event {self.last_received}")
+            return
+        self.last_received = number
+        if len(frames[2]) != self.sample_bytes:
+            self._reject(Rejected.BAD_SAMPLES,
+                         f"event {number}: {len(frames[2])} sample bytes, expected {self.sample_bytes}")
+            return
+        want = int(header["n_pulses"][0]) * PULSE_DTYPE.itemsize
+        if len(frames[3]) != want:
+            self._reject(Rejected.BAD_PULSES, f"event {number}: {len(frames[3])} pulse bytes, expected {want}")
+            return
+        self.batch.append((header, frames[2], frames[3]))
+
+    def _content_ok(self, headers: np.ndarray, samples: np.ndarray, pulses: np.ndarray) -> np.ndarray:
+        """Events whose content the file may hold; the others are counted by reason."""
+        adc_max = self.cfg.digitizer.adc_max
+        ok = samples.reshape(len(headers), -1).max(axis=1) <= adc_max
+        for i in np.flatnonzero(~ok).tolist():
+            self._reject(Rejected.SAMPLE_ABOVE_ADC_MAX, f"event {int(headers['event_number'][i])}: sample "
+                         f"{int(samples[i].max())} above digitizer.adc_max = {adc_max}")
+        if len(pulses):
+            owner = np.repeat(np.arange(len(headers)), headers["n_pulses"].astype(np.int64))
+            bad = np.unique(owner[pulses["channel"] >= self.n_channels])
+            for i in bad.tolist():
+                if ok[i]:
+                    self._reject(Rejected.BAD_PULSE_CHANNEL, f"event {int(headers['event_number'][i])}: a pulse of "
+                                 f"channel >= {self.n_channels}")
+            ok[bad] = False
+        return ok
+
     def _write_batch(self) -> None:
+        """Write the batch: its events in order, each spill's row right after the spill's last event."""
         t0 = time.perf_counter()
         headers = np.concatenate([h for h, _, _ in self.batch])
         samples = np.frombuffer(b"".join(s for _, s, _ in self.batch), dtype=np.uint16)
         samples = samples.reshape(len(self.batch), self.n_channels, self.window)
         pulses = np.frombuffer(b"".join(p for _, _, p in self.batch), dtype=PULSE_DTYPE)
+        seen = int(headers["event_number"][-1])
+        self.batch = []
+        ok = self._content_ok(headers, samples, pulses)
+        if not ok.all():
+            keep_pulses = np.repeat(ok, headers["n_pulses"].astype(np.int64))
+            headers, samples, pulses = headers[ok], samples[ok], pulses[keep_pulses]
+        offsets = np.zeros(len(headers) + 1, np.int64)
+        np.cumsum(headers["n_pulses"], out=offsets[1:])
+        numbers = headers["event_number"]
+        start = 0
+        while start < len(headers) and self.pending_rows:
+            end = int(self.pending_rows[0]["end_event"])
+            if seen < end - 1:
+                break                 # the oldest open spill goes on beyond this batch
+            cut = int(np.searchsorted(numbers, end))
+            if cut > start:
+                self._write_events(headers[start:cut], samples[start:cut], pulses[offsets[start]:offsets[cut]])
+                start = cut
+            self._write_scalers(seen, final=False, only_one=True)
+        if start < len(headers):
+            self._write_events(headers[start:], samples[start:], pulses[offsets[start]:])
+        self.batches += 1
+        if self.cfg.daq.writer_delay_s:
+            time.sleep(self.cfg.daq.writer_delay_s)  # test-only slow-disk emulation (daq.writer_delay_s)
+        self.last_write = time.monotonic()
+        self.write_seconds += time.perf_counter() - t0
+
+    def _write_events(self, headers: np.ndarray, samples: np.ndarray, pulses: np.ndarray) -> None:
+        """Write events; should the file writer still refuse some, write the others one by one."""
+        try:
+            self._write_checked(headers, samples, pulses)
+        except ValueError as err:   # raised before anything is written (RunFileWriter.write_events)
+            log.warning("writer: batch of %d events refused (%s); writing them one by one", len(headers), err)
+            offsets = np.zeros(len(headers) + 1, np.int64)
+            np.cumsum(headers["n_pulses"], out=offsets[1:])
+            for i in range(len(headers)):
+                try:
+                    self._write_checked(headers[i:i + 1], samples[i:i + 1], pulses[offsets[i]:offsets[i + 1]])
+                except ValueError as one:
+                    self._reject(Rejected.WRITER_VALIDATION, f"event {int(headers['event_number'][i])}: {one}")
+
+    def _write_checked(self, headers: np.ndarray, samples: np.ndarray, pulses: np.ndarray) -> None:
+        if not len(headers):
+            return
         truth = None
         if self.truth is not None:
             from pokerdaq.io._records import EventFlags
@@ -130,28 +256,27 @@ class WriterNode(Node):
             ref = headers["timestamp"].astype(np.int64)
             truth = window_truth(timeline, ref, ref - self.cfg.digitizer.pretrigger_samples, self.window, lookback_ns)
             headers["flags"] |= np.uint32(EventFlags.SIMULATED)
-            self.truth_matched += int((truth["species"] >= 0).sum())
         self.writer.write_events(headers, samples, pulses, truth)
+        if self.truth is not None:
+            self.truth_matched += int((truth["species"] >= 0).sum())
         self._count_spill_events(headers)
         self.events_written += len(headers)
         self.incomplete += int((headers["missing_boards"] != 0).sum())
         self.bytes_written += headers.nbytes + samples.nbytes + pulses.nbytes
-        self.batches += 1
-        self.batch = []
-        if self.cfg.daq.writer_delay_s:
-            time.sleep(self.cfg.daq.writer_delay_s)  # test-only slow-disk emulation (daq.writer_delay_s)
-        self.last_write = time.monotonic()
-        self.write_seconds += time.perf_counter() - t0
 
     _ROW_KEYS = ("spill", "start_timestamp", "stop_timestamp", "beam_counts", "triggers_raw", "triggers_accepted",
                  "busy_ticks", "trigger_bits", "first_event", "end_event")
 
     def _on_scaler_row(self, body: bytes) -> None:
         """A spill row of the trigger processor: kept until its events have gone by; a malformed one is counted."""
+        def count(v) -> bool:   # what a uint64 column holds
+            return isinstance(v, int) and not isinstance(v, bool) and 0 <= v < 1 << 64
+
         try:
             row = json.loads(body)
-            ok = (isinstance(row, dict) and all(isinstance(row.get(k), int) for k in self._ROW_KEYS if k != "trigger_bits")
-                  and isinstance(row.get("trigger_bits"), list))
+            bits = row.get("trigger_bits") if isinstance(row, dict) else None
+            ok = (all(count(row.get(k)) for k in self._ROW_KEYS if k != "trigger_bits")
+                  and isinstance(bits, list) and len(bits) == 32 and all(count(b) for b in bits))
         except ValueError:
             ok = False
         if not ok:
@@ -168,14 +293,13 @@ class WriterNode(Node):
             counts = self.spill_events[int(m)]
             counts[0] += int(here.sum())
             counts[1] += int(incomplete[here].sum())
-        self.last_event = int(headers["event_number"][-1])
 
-    def _write_scalers(self, final: bool = False) -> None:
-        """Write the spill rows whose events have all gone by (all of them at the end of the run)."""
+    def _write_scalers(self, seen: int, final: bool = False, only_one: bool = False) -> None:
+        """Write the spill rows whose events have all gone by (event ``seen`` received; all at the end)."""
         from pokerdaq.io._records import SCALER_DTYPE
         while self.pending_rows and self.writer is not None:
             r = self.pending_rows[0]
-            if not final and self.last_event < int(r["end_event"]) - 1:
+            if not final and seen < int(r["end_event"]) - 1:
                 return   # events of this spill are still to come
             self.pending_rows.popleft()
             built, incomplete = self.spill_events.pop(int(r["spill"]), (0, 0))
@@ -185,7 +309,7 @@ class WriterNode(Node):
                 row[name] = r[name]
             row["events_built"] = built
             row["events_incomplete"] = incomplete
-            # issued (accepted) but never received: nothing is shed today (docs/daq.md), counted anyway
+            # issued (accepted) but not written: never received, or rejected here (events_rejected)
             row["events_dropped"] = max(int(r["triggers_accepted"]) - built, 0)
             row["trigger_bits"][0] = r["trigger_bits"][:row["trigger_bits"].shape[1]]
             self.writer.write_scalers(row)
@@ -194,6 +318,8 @@ class WriterNode(Node):
                          "events_incomplete", "events_dropped"):
                 self.scaler_totals[name] += int(row[name][0])
             self.scaler_totals["final_stop_timestamp"] = int(r["stop_timestamp"])
+            if only_one:
+                return
 
     def _close(self) -> None:
         if self.writer is not None:
@@ -211,6 +337,9 @@ class WriterNode(Node):
             "files": self.files,
             "current_file": str(self.writer.part_path) if self.writer is not None else None,
             "closed": self.writer is None and bool(self.files),
+            "events_rejected": dict(self.rejected),
+            "last_rejection": self.last_rejection,
+            "events_flushed": self.writer.n_events_flushed if self.writer is not None else self.events_written,
             "scaler_rows": self.scaler_rows,
             "bad_scaler_messages": self.bad_scaler_messages,
             "scaler_totals": dict(self.scaler_totals),
@@ -227,7 +356,7 @@ class WriterNode(Node):
             if self.writer is not None:
                 if self.batch:
                     self._write_batch()
-                self._write_scalers(final=True)   # the rows of the spills that ended are valid too
+                self._write_scalers(self.last_received, final=True)   # the rows of the spills that ended are valid too
                 self._close()
         finally:
             if self.sock is not None:

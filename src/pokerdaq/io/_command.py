@@ -26,6 +26,7 @@ def run(args: argparse.Namespace) -> int:
         with RunFile(final) as f:
             a = f.attrs
             print(f"{final}: {len(f)} events survived (events {a['first_event_number']}..{a['last_event_number']}); "
-                  f"dropped {a['recovered_rows_after_flush']} rows after the last flush, "
-                  f"{a['recovered_checksum_failures']} failing CRC-32")
+                  f"dropped {a['recovered_rows_after_flush']} rows after the last flush; lost "
+                  f"{a['recovered_checksum_failures']} events that failed their CRC-32 or could not be read "
+                  f"and {a.get('recovered_scalers_lost', 0)} scaler rows")
     return status

@@ -26,9 +26,9 @@ CHANNEL_MAP = "channel_map"
 SCALERS = "scalers"
 
 SAMPLE_CHUNK_BYTES = 1024 << 10  # ~1 MiB chunks: the h5py/HDF5 sweet spot measured in facts.md section 6
-EVENT_CHUNK_ROWS = 4096
-PULSE_CHUNK_ROWS = 16384
-TRUTH_CHUNK_ROWS = 4096
+EVENT_CHUNK_ROWS = 512     # small per-event chunks: a file that lost its tail keeps all but the last ones
+PULSE_CHUNK_ROWS = 2048
+TRUTH_CHUNK_ROWS = 512
 SCALER_CHUNK_ROWS = 64
 CHUNK_CACHE_BYTES = 32 << 20   # holds several partly filled sample chunks between batches
 
@@ -79,11 +79,17 @@ def rotated_path(first: Path, file_index: int) -> Path:
     return first.with_name(f"{first.stem}_{file_index:04d}{first.suffix}")
 
 
-def run_paths(first: str | os.PathLike[str]) -> list[Path]:
-    """The finished files of a run, in ``file_index`` order: ``NAME``, ``NAME_0001`` ... while they exist."""
+def run_paths(first: str | os.PathLike[str], *, with_part: bool = False) -> list[Path]:
+    """The finished files of a run, in ``file_index`` order: ``NAME``, ``NAME_0001`` ... while they exist.
+
+    With ``with_part``, also the ``.part`` file that follows them, if there is one (the file a
+    writer has open, or left when it died).
+    """
     first = Path(first)
     paths = []
     while (p := rotated_path(first, len(paths))).exists():
+        paths.append(p)
+    if with_part and (p := part_path(rotated_path(first, len(paths)))).exists():
         paths.append(p)
     return paths
 

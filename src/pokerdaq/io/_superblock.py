@@ -106,3 +106,19 @@ def clear_status_flags(path: str | os.PathLike[str]) -> int:
             fh.flush()
             os.fsync(fh.fileno())
     return found
+
+
+def stored_end_of_file(path: str | os.PathLike[str]) -> int:
+    """The end of the file as its version 2/3 superblock records it (base address + end-of-file
+    address): a file shorter than this lost its tail.
+
+    Raises
+    ------
+    ValueError
+        As :func:`status_flags`.
+    """
+    head = _read_superblock(Path(path))
+    size = head[9]
+    base = int.from_bytes(head[12 : 12 + size], "little")
+    eof = int.from_bytes(head[12 + 2 * size : 12 + 3 * size], "little")
+    return base + eof

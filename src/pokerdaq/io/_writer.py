@@ -87,7 +87,9 @@ class RunFileWriter:
     producer
         Free text naming the program that wrote the file (``"run"``, ``"simulate"`` ...).
     rotate_events
-        Start a new file when the current one holds this many events (None: never).
+        Start a new file before an event that would make the current one hold more than this
+        many events (None: never). A full file is closed when the next event arrives or at
+        :meth:`close`, so scaler rows written in between join the events before them.
     rotate_bytes
         Start a new file before an event that would take the uncompressed event data of the
         current file (headers, samples, checksums, pulses, truth) above this many bytes. The
@@ -176,6 +178,7 @@ class RunFileWriter:
         self._run_has_truth: bool | None = None     # decided by the first non-empty batch
         self._last_event_number: int | None = None
         self._file_index = 0
+        self._n_closed_files = 0   # events in the files closed so far
         self._h5: h5py.File | None = None
         self._closed = False
         self._open_file()
@@ -201,6 +204,12 @@ class RunFileWriter:
     def n_events(self) -> int:
         """Events in the current file."""
         return self._n
+
+    @property
+    def n_events_flushed(self) -> int:
+        """Events made durable so far, all files together: the closed files' and the current
+        file's ``n_events`` attribute (what :func:`pokerdaq.io.recover` finds after a crash)."""
+        return self._n_closed_files + (self._n_flushed if self._h5 is not None else 0)
 
     def write_events(
         self,
@@ -253,8 +262,8 @@ class RunFileWriter:
                 continue
             self._append(batch, start, start + k, int(sizes[start : start + k].sum()))
             start += k
-            if self._full(min_next_bytes=int(sizes.min())):
-                self._rotate()
+        # a full file stays open until the next event arrives (or close()): scaler rows written
+        # now still join the file that holds the events before them (docs/hdf5-layout.md, Rotation)
         self.n_events_total += n
         if self._h5 is not None and (
             self._since_flush >= self.flush_every_events
@@ -263,7 +272,8 @@ class RunFileWriter:
             self.flush()
 
     def write_scalers(self, spill_scalers: np.ndarray) -> None:
-        """Append per-spill scaler rows (``SCALER_DTYPE``) to the current file.
+        """Append per-spill scaler rows (``SCALER_DTYPE``) to the current file: the one that
+        holds the last event written (a full file is still open until the next event).
 
         Raises
         ------
@@ -306,6 +316,7 @@ class RunFileWriter:
         self._h5.flush()
         self._since_flush = 0
         self._last_flush = time.monotonic()
+        self._n_flushed = self._n
 
     def close(self) -> None:
         """Flush, write ``stop_time_utc`` and ``closed_cleanly``, rename ``.part`` to the final name.
@@ -352,6 +363,7 @@ class RunFileWriter:
         self._ds = {name: h5[name] for name in (L.EVENTS, L.SAMPLES, L.CRC32, L.PULSES, L.SCALERS, L.TRUTH) if name in h5}
         self._has_truth_dataset = bool(self._run_has_truth)
         self._n = 0              # events (rows) written to this file
+        self._n_flushed = 0      # of those, durable (the file's n_events attribute)
         self._n_pulses = 0
         self._bytes = 0
         self._since_flush = 0
@@ -432,6 +444,7 @@ class RunFileWriter:
         final = self.path
         L.durable_rename(L.part_path(final), final)
         self.closed_files.append(final)
+        self._n_closed_files += self._n
         log.info("closed %s: %d events", final, self._n)
 
     def _rotate(self) -> None:
@@ -449,11 +462,6 @@ class RunFileWriter:
             if k == 0 and self._n == 0:
                 k = 1   # an event larger than rotate_bytes still gets a file of its own
         return max(k, 0)
-
-    def _full(self, min_next_bytes: int) -> bool:
-        if self.rotate_events is not None and self._n >= self.rotate_events:
-            return True
-        return self.rotate_bytes is not None and self._bytes + min_next_bytes > self.rotate_bytes
 
     def _append(self, b: _Batch, i: int, j: int, nbytes: int) -> None:
         """Write events i:j of a batch into the current file."""
