@@ -252,6 +252,6 @@ def test_recover_a_part_whose_tail_is_missing(cfg, tmp_path):
     res = subprocess.run([sys.executable, "-m", "pokerdaq.cli", "recover", str(p), str(cut)], capture_output=True,
                          text=True, env=env, timeout=120)
     assert "Traceback" not in res.stderr + res.stdout and "filter returned failure" not in res.stderr + res.stdout
-    assert res.returncode == 1 and f"pokerdaq recover: {p}:" in res.stderr
+    assert res.returncode == 2 and f"pokerdaq recover: {p}:" in res.stderr
     assert "is not a readable HDF5 run file" in res.stderr
     assert "events survived" in res.stdout and "could not be read" in res.stdout
