@@ -130,7 +130,7 @@ class EventBuilderNode(Node):
         self.max_parked = 0
         self.total: int | None = None       # events issued, known from the end-of-run record
         self.end_time: float | None = None
-        self.scalers_queued = 0             # spill scaler rows in self.out (not events)
+        self.scalers_queued = 0             # spill scaler rows and trigger inputs in self.out (not events)
         self._next_expire = 0.0
         self.rejected = collections.Counter()
         self.counters = collections.Counter()
@@ -310,11 +310,12 @@ class EventBuilderNode(Node):
         return record[1] == frag.timestamp and record[2] == frag.trigger_word
 
     def _on_records(self, frames) -> None:
-        if len(frames) == 2 and frames[0] == b"SCALERS":
-            # a spill's scaler row: on to the writer, which completes it from the spill's events
+        if (len(frames) == 2 and frames[0] == b"SCALERS") or (len(frames) == 3 and frames[0] == b"TRIGIN"):
+            # a spill's scaler row: on to the writer, which completes it from the spill's events;
+            # the trigger inputs of a decision: on to the writer, stored as they are
             self.out.append(frames)
             self.scalers_queued += 1
-            self.counters["scaler_rows"] += 1
+            self.counters["scaler_rows" if frames[0] == b"SCALERS" else "trigger_input_messages"] += 1
             return
         try:
             head, records = decode_slice(frames, TRIGGER_MAGIC, TRIGGER_DTYPE)
@@ -495,7 +496,7 @@ class EventBuilderNode(Node):
             for frame in frames[1:-1]:
                 send(frame, _SNDMORE)
             send(frames[-1])
-            if out.popleft()[0] == b"SCALERS":
+            if out.popleft()[0] in (b"SCALERS", b"TRIGIN"):
                 self.scalers_queued -= 1
             else:
                 n += 1

@@ -15,6 +15,11 @@ docs/hdf5-layout.md, "Truth of DAQ runs").
 Per-spill scalers: the trigger processor's ``SCALERS`` rows (forwarded by the builder) are
 completed with the spill's events as they pass (built, INCOMPLETE, dropped = issued but
 never received) and written once every event of the spill has gone by, in spill order.
+
+Trigger inputs: the trigger processor's ``TRIGIN`` messages (one decision step and its
+primitives, forwarded by the builder) are appended to ``/trigger_inputs`` of the file open
+when they are written (with each batch of events, at the latest every ``TRIGIN_BATCH`` steps);
+a malformed one is counted, never written.
 """
 
 from __future__ import annotations
@@ -33,6 +38,7 @@ from pokerdaq.dsp._records import PULSE_DTYPE
 from ._node import Node, NodeError
 
 FLUSH_INTERVAL_S = 0.2
+TRIGIN_BATCH = 4096
 
 
 class WriterNode(Node):
@@ -62,6 +68,12 @@ class WriterNode(Node):
         self.scaler_rows = 0
         self.bad_scaler_messages = 0
         self.scaler_totals = collections.Counter()
+        from pokerdaq.io import TRIGGER_PRIMITIVE_DTYPE, TRIGGER_STEP_DTYPE
+        self.trigin_dtypes = (TRIGGER_STEP_DTYPE, TRIGGER_PRIMITIVE_DTYPE)
+        self.trigin: list[tuple[np.ndarray, np.ndarray]] = []
+        self.trigger_steps = 0
+        self.trigger_primitives = 0
+        self.bad_trigger_input_messages = 0
         # emulator truth (module docstring)
         self.truth = None
         if cfg.daq.front_end in ("physics", "physics-stream"):
@@ -83,6 +95,7 @@ class WriterNode(Node):
             self.path, self.cfg, producer="pokerdaq run",
             rotate_events=daq.rotate_events or None, rotate_bytes=daq.rotate_bytes or None,
             flush_every_events=max(1, daq.writer_batch_events), overwrite=bool(self.params.get("overwrite", False)),
+            trigger_seed=int(self.params["seed"]),
         )
 
     def sockets(self):
@@ -104,12 +117,17 @@ class WriterNode(Node):
             if frames[0] == b"SCALERS" and len(frames) == 2:
                 self._on_scaler_row(frames[1])
                 continue
+            if frames[0] == b"TRIGIN" and len(frames) == 3:
+                self._on_trigger_inputs(frames[1], frames[2])
+                continue
             if frames[0] != b"EV" or len(frames) != 4:
                 raise NodeError("malformed message from the event builder")
             self.batch.append((np.frombuffer(frames[1], dtype=self.EVENT_DTYPE), frames[2], frames[3]))
         if self.batch and (len(self.batch) >= self.cfg.daq.writer_batch_events or self.end_info is not None
                            or time.monotonic() - self.last_write > FLUSH_INTERVAL_S):
             self._write_batch()
+        if len(self.trigin) >= TRIGIN_BATCH or (self.trigin and self.end_info is not None):
+            self._write_trigger_inputs()
         self._write_scalers(final=self.end_info is not None)
         if self.end_info is not None:
             self._close()
@@ -131,6 +149,7 @@ class WriterNode(Node):
             truth = window_truth(timeline, ref, ref - self.cfg.digitizer.pretrigger_samples, self.window, lookback_ns)
             headers["flags"] |= np.uint32(EventFlags.SIMULATED)
             self.truth_matched += int((truth["species"] >= 0).sum())
+        self._write_trigger_inputs()   # the decisions of these events (and later ones) first
         self.writer.write_events(headers, samples, pulses, truth)
         self._count_spill_events(headers)
         self.events_written += len(headers)
@@ -158,6 +177,30 @@ class WriterNode(Node):
             self.bad_scaler_messages += 1
             return
         self.pending_rows.append(row)
+
+    def _on_trigger_inputs(self, step: bytes, prims: bytes) -> None:
+        """A decision step and its primitives: kept for the next write; a malformed one is counted."""
+        step_dtype, prim_dtype = self.trigin_dtypes
+        if len(step) != step_dtype.itemsize or len(prims) % prim_dtype.itemsize:
+            self.bad_trigger_input_messages += 1
+            return
+        row = np.frombuffer(step, dtype=step_dtype)
+        p = np.frombuffer(prims, dtype=prim_dtype)
+        if int(row["n_primitives"][0]) != len(p):
+            self.bad_trigger_input_messages += 1
+            return
+        self.trigin.append((row, p))
+
+    def _write_trigger_inputs(self) -> None:
+        if not self.trigin or self.writer is None:
+            return
+        steps = np.concatenate([s for s, _ in self.trigin])
+        prims = np.concatenate([p for _, p in self.trigin])
+        self.writer.write_trigger_inputs(steps, prims)
+        self.trigger_steps += len(steps)
+        self.trigger_primitives += len(prims)
+        self.bytes_written += steps.nbytes + prims.nbytes
+        self.trigin = []
 
     def _count_spill_events(self, headers: np.ndarray) -> None:
         from pokerdaq.io._records import EventFlags
@@ -216,6 +259,9 @@ class WriterNode(Node):
             "scaler_totals": dict(self.scaler_totals),
             "truth_rows": self.events_written if self.truth is not None else 0,
             "truth_matched": self.truth_matched,
+            "trigger_steps": self.trigger_steps,
+            "trigger_primitives": self.trigger_primitives,
+            "bad_trigger_input_messages": self.bad_trigger_input_messages,
         }
 
     def close(self) -> None:
@@ -227,6 +273,7 @@ class WriterNode(Node):
             if self.writer is not None:
                 if self.batch:
                     self._write_batch()
+                self._write_trigger_inputs()
                 self._write_scalers(final=True)   # the rows of the spills that ended are valid too
                 self._close()
         finally:

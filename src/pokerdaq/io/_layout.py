@@ -25,12 +25,16 @@ PULSES = "pulses"
 TRUTH = "truth"
 CHANNEL_MAP = "channel_map"
 SCALERS = "scalers"
+TRIGGER_STEPS = "trigger_inputs/steps"
+TRIGGER_PRIMITIVES = "trigger_inputs/primitives"
 
 SAMPLE_CHUNK_BYTES = 1024 << 10  # ~1 MiB chunks: the h5py/HDF5 sweet spot measured in facts.md section 6
 EVENT_CHUNK_ROWS = 4096
 PULSE_CHUNK_ROWS = 16384
 TRUTH_CHUNK_ROWS = 4096
 SCALER_CHUNK_ROWS = 64
+TRIGGER_STEP_CHUNK_ROWS = 1024
+TRIGGER_PRIMITIVE_CHUNK_ROWS = 16384
 CHUNK_CACHE_BYTES = 32 << 20   # holds several partly filled sample chunks between batches
 
 COMPRESSIONS = ("zstd", "lz4", "none")
