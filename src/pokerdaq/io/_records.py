@@ -16,11 +16,8 @@ from pokerdaq.dsp._records import PULSE_DTYPE
 LAYOUT_NAME = "pokerdaq-run"
 """Name stored in the ``layout_version`` file attribute."""
 
-LAYOUT_VERSION = 2
-"""Version of the file layout described in docs/hdf5-layout.md (bumped on any incompatible change).
-
-2: ``/trigger_inputs`` (the online trigger's primitives and decision steps) added; version-1
-files are still read (they have no trigger inputs)."""
+LAYOUT_VERSION = 1
+"""Version of the file layout described in docs/hdf5-layout.md (bumped on any incompatible change)."""
 
 
 def layout_version_json(version: int = LAYOUT_VERSION) -> str:
