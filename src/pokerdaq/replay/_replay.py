@@ -254,8 +254,8 @@ def replay_files(paths: Sequence[str | os.PathLike[str]], config: Config | Overl
             raise RuntimeError("--dask-scheduler needs dask.distributed: pip install 'pokerdaq[dask]'") from None
         with Client(dask_scheduler, timeout="30s") as client:
             futures = client.map(_replay_worker, files, [text] * len(files), pure=False)
-            return client.gather(futures)
-    if jobs == 1 or len(files) == 1:
+            results = client.gather(futures)
+    elif jobs == 1 or len(files) == 1:
         results = [_replay_worker(p, text) for p in files]
     else:
         from concurrent.futures import ProcessPoolExecutor
