@@ -78,8 +78,8 @@ def test_run_replays_bit_for_bit_with_its_own_configuration(daq_run, tmp_path):
 
 
 def _mutate_one_primitive(paths, dest: Path) -> int:
-    """Copy the run; in the first file, raise the largest primitive near an event with the
-    physics bit to saturation. Returns that event's number."""
+    """Copy the run; in the first file, raise the largest ECAL primitive of an event with the
+    physics bit (missing energy: little ECAL energy) to saturation. Returns that event's number."""
     copies = []
     for p in paths:
         shutil.copy(p, dest / p.name)
@@ -88,11 +88,13 @@ def _mutate_one_primitive(paths, dest: Path) -> int:
     with RunFile(copies[0]) as f:
         events = f.events
         steps, prims, _ = f.trigger_inputs
+        ecal = f.config.channel_map.table["subsystem"] == b"ecal"
     hits = np.flatnonzero(events["trigger_word"] & physics)
     assert len(hits), "no physics trigger in the first file"
     ev = events[hits[0]]
     ticks = prims["time"] // 64
-    near = np.flatnonzero((ticks >= int(ev["timestamp"]) - 4) & (ticks <= int(ev["timestamp"]) + 40))
+    near = np.flatnonzero((ticks >= int(ev["timestamp"]) - 4) & (ticks <= int(ev["timestamp"]) + 40)
+                          & ecal[prims["channel"]])
     k = int(near[np.argmax(prims["integral_net"][near])])
     with h5py.File(copies[0], "r+") as h5:
         row = h5["trigger_inputs/primitives"][k]

@@ -113,7 +113,7 @@ def _compare_pulses(stored: np.ndarray, stored_counts: np.ndarray, replayed: np.
 
 
 def replay_file(path: str | os.PathLike[str], config: Config | Overlay | None = None, *,
-                batch_events: int = BATCH_EVENTS) -> FileReplay:
+                batch_events: int = BATCH_EVENTS, decide_run: bool = True) -> FileReplay:
     """Re-run pulse finding and trigger on the stored windows of one run file.
 
     Parameters
@@ -126,6 +126,10 @@ def replay_file(path: str | os.PathLike[str], config: Config | Overlay | None = 
         It must describe the same channels and window length as the file.
     batch_events
         Events read and processed at a time (bounds the memory).
+    decide_run
+        For a file of ``pokerdaq run`` (with ``/trigger_inputs``): decide its trigger words
+        again in stream mode (:func:`decide_runs`) on this file alone, which works for file 0
+        of a run only; :func:`replay_files` passes False and decides every run of its files.
 
     Returns
     -------
@@ -204,6 +208,8 @@ def replay_file(path: str | os.PathLike[str], config: Config | Overlay | None = 
             out.word_mismatch_list = [{"event_number": int(out.event_number[i]),
                                        "stored": int(out.stored_word[i]),
                                        "replayed": int(out.old_word[i])} for i in wrong[:MAX_LISTED]]
+    if decide_run and out.trigger_inputs is not None:
+        decide_runs([out], config)
     return out
 
 
@@ -215,9 +221,9 @@ def old_parts_dtype():
 
 def _replay_worker(path: str, config_text: str | Overlay | None) -> FileReplay:
     if isinstance(config_text, Overlay):   # applied to each file's own configuration
-        return replay_file(path, config_text)
+        return replay_file(path, config_text, decide_run=False)
     cfg = None if config_text is None else loads_config(config_text, "replay config")
-    return replay_file(path, cfg)
+    return replay_file(path, cfg, decide_run=False)
 
 
 def replay_files(paths: Sequence[str | os.PathLike[str]], config: Config | Overlay | None = None, *,
