@@ -62,7 +62,7 @@ def test_bad_trigger_inputs_are_refused_before_anything_is_written(tmp_path, bad
 
 
 def test_recorded_state_that_the_model_does_not_meet_is_counted():
-    cfg = load_config().replace(trigger={"random_mode": "off"})
+    cfg = load_config().replace(trigger={"random_rate_hz": 0.0})   # no random trigger
     regs = TriggerRegisters.from_config(cfg, 1)
     steps, prims = _steps(4, 0)
     ok = stream_decisions(regs, steps, prims, cfg.daq.slice_ticks)
