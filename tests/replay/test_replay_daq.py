@@ -143,3 +143,21 @@ def test_new_dead_time_loses_more_raw_decisions(daq_run):
     assert new["lost_dead_triggers"] > old["lost_dead_triggers"]
     assert new["triggers"] < old["triggers"]
     assert new["attempts"] == new["triggers"] + new["lost_dead_triggers"] + new["lost_busy_triggers"]
+
+
+def test_new_threshold_reports_raw_types_per_event(daq_run):
+    # a tighter missing-energy cut: some stored physics triggers would not fire any more
+    results = replay_files(daq_run, Overlay.from_sets(["trigger.ecal_cut_beam_fraction=0.1"]))
+    summary = ReplaySummary(results)
+    physics = np.uint32(1 << (8 + TriggerBits.NAMES.index("physics")))
+    stored = np.concatenate([f.stored_word for f in results])
+    new = np.concatenate([f.new_word for f in results])
+    assert not np.any(new & 0xFF)                          # raw types only: nothing re-accepted
+    lost = (stored & physics) != 0
+    assert lost.any() and np.count_nonzero(new & physics) < np.count_nonzero(lost)
+    assert not np.any((new & physics) & ~(stored & physics))   # a tighter cut gains no physics event
+    report = summary.as_dict()
+    assert report["n_changed"] > 0
+    assert all("raw_physics" in e["lost"] for e in report["changed_events"] if e["lost"])
+    (run,) = summary.run_reports
+    assert run["new"]["raw"]["physics"] < run["old"]["raw"]["physics"]
