@@ -186,14 +186,14 @@ class RunFile:
     @property
     def trigger_inputs(self) -> tuple[np.ndarray, np.ndarray, int | None] | None:
         """The online trigger's decision steps (``TRIGGER_STEP_DTYPE``), their primitives
-        (``TRIGGER_PRIMITIVE_DTYPE``) and the trigger seed; None for a file without them
-        (layout version 1, or a producer other than ``pokerdaq run``)."""
-        if L.TRIGGER_STEPS not in self._h5:
+        (``TRIGGER_PRIMITIVE_DTYPE``) and the trigger seed (None when not recorded); None for a
+        file without the datasets (written before they existed, or recovered). Empty arrays
+        when none were written to this file (other producers than ``pokerdaq run``, or a file
+        of a rotated run whose decisions all went to a neighbouring file)."""
+        if L.TRIGGER_STEPS not in self._h5 or L.TRIGGER_PRIMITIVES not in self._h5:
             return None
         ds = self._h5[L.TRIGGER_STEPS]
-        n = int(self.attrs.get("n_trigger_steps", ds.shape[0]))
-        if n == 0:
-            return None
+        n = min(int(self.attrs.get("n_trigger_steps", ds.shape[0])), ds.shape[0])
         steps = np.asarray(ds[:n], dtype=TRIGGER_STEP_DTYPE)
         m = int(steps["n_primitives"].sum())
         prims = np.asarray(self._h5[L.TRIGGER_PRIMITIVES][:m], dtype=TRIGGER_PRIMITIVE_DTYPE)

@@ -32,6 +32,8 @@ TRUTH_FIELDS = ("species", "is_signal", "energy_gev", "e_ecal_gev", "e_preshower
 SPECIES_NAMES = ("positron", "electron", "hadron", "muon")  # pokerdaq.sim.Species codes 0..3
 UNTRIGGERED_PRODUCERS = ("simulate",)
 """Producers whose trigger words mark beam particles, not trigger decisions (minimum bias)."""
+DAQ_PRODUCER = "pokerdaq run"
+"""Producer of the files decided online in stream mode, with ``/trigger_inputs``."""
 MAX_LISTED = 20
 BATCH_EVENTS = 1024
 
@@ -169,8 +171,11 @@ def replay_file(path: str | os.PathLike[str], config: Config | Overlay | None = 
             truth=None if truth is None else np.asarray(truth[list(TRUTH_FIELDS)]).copy(),
             run_number=int(f.attrs.get("run_number", 0)), file_index=int(f.attrs.get("file_index", 0)),
             stored_timestamp=events["timestamp"].copy(), config_toml=str(f.attrs.get("config_toml", "")),
-            trigger_inputs=f.trigger_inputs,
         )
+        # the online decisions of a DAQ run: in the run's files, possibly none in this one
+        inputs = f.trigger_inputs
+        if inputs is not None and (len(inputs[0]) or out.producer == DAQ_PRODUCER):
+            out.trigger_inputs = inputs
         # a file written without pulses (pokerdaq simulate) has nothing to compare them with
         out.pulses_stored = bool(int(f.attrs.get("n_pulses", 0)) > 0 or np.any(events["n_pulses"]))
         old_parts, new_parts = [], []
@@ -319,6 +324,10 @@ def decide_runs(results: Sequence[FileReplay], config: Config | Overlay | None =
         elif len(steps) and (int(steps["first_slice"][0]) != 0
                              or np.any(steps["first_slice"][1:] != steps["last_slice"][:-1] + 1)):
             problem = f"run {run_number}: the recorded decision steps do not cover the run without a gap"
+        if old_cfg.daq.trigger_logic != "physics":
+            problem = (f"run {run_number}: daq.trigger_logic = {old_cfg.daq.trigger_logic!r}; replay decides "
+                       "runs of the physics trigger logic only")
+            steps, prims = steps[:0], prims[:0]
         old_regs = TriggerRegisters.from_config(old_cfg, seed)
         old = stream_decisions(old_regs, steps, prims, slice_ticks)
         n_events = sum(f.n_events for f in files)
