@@ -27,8 +27,9 @@ forwards it to the writer; the writer adds the spill's built / incomplete / drop
 and writes the ``/scalers`` row. At the end of the run a last row covers the spill in
 progress up to the decided time (``final``: true).
 
-Trigger inputs: for every decision the trigger processor sends the builder a ``TRIGIN``
-message (one ``TRIGGER_STEP_DTYPE`` row: the slices decided, busy, the number of primitives,
+Trigger inputs (``daq.trigger_logic = "physics"`` only): for every decision the trigger
+processor sends the builder a ``TRIGIN`` message (one ``TRIGGER_STEP_DTYPE`` row: the slices
+decided, busy, the number of primitives,
 the dead time, prescaler counts and accepted triggers before it; then those primitives), which
 the builder forwards and the writer appends to ``/trigger_inputs`` of the file open at the time
 (docs/hdf5-layout.md): the run's files together hold every primitive the trigger logic was
@@ -78,6 +79,8 @@ class TriggerProcessorNode(Node):
         self.run_number = int(params["run_number"])
         self.max_events = params.get("max_events")
         self.logic = make_trigger_logic(cfg, int(params["seed"]))
+        # the trigger inputs are for replay, which decides runs of the physics logic only
+        self.record_inputs = cfg.daq.trigger_logic == "physics"
         self.all_boards = [int(b) for b in params["boards"]]
         self.live = set(self.all_boards)
         self.dead: dict[int, str] = {}
@@ -285,8 +288,9 @@ class TriggerProcessorNode(Node):
                                flags=int(SliceFlags.RECORDS), slice_index=k, last_slice=last, records=trig)
             self.send_with_deadline(self.push, rec, "trigger records to the event builder")
         step["last_slice"] = last
-        self.send_with_deadline(self.push, [b"TRIGIN", step.tobytes(), prims.tobytes()],
-                                "trigger inputs to the event builder")
+        if self.record_inputs:
+            self.send_with_deadline(self.push, [b"TRIGIN", step.tobytes(), prims.tobytes()],
+                                    "trigger inputs to the event builder")
         for row in rows:
             self._send_scalers(row)
         self.next_slice = last + 1
