@@ -29,11 +29,11 @@ progress up to the decided time (``final``: true).
 
 Trigger inputs (``daq.trigger_logic = "physics"`` only): for every decision the trigger
 processor sends the builder a ``TRIGIN`` message (one ``TRIGGER_STEP_DTYPE`` row: the slices
-decided, busy, the number of primitives,
-the dead time, prescaler counts and accepted triggers before it; then those primitives), which
-the builder forwards and the writer appends to ``/trigger_inputs`` of the file open at the time
-(docs/hdf5-layout.md): the run's files together hold every primitive the trigger logic was
-given, so ``pokerdaq replay --check`` decides again exactly as online.
+decided, busy, the number of primitives, the dead time, prescaler counts and accepted
+triggers before it; then those primitives), which the builder forwards and the writer
+appends to ``/trigger_inputs`` of the file open at the time (docs/hdf5-layout.md): the run's
+files together hold every primitive the trigger logic was given, so ``pokerdaq replay
+--check`` decides again exactly as online.
 """
 
 from __future__ import annotations
@@ -47,11 +47,11 @@ from typing import Any
 import numpy as np
 import zmq
 
+from pokerdaq.io import TRIGGER_STEP_DTYPE
+
 from ._factory import make_trigger_logic
 from ._interfaces import ScalerCounts, StretchTriggerLogic, TriggerOutput
 from ._node import Node
-from pokerdaq.io import TRIGGER_STEP_DTYPE
-
 from ._wire import (
     PRIMITIVE_DTYPE,
     PRIMITIVE_MAGIC,
