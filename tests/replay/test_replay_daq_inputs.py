@@ -7,7 +7,12 @@ import numpy as np
 import pytest
 
 from pokerdaq.config import load_config
-from pokerdaq.io import TRIGGER_PRIMITIVE_DTYPE, TRIGGER_STEP_DTYPE, RunFile, RunFileWriter
+from pokerdaq.io import (
+    TRIGGER_PRIMITIVE_DTYPE,
+    TRIGGER_STEP_DTYPE,
+    RunFile,
+    RunFileWriter,
+)
 from pokerdaq.replay._decisions import stream_decisions
 from pokerdaq.trigger import TriggerRegisters
 
@@ -60,9 +65,8 @@ def test_bad_trigger_inputs_are_refused_before_anything_is_written(tmp_path, bad
     else:
         prims = prims[:-1]
         match = "steps hold 6 primitives, 5 given"
-    with RunFileWriter(tmp_path / "r.h5", load_config()) as w:
-        with pytest.raises(ValueError, match=match):
-            w.write_trigger_inputs(steps, prims)
+    with RunFileWriter(tmp_path / "r.h5", load_config()) as w, pytest.raises(ValueError, match=match):
+        w.write_trigger_inputs(steps, prims)
     assert _empty(tmp_path / "r.h5")
 
 

@@ -16,8 +16,15 @@ import numpy as np
 from pokerdaq.config import ChannelMap, Config, loads_config
 
 from . import _layout as L
-from ._records import (EVENT_DTYPE, LAYOUT_NAME, LAYOUT_VERSION, SCALER_DTYPE, STORED_PULSE_DTYPE,
-                       TRIGGER_PRIMITIVE_DTYPE, TRIGGER_STEP_DTYPE)
+from ._records import (
+    EVENT_DTYPE,
+    LAYOUT_NAME,
+    LAYOUT_VERSION,
+    SCALER_DTYPE,
+    STORED_PULSE_DTYPE,
+    TRIGGER_PRIMITIVE_DTYPE,
+    TRIGGER_STEP_DTYPE,
+)
 
 _ITER_BLOCK = 256
 

@@ -19,8 +19,14 @@ from pokerdaq.config import CHANNEL_DTYPE, Config
 from pokerdaq.dsp._records import PULSE_DTYPE
 
 from . import _layout as L
-from ._records import (EVENT_DTYPE, SCALER_DTYPE, STORED_PULSE_DTYPE, TRIGGER_PRIMITIVE_DTYPE, TRIGGER_STEP_DTYPE,
-                       layout_version_json)
+from ._records import (
+    EVENT_DTYPE,
+    SCALER_DTYPE,
+    STORED_PULSE_DTYPE,
+    TRIGGER_PRIMITIVE_DTYPE,
+    TRIGGER_STEP_DTYPE,
+    layout_version_json,
+)
 from ._toml import dumps as toml_dumps
 
 log = logging.getLogger(__name__)

@@ -27,7 +27,14 @@ import numpy as np
 from ..config import Config
 from ..dsp import PulseParams, find_pulses_batch
 from ..dsp._records import PULSE_DTYPE
-from ..trigger import TRIGGER_DTYPE, TriggerBits, TriggerCounters, TriggerModel, TriggerRegisters, trigger_windows
+from ..trigger import (
+    TRIGGER_DTYPE,
+    TriggerBits,
+    TriggerCounters,
+    TriggerModel,
+    TriggerRegisters,
+    trigger_windows,
+)
 from ..trigger._registers import P_BEAM_W, P_DEAD, P_PRESCALE
 
 N_TYPES = len(TriggerBits.NAMES)

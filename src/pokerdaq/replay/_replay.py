@@ -22,8 +22,18 @@ import numpy as np
 
 from ..config import Config, Overlay, loads_config
 from ..trigger import ConditionBits, TriggerBits
-from ._decisions import (RAW_SHIFT, TYPE_MASK, Prescaler, WindowSetup, decision_words, match_tolerance,
-                         raw_registers, raw_types_at, replay_windows, stream_decisions)
+from ._decisions import (
+    RAW_SHIFT,
+    TYPE_MASK,
+    Prescaler,
+    WindowSetup,
+    decision_words,
+    match_tolerance,
+    raw_registers,
+    raw_types_at,
+    replay_windows,
+    stream_decisions,
+)
 
 COMPARED_PULSE_FIELDS = ("channel", "pulse_index", "coarse_time", "fine_time", "time", "crossing",
                          "peak", "integral", "integral_net", "pedestal", "n_over", "quality")
@@ -269,8 +279,8 @@ def replay_files(paths: Sequence[str | os.PathLike[str]], config: Config | Overl
     elif jobs == 1 or len(files) == 1:
         results = [_replay_worker(p, text) for p in files]
     else:
-        from concurrent.futures import ProcessPoolExecutor
         import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
 
         # spawn: numba's threading layer and h5py handles are not fork-safe
         with ProcessPoolExecutor(max_workers=min(jobs, len(files)),
