@@ -138,7 +138,9 @@ def build_parser() -> argparse.ArgumentParser:
                        "and the window-mode trigger, with the files' own configuration (which must reproduce "
                        "every stored pulse and trigger word) and with it overlaid with --config / --set; "
                        "report per trigger type what the new settings accept, efficiencies per truth class, "
-                       "turn-on curves and the events whose decision changed.")
+                       "turn-on curves and the events whose decision changed. Files of `pokerdaq run` are "
+                       "decided again in stream mode over their recorded trigger inputs, all files of a run "
+                       "together (give every file of the run).")
     p.add_argument("files", nargs="+", metavar="FILE.h5", help="run files with raw samples")
     _add_common(p, seed=False, base="each file's own configuration (replayed as is without --config / --set)")
     p.add_argument("--output", metavar="REPORT.json", help="write the full report as JSON")

@@ -115,7 +115,7 @@ def test_attributes_present_and_correct(cfg, tmp_path):
         assert a["n_events"] == 10 and a["closed_cleanly"] == 1 and a["recovered"] == 0
         assert (a["first_event_number"], a["last_event_number"]) == (100, 109)
         assert a["n_channels"] == 130 and a["window_samples"] == cfg7.digitizer.window_samples
-        assert set(h5) == {"events", "raw", "pulses", "truth", "channel_map", "scalers"}
+        assert set(h5) == {"events", "raw", "pulses", "truth", "channel_map", "scalers", "trigger_inputs"}
         assert set(h5["raw"]) == {"samples", "crc32"}
         ds = h5["raw/samples"]
         assert ds.chunks[1:] == ds.shape[1:] and ds.maxshape[0] is None

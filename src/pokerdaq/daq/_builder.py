@@ -103,7 +103,7 @@ class EventBuilderNode(Node):
         self.assembler = asm = EventAssembler(self.board_channels, self.limit, self.timeout, self.stall_timeout,
                                               self._build)
         self.rejected, self.counters = asm.rejected, asm.counters   # one set of counters
-        self.scalers_queued = 0             # spill scaler rows in the assembler's out queue (not events)
+        self.scalers_queued = 0             # spill scaler rows and trigger inputs in the out queue (not events)
         self._next_expire = 0.0
         self.frag_sock = self.rec_sock = self.push = self.monitor = self.credit_pub = None
         self._credit_sent_at = 0.0
@@ -230,11 +230,12 @@ class EventBuilderNode(Node):
 
     def _on_records(self, frames) -> None:
         asm = self.assembler
-        if len(frames) == 2 and frames[0] == b"SCALERS":
-            # a spill's scaler row: on to the writer, which completes it from the spill's events
+        if (len(frames) == 2 and frames[0] == b"SCALERS") or (len(frames) == 3 and frames[0] == b"TRIGIN"):
+            # a spill's scaler row: on to the writer, which completes it from the spill's events;
+            # the trigger inputs of a decision: on to the writer, stored as they are
             asm.out.append(frames)
             self.scalers_queued += 1
-            self.counters["scaler_rows"] += 1
+            self.counters["scaler_rows" if frames[0] == b"SCALERS" else "trigger_input_messages"] += 1
             return
         try:
             head, records = decode_slice(frames, TRIGGER_MAGIC, TRIGGER_DTYPE)
@@ -313,7 +314,7 @@ class EventBuilderNode(Node):
             for frame in frames[1:-1]:
                 send(frame, _SNDMORE)
             send(frames[-1])
-            if out.popleft()[0] == b"SCALERS":
+            if out.popleft()[0] in (b"SCALERS", b"TRIGIN"):
                 self.scalers_queued -= 1
             else:
                 n += 1

@@ -118,6 +118,11 @@ class PhysicsTrigger:
         # the model runs to issue tick k * slice_ticks: reference ticks below that - LATENCY are decided
         return max(max(slice_index, 0) * self._ticks - self._latency, 0)
 
+    def decision_state(self) -> tuple[int, np.ndarray, int]:
+        """Dead time (tick), prescaler counts per type and triggers accepted so far: what the
+        next decision starts from (recorded with the run's trigger inputs)."""
+        return self._model.dead_until, self._model.prescale_counts, int(self._model.counters.triggers)
+
     def scaler_counts(self) -> ScalerCounts:
         c = self._model.counters
         # every beam candidate has the BEAM condition (spec 2.5/2.6): the raw BEAM scaler counts them

@@ -26,6 +26,14 @@ the event numbers ``[first_event, end_event)`` of the spill) goes to the builder
 forwards it to the writer; the writer adds the spill's built / incomplete / dropped events
 and writes the ``/scalers`` row. At the end of the run a last row covers the spill in
 progress up to the decided time (``final``: true).
+
+Trigger inputs (``daq.trigger_logic = "physics"`` only): for every decision the trigger
+processor sends the builder a ``TRIGIN`` message (one ``TRIGGER_STEP_DTYPE`` row: the slices
+decided, busy, the number of primitives, the dead time, prescaler counts and accepted
+triggers before it; then those primitives), which the builder forwards and the writer
+appends to ``/trigger_inputs`` of the file open at the time (docs/hdf5-layout.md): the run's
+files together hold every primitive the trigger logic was given, so ``pokerdaq replay
+--check`` decides again exactly as online.
 """
 
 from __future__ import annotations
@@ -38,6 +46,8 @@ from typing import Any
 
 import numpy as np
 import zmq
+
+from pokerdaq.io import TRIGGER_STEP_DTYPE
 
 from ._factory import make_trigger_logic
 from ._interfaces import ScalerCounts, StretchTriggerLogic, TriggerOutput
@@ -69,6 +79,8 @@ class TriggerProcessorNode(Node):
         self.run_number = int(params["run_number"])
         self.max_events = params.get("max_events")
         self.logic = make_trigger_logic(cfg, int(params["seed"]))
+        # the trigger inputs are for replay, which decides runs of the physics logic only
+        self.record_inputs = cfg.daq.trigger_logic == "physics"
         self.all_boards = [int(b) for b in params["boards"]]
         self.live = set(self.all_boards)
         self.dead: dict[int, str] = {}
@@ -220,6 +232,7 @@ class TriggerProcessorNode(Node):
         decided = self.logic.decided_until(last)
         ends = list(range((self.spill + 1) * self.spill_ticks, decided + 1, self.spill_ticks))
         prims = np.concatenate(prims) if prims else np.zeros(0, PRIMITIVE_DTYPE)
+        step = self._step_row(k, busy, prims)
         # a run stopped at max_events ends with the slice whose decision holds its last event;
         # inside a stretch that slice is known only afterwards: keep the logic's state to go back
         before = copy.deepcopy(self.logic) if self.max_events is not None and last > k else None
@@ -282,10 +295,28 @@ class TriggerProcessorNode(Node):
                 sent = upto
             if row is not None:
                 self._send_scalers(row)
+        step["last_slice"] = last
+        if self.record_inputs:
+            self.send_with_deadline(self.push, [b"TRIGIN", step.tobytes(), prims.tobytes()],
+                                    "trigger inputs to the event builder")
         self.next_slice = last + 1
         self.slice_wait_start = time.monotonic()
         if self.max_events is not None and self.next_event >= int(self.max_events):
             self._end()
+
+    def _step_row(self, first: int, busy: bool, prims: np.ndarray) -> np.ndarray:
+        """The trigger-input row of a decision from slice ``first``, with the state it starts from."""
+        step = np.zeros(1, TRIGGER_STEP_DTYPE)
+        step["first_slice"] = first
+        step["busy"] = busy
+        step["n_primitives"] = len(prims)
+        state = getattr(self.logic, "decision_state", None)   # the synthetic logic has none
+        if state is not None:
+            dead_until, prescale, accepted = state()
+            step["dead_until"] = dead_until
+            step["prescale_counts"][0, :len(prescale)] = prescale
+            step["events_before"] = accepted
+        return step
 
     def _logic_step(self, first: int, last: int, prims: np.ndarray, busy: bool, cuts: list[int]):
         """The trigger logic over slices ``first..last``: one call, or slice by slice if it cannot."""

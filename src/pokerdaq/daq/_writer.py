@@ -22,6 +22,11 @@ No content of a message stops the writer: a built event that the file may not ho
 sample above ``digitizer.adc_max``, a frame of the wrong size, an event number that does not
 increase, a pulse of an unknown channel ...) is not written, counted by reason
 (``events_rejected``) and the run goes on (docs/daq.md, "Flow control and what is counted").
+
+Trigger inputs: the trigger processor's ``TRIGIN`` messages (one decision step and its
+primitives, forwarded by the builder) are appended to ``/trigger_inputs`` of the file open
+when they are written (with each batch of events, at the latest every ``TRIGIN_BATCH`` steps);
+a malformed one is counted, never written.
 """
 
 from __future__ import annotations
@@ -41,6 +46,7 @@ from pokerdaq.dsp._records import PULSE_DTYPE
 from ._node import Node
 
 FLUSH_INTERVAL_S = 0.2
+TRIGIN_BATCH = 4096
 
 log = logging.getLogger(__name__)
 
@@ -88,6 +94,12 @@ class WriterNode(Node):
         self.scaler_rows = 0
         self.bad_scaler_messages = 0
         self.scaler_totals = collections.Counter()
+        from pokerdaq.io import TRIGGER_PRIMITIVE_DTYPE, TRIGGER_STEP_DTYPE
+        self.trigin_dtypes = (TRIGGER_STEP_DTYPE, TRIGGER_PRIMITIVE_DTYPE)
+        self.trigin: list[tuple[np.ndarray, np.ndarray]] = []
+        self.trigger_steps = 0
+        self.trigger_primitives = 0
+        self.bad_trigger_input_messages = 0
         # emulator truth (module docstring)
         self.truth = None
         if cfg.daq.front_end in ("physics", "physics-stream"):
@@ -109,6 +121,7 @@ class WriterNode(Node):
             self.path, self.cfg, producer="pokerdaq run",
             rotate_events=daq.rotate_events or None, rotate_bytes=daq.rotate_bytes or None,
             flush_every_events=max(1, daq.writer_batch_events), overwrite=bool(self.params.get("overwrite", False)),
+            trigger_seed=int(self.params["seed"]),
         )
 
     def sockets(self):
@@ -130,10 +143,15 @@ class WriterNode(Node):
             if frames[0] == b"SCALERS" and len(frames) == 2:
                 self._on_scaler_row(frames[1])
                 continue
+            if frames[0] == b"TRIGIN" and len(frames) == 3:
+                self._on_trigger_inputs(frames[1], frames[2])
+                continue
             self._on_event(frames)
         if self.batch and (len(self.batch) >= self.cfg.daq.writer_batch_events or self.end_info is not None
                            or time.monotonic() - self.last_write > FLUSH_INTERVAL_S):
             self._write_batch()
+        if len(self.trigin) >= TRIGIN_BATCH or (self.trigin and self.end_info is not None):
+            self._write_trigger_inputs()
         # events still in the batch have not gone by: a row waits for them
         gone = self.last_received if not self.batch else int(self.batch[0][0]["event_number"][0]) - 1
         self._write_scalers(gone, final=self.end_info is not None)
@@ -256,6 +274,7 @@ class WriterNode(Node):
             ref = headers["timestamp"].astype(np.int64)
             truth = window_truth(timeline, ref, ref - self.cfg.digitizer.pretrigger_samples, self.window, lookback_ns)
             headers["flags"] |= np.uint32(EventFlags.SIMULATED)
+        self._write_trigger_inputs()   # the decisions of these events (and later ones) first
         self.writer.write_events(headers, samples, pulses, truth)
         if self.truth is not None:
             self.truth_matched += int((truth["species"] >= 0).sum())
@@ -283,6 +302,30 @@ class WriterNode(Node):
             self.bad_scaler_messages += 1
             return
         self.pending_rows.append(row)
+
+    def _on_trigger_inputs(self, step: bytes, prims: bytes) -> None:
+        """A decision step and its primitives: kept for the next write; a malformed one is counted."""
+        step_dtype, prim_dtype = self.trigin_dtypes
+        if len(step) != step_dtype.itemsize or len(prims) % prim_dtype.itemsize:
+            self.bad_trigger_input_messages += 1
+            return
+        row = np.frombuffer(step, dtype=step_dtype)
+        p = np.frombuffer(prims, dtype=prim_dtype)
+        if int(row["n_primitives"][0]) != len(p):
+            self.bad_trigger_input_messages += 1
+            return
+        self.trigin.append((row, p))
+
+    def _write_trigger_inputs(self) -> None:
+        if not self.trigin or self.writer is None:
+            return
+        steps = np.concatenate([s for s, _ in self.trigin])
+        prims = np.concatenate([p for _, p in self.trigin])
+        self.writer.write_trigger_inputs(steps, prims)
+        self.trigger_steps += len(steps)
+        self.trigger_primitives += len(prims)
+        self.bytes_written += steps.nbytes + prims.nbytes
+        self.trigin = []
 
     def _count_spill_events(self, headers: np.ndarray) -> None:
         from pokerdaq.io._records import EventFlags
@@ -345,6 +388,9 @@ class WriterNode(Node):
             "scaler_totals": dict(self.scaler_totals),
             "truth_rows": self.events_written if self.truth is not None else 0,
             "truth_matched": self.truth_matched,
+            "trigger_steps": self.trigger_steps,
+            "trigger_primitives": self.trigger_primitives,
+            "bad_trigger_input_messages": self.bad_trigger_input_messages,
         }
 
     def close(self) -> None:
@@ -356,6 +402,7 @@ class WriterNode(Node):
             if self.writer is not None:
                 if self.batch:
                     self._write_batch()
+                self._write_trigger_inputs()
                 self._write_scalers(self.last_received, final=True)   # the rows of the spills that ended are valid too
                 self._close()
         finally:

@@ -20,6 +20,8 @@ from ._records import (
     N_TRIGGER_BITS,
     SCALER_DTYPE,
     STORED_PULSE_DTYPE,
+    TRIGGER_PRIMITIVE_DTYPE,
+    TRIGGER_STEP_DTYPE,
     EventFlags,
     layout_version_json,
 )
@@ -37,6 +39,8 @@ __all__ = [
     "N_TRIGGER_BITS",
     "SCALER_DTYPE",
     "STORED_PULSE_DTYPE",
+    "TRIGGER_PRIMITIVE_DTYPE",
+    "TRIGGER_STEP_DTYPE",
     "Event",
     "EventBatch",
     "EventFlags",

@@ -24,12 +24,16 @@ PULSES = "pulses"
 TRUTH = "truth"
 CHANNEL_MAP = "channel_map"
 SCALERS = "scalers"
+TRIGGER_STEPS = "trigger_inputs/steps"
+TRIGGER_PRIMITIVES = "trigger_inputs/primitives"
 
 SAMPLE_CHUNK_BYTES = 1024 << 10  # ~1 MiB chunks: the h5py/HDF5 sweet spot measured in facts.md section 6
 EVENT_CHUNK_ROWS = 512     # small per-event chunks: a file that lost its tail keeps all but the last ones
 PULSE_CHUNK_ROWS = 2048
 TRUTH_CHUNK_ROWS = 512
 SCALER_CHUNK_ROWS = 64
+TRIGGER_STEP_CHUNK_ROWS = 256
+TRIGGER_PRIMITIVE_CHUNK_ROWS = 16384
 CHUNK_CACHE_BYTES = 32 << 20   # holds several partly filled sample chunks between batches
 
 COMPRESSIONS = ("gzip", "zstd", "lz4", "none")

@@ -16,7 +16,15 @@ import numpy as np
 from pokerdaq.config import ChannelMap, Config, loads_config
 
 from . import _layout as L
-from ._records import EVENT_DTYPE, LAYOUT_NAME, LAYOUT_VERSION, SCALER_DTYPE, STORED_PULSE_DTYPE
+from ._records import (
+    EVENT_DTYPE,
+    LAYOUT_NAME,
+    LAYOUT_VERSION,
+    SCALER_DTYPE,
+    STORED_PULSE_DTYPE,
+    TRIGGER_PRIMITIVE_DTYPE,
+    TRIGGER_STEP_DTYPE,
+)
 
 _ITER_BLOCK = 256
 
@@ -188,6 +196,23 @@ class RunFile:
         """Per-spill scalers, ``SCALER_DTYPE``."""
         n = int(self.attrs.get("n_scalers", self._h5[L.SCALERS].shape[0]))
         return np.asarray(self._h5[L.SCALERS][:n], dtype=SCALER_DTYPE)
+
+    @property
+    def trigger_inputs(self) -> tuple[np.ndarray, np.ndarray, int | None] | None:
+        """The online trigger's decision steps (``TRIGGER_STEP_DTYPE``), their primitives
+        (``TRIGGER_PRIMITIVE_DTYPE``) and the trigger seed (None when not recorded); None for a
+        file without the datasets (written before they existed, or recovered). Empty arrays
+        when none were written to this file (other producers than ``pokerdaq run``, or a file
+        of a rotated run whose decisions all went to a neighbouring file)."""
+        if L.TRIGGER_STEPS not in self._h5 or L.TRIGGER_PRIMITIVES not in self._h5:
+            return None
+        ds = self._h5[L.TRIGGER_STEPS]
+        n = min(int(self.attrs.get("n_trigger_steps", ds.shape[0])), ds.shape[0])
+        steps = np.asarray(ds[:n], dtype=TRIGGER_STEP_DTYPE)
+        m = int(steps["n_primitives"].sum())
+        prims = np.asarray(self._h5[L.TRIGGER_PRIMITIVES][:m], dtype=TRIGGER_PRIMITIVE_DTYPE)
+        seed = int(ds.attrs.get("trigger_seed", -1))
+        return steps, prims, (None if seed < 0 else seed)
 
     # ------------------------------------------------------------------ by event
 

@@ -10,6 +10,7 @@ import json
 
 import numpy as np
 
+from pokerdaq.daq._wire import PRIMITIVE_DTYPE
 from pokerdaq.dsp._records import PULSE_DTYPE
 
 LAYOUT_NAME = "pokerdaq-run"
@@ -78,3 +79,23 @@ SCALER_DTYPE = np.dtype(
     ]
 )
 """Per-spill scaler record, one row per spill in ``/scalers``."""
+
+
+TRIGGER_STEP_DTYPE = np.dtype(
+    [
+        ("first_slice", np.int64),       # the decision covered slices first_slice..last_slice
+        ("last_slice", np.int64),
+        ("busy", np.uint8),              # 1: a board reported busy for those slices
+        ("n_primitives", np.uint32),     # rows of /trigger_inputs/primitives of this step, in order
+        ("dead_until", np.int64),        # dead time before the step: no trigger issued below this tick
+        ("prescale_counts", np.int64, (8,)),  # per trigger type, raw triggers counted towards its prescaler
+        ("events_before", np.uint64),    # triggers accepted by the trigger logic before the step
+    ]
+)
+"""One decision step of the trigger processor, one row per step in ``/trigger_inputs/steps``."""
+
+TRIGGER_STEP_TYPES = 8
+"""Width of ``TRIGGER_STEP_DTYPE['prescale_counts']`` (room for 8 trigger types)."""
+
+TRIGGER_PRIMITIVE_DTYPE = PRIMITIVE_DTYPE
+"""Row of ``/trigger_inputs/primitives``: a trigger primitive as the boards send it (docs/wire-format.md)."""

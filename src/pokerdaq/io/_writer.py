@@ -19,7 +19,14 @@ from pokerdaq.config import CHANNEL_DTYPE, Config
 from pokerdaq.dsp._records import PULSE_DTYPE
 
 from . import _layout as L
-from ._records import EVENT_DTYPE, SCALER_DTYPE, STORED_PULSE_DTYPE, layout_version_json
+from ._records import (
+    EVENT_DTYPE,
+    SCALER_DTYPE,
+    STORED_PULSE_DTYPE,
+    TRIGGER_PRIMITIVE_DTYPE,
+    TRIGGER_STEP_DTYPE,
+    layout_version_json,
+)
 from ._toml import dumps as toml_dumps
 
 log = logging.getLogger(__name__)
@@ -130,6 +137,7 @@ class RunFileWriter:
         compression: str | None = None,
         overwrite: bool = False,
         channels: np.ndarray | None = None,
+        trigger_seed: int | None = None,
     ) -> None:
         if not isinstance(config, Config):
             raise ValueError(f"config: {type(config).__name__} given, expected a pokerdaq.config.Config")
@@ -155,6 +163,7 @@ class RunFileWriter:
         self.flush_every_events = int(flush_every_events)
         self.flush_interval_s = float(flush_interval_s)
         self._overwrite = overwrite
+        self.trigger_seed = None if trigger_seed is None else int(trigger_seed)
         self._config_text = config_text(config)
         self._channel_table = np.asarray(config.channel_map.table, dtype=CHANNEL_DTYPE)
         if channels is not None:
@@ -297,6 +306,36 @@ class RunFileWriter:
         ds[m:] = arr
         self.flush()
 
+    def write_trigger_inputs(self, steps: np.ndarray, primitives: np.ndarray) -> None:
+        """Append decision steps of the online trigger and their primitives to the current file.
+
+        ``steps`` (``TRIGGER_STEP_DTYPE``): one row per decision of the trigger processor, in
+        order; ``primitives`` (``TRIGGER_PRIMITIVE_DTYPE``): those of the steps, concatenated
+        (``sum(steps["n_primitives"])`` rows). docs/hdf5-layout.md, "Trigger inputs".
+
+        Raises
+        ------
+        ValueError
+            For a wrong dtype or a primitive count that does not add up, before anything is written.
+        """
+        self._check_open()
+        steps, primitives = np.atleast_1d(np.asarray(steps)), np.atleast_1d(np.asarray(primitives))
+        if steps.dtype != TRIGGER_STEP_DTYPE or primitives.dtype != TRIGGER_PRIMITIVE_DTYPE:
+            raise ValueError(f"trigger inputs: dtypes {steps.dtype} / {primitives.dtype}, expected "
+                             "pokerdaq.io TRIGGER_STEP_DTYPE / TRIGGER_PRIMITIVE_DTYPE")
+        if int(steps["n_primitives"].sum()) != len(primitives):
+            raise ValueError(f"trigger inputs: steps hold {int(steps['n_primitives'].sum())} primitives, "
+                             f"{len(primitives)} given")
+        if len(steps) == 0:
+            return
+        if self._h5 is None:
+            self._open_file()
+        for name, arr in ((L.TRIGGER_PRIMITIVES, primitives), (L.TRIGGER_STEPS, steps)):   # steps last
+            ds = self._ds[name]
+            m = ds.shape[0]
+            ds.resize((m + len(arr),))
+            ds[m:] = arr
+
     def flush(self) -> None:
         """Make everything written so far durable, then publish the new event count.
 
@@ -310,6 +349,8 @@ class RunFileWriter:
         a["n_events"] = np.uint64(self._n)
         a["n_pulses"] = np.uint64(self._n_pulses)
         a["n_scalers"] = np.uint64(self._ds[L.SCALERS].shape[0])
+        a["n_trigger_steps"] = np.uint64(self._ds[L.TRIGGER_STEPS].shape[0])
+        a["n_trigger_primitives"] = np.uint64(self._ds[L.TRIGGER_PRIMITIVES].shape[0])
         if self._n:
             a["first_event_number"] = np.uint64(self._first_event_number)
             a["last_event_number"] = np.uint64(self._last_event_number)
@@ -360,7 +401,8 @@ class RunFileWriter:
             part.unlink(missing_ok=True)
             raise
         self._h5 = h5
-        self._ds = {name: h5[name] for name in (L.EVENTS, L.SAMPLES, L.CRC32, L.PULSES, L.SCALERS, L.TRUTH) if name in h5}
+        self._ds = {name: h5[name] for name in (L.EVENTS, L.SAMPLES, L.CRC32, L.PULSES, L.SCALERS, L.TRUTH,
+                                                  L.TRIGGER_STEPS, L.TRIGGER_PRIMITIVES) if name in h5}
         self._has_truth_dataset = bool(self._run_has_truth)
         self._n = 0              # events (rows) written to this file
         self._n_flushed = 0      # of those, durable (the file's n_events attribute)
@@ -385,6 +427,8 @@ class RunFileWriter:
         a["n_events"] = np.uint64(0)
         a["n_pulses"] = np.uint64(0)
         a["n_scalers"] = np.uint64(0)
+        a["n_trigger_steps"] = np.uint64(0)
+        a["n_trigger_primitives"] = np.uint64(0)
         a["first_event_number"] = np.uint64(0)
         a["last_event_number"] = np.uint64(0)
         a["closed_cleanly"] = np.uint8(0)
@@ -413,6 +457,12 @@ class RunFileWriter:
                           chunks=(L.PULSE_CHUNK_ROWS,), fletcher32=True, **self._filter)
         h5.create_dataset(L.SCALERS, shape=(0,), maxshape=(None,), dtype=SCALER_DTYPE,
                           chunks=(L.SCALER_CHUNK_ROWS,), fletcher32=True)
+        # created in every file (SWMR adds no dataset later); empty unless the DAQ writes them
+        steps = h5.create_dataset(L.TRIGGER_STEPS, shape=(0,), maxshape=(None,), dtype=TRIGGER_STEP_DTYPE,
+                                  chunks=(L.TRIGGER_STEP_CHUNK_ROWS,), fletcher32=True)
+        steps.attrs["trigger_seed"] = np.int64(-1 if self.trigger_seed is None else self.trigger_seed)
+        h5.create_dataset(L.TRIGGER_PRIMITIVES, shape=(0,), maxshape=(None,), dtype=TRIGGER_PRIMITIVE_DTYPE,
+                          chunks=(L.TRIGGER_PRIMITIVE_CHUNK_ROWS,), fletcher32=True, **self._filter)
 
     def _create_truth(self, h5: h5py.File) -> None:
         h5.create_dataset(L.TRUTH, shape=(0,), maxshape=(None,), dtype=self._truth_dtype,
@@ -430,7 +480,8 @@ class RunFileWriter:
         h5.flush()
         h5.swmr_mode = True
         self._h5 = h5
-        self._ds = {name: h5[name] for name in (L.EVENTS, L.SAMPLES, L.CRC32, L.PULSES, L.SCALERS, L.TRUTH)}
+        self._ds = {name: h5[name] for name in (L.EVENTS, L.SAMPLES, L.CRC32, L.PULSES, L.SCALERS, L.TRUTH,
+                                                L.TRIGGER_STEPS, L.TRIGGER_PRIMITIVES)}
         self._has_truth_dataset = True
 
     def _close_file(self) -> None:

@@ -66,6 +66,23 @@ def run(args: argparse.Namespace) -> int:
                 cells.append("-" if e is None else f"{e:.3f}")
             eff.add_row(cls, str(row["n_events"]), *cells)
         console.print(eff)
+    for run in report["runs"]:
+        # DAQ runs: decided again in stream mode over the recorded trigger inputs; prescaling and
+        # dead time are counts over the run's raw decisions (docs/replay-inspect.md)
+        per = run["trigger_input_bytes_per_event"]
+        t = Table(title=f"Run {run['run_number']}, decided in stream mode over {len(run['files'])} file(s): "
+                        f"{run['decision_steps']} decisions, {run['primitives']} primitives"
+                        + (f" ({per:.0f} bytes per event)" if per is not None else ""))
+        for col in ("trigger type", "raw", "prescaled", "accepted", "lost dead time", "lost busy"):
+            t.add_column(col, justify="right" if col != "trigger type" else "left")
+        for name in TriggerBits.NAMES:
+            cells = [f"{run['old'][k][name]} / {run['new'][k][name]}"
+                     for k in ("raw", "prescaled", "accepted", "lost_dead", "lost_busy")]
+            t.add_row(name, *cells)
+        console.print(t)
+        console.print("(file configuration / new configuration)")
+        if run["problem"]:
+            console.print(f"[yellow]run {run['run_number']}: {run['problem']}[/yellow]")
     console.print(f"events whose trigger word changed: {report['n_changed']}")
     if not report["reproduction"]["reproduced"]:
         console.print("[yellow]warning: the files' own configuration does not reproduce every "

@@ -1,5 +1,14 @@
 """Replay of stored raw samples: per file (:func:`replay_file`), many files in parallel
-(:func:`replay_files`: processes or a Dask cluster), and the summary of the runs."""
+(:func:`replay_files`: processes or a Dask cluster), and the summary of the runs.
+
+Pulses are found again in every stored window, file by file. Trigger words: files of
+``pokerdaq simulate`` and minimum-bias recordings are decided in window mode, per file; files of
+``pokerdaq run`` carry the online trigger's inputs (``/trigger_inputs``) and are decided again in
+stream mode over all the files of their run together, in trigger order (:func:`replay_files`):
+with the run's own configuration every stored word must come back, raw and accepted bits; with
+a new one each event gets the raw types that would fire, and prescaling and dead time are
+counted over the run's raw decisions, never re-applied to the events that were accepted.
+"""
 
 from __future__ import annotations
 
@@ -13,7 +22,19 @@ import numpy as np
 
 from ..config import Config, Overlay, loads_config
 from ..trigger import ConditionBits, TriggerBits
-from ._decisions import RAW_SHIFT, TYPE_MASK, Prescaler, WindowSetup, decision_words, replay_windows, trigger_pulses
+from ._decisions import (
+    RAW_SHIFT,
+    TYPE_MASK,
+    Prescaler,
+    WindowSetup,
+    decision_words,
+    match_tolerance,
+    raw_registers,
+    raw_types_at,
+    replay_windows,
+    stream_decisions,
+    trigger_pulses,
+)
 
 COMPARED_PULSE_FIELDS = ("channel", "pulse_index", "coarse_time", "fine_time", "time", "crossing",
                          "peak", "integral", "integral_net", "pedestal", "n_over", "quality")
@@ -22,6 +43,8 @@ TRUTH_FIELDS = ("species", "is_signal", "energy_gev", "e_ecal_gev", "e_preshower
 SPECIES_NAMES = ("positron", "electron", "hadron", "muon")  # pokerdaq.sim.Species codes 0..3
 UNTRIGGERED_PRODUCERS = ("simulate",)
 """Producers whose trigger words mark beam particles, not trigger decisions (minimum bias)."""
+DAQ_PRODUCER = "pokerdaq run"
+"""Producer of the files decided online in stream mode, with ``/trigger_inputs``."""
 MAX_LISTED = 20
 BATCH_EVENTS = 1024
 
@@ -52,6 +75,18 @@ class FileReplay:
     word_mismatches: int = 0
     word_mismatch_list: list[dict] = field(default_factory=list)
     pulses_stored: bool = True
+    run_number: int = 0
+    file_index: int = 0
+    stored_timestamp: np.ndarray | None = None
+    config_toml: str = ""
+    trigger_inputs: tuple | None = None
+    """``(steps, primitives, seed)`` of ``/trigger_inputs``, or None (the file has none)."""
+    stream: bool = False
+    """The trigger words were decided again in stream mode over the run's trigger inputs:
+    ``new_word`` then holds raw types only (bits 8-15); see :attr:`run_report`."""
+    run_report: dict | None = None
+    trigger_state_mismatches: int = 0
+    """Decision steps whose recorded dead time / prescaler state the replay did not meet (first file of a run)."""
 
     @property
     def has_stored_words(self) -> bool:
@@ -62,7 +97,7 @@ class FileReplay:
     @property
     def reproduced(self) -> bool:
         """The file's configuration gives back every stored pulse and (if stored) trigger word."""
-        return self.pulse_mismatched_events == 0 and self.word_mismatches == 0
+        return self.pulse_mismatched_events == 0 and self.word_mismatches == 0 and self.trigger_state_mismatches == 0
 
 
 def _compare_pulses(stored: np.ndarray, stored_counts: np.ndarray, replayed: np.ndarray,
@@ -91,7 +126,7 @@ def _compare_pulses(stored: np.ndarray, stored_counts: np.ndarray, replayed: np.
 
 
 def replay_file(path: str | os.PathLike[str], config: Config | Overlay | None = None, *,
-                batch_events: int = BATCH_EVENTS) -> FileReplay:
+                batch_events: int = BATCH_EVENTS, decide_run: bool = True) -> FileReplay:
     """Re-run pulse finding and trigger on the stored windows of one run file.
 
     Parameters
@@ -104,6 +139,10 @@ def replay_file(path: str | os.PathLike[str], config: Config | Overlay | None = 
         It must describe the same channels and window length as the file.
     batch_events
         Events read and processed at a time (bounds the memory).
+    decide_run
+        For a file of ``pokerdaq run`` (with ``/trigger_inputs``): decide its trigger words
+        again in stream mode (:func:`decide_runs`) on this file alone, which works for file 0
+        of a run only; :func:`replay_files` passes False and decides every run of its files.
 
     Returns
     -------
@@ -136,7 +175,13 @@ def replay_file(path: str | os.PathLike[str], config: Config | Overlay | None = 
             old_word=np.zeros(n, np.uint32), new_word=np.zeros(n, np.uint32),
             old_triggers=None, new_triggers=None,  # type: ignore[arg-type]
             truth=None if truth is None else np.asarray(truth[list(TRUTH_FIELDS)]).copy(),
+            run_number=int(f.attrs.get("run_number", 0)), file_index=int(f.attrs.get("file_index", 0)),
+            stored_timestamp=events["timestamp"].copy(), config_toml=str(f.attrs.get("config_toml", "")),
         )
+        # the online decisions of a DAQ run: in the run's files, possibly none in this one
+        inputs = f.trigger_inputs
+        if inputs is not None and (len(inputs[0]) or out.producer == DAQ_PRODUCER):
+            out.trigger_inputs = inputs
         # a file written without pulses (pokerdaq simulate) has nothing to compare them with
         out.pulses_stored = bool(int(f.attrs.get("n_pulses", 0)) > 0 or np.any(events["n_pulses"]))
         old_parts, new_parts = [], []
@@ -173,12 +218,15 @@ def replay_file(path: str | os.PathLike[str], config: Config | Overlay | None = 
             out.new_word = out.old_word.copy()
         else:
             out.new_word = decision_words(out.new_triggers, new_pre)
-        if out.has_stored_words:
+        # a file with trigger inputs: its words are decided over the whole run (replay_files)
+        if out.has_stored_words and out.trigger_inputs is None:
             wrong = np.flatnonzero(out.stored_word != out.old_word)
             out.word_mismatches = len(wrong)
             out.word_mismatch_list = [{"event_number": int(out.event_number[i]),
                                        "stored": int(out.stored_word[i]),
                                        "replayed": int(out.old_word[i])} for i in wrong[:MAX_LISTED]]
+    if decide_run and out.trigger_inputs is not None:
+        decide_runs([out], config)
     return out
 
 
@@ -221,9 +269,9 @@ def old_parts_dtype():
 
 def _replay_worker(path: str, config_text: str | Overlay | None) -> FileReplay:
     if isinstance(config_text, Overlay):   # applied to each file's own configuration
-        return replay_file(path, config_text)
+        return replay_file(path, config_text, decide_run=False)
     cfg = None if config_text is None else loads_config(config_text, "replay config")
-    return replay_file(path, cfg)
+    return replay_file(path, cfg, decide_run=False)
 
 
 def replay_files(paths: Sequence[str | os.PathLike[str]], config: Config | Overlay | None = None, *,
@@ -265,16 +313,116 @@ def replay_files(paths: Sequence[str | os.PathLike[str]], config: Config | Overl
             results = client.gather(futures)
         for r, name in zip(results, files):
             r.path = name   # reported as the caller named it, as by a local replay
-        return results
-    if jobs == 1 or len(files) == 1:
-        return [_replay_worker(p, text) for p in files]
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor
+    elif jobs == 1 or len(files) == 1:
+        results = [_replay_worker(p, text) for p in files]
+    else:
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
 
-    # spawn: numba's threading layer and h5py handles are not fork-safe
-    with ProcessPoolExecutor(max_workers=min(jobs, len(files)),
-                             mp_context=multiprocessing.get_context("spawn")) as pool:
-        return list(pool.map(_replay_worker, files, [text] * len(files)))
+        # spawn: numba's threading layer and h5py handles are not fork-safe
+        with ProcessPoolExecutor(max_workers=min(jobs, len(files)),
+                                 mp_context=multiprocessing.get_context("spawn")) as pool:
+            results = list(pool.map(_replay_worker, files, [text] * len(files)))
+    decide_runs(results, config)
+    return results
+
+
+def decide_runs(results: Sequence[FileReplay], config: Config | Overlay | None = None) -> list[dict]:
+    """Decide the trigger words of the DAQ-run files among ``results`` again, run by run.
+
+    The files of one run (same run number and configuration) are put in ``file_index`` order,
+    their ``/trigger_inputs`` concatenated and fed through the stream-mode trigger
+    (:func:`~pokerdaq.replay._decisions.stream_decisions`). Each file's ``old_word``,
+    ``word_mismatches`` and (with ``config``) ``new_word`` are set; the run's report (counts
+    per trigger type over the raw decisions, bytes of trigger inputs per event, state checks)
+    goes to each file's ``run_report``.
+
+    Parameters
+    ----------
+    results
+        :class:`FileReplay` of :func:`replay_file`; those without trigger inputs are left as they are.
+    config
+        The new configuration (an :class:`~pokerdaq.config.Overlay` on top of the run's own), or None.
+
+    Returns
+    -------
+    list of dict
+        One report per run.
+    """
+    from ..trigger import TriggerRegisters
+
+    runs: dict[tuple[int, str], list[FileReplay]] = {}
+    for f in results:
+        if f.trigger_inputs is not None:
+            runs.setdefault((f.run_number, f.config_toml), []).append(f)
+    reports = []
+    for (run_number, toml), files in runs.items():
+        files.sort(key=lambda f: f.file_index)
+        old_cfg = loads_config(toml, f"{files[0].path}: config_toml")
+        steps = np.concatenate([f.trigger_inputs[0] for f in files])
+        prims = np.concatenate([f.trigger_inputs[1] for f in files])
+        seed = files[0].trigger_inputs[2]
+        seed = old_cfg.run.seed if seed is None else seed
+        slice_ticks = int(old_cfg.daq.slice_ticks)
+        indices = [f.file_index for f in files]
+        problem = None
+        if indices != list(range(len(files))):
+            problem = f"files {indices} of run {run_number} given: the trigger needs every file from file 0 on"
+        elif len(steps) and (int(steps["first_slice"][0]) != 0
+                             or np.any(steps["first_slice"][1:] != steps["last_slice"][:-1] + 1)):
+            problem = f"run {run_number}: the recorded decision steps do not cover the run without a gap"
+        if old_cfg.daq.trigger_logic != "physics":
+            problem = (f"run {run_number}: daq.trigger_logic = {old_cfg.daq.trigger_logic!r}; replay decides "
+                       "runs of the physics trigger logic only")
+            steps, prims = steps[:0], prims[:0]
+        old_regs = TriggerRegisters.from_config(old_cfg, seed)
+        old = stream_decisions(old_regs, steps, prims, slice_ticks)
+        n_events = sum(f.n_events for f in files)
+        report: dict[str, Any] = {
+            "run_number": run_number, "files": [f.path for f in files], "problem": problem,
+            "n_events": n_events, "decision_steps": len(steps), "primitives": len(prims),
+            "trigger_input_bytes": int(steps.nbytes + prims.nbytes),
+            "trigger_input_bytes_per_event": (steps.nbytes + prims.nbytes) / n_events if n_events else None,
+            "state_mismatches": old.state_mismatches, "first_state_mismatch": old.first_state_mismatch,
+            "old": old.counters.as_dict(), "old_accepted_triggers": len(old.words),
+        }
+        new_raw = None
+        if config is not None:
+            new_cfg = old_cfg.overlaid(config) if isinstance(config, Overlay) else config
+            new_regs = TriggerRegisters.from_config(new_cfg, seed)
+            raw = stream_decisions(raw_registers(new_regs), steps, prims, slice_ticks, check_state=False, busy=False)
+            full = stream_decisions(new_regs, steps, prims, slice_ticks, check_state=False)
+            report.update({"new": full.counters.as_dict(), "new_raw_decisions": len(raw.words),
+                           "new_accepted_triggers": len(full.words)})
+            new_raw = (raw, match_tolerance(new_regs))
+        else:
+            report.update({"new": report["old"], "new_raw_decisions": None,
+                           "new_accepted_triggers": len(old.words)})
+        n_old = len(old.words)
+        for f in files:
+            f.stream = True
+            f.run_report = report
+            en = f.event_number.astype(np.int64)
+            have = en < n_old
+            idx = np.where(have, en, 0)
+            f.old_word = np.where(have, old.words[idx] if n_old else 0, 0).astype(np.uint32)
+            ts = np.where(have, old.ref_tick[idx] if n_old else 0, 0).astype(np.uint64)
+            wrong = np.flatnonzero(~have | (f.old_word != f.stored_word) | (ts != f.stored_timestamp))
+            if problem is not None:
+                wrong = np.arange(f.n_events)
+            f.word_mismatches = len(wrong)
+            f.trigger_state_mismatches = old.state_mismatches if f is files[0] else 0
+            f.word_mismatch_list = [{"event_number": int(f.event_number[i]), "stored": int(f.stored_word[i]),
+                                     "replayed": int(f.old_word[i]), "stored_timestamp": int(f.stored_timestamp[i]),
+                                     "replayed_timestamp": int(ts[i])} for i in wrong[:MAX_LISTED]]
+            if new_raw is None:
+                f.new_word = f.old_word.copy()
+            else:
+                raw, tol = new_raw
+                # raw types only: prescalers and dead time are counted over the run (run_report)
+                f.new_word = raw_types_at(raw, f.stored_timestamp, tol) << np.uint32(RAW_SHIFT)
+        reports.append(report)
+    return reports
 
 
 def _config_text(cfg: Config) -> str:
@@ -328,20 +476,42 @@ class ReplaySummary:
         """Events whose trigger word differs between the file's and the new configuration."""
         out = []
         for f in self.files:
-            for i in np.flatnonzero(f.old_word != f.new_word):
-                old, new = int(f.old_word[i]), int(f.new_word[i])
+            # stream-decided files: new_word holds raw types only (prescaling is counted per run)
+            mask = np.uint32(TYPE_MASK << RAW_SHIFT) if f.stream else np.uint32(0xFFFFFFFF)
+            for i in np.flatnonzero((f.old_word & mask) != (f.new_word & mask)):
+                old, new = int(f.old_word[i] & mask), int(f.new_word[i] & mask)
                 out.append({"file": Path(f.path).name, "index": int(i),
                             "event_number": int(f.event_number[i]), "old_word": old, "new_word": new,
                             "gained": _names(new & ~old), "lost": _names(old & ~new)})
         return out
 
+    @property
+    def run_reports(self) -> list[dict]:
+        """The run-level reports of the stream-decided (DAQ-run) files, one per run."""
+        out: list[dict] = []
+        for f in self.files:
+            if f.run_report is not None and not any(r is f.run_report for r in out):
+                out.append(f.run_report)
+        return out
+
     def as_dict(self, config_source: str | None = None, max_changed: int = 10000) -> dict[str, Any]:
-        """JSON-ready report."""
+        """JSON-ready report.
+
+        ``per_trigger_type``: counts over the stored events; for DAQ-run files ``new_accepted``
+        is the count of accepted triggers over the run's raw decisions with the new
+        configuration (``runs``), not a count of stored events.
+        """
         old, new = self.concat("old_word"), self.concat("new_word")
         changed = self.changed_events()
         per_type = {}
         old_raw, new_raw = _count_types(old, True), _count_types(new, True)
-        old_acc, new_acc = _count_types(old, False), _count_types(new, False)
+        window = [f for f in self.files if not f.stream]
+        new_acc = _count_types(np.concatenate([f.new_word for f in window]) if window else np.zeros(0, np.uint32),
+                               False)
+        for r in self.run_reports:
+            for name in TriggerBits.NAMES:
+                new_acc[name] += r["new"]["accepted"][name]
+        old_acc = _count_types(old, False)
         for name in TriggerBits.NAMES:
             per_type[name] = {"old_raw": old_raw[name], "old_accepted": old_acc[name],
                               "new_raw": new_raw[name], "new_accepted": new_acc[name]}
@@ -350,7 +520,8 @@ class ReplaySummary:
             "n_files": len(self.files),
             "n_events": int(len(old)),
             "accepted_any": {"old": int(np.count_nonzero(old & TYPE_MASK)),
-                             "new": int(np.count_nonzero(new & TYPE_MASK))},
+                             "new": int(sum(np.count_nonzero(f.new_word & TYPE_MASK) for f in window)
+                                        + sum(r["new_accepted_triggers"] for r in self.run_reports))},
             "per_trigger_type": per_type,
             "word_bits": "bits 0-7: types after prescale, bits 8-15: raw types; "
                          + ", ".join(f"bit {k}: {n}" for k, n in enumerate(TriggerBits.NAMES)),
@@ -360,12 +531,15 @@ class ReplaySummary:
                            "stored_trigger_words": f.has_stored_words,
                            "stored_pulses_present": f.pulses_stored,
                            "trigger_word_mismatches": f.word_mismatches,
+                           "decided_in_stream_mode": f.stream,
+                           "trigger_state_mismatches": f.trigger_state_mismatches,
                            "first_trigger_word_mismatches": f.word_mismatch_list,
                            "stored_pulses": f.stored_pulses, "replayed_pulses": f.replayed_pulses,
                            "pulse_mismatched_events": f.pulse_mismatched_events,
                            "first_pulse_mismatches": f.pulse_mismatches,
                            "new_config_pulses": f.new_pulses} for f in self.files],
             },
+            "runs": self.run_reports,
             "n_changed": len(changed),
             "changed_events": changed[:max_changed],
         }

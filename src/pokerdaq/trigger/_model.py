@@ -12,7 +12,7 @@ from ._kernels import (
     K_ACCEPTED, K_LOST_BUSY, K_LOST_DEAD, K_PRESCALED, K_RAW, N_COUNTER_ROWS, N_OUT, N_STATE,
     O_BMASK, O_COND, O_EECAL, O_ECALO, O_EHCAL, O_EPRS, O_ESRD, O_EVENT, O_EVETO, O_REF,
     O_SMASK, O_TIMESTAMP, O_VMASK, O_WORD, S_ATTEMPTS, S_DEAD_UNTIL, S_EVENT, S_LAST_BEAM, S_LOST_BUSY,
-    S_LOST_DEAD, S_RND, _beam_candidates,
+    S_LOST_DEAD, S_PRESCALE, S_RND, _beam_candidates,
     _board_sums, _channel_energies, _process_candidates, _random_ticks, _union_length, _windows,
 )
 from ._registers import P_DEAD, P_FRAC, P_LAT, P_N_BOARDS, P_RND_MODE, P_RND_PARAM, P_SPAN_HI, P_SPAN_LO, TriggerRegisters
@@ -242,6 +242,16 @@ class TriggerModel:
     def tick(self) -> int:
         """The sample (250 MHz tick) up to which the stream has been processed."""
         return self._tick
+
+    @property
+    def dead_until(self) -> int:
+        """The tick below which no trigger is issued (the dead time of the last accepted one)."""
+        return int(self._state[S_DEAD_UNTIL])
+
+    @property
+    def prescale_counts(self) -> np.ndarray:
+        """Per trigger type, the raw triggers counted towards its prescaler since it last fired."""
+        return self._state[S_PRESCALE:S_PRESCALE + N_TYPES].copy()
 
     @property
     def counters(self) -> TriggerCounters:
