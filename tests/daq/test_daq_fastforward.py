@@ -15,7 +15,6 @@ import pytest
 import zmq
 
 from pokerdaq.config import load_config
-from pokerdaq.daq._physics import PhysicsTrigger
 from pokerdaq.daq._sparse import SparsePhysicsFrontEnd
 from pokerdaq.daq._wire import (
     MAX_STRETCH_SLICES,

@@ -31,7 +31,7 @@ def test_cli_prints_tables_and_draws_every_plot(demo_run, tmp_path):
         n_pulses = len(f.pulses)
     text = proc.stdout
     assert "run_number" in text and "minimum-bias" in text
-    assert f"│ events " in text and str(N_EVENTS) in text
+    assert "│ events " in text and str(N_EVENTS) in text
     assert str(n_pulses) in text
     line = next(l for l in text.splitlines() if l.startswith("│ physics"))
     assert line.split("│")[2].strip() == str(n_phys)

@@ -27,7 +27,7 @@ SCALERS = "scalers"
 TRIGGER_STEPS = "trigger_inputs/steps"
 TRIGGER_PRIMITIVES = "trigger_inputs/primitives"
 
-SAMPLE_CHUNK_BYTES = 1024 << 10  # ~1 MiB chunks: the h5py/HDF5 sweet spot measured in facts.md section 6
+SAMPLE_CHUNK_BYTES = 1024 << 10  # ~1 MiB chunks: the h5py/HDF5 sweet spot measured with bench/bench_io.py
 EVENT_CHUNK_ROWS = 512     # small per-event chunks: a file that lost its tail keeps all but the last ones
 PULSE_CHUNK_ROWS = 2048
 TRUTH_CHUNK_ROWS = 512
