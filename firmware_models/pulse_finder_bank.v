@@ -8,10 +8,7 @@
 `default_nettype none
 
 module pulse_finder_bank #(
-    parameter integer NCH = 16,
-    parameter integer MUTANT = 0,
-    // test-bench self-check only: 1 gives lane ch the variant MUTANT = ch % 6 (0 = correct)
-    parameter integer MUTANT_MIX = 0
+    parameter integer NCH = 16
 ) (
     input  wire                 clk,
     input  wire                 rst,
@@ -79,7 +76,7 @@ module pulse_finder_bank #(
             assign out_pedestal[ch*32 +: 32] = {13'd0, w_pedestal};
             assign out_n_over[ch*16 +: 16] = {6'd0, w_n_over};
             assign out_quality[ch*16 +: 16] = {6'd0, w_quality};
-            pulse_finder #(.MUTANT((MUTANT_MIX != 0) ? (ch % 6) : MUTANT)) u_pf (
+            pulse_finder u_pf (
                 .clk(clk),
                 .rst(rst),
                 .in_valid(in_valid),

@@ -8,8 +8,11 @@ one bench per RTL block. This module adds the lint and small handles on the buil
 from __future__ import annotations
 
 import subprocess
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+
+from _mutants import mixed_bank_tree, trigger_tree
 
 from pokerdaq.hil import _verilator as pkg
 from pokerdaq.hil._verilator import setup_verilator_env
@@ -44,15 +47,18 @@ class BuiltBank:
         pkg.run_bank(self.build_dir, stimulus_path, result_path, test_dir)
 
 
-def build_bank(nch: int = 16, mutant: int = 0, mutant_mix: bool = False,
-               build_root: Path = BUILD_ROOT) -> BuiltBank:
+def build_bank(nch: int = 16, mutant_mix: bool = False, build_root: Path = BUILD_ROOT) -> BuiltBank:
     """Verilate and compile pulse_finder_bank with NCH channels (the package's build, shared with hil).
 
-    ``mutant != 0`` builds a deliberately wrong variant; ``mutant_mix`` gives lane ``ch`` the
-    variant ``ch % 6`` (lanes 0 and 6 stay correct) so one build checks every mutant.
+    ``mutant_mix`` builds, from an edited copy of the sources (``_mutants.mixed_bank_tree``),
+    a bank whose lane ``ch`` is the deliberately wrong variant ``ch % 6`` (lanes 0 and 6 stay
+    correct), so one build checks every pulse-finder mutant.
     """
-    build_dir = pkg.build_bank(nch, mutant, mutant_mix, root=build_root)
-    return BuiltBank(build_dir=build_dir, nch=nch, mutant=-1 if mutant_mix else mutant)
+    if not mutant_mix:
+        return BuiltBank(build_dir=pkg.build_bank(nch, root=build_root), nch=nch, mutant=0)
+    with tempfile.TemporaryDirectory(prefix="pokerdaq_mutants_") as tmp:
+        build_dir = pkg.build_bank(nch, root=build_root, sources=mixed_bank_tree(Path(tmp)))
+    return BuiltBank(build_dir=build_dir, nch=nch, mutant=-1)
 
 
 @dataclass
@@ -67,5 +73,10 @@ class BuiltTrigger:
 
 
 def build_trigger(mutant: int = 0, build_root: Path = BUILD_ROOT) -> BuiltTrigger:
-    """Verilate and compile trigger_top (``mutant != 0``: a deliberately wrong variant)."""
-    return BuiltTrigger(build_dir=pkg.build_trigger(mutant, root=build_root), mutant=mutant)
+    """Verilate and compile trigger_top (``mutant != 0``: ``_mutants.TRIGGER_MUTANTS[mutant]``
+    applied to a copy of the sources)."""
+    if not mutant:
+        return BuiltTrigger(build_dir=pkg.build_trigger(root=build_root), mutant=0)
+    with tempfile.TemporaryDirectory(prefix="pokerdaq_mutants_") as tmp:
+        build_dir = pkg.build_trigger(root=build_root, sources=trigger_tree(mutant, Path(tmp)))
+    return BuiltTrigger(build_dir=build_dir, mutant=mutant)

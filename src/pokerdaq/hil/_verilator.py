@@ -12,6 +12,7 @@ Benches (cocotb test modules of this package, one per RTL block):
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -106,21 +107,32 @@ def _reuse_runtime_objects(root: Path, build_dir: Path) -> None:
             return
 
 
+def source_digest(sources: Sequence[Path], extra: object = None) -> str:
+    """SHA-256 over the sources' names and contents (and ``extra``, JSON): the key of a build."""
+    h = hashlib.sha256()
+    for s in sources:
+        h.update(Path(s).name.encode() + b"\0" + Path(s).read_bytes() + b"\0")
+    h.update(json.dumps(extra, sort_keys=True).encode())
+    return h.hexdigest()
+
+
 def build_model(toplevel: str, sources: Sequence[Path], parameters: dict[str, int], name: str,
                 root: Path | None = None) -> Path:
-    """Verilate and compile ``toplevel`` into ``<root>/<name>`` unless an up-to-date build exists.
+    """Verilate and compile ``toplevel`` into ``<root>/<name>_<key>`` unless that build exists.
 
-    The build folder's stamp file records the sources' modification times, the parameters and
-    the C++ optimisation; anything different triggers a rebuild. Returns the build folder.
+    The key is a digest of the sources' names and contents, the parameters and the C++
+    optimisation: another source tree (an edited copy, another checkout) gets its own build
+    folder and never reuses a build of different sources. Returns the build folder.
     """
     from cocotb_tools.runner import get_runner
 
     setup_verilator_env()
     root = build_root() if root is None else Path(root)
-    build_dir = root / name
+    params = {k: int(v) for k, v in parameters.items()}
+    want = {"toplevel": toplevel, "parameters": params, "opt_fast": OPT_FAST,
+            "digest": source_digest(sources, {"toplevel": toplevel, "parameters": params, "opt_fast": OPT_FAST})}
+    build_dir = root / f"{name}_{want['digest'][:16]}"
     stamp = build_dir / "pokerdaq_build.json"
-    want = {"toplevel": toplevel, "parameters": {k: int(v) for k, v in parameters.items()}, "opt_fast": OPT_FAST,
-            "sources": {str(s): Path(s).stat().st_mtime_ns for s in sources}}
     if (build_dir / toplevel).is_file() and stamp.is_file():
         try:
             if json.loads(stamp.read_text()) == want:
@@ -132,22 +144,22 @@ def build_model(toplevel: str, sources: Sequence[Path], parameters: dict[str, in
     with verilator_make_flags(OPT_FAST):
         get_runner("verilator").build(
             sources=[Path(s) for s in sources], hdl_toplevel=toplevel, build_dir=build_dir,
-            parameters=dict(parameters), build_args=["-O3", "--x-assign", "fast", "--x-initial", "fast"],
+            parameters=dict(params), build_args=["-O3", "--x-assign", "fast", "--x-initial", "fast"],
             always=True, log_file=build_dir / "build.log")
     stamp.write_text(json.dumps(want))
     return build_dir
 
 
-def build_bank(nch: int = 16, mutant: int = 0, mutant_mix: bool = False, root: Path | None = None) -> Path:
-    """``pulse_finder_bank`` with ``nch`` lanes (``mutant``/``mutant_mix``: deliberately wrong variants)."""
-    name = f"pulse_finder_bank_n{nch}_m{'mix' if mutant_mix else mutant}"
-    return build_model("pulse_finder_bank", pulse_finder_sources(), {"NCH": nch, "MUTANT": mutant,
-                                                                      "MUTANT_MIX": int(mutant_mix)}, name, root)
+def build_bank(nch: int = 16, root: Path | None = None, sources: Sequence[Path] | None = None) -> Path:
+    """``pulse_finder_bank`` with ``nch`` lanes from ``sources`` (default :func:`pulse_finder_sources`)."""
+    sources = pulse_finder_sources() if sources is None else tuple(sources)
+    return build_model("pulse_finder_bank", sources, {"NCH": nch}, f"pulse_finder_bank_n{nch}", root)
 
 
-def build_trigger(mutant: int = 0, root: Path | None = None) -> Path:
-    """``trigger_top`` (``mutant != 0``: a deliberately wrong variant, firmware_models/README.md)."""
-    return build_model("trigger_top", trigger_sources(), {"MUTANT": mutant}, f"trigger_top_m{mutant}", root)
+def build_trigger(root: Path | None = None, sources: Sequence[Path] | None = None) -> Path:
+    """``trigger_top`` from ``sources`` (default :func:`trigger_sources`)."""
+    sources = trigger_sources() if sources is None else tuple(sources)
+    return build_model("trigger_top", sources, {}, "trigger_top", root)
 
 
 def run_bench(build_dir: Path, toplevel: str, test_module: str, stimulus: Path, result: Path,
