@@ -36,6 +36,7 @@ def _mutants():
     path = Path(__file__).resolve().parents[1] / "firmware" / "_mutants.py"
     spec = importlib.util.spec_from_file_location("pokerdaq_test_mutants", path)
     module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module   # its dataclasses look their module up there
     spec.loader.exec_module(module)
     return module
 
