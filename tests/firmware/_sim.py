@@ -21,7 +21,9 @@ REPO = Path(__file__).resolve().parents[2]
 RTL_DIR = REPO / "firmware_models"
 PULSE_FINDER_SOURCES = tuple(RTL_DIR / f for f in pkg.PULSE_FINDER_FILES)
 TRIGGER_SOURCES = tuple(RTL_DIR / f for f in pkg.TRIGGER_FILES)
-BUILD_ROOT = REPO / "sim_build"
+# builds go to the package's per-user cache (pokerdaq.hil._verilator.build_root), keyed by the
+# sources' contents: this tree's RTL is what gets built, whichever checkout the package is from
+BUILD_ROOT = None
 
 
 def lint(sources=PULSE_FINDER_SOURCES, top: str = "pulse_finder_bank",
@@ -47,7 +49,7 @@ class BuiltBank:
         pkg.run_bank(self.build_dir, stimulus_path, result_path, test_dir)
 
 
-def build_bank(nch: int = 16, mutant_mix: bool = False, build_root: Path = BUILD_ROOT) -> BuiltBank:
+def build_bank(nch: int = 16, mutant_mix: bool = False, build_root: Path | None = BUILD_ROOT) -> BuiltBank:
     """Verilate and compile pulse_finder_bank with NCH channels (the package's build, shared with hil).
 
     ``mutant_mix`` builds, from an edited copy of the sources (``_mutants.mixed_bank_tree``),
@@ -55,7 +57,8 @@ def build_bank(nch: int = 16, mutant_mix: bool = False, build_root: Path = BUILD
     correct), so one build checks every pulse-finder mutant.
     """
     if not mutant_mix:
-        return BuiltBank(build_dir=pkg.build_bank(nch, root=build_root), nch=nch, mutant=0)
+        return BuiltBank(build_dir=pkg.build_bank(nch, root=build_root, sources=PULSE_FINDER_SOURCES), nch=nch,
+                         mutant=0)
     with tempfile.TemporaryDirectory(prefix="pokerdaq_mutants_") as tmp:
         build_dir = pkg.build_bank(nch, root=build_root, sources=mixed_bank_tree(Path(tmp)))
     return BuiltBank(build_dir=build_dir, nch=nch, mutant=-1)
@@ -72,11 +75,11 @@ class BuiltTrigger:
         pkg.run_trigger(self.build_dir, stimulus_path, result_path, test_dir)
 
 
-def build_trigger(mutant: int = 0, build_root: Path = BUILD_ROOT) -> BuiltTrigger:
+def build_trigger(mutant: int = 0, build_root: Path | None = BUILD_ROOT) -> BuiltTrigger:
     """Verilate and compile trigger_top (``mutant != 0``: ``_mutants.TRIGGER_MUTANTS[mutant]``
     applied to a copy of the sources)."""
     if not mutant:
-        return BuiltTrigger(build_dir=pkg.build_trigger(root=build_root), mutant=0)
+        return BuiltTrigger(build_dir=pkg.build_trigger(root=build_root, sources=TRIGGER_SOURCES), mutant=0)
     with tempfile.TemporaryDirectory(prefix="pokerdaq_mutants_") as tmp:
         build_dir = pkg.build_trigger(root=build_root, sources=trigger_tree(mutant, Path(tmp)))
     return BuiltTrigger(build_dir=build_dir, mutant=mutant)
