@@ -9,7 +9,6 @@ from __future__ import annotations
 import os
 
 import pytest
-
 from _sim import RTL_DIR, build_bank, setup_verilator_env
 
 # everything that reads pokerdaq.hil._verilator.firmware_dir() (the mutant copies, hil) uses
