@@ -22,12 +22,11 @@
 // Latency: fixed, NSA + 10 clocks from the closing sample to out_valid (README.md).
 //
 // Registers must be stable while busy is high (change them between windows after busy
-// falls). MUTANT != 0 builds deliberately wrong variants used to test the testbench.
+// falls). Deliberately wrong variants (test-bench self-checks) are built from edited copies
+// of this file at test time (tests/firmware/_mutants.py), never from this source.
 `default_nettype none
 
-module pulse_finder #(
-    parameter integer MUTANT = 0
-) (
+module pulse_finder (
     input  wire               clk,
     input  wire               rst,
     // sample stream
@@ -136,8 +135,8 @@ module pulse_finder #(
     /* verilator lint_on UNUSEDSIGNAL */
     wire [13:0] ped_p     = ped_shift[13:0];
     wire [14:0] thr_abs   = {1'b0, ped_p} + {1'b0, reg_thr};
-    wire        above      = (MUTANT == 1) ? ({1'b0, x} >= thr_abs) : ({1'b0, x} > thr_abs);
-    wire        above_prev = (MUTANT == 1) ? ({1'b0, x_prev} >= thr_abs) : ({1'b0, x_prev} > thr_abs);
+    wire        above      = {1'b0, x} > thr_abs;
+    wire        above_prev = {1'b0, x_prev} > thr_abs;
     wire [6:0]  search_first = reg_ped_mode ? 7'd1 : ({1'b0, nped} + 7'd1);
     wire        cand_ok   = n_cur_rel >= search_first;
     wire        cand      = cand_ok & ~above_prev & above;
@@ -243,16 +242,13 @@ module pulse_finder #(
                         c_conf_now = (c_conf_cnt == reg_nsat);
                     end
                 end
-                // MUTANT 2: the last sample of the open range is left out of the integral
-                if (!((MUTANT == 2) && (c_d == nsa_m1)))
-                    c_integ = t_integ + {10'd0, x};
+                c_integ = t_integ + {10'd0, x};
                 c_ovf = t_ovf | x_full;
                 c_unf = t_unf | x_zero;
                 if (t_over_run & above) c_nover = t_nover + 10'd1;
                 else c_over_run = 1'b0;
                 if (!t_pk_found) begin
-                    // MUTANT 3: a plateau ends the peak search
-                    if ((MUTANT == 3) ? (x <= x_prev) : (x < x_prev)) begin
+                    if (x < x_prev) begin
                         c_pk_found = 1'b1;
                         c_p_off = c_d - 9'd1;
                         c_vpeak = x_prev;
@@ -500,8 +496,7 @@ module pulse_finder #(
     always @(*) begin
         for (t = 0; t < 6; t = t + 1) begin
             dsub[t] = {6'd0, dden[t]} << (5 - t);
-            // MUTANT 4: strict compare, an off-by-one in FINE when the division is exact
-            dge[t]  = (MUTANT == 4) ? (drem[t] > dsub[t]) : (drem[t] >= dsub[t]);
+            dge[t]  = drem[t] >= dsub[t];
         end
     end
 
@@ -593,7 +588,7 @@ module pulse_finder #(
                     out_coarse <= h_coarse; out_fine <= h_fine; out_time <= {h_coarse, h_fine};
                     out_peak <= h_vpeak; out_integral <= h_integ; out_integral_net <= h_net;
                     out_pedestal <= h_ped; out_n_over <= h_nover;
-                    out_quality <= h_q | {(MUTANT == 5) ? 1'b0 : o_more, 9'd0};
+                    out_quality <= h_q | {o_more, 9'd0};
                 end
             end
         end

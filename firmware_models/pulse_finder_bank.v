@@ -12,10 +12,7 @@
 `default_nettype none
 
 module pulse_finder_bank #(
-    parameter integer NCH = 16,
-    parameter integer MUTANT = 0,
-    // test-bench self-check only: 1 gives lane ch the variant MUTANT = ch % 6 (0 = correct)
-    parameter integer MUTANT_MIX = 0
+    parameter integer NCH = 16
 ) (
     input  wire                 clk,
     input  wire                 rst,
@@ -145,7 +142,7 @@ module pulse_finder_bank #(
                 .busy(f_busy),
                 .err_overflow(f_err)
             );
-            pulse_finder #(.MUTANT((MUTANT_MIX != 0) ? (ch % 6) : MUTANT)) u_pf (
+            pulse_finder u_pf (
                 .clk(clk),
                 .rst(rst),
                 .in_valid(in_valid),

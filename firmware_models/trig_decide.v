@@ -3,9 +3,7 @@
 // Every threshold is ">=" except the ECAL cut ("<") and the MIP window's upper edge ("<").
 `default_nettype none
 
-module trig_decide #(
-    parameter integer MUTANT = 0
-) (
+module trig_decide (
     input  wire [7:0]   beam_mask,
     input  wire [15:0]  srd_mask,
     input  wire [15:0]  veto_mask,
@@ -38,8 +36,7 @@ module trig_decide #(
     wire c_beam  = popcount16({8'd0, beam_mask}) >= {1'b0, beam_k};
     wire c_srd   = popcount16(srd_mask) >= srd_k;
     wire c_veto  = veto_mask != 16'd0;
-    // MUTANT 1: the ECAL cut inclusive (E_CALO <= ECAL_CUT instead of <)
-    wire c_ecal_low = (MUTANT == 1) ? (e_calo <= ecal_cut) : (e_calo < ecal_cut);
+    wire c_ecal_low = e_calo < ecal_cut;
     wire c_prs   = e_prs >= prs_min;
     wire c_calib = e_calo >= calib_min;
     wire c_mip   = (e_calo >= mip_lo) && (e_calo < mip_hi);

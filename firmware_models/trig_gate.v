@@ -8,9 +8,7 @@
 // lost_dead_triggers, lost_busy_triggers.
 `default_nettype none
 
-module trig_gate #(
-    parameter integer MUTANT = 0
-) (
+module trig_gate (
     input  wire          clk,
     input  wire          rst,
     input  wire          step,
@@ -32,8 +30,7 @@ module trig_gate #(
 );
     reg  [48:0] dead_until;                // tick; 0 = no dead time yet (ISSUE >= 0)
     wire        any  = passed != 5'd0;
-    // MUTANT 4: dead time one tick longer (ISSUE <= DEAD_UNTIL)
-    wire        is_dead = (MUTANT == 4) ? ({1'b0, issue} <= dead_until) : ({1'b0, issue} < dead_until);
+    wire        is_dead = {1'b0, issue} < dead_until;
     wire        lost_dead = any && is_dead;
     wire        lost_busy = any && !is_dead && busy;
     assign accept = any && !is_dead && !busy;

@@ -18,14 +18,9 @@
 // accept: one clock per accepted trigger (issue = its ISSUE tick, ISSUE >= the previous
 // advance end); adv_done: one clock at the end of each advance (to = adv_tick >= cnt_ticks,
 // busy = adv_busy); never both in one clock.
-// MUTANT 6: the last dead interval is not clipped at the advance end (counted whole in the
-//           advance of its ISSUE; right again once the run has passed its end).
-// MUTANT 7: live = ticks - dead - busy (dead ticks inside busy advances counted twice).
 `default_nettype none
 
-module trig_livetime #(
-    parameter integer MUTANT = 0
-) (
+module trig_livetime (
     input  wire          clk,
     input  wire          rst,
     input  wire [23:0]   dead,             // DEAD register, ticks
@@ -44,13 +39,12 @@ module trig_livetime #(
     reg  [47:0] dead_closed;               // dead ticks of the accepted triggers before it
 
     wire [48:0] last_end  = {1'b0, last_issue} + {25'd0, dead};          // its DEAD_UNTIL
-    wire [47:0] clip_end  = (MUTANT == 6 || last_end < {1'b0, to}) ? last_end[47:0] : to;
+    wire [47:0] clip_end  = (last_end < {1'b0, to}) ? last_end[47:0] : to;
     wire [47:0] open_dead = have_accept ? clip_end - last_issue : 48'd0;
     wire [47:0] dead_now  = dead_closed + open_dead;                     // dead ticks below `to`
     wire [47:0] adv_len   = to - cnt_ticks;                              // ticks of this advance
     wire [47:0] adv_dead  = dead_now - cnt_dead_ticks;                   // dead ticks among them
-    wire [47:0] adv_live  = (MUTANT == 7) ? adv_len - adv_dead - (busy ? adv_len : 48'd0)
-                                          : (busy ? 48'd0 : adv_len - adv_dead);
+    wire [47:0] adv_live  = busy ? 48'd0 : adv_len - adv_dead;
 
     always @(posedge clk) begin
         if (rst) begin

@@ -10,7 +10,6 @@
 `default_nettype none
 
 module trig_window #(
-    parameter integer MUTANT = 0,
     parameter integer NB = 16           // boards (board field of the channel table: 4 bits)
 ) (
     input  wire               clk,
@@ -74,8 +73,7 @@ module trig_window #(
     wire win_veto = in_win(dt, veto_lo, veto_hi);
     wire win_calo = in_win(dt, calo_lo, calo_hi);
     wire win_hcal = in_win(dt, hcal_lo, hcal_hi);
-    // MUTANT 3: the SRD upper edge exclusive (E < EMAX instead of E <= EMAX)
-    wire srd_band = (e24 >= srd_emin) && ((MUTANT == 3) ? (e24 < srd_emax) : (e24 <= srd_emax));
+    wire srd_band = (e24 >= srd_emin) && (e24 <= srd_emax);
 
     reg [23:0] part_prs  [0:NB-1];
     reg [23:0] part_ecal [0:NB-1];

@@ -30,11 +30,11 @@
 // pokerdaq.trigger (P_* indices of _registers.py), 0x23 RND_SEED, 0x24 LUT K,
 // 0x28+j LUT_SHIFT[j], 0x100+ch GAIN[ch], 0x200+ch {BOARD[19:16], BIT[15:12], ROLE[10:8],
 // LUT_ID[7:0]}, 0x1000 + (j << 11) + i LUT[j][i]. See firmware_models/README.md.
-// MUTANT != 0 builds deliberately wrong variants used to test the test bench.
+// Deliberately wrong variants (test-bench self-checks) are built from edited copies of the
+// sources at test time (tests/firmware/_mutants.py), never from these files.
 `default_nettype none
 
 module trigger_top #(
-    parameter integer MUTANT = 0,
     parameter integer AW = 10           // primitive buffer: 2^AW entries
 ) (
     input  wire               clk,
@@ -291,8 +291,7 @@ module trigger_top #(
     wire [2:0]  jp_bit  = ch_bit[buf_ch[jp[AW-1:0]]][2:0];   // beam counters: 8-bit mask
     wire        jp_open = (jp_role == 3'd0) && ({2'b00, buf_e[jp[AW-1:0]]} >= r_beam_thr);
     wire signed [55:0] t0_end = t0 + $signed({36'd0, r_w_beam});
-    // MUTANT 2: coincidence window one fine unit too long (TIME <= t0 + W_BEAM)
-    wire        jp_in = (MUTANT == 2) ? (t56(jp_time) <= t0_end) : (t56(jp_time) < t0_end);
+    wire        jp_in = t56(jp_time) < t0_end;
     wire [53:0] ep_time = buf_time[ep[AW-1:0]];
     wire [7:0]  ep_ch   = buf_ch[ep[AW-1:0]];
     wire [53:0] tl_time = buf_time[tail[AW-1:0]];
@@ -320,7 +319,7 @@ module trigger_top #(
     wire [7:0]  w_beam_mask;
     wire [15:0] w_srd_mask, w_veto_mask;
     wire [23:0] w_e_srd, w_e_veto, w_e_prs, w_e_ecal, w_e_hcal;
-    trig_window #(.MUTANT(MUTANT)) u_window (
+    trig_window u_window (
         .clk(clk), .clear(state == S_EVAL0), .en(win_en), .dt(t56(ep_time) - cand_tref),
         .role(ch_role[ep_ch]), .bitpos(ch_bit[ep_ch]), .board(ch_board[ep_ch]),
         .energy(buf_e[ep[AW-1:0]]), .gsum_en(gsum_en), .gsum_board(gb[3:0]),
@@ -331,8 +330,7 @@ module trigger_top #(
         .veto_mask(w_veto_mask), .e_srd(w_e_srd), .e_veto(w_e_veto), .e_prs(w_e_prs),
         .e_ecal(w_e_ecal), .e_hcal(w_e_hcal));
     wire [24:0] calo_sum = {1'b0, w_e_prs} + {1'b0, w_e_ecal};
-    // MUTANT 5: the pre-shower left out of E_CALO (E_CALO = E_ECAL)
-    wire [23:0] w_e_calo = (MUTANT == 5) ? w_e_ecal : (calo_sum[24] ? 24'hFFFFFF : calo_sum[23:0]);
+    wire [23:0] w_e_calo = calo_sum[24] ? 24'hFFFFFF : calo_sum[23:0];
 
     // decision
     wire signed [55:0] since_last = cand_tref - last_beam;
@@ -342,7 +340,7 @@ module trigger_top #(
     wire        accept;
     wire        decide = (state == S_DECIDE);
     wire [31:0] event_number;
-    trig_decide #(.MUTANT(MUTANT)) u_decide (
+    trig_decide u_decide (
         .beam_mask(w_beam_mask), .srd_mask(w_srd_mask), .veto_mask(w_veto_mask),
         .e_prs(w_e_prs), .e_calo(w_e_calo), .e_hcal(w_e_hcal), .is_random(cand_random),
         .pileup(pileup), .beam_k(r_beam_k), .srd_k(r_srd_k), .ecal_cut(r_ecal_cut),
@@ -350,7 +348,7 @@ module trigger_top #(
         .hcal_thr(r_hcal_thr), .cond(cond), .raw(raw));
     trig_prescale u_prescale (
         .clk(clk), .rst(rst), .step(decide), .raw(raw), .prescale(r_prescale), .passed(passed));
-    trig_gate #(.MUTANT(MUTANT)) u_gate (
+    trig_gate u_gate (
         .clk(clk), .rst(rst), .step(decide), .raw(raw), .passed(passed), .issue(cand_issue),
         .busy(busy_lvl), .dead(r_dead), .accept(accept), .event_number(event_number),
         .cnt_raw(cnt_raw), .cnt_prescaled(cnt_prescaled), .cnt_accepted(cnt_accepted),
@@ -359,7 +357,7 @@ module trigger_top #(
 
     // live time: dead intervals from the accepted triggers, counted up to each advance end
     wire        discard_more = (tail != head) && (t56(tl_time) < keep_from);
-    trig_livetime #(.MUTANT(MUTANT)) u_livetime (
+    trig_livetime u_livetime (
         .clk(clk), .rst(rst), .dead(r_dead), .accept(decide && accept), .issue(cand_issue),
         .adv_done((state == S_DISCARD) && !discard_more), .to(end_tick), .busy(busy_lvl),
         .cnt_ticks(cnt_ticks), .cnt_dead_ticks(cnt_dead_ticks), .cnt_busy_ticks(cnt_busy_ticks),

@@ -189,9 +189,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-trigger", action="store_true",
                    help="compare pulses only (default: also the trigger record of each window: model, tcp, and rtl, "
                    "whose trigger_top RTL decides on the RTL's own pulses)")
-    p.add_argument("--rtl-trigger-mutant", type=int, default=0, metavar="K",
-                   help="test hook, --dut rtl: use the deliberately wrong trigger_top variant MUTANT=K "
-                   "(firmware_models/README.md; default 0, the real RTL)")
     p.add_argument("--rtl-trigger-offset", action="append", default=[], metavar="NAME=DELTA",
                    help="test hook, --dut rtl: add DELTA to the scalar trigger register NAME (e.g. ecal_cut=16000) "
                    "in the RTL only; the reference keeps the configured value")

@@ -8,8 +8,11 @@ one bench per RTL block. This module adds the lint and small handles on the buil
 from __future__ import annotations
 
 import subprocess
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+
+from _mutants import mixed_bank_tree, trigger_tree
 
 from pokerdaq.hil import _verilator as pkg
 from pokerdaq.hil._verilator import setup_verilator_env
@@ -18,7 +21,9 @@ REPO = Path(__file__).resolve().parents[2]
 RTL_DIR = REPO / "firmware_models"
 PULSE_FINDER_SOURCES = tuple(RTL_DIR / f for f in pkg.PULSE_FINDER_FILES)
 TRIGGER_SOURCES = tuple(RTL_DIR / f for f in pkg.TRIGGER_FILES)
-BUILD_ROOT = REPO / "sim_build"
+# builds go to the package's per-user cache (pokerdaq.hil._verilator.build_root), keyed by the
+# sources' contents: this tree's RTL is what gets built, whichever checkout the package is from
+BUILD_ROOT = None
 
 
 def lint(sources=PULSE_FINDER_SOURCES, top: str = "pulse_finder_bank",
@@ -44,15 +49,19 @@ class BuiltBank:
         pkg.run_bank(self.build_dir, stimulus_path, result_path, test_dir)
 
 
-def build_bank(nch: int = 16, mutant: int = 0, mutant_mix: bool = False,
-               build_root: Path = BUILD_ROOT) -> BuiltBank:
+def build_bank(nch: int = 16, mutant_mix: bool = False, build_root: Path | None = BUILD_ROOT) -> BuiltBank:
     """Verilate and compile pulse_finder_bank with NCH channels (the package's build, shared with hil).
 
-    ``mutant != 0`` builds a deliberately wrong variant; ``mutant_mix`` gives lane ``ch`` the
-    variant ``ch % 6`` (lanes 0 and 6 stay correct) so one build checks every mutant.
+    ``mutant_mix`` builds, from an edited copy of the sources (``_mutants.mixed_bank_tree``),
+    a bank whose lane ``ch`` is the deliberately wrong variant ``ch % 6`` (lanes 0 and 6 stay
+    correct), so one build checks every pulse-finder mutant.
     """
-    build_dir = pkg.build_bank(nch, mutant, mutant_mix, root=build_root)
-    return BuiltBank(build_dir=build_dir, nch=nch, mutant=-1 if mutant_mix else mutant)
+    if not mutant_mix:
+        return BuiltBank(build_dir=pkg.build_bank(nch, root=build_root, sources=PULSE_FINDER_SOURCES), nch=nch,
+                         mutant=0)
+    with tempfile.TemporaryDirectory(prefix="pokerdaq_mutants_") as tmp:
+        build_dir = pkg.build_bank(nch, root=build_root, sources=mixed_bank_tree(Path(tmp)))
+    return BuiltBank(build_dir=build_dir, nch=nch, mutant=-1)
 
 
 @dataclass
@@ -66,6 +75,11 @@ class BuiltTrigger:
         pkg.run_trigger(self.build_dir, stimulus_path, result_path, test_dir)
 
 
-def build_trigger(mutant: int = 0, build_root: Path = BUILD_ROOT) -> BuiltTrigger:
-    """Verilate and compile trigger_top (``mutant != 0``: a deliberately wrong variant)."""
-    return BuiltTrigger(build_dir=pkg.build_trigger(mutant, root=build_root), mutant=mutant)
+def build_trigger(mutant: int = 0, build_root: Path | None = BUILD_ROOT) -> BuiltTrigger:
+    """Verilate and compile trigger_top (``mutant != 0``: ``_mutants.TRIGGER_MUTANTS[mutant]``
+    applied to a copy of the sources)."""
+    if not mutant:
+        return BuiltTrigger(build_dir=pkg.build_trigger(root=build_root, sources=TRIGGER_SOURCES), mutant=0)
+    with tempfile.TemporaryDirectory(prefix="pokerdaq_mutants_") as tmp:
+        build_dir = pkg.build_trigger(root=build_root, sources=trigger_tree(mutant, Path(tmp)))
+    return BuiltTrigger(build_dir=build_dir, mutant=mutant)

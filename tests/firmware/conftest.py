@@ -9,9 +9,11 @@ from __future__ import annotations
 import os
 
 import pytest
+from _sim import RTL_DIR, build_bank, setup_verilator_env
 
-from _sim import build_bank, setup_verilator_env
-
+# everything that reads pokerdaq.hil._verilator.firmware_dir() (the mutant copies, hil) uses
+# the Verilog of this tree, not of whichever checkout the installed package came from
+os.environ["POKERDAQ_FIRMWARE_DIR"] = str(RTL_DIR)
 setup_verilator_env()
 
 

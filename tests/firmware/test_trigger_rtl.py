@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from _mutants import TRIGGER_MUTANTS
 from _sim import build_trigger
 from _trigger_campaign import Segment, compare, make_segment, records_from, save_campaign, with_params
 from pokerdaq.config import load_config
@@ -26,15 +27,7 @@ from pokerdaq.trigger._registers import P_DEAD
 
 log = logging.getLogger(__name__)
 
-MUTANT_NAMES = {
-    1: "ECAL cut inclusive (E_CALO <= ECAL_CUT)",
-    2: "beam coincidence window one fine unit long (TIME <= t0 + W_BEAM)",
-    3: "SRD upper edge exclusive (E < SRD_EMAX)",
-    4: "dead time one tick long (ISSUE <= DEAD_UNTIL)",
-    5: "pre-shower left out of E_CALO (E_CALO = E_ECAL)",
-    6: "dead interval not clipped at the advance end (dead_ticks ahead of the clock)",
-    7: "live_ticks = ticks - dead_ticks - busy_ticks (dead ticks inside busy counted twice)",
-}
+MUTANT_NAMES = {k: m.name for k, m in TRIGGER_MUTANTS.items()}
 LIVETIME_MUTANTS = (6, 7)   # act on the live-time counters only: the trigger records stay right
 
 

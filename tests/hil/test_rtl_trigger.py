@@ -10,9 +10,12 @@ without a beam coincidence, and with a deliberately wrong trigger RTL or registe
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 import json
+import os
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -26,6 +29,16 @@ from pokerdaq.hil._rtl_windows import (WindowTimeline, records_per_window, timel
 from pokerdaq.sim import emulate_windows
 from pokerdaq.trigger import TRIGGER_DTYPE, ConditionBits, TriggerBits, TriggerModel, TriggerRegisters, trigger_windows
 from pokerdaq.trigger._registers import P_BEAM_W, P_ECAL_CUT, P_N_BOARDS
+
+
+def _mutants():
+    """tests/firmware/_mutants.py (the mutation table of the firmware tests), loaded by path."""
+    path = Path(__file__).resolve().parents[1] / "firmware" / "_mutants.py"
+    spec = importlib.util.spec_from_file_location("pokerdaq_test_mutants", path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module   # its dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
 
 
 @pytest.fixture(scope="module")
@@ -182,7 +195,7 @@ def test_settings_the_rtl_cannot_reproduce_are_refused(cfg):
     from pokerdaq.hil._command import make_dut
 
     with pytest.raises(ValueError, match="only for --dut rtl"):
-        make_dut("model", rtl_trigger_mutant=5)
+        make_dut("model", rtl_trigger_offsets={"ecal_cut": 1})
 
 
 def test_rtl_trigger_words_with_and_without_beam_and_a_wrong_ecal_cut(cfg):
@@ -220,12 +233,15 @@ def test_rtl_trigger_words_with_and_without_beam_and_a_wrong_ecal_cut(cfg):
 
 
 def test_a_wrong_trigger_rtl_makes_the_cli_fail_naming_event_and_field(tmp_path):
-    """``pokerdaq hil --dut rtl`` with the MUTANT=5 trigger_top (the pre-shower left out of
-    E_CALO): exit status 1, the report names the first diverging event and its fields."""
+    """``pokerdaq hil --dut rtl`` on a firmware folder (``POKERDAQ_FIRMWARE_DIR``) whose
+    trigger_top is mutant 5 of tests/firmware/_mutants.py (the pre-shower left out of E_CALO):
+    exit status 1, the report names the first diverging event and its fields."""
+    firmware = tmp_path / "firmware"
+    _mutants().trigger_tree(5, firmware, with_pulse_finder=True)
     report = tmp_path / "mutant.json"
     proc = subprocess.run([sys.executable, "-m", "pokerdaq.cli", "hil", "--dut", "rtl", "--generate", "8",
-                           "--seed", "3", "--rtl-trigger-mutant", "5", "--report", str(report)],
-                          capture_output=True, text=True, timeout=900)
+                           "--seed", "3", "--report", str(report)], capture_output=True, text=True, timeout=900, check=False,
+                          env={**os.environ, "POKERDAQ_FIRMWARE_DIR": str(firmware)})
     assert proc.returncode == 1, proc.stdout[-3000:] + proc.stderr[-3000:]
     data = json.loads(report.read_text())
     assert data["fault"] is None and data["mismatched_channel_windows"] == 0  # the pulses are right

@@ -39,15 +39,15 @@ def _stimulus(args: argparse.Namespace):
     return samples, truth["event"].astype(np.int64), cfg
 
 
-def make_dut(spec: str, *, timeout_s: float = 5.0, retries: int = 0, batch: int = 16, rtl_trigger_mutant: int = 0,
+def make_dut(spec: str, *, timeout_s: float = 5.0, retries: int = 0, batch: int = 16,
              rtl_trigger_offsets: dict[str, int] | None = None):
     """The DUT named on the command line: ``model``, ``rtl`` or ``tcp://HOST:PORT``.
 
-    ``rtl_trigger_mutant`` / ``rtl_trigger_offsets`` are test hooks of the RTL DUT (a wrong
-    trigger RTL build, trigger registers changed on the RTL side only); refused for other DUTs.
+    ``rtl_trigger_offsets`` is a test hook of the RTL DUT (trigger registers changed on the
+    RTL side only); refused for other DUTs.
     """
-    if spec != "rtl" and (rtl_trigger_mutant or rtl_trigger_offsets):
-        raise ValueError(f"--rtl-trigger-mutant / --rtl-trigger-offset: only for --dut rtl, not {spec!r}")
+    if spec != "rtl" and rtl_trigger_offsets:
+        raise ValueError(f"--rtl-trigger-offset: only for --dut rtl, not {spec!r}")
     if spec == "model":
         from ._dut import ModelDut
 
@@ -55,7 +55,7 @@ def make_dut(spec: str, *, timeout_s: float = 5.0, retries: int = 0, batch: int 
     if spec == "rtl":
         from ._rtl import RtlDut
 
-        return RtlDut(trigger_mutant=rtl_trigger_mutant, trigger_offsets=rtl_trigger_offsets)
+        return RtlDut(trigger_offsets=rtl_trigger_offsets)
     if spec.startswith("tcp://"):
         from ._dut import TcpDut
 
@@ -122,7 +122,6 @@ def run(args: argparse.Namespace) -> int:
                               f"{HIL_ADC_BITS} for --dut {args.dut} (the RTL and the HIL boards take "
                               f"{HIL_ADC_BITS}-bit samples; --dut model takes any)")
         dut = make_dut(args.dut, timeout_s=args.timeout, retries=args.retries, batch=args.batch,
-                       rtl_trigger_mutant=getattr(args, "rtl_trigger_mutant", 0),
                        rtl_trigger_offsets=parse_register_offsets(getattr(args, "rtl_trigger_offset", None) or [],
                                                                   "--rtl-trigger-offset"))
     except ConfigError:

@@ -39,9 +39,6 @@ class RtlDut:
     ----------
     nch
         Lanes of the pulse-finder bank build.
-    trigger_mutant
-        Test hook: build ``trigger_top`` with this ``MUTANT`` (a deliberately wrong variant of
-        firmware_models/README.md; 0 = the real RTL).
     trigger_offsets
         Test hook: scalar trigger register name -> value added to it in the RTL only (the
         reference keeps the configured value), e.g. ``{"ecal_cut": 16000}``.
@@ -51,14 +48,10 @@ class RtlDut:
     batch_windows: int | None = None
     pulse_index_bits = 4  # docs/firmware-spec.md 1.10: the firmware's pulse_index is u4
 
-    def __init__(self, nch: int = 16, *, trigger_mutant: int = 0,
-                 trigger_offsets: dict[str, int] | None = None) -> None:
+    def __init__(self, nch: int = 16, *, trigger_offsets: dict[str, int] | None = None) -> None:
         from ._board import trigger_register_index
 
-        if trigger_mutant < 0:
-            raise ValueError(f"trigger_mutant = {trigger_mutant}: expected >= 0")
         self.nch = nch
-        self.trigger_mutant = int(trigger_mutant)
         self._offsets = {trigger_register_index(k): int(v) for k, v in (trigger_offsets or {}).items()}
         self.build_dir = build_bank(nch)
         self._trigger_build: Path | None = None
@@ -90,7 +83,7 @@ class RtlDut:
             regs = dataclasses.replace(regs, params=p)
         self._trigger = (regs, int(default_ref))
         if self._trigger_build is None:
-            self._trigger_build = build_trigger(self.trigger_mutant)
+            self._trigger_build = build_trigger()
 
     def _simulate(self, run, build: Path, tmp: Path, name: str, what: str):
         """Run one bench on ``tmp/{name}_stimulus.npz``; its result, timed in ``stats``; a failure is a DutFault."""

