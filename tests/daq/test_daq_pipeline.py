@@ -35,7 +35,9 @@ def test_every_event_matches_the_source(tmp_path):
         assert f.closed_cleanly and len(f) == n
         ev = f.events
         np.testing.assert_array_equal(ev["event_number"], np.arange(n))
-        assert (ev["flags"] == 0).all() and (ev["missing_boards"] == 0).all()
+        # BOARD_BUSY (a board's readout queue above its busy mark at readout: flow control, no
+        # data lost) may be set on a loaded machine; no other flag may
+        assert (ev["flags"] & ~np.uint32(EventFlags.BOARD_BUSY) == 0).all() and (ev["missing_boards"] == 0).all()
         assert (np.diff(ev["timestamp"].astype(np.int64)) > 0).all()
         # the trigger record: each event is a trigger condition the source really produced
         n_slices = int(ev["timestamp"][-1]) // cfg.daq.slice_ticks + 1

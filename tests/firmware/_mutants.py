@@ -129,7 +129,8 @@ def mixed_bank_tree(dest: Path) -> tuple[Path, ...]:
     """
     texts = _copy(PULSE_FINDER_FILES, dest)
     pf, bank = texts["pulse_finder.v"], texts["pulse_finder_bank.v"]
-    out = {"pulse_finder.v": pf}
+    # every other source of the bank (the fADC250 core) as it is, in build order before the bank
+    out = {f: t for f, t in texts.items() if f != "pulse_finder_bank.v"}
     for k, mutant in PULSE_FINDER_MUTANTS.items():
         m = apply_mutant({"pulse_finder.v": pf}, mutant)["pulse_finder.v"]
         out[f"pulse_finder_m{k}.v"] = replace_once(m, "module pulse_finder (", f"module pulse_finder_m{k} (",
