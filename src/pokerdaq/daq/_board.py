@@ -58,7 +58,6 @@ from ._wire import (
     encode_slice,
 )
 
-
 _CREDIT = struct.Struct("<QQ")   # the builder's credit message (pokerdaq.daq._builder.CREDIT_STRUCT)
 
 

@@ -113,7 +113,7 @@ class Node:
                     raise NodeError(f"{what}: no progress for {self.stall_timeout} s (stall_timeout_s)") from None
                 self.serve_control(0)
                 if self.state == "exiting":
-                    raise NodeError(f"{what}: exit requested while blocked")
+                    raise NodeError(f"{what}: exit requested while blocked") from None
 
     def notify(self, notice: str, **data: Any) -> None:
         try:

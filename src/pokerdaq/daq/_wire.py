@@ -78,8 +78,6 @@ MAX_PULSES_PER_CHANNEL = 16
 MAX_FINE_TIME = 63
 """Largest ``fine_time`` of a pulse record (a 6-bit field, docs/firmware-spec.md)."""
 
-assert HEADER_SIZE == 56 == _HEADER_STRUCT.size == _FAST_HEADER_STRUCT.size and PULSE_SIZE == 46  # documented in docs/wire-format.md
-
 
 class FragmentFlags(enum.IntFlag):
     """Bits of the fragment header ``flags`` field."""

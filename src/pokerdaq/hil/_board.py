@@ -34,8 +34,20 @@ import zmq
 from ..dsp import find_pulses_batch
 from ..trigger import TriggerBits, trigger_windows
 from ..trigger import _registers as trigger_registers_module
-from ._protocol import (MAX_PAYLOAD, VERSION, ErrorCode, MsgType, PayloadCrcError, ProtocolError, decode, encode,
-                        params_from_payload, pulses_to_wire, trigger_registers_from_payload, triggers_to_wire)
+from ._protocol import (
+    MAX_PAYLOAD,
+    VERSION,
+    ErrorCode,
+    MsgType,
+    PayloadCrcError,
+    ProtocolError,
+    decode,
+    encode,
+    params_from_payload,
+    pulses_to_wire,
+    trigger_registers_from_payload,
+    triggers_to_wire,
+)
 
 FAULTS = ("bitflip", "drop", "late", "disconnect", "wrong", "trigger")
 BOARD_NAME = f"pokerdaq hil-board emulator (numba pulse finder + trigger model), protocol {VERSION}".encode()

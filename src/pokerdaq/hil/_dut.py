@@ -19,8 +19,19 @@ import zmq.utils.monitor
 
 from ..dsp import PulseParams, find_pulses_batch
 from ..trigger import TriggerRegisters, trigger_windows
-from ._protocol import (WIRE_PULSE_DTYPE, ErrorCode, MsgType, PayloadCrcError, ProtocolError, decode, encode,
-                        pulses_from_wire, registers_payload, trigger_registers_payload, triggers_from_wire)
+from ._protocol import (
+    WIRE_PULSE_DTYPE,
+    ErrorCode,
+    MsgType,
+    PayloadCrcError,
+    ProtocolError,
+    decode,
+    encode,
+    pulses_from_wire,
+    registers_payload,
+    trigger_registers_payload,
+    triggers_from_wire,
+)
 
 
 class DutFault(Exception):
@@ -187,7 +198,7 @@ class TcpDut:
         seq = self.seq
         frames = [b""] + encode(msg_type, seq, payload, **fields)
         t0 = time.monotonic()
-        for attempt in range(self.retries + 1):
+        for _attempt in range(self.retries + 1):
             try:
                 self._sock.send_multipart(frames, copy=len(payload) < 65536)
             except zmq.Again:

@@ -22,8 +22,7 @@ from ..trigger import TRIGGER_DTYPE
 MAGIC = b"PKHL"
 VERSION = 2  # 2: trigger registers (CONFIGURE_TRIGGER) and trigger records in RESULT
 HEADER = struct.Struct("<4sHHIQIHHII")  # without the trailing header CRC
-HEADER_SIZE = HEADER.size + 4  # 40 bytes
-assert HEADER_SIZE == 40
+HEADER_SIZE = HEADER.size + 4  # 40 bytes (tests/hil/test_protocol.py)
 
 REGISTER_NAMES = ("thr", "nsb", "nsa", "nsat", "nped_log2", "maxped", "max_pulses", "ped_mode", "ped_cfg")
 REGISTERS_DTYPE = np.dtype([(n, "<i4") for n in REGISTER_NAMES])

@@ -22,8 +22,13 @@ from ..dsp import PULSE_DTYPE, PulseParams
 from ..trigger import TriggerRegisters
 from ._dut import DutFault
 from ._protocol import REGISTER_NAMES
-from ._rtl_windows import (check_default_ref, records_per_window, timeline_segment, window_mode_registers,
-                           window_timeline)
+from ._rtl_windows import (
+    check_default_ref,
+    records_per_window,
+    timeline_segment,
+    window_mode_registers,
+    window_timeline,
+)
 from ._trigger_stimulus import check_trigger_limits, save_trigger_stimulus, trigger_records
 from ._verilator import build_bank, build_trigger, run_bank, run_trigger
 

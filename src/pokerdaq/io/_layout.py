@@ -51,7 +51,7 @@ def compression_filter(name: str) -> dict[str, Any]:
     if name == "gzip":
         return {"compression": "gzip", "compression_opts": GZIP_LEVEL, "shuffle": True}
     if name == "zstd":
-        import hdf5plugin   # only the Blosc2 options need the plugin package
+        import hdf5plugin  # only the Blosc2 options need the plugin package
 
 
         return dict(hdf5plugin.Blosc2(cname="zstd", clevel=1, filters=hdf5plugin.Blosc2.BITSHUFFLE))

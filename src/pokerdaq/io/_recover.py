@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import os
 import zlib
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import h5py
@@ -67,7 +67,7 @@ def recover(path_part: str | os.PathLike[str], *, overwrite: bool = False) -> Pa
     if final.exists() and not overwrite:
         raise FileExistsError(f"path_part: final file {str(final)!r} exists; pass overwrite=True to replace it")
     temp = final.with_name(final.name + ".recovering")
-    mtime = datetime.fromtimestamp(part.stat().st_mtime, timezone.utc).isoformat(timespec="microseconds")
+    mtime = datetime.fromtimestamp(part.stat().st_mtime, UTC).isoformat(timespec="microseconds")
 
     with _open_dead_writers_file(part) as src:
         attrs = _attributes(src)

@@ -7,7 +7,7 @@ import os
 import time
 import zlib
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
 
@@ -34,7 +34,7 @@ log = logging.getLogger(__name__)
 
 def utc_now_iso() -> str:
     """Current time as ISO 8601 UTC with microseconds, e.g. ``2026-11-21T20:00:00.000000+00:00``."""
-    return datetime.now(timezone.utc).isoformat(timespec="microseconds")
+    return datetime.now(UTC).isoformat(timespec="microseconds")
 
 
 def config_text(config: Config) -> str:
@@ -144,7 +144,8 @@ class RunFileWriter:
         for name, value in (("rotate_events", rotate_events), ("rotate_bytes", rotate_bytes)):
             if value is not None and (not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 1):
                 raise ValueError(f"{name}: {value!r}, expected None or an integer >= 1")
-        if not isinstance(flush_every_events, (int, np.integer)) or isinstance(flush_every_events, bool) or flush_every_events < 1:
+        if (not isinstance(flush_every_events, (int, np.integer)) or isinstance(flush_every_events, bool)
+                or flush_every_events < 1):
             raise ValueError(f"flush_every_events: {flush_every_events!r}, expected an integer >= 1")
         if not (isinstance(flush_interval_s, (int, float)) and flush_interval_s > 0):
             raise ValueError(f"flush_interval_s: {flush_interval_s!r}, expected a number > 0")
