@@ -109,10 +109,10 @@ class EventBuilderNode(Node):
         self._credit_sent_at = 0.0
         self._credit_published = -1
         import hist
-        self.h_latency = hist.Hist(hist.axis.Regular(50, 0.0, 500.0, name="build_latency_ms"))
-        self.h_size = hist.Hist(hist.axis.Regular(50, 0.0, 64.0, name="event_fragments_kB"))
+        self.h_latency: hist.Hist = hist.Hist(hist.axis.Regular(50, 0.0, 500.0, name="build_latency_ms"))
+        self.h_size: hist.Hist = hist.Hist(hist.axis.Regular(50, 0.0, 64.0, name="event_fragments_kB"))
         self._fills: list[tuple[float, float, int]] = []
-        self.h_pulses = hist.Hist(hist.axis.Regular(40, 0.0, 40.0, name="pulses_per_event"))
+        self.h_pulses: hist.Hist = hist.Hist(hist.axis.Regular(40, 0.0, 40.0, name="pulses_per_event"))
 
     # ---- sockets ---------------------------------------------------------------------
     def bind(self) -> dict[str, str]:

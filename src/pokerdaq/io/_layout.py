@@ -90,7 +90,7 @@ def run_paths(first: str | os.PathLike[str], *, with_part: bool = False) -> list
     writer has open, or left when it died).
     """
     first = Path(first)
-    paths = []
+    paths: list[Path] = []
     while (p := rotated_path(first, len(paths))).exists():
         paths.append(p)
     if with_part and (p := part_path(rotated_path(first, len(paths)))).exists():
