@@ -14,7 +14,7 @@ from ._dut import DutFault
 
 COMPARED_FIELDS = ("pulse_index", "crossing", "coarse_time", "fine_time", "time", "peak", "integral",
                    "integral_net", "pedestal", "n_over", "quality")
-TRIGGER_COMPARED_FIELDS = tuple(n for n in TRIGGER_DTYPE.names if n != "event_number")
+TRIGGER_COMPARED_FIELDS = tuple(n for n in TRIGGER_DTYPE.names or () if n != "event_number")
 """Trigger record fields compared (the event number is the window's place in its request)."""
 CONTEXT_SAMPLES = 8
 MAX_LISTED = 50
@@ -40,7 +40,7 @@ def reference_pulses(samples: np.ndarray, params: PulseParams, kind: str = "numb
 
 
 def _record(rec: np.void) -> dict[str, int]:
-    return {n: int(rec[n]) for n in rec.dtype.names}
+    return {n: int(rec[n]) for n in rec.dtype.names or ()}
 
 
 @dataclass

@@ -130,7 +130,7 @@ class RtlDut:
             raise DutFault("protocol", f"rtl: {int((channel >= n_ch).sum())} records on idle lanes")
         out = np.zeros(len(rows), PULSE_DTYPE)
         out["channel"] = channel
-        for name in PULSE_DTYPE.names[1:]:
+        for name in (PULSE_DTYPE.names or ())[1:]:
             out[name] = rows[:, col[name]]
         return out, window.astype(np.int64)
 

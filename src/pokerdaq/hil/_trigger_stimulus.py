@@ -87,6 +87,6 @@ def trigger_records(result) -> tuple[np.ndarray, np.ndarray]:
     cols = [str(c) for c in result["columns"]]
     rows = result["rows"]
     out = np.zeros(len(rows), TRIGGER_DTYPE)
-    for name in TRIGGER_DTYPE.names:
+    for name in TRIGGER_DTYPE.names or ():
         out[name] = rows[:, cols.index(name)]
     return rows[:, cols.index("segment")].astype(np.int64), out

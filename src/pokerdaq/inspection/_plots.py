@@ -246,7 +246,7 @@ def plot_ecal_resolution(energies: EventEnergies, truth: np.ndarray | None, cfg:
         e_true = truth["e_ecal_gev"].astype(float) + truth["e_preshower_gev"].astype(float)
         sel = (truth["species"] >= 0) & (truth["species"] <= 1) & ~truth["is_signal"].astype(bool) \
             & (e_true > 0.5 * beam)
-        if "n_pileup" in truth.dtype.names:
+        if "n_pileup" in (truth.dtype.names or ()):
             sel &= truth["n_pileup"] == 0
     else:
         sel = energies.has_beam & (energies.e_calo_gev > 0.5 * beam)

@@ -22,7 +22,7 @@ BATCH_EVENTS = 2048
 def _branch_types(dtype: np.dtype) -> dict[str, np.dtype]:
     """Numeric fields of a record dtype (strings have no fixed-size TTree type: left out)."""
     out = {}
-    for name in dtype.names:
+    for name in dtype.names or ():
         base, shape = dtype[name].base, dtype[name].shape
         if base.kind in "biuf":
             out[name] = np.dtype((base, shape)) if shape else base

@@ -57,7 +57,7 @@ class EventFlags(enum.IntFlag):
     BOARD_BUSY = 1 << 8       # a board read this event out while busy (fragment BOARD_BUSY)
 
 
-STORED_PULSE_DTYPE = np.dtype([("event_number", np.uint64)] + [(n, PULSE_DTYPE.fields[n][0]) for n in PULSE_DTYPE.names])
+STORED_PULSE_DTYPE = np.dtype([("event_number", np.uint64)] + [(n, PULSE_DTYPE[n]) for n in PULSE_DTYPE.names or ()])
 """Row of ``/pulses``: the event number, then every field of :data:`pokerdaq.dsp._records.PULSE_DTYPE`."""
 
 N_TRIGGER_BITS = 32

@@ -626,7 +626,7 @@ class RunFileWriter:
         else:
             stored = np.empty(total, STORED_PULSE_DTYPE)
             stored["event_number"] = link
-            for name in PULSE_DTYPE.names:
+            for name in PULSE_DTYPE.names or ():
                 stored[name] = pulses[name]
         if total and int(stored["channel"].max()) >= self.n_channels:
             bad = int(np.argmax(stored["channel"]))
