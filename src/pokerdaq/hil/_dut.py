@@ -22,6 +22,7 @@ from ..trigger import TriggerRegisters, trigger_windows
 from ._protocol import (
     WIRE_PULSE_DTYPE,
     ErrorCode,
+    Header,
     MsgType,
     PayloadCrcError,
     ProtocolError,
@@ -151,7 +152,7 @@ class TcpDut:
                 dropped = "disconnect"
         return dropped
 
-    def _wait(self, seq: int, deadline: float, what: str) -> tuple[object, bytes] | None:
+    def _wait(self, seq: int, deadline: float, what: str) -> tuple[Header, bytes] | None:
         """The reply to ``seq`` before ``deadline``; None on time-out. Raises DutFault on faults."""
         poller = zmq.Poller()
         poller.register(self._sock, zmq.POLLIN)
@@ -160,7 +161,7 @@ class TcpDut:
             left = deadline - time.monotonic()
             if left <= 0:
                 return None
-            ready = dict(poller.poll(left * 1000))
+            ready = dict(poller.poll(int(left * 1000)))  # what pyzmq does with a float
             if self._monitor in ready and self._drain_monitor() == "disconnect":
                 raise DutFault("disconnect", f"{self.endpoint}: the board closed the connection while "
                                f"{what} (seq {seq}) was outstanding", seq=seq)
@@ -192,7 +193,7 @@ class TcpDut:
                                f"{code}: {payload.decode(errors='replace')}", seq=seq, code=code)
             return header, payload
 
-    def request(self, msg_type: MsgType, payload: bytes = b"", *, what: str, **fields) -> tuple[object, bytes]:
+    def request(self, msg_type: MsgType, payload: bytes = b"", *, what: str, **fields) -> tuple[Header, bytes]:
         """Send one request and return its reply (header, payload), with time-out and retries."""
         self.seq = (self.seq + 1) & 0xFFFFFFFF
         seq = self.seq
