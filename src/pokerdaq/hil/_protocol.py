@@ -13,6 +13,7 @@ import enum
 import struct
 import zlib
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -148,7 +149,8 @@ def params_from_payload(payload: bytes, n_channels: int):
         raise ValueError(f"CONFIGURE payload of {len(payload)} bytes, expected {n_channels} x "
                          f"{REGISTERS_DTYPE.itemsize}")
     rows = np.frombuffer(payload, REGISTERS_DTYPE)
-    return PulseParams(**{n: rows[n].astype(np.int64) for n in REGISTER_NAMES})
+    registers: dict[str, Any] = {n: rows[n].astype(np.int64) for n in REGISTER_NAMES}
+    return PulseParams(**registers)
 
 
 def _to_wire(records: np.ndarray, window: np.ndarray, wire_dtype: np.dtype) -> bytes:

@@ -136,6 +136,8 @@ class RtlDut:
 
     def _triggers(self, pulses: np.ndarray, window: np.ndarray, n_win: int, n: int,
                   tmp: Path) -> tuple[np.ndarray, np.ndarray]:
+        if self._trigger is None or self._trigger_build is None:  # process() calls this after configure_trigger()
+            raise RuntimeError("rtl: configure_trigger() first")
         regs, default_ref = self._trigger
         timeline = window_timeline(n_win, n, default_ref, regs)
         segment = timeline_segment(pulses, window, timeline, window_mode_registers(regs, timeline))
@@ -156,8 +158,8 @@ class RtlDut:
     def process(self, first_window: int, samples: np.ndarray) -> tuple:
         assert self._params is not None, "configure() first"
         n_win, _, n = samples.shape
-        with tempfile.TemporaryDirectory(prefix="pokerdaq_hil_rtl_") as tmp:
-            tmp = Path(tmp)
+        with tempfile.TemporaryDirectory(prefix="pokerdaq_hil_rtl_") as tmpdir:
+            tmp = Path(tmpdir)
             pulses, window = self._pulses(samples, tmp)
             if self._trigger is None:
                 return pulses, window
