@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -225,7 +226,7 @@ class TriggerCounters:
         return self.live_ticks / self.ticks if self.ticks else 1.0
 
     def as_dict(self) -> dict:
-        d = {"triggers": self.triggers, "ticks": self.ticks, "dead_ticks": self.dead_ticks,
+        d: dict[str, Any] = {"triggers": self.triggers, "ticks": self.ticks, "dead_ticks": self.dead_ticks,
              "busy_ticks": self.busy_ticks, "live_ticks": self.live_ticks,
              "live_fraction": self.live_fraction, "late_records": self.late_records,
              "attempts": self.attempts, "lost_dead_triggers": self.lost_dead_triggers,
