@@ -75,7 +75,7 @@ def export_root(run: str | os.PathLike[str], output: str | os.PathLike[str]) -> 
                 b = f.read(a, min(n, a + BATCH_EVENTS))
                 root["events"].extend({**_columns(b.headers, ev_types), "samples": np.ascontiguousarray(b.samples)})
                 if truth is not None:
-                    root["truth"].extend(_columns(b.truth, tr_types))
+                    root["truth"].extend(_columns(b.truth, tr_types))  # type: ignore[arg-type]  # the file has truth
             for a in range(0, len(pulses), 16 * BATCH_EVENTS):
                 root["pulses"].extend(_columns(pulses[a:a + 16 * BATCH_EVENTS], pu_types))
             scalers = f.scalers
