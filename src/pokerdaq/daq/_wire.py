@@ -218,7 +218,7 @@ def encode_fragment(*, run_number: int, board_id: int, event_number: int, timest
     if len(pulses):
         start = HEADER_SIZE + n_ch * block
         buf[start:start + len(pulses) * PULSE_SIZE] = np.asarray(pulses, dtype=WIRE_PULSE_DTYPE).view(np.uint8)
-    crc = zlib.crc32(buf[:HEADER_SIZE + plen])
+    crc = zlib.crc32(buf[:HEADER_SIZE + plen])  # type: ignore[arg-type]  # an ndarray is a Buffer; numpy's stubs omit it
     buf[HEADER_SIZE + plen:] = np.array([crc], dtype=CRC_DTYPE).view(np.uint8)
     return buf.tobytes()
 
