@@ -352,7 +352,7 @@ class RunFileWriter:
         a["n_scalers"] = np.uint64(self._ds[L.SCALERS].shape[0])
         a["n_trigger_steps"] = np.uint64(self._ds[L.TRIGGER_STEPS].shape[0])
         a["n_trigger_primitives"] = np.uint64(self._ds[L.TRIGGER_PRIMITIVES].shape[0])
-        if self._n:
+        if self._n and self._first_event_number is not None and self._last_event_number is not None:  # set together
             a["first_event_number"] = np.uint64(self._first_event_number)
             a["last_event_number"] = np.uint64(self._last_event_number)
         self._h5.flush()
@@ -407,7 +407,7 @@ class RunFileWriter:
         self._has_truth_dataset = bool(self._run_has_truth)
         self._n = 0              # events (rows) written to this file
         self._n_flushed = 0      # of those, durable (the file's n_events attribute)
-        self._n_pulses = 0
+        self._n_pulses: int = 0
         self._bytes = 0
         self._since_flush = 0
         self._last_flush = time.monotonic()
