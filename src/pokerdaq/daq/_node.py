@@ -222,6 +222,7 @@ def node_main(kind: str, name: str, cfg: Config, control_endpoint: str, params: 
     # Ctrl-C reaches the whole process group: only run control decides how to stop
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    cls: type[Node]
     if kind == "board":
         from ._board import BoardGroupNode as cls
     elif kind == "trigger":

@@ -388,10 +388,10 @@ class RunFragmentDecoder:
         # odd bytes also hold the high bytes of the channel numbers (a board whose channel numbers
         # are not all below 256 * ((adc_max >> 8) + 1) falls back to the mask below) and of the
         # channel flags (0: checked by the channel Struct).
-        check = self.adc_max is not None and self.adc_max < 0xFFFF
-        self._high_ok = bytes(range((self.adc_max >> 8) + 1)) if check and self.adc_max >= 0xFF else None
+        limit = self.adc_max if self.adc_max is not None and self.adc_max < 0xFFFF else None  # None: no check
+        self._high_ok = bytes(range((limit >> 8) + 1)) if limit is not None and limit >= 0xFF else None
         # fallback (exact for any k): an AND of the channel blocks, as one integer, with the bits above k - 1
-        high = ~self.adc_max & 0xFFFF if check else 0
+        high = ~limit & 0xFFFF if limit is not None else 0
         block_mask = int.from_bytes(b"\0\0\0\0" + high.to_bytes(2, "little") * self.window, "little")
         # board -> (n_channels, most pulses, channel-block bytes, channel-number Struct, expected
         #           channel tuple, channel set, sample mask (0: none or by the odd bytes), end of
