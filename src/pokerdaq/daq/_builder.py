@@ -61,8 +61,6 @@ CREDIT_STRUCT = struct.Struct("<QQ")
 """A credit message: run number, first event number the boards may not read out yet (u64 LE)."""
 CREDIT_REPEAT_S = 0.05
 """The credit is sent again this often even when unchanged (a subscriber joining late gets it)."""
-OUT_QUEUE_EVENTS = 8
-"""Built events waiting for the writer socket before the builder stops reading fragments."""
 FRAGMENTS_PER_STEP = 512
 """Fragment messages read per main-loop step (the step's fixed costs are shared by these)."""
 _NOBLOCK, _NOBLOCK_MORE, _SNDMORE = int(zmq.NOBLOCK), int(zmq.NOBLOCK | zmq.SNDMORE), int(zmq.SNDMORE)

@@ -36,7 +36,6 @@ from ._node import node_main
 
 MONITOR_TOPIC = b"pokerdaq.monitor"
 STATES = ("idle", "configured", "running", "draining", "stopped", "error")
-CRITICAL = ("trigger", "builder", "writer")
 
 
 class RunControlError(RuntimeError):

@@ -94,8 +94,5 @@ TRIGGER_STEP_DTYPE = np.dtype(
 )
 """One decision step of the trigger processor, one row per step in ``/trigger_inputs/steps``."""
 
-TRIGGER_STEP_TYPES = 8
-"""Width of ``TRIGGER_STEP_DTYPE['prescale_counts']`` (room for 8 trigger types)."""
-
 TRIGGER_PRIMITIVE_DTYPE = PRIMITIVE_DTYPE
 """Row of ``/trigger_inputs/primitives``: a trigger primitive as the boards send it (docs/wire-format.md)."""

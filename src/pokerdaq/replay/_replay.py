@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from ..config import Config, Overlay, loads_config
-from ..trigger import ConditionBits, TriggerBits
+from ..trigger import TriggerBits
 from ._decisions import (
     RAW_SHIFT,
     TYPE_MASK,
@@ -571,6 +571,3 @@ def _names(bits: int) -> list[str]:
         if bits >> (k + RAW_SHIFT) & 1:
             out.append(f"raw_{name}")
     return out
-
-
-CONDITION_NAMES = dict(zip(ConditionBits.NAMES, (1 << k for k in range(len(ConditionBits.NAMES)))))
