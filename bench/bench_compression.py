@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from bench_io import TIMER, _writer_write, cfg, data  # noqa: F401  (fixtures)
 
+from bench_io import TIMER, _writer_write, cfg, data  # noqa: F401  (fixtures)
 from pokerdaq.io import RunFile
 
 ROUNDS = 3

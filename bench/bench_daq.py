@@ -9,7 +9,8 @@
   fastest round of each, the least disturbed on a shared machine). Where the time goes:
   ``cpu_us_per_fragment`` (producer, consumer or sink: CPU per fragment of each process),
   ``builder_cpu_us_per_fragment`` (CPU seconds of the builder process, its ZeroMQ I/O thread
-  included, over the fragments; ``..._by_thread``: main thread and ZeroMQ threads) and ``builder_us_per_fragment`` (its stages timed one by one
+  included, over the fragments; ``..._by_thread``: main thread and ZeroMQ threads) and
+  ``builder_us_per_fragment`` (its stages timed one by one
   in this process on the same fragments, best of 3: receive, check, event bookkeeping with
   the event assembly, send to the writer; ``decode_fragment_reference`` for comparison).
 * ``test_end_to_end_physics_stream`` (baseline), ``test_end_to_end_default``,
@@ -37,9 +38,9 @@ import pytest
 import zmq
 
 from pokerdaq.config import load_config
+from pokerdaq.daq._builder import EventBuilderNode
 from pokerdaq.daq._runcontrol import DaqRun
 from pokerdaq.daq._synthetic import simple_pulses
-from pokerdaq.daq._builder import EventBuilderNode
 from pokerdaq.daq._wire import TRIGGER_DTYPE, TRIGGER_MAGIC, SliceFlags, decode_fragment, encode_fragment, encode_slice
 
 N_EVENTS = 1500       # x 12 boards = 18,000 fragments per round

@@ -25,10 +25,10 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "firmware"))
 
-from _sim import build_bank  # noqa: E402
-from _stimuli import REG_NAMES, make_campaign  # noqa: E402
+from _sim import build_bank
+from _stimuli import REG_NAMES, make_campaign
 
-from pokerdaq.dsp import PulseParams, find_pulses_batch  # noqa: E402
+from pokerdaq.dsp import PulseParams, find_pulses_batch
 
 NCH = 16
 N_WINDOWS = 256

@@ -26,8 +26,8 @@ import time
 
 import numpy as np
 import pytest
-from bench_dsp import _alternating_best, _workload
 
+from bench_dsp import _alternating_best, _workload
 from pokerdaq.config import load_config
 from pokerdaq.dsp import find_pulses_batch
 from pokerdaq.io import EVENT_DTYPE, RunFile, RunFileWriter

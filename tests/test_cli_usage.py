@@ -30,7 +30,7 @@ def assert_usage_error(proc: subprocess.CompletedProcess, command: str, *needles
     """Status 2, one line `pokerdaq COMMAND: ...` on stderr holding every needle, no traceback."""
     assert proc.returncode == 2, (proc.returncode, proc.stdout[-2000:], proc.stderr[-2000:])
     assert "Traceback" not in proc.stderr and "Traceback" not in proc.stdout
-    lines = [l for l in proc.stderr.splitlines() if l.strip()]
+    lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
     assert len(lines) == 1, proc.stderr
     assert lines[0].startswith(f"pokerdaq {command}: "), lines[0]
     for needle in needles:

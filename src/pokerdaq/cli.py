@@ -167,7 +167,8 @@ def build_parser() -> argparse.ArgumentParser:
                        "compare its pulses and trigger records with the reference model",
                        description="Send readout windows (from a run file or freshly emulated) to a device "
                        "under test, collect the pulse records (and trigger records) it returns and compare them field by "
-                       "field with pokerdaq.dsp.find_pulses (and pokerdaq.trigger.trigger_windows). Exit status 1 on any mismatch or protocol fault.")
+                       "field with pokerdaq.dsp.find_pulses (and pokerdaq.trigger.trigger_windows). "
+                       "Exit status 1 on any mismatch or protocol fault.")
     p.add_argument("--dut", required=True, metavar="DUT",
                    help="model (the numba reference itself), rtl (firmware_models pulse finder and trigger on Verilator) "
                    "or tcp://HOST:PORT (a board speaking docs/hil-protocol.md)")

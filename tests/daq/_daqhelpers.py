@@ -13,8 +13,8 @@ from pokerdaq.daq._runcontrol import DaqRun
 from pokerdaq.daq._synthetic import SyntheticFrontEnd, SyntheticTrigger, synthetic_samples
 
 # the transport tests run the deterministic synthetic source (pokerdaq.daq._synthetic)
-FAST = {"front_end": "synthetic", "trigger_logic": "synthetic", "builder_timeout_s": 1.0, "board_timeout_s": 1.5, "stall_timeout_s": 10.0, "command_timeout_s": 30.0,
-        "monitor_interval_s": 0.2}
+FAST = {"front_end": "synthetic", "trigger_logic": "synthetic", "builder_timeout_s": 1.0, "board_timeout_s": 1.5,
+        "stall_timeout_s": 10.0, "command_timeout_s": 30.0, "monitor_interval_s": 0.2}
 
 
 def fast_config(**daq):

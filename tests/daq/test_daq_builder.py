@@ -6,14 +6,13 @@ import zlib
 import numpy as np
 import pytest
 import zmq
+from _daqhelpers import daq_run, fast_config, poll_until, status
 
 from pokerdaq.daq._wire import TRIGGER_DTYPE, TRIGGER_MAGIC, FragmentFlags, SliceFlags, encode_fragment, encode_slice
 from pokerdaq.dsp._records import PULSE_DTYPE
 from pokerdaq.io import RunFile
 from pokerdaq.io._records import EventFlags
 from pokerdaq.io._records import EventFlags as F
-
-from _daqhelpers import daq_run, fast_config, poll_until, status
 
 N_EVENTS = 10
 
@@ -91,12 +90,22 @@ def test_builder_rejects_and_counts_everything_a_foreign_peer_sends(tmp_path):
             peer = push(run.endpoints["fragments"])
             g0 = bytearray(good[0, 0][0])
             junk = []
-            bad = bytearray(g0); bad[0] ^= 0xFF; junk.append(bytes(bad))                          # BAD_MAGIC
-            bad = bytearray(g0); bad[200] ^= 0x01; junk.append(bytes(bad))                        # BAD_CRC
+            bad = bytearray(g0)
+            bad[0] ^= 0xFF
+            junk.append(bytes(bad))                                                               # BAD_MAGIC
+            bad = bytearray(g0)
+            bad[200] ^= 0x01
+            junk.append(bytes(bad))                                                               # BAD_CRC
             junk.append(bytes(g0[:300]))                                                          # TRUNCATED
-            bad = bytearray(g0); struct.pack_into("<I", bad, 48, 12); junk.append(bytes(bad))     # LENGTH_MISMATCH
-            bad = bytearray(g0); struct.pack_into("<H", bad, 14, 65); junk.append(bytes(bad))     # BAD_COUNT
-            bad = bytearray(g0); struct.pack_into("<I", bad, 8, 999); junk.append(_recrc(bad))   # WRONG_RUN
+            bad = bytearray(g0)
+            struct.pack_into("<I", bad, 48, 12)
+            junk.append(bytes(bad))                                                               # LENGTH_MISMATCH
+            bad = bytearray(g0)
+            struct.pack_into("<H", bad, 14, 65)
+            junk.append(bytes(bad))                                                               # BAD_COUNT
+            bad = bytearray(g0)
+            struct.pack_into("<I", bad, 8, 999)
+            junk.append(_recrc(bad))                                                              # WRONG_RUN
             junk.append(_variant(cfg, rec, 1, 0, board_id=99))                                      # BAD_BOARD
             junk.append(_variant(cfg, rec, 1, 0, channels=cfg.channel_map.channels_on_board(1)[:7]))  # BAD_CHANNELS
             junk.append(b"")                                                                      # TRUNCATED

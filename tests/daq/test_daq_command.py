@@ -9,11 +9,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from _daqhelpers import synthetic_config_file
 
 import pokerdaq
 from pokerdaq.io import RunFile
-
-from _daqhelpers import synthetic_config_file
 
 SRC = str(Path(pokerdaq.__file__).resolve().parents[1])
 

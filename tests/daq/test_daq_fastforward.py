@@ -13,6 +13,7 @@ import signal
 import numpy as np
 import pytest
 import zmq
+from _daqhelpers import FAST, daq_run, poll_until, status
 
 from pokerdaq.config import load_config
 from pokerdaq.daq._sparse import SparsePhysicsFrontEnd
@@ -26,8 +27,6 @@ from pokerdaq.daq._wire import (
     encode_slice,
 )
 from pokerdaq.io import EventFlags, RunFile
-
-from _daqhelpers import FAST, daq_run, poll_until, status
 
 SEED = 11
 # 50,000 ticks on, then 0.1 s (25 M ticks, ~1526 slices) off: almost all of the run is beam-off

@@ -6,11 +6,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from _daqhelpers import check_event_samples, daq_run, fast_config, poll_until, status
 
 from pokerdaq.io import RunFile, recover
 from pokerdaq.io._records import EventFlags
-
-from _daqhelpers import check_event_samples, daq_run, fast_config, poll_until, status
 
 SEED = 5
 

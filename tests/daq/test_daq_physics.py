@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+from _daqhelpers import FAST, daq_run
 
 from pokerdaq.config import load_config
 from pokerdaq.dsp import PulseParams, find_pulses
@@ -9,8 +10,6 @@ from pokerdaq.io import RunFile
 from pokerdaq.sim import SampleStream
 from pokerdaq.trigger import TriggerBits
 from pokerdaq.trigger._chain import stream_config
-
-from _daqhelpers import FAST, daq_run
 
 SEED = 7
 N_EVENTS = 12

@@ -2,12 +2,11 @@
 
 import numpy as np
 import pytest
+from _daqhelpers import check_event_samples, daq_run, fast_config, offline_candidates
 
-from pokerdaq.daq._synthetic import SyntheticFrontEnd, simple_pulses, PEDESTAL
+from pokerdaq.daq._synthetic import PEDESTAL, SyntheticFrontEnd, simple_pulses
 from pokerdaq.io import RunFile
 from pokerdaq.io._records import EventFlags
-
-from _daqhelpers import check_event_samples, daq_run, fast_config, offline_candidates
 
 SEED = 11
 

@@ -1,13 +1,11 @@
 """Run control: the state machine refuses wrong transitions; the lossy monitor stream carries the counters."""
 
 import pytest
+from _daqhelpers import daq_run, fast_config, poll_until, status
 
 from pokerdaq.config import ConfigError
 from pokerdaq.daq._monitor import read_monitor
 from pokerdaq.daq._runcontrol import DaqRun, RunControlError
-
-from _daqhelpers import daq_run, fast_config, poll_until, status
-
 
 # time-outs far above any scheduling delay of a loaded machine: here nothing is ever late, so
 # an event written INCOMPLETE or a board taken for dead would be a real fault, not the load

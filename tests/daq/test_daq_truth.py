@@ -10,6 +10,9 @@ import json
 import numpy as np
 import pytest
 import zmq
+from _daqhelpers import FAST, daq_run, fast_config, poll_until, status
+from test_daq_builder import N_EVENTS as N
+from test_daq_builder import _good_fragments, _records
 
 from pokerdaq.config import load_config
 from pokerdaq.daq._wire import TRIGGER_DTYPE, TRIGGER_MAGIC, SliceFlags, encode_slice
@@ -18,9 +21,6 @@ from pokerdaq.sim import NO_PARTICLE_EVENT, TRUTH_DTYPE, Species, build_tables, 
 from pokerdaq.sim._beam import BLOCK_SAMPLES, BeamTimeline
 from pokerdaq.trigger import ConditionBits, TriggerBits, primitive_energies, trigger_windows
 from pokerdaq.trigger._chain import stream_config
-
-from _daqhelpers import FAST, daq_run, fast_config, poll_until, status
-from test_daq_builder import N_EVENTS as N, _good_fragments, _records
 
 SEED = 7
 N_EVENTS = 48
@@ -287,7 +287,7 @@ def test_writer_holds_a_spill_row_until_its_events_and_counts_malformed_rows(tmp
             tp.send_multipart([b"SCALERS", json.dumps({**row, "spill": "zero"}).encode()])   # wrong type
             tp.send_multipart([b"SCALERS", json.dumps(row).encode()])              # before any fragment
             poll_until(run, lambda: status(run, "builder").get("scaler_rows", 0) >= 3, 30, "the rows to pass")
-            for (ev, b), (buf, _) in sorted(frags.items()):
+            for _key, (buf, _) in sorted(frags.items()):
                 peer.send(buf)
             tp.send_multipart(encode_slice(TRIGGER_MAGIC, **head, flags=int(SliceFlags.END_OF_RUN | SliceFlags.RECORDS),
                                            slice_index=N, records=np.zeros(0, TRIGGER_DTYPE)))

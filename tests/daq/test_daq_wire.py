@@ -9,6 +9,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from pokerdaq.daq._wire import (
+    _FAST_HEADER_STRUCT,
+    _HEADER_STRUCT,
     FRAGMENT_HEADER_DTYPE,
     HEADER_SIZE,
     PRIMITIVE_DTYPE,
@@ -49,6 +51,7 @@ def test_layout_is_byte_exact():
     """The header fields sit at the offsets documented in docs/wire-format.md, little-endian."""
     buf = GOOD
     assert HEADER_SIZE == 56 and PULSE_SIZE == 46 and TRAILER_SIZE == 4
+    assert _HEADER_STRUCT.size == _FAST_HEADER_STRUCT.size == HEADER_SIZE  # the fast decoders' struct formats
     assert buf[0:4] == b"PKFR"
     version, hsize, run, board, nch = struct.unpack_from("<HHIHH", buf, 4)
     assert (version, hsize, run, board, nch) == (1, 56, 7, 2, N_CH)

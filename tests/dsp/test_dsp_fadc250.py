@@ -9,14 +9,13 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from dsp_helpers import assert_records_equal
+from fadc250_v3_port import emulate_v3, port_records
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from dsp_helpers import assert_records_equal
-from fadc250_v3_port import emulate_v3, port_records
 from pokerdaq.config import ConfigError, default_config_text, loads_config
-from pokerdaq.dsp import (PULSE_DTYPE, PulseParams, PulseStream, QualityBits, find_pulses,
-                          find_pulses_batch)
+from pokerdaq.dsp import PULSE_DTYPE, PulseParams, PulseStream, QualityBits, find_pulses, find_pulses_batch
 from pokerdaq.dsp._reference import find_pulses_reference
 
 OVF, UNF = 0x1FFF, 0x1000

@@ -15,8 +15,8 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 
 import numpy as np
-
 from _stimuli import REG_NAMES, Campaign
+
 from pokerdaq.dsp import PulseParams, PulseStream, find_pulses
 from pokerdaq.dsp._reference import find_pulses_reference
 

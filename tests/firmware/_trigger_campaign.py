@@ -19,8 +19,19 @@ from pokerdaq.dsp import PULSE_DTYPE
 from pokerdaq.hil._trigger_stimulus import TriggerSegment, register_writes, save_trigger_stimulus
 from pokerdaq.trigger import TriggerBits, TriggerModel, TriggerRegisters
 from pokerdaq.trigger._registers import (
-    P_BEAM_W, P_CALO_HI, P_CALO_LO, P_DEAD, P_HCAL_HI, P_HCAL_LO, P_LAT, P_SPAN_HI, P_SPAN_LO, P_SRD_HI, P_SRD_LO,
-    P_VETO_HI, P_VETO_LO,
+    P_BEAM_W,
+    P_CALO_HI,
+    P_CALO_LO,
+    P_DEAD,
+    P_HCAL_HI,
+    P_HCAL_LO,
+    P_LAT,
+    P_SPAN_HI,
+    P_SPAN_LO,
+    P_SRD_HI,
+    P_SRD_LO,
+    P_VETO_HI,
+    P_VETO_LO,
 )
 
 RECORD_FIELDS = ("event_number", "timestamp", "ref_time", "trigger_word", "conditions",

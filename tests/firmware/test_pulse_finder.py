@@ -12,7 +12,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from _mutants import PULSE_FINDER_MUTANTS
 from _scoreboard import compare
 from _sim import PULSE_FINDER_SOURCES, TRIGGER_SOURCES, lint

@@ -13,16 +13,15 @@ import sys
 from pathlib import Path
 
 import numpy as np
-
 from _sim import PULSE_FINDER_SOURCES, lint
 from _stimuli import Campaign
 from test_pulse_finder import run_campaign
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "dsp"))
-from fadc250_v3_port import port_records  # noqa: E402
+from fadc250_v3_port import port_records
 
-from pokerdaq.dsp import PulseParams  # noqa: E402
-from pokerdaq.dsp._reference import find_pulses_reference  # noqa: E402
+from pokerdaq.dsp import PulseParams
+from pokerdaq.dsp._reference import find_pulses_reference
 
 OVF, UNF = 0x1FFF, 0x1000
 
@@ -68,7 +67,7 @@ def make_fadc250_campaign(seed: int, nch: int, n_batches: int, windows: int) -> 
     for _ in range(n_batches):
         n = int(rng.choice([4, 9, 16, 33, 64, 100, 200]))
         rows = []
-        for ch in range(nch):
+        for _ch in range(nch):
             nsa = int(rng.integers(1, min(n, 48) + 1))
             nsb = int(rng.integers(0, min(63, n - nsa) + 1))
             nsat = int(rng.integers(1, min(15, nsa, 6) + 1))

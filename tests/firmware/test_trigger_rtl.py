@@ -16,10 +16,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from _mutants import TRIGGER_MUTANTS
 from _sim import build_trigger
 from _trigger_campaign import Segment, compare, make_segment, records_from, save_campaign, with_params
+
 from pokerdaq.config import load_config
 from pokerdaq.trigger import ConditionBits, TriggerBits, TriggerRegisters
 from pokerdaq.trigger._chain import stream_pulses, unprescaled_config

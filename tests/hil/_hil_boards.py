@@ -8,7 +8,6 @@ import subprocess
 import sys
 from contextlib import contextmanager
 
-
 START_TIMEOUT_S = 120.0
 
 

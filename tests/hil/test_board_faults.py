@@ -9,12 +9,11 @@ import sys
 import numpy as np
 import pytest
 import zmq
+from _hil_boards import board_process
 
 from pokerdaq.dsp import PulseParams
 from pokerdaq.hil import DutFault, TcpDut
 from pokerdaq.hil._protocol import ErrorCode, MsgType, decode, encode, registers_payload
-
-from _hil_boards import board_process
 
 # reply time-outs: generous where a healthy reply is awaited (the machine may be loaded), short
 # where the test waits for the time-out itself (drop, late: the late reply comes at 1.5 x TIMED)

@@ -6,8 +6,18 @@ import numpy as np
 import pytest
 
 from pokerdaq.dsp import PULSE_DTYPE, PulseParams
-from pokerdaq.hil._protocol import (HEADER_SIZE, MsgType, PayloadCrcError, ProtocolError, decode, encode,
-                                    params_from_payload, pulses_from_wire, pulses_to_wire, registers_payload)
+from pokerdaq.hil._protocol import (
+    HEADER_SIZE,
+    MsgType,
+    PayloadCrcError,
+    ProtocolError,
+    decode,
+    encode,
+    params_from_payload,
+    pulses_from_wire,
+    pulses_to_wire,
+    registers_payload,
+)
 
 
 def test_round_trip_keeps_every_field():
@@ -65,8 +75,12 @@ def test_records_and_registers_survive_the_wire():
 
 def test_trigger_registers_and_records_survive_the_wire():
     from pokerdaq.config import load_config
-    from pokerdaq.hil._protocol import (trigger_registers_from_payload, trigger_registers_payload,
-                                        triggers_from_wire, triggers_to_wire)
+    from pokerdaq.hil._protocol import (
+        trigger_registers_from_payload,
+        trigger_registers_payload,
+        triggers_from_wire,
+        triggers_to_wire,
+    )
     from pokerdaq.trigger import TRIGGER_DTYPE, TriggerRegisters
 
     regs = TriggerRegisters.from_config(load_config(), seed=4)

@@ -24,8 +24,13 @@ from pokerdaq.config import load_config
 from pokerdaq.dsp import PulseParams, find_pulses_batch
 from pokerdaq.hil import run_hil
 from pokerdaq.hil._rtl import RtlDut
-from pokerdaq.hil._rtl_windows import (WindowTimeline, records_per_window, timeline_segment, window_mode_registers,
-                                       window_timeline)
+from pokerdaq.hil._rtl_windows import (
+    WindowTimeline,
+    records_per_window,
+    timeline_segment,
+    window_mode_registers,
+    window_timeline,
+)
 from pokerdaq.sim import emulate_windows
 from pokerdaq.trigger import TRIGGER_DTYPE, ConditionBits, TriggerBits, TriggerModel, TriggerRegisters, trigger_windows
 from pokerdaq.trigger._registers import P_BEAM_W, P_ECAL_CUT, P_N_BOARDS

@@ -8,15 +8,20 @@ import sys
 
 import h5py
 import numpy as np
+from _inspect_helpers import N_EVENTS, assert_png_drawn
 
-from pokerdaq.io import EventFlags, RunFile
 from pokerdaq.config import load_config
-from pokerdaq.inspection import (event_energies, file_counters, format_pm, plot_ecal_resolution, signal_region,
-                                 signal_region_hcal_gev)
+from pokerdaq.inspection import (
+    event_energies,
+    file_counters,
+    format_pm,
+    plot_ecal_resolution,
+    signal_region,
+    signal_region_hcal_gev,
+)
+from pokerdaq.io import EventFlags, RunFile
 from pokerdaq.sim import Species, photostatistics_term
 from pokerdaq.trigger import TriggerBits
-
-from _inspect_helpers import N_EVENTS, assert_png_drawn
 
 PLOTS = ("waveforms.png", "ecal_vs_hcal.png", "srd_spectra.png", "ecal_resolution.png", "trigger_rates.png")
 
@@ -33,7 +38,7 @@ def test_cli_prints_tables_and_draws_every_plot(demo_run, tmp_path):
     assert "run_number" in text and "minimum-bias" in text
     assert "│ events " in text and str(N_EVENTS) in text
     assert str(n_pulses) in text
-    line = next(l for l in text.splitlines() if l.startswith("│ physics"))
+    line = next(ln for ln in text.splitlines() if ln.startswith("│ physics"))
     assert line.split("│")[2].strip() == str(n_phys)
     assert "events in the NA64 signal region (E_ECAL < 50 GeV" in text
     assert "ECAL resolution, total (E_CALO / E particle, truth): sigma/E" in text
@@ -170,7 +175,7 @@ def test_file_without_truth_with_scalers(tmp_path):
                           capture_output=True, text=True, timeout=300, env={"COLUMNS": "200", **_env()})
     assert proc.returncode == 0, proc.stderr
     assert "scalers: beam_counts" in proc.stdout and "120" in proc.stdout
-    live = next(l for l in proc.stdout.splitlines() if "not_busy_fraction (no dead time)" in l)
+    live = next(ln for ln in proc.stdout.splitlines() if "not_busy_fraction (no dead time)" in ln)
     assert "0.8000" in live  # 1 - 400 busy ticks / 2000
     assert "live_fraction" not in proc.stdout   # one live time (the run summary's); this one says what it is
     assert "truth" in proc.stdout and "│ no" in proc.stdout
@@ -191,7 +196,7 @@ def test_simulate_file_without_pulses_gets_them_from_its_samples(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "pokerdaq.cli", "inspect", str(path), "--plots", str(out)],
                           capture_output=True, text=True, timeout=300, env=env)
     assert proc.returncode == 0, proc.stderr
-    line = next(l for l in proc.stdout.splitlines() if l.startswith("ECAL resolution, readout only"))
+    line = next(ln for ln in proc.stdout.splitlines() if ln.startswith("ECAL resolution, readout only"))
     sigma_percent = float(line.split("=")[1].split("+-")[0])
     assert 0.05 < sigma_percent < 3.0, line  # a fit to real energies, not to an all-zero sample
     for name in PLOTS:

@@ -10,10 +10,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from _io_helpers import make_batch  # noqa: E402
+from _io_helpers import make_batch
 
-from pokerdaq.config import load_config  # noqa: E402
-from pokerdaq.io import RunFileWriter  # noqa: E402
+from pokerdaq.config import load_config
+from pokerdaq.io import RunFileWriter
 
 
 def main() -> None:

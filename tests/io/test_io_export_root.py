@@ -7,6 +7,7 @@ import sys
 
 import numpy as np
 import uproot
+
 from pokerdaq.dsp import PULSE_DTYPE
 from pokerdaq.io import EVENT_DTYPE, SCALER_DTYPE, RunFile, RunFileWriter
 

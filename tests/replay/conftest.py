@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import pytest
+from _replay_helpers import N_EVENTS
 
 from pokerdaq.config import load_config
 from pokerdaq.replay import record_minimum_bias
-
-from _replay_helpers import N_EVENTS
 
 
 @pytest.fixture(scope="session")

@@ -10,16 +10,15 @@ import sys
 import h5py
 import numpy as np
 import pytest
+from _replay_helpers import N_EVENTS, assert_png_drawn
 
 from pokerdaq.config import loads_config
 from pokerdaq.dsp import PulseParams
 from pokerdaq.dsp._reference import find_pulses_reference
 from pokerdaq.io import RunFile
-from pokerdaq.replay import ReplaySummary, replay_file, replay_files, replay_windows, WindowSetup
+from pokerdaq.replay import ReplaySummary, WindowSetup, replay_file, replay_files, replay_windows
 from pokerdaq.trigger import ConditionBits, TriggerBits
 from pokerdaq.trigger._registers import _lsb
-
-from _replay_helpers import N_EVENTS, assert_png_drawn
 
 PHYSICS_RAW = TriggerBits.PHYSICS << TriggerBits.RAW_SHIFT
 

@@ -10,12 +10,29 @@ import math
 import numpy as np
 import pytest
 
-from pokerdaq.sim import build_tables, emulate_channel
+from pokerdaq.sim import _rng, build_tables, emulate_channel
 from pokerdaq.sim._emulator import NOISE_BANK_SIZE
-from pokerdaq.sim import _rng
-from pokerdaq.sim._templates import (C_AP, C_AP_TAU, C_CNOISE, C_DARK_BASELINE, C_DARK_MU, C_GAIN, C_GAIN_SPREAD,
-                                     C_LY, C_NCELLS, C_NOISE, C_PED, C_PER_PE_MAX, C_XT, DARK_BLOCK_SAMPLES,
-                                     FINE_PER_SAMPLE, T_AP, T_CELL, T_MAIN, noise_banks)
+from pokerdaq.sim._templates import (
+    C_AP,
+    C_AP_TAU,
+    C_CNOISE,
+    C_DARK_BASELINE,
+    C_DARK_MU,
+    C_GAIN,
+    C_GAIN_SPREAD,
+    C_LY,
+    C_NCELLS,
+    C_NOISE,
+    C_PED,
+    C_PER_PE_MAX,
+    C_XT,
+    DARK_BLOCK_SAMPLES,
+    FINE_PER_SAMPLE,
+    T_AP,
+    T_CELL,
+    T_MAIN,
+    noise_banks,
+)
 from pokerdaq.sim._waveform import _CORR_SALT, _DARK_SALT, _WHITE_SALT, NOISE_BLOCK_BITS
 
 

@@ -46,7 +46,7 @@ def beam_candidates(hit_list, regs, next_min=None, issue_limit=None):
     beam = [(t, c) for t, c, e in hit_list if regs.ch_role[c] == R.ROLE_BEAM and e >= thr]
     found = []
     t_min = next_min
-    for i, (t0, _) in enumerate(beam):
+    for t0, _ in beam:
         if t_min is not None and t0 < t_min:
             continue
         if issue_limit is not None and t0 // 64 + lat >= issue_limit:

@@ -12,9 +12,15 @@ import pytest
 from pokerdaq.config import ConfigError
 from pokerdaq.dsp import PULSE_DTYPE
 from pokerdaq.trigger import (
-    TRIGGER_DTYPE, ConditionBits, TriggerBits, TriggerModel, TriggerRegisters, board_partial_sums,
+    TRIGGER_DTYPE,
+    ConditionBits,
+    TriggerBits,
+    TriggerModel,
+    TriggerRegisters,
+    board_partial_sums,
     primitive_energies,
-    sipm_saturation_lut, trigger_windows,
+    sipm_saturation_lut,
+    trigger_windows,
 )
 from pokerdaq.trigger import _registers as R
 

@@ -16,7 +16,11 @@ from pokerdaq.config import SUBSYSTEMS, load_config
 from pokerdaq.dsp import PulseParams, PulseStream, find_pulses_batch
 from pokerdaq.sim import SampleStream, Species, emulate_windows
 from pokerdaq.trigger import (
-    ConditionBits, TriggerBits, TriggerModel, calibrate_from_simulation, derived_adc_per_mev,
+    ConditionBits,
+    TriggerBits,
+    TriggerModel,
+    calibrate_from_simulation,
+    derived_adc_per_mev,
     trigger_windows,
 )
 from pokerdaq.trigger._chain import match_to_particles
@@ -34,7 +38,7 @@ def _config(energy, *, mix=(0.0, 0.0, 0.0), calo_nsa=None):
     return cfg
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _chain(energy, mix=(0.0, 0.0, 0.0), calo_nsa=None, n=N_EVENTS, seed=3):
     cfg = _config(energy, mix=mix, calo_nsa=calo_nsa)
     samples, truth = emulate_windows(cfg, n, seed=seed)

@@ -58,7 +58,6 @@ from ._wire import (
     encode_slice,
 )
 
-
 _CREDIT = struct.Struct("<QQ")   # the builder's credit message (pokerdaq.daq._builder.CREDIT_STRUCT)
 
 
@@ -94,7 +93,7 @@ class BoardGroupNode(Node):
         self.window = cfg.digitizer.window_samples
         self.pre = cfg.digitizer.pretrigger_samples
         self.st = cfg.daq.slice_ticks
-        self.counters = collections.Counter()
+        self.counters: collections.Counter[str] = collections.Counter()
         self.max_pending = 0
         self.push: zmq.Socket | None = None
         self._last_progress = time.monotonic()

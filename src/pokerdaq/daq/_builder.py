@@ -61,8 +61,6 @@ CREDIT_STRUCT = struct.Struct("<QQ")
 """A credit message: run number, first event number the boards may not read out yet (u64 LE)."""
 CREDIT_REPEAT_S = 0.05
 """The credit is sent again this often even when unchanged (a subscriber joining late gets it)."""
-OUT_QUEUE_EVENTS = 8
-"""Built events waiting for the writer socket before the builder stops reading fragments."""
 FRAGMENTS_PER_STEP = 512
 """Fragment messages read per main-loop step (the step's fixed costs are shared by these)."""
 _NOBLOCK, _NOBLOCK_MORE, _SNDMORE = int(zmq.NOBLOCK), int(zmq.NOBLOCK | zmq.SNDMORE), int(zmq.SNDMORE)
@@ -109,10 +107,10 @@ class EventBuilderNode(Node):
         self._credit_sent_at = 0.0
         self._credit_published = -1
         import hist
-        self.h_latency = hist.Hist(hist.axis.Regular(50, 0.0, 500.0, name="build_latency_ms"))
-        self.h_size = hist.Hist(hist.axis.Regular(50, 0.0, 64.0, name="event_fragments_kB"))
+        self.h_latency: hist.Hist = hist.Hist(hist.axis.Regular(50, 0.0, 500.0, name="build_latency_ms"))
+        self.h_size: hist.Hist = hist.Hist(hist.axis.Regular(50, 0.0, 64.0, name="event_fragments_kB"))
         self._fills: list[tuple[float, float, int]] = []
-        self.h_pulses = hist.Hist(hist.axis.Regular(40, 0.0, 40.0, name="pulses_per_event"))
+        self.h_pulses: hist.Hist = hist.Hist(hist.axis.Regular(40, 0.0, 40.0, name="pulses_per_event"))
 
     # ---- sockets ---------------------------------------------------------------------
     def bind(self) -> dict[str, str]:

@@ -31,7 +31,7 @@ def read_monitor(endpoint: str, count: int = 1, timeout_s: float = 5.0) -> list[
     """
     if count < 1:
         raise ValueError(f"count: {count}, expected at least 1")
-    ctx = zmq.Context.instance()
+    ctx: zmq.Context = zmq.Context.instance()
     sub = ctx.socket(zmq.SUB)
     sub.setsockopt(zmq.LINGER, 0)
     sub.setsockopt(zmq.RCVHWM, 4)

@@ -113,7 +113,7 @@ class Node:
                     raise NodeError(f"{what}: no progress for {self.stall_timeout} s (stall_timeout_s)") from None
                 self.serve_control(0)
                 if self.state == "exiting":
-                    raise NodeError(f"{what}: exit requested while blocked")
+                    raise NodeError(f"{what}: exit requested while blocked") from None
 
     def notify(self, notice: str, **data: Any) -> None:
         try:
@@ -222,6 +222,7 @@ def node_main(kind: str, name: str, cfg: Config, control_endpoint: str, params: 
     # Ctrl-C reaches the whole process group: only run control decides how to stop
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    cls: type[Node]
     if kind == "board":
         from ._board import BoardGroupNode as cls
     elif kind == "trigger":

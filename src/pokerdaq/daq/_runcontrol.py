@@ -36,7 +36,6 @@ from ._node import node_main
 
 MONITOR_TOPIC = b"pokerdaq.monitor"
 STATES = ("idle", "configured", "running", "draining", "stopped", "error")
-CRITICAL = ("trigger", "builder", "writer")
 
 
 class RunControlError(RuntimeError):
@@ -142,8 +141,9 @@ class DaqRun:
         self._ctl: zmq.Socket | None = None
         self._pub: zmq.Socket | None = None
         self._replies: dict[tuple[str, str], dict] = {}
-        self._t_start = self._t_stop = None
-        self._drain_deadline = None
+        self._t_start: float | None = None
+        self._t_stop: float | None = None
+        self._drain_deadline: float | None = None
         self._next_monitor = 0.0
         self._last_monitor: tuple[float, int] | None = None
         self._rate_history: collections.deque = collections.deque()
@@ -222,7 +222,7 @@ class DaqRun:
     def start(self) -> None:
         if self.state != "configured":
             raise RunControlError(f"start in state {self.state!r}, expected 'configured'")
-        order = [n for n in ("writer", "builder", "trigger") if n in self.procs]
+        order: list[str] = [n for n in ("writer", "builder", "trigger") if n in self.procs]
         order += [n for n, p in self.procs.items() if p.kind == "board"]
         for name in order:
             self._send(name, "start")
@@ -260,13 +260,14 @@ class DaqRun:
         self._receive(timeout_s)
         self._check_processes()
         now = time.monotonic()
-        if self.state == "running" and self.duration_s is not None and now - self._t_start >= self.duration_s:
+        if (self.state == "running" and self.duration_s is not None and self._t_start is not None  # set by start()
+                and now - self._t_start >= self.duration_s):
             self.stop()
         if self.state == "draining":
             if self._all_drained():
                 self._final_status()
                 self.state = "stopped"
-            elif now > self._drain_deadline:
+            elif self._drain_deadline is not None and now > self._drain_deadline:  # set with 'draining'
                 self._fail("drain did not finish in time: " + ", ".join(
                     n for n, p in self.procs.items() if not p.drained and p.died is None))
         if self.state == "error" and not self._refreshed:

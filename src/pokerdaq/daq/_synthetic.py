@@ -181,7 +181,7 @@ def simple_pulses(window: np.ndarray, channels: np.ndarray, threshold: int,
 class SyntheticTrigger:
     """Synthetic :class:`~pokerdaq.daq._interfaces.TriggerLogic`: multiplicity + random (development only)."""
 
-    trigger_names = TRIGGER_NAMES
+    trigger_names: tuple[str, ...] = TRIGGER_NAMES
 
     def __init__(self, cfg: Config, seed: int) -> None:
         self.cfg = cfg

@@ -95,7 +95,7 @@ class TriggerProcessorNode(Node):
         self.next_event = 0
         self.stop_requested = False
         self.ended = False
-        self.counters = collections.Counter()
+        self.counters: collections.Counter[str] = collections.Counter()
         self.accepted_bits = [0] * 32
         self.busy_ticks = 0
         self.dead_ticks = 0

@@ -78,8 +78,6 @@ MAX_PULSES_PER_CHANNEL = 16
 MAX_FINE_TIME = 63
 """Largest ``fine_time`` of a pulse record (a 6-bit field, docs/firmware-spec.md)."""
 
-assert HEADER_SIZE == 56 == _HEADER_STRUCT.size == _FAST_HEADER_STRUCT.size and PULSE_SIZE == 46  # documented in docs/wire-format.md
-
 
 class FragmentFlags(enum.IntFlag):
     """Bits of the fragment header ``flags`` field."""
@@ -220,7 +218,7 @@ def encode_fragment(*, run_number: int, board_id: int, event_number: int, timest
     if len(pulses):
         start = HEADER_SIZE + n_ch * block
         buf[start:start + len(pulses) * PULSE_SIZE] = np.asarray(pulses, dtype=WIRE_PULSE_DTYPE).view(np.uint8)
-    crc = zlib.crc32(buf[:HEADER_SIZE + plen])
+    crc = zlib.crc32(buf[:HEADER_SIZE + plen])  # type: ignore[arg-type]  # an ndarray is a Buffer; numpy's stubs omit it
     buf[HEADER_SIZE + plen:] = np.array([crc], dtype=CRC_DTYPE).view(np.uint8)
     return buf.tobytes()
 
@@ -390,10 +388,10 @@ class RunFragmentDecoder:
         # odd bytes also hold the high bytes of the channel numbers (a board whose channel numbers
         # are not all below 256 * ((adc_max >> 8) + 1) falls back to the mask below) and of the
         # channel flags (0: checked by the channel Struct).
-        check = self.adc_max is not None and self.adc_max < 0xFFFF
-        self._high_ok = bytes(range((self.adc_max >> 8) + 1)) if check and self.adc_max >= 0xFF else None
+        limit = self.adc_max if self.adc_max is not None and self.adc_max < 0xFFFF else None  # None: no check
+        self._high_ok = bytes(range((limit >> 8) + 1)) if limit is not None and limit >= 0xFF else None
         # fallback (exact for any k): an AND of the channel blocks, as one integer, with the bits above k - 1
-        high = ~self.adc_max & 0xFFFF if check else 0
+        high = ~limit & 0xFFFF if limit is not None else 0
         block_mask = int.from_bytes(b"\0\0\0\0" + high.to_bytes(2, "little") * self.window, "little")
         # board -> (n_channels, most pulses, channel-block bytes, channel-number Struct, expected
         #           channel tuple, channel set, sample mask (0: none or by the odd bytes), end of

@@ -93,7 +93,7 @@ class WriterNode(Node):
         self.spill_events: dict[int, list[int]] = collections.defaultdict(lambda: [0, 0])  # built, incomplete
         self.scaler_rows = 0
         self.bad_scaler_messages = 0
-        self.scaler_totals = collections.Counter()
+        self.scaler_totals: collections.Counter[str] = collections.Counter()
         from pokerdaq.io import TRIGGER_PRIMITIVE_DTYPE, TRIGGER_STEP_DTYPE
         self.trigin_dtypes = (TRIGGER_STEP_DTYPE, TRIGGER_PRIMITIVE_DTYPE)
         self.trigin: list[tuple[np.ndarray, np.ndarray]] = []

@@ -119,7 +119,7 @@ class PulseParams:
             ch = _first_bad(bad)
             raise ValueError(f"PulseParams.nsat[channel {ch}] = {int(self.nsat[ch])}: "
                              f"expected at most nsa = {int(self.nsa[ch])}")
-        self._check_algorithm(int(n))
+        self._check_algorithm(int(n))  # type: ignore[arg-type]  # REGISTER_RANGES is not empty: n is set
 
     def _check_algorithm(self, n: int) -> None:
         raw = np.zeros(n, dtype=np.int64) if self.algorithm is None else np.asarray(self.algorithm)
@@ -151,7 +151,7 @@ class PulseParams:
     @property
     def fadc250(self) -> np.ndarray:
         """Boolean per channel: the channel runs the fADC250 v3 algorithm (spec 1.13)."""
-        return self.algorithm == ALGORITHM_FADC250
+        return np.asarray(self.algorithm == ALGORITHM_FADC250)  # __post_init__ made algorithm an array
 
     @functools.cached_property
     def registers_int64(self) -> tuple[np.ndarray, ...]:

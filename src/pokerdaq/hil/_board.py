@@ -32,10 +32,22 @@ import numpy as np
 import zmq
 
 from ..dsp import find_pulses_batch
-from ..trigger import TriggerBits, trigger_windows
+from ..trigger import TriggerBits, TriggerRegisters, trigger_windows
 from ..trigger import _registers as trigger_registers_module
-from ._protocol import (MAX_PAYLOAD, VERSION, ErrorCode, MsgType, PayloadCrcError, ProtocolError, decode, encode,
-                        params_from_payload, pulses_to_wire, trigger_registers_from_payload, triggers_to_wire)
+from ._protocol import (
+    MAX_PAYLOAD,
+    VERSION,
+    ErrorCode,
+    MsgType,
+    PayloadCrcError,
+    ProtocolError,
+    decode,
+    encode,
+    params_from_payload,
+    pulses_to_wire,
+    trigger_registers_from_payload,
+    triggers_to_wire,
+)
 
 FAULTS = ("bitflip", "drop", "late", "disconnect", "wrong", "trigger")
 BOARD_NAME = f"pokerdaq hil-board emulator (numba pulse finder + trigger model), protocol {VERSION}".encode()
@@ -103,7 +115,7 @@ class BoardEmulator:
             raise ValueError(f"late_s = {self.late_s}: expected > 0")
         self._offsets = {trigger_register_index(k): int(v) for k, v in self.trigger_offsets.items()}
         self._params = None
-        self._trigger = None
+        self._trigger: tuple[TriggerRegisters, int] | None = None
         self._windows_requests = 0
         self._stop = False
         self.endpoint = ""

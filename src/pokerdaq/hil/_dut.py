@@ -19,8 +19,20 @@ import zmq.utils.monitor
 
 from ..dsp import PulseParams, find_pulses_batch
 from ..trigger import TriggerRegisters, trigger_windows
-from ._protocol import (WIRE_PULSE_DTYPE, ErrorCode, MsgType, PayloadCrcError, ProtocolError, decode, encode,
-                        pulses_from_wire, registers_payload, trigger_registers_payload, triggers_from_wire)
+from ._protocol import (
+    WIRE_PULSE_DTYPE,
+    ErrorCode,
+    Header,
+    MsgType,
+    PayloadCrcError,
+    ProtocolError,
+    decode,
+    encode,
+    pulses_from_wire,
+    registers_payload,
+    trigger_registers_payload,
+    triggers_from_wire,
+)
 
 
 class DutFault(Exception):
@@ -140,7 +152,7 @@ class TcpDut:
                 dropped = "disconnect"
         return dropped
 
-    def _wait(self, seq: int, deadline: float, what: str) -> tuple[object, bytes] | None:
+    def _wait(self, seq: int, deadline: float, what: str) -> tuple[Header, bytes] | None:
         """The reply to ``seq`` before ``deadline``; None on time-out. Raises DutFault on faults."""
         poller = zmq.Poller()
         poller.register(self._sock, zmq.POLLIN)
@@ -149,7 +161,7 @@ class TcpDut:
             left = deadline - time.monotonic()
             if left <= 0:
                 return None
-            ready = dict(poller.poll(left * 1000))
+            ready = dict(poller.poll(int(left * 1000)))  # what pyzmq does with a float
             if self._monitor in ready and self._drain_monitor() == "disconnect":
                 raise DutFault("disconnect", f"{self.endpoint}: the board closed the connection while "
                                f"{what} (seq {seq}) was outstanding", seq=seq)
@@ -181,13 +193,13 @@ class TcpDut:
                                f"{code}: {payload.decode(errors='replace')}", seq=seq, code=code)
             return header, payload
 
-    def request(self, msg_type: MsgType, payload: bytes = b"", *, what: str, **fields) -> tuple[object, bytes]:
+    def request(self, msg_type: MsgType, payload: bytes = b"", *, what: str, **fields) -> tuple[Header, bytes]:
         """Send one request and return its reply (header, payload), with time-out and retries."""
         self.seq = (self.seq + 1) & 0xFFFFFFFF
         seq = self.seq
         frames = [b""] + encode(msg_type, seq, payload, **fields)
         t0 = time.monotonic()
-        for attempt in range(self.retries + 1):
+        for _attempt in range(self.retries + 1):
             try:
                 self._sock.send_multipart(frames, copy=len(payload) < 65536)
             except zmq.Again:

@@ -14,7 +14,7 @@ from ._dut import DutFault
 
 COMPARED_FIELDS = ("pulse_index", "crossing", "coarse_time", "fine_time", "time", "peak", "integral",
                    "integral_net", "pedestal", "n_over", "quality")
-TRIGGER_COMPARED_FIELDS = tuple(n for n in TRIGGER_DTYPE.names if n != "event_number")
+TRIGGER_COMPARED_FIELDS = tuple(n for n in TRIGGER_DTYPE.names or () if n != "event_number")
 """Trigger record fields compared (the event number is the window's place in its request)."""
 CONTEXT_SAMPLES = 8
 MAX_LISTED = 50
@@ -40,7 +40,7 @@ def reference_pulses(samples: np.ndarray, params: PulseParams, kind: str = "numb
 
 
 def _record(rec: np.void) -> dict[str, int]:
-    return {n: int(rec[n]) for n in rec.dtype.names}
+    return {n: int(rec[n]) for n in rec.dtype.names or ()}
 
 
 @dataclass
@@ -147,7 +147,7 @@ def compare(ref: np.ndarray, ref_win: np.ndarray, dut: np.ndarray, dut_win: np.n
             dd = _record(d[i]) if i < len(d) else None
             fields = [n for n in COMPARED_FIELDS if rr is None or dd is None or rr[n] != dd[n]]
             if fields:
-                sample = (rr or dd)["crossing"]
+                sample = (rr or dd)["crossing"]  # type: ignore[index]  # i < max(len(r), len(d)): one exists
                 lo, hi = max(0, sample - CONTEXT_SAMPLES), min(samples.shape[2], sample + CONTEXT_SAMPLES + 1)
                 entry.update(pulse=i, sample=int(sample), fields=fields if rr and dd else ["missing pulse"],
                              reference=rr, dut=dd,
@@ -271,7 +271,8 @@ def run_hil(dut, samples: np.ndarray, params: PulseParams, *, event_numbers: np.
             ref, ref_win = reference_pulses(block, params, reference)
             if with_trigger:
                 trig, trig_win = rest[0]
-                ref_trig = trigger_windows(ref, ref_win, len(block), trigger, default_ref=default_ref)
+                ref_trig = trigger_windows(ref, ref_win, len(block), trigger,  # type: ignore[arg-type]  # with_trigger: not None
+                                           default_ref=default_ref)
                 compare_triggers(ref_trig, trig, trig_win, event_numbers[a:a + batch], report, window_offset=a)
             report.windows_sent += len(block)
             report.pulses_reference += len(ref)

@@ -13,6 +13,7 @@ import enum
 import struct
 import zlib
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -22,20 +23,19 @@ from ..trigger import TRIGGER_DTYPE
 MAGIC = b"PKHL"
 VERSION = 2  # 2: trigger registers (CONFIGURE_TRIGGER) and trigger records in RESULT
 HEADER = struct.Struct("<4sHHIQIHHII")  # without the trailing header CRC
-HEADER_SIZE = HEADER.size + 4  # 40 bytes
-assert HEADER_SIZE == 40
+HEADER_SIZE = HEADER.size + 4  # 40 bytes (tests/hil/test_protocol.py)
 
 REGISTER_NAMES = ("thr", "nsb", "nsa", "nsat", "nped_log2", "maxped", "max_pulses", "ped_mode", "ped_cfg")
 REGISTERS_DTYPE = np.dtype([(n, "<i4") for n in REGISTER_NAMES])
 """CONFIGURE payload: one row per channel (docs/firmware-spec.md 1.2 register order)."""
 
-WIRE_PULSE_DTYPE = np.dtype([("window", "<u8")] + [(n, PULSE_DTYPE.fields[n][0].newbyteorder("<"))
-                                                    for n in PULSE_DTYPE.names])
+WIRE_PULSE_DTYPE = np.dtype([("window", "<u8")] + [(n, PULSE_DTYPE[n].newbyteorder("<"))
+                                                    for n in PULSE_DTYPE.names or ()])
 """RESULT payload: one packed row per pulse; ``window`` counts from the request's first window
 (absolute window number = header ``first_window`` + ``window``)."""
 
-WIRE_TRIGGER_DTYPE = np.dtype([("window", "<u8")] + [(n, TRIGGER_DTYPE.fields[n][0].newbyteorder("<"))
-                                                      for n in TRIGGER_DTYPE.names])
+WIRE_TRIGGER_DTYPE = np.dtype([("window", "<u8")] + [(n, TRIGGER_DTYPE[n].newbyteorder("<"))
+                                                      for n in TRIGGER_DTYPE.names or ()])
 """RESULT payload after the pulse records, when trigger registers were configured: one packed
 row per window of the request, in window order (``TRIGGER_DTYPE`` of docs/firmware-spec.md
 Part 2, window mode)."""
@@ -149,14 +149,15 @@ def params_from_payload(payload: bytes, n_channels: int):
         raise ValueError(f"CONFIGURE payload of {len(payload)} bytes, expected {n_channels} x "
                          f"{REGISTERS_DTYPE.itemsize}")
     rows = np.frombuffer(payload, REGISTERS_DTYPE)
-    return PulseParams(**{n: rows[n].astype(np.int64) for n in REGISTER_NAMES})
+    registers: dict[str, Any] = {n: rows[n].astype(np.int64) for n in REGISTER_NAMES}
+    return PulseParams(**registers)
 
 
 def _to_wire(records: np.ndarray, window: np.ndarray, wire_dtype: np.dtype) -> bytes:
     """Records with a leading window-index column, as the RESULT payload carries them."""
     out = np.zeros(len(records), wire_dtype)
     out["window"] = window
-    for n in records.dtype.names:
+    for n in records.dtype.names or ():  # structured records: names is never None
         out[n] = records[n]
     return out.tobytes()
 
@@ -168,7 +169,7 @@ def _from_wire(payload: bytes, count: int, wire_dtype: np.dtype, dtype: np.dtype
         raise ProtocolError(f"{what} of {len(payload)} bytes, expected {count} x {wire_dtype.itemsize}")
     wire = np.frombuffer(payload, wire_dtype)
     rec = np.zeros(len(wire), dtype)
-    for n in dtype.names:
+    for n in dtype.names or ():  # a structured dtype: names is never None
         rec[n] = wire[n]
     return rec, wire["window"].astype(np.int64)
 

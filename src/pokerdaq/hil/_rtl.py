@@ -22,8 +22,13 @@ from ..dsp import PULSE_DTYPE, PulseParams
 from ..trigger import TriggerRegisters
 from ._dut import DutFault
 from ._protocol import REGISTER_NAMES
-from ._rtl_windows import (check_default_ref, records_per_window, timeline_segment, window_mode_registers,
-                           window_timeline)
+from ._rtl_windows import (
+    check_default_ref,
+    records_per_window,
+    timeline_segment,
+    window_mode_registers,
+    window_timeline,
+)
 from ._trigger_stimulus import check_trigger_limits, save_trigger_stimulus, trigger_records
 from ._verilator import build_bank, build_trigger, run_bank, run_trigger
 
@@ -125,12 +130,14 @@ class RtlDut:
             raise DutFault("protocol", f"rtl: {int((channel >= n_ch).sum())} records on idle lanes")
         out = np.zeros(len(rows), PULSE_DTYPE)
         out["channel"] = channel
-        for name in PULSE_DTYPE.names[1:]:
+        for name in (PULSE_DTYPE.names or ())[1:]:
             out[name] = rows[:, col[name]]
         return out, window.astype(np.int64)
 
     def _triggers(self, pulses: np.ndarray, window: np.ndarray, n_win: int, n: int,
                   tmp: Path) -> tuple[np.ndarray, np.ndarray]:
+        if self._trigger is None or self._trigger_build is None:  # process() calls this after configure_trigger()
+            raise RuntimeError("rtl: configure_trigger() first")
         regs, default_ref = self._trigger
         timeline = window_timeline(n_win, n, default_ref, regs)
         segment = timeline_segment(pulses, window, timeline, window_mode_registers(regs, timeline))
@@ -151,8 +158,8 @@ class RtlDut:
     def process(self, first_window: int, samples: np.ndarray) -> tuple:
         assert self._params is not None, "configure() first"
         n_win, _, n = samples.shape
-        with tempfile.TemporaryDirectory(prefix="pokerdaq_hil_rtl_") as tmp:
-            tmp = Path(tmp)
+        with tempfile.TemporaryDirectory(prefix="pokerdaq_hil_rtl_") as tmpdir:
+            tmp = Path(tmpdir)
             pulses, window = self._pulses(samples, tmp)
             if self._trigger is None:
                 return pulses, window

@@ -46,9 +46,18 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..trigger import TRIGGER_DTYPE, ConditionBits, TriggerBits, TriggerRegisters
-from ..trigger._registers import (P_DEAD, P_GUARD, P_LAT, P_PRESCALE, P_RND_MODE, P_RND_PARAM, P_SPAN_HI,
-                                  P_SPAN_LO, RND_PERIODIC)
 from ..trigger._dtypes import N_TYPES
+from ..trigger._registers import (
+    P_DEAD,
+    P_GUARD,
+    P_LAT,
+    P_PRESCALE,
+    P_RND_MODE,
+    P_RND_PARAM,
+    P_SPAN_HI,
+    P_SPAN_LO,
+    RND_PERIODIC,
+)
 from ._trigger_stimulus import TriggerSegment, check_trigger_limits
 
 FINE = 64  # fine time units per sample tick

@@ -26,9 +26,8 @@ from __future__ import annotations
 
 import os
 
-import numpy as np
-
 import cocotb
+import numpy as np
 from cocotb.clock import Clock
 from cocotb.triggers import FallingEdge
 

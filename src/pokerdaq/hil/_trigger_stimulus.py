@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -67,7 +68,7 @@ class TriggerSegment:
 
 def save_trigger_stimulus(segments: Sequence[TriggerSegment], path: Path) -> None:
     """Write the bench's input file (``POKERDAQ_TB_IN``) for ``segments``."""
-    arrays: dict[str, object] = {"n_segments": len(segments)}
+    arrays: dict[str, Any] = {"n_segments": len(segments)}
     for k, s in enumerate(segments):
         times = s.records["time"].astype(np.int64)
         if len(times) and (np.diff(times) < 0).any():
@@ -87,6 +88,6 @@ def trigger_records(result) -> tuple[np.ndarray, np.ndarray]:
     cols = [str(c) for c in result["columns"]]
     rows = result["rows"]
     out = np.zeros(len(rows), TRIGGER_DTYPE)
-    for name in TRIGGER_DTYPE.names:
+    for name in TRIGGER_DTYPE.names or ():
         out[name] = rows[:, cols.index(name)]
     return rows[:, cols.index("segment")].astype(np.int64), out

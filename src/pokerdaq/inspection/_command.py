@@ -109,8 +109,14 @@ def run(args: argparse.Namespace) -> int:
         n = len(f)
         if args.plots and n:
             from ._energies import event_energies
-            from ._plots import (plot_ecal_hcal_plane, plot_ecal_resolution, plot_srd_spectra,
-                                 plot_trigger_rates, plot_waveforms, signal_region)
+            from ._plots import (
+                plot_ecal_hcal_plane,
+                plot_ecal_resolution,
+                plot_srd_spectra,
+                plot_trigger_rates,
+                plot_waveforms,
+                signal_region,
+            )
 
             index = args.event
             if index is None:

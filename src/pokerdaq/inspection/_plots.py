@@ -102,7 +102,7 @@ def plot_ecal_hcal_plane(energies: EventEnergies, cfg: Config, folder, *,
     beam_gev, species = cfg.beam.energy_gev, cfg.beam.species
     top_x = max(1.2 * beam_gev, float(x.max(initial=0)) * 1.05)
     top_y = max(2.0 * hcal_cut, float(y.max(initial=0)) * 1.05)
-    h = hist.Hist(hist.axis.Regular(60, 0.0, top_x, name="ecal"), hist.axis.Regular(60, 0.0, top_y, name="hcal"))
+    h: hist.Hist = hist.Hist(hist.axis.Regular(60, 0.0, top_x, name="ecal"), hist.axis.Regular(60, 0.0, top_y, name="hcal"))
     h.fill(x, y)
     inside = int(np.count_nonzero((x < ecal_cut) & (y < hcal_cut)))
     fig, ax = subplots(figsize=(7, 5.5))
@@ -137,7 +137,7 @@ def plot_srd_spectra(energies: EventEnergies, truth: np.ndarray | None, folder, 
     for label, mask in groups.items():
         if not mask.any():
             continue
-        h = hist.Hist(axis)
+        h: hist.Hist = hist.Hist(axis)
         h.fill(e[mask])
         ax.stairs(h.values(), axis.edges, label=f"{label} ({int(mask.sum())}, mean {e[mask].mean():.2f} MeV)")
     ax.set_yscale("log")
@@ -164,7 +164,7 @@ def fit_core(values: np.ndarray, n_bins: int = 60) -> tuple[float, float, float,
     med = float(np.median(values))
     mad = float(np.median(np.abs(values - med))) * 1.4826 or 1e-3
     lo, hi = med - 4 * mad, med + 4 * mad
-    h = hist.Hist(hist.axis.Regular(n_bins, lo, hi, name="x"))
+    h: hist.Hist = hist.Hist(hist.axis.Regular(n_bins, lo, hi, name="x"))
     h.fill(values)
     c, x = h.values(), h.axes[0].centers
     core = np.abs(x - med) < 2.5 * mad
@@ -246,7 +246,7 @@ def plot_ecal_resolution(energies: EventEnergies, truth: np.ndarray | None, cfg:
         e_true = truth["e_ecal_gev"].astype(float) + truth["e_preshower_gev"].astype(float)
         sel = (truth["species"] >= 0) & (truth["species"] <= 1) & ~truth["is_signal"].astype(bool) \
             & (e_true > 0.5 * beam)
-        if "n_pileup" in truth.dtype.names:
+        if "n_pileup" in (truth.dtype.names or ()):
             sel &= truth["n_pileup"] == 0
     else:
         sel = energies.has_beam & (energies.e_calo_gev > 0.5 * beam)
@@ -312,7 +312,7 @@ def plot_trigger_rates(events: np.ndarray, folder, *, sample_ns: float = 4.0, pr
         width = axis.widths[0]
 
         def rate(mask: np.ndarray) -> np.ndarray:
-            h = hist.Hist(axis)
+            h: hist.Hist = hist.Hist(axis)
             h.fill(ts[mask])
             return h.values() / width
 

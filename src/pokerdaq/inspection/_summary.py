@@ -36,7 +36,7 @@ def file_counters(events: np.ndarray, scalers: np.ndarray, n_pulses_total: int) 
         ts = events["timestamp"].astype(np.float64)
         out["time_span_s"] = float((ts.max() - ts.min()) * 4e-9)
     if len(scalers):
-        total = {k: int(scalers[k].sum()) for k in ("beam_counts", "triggers_raw", "triggers_accepted",
+        total: dict[str, Any] = {k: int(scalers[k].sum()) for k in ("beam_counts", "triggers_raw", "triggers_accepted",
                                                      "events_built", "events_incomplete", "events_dropped",
                                                      "busy_ticks")}
         ticks = int((scalers["stop_timestamp"].astype(np.int64) - scalers["start_timestamp"].astype(np.int64)).sum())

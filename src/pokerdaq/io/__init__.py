@@ -27,8 +27,8 @@ from ._records import (
 )
 
 if TYPE_CHECKING:
-    from ._reader import Event, EventBatch, RunFile
     from ._layout import run_paths
+    from ._reader import Event, EventBatch, RunFile
     from ._recover import recover
     from ._writer import RunFileWriter
 

@@ -22,7 +22,7 @@ BATCH_EVENTS = 2048
 def _branch_types(dtype: np.dtype) -> dict[str, np.dtype]:
     """Numeric fields of a record dtype (strings have no fixed-size TTree type: left out)."""
     out = {}
-    for name in dtype.names:
+    for name in dtype.names or ():
         base, shape = dtype[name].base, dtype[name].shape
         if base.kind in "biuf":
             out[name] = np.dtype((base, shape)) if shape else base
@@ -75,7 +75,7 @@ def export_root(run: str | os.PathLike[str], output: str | os.PathLike[str]) -> 
                 b = f.read(a, min(n, a + BATCH_EVENTS))
                 root["events"].extend({**_columns(b.headers, ev_types), "samples": np.ascontiguousarray(b.samples)})
                 if truth is not None:
-                    root["truth"].extend(_columns(b.truth, tr_types))
+                    root["truth"].extend(_columns(b.truth, tr_types))  # type: ignore[arg-type]  # the file has truth
             for a in range(0, len(pulses), 16 * BATCH_EVENTS):
                 root["pulses"].extend(_columns(pulses[a:a + 16 * BATCH_EVENTS], pu_types))
             scalers = f.scalers

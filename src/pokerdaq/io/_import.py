@@ -20,7 +20,7 @@ from __future__ import annotations
 import csv
 import os
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -109,10 +109,10 @@ class _Source:
     """One input file: events x channels x samples, read in slices of events."""
 
     path: Path
-    shape: tuple[int, int, int]
+    shape: tuple[int, ...]  # (events, channels, samples)
     dtype: np.dtype
-    read: object            # callable(start, stop, source_channels) -> array (k, channels, samples)
-    close: object = None    # callable or None
+    read: Callable[..., np.ndarray]  # (start, stop, source_channels) -> array (k, channels, samples)
+    close: Callable[[], object] | None = None
 
 
 def _hdf5_source(path: Path, dataset: str | None) -> _Source:
@@ -259,7 +259,7 @@ def _wavedump_sources(paths: Sequence[Path], assignment: ChannelAssignment) -> _
                                        f"{ref_path} has {int(ref_headers['event_counter'][k])} "
                                        "(channel files out of step)")
         files[src] = rec
-    assert ref_headers is not None and record_bytes is not None
+    assert ref_headers is not None and record_bytes is not None and ref_path is not None
     if not len(ref_headers):
         raise ImportInputError(ref_path, "offset 0", "event_size", "no events")
     counters = _unwrap(ref_headers["event_counter"], WAVEDUMP_COUNTER_BITS)
@@ -443,8 +443,9 @@ def _write(out: Path, cfg: Config, assignment: ChannelAssignment, sources: list[
             for a in range(0, n, BATCH_EVENTS):
                 b = min(n, a + BATCH_EVENTS)
                 block = np.stack([np.asarray(wd.files[int(s)][a:b, 12:]) for s in assignment.sources], axis=1)
-                src = next(iter(wd.files.values())).filename
-                codes = _to_codes(block, Path(src), a, assignment.channels, gain, negative, adc_max)
+                src = next(iter(wd.files.values())).filename  # a memmap of a file: never None
+                codes = _to_codes(block, Path(src), a,  # type: ignore[arg-type]
+                                  assignment.channels, gain, negative, adc_max)
                 writer.write_events(_headers(counters[a:b], ticks[a:b]), codes)
         else:
             first = 0

@@ -51,7 +51,7 @@ def compression_filter(name: str) -> dict[str, Any]:
     if name == "gzip":
         return {"compression": "gzip", "compression_opts": GZIP_LEVEL, "shuffle": True}
     if name == "zstd":
-        import hdf5plugin   # only the Blosc2 options need the plugin package
+        import hdf5plugin  # only the Blosc2 options need the plugin package
 
 
         return dict(hdf5plugin.Blosc2(cname="zstd", clevel=1, filters=hdf5plugin.Blosc2.BITSHUFFLE))
@@ -90,7 +90,7 @@ def run_paths(first: str | os.PathLike[str], *, with_part: bool = False) -> list
     writer has open, or left when it died).
     """
     first = Path(first)
-    paths = []
+    paths: list[Path] = []
     while (p := rotated_path(first, len(paths))).exists():
         paths.append(p)
     if with_part and (p := part_path(rotated_path(first, len(paths)))).exists():

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, overload
 
 import h5py
 import numpy as np
@@ -108,7 +108,7 @@ class RunFile:
     def _check_layout(self) -> dict[str, Any]:
         text = self.attrs.get("layout_version")
         try:
-            layout = json.loads(text)
+            layout = json.loads(text)  # type: ignore[arg-type]  # None (no attribute): TypeError, below
             name, version = layout["name"], int(layout["version"])
         except (TypeError, ValueError, KeyError):
             raise ValueError(f"{self.path}: layout_version attribute {text!r}, expected JSON "
@@ -235,6 +235,10 @@ class RunFile:
             pulse_offsets=self.pulse_offsets[start : stop + 1] - p0,
         )
 
+    @overload
+    def __getitem__(self, key: int) -> Event: ...
+    @overload
+    def __getitem__(self, key: slice) -> EventBatch: ...
     def __getitem__(self, key: int | slice) -> Event | EventBatch:
         if isinstance(key, slice):
             if key.step not in (None, 1):

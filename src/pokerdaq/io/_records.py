@@ -57,7 +57,7 @@ class EventFlags(enum.IntFlag):
     BOARD_BUSY = 1 << 8       # a board read this event out while busy (fragment BOARD_BUSY)
 
 
-STORED_PULSE_DTYPE = np.dtype([("event_number", np.uint64)] + [(n, PULSE_DTYPE.fields[n][0]) for n in PULSE_DTYPE.names])
+STORED_PULSE_DTYPE = np.dtype([("event_number", np.uint64)] + [(n, PULSE_DTYPE[n]) for n in PULSE_DTYPE.names or ()])
 """Row of ``/pulses``: the event number, then every field of :data:`pokerdaq.dsp._records.PULSE_DTYPE`."""
 
 N_TRIGGER_BITS = 32
@@ -93,9 +93,6 @@ TRIGGER_STEP_DTYPE = np.dtype(
     ]
 )
 """One decision step of the trigger processor, one row per step in ``/trigger_inputs/steps``."""
-
-TRIGGER_STEP_TYPES = 8
-"""Width of ``TRIGGER_STEP_DTYPE['prescale_counts']`` (room for 8 trigger types)."""
 
 TRIGGER_PRIMITIVE_DTYPE = PRIMITIVE_DTYPE
 """Row of ``/trigger_inputs/primitives``: a trigger primitive as the boards send it (docs/wire-format.md)."""

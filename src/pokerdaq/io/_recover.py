@@ -10,8 +10,9 @@ from __future__ import annotations
 import logging
 import os
 import zlib
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import h5py
 import numpy as np
@@ -67,7 +68,7 @@ def recover(path_part: str | os.PathLike[str], *, overwrite: bool = False) -> Pa
     if final.exists() and not overwrite:
         raise FileExistsError(f"path_part: final file {str(final)!r} exists; pass overwrite=True to replace it")
     temp = final.with_name(final.name + ".recovering")
-    mtime = datetime.fromtimestamp(part.stat().st_mtime, timezone.utc).isoformat(timespec="microseconds")
+    mtime = datetime.fromtimestamp(part.stat().st_mtime, UTC).isoformat(timespec="microseconds")
 
     with _open_dead_writers_file(part) as src:
         attrs = _attributes(src)
@@ -81,9 +82,13 @@ def recover(path_part: str | os.PathLike[str], *, overwrite: bool = False) -> Pa
                 a["n_events"] = np.uint64(kept)
                 a["n_pulses"] = np.uint64(dst[L.PULSES].shape[0])
                 a["n_scalers"] = np.uint64(dst[L.SCALERS].shape[0])
-                numbers = dst[L.EVENTS]["event_number"] if kept else None
-                a["first_event_number"] = np.uint64(numbers[0] if kept else 0)
-                a["last_event_number"] = np.uint64(numbers[-1] if kept else 0)
+                if kept:
+                    numbers = dst[L.EVENTS]["event_number"]
+                    first, last = numbers[0], numbers[-1]
+                else:
+                    first = last = 0
+                a["first_event_number"] = np.uint64(first)
+                a["last_event_number"] = np.uint64(last)
                 a["closed_cleanly"] = np.uint8(0)
                 a["recovered"] = np.uint8(1)
                 a["stop_time_utc"] = mtime        # last modification of the .part file: best estimate
@@ -157,11 +162,9 @@ def _dataset(src: h5py.File, name: str) -> h5py.Dataset | None:
         return None
 
 
-def _rows(ds: h5py.Dataset | None, n: int) -> tuple[np.ndarray | None, np.ndarray]:
+def _rows(ds: h5py.Dataset, n: int) -> tuple[np.ndarray, np.ndarray]:
     """Rows ``0..n-1`` of a 1-d dataset, read chunk by chunk, and which of them could be read."""
     ok = np.zeros(n, dtype=bool)
-    if ds is None:
-        return None, ok
     out = np.zeros(n, dtype=ds.dtype)
     step = ds.chunks[0] if ds.chunks else max(n, 1)
     for a in range(0, n, step):
@@ -199,7 +202,8 @@ def _append(ds: h5py.Dataset, rows: np.ndarray) -> None:
 def _copy_intact(src: h5py.File, dst: h5py.File, attrs: dict) -> dict[str, int]:
     """Copy what is intact: the channel map, the flushed events that pass every check, their
     pulses and truth rows, the readable scaler rows. Returns the counts."""
-    ds = {name: _dataset(src, name) for name in (L.EVENTS, L.SAMPLES, L.CRC32, L.PULSES, L.SCALERS)}
+    # h5py is untyped (a Dataset is Any to mypy); the entries that may be None are checked below
+    ds: dict[str, Any] = {name: _dataset(src, name) for name in (L.EVENTS, L.SAMPLES, L.CRC32, L.PULSES, L.SCALERS)}
     truth = _dataset(src, L.TRUTH) if L.TRUTH in src else None
     if ds[L.EVENTS] is None or ds[L.SAMPLES] is None or ds[L.CRC32] is None or ds[L.PULSES] is None:
         raise _unreadable(src.filename, "its event datasets are lost")
@@ -249,7 +253,8 @@ def _copy_intact(src: h5py.File, dst: h5py.File, attrs: dict) -> dict[str, int]:
             continue
         for k in range(b - a):
             if ok[a + k]:
-                ok[a + k] = zlib.crc32(np.ascontiguousarray(block[k])) == int(crc[a + k])
+                # numpy's stubs do not declare an ndarray a Buffer (it is one)
+                ok[a + k] = zlib.crc32(np.ascontiguousarray(block[k])) == int(crc[a + k])  # type: ignore[arg-type]
         keep = np.flatnonzero(ok[a:b])
         if not len(keep):
             continue

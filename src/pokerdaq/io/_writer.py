@@ -7,7 +7,7 @@ import os
 import time
 import zlib
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
 
@@ -34,7 +34,7 @@ log = logging.getLogger(__name__)
 
 def utc_now_iso() -> str:
     """Current time as ISO 8601 UTC with microseconds, e.g. ``2026-11-21T20:00:00.000000+00:00``."""
-    return datetime.now(timezone.utc).isoformat(timespec="microseconds")
+    return datetime.now(UTC).isoformat(timespec="microseconds")
 
 
 def config_text(config: Config) -> str:
@@ -144,7 +144,8 @@ class RunFileWriter:
         for name, value in (("rotate_events", rotate_events), ("rotate_bytes", rotate_bytes)):
             if value is not None and (not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 1):
                 raise ValueError(f"{name}: {value!r}, expected None or an integer >= 1")
-        if not isinstance(flush_every_events, (int, np.integer)) or isinstance(flush_every_events, bool) or flush_every_events < 1:
+        if (not isinstance(flush_every_events, (int, np.integer)) or isinstance(flush_every_events, bool)
+                or flush_every_events < 1):
             raise ValueError(f"flush_every_events: {flush_every_events!r}, expected an integer >= 1")
         if not (isinstance(flush_interval_s, (int, float)) and flush_interval_s > 0):
             raise ValueError(f"flush_interval_s: {flush_interval_s!r}, expected a number > 0")
@@ -351,7 +352,7 @@ class RunFileWriter:
         a["n_scalers"] = np.uint64(self._ds[L.SCALERS].shape[0])
         a["n_trigger_steps"] = np.uint64(self._ds[L.TRIGGER_STEPS].shape[0])
         a["n_trigger_primitives"] = np.uint64(self._ds[L.TRIGGER_PRIMITIVES].shape[0])
-        if self._n:
+        if self._n and self._first_event_number is not None and self._last_event_number is not None:  # set together
             a["first_event_number"] = np.uint64(self._first_event_number)
             a["last_event_number"] = np.uint64(self._last_event_number)
         self._h5.flush()
@@ -406,7 +407,7 @@ class RunFileWriter:
         self._has_truth_dataset = bool(self._run_has_truth)
         self._n = 0              # events (rows) written to this file
         self._n_flushed = 0      # of those, durable (the file's n_events attribute)
-        self._n_pulses = 0
+        self._n_pulses: int = 0
         self._bytes = 0
         self._since_flush = 0
         self._last_flush = time.monotonic()
@@ -625,7 +626,7 @@ class RunFileWriter:
         else:
             stored = np.empty(total, STORED_PULSE_DTYPE)
             stored["event_number"] = link
-            for name in PULSE_DTYPE.names:
+            for name in PULSE_DTYPE.names or ():
                 stored[name] = pulses[name]
         if total and int(stored["channel"].max()) >= self.n_channels:
             bad = int(np.argmax(stored["channel"]))

@@ -34,11 +34,11 @@ def _turn_on(ax, x: np.ndarray, masks: dict[str, np.ndarray], edges: np.ndarray)
     import hist
 
     axis = hist.axis.Variable(edges, name="x")
-    total = hist.Hist(axis)
+    total: hist.Hist = hist.Hist(axis)
     total.fill(x)
     styles = [dict(fmt="o", ms=7, mfc="none", color="tab:blue"), dict(fmt="s", ms=3, color="tab:red")]
     for k, (label, mask) in enumerate(masks.items()):
-        passed = hist.Hist(axis)
+        passed: hist.Hist = hist.Hist(axis)
         passed.fill(x[mask])
         eff, lo, hi = efficiency(passed.values(), total.values())
         centres = axis.centers

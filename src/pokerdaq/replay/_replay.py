@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from ..config import Config, Overlay, loads_config
-from ..trigger import ConditionBits, TriggerBits
+from ..trigger import TriggerBits
 from ._decisions import (
     RAW_SHIFT,
     TYPE_MASK,
@@ -359,9 +359,10 @@ def decide_runs(results: Sequence[FileReplay], config: Config | Overlay | None =
     for (run_number, toml), files in runs.items():
         files.sort(key=lambda f: f.file_index)
         old_cfg = loads_config(toml, f"{files[0].path}: config_toml")
-        steps = np.concatenate([f.trigger_inputs[0] for f in files])
-        prims = np.concatenate([f.trigger_inputs[1] for f in files])
-        seed = files[0].trigger_inputs[2]
+        inputs = [f.trigger_inputs for f in files if f.trigger_inputs is not None]  # all of them (see above)
+        steps = np.concatenate([t[0] for t in inputs])
+        prims = np.concatenate([t[1] for t in inputs])
+        seed = inputs[0][2]
         seed = old_cfg.run.seed if seed is None else seed
         slice_ticks = int(old_cfg.daq.slice_ticks)
         indices = [f.file_index for f in files]
@@ -400,6 +401,8 @@ def decide_runs(results: Sequence[FileReplay], config: Config | Overlay | None =
                            "new_accepted_triggers": len(old.words)})
         n_old = len(old.words)
         for f in files:
+            if f.stored_timestamp is None:  # replay_file sets it for every file
+                raise RuntimeError(f"{f.path}: no stored timestamps")
             f.stream = True
             f.run_report = report
             en = f.event_number.astype(np.int64)
@@ -568,6 +571,3 @@ def _names(bits: int) -> list[str]:
         if bits >> (k + RAW_SHIFT) & 1:
             out.append(f"raw_{name}")
     return out
-
-
-CONDITION_NAMES = dict(zip(ConditionBits.NAMES, (1 << k for k in range(len(ConditionBits.NAMES)))))

@@ -160,7 +160,8 @@ class BeamTimeline:
         l_t = k * self.block_ns + np.sort(rng.random(nb)) * self.block_ns
         l_ch = srd[rng.integers(0, len(srd), nb)]
         l_e = lu176_deposits_mev(rng, nb)
-        l_key = ((np.uint64(k) << np.uint64(36)) | ((np.arange(nb, dtype=np.uint64) | np.uint64(_BACKGROUND_BIT)) << np.uint64(12))
+        l_key = ((np.uint64(k) << np.uint64(36))
+                 | ((np.arange(nb, dtype=np.uint64) | np.uint64(_BACKGROUND_BIT)) << np.uint64(12))
                  | l_ch.astype(np.uint64))
         hit_t = np.concatenate([b_t, l_t])
         order = np.argsort(hit_t, kind="stable")

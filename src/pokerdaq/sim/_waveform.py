@@ -16,8 +16,25 @@ import numpy as np
 
 from ._rng import approx_normal, exponential, key_state, mix64, normal, normal_pair, poisson, uniform
 from ._templates import (
-    C_AP, C_AP_TAU, C_CNOISE, C_DARK_BASELINE, C_DARK_MU, C_GAIN, C_GAIN_SPREAD, C_LY, C_NCELLS, C_NOISE, C_PED, C_PER_PE_MAX, C_XT,
-    DARK_BLOCK_SAMPLES, FINE_PER_SAMPLE, I_SUB, T_AP, T_CELL, T_MAIN,
+    C_AP,
+    C_AP_TAU,
+    C_CNOISE,
+    C_DARK_BASELINE,
+    C_DARK_MU,
+    C_GAIN,
+    C_GAIN_SPREAD,
+    C_LY,
+    C_NCELLS,
+    C_NOISE,
+    C_PED,
+    C_PER_PE_MAX,
+    C_XT,
+    DARK_BLOCK_SAMPLES,
+    FINE_PER_SAMPLE,
+    I_SUB,
+    T_AP,
+    T_CELL,
+    T_MAIN,
 )
 
 NOISE_BLOCK_BITS = 12

@@ -96,13 +96,13 @@ def _iter_input(path: str, batch: int = 1024):
         if plain:
             cfg = loads_config(str(f.attrs["config_toml"]), f"{path}:config_toml")
     if plain:
-        def batches():
+        def plain_batches():
             with h5py.File(path, "r") as f:
                 n = f["samples"].shape[0]
                 for start in range(0, n, batch):
                     truth = f["truth"][start:start + batch] if "truth" in f else None
                     yield np.asarray(f["samples"][start:start + batch]), truth
-        return cfg, batches(), None
+        return cfg, plain_batches(), None
 
     from .. import io as pio
 
@@ -140,7 +140,7 @@ def _file_report(overlay: Overlay, path: str, seed: int | None) -> dict:
                                     default_ref=cfg.digitizer.pretrigger_samples * 64))
         if truth is not None:
             truths.append(truth)
-    out = np.concatenate(outs) if outs else np.zeros(0)
+    out: np.ndarray = np.concatenate(outs) if outs else np.zeros(0)
     n = len(out)
     rates = {}
     for k, name in enumerate(TriggerBits.NAMES):
@@ -212,6 +212,8 @@ def run(args: argparse.Namespace) -> int:
         n = 1000 if args.events is None else args.events
         if n < 1:
             raise ConfigError("--events", n, "an integer >= 1")
+        if cfg is None:  # args.input is None: config_from_args made it above
+            raise RuntimeError("trigger: no configuration")
         seed = cfg.run.seed if args.seed is None else args.seed
         report = _stream_report(cfg, n, seed)
     report["elapsed_s"] = time.perf_counter() - t0

@@ -3,19 +3,62 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
 from ..config import Config
 from ._dtypes import N_TYPES, TRIGGER_DTYPE, TriggerBits
 from ._kernels import (
-    K_ACCEPTED, K_LOST_BUSY, K_LOST_DEAD, K_PRESCALED, K_RAW, N_COUNTER_ROWS, N_OUT, N_STATE,
-    O_BMASK, O_COND, O_EECAL, O_ECALO, O_EHCAL, O_EPRS, O_ESRD, O_EVENT, O_EVETO, O_REF,
-    O_SMASK, O_TIMESTAMP, O_VMASK, O_WORD, S_ATTEMPTS, S_DEAD_UNTIL, S_EVENT, S_LAST_BEAM, S_LOST_BUSY,
-    S_LOST_DEAD, S_PRESCALE, S_RND, _beam_candidates,
-    _board_sums, _channel_energies, _process_candidates, _random_ticks, _union_length, _windows,
+    K_ACCEPTED,
+    K_LOST_BUSY,
+    K_LOST_DEAD,
+    K_PRESCALED,
+    K_RAW,
+    N_COUNTER_ROWS,
+    N_OUT,
+    N_STATE,
+    O_BMASK,
+    O_COND,
+    O_ECALO,
+    O_EECAL,
+    O_EHCAL,
+    O_EPRS,
+    O_ESRD,
+    O_EVENT,
+    O_EVETO,
+    O_REF,
+    O_SMASK,
+    O_TIMESTAMP,
+    O_VMASK,
+    O_WORD,
+    S_ATTEMPTS,
+    S_DEAD_UNTIL,
+    S_EVENT,
+    S_LAST_BEAM,
+    S_LOST_BUSY,
+    S_LOST_DEAD,
+    S_PRESCALE,
+    S_RND,
+    _beam_candidates,
+    _board_sums,
+    _channel_energies,
+    _process_candidates,
+    _random_ticks,
+    _union_length,
+    _windows,
 )
-from ._registers import P_DEAD, P_FRAC, P_LAT, P_N_BOARDS, P_RND_MODE, P_RND_PARAM, P_SPAN_HI, P_SPAN_LO, TriggerRegisters
+from ._registers import (
+    P_DEAD,
+    P_FRAC,
+    P_LAT,
+    P_N_BOARDS,
+    P_RND_MODE,
+    P_RND_PARAM,
+    P_SPAN_HI,
+    P_SPAN_LO,
+    TriggerRegisters,
+)
 
 _NEEDED_FIELDS = ("channel", "time", "integral_net")
 _FAR_PAST = -(1 << 62)
@@ -183,7 +226,7 @@ class TriggerCounters:
         return self.live_ticks / self.ticks if self.ticks else 1.0
 
     def as_dict(self) -> dict:
-        d = {"triggers": self.triggers, "ticks": self.ticks, "dead_ticks": self.dead_ticks,
+        d: dict[str, Any] = {"triggers": self.triggers, "ticks": self.ticks, "dead_ticks": self.dead_ticks,
              "busy_ticks": self.busy_ticks, "live_ticks": self.live_ticks,
              "live_fraction": self.live_fraction, "late_records": self.late_records,
              "attempts": self.attempts, "lost_dead_triggers": self.lost_dead_triggers,

@@ -118,7 +118,8 @@ class TriggerRegisters:
             ch_gain[ch_role == SUBSYSTEMS.index(name)] = gain
 
         ch_lut = np.full(n_ch, -1, dtype=np.int64)
-        luts, shifts = [], []
+        luts: list[np.ndarray] = []
+        shifts: list[int] = []
         for name in tc.saturation_correction:
             lut, shift = sipm_saturation_lut(cfg, name, tc.saturation_lut_entries)
             ch_lut[ch_role == SUBSYSTEMS.index(name)] = len(luts)
