@@ -27,7 +27,6 @@ from ._records import (
     TRIGGER_STEP_DTYPE,
     layout_version_json,
 )
-from ._toml import dumps as toml_dumps
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +38,7 @@ def utc_now_iso() -> str:
 
 def config_text(config: Config) -> str:
     """The TOML text to store: the effective configuration (``Config.text``, never empty)."""
-    return config.text if config.text else toml_dumps(config.to_dict())
+    return config.text
 
 
 @dataclass
