@@ -12,14 +12,14 @@ START_TIMEOUT_S = 120.0
 
 
 @contextmanager
-def board_process(*args: str):
+def board_process(*args: str, env: dict[str, str] | None = None, start_timeout_s: float = START_TIMEOUT_S):
     """Run ``pokerdaq hil-board`` on a free loopback port; yield (endpoint, process)."""
     proc = subprocess.Popen([sys.executable, "-m", "pokerdaq.cli", "hil-board", "--bind", "tcp://127.0.0.1:*", *args],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     try:
         sel = selectors.DefaultSelector()
         sel.register(proc.stdout, selectors.EVENT_READ)
-        if not sel.select(START_TIMEOUT_S):
+        if not sel.select(start_timeout_s):
             raise RuntimeError("hil-board did not report its endpoint in time")
         line = proc.stdout.readline()
         sel.close()
