@@ -142,20 +142,53 @@ class Run:
 
 
 def test_defect2_orphans_never_evict_an_issued_event_nor_make_its_fragments_late():
-    r = Run(limit=4, orphan_limit=24)
+    r = Run(limit=4)
     r.record(0)
     r.send(frag(0, 0))
     r.send(frag(0, 1))
     for k in range(300):            # a peer's valid-looking fragments without trigger records
         r.send(frag(5000 + k, k % 3))
-    assert r.asm.n_orphans == 24 and r.asm.in_flight == 1 and not r.asm.parked
+    # beyond the credit (sent + limit - 1 = 3): no board keeping to it sends them, none is held
+    assert r.asm.credit == 3 and r.asm.n_orphans == 0 and r.asm.in_flight == 1 and not r.asm.parked
+    assert r.rejected() == {"beyond_credit": 300}
     r.send(frag(0, 2))              # the real event's last board
     assert r.drain() == [(0, 0, 0, [0, 1, 2])]
-    assert r.rejected() == {"orphan_shed": 300 - 24}   # the highest numbers shed first
     r.asm.end_of_run(1, r.now)
     assert r.drain(2.0) == [] and r.asm.done
-    assert r.rejected() == {"orphan_shed": 276, "orphan": 24}
+    assert r.rejected() == {"beyond_credit": 300}
     assert r.asm.counters["events_evicted_incomplete"] == 0
+
+
+def test_the_default_orphan_store_holds_every_fragment_a_board_may_send_before_its_record():
+    """Between the last record and the credit lie limit - 1 numbers: all their fragments fit."""
+    r = Run(limit=6)
+    assert r.asm.orphan_limit == 5 * len(BOARDS)
+    for ev in range(5):             # every board's fragment of events 0-4 before any record
+        for b in BOARDS:
+            r.send(frag(ev, b))
+    assert r.asm.n_orphans == 15 and not r.rejected()
+    for ev in range(5):
+        r.record(ev)
+    assert [e[0] for e in r.drain()] == [0, 1, 2, 3, 4] and not r.rejected() and r.asm.n_orphans == 0
+
+
+def test_a_full_orphan_store_sheds_the_highest_numbers_first():
+    """A store smaller than the credit window (set explicitly): the highest numbers are shed,
+    an issued event is never pushed out and its fragments are never late."""
+    r = Run(limit=8, orphan_limit=4)
+    r.record(0)
+    r.send(frag(0, 0))
+    r.send(frag(0, 1))
+    for ev in (6, 5, 4, 3, 2, 1):   # arriving highest first: each lower one pushes out a higher
+        for b in BOARDS:
+            r.send(frag(ev, b))
+    # a full store drops every fragment of its highest number: event 1 is what is left
+    assert r.asm.n_orphans == 3 and sorted(r.asm.orphans) == [1]
+    assert r.rejected() == {"orphan_shed": 15}
+    r.send(frag(0, 2))
+    assert r.drain() == [(0, 0, 0, [0, 1, 2])]
+    r.record(1)
+    assert r.drain() == [(1, 0, 0, [0, 1, 2])]
 
 
 def test_defect2_a_fragment_before_its_record_is_kept():
@@ -280,20 +313,21 @@ def test_parked_fragments_are_never_left_behind():
 
 def test_eviction_builds_the_oldest_issued_event_never_an_orphan():
     """The node's last resort (parking full, limit reached, nothing for the writer): the oldest
-    issued event holding data is built INCOMPLETE; orphans are never a candidate."""
+    issued event holding data is built INCOMPLETE; fragments without a record are never a
+    candidate (here beyond the credit: rejected at once, they take no place at all)."""
     r = Run(limit=3, park_limit=2)
     for ev in range(6):
         r.record(ev)
     for k in range(5):
-        r.send(frag(100 + k, 0))      # orphans: in their own store, not in flight
+        r.send(frag(100 + k, 0))      # no record, beyond the credit (2): rejected, not in flight
     for ev in (0, 1):
         r.send(frag(ev, 0))           # events 0, 1 in flight (the limit minus the floor's place)
     r.send(frag(3, 0))
     r.send(frag(4, 0))                # parked: the parking is full
-    assert r.asm.in_flight == 2 and len(r.asm.parked) == 2 and r.asm.n_orphans == 5
+    assert r.asm.in_flight == 2 and len(r.asm.parked) == 2 and r.asm.n_orphans == 0
     assert r.asm.evict_oldest()
     assert r.drain() == [(0, F.INCOMPLETE, 0b110, [0])]
-    assert r.asm.counters["events_evicted_incomplete"] == 1 and r.asm.n_orphans == 5
+    assert r.asm.counters["events_evicted_incomplete"] == 1 and r.rejected() == {"beyond_credit": 5}
 
 
 def test_a_parked_fragment_is_not_overtaken_by_a_later_one_of_its_board():

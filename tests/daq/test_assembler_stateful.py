@@ -49,7 +49,7 @@ from pokerdaq.io._records import EventFlags as F
 RUN, WINDOW, ADC_MAX = 3, 8, (1 << 14) - 1
 BOARDS = {0: [0, 1], 1: [2], 2: [3, 4]}
 ALL = sum(1 << b for b in BOARDS)
-LIMIT, PARK, ORPHANS, TIMEOUT, STALL = 4, 3, 5, 1.0, 5.0
+LIMIT, PARK, ORPHANS, TIMEOUT, STALL = 4, 3, 3, 1.0, 5.0
 MAX_EXAMPLES, STEPS = 50, 100
 DECODER = RunFragmentDecoder(RUN, BOARDS, WINDOW, adc_max=ADC_MAX)
 
@@ -118,6 +118,7 @@ class AssemblerMachine(RuleBasedStateMachine):
         self.skipped: set[int] = set()
         self.expected_rejects = collections.Counter()
         self.fragments_in = 0
+        self.sent_total = 0         # events the writer took (the credit is this + LIMIT - 1)
         self.early_ok = False       # an incomplete build is allowed now (time-out, eviction, drain)
 
     # ---- the oracle ----------------------------------------------------------------------
@@ -166,6 +167,8 @@ class AssemblerMachine(RuleBasedStateMachine):
             return None
         if ev <= self.last_record or (self.total is not None and ev >= self.total):
             return Reason.ORPHAN
+        if ev >= self.sent_total + LIMIT - 1:   # the credit: no board keeping to it sends this
+            return Reason.BEYOND_CREDIT
         h = self.orphans.get(ev)
         if h is not None and b in h.slots:
             h.flags |= F.DUPLICATE
@@ -298,6 +301,7 @@ class AssemblerMachine(RuleBasedStateMachine):
             self.written.append(self.asm.out.popleft())
             k += 1
         self.asm.sent(k)
+        self.sent_total += k
 
     @precondition(lambda self: self.dead != ALL)
     @rule(b=st.sampled_from(sorted(BOARDS)), really=st.sampled_from([False] * 4 + [True]))

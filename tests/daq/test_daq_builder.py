@@ -261,7 +261,8 @@ def test_defects_1_5_bad_content_is_rejected_and_the_run_is_written(tmp_path):
 def test_defect2_orphans_do_not_evict_a_real_event(tmp_path):
     """300 valid-looking fragments without trigger records while event 0 waits for its last board:
     event 0 is written complete and its last fragment is not late (before: written INCOMPLETE
-    early, its fragment rejected late)."""
+    early, its fragment rejected late). Their numbers lie beyond the credit (no board keeping to
+    it reads them out): rejected at once, none takes a place."""
     cfg = fast_config(max_events_in_flight=64)
     rec = _records(cfg)
     good = _good_fragments(cfg, rec)
@@ -283,8 +284,8 @@ def test_defect2_orphans_do_not_evict_a_real_event(tmp_path):
             peer.close()
         s = run.summary()
         builder = run.stats["builder"]
-    assert s["fragments_rejected"] == {"orphan": 300}
-    assert s["events_incomplete"] == 0 and s["events_evicted_incomplete"] == 0 and builder["max_orphans_held"] == 300
+    assert s["fragments_rejected"] == {"beyond_credit": 300}
+    assert s["events_incomplete"] == 0 and s["events_evicted_incomplete"] == 0 and builder["max_orphans_held"] == 0
     with RunFile(s["files"][0]) as f:
         assert len(f) == N_EVENTS and (f.events["flags"] == 0).all() and (f.events["missing_boards"] == 0).all()
         _assert_samples(f, cfg, good, range(N_EVENTS))

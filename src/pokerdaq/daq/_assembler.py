@@ -22,7 +22,12 @@ docs/hdf5-layout.md ``EventFlags``:
   full, the fragments of the highest event number held (the incoming one included) are shed
   (``orphan_shed``). Orphans leave the store when their record arrives, or are rejected as
   ``orphan``: their number fell into a skip of the records, lies at or beyond the end of run,
-  or they are older than the time-out.
+  or they are older than the time-out. A fragment without a record whose number is at or above
+  the credit is rejected at once (``beyond_credit``): a board that keeps to the credit never
+  reads such an event out, so only a faulty or foreign peer sends it. Real early fragments
+  therefore lie between the last record and the credit, ``limit - 1`` numbers: with the default
+  ``orphan_limit`` of ``(limit - 1) x boards`` every one of them fits, and the store can be
+  filled (and shed) only by fragments that claim a real board's slot in that window.
 * **in-flight limit.** At most ``limit`` issued events hold fragments or wait, built, for the
   writer (``in_flight``). A fragment of a further issued event is parked (``park_limit``, the
   node stops reading when the parking is full); the last place is kept for the next event to
@@ -48,7 +53,7 @@ from __future__ import annotations
 
 import collections
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import Any, cast
 
 from pokerdaq.io import EventFlags
 
@@ -61,6 +66,7 @@ FRAGMENT_TO_EVENT_FLAGS = {int(FragmentFlags.WINDOW_CLIPPED): int(EventFlags.TRU
 """Fragment flag bit -> the event flag it sets (docs/hdf5-layout.md)."""
 _FFLAGS = tuple(sum(e for f, e in FRAGMENT_TO_EVENT_FLAGS.items() if k & f) for k in range(4))
 _LATE, _DUP, _MIS, _ORPHAN, _SHED = Reason.LATE, Reason.DUPLICATE, Reason.MISMATCH, Reason.ORPHAN, Reason.ORPHAN_SHED
+_BEYOND = Reason.BEYOND_CREDIT
 
 
 class _Event:
@@ -123,7 +129,8 @@ class EventAssembler:
         self.stall_timeout = float(stall_timeout_s)
         self.build = build
         self.park_limit = 2 * len(self.boards) if park_limit is None else int(park_limit)
-        self.orphan_limit = 32 * max(1, len(self.boards)) if orphan_limit is None else int(orphan_limit)
+        self.orphan_limit = (max(1, self.limit - 1) * max(1, len(self.boards)) if orphan_limit is None
+                             else int(orphan_limit))
         self.record_cap = 4 * self.limit          # events holding only a record (the node stops reading)
         self.events: dict[int, _Event] = {}       # issued events, not yet written
         self.orphans: dict[int, _Event] = {}      # event numbers without a record: their fragments
@@ -178,7 +185,7 @@ class EventAssembler:
             self.rejected[_DUP] += 1
             ev.flags |= _DUPLICATE
             return
-        rec = ev.record
+        rec = cast(tuple[int, int, int, int], ev.record)   # issued: it has its record
         if rec[1] != frag.timestamp or rec[2] != frag.trigger_word:
             self.rejected[_MIS] += 1
             ev.flags |= _MISMATCH
@@ -206,6 +213,9 @@ class EventAssembler:
         if ev_no <= self.last_record or (self.total is not None and ev_no >= self.total):
             self.rejected[_ORPHAN] += 1   # a skipped number, or beyond the end of run: never issued
             return
+        if ev_no >= self.credit:
+            self.rejected[_BEYOND] += 1   # no board keeping to the credit reads this event out yet
+            return
         held = self.orphans.get(ev_no)
         if held is not None and frag.board_id in held.fragments:
             self.rejected[_DUP] += 1
@@ -221,6 +231,10 @@ class EventAssembler:
         if held is None:
             held = self.orphans[ev_no] = _Event(now)
             held.first_fragment = now
+        if not isinstance(frag.buf, bytes):
+            # a copy of its bytes, not the received frame: a held frame pins its 8 kB libzmq
+            # receive buffer, and the store is sized for a whole credit window of fragments
+            frag = frag._replace(buf=bytes(frag.buf))
         held.fragments[frag.board_id] = frag
         self.n_orphans += 1
         self.max_orphans = max(self.max_orphans, self.n_orphans)
@@ -268,7 +282,7 @@ class EventAssembler:
             ev.created, ev.flags = held.created, ev.flags | held.flags
             ev.expected, expected = -1, ev.expected   # not complete before every held fragment is in
             for frag in held.fragments.values():
-                self.take(frag, held.first_fragment)
+                self.take(frag, held.created)   # an orphan's first fragment created it
             ev.expected = expected
         if not ev.ready and ev.mask & ev.expected == ev.expected:   # every board dead
             self._finalize(ev_no, ev)
@@ -309,7 +323,7 @@ class EventAssembler:
             if stale and not ev.ready:
                 self.counters["events_timed_out"] += 1
                 self._finalize_early(ev_no, ev)
-        for n in [n for n, held in self.orphans.items() if now - held.first_fragment > self.timeout]:
+        for n in [n for n, held in self.orphans.items() if now - held.created > self.timeout]:
             self._drop_orphans(n, _ORPHAN)
         self.emit()
 

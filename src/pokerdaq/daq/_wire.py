@@ -21,7 +21,7 @@ import enum
 import struct
 import zlib
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -119,6 +119,8 @@ class Reason(enum.Enum):
     ORPHAN = "orphan"                    # no trigger record: a number the records skipped, at or beyond the
                                          # end of run, or none before the time-out
     ORPHAN_SHED = "orphan_shed"          # no trigger record yet and the orphan store full (highest number shed)
+    BEYOND_CREDIT = "beyond_credit"      # no trigger record and a number at or above the builder's credit:
+                                         # no board that keeps to the credit reads it out
 
 
 class FragmentError(ValueError):
@@ -337,7 +339,7 @@ class CheckedFragment(NamedTuple):
     flags: int
     n_pulses: int
     pulses_start: int
-    buf: object   # bytes-like (bytes, zmq.Frame): the whole message
+    buf: Any      # bytes-like (bytes, zmq.Frame: the buffer protocol): the whole message
 
 
 _PULSE1_STRUCT = struct.Struct(f"<HxqB{PULSE_SIZE - 12}x")   # one pulse record: channel, coarse_time, fine_time
