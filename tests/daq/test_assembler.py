@@ -288,6 +288,24 @@ def test_defect4_a_crc_failure_is_attributed_only_to_a_live_event():
     assert r.rejected() == {"bad_crc": 2}
 
 
+def test_a_crc_failure_before_the_record_flags_the_event_when_its_board_stays_missing():
+    r = Run()
+    r.send(_corrupt(frag(0, 1)))      # before any record: kept for event 0
+    r.send(_corrupt(frag(2, 2)))      # event 2: the records will skip it, the mark goes with it
+    r.send(frag(3, 2))                # event 3: a good fragment of board 2 is held (orphan store)...
+    r.send(_corrupt(frag(3, 2)))      # ...so its CRC failure marks nothing
+    assert r.asm.crc_early == {0: 0b010, 2: 0b100}
+    r.record(0)
+    r.record(3)                       # skips 1 and 2
+    assert r.asm.crc_early == {}
+    for b in (0, 2):
+        r.send(frag(0, b))
+    r.send(frag(3, 0))
+    out = [(e[0], F(e[1]), e[2]) for e in r.drain(2.0)]
+    assert out == [(0, F.INCOMPLETE | F.CHECKSUM_ERROR, 0b010), (3, F.INCOMPLETE | F.SEQUENCE_GAP, 0b010)]
+    assert r.rejected() == {"bad_crc": 3}
+
+
 def test_dead_boards_are_not_waited_for_and_are_missing():
     r = Run()
     r.record(0, dead=0b010)

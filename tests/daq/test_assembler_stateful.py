@@ -119,6 +119,7 @@ class AssemblerMachine(RuleBasedStateMachine):
         self.expected_rejects = collections.Counter()
         self.fragments_in = 0
         self.sent_total = 0         # events the writer took (the credit is this + LIMIT - 1)
+        self.crc_early: dict[int, int] = {}   # number without a record -> boards whose CRC failed
         self.early_ok = False       # an incomplete build is allowed now (time-out, eviction, drain)
 
     # ---- the oracle ----------------------------------------------------------------------
@@ -210,6 +211,8 @@ class AssemblerMachine(RuleBasedStateMachine):
         self.last_record, self.last_ts, self.next_ev = ev, ts, ev + 1
         o = self.issued[ev] = OEvent(self.now, (ts, 1, self.dead))
         o.flags = int(flags)
+        o.crc = self.crc_early.pop(ev, 0)
+        self.crc_early = {n: m for n, m in self.crc_early.items() if n > ev}
         held = self.orphans.pop(ev, None)
         if held is not None:
             o.flags |= held.flags
@@ -237,6 +240,10 @@ class AssemblerMachine(RuleBasedStateMachine):
                 o = self.issued.get(ev)
                 if o is not None and ev not in self.built and ev >= self.floor() and b not in o.slots:
                     o.crc |= 1 << b
+                elif (o is None and self.last_record < ev < self.sent_total + LIMIT - 1
+                      and (self.total is None or ev < self.total)
+                      and (ev not in self.orphans or b not in self.orphans[ev].slots)):
+                    self.crc_early[ev] = self.crc_early.get(ev, 0) | 1 << b   # before its record
                 self.asm.bad_crc(err.board_id, err.event_number)
             return
         assert bad is None, f"the decoder accepted a fragment with bad {bad}"
@@ -325,6 +332,7 @@ class AssemblerMachine(RuleBasedStateMachine):
         self.skipped.update(range(self.last_record + 1, self.total))
         for n in [n for n in self.orphans if n >= self.total]:
             self.expected_rejects[Reason.ORPHAN] += len(self.orphans.pop(n).slots)
+        self.crc_early = {n: m for n, m in self.crc_early.items() if n < self.total}
         self.asm.end_of_run(self.total, self.now)
 
     # ---- after every rule ---------------------------------------------------------------------
@@ -347,6 +355,7 @@ class AssemblerMachine(RuleBasedStateMachine):
         assert asm.n_orphans == sum(len(h.fragments) for h in asm.orphans.values()) <= ORPHANS
         assert len(asm.parked) + asm.n_orphans <= PARK + ORPHANS
         assert asm.n_records_only <= asm.record_cap
+        assert len(asm.crc_early) < LIMIT and all(asm.last_record < n < asm.credit for n in asm.crc_early)
         # rejections: the oracle's, except for the verdicts still pending in the parking
         for r, n in asm.rejected.items():
             assert n <= self.expected_rejects[r], (r, n, self.expected_rejects[r])

@@ -38,7 +38,8 @@ docs/hdf5-layout.md ``EventFlags``:
   INCOMPLETE; one with no fragment at all when a later event's first fragment, or the end of
   run, is older than ``timeout_s``, or after ``stall_timeout_s`` (docs/daq.md).
 * **flags** (set exactly when): INCOMPLETE - a board's fragment is missing (``missing_boards``);
-  CHECKSUM_ERROR - a missing board's fragment for this event failed its CRC (header intact);
+  CHECKSUM_ERROR - a missing board's fragment for this event failed its CRC (header intact; also
+  when it came before the event's record);
   MISMATCH, DUPLICATE - above; SEQUENCE_GAP - above; TIMESTAMP_ERROR - the record's timestamp is
   below the previous record's; TRUNCATED / BOARD_BUSY - a fragment in the event carries
   WINDOW_CLIPPED / BOARD_BUSY.
@@ -135,6 +136,7 @@ class EventAssembler:
         self.events: dict[int, _Event] = {}       # issued events, not yet written
         self.orphans: dict[int, _Event] = {}      # event numbers without a record: their fragments
         self.n_orphans = 0                        # fragments in self.orphans
+        self.crc_early: dict[int, int] = {}       # event number without a record -> boards whose CRC failed
         self.data_events: set[int] = set()        # issued events holding fragments, or built
         self.parked: collections.deque = collections.deque()
         self.out: collections.deque = collections.deque()   # built events (and whatever the node adds)
@@ -248,12 +250,27 @@ class EventAssembler:
         """A fragment whose header is intact (lengths consistent) failed its CRC.
 
         Attributed to the event its header names when that event is issued, not yet built, and
-        holds no fragment of the board: if the board is still missing when the event is built,
+        holds no fragment of the board, or when it has no record yet but may still get one (a
+        number above the last record and below the credit) and the orphan store holds no
+        fragment of the board for it: if the board is still missing when the event is built,
         the event gets CHECKSUM_ERROR. (The rejection itself is counted by the caller.)
         """
+        if board not in self.boards:
+            return
         ev = self.events.get(ev_no)
-        if ev is not None and not ev.ready and board in self.boards and board not in ev.fragments:
-            ev.crc_bad |= 1 << board
+        if ev is not None:
+            if not ev.ready and board not in ev.fragments:
+                ev.crc_bad |= 1 << board
+        elif self._may_be_issued(ev_no):
+            # its record has not come yet: kept (one mask per number of the credit window) until
+            # it comes, unless a fragment of the board is held for it in the orphan store
+            held = self.orphans.get(ev_no)
+            if held is None or board not in held.fragments:
+                self.crc_early[ev_no] = self.crc_early.get(ev_no, 0) | 1 << board
+
+    def _may_be_issued(self, ev_no: int) -> bool:
+        """A number without a record that a later record can still issue (within the credit)."""
+        return self.last_record < ev_no < self.credit and (self.total is None or ev_no < self.total)
 
     def record(self, ev_no: int, timestamp: int, trigger_word: int, dead_boards: int, now: float) -> None:
         """A trigger record: the event is issued."""
@@ -276,6 +293,10 @@ class EventAssembler:
         self.last_record, self.last_timestamp = ev_no, timestamp
         ev = self.events[ev_no] = _Event(now, (ev_no, timestamp, trigger_word, dead_boards),
                                          self.all_boards_mask & ~dead_boards, flags)
+        if self.crc_early:
+            ev.crc_bad = self.crc_early.pop(ev_no, 0)
+            for n in [n for n in self.crc_early if n < ev_no]:   # numbers the records skipped
+                del self.crc_early[n]
         held = self.orphans.pop(ev_no, None)
         if held is not None:
             self.n_orphans -= len(held.fragments)
@@ -296,6 +317,8 @@ class EventAssembler:
             self.counters["event_numbers_skipped"] += total - self.last_record - 1
         for n in [n for n in self.orphans if n >= total or n <= self.last_record]:
             self._drop_orphans(n, _ORPHAN)
+        for n in [n for n in self.crc_early if n >= total]:
+            del self.crc_early[n]
         self.emit()
 
     # ---- progress ---------------------------------------------------------------------------
