@@ -21,6 +21,7 @@ _HANDLERS = {
     "simulate": "pokerdaq.sim._command",
     "demo": "pokerdaq._demo",
     "run": "pokerdaq.daq._command",
+    "daq": "pokerdaq.daq._service_command",
     "monitor": "pokerdaq.daq._monitor",
     "trigger": "pokerdaq.trigger._command",
     "recover": "pokerdaq.io._command",
@@ -53,6 +54,42 @@ def _add_overwrite(p: argparse.ArgumentParser, text: str = "replace an output fi
     p.add_argument("--overwrite", action="store_true", help=text)
 
 
+def _add_daq(p: argparse.ArgumentParser) -> None:
+    """The ``daq`` actions (pokerdaq.daq._service_command does the work)."""
+    sub = p.add_subparsers(dest="daq_command", required=True, metavar="ACTION")
+
+    def where(q: argparse.ArgumentParser, required: bool = False) -> None:
+        q.add_argument("--output", metavar="DIR", required=required,
+                       help="the service's output folder (run files, runs.sqlite, daq-service.json)")
+        if not required:
+            q.add_argument("--control", metavar="ENDPOINT", help="the service's control endpoint (instead of --output)")
+            q.add_argument("--timeout", type=float, default=60.0, metavar="S",
+                           help="give up waiting for the answer after S seconds (default 60)")
+
+    q = sub.add_parser("serve", help="start the DAQ processes once and take runs on command until shutdown")
+    _add_common(q)
+    q.add_argument("--output", required=True, metavar="DIR", help="output folder (made when missing)")
+    q.add_argument("--control", metavar="ENDPOINT",
+                   help="client endpoint to bind (default tcp://127.0.0.1 with a free port, in DIR/daq-service.json)")
+    q = sub.add_parser("start", help="start a run; returns once it is running")
+    where(q)
+    stop = q.add_mutually_exclusive_group()
+    stop.add_argument("--events", type=int, metavar="N", help="end the run after N accepted triggers")
+    stop.add_argument("--duration", type=float, metavar="S", help="end the run after S seconds")
+    q.add_argument("--seed", type=int, metavar="S", help="seed of this run (default run.seed of the configuration)")
+    for name, text in (("stop", "stop the run; returns once its file is closed"),
+                       ("wait", "wait for the current run to end (or the nodes to join)"),
+                       ("reset", "leave the error state: restart only the nodes that are not healthy"),
+                       ("shutdown", "stop any run, end every node and the service")):
+        where(sub.add_parser(name, help=text))
+    q = sub.add_parser("status", help="state, run number, cause of an error, nodes and their heartbeats")
+    where(q)
+    q.add_argument("--json", action="store_true", help="print the whole reply as JSON")
+    q = sub.add_parser("runs", help="list the run registry of an output folder (runs.sqlite)")
+    q.add_argument("--output", required=True, metavar="DIR", help="the output folder")
+    q.add_argument("--json", action="store_true", help="print the rows as JSON (with the configuration text)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="pokerdaq",
@@ -83,6 +120,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="output folder (file run_NNNNNN.h5 inside) or .h5 file (default: current folder)")
     _add_overwrite(p, "replace an existing output file (default: refuse a .h5 file that exists; in a "
                       "folder that has runs, take the next free run number)")
+
+    p = sub.add_parser("daq", help="the run-control service: serve once, then start/stop/status/reset runs",
+                       description="`pokerdaq daq serve` starts and configures the DAQ processes once and "
+                       "takes runs on command; the other actions talk to it (found with --output DIR or "
+                       "--control ENDPOINT); `runs` lists the run registry of a folder.")
+    _add_daq(p)
 
     p = sub.add_parser("monitor", help="print the monitoring snapshots of a running `pokerdaq run`",
                        description="Subscribe to the monitor endpoint that `pokerdaq run` prints at start and "

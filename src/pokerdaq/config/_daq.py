@@ -59,6 +59,10 @@ class DaqConfig:
     stall_timeout_s: Annotated[float, Bounds(gt=0.0)]
     command_timeout_s: Annotated[float, Bounds(gt=0.0)]
     start_timeout_s: Annotated[float, Bounds(gt=0.0)]
+    # ---- heartbeats (run control hears every node; docs/daq.md "Heartbeats") ----
+    heartbeat_interval_s: Annotated[float, Bounds(gt=0.0, le=10.0)]
+    heartbeat_timeout_s: Annotated[float, Bounds(gt=0.0, le=60.0)]
+    on_silent_board: Literal["error", "continue"]
 
     # ---- event builder ----
     max_events_in_flight: Annotated[int, Bounds(ge=2, le=1 << 20)]
@@ -78,6 +82,9 @@ class DaqConfig:
             if value and not value.startswith(("ipc://", "tcp://")):
                 raise ConfigError(f"{name}_endpoint", value,
                                   "an empty string (automatic) or an ipc:// or tcp:// ZeroMQ endpoint")
+        if self.heartbeat_timeout_s < 2 * self.heartbeat_interval_s:
+            raise ConfigError("heartbeat_timeout_s", self.heartbeat_timeout_s,
+                              f"at least twice daq.heartbeat_interval_s = {self.heartbeat_interval_s}")
         if self.synthetic.multiplicity > self.synthetic.hit_boards:
             raise ConfigError("synthetic.multiplicity", self.synthetic.multiplicity,
                               f"at most daq.synthetic.hit_boards = {self.synthetic.hit_boards}")

@@ -12,8 +12,15 @@ identity) to the run-control ROUTER and obeys JSON commands:
 ``exit``     close sockets and leave
 
 Unsolicited notices to run control: ``hello`` (started), ``drained`` (its part of the run is
-finished, with final counters), ``error`` (with the reason). A node also leaves on its own
-when its parent process disappears, so no orphan outlives a run.
+finished, with final counters), ``error`` (with the reason) and ``heartbeat`` (every
+``daq.heartbeat_interval_s`` from the main loop, so a node that stops is seen). A node also
+leaves on its own when its parent process disappears, so no orphan outlives a run.
+
+A node process is a *host* (:func:`host_main`): it lives across runs, joins run control with
+``ready`` and makes one :class:`Node` per run on ``open`` (with the run's parameters), which
+serves the commands above until ``exit``; the host then says ``closed`` and waits for the next
+``open`` or for ``shutdown``. The control DEALER and the heartbeat belong to the host
+(:class:`ControlLink`), the data sockets to the run's node.
 """
 
 from __future__ import annotations
@@ -34,19 +41,66 @@ class NodeError(RuntimeError):
     """A node cannot go on (stall time-out, protocol error); reported to run control."""
 
 
+class ControlLink:
+    """A node process's connection to run control: the DEALER (identity: the node name) and its heartbeat.
+
+    Parameters
+    ----------
+    cfg
+        Configuration (``daq.command_timeout_s``, ``daq.heartbeat_interval_s``).
+    name
+        Node name, the DEALER identity run control addresses it by.
+    endpoint
+        Run control's ROUTER.
+    """
+
+    def __init__(self, cfg: Config, name: str, endpoint: str) -> None:
+        self.name = name
+        self.ctx = zmq.Context()
+        self.sock = self.ctx.socket(zmq.DEALER)
+        self.sock.setsockopt(zmq.IDENTITY, name.encode())
+        self.sock.setsockopt(zmq.LINGER, 1000)
+        self.sock.setsockopt(zmq.SNDTIMEO, int(cfg.daq.command_timeout_s * 1000))
+        self.sock.connect(endpoint)
+        self.interval = cfg.daq.heartbeat_interval_s
+        self._next_beat = 0.0
+        self.beats = 0
+
+    def notify(self, notice: str, **data: Any) -> None:
+        try:
+            self.sock.send(json.dumps({"notice": notice, "node": self.name, **data}).encode())
+        except zmq.ZMQError:
+            pass
+
+    def beat(self) -> None:
+        """Send a heartbeat if one is due (called from every main-loop turn: a stuck loop stops them)."""
+        now = time.monotonic()
+        if now >= self._next_beat:
+            self._next_beat = now + self.interval
+            self.beats += 1
+            try:
+                self.sock.send(json.dumps({"notice": "heartbeat", "node": self.name, "n": self.beats}).encode(),
+                               zmq.NOBLOCK)
+            except zmq.ZMQError:
+                pass   # run control away or slow: the beat is lost, the next one tells
+
+    def close(self) -> None:
+        self.sock.close()
+        self.ctx.term()
+
+
 class Node:
     """Base class: subclasses implement :meth:`bind`, :meth:`connect`, :meth:`step` and :meth:`stats`."""
 
-    def __init__(self, cfg: Config, name: str, control_endpoint: str, params: dict[str, Any]) -> None:
+    def __init__(self, cfg: Config, name: str, control: str | ControlLink, params: dict[str, Any]) -> None:
         self.cfg = cfg
         self.name = name
         self.params = params
-        self.ctx = zmq.Context()
-        self.ctl = self.ctx.socket(zmq.DEALER)
-        self.ctl.setsockopt(zmq.IDENTITY, name.encode())
-        self.ctl.setsockopt(zmq.LINGER, 1000)
-        self.ctl.setsockopt(zmq.SNDTIMEO, int(cfg.daq.command_timeout_s * 1000))
-        self.ctl.connect(control_endpoint)
+        # the control link is the host's when it lives across runs; a bare endpoint: this node's own
+        self._own_link = not isinstance(control, ControlLink)
+        self.link = ControlLink(cfg, name, control) if isinstance(control, str) else control
+        self.ctl = self.link.sock
+        self.ctx = zmq.Context()   # the data sockets of this run only
         self.state = "idle"
         self.running = False
         self._parent = os.getppid()
@@ -129,6 +183,7 @@ class Node:
 
     # ---- control ---------------------------------------------------------------------
     def serve_control(self, timeout_ms: int) -> None:
+        self.link.beat()
         if not self.ctl.poll(timeout_ms):
             return
         while True:
@@ -175,6 +230,7 @@ class Node:
         while self.state not in ("exiting", "error"):
             if os.getppid() != self._parent:
                 break  # run control died: leave, never outlive the run
+            self.link.beat()
             poller = zmq.Poller()
             poller.register(self.ctl, zmq.POLLIN)
             if self.running:
@@ -191,13 +247,14 @@ class Node:
         try:
             self.serve()
         except Exception as err:
+            exiting = self.state == "exiting"   # the exit command itself ended a blocked send
             self.notify("error", error=f"{type(err).__name__}: {err}", traceback=traceback.format_exc(),
                         stats=self._safe_stats())
             # wait for the exit command so run control can still collect counters
             deadline = time.monotonic() + self.cfg.daq.command_timeout_s
-            self.state = "error"
-            while time.monotonic() < deadline and os.getppid() == self._parent:
-                self.serve_control(100)
+            self.state = "exiting" if exiting else "error"
+            while not exiting and time.monotonic() < deadline and os.getppid() == self._parent:
+                self.serve_control(50)
                 if self.state == "exiting":
                     break
         finally:
@@ -205,6 +262,8 @@ class Node:
                 self.close()
             finally:
                 self.ctx.destroy(linger=0)
+                if self._own_link:
+                    self.link.close()
 
     def full_stats(self) -> dict[str, Any]:
         """:meth:`stats` plus the process's CPU seconds (where the time goes)."""
@@ -217,11 +276,11 @@ class Node:
             return {}
 
 
-def node_main(kind: str, name: str, cfg: Config, control_endpoint: str, params: dict[str, Any]) -> None:
-    """Entry point of a DAQ child process (multiprocessing 'spawn' target)."""
-    # Ctrl-C reaches the whole process group: only run control decides how to stop
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+NODE_KINDS = ("board", "trigger", "builder", "writer")
+
+
+def node_class(kind: str) -> type[Node]:
+    """The :class:`Node` subclass of a process kind (``board``, ``trigger``, ``builder``, ``writer``)."""
     cls: type[Node]
     if kind == "board":
         from ._board import BoardGroupNode as cls
@@ -233,4 +292,68 @@ def node_main(kind: str, name: str, cfg: Config, control_endpoint: str, params: 
         from ._writer import WriterNode as cls
     else:
         raise ValueError(f"node kind {kind!r}")
-    cls(cfg, name, control_endpoint, params).run()
+    return cls
+
+
+def _quiet_signals() -> None:
+    # Ctrl-C reaches the whole process group: only run control decides how to stop
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
+def node_main(kind: str, name: str, cfg: Config, control_endpoint: str, params: dict[str, Any]) -> None:
+    """Entry point of a DAQ child process for one run (multiprocessing 'spawn' target)."""
+    _quiet_signals()
+    node_class(kind)(cfg, name, control_endpoint, params).run()
+
+
+def host_main(kind: str, name: str, cfg: Config, control_endpoint: str, root: str | None = None,
+              orphan_check: bool = True) -> None:
+    """Entry point of a node process that lives across runs (module docstring): ``ready``, then
+    per run ``open`` (a :class:`Node` with the run's parameters) ... ``exit`` -> ``closed``.
+
+    Parameters
+    ----------
+    root
+        The folder the writer may write in: an ``open`` whose ``output`` lies outside is refused.
+    orphan_check
+        Leave when the parent process goes (a child of run control); off for a node started on
+        its own (``pokerdaq node``).
+    """
+    from ._protocol import check_open
+
+    _quiet_signals()
+    cls = node_class(kind)
+    link = ControlLink(cfg, name, control_endpoint)
+    parent = os.getppid()
+    try:
+        link.notify("ready", pid=os.getpid(), kind=kind)
+        while not (orphan_check and os.getppid() != parent):
+            link.beat()
+            if not link.sock.poll(50):
+                continue
+            try:
+                msg = json.loads(link.sock.recv())
+            except ValueError:
+                continue
+            cmd = msg.get("cmd") if isinstance(msg, dict) else None
+            if cmd in ("shutdown", "exit"):
+                break
+            if cmd == "status":
+                link.notify("idle")
+                continue
+            if cmd != "open":
+                link.notify("refused", error=f"command {cmd!r} while no run is open")
+                continue
+            try:
+                params = check_open(kind, msg.get("params"), root)
+                node = cls(cfg, name, link, params)
+            except Exception as err:   # reported; the host stays for the next try
+                link.sock.send(json.dumps({"reply": "open", "node": name, "ok": False,
+                                           "error": f"{type(err).__name__}: {err}"}).encode())
+                continue
+            node._parent = parent if orphan_check else os.getppid()
+            node.run()
+            link.notify("closed")
+    finally:
+        link.close()
