@@ -13,7 +13,7 @@ identity) to the run-control ROUTER and obeys JSON commands:
 
 Unsolicited notices to run control: ``hello`` (started), ``drained`` (its part of the run is
 finished, with final counters), ``error`` (with the reason) and ``heartbeat`` (every
-``daq.heartbeat_interval_s`` from the main loop, so a node that stops is seen). A node also
+``daq.heartbeat_interval_s``, :class:`ControlLink`, so a node that stops is seen). A node also
 leaves on its own when its parent process disappears, so no orphan outlives a run.
 
 A node process is a *host* (:func:`host_main`): it lives across runs, joins run control with
@@ -28,6 +28,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import threading
 import time
 import traceback
 from typing import Any
@@ -41,8 +42,18 @@ class NodeError(RuntimeError):
     """A node cannot go on (stall time-out, protocol error); reported to run control."""
 
 
+HEARTBEAT_SUFFIX = ".hb"
+"""Identity suffix of a node's heartbeat DEALER (``fe0.hb``): run control maps it to the node."""
+
+
 class ControlLink:
     """A node process's connection to run control: the DEALER (identity: the node name) and its heartbeat.
+
+    The heartbeat is sent every ``daq.heartbeat_interval_s`` by a thread on its own DEALER
+    (``NAME.hb``), so it says the *process* is alive and scheduled -- what a SIGSTOP, a crash
+    or a lost host take away -- also while the main loop is in a long step (a first cache
+    load, a loaded host). Each beat carries the age of the main loop's last turn
+    (``loop_age_s``): a loop that is stuck shows there, and ends the run at ``stall_timeout_s``.
 
     Parameters
     ----------
@@ -63,8 +74,30 @@ class ControlLink:
         self.sock.setsockopt(zmq.SNDTIMEO, int(cfg.daq.command_timeout_s * 1000))
         self.sock.connect(endpoint)
         self.interval = cfg.daq.heartbeat_interval_s
-        self._next_beat = 0.0
+        self.last_turn = time.monotonic()
         self.beats = 0
+        self._stop = threading.Event()
+        self._beat_sock = self.ctx.socket(zmq.DEALER)
+        self._beat_sock.setsockopt(zmq.IDENTITY, (name + HEARTBEAT_SUFFIX).encode())
+        self._beat_sock.setsockopt(zmq.LINGER, 0)
+        self._beat_sock.setsockopt(zmq.SNDHWM, 4)   # beats of a run control that is away are dropped
+        self._beat_sock.connect(endpoint)
+        self._thread = threading.Thread(target=self._beat_loop, name=f"{name}-heartbeat", daemon=True)
+        self._thread.start()
+
+    def _beat_loop(self) -> None:
+        # this socket is used by this thread only (ZeroMQ sockets are not thread-safe)
+        while True:
+            self.beats += 1
+            msg = {"notice": "heartbeat", "node": self.name, "n": self.beats,
+                   "loop_age_s": round(time.monotonic() - self.last_turn, 3)}
+            try:
+                self._beat_sock.send(json.dumps(msg).encode(), zmq.NOBLOCK)
+            except zmq.ZMQError:
+                pass   # run control away or slow: the beat is lost, the next one tells
+            if self._stop.wait(self.interval):
+                break
+        self._beat_sock.close(0)
 
     def notify(self, notice: str, **data: Any) -> None:
         try:
@@ -73,18 +106,12 @@ class ControlLink:
             pass
 
     def beat(self) -> None:
-        """Send a heartbeat if one is due (called from every main-loop turn: a stuck loop stops them)."""
-        now = time.monotonic()
-        if now >= self._next_beat:
-            self._next_beat = now + self.interval
-            self.beats += 1
-            try:
-                self.sock.send(json.dumps({"notice": "heartbeat", "node": self.name, "n": self.beats}).encode(),
-                               zmq.NOBLOCK)
-            except zmq.ZMQError:
-                pass   # run control away or slow: the beat is lost, the next one tells
+        """The main loop made a turn (called from every turn)."""
+        self.last_turn = time.monotonic()
 
     def close(self) -> None:
+        self._stop.set()
+        self._thread.join(5.0)
         self.sock.close()
         self.ctx.term()
 
@@ -347,7 +374,9 @@ def host_main(kind: str, name: str, cfg: Config, control_endpoint: str, root: st
                 continue
             try:
                 params = check_open(kind, msg.get("params"), root)
-                node = cls(cfg, name, link, params)
+                # the run's own configuration: its number and seed (the file's config_toml says them)
+                run_cfg = cfg.replace(run={"run_number": params["run_number"], "seed": params["seed"]})
+                node = cls(run_cfg, name, link, params)
             except Exception as err:   # reported; the host stays for the next try
                 link.sock.send(json.dumps({"reply": "open", "node": name, "ok": False,
                                            "error": f"{type(err).__name__}: {err}"}).encode())

@@ -25,7 +25,7 @@ import zmq
 
 from pokerdaq.config import Config
 
-from ._node import host_main
+from ._node import HEARTBEAT_SUFFIX, host_main
 
 IPC_PREFIX = "pokerdaq-ipc-"
 
@@ -74,6 +74,7 @@ class NodeHost:
     last_beat: float | None = None        # monotonic time of the last message heard from it
     beats: int = 0
     max_gap_s: float = 0.0                # longest silence between two messages (health figure)
+    loop_age_s: float = 0.0               # its main loop's last turn, as the last heartbeat told
 
     def exitcode(self) -> int | None:
         return None if self.process is None else self.process.exitcode
@@ -187,7 +188,8 @@ class NodePool:
                 frames = self.sock.recv_multipart(zmq.NOBLOCK)
             except zmq.Again:
                 return out
-            host = self.hosts.get(frames[0].decode(errors="replace"))
+            ident = frames[0].decode(errors="replace")
+            host = self.hosts.get(ident.removesuffix(HEARTBEAT_SUFFIX))
             try:
                 msg = json.loads(frames[-1]) if len(frames) == 2 else None
             except ValueError:
@@ -202,6 +204,8 @@ class NodePool:
             notice = msg.get("notice")
             if notice == "heartbeat":
                 host.beats += 1
+                if isinstance(age := msg.get("loop_age_s"), (int, float)):
+                    host.loop_age_s = float(age)
                 continue
             if notice == "ready":
                 host.ready = True

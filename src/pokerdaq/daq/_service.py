@@ -316,7 +316,8 @@ class DaqService:
         for n, h in self.pool.hosts.items():
             nodes[n] = {"kind": h.kind, "pid": h.pid, "ready": h.ready, "alive": h.exitcode() is None,
                         "last_heartbeat_s": None if h.last_beat is None else round(now - h.last_beat, 3),
-                        "heartbeats": h.beats, "max_heartbeat_gap_s": round(h.max_gap_s, 3)}
+                        "heartbeats": h.beats, "max_heartbeat_gap_s": round(h.max_gap_s, 3),
+                        "loop_age_s": h.loop_age_s}
         out: dict[str, Any] = {"state": self.sm.state, "run_number": self.sm.run_number, "cause": self.sm.cause,
                                "runs_started": self.sm.runs_started, "requests": self.requests,
                                "rejected_requests": self.rejected_requests, "restarted": self.restarted,
