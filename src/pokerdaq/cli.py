@@ -22,6 +22,7 @@ _HANDLERS = {
     "demo": "pokerdaq._demo",
     "run": "pokerdaq.daq._command",
     "daq": "pokerdaq.daq._service_command",
+    "node": "pokerdaq.daq._node_command",
     "monitor": "pokerdaq.daq._monitor",
     "trigger": "pokerdaq.trigger._command",
     "recover": "pokerdaq.io._command",
@@ -126,6 +127,19 @@ def build_parser() -> argparse.ArgumentParser:
                        "takes runs on command; the other actions talk to it (found with --output DIR or "
                        "--control ENDPOINT); `runs` lists the run registry of a folder.")
     _add_daq(p)
+
+    p = sub.add_parser("node", help="one DAQ node started on its own (this or another host); joins run control",
+                       description="Start one node (a front-end group, the trigger processor, the event builder "
+                       "or the writer) that joins the run control of `pokerdaq daq serve` over tcp and takes "
+                       "part in its runs; the service's configuration lists it in daq.remote_nodes.")
+    p.add_argument("kind", choices=("frontend", "trigger", "builder", "writer"), help="what the node is")
+    p.add_argument("--control", required=True, metavar="ENDPOINT",
+                   help="run control's node endpoint, tcp://HOST:PORT ('nodes' in the service's daq-service.json)")
+    p.add_argument("--boards", metavar="LIST", help="a frontend's boards, e.g. 0-3 (a group of daq.boards_per_process)")
+    p.add_argument("--host", metavar="ADDR",
+                   help="address to bind this node's server sockets on (builder, trigger, writer on another host)")
+    p.add_argument("--output", metavar="DIR", help="a writer's output folder: it writes nowhere else")
+    _add_common(p, seed=False)
 
     p = sub.add_parser("monitor", help="print the monitoring snapshots of a running `pokerdaq run`",
                        description="Subscribe to the monitor endpoint that `pokerdaq run` prints at start and "

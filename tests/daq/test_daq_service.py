@@ -40,9 +40,9 @@ monitor_interval_s = 0.2
 class Service:
     """``pokerdaq daq serve`` as a child process; always ended."""
 
-    def __init__(self, tmp_path: Path, out: Path) -> None:
+    def __init__(self, tmp_path: Path, out: Path, overlay: str = OVERLAY) -> None:
         cfg = tmp_path / "service.toml"
-        cfg.write_text(OVERLAY)
+        cfg.write_text(overlay)
         self.out = out
         self.proc = subprocess.Popen([sys.executable, "-m", "pokerdaq.cli", "daq", "serve", "--config", str(cfg),
                                       "--output", str(out)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,

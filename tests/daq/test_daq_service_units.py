@@ -138,7 +138,7 @@ def test_documented_requests_pass():
 
 
 def test_open_keeps_the_writer_inside_its_folder(tmp_path):
-    good = {"run_number": 1, "seed": 2, "endpoints": {"records": "ipc:///tmp/x"}, "output": str(tmp_path / "r.h5"),
+    good = {"config": "", "run_number": 1, "seed": 2, "endpoints": {"records": "ipc:///tmp/x"}, "output": str(tmp_path / "r.h5"),
             "overwrite": False}
     assert check_open("writer", good, str(tmp_path)) == good
     for output in ("/etc/passwd.h5", str(tmp_path / ".." / "escape.h5")):
@@ -149,7 +149,7 @@ def test_open_keeps_the_writer_inside_its_folder(tmp_path):
     with pytest.raises(ProtocolError, match="unknown field 'output'"):
         check_open("board", {**good, "boards": [0]}, str(tmp_path))
     with pytest.raises(ProtocolError, match="endpoints"):
-        check_open("builder", {"run_number": 1, "seed": 2, "endpoints": {"records": "file:///etc"}}, None)
+        check_open("builder", {"config": "", "run_number": 1, "seed": 2, "endpoints": {"records": "file:///etc"}}, None)
 
 
 # ---- registry ---------------------------------------------------------------------------------

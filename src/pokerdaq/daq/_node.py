@@ -335,7 +335,7 @@ def node_main(kind: str, name: str, cfg: Config, control_endpoint: str, params: 
 
 
 def host_main(kind: str, name: str, cfg: Config, control_endpoint: str, root: str | None = None,
-              orphan_check: bool = True) -> None:
+              orphan_check: bool = True, boards: list[int] | None = None, bind_host: str | None = None) -> None:
     """Entry point of a node process that lives across runs (module docstring): ``ready``, then
     per run ``open`` (a :class:`Node` with the run's parameters) ... ``exit`` -> ``closed``.
 
@@ -345,16 +345,24 @@ def host_main(kind: str, name: str, cfg: Config, control_endpoint: str, root: st
         The folder the writer may write in: an ``open`` whose ``output`` lies outside is refused.
     orphan_check
         Leave when the parent process goes (a child of run control); off for a node started on
-        its own (``pokerdaq node``).
+        its own (``pokerdaq node``), which also leaves on Ctrl-C.
+    boards
+        The boards of a front-end or trigger node (told in ``ready``: run control checks them).
+    bind_host
+        Bind this node's tcp server sockets on this address (a node on another host) instead
+        of the address in the run's endpoints.
     """
+    from pokerdaq.config import loads_config
+
     from ._protocol import check_open
 
-    _quiet_signals()
+    if orphan_check:
+        _quiet_signals()
     cls = node_class(kind)
     link = ControlLink(cfg, name, control_endpoint)
     parent = os.getppid()
     try:
-        link.notify("ready", pid=os.getpid(), kind=kind)
+        link.notify("ready", pid=os.getpid(), kind=kind, boards=boards or [], host=bind_host or os.uname().nodename)
         while not (orphan_check and os.getppid() != parent):
             link.beat()
             if not link.sock.poll(50):
@@ -374,8 +382,13 @@ def host_main(kind: str, name: str, cfg: Config, control_endpoint: str, root: st
                 continue
             try:
                 params = check_open(kind, msg.get("params"), root)
-                # the run's own configuration: its number and seed (the file's config_toml says them)
-                run_cfg = cfg.replace(run={"run_number": params["run_number"], "seed": params["seed"]})
+                text = params.pop("config")
+                # the run's own configuration (run control's, with its number and seed: the
+                # file's config_toml says them); a node on another host takes it from here too
+                base = loads_config(text, "run control") if text else cfg
+                run_cfg = base.replace(run={"run_number": params["run_number"], "seed": params["seed"]})
+                if bind_host is not None:
+                    params["endpoints"] = {k: _on_host(e, bind_host) for k, e in params["endpoints"].items()}
                 node = cls(run_cfg, name, link, params)
             except Exception as err:   # reported; the host stays for the next try
                 link.sock.send(json.dumps({"reply": "open", "node": name, "ok": False,
@@ -386,3 +399,11 @@ def host_main(kind: str, name: str, cfg: Config, control_endpoint: str, root: st
             link.notify("closed")
     finally:
         link.close()
+
+
+def _on_host(endpoint: str, host: str) -> str:
+    """A tcp endpoint to bind with its address replaced by ``host`` (the port kept)."""
+    if not endpoint.startswith("tcp://"):
+        return endpoint
+    port = endpoint.rsplit(":", 1)[1]
+    return f"tcp://{host}:{port}"

@@ -75,6 +75,7 @@ class NodeHost:
     beats: int = 0
     max_gap_s: float = 0.0                # longest silence between two messages (health figure)
     loop_age_s: float = 0.0               # its main loop's last turn, as the last heartbeat told
+    address: str | None = None            # the host it runs on, as it said (started elsewhere)
 
     def exitcode(self) -> int | None:
         return None if self.process is None else self.process.exitcode
@@ -113,7 +114,8 @@ class NodePool:
         self.ctx = zmq.Context()
         self.sock = self.ctx.socket(zmq.ROUTER)
         self.sock.setsockopt(zmq.ROUTER_MANDATORY, 1)
-        self.sock.setsockopt(zmq.ROUTER_HANDOVER, 1)   # a restarted node takes its name back
+        # no ROUTER_HANDOVER: a second process under a connected node's name is ignored, it cannot
+        # take the first one's place (a restarted node joins once the dead one's connection is gone)
         self.sock.setsockopt(zmq.LINGER, 0)
         self.sock.setsockopt(zmq.SNDTIMEO, int(cfg.daq.command_timeout_s * 1000))
         self.pub = self.ctx.socket(zmq.PUB)
@@ -128,6 +130,7 @@ class NodePool:
         self.control = self.sock.getsockopt_string(zmq.LAST_ENDPOINT)
         self.monitor = self.pub.getsockopt_string(zmq.LAST_ENDPOINT)
         self.strays = 0   # messages from names that are not nodes of this pool
+        self.refused: list[str] = []   # nodes that joined with the wrong kind or boards
 
     def _endpoint(self, name: str) -> str:
         value: str = getattr(self.cfg.daq, f"{name}_endpoint")
@@ -147,7 +150,7 @@ class NodePool:
     def spawn(self, name: str, kind: str, boards: list[int]) -> NodeHost:
         """Start one node host on this machine (a 'spawn' child); it joins with ``ready``."""
         ctx = multiprocessing.get_context("spawn")
-        p = ctx.Process(target=host_main, args=(kind, name, self.cfg, self.control, self.root),
+        p = ctx.Process(target=host_main, args=(kind, name, self.cfg, self.control, self.root, True, boards),
                         name=f"pokerdaq-{name}", daemon=True)
         p.start()
         host = NodeHost(name, kind, boards, process=p, pid=p.pid)
@@ -208,8 +211,15 @@ class NodePool:
                     host.loop_age_s = float(age)
                 continue
             if notice == "ready":
+                if msg.get("kind") != host.kind or list(msg.get("boards") or []) != host.boards:
+                    # a node started as something this run does not need from that name
+                    self.refused.append(f"{host.name}: joined as {msg.get('kind')} with boards {msg.get('boards')}, "
+                                        f"expected {host.kind} with boards {host.boards}")
+                    self.send(host.name, "shutdown")
+                    continue
                 host.ready = True
                 host.pid = msg.get("pid", host.pid)
+                host.address = msg.get("host")
                 host.max_gap_s = 0.0
                 continue
             out.append((host.name, msg))

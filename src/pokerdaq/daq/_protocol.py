@@ -90,11 +90,12 @@ _OPEN: dict[str, tuple[Any, str]] = {
     "max_events": (lambda v: v is None or (_is_int(v) and v >= 1), "null or an integer >= 1"),
     "output": (lambda v: isinstance(v, str) and v.endswith((".h5", ".hdf5")), "a .h5 file name"),
     "overwrite": (lambda v: isinstance(v, bool), "true or false"),
+    "config": (lambda v: isinstance(v, str) and len(v) < 1 << 20, "the configuration as TOML text"),
 }
-_OPEN_FIELDS = {"board": ("run_number", "seed", "endpoints", "boards"),
-                "trigger": ("run_number", "seed", "endpoints", "boards", "max_events"),
-                "builder": ("run_number", "seed", "endpoints"),
-                "writer": ("run_number", "seed", "endpoints", "output", "overwrite")}
+_OPEN_FIELDS = {"board": ("config", "run_number", "seed", "endpoints", "boards"),
+                "trigger": ("config", "run_number", "seed", "endpoints", "boards", "max_events"),
+                "builder": ("config", "run_number", "seed", "endpoints"),
+                "writer": ("config", "run_number", "seed", "endpoints", "output", "overwrite")}
 
 
 def check_open(kind: str, params: object, root: str | None) -> dict[str, Any]:
@@ -127,4 +128,4 @@ def check_open(kind: str, params: object, root: str | None) -> dict[str, Any]:
         out, base = Path(params["output"]).resolve(), Path(root).resolve()
         if not out.is_relative_to(base):
             raise ProtocolError(f"open: output {params['output']!r} lies outside the node's folder {root}")
-    return params
+    return dict(params)

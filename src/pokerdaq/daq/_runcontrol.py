@@ -133,6 +133,9 @@ class DaqRun:
         self.close()
 
     # ---- set-up ------------------------------------------------------------------------
+    def _remote(self) -> bool:
+        return self.pool is not None and any(h.process is None for h in self.pool.hosts.values())
+
     def configure(self) -> None:
         """Start (or take) the node processes, open the run's node in each, then the bind
         phase, then the connect phase."""
@@ -154,7 +157,9 @@ class DaqRun:
             # configured endpoints of processes not started here (``only``) are kept for the caller
             self.endpoints = {n: e for n, e in want.items() if "*" not in e}
             self.endpoints.update(control=pool.control, monitor=pool.monitor)
-            common = {"run_number": self.run_number, "seed": self.seed, "endpoints": want}
+            # the configuration travels with the run: a node started elsewhere runs with this one
+            common = {"config": cfg.text if self._remote() else "", "run_number": self.run_number,
+                      "seed": self.seed, "endpoints": want}
             extra: dict[str, dict[str, Any]] = {
                 "writer": {"output": str(self.output), "overwrite": self.overwrite},
                 "builder": {}, "trigger": {"max_events": self.max_events}, "board": {}}

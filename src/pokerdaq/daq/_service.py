@@ -91,10 +91,19 @@ class DaqService:
         self._waiters: list[tuple[bytes, str, float | None]] = []   # (client, what, deadline)
         self._join_deadline = time.monotonic() + cfg.daq.start_timeout_s
         self._start_after_join: list[tuple[bytes, dict[str, Any]]] = []
-        for name, kind, boards in node_specs(cfg):
-            self.pool.spawn(name, kind, boards)
-        self.info = {"control": self.control, "monitor": self.pool.monitor, "pid": os.getpid(),
-                     "output": str(self.output.resolve())}
+        specs = node_specs(cfg)
+        unknown = sorted(set(cfg.daq.remote_nodes) - {n for n, _k, _b in specs})
+        if unknown:
+            self.close()
+            raise ServiceError(f"daq.remote_nodes: {unknown} are not nodes of this configuration "
+                               f"(those are {', '.join(n for n, _k, _b in specs)})")
+        for name, kind, boards in specs:
+            if name in cfg.daq.remote_nodes:
+                self.pool.expect(name, kind, boards)    # started on its own: `pokerdaq node`
+            else:
+                self.pool.spawn(name, kind, boards)
+        self.info = {"control": self.control, "nodes": self.pool.control, "monitor": self.pool.monitor,
+                     "pid": os.getpid(), "output": str(self.output.resolve())}
         tmp = self.output / (ENDPOINT_FILE + ".tmp")
         tmp.write_text(json.dumps(self.info) + "\n")
         tmp.replace(self.output / ENDPOINT_FILE)   # whole or absent for a client that reads it
@@ -317,11 +326,13 @@ class DaqService:
             nodes[n] = {"kind": h.kind, "pid": h.pid, "ready": h.ready, "alive": h.exitcode() is None,
                         "last_heartbeat_s": None if h.last_beat is None else round(now - h.last_beat, 3),
                         "heartbeats": h.beats, "max_heartbeat_gap_s": round(h.max_gap_s, 3),
-                        "loop_age_s": h.loop_age_s}
+                        "loop_age_s": h.loop_age_s, "local": h.process is not None, "host": h.address}
         out: dict[str, Any] = {"state": self.sm.state, "run_number": self.sm.run_number, "cause": self.sm.cause,
                                "runs_started": self.sm.runs_started, "requests": self.requests,
                                "rejected_requests": self.rejected_requests, "restarted": self.restarted,
-                               "nodes": nodes, "control": self.control, "monitor": self.pool.monitor}
+                               "nodes": nodes, "refused_nodes": list(self.pool.refused),
+                               "control": self.control, "node_control": self.pool.control,
+                               "monitor": self.pool.monitor}
         if self.run is not None:
             snap = self.run.snapshot()
             out["run"] = {k: snap[k] for k in ("state", "elapsed_s", "events_written", "event_rate_hz", "live_fraction")}
