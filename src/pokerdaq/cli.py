@@ -23,6 +23,7 @@ _HANDLERS = {
     "run": "pokerdaq.daq._command",
     "daq": "pokerdaq.daq._service_command",
     "node": "pokerdaq.daq._node_command",
+    "keys": "pokerdaq.daq._keys_command",
     "monitor": "pokerdaq.daq._monitor",
     "trigger": "pokerdaq.trigger._command",
     "recover": "pokerdaq.io._command",
@@ -64,6 +65,8 @@ def _add_daq(p: argparse.ArgumentParser) -> None:
                        help="the service's output folder (run files, runs.sqlite, daq-service.json)")
         if not required:
             q.add_argument("--control", metavar="ENDPOINT", help="the service's control endpoint (instead of --output)")
+            q.add_argument("--keys", metavar="DIR", help="CURVE keys folder (default: the one the service's "
+                           "daq-service.json names, when it uses CURVE)")
             q.add_argument("--timeout", type=float, default=60.0, metavar="S",
                            help="give up waiting for the answer after S seconds (default 60)")
 
@@ -148,6 +151,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--endpoint", required=True, metavar="ENDPOINT", help="monitor endpoint printed by pokerdaq run")
     p.add_argument("--count", type=int, default=5, metavar="N", help="snapshots to print (default 5)")
     p.add_argument("--timeout", type=float, default=10.0, metavar="S", help="give up after S seconds (default 10)")
+    p.add_argument("--keys", metavar="DIR", help="CURVE keys folder (`pokerdaq keys`) when the run uses CURVE")
+
+    p = sub.add_parser("keys", help="make the CURVE key pairs of the DAQ (server and client) in a folder",
+                       description="Make server.key/server.key_secret and client.key/client.key_secret with "
+                       "pyzmq's zmq.auth, and authorize the client (authorized/client.key). Give the folder as "
+                       "daq.curve_keys on every host; existing keys are never replaced.")
+    p.add_argument("--output", required=True, metavar="DIR", help="the keys folder (made when missing)")
 
     p = sub.add_parser("trigger", help="run the trigger model: rates per type, live time, efficiencies",
                        description="Stream N emulated beam particles through the pulse finder and the "

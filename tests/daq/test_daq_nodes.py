@@ -8,14 +8,19 @@ across the addresses writes the same events as the same run with every process l
 
 from __future__ import annotations
 
+import dataclasses
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
+import zmq
 from test_daq_service import OVERLAY, Service
 
 from pokerdaq.config import load_config
+from pokerdaq.daq._client import ClientError, request
+from pokerdaq.daq._curve import load_keys, make_keys, secure_client
 from pokerdaq.daq._runcontrol import DaqRun
 from pokerdaq.io import RunFile
 from pokerdaq.io._records import EventFlags
@@ -31,6 +36,9 @@ board_queue_events = 4096
 busy_fraction = 1.0
 builder_timeout_s = 30.0
 board_timeout_s = 30.0
+# CURVE on every socket, loopback too (as between hosts)
+curve = true
+curve_keys = "{keys}"
 """
 SEED, N = 11, 200
 
@@ -54,7 +62,12 @@ def _read(path):
 @pytest.mark.timeout(300)
 def test_nodes_on_other_addresses_join_and_write_the_same_run(tmp_path):
     out = tmp_path / "out"
-    svc = Service(tmp_path, out, REMOTE)
+    make_keys(tmp_path / "keys")
+    make_keys(tmp_path / "stranger")          # a client pair nobody authorized
+    good = load_keys(tmp_path / "keys")
+    stranger = dataclasses.replace(good, public=load_keys(tmp_path / "stranger").public,
+                                   secret=load_keys(tmp_path / "stranger").secret)
+    svc = Service(tmp_path, out, REMOTE.replace("{keys}", str(tmp_path / "keys")))
     cfg_path = tmp_path / "service.toml"
     nodes: list[subprocess.Popen] = []
     try:
@@ -78,6 +91,19 @@ def test_nodes_on_other_addresses_join_and_write_the_same_run(tmp_path):
         assert r["state"] == "configured" and r["restarted"] == ["fe1"], r
         st = svc.call("status")
         assert {n: v["host"] for n, v in st["nodes"].items() if not v["local"]}["builder"] == "127.0.0.3"
+        # a client and a node with a key that is not authorized: refused, logged, counted
+        with pytest.raises(ClientError, match="no answer"):
+            request(st["control"], "status", 3.0, stranger)
+        with zmq.Context() as ctx:
+            intruder = ctx.socket(zmq.DEALER)
+            intruder.setsockopt(zmq.IDENTITY, b"fe0")
+            secure_client(intruder, stranger)
+            intruder.connect(control)
+            intruder.send(b'{"notice": "ready", "kind": "board", "boards": [0, 1, 2, 3, 4, 5]}')
+            deadline = time.monotonic() + 60
+            while (refused := svc.call("status")["curve_refused"]) != {"service": 1, "run_control": 1}:
+                assert time.monotonic() < deadline, refused
+            intruder.close(0)
         svc.call("start", events=N, seed=SEED)
         st = svc.call("wait")
         assert st["last_run"]["state"] == "stopped" and st["last_run"]["events_written"] == N, st

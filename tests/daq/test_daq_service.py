@@ -19,7 +19,7 @@ import zmq
 from _daqhelpers import fast_config
 
 from pokerdaq.cli import main
-from pokerdaq.daq._client import find_control, request
+from pokerdaq.daq._client import find_control, find_keys, request
 from pokerdaq.daq._registry import RunRegistry
 from pokerdaq.daq._runcontrol import DaqRun
 from pokerdaq.io import RunFile
@@ -55,7 +55,7 @@ class Service:
         return self.call("wait", timeout=timeout_s)
 
     def call(self, cmd: str, **fields) -> dict:
-        return request(find_control(self.out, None), cmd, 60.0, **fields)
+        return request(find_control(self.out, None), cmd, 60.0, find_keys(self.out, None), **fields)
 
     def close(self) -> str:
         if self.proc.poll() is None:

@@ -65,6 +65,9 @@ class DaqConfig:
     on_silent_board: Literal["error", "continue"]
     # ---- nodes started on their own (``pokerdaq node``), on this or other hosts ----
     remote_nodes: tuple[str, ...]
+    # ---- CURVE (pokerdaq.daq._curve) ----
+    curve: bool
+    curve_keys: str
 
     # ---- event builder ----
     max_events_in_flight: Annotated[int, Bounds(ge=2, le=1 << 20)]

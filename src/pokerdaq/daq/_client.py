@@ -8,11 +8,27 @@ from typing import Any
 
 import zmq
 
+from ._curve import CurveError, CurveKeys, load_keys, secure_client
 from ._service import ENDPOINT_FILE
 
 
 class ClientError(RuntimeError):
     """No service found, no answer in time, or the service refused the request (its message)."""
+
+
+def find_keys(output: str | Path | None, keys_dir: str | None) -> CurveKeys | None:
+    """The CURVE keys for the service: ``keys_dir``, else the folder its endpoint file names (None: plain)."""
+    if keys_dir is None and output is not None:
+        try:
+            keys_dir = json.loads((Path(output) / ENDPOINT_FILE).read_text()).get("curve_keys")
+        except (OSError, ValueError, AttributeError):
+            keys_dir = None
+    if not keys_dir:
+        return None
+    try:
+        return load_keys(keys_dir)
+    except CurveError as err:
+        raise ClientError(str(err)) from None
 
 
 def find_control(output: str | Path | None, control: str | None) -> str:
@@ -34,7 +50,8 @@ def find_control(output: str | Path | None, control: str | None) -> str:
     return endpoint
 
 
-def request(endpoint: str, cmd: str, timeout_s: float = 30.0, **fields: Any) -> dict[str, Any]:
+def request(endpoint: str, cmd: str, timeout_s: float = 30.0, keys: CurveKeys | None = None,
+            **fields: Any) -> dict[str, Any]:
     """Send ``cmd`` with ``fields`` and return the reply; ClientError when refused or unanswered.
 
     Parameters
@@ -45,10 +62,14 @@ def request(endpoint: str, cmd: str, timeout_s: float = 30.0, **fields: Any) -> 
         ``start``, ``stop``, ``wait``, ``status``, ``reset`` or ``shutdown``.
     timeout_s
         How long to wait for the reply.
+    keys
+        CURVE keys (:func:`find_keys`) when the service uses CURVE.
     """
     ctx: zmq.Context = zmq.Context.instance()
     s = ctx.socket(zmq.REQ)
     s.setsockopt(zmq.LINGER, 0)
+    if keys is not None:
+        secure_client(s, keys)
     try:
         s.connect(endpoint)
         s.send(json.dumps({"cmd": cmd, **fields}).encode())

@@ -37,6 +37,8 @@ import zmq
 
 from pokerdaq.config import Config
 
+from ._curve import CurveKeys, Guard, run_keys, secure_client, secure_server
+
 
 class NodeError(RuntimeError):
     """A node cannot go on (stall time-out, protocol error); reported to run control."""
@@ -65,10 +67,13 @@ class ControlLink:
         Run control's ROUTER.
     """
 
-    def __init__(self, cfg: Config, name: str, endpoint: str) -> None:
+    def __init__(self, cfg: Config, name: str, endpoint: str, keys: CurveKeys | None = None) -> None:
         self.name = name
+        self.keys = keys
         self.ctx = zmq.Context()
         self.sock = self.ctx.socket(zmq.DEALER)
+        if keys is not None:
+            secure_client(self.sock, keys)
         self.sock.setsockopt(zmq.IDENTITY, name.encode())
         self.sock.setsockopt(zmq.LINGER, 1000)
         self.sock.setsockopt(zmq.SNDTIMEO, int(cfg.daq.command_timeout_s * 1000))
@@ -81,6 +86,8 @@ class ControlLink:
         self._beat_sock.setsockopt(zmq.IDENTITY, (name + HEARTBEAT_SUFFIX).encode())
         self._beat_sock.setsockopt(zmq.LINGER, 0)
         self._beat_sock.setsockopt(zmq.SNDHWM, 4)   # beats of a run control that is away are dropped
+        if keys is not None:
+            secure_client(self._beat_sock, keys)
         self._beat_sock.connect(endpoint)
         self._thread = threading.Thread(target=self._beat_loop, name=f"{name}-heartbeat", daemon=True)
         self._thread.start()
@@ -125,9 +132,11 @@ class Node:
         self.params = params
         # the control link is the host's when it lives across runs; a bare endpoint: this node's own
         self._own_link = not isinstance(control, ControlLink)
-        self.link = ControlLink(cfg, name, control) if isinstance(control, str) else control
+        self.link = ControlLink(cfg, name, control, run_keys(cfg, [control])) if isinstance(control, str) else control
         self.ctl = self.link.sock
         self.ctx = zmq.Context()   # the data sockets of this run only
+        self.keys = self.link.keys
+        self.guard = Guard(self.ctx, self.keys, name) if self.keys is not None else None
         self.state = "idle"
         self.running = False
         self._parent = os.getppid()
@@ -172,10 +181,13 @@ class Node:
         s.setsockopt(zmq.SNDTIMEO, self.send_timeout)
         s.setsockopt(zmq.RCVTIMEO, self.send_timeout)
         s.setsockopt(zmq.LINGER, 0)
+        if self.keys is not None:
+            secure_client(s, self.keys)   # made a server by bind_socket when it binds
         return s
 
-    @staticmethod
-    def bind_socket(s: zmq.Socket, endpoint: str) -> str:
+    def bind_socket(self, s: zmq.Socket, endpoint: str) -> str:
+        if self.keys is not None:
+            secure_server(s, self.keys)
         s.bind(endpoint)
         return s.getsockopt_string(zmq.LAST_ENDPOINT)
 
@@ -288,13 +300,18 @@ class Node:
             try:
                 self.close()
             finally:
+                if self.guard is not None:
+                    self.guard.stop()
                 self.ctx.destroy(linger=0)
                 if self._own_link:
                     self.link.close()
 
     def full_stats(self) -> dict[str, Any]:
         """:meth:`stats` plus the process's CPU seconds (where the time goes)."""
-        return {**self.stats(), "cpu_s": time.process_time(), "pid": os.getpid()}
+        out = {**self.stats(), "cpu_s": time.process_time(), "pid": os.getpid()}
+        if self.guard is not None:
+            out["curve_refused"] = self.guard.refused
+        return out
 
     def _safe_stats(self) -> dict:
         try:
@@ -359,7 +376,7 @@ def host_main(kind: str, name: str, cfg: Config, control_endpoint: str, root: st
     if orphan_check:
         _quiet_signals()
     cls = node_class(kind)
-    link = ControlLink(cfg, name, control_endpoint)
+    link = ControlLink(cfg, name, control_endpoint, run_keys(cfg, [control_endpoint]))
     parent = os.getppid()
     try:
         link.notify("ready", pid=os.getpid(), kind=kind, boards=boards or [], host=bind_host or os.uname().nodename)

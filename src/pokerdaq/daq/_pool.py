@@ -25,6 +25,7 @@ import zmq
 
 from pokerdaq.config import Config
 
+from ._curve import Guard, run_keys, secure_server
 from ._node import HEARTBEAT_SUFFIX, host_main
 
 IPC_PREFIX = "pokerdaq-ipc-"
@@ -108,6 +109,7 @@ class NodePool:
         self.cfg = cfg
         self.root = str(root)
         self.hosts: dict[str, NodeHost] = {}
+        self.guard = None
         self.ipc_dir, self._ipc_lock = make_ipc_dir()
         #: the endpoint every socket of a run is to bind (``*``: a free port, told at bind)
         self.want = {n: self._endpoint(n) for n in ENDPOINT_NAMES}
@@ -121,6 +123,11 @@ class NodePool:
         self.pub = self.ctx.socket(zmq.PUB)
         self.pub.setsockopt(zmq.SNDHWM, cfg.daq.monitor_hwm)
         self.pub.setsockopt(zmq.LINGER, 0)
+        self.keys = run_keys(cfg)
+        self.guard = Guard(self.ctx, self.keys, "run control") if self.keys else None
+        if self.keys:
+            secure_server(self.sock, self.keys)
+            secure_server(self.pub, self.keys)
         try:
             self.sock.bind(self.want["control"])
             self.pub.bind(self.want["monitor"])
@@ -289,6 +296,8 @@ class NodePool:
         self.hosts = {}
         for s in (self.sock, self.pub):
             s.close(0)
+        if self.guard is not None:
+            self.guard.stop()
         self.ctx.term()
         shutil.rmtree(self.ipc_dir, ignore_errors=True)
         os.close(self._ipc_lock)

@@ -26,6 +26,7 @@ import zmq
 
 from pokerdaq.config import Config
 
+from ._curve import CurveError, Guard, run_keys, secure_server
 from ._pool import NodePool, node_specs
 from ._protocol import ProtocolError, parse_request
 from ._registry import RunRegistry
@@ -66,12 +67,26 @@ class DaqService:
         self.sm = ServiceStateMachine()
         self.registry = RunRegistry(self.output)
         self.lost = self.registry.mark_lost()
-        self.pool = NodePool(cfg, self.output)
+        try:
+            self.pool = NodePool(cfg, self.output)
+        except CurveError as err:
+            self.registry.close()
+            os.close(self._lock)
+            raise ServiceError(str(err)) from None
         self.ctx = zmq.Context()
         self.sock = self.ctx.socket(zmq.ROUTER)
         self.sock.setsockopt(zmq.LINGER, 0)
         self.sock.setsockopt(zmq.ROUTER_MANDATORY, 1)
         self.sock.setsockopt(zmq.MAXMSGSIZE, 1 << 20)
+        self.guard: Guard | None = None
+        try:
+            keys = run_keys(cfg, [control or ""])
+        except CurveError as err:
+            self.close()
+            raise ServiceError(str(err)) from None
+        if keys is not None:
+            self.guard = Guard(self.ctx, keys, "service clients")
+            secure_server(self.sock, keys)
         try:
             self.sock.bind(control or "tcp://127.0.0.1:*")
         except zmq.ZMQError as err:
@@ -103,7 +118,8 @@ class DaqService:
             else:
                 self.pool.spawn(name, kind, boards)
         self.info = {"control": self.control, "nodes": self.pool.control, "monitor": self.pool.monitor,
-                     "pid": os.getpid(), "output": str(self.output.resolve())}
+                     "pid": os.getpid(), "output": str(self.output.resolve()),
+                     "curve_keys": str(Path(cfg.daq.curve_keys).resolve()) if keys is not None else None}
         tmp = self.output / (ENDPOINT_FILE + ".tmp")
         tmp.write_text(json.dumps(self.info) + "\n")
         tmp.replace(self.output / ENDPOINT_FILE)   # whole or absent for a client that reads it
@@ -331,6 +347,9 @@ class DaqService:
                                "runs_started": self.sm.runs_started, "requests": self.requests,
                                "rejected_requests": self.rejected_requests, "restarted": self.restarted,
                                "nodes": nodes, "refused_nodes": list(self.pool.refused),
+                               "curve": self.guard is not None,
+                               "curve_refused": {"service": self.guard.refused if self.guard else 0,
+                                                 "run_control": self.pool.guard.refused if self.pool.guard else 0},
                                "control": self.control, "node_control": self.pool.control,
                                "monitor": self.pool.monitor}
         if self.run is not None:
@@ -353,6 +372,8 @@ class DaqService:
             self.pool.close()
         if hasattr(self, "sock"):
             self.sock.close(0)
+            if getattr(self, "guard", None) is not None:
+                self.guard.stop()  # type: ignore[union-attr]
             self.ctx.term()
         (self.output / ENDPOINT_FILE).unlink(missing_ok=True)
         self.registry.close()

@@ -75,7 +75,7 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def _client(args: argparse.Namespace) -> int:
-    from ._client import ClientError, find_control, request
+    from ._client import ClientError, find_control, find_keys, request
 
     fields: dict[str, Any] = {}
     if args.daq_command == "start":
@@ -90,7 +90,7 @@ def _client(args: argparse.Namespace) -> int:
         check_endpoint(args.control, "--control")
     try:
         endpoint = find_control(args.output, args.control)
-        reply = request(endpoint, args.daq_command, args.timeout, **fields)
+        reply = request(endpoint, args.daq_command, args.timeout, find_keys(args.output, args.keys), **fields)
     except ClientError as err:
         raise UsageError(str(err)) from None
     action = args.daq_command
