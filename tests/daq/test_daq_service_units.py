@@ -169,3 +169,38 @@ def test_registry_numbers_increase_across_restarts(tmp_path):
     # the database is plain SQLite: any tool reads it
     with sqlite3.connect(tmp_path / "runs.sqlite") as db:
         assert db.execute("SELECT COUNT(*) FROM runs").fetchone() == (3,)
+
+
+# ---- command-line mistakes: one line, exit status 2, no process started ------------------------
+@pytest.mark.parametrize("argv, message", [
+    (["daq", "start", "--output", "{tmp}"], "no service runs there (daq-service.json missing)"),
+    (["daq", "status"], "give --output DIR (the service's folder) or --control ENDPOINT"),
+    (["daq", "start", "--output", "{tmp}", "--events", "0"], "--events 0: expected an integer >= 1"),
+    (["daq", "runs", "--output", "{tmp}"], "no run registry (runs.sqlite) there"),
+    (["daq", "serve", "--output", "{tmp}", "--set", 'daq.remote_nodes=["fe9"]', "--set", 'daq.transport="tcp"'],
+     "daq.remote_nodes: ['fe9'] are not nodes of this configuration"),
+    (["daq", "serve", "--output", "{tmp}", "--set", 'daq.remote_nodes=["fe0"]'], 'daq.transport = "tcp"'),
+    (["daq", "serve", "--output", "{tmp}", "--set", "daq.curve=true"], "daq.curve_keys: empty"),
+    (["node", "frontend", "--boards", "0-2", "--control", "tcp://127.0.0.1:5555"], "not a front-end group"),
+    (["node", "frontend", "--boards", "0-x", "--control", "tcp://127.0.0.1:5555"], "expected board numbers"),
+    (["node", "writer", "--control", "tcp://127.0.0.1:5555"], "a writer node needs the folder"),
+    (["node", "builder", "--control", "tcp://127.0.0.1:*"], "give run control's port"),
+])
+def test_cli_mistakes_are_one_line(tmp_path, capsys, argv, message):
+    from pokerdaq.cli import main
+
+    assert main([a.replace("{tmp}", str(tmp_path)) for a in argv]) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1, err
+
+
+def test_keys_are_made_once(tmp_path, capsys):
+    from pokerdaq.cli import main
+    from pokerdaq.daq._curve import load_keys
+
+    assert main(["keys", "--output", str(tmp_path / "k")]) == 0
+    keys = load_keys(tmp_path / "k")
+    assert keys.server_secret is not None and (tmp_path / "k" / "authorized" / "client.key").is_file()
+    assert main(["keys", "--output", str(tmp_path / "k")]) == 2
+    assert "never replaced" in capsys.readouterr().err
+    assert load_keys(tmp_path / "k") == keys

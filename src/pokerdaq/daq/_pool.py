@@ -110,6 +110,7 @@ class NodePool:
         self.root = str(root)
         self.hosts: dict[str, NodeHost] = {}
         self.guard = None
+        self.keys = run_keys(cfg)   # first: a CurveError leaves nothing to clean up
         self.ipc_dir, self._ipc_lock = make_ipc_dir()
         #: the endpoint every socket of a run is to bind (``*``: a free port, told at bind)
         self.want = {n: self._endpoint(n) for n in ENDPOINT_NAMES}
@@ -123,7 +124,6 @@ class NodePool:
         self.pub = self.ctx.socket(zmq.PUB)
         self.pub.setsockopt(zmq.SNDHWM, cfg.daq.monitor_hwm)
         self.pub.setsockopt(zmq.LINGER, 0)
-        self.keys = run_keys(cfg)
         self.guard = Guard(self.ctx, self.keys, "run control") if self.keys else None
         if self.keys:
             secure_server(self.sock, self.keys)
