@@ -102,7 +102,8 @@ def _client(args: argparse.Namespace) -> int:
         _print_status(reply)
     elif action == "reset":
         print(f"{reply['state']}; restarted: {', '.join(reply['restarted']) or 'none'}")
-    return 0
+    # a run that ended in error (or nodes that did not join): status 1, for scripts
+    return 1 if action in ("stop", "wait") and reply.get("state") == "error" else 0
 
 
 def _print_status(r: dict[str, Any]) -> None:
