@@ -67,8 +67,9 @@ def _add_daq(p: argparse.ArgumentParser) -> None:
             q.add_argument("--control", metavar="ENDPOINT", help="the service's control endpoint (instead of --output)")
             q.add_argument("--keys", metavar="DIR", help="CURVE keys folder (default: the one the service's "
                            "daq-service.json names, when it uses CURVE)")
-            q.add_argument("--timeout", type=float, default=60.0, metavar="S",
-                           help="give up waiting for the answer after S seconds (default 60)")
+            q.add_argument("--timeout", type=float, metavar="S",
+                           help="give up waiting for the answer after S seconds (default 10 for status, "
+                           "600 for the others: a start opens every node, a stop drains the run)")
 
     q = sub.add_parser("serve", help="start the DAQ processes once and take runs on command until shutdown")
     _add_common(q)

@@ -127,7 +127,8 @@ def test_service_session_runs_errors_reset_and_restart(tmp_path, capsys):
             assert time.monotonic() < deadline, st
         detected_s = time.monotonic() - t0
         assert "fe1 silent: no heartbeat for" in st["cause"] and st["run_number"] == 4, st["cause"]
-        print(f"\nSIGSTOP of fe1 -> state error after {detected_s:.2f} s (client's view); cause: {st['cause']}")
+        with capsys.disabled():
+            print(f"\nSIGSTOP of fe1 -> state error after {detected_s:.2f} s (client's view); cause: {st['cause']}")
         assert main(["daq", "start", *o]) == 2                           # error: reset first
         assert "reset first" in capsys.readouterr().err
         # reset restarts fe1 only; the healthy processes stay

@@ -379,6 +379,7 @@ def host_main(kind: str, name: str, cfg: Config, control_endpoint: str, root: st
     link = ControlLink(cfg, name, control_endpoint, run_keys(cfg, [control_endpoint]))
     parent = os.getppid()
     try:
+        _warm_up(cls, kind, name, cfg, link, boards or [], root)
         link.notify("ready", pid=os.getpid(), kind=kind, boards=boards or [], host=bind_host or os.uname().nodename)
         while not (orphan_check and os.getppid() != parent):
             link.beat()
@@ -416,6 +417,20 @@ def host_main(kind: str, name: str, cfg: Config, control_endpoint: str, root: st
             link.notify("closed")
     finally:
         link.close()
+
+
+def _warm_up(cls: type[Node], kind: str, name: str, cfg: Config, link: ControlLink, boards: list[int],
+             root: str | None) -> None:
+    """Make (and drop) one node of this kind before joining: its front ends and trigger logic
+    compile or load their numba kernels now (seconds to minutes with a cold cache), while the
+    service is configured, not in the first run's start. Nothing is bound, no file is opened."""
+    params: dict[str, Any] = {"run_number": cfg.run.run_number, "seed": cfg.run.seed, "endpoints": {},
+                              "boards": boards, "max_events": None, "overwrite": False,
+                              "output": os.path.join(root or ".", "warm-up.h5")}
+    node = cls(cfg, name, link, params)
+    if node.guard is not None:
+        node.guard.stop()
+    node.ctx.destroy(linger=0)
 
 
 def _on_host(endpoint: str, host: str) -> str:

@@ -84,6 +84,8 @@ def _client(args: argparse.Namespace) -> int:
             raise UsageError(f"--duration {args.duration}: expected a positive number of seconds")
         fields = {k: v for k, v in (("events", args.events), ("duration", args.duration), ("seed", args.seed))
                   if v is not None}
+    if args.timeout is None:
+        args.timeout = 10.0 if args.daq_command == "status" else 600.0
     if not args.timeout > 0:
         raise UsageError(f"--timeout {args.timeout}: expected a positive number of seconds")
     if args.control:
