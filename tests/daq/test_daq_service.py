@@ -20,6 +20,7 @@ from _daqhelpers import fast_config
 
 from pokerdaq.cli import main
 from pokerdaq.daq._client import find_control, find_keys, request
+from pokerdaq.daq._monitor import read_monitor
 from pokerdaq.daq._registry import RunRegistry
 from pokerdaq.daq._runcontrol import DaqRun
 from pokerdaq.io import RunFile
@@ -85,6 +86,9 @@ def test_service_session_runs_errors_reset_and_restart(tmp_path, capsys):
         assert st["state"] == "configured" and st["run_number"] is None
         pids = {n: v["pid"] for n, v in st["nodes"].items()}
         assert set(pids) == {"writer", "builder", "trigger", "fe0", "fe1"}
+        # between runs the monitoring stream carries the service's state and the nodes' health
+        [snap] = read_monitor(st["monitor"], 1, 30)
+        assert snap["state"] == "configured" and set(snap["heartbeats"]) == set(pids)
         # three runs, each way of ending one
         o = ["--output", str(out)]
         assert "run 1 running" in _cli(capsys, "daq", "start", *o, "--events", "200")

@@ -251,6 +251,15 @@ class NodePool:
                 out[n] = now - h.last_beat
         return out
 
+    def health(self) -> dict[str, dict[str, Any]]:
+        """Per node: pid, alive, seconds since it was last heard, heartbeats, longest gap, main-loop age."""
+        now = time.monotonic()
+        return {n: {"kind": h.kind, "pid": h.pid, "ready": h.ready, "alive": h.exitcode() is None,
+                    "last_heartbeat_s": None if h.last_beat is None else round(now - h.last_beat, 3),
+                    "heartbeats": h.beats, "max_heartbeat_gap_s": round(h.max_gap_s, 3),
+                    "loop_age_s": h.loop_age_s, "local": h.process is not None, "host": h.address}
+                for n, h in self.hosts.items()}
+
     def died(self) -> dict[str, int]:
         """Local hosts whose process has exited: name -> exit code."""
         return {n: c for n, h in self.hosts.items() if (c := h.exitcode()) is not None}

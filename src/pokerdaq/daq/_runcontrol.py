@@ -392,7 +392,8 @@ class DaqRun:
         return {"time": time.time(), "state": self.state, "run_number": self.run_number,
                 "elapsed_s": (now - self._t_start) if self._t_start else 0.0,
                 "events_written": written, "event_rate_hz": rate,
-                "live_fraction": trig.get("live_fraction"), "nodes": self.stats}
+                "live_fraction": trig.get("live_fraction"), "nodes": self.stats,
+                "heartbeats": self.pool.health() if self.pool is not None else {}}
 
     def _publish(self) -> None:
         snap = self.snapshot()

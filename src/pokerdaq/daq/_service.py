@@ -30,7 +30,7 @@ from ._curve import CurveError, Guard, run_keys, secure_server
 from ._pool import NodePool, node_specs
 from ._protocol import ProtocolError, parse_request
 from ._registry import RunRegistry
-from ._runcontrol import DaqRun, RunControlError
+from ._runcontrol import MONITOR_TOPIC, DaqRun, RunControlError
 from ._states import ServiceStateMachine, TransitionError
 
 ENDPOINT_FILE = "daq-service.json"
@@ -97,6 +97,7 @@ class DaqService:
         self._poller.register(self.sock, zmq.POLLIN)
         self._poller.register(self.pool.sock, zmq.POLLIN)
         self.run: DaqRun | None = None
+        self._next_monitor = 0.0
         self.last_summary: dict[str, Any] | None = None
         self.rejected_requests = 0
         self.requests = 0
@@ -150,7 +151,24 @@ class DaqService:
         else:
             self.pool.receive(0.0)   # heartbeats, late notices of closed runs
             self._watch_idle()
+            self._publish_idle()
         self._answer_waiters()
+
+    def _publish_idle(self) -> None:
+        """Between runs, the monitoring stream says the service's state and the nodes' health
+        (during a run the run's snapshots do, with the same keys)."""
+        now = time.monotonic()
+        if now < self._next_monitor:
+            return
+        self._next_monitor = now + self.cfg.daq.monitor_interval_s
+        last = self.last_summary or {}
+        snap = {"time": time.time(), "state": self.sm.state, "run_number": self.sm.run_number, "elapsed_s": 0.0,
+                "events_written": last.get("events_written", 0), "event_rate_hz": 0.0, "live_fraction": None,
+                "nodes": {}, "heartbeats": self.pool.health(), "cause": self.sm.cause}
+        try:
+            self.pool.pub.send_multipart([MONITOR_TOPIC, json.dumps(snap).encode()], zmq.NOBLOCK)
+        except zmq.Again:
+            pass   # lossy by design
 
     def _watch_idle(self) -> None:
         st = self.sm.state
@@ -336,13 +354,7 @@ class DaqService:
     # ---- status -----------------------------------------------------------------------------
     def status(self) -> dict[str, Any]:
         """What ``pokerdaq daq status`` shows: state, run number, cause, the run's counters, the nodes."""
-        now = time.monotonic()
-        nodes = {}
-        for n, h in self.pool.hosts.items():
-            nodes[n] = {"kind": h.kind, "pid": h.pid, "ready": h.ready, "alive": h.exitcode() is None,
-                        "last_heartbeat_s": None if h.last_beat is None else round(now - h.last_beat, 3),
-                        "heartbeats": h.beats, "max_heartbeat_gap_s": round(h.max_gap_s, 3),
-                        "loop_age_s": h.loop_age_s, "local": h.process is not None, "host": h.address}
+        nodes = self.pool.health()
         out: dict[str, Any] = {"state": self.sm.state, "run_number": self.sm.run_number, "cause": self.sm.cause,
                                "runs_started": self.sm.runs_started, "requests": self.requests,
                                "rejected_requests": self.rejected_requests, "restarted": self.restarted,
