@@ -21,6 +21,9 @@ _HANDLERS = {
     "simulate": "pokerdaq.sim._command",
     "demo": "pokerdaq._demo",
     "run": "pokerdaq.daq._command",
+    "daq": "pokerdaq.daq._service_command",
+    "node": "pokerdaq.daq._node_command",
+    "keys": "pokerdaq.daq._keys_command",
     "monitor": "pokerdaq.daq._monitor",
     "trigger": "pokerdaq.trigger._command",
     "recover": "pokerdaq.io._command",
@@ -51,6 +54,45 @@ def _add_overwrite(p: argparse.ArgumentParser, text: str = "replace an output fi
                    "(default: refuse it, exit status 2)") -> None:
     # one flag, one behaviour: every command that writes a file the user names refuses to replace it
     p.add_argument("--overwrite", action="store_true", help=text)
+
+
+def _add_daq(p: argparse.ArgumentParser) -> None:
+    """The ``daq`` actions (pokerdaq.daq._service_command does the work)."""
+    sub = p.add_subparsers(dest="daq_command", required=True, metavar="ACTION")
+
+    def where(q: argparse.ArgumentParser, required: bool = False) -> None:
+        q.add_argument("--output", metavar="DIR", required=required,
+                       help="the service's output folder (run files, runs.sqlite, daq-service.json)")
+        if not required:
+            q.add_argument("--control", metavar="ENDPOINT", help="the service's control endpoint (instead of --output)")
+            q.add_argument("--keys", metavar="DIR", help="CURVE keys folder (default: the one the service's "
+                           "daq-service.json names, when it uses CURVE)")
+            q.add_argument("--timeout", type=float, metavar="S",
+                           help="give up waiting for the answer after S seconds (default 10 for status, "
+                           "600 for the others: a start opens every node, a stop drains the run)")
+
+    q = sub.add_parser("serve", help="start the DAQ processes once and take runs on command until shutdown")
+    _add_common(q)
+    q.add_argument("--output", required=True, metavar="DIR", help="output folder (made when missing)")
+    q.add_argument("--control", metavar="ENDPOINT",
+                   help="client endpoint to bind (default tcp://127.0.0.1 with a free port, in DIR/daq-service.json)")
+    q = sub.add_parser("start", help="start a run; returns once it is running")
+    where(q)
+    stop = q.add_mutually_exclusive_group()
+    stop.add_argument("--events", type=int, metavar="N", help="end the run after N accepted triggers")
+    stop.add_argument("--duration", type=float, metavar="S", help="end the run after S seconds")
+    q.add_argument("--seed", type=int, metavar="S", help="seed of this run (default run.seed of the configuration)")
+    for name, text in (("stop", "stop the run; returns once its file is closed"),
+                       ("wait", "wait for the current run to end (or the nodes to join)"),
+                       ("reset", "leave the error state: restart only the nodes that are not healthy"),
+                       ("shutdown", "stop any run, end every node and the service")):
+        where(sub.add_parser(name, help=text))
+    q = sub.add_parser("status", help="state, run number, cause of an error, nodes and their heartbeats")
+    where(q)
+    q.add_argument("--json", action="store_true", help="print the whole reply as JSON")
+    q = sub.add_parser("runs", help="list the run registry of an output folder (runs.sqlite)")
+    q.add_argument("--output", required=True, metavar="DIR", help="the output folder")
+    q.add_argument("--json", action="store_true", help="print the rows as JSON (with the configuration text)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -84,6 +126,25 @@ def build_parser() -> argparse.ArgumentParser:
     _add_overwrite(p, "replace an existing output file (default: refuse a .h5 file that exists; in a "
                       "folder that has runs, take the next free run number)")
 
+    p = sub.add_parser("daq", help="the run-control service: serve once, then start/stop/status/reset runs",
+                       description="`pokerdaq daq serve` starts and configures the DAQ processes once and "
+                       "takes runs on command; the other actions talk to it (found with --output DIR or "
+                       "--control ENDPOINT); `runs` lists the run registry of a folder.")
+    _add_daq(p)
+
+    p = sub.add_parser("node", help="one DAQ node started on its own (this or another host); joins run control",
+                       description="Start one node (a front-end group, the trigger processor, the event builder "
+                       "or the writer) that joins the run control of `pokerdaq daq serve` over tcp and takes "
+                       "part in its runs; the service's configuration lists it in daq.remote_nodes.")
+    p.add_argument("kind", choices=("frontend", "trigger", "builder", "writer"), help="what the node is")
+    p.add_argument("--control", required=True, metavar="ENDPOINT",
+                   help="run control's node endpoint, tcp://HOST:PORT ('nodes' in the service's daq-service.json)")
+    p.add_argument("--boards", metavar="LIST", help="a frontend's boards, e.g. 0-3 (a group of daq.boards_per_process)")
+    p.add_argument("--host", metavar="ADDR",
+                   help="address to bind this node's server sockets on (builder, trigger, writer on another host)")
+    p.add_argument("--output", metavar="DIR", help="a writer's output folder: it writes nowhere else")
+    _add_common(p, seed=False)
+
     p = sub.add_parser("monitor", help="print the monitoring snapshots of a running `pokerdaq run`",
                        description="Subscribe to the monitor endpoint that `pokerdaq run` prints at start and "
                        "print one line per snapshot: state, events written, event rate, live fraction "
@@ -91,6 +152,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--endpoint", required=True, metavar="ENDPOINT", help="monitor endpoint printed by pokerdaq run")
     p.add_argument("--count", type=int, default=5, metavar="N", help="snapshots to print (default 5)")
     p.add_argument("--timeout", type=float, default=10.0, metavar="S", help="give up after S seconds (default 10)")
+    p.add_argument("--keys", metavar="DIR", help="CURVE keys folder (`pokerdaq keys`) when the run uses CURVE")
+
+    p = sub.add_parser("keys", help="make the CURVE key pairs of the DAQ (server and client) in a folder",
+                       description="Make server.key/server.key_secret and client.key/client.key_secret with "
+                       "pyzmq's zmq.auth, and authorize the client (authorized/client.key). Give the folder as "
+                       "daq.curve_keys on every host; existing keys are never replaced.")
+    p.add_argument("--output", required=True, metavar="DIR", help="the keys folder (made when missing)")
 
     p = sub.add_parser("trigger", help="run the trigger model: rates per type, live time, efficiencies",
                        description="Stream N emulated beam particles through the pulse finder and the "

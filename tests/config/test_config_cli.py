@@ -12,7 +12,7 @@ OVERLAY = "[trigger]\nbeam_min_counters = 3\n"
 
 # the subcommands that use a configuration: each takes --config and --set (and --seed where it draws random numbers)
 USES_CONFIG = {"simulate": True, "run": True, "trigger": True, "replay": False, "inspect": False, "hil": True,
-               "demo": True, "import": False}
+               "demo": True, "import": False, "node": False}
 
 
 def _subparsers(parser):

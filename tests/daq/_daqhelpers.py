@@ -14,7 +14,10 @@ from pokerdaq.daq._synthetic import SyntheticFrontEnd, SyntheticTrigger, synthet
 
 # the transport tests run the deterministic synthetic source (pokerdaq.daq._synthetic)
 FAST = {"front_end": "synthetic", "trigger_logic": "synthetic", "builder_timeout_s": 1.0, "board_timeout_s": 1.5,
-        "stall_timeout_s": 10.0, "command_timeout_s": 30.0, "monitor_interval_s": 0.2}
+        "stall_timeout_s": 10.0, "command_timeout_s": 30.0, "monitor_interval_s": 0.2,
+        # only the heartbeat tests (test_daq_service.py) look for silent nodes: elsewhere a
+        # loaded host's stall must not end a run
+        "heartbeat_timeout_s": 30.0}
 
 
 def fast_config(**daq):

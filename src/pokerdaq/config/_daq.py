@@ -59,6 +59,15 @@ class DaqConfig:
     stall_timeout_s: Annotated[float, Bounds(gt=0.0)]
     command_timeout_s: Annotated[float, Bounds(gt=0.0)]
     start_timeout_s: Annotated[float, Bounds(gt=0.0)]
+    # ---- heartbeats (run control hears every node; docs/daq.md "Heartbeats") ----
+    heartbeat_interval_s: Annotated[float, Bounds(gt=0.0, le=10.0)]
+    heartbeat_timeout_s: Annotated[float, Bounds(gt=0.0, le=60.0)]
+    on_silent_board: Literal["error", "continue"]
+    # ---- nodes started on their own (``pokerdaq node``), on this or other hosts ----
+    remote_nodes: tuple[str, ...]
+    # ---- CURVE (pokerdaq.daq._curve) ----
+    curve: bool
+    curve_keys: str
 
     # ---- event builder ----
     max_events_in_flight: Annotated[int, Bounds(ge=2, le=1 << 20)]
@@ -78,6 +87,12 @@ class DaqConfig:
             if value and not value.startswith(("ipc://", "tcp://")):
                 raise ConfigError(f"{name}_endpoint", value,
                                   "an empty string (automatic) or an ipc:// or tcp:// ZeroMQ endpoint")
+        if self.remote_nodes and self.transport != "tcp":
+            raise ConfigError("remote_nodes", list(self.remote_nodes),
+                              'nodes on other hosts need daq.transport = "tcp" (ipc reaches this host only)')
+        if self.heartbeat_timeout_s < 2 * self.heartbeat_interval_s:
+            raise ConfigError("heartbeat_timeout_s", self.heartbeat_timeout_s,
+                              f"at least twice daq.heartbeat_interval_s = {self.heartbeat_interval_s}")
         if self.synthetic.multiplicity > self.synthetic.hit_boards:
             raise ConfigError("synthetic.multiplicity", self.synthetic.multiplicity,
                               f"at most daq.synthetic.hit_boards = {self.synthetic.hit_boards}")

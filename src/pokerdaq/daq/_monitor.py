@@ -9,10 +9,12 @@ from typing import Any
 
 import zmq
 
+from ._curve import CurveKeys, secure_client
 from ._runcontrol import MONITOR_TOPIC
 
 
-def read_monitor(endpoint: str, count: int = 1, timeout_s: float = 5.0) -> list[dict[str, Any]]:
+def read_monitor(endpoint: str, count: int = 1, timeout_s: float = 5.0,
+                 keys: CurveKeys | None = None) -> list[dict[str, Any]]:
     """Receive up to ``count`` monitoring snapshots from a running ``pokerdaq run``.
 
     Parameters
@@ -23,6 +25,8 @@ def read_monitor(endpoint: str, count: int = 1, timeout_s: float = 5.0) -> list[
         Snapshots to wait for (one per ``daq.monitor_interval_s``).
     timeout_s
         Give up after this long; fewer snapshots are returned then.
+    keys
+        CURVE keys (:func:`pokerdaq.daq._curve.load_keys`) when the run uses CURVE.
 
     Returns
     -------
@@ -36,6 +40,8 @@ def read_monitor(endpoint: str, count: int = 1, timeout_s: float = 5.0) -> list[
     sub.setsockopt(zmq.LINGER, 0)
     sub.setsockopt(zmq.RCVHWM, 4)
     sub.setsockopt(zmq.SUBSCRIBE, MONITOR_TOPIC)
+    if keys is not None:
+        secure_client(sub, keys)
     sub.connect(endpoint)
     out: list[dict[str, Any]] = []
     deadline = time.monotonic() + timeout_s
@@ -60,7 +66,14 @@ def run(args) -> int:
         raise UsageError(f"--count {args.count}: expected an integer >= 1")
     if not args.timeout > 0:
         raise UsageError(f"--timeout {args.timeout}: expected a positive number of seconds")
-    snaps = read_monitor(args.endpoint, args.count, args.timeout)
+    keys = None
+    if args.keys:
+        from ._curve import CurveError, load_keys
+        try:
+            keys = load_keys(args.keys)
+        except CurveError as err:
+            raise UsageError(f"--keys {args.keys}: {err}") from None
+    snaps = read_monitor(args.endpoint, args.count, args.timeout, keys)
     for s in snaps:
         nodes = s.get("nodes", {})
         rejected = nodes.get("builder", {}).get("rejected", {})

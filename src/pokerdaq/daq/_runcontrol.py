@@ -16,12 +16,8 @@ small high-water mark: a slow subscriber loses messages, never slows the run.
 from __future__ import annotations
 
 import collections
-import fcntl
 import json
 import multiprocessing
-import os
-import shutil
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,9 +26,10 @@ from typing import Any
 import zmq
 
 from pokerdaq.config import Config
-from pokerdaq.config._daq import ENDPOINT_NAMES
 
-from ._node import node_main
+from ._pool import IPC_PREFIX, NodePool, PoolError, make_ipc_dir, node_specs
+
+__all__ = ["IPC_PREFIX", "MONITOR_TOPIC", "STATES", "DaqRun", "RunControlError", "make_ipc_dir", "output_path"]
 
 MONITOR_TOPIC = b"pokerdaq.monitor"
 STATES = ("idle", "configured", "running", "draining", "stopped", "error")
@@ -46,42 +43,17 @@ class RunControlError(RuntimeError):
 class _Proc:
     name: str
     kind: str
-    process: multiprocessing.process.BaseProcess
+    process: multiprocessing.process.BaseProcess | None   # None: a node started elsewhere
     params: dict
     hello: bool = False
     drained: bool = False
     exited: bool = False
-    died: int | None = None   # exit code of an unexpected death
+    closed: bool = False          # its host said the run's node is gone (the host stays)
+    died: int | None = None       # exit code of an unexpected death (-1: error notice, -2: silent)
+    silent_s: float | None = None  # no heartbeat for this long when it was found silent
 
-
-IPC_PREFIX = "pokerdaq-ipc-"
-
-
-def make_ipc_dir() -> tuple[str, int]:
-    """A fresh folder for the ipc endpoints of one run, and the file descriptor that locks it.
-
-    ``TMPDIR/pokerdaq-ipc-PID-XXXXXXXX`` (unique: ``mkdtemp``) holds a ``lock`` file that the
-    run holds locked (``flock``) while it lives; the kernel drops the lock when the process
-    dies, also by SIGKILL. Folders of dead runs (lock free) are removed first, so a run killed
-    with kill -9 leaves its folder only until the next run starts.
-    """
-    base = Path(tempfile.gettempdir())
-    for old in base.glob(IPC_PREFIX + "*"):
-        try:
-            fd = os.open(old / "lock", os.O_RDONLY)
-        except OSError:
-            continue   # not ours, or a run between mkdtemp and its lock
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            continue   # a live run holds it
-        finally:
-            os.close(fd)
-        shutil.rmtree(old, ignore_errors=True)
-    path = tempfile.mkdtemp(prefix=f"{IPC_PREFIX}{os.getpid()}-")
-    fd = os.open(os.path.join(path, "lock"), os.O_RDWR | os.O_CREAT, 0o600)
-    fcntl.flock(fd, fcntl.LOCK_EX)
-    return path, fd
+    def exitcode(self) -> int | None:
+        return None if self.process is None else self.process.exitcode
 
 
 def output_path(output: str | Path, run_number: int) -> Path:
@@ -112,17 +84,23 @@ class DaqRun:
     only
         Start only these kinds of process (``"board"``, ``"trigger"``, ``"builder"``,
         ``"writer"``); the others are played by the caller through :attr:`endpoints` (tests).
+    pool
+        The node processes to run on (the run-control service keeps one across runs); None:
+        this run starts its own and ends them at :meth:`close` (the one-shot ``pokerdaq run``).
+    run_number
+        Run number (default ``cfg.run.run_number``).
     """
 
     def __init__(self, cfg: Config, output: str | Path, *, seed: int | None = None,
                  max_events: int | None = None, duration_s: float | None = None,
-                 overwrite: bool = False, only: tuple[str, ...] | None = None) -> None:
+                 overwrite: bool = False, only: tuple[str, ...] | None = None,
+                 pool: NodePool | None = None, run_number: int | None = None) -> None:
         if max_events is not None and max_events < 1:
             raise ValueError(f"max_events: {max_events}, expected at least 1")
         if duration_s is not None and not duration_s > 0:
             raise ValueError(f"duration_s: {duration_s}, expected > 0")
         self.cfg = cfg
-        self.run_number = cfg.run.run_number
+        self.run_number = cfg.run.run_number if run_number is None else int(run_number)
         self.seed = cfg.run.seed if seed is None else int(seed)
         self.output = output_path(output, self.run_number)
         self.max_events = max_events
@@ -134,12 +112,10 @@ class DaqRun:
         self.stats: dict[str, dict] = {}
         self.procs: dict[str, _Proc] = {}
         self.endpoints: dict[str, str] = {}
-        self._tmpdir: str | None = None
-        self._tmpdir_lock: int | None = None
+        self.pool = pool
+        self._own_pool = pool is None
         self._refreshed = False   # final counters collected after a failure
-        self._ctx: zmq.Context | None = None
-        self._ctl: zmq.Socket | None = None
-        self._pub: zmq.Socket | None = None
+        self.silent_detected: dict[str, float] = {}   # node -> monotonic time its silence was found
         self._replies: dict[tuple[str, str], dict] = {}
         self._t_start: float | None = None
         self._t_stop: float | None = None
@@ -157,53 +133,44 @@ class DaqRun:
         self.close()
 
     # ---- set-up ------------------------------------------------------------------------
-    def _endpoint(self, name: str) -> str:
-        value = getattr(self.cfg.daq, f"{name}_endpoint")
-        if value:
-            return value
-        if self.cfg.daq.transport == "tcp":
-            return "tcp://127.0.0.1:*"
-        return f"ipc://{self._tmpdir}/{name}"
+    def _remote(self) -> bool:
+        return self.pool is not None and any(h.process is None for h in self.pool.hosts.values())
 
     def configure(self) -> None:
-        """Start every process, then the bind phase, then the connect phase."""
+        """Start (or take) the node processes, open the run's node in each, then the bind
+        phase, then the connect phase."""
         if self.state != "idle":
             raise RunControlError(f"configure in state {self.state!r}, expected 'idle'")
         cfg = self.cfg
-        self._tmpdir, self._tmpdir_lock = make_ipc_dir()
-        want = {n: self._endpoint(n) for n in ENDPOINT_NAMES}
-        self._ctx = zmq.Context()
-        self._ctl = self._ctx.socket(zmq.ROUTER)
-        self._ctl.setsockopt(zmq.ROUTER_MANDATORY, 1)
-        self._ctl.setsockopt(zmq.LINGER, 0)
-        self._ctl.setsockopt(zmq.SNDTIMEO, int(cfg.daq.command_timeout_s * 1000))
-        self._ctl.bind(want["control"])
-        control = self._ctl.getsockopt_string(zmq.LAST_ENDPOINT)
-        self._pub = self._ctx.socket(zmq.PUB)
-        self._pub.setsockopt(zmq.SNDHWM, cfg.daq.monitor_hwm)
-        self._pub.setsockopt(zmq.LINGER, 0)
-        self._pub.bind(want["monitor"])
-        # configured endpoints of processes not started here (``only``) are kept for the caller
-        self.endpoints = {n: e for n, e in want.items() if "*" not in e}
-        self.endpoints.update(control=control, monitor=self._pub.getsockopt_string(zmq.LAST_ENDPOINT))
-
-        boards = list(range(cfg.channel_map.n_boards))
-        per = cfg.daq.boards_per_process
-        common = {"run_number": self.run_number, "seed": self.seed, "endpoints": want}
-        specs = [("writer", "writer", {**common, "output": str(self.output), "overwrite": self.overwrite}),
-                 ("builder", "builder", dict(common)),
-                 ("trigger", "trigger", {**common, "boards": boards, "max_events": self.max_events})]
-        for i in range(0, len(boards), per):
-            specs.append((f"fe{i // per}", "board", {**common, "boards": boards[i:i + per]}))
-        if self.only is not None:
-            specs = [sp for sp in specs if sp[1] in self.only]
-        ctx = multiprocessing.get_context("spawn")
         try:
-            for name, kind, params in specs:
-                p = ctx.Process(target=node_main, args=(kind, name, cfg, control, params), name=f"pokerdaq-{name}",
-                                daemon=True)
-                p.start()
-                self.procs[name] = _Proc(name, kind, p, params)
+            if self.pool is None:
+                self.pool = NodePool(cfg, self.output.parent)
+                for name, kind, boards in node_specs(cfg):
+                    if self.only is None or kind in self.only:
+                        self.pool.spawn(name, kind, boards)
+                try:
+                    self.pool.wait_ready()
+                except PoolError as err:
+                    raise RunControlError(str(err)) from None
+            pool = self.pool
+            want = pool.want
+            # configured endpoints of processes not started here (``only``) are kept for the caller
+            self.endpoints = {n: e for n, e in want.items() if "*" not in e}
+            self.endpoints.update(control=pool.control, monitor=pool.monitor)
+            # the configuration travels with the run: a node started elsewhere runs with this one
+            common = {"config": cfg.text if self._remote() else "", "run_number": self.run_number,
+                      "seed": self.seed, "endpoints": want}
+            extra: dict[str, dict[str, Any]] = {
+                "writer": {"output": str(self.output), "overwrite": self.overwrite},
+                "builder": {}, "trigger": {"max_events": self.max_events}, "board": {}}
+            for name, host in pool.hosts.items():
+                params = {**common, **extra[host.kind]}
+                if host.kind in ("board", "trigger"):
+                    params["boards"] = host.boards
+                self.procs[name] = _Proc(name, host.kind, host.process, params)
+            for name, p in self.procs.items():
+                if not pool.send(name, "open", params=p.params):
+                    raise RunControlError(f"node {name} is not connected")
             self._wait(lambda: all(p.hello for p in self.procs.values()), "processes to start",
                        self.cfg.daq.start_timeout_s)
             for name in self.procs:
@@ -242,8 +209,11 @@ class DaqRun:
             self._enter_draining()
 
     def reset(self) -> None:
-        """Back to ``idle`` after ``stopped`` or ``error``: every process is ended."""
+        """Back to ``idle`` after ``stopped`` or ``error``: the run's nodes are closed (and the
+        processes ended, unless they belong to a pool given by the caller)."""
         self.close()
+        if self._own_pool:
+            self.pool = None
         self.state = "idle"
         self.procs, self.errors, self.stats = {}, [], {}
 
@@ -296,17 +266,9 @@ class DaqRun:
         return all(p.drained or (p.died is not None and p.kind == "board") for p in self.procs.values())
 
     def _receive(self, timeout_s: float) -> None:
-        if self._ctl is None:
+        if self.pool is None or self.pool.sock.closed:
             return
-        if not self._ctl.poll(int(timeout_s * 1000)):
-            return
-        while True:
-            try:
-                ident, body = self._ctl.recv_multipart(zmq.NOBLOCK)
-            except zmq.Again:
-                return
-            msg = json.loads(body)
-            name = ident.decode()
+        for name, msg in self.pool.receive(timeout_s):
             p = self.procs.get(name)
             if p is None:
                 continue
@@ -323,6 +285,8 @@ class DaqRun:
         kind = msg["notice"]
         if kind == "hello":
             p.hello = True
+        elif kind == "closed":
+            p.closed = True
         elif kind == "drained":
             p.drained = True
             self.stats[p.name] = msg.get("stats", {})
@@ -341,14 +305,30 @@ class DaqRun:
         for p in self.procs.values():
             if p.exited or p.died is not None:
                 continue
-            code = p.process.exitcode
+            code = p.exitcode()
             if code is not None:
                 p.died = code
-                what = f"{p.name} (pid {p.process.pid}) died with exit code {code}"
+                what = f"{p.name} (pid {p.process.pid if p.process else '?'}) died with exit code {code}"
                 if p.kind == "board":
                     self.errors.append(what + ": its boards are marked dead by the trigger processor")
                 else:
                     self._fail(what)
+        if self.pool is None or self.state not in ("configured", "running", "draining"):
+            return
+        watched = [n for n, p in self.procs.items() if p.hello and p.died is None and not p.closed]
+        limit = self.cfg.daq.heartbeat_timeout_s
+        for name, quiet in self.pool.silent(watched).items():
+            p = self.procs[name]
+            p.silent_s = quiet
+            self.silent_detected[name] = time.monotonic()
+            what = f"{name} silent: no heartbeat for {quiet:.1f} s (daq.heartbeat_timeout_s = {limit})"
+            if p.kind == "board" and self.cfg.daq.on_silent_board == "continue":
+                p.died = -2   # the run goes on without it (the drain does not wait for it)
+                self.errors.append(what + ": going on (daq.on_silent_board = 'continue'); the trigger "
+                                          "processor marks its boards dead, their events are flagged INCOMPLETE")
+            else:
+                p.died = -2
+                self._fail(what)
 
     def _fail(self, why: str) -> None:
         self.errors.append(why)
@@ -370,11 +350,8 @@ class DaqRun:
     # ---- commands ------------------------------------------------------------------------
     def _send(self, name: str, cmd: str, quiet: bool = False, **data: Any) -> None:
         self._replies.pop((name, cmd), None)
-        try:
-            self._ctl.send_multipart([name.encode(), json.dumps({"cmd": cmd, **data}).encode()])
-        except zmq.ZMQError as err:
-            if not quiet:
-                raise RunControlError(f"{cmd} to {name}: {err}") from None
+        if (self.pool is None or not self.pool.send(name, cmd, **data)) and not quiet:
+            raise RunControlError(f"{cmd} to {name}: not connected")
 
     def _reply(self, name: str, cmd: str) -> dict:
         self._wait(lambda: (name, cmd) in self._replies, f"{name} to answer {cmd!r}")
@@ -390,9 +367,12 @@ class DaqRun:
             if time.monotonic() > deadline:
                 raise RunControlError(f"timed out waiting for {what} ({timeout_s} s)")
             self._receive(0.05)
+            if self.state == "error":
+                raise RunControlError(f"{'; '.join(self.errors)} (while waiting for {what})")
             for p in self.procs.values():
-                if p.process.exitcode is not None and not p.exited:
-                    raise RunControlError(f"{p.name} died with exit code {p.process.exitcode} while waiting for {what}")
+                code = p.exitcode()
+                if code is not None and not p.exited:
+                    raise RunControlError(f"{p.name} died with exit code {code} while waiting for {what}")
 
     # ---- monitoring ------------------------------------------------------------------------
     def snapshot(self) -> dict[str, Any]:
@@ -412,13 +392,16 @@ class DaqRun:
         return {"time": time.time(), "state": self.state, "run_number": self.run_number,
                 "elapsed_s": (now - self._t_start) if self._t_start else 0.0,
                 "events_written": written, "event_rate_hz": rate,
-                "live_fraction": trig.get("live_fraction"), "nodes": self.stats}
+                "live_fraction": trig.get("live_fraction"), "nodes": self.stats,
+                "heartbeats": self.pool.health() if self.pool is not None else {}}
 
     def _publish(self) -> None:
         snap = self.snapshot()
         self._last_monitor = (time.monotonic(), snap["events_written"])
+        if self.pool is None:
+            return
         try:
-            self._pub.send_multipart([MONITOR_TOPIC, json.dumps(snap).encode()], zmq.NOBLOCK)
+            self.pool.pub.send_multipart([MONITOR_TOPIC, json.dumps(snap).encode()], zmq.NOBLOCK)
             self.monitor_messages += 1
         except zmq.Again:
             pass  # lossy by design
@@ -471,6 +454,7 @@ class DaqRun:
             "dead_ticks": trig.get("dead_ticks", 0),
             "dead_boards": trig.get("dead_boards", {}),
             "died": {n: p.died for n, p in self.procs.items() if p.died is not None},
+            "silent": {n: p.silent_s for n, p in self.procs.items() if p.silent_s is not None},
             "bytes_written": writer.get("bytes_written", 0),
             "mb_per_s": writer.get("bytes_written", 0) / wall / 1e6 if wall else 0.0,
             "files": files,
@@ -514,34 +498,33 @@ class DaqRun:
 
     def pid(self, name: str) -> int:
         """Process id of a node (``writer``, ``builder``, ``trigger``, ``fe0`` ...)."""
-        return self.procs[name].process.pid
+        if self.pool is None or self.pool.hosts[name].pid is None:
+            raise KeyError(name)
+        pid = self.pool.hosts[name].pid
+        assert pid is not None
+        return pid
 
     def close(self) -> None:
-        """End every process (exit command, then terminate, then kill) and free the sockets."""
-        for name, p in self.procs.items():
-            if p.process.exitcode is None and self._ctl is not None:
-                self._send(name, "exit", quiet=True)
-        deadline = time.monotonic() + 5.0
-        for p in self.procs.values():
-            p.process.join(max(0.0, deadline - time.monotonic()))
-        for p in self.procs.values():
-            if p.process.exitcode is None:
-                p.process.terminate()
-                p.process.join(2.0)
-            if p.process.exitcode is None:
-                p.process.kill()
-                p.process.join(2.0)
-            p.exited = True
-        for s in (self._ctl, self._pub):
-            if s is not None:
-                s.close(0)
-        self._ctl = self._pub = None
-        if self._ctx is not None:
-            self._ctx.term()
-            self._ctx = None
-        if self._tmpdir is not None:
-            shutil.rmtree(self._tmpdir, ignore_errors=True)
-            self._tmpdir = None
-        if self._tmpdir_lock is not None:
-            os.close(self._tmpdir_lock)
-            self._tmpdir_lock = None
+        """End the run's node in every process; a run that started its processes ends them
+        too (exit command, then terminate, then kill) and frees the sockets."""
+        pool = self.pool
+        if pool is None:
+            return
+        if not pool.sock.closed:
+            for name, p in self.procs.items():
+                if p.exitcode() is None and p.hello and not p.closed:
+                    self._send(name, "exit", quiet=True)
+        if self._own_pool:
+            pool.close()
+            for p in self.procs.values():
+                p.exited = True
+            return
+        # a pool of the caller: wait for the hosts to say their run's node is gone
+        deadline = time.monotonic() + self.cfg.daq.command_timeout_s
+        while time.monotonic() < deadline and not pool.sock.closed:
+            open_ = [n for n, p in self.procs.items()
+                     if p.hello and not p.closed and p.died is None and p.exitcode() is None]
+            if not open_:
+                break
+            self._receive(0.05)
+            self._check_processes()
