@@ -326,9 +326,14 @@ class EventAssembler:
         """Take the parked fragments again when the in-flight count fell below the limit."""
         if not self.parked or self.in_flight >= self.limit:
             return False
-        parked, self.parked = self.parked, collections.deque()
-        for frag in parked:      # admitted now, or parked again
-            self.take(frag, now)
+        for frag in list(self.parked):
+            if not any(p is frag for p in self.parked):
+                continue   # pulled into its event when an earlier fragment of it was admitted
+            # the others stay in the parking while this one is taken: admitting its event pulls
+            # the event's other parked fragments in before it can complete (none is left to
+            # arrive "late" after the event was built without it)
+            self.parked = collections.deque(p for p in self.parked if p is not frag)
+            self.take(frag, now)   # admitted now, or parked again
         return True
 
     def expire(self, now: float) -> None:
