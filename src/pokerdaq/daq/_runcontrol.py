@@ -32,6 +32,7 @@ import zmq
 from pokerdaq.config import Config
 from pokerdaq.config._daq import ENDPOINT_NAMES
 
+from ._display import DISPLAY_TOPIC
 from ._node import node_main
 
 MONITOR_TOPIC = b"pokerdaq.monitor"
@@ -140,6 +141,9 @@ class DaqRun:
         self._ctx: zmq.Context | None = None
         self._ctl: zmq.Socket | None = None
         self._pub: zmq.Socket | None = None
+        self._display_sub: zmq.Socket | None = None
+        self.display: dict[str, Any] | None = None   # the writer's latest display message (spectra, latest event)
+        self.display_received = 0
         self._replies: dict[tuple[str, str], dict] = {}
         self._t_start: float | None = None
         self._t_stop: float | None = None
@@ -183,9 +187,16 @@ class DaqRun:
         self._pub.setsockopt(zmq.SNDHWM, cfg.daq.monitor_hwm)
         self._pub.setsockopt(zmq.LINGER, 0)
         self._pub.bind(want["monitor"])
+        # the writer's display messages (spectra, latest event: _display.py), lossy like the monitor
+        self._display_sub = self._ctx.socket(zmq.SUB)
+        self._display_sub.setsockopt(zmq.RCVHWM, cfg.daq.display_hwm)
+        self._display_sub.setsockopt(zmq.LINGER, 0)
+        self._display_sub.setsockopt(zmq.SUBSCRIBE, DISPLAY_TOPIC)
+        self._display_sub.bind(want["display"])
         # configured endpoints of processes not started here (``only``) are kept for the caller
         self.endpoints = {n: e for n, e in want.items() if "*" not in e}
-        self.endpoints.update(control=control, monitor=self._pub.getsockopt_string(zmq.LAST_ENDPOINT))
+        self.endpoints.update(control=control, monitor=self._pub.getsockopt_string(zmq.LAST_ENDPOINT),
+                              display=self._display_sub.getsockopt_string(zmq.LAST_ENDPOINT))
 
         boards = list(range(cfg.channel_map.n_boards))
         per = cfg.daq.boards_per_process
@@ -258,6 +269,7 @@ class DaqRun:
     def poll(self, timeout_s: float = 0.1) -> str:
         """Serve messages for up to ``timeout_s``, check processes and deadlines; return the state."""
         self._receive(timeout_s)
+        self._receive_display()
         self._check_processes()
         now = time.monotonic()
         if (self.state == "running" and self.duration_s is not None and self._t_start is not None  # set by start()
@@ -267,6 +279,7 @@ class DaqRun:
             if self._all_drained():
                 self._final_status()
                 self.state = "stopped"
+                self._publish()   # the final numbers, for the monitors and the status page
             elif self._drain_deadline is not None and now > self._drain_deadline:  # set with 'draining'
                 self._fail("drain did not finish in time: " + ", ".join(
                     n for n, p in self.procs.items() if not p.drained and p.died is None))
@@ -275,6 +288,7 @@ class DaqRun:
             # report before the failure (the trigger and builder went on meanwhile)
             self._refreshed = True
             self._final_status()
+            self._publish()
         if self.state in ("running", "draining") and now >= self._next_monitor:
             self._next_monitor = now + self.cfg.daq.monitor_interval_s
             for name, p in self.procs.items():
@@ -366,6 +380,7 @@ class DaqRun:
             self._receive(0.05)
             self._check_processes()
             live = [n for n in live if self.procs[n].died is None]
+        self._receive_display()   # the writer sends its last display message before it reports drained
 
     # ---- commands ------------------------------------------------------------------------
     def _send(self, name: str, cmd: str, quiet: bool = False, **data: Any) -> None:
@@ -395,6 +410,27 @@ class DaqRun:
                     raise RunControlError(f"{p.name} died with exit code {p.process.exitcode} while waiting for {what}")
 
     # ---- monitoring ------------------------------------------------------------------------
+    def _receive_display(self) -> None:
+        """Keep the newest display message of the writer (older queued ones are skipped unparsed)."""
+        if self._display_sub is None:
+            return
+        body = None
+        while True:
+            try:
+                frames = self._display_sub.recv_multipart(zmq.NOBLOCK)
+            except zmq.Again:
+                break
+            if len(frames) == 2:
+                body = frames[1]
+                self.display_received += 1
+        if body is not None:
+            try:
+                msg = json.loads(body)
+            except ValueError:
+                msg = None
+            if isinstance(msg, dict):
+                self.display = msg
+
     def snapshot(self) -> dict[str, Any]:
         """Counters of the run as last reported, with rates and live time."""
         now = time.monotonic()
@@ -410,9 +446,10 @@ class DaqRun:
             rate = (written - n0) / (now - t0)
         trig = self.stats.get("trigger", {})
         return {"time": time.time(), "state": self.state, "run_number": self.run_number,
-                "elapsed_s": (now - self._t_start) if self._t_start else 0.0,
+                "elapsed_s": ((self._t_stop or now) - self._t_start) if self._t_start else 0.0,
                 "events_written": written, "event_rate_hz": rate,
-                "live_fraction": trig.get("live_fraction"), "nodes": self.stats}
+                "live_fraction": trig.get("live_fraction"), "nodes": self.stats,
+                "display": self.display, "display_received": self.display_received}
 
     def _publish(self) -> None:
         snap = self.snapshot()
@@ -532,10 +569,10 @@ class DaqRun:
                 p.process.kill()
                 p.process.join(2.0)
             p.exited = True
-        for s in (self._ctl, self._pub):
+        for s in (self._ctl, self._pub, self._display_sub):
             if s is not None:
                 s.close(0)
-        self._ctl = self._pub = None
+        self._ctl = self._pub = self._display_sub = None
         if self._ctx is not None:
             self._ctx.term()
             self._ctx = None
