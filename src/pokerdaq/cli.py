@@ -83,6 +83,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help="output folder (file run_NNNNNN.h5 inside) or .h5 file (default: current folder)")
     _add_overwrite(p, "replace an existing output file (default: refuse a .h5 file that exists; in a "
                       "folder that has runs, take the next free run number)")
+    p.add_argument("--http", metavar="HOST:PORT",
+                   help="serve a live status page (and GET /api/status, JSON) at http://HOST:PORT/ while the "
+                        "run goes on; HOST defaults to 127.0.0.1, PORT 0 takes a free port. The page has no "
+                        "authentication: name another HOST only on a trusted network")
+    p.add_argument("--http-linger", type=float, default=0.0, metavar="S",
+                   help="with --http: keep serving the final page S seconds after the run (Ctrl-C ends it sooner; "
+                        "default 0)")
 
     p = sub.add_parser("monitor", help="print the monitoring snapshots of a running `pokerdaq run`",
                        description="Subscribe to the monitor endpoint that `pokerdaq run` prints at start and "

@@ -65,7 +65,7 @@ class EventDisplay:
 
     def warm_up(self) -> None:
         """Import and load the energy sum (numba) now, at process start, not with the first batch."""
-        from pokerdaq.dsp._records import PULSE_DTYPE
+        from pokerdaq.dsp import PULSE_DTYPE
         from pokerdaq.inspection import event_energies
 
         event_energies(np.zeros(1, PULSE_DTYPE), np.ones(1, np.int64), self.cfg)

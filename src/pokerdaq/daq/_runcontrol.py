@@ -453,6 +453,7 @@ class DaqRun:
 
     def _publish(self) -> None:
         snap = self.snapshot()
+        snap["seq"] = self.monitor_messages   # a subscriber counts the snapshots it lost from gaps
         self._last_monitor = (time.monotonic(), snap["events_written"])
         try:
             self._pub.send_multipart([MONITOR_TOPIC, json.dumps(snap).encode()], zmq.NOBLOCK)
