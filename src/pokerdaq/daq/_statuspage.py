@@ -56,6 +56,7 @@ class StatusModel:
         """Take one snapshot (a decoded JSON object); anything else is counted in ``bad``."""
         if not isinstance(snap, dict) or not isinstance(snap.get("nodes"), dict):
             self.bad += 1
+            self.status = {**self.status, "page": self._page()}
             return
         seq = snap.get("seq")
         run = snap.get("run_number")
@@ -80,8 +81,11 @@ class StatusModel:
         self._prev = (elapsed, accepted)
         self.status = self._build(snap, rates)
 
+    def _page(self) -> dict[str, int]:
+        return {"snapshots_received": self.snapshots, "snapshots_lost": self.lost, "bad_messages": self.bad}
+
     def _build(self, snap: dict | None, rates: dict[str, float] | None = None) -> dict[str, Any]:
-        page = {"snapshots_received": self.snapshots, "snapshots_lost": self.lost, "bad_messages": self.bad}
+        page = self._page()
         if snap is None:
             return {"state": "waiting", "run_number": None, "page": page}
         nodes = snap["nodes"]
@@ -171,8 +175,10 @@ class StatusPage:
         self._http = server((host, port), _handler(self))
         if monitor_endpoint is not None:
             self.subscribe(monitor_endpoint)
-        self.host, self.port = self._http.server_address[0], int(self._http.server_address[1])
-        shown = f"[{self.host}]" if ":" in str(self.host) else self.host
+        bound = self._http.server_address
+        self.host = bound[0].decode() if isinstance(bound[0], bytes) else str(bound[0])
+        self.port = int(bound[1])
+        shown = f"[{self.host}]" if ":" in self.host else self.host
         self.url = f"http://{shown}:{self.port}/"
         self._threads = [threading.Thread(target=self._receive, name="pokerdaq-status-sub", daemon=True),
                          threading.Thread(target=self._http.serve_forever, kwargs={"poll_interval": 0.2},
@@ -213,8 +219,7 @@ class StatusPage:
                 except zmq.Again:
                     break
                 if len(frames) != 2:
-                    with self._lock:
-                        self.model.bad += 1
+                    self._take(b"")   # counted by the model as a bad message
                     continue
                 if last is not None:
                     self._take(last)
