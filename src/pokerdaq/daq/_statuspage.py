@@ -126,7 +126,8 @@ class StatusModel:
             "display": {"events": display.get("events", 0),
                         "sent": writer.get("display_messages_sent", 0),
                         "dropped": writer.get("display_messages_dropped", 0),
-                        "received": snap.get("display_received", 0)},
+                        "received": snap.get("display_received", 0),
+                        "writer_cpu_s": writer.get("display_cpu_s", 0.0)},   # what the tap costs the writer
             "page": page,
         }
 
