@@ -405,6 +405,7 @@ class DaqRun:
             if time.monotonic() > deadline:
                 raise RunControlError(f"timed out waiting for {what} ({timeout_s} s)")
             self._receive(0.05)
+            self._receive_display()   # a bound SUB passes its subscription on only when its thread handles it
             for p in self.procs.values():
                 if p.process.exitcode is not None and not p.exited:
                     raise RunControlError(f"{p.name} died with exit code {p.process.exitcode} while waiting for {what}")
