@@ -15,6 +15,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -340,3 +341,56 @@ def test_status_page_in_a_browser_shows_the_live_run_and_ends_equal_to_the_summa
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait(10)
         lines.close()
+
+
+# ---- the HTTP server on a real monitoring PUB (no browser) -----------------------------------------
+def test_server_serves_the_published_snapshots_and_nothing_else(tmp_path):
+    from pokerdaq.daq import serve_status_page
+    from pokerdaq.daq._runcontrol import MONITOR_TOPIC
+
+    ctx = zmq.Context()
+    pubs = []
+    for name in ("a", "b"):
+        pub = ctx.socket(zmq.PUB)
+        pub.setsockopt(zmq.LINGER, 0)
+        pub.bind(f"ipc://{tmp_path}/{name}")
+        pubs.append(pub)
+    page = serve_status_page(None, "127.0.0.1", 0)
+    try:
+        assert _get(page.url + "api/status")["state"] == "waiting"
+        page.subscribe(f"ipc://{tmp_path}/a")
+
+        def publish_until(pub, snap, cond):
+            deadline = time.monotonic() + 30
+            while not page.wait_for(cond, 0.1):   # a PUB drops until the SUB is connected: send again
+                pub.send_multipart([MONITOR_TOPIC, json.dumps(snap).encode()])
+                assert time.monotonic() < deadline, "the page never got the snapshot"
+
+        snap = _snap(0, 5, 1.5, 42)
+        snap["nodes"]["writer"] = {"events_rejected": {"event_order": 1}}
+        snap["nodes"]["trigger"]["dead_boards"] = {"0": "</script><b>silent"}   # must not break the page
+        publish_until(pubs[0], snap, lambda s: s["run_number"] == 5)
+        got = _get(page.url + "api/status")
+        assert got == json.loads(json.dumps(page.model.status))
+        assert got["events_rejected"] == {"event_order": 1} and got["boards"][0]["alive"] is False
+        with urllib.request.urlopen(page.url, timeout=10) as r:
+            html = r.read().decode()
+            csp = r.headers["Content-Security-Policy"]
+        assert "default-src 'none'" in csp and "connect-src 'self'" in csp
+        assert "</script><b>" not in html and "<\\/script><b>silent" in html
+        assert not re.search(r"(src|href)=\"(https?:)?//", html)   # nothing from elsewhere
+        for path in ("/nothing", "/api/status/../../etc/passwd", "/api"):
+            with pytest.raises(urllib.error.HTTPError) as err:
+                urllib.request.urlopen(page.url.rstrip("/") + path, timeout=10)
+            assert err.value.code == 404
+            err.value.close()
+        # the next run control: the page follows it, and only it
+        page.subscribe(f"ipc://{tmp_path}/b")
+        publish_until(pubs[1], _snap(0, 6, 0.2, 1), lambda s: s["run_number"] == 6)
+        pubs[0].send_multipart([MONITOR_TOPIC, json.dumps(_snap(9, 5, 9.0, 99)).encode()])
+        assert not page.wait_for(lambda s: s["run_number"] == 5, 1.0)
+    finally:
+        page.close()
+        for pub in pubs:
+            pub.close(0)
+        ctx.term()

@@ -189,7 +189,8 @@ class StatusPage:
 
     # ---- the monitoring stream -------------------------------------------------------------
     def subscribe(self, monitor_endpoint: str) -> None:
-        """Read snapshots from ``monitor_endpoint`` too (e.g. once run control has bound it)."""
+        """Follow ``monitor_endpoint`` from now on, instead of the one before (e.g. each new run's
+        run control); the page's history starts again with the next run number."""
         with self._lock:
             self._endpoints.append(monitor_endpoint)
 
@@ -200,17 +201,23 @@ class StatusPage:
         sub.setsockopt(zmq.LINGER, 0)
         sub.setsockopt(zmq.SUBSCRIBE, MONITOR_TOPIC)
         try:
-            self._serve_sub(sub)
+            self._serve_sub(sub, [])
         finally:
             sub.close(0)
             ctx.term()
 
-    def _serve_sub(self, sub: zmq.Socket) -> None:
+    def _serve_sub(self, sub: zmq.Socket, connected: list[str]) -> None:
         while not self._stop.is_set():
             with self._lock:
-                todo, self._endpoints = self._endpoints, []
+                todo, self._endpoints = self._endpoints[-1:], []
             for ep in todo:
+                for old in connected:
+                    try:
+                        sub.disconnect(old)
+                    except zmq.ZMQError:
+                        pass   # already gone
                 sub.connect(ep)
+                connected[:] = [ep]
             if not sub.poll(200):
                 continue
             last = None
