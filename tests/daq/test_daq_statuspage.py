@@ -157,13 +157,9 @@ def test_status_model_rates_lost_snapshots_and_a_new_run():
 
 
 # ---- the CLI: routine mistakes ---------------------------------------------------------------------
-def _cli(*args):
-    env = {**os.environ, "PYTHONPATH": SRC + os.pathsep + os.environ.get("PYTHONPATH", ""), "COLUMNS": "200"}
-    return subprocess.run([sys.executable, "-m", "pokerdaq.cli", "run", *args], capture_output=True, text=True,
-                          env=env, timeout=120)
+def test_run_http_mistakes_are_usage_errors_before_any_process_starts(tmp_path, capsys):
+    from pokerdaq.cli import main
 
-
-def test_run_http_mistakes_are_usage_errors_before_any_process_starts(tmp_path):
     busy = socket.socket()
     busy.bind(("127.0.0.1", 0))
     busy.listen()
@@ -172,10 +168,10 @@ def test_run_http_mistakes_are_usage_errors_before_any_process_starts(tmp_path):
                              (["--http", "127.0.0.1:70000"], "port 70000 out of range"),
                              (["--http-linger", "5"], "--http-linger 5.0: needs --http"),
                              (["--http", f"127.0.0.1:{busy.getsockname()[1]}"], "cannot listen on 127.0.0.1")):
-            proc = _cli("--events", "5", "--output", str(tmp_path), *args)
-            assert proc.returncode == 2, proc.stderr
-            lines = proc.stderr.strip().splitlines()
-            assert len(lines) == 1 and lines[0].startswith("pokerdaq run: ") and needle in lines[0], proc.stderr
+            assert main(["run", "--events", "5", "--output", str(tmp_path), *args]) == 2
+            err = capsys.readouterr().err
+            lines = err.strip().splitlines()
+            assert len(lines) == 1 and lines[0].startswith("pokerdaq run: ") and needle in lines[0], err
         assert not list(tmp_path.iterdir())   # nothing started, nothing written
     finally:
         busy.close()

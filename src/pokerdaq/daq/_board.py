@@ -351,7 +351,8 @@ class BoardGroupNode(Node):
 
     def stats(self) -> dict[str, Any]:
         queued: collections.Counter[int] = collections.Counter(
-            _BOARD_ID.unpack_from(f, _BOARD_ID_OFFSET)[0] for f in self.pending)   # at most board_queue_events
+            _BOARD_ID.unpack_from(f, _BOARD_ID_OFFSET)[0] for f in self.pending   # at most board_queue_events
+            if len(f) >= _BOARD_ID_OFFSET + _BOARD_ID.size)
         return {
             **dict(self.counters),
             "busy": len(self.pending) >= self.busy_mark or self.credit_blocked,   # what its next slice would say
