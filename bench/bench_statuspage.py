@@ -74,3 +74,57 @@ def test_display_tap_against_the_file_write(benchmark, tmp_path):
         "file_write_cpu_us_per_event": write / n * 1e6,
         "batch_events": n,
     })
+
+
+def test_status_page_update_latency(benchmark, tmp_path):
+    """Snapshot published by run control -> visible at ``GET /api/status``, on a real run.
+
+    A synthetic run (every process) with the page in this process; a client thread asks
+    ``/api/status`` every 10 ms and notes when a new snapshot (its ``time``, taken at publish)
+    appears. ``extra_info``: median and largest latency (resolution 10 ms plus a request), the
+    request time and size. The browser adds its own poll (1 s) and the counters are the
+    processes' answers to the previous status request (up to ``daq.monitor_interval_s`` old).
+    """
+    import json
+    import threading
+    import urllib.request
+
+    from pokerdaq.daq import DaqRun, serve_status_page
+
+    cfg = load_config().replace(daq={"front_end": "synthetic", "trigger_logic": "synthetic"})
+    lat, req, size = [], [], []
+    with DaqRun(cfg, tmp_path, max_events=3000) as run, serve_status_page(None) as page:
+        run.configure()
+        page.subscribe(run.endpoints["monitor"])
+        done = threading.Event()
+
+        def client() -> None:
+            last = None
+            while not done.is_set():
+                t0 = time.time()
+                with urllib.request.urlopen(page.url + "api/status", timeout=10) as r:
+                    body = r.read()
+                t1 = time.time()
+                s = json.loads(body)
+                req.append(t1 - t0)
+                size.append(len(body))
+                if s.get("time") and s["time"] != last:
+                    last = s["time"]
+                    lat.append(t0 - s["time"])
+                time.sleep(0.01)
+
+        t = threading.Thread(target=client)
+        t.start()
+        run.start()
+        run.wait(300)
+        done.set()
+        t.join(30)
+    assert run.state == "stopped" and len(lat) >= 3
+    benchmark.pedantic(lambda: None, rounds=1, iterations=1)
+    benchmark.extra_info.update({
+        "publish_to_api_latency_ms_median": float(np.median(lat[1:])) * 1e3,   # the first may predate the client
+        "publish_to_api_latency_ms_max": float(np.max(lat[1:])) * 1e3,
+        "api_request_ms_median": float(np.median(req)) * 1e3,
+        "api_body_kB": float(np.median(size)) / 1e3,
+        "snapshots_seen": len(lat),
+    })
