@@ -258,10 +258,14 @@ def test_status_page_in_a_browser_shows_the_live_run_and_ends_equal_to_the_summa
     env = {**os.environ, "PYTHONPATH": SRC + os.pathsep + os.environ.get("PYTHONPATH", ""), "COLUMNS": "200",
            "PYTHONUNBUFFERED": "1"}
     out = tmp_path / "out"
-    # no --events: the run goes on until the test has looked at it, then SIGINT stops it (the drain)
+    # no --events: the run goes on until the test has looked at it, then SIGINT stops it (the drain).
+    # The test-only slow disk (daq.writer_delay_s) holds the run back by flow control (boards BUSY,
+    # shown on the page), so that it does not take every core from the browser: 33 s instead of 76
+    # at load 27
     cmd = [sys.executable, "-m", "pokerdaq.cli", "run", "--config", str(synthetic_config_file(tmp_path)),
            "--output", str(out), "--seed", "3", "--set", "daq.monitor_interval_s=0.5",
-           "--set", "daq.display_interval_s=0.5", "--http", "127.0.0.1:0", "--http-linger", "120"]
+           "--set", "daq.display_interval_s=0.5", "--set", "daq.writer_delay_s=0.5",
+           "--http", "127.0.0.1:0", "--http-linger", "120"]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
                             start_new_session=True)
     lines = _Lines(proc)
