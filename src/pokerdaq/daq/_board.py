@@ -60,7 +60,7 @@ from ._wire import (
 )
 
 _BOARD_ID = struct.Struct("<H")                                 # FRAGMENT_HEADER_DTYPE['board_id'] ...
-_BOARD_ID_OFFSET = int(FRAGMENT_HEADER_DTYPE.fields["board_id"][1])   # ... and where it lies in a fragment
+_BOARD_ID_OFFSET = int(FRAGMENT_HEADER_DTYPE.fields["board_id"][1])  # type: ignore[index]  # ... its offset (a struct dtype has fields)
 _CREDIT = struct.Struct("<QQ")   # the builder's credit message (pokerdaq.daq._builder.CREDIT_STRUCT)
 
 
