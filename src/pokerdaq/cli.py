@@ -76,6 +76,9 @@ def _add_daq(p: argparse.ArgumentParser) -> None:
     q.add_argument("--output", required=True, metavar="DIR", help="output folder (made when missing)")
     q.add_argument("--control", metavar="ENDPOINT",
                    help="client endpoint to bind (default tcp://127.0.0.1 with a free port, in DIR/daq-service.json)")
+    q.add_argument("--http", metavar="HOST:PORT",
+                   help="serve the live status page of the service and its runs (and GET /api/status, JSON) at "
+                        "http://HOST:PORT/ (127.0.0.1 unless a host is named; port 0: a free one)")
     q = sub.add_parser("start", help="start a run; returns once it is running")
     where(q)
     stop = q.add_mutually_exclusive_group()
@@ -125,6 +128,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help="output folder (file run_NNNNNN.h5 inside) or .h5 file (default: current folder)")
     _add_overwrite(p, "replace an existing output file (default: refuse a .h5 file that exists; in a "
                       "folder that has runs, take the next free run number)")
+    p.add_argument("--http", metavar="HOST:PORT",
+                   help="serve a live status page (and GET /api/status, JSON) at http://HOST:PORT/ while the "
+                        "run goes on; HOST defaults to 127.0.0.1, PORT 0 takes a free port. The page has no "
+                        "authentication: name another HOST only on a trusted network")
+    p.add_argument("--http-linger", type=float, default=0.0, metavar="S",
+                   help="with --http: keep serving the final page S seconds after the run (Ctrl-C ends it sooner; "
+                        "default 0)")
 
     p = sub.add_parser("daq", help="the run-control service: serve once, then start/stop/status/reset runs",
                        description="`pokerdaq daq serve` starts and configures the DAQ processes once and "

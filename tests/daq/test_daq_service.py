@@ -12,6 +12,7 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -41,19 +42,30 @@ monitor_interval_s = 0.2
 class Service:
     """``pokerdaq daq serve`` as a child process; always ended."""
 
-    def __init__(self, tmp_path: Path, out: Path, overlay: str = OVERLAY) -> None:
+    def __init__(self, tmp_path: Path, out: Path, overlay: str = OVERLAY, http: bool = False) -> None:
         cfg = tmp_path / "service.toml"
         cfg.write_text(overlay)
         self.out = out
+        self.http = http
+        self.page: str | None = None
         self.proc = subprocess.Popen([sys.executable, "-m", "pokerdaq.cli", "daq", "serve", "--config", str(cfg),
-                                      "--output", str(out)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                     text=True)
+                                      "--output", str(out), *(["--http", "127.0.0.1:0"] if http else [])],
+                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
     def wait_configured(self, timeout_s: float = 120.0) -> dict:
         # the first line comes once the endpoint file is written (or '' when serve ended)
         first = self.proc.stdout.readline()
         assert "control tcp://127.0.0.1:" in first, first + self.proc.communicate()[0]
+        if self.http:
+            line = self.proc.stdout.readline()
+            assert "status page http://127.0.0.1:" in line, line
+            self.page = line.split("status page ")[1].split()[0]
         return self.call("wait", timeout=timeout_s)
+
+    def page_status(self) -> dict:
+        assert self.page is not None
+        with urllib.request.urlopen(self.page + "api/status", timeout=30) as r:
+            return json.loads(r.read())
 
     def call(self, cmd: str, **fields) -> dict:
         return request(find_control(self.out, None), cmd, 60.0, find_keys(self.out, None), **fields)
@@ -80,7 +92,7 @@ def _cli(capsys, *argv: str) -> str:
 @pytest.mark.timeout(300)
 def test_service_session_runs_errors_reset_and_restart(tmp_path, capsys):
     out = tmp_path / "out"
-    svc = Service(tmp_path, out)
+    svc = Service(tmp_path, out, http=True)
     try:
         st = svc.wait_configured()
         assert st["state"] == "configured" and st["run_number"] is None
@@ -116,6 +128,10 @@ def test_service_session_runs_errors_reset_and_restart(tmp_path, capsys):
         deadline = time.monotonic() + 60
         while svc.call("status")["run"]["events_written"] == 0:
             assert time.monotonic() < deadline
+        # the service's status page follows its runs (one monitoring stream for all of them)
+        deadline = time.monotonic() + 60
+        while (page := svc.page_status())["run_number"] != 2 or page["state"] != "running":
+            assert time.monotonic() < deadline, page
         assert "last run 2: stopped" in _cli(capsys, "daq", "stop", *o)
         _cli(capsys, "daq", "start", *o, "--duration", "1")
         st = svc.call("wait")

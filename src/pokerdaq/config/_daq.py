@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 
 from ._schema import Bounds, ConfigError
 
-ENDPOINT_NAMES = ("control", "triggers", "fragments", "trigger_records", "records", "monitor", "credits")
+ENDPOINT_NAMES = ("control", "triggers", "fragments", "trigger_records", "records", "monitor", "credits", "display")
 """The sockets of a run, one endpoint each (``<name>_endpoint`` keys of [daq])."""
 
 
@@ -40,6 +40,7 @@ class DaqConfig:
     records_endpoint: str
     monitor_endpoint: str
     credits_endpoint: str
+    display_endpoint: str
 
     # ---- time slices, buffers and flow control ----
     slice_ticks: Annotated[int, Bounds(ge=256, le=1 << 24)]
@@ -80,6 +81,8 @@ class DaqConfig:
     compression: Literal["gzip", "zstd", "lz4", "none"]
     monitor_interval_s: Annotated[float, Bounds(gt=0.0)]
     monitor_hwm: Annotated[int, Bounds(ge=1, le=1000)]
+    display_interval_s: Annotated[float, Bounds(gt=0.0, le=3600.0)]
+    display_hwm: Annotated[int, Bounds(ge=1, le=1000)]
 
     def __post_init__(self) -> None:
         for name in ENDPOINT_NAMES:

@@ -14,6 +14,7 @@ driven by run control; the physics behind them comes through two interfaces
 from ._interfaces import FrontEndLogic, ScalerCounts, SliceOutput, TriggerLogic, TriggerOutput, TypeCounters
 from ._monitor import read_monitor
 from ._runcontrol import DaqRun, RunControlError
+from ._statuspage import StatusModel, StatusPage, serve_status_page
 from ._wire import Fragment, FragmentError, Reason, decode_fragment, encode_fragment
 
 __all__ = [
@@ -24,6 +25,8 @@ __all__ = [
     "Reason",
     "RunControlError",
     "SliceOutput",
+    "StatusModel",
+    "StatusPage",
     "TriggerLogic",
     "ScalerCounts",
     "TriggerOutput",
@@ -31,4 +34,5 @@ __all__ = [
     "decode_fragment",
     "encode_fragment",
     "read_monitor",
+    "serve_status_page",
 ]

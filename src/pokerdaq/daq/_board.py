@@ -46,6 +46,7 @@ from ._factory import make_front_end
 from ._interfaces import FrontEndLogic, StretchFrontEnd
 from ._node import Node, NodeError
 from ._wire import (
+    FRAGMENT_HEADER_DTYPE,
     PRIMITIVE_DTYPE,
     PRIMITIVE_MAGIC,
     TRIGGER_DTYPE,
@@ -58,6 +59,8 @@ from ._wire import (
     encode_slice,
 )
 
+_BOARD_ID = struct.Struct("<H")                                 # FRAGMENT_HEADER_DTYPE['board_id'] ...
+_BOARD_ID_OFFSET = int(FRAGMENT_HEADER_DTYPE.fields["board_id"][1])  # type: ignore[index]  # ... its offset (a struct dtype has fields)
 _CREDIT = struct.Struct("<QQ")   # the builder's credit message (pokerdaq.daq._builder.CREDIT_STRUCT)
 
 
@@ -76,6 +79,7 @@ class _Board:
     ended: bool = False
     busy_slices: int = 0
     primitives_sent: int = 0
+    fragments: int = 0            # fragments read out (sent = these minus the board's in the queue)
 
 
 class BoardGroupNode(Node):
@@ -273,6 +277,7 @@ class BoardGroupNode(Node):
         self.pending.append(frag)
         self.max_pending = max(self.max_pending, len(self.pending))
         self.counters["fragments_made"] += 1
+        board.fragments += 1
 
     def _heartbeat(self) -> None:
         """Tell the trigger processor that a stalled board is alive (not more than 4 per time-out)."""
@@ -345,14 +350,19 @@ class BoardGroupNode(Node):
         return True
 
     def stats(self) -> dict[str, Any]:
+        queued: collections.Counter[int] = collections.Counter(
+            _BOARD_ID.unpack_from(f, _BOARD_ID_OFFSET)[0] for f in self.pending   # at most board_queue_events
+            if len(f) >= _BOARD_ID_OFFSET + _BOARD_ID.size)
         return {
             **dict(self.counters),
+            "busy": len(self.pending) >= self.busy_mark or self.credit_blocked,   # what its next slice would say
             "pending": len(self.pending),
             "credit": self.credit,
             "max_pending": self.max_pending,
             "queue_limit": self.queue_limit,
             "boards": {str(b): {"slices": x.next_slice, "busy_slices": x.busy_slices,
-                                "primitives": x.primitives_sent, "stretches": x.stretches, "ended": x.ended}
+                                "primitives": x.primitives_sent, "stretches": x.stretches, "ended": x.ended,
+                                "fragments_read_out": x.fragments, "fragments_sent": x.fragments - queued[b]}
                        for b, x in self.boards.items()},
         }
 

@@ -5,12 +5,13 @@ from __future__ import annotations
 import argparse
 import re
 import signal
+import time
 from pathlib import Path
 from typing import Any
 
 from pokerdaq.config import Config, config_from_args
 
-from .._usage import UsageError, check_new_output, check_positive
+from .._usage import UsageError, check_new_output, check_positive, parse_http_address
 from ._runcontrol import DaqRun, output_path
 
 _RUN_FILE = re.compile(r"run_(\d{6})(?:_\d{4})?\.h5(?:\.part)?")
@@ -40,24 +41,62 @@ class _StopRequest:
 
 def run(args: argparse.Namespace) -> int:
     from rich.console import Console
-    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
     cfg = config_from_args(args)
     check_positive("--events", args.events)
     if args.duration is not None and not args.duration > 0:
         raise UsageError(f"--duration {args.duration}: expected a positive number of seconds")
+    http = getattr(args, "http", None)
+    linger = getattr(args, "http_linger", 0.0)
+    if not linger >= 0:
+        raise UsageError(f"--http-linger {linger}: expected a number of seconds >= 0")
+    if linger and http is None:
+        raise UsageError(f"--http-linger {linger}: needs --http HOST:PORT")
     console = Console(stderr=False)
     # every routine output mistake is caught here, before the processes start (seconds of start-up)
     cfg, note = choose_output(cfg, args.output, args.overwrite)
     if note:
         console.print(note)
+    page = None if http is None else _start_page(http)
+    try:
+        code = _take_run(args, cfg, console, page)
+        if page is not None and linger:
+            print(f"status page {page.url}: the final numbers, for {linger:g} s more (Ctrl-C ends)", flush=True)
+            with _StopRequest() as stop:
+                deadline = time.monotonic() + linger
+                while stop.signal is None and time.monotonic() < deadline:
+                    time.sleep(0.1)
+    finally:
+        if page is not None:
+            page.close()
+    return code
+
+
+def _start_page(http: str):
+    """The status page, listening before any DAQ process starts (a bad address costs nothing)."""
+    from ._statuspage import serve_status_page
+
+    host, port = parse_http_address(http)
+    try:
+        return serve_status_page(None, host, port)
+    except OSError as err:
+        raise UsageError(f"--http {http}: cannot listen on {host}:{port}: {err.strerror or err}") from None
+
+
+def _take_run(args: argparse.Namespace, cfg: Config, console, page) -> int:
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
     with _StopRequest() as stop, DaqRun(cfg, args.output, seed=args.seed, max_events=args.events,
                                         duration_s=args.duration, overwrite=args.overwrite) as daq:
         daq.configure()
+        if page is not None:
+            page.subscribe(daq.endpoints["monitor"])
         if stop.signal is None:
             daq.start()
             console.print(f"run {daq.run_number}: {len(daq.procs)} processes, output {daq.output}, "
                           f"monitor {daq.endpoints['monitor']}")
+            if page is not None:
+                print(f"status page {page.url} (JSON: {page.url}api/status)", flush=True)
             columns = [TextColumn("[bold]{task.description}"), BarColumn(), TextColumn("{task.completed:>8.0f} events"),
                        TextColumn("{task.fields[rate]:>7.0f} ev/s"), TextColumn("live {task.fields[live]}"),
                        TimeElapsedColumn()]
@@ -79,6 +118,9 @@ def run(args: argparse.Namespace) -> int:
                                     rate=snap["event_rate_hz"],
                                     live="n/a" if live is None else f"{100 * live:5.1f}%")
         summary = daq.summary()
+        if page is not None:   # the page shows the final snapshot (published at stop) before the summary
+            page.wait_for(lambda s: s.get("state") in ("stopped", "error") and s.get("run_number") == daq.run_number,
+                          max(2.0, 3 * cfg.daq.monitor_interval_s))
     print_summary(summary, console)
     return 0 if summary["state"] == "stopped" else 1
 

@@ -26,6 +26,7 @@ import zmq
 from pokerdaq.config import Config
 
 from ._curve import Guard, run_keys, secure_server
+from ._display import DISPLAY_TOPIC
 from ._node import HEARTBEAT_SUFFIX, host_main
 
 IPC_PREFIX = "pokerdaq-ipc-"
@@ -124,18 +125,27 @@ class NodePool:
         self.pub = self.ctx.socket(zmq.PUB)
         self.pub.setsockopt(zmq.SNDHWM, cfg.daq.monitor_hwm)
         self.pub.setsockopt(zmq.LINGER, 0)
+        # the writer's display messages (spectra, latest event: _display.py), lossy like the monitor;
+        # bound here so that it outlives the runs, as the writer host does
+        self.display_sub = self.ctx.socket(zmq.SUB)
+        self.display_sub.setsockopt(zmq.RCVHWM, cfg.daq.display_hwm)
+        self.display_sub.setsockopt(zmq.LINGER, 0)
+        self.display_sub.setsockopt(zmq.SUBSCRIBE, DISPLAY_TOPIC)
         self.guard = Guard(self.ctx, self.keys, "run control") if self.keys else None
         if self.keys:
             secure_server(self.sock, self.keys)
             secure_server(self.pub, self.keys)
+            secure_server(self.display_sub, self.keys)
         try:
             self.sock.bind(self.want["control"])
             self.pub.bind(self.want["monitor"])
+            self.display_sub.bind(self.want["display"])
         except zmq.ZMQError:
             self.close()
             raise
         self.control = self.sock.getsockopt_string(zmq.LAST_ENDPOINT)
         self.monitor = self.pub.getsockopt_string(zmq.LAST_ENDPOINT)
+        self.display = self.display_sub.getsockopt_string(zmq.LAST_ENDPOINT)
         self.strays = 0   # messages from names that are not nodes of this pool
         self.refused: list[str] = []   # nodes that joined with the wrong kind or boards
 
@@ -303,7 +313,7 @@ class NodePool:
                 p.join(2.0)
             self._kill(h)
         self.hosts = {}
-        for s in (self.sock, self.pub):
+        for s in (self.sock, self.pub, self.display_sub):
             s.close(0)
         if self.guard is not None:
             self.guard.stop()

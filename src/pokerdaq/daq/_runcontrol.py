@@ -116,6 +116,8 @@ class DaqRun:
         self._own_pool = pool is None
         self._refreshed = False   # final counters collected after a failure
         self.silent_detected: dict[str, float] = {}   # node -> monotonic time its silence was found
+        self.display: dict[str, Any] | None = None   # the writer's latest display message (spectra, latest event)
+        self.display_received = 0
         self._replies: dict[tuple[str, str], dict] = {}
         self._t_start: float | None = None
         self._t_stop: float | None = None
@@ -156,7 +158,7 @@ class DaqRun:
             want = pool.want
             # configured endpoints of processes not started here (``only``) are kept for the caller
             self.endpoints = {n: e for n, e in want.items() if "*" not in e}
-            self.endpoints.update(control=pool.control, monitor=pool.monitor)
+            self.endpoints.update(control=pool.control, monitor=pool.monitor, display=pool.display)
             # the configuration travels with the run: a node started elsewhere runs with this one
             common = {"config": cfg.text if self._remote() else "", "run_number": self.run_number,
                       "seed": self.seed, "endpoints": want}
@@ -228,6 +230,7 @@ class DaqRun:
     def poll(self, timeout_s: float = 0.1) -> str:
         """Serve messages for up to ``timeout_s``, check processes and deadlines; return the state."""
         self._receive(timeout_s)
+        self._receive_display()
         self._check_processes()
         now = time.monotonic()
         if (self.state == "running" and self.duration_s is not None and self._t_start is not None  # set by start()
@@ -237,6 +240,7 @@ class DaqRun:
             if self._all_drained():
                 self._final_status()
                 self.state = "stopped"
+                self._publish()   # the final numbers, for the monitors and the status page
             elif self._drain_deadline is not None and now > self._drain_deadline:  # set with 'draining'
                 self._fail("drain did not finish in time: " + ", ".join(
                     n for n, p in self.procs.items() if not p.drained and p.died is None))
@@ -245,6 +249,7 @@ class DaqRun:
             # report before the failure (the trigger and builder went on meanwhile)
             self._refreshed = True
             self._final_status()
+            self._publish()
         if self.state in ("running", "draining") and now >= self._next_monitor:
             self._next_monitor = now + self.cfg.daq.monitor_interval_s
             for name, p in self.procs.items():
@@ -346,6 +351,7 @@ class DaqRun:
             self._receive(0.05)
             self._check_processes()
             live = [n for n in live if self.procs[n].died is None]
+        self._receive_display()   # the writer sends its last display message before it reports drained
 
     # ---- commands ------------------------------------------------------------------------
     def _send(self, name: str, cmd: str, quiet: bool = False, **data: Any) -> None:
@@ -369,12 +375,35 @@ class DaqRun:
             self._receive(0.05)
             if self.state == "error":
                 raise RunControlError(f"{'; '.join(self.errors)} (while waiting for {what})")
+            self._receive_display()   # a bound SUB passes its subscription on only when its thread handles it
             for p in self.procs.values():
                 code = p.exitcode()
                 if code is not None and not p.exited:
                     raise RunControlError(f"{p.name} died with exit code {code} while waiting for {what}")
 
     # ---- monitoring ------------------------------------------------------------------------
+    def _receive_display(self) -> None:
+        """Keep the newest display message of the writer (older queued ones are skipped unparsed)."""
+        sub = self.pool.display_sub if self.pool is not None else None
+        if sub is None or sub.closed:
+            return
+        body = None
+        while True:
+            try:
+                frames = sub.recv_multipart(zmq.NOBLOCK)
+            except zmq.Again:
+                break
+            if len(frames) == 2:
+                body = frames[1]
+                self.display_received += 1
+        if body is not None:
+            try:
+                msg = json.loads(body)
+            except ValueError:
+                msg = None
+            if isinstance(msg, dict):
+                self.display = msg
+
     def snapshot(self) -> dict[str, Any]:
         """Counters of the run as last reported, with rates and live time."""
         now = time.monotonic()
@@ -390,13 +419,15 @@ class DaqRun:
             rate = (written - n0) / (now - t0)
         trig = self.stats.get("trigger", {})
         return {"time": time.time(), "state": self.state, "run_number": self.run_number,
-                "elapsed_s": (now - self._t_start) if self._t_start else 0.0,
+                "elapsed_s": ((self._t_stop or now) - self._t_start) if self._t_start else 0.0,
                 "events_written": written, "event_rate_hz": rate,
                 "live_fraction": trig.get("live_fraction"), "nodes": self.stats,
-                "heartbeats": self.pool.health() if self.pool is not None else {}}
+                "heartbeats": self.pool.health() if self.pool is not None else {},
+                "display": self.display, "display_received": self.display_received}
 
     def _publish(self) -> None:
         snap = self.snapshot()
+        snap["seq"] = self.monitor_messages   # a subscriber counts the snapshots it lost from gaps
         self._last_monitor = (time.monotonic(), snap["events_written"])
         if self.pool is None:
             return

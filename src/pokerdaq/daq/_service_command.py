@@ -32,6 +32,9 @@ def _serve(args: argparse.Namespace) -> int:
     out = Path(args.output)
     if out.exists() and not out.is_dir():
         raise UsageError(f"--output {out}: exists and is not a folder")
+    from ._command import _start_page
+
+    page = None if getattr(args, "http", None) is None else _start_page(args.http)   # a bad address: before any process
     flag: dict[str, int | None] = {"signal": None}
 
     def on_signal(signum: int, frame: object) -> None:
@@ -45,6 +48,9 @@ def _serve(args: argparse.Namespace) -> int:
             raise UsageError(str(err)) from None
         print(f"pokerdaq daq serve: control {service.control}, monitor {service.pool.monitor}, output {out}, "
               f"{len(service.pool.hosts)} nodes starting", flush=True)
+        if page is not None:
+            page.subscribe(service.pool.monitor)   # one PUB for the service and all its runs
+            print(f"pokerdaq daq serve: status page {page.url} (JSON: {page.url}api/status)", flush=True)
         if service.lost:
             print(f"pokerdaq daq serve: runs {service.lost} were left running by an earlier service: marked lost",
                   flush=True)
@@ -70,6 +76,8 @@ def _serve(args: argparse.Namespace) -> int:
     finally:
         for s, h in old.items():
             signal.signal(s, h)
+        if page is not None:
+            page.close()
     print("pokerdaq daq serve: shut down", flush=True)
     return 0
 

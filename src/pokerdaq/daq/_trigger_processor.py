@@ -417,6 +417,8 @@ class TriggerProcessorNode(Node):
             "trigger_types": types,
             "dead_boards": {str(b): why for b, why in self.dead.items()},
             "live_boards": sorted(self.live),
+            # seconds since each board's last message (slice, stretch or heartbeat)
+            "board_silence_s": {str(b): time.monotonic() - t for b, t in self.last_seen.items()},
             "ended": self.ended,
         }
 

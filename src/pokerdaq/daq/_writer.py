@@ -109,10 +109,15 @@ class WriterNode(Node):
             scfg = stream_config(cfg)   # what the boards' emulator runs with
             self.truth = (BeamTimeline(scfg, int(params["seed"])), build_tables(scfg).lookback_ns)
         self.truth_matched = 0
+        from ._display import DisplayTap
+        self.display = DisplayTap(cfg, int(params["run_number"]))   # spectra + latest event, lossy (_display.py)
 
     def bind(self) -> dict[str, str]:
         self.sock = self.socket(zmq.PULL, hwm=max(2, self.cfg.daq.hwm // 4))
         return {"records": self.bind_socket(self.sock, self.params["endpoints"]["records"])}
+
+    def connect(self, endpoints: dict[str, str]) -> None:
+        self.display.connect(self.ctx, endpoints, self.cfg.daq.display_hwm, self.keys)
 
     def on_start(self) -> None:
         from pokerdaq.io import RunFileWriter
@@ -155,6 +160,7 @@ class WriterNode(Node):
         # events still in the batch have not gone by: a row waits for them
         gone = self.last_received if not self.batch else int(self.batch[0][0]["event_number"][0]) - 1
         self._write_scalers(gone, final=self.end_info is not None)
+        self.display.tick(force=self.end_info is not None)
         if self.end_info is not None:
             self._close()
             self.notify_drained()
@@ -276,6 +282,7 @@ class WriterNode(Node):
             headers["flags"] |= np.uint32(EventFlags.SIMULATED)
         self._write_trigger_inputs()   # the decisions of these events (and later ones) first
         self.writer.write_events(headers, samples, pulses, truth)
+        self.display.observe(headers, samples, pulses)
         if self.truth is not None:
             self.truth_matched += int((truth["species"] >= 0).sum())
         self._count_spill_events(headers)
@@ -391,6 +398,7 @@ class WriterNode(Node):
             "trigger_steps": self.trigger_steps,
             "trigger_primitives": self.trigger_primitives,
             "bad_trigger_input_messages": self.bad_trigger_input_messages,
+            **self.display.stats(),
         }
 
     def close(self) -> None:
@@ -406,5 +414,6 @@ class WriterNode(Node):
                 self._write_scalers(self.last_received, final=True)   # the rows of the spills that ended are valid too
                 self._close()
         finally:
+            self.display.close()
             if self.sock is not None:
                 self.sock.close(0)
