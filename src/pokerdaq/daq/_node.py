@@ -223,7 +223,11 @@ def node_main(kind: str, name: str, cfg: Config, control_endpoint: str, params: 
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     cls: type[Node]
-    if kind == "board":
+    if cfg.daq.mode == "streaming" and kind in ("board", "builder", "writer"):
+        from . import _streaming   # trigger-less: L0 hits instead of readout (docs/daq.md "Streaming")
+        cls = {"board": _streaming.StreamBoardGroupNode, "builder": _streaming.StreamBuilderNode,
+               "writer": _streaming.StreamWriterNode}[kind]
+    elif kind == "board":
         from ._board import BoardGroupNode as cls
     elif kind == "trigger":
         from ._trigger_processor import TriggerProcessorNode as cls

@@ -72,6 +72,19 @@ def recover(path_part: str | os.PathLike[str], *, overwrite: bool = False) -> Pa
 
     with _open_dead_writers_file(part) as src:
         attrs = _attributes(src)
+        from ._stream_records import is_stream_layout
+        if is_stream_layout(attrs.get("layout_version")):   # a streaming recording (docs/hdf5-layout.md)
+            from ._stream_layout import recover_stream
+            counts = recover_stream(part, src, final)
+            kept = counts["blocks_kept"]
+    if is_stream_layout(attrs.get("layout_version")):
+        part.unlink()
+        log.warning("recovered %s (streaming recording): %d blocks of hits survived (%d lost, %d rows after "
+                    "the last flush dropped)", final, counts["blocks_kept"], counts["blocks_lost"],
+                    counts["rows_after_flush"])
+        return final
+    with _open_dead_writers_file(part) as src:
+        attrs = _attributes(src)
         try:
             with h5py.File(temp, "w", libver=L.LIBVER) as dst:
                 counts = _copy_intact(src, dst, attrs)
