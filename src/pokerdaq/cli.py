@@ -81,6 +81,9 @@ def build_parser() -> argparse.ArgumentParser:
     stop.add_argument("--duration", type=float, metavar="S", help="stop after S seconds of data taking")
     p.add_argument("--output", default=".", metavar="DIR_OR_FILE",
                    help="output folder (file run_NNNNNN.h5 inside) or .h5 file (default: current folder)")
+    p.add_argument("--streaming", action="store_true",
+                   help='trigger-less: record the L0 hits of every board (daq.mode = "streaming"; '
+                        "replay them with pokerdaq replay, docs/daq.md)")
     _add_overwrite(p, "replace an existing output file (default: refuse a .h5 file that exists; in a "
                       "folder that has runs, take the next free run number)")
 
@@ -140,8 +143,10 @@ def build_parser() -> argparse.ArgumentParser:
                        "report per trigger type what the new settings accept, efficiencies per truth class, "
                        "turn-on curves and the events whose decision changed. Files of `pokerdaq run` are "
                        "decided again in stream mode over their recorded trigger inputs, all files of a run "
-                       "together (give every file of the run).")
-    p.add_argument("files", nargs="+", metavar="FILE.h5", help="run files with raw samples")
+                       "together (give every file of the run). A streaming recording (`pokerdaq run --streaming`) is replayed "
+                       "from its L0 hits: stream pulse finder and stream trigger, thresholds at or above the "
+                       "recording's L0 thresholds (docs/replay-inspect.md).")
+    p.add_argument("files", nargs="+", metavar="FILE.h5", help="run files with raw samples, or one streaming recording")
     _add_common(p, seed=False, base="each file's own configuration (replayed as is without --config / --set)")
     p.add_argument("--output", metavar="REPORT.json", help="write the full report as JSON")
     p.add_argument("--plots", metavar="DIR", help="write turn-on curves (PNG) to DIR")

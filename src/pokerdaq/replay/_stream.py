@@ -258,3 +258,64 @@ def replay_stream(path: str, config: Config | None = None) -> StreamReplay:
         state_mismatches=dec.state_mismatches, counters=dec.counters.as_dict(), own_config=own,
         checksum_failures=bad_blocks, first_mismatch=first or dec.first_state_mismatch, problems=problems)
 
+
+
+def run_stream_command(args: Any, console: Any) -> int:
+    """``pokerdaq replay STREAM.h5 [--config F] [--set ...] [--check] [--output R.json]``."""
+    import json
+    from pathlib import Path
+
+    from rich.table import Table
+
+    from .._usage import check_new_output
+    from ..config import ConfigError, overlay_from_args
+    from ..io import StreamFile
+
+    if len(args.files) != 1:
+        raise UsageError(f"FILE: {len(args.files)} files given with the streaming recording {args.files[0]}; "
+                         "expected one streaming recording")
+    path = args.files[0]
+    if args.output:
+        check_new_output(args.output, args.overwrite)
+    try:
+        rec = StreamFile(path)
+    except (OSError, KeyError, ValueError) as err:
+        raise UsageError(f"FILE {path}: damaged streaming recording ({str(err).splitlines()[0]})") from None
+    overlay = overlay_from_args(args)
+    cfg = None
+    if overlay:
+        source = " ".join(([f"--config {args.config}"] if args.config else []) + [f"--set {s}" for s in args.set])
+        try:
+            cfg = rec.config.overlaid(overlay)
+        except ConfigError as err:
+            raise UsageError(f"{source}: {err}") from None
+        check_stream_config(cfg, rec, source)
+        if cfg.text == rec.config.text:
+            cfg = None
+    r = replay_stream(path, cfg)
+    t = Table(title=f"Streaming recording {Path(path).name}: {r.hits} L0 hits ({r.hit_samples} samples) over "
+                    f"{r.beam_time_s * 1e3:.2f} ms of beam time; {r.pulses} pulses, {r.steps} decision steps")
+    for col in ("trigger type", "raw", "prescaled", "accepted", "lost dead time", "lost busy"):
+        t.add_column(col, justify="right" if col != "trigger type" else "left")
+    for name in TriggerBits.NAMES:
+        t.add_row(name, *(str(r.counters[k][name]) for k in ("raw", "prescaled", "accepted", "lost_dead", "lost_busy")))
+    console.print(t)
+    if r.own_config:
+        console.print(f"own configuration: primitives {r.primitives} replayed / {r.stored_primitives} online, "
+                      f"{r.steps - r.primitive_step_mismatches} of {r.steps} steps identical; decisions "
+                      f"{r.decisions} replayed / {r.stored_decisions} online, {r.decision_mismatches} differ; "
+                      f"{r.state_mismatches} dead-time/prescaler state mismatches")
+    else:
+        console.print(f"new configuration: {r.decisions} accepted triggers ({r.stored_decisions} online)")
+    for p in r.problems:
+        console.print(f"[yellow]{p}[/yellow]")
+    if args.output:
+        Path(args.output).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.output).write_text(json.dumps(r.as_dict(), indent=1, default=int))
+        console.print(f"wrote {args.output}")
+    if args.check and not r.reproduced:
+        console.print("[yellow]the recording's own configuration does not reproduce the online primitives "
+                      "and decisions[/yellow]" if r.own_config else
+                      "[yellow]--check compares with the recording's own configuration[/yellow]")
+        return 3
+    return 0
