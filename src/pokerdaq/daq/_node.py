@@ -224,7 +224,7 @@ def node_main(kind: str, name: str, cfg: Config, control_endpoint: str, params: 
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     cls: type[Node]
     if cfg.daq.mode == "streaming" and kind in ("board", "builder", "writer"):
-        from . import _streaming   # trigger-less: L0 hits instead of readout (docs/daq.md "Streaming")
+        from . import _streaming  # trigger-less: L0 hits instead of readout (docs/daq.md "Streaming")
         cls = {"board": _streaming.StreamBoardGroupNode, "builder": _streaming.StreamBuilderNode,
                "writer": _streaming.StreamWriterNode}[kind]
     elif kind == "board":

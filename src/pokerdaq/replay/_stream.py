@@ -217,7 +217,10 @@ def replay_stream(path: str, config: Config | None = None) -> StreamReplay:
     # the hits cover the slices up to the last block: later steps cannot be replayed
     covered = int(rec.blocks["last_slice"].max()) if len(rec.blocks) else -1
     whole = int(np.searchsorted(steps["last_slice"].astype(np.int64), covered, side="right"))
+    decisions = rec.decisions
     if whole < len(steps):
+        # the online decisions of the replayed steps: those accepted before the first step left out
+        decisions = decisions[decisions["event_number"] < steps["events_before"][whole]]
         problems.append(f"{len(steps) - whole} decision steps after the last recorded slice {covered}")
         steps = steps[:whole]
         stored = stored[:int(need[whole - 1]) if whole else 0]
@@ -240,7 +243,6 @@ def replay_stream(path: str, config: Config | None = None) -> StreamReplay:
                 if first is None:
                     first = {"step": i, "first_slice": int(steps["first_slice"][i]), "stored": len(x),
                              "replayed": len(y)}
-    decisions = rec.decisions
     n = min(len(decisions), len(dec.words))
     wrong = 0
     if own:
