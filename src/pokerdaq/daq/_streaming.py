@@ -260,14 +260,15 @@ class StreamingFrontEnd(SparsePhysicsFrontEnd):
                              f"{int(self.l0[bad[0]])} (expected a higher percentage)")
         self._before = max(self._before, self.pad_before)
         self._after = max(self._after, self.pad_after)
-        self._stream = _Tap(self._stream)
+        self._tap = _Tap(self._stream)
+        self._stream = self._tap   # type: ignore[assignment]  # a SampleStream that keeps its last spans
         self._hits = np.zeros(0, STREAM_HIT_DTYPE)
         self._hit_samples = np.zeros(0, np.uint16)
 
     def _process_ranges(self, starts: np.ndarray, stops: np.ndarray) -> None:
         super()._process_ranges(starts, stops)
-        assert self._stream.last is not None
-        a, b, samples = self._stream.last
+        assert self._tap.last is not None
+        a, b, samples = self._tap.last
         hits, hs = l0_hits(samples, a, b, self.channels, self.board, self.l0, self.pad_before, self.pad_after)
         if len(hits):
             hits["sample_offset"] += np.uint64(len(self._hit_samples))
@@ -361,7 +362,9 @@ class StreamBuilderNode(Node):
         self.rejected: collections.Counter[str] = collections.Counter()
         self.trigger_end: float | None = None
         self.events_issued = 0
-        self.frag_sock = self.rec_sock = self.push = self.credit_pub = None
+        self.frag_sock: Any = None   # zmq sockets, made in bind / connect
+        self.rec_sock: Any = None
+        self.push: Any = None
 
     def bind(self) -> dict[str, str]:
         eps = self.params["endpoints"]
@@ -526,9 +529,9 @@ class StreamBuilderNode(Node):
                 "emitted_to_slice": self.emitted, "events_built": 0, "events_issued": self.events_issued}
 
     def close(self) -> None:
-        for s in (self.frag_sock, self.rec_sock, self.push):
-            if s is not None:
-                s.close(0)
+        for sock in (self.frag_sock, self.rec_sock, self.push):
+            if sock is not None:
+                sock.close(0)
 
 
 def _join(hits_parts: list[np.ndarray], sample_parts: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
@@ -552,7 +555,7 @@ class StreamWriterNode(Node):
         super().__init__(cfg, name, control_endpoint, params)
         from pathlib import Path
         self.path = Path(params["output"])
-        self.sock: zmq.Socket | None = None
+        self.sock: Any = None
         self.writer: Any = None
         self.rejected: collections.Counter[str] = collections.Counter()
         self.counts: collections.Counter[str] = collections.Counter()

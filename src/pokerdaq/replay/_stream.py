@@ -78,8 +78,9 @@ def stream_pulses(cfg: Config, hits: np.ndarray, samples: np.ndarray) -> np.ndar
     out = []
     order = np.lexsort((hits["first_tick"], hits["channel"]))
     hits = hits[order]
-    bounds = np.flatnonzero(np.r_[True, hits["channel"][1:] != hits["channel"][:-1]]) if len(hits) else []
-    ends = list(bounds[1:]) + [len(hits)]
+    bounds: list[int] = (np.flatnonzero(np.r_[True, hits["channel"][1:] != hits["channel"][:-1]]).tolist()
+                         if len(hits) else [])
+    ends = bounds[1:] + [len(hits)]
     for a, b in zip(bounds, ends):
         h = hits[a:b]
         ch = int(h["channel"][0])
