@@ -183,3 +183,18 @@ def test_l0_thresholds_follow_the_percentage():
     assert np.all(thr[srd] == 406) and before >= 3 and after >= 7
     with pytest.raises(ValueError, match="daq.mode"):
         load_config().replace(daq={"mode": "streaming", "front_end": "synthetic"})
+
+
+def test_documented_stream_records_are_the_dtypes():
+    """docs/hdf5-layout.md's tables of the stream records: every field, offset and size as the dtypes."""
+    import re
+
+    from pokerdaq.io import BOARD_MESSAGE_DTYPE, STREAM_BLOCK_DTYPE
+
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "hdf5-layout.md").read_text()
+    for name, dtype in (("STREAM_HIT_DTYPE", STREAM_HIT_DTYPE), ("STREAM_BLOCK_DTYPE", STREAM_BLOCK_DTYPE),
+                        ("BOARD_MESSAGE_DTYPE", BOARD_MESSAGE_DTYPE)):
+        start = doc.index(f"### `{name}` ({dtype.itemsize} bytes")
+        body = doc[start:doc.index("\n#", start + 5)]
+        rows = re.findall(r"^\| (\d+) \| `(\w+)` \| (\w+) \|", body, re.M)
+        assert [(int(o), f, t) for o, f, t in rows] == [(dtype.fields[f][1], f, dtype[f].name) for f in dtype.names]
