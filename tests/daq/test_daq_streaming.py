@@ -29,9 +29,11 @@ def stream_config(**daq):
 
 @pytest.fixture(scope="module")
 def recording(tmp_path_factory):
-    """A streaming run of 40 accepted triggers (about 30 slices, 15 ms of beam, 1,500 particles)."""
+    """A streaming run of 40 accepted triggers at 100 kHz in 2 ms spills every 20 ms: slices one by
+    one in the spills, fast-forward stretches (a board message covering many slices) between them."""
     out = tmp_path_factory.mktemp("stream") / "run.h5"
-    with daq_run(stream_config(), out, seed=SEED, max_events=40) as run:
+    cfg = stream_config().replace(beam={"spill_length_s": 0.002, "spill_period_s": 0.02})
+    with daq_run(cfg, out, seed=SEED, max_events=40) as run:
         poll_until(run, lambda: run.state in ("stopped", "error"), 240, "the streaming run to stop")
         summary = run.summary()
     assert summary["state"] == "stopped", summary["errors"]
@@ -44,6 +46,7 @@ def test_streaming_run_replays_its_online_primitives_and_decisions_exactly(recor
     assert rec.attrs["closed_cleanly"] == 1 and rec.check() == 0
     assert summary["stream"]["hits_written"] == len(rec.hits) > 1000
     assert summary["stream"]["missing_board_blocks"] == 0 and summary["stream"]["late_hits"] == 0
+    assert summary["stretch_slices"] > 0 and np.any(rec.board_messages["last_slice"] > rec.board_messages["first_slice"])
     assert len(rec.decisions) == 40 and np.array_equal(rec.decisions["event_number"], np.arange(40))
     # time order: blocks tile the slices, hits by tick within a block
     assert np.all(rec.blocks["first_slice"][1:] == rec.blocks["last_slice"][:-1] + 1)

@@ -80,6 +80,9 @@ class DaqConfig:
         if self.mode == "streaming" and (self.front_end, self.trigger_logic) != ("physics", "physics"):
             raise ConfigError("mode", self.mode, f'"triggered" with front_end = {self.front_end!r} and trigger_logic = '
                               f'{self.trigger_logic!r} (streaming cuts its L0 hits in the "physics" front end)')
+        if self.mode == "streaming" and (self.rotate_events or self.rotate_bytes):
+            raise ConfigError("mode", self.mode, '"triggered" with rotate_events / rotate_bytes (a streaming '
+                              "recording is one file)")
         for name in ENDPOINT_NAMES:
             value = getattr(self, f"{name}_endpoint")
             if value and not value.startswith(("ipc://", "tcp://")):
