@@ -132,9 +132,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("export", help="write a run file's events, pulses, truth and scalers as ROOT TTrees (uproot)",
                        description="Convert a run file into a ROOT file with the TTrees events (header and "
-                       "samples), pulses, truth, scalers and channel_map, written by uproot (no ROOT needed).")
-    p.add_argument("file", metavar="RUN.h5", help="run file")
+                       "samples), pulses, truth, scalers and channel_map, written by uproot (no ROOT needed). The first "
+                       "file of a rotated run (RUN.h5, then RUN_0001.h5 ...) exports the whole run, file after file.")
+    p.add_argument("file", metavar="RUN.h5", help="run file (the first file of a rotated run: all of its files)")
     p.add_argument("--root", required=True, metavar="OUT.root", help="ROOT file to write")
+    p.add_argument("--single-file", action="store_true", help="export RUN.h5 alone, not the later files of its run")
 
     p = sub.add_parser("replay", help="re-run pulse finding and trigger on stored raw samples with a new configuration",
                        description="Replay the stored readout windows of run files through the pulse finder "
