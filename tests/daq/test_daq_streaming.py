@@ -15,7 +15,7 @@ from pokerdaq.cli import main
 from pokerdaq.config import load_config
 from pokerdaq.daq._sparse import SparsePhysicsFrontEnd
 from pokerdaq.daq._streaming import HitsError, decode_hits, encode_hits, l0_hits, l0_setup, select_hits
-from pokerdaq.io import STREAM_HIT_DTYPE, StreamFile, recover
+from pokerdaq.io import STREAM_HIT_DTYPE, StreamFile
 from pokerdaq.replay._stream import group_primitives, replay_stream, stream_pulses
 
 SEED = 7
@@ -90,7 +90,7 @@ def test_replay_cli_refuses_thresholds_below_l0_and_checks(recording, tmp_path, 
     assert "0 differ" in capsys.readouterr().out
 
 
-def test_writer_killed_leaves_a_recoverable_stream(recording, tmp_path):
+def test_writer_killed_leaves_a_recoverable_stream(recording, tmp_path, capsys):
     """A stream writer killed with SIGKILL after a flush: recover keeps the flushed blocks, replay reproduces them."""
     source, _ = recording
     out = tmp_path / "copy.h5"
@@ -105,7 +105,9 @@ def test_writer_killed_leaves_a_recoverable_stream(recording, tmp_path):
             child.send_signal(signal.SIGKILL)
             child.wait(30)
     assert part.exists() and not out.exists()
-    final = recover(part)
+    assert main(["recover", str(part)]) == 0
+    final = out
+    assert "streaming recording, 3 blocks survived" in capsys.readouterr().out
     rec, full = StreamFile(final), StreamFile(source)
     assert rec.attrs["recovered"] == 1 and rec.check() == 0
     assert len(rec.blocks) == 3 < len(full.blocks)
