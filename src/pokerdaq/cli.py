@@ -126,6 +126,9 @@ def build_parser() -> argparse.ArgumentParser:
     stop.add_argument("--duration", type=float, metavar="S", help="stop after S seconds of data taking")
     p.add_argument("--output", default=".", metavar="DIR_OR_FILE",
                    help="output folder (file run_NNNNNN.h5 inside) or .h5 file (default: current folder)")
+    p.add_argument("--streaming", action="store_true",
+                   help='trigger-less: record the L0 hits of every board (daq.mode = "streaming"; '
+                        "replay them with pokerdaq replay, docs/daq.md)")
     _add_overwrite(p, "replace an existing output file (default: refuse a .h5 file that exists; in a "
                       "folder that has runs, take the next free run number)")
     p.add_argument("--http", metavar="HOST:PORT",
@@ -207,9 +210,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("export", help="write a run file's events, pulses, truth and scalers as ROOT TTrees (uproot)",
                        description="Convert a run file into a ROOT file with the TTrees events (header and "
-                       "samples), pulses, truth, scalers and channel_map, written by uproot (no ROOT needed).")
-    p.add_argument("file", metavar="RUN.h5", help="run file")
+                       "samples), pulses, truth, scalers and channel_map, written by uproot (no ROOT needed). The first "
+                       "file of a rotated run (RUN.h5, then RUN_0001.h5 ...) exports the whole run, file after file.")
+    p.add_argument("file", metavar="RUN.h5", help="run file (the first file of a rotated run: all of its files)")
     p.add_argument("--root", required=True, metavar="OUT.root", help="ROOT file to write")
+    p.add_argument("--single-file", action="store_true", help="export RUN.h5 alone, not the later files of its run")
 
     p = sub.add_parser("replay", help="re-run pulse finding and trigger on stored raw samples with a new configuration",
                        description="Replay the stored readout windows of run files through the pulse finder "
@@ -218,8 +223,10 @@ def build_parser() -> argparse.ArgumentParser:
                        "report per trigger type what the new settings accept, efficiencies per truth class, "
                        "turn-on curves and the events whose decision changed. Files of `pokerdaq run` are "
                        "decided again in stream mode over their recorded trigger inputs, all files of a run "
-                       "together (give every file of the run).")
-    p.add_argument("files", nargs="+", metavar="FILE.h5", help="run files with raw samples")
+                       "together (give every file of the run). A streaming recording (`pokerdaq run --streaming`) is replayed "
+                       "from its L0 hits: stream pulse finder and stream trigger, thresholds at or above the "
+                       "recording's L0 thresholds (docs/replay-inspect.md).")
+    p.add_argument("files", nargs="+", metavar="FILE.h5", help="run files with raw samples, or one streaming recording")
     _add_common(p, seed=False, base="each file's own configuration (replayed as is without --config / --set)")
     p.add_argument("--output", metavar="REPORT.json", help="write the full report as JSON")
     p.add_argument("--plots", metavar="DIR", help="write turn-on curves (PNG) to DIR")

@@ -80,3 +80,26 @@ def test_export_of_a_file_that_is_not_a_run_file(tmp_path):
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
     assert "x.h5" in proc.stderr and not out.exists()
+
+
+def test_export_root_of_a_whole_rotated_run(tmp_path, cfg):
+    headers, samples, pulses, truth = make_batch(cfg, 250, seed=2)
+    run = tmp_path / "run.h5"
+    with RunFileWriter(run, cfg, rotate_events=100) as w:
+        w.write_events(headers, samples, pulses, truth)
+    files = sorted(tmp_path.glob("run*.h5"))
+    assert len(files) == 3
+    out, single = tmp_path / "run.root", tmp_path / "first.root"
+    for extra, target in (([], out), (["--single-file"], single)):
+        proc = subprocess.run([sys.executable, "-m", "pokerdaq.cli", "export", str(run), "--root", str(target), *extra],
+                              capture_output=True, text=True, timeout=300)
+        assert proc.returncode == 0, proc.stderr
+        assert ("of the 3 files of the run" in proc.stdout) == (not extra)
+    with uproot.open(out) as root, uproot.open(single) as first:
+        ev = root["events"].arrays(library="np")
+        assert np.array_equal(ev["event_number"], headers["event_number"])      # every file, in order
+        assert np.array_equal(np.stack(ev["samples"]).reshape(samples.shape), samples)
+        pu = root["pulses"].arrays(library="np")
+        assert np.array_equal(pu["time"], pulses["time"])
+        assert np.array_equal(root["truth"].arrays(library="np")["energy_gev"], truth["energy_gev"])
+        assert first["events"].num_entries == 100

@@ -27,6 +27,10 @@ class SyntheticSourceConfig:
 class DaqConfig:
     # ---- which physics runs behind the DAQ interfaces (pokerdaq.daq._interfaces) ----
     front_end: Literal["synthetic", "physics", "physics-stream"]
+    # "triggered": boards read out accepted triggers; "streaming": boards send L0 hits of every
+    # crossing, written trigger-less (pokerdaq.daq._streaming, docs/daq.md "Streaming")
+    mode: Literal["triggered", "streaming"]
+    l0_threshold_percent: Annotated[int, Bounds(ge=1, le=100)]
     trigger_logic: Literal["synthetic", "physics"]
     synthetic: SyntheticSourceConfig
 
@@ -85,6 +89,12 @@ class DaqConfig:
     display_hwm: Annotated[int, Bounds(ge=1, le=1000)]
 
     def __post_init__(self) -> None:
+        if self.mode == "streaming" and (self.front_end, self.trigger_logic) != ("physics", "physics"):
+            raise ConfigError("mode", self.mode, f'"triggered" with front_end = {self.front_end!r} and trigger_logic = '
+                              f'{self.trigger_logic!r} (streaming cuts its L0 hits in the "physics" front end)')
+        if self.mode == "streaming" and (self.rotate_events or self.rotate_bytes):
+            raise ConfigError("mode", self.mode, '"triggered" with rotate_events / rotate_bytes (a streaming '
+                              "recording is one file)")
         for name in ENDPOINT_NAMES:
             value = getattr(self, f"{name}_endpoint")
             if value and not value.startswith(("ipc://", "tcp://")):

@@ -43,6 +43,8 @@ def run(args: argparse.Namespace) -> int:
     from rich.console import Console
 
     cfg = config_from_args(args)
+    if getattr(args, "streaming", False):   # --streaming: daq.mode = "streaming" (docs/daq.md "Streaming")
+        cfg = cfg.replace(daq={"mode": "streaming"})
     check_positive("--events", args.events)
     if args.duration is not None and not args.duration > 0:
         raise UsageError(f"--duration {args.duration}: expected a positive number of seconds")
@@ -194,7 +196,20 @@ def print_summary(s: dict[str, Any], console=None) -> None:
                                             f"{s['triggers_raw']} raw triggers")
     if s.get("truth_rows"):
         t.add_row("emulator truth", f"{s['truth_rows']} rows, {s['truth_matched']} with a beam particle in the window")
-    t.add_row("builder events in flight (max / limit)", f"{s['max_in_flight']} / {s['in_flight_limit']}")
+    st = s.get("stream")
+    if st:
+        beam = s["beam_time_s"]
+        t.add_row("streaming: L0 hits written", f"{st['hits_written']} ({st['hit_samples_written']} samples, "
+                                                f"{st['blocks_written']} blocks)")
+        if beam:
+            t.add_row("  hit rate / bytes per beam-second",
+                      f"{st['hits_written'] / beam:.4g} Hz / {s['bytes_written'] / beam / 1e6:.3g} MB/s")
+        t.add_row("  online decisions recorded", str(st["decisions_written"]))
+        if st["missing_board_blocks"] or st["late_hits"] or st["boards_without_end"]:
+            t.add_row("  blocks without a board / late hits / boards without END",
+                      f"{st['missing_board_blocks']} / {st['late_hits']} / {st['boards_without_end']}")
+    else:
+        t.add_row("builder events in flight (max / limit)", f"{s['max_in_flight']} / {s['in_flight_limit']}")
     if s["dead_boards"]:
         t.add_row("boards marked dead", ", ".join(f"{b} ({why})" for b, why in s["dead_boards"].items()))
     on_disk = sum(Path(f).stat().st_size for f in s["files"] if Path(f).is_file())

@@ -14,6 +14,9 @@ def make_front_end(cfg: Config, board: int, seed: int) -> FrontEndLogic:
     ``"physics-stream"``: the same over the whole continuous stream (:mod:`._physics`, the
     reference, same primitives and windows, ~100x slower); ``"synthetic"``: the development source.
     """
+    if cfg.daq.mode == "streaming":   # the sparse front end that also cuts L0 hits (config: front_end "physics")
+        from ._streaming import StreamingFrontEnd
+        return StreamingFrontEnd(cfg, board, seed)
     if cfg.daq.front_end == "physics":
         from ._sparse import SparsePhysicsFrontEnd
         return SparsePhysicsFrontEnd(cfg, board, seed)

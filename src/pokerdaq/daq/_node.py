@@ -326,7 +326,11 @@ NODE_KINDS = ("board", "trigger", "builder", "writer")
 def node_class(kind: str) -> type[Node]:
     """The :class:`Node` subclass of a process kind (``board``, ``trigger``, ``builder``, ``writer``)."""
     cls: type[Node]
-    if kind == "board":
+    if cfg.daq.mode == "streaming" and kind in ("board", "builder", "writer"):
+        from . import _streaming  # trigger-less: L0 hits instead of readout (docs/daq.md "Streaming")
+        cls = {"board": _streaming.StreamBoardGroupNode, "builder": _streaming.StreamBuilderNode,
+               "writer": _streaming.StreamWriterNode}[kind]
+    elif kind == "board":
         from ._board import BoardGroupNode as cls
     elif kind == "trigger":
         from ._trigger_processor import TriggerProcessorNode as cls

@@ -501,6 +501,11 @@ class DaqRun:
             "truth_rows": writer.get("truth_rows", 0),
             "truth_matched": writer.get("truth_matched", 0),
             "cpu_s": {n: st.get("cpu_s", 0.0) for n, st in self.stats.items()},
+            # trigger-less streaming (daq.mode = "streaming"): what the writer stored
+            "stream": ({k: writer.get(k, 0) for k in ("hits_written", "hit_samples_written", "blocks_written",
+                                                      "decisions_written", "missing_board_blocks")}
+                       | {"late_hits": build.get("late_hits", 0), "boards_without_end": build.get("boards_without_end", 0)}
+                       if self.cfg.daq.mode == "streaming" else None),
         }
 
     def _run_files(self) -> list[Path]:

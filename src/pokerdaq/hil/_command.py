@@ -28,7 +28,8 @@ def _stimulus(args: argparse.Namespace):
             cfg = config_from_args(args, base=f.config)   # --config / --set overlay the file's own
             check_config_fits(cfg, f)
             n = min(len(f), args.max_windows)  # bounded memory: the stimulus is held in memory
-            return np.asarray(f.samples[:n]), f.events["event_number"][:n].astype(np.int64), cfg
+            return (full_channel_windows(np.asarray(f.samples[:n]), np.asarray(f.channels), cfg),
+                    f.events["event_number"][:n].astype(np.int64), cfg)
     from ..sim import emulate_windows
 
     cfg = config_from_args(args)
@@ -37,6 +38,24 @@ def _stimulus(args: argparse.Namespace):
         raise ValueError(f"--generate {n}: expected at least 1 window")
     samples, truth = emulate_windows(cfg, n, args.seed)
     return samples, truth["event"].astype(np.int64), cfg
+
+
+def full_channel_windows(samples: np.ndarray, channels: np.ndarray, cfg) -> np.ndarray:
+    """Windows of a recorded channel subset (``pokerdaq import``) on every input of the setup.
+
+    A device under test has every input of the channel map; the channels that were not
+    recorded are driven with their configured pedestal (``PED_CFG``), flat: no pulse, so the
+    pulse finder and the trigger sums see them silent, as replay does for an absent channel.
+    """
+    n_map = len(cfg.channel_map)
+    channels = np.asarray(channels, dtype=np.int64)
+    if len(channels) == n_map and np.array_equal(channels, np.arange(n_map)):
+        return samples
+    ped = PulseParams.from_config(cfg).ped_cfg.astype(np.uint16)
+    full = np.empty((samples.shape[0], n_map, samples.shape[2]), np.uint16)
+    full[:] = ped[None, :, None]
+    full[:, channels, :] = samples
+    return full
 
 
 def make_dut(spec: str, *, timeout_s: float = 5.0, retries: int = 0, batch: int = 16,

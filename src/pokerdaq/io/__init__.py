@@ -25,15 +25,31 @@ from ._records import (
     EventFlags,
     layout_version_json,
 )
+from ._stream_records import (
+    BOARD_MESSAGE_DTYPE,
+    STREAM_BLOCK_DTYPE,
+    STREAM_DECISION_DTYPE,
+    STREAM_HIT_DTYPE,
+    StreamFlags,
+)
 
 if TYPE_CHECKING:
     from ._layout import run_paths
     from ._reader import Event, EventBatch, RunFile
     from ._recover import recover
+    from ._stream_layout import StreamFile, StreamFileWriter, is_stream_file
     from ._writer import RunFileWriter
 
 __all__ = [
+    "BOARD_MESSAGE_DTYPE",
     "EVENT_DTYPE",
+    "STREAM_BLOCK_DTYPE",
+    "STREAM_DECISION_DTYPE",
+    "STREAM_HIT_DTYPE",
+    "StreamFile",
+    "StreamFileWriter",
+    "StreamFlags",
+    "is_stream_file",
     "LAYOUT_NAME",
     "LAYOUT_VERSION",
     "N_TRIGGER_BITS",
@@ -58,6 +74,9 @@ _LAZY = {
     "EventBatch": "._reader",
     "recover": "._recover",
     "run_paths": "._layout",
+    "StreamFile": "._stream_layout",
+    "StreamFileWriter": "._stream_layout",
+    "is_stream_file": "._stream_layout",
 }
 
 

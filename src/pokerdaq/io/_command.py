@@ -23,6 +23,13 @@ def run(args: argparse.Namespace) -> int:
             print(f"pokerdaq recover: {name}: {err}", file=sys.stderr)
             status = 2
             continue
+        from ._stream_layout import StreamFile, is_stream_file
+        if is_stream_file(final):   # a streaming recording (docs/hdf5-layout.md "Streaming recordings")
+            st = StreamFile(final)
+            print(f"{final}: streaming recording, {len(st.blocks)} blocks survived ({len(st.hits)} L0 hits, up to "
+                  f"slice {st.last_slice}); lost {st.attrs['recovered_blocks_lost']} blocks that failed their "
+                  f"CRC-32 or could not be read; {len(st.decisions)} decisions, {len(st.trigger_steps)} decision steps")
+            continue
         with RunFile(final) as f:
             a = f.attrs
             print(f"{final}: {len(f)} events survived (events {a['first_event_number']}..{a['last_event_number']}); "

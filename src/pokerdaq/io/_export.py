@@ -33,8 +33,8 @@ def _columns(rows: np.ndarray, types: dict[str, np.dtype]) -> dict[str, np.ndarr
     return {name: np.ascontiguousarray(rows[name]) for name in types}
 
 
-def export_root(run: str | os.PathLike[str], output: str | os.PathLike[str]) -> Path:
-    """Write one run file's events, pulses, truth, scalers and channel map as TTrees.
+def export_root(run: str | os.PathLike[str], output: str | os.PathLike[str], *, whole_run: bool = True) -> Path:
+    """Write a run's events, pulses, truth, scalers and channel map as TTrees.
 
     The ROOT file is written under a temporary name and renamed when complete.
 
@@ -44,52 +44,81 @@ def export_root(run: str | os.PathLike[str], output: str | os.PathLike[str]) -> 
         A run file (docs/hdf5-layout.md).
     output
         The ``.root`` file to write (replaced if it exists).
+    whole_run
+        When ``run`` is the first file of a rotated run (``NAME.h5`` followed by
+        ``NAME_0001.h5`` ...), export every file of the run in order, as one set of trees
+        (False: ``run`` alone).
 
     Returns
     -------
     pathlib.Path
         ``output``.
+
+    Raises
+    ------
+    ValueError
+        When the files of the run do not fit together (channels, window, truth).
     """
     import uproot
 
+    from ._layout import run_paths
     from ._reader import RunFile
 
+    paths = [Path(run)]
+    if whole_run:
+        rest = run_paths(run)
+        if rest and rest[0] == Path(run):
+            paths = rest
     out = Path(output)
     tmp = out.with_name(f".{out.name}.exporting")
     ok = False
     try:
-        with RunFile(run) as f, uproot.recreate(tmp) as root:
-            n = len(f)
-            n_ch, n_s = int(f.attrs["n_channels"]), int(f.attrs["window_samples"])
-            ev_types = _branch_types(f.events.dtype)
+        with RunFile(paths[0]) as first, uproot.recreate(tmp) as root:
+            n_ch, n_s = int(first.attrs["n_channels"]), int(first.attrs["window_samples"])
+            ev_types = _branch_types(first.events.dtype)
+            title = Path(run).name + (f" and {len(paths) - 1} later file(s) of its run" if len(paths) > 1 else "")
             root.mktree("events", {**ev_types, "samples": np.dtype((np.uint16, (n_ch, n_s)))},
-                        title=f"pokerdaq events of {Path(run).name}")
-            pulses = f.pulses
-            pu_types = _branch_types(pulses.dtype)
+                        title=f"pokerdaq events of {title}")
+            pu_types = _branch_types(first.pulses.dtype)
             root.mktree("pulses", pu_types, title="pokerdaq pulses (one entry per pulse)")
-            truth = f.truth
-            if truth is not None:
-                tr_types = _branch_types(truth.dtype)
+            has_truth = first.truth is not None
+            tr_types = _branch_types(first.truth.dtype) if first.truth is not None else {}
+            if has_truth:
                 root.mktree("truth", tr_types, title="emulator truth (one entry per event)")
-            for a in range(0, n, BATCH_EVENTS):
-                b = f.read(a, min(n, a + BATCH_EVENTS))
-                root["events"].extend({**_columns(b.headers, ev_types), "samples": np.ascontiguousarray(b.samples)})
-                if truth is not None:
-                    root["truth"].extend(_columns(b.truth, tr_types))  # type: ignore[arg-type]  # the file has truth
-            for a in range(0, len(pulses), 16 * BATCH_EVENTS):
-                root["pulses"].extend(_columns(pulses[a:a + 16 * BATCH_EVENTS], pu_types))
-            scalers = f.scalers
-            sc_types = _branch_types(scalers.dtype)
+            sc_types = _branch_types(first.scalers.dtype)
             root.mktree("scalers", sc_types, title="per-spill scalers")
-            if len(scalers):
-                root["scalers"].extend(_columns(scalers, sc_types))
-            table = np.asarray(f.channel_map.table)
+            table = np.asarray(first.channel_map.table)
             cm_types = _branch_types(table.dtype)
             root.mktree("channel_map", cm_types, title="channel map rows of the samples' channel axis")
             root["channel_map"].extend(_columns(table, cm_types))
+            for path in paths:
+                with RunFile(path) as f:
+                    shape = (int(f.attrs["n_channels"]), int(f.attrs["window_samples"]))
+                    if shape != (n_ch, n_s) or (f.truth is not None) != has_truth:
+                        raise ValueError(f"{path}: {shape[0]} channels x {shape[1]} samples, truth "
+                                         f"{f.truth is not None}; expected those of {paths[0].name}: {n_ch} x "
+                                         f"{n_s}, truth {has_truth}")
+                    _export_file(f, root, ev_types, pu_types, tr_types, sc_types)
         os.replace(tmp, out)
         ok = True
     finally:
         if not ok:
             tmp.unlink(missing_ok=True)
     return out
+
+
+def _export_file(f, root, ev_types: dict, pu_types: dict, tr_types: dict, sc_types: dict) -> None:
+    """Append one run file's rows to the trees."""
+    n = len(f)
+    truth = f.truth
+    for a in range(0, n, BATCH_EVENTS):
+        b = f.read(a, min(n, a + BATCH_EVENTS))
+        root["events"].extend({**_columns(b.headers, ev_types), "samples": np.ascontiguousarray(b.samples)})
+        if truth is not None:
+            root["truth"].extend(_columns(b.truth, tr_types))
+    pulses = f.pulses
+    for a in range(0, len(pulses), 16 * BATCH_EVENTS):
+        root["pulses"].extend(_columns(pulses[a:a + 16 * BATCH_EVENTS], pu_types))
+    scalers = f.scalers
+    if len(scalers):
+        root["scalers"].extend(_columns(scalers, sc_types))

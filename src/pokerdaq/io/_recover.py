@@ -72,6 +72,19 @@ def recover(path_part: str | os.PathLike[str], *, overwrite: bool = False) -> Pa
 
     with _open_dead_writers_file(part) as src:
         attrs = _attributes(src)
+        from ._stream_records import is_stream_layout
+        if is_stream_layout(attrs.get("layout_version")):   # a streaming recording (docs/hdf5-layout.md)
+            from ._stream_layout import recover_stream
+            counts = recover_stream(part, src, final)
+            kept = counts["blocks_kept"]
+    if is_stream_layout(attrs.get("layout_version")):
+        part.unlink()
+        log.warning("recovered %s (streaming recording): %d blocks of hits survived (%d lost, %d rows after "
+                    "the last flush dropped)", final, counts["blocks_kept"], counts["blocks_lost"],
+                    counts["rows_after_flush"])
+        return final
+    with _open_dead_writers_file(part) as src:
+        attrs = _attributes(src)
         try:
             with h5py.File(temp, "w", libver=L.LIBVER) as dst:
                 counts = _copy_intact(src, dst, attrs)
@@ -82,6 +95,9 @@ def recover(path_part: str | os.PathLike[str], *, overwrite: bool = False) -> Pa
                 a["n_events"] = np.uint64(kept)
                 a["n_pulses"] = np.uint64(dst[L.PULSES].shape[0])
                 a["n_scalers"] = np.uint64(dst[L.SCALERS].shape[0])
+                for name, attr in ((L.TRIGGER_STEPS, "n_trigger_steps"), (L.TRIGGER_PRIMITIVES, "n_trigger_primitives")):
+                    a[attr] = np.uint64(dst[name].shape[0] if name in dst else 0)
+                a["recovered_trigger_steps_lost"] = np.uint64(counts["trigger_steps_lost"])
                 if kept:
                     numbers = dst[L.EVENTS]["event_number"]
                     first, last = numbers[0], numbers[-1]
@@ -274,7 +290,36 @@ def _copy_intact(src: h5py.File, dst: h5py.File, attrs: dict) -> dict[str, int]:
         sc, sc_ok = _rows(ds[L.SCALERS], n_scalers)
         _append(out[L.SCALERS], sc[sc_ok])
         scalers_lost = int((~sc_ok).sum())
-    return {"kept": kept, "flushed": flushed, "after_flush": rows - flushed, "scalers_lost": scalers_lost}
+    steps_lost = _copy_trigger_inputs(src, dst, attrs)
+    return {"kept": kept, "flushed": flushed, "after_flush": rows - flushed, "scalers_lost": scalers_lost,
+            "trigger_steps_lost": steps_lost}
+
+
+def _copy_trigger_inputs(src: h5py.File, dst: h5py.File, attrs: dict) -> int:
+    """Copy the flushed ``/trigger_inputs`` (decision steps and their primitives) that can be read.
+
+    The steps index the primitives by count, so what is kept is a prefix: the steps up to the
+    first one that cannot be read or whose primitives cannot all be read. Returns the flushed
+    steps left out.
+    """
+    if L.TRIGGER_STEPS not in src or L.TRIGGER_PRIMITIVES not in src:
+        return 0
+    steps_ds, prims_ds = _dataset(src, L.TRIGGER_STEPS), _dataset(src, L.TRIGGER_PRIMITIVES)
+    if steps_ds is None or prims_ds is None:
+        return int(attrs.get("n_trigger_steps", 0))
+    out_steps = _like(dst, steps_ds, L.TRIGGER_STEPS, ())
+    out_prims = _like(dst, prims_ds, L.TRIGGER_PRIMITIVES, ())
+    n_steps = min(int(attrs.get("n_trigger_steps", 0)), steps_ds.shape[0])
+    n_prims = min(int(attrs.get("n_trigger_primitives", 0)), prims_ds.shape[0])
+    steps, ok = _rows(steps_ds, n_steps)
+    prims, prims_ok = _rows(prims_ds, n_prims)
+    whole = int(np.argmin(ok)) if not ok.all() else n_steps            # readable steps, a prefix
+    readable = int(np.argmin(prims_ok)) if not prims_ok.all() else n_prims
+    need = np.cumsum(steps["n_primitives"][:whole].astype(np.int64))
+    whole = int(np.searchsorted(need, readable, side="right"))        # steps whose primitives are all there
+    _append(out_steps, steps[:whole])
+    _append(out_prims, prims[:int(need[whole - 1]) if whole else 0])
+    return n_steps - whole
 
 
 def _increasing(numbers: np.ndarray, ok: np.ndarray) -> np.ndarray:

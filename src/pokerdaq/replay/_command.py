@@ -17,6 +17,10 @@ from ._replay import ReplaySummary, replay_files
 
 def run(args: argparse.Namespace) -> int:
     console = Console()
+    from ..io import is_stream_file
+    if args.files and is_stream_file(args.files[0]):   # trigger-less recording (pokerdaq run --streaming)
+        from ._stream import run_stream_command
+        return run_stream_command(args, console)
     overlay = overlay_from_args(args)   # on top of each file's own configuration
     config = overlay or None
     check_positive("--jobs", args.jobs)
