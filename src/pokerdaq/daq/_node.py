@@ -323,8 +323,9 @@ class Node:
 NODE_KINDS = ("board", "trigger", "builder", "writer")
 
 
-def node_class(kind: str) -> type[Node]:
-    """The :class:`Node` subclass of a process kind (``board``, ``trigger``, ``builder``, ``writer``)."""
+def node_class(kind: str, cfg: Config) -> type[Node]:
+    """The :class:`Node` subclass of a process kind (``board``, ``trigger``, ``builder``, ``writer``)
+    for the configuration's ``daq.mode``."""
     cls: type[Node]
     if cfg.daq.mode == "streaming" and kind in ("board", "builder", "writer"):
         from . import _streaming  # trigger-less: L0 hits instead of readout (docs/daq.md "Streaming")
@@ -352,7 +353,7 @@ def _quiet_signals() -> None:
 def node_main(kind: str, name: str, cfg: Config, control_endpoint: str, params: dict[str, Any]) -> None:
     """Entry point of a DAQ child process for one run (multiprocessing 'spawn' target)."""
     _quiet_signals()
-    node_class(kind)(cfg, name, control_endpoint, params).run()
+    node_class(kind, cfg)(cfg, name, control_endpoint, params).run()
 
 
 def host_main(kind: str, name: str, cfg: Config, control_endpoint: str, root: str | None = None,
@@ -379,7 +380,7 @@ def host_main(kind: str, name: str, cfg: Config, control_endpoint: str, root: st
 
     if orphan_check:
         _quiet_signals()
-    cls = node_class(kind)
+    cls = node_class(kind, cfg)   # warm-up; each run's node is of its own configuration's mode
     link = ControlLink(cfg, name, control_endpoint, run_keys(cfg, [control_endpoint]))
     parent = os.getppid()
     try:
@@ -411,7 +412,7 @@ def host_main(kind: str, name: str, cfg: Config, control_endpoint: str, root: st
                 run_cfg = base.replace(run={"run_number": params["run_number"], "seed": params["seed"]})
                 if bind_host is not None:
                     params["endpoints"] = {k: _on_host(e, bind_host) for k, e in params["endpoints"].items()}
-                node = cls(run_cfg, name, link, params)
+                node = node_class(kind, run_cfg)(run_cfg, name, link, params)
             except Exception as err:   # reported; the host stays for the next try
                 link.sock.send(json.dumps({"reply": "open", "node": name, "ok": False,
                                            "error": f"{type(err).__name__}: {err}"}).encode())
