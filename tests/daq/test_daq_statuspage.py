@@ -132,7 +132,26 @@ def _snap(seq, run, elapsed, accepted, state="running"):
                                   "live_boards": [0], "board_silence_s": {"0": 0.25}},
                       "fe0": {"busy": True, "boards": {"0": {"slices": 3, "fragments_read_out": 5,
                                                              "fragments_sent": 4}}},
-                      "builder": {"in_flight": 3, "rejected": {"bad_crc": 2}}}}
+                      "builder": {"in_flight": 3, "rejected": {"bad_crc": 2}}},
+            "heartbeats": {"fe0": _beat("board", [0], last=0.1, gap=0.3, loop=0.01)}}
+
+
+def _beat(kind, boards, last=0.1, gap=0.3, loop=0.01, alive=True, ready=True, silent=False):
+    """One node as ``NodePool.health`` publishes it."""
+    return {"kind": kind, "pid": 100 + len(boards), "ready": ready, "alive": alive, "silent": silent,
+            "boards": boards, "last_heartbeat_s": last, "heartbeats": 7, "max_heartbeat_gap_s": gap,
+            "loop_age_s": loop, "local": True, "host": None}
+
+
+def _naive_node_status(h):
+    # the page's rule, written out: an ended process first, then silence, then not yet joined
+    if not h["alive"]:
+        return "exited"
+    if h["silent"]:
+        return "silent"
+    if not h["ready"]:
+        return "joining"
+    return "alive"
 
 
 def test_status_model_rates_lost_snapshots_and_a_new_run():
@@ -149,11 +168,48 @@ def test_status_model_rates_lost_snapshots_and_a_new_run():
     assert s["page"] == {"snapshots_received": 3, "snapshots_lost": 2, "bad_messages": 1}
     assert s["boards"] == [{"board": 0, "process": "fe0", "alive": True, "dead_reason": None, "busy": True,
                             "last_message_s": 0.25, "slices": 3, "busy_slices": 0, "ended": False,
-                            "fragments_read_out": 5, "fragments_sent": 4}]
+                            "fragments_read_out": 5, "fragments_sent": 4, "node_status": "alive",
+                            "last_heartbeat_s": 0.1, "max_heartbeat_gap_s": 0.3, "loop_age_s": 0.01}]
+    assert s["between_runs"] is False and s["heartbeats"]["fe0"]["alive"] is True
     assert s["fragments_rejected"] == {"bad_crc": 2} and s["builder"]["in_flight"] == 3
     m.update(_snap(0, 2, 0.5, 10))     # the next run: its own history, no false loss
     assert m.status["run_number"] == 2 and m.status["rate_history"]["elapsed_s"] == [0.5]
     assert m.status["page"]["snapshots_lost"] == 2
+
+
+def test_status_model_between_runs_shows_the_service_and_every_node_heartbeat():
+    per = 6
+    health = {"writer": _beat("writer", [], alive=False), "builder": _beat("builder", [], ready=False, last=None),
+              "trigger": _beat("trigger", list(range(12))),
+              "fe0": _beat("board", list(range(0, per)), last=0.2, gap=0.26, loop=0.02),
+              "fe1": _beat("board", list(range(per, 2 * per)), last=2.4, gap=2.4, loop=0.0, silent=True)}
+    m = StatusModel()
+    m.update(_snap(0, 3, 5.0, 50))     # the last run
+    m.update({"time": 1.0, "state": "error", "run_number": 3, "elapsed_s": 0.0, "events_written": 50,
+              "nodes": {}, "heartbeats": health, "cause": "fe1 silent: no heartbeat for 2.4 s", "between_runs": True})
+    s = m.status
+    # no run's numbers between runs; the service's state and cause
+    assert s["state"] == "error" and s["run_number"] is None and s["last_run_number"] == 3
+    assert s["cause"] == "fe1 silent: no heartbeat for 2.4 s" and s["between_runs"] is True
+    assert "events_written" not in s and "trigger_types" not in s
+    for name, h in health.items():
+        got = s["heartbeats"][name]
+        assert got["status"] == _naive_node_status(h) and got["alive"] == (_naive_node_status(h) == "alive")
+        assert (got["last_heartbeat_s"], got["max_heartbeat_gap_s"], got["loop_age_s"]) == \
+            (h["last_heartbeat_s"], h["max_heartbeat_gap_s"], h["loop_age_s"])
+    assert [s["heartbeats"][n]["status"] for n in ("writer", "builder", "trigger", "fe0", "fe1")] == \
+        ["exited", "joining", "alive", "alive", "silent"]
+    # every board through the front-end that holds it (fe<k>: boards k*per ... k*per + per - 1); the
+    # trigger processor, which sees every board, holds none
+    assert [r["board"] for r in s["boards"]] == list(range(12))
+    for r in s["boards"]:
+        holder = f"fe{r['board'] // per}"
+        assert r == {"board": r["board"], "process": holder, "node_status": _naive_node_status(health[holder]),
+                     **{k: health[holder][k] for k in ("last_heartbeat_s", "max_heartbeat_gap_s", "loop_age_s")}}
+    # the next run: its numbers again, the rate history starts again
+    m.update(_snap(0, 4, 0.1, 1))
+    assert m.status["run_number"] == 4 and m.status["between_runs"] is False
+    assert m.status["rate_history"]["elapsed_s"] == [0.1] and m.status["page"]["snapshots_lost"] == 0
 
 
 # ---- the CLI: routine mistakes ---------------------------------------------------------------------
