@@ -8,7 +8,6 @@ import json
 import os
 import queue
 import re
-import shutil
 import signal
 import socket
 import subprocess
@@ -22,6 +21,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import zmq
+from _daqhelpers import browser as _browser
+from _daqhelpers import chromium as _chromium
+from _daqhelpers import dom_value as _value
 from _daqhelpers import synthetic_config_file
 
 import pokerdaq
@@ -234,31 +236,6 @@ def test_run_http_mistakes_are_usage_errors_before_any_process_starts(tmp_path, 
 
 
 # ---- the page in a real browser, on a real run --------------------------------------------------------
-def _chromium() -> str:
-    exe = shutil.which("chromium")
-    if exe is None:
-        pytest.fail("chromium not found: `make venv` installs Debian's chromium (apt-get install -y chromium)")
-    return exe
-
-
-def _browser(url: str, profile: Path, *what: str) -> str:
-    """One headless chromium run (root-safe flags, fresh profile); its stdout (the DOM for --dump-dom).
-    --virtual-time-budget lets the page's own JavaScript run its timers: it fetches /api/status again."""
-    cmd = [_chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-           "--disable-background-networking", "--disable-component-update", "--disable-sync",
-           f"--user-data-dir={profile}", "--hide-scrollbars", "--window-size=1400,1500",
-           "--virtual-time-budget=2500", *what, url]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=90)
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    return proc.stdout
-
-
-def _value(dom: str, ident: str) -> str:
-    m = re.search(rf'id="{ident}"[^>]*data-value="([^"]*)"', dom)
-    assert m, f"#{ident} not in the rendered page"
-    return m.group(1)
-
-
 def _get(url: str) -> dict:
     with urllib.request.urlopen(url, timeout=10) as r:
         return json.loads(r.read())
@@ -343,8 +320,12 @@ def test_status_page_in_a_browser_shows_the_live_run_and_ends_equal_to_the_summa
         assert first["events_issued"] <= int(_value(dom, "events-issued")) <= after["events_issued"]
         latest = int(_value(dom, "latest-event-number"))
         assert first["latest_event"]["event_number"] <= latest <= after["latest_event"]["event_number"]
-        boards = re.findall(r'<tr data-board="(\d+)">(.*?)</tr>', dom)
-        assert [int(b) for b, _ in boards] == list(range(12)) and all(">alive<" in row for _, row in boards)
+        boards = re.findall(r'<tr data-board="(\d+)" data-node="([a-z]*)">(.*?)</tr>', dom)
+        assert [int(b) for b, _, _ in boards] == list(range(12)) and all(">alive<" in row for _, _, row in boards)
+        assert {node for _, node, _ in boards} == {"alive"}      # the heartbeat of the front-end holding it
+        beats = dict(re.findall(r'<tr data-process="([a-z0-9]+)" data-heartbeat="([a-z]*)">', dom))
+        assert beats == {n: "alive" for n in after["heartbeats"]} and set(beats) >= {"writer", "builder", "trigger"}
+        assert "between" not in re.search(r"<body[^>]*>", dom).group(0)   # a run: its numbers shown
         assert set(re.findall(r'<tr data-type="([^"]+)">', dom)) == set(after["trigger_types"])
         for svg in ("rates-chart", "ecal-spectrum", "srd-spectrum"):
             assert re.search(rf'<svg id="{svg}".*?<path d="M[^"]+"', dom, re.S), f"nothing drawn in #{svg}"
