@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import contextlib
+import re
+import shutil
+import subprocess
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -85,3 +89,29 @@ def check_event_samples(cfg, seed, header, samples, boards=None):
             continue
         expect = synthetic_samples(cfg, seed, b, first, window)
         np.testing.assert_array_equal(samples[chans], expect, err_msg=f"event {header['event_number']} board {b}")
+
+
+# ---- a real headless browser (the status page tests) ----------------------------------------------
+def chromium() -> str:
+    exe = shutil.which("chromium")
+    if exe is None:
+        pytest.fail("chromium not found: `make venv` installs Debian's chromium (apt-get install -y chromium)")
+    return exe
+
+
+def browser(url: str, profile: Path, *what: str) -> str:
+    """One headless chromium run (root-safe flags, fresh profile); its stdout (the DOM for --dump-dom).
+    --virtual-time-budget lets the page's own JavaScript run its timers: it fetches /api/status again."""
+    cmd = [chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+           "--disable-background-networking", "--disable-component-update", "--disable-sync",
+           f"--user-data-dir={profile}", "--hide-scrollbars", "--window-size=1400,1500",
+           "--virtual-time-budget=2500", *what, url]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=90)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return proc.stdout
+
+
+def dom_value(dom: str, ident: str) -> str:
+    m = re.search(rf'id="{ident}"[^>]*data-value="([^"]*)"', dom)
+    assert m, f"#{ident} not in the rendered page"
+    return m.group(1)

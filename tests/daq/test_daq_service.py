@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -17,7 +18,7 @@ from pathlib import Path
 
 import pytest
 import zmq
-from _daqhelpers import fast_config
+from _daqhelpers import browser, dom_value, fast_config
 
 from pokerdaq.cli import main
 from pokerdaq.daq._client import find_control, find_keys, request
@@ -213,3 +214,55 @@ def test_silent_board_can_be_flagged_and_the_run_goes_on(tmp_path):
     assert any("fe1 silent" in e and "going on" in e for e in s["errors"])
     assert sorted(int(b) for b in s["dead_boards"]) == list(range(6, 12))
     assert s["events_written"] == s["events_issued"] == n and s["events_incomplete"] > 0
+
+
+@pytest.mark.timeout(150)
+def test_status_page_between_runs_shows_the_service_and_a_stopped_node_silent(tmp_path):
+    # `daq serve --http`, no run taken: the page shows the service's state and every node's
+    # heartbeat; a front-end stopped (SIGSTOP) is shown silent, on its boards too, and the
+    # service's error with its cause
+    svc = Service(tmp_path, tmp_path / "out", http=True)
+    stopped = None
+    try:
+        st = svc.wait_configured()
+        pids = {n: v["pid"] for n, v in st["nodes"].items()}
+        deadline = time.monotonic() + 60
+        while not ((page := svc.page_status()).get("between_runs") and page["state"] == "configured"
+                   and set(page["heartbeats"]) == set(pids) and all(h["alive"] for h in page["heartbeats"].values())):
+            assert time.monotonic() < deadline, page
+        assert page["run_number"] is None and page["last_run_number"] is None and page["cause"] is None
+        assert {n: h["pid"] for n, h in page["heartbeats"].items()} == pids
+        assert all(h["heartbeats"] > 0 and h["last_heartbeat_s"] is not None for h in page["heartbeats"].values())
+        per = 6   # OVERLAY: daq.boards_per_process
+        assert [r["board"] for r in page["boards"]] == list(range(12))
+        assert all(r["process"] == f"fe{r['board'] // per}" and r["node_status"] == "alive" for r in page["boards"])
+
+        t0 = time.monotonic()
+        os.kill(pids["fe0"], signal.SIGSTOP)
+        stopped = pids["fe0"]
+        deadline = t0 + 30
+        while (page := svc.page_status())["heartbeats"]["fe0"]["alive"]:
+            assert time.monotonic() < deadline, page
+        shown_s = time.monotonic() - t0
+        fe0 = page["heartbeats"]["fe0"]
+        assert fe0["status"] == "silent" and fe0["last_heartbeat_s"] > 1.5   # daq.heartbeat_timeout_s (poker.toml)
+        assert all(h["alive"] for n, h in page["heartbeats"].items() if n != "fe0")
+        assert {(r["board"] < per, r["node_status"]) for r in page["boards"]} == {(True, "silent"), (False, "alive")}
+        deadline = time.monotonic() + 30
+        while (page := svc.page_status())["state"] != "error":
+            assert time.monotonic() < deadline, page
+        assert "fe0 silent: no heartbeat for" in page["cause"] and page["run_number"] is None
+        print(f"\nSIGSTOP of fe0 -> /api/status shows it silent after {shown_s:.2f} s")
+        # the page as a browser draws it: the service's state and cause, the silent node in red, no run
+        dom = browser(svc.page, tmp_path / "profile", "--dump-dom")
+        assert dom_value(dom, "state") == "error" and "fe0 silent" in dom_value(dom, "cause")
+        assert re.search(r'<body class="between"', dom)
+        beats = dict(re.findall(r'<tr data-process="([a-z0-9]+)" data-heartbeat="([a-z]*)">', dom))
+        assert beats == {**{n: "alive" for n in pids}, "fe0": "silent"}
+        assert re.search(r'<tr data-process="fe0"[^>]*>.*?<td class="l silent" data-value="silent">silent</td>', dom)
+        boards = dict(re.findall(r'<tr data-board="(\d+)" data-node="([a-z]*)">', dom))
+        assert boards == {str(b): "silent" if b < per else "alive" for b in range(12)}
+    finally:
+        if stopped is not None:
+            os.kill(stopped, signal.SIGCONT)   # so that the shutdown ends it as usual
+        svc.close()

@@ -8,7 +8,6 @@ import json
 import os
 import queue
 import re
-import shutil
 import signal
 import socket
 import subprocess
@@ -22,6 +21,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import zmq
+from _daqhelpers import browser as _browser
+from _daqhelpers import chromium as _chromium
+from _daqhelpers import dom_value as _value
 from _daqhelpers import synthetic_config_file
 
 import pokerdaq
@@ -132,7 +134,26 @@ def _snap(seq, run, elapsed, accepted, state="running"):
                                   "live_boards": [0], "board_silence_s": {"0": 0.25}},
                       "fe0": {"busy": True, "boards": {"0": {"slices": 3, "fragments_read_out": 5,
                                                              "fragments_sent": 4}}},
-                      "builder": {"in_flight": 3, "rejected": {"bad_crc": 2}}}}
+                      "builder": {"in_flight": 3, "rejected": {"bad_crc": 2}}},
+            "heartbeats": {"fe0": _beat("board", [0], last=0.1, gap=0.3, loop=0.01)}}
+
+
+def _beat(kind, boards, last=0.1, gap=0.3, loop=0.01, alive=True, ready=True, silent=False):
+    """One node as ``NodePool.health`` publishes it."""
+    return {"kind": kind, "pid": 100 + len(boards), "ready": ready, "alive": alive, "silent": silent,
+            "boards": boards, "last_heartbeat_s": last, "heartbeats": 7, "max_heartbeat_gap_s": gap,
+            "loop_age_s": loop, "local": True, "host": None}
+
+
+def _naive_node_status(h):
+    # the page's rule, written out: an ended process first, then silence, then not yet joined
+    if not h["alive"]:
+        return "exited"
+    if h["silent"]:
+        return "silent"
+    if not h["ready"]:
+        return "joining"
+    return "alive"
 
 
 def test_status_model_rates_lost_snapshots_and_a_new_run():
@@ -149,11 +170,48 @@ def test_status_model_rates_lost_snapshots_and_a_new_run():
     assert s["page"] == {"snapshots_received": 3, "snapshots_lost": 2, "bad_messages": 1}
     assert s["boards"] == [{"board": 0, "process": "fe0", "alive": True, "dead_reason": None, "busy": True,
                             "last_message_s": 0.25, "slices": 3, "busy_slices": 0, "ended": False,
-                            "fragments_read_out": 5, "fragments_sent": 4}]
+                            "fragments_read_out": 5, "fragments_sent": 4, "node_status": "alive",
+                            "last_heartbeat_s": 0.1, "max_heartbeat_gap_s": 0.3, "loop_age_s": 0.01}]
+    assert s["between_runs"] is False and s["heartbeats"]["fe0"]["alive"] is True
     assert s["fragments_rejected"] == {"bad_crc": 2} and s["builder"]["in_flight"] == 3
     m.update(_snap(0, 2, 0.5, 10))     # the next run: its own history, no false loss
     assert m.status["run_number"] == 2 and m.status["rate_history"]["elapsed_s"] == [0.5]
     assert m.status["page"]["snapshots_lost"] == 2
+
+
+def test_status_model_between_runs_shows_the_service_and_every_node_heartbeat():
+    per = 6
+    health = {"writer": _beat("writer", [], alive=False), "builder": _beat("builder", [], ready=False, last=None),
+              "trigger": _beat("trigger", list(range(12))),
+              "fe0": _beat("board", list(range(0, per)), last=0.2, gap=0.26, loop=0.02),
+              "fe1": _beat("board", list(range(per, 2 * per)), last=2.4, gap=2.4, loop=0.0, silent=True)}
+    m = StatusModel()
+    m.update(_snap(0, 3, 5.0, 50))     # the last run
+    m.update({"time": 1.0, "state": "error", "run_number": 3, "elapsed_s": 0.0, "events_written": 50,
+              "nodes": {}, "heartbeats": health, "cause": "fe1 silent: no heartbeat for 2.4 s", "between_runs": True})
+    s = m.status
+    # no run's numbers between runs; the service's state and cause
+    assert s["state"] == "error" and s["run_number"] is None and s["last_run_number"] == 3
+    assert s["cause"] == "fe1 silent: no heartbeat for 2.4 s" and s["between_runs"] is True
+    assert "events_written" not in s and "trigger_types" not in s
+    for name, h in health.items():
+        got = s["heartbeats"][name]
+        assert got["status"] == _naive_node_status(h) and got["alive"] == (_naive_node_status(h) == "alive")
+        assert (got["last_heartbeat_s"], got["max_heartbeat_gap_s"], got["loop_age_s"]) == \
+            (h["last_heartbeat_s"], h["max_heartbeat_gap_s"], h["loop_age_s"])
+    assert [s["heartbeats"][n]["status"] for n in ("writer", "builder", "trigger", "fe0", "fe1")] == \
+        ["exited", "joining", "alive", "alive", "silent"]
+    # every board through the front-end that holds it (fe<k>: boards k*per ... k*per + per - 1); the
+    # trigger processor, which sees every board, holds none
+    assert [r["board"] for r in s["boards"]] == list(range(12))
+    for r in s["boards"]:
+        holder = f"fe{r['board'] // per}"
+        assert r == {"board": r["board"], "process": holder, "node_status": _naive_node_status(health[holder]),
+                     **{k: health[holder][k] for k in ("last_heartbeat_s", "max_heartbeat_gap_s", "loop_age_s")}}
+    # the next run: its numbers again, the rate history starts again
+    m.update(_snap(0, 4, 0.1, 1))
+    assert m.status["run_number"] == 4 and m.status["between_runs"] is False
+    assert m.status["rate_history"]["elapsed_s"] == [0.1] and m.status["page"]["snapshots_lost"] == 0
 
 
 # ---- the CLI: routine mistakes ---------------------------------------------------------------------
@@ -178,31 +236,6 @@ def test_run_http_mistakes_are_usage_errors_before_any_process_starts(tmp_path, 
 
 
 # ---- the page in a real browser, on a real run --------------------------------------------------------
-def _chromium() -> str:
-    exe = shutil.which("chromium")
-    if exe is None:
-        pytest.fail("chromium not found: `make venv` installs Debian's chromium (apt-get install -y chromium)")
-    return exe
-
-
-def _browser(url: str, profile: Path, *what: str) -> str:
-    """One headless chromium run (root-safe flags, fresh profile); its stdout (the DOM for --dump-dom).
-    --virtual-time-budget lets the page's own JavaScript run its timers: it fetches /api/status again."""
-    cmd = [_chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-           "--disable-background-networking", "--disable-component-update", "--disable-sync",
-           f"--user-data-dir={profile}", "--hide-scrollbars", "--window-size=1400,1500",
-           "--virtual-time-budget=2500", *what, url]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=90)
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    return proc.stdout
-
-
-def _value(dom: str, ident: str) -> str:
-    m = re.search(rf'id="{ident}"[^>]*data-value="([^"]*)"', dom)
-    assert m, f"#{ident} not in the rendered page"
-    return m.group(1)
-
-
 def _get(url: str) -> dict:
     with urllib.request.urlopen(url, timeout=10) as r:
         return json.loads(r.read())
@@ -287,8 +320,12 @@ def test_status_page_in_a_browser_shows_the_live_run_and_ends_equal_to_the_summa
         assert first["events_issued"] <= int(_value(dom, "events-issued")) <= after["events_issued"]
         latest = int(_value(dom, "latest-event-number"))
         assert first["latest_event"]["event_number"] <= latest <= after["latest_event"]["event_number"]
-        boards = re.findall(r'<tr data-board="(\d+)">(.*?)</tr>', dom)
-        assert [int(b) for b, _ in boards] == list(range(12)) and all(">alive<" in row for _, row in boards)
+        boards = re.findall(r'<tr data-board="(\d+)" data-node="([a-z]*)">(.*?)</tr>', dom)
+        assert [int(b) for b, _, _ in boards] == list(range(12)) and all(">alive<" in row for _, _, row in boards)
+        assert {node for _, node, _ in boards} == {"alive"}      # the heartbeat of the front-end holding it
+        beats = dict(re.findall(r'<tr data-process="([a-z0-9]+)" data-heartbeat="([a-z]*)">', dom))
+        assert beats == {n: "alive" for n in after["heartbeats"]} and set(beats) >= {"writer", "builder", "trigger"}
+        assert "between" not in re.search(r"<body[^>]*>", dom).group(0)   # a run: its numbers shown
         assert set(re.findall(r'<tr data-type="([^"]+)">', dom)) == set(after["trigger_types"])
         for svg in ("rates-chart", "ecal-spectrum", "srd-spectrum"):
             assert re.search(rf'<svg id="{svg}".*?<path d="M[^"]+"', dom, re.S), f"nothing drawn in #{svg}"

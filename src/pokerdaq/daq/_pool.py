@@ -257,14 +257,22 @@ class NodePool:
         out = {}
         for n in self.hosts if names is None else names:
             h = self.hosts[n]
-            if h.ready and h.last_beat is not None and now - h.last_beat > limit:
-                out[n] = now - h.last_beat
+            if self._is_silent(h, now, limit):
+                out[n] = now - h.last_beat  # type: ignore[operator]
         return out
 
+    @staticmethod
+    def _is_silent(h: NodeHost, now: float, limit: float) -> bool:
+        # one rule for run control's alarm and the health figures the status page shows
+        return h.ready and h.last_beat is not None and now - h.last_beat > limit
+
     def health(self) -> dict[str, dict[str, Any]]:
-        """Per node: pid, alive, seconds since it was last heard, heartbeats, longest gap, main-loop age."""
+        """Per node: pid, alive (its process has not exited), silent (as :meth:`silent` says), its boards,
+        seconds since it was last heard, heartbeats, longest gap, main-loop age."""
         now = time.monotonic()
+        limit = self.cfg.daq.heartbeat_timeout_s
         return {n: {"kind": h.kind, "pid": h.pid, "ready": h.ready, "alive": h.exitcode() is None,
+                    "silent": self._is_silent(h, now, limit), "boards": list(h.boards),
                     "last_heartbeat_s": None if h.last_beat is None else round(now - h.last_beat, 3),
                     "heartbeats": h.beats, "max_heartbeat_gap_s": round(h.max_gap_s, 3),
                     "loop_age_s": h.loop_age_s, "local": h.process is not None, "host": h.address}

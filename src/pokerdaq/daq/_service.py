@@ -164,7 +164,7 @@ class DaqService:
         last = self.last_summary or {}
         snap = {"time": time.time(), "state": self.sm.state, "run_number": self.sm.run_number, "elapsed_s": 0.0,
                 "events_written": last.get("events_written", 0), "event_rate_hz": 0.0, "live_fraction": None,
-                "nodes": {}, "heartbeats": self.pool.health(), "cause": self.sm.cause}
+                "nodes": {}, "heartbeats": self.pool.health(), "cause": self.sm.cause, "between_runs": True}
         try:
             self.pool.pub.send_multipart([MONITOR_TOPIC, json.dumps(snap).encode()], zmq.NOBLOCK)
         except zmq.Again:

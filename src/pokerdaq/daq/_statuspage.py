@@ -88,6 +88,13 @@ class StatusModel:
         page = self._page()
         if snap is None:
             return {"state": "waiting", "run_number": None, "page": page}
+        beats = _heartbeats(snap.get("heartbeats"))
+        if snap.get("between_runs"):
+            # the service between runs: its state and cause and the nodes' heartbeats, no run's
+            # numbers (the last run's would look live); its number is kept apart as the last one
+            return {"state": snap.get("state"), "run_number": None, "last_run_number": snap.get("run_number"),
+                    "between_runs": True, "cause": snap.get("cause"), "time": snap.get("time"),
+                    "heartbeats": beats, "boards": _boards({}, beats), "page": page}
         nodes = snap["nodes"]
         trig = nodes.get("trigger", {})
         build = nodes.get("builder", {})
@@ -102,6 +109,8 @@ class StatusModel:
         return {
             "state": snap.get("state"),
             "run_number": snap.get("run_number"),
+            "between_runs": False,
+            "cause": snap.get("cause"),
             "time": snap.get("time"),
             "elapsed_s": snap.get("elapsed_s", 0.0),
             "events_issued": trig.get("events_issued", 0),
@@ -114,7 +123,8 @@ class StatusModel:
             "dead_ticks": trig.get("dead_ticks", 0),
             "trigger_types": types,
             "rate_history": history,
-            "boards": _boards(nodes),
+            "boards": _boards(nodes, beats),
+            "heartbeats": beats,
             "processes": {n: {"pid": s.get("pid"), "cpu_s": s.get("cpu_s", 0.0)} for n, s in nodes.items()},
             "builder": {k: build.get(k, 0) for k in ("in_flight", "in_flight_limit", "max_in_flight", "parked",
                                                       "park_limit", "orphans_held", "orphan_limit",
@@ -132,22 +142,52 @@ class StatusModel:
         }
 
 
-def _boards(nodes: dict[str, dict]) -> list[dict[str, Any]]:
-    """One row per board: alive (the trigger processor's view), busy, silence, fragments."""
+_BEAT_KEYS = ("last_heartbeat_s", "max_heartbeat_gap_s", "loop_age_s")
+
+
+def _heartbeats(health: Any) -> dict[str, dict[str, Any]]:
+    """Per node (``NodePool.health`` as published): its heartbeat status and figures.
+
+    ``status`` is ``alive`` (process running, joined, heard within ``daq.heartbeat_timeout_s``),
+    ``silent`` (joined, then not heard for longer: stopped, hung, host gone), ``exited`` (the
+    process ended) or ``joining`` (not ready yet); ``alive`` is True for ``alive`` only.
+    """
+    out: dict[str, dict[str, Any]] = {}
+    for name, h in sorted(health.items()) if isinstance(health, dict) else ():
+        if not isinstance(h, dict):
+            continue
+        status = ("exited" if not h.get("alive", True) else "silent" if h.get("silent")
+                  else "joining" if not h.get("ready", True) else "alive")
+        out[name] = {"kind": h.get("kind"), "pid": h.get("pid"), "status": status, "alive": status == "alive",
+                     "boards": list(h.get("boards") or []) if h.get("kind") == "board" else [],
+                     "heartbeats": h.get("heartbeats", 0), **{k: h.get(k) for k in _BEAT_KEYS}}
+    return out
+
+
+def _boards(nodes: dict[str, dict], beats: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+    """One row per board: alive (the trigger processor's view), busy, silence, fragments, and the
+    heartbeat of the node that holds it (``fe<k>``; the only row fields between runs)."""
     trig = nodes.get("trigger", {})
     live = set(trig.get("live_boards", []))
     dead = trig.get("dead_boards", {})
     silence = trig.get("board_silence_s", {})
-    rows = []
+    holder = {b: n for n, h in beats.items() for b in h["boards"]}
+    rows: dict[int, dict[str, Any]] = {}
     for proc, st in sorted(nodes.items()):
         for b, x in st.get("boards", {}).items() if isinstance(st.get("boards"), dict) else ():
-            rows.append({"board": int(b), "process": proc, "alive": int(b) in live and b not in dead,
-                         "dead_reason": dead.get(b), "busy": bool(st.get("busy", False)) and not x.get("ended"),
-                         "last_message_s": silence.get(b), "slices": x.get("slices", 0),
-                         "busy_slices": x.get("busy_slices", 0), "ended": bool(x.get("ended")),
-                         "fragments_read_out": x.get("fragments_read_out", 0),
-                         "fragments_sent": x.get("fragments_sent", 0)})
-    return sorted(rows, key=lambda r: r["board"])
+            rows[int(b)] = {"board": int(b), "process": proc, "alive": int(b) in live and b not in dead,
+                            "dead_reason": dead.get(b), "busy": bool(st.get("busy", False)) and not x.get("ended"),
+                            "last_message_s": silence.get(b), "slices": x.get("slices", 0),
+                            "busy_slices": x.get("busy_slices", 0), "ended": bool(x.get("ended")),
+                            "fragments_read_out": x.get("fragments_read_out", 0),
+                            "fragments_sent": x.get("fragments_sent", 0)}
+    for b, proc in holder.items():
+        rows.setdefault(b, {"board": b, "process": proc})
+    for r in rows.values():
+        h = beats.get(holder.get(r["board"], r["process"]))
+        r["node_status"] = None if h is None else h["status"]
+        r.update({k: None if h is None else h[k] for k in _BEAT_KEYS})
+    return [rows[b] for b in sorted(rows)]
 
 
 def _page_html() -> bytes:
