@@ -130,24 +130,11 @@ module pulse_finder (
     wire [18:0] ped_acc_cur = in_first ? 19'd0 : ped_acc;
     wire [18:0] ped_cfg_sum = {5'd0, reg_ped_cfg} << reg_nped_log2;
     wire [18:0] ped_sum   = reg_ped_mode ? ped_cfg_sum : ped_acc;
-    // P and T = P + THR are registers, computed from the pedestal sum of the next clock (the
-    // register update below) and this clock's registers. They equal the combinational
-    // values except in the clock after a register change, which is a window's first sample
-    // (registers change between windows only), where neither is read: no candidate before
-    // SEARCH_START >= 1 and no pulse open at in_first. This takes the pedestal shift and
-    // the threshold add out of the per-sample path.
-    wire [18:0] ped_acc_nx = (take & ped_phase) ? (ped_acc_cur + {5'd0, x})
-                             : ((take & in_first) ? 19'd0 : ped_acc);
-    wire [18:0] ped_sum_nx = reg_ped_mode ? ped_cfg_sum : ped_acc_nx;
     /* verilator lint_off UNUSEDSIGNAL */
-    wire [18:0] ped_shift_nx = ped_sum_nx >> reg_nped_log2;   // P is u14: bits 18:14 are zero
+    wire [18:0] ped_shift = ped_sum >> reg_nped_log2;   // P is u14: bits 18:14 are zero
     /* verilator lint_on UNUSEDSIGNAL */
-    reg  [13:0] ped_p;
-    reg  [14:0] thr_abs;
-    always @(posedge clk) begin
-        ped_p   <= ped_shift_nx[13:0];
-        thr_abs <= {1'b0, ped_shift_nx[13:0]} + {1'b0, reg_thr};
-    end
+    wire [13:0] ped_p     = ped_shift[13:0];
+    wire [14:0] thr_abs   = {1'b0, ped_p} + {1'b0, reg_thr};
     wire        above      = {1'b0, x} > thr_abs;
     wire        above_prev = {1'b0, x_prev} > thr_abs;
     wire [6:0]  search_first = reg_ped_mode ? 7'd1 : ({1'b0, nped} + 7'd1);
@@ -183,6 +170,8 @@ module pulse_finder (
     // close-time values
     reg  [13:0] k_vpeak;
     /* verilator lint_off UNUSEDSIGNAL */
+    reg  [14:0] k_mid_sum;      // bit 0 is dropped by the >> 1
+    reg  [13:0] k_vmid;
     reg         k_full_range;
     reg  [9:0]  k_q;
     reg  [9:0]  k_nint;
@@ -286,6 +275,8 @@ module pulse_finder (
         // close-time quantities (valid when c_close)
         k_full_range = (c_d == nsa_m1);
         k_vpeak    = c_pk_found ? c_vpeak : c_max;
+        k_mid_sum  = {1'b0, ped_p} + {1'b0, k_vpeak};
+        k_vmid     = k_mid_sum[14:1];
         k_q = 10'd0;
         k_q[0] = ~reg_ped_mode & ped_bad;
         k_q[1] = ~k_full_range;
@@ -303,7 +294,7 @@ module pulse_finder (
             push0 = 1'b1;
             push_e0 = {1'b1, c_end_rel, 1'b0, c_held, (in_first ? win_id + 16'd1 : win_id), {4'd0, c_idx},
                        (c_start ? n_cur_abs : t_c), (c_start ? wptr : t_caddr),
-                       1'b0, 14'd0, c_xc,
+                       (c_xc <= k_vmid), k_vmid, c_xc,
                        1'b0, 6'd0, 14'd0, 14'd0, k_vpeak, c_integ, 25'd0, ped_sum,
                        c_nover, k_q, due_now};
         end else if (take & (c_rel_more | c_end_rel)) begin
@@ -313,7 +304,7 @@ module pulse_finder (
     end
 
     // ------------------------------------------------------------------ walk stage
-    // One clock after the close: VMID = (P + VPEAK) >> 1, the backward walk over k = c, c-1, .., lo+1 (j = c - k, the
+    // One clock after the close: the backward walk over k = c, c-1, .., lo+1 (j = c - k, the
     // first straddle of VMID) and INTEGRAL_NET, from registered values (the snapshot register
     // holds the closing pulse's samples: a pulse that starts and closes on one sample wrote it
     // at that clock, and a later candidate overwrites it one clock later at the earliest).
@@ -324,13 +315,7 @@ module pulse_finder (
     reg  [EW-1:0] st_e;
     reg  [5:0]    st_nb;
     reg  [9:0]    st_nint;
-    reg  [13:0]   st_pedp;
-    wire [13:0]   st_vpeak = st_e[EW-151 -: 14];
-    wire [13:0]   st_xc    = st_e[EW-102 -: 14];
-    /* verilator lint_off UNUSEDSIGNAL */
-    wire [14:0]   st_mid_sum = {1'b0, st_pedp} + {1'b0, st_vpeak};   // bit 0 is dropped by the >> 1
-    /* verilator lint_on UNUSEDSIGNAL */
-    wire [13:0]   st_vmid  = st_mid_sum[14:1];
+    wire [13:0]   st_vmid  = st_e[EW-88 -: 14];
     wire [23:0]   st_integ = st_e[EW-165 -: 24];
     wire [18:0]   st_ped   = st_e[EW-214 -: 19];
     reg  [62:0]   w_hit, w_first;
@@ -348,7 +333,6 @@ module pulse_finder (
         st_e <= push_e0;
         st_nb <= c_nb;
         st_nint <= k_nint;
-        st_pedp <= ped_p;
     end
 
     always @(*) begin
@@ -368,8 +352,6 @@ module pulse_finder (
         push = st_v;
         push_e = st_e;
         if (st_e[EW-1]) begin      // a pulse (a release token keeps its zeros)
-            push_e[EW-87] = (st_xc <= st_vmid);     // the straddle lies after the crossing
-            push_e[EW-88 -: 14] = st_vmid;
             push_e[EW-116] = k_bfound;
             push_e[EW-117 -: 6] = k_bj;
             push_e[EW-123 -: 14] = k_bxa;
