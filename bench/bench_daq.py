@@ -41,7 +41,7 @@ from pokerdaq.config import load_config
 from pokerdaq.daq._builder import EventBuilderNode
 from pokerdaq.daq._runcontrol import DaqRun
 from pokerdaq.daq._synthetic import simple_pulses
-from pokerdaq.daq._wire import TRIGGER_DTYPE, TRIGGER_MAGIC, SliceFlags, decode_fragment, encode_fragment, encode_slice
+from pokerdaq.daq._wire import DECISION_DTYPE, TRIGGER_MAGIC, SliceFlags, decode_fragment, encode_fragment, encode_slice
 
 N_EVENTS = 1500       # x 12 boards = 18,000 fragments per round
 ROUNDS = 5
@@ -52,7 +52,7 @@ def _batch(cfg, first_event: int, n: int):
     """Trigger records and encoded fragments (event-major, board-minor) of events first..first+n."""
     cmap = cfg.channel_map
     rng = np.random.default_rng(first_event)
-    rec = np.zeros(n, TRIGGER_DTYPE)
+    rec = np.zeros(n, DECISION_DTYPE)
     rec["event_number"] = np.arange(first_event, first_event + n)
     rec["timestamp"] = 1000 + 500 * rec["event_number"]
     rec["trigger_word"] = 1

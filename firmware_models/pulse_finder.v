@@ -178,18 +178,14 @@ module pulse_finder (
     reg  [28:0] k_prod;
     reg  [28:0] k_prod_sh;      // < 2^24 (spec 1.6), upper bits zero
     /* verilator lint_on UNUSEDSIGNAL */
-    reg  [24:0] k_net;
-    reg         k_bfound;
-    reg  [5:0]  k_bj;
-    reg  [13:0] k_bxa, k_bxb;
     reg  [8:0]  nsa_m1;
     // free-running clock count and the due time of an entry pushed this clock
     reg  [15:0] clk_cnt;
     reg         err_late, err_fifo;
     wire [15:0] due_now = clk_cnt + {7'd0, reg_nsa} + LAT_BASE;
-    // queue push
-    reg         push;
-    reg  [EW-1:0] push_e;
+    // close stage: the entry formed at the closing sample (walk and net integral left zero)
+    reg         push0;
+    reg  [EW-1:0] push_e0;
     integer     j;
 
     always @(*) begin
@@ -291,32 +287,76 @@ module pulse_finder (
         k_q[6] = ~c_pk_found & ~k_full_range;
         k_q[8] = c_pileup;
         k_nint = {1'b0, c_d} + 10'd1 + {4'd0, c_nb};
-        k_prod = {10'd0, ped_sum} * {19'd0, k_nint};
-        k_prod_sh = k_prod >> reg_nped_log2;
-        k_net = {1'b0, c_integ} - k_prod_sh[24:0];
-        // backward walk over k = c, c-1, .., lo+1 (j = c - k): first straddle of VMID
-        k_bfound = 1'b0; k_bj = 6'd0; k_bxa = 14'd0; k_bxb = 14'd0;
-        for (j = 62; j >= 0; j = j - 1) begin
-            if ((j < {26'd0, c_nb}) && (snap_n[j+1] <= k_vmid) && (snap_n[j] > k_vmid)) begin
-                k_bfound = 1'b1;
-                k_bj = j[5:0];
-                k_bxa = snap_n[j+1];
-                k_bxb = snap_n[j];
-            end
-        end
 
-        push = 1'b0;
-        push_e = {EW{1'b0}};
+        push0 = 1'b0;
+        push_e0 = {EW{1'b0}};
         if (take & c_close & c_rep) begin
-            push = 1'b1;
-            push_e = {1'b1, c_end_rel, 1'b0, c_held, (in_first ? win_id + 16'd1 : win_id), {4'd0, c_idx},
-                      (c_start ? n_cur_abs : t_c), (c_start ? wptr : t_caddr),
-                      (c_xc <= k_vmid), k_vmid, c_xc,
-                      k_bfound, k_bj, k_bxa, k_bxb, k_vpeak, c_integ, k_net, ped_sum,
-                      c_nover, k_q, due_now};
+            push0 = 1'b1;
+            push_e0 = {1'b1, c_end_rel, 1'b0, c_held, (in_first ? win_id + 16'd1 : win_id), {4'd0, c_idx},
+                       (c_start ? n_cur_abs : t_c), (c_start ? wptr : t_caddr),
+                       (c_xc <= k_vmid), k_vmid, c_xc,
+                       1'b0, 6'd0, 14'd0, 14'd0, k_vpeak, c_integ, 25'd0, ped_sum,
+                       c_nover, k_q, due_now};
         end else if (take & (c_rel_more | c_end_rel)) begin
-            push = 1'b1;
-            push_e = {1'b0, 1'b1, c_rel_more, 1'b0, {(EW - 20){1'b0}}, due_now};
+            push0 = 1'b1;
+            push_e0 = {1'b0, 1'b1, c_rel_more, 1'b0, {(EW - 20){1'b0}}, due_now};
+        end
+    end
+
+    // ------------------------------------------------------------------ walk stage
+    // One clock after the close: the backward walk over k = c, c-1, .., lo+1 (j = c - k, the
+    // first straddle of VMID) and INTEGRAL_NET, from registered values (the snapshot register
+    // holds the closing pulse's samples: a pulse that starts and closes on one sample wrote it
+    // at that clock, and a later candidate overwrites it one clock later at the earliest).
+    // The walk is a parallel compare, the lowest set bit and an AND-OR select (log depth),
+    // not a 63-step priority chain. The entry's due clock was set at the close: the output
+    // timing does not change.
+    reg           st_v;
+    reg  [EW-1:0] st_e;
+    reg  [5:0]    st_nb;
+    reg  [9:0]    st_nint;
+    wire [13:0]   st_vmid  = st_e[EW-88 -: 14];
+    wire [23:0]   st_integ = st_e[EW-165 -: 24];
+    wire [18:0]   st_ped   = st_e[EW-214 -: 19];
+    reg  [62:0]   w_hit, w_first;
+    reg           k_bfound;
+    reg  [5:0]    k_bj;
+    reg  [13:0]   k_bxa, k_bxb;
+    reg  [24:0]   k_net;
+    reg           push;
+    reg  [EW-1:0] push_e;
+    integer       jw;
+
+    always @(posedge clk) begin
+        if (rst) st_v <= 1'b0;
+        else st_v <= push0;
+        st_e <= push_e0;
+        st_nb <= c_nb;
+        st_nint <= k_nint;
+    end
+
+    always @(*) begin
+        for (jw = 0; jw < 63; jw = jw + 1)
+            w_hit[jw] = (jw < {26'd0, st_nb}) && (snap[jw+1] <= st_vmid) && (snap[jw] > st_vmid);
+        w_first = w_hit & (~w_hit + 63'd1);        // the lowest j that straddles
+        k_bfound = |w_hit;
+        k_bj = 6'd0; k_bxa = 14'd0; k_bxb = 14'd0;
+        for (jw = 0; jw < 63; jw = jw + 1) begin
+            k_bj  = k_bj  | ({6{w_first[jw]}} & jw[5:0]);
+            k_bxa = k_bxa | ({14{w_first[jw]}} & snap[jw+1]);
+            k_bxb = k_bxb | ({14{w_first[jw]}} & snap[jw]);
+        end
+        k_prod = {10'd0, st_ped} * {19'd0, st_nint};
+        k_prod_sh = k_prod >> reg_nped_log2;
+        k_net = {1'b0, st_integ} - k_prod_sh[24:0];
+        push = st_v;
+        push_e = st_e;
+        if (st_e[EW-1]) begin      // a pulse (a release token keeps its zeros)
+            push_e[EW-116] = k_bfound;
+            push_e[EW-117 -: 6] = k_bj;
+            push_e[EW-123 -: 14] = k_bxa;
+            push_e[EW-137 -: 14] = k_bxb;
+            push_e[EW-189 -: 25] = k_net;
         end
     end
 
@@ -603,7 +643,7 @@ module pulse_finder (
         any_dv = 1'b0;
         for (u = 0; u < 7; u = u + 1) any_dv = any_dv | dv[u];
     end
-    assign busy = ~q_empty | s_busy | any_dv | ~f_empty | hold_v | trk;
+    assign busy = st_v | ~q_empty | s_busy | any_dv | ~f_empty | hold_v | trk;
 
 endmodule
 

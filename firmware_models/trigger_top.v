@@ -87,7 +87,9 @@ module trigger_top #(
     output wire [47:0]        cnt_live_ticks,
     output reg  [15:0]        err_overflow,
     output reg  [15:0]        err_order,
-    output reg  [15:0]        err_late
+    output reg  [15:0]        err_late,
+    // primitive buffer fill (entries kept): the scan length that bounds the decision latency
+    output wire [AW:0]        buf_fill
 );
     localparam integer DEPTH = 1 << AW;
 
@@ -186,6 +188,7 @@ module trigger_top #(
     reg [21:0] buf_e    [0:DEPTH-1];
     reg [AW:0] head, tail;                    // one extra bit: full when they differ only in it
     wire       full = (head[AW-1:0] == tail[AW-1:0]) && (head[AW] != tail[AW]);
+    assign buf_fill = head - tail;
 
     // ---------------------------------------------------------------- calibration stage
     localparam [3:0] S_IDLE = 4'd0, S_SEEK = 4'd1, S_MASK = 4'd2, S_RND = 4'd3, S_EVAL0 = 4'd4,

@@ -8,7 +8,7 @@ import pytest
 import zmq
 from _daqhelpers import daq_run, fast_config, poll_until, status
 
-from pokerdaq.daq._wire import TRIGGER_DTYPE, TRIGGER_MAGIC, FragmentFlags, SliceFlags, encode_fragment, encode_slice
+from pokerdaq.daq._wire import DECISION_DTYPE, TRIGGER_MAGIC, FragmentFlags, SliceFlags, encode_fragment, encode_slice
 from pokerdaq.dsp._records import PULSE_DTYPE
 from pokerdaq.io import RunFile
 from pokerdaq.io._records import EventFlags
@@ -18,7 +18,7 @@ N_EVENTS = 10
 
 
 def _records(cfg):
-    rec = np.zeros(N_EVENTS, TRIGGER_DTYPE)
+    rec = np.zeros(N_EVENTS, DECISION_DTYPE)
     rec["event_number"] = np.arange(N_EVENTS)
     rec["timestamp"] = 1000 + 100 * np.arange(N_EVENTS)
     rec["trigger_word"] = 1
@@ -127,7 +127,7 @@ def test_builder_rejects_and_counts_everything_a_foreign_peer_sends(tmp_path):
                        "every message to reach the builder")
             tp.send_multipart(encode_slice(TRIGGER_MAGIC, board_id=0xFFFF, run_number=cfg.run.run_number,
                                            flags=int(SliceFlags.END_OF_RUN | SliceFlags.RECORDS),
-                                           slice_index=N_EVENTS, records=np.zeros(0, TRIGGER_DTYPE)))
+                                           slice_index=N_EVENTS, records=np.zeros(0, DECISION_DTYPE)))
             run.stop()
             assert run.wait(30) == "stopped", run.errors
             s = run.summary()
@@ -197,7 +197,7 @@ class _Peer:
                    "every fragment to reach the builder")
         self.tp.send_multipart(encode_slice(TRIGGER_MAGIC, board_id=0xFFFF, run_number=self.cfg.run.run_number,
                                             flags=int(SliceFlags.END_OF_RUN | SliceFlags.RECORDS),
-                                            slice_index=issued, records=np.zeros(0, TRIGGER_DTYPE)))
+                                            slice_index=issued, records=np.zeros(0, DECISION_DTYPE)))
         self.run.stop()
         state = self.run.wait(30)
         return state

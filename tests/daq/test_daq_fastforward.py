@@ -125,7 +125,7 @@ def test_stretch_field_is_checked_by_the_decoder():
 
 @pytest.mark.timeout(180)
 def test_trigger_processor_rejects_and_counts_bad_stretches(tmp_path):
-    from pokerdaq.daq._wire import TRIGGER_DTYPE, TRIGGER_MAGIC
+    from pokerdaq.daq._wire import DECISION_DTYPE, TRIGGER_MAGIC
     cfg = gap_config(board_timeout_s=60.0, builder_timeout_s=1.0)
     rn = cfg.run.run_number
     n_boards = cfg.channel_map.n_boards
@@ -147,7 +147,7 @@ def test_trigger_processor_rejects_and_counts_bad_stretches(tmp_path):
 
             def decision(b):
                 assert dealers[b].poll(30_000), "no decision"
-                head, trig = decode_slice(dealers[b].recv_multipart(), TRIGGER_MAGIC, TRIGGER_DTYPE)
+                head, trig = decode_slice(dealers[b].recv_multipart(), TRIGGER_MAGIC, DECISION_DTYPE)
                 return int(head["slice_index"]), int(head["last_slice"])
 
             for b in range(n_boards):

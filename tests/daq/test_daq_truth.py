@@ -15,7 +15,7 @@ from test_daq_builder import N_EVENTS as N
 from test_daq_builder import _good_fragments, _records
 
 from pokerdaq.config import load_config
-from pokerdaq.daq._wire import TRIGGER_DTYPE, TRIGGER_MAGIC, SliceFlags, encode_slice
+from pokerdaq.daq._wire import DECISION_DTYPE, TRIGGER_MAGIC, SliceFlags, encode_slice
 from pokerdaq.io import EventFlags, RunFile
 from pokerdaq.sim import NO_PARTICLE_EVENT, TRUTH_DTYPE, Species, build_tables, window_truth
 from pokerdaq.sim._beam import BLOCK_SAMPLES, BeamTimeline
@@ -290,7 +290,7 @@ def test_writer_holds_a_spill_row_until_its_events_and_counts_malformed_rows(tmp
             for _key, (buf, _) in sorted(frags.items()):
                 peer.send(buf)
             tp.send_multipart(encode_slice(TRIGGER_MAGIC, **head, flags=int(SliceFlags.END_OF_RUN | SliceFlags.RECORDS),
-                                           slice_index=N, records=np.zeros(0, TRIGGER_DTYPE)))
+                                           slice_index=N, records=np.zeros(0, DECISION_DTYPE)))
             run.stop()
             assert run.wait(30) == "stopped", run.errors
             writer = run.stats["writer"]

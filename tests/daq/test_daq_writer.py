@@ -17,7 +17,7 @@ from _daqhelpers import daq_run, fast_config, synthetic_config_file
 
 import pokerdaq
 from pokerdaq.daq._runcontrol import IPC_PREFIX
-from pokerdaq.daq._wire import TRIGGER_DTYPE, TRIGGER_MAGIC, SliceFlags, encode_fragment, encode_slice
+from pokerdaq.daq._wire import DECISION_DTYPE, TRIGGER_MAGIC, SliceFlags, encode_fragment, encode_slice
 from pokerdaq.dsp._records import PULSE_DTYPE
 from pokerdaq.io import EVENT_DTYPE, RunFile, run_paths
 
@@ -120,7 +120,7 @@ def test_fragment_with_a_sample_above_adc_max_stops_nothing(tmp_path):
     cfg = fast_config()
     cmap = cfg.channel_map
     n = 12
-    rec = np.zeros(n, TRIGGER_DTYPE)
+    rec = np.zeros(n, DECISION_DTYPE)
     rec["event_number"] = np.arange(n)
     rec["timestamp"] = 1000 + 100 * np.arange(n)
     rec["trigger_word"] = 1
@@ -147,7 +147,7 @@ def test_fragment_with_a_sample_above_adc_max_stops_nothing(tmp_path):
                                             samples=smp, pulses=np.zeros(0, PULSE_DTYPE)))
             tp.send_multipart(encode_slice(TRIGGER_MAGIC, board_id=0xFFFF, run_number=cfg.run.run_number,
                                            flags=int(SliceFlags.END_OF_RUN | SliceFlags.RECORDS), slice_index=n,
-                                           records=np.zeros(0, TRIGGER_DTYPE)))
+                                           records=np.zeros(0, DECISION_DTYPE)))
             run.stop()
             assert run.wait(60) == "stopped", run.errors
             s = run.summary()

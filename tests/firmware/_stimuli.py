@@ -22,7 +22,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-REG_NAMES = ("thr", "nsb", "nsa", "nsat", "nped_log2", "maxped", "max_pulses", "ped_mode", "ped_cfg")
+from pokerdaq._regmap import PULSE_FINDER
+
+# the POKER registers in register order (firmware_models/registers.toml); a 10th column is ALGORITHM
+REG_NAMES = tuple(r.name for r in PULSE_FINDER if r.name != "algorithm")
 RAIL = 16383
 
 

@@ -199,6 +199,7 @@ class TriggerReport:
     livetime_mismatches: list = field(default_factory=list)
     late_records: int = 0        # late primitives counted by the RTL (err_late), equal to the model's
     errors: dict = field(default_factory=dict)
+    latency: LatencyReport | None = None   # decision_latency (run_segments sets it)
 
     @property
     def ok(self) -> bool:
@@ -277,5 +278,82 @@ def compare(segments: list[Segment], result) -> TriggerReport:
     return rep
 
 
-__all__ = ["Segment", "TriggerReport", "compare", "make_segment", "records_from", "register_writes",
+@dataclass
+class LatencyReport:
+    """Decision latency of trigger_top, in processing clocks (docs/firmware-spec.md 2.10)."""
+
+    records: int = 0
+    advances: int = 0
+    max_latency: int = 0          # clocks from an advance's acceptance to a record it emits
+    max_advance: int = 0          # clocks an advance takes (acceptance to idle)
+    max_bound_use: float = 0.0    # largest measured / bound over the advances
+    clocks: int = 0               # all advances' processing clocks
+    ticks: int = 0                # stream ticks they covered
+    primitives: int = 0
+    violations: list = field(default_factory=list)
+
+    def summary(self) -> str:
+        return (f"{self.records} records, {self.advances} advances: largest decision latency {self.max_latency} "
+                f"clocks, largest advance {self.max_advance} clocks (at most {self.max_bound_use:.1%} of its "
+                f"bound); {self.clocks} clocks for {self.ticks} ticks and {self.primitives} primitives "
+                f"({self.clocks / max(self.ticks, 1):.3f} clocks/tick, "
+                f"{self.clocks / max(self.primitives, 1):.2f} clocks/primitive); "
+                f"{len(self.violations)} over the bound {self.violations[:3]}")
+
+
+def advance_bound(fill: int, candidates: int, ticks: int, w_beam_entries: int, n_boards: int,
+                  random_on: bool) -> int:
+    """Clocks trigger_top may take for one advance (docs/firmware-spec.md 2.10, README "Latency").
+
+    ``fill`` entries in the buffer, ``candidates`` decided, ``ticks`` of stream advanced,
+    ``w_beam_entries`` the most entries in one beam window: 1 to accept; SEEK steps over
+    every entry (E) and starts at most E coincidence scans of at most ``w + 1`` clocks each
+    plus one transition per beam candidate; the random generator (on) takes at most one clock
+    per tick stepped (Poisson steps, periodic jumps of >= 1 tick, fires before LATENCY
+    included) plus at most 2 clocks per visit (2 C + 1 visits); each candidate scans at most
+    E entries, N_BOARDS boards and 4 clocks more; the discard at most E + 1.
+    """
+    e, c = fill, candidates
+    return 5 + e * (w_beam_entries + 4) + c * (e + n_boards + 9) + (ticks if random_on else 0)
+
+
+def decision_latency(segments: list[Segment], result, rep: LatencyReport | None = None) -> LatencyReport:
+    """Measured decision latency of every record and advance against :func:`advance_bound`."""
+    from pokerdaq.trigger._registers import P_BEAM_W, P_N_BOARDS, P_RND_MODE, RND_OFF
+
+    rep = rep or LatencyReport()
+    cols = [str(c) for c in result["columns"]]
+    rows = result["rows"]
+    for k, seg in enumerate(segments):
+        adv = result[f"advances{k}"]            # accepted, done, fill, candidates
+        times = np.sort(seg.records["time"].astype(np.int64))
+        w_beam = int(seg.regs.params[P_BEAM_W])
+        w = int((np.searchsorted(times, times + w_beam) - np.arange(len(times))).max()) if len(times) else 0
+        n_boards = int(seg.regs.params[P_N_BOARDS])
+        random_on = int(seg.regs.params[P_RND_MODE]) != RND_OFF
+        ends = np.asarray(seg.ends, np.int64)
+        steps = np.diff(np.concatenate([[0], ends]))
+        bounds = np.array([advance_bound(int(f), int(c), int(t), w, n_boards, random_on)
+                           for (_, _, f, c), t in zip(adv, steps)], np.int64)
+        took = adv[:, 1] - adv[:, 0]
+        rec_clock = rows[rows[:, cols.index("segment")] == k][:, cols.index("clock")]
+        a = np.searchsorted(adv[:, 0], rec_clock, side="right") - 1     # the advance that emitted it
+        lat = rec_clock - adv[a, 0]
+        if (lat > took[a]).any():
+            rep.violations.append({"segment": k, "problem": "a record after its advance ended"})
+        for j in np.flatnonzero(took > bounds):
+            rep.violations.append({"segment": k, "advance": int(j), "clocks": int(took[j]), "bound": int(bounds[j])})
+        rep.records += len(lat)
+        rep.advances += len(adv)
+        rep.max_latency = max(rep.max_latency, int(lat.max()) if len(lat) else 0)
+        rep.max_advance = max(rep.max_advance, int(took.max()) if len(took) else 0)
+        rep.max_bound_use = max(rep.max_bound_use, float((took / bounds).max()) if len(took) else 0.0)
+        rep.clocks += int(took.sum())
+        rep.ticks += int(ends[-1]) if len(ends) else 0
+        rep.primitives += len(times)
+    return rep
+
+
+__all__ = ["LatencyReport", "Segment", "TriggerReport", "advance_bound", "compare", "decision_latency",
+           "make_segment", "records_from", "register_writes",
            "save_campaign", "with_params"]

@@ -136,7 +136,7 @@ def test_scoreboard_catches_every_mutant(mutant_bank, tmp_path):
     for m in full.mismatches:
         per_lane[m["channel"]] += 1
     by_mutant = {k: int(per_lane[k::6].sum()) for k in range(6)}
-    log.info("mismatching fields per mutant (0 = correct RTL): %s", by_mutant)
+    log.info("mismatching channel-windows per mutant (0 = correct RTL): %s", by_mutant)
     assert by_mutant[0] == 0, report.summary()           # lanes 0 and 6: the correct RTL
     for k, name in MUTANT_NAMES.items():
         assert by_mutant[k] > 0, f"MUTANT={k} ({name}) not detected"

@@ -29,18 +29,21 @@ def test_the_wheel_carries_the_verilog_and_finds_it(tmp_path):
     with zipfile.ZipFile(wheel) as z:
         for src in PULSE_FINDER_SOURCES + TRIGGER_SOURCES:
             assert z.read(f"pokerdaq/firmware/{src.name}") == src.read_bytes(), src.name
+        # the register map travels with the RTL (pokerdaq._regmap reads it at import)
+        assert z.read("pokerdaq/firmware/registers.toml") == (RTL_DIR / "registers.toml").read_bytes()
         z.extractall(tmp_path / "site")
     # the unpacked wheel first on the path: its own pokerdaq and its own firmware folder
     env = {k: v for k, v in os.environ.items() if k != "POKERDAQ_FIRMWARE_DIR"}
     env["PYTHONPATH"] = str(tmp_path / "site")
     code = ("import pokerdaq.hil._verilator as v; print(v.__file__); print(v.firmware_dir()); "
-            "print(v.pulse_finder_sources()[0])")
+            "print(v.pulse_finder_sources()[0]); import pokerdaq._regmap as r; print(r.registers_file())")
     out = subprocess.run([sys.executable, "-c", code], env=env, cwd=tmp_path, capture_output=True, text=True,
                          timeout=120, check=True).stdout.split("\n")
     site = (tmp_path / "site").resolve()
     assert Path(out[0]).resolve().is_relative_to(site), out
     assert Path(out[1]).resolve() == site / "pokerdaq" / "firmware", out
     assert Path(out[2]).read_bytes() == PULSE_FINDER_SOURCES[0].read_bytes()
+    assert Path(out[3]).resolve() == site / "pokerdaq" / "firmware" / "registers.toml", out
 
 
 def test_build_folders_are_keyed_by_the_source_contents(tmp_path):

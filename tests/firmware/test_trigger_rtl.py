@@ -18,12 +18,21 @@ import numpy as np
 import pytest
 from _mutants import TRIGGER_MUTANTS
 from _sim import build_trigger
-from _trigger_campaign import Segment, compare, make_segment, records_from, save_campaign, with_params
+from _trigger_campaign import (
+    Segment,
+    compare,
+    decision_latency,
+    make_segment,
+    records_from,
+    save_campaign,
+    with_params,
+)
 
 from pokerdaq.config import load_config
+from pokerdaq.dsp import PulseParams
 from pokerdaq.trigger import ConditionBits, TriggerBits, TriggerRegisters
 from pokerdaq.trigger._chain import stream_pulses, unprescaled_config
-from pokerdaq.trigger._registers import P_DEAD
+from pokerdaq.trigger._registers import P_DEAD, P_N_BOARDS
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +56,9 @@ def run_segments(rtl, segments: list[Segment], tmp_path: Path):
     rtl.run(stim, out, tmp_path / "sim")
     result = np.load(out)
     report = compare(segments, result)
+    report.latency = decision_latency(segments, result)
     log.info("trigger scoreboard: %s", report.summary(limit=10))
+    log.info("decision latency: %s", report.latency.summary())
     for k, seg in enumerate(segments):
         ticks, dead, busy, live = (int(v) for v in seg.livetime[-1])
         log.info("segment %d: %d primitives, %d slices, %d triggers, %d RTL clocks; %d ticks: %d dead, "
@@ -191,6 +202,8 @@ def test_chain_and_corner_decisions_bit_exact(trigger_rtl, cfg, tmp_path):
     ]
     result, report = run_segments(trigger_rtl, segments, tmp_path)
     assert_bit_exact(report, 600)
+    # spec 2.10: every advance within its clock bound (every record too: it leaves in its advance)
+    assert report.latency.records == report.decisions and not report.latency.violations, report.latency.summary()
     assert report.livetime_snapshots >= 5_000, report.summary()
     assert report.late_records > 0, report.summary()
     assert_livetime_exercised(segments)
@@ -210,6 +223,57 @@ def test_chain_and_corner_decisions_bit_exact(trigger_rtl, cfg, tmp_path):
     assert (segments[4].counters["raw"] > segments[4].counters["prescaled"]).any()
     sums = np.concatenate([s.expected["e_calo"] for s in segments])
     assert (sums == (1 << 24) - 1).any(), "no saturated sum"
+
+
+def worst_rate_segment(cfg, rng, n_ticks: int, start: int = 200, seed: int = 15) -> Segment:
+    """The worst-case primitive rate of the configuration: every channel pulses as often as its
+    pulse finder can report (one pulse per max(NSA, 2) samples: a new candidate needs
+    c' >= c + NSA and x[c' - 1] <= T, spec 1.4), for ``n_ticks`` ticks from tick ``start``,
+    unprescaled, no dead time, a 2 MHz Poisson random trigger; cut into slices of 1-8 ticks."""
+    spacing = np.maximum(PulseParams.from_config(cfg).nsa, 2)
+    chans, times, nets = [], [], []
+    for ch, sp in enumerate(spacing):
+        ticks = np.arange(start + int(rng.integers(0, sp)), start + n_ticks, int(sp))
+        chans.append(np.full(len(ticks), ch))
+        times.append(ticks * 64 + rng.integers(0, 64, len(ticks)))
+        nets.append(rng.integers(-50, 20_000, len(ticks)))
+    rec = records_from(np.concatenate(chans), np.concatenate(times), np.concatenate(nets))
+    regs = TriggerRegisters.from_config(unprescaled_config(cfg).replace(trigger={"random_rate_hz": 2.0e6}), seed)
+    return make_segment(regs, rec, rng, max_slice_ticks=8)
+
+
+def test_decision_latency_at_the_worst_case_primitive_rate(trigger_rtl, cfg, tmp_path):
+    """Spec 2.10 (firmware latency): at the most primitives per tick the configuration allows
+    (130 channels, one pulse per NSA samples: 6.8 per tick) trigger_top stays bit-exact and
+    within its clock bound per advance, and needs many clocks per stream tick: it keeps the
+    model's decisions and ISSUE times in stream time, not LATENCY in real time at one clock per
+    tick. The measured clocks per tick are in the log (and in the spec)."""
+    seg = worst_rate_segment(cfg, np.random.default_rng(15), n_ticks=250)
+    rate = len(seg.records) / 250
+    assert rate > 6.5, rate
+    _, report = run_segments(trigger_rtl, [seg], tmp_path)
+    assert_bit_exact(report, 30)
+    lat = report.latency
+    assert lat.records == report.decisions and not lat.violations, lat.summary()
+    per_tick = lat.clocks / lat.ticks
+    log.info("worst-case rate %.2f primitives/tick: %.1f clocks/tick, %.1f clocks/primitive, largest decision "
+             "latency %d clocks", rate, per_tick, lat.clocks / lat.primitives, lat.max_latency)
+    assert per_tick > 1.0      # not real time at one clock per tick (spec 2.10): the bound is in clocks
+
+
+def test_latency_check_sees_an_advance_over_its_bound():
+    """The latency check can fail: an advance that takes one clock more than its bound."""
+    from _trigger_campaign import advance_bound
+
+    regs = TriggerRegisters.from_config(load_config())
+    rec = records_from(np.array([0, 1]), np.array([6400, 6410]), np.array([100, 100]))
+    seg = Segment(regs=regs, records=rec, ends=[150], busy=[0], cuts=[2])
+    bound = advance_bound(2, 1, 150, 2, int(regs.params[P_N_BOARDS]), True)
+    result = {"columns": np.array(["segment", "clock"]), "rows": np.array([[0, 100 + bound]]),
+              "advances0": np.array([[100, 100 + bound, 2, 1]])}
+    assert not decision_latency([seg], result).violations
+    result["advances0"] = np.array([[100, 101 + bound, 2, 1]])
+    assert decision_latency([seg], result).violations
 
 
 def livetime_segments(cfg, rng) -> list[Segment]:

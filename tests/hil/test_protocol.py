@@ -73,6 +73,22 @@ def test_records_and_registers_survive_the_wire():
         assert np.array_equal(getattr(again, name), getattr(params, name))
 
 
+def test_configure_carries_the_algorithm_register():
+    """Protocol 3: the CONFIGURE row holds every register of firmware_models/registers.toml,
+    ALGORITHM included (fADC250 v3 on some channels), and a bad value is refused by name."""
+    from pokerdaq._regmap import PULSE_FINDER
+    from pokerdaq.hil._protocol import REGISTERS_DTYPE
+
+    assert REGISTERS_DTYPE.names == tuple(r.name for r in PULSE_FINDER)
+    params = PulseParams.uniform(4, algorithm=0).replace(algorithm=np.array([0, 1, 1, 0]))
+    again = params_from_payload(registers_payload(params), 4)
+    assert again.algorithm.tolist() == [0, 1, 1, 0]
+    rows = np.frombuffer(registers_payload(params), REGISTERS_DTYPE).copy()
+    rows["algorithm"][2] = 2
+    with pytest.raises(ValueError, match=r"algorithm\[channel 2\] = 2"):
+        params_from_payload(rows.tobytes(), 4)
+
+
 def test_trigger_registers_and_records_survive_the_wire():
     from pokerdaq.config import load_config
     from pokerdaq.hil._protocol import (

@@ -11,6 +11,7 @@ import math
 from dataclasses import dataclass
 from typing import Annotated, Literal
 
+from .._regmap import PULSE_FINDER_RANGES
 from ._schema import Bounds, ConfigError
 
 ELECTRON_MASS_MEV = 0.51099895
@@ -105,19 +106,32 @@ class ElectronicsConfig:
     shaping_ns: Annotated[float, Bounds(ge=0.0)]
 
 
+def _register(name: str) -> Bounds:
+    """Bounds of a pulse-finder register, from firmware_models/registers.toml (pokerdaq._regmap)."""
+    low, high = PULSE_FINDER_RANGES[name]
+    return Bounds(ge=low, le=high)
+
+
+_NPED_LOW, _NPED_HIGH = (1 << v for v in PULSE_FINDER_RANGES["nped_log2"])
+
+
 @dataclass(frozen=True, slots=True)
 class PulseFinderConfig:
-    """Per-channel pulse-finder registers; see docs/firmware-spec.md for their widths."""
+    """Per-channel pulse-finder registers; see docs/firmware-spec.md 1.2 for their widths.
 
-    threshold_adc: Annotated[int, Bounds(ge=1, le=16383)]
-    nsb: Annotated[int, Bounds(ge=0, le=63)]
-    nsa: Annotated[int, Bounds(ge=1, le=511)]
-    nsat: Annotated[int, Bounds(ge=1, le=15)]
-    nped: Annotated[int, Bounds(ge=1, le=32)]
-    maxped: Annotated[int, Bounds(ge=0, le=16383)]
-    max_pulses: Annotated[int, Bounds(ge=0, le=15)]
+    The bounds are those of the firmware register map (firmware_models/registers.toml);
+    ``nped`` is ``1 << NPED_LOG2``.
+    """
+
+    threshold_adc: Annotated[int, _register("thr")]
+    nsb: Annotated[int, _register("nsb")]
+    nsa: Annotated[int, _register("nsa")]
+    nsat: Annotated[int, _register("nsat")]
+    nped: Annotated[int, Bounds(ge=_NPED_LOW, le=_NPED_HIGH)]
+    maxped: Annotated[int, _register("maxped")]
+    max_pulses: Annotated[int, _register("max_pulses")]
     pedestal_mode: Literal["measured", "configured"]
-    pedestal_adc: Annotated[int, Bounds(ge=0, le=16383)]
+    pedestal_adc: Annotated[int, _register("ped_cfg")]
     algorithm: Literal["poker", "fadc250"]
 
     def __post_init__(self) -> None:

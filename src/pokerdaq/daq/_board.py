@@ -46,10 +46,10 @@ from ._factory import make_front_end
 from ._interfaces import FrontEndLogic, StretchFrontEnd
 from ._node import Node, NodeError
 from ._wire import (
+    DECISION_DTYPE,
     FRAGMENT_HEADER_DTYPE,
     PRIMITIVE_DTYPE,
     PRIMITIVE_MAGIC,
-    TRIGGER_DTYPE,
     TRIGGER_MAGIC,
     FragmentFlags,
     MessageError,
@@ -163,7 +163,7 @@ class BoardGroupNode(Node):
                 except zmq.Again:
                     break
                 try:
-                    head, triggers = decode_slice(frames, TRIGGER_MAGIC, TRIGGER_DTYPE)
+                    head, triggers = decode_slice(frames, TRIGGER_MAGIC, DECISION_DTYPE)
                 except MessageError as err:
                     raise NodeError(f"board {b}: bad trigger message from the trigger processor: {err}") from None
                 # a decision covers slices [slice_index, last_slice]: what matters here is its end

@@ -45,9 +45,9 @@ import zmq.utils.monitor
 from ._assembler import EventAssembler
 from ._node import Node
 from ._wire import (
+    DECISION_DTYPE,
     HEADER_SIZE,
     PULSE_SIZE,
-    TRIGGER_DTYPE,
     TRIGGER_MAGIC,
     FragmentError,
     MessageError,
@@ -236,7 +236,7 @@ class EventBuilderNode(Node):
             self.counters["scaler_rows" if frames[0] == b"SCALERS" else "trigger_input_messages"] += 1
             return
         try:
-            head, records = decode_slice(frames, TRIGGER_MAGIC, TRIGGER_DTYPE)
+            head, records = decode_slice(frames, TRIGGER_MAGIC, DECISION_DTYPE)
         except MessageError:
             self.counters["bad_trigger_record_messages"] += 1
             return

@@ -44,7 +44,7 @@ from pokerdaq.config import Config
 from ._board import BoardGroupNode
 from ._node import Node
 from ._sparse import SparsePhysicsFrontEnd, noise_ceiling
-from ._wire import TRIGGER_DTYPE, TRIGGER_MAGIC, MessageError, SliceFlags, decode_slice
+from ._wire import DECISION_DTYPE, TRIGGER_MAGIC, MessageError, SliceFlags, decode_slice
 
 HITS_MAGIC = b"L0HT"
 HITS_VERSION = 1
@@ -428,7 +428,7 @@ class StreamBuilderNode(Node):
             self.counters["scaler_rows" if frames[0] == b"SCALERS" else "trigger_input_messages"] += 1
             return
         try:
-            head, records = decode_slice(frames, TRIGGER_MAGIC, TRIGGER_DTYPE)
+            head, records = decode_slice(frames, TRIGGER_MAGIC, DECISION_DTYPE)
         except MessageError:
             self.counters["bad_trigger_record_messages"] += 1
             return

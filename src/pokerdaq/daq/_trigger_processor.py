@@ -53,9 +53,9 @@ from ._factory import make_trigger_logic
 from ._interfaces import ScalerCounts, StretchTriggerLogic, TriggerOutput
 from ._node import Node
 from ._wire import (
+    DECISION_DTYPE,
     PRIMITIVE_DTYPE,
     PRIMITIVE_MAGIC,
-    TRIGGER_DTYPE,
     TRIGGER_MAGIC,
     MessageError,
     SliceFlags,
@@ -252,7 +252,7 @@ class TriggerProcessorNode(Node):
         if self.max_events is not None:
             n = min(n, int(self.max_events) - self.next_event)
             self.counters["trimmed_at_max_events"] += len(out.timestamps) - n
-        trig = np.zeros(n, dtype=TRIGGER_DTYPE)
+        trig = np.zeros(n, dtype=DECISION_DTYPE)
         trig["event_number"] = np.arange(self.next_event, self.next_event + n, dtype=np.uint64)
         trig["timestamp"] = out.timestamps[:n]
         trig["trigger_word"] = out.trigger_words[:n]
@@ -369,7 +369,7 @@ class TriggerProcessorNode(Node):
         self.ended = True
         end = encode_slice(TRIGGER_MAGIC, board_id=TP_ID, run_number=self.run_number,
                            flags=int(SliceFlags.END_OF_RUN), slice_index=self.next_slice,
-                           records=np.zeros(0, TRIGGER_DTYPE))
+                           records=np.zeros(0, DECISION_DTYPE))
         self._to_boards(end)
         for b in sorted(self.dead):   # best effort: a board taken for dead may still be alive
             try:
@@ -379,7 +379,7 @@ class TriggerProcessorNode(Node):
         # to the builder: slice_index of the end message = number of events issued
         fin = encode_slice(TRIGGER_MAGIC, board_id=TP_ID, run_number=self.run_number,
                            flags=int(SliceFlags.END_OF_RUN | SliceFlags.RECORDS), slice_index=self.next_event,
-                           records=np.zeros(0, TRIGGER_DTYPE))
+                           records=np.zeros(0, DECISION_DTYPE))
         # the last (partial) spill row: the spill in progress up to the decided time; a run
         # always has at least one row
         if self.decided > self.spill * self.spill_ticks or self.spill_rows == 0:

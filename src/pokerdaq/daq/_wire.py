@@ -26,6 +26,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from pokerdaq.dsp._records import PULSE_DTYPE
+from pokerdaq.trigger import TRIGGER_DTYPE
 
 # --------------------------------------------------------------------------------------
 # fragment
@@ -524,16 +525,14 @@ class SliceFlags(enum.IntFlag):
     HEARTBEAT = 1 << 3     # primitives: no slice, the board is alive but stalled (queue full)
 
 
-TRIGGER_DTYPE = np.dtype(
-    [
-        ("event_number", "<u8"),
-        ("timestamp", "<u8"),       # 250 MHz ticks since run start
-        ("trigger_word", "<u4"),    # bit mask of trigger types
-        ("reserved", "<u4"),
-        ("dead_boards", "<u8"),     # boards the trigger processor has marked dead (bit b = board b)
-    ]
+DECISION_DTYPE = np.dtype(
+    [(name, TRIGGER_DTYPE[name].newbyteorder("<")) for name in ("event_number", "timestamp", "trigger_word")]
+    + [("reserved", "<u4"),
+       ("dead_boards", "<u8")]     # boards the trigger processor has marked dead (bit b = board b)
 )
-"""An accepted trigger (32 bytes): a decision to the boards and a trigger record to the builder."""
+"""An accepted trigger on the wire (32 bytes, docs/wire-format.md 2.3): a decision to the boards
+and a trigger record to the builder. Its first three fields are those of the one trigger record,
+:data:`pokerdaq.trigger.TRIGGER_DTYPE` (little-endian)."""
 
 
 class MessageError(ValueError):

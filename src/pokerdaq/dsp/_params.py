@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 
+from pokerdaq._regmap import PULSE_FINDER_RANGES
 from pokerdaq.config import Config
 
 ADC_MAX = 16383
@@ -27,18 +28,11 @@ ALGORITHMS = {"poker": ALGORITHM_POKER, "fadc250": ALGORITHM_FADC250}
 FADC250_MAX_PULSES = 3
 """fADC250 firmware v3 reports at most 3 pulses per window (docs/firmware-spec.md 1.13)."""
 
-# register -> (lowest, highest) allowed value, docs/firmware-spec.md section 1.2
 REGISTER_RANGES: dict[str, tuple[int, int]] = {
-    "thr": (1, 16383),
-    "nsb": (0, 63),
-    "nsa": (1, 511),
-    "nsat": (1, 15),
-    "nped_log2": (0, 5),
-    "maxped": (0, 16383),
-    "max_pulses": (0, 15),
-    "ped_mode": (0, 1),
-    "ped_cfg": (0, 16383),
-}
+    name: bounds for name, bounds in PULSE_FINDER_RANGES.items() if name != "algorithm"}
+"""Register -> (lowest, highest) allowed value, docs/firmware-spec.md 1.2, in register order:
+from firmware_models/registers.toml (``pokerdaq._regmap``). ``algorithm`` is checked apart
+(:meth:`PulseParams._check_algorithm`): the kernels of each algorithm take their own registers."""
 
 # the defaults of PulseParams.uniform: those of pokerdaq.config.PulseFinderConfig
 _UNIFORM_DEFAULTS = {
@@ -126,7 +120,8 @@ class PulseParams:
         if raw.dtype.kind not in "iub" or raw.shape != (n,):
             raise ValueError(f"PulseParams.algorithm: expected {n} integers (0 poker, 1 fadc250),"
                              f" got dtype {raw.dtype} shape {raw.shape}")
-        bad = (raw < 0) | (raw > 1)
+        low, high = PULSE_FINDER_RANGES["algorithm"]
+        bad = (raw < low) | (raw > high)
         if bad.any():
             ch = _first_bad(bad)
             raise ValueError(f"PulseParams.algorithm[channel {ch}] = {int(raw[ch])}: expected "

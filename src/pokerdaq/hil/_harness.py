@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -85,12 +86,17 @@ class HilReport:
         return d
 
 
-def compare(ref: np.ndarray, ref_win: np.ndarray, dut: np.ndarray, dut_win: np.ndarray, samples: np.ndarray,
-            event_numbers: np.ndarray, report: HilReport, window_offset: int = 0, pulse_index_bits: int = 8) -> None:
+def compare(ref: np.ndarray, ref_win: np.ndarray, dut: np.ndarray, dut_win: np.ndarray,
+            samples: np.ndarray | Sequence[np.ndarray], event_numbers: np.ndarray, report: HilReport,
+            window_offset: int = 0, pulse_index_bits: int = 8, max_listed: int = MAX_LISTED) -> None:
     """Compare DUT and reference records of a block of windows, accumulating into ``report``.
 
+    The one pulse-record scoreboard: ``pokerdaq hil`` and the firmware tests (every RTL record
+    against the naive reference, tests/firmware/_scoreboard.py) both use it.
     Records are matched per (window, channel) in time order. The first difference is kept with
-    its event, channel, sample (the crossing), both records and the samples around it.
+    its event, channel, sample (the crossing), both records and the samples around it;
+    ``samples[w]`` is window ``w``'s ``(channels, samples)`` array (windows may differ in
+    length), and up to ``max_listed`` mismatching (window, channel) pairs are listed.
     ``pulse_index`` is compared on its low ``pulse_index_bits`` bits (the firmware's width,
     docs/firmware-spec.md 1.10: 4 bits in the RTL, 8 in software).
     """
@@ -135,7 +141,7 @@ def compare(ref: np.ndarray, ref_win: np.ndarray, dut: np.ndarray, dut_win: np.n
         report.field_mismatches["n_pulses"] = report.field_mismatches.get("n_pulses", 0) + n_bad_count
 
     for k in np.flatnonzero(bad_key):
-        if len(report.mismatches) >= MAX_LISTED:
+        if len(report.mismatches) >= max_listed:
             break
         w, ch = int(keys[k] // n_ch_key), int(keys[k] % n_ch_key)
         r = ref[ref_first[k]:ref_first[k] + ref_n[k]]
@@ -148,11 +154,12 @@ def compare(ref: np.ndarray, ref_win: np.ndarray, dut: np.ndarray, dut_win: np.n
             fields = [n for n in COMPARED_FIELDS if rr is None or dd is None or rr[n] != dd[n]]
             if fields:
                 sample = (rr or dd)["crossing"]  # type: ignore[index]  # i < max(len(r), len(d)): one exists
-                lo, hi = max(0, sample - CONTEXT_SAMPLES), min(samples.shape[2], sample + CONTEXT_SAMPLES + 1)
+                window = samples[w]
+                lo, hi = max(0, sample - CONTEXT_SAMPLES), min(window.shape[1], sample + CONTEXT_SAMPLES + 1)
                 entry.update(pulse=i, sample=int(sample), fields=fields if rr and dd else ["missing pulse"],
                              reference=rr, dut=dd,
                              context={"first_sample": int(lo),
-                                      "samples": [int(v) for v in samples[w, ch, lo:hi]]})
+                                      "samples": [int(v) for v in window[ch, lo:hi]]})
                 if rr and dd:
                     entry["values"] = {n: {"reference": rr[n], "dut": dd[n]} for n in fields}
                 break

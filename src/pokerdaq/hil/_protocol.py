@@ -17,17 +17,19 @@ from typing import Any
 
 import numpy as np
 
+from .._regmap import PULSE_FINDER
 from ..dsp import PULSE_DTYPE
 from ..trigger import TRIGGER_DTYPE
 
 MAGIC = b"PKHL"
-VERSION = 2  # 2: trigger registers (CONFIGURE_TRIGGER) and trigger records in RESULT
+VERSION = 3  # 2: trigger registers (CONFIGURE_TRIGGER) and trigger records in RESULT; 3: ALGORITHM in CONFIGURE
 HEADER = struct.Struct("<4sHHIQIHHII")  # without the trailing header CRC
 HEADER_SIZE = HEADER.size + 4  # 40 bytes (tests/hil/test_protocol.py)
 
-REGISTER_NAMES = ("thr", "nsb", "nsa", "nsat", "nped_log2", "maxped", "max_pulses", "ped_mode", "ped_cfg")
+REGISTER_NAMES = tuple(r.name for r in PULSE_FINDER)
+"""The pulse-finder registers in register order (firmware_models/registers.toml), ``algorithm`` last."""
 REGISTERS_DTYPE = np.dtype([(n, "<i4") for n in REGISTER_NAMES])
-"""CONFIGURE payload: one row per channel (docs/firmware-spec.md 1.2 register order)."""
+"""CONFIGURE payload: one row per channel, the registers of docs/firmware-spec.md 1.2 in register order."""
 
 WIRE_PULSE_DTYPE = np.dtype([("window", "<u8")] + [(n, PULSE_DTYPE[n].newbyteorder("<"))
                                                     for n in PULSE_DTYPE.names or ()])

@@ -32,7 +32,8 @@ from ._rtl_windows import (
 from ._trigger_stimulus import check_trigger_limits, save_trigger_stimulus, trigger_records
 from ._verilator import build_bank, build_trigger, run_bank, run_trigger
 
-IDLE_LANE_REGS = (16383, 0, 1, 1, 0, 16383, 1, 1, 0)  # lanes without a channel: threshold at the rail
+# lanes without a channel: threshold at the rail, POKER (REGISTER_NAMES order)
+IDLE_LANE_REGS = (16383, 0, 1, 1, 0, 16383, 1, 1, 0, 0)
 RTL_ADC_BITS = 14
 """Sample width of the firmware_models/ pulse finder: its rail is 16383."""
 

@@ -53,8 +53,11 @@ class Block:
     per_board: int = 1      # instances of the block on one board
 
 
+# a board channel (pulse_finder_bank lane) holds both cores, the POKER pulse finder and the
+# fADC250 v3 core, selected by its ALGORITHM register: both count against the board
 BLOCKS = (
     Block("pulse_finder", "pulse_finder", PULSE_FINDER_FILES[:1], per_board=CHANNELS_PER_BOARD),
+    Block("pulse_finder_fadc250", "pulse_finder_fadc250", PULSE_FINDER_FILES[1:2], per_board=CHANNELS_PER_BOARD),
     Block("trigger_top", "trigger_top", TRIGGER_FILES),
 )
 

@@ -31,9 +31,10 @@ import numpy as np
 from cocotb.clock import Clock
 from cocotb.triggers import FallingEdge
 
-REG_PORTS = (("reg_thr", 14), ("reg_nsb", 6), ("reg_nsa", 9), ("reg_nsat", 4),
-             ("reg_nped_log2", 3), ("reg_maxped", 14), ("reg_max_pulses", 4),
-             ("reg_ped_mode", 1), ("reg_ped_cfg", 14), ("reg_algorithm", 1))
+from pokerdaq._regmap import PULSE_FINDER
+
+# (port, width) of each register in register order, from firmware_models/registers.toml
+REG_PORTS = tuple((r.port, r.bits) for r in PULSE_FINDER)
 # record bus, bytes per channel lane, numpy dtype of the lane
 OUT_PORTS = (("window", "out_window", "<u2"), ("pulse_index", "out_pulse_index", "u1"),
              ("crossing", "out_crossing", "<u8"), ("coarse_time", "out_coarse", "<u8"),

@@ -11,7 +11,10 @@ per slice the slice's primitives one per clock (in_valid/in_ready) and an advanc
 starts when ``idle`` is back. Monitor: every out_valid record, the live-time counters
 (``cnt_ticks``, ``cnt_dead_ticks``, ``cnt_busy_ticks``, ``cnt_live_ticks``) after every
 advance (``livetime<k>``, one row per slice), plus scalers, error counters and processing
-clocks at the end of each segment, written to ``POKERDAQ_TB_OUT`` (npz).
+clocks at the end of each segment, and per advance (``advances<k>``) the clock it was accepted,
+the clock ``idle`` came back, the buffer fill (``buf_fill``) when it was accepted and the number
+of candidates it decided; each record row carries the clock of its ``out_valid``. Written to
+``POKERDAQ_TB_OUT`` (npz).
 The scoreboards are on the caller's side. Inputs change on the falling clock edge.
 """
 
@@ -32,7 +35,12 @@ OUT_PORTS = (("event_number", "out_event"), ("timestamp", "out_timestamp"),
              ("e_preshower", "out_e_prs"), ("e_ecal", "out_e_ecal"), ("e_calo", "out_e_calo"),
              ("e_hcal", "out_e_hcal"), ("e_srd", "out_e_srd"), ("e_veto", "out_e_veto"))
 IDLE_LIMIT_NS = 4 * 2_000_000     # one advance must finish within 2 M clocks
+RAW_CANDIDATE_TYPES = [1, 2]   # TriggerBits BEAM, RANDOM: each candidate has one of them (spec 2.7)
 LIVETIME_PORTS = ("cnt_ticks", "cnt_dead_ticks", "cnt_busy_ticks", "cnt_live_ticks")   # spec 2.12
+
+
+def _clock() -> int:
+    return int(get_sim_time("ns") // 4)    # 4 ns clock
 
 
 async def monitor(dut, rows: list, segment: list) -> None:
@@ -40,7 +48,7 @@ async def monitor(dut, rows: list, segment: list) -> None:
     while True:
         await RisingEdge(dut.out_valid)
         await ReadOnly()
-        rows.append((segment[0],) + tuple(int(p.value) for p in ports))
+        rows.append((segment[0], _clock()) + tuple(int(p.value) for p in ports))
 
 
 def _counters(dut) -> np.ndarray:
@@ -83,6 +91,10 @@ async def run_campaign(dut):
         start_ns = get_sim_time("ns")
         livetime_ports = [getattr(dut, p) for p in LIVETIME_PORTS]
         livetime = []
+        # per advance: clock of its acceptance, clock it is done (idle), buffer fill when
+        # accepted, candidates decided (raw BEAM + RANDOM scalers: every candidate has one)
+        advances = []
+        raw_types = RAW_CANDIDATE_TYPES
         lo = 0
         for end, busy, hi in zip(st[f"ends{k}"], st[f"busy{k}"], st[f"cuts{k}"]):
             for i in range(lo, int(hi)):
@@ -98,19 +110,25 @@ async def run_campaign(dut):
             dut.adv_valid.value = 1
             while not int(dut.adv_ready.value):
                 await FallingEdge(dut.clk)
+            fill = int(dut.buf_fill.value)
+            before = _counters(dut)[0, raw_types].sum()
+            accepted = _clock() + 1                 # taken at the next rising edge
             await FallingEdge(dut.clk)
             dut.adv_valid.value = 0
             if not int(dut.idle.value):
                 await with_timeout(RisingEdge(dut.idle), IDLE_LIMIT_NS, "ns")
+            done = _clock()
             await FallingEdge(dut.clk)
             livetime.append([int(p.value) for p in livetime_ports])   # the advance is done: valid
+            advances.append([accepted, done, fill, int(_counters(dut)[0, raw_types].sum() - before)])
         results[f"clocks{k}"] = int((get_sim_time("ns") - start_ns) // 4)   # 4 ns clock
         results[f"counters{k}"] = _counters(dut)
         results[f"livetime{k}"] = np.array(livetime, np.int64).reshape(-1, len(LIVETIME_PORTS))
+        results[f"advances{k}"] = np.array(advances, np.int64).reshape(-1, 4)
         results[f"scalers{k}"] = np.array([int(dut.cnt_attempts.value), int(dut.cnt_lost_dead_triggers.value),
                                            int(dut.cnt_lost_busy_triggers.value)], np.int64)
         results[f"errors{k}"] = np.array([int(dut.err_overflow.value), int(dut.err_order.value),
                                           int(dut.err_late.value)], np.int64)
-    data = np.array(rows, dtype=np.int64).reshape(-1, 1 + len(OUT_PORTS))
+    data = np.array(rows, dtype=np.int64).reshape(-1, 2 + len(OUT_PORTS))
     np.savez(os.environ["POKERDAQ_TB_OUT"], rows=data,
-             columns=np.array(["segment"] + [n for n, _ in OUT_PORTS]), **results)
+             columns=np.array(["segment", "clock"] + [n for n, _ in OUT_PORTS]), **results)

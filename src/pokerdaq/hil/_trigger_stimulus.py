@@ -16,11 +16,26 @@ from typing import Any
 
 import numpy as np
 
+from .._regmap import (
+    TRIGGER_LUT,
+    TRIGGER_MAX_BOARDS,
+    TRIGGER_MAX_CHANNELS,
+    TRIGGER_SCALARS,
+    TRIGGER_TABLES,
+    TRIGGER_WORDS,
+    fits,
+)
 from ..trigger import TRIGGER_DTYPE, TriggerRegisters
 from ..trigger._registers import N_PARAMS, P_N_BOARDS
 
-ADDR_SEED, ADDR_LUT_K, ADDR_LUT_SHIFT, ADDR_GAIN, ADDR_INFO, ADDR_LUT = 0x23, 0x24, 0x28, 0x100, 0x200, 0x1000
-MAX_CHANNELS, MAX_BOARDS, MAX_LUTS, MAX_LUT_ENTRIES = 256, 16, 4, 1025  # limits of this trigger_top build
+# word addresses and limits of this trigger_top build: firmware_models/registers.toml
+ADDR_SEED, ADDR_LUT_K = TRIGGER_WORDS["SEED"].address, TRIGGER_WORDS["LUT_K"].address
+ADDR_LUT_SHIFT = TRIGGER_WORDS["LUT_SHIFT"].address
+ADDR_GAIN, ADDR_INFO = TRIGGER_TABLES["GAIN"].address, TRIGGER_TABLES["INFO"].address
+ADDR_LUT, LUT_STRIDE_LOG2 = TRIGGER_LUT.address, TRIGGER_LUT.stride_log2
+MAX_CHANNELS, MAX_BOARDS = TRIGGER_MAX_CHANNELS, TRIGGER_MAX_BOARDS
+MAX_LUTS, MAX_LUT_ENTRIES = min(TRIGGER_LUT.luts, TRIGGER_WORDS["LUT_SHIFT"].count), TRIGGER_LUT.entries
+_INFO = {name: (low, bits) for name, low, bits, _ in TRIGGER_TABLES["INFO"].fields}
 
 
 def check_trigger_limits(regs: TriggerRegisters) -> None:
@@ -33,6 +48,13 @@ def check_trigger_limits(regs: TriggerRegisters) -> None:
     if len(luts) > MAX_LUTS or (luts.size and luts.shape[1] > MAX_LUT_ENTRIES):
         raise ValueError(f"luts shape {luts.shape}: trigger_top holds {MAX_LUTS} LUTs of up to "
                          f"{MAX_LUT_ENTRIES} entries")
+    for s in TRIGGER_SCALARS:
+        for t in range(s.count):
+            value = int(regs.params[s.index + t])
+            if not fits(value, s.bits, s.signed):
+                name = s.spec if s.count == 1 else s.spec.replace("[t]", f"[{t}]")
+                kind = "s" if s.signed else "u"
+                raise ValueError(f"{name} = {value}: does not fit trigger_top's {kind}{s.bits} register")
 
 
 def register_writes(regs: TriggerRegisters) -> np.ndarray:
@@ -48,10 +70,11 @@ def register_writes(regs: TriggerRegisters) -> np.ndarray:
         w.append((ADDR_GAIN + ch, int(regs.ch_gain[ch])))
         # BIT (u4) is defined for beam-counter, SRD and VETO channels only; software numbers
         # the other subsystems' channels too, so only the low 4 bits are loaded
-        w.append((ADDR_INFO + ch, (int(regs.ch_lut[ch]) & 0xFF) | int(regs.ch_role[ch]) << 8
-                  | (int(regs.ch_bit[ch]) & 0xF) << 12 | int(regs.ch_board[ch]) << 16))
+        fields = {"LUT_ID": regs.ch_lut[ch], "ROLE": regs.ch_role[ch], "BIT": regs.ch_bit[ch],
+                  "BOARD": regs.ch_board[ch]}
+        w.append((ADDR_INFO + ch, sum((int(v) & ((1 << _INFO[k][1]) - 1)) << _INFO[k][0] for k, v in fields.items())))
     for j, lut in enumerate(luts):
-        w += [(ADDR_LUT + (j << 11) + i, int(v)) for i, v in enumerate(lut)]
+        w += [(ADDR_LUT + (j << LUT_STRIDE_LOG2) + i, int(v)) for i, v in enumerate(lut)]
     return np.array(w, dtype=np.int64)
 
 

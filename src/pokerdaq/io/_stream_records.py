@@ -11,7 +11,7 @@ import json
 
 import numpy as np
 
-from pokerdaq.daq._wire import TRIGGER_DTYPE
+from pokerdaq.daq._wire import DECISION_DTYPE
 
 STREAM_LAYOUT_NAME = "pokerdaq-stream"
 """Name in the ``layout_version`` attribute of a streaming recording (a run file says ``pokerdaq-run``)."""
@@ -67,7 +67,7 @@ BOARD_MESSAGE_DTYPE = np.dtype(
 )
 """One hit message of a board: which slices it covered (replay groups the primitives as online)."""
 
-STREAM_DECISION_DTYPE = TRIGGER_DTYPE
+STREAM_DECISION_DTYPE = DECISION_DTYPE
 """Row of ``/stream/decisions``: an online trigger decision, as the trigger processor issued it."""
 
 

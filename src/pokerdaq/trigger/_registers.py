@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .._regmap import N_TRIGGER_PARAMS, TRIGGER_PARAM_INDEX, TRIGGER_SCALARS
 from ..config import SUBSYSTEMS, Config, ConfigError
 from ._calibration import adc_per_mev, sipm_saturation_lut
 from ._dtypes import ENERGY_LSB_MEV, N_TYPES, SUM_BITS, TriggerBits
@@ -20,12 +21,24 @@ from ._dtypes import ENERGY_LSB_MEV, N_TYPES, SUM_BITS, TriggerBits
 # roles of channels, as the subsystem order of the channel map
 ROLE_BEAM, ROLE_SRD, ROLE_PRS, ROLE_ECAL, ROLE_VETO, ROLE_HCAL = range(6)
 
-# indices into the int64 register vector
-(P_LAT, P_DEAD, P_FRAC, P_BEAM_K, P_BEAM_THR, P_BEAM_W, P_SRD_K, P_SRD_EMIN, P_SRD_EMAX,
- P_SRD_LO, P_SRD_HI, P_VETO_THR, P_VETO_LO, P_VETO_HI, P_CALO_LO, P_CALO_HI, P_HCAL_LO,
- P_HCAL_HI, P_ECAL_CUT, P_PRS_MIN, P_CALIB_MIN, P_MIP_LO, P_MIP_HI, P_HCAL_THR, P_RND_MODE,
- P_RND_PARAM, P_SPAN_LO, P_SPAN_HI, P_N_BOARDS, P_GUARD, P_PRESCALE) = range(31)
-N_PARAMS = P_PRESCALE + N_TYPES
+# indices into the int64 register vector (= trigger_top word addresses), from
+# firmware_models/registers.toml (pokerdaq._regmap): the order is defined there only
+_P = TRIGGER_PARAM_INDEX
+P_LAT, P_DEAD, P_FRAC = _P["LAT"], _P["DEAD"], _P["FRAC"]
+P_BEAM_K, P_BEAM_THR, P_BEAM_W = _P["BEAM_K"], _P["BEAM_THR"], _P["BEAM_W"]
+P_SRD_K, P_SRD_EMIN, P_SRD_EMAX, P_SRD_LO, P_SRD_HI = (_P["SRD_K"], _P["SRD_EMIN"], _P["SRD_EMAX"], _P["SRD_LO"],
+                                                       _P["SRD_HI"])
+P_VETO_THR, P_VETO_LO, P_VETO_HI = _P["VETO_THR"], _P["VETO_LO"], _P["VETO_HI"]
+P_CALO_LO, P_CALO_HI, P_HCAL_LO, P_HCAL_HI = _P["CALO_LO"], _P["CALO_HI"], _P["HCAL_LO"], _P["HCAL_HI"]
+P_ECAL_CUT, P_PRS_MIN, P_CALIB_MIN = _P["ECAL_CUT"], _P["PRS_MIN"], _P["CALIB_MIN"]
+P_MIP_LO, P_MIP_HI, P_HCAL_THR = _P["MIP_LO"], _P["MIP_HI"], _P["HCAL_THR"]
+P_RND_MODE, P_RND_PARAM = _P["RND_MODE"], _P["RND_PARAM"]
+P_SPAN_LO, P_SPAN_HI, P_N_BOARDS, P_GUARD = _P["SPAN_LO"], _P["SPAN_HI"], _P["N_BOARDS"], _P["GUARD"]
+P_PRESCALE = _P["PRESCALE"]
+N_PARAMS = N_TRIGGER_PARAMS
+if N_PARAMS != P_PRESCALE + N_TYPES or len(_P) != len(globals().keys() & {f"P_{k}" for k in _P}):
+    raise RuntimeError("firmware_models/registers.toml: the trigger scalars do not match pokerdaq.trigger "
+                       f"(P_* constants, {N_TYPES} prescalers)")
 
 RND_OFF, RND_POISSON, RND_PERIODIC = 0, 1, 2
 
@@ -195,8 +208,7 @@ class TriggerRegisters:
 
     def describe(self) -> dict[str, int]:
         """Register name -> value, for the run header and the CLI."""
-        names = [n for n in globals() if n.startswith("P_") and n != "P_PRESCALE"]
-        out = {n[2:].lower(): int(self.params[globals()[n]]) for n in sorted(names, key=lambda n: globals()[n])}
+        out = {s.param.lower(): int(self.params[s.index]) for s in TRIGGER_SCALARS if s.count == 1}
         for k, name in enumerate(TriggerBits.NAMES):
             out[f"prescale_{name}"] = int(self.params[P_PRESCALE + k])
         return out
