@@ -103,6 +103,8 @@ class BoardGroupNode(Node):
         self.credit_sub: zmq.Socket | None = None
         self.credit = cfg.daq.max_events_in_flight - 1   # the builder's credit before its first message
         self.credit_blocked = False
+        # CPU seconds (this thread) by stage of the data path, for the benchmarks (bench/bench_daq.py)
+        self.stage_cpu: collections.Counter[str] = collections.Counter()
 
     def connect(self, endpoints: dict[str, str]) -> None:
         for b, board in self.boards.items():
@@ -248,6 +250,7 @@ class BoardGroupNode(Node):
         if first < 0:
             flags |= FragmentFlags.WINDOW_CLIPPED
         t = lo
+        c0 = time.thread_time()
         while t < first + self.window:
             s = t // self.st
             if board.on_demand:   # the front end renders its windows on demand (SliceOutput)
@@ -265,11 +268,17 @@ class BoardGroupNode(Node):
             t = end
         if len(self.pending) >= self.busy_mark:
             flags |= FragmentFlags.BOARD_BUSY
+        c1 = time.thread_time()
         pulses = board.logic.find_pulses(window, first)
+        c2 = time.thread_time()
         frag = encode_fragment(run_number=self.run_number, board_id=board.logic.board,
                                event_number=int(trig["event_number"]), timestamp=ts,
                                trigger_word=int(trig["trigger_word"]), flags=int(flags),
                                channels=board.logic.channels, samples=window, pulses=pulses)
+        c3 = time.thread_time()
+        self.stage_cpu["readout_window"] += c1 - c0
+        self.stage_cpu["readout_pulses"] += c2 - c1
+        self.stage_cpu["readout_encode"] += c3 - c2
         self.pending.append(frag)
         self.max_pending = max(self.max_pending, len(self.pending))
         self.counters["fragments_made"] += 1
@@ -322,11 +331,13 @@ class BoardGroupNode(Node):
         last = k
         if self.fast_forward and not busy and isinstance(board.logic, StretchFrontEnd):
             last = board.logic.stretch_end(k, self.cfg.daq.fast_forward_slices)
+        c0 = time.thread_time()
         if last > k:   # a busy board sends slice by slice: busy is a per-slice state
             out = board.logic.process_stretch(k, last)
             board.stretches += 1
         else:
             out = board.logic.process_slice(k)
+        self.stage_cpu["slices"] += time.thread_time() - c0
         board.on_demand = out.samples is None
         if not board.on_demand:
             board.ring[k] = out.samples
@@ -344,9 +355,18 @@ class BoardGroupNode(Node):
             board.outbox = msg
         return True
 
+    def _stage_cpu(self) -> dict[str, float]:
+        """CPU seconds by stage: this node's, and those its front ends report (``stage_cpu``)."""
+        out = dict(self.stage_cpu)
+        for board in self.boards.values():
+            for k, v in getattr(board.logic, "stage_cpu", {}).items():
+                out[f"slices_{k}"] = out.get(f"slices_{k}", 0.0) + v
+        return out
+
     def stats(self) -> dict[str, Any]:
         return {
             **dict(self.counters),
+            "stage_cpu_s": self._stage_cpu(),
             "pending": len(self.pending),
             "credit": self.credit,
             "max_pending": self.max_pending,

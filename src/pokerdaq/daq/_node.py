@@ -53,6 +53,7 @@ class Node:
         self._drained_sent = False
         self.send_timeout = cfg.daq.send_timeout_ms
         self.stall_timeout = cfg.daq.stall_timeout_s
+        self.cpu_at_start: float | None = None   # process CPU seconds when data taking began
 
     # ---- to be implemented ----------------------------------------------------------
     def bind(self) -> dict[str, str]:
@@ -149,6 +150,7 @@ class Node:
                 self.connect(msg["endpoints"])
                 self.state = "configured"
             elif cmd == "start":
+                self.cpu_at_start = time.process_time()
                 self.running = True
                 self.state = "running"
                 self.on_start()
@@ -207,8 +209,14 @@ class Node:
                 self.ctx.destroy(linger=0)
 
     def full_stats(self) -> dict[str, Any]:
-        """:meth:`stats` plus the process's CPU seconds (where the time goes)."""
-        return {**self.stats(), "cpu_s": time.process_time(), "pid": os.getpid()}
+        """:meth:`stats` plus the process's CPU seconds (where the time goes).
+
+        ``cpu_s``: since the process started (imports and numba loading included);
+        ``cpu_run_s``: since the ``start`` command (data taking only; 0 before it).
+        """
+        cpu = time.process_time()
+        run = 0.0 if self.cpu_at_start is None else cpu - self.cpu_at_start
+        return {**self.stats(), "cpu_s": cpu, "cpu_run_s": run, "pid": os.getpid()}
 
     def _safe_stats(self) -> dict:
         try:

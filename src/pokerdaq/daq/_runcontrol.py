@@ -486,6 +486,8 @@ class DaqRun:
             "truth_rows": writer.get("truth_rows", 0),
             "truth_matched": writer.get("truth_matched", 0),
             "cpu_s": {n: st.get("cpu_s", 0.0) for n, st in self.stats.items()},
+            # CPU seconds of each process since the start command (data taking only)
+            "cpu_run_s": {n: st.get("cpu_run_s", 0.0) for n, st in self.stats.items()},
         }
 
     def _run_files(self) -> list[Path]:

@@ -28,7 +28,9 @@ stream selectable.
 
 from __future__ import annotations
 
+import collections
 import contextlib
+import time
 
 import numba
 import numpy as np
@@ -143,6 +145,7 @@ class SparsePhysicsFrontEnd:
         self.ranges_emulated = 0
         self.last_pulses = np.zeros(0, PULSE_DTYPE)
         """The PULSE_DTYPE records behind the last slice's primitives (all fields)."""
+        self._stage: collections.Counter[str] = collections.Counter()
         # compile (or load from numba's cache) every kernel during configure
         with _one_thread():
             self._stream.read_spans(np.array([0, 300]), np.array([200, 500]))
@@ -157,6 +160,7 @@ class SparsePhysicsFrontEnd:
             for k in range(2):
                 twin.process_slice(k)
             twin.read_window(cfg.digitizer.pretrigger_samples, cfg.digitizer.window_samples)
+        self._timeline_cpu0 = self._stream.timeline_cpu_s
 
     def _find(self, samples: np.ndarray) -> np.ndarray:
         """Pulses of the concatenated active ranges, sorted by row then crossing (times local)."""
@@ -193,12 +197,27 @@ class SparsePhysicsFrontEnd:
                 return starts, stops
             horizon = int(stops[-1]) + self._ticks
 
+    @property
+    def stage_cpu(self) -> dict[str, float]:
+        """CPU seconds (the calling thread) by stage of the slices since construction (benchmarks):
+        ``timeline`` (generating beam blocks), ``ranges`` (active ranges, less the time line),
+        ``render`` and ``finder`` (the active ranges)."""
+        out = dict(self._stage)
+        out["timeline"] = self._stream.timeline_cpu_s - self._timeline_cpu0
+        out["ranges"] = out.get("ranges", 0.0) - out["timeline"]
+        return out
+
     def _process_ranges(self, starts: np.ndarray, stops: np.ndarray) -> None:
+        c0 = time.thread_time()
         samples = self._stream.read_spans(starts, stops)
         lengths = stops - starts
         self.samples_emulated += int(lengths.sum())
         self.ranges_emulated += len(starts)
+        c1 = time.thread_time()
         pulses = self._find(samples)
+        c2 = time.thread_time()
+        self._stage["render"] += c1 - c0
+        self._stage["finder"] += c2 - c1
         if len(pulses) == 0:
             return
         local0 = np.zeros(len(starts), np.int64)
@@ -262,7 +281,9 @@ class SparsePhysicsFrontEnd:
         self._next = last_slice + 1
         end = (last_slice + 1) * self._ticks
         if self._done_to < end:
+            c0 = time.thread_time()
             starts, stops = self._active_ranges(end)
+            self._stage["ranges"] += time.thread_time() - c0
             if len(starts):
                 self._process_ranges(starts, stops)
                 self._done_to = max(end, int(stops[-1]))

@@ -109,6 +109,8 @@ class WriterNode(Node):
             scfg = stream_config(cfg)   # what the boards' emulator runs with
             self.truth = (BeamTimeline(scfg, int(params["seed"])), build_tables(scfg).lookback_ns)
         self.truth_matched = 0
+        # CPU seconds (this thread) by stage, for the benchmarks (bench/bench_daq.py)
+        self.stage_cpu: collections.Counter[str] = collections.Counter()
 
     def bind(self) -> dict[str, str]:
         self.sock = self.socket(zmq.PULL, hwm=max(2, self.cfg.daq.hwm // 4))
@@ -272,10 +274,14 @@ class WriterNode(Node):
             from pokerdaq.sim import window_truth
             timeline, lookback_ns = self.truth
             ref = headers["timestamp"].astype(np.int64)
+            c0 = time.thread_time()
             truth = window_truth(timeline, ref, ref - self.cfg.digitizer.pretrigger_samples, self.window, lookback_ns)
+            self.stage_cpu["truth"] += time.thread_time() - c0
             headers["flags"] |= np.uint32(EventFlags.SIMULATED)
+        c0 = time.thread_time()
         self._write_trigger_inputs()   # the decisions of these events (and later ones) first
         self.writer.write_events(headers, samples, pulses, truth)
+        self.stage_cpu["file"] += time.thread_time() - c0
         if self.truth is not None:
             self.truth_matched += int((truth["species"] >= 0).sum())
         self._count_spill_events(headers)
@@ -391,6 +397,7 @@ class WriterNode(Node):
             "trigger_steps": self.trigger_steps,
             "trigger_primitives": self.trigger_primitives,
             "bad_trigger_input_messages": self.bad_trigger_input_messages,
+            "stage_cpu_s": dict(self.stage_cpu),
         }
 
     def close(self) -> None:

@@ -9,6 +9,7 @@ in whatever order, and a Poisson process cut into blocks is still a Poisson proc
 from __future__ import annotations
 
 import math
+import time
 from collections import OrderedDict
 from dataclasses import dataclass
 
@@ -65,6 +66,9 @@ class BeamTimeline:
         self._first = [0]          # first particle index of block k, for k < len(self._first)
         self._cache: OrderedDict[int, Block] = OrderedDict()
         self._cache_blocks = cache_blocks
+        self.blocks_generated = 0
+        self.generate_cpu_s = 0.0
+        """Blocks generated so far and the CPU seconds (this thread) spent on them (benchmarks)."""
 
     def _rng(self, kind: int, k: int) -> np.random.Generator:
         return np.random.Generator(np.random.Philox(np.random.SeedSequence(self.seed, spawn_key=(kind, k))))
@@ -104,7 +108,10 @@ class BeamTimeline:
         if k in self._cache:
             self._cache.move_to_end(k)
             return self._cache[k]
+        t0 = time.thread_time()
         blk = self._generate(k)
+        self.generate_cpu_s += time.thread_time() - t0
+        self.blocks_generated += 1
         self._cache[k] = blk
         if len(self._cache) > self._cache_blocks:
             self._cache.popitem(last=False)

@@ -234,6 +234,11 @@ class SampleStream:
         self._span_cache: tuple[tuple[int, int], tuple, np.ndarray] | None = None
         self._extent_cache: dict[int, tuple[np.ndarray, np.ndarray]] = {}
 
+    @property
+    def timeline_cpu_s(self) -> float:
+        """CPU seconds this stream's beam time line has spent generating blocks (benchmarks)."""
+        return self._eng.timeline.generate_cpu_s
+
     def _blocks(self, k0: int, k1: int):
         """Hits and beam truth of blocks k0..k1, kept for the next read (small chunks)."""
         if self._span_cache is None or self._span_cache[0] != (k0, k1):
