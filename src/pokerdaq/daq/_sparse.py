@@ -160,7 +160,6 @@ class SparsePhysicsFrontEnd:
             for k in range(2):
                 twin.process_slice(k)
             twin.read_window(cfg.digitizer.pretrigger_samples, cfg.digitizer.window_samples)
-        self._timeline_cpu0 = self._stream.timeline_cpu_s
 
     def _find(self, samples: np.ndarray) -> np.ndarray:
         """Pulses of the concatenated active ranges, sorted by row then crossing (times local)."""
@@ -202,10 +201,7 @@ class SparsePhysicsFrontEnd:
         """CPU seconds (the calling thread) by stage of the slices since construction (benchmarks):
         ``timeline`` (generating beam blocks), ``ranges`` (active ranges, less the time line),
         ``render`` and ``finder`` (the active ranges)."""
-        out = dict(self._stage)
-        out["timeline"] = self._stream.timeline_cpu_s - self._timeline_cpu0
-        out["ranges"] = out.get("ranges", 0.0) - out["timeline"]
-        return out
+        return dict(self._stage)
 
     def _process_ranges(self, starts: np.ndarray, stops: np.ndarray) -> None:
         c0 = time.thread_time()
@@ -281,9 +277,11 @@ class SparsePhysicsFrontEnd:
         self._next = last_slice + 1
         end = (last_slice + 1) * self._ticks
         if self._done_to < end:
-            c0 = time.thread_time()
+            c0, g0 = time.thread_time(), self._stream.timeline_cpu_s
             starts, stops = self._active_ranges(end)
-            self._stage["ranges"] += time.thread_time() - c0
+            gen = self._stream.timeline_cpu_s - g0   # blocks this board generated (the time line is shared)
+            self._stage["timeline"] += gen
+            self._stage["ranges"] += time.thread_time() - c0 - gen
             if len(starts):
                 self._process_ranges(starts, stops)
                 self._done_to = max(end, int(stops[-1]))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
@@ -50,6 +51,10 @@ def _check_channels(cfg: Config, channels: Sequence[int] | np.ndarray | None) ->
     return arr.astype(np.int64)
 
 
+_ENGINES: OrderedDict[tuple[Config, int], _Engine] = OrderedDict()
+_ENGINES_KEPT = 4   # (cfg, seed) pairs whose engine a process keeps (one in a DAQ run)
+
+
 @dataclass
 class _Engine:
     """Tables, noise banks and the beam time line of one (config, seed)."""
@@ -64,6 +69,25 @@ class _Engine:
 
     @classmethod
     def create(cls, cfg: Config, seed: int) -> _Engine:
+        """The engine of (cfg, seed), shared by every stream of the process that asks for it.
+
+        Tables, noise banks and beam blocks depend only on (cfg, seed), and a block is the same
+        whoever asks for it: the boards of one front-end process share one time line instead
+        of each generating every block again (issue 14: 8 core-s per beam-s with 12 copies).
+        """
+        key = (cfg, int(seed))
+        eng = _ENGINES.get(key)
+        if eng is None:
+            eng = cls._new(cfg, seed)
+            _ENGINES[key] = eng
+            if len(_ENGINES) > _ENGINES_KEPT:
+                _ENGINES.popitem(last=False)
+        else:
+            _ENGINES.move_to_end(key)
+        return eng
+
+    @classmethod
+    def _new(cls, cfg: Config, seed: int) -> _Engine:
         white, corr = noise_banks(seed, cfg.digitizer.sample_ns, cfg.digitizer.correlated_noise_ns, NOISE_BANK_SIZE,
                                   1 << NOISE_BLOCK_BITS)
         return cls(cfg, seed, build_tables(cfg), white, corr, BeamTimeline(cfg, seed), np.uint64(mix64(np.uint64(seed))))
