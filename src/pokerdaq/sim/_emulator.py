@@ -13,7 +13,7 @@ from ._beam import BLOCK_SAMPLES, BeamTimeline
 from ._rng import mix64
 from ._templates import I_SUB, Tables, build_tables, noise_banks
 from ._truth import TRUTH_DTYPE
-from ._waveform import NOISE_BLOCK_BITS, render_span, render_spans, render_windows
+from ._waveform import NOISE_BLOCK_BITS, render_spans_bucketed, render_windows
 
 NOISE_BANK_SIZE = 1 << 15
 """Noise bank length: 2 x 128 kB of float32 stay in the L2 cache (the kernels read them at
@@ -105,16 +105,18 @@ class _Engine:
         render_windows(starts.astype(np.int64), n, sel, row_of, *hits, *self._common(), out)
         return out
 
-    def span(self, s0: int, n: int, sel: np.ndarray, hits) -> np.ndarray:
+    def span(self, s0: int, n: int, sel: np.ndarray, bucketed) -> np.ndarray:
+        """Samples [s0, s0 + n) of channels ``sel``; ``bucketed``: :func:`bucket_hits` of their hits."""
         out = np.empty((len(sel), n), np.uint16)
-        render_span(s0, n, sel, *hits, *self._common(), out)
+        render_spans_bucketed(np.array([s0], np.int64), np.array([n], np.int64), np.zeros(1, np.int64), sel,
+                              *bucketed, *self._common(), out)
         return out
 
-    def spans(self, starts: np.ndarray, lengths: np.ndarray, sel: np.ndarray, hits) -> np.ndarray:
+    def spans(self, starts: np.ndarray, lengths: np.ndarray, sel: np.ndarray, bucketed) -> np.ndarray:
         offsets = np.zeros(len(starts), np.int64)
         np.cumsum(lengths[:-1], out=offsets[1:])
         out = np.empty((len(sel), int(lengths.sum())), np.uint16)
-        render_spans(starts, lengths, offsets, sel, *hits, *self._common(), out)
+        render_spans_bucketed(starts, lengths, offsets, sel, *bucketed, *self._common(), out)
         return out
 
     def block_range(self, s0: int, s1: int) -> tuple[int, int]:
@@ -122,6 +124,24 @@ class _Engine:
         sample_ns = self.cfg.digitizer.sample_ns
         k0 = int(np.floor((s0 * sample_ns - self.tables.lookback_ns) / (BLOCK_SAMPLES * sample_ns)))
         return k0, (s1 - 1) // BLOCK_SAMPLES
+
+
+def bucket_hits(hits, sel: np.ndarray, n_channels: int):
+    """The hits of channels ``sel``, grouped by row of ``sel`` (time order kept within each).
+
+    Returns ``(seg, hit_t, hit_ch, hit_e, hit_key)``: the hits of ``sel[r]`` are
+    ``[seg[r], seg[r + 1])`` (the layout of :func:`render_spans_bucketed`).
+    """
+    hit_t, hit_ch, hit_e, hit_key = hits
+    row_of = np.full(n_channels, -1, np.int64)
+    row_of[sel] = np.arange(len(sel))
+    row = row_of[hit_ch]
+    mine = np.flatnonzero(row >= 0)
+    order = mine[np.argsort(row[mine], kind="stable")]
+    seg = np.zeros(len(sel) + 1, np.int64)
+    np.cumsum(np.bincount(row[mine], minlength=len(sel)), out=seg[1:])
+    return (seg, np.ascontiguousarray(hit_t[order]), np.ascontiguousarray(hit_ch[order]),
+            np.ascontiguousarray(hit_e[order]), np.ascontiguousarray(hit_key[order]))
 
 
 def iter_windows(cfg: Config, n_events: int, seed: int | None = None, *, batch_events: int = 4096,
@@ -255,7 +275,7 @@ class SampleStream:
         self._eng = _Engine.create(cfg, self.seed)
         self.position = 0
         """Absolute sample index of the next sample to be read."""
-        self._span_cache: tuple[tuple[int, int], tuple, np.ndarray] | None = None
+        self._span_cache: dict[tuple[int, int], tuple[tuple, np.ndarray]] = {}
         self._extent_cache: dict[int, tuple[np.ndarray, np.ndarray]] = {}
 
     @property
@@ -264,12 +284,18 @@ class SampleStream:
         return self._eng.timeline.generate_cpu_s
 
     def _blocks(self, k0: int, k1: int):
-        """Hits and beam truth of blocks k0..k1, kept for the next read (small chunks)."""
-        if self._span_cache is None or self._span_cache[0] != (k0, k1):
+        """This stream's hits (:func:`bucket_hits`) and the beam truth of blocks k0..k1, kept for
+        the next reads (small chunks; slices and readout windows ask for different block ranges)."""
+        hit = self._span_cache.get((k0, k1))
+        if hit is None:
             tl = self._eng.timeline
             truth = np.concatenate([tl.block(k).truth for k in range(max(k0, 0), k1 + 1)])
-            self._span_cache = ((k0, k1), tl.hits(k0, k1), truth)
-        return self._span_cache[1], self._span_cache[2]
+            bucketed = bucket_hits(tl.hits(k0, k1), self.channels, len(self.cfg.channel_map))
+            hit = (bucketed, truth)
+            self._span_cache[(k0, k1)] = hit
+            if len(self._span_cache) > 4:
+                self._span_cache.pop(next(iter(self._span_cache)))
+        return hit
 
     def read(self, n_samples: int) -> tuple[np.ndarray, np.ndarray]:
         """The next ``n_samples`` samples.
