@@ -68,7 +68,8 @@ class _Board:
     ring: dict[int, np.ndarray] = field(default_factory=dict)
     next_slice: int = 0
     last_decided: int = -1
-    decisions: collections.deque = field(default_factory=collections.deque)  # [slice, flags, triggers, next index]
+    # [slice, flags, triggers, next index, windows and pulses of the triggers rendered together (or None)]
+    decisions: collections.deque = field(default_factory=collections.deque)
     outbox: list | None = None    # a primitive message the DEALER could not take yet
     in_flight: collections.deque = field(default_factory=collections.deque)  # last slice of each undecided message
     on_demand: bool = False       # the front end renders readout windows itself (no ring buffer)
@@ -85,7 +86,8 @@ class BoardGroupNode(Node):
         super().__init__(cfg, name, control_endpoint, params)
         self.run_number = int(params["run_number"])
         seed = int(params["seed"])
-        self.boards = {int(b): _Board(make_front_end(cfg, int(b), seed)) for b in params["boards"]}
+        group = [int(b) for b in params["boards"]]   # their front ends emulate together (one pass per step)
+        self.boards = {b: _Board(make_front_end(cfg, b, seed, group)) for b in group}
         self.pending: collections.deque = collections.deque()
         self.queue_limit = cfg.daq.board_queue_events
         self.fast_forward = cfg.daq.fast_forward
@@ -165,7 +167,7 @@ class BoardGroupNode(Node):
                 except MessageError as err:
                     raise NodeError(f"board {b}: bad trigger message from the trigger processor: {err}") from None
                 # a decision covers slices [slice_index, last_slice]: what matters here is its end
-                board.decisions.append([int(head["last_slice"]), int(head["flags"]), triggers, 0])
+                board.decisions.append([int(head["last_slice"]), int(head["flags"]), triggers, 0, None])
 
     def _receive_credit(self) -> None:
         if self.credit_sub is None:
@@ -213,7 +215,7 @@ class BoardGroupNode(Node):
         """Read out the next trigger of this board (or retire an empty or end decision)."""
         while board.decisions:
             entry = board.decisions[0]
-            k, flags, triggers, done = entry
+            k, flags, triggers, done, batch = entry
             if flags & SliceFlags.END_OF_RUN:
                 board.ended = True
                 board.decisions.popleft()
@@ -225,7 +227,9 @@ class BoardGroupNode(Node):
                 if int(triggers[done]["event_number"]) >= self.credit:
                     self.credit_blocked = True   # the builder cannot hold this event yet
                     return False
-                self._read_out(board, triggers[done])
+                if batch is None:
+                    batch = entry[4] = self._render_batch(board, triggers)
+                self._read_out(board, triggers[done], None if batch is None else batch(done))
                 entry[3] = done + 1
                 if done + 1 < len(triggers):
                     return True
@@ -241,16 +245,62 @@ class BoardGroupNode(Node):
                 return True
         return False
 
-    def _read_out(self, board: _Board, trig: np.void) -> None:
+    def _render_batch(self, board: _Board, triggers: np.ndarray):
+        """Windows and pulses of a decision's triggers, each rendered and searched in one call for
+        all of them (a front end with ``read_windows`` / ``find_pulses_batch``, rendering on demand);
+        None: one by one. Returns ``get(i) -> (window, pulses)`` (None for a clipped window)."""
+        logic = board.logic
+        if (not board.on_demand or not len(triggers) or not hasattr(logic, "read_windows")
+                or not hasattr(logic, "find_pulses_batch")):
+            return None
+        c0 = time.thread_time()
+        firsts = triggers["timestamp"].astype(np.int64) - self.pre
+        ok = np.flatnonzero(firsts >= 0)   # a window clipped at the run start: one by one
+        if not len(ok):
+            return None
+        windows = logic.read_windows(firsts[ok], self.window)
+        c1 = time.thread_time()
+        records, offsets = logic.find_pulses_batch(windows)
+        self.stage_cpu["readout_window"] += c1 - c0
+        self.stage_cpu["readout_pulses"] += time.thread_time() - c1
+        where = {int(i): j for j, i in enumerate(ok.tolist())}
+
+        def get(i: int):
+            j = where.get(i)
+            return None if j is None else (windows[j], records[offsets[j]:offsets[j + 1]])
+        return get
+
+    def _read_out(self, board: _Board, trig: np.void, rendered=None) -> None:
         ts = int(trig["timestamp"])
         first = ts - self.pre
         flags = FragmentFlags.NONE
-        window = np.zeros((len(board.logic.channels), self.window), dtype=np.uint16)
-        lo = max(first, 0)
-        if first < 0:
-            flags |= FragmentFlags.WINDOW_CLIPPED
-        t = lo
         c0 = time.thread_time()
+        if rendered is not None:   # rendered with the other triggers of its decision (_render_batch)
+            window, pulses = rendered
+        else:
+            if first < 0:
+                flags |= FragmentFlags.WINDOW_CLIPPED
+            window = self._window(board, first, ts)
+            c1 = time.thread_time()
+            pulses = board.logic.find_pulses(window, first)
+            self.stage_cpu["readout_window"] += c1 - c0
+            c0 = time.thread_time()
+            self.stage_cpu["readout_pulses"] += c0 - c1
+        if len(self.pending) >= self.busy_mark:
+            flags |= FragmentFlags.BOARD_BUSY
+        frag = encode_fragment(run_number=self.run_number, board_id=board.logic.board,
+                               event_number=int(trig["event_number"]), timestamp=ts,
+                               trigger_word=int(trig["trigger_word"]), flags=int(flags),
+                               channels=board.logic.channels, samples=window, pulses=pulses)
+        self.stage_cpu["readout_encode"] += time.thread_time() - c0
+        self.pending.append(frag)
+        self.max_pending = max(self.max_pending, len(self.pending))
+        self.counters["fragments_made"] += 1
+
+    def _window(self, board: _Board, first: int, ts: int) -> np.ndarray:
+        """The readout window from tick ``first``: cut from the ring buffer or rendered on demand."""
+        window = np.zeros((len(board.logic.channels), self.window), dtype=np.uint16)
+        t = max(first, 0)
         while t < first + self.window:
             s = t // self.st
             if board.on_demand:   # the front end renders its windows on demand (SliceOutput)
@@ -266,22 +316,7 @@ class BoardGroupNode(Node):
             else:
                 window[:, t - first:end - first] = board.ring[s][:, t - s * self.st:end - s * self.st]
             t = end
-        if len(self.pending) >= self.busy_mark:
-            flags |= FragmentFlags.BOARD_BUSY
-        c1 = time.thread_time()
-        pulses = board.logic.find_pulses(window, first)
-        c2 = time.thread_time()
-        frag = encode_fragment(run_number=self.run_number, board_id=board.logic.board,
-                               event_number=int(trig["event_number"]), timestamp=ts,
-                               trigger_word=int(trig["trigger_word"]), flags=int(flags),
-                               channels=board.logic.channels, samples=window, pulses=pulses)
-        c3 = time.thread_time()
-        self.stage_cpu["readout_window"] += c1 - c0
-        self.stage_cpu["readout_pulses"] += c2 - c1
-        self.stage_cpu["readout_encode"] += c3 - c2
-        self.pending.append(frag)
-        self.max_pending = max(self.max_pending, len(self.pending))
-        self.counters["fragments_made"] += 1
+        return window
 
     def _heartbeat(self) -> None:
         """Tell the trigger processor that a stalled board is alive (not more than 4 per time-out)."""

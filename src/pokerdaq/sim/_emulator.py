@@ -108,15 +108,23 @@ class _Engine:
     def span(self, s0: int, n: int, sel: np.ndarray, bucketed) -> np.ndarray:
         """Samples [s0, s0 + n) of channels ``sel``; ``bucketed``: :func:`bucket_hits` of their hits."""
         out = np.empty((len(sel), n), np.uint16)
-        render_spans_bucketed(np.array([s0], np.int64), np.array([n], np.int64), np.zeros(1, np.int64), sel,
-                              *bucketed, *self._common(), out)
+        render_spans_bucketed(np.zeros(len(sel), np.int64), np.ones(len(sel), np.int64), np.array([s0], np.int64),
+                              np.array([n], np.int64), np.zeros(1, np.int64), sel, *bucketed, *self._common(), out)
         return out
 
     def spans(self, starts: np.ndarray, lengths: np.ndarray, sel: np.ndarray, bucketed) -> np.ndarray:
         offsets = np.zeros(len(starts), np.int64)
         np.cumsum(lengths[:-1], out=offsets[1:])
         out = np.empty((len(sel), int(lengths.sum())), np.uint16)
-        render_spans_bucketed(starts, lengths, offsets, sel, *bucketed, *self._common(), out)
+        render_spans_bucketed(np.zeros(len(sel), np.int64), np.full(len(sel), len(starts), np.int64), starts, lengths,
+                              offsets, sel, *bucketed, *self._common(), out)
+        return out
+
+    def row_spans(self, span_lo: np.ndarray, span_hi: np.ndarray, starts: np.ndarray, lengths: np.ndarray,
+                  offsets: np.ndarray, width: int, sel: np.ndarray, bucketed) -> np.ndarray:
+        """Spans chosen per row (:func:`render_spans_bucketed`) into a zeroed (len(sel), width) array."""
+        out = np.zeros((len(sel), width), np.uint16)
+        render_spans_bucketed(span_lo, span_hi, starts, lengths, offsets, sel, *bucketed, *self._common(), out)
         return out
 
     def block_range(self, s0: int, s1: int) -> tuple[int, int]:
@@ -334,6 +342,27 @@ class SampleStream:
         hits, _truth = self._blocks(*self._eng.block_range(start, start + n_samples))
         return self._eng.span(start, n_samples, self.channels, hits)
 
+    def read_windows(self, starts: Sequence[int] | np.ndarray, n_samples: int) -> np.ndarray:
+        """Windows ``[starts[e], starts[e] + n_samples)`` of the stream, in one call (they may overlap).
+
+        Each equals bit for bit what :meth:`read_at` returns for it; :attr:`position` does not move.
+
+        Returns
+        -------
+        np.ndarray
+            (len(starts), n_channels, n_samples) uint16.
+        """
+        a = np.asarray(starts)
+        if a.ndim != 1 or a.size == 0 or not np.issubdtype(a.dtype, np.integer):
+            raise ValueError(f"starts = {starts!r}: expected a non-empty 1D integer sequence")
+        a = a.astype(np.int64)
+        if a.min() < 0:
+            raise ValueError(f"starts: {int(a.min())}, expected sample indices >= 0")
+        n = _check_int("n_samples", n_samples, 1)
+        hits, _truth = self._blocks(*self._eng.block_range(int(a.min()), int(a.max()) + n))
+        out = self._eng.spans(a, np.full(len(a), n, np.int64), self.channels, hits)
+        return np.ascontiguousarray(out.reshape(len(self.channels), len(a), n).transpose(1, 0, 2))
+
     def read_spans(self, starts: Sequence[int] | np.ndarray, stops: Sequence[int] | np.ndarray) -> np.ndarray:
         """Several sample ranges ``[starts[j], stops[j])`` of the stream, concatenated, in one call.
 
@@ -363,6 +392,45 @@ class SampleStream:
                              "(ranges in increasing order, not overlapping)")
         hits, _truth = self._blocks(*self._eng.block_range(int(a[0]), int(b[-1])))
         return self._eng.spans(a, b - a, self.channels, hits)
+
+    def read_row_spans(self, groups: Sequence[tuple[np.ndarray, np.ndarray, np.ndarray]]) -> np.ndarray:
+        """Ranges chosen per group of rows, each group's concatenated in its rows, in one call.
+
+        ``groups``: ``(rows, starts, stops)`` per group (rows: indices into the stream's
+        channels, each in one group; ranges as for :meth:`read_spans`). Row ``r`` of group
+        ``g`` holds the ranges of ``g`` concatenated, each equal bit for bit to what
+        :meth:`read` returns, then zeros up to the longest group's total.
+
+        Returns
+        -------
+        np.ndarray
+            (n_channels, max over groups of sum(stops - starts)) uint16.
+        """
+        n_rows = len(self.channels)
+        span_lo = np.zeros(n_rows, np.int64)
+        span_hi = np.zeros(n_rows, np.int64)
+        starts, lengths, offsets = [], [], []
+        n_spans, width, s_lo, s_hi = 0, 0, None, None
+        for rows, a, b in groups:
+            a, b = np.asarray(a, np.int64), np.asarray(b, np.int64)
+            span_lo[rows] = n_spans
+            n_spans += len(a)
+            span_hi[rows] = n_spans
+            if len(a):
+                ln = b - a
+                off = np.zeros(len(a), np.int64)
+                np.cumsum(ln[:-1], out=off[1:])
+                starts.append(a)
+                lengths.append(ln)
+                offsets.append(off)
+                width = max(width, int(ln.sum()))
+                s_lo = int(a[0]) if s_lo is None else min(s_lo, int(a[0]))
+                s_hi = int(b[-1]) if s_hi is None else max(s_hi, int(b[-1]))
+        if s_lo is None or s_hi is None:
+            return np.zeros((n_rows, 0), np.uint16)
+        bucketed, _truth = self._blocks(*self._eng.block_range(s_lo, s_hi))
+        return self._eng.row_spans(span_lo, span_hi, np.concatenate(starts), np.concatenate(lengths),
+                                   np.concatenate(offsets), width, self.channels, bucketed)
 
     def hit_extents(self, start: int, stop: int) -> tuple[np.ndarray, np.ndarray]:
         """Where the energy hits of the stream's channels put signal, for hits reaching ``[start, stop)``.

@@ -282,26 +282,29 @@ def render_spans(starts, lengths, offsets, sel, hit_t, hit_ch, hit_e, hit_key, c
 
 
 @numba.njit(cache=True, parallel=True)
-def render_spans_bucketed(starts, lengths, offsets, sel, seg, hit_t, hit_ch, hit_e, hit_key, chan_f, chan_i,
-                          seed_key, templates, span_fine, span_ns, scint_tau, scint_cum, scint_rise, lookback_ns,
-                          white, corr, sample_ns, adc_max, out):
-    """:func:`render_spans` with the hits bucketed by channel: bit for bit the same samples.
+def render_spans_bucketed(span_lo, span_hi, starts, lengths, offsets, sel, seg, hit_t, hit_ch, hit_e, hit_key,
+                          chan_f, chan_i, seed_key, templates, span_fine, span_ns, scint_tau, scint_cum, scint_rise,
+                          lookback_ns, white, corr, sample_ns, adc_max, out):
+    """:func:`render_spans` with the hits bucketed by channel, and spans chosen per row: bit for
+    bit the same samples.
 
-    The hits of channel ``sel[r]`` are ``hit_*[seg[r]:seg[r + 1]]``, in time order (a stable
-    sort of the time-ordered hits by row). Each channel then looks only at its own hits, where
+    Row ``r`` (channel ``sel[r]``) renders the spans ``span_lo[r] <= j < span_hi[r]`` into
+    ``out[r, offsets[j]:offsets[j] + lengths[j]]`` (the rest of the row is left as it is): the
+    boards of one front-end process, each with its own active ranges, in one call. The hits
+    of ``sel[r]`` are ``hit_*[seg[r]:seg[r + 1]]``, in time order (a stable sort of the
+    time-ordered hits by row), so each channel looks only at its own hits, where
     :func:`render_spans` tests every hit of every channel in a span's time range (two thirds
     of its time on a 12-channel board); the hits it renders, and their order, are the same.
     """
-    n_spans = len(starts)
-    longest = 0
-    for j in range(n_spans):
-        longest = max(longest, lengths[j])
     for r in numba.prange(len(sel)):
         c = sel[r]
         a = seg[r]
         t_c = hit_t[a:seg[r + 1]]
+        longest = 0
+        for j in range(span_lo[r], span_hi[r]):
+            longest = max(longest, lengths[j])
         buf = np.empty((1, longest))
-        for j in range(n_spans):
+        for j in range(span_lo[r], span_hi[r]):
             s0 = starts[j]
             n = lengths[j]
             buf[0, :n] = 0.0
