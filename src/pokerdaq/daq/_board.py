@@ -86,6 +86,9 @@ class BoardGroupNode(Node):
         super().__init__(cfg, name, control_endpoint, params)
         self.run_number = int(params["run_number"])
         seed = int(params["seed"])
+        if cfg.daq.front_end == "physics":
+            from ._sparse import use_one_thread
+            use_one_thread()   # one board process per core: numba's kernels on this thread
         group = [int(b) for b in params["boards"]]   # their front ends emulate together (one pass per step)
         self.boards = {b: _Board(make_front_end(cfg, b, seed, group)) for b in group}
         self.pending: collections.deque = collections.deque()

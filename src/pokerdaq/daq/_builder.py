@@ -154,8 +154,9 @@ class EventBuilderNode(Node):
     def step(self, ready: dict) -> bool:
         asm = self.assembler
         more = False
-        self._watch_connections()
-        for _ in range(256):
+        if self.monitor in ready:   # skipped when not ready: a receive that raises costs as much as one that gets
+            self._watch_connections()
+        for _ in range(256 if self.rec_sock in ready else 0):
             if asm.n_records_only >= asm.record_cap:
                 break
             try:
@@ -167,7 +168,8 @@ class EventBuilderNode(Node):
         now = time.monotonic()
         more |= asm.unpark(now)
         c0 = time.thread_time()
-        more |= self._read_fragments(now)
+        if self.frag_sock in ready or not self._may_read_fragments():
+            more |= self._read_fragments(now)
         c1 = time.thread_time()
         if now >= self._next_expire:   # time-outs checked every few tens of ms
             self._next_expire = now + min(0.05, self.timeout / 4)

@@ -87,12 +87,30 @@ def _one_thread():
     more than that (about 3 ms a call on the loaded 2-core host, against ~0.3 ms of work), and
     a run already has one board process per core.
     """
+    if _PROCESS_ONE_THREAD:   # set for good (use_one_thread): two numba calls less per kernel call
+        yield
+        return
     before = numba.get_num_threads()
     numba.set_num_threads(1)
     try:
         yield
     finally:
         numba.set_num_threads(before)
+
+
+_PROCESS_ONE_THREAD = False
+
+
+def use_one_thread() -> None:
+    """Run numba's parallel kernels on the calling thread for the rest of the process.
+
+    For a front-end process (one per core already): :func:`_one_thread` then costs nothing
+    per call (it set and reset numba's thread count around every kernel call, ~35 us per
+    readout window).
+    """
+    global _PROCESS_ONE_THREAD
+    numba.set_num_threads(1)
+    _PROCESS_ONE_THREAD = True
 
 
 class SparseGroup:
