@@ -138,8 +138,9 @@ class BoardGroupNode(Node):
     def step(self, ready: dict) -> bool:
         more = False
         self.stalled = False
-        self._receive_decisions()
-        self._receive_credit()
+        self._receive_decisions(ready)
+        if self.credit_sub in ready:
+            self._receive_credit()
         more |= self._apply_decisions()
         self._flush()
         if self.credit_blocked:
@@ -158,8 +159,12 @@ class BoardGroupNode(Node):
                 raise NodeError(f"{len(self.pending)} fragments could not be sent for {self.stall_timeout} s")
         return more
 
-    def _receive_decisions(self) -> None:
+    def _receive_decisions(self, ready: dict) -> None:
+        # only the DEALERs the poll found readable: a receive that raises zmq.Again costs as much
+        # as one that gets a message, on every board and step otherwise
         for b, board in self.boards.items():
+            if board.dealer not in ready:
+                continue
             while True:
                 try:
                     frames = board.dealer.recv_multipart(zmq.NOBLOCK)

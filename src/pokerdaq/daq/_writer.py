@@ -133,7 +133,8 @@ class WriterNode(Node):
         if self.end_info is not None:
             return False
         got = 0
-        while len(self.batch) < self.cfg.daq.writer_batch_events:
+        # only a readable socket is read (a receive that raises zmq.Again costs as much as one that gets)
+        while self.sock in ready and len(self.batch) < self.cfg.daq.writer_batch_events:
             try:
                 frames = self.sock.recv_multipart(zmq.NOBLOCK)
             except zmq.Again:
