@@ -86,6 +86,9 @@ class BoardGroupNode(Node):
         super().__init__(cfg, name, control_endpoint, params)
         self.run_number = int(params["run_number"])
         seed = int(params["seed"])
+        if params.get("block_store"):
+            from pokerdaq.sim._beam import use_block_store
+            use_block_store(params["block_store"])   # one beam time line per run, not per process
         if cfg.daq.front_end == "physics":
             from ._sparse import use_one_thread
             use_one_thread()   # one board process per core: numba's kernels on this thread

@@ -189,7 +189,8 @@ class DaqRun:
 
         boards = list(range(cfg.channel_map.n_boards))
         per = cfg.daq.boards_per_process
-        common = {"run_number": self.run_number, "seed": self.seed, "endpoints": want}
+        # the run's folder also holds the beam blocks the boards and the writer share (use_block_store)
+        common = {"run_number": self.run_number, "seed": self.seed, "endpoints": want, "block_store": self._tmpdir}
         specs = [("writer", "writer", {**common, "output": str(self.output), "overwrite": self.overwrite}),
                  ("builder", "builder", dict(common)),
                  ("trigger", "trigger", {**common, "boards": boards, "max_events": self.max_events})]

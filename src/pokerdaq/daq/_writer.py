@@ -104,8 +104,10 @@ class WriterNode(Node):
         self.truth = None
         if cfg.daq.front_end in ("physics", "physics-stream"):
             from pokerdaq.sim import build_tables
-            from pokerdaq.sim._beam import BeamTimeline
+            from pokerdaq.sim._beam import BeamTimeline, use_block_store
             from pokerdaq.trigger._chain import stream_config
+            if params.get("block_store"):
+                use_block_store(params["block_store"])   # the boards' blocks: truth from the run's one time line
             scfg = stream_config(cfg)   # what the boards' emulator runs with
             self.truth = (BeamTimeline(scfg, int(params["seed"])), build_tables(scfg).lookback_ns)
         self.truth_matched = 0
