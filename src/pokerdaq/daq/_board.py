@@ -112,7 +112,7 @@ class BoardGroupNode(Node):
         self.credit = cfg.daq.max_events_in_flight - 1   # the builder's credit before its first message
         self.credit_blocked = False
         # CPU seconds (this thread) by stage of the data path, for the benchmarks (bench/bench_daq.py)
-        self.stage_cpu: collections.Counter[str] = collections.Counter()
+        self.stage_cpu: collections.defaultdict[str, float] = collections.defaultdict(float)
 
     def connect(self, endpoints: dict[str, str]) -> None:
         for b, board in self.boards.items():
@@ -403,7 +403,7 @@ class BoardGroupNode(Node):
 
     def _stage_cpu(self) -> dict[str, float]:
         """CPU seconds by stage: this node's, and those its front ends report (``stage_cpu``)."""
-        out = dict(self.stage_cpu)
+        out: dict[str, float] = dict(self.stage_cpu)
         for board in self.boards.values():
             for k, v in getattr(board.logic, "stage_cpu", {}).items():
                 out[f"slices_{k}"] = out.get(f"slices_{k}", 0.0) + v

@@ -176,7 +176,8 @@ class Node:
         more = False
         # one poller while the node's socket set stays the same (building one per step cost
         # a few tens of microseconds, on every step of every node)
-        poller, polled = None, None
+        poller: zmq.Poller = zmq.Poller()
+        polled: list | None = None
         while self.state not in ("exiting", "error"):
             if os.getppid() != self._parent:
                 break  # run control died: leave, never outlive the run

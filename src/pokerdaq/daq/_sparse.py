@@ -167,7 +167,7 @@ class SparseGroup:
         """Per board: pulses found, not yet reported (records, report slice, group row)."""
         self.samples_emulated = [0] * len(self.boards)   # per board and channel, in active ranges
         self.ranges_emulated = [0] * len(self.boards)
-        self.stage: collections.Counter[str] = collections.Counter()
+        self.stage: collections.defaultdict[str, float] = collections.defaultdict(float)
 
     def _find(self, samples: np.ndarray) -> np.ndarray:
         """Pulses of the concatenated active ranges, sorted by row then crossing (times local)."""
@@ -243,7 +243,7 @@ class SparseGroup:
         # rows come out in group order (board after board), each in time order
         owner = self._board_of_row[row]
         cuts = np.searchsorted(owner, np.arange(len(self.boards) + 1))
-        for i, b in enumerate(self.boards):
+        for i, board in enumerate(self.boards):
             lo, hi = int(cuts[i]), int(cuts[i + 1])
             if hi == lo:
                 continue
@@ -263,8 +263,8 @@ class SparseGroup:
             p["pulse_index"] = (self._n_pulses[r] + rank) & 0xFF
             np.add.at(self._n_pulses, r, 1)
             report = (p["crossing"] + self._nsa[r] - 1) // self._ticks
-            old, sl, rw = self.pending[b]
-            self.pending[b] = (np.concatenate([old, p]), np.concatenate([sl, report]), np.concatenate([rw, r]))
+            old, sl, rw = self.pending[board]
+            self.pending[board] = (np.concatenate([old, p]), np.concatenate([sl, report]), np.concatenate([rw, r]))
 
     def take(self, board: int, first_slice: int, last_slice: int) -> np.ndarray:
         """The pulses ``board`` reports in slices ``first_slice..last_slice`` (processed up to their end),

@@ -110,7 +110,7 @@ class TriggerProcessorNode(Node):
         self.spill_bits = [0] * 32
         self.spill_rows = 0
         # CPU seconds (this thread) by stage, for the benchmarks (bench/bench_daq.py)
-        self.stage_cpu: collections.Counter[str] = collections.Counter()
+        self.stage_cpu: collections.defaultdict[str, float] = collections.defaultdict(float)
 
     def bind(self) -> dict[str, str]:
         self.router = self.socket(zmq.ROUTER)

@@ -112,7 +112,7 @@ class WriterNode(Node):
             self.truth = (BeamTimeline(scfg, int(params["seed"])), build_tables(scfg).lookback_ns)
         self.truth_matched = 0
         # CPU seconds (this thread) by stage, for the benchmarks (bench/bench_daq.py)
-        self.stage_cpu: collections.Counter[str] = collections.Counter()
+        self.stage_cpu: collections.defaultdict[str, float] = collections.defaultdict(float)
 
     def bind(self) -> dict[str, str]:
         self.sock = self.socket(zmq.PULL, hwm=max(2, self.cfg.daq.hwm // 4))
