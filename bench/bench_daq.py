@@ -403,3 +403,49 @@ def test_off_spill_fast_forward(benchmark, cfg, tmp_path):
     rate = _end_to_end(benchmark, cfg, tmp_path, n=90, rounds=2)
     if "off_spill_slice_by_slice_events_per_s" in _RESULTS:
         benchmark.extra_info["ratio_vs_slice_by_slice"] = rate / _RESULTS["off_spill_slice_by_slice_events_per_s"]
+
+
+def test_chain_cpu_per_beam_second(benchmark, cfg, tmp_path):
+    """Issue 14's figure: ``pokerdaq run`` on the default configuration, core-s of CPU per beam-s.
+
+    Every process's CPU seconds since the start command (bench/daq_cpu.py), by process kind
+    and by stage, over the beam time the run decided; beam / wall, events/s and MB/s beside.
+    1 core-s per beam-s is real time on one core.
+    """
+    from daq_cpu import measure
+    results = []
+
+    def one_run():
+        results.append(measure(cfg, CHAIN_EVENTS, tmp_path / f"chain{len(results)}"))
+
+    benchmark.pedantic(one_run, rounds=1, iterations=1)
+    m = results[-1]
+    assert m["events_written"] == CHAIN_EVENTS and m["events_incomplete"] == 0
+    benchmark.extra_info.update({k: v for k, v in m.items() if k != "file"})
+    for kind, v in m["core_s_per_beam_s_by_process"].items():   # one summary row each
+        benchmark.extra_info[f"core_s_per_beam_s_{kind}"] = v
+
+
+CHAIN_EVENTS = 1000   # ~0.43 s of beam on the default configuration (the issue's `pokerdaq run --events 1000`)
+
+
+@pytest.mark.parametrize("n_processes", [1, 2, 4])
+def test_chain_scaling(benchmark, cfg, tmp_path, n_processes):
+    """Core-s per beam-s and beam / wall with the 12 boards in 1, 2 or 4 front-end processes."""
+    from daq_cpu import measure
+    n_boards = cfg.channel_map.n_boards
+    cfg = cfg.replace(daq={"boards_per_process": -(-n_boards // n_processes)})
+    results = []
+
+    def one_run():
+        results.append(measure(cfg, SCALING_EVENTS, tmp_path / f"scale{len(results)}"))
+
+    benchmark.pedantic(one_run, rounds=1, iterations=1)
+    m = results[-1]
+    assert m["front_end_processes"] == n_processes and m["events_written"] == SCALING_EVENTS
+    benchmark.extra_info.update(front_end_processes=n_processes, core_s_per_beam_s=m["core_s_per_beam_s"],
+                                boards_core_s_per_beam_s=m["core_s_per_beam_s_by_process"]["boards"],
+                                beam_per_wall=m["beam_per_wall"], events_per_s=m["events_per_s"])
+
+
+SCALING_EVENTS = 500

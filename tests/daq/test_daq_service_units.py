@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
+import tempfile
 
 import pytest
 from hypothesis import HealthCheck, settings
@@ -139,15 +141,25 @@ def test_documented_requests_pass():
 
 def test_open_keeps_the_writer_inside_its_folder(tmp_path):
     good = {"config": "", "run_number": 1, "seed": 2, "endpoints": {"records": "ipc:///tmp/x"}, "output": str(tmp_path / "r.h5"),
-            "overwrite": False}
+            "overwrite": False, "block_store": ""}
     assert check_open("writer", good, str(tmp_path)) == good
+    # the shared beam blocks: only a folder in run control's private temporary folder
+    private = tempfile.mkdtemp(prefix="pokerdaq-ipc-test-")
+    try:
+        blocks = os.path.join(private, "blocks-1")
+        assert check_open("writer", {**good, "block_store": blocks}, str(tmp_path))["block_store"] == blocks
+        for bad in ("/etc", str(tmp_path), os.path.join(private, "blocks-1", "deeper"), os.path.join(private, "..", "x")):
+            with pytest.raises(ProtocolError, match="block_store"):
+                check_open("writer", {**good, "block_store": bad}, str(tmp_path))
+    finally:
+        os.rmdir(private)
     for output in ("/etc/passwd.h5", str(tmp_path / ".." / "escape.h5")):
         with pytest.raises(ProtocolError, match="outside the node's folder"):
             check_open("writer", {**good, "output": output}, str(tmp_path))
     with pytest.raises(ProtocolError, match="expected a .h5 file name"):
         check_open("writer", {**good, "output": str(tmp_path / "x.txt")}, str(tmp_path))
     with pytest.raises(ProtocolError, match="unknown field 'output'"):
-        check_open("board", {**good, "boards": [0]}, str(tmp_path))
+        check_open("board", {**{k: v for k, v in good.items() if k != "overwrite"}, "boards": [0]}, str(tmp_path))
     with pytest.raises(ProtocolError, match="endpoints"):
         check_open("builder", {"config": "", "run_number": 1, "seed": 2, "endpoints": {"records": "file:///etc"}}, None)
 

@@ -121,3 +121,32 @@ def test_front_end_is_chosen_by_the_configuration():
     assert type(stream) is PhysicsFrontEnd
     with pytest.raises(ConfigError, match="front_end"):
         cfg.replace(daq={"front_end": "sparse"})
+
+
+def test_group_of_boards_equals_each_board_alone():
+    """The boards of one process emulated together (SparseGroup, the default in a run): per
+    board the same primitives and pulse records, slice by slice and in stretches, as alone;
+    readout windows of a decision rendered and searched in one call equal one by one."""
+    from pokerdaq.daq._sparse import SparseGroup
+    cfg = load_config()
+    boards = (0, 5, 11)
+    group = SparseGroup(cfg, boards, SEED)
+    together = {b: SparsePhysicsFrontEnd(cfg, b, SEED, warm_up=False, group=group) for b in boards}
+    alone = {b: SparsePhysicsFrontEnd(cfg, b, SEED, warm_up=False) for b in boards}
+    steps = [(k, k) for k in range(12)] + [(12, 15), (16, 16)]
+    for first, last in steps:
+        for b in boards:
+            got = together[b].process_stretch(first, last) if last > first else together[b].process_slice(first)
+            want = alone[b].process_stretch(first, last) if last > first else alone[b].process_slice(first)
+            np.testing.assert_array_equal(got.primitives, want.primitives, err_msg=f"board {b} slices {first}-{last}")
+            np.testing.assert_array_equal(together[b].last_pulses, alone[b].last_pulses)
+    assert sum(len(fe.last_pulses) for fe in alone.values()) > 0
+    n = cfg.digitizer.window_samples
+    firsts = np.array([100, 5_000, 5_010, 70_000])
+    fe = together[5]
+    windows = fe.read_windows(firsts, n)
+    records, offsets = fe.find_pulses_batch(windows)
+    for k, f in enumerate(firsts):
+        one = fe.read_window(int(f), n)
+        np.testing.assert_array_equal(windows[k], one)
+        np.testing.assert_array_equal(records[offsets[k]:offsets[k + 1]], fe.find_pulses(one, int(f)))

@@ -108,3 +108,26 @@ def test_srd_sees_background_without_beam(cfg):
     # ~30 Lu-176 decays in 1 ms, most of them above 0.15 MeV
     assert 15 < srd_pulses_between_spills(c, 56) < 45
     assert srd_pulses_between_spills(c.replace(detector={"lyso_background_hz": 0.0}), 56) == 0
+
+
+def test_block_store_shares_identical_blocks(cfg, tmp_path):
+    """Blocks taken from a run's block store (use_block_store) equal generated ones field for
+    field, and old blocks are evicted from the folder (and generated again, the same)."""
+    from pokerdaq.sim import _beam
+    ref = BeamTimeline(cfg, 13)
+    try:
+        _beam.use_block_store(tmp_path)
+        first, second = BeamTimeline(cfg, 13), BeamTimeline(cfg, 13)
+        ks = list(range(_beam.STORE_KEEP_BLOCKS + 2))
+        for k in ks:
+            first.block(k)
+        for k in (ks[-1], ks[-2]):
+            got, want = second.block(k), ref.block(k)
+            for name in ("truth", "hit_t", "hit_ch", "hit_e", "hit_key"):
+                a, b = getattr(got, name), getattr(want, name)
+                assert a.dtype == b.dtype and a.tobytes() == b.tobytes(), name
+        assert len(list(tmp_path.glob("block-*.npz"))) == _beam.STORE_KEEP_BLOCKS
+        # an evicted block is generated again, the same
+        assert second.block(0).hit_key.tobytes() == ref.block(0).hit_key.tobytes()
+    finally:
+        _beam.use_block_store(None)

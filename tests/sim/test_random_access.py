@@ -83,3 +83,41 @@ def test_bad_ranges_are_refused(busy):
         stream.read_spans([0, 5], [10, 20])
     with pytest.raises(ValueError, match="stop = 3"):
         stream.hit_extents(3, 3)
+
+
+def test_bucketed_render_equals_the_scan_of_every_hit(busy):
+    """render_spans_bucketed (each channel its own hits) against render_spans (every hit of the
+    span's time range tested), the kernel it replaced: the same samples bit for bit."""
+    from pokerdaq.sim._emulator import _Engine, bucket_hits
+    from pokerdaq.sim._waveform import render_spans, render_spans_bucketed
+    eng = _Engine.create(busy, 81)
+    sel = np.concatenate([busy.channel_map.channels_on_board(b) for b in (0, 5)]).astype(np.int64)
+    starts = np.array([0, 700, 5_000, BLOCK_SAMPLES - 300], np.int64)
+    lengths = np.array([600, 64, 3_000, 900], np.int64)
+    offsets = np.zeros(len(starts), np.int64)
+    np.cumsum(lengths[:-1], out=offsets[1:])
+    hits = eng.timeline.hits(-1, 1)
+    want = np.empty((len(sel), int(lengths.sum())), np.uint16)
+    render_spans(starts, lengths, offsets, sel, *hits, *eng._common(), want)
+    got = np.empty_like(want)
+    render_spans_bucketed(np.zeros(len(sel), np.int64), np.full(len(sel), len(starts), np.int64), starts, lengths,
+                          offsets, sel, *bucket_hits(hits, sel, len(busy.channel_map)), *eng._common(), got)
+    np.testing.assert_array_equal(got, want)
+
+
+def test_read_windows_and_row_spans_equal_read_at(busy, reference):
+    """Many (overlapping) windows in one call, and ranges chosen per group of rows in one call."""
+    chans, head, _ = reference
+    stream = SampleStream(busy, seed=81, channels=chans)
+    starts = np.array([3, 40, 41, 1_000, 150_000])
+    got = stream.read_windows(starts, 64)
+    assert got.shape == (len(starts), len(chans), 64)
+    for k, s in enumerate(starts):
+        np.testing.assert_array_equal(got[k], head[:, s:s + 64], err_msg=str(s))
+    rows_a, rows_b = np.arange(0, 3), np.arange(3, len(chans))
+    a = (np.array([10, 900]), np.array([200, 1_000]))
+    b = (np.array([5_000]), np.array([5_050]))
+    out = stream.read_row_spans([(rows_a, *a), (rows_b, *b)])
+    np.testing.assert_array_equal(out[rows_a, :290], np.concatenate([head[rows_a, 10:200], head[rows_a, 900:1_000]], 1))
+    np.testing.assert_array_equal(out[rows_b, :50], head[rows_b, 5_000:5_050])
+    assert not out[rows_b, 50:].any()   # zeros after a group's ranges

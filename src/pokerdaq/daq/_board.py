@@ -71,7 +71,8 @@ class _Board:
     ring: dict[int, np.ndarray] = field(default_factory=dict)
     next_slice: int = 0
     last_decided: int = -1
-    decisions: collections.deque = field(default_factory=collections.deque)  # [slice, flags, triggers, next index]
+    # [slice, flags, triggers, next index, windows and pulses of the triggers rendered together (or None)]
+    decisions: collections.deque = field(default_factory=collections.deque)
     outbox: list | None = None    # a primitive message the DEALER could not take yet
     in_flight: collections.deque = field(default_factory=collections.deque)  # last slice of each undecided message
     on_demand: bool = False       # the front end renders readout windows itself (no ring buffer)
@@ -89,7 +90,15 @@ class BoardGroupNode(Node):
         super().__init__(cfg, name, control_endpoint, params)
         self.run_number = int(params["run_number"])
         seed = int(params["seed"])
-        self.boards = {int(b): _Board(make_front_end(cfg, int(b), seed)) for b in params["boards"]}
+        from pokerdaq.sim._beam import use_block_store
+        # one beam time line per run, not per process ("": generate our own); set for every run,
+        # as a node host keeps the module state from one run to the next
+        use_block_store(params.get("block_store") or None)
+        if cfg.daq.front_end == "physics":
+            from ._sparse import use_one_thread
+            use_one_thread()   # one board process per core: numba's kernels on this thread
+        group = [int(b) for b in params["boards"]]   # their front ends emulate together (one pass per step)
+        self.boards = {b: _Board(make_front_end(cfg, b, seed, group)) for b in group}
         self.pending: collections.deque = collections.deque()
         self.queue_limit = cfg.daq.board_queue_events
         self.fast_forward = cfg.daq.fast_forward
@@ -107,6 +116,8 @@ class BoardGroupNode(Node):
         self.credit_sub: zmq.Socket | None = None
         self.credit = cfg.daq.max_events_in_flight - 1   # the builder's credit before its first message
         self.credit_blocked = False
+        # CPU seconds (this thread) by stage of the data path, for the benchmarks (bench/bench_daq.py)
+        self.stage_cpu: collections.defaultdict[str, float] = collections.defaultdict(float)
 
     def connect(self, endpoints: dict[str, str]) -> None:
         for b, board in self.boards.items():
@@ -135,8 +146,9 @@ class BoardGroupNode(Node):
     def step(self, ready: dict) -> bool:
         more = False
         self.stalled = False
-        self._receive_decisions()
-        self._receive_credit()
+        self._receive_decisions(ready)
+        if self.credit_sub in ready:
+            self._receive_credit()
         more |= self._apply_decisions()
         self._flush()
         if self.credit_blocked:
@@ -155,8 +167,12 @@ class BoardGroupNode(Node):
                 raise NodeError(f"{len(self.pending)} fragments could not be sent for {self.stall_timeout} s")
         return more
 
-    def _receive_decisions(self) -> None:
+    def _receive_decisions(self, ready: dict) -> None:
+        # only the DEALERs the poll found readable: a receive that raises zmq.Again costs as much
+        # as one that gets a message, on every board and step otherwise
         for b, board in self.boards.items():
+            if board.dealer not in ready:
+                continue
             while True:
                 try:
                     frames = board.dealer.recv_multipart(zmq.NOBLOCK)
@@ -167,7 +183,7 @@ class BoardGroupNode(Node):
                 except MessageError as err:
                     raise NodeError(f"board {b}: bad trigger message from the trigger processor: {err}") from None
                 # a decision covers slices [slice_index, last_slice]: what matters here is its end
-                board.decisions.append([int(head["last_slice"]), int(head["flags"]), triggers, 0])
+                board.decisions.append([int(head["last_slice"]), int(head["flags"]), triggers, 0, None])
 
     def _receive_credit(self) -> None:
         if self.credit_sub is None:
@@ -215,7 +231,7 @@ class BoardGroupNode(Node):
         """Read out the next trigger of this board (or retire an empty or end decision)."""
         while board.decisions:
             entry = board.decisions[0]
-            k, flags, triggers, done = entry
+            k, flags, triggers, done, batch = entry
             if flags & SliceFlags.END_OF_RUN:
                 board.ended = True
                 board.decisions.popleft()
@@ -227,7 +243,9 @@ class BoardGroupNode(Node):
                 if int(triggers[done]["event_number"]) >= self.credit:
                     self.credit_blocked = True   # the builder cannot hold this event yet
                     return False
-                self._read_out(board, triggers[done])
+                if batch is None:
+                    batch = entry[4] = self._render_batch(board, triggers)
+                self._read_out(board, triggers[done], None if batch is None else batch(done))
                 entry[3] = done + 1
                 if done + 1 < len(triggers):
                     return True
@@ -243,15 +261,63 @@ class BoardGroupNode(Node):
                 return True
         return False
 
-    def _read_out(self, board: _Board, trig: np.void) -> None:
+    def _render_batch(self, board: _Board, triggers: np.ndarray):
+        """Windows and pulses of a decision's triggers, each rendered and searched in one call for
+        all of them (a front end with ``read_windows`` / ``find_pulses_batch``, rendering on demand);
+        None: one by one. Returns ``get(i) -> (window, pulses)`` (None for a clipped window)."""
+        logic = board.logic
+        if (not board.on_demand or not len(triggers) or not hasattr(logic, "read_windows")
+                or not hasattr(logic, "find_pulses_batch")):
+            return None
+        c0 = time.thread_time()
+        firsts = triggers["timestamp"].astype(np.int64) - self.pre
+        ok = np.flatnonzero(firsts >= 0)   # a window clipped at the run start: one by one
+        if not len(ok):
+            return None
+        windows = logic.read_windows(firsts[ok], self.window)
+        c1 = time.thread_time()
+        records, offsets = logic.find_pulses_batch(windows)
+        self.stage_cpu["readout_window"] += c1 - c0
+        self.stage_cpu["readout_pulses"] += time.thread_time() - c1
+        where = {int(i): j for j, i in enumerate(ok.tolist())}
+
+        def get(i: int):
+            j = where.get(i)
+            return None if j is None else (windows[j], records[offsets[j]:offsets[j + 1]])
+        return get
+
+    def _read_out(self, board: _Board, trig: np.void, rendered=None) -> None:
         ts = int(trig["timestamp"])
         first = ts - self.pre
         flags = FragmentFlags.NONE
+        c0 = time.thread_time()
+        if rendered is not None:   # rendered with the other triggers of its decision (_render_batch)
+            window, pulses = rendered
+        else:
+            if first < 0:
+                flags |= FragmentFlags.WINDOW_CLIPPED
+            window = self._window(board, first, ts)
+            c1 = time.thread_time()
+            pulses = board.logic.find_pulses(window, first)
+            self.stage_cpu["readout_window"] += c1 - c0
+            c0 = time.thread_time()
+            self.stage_cpu["readout_pulses"] += c0 - c1
+        if len(self.pending) >= self.busy_mark:
+            flags |= FragmentFlags.BOARD_BUSY
+        frag = encode_fragment(run_number=self.run_number, board_id=board.logic.board,
+                               event_number=int(trig["event_number"]), timestamp=ts,
+                               trigger_word=int(trig["trigger_word"]), flags=int(flags),
+                               channels=board.logic.channels, samples=window, pulses=pulses)
+        self.stage_cpu["readout_encode"] += time.thread_time() - c0
+        self.pending.append(frag)
+        self.max_pending = max(self.max_pending, len(self.pending))
+        self.counters["fragments_made"] += 1
+        board.fragments += 1
+
+    def _window(self, board: _Board, first: int, ts: int) -> np.ndarray:
+        """The readout window from tick ``first``: cut from the ring buffer or rendered on demand."""
         window = np.zeros((len(board.logic.channels), self.window), dtype=np.uint16)
-        lo = max(first, 0)
-        if first < 0:
-            flags |= FragmentFlags.WINDOW_CLIPPED
-        t = lo
+        t = max(first, 0)
         while t < first + self.window:
             s = t // self.st
             if board.on_demand:   # the front end renders its windows on demand (SliceOutput)
@@ -267,17 +333,7 @@ class BoardGroupNode(Node):
             else:
                 window[:, t - first:end - first] = board.ring[s][:, t - s * self.st:end - s * self.st]
             t = end
-        if len(self.pending) >= self.busy_mark:
-            flags |= FragmentFlags.BOARD_BUSY
-        pulses = board.logic.find_pulses(window, first)
-        frag = encode_fragment(run_number=self.run_number, board_id=board.logic.board,
-                               event_number=int(trig["event_number"]), timestamp=ts,
-                               trigger_word=int(trig["trigger_word"]), flags=int(flags),
-                               channels=board.logic.channels, samples=window, pulses=pulses)
-        self.pending.append(frag)
-        self.max_pending = max(self.max_pending, len(self.pending))
-        self.counters["fragments_made"] += 1
-        board.fragments += 1
+        return window
 
     def _heartbeat(self) -> None:
         """Tell the trigger processor that a stalled board is alive (not more than 4 per time-out)."""
@@ -327,11 +383,13 @@ class BoardGroupNode(Node):
         last = k
         if self.fast_forward and not busy and isinstance(board.logic, StretchFrontEnd):
             last = board.logic.stretch_end(k, self.cfg.daq.fast_forward_slices)
+        c0 = time.thread_time()
         if last > k:   # a busy board sends slice by slice: busy is a per-slice state
             out = board.logic.process_stretch(k, last)
             board.stretches += 1
         else:
             out = board.logic.process_slice(k)
+        self.stage_cpu["slices"] += time.thread_time() - c0
         board.on_demand = out.samples is None
         if not board.on_demand:
             board.ring[k] = out.samples
@@ -349,6 +407,14 @@ class BoardGroupNode(Node):
             board.outbox = msg
         return True
 
+    def _stage_cpu(self) -> dict[str, float]:
+        """CPU seconds by stage: this node's, and those its front ends report (``stage_cpu``)."""
+        out: dict[str, float] = dict(self.stage_cpu)
+        for board in self.boards.values():
+            for k, v in getattr(board.logic, "stage_cpu", {}).items():
+                out[f"slices_{k}"] = out.get(f"slices_{k}", 0.0) + v
+        return out
+
     def stats(self) -> dict[str, Any]:
         queued: collections.Counter[int] = collections.Counter(
             _BOARD_ID.unpack_from(f, _BOARD_ID_OFFSET)[0] for f in self.pending   # at most board_queue_events
@@ -356,6 +422,7 @@ class BoardGroupNode(Node):
         return {
             **dict(self.counters),
             "busy": len(self.pending) >= self.busy_mark or self.credit_blocked,   # what its next slice would say
+            "stage_cpu_s": self._stage_cpu(),
             "pending": len(self.pending),
             "credit": self.credit,
             "max_pending": self.max_pending,

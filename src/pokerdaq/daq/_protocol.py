@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import math
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -78,6 +79,15 @@ def _check_endpoints(v: object) -> bool:
                                        for k, e in v.items())
 
 
+def _in_private_tmp(v: object) -> bool:
+    """A folder run control made for one run's beam blocks (the only path a node takes besides
+    the writer's output): inside a ``TMPDIR/pokerdaq-ipc-*`` folder, nothing above it."""
+    if not isinstance(v, str) or not v:
+        return False
+    path, base = Path(v).resolve(), Path(tempfile.gettempdir()).resolve()
+    return path.parent.parent == base and path.parent.name.startswith("pokerdaq-ipc-")
+
+
 def _check_boards(v: object) -> bool:
     return isinstance(v, list) and bool(v) and all(_is_int(b) and 0 <= b < 64 for b in v)
 
@@ -91,11 +101,13 @@ _OPEN: dict[str, tuple[Any, str]] = {
     "output": (lambda v: isinstance(v, str) and v.endswith((".h5", ".hdf5")), "a .h5 file name"),
     "overwrite": (lambda v: isinstance(v, bool), "true or false"),
     "config": (lambda v: isinstance(v, str) and len(v) < 1 << 20, "the configuration as TOML text"),
+    "block_store": (lambda v: v == "" or _in_private_tmp(v),
+                    "empty, or a folder in run control's private temporary folder (TMPDIR/pokerdaq-ipc-*)"),
 }
-_OPEN_FIELDS = {"board": ("config", "run_number", "seed", "endpoints", "boards"),
+_OPEN_FIELDS = {"board": ("config", "run_number", "seed", "endpoints", "boards", "block_store"),
                 "trigger": ("config", "run_number", "seed", "endpoints", "boards", "max_events"),
                 "builder": ("config", "run_number", "seed", "endpoints"),
-                "writer": ("config", "run_number", "seed", "endpoints", "output", "overwrite")}
+                "writer": ("config", "run_number", "seed", "endpoints", "output", "overwrite", "block_store")}
 
 
 def check_open(kind: str, params: object, root: str | None) -> dict[str, Any]:

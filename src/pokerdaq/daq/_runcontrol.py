@@ -18,6 +18,8 @@ from __future__ import annotations
 import collections
 import json
 import multiprocessing
+import os
+import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -115,6 +117,7 @@ class DaqRun:
         self.pool = pool
         self._own_pool = pool is None
         self._refreshed = False   # final counters collected after a failure
+        self._block_store: str | None = None   # this run's shared beam blocks (removed at close)
         self.silent_detected: dict[str, float] = {}   # node -> monotonic time its silence was found
         self.display: dict[str, Any] | None = None   # the writer's latest display message (spectra, latest event)
         self.display_received = 0
@@ -165,10 +168,16 @@ class DaqRun:
             extra: dict[str, dict[str, Any]] = {
                 "writer": {"output": str(self.output), "overwrite": self.overwrite},
                 "builder": {}, "trigger": {"max_events": self.max_events}, "board": {}}
+            # the beam blocks the boards and the writer share (use_block_store): one folder per run
+            # in the pool's private temporary folder, for the processes of this machine
+            self._block_store = os.path.join(pool.ipc_dir, f"blocks-{self.run_number}")
+            os.makedirs(self._block_store, exist_ok=True)
             for name, host in pool.hosts.items():
                 params = {**common, **extra[host.kind]}
                 if host.kind in ("board", "trigger"):
                     params["boards"] = host.boards
+                if host.kind in ("board", "writer"):
+                    params["block_store"] = self._block_store if host.process is not None else ""
                 self.procs[name] = _Proc(name, host.kind, host.process, params)
             for name, p in self.procs.items():
                 if not pool.send(name, "open", params=p.params):
@@ -506,6 +515,8 @@ class DaqRun:
                                                       "decisions_written", "missing_board_blocks")}
                        | {"late_hits": build.get("late_hits", 0), "boards_without_end": build.get("boards_without_end", 0)}
                        if self.cfg.daq.mode == "streaming" else None),
+            # CPU seconds of each process since the start command (data taking only)
+            "cpu_run_s": {n: st.get("cpu_run_s", 0.0) for n, st in self.stats.items()},
         }
 
     def _run_files(self) -> list[Path]:
@@ -551,9 +562,10 @@ class DaqRun:
                 if p.exitcode() is None and p.hello and not p.closed:
                     self._send(name, "exit", quiet=True)
         if self._own_pool:
-            pool.close()
+            pool.close()   # its folder, this run's blocks with it
             for p in self.procs.values():
                 p.exited = True
+            self._block_store = None
             return
         # a pool of the caller: wait for the hosts to say their run's node is gone
         deadline = time.monotonic() + self.cfg.daq.command_timeout_s
@@ -564,3 +576,10 @@ class DaqRun:
                 break
             self._receive(0.05)
             self._check_processes()
+        self._remove_block_store()
+
+    def _remove_block_store(self) -> None:
+        """The run's beam blocks go with the run (a pool of many runs keeps its folder)."""
+        if self._block_store is not None:
+            shutil.rmtree(self._block_store, ignore_errors=True)
+            self._block_store = None

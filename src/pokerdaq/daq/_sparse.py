@@ -28,7 +28,10 @@ stream selectable.
 
 from __future__ import annotations
 
+import collections
 import contextlib
+import time
+from collections.abc import Callable
 
 import numba
 import numpy as np
@@ -85,6 +88,9 @@ def _one_thread():
     more than that (about 3 ms a call on the loaded 2-core host, against ~0.3 ms of work), and
     a run already has one board process per core.
     """
+    if _PROCESS_ONE_THREAD:   # set for good (use_one_thread): two numba calls less per kernel call
+        yield
+        return
     before = numba.get_num_threads()
     numba.set_num_threads(1)
     try:
@@ -93,70 +99,89 @@ def _one_thread():
         numba.set_num_threads(before)
 
 
-class SparsePhysicsFrontEnd:
-    """:class:`~pokerdaq.daq._interfaces.FrontEndLogic` that emulates only where hits put signal.
+_PROCESS_ONE_THREAD = False
 
-    Same primitives (every PULSE field, the same slice, the same order) and the same readout
-    windows as :class:`~pokerdaq.daq._physics.PhysicsFrontEnd`, under the assumption checked
-    by :func:`noise_ceiling` (module docstring).
 
-    Raises
-    ------
-    ValueError
-        When noise alone can reach a channel's threshold (the sparse mode would miss pulses):
-        use ``daq.front_end = "physics-stream"``.
+def use_one_thread() -> None:
+    """Run numba's parallel kernels on the calling thread for the rest of the process.
+
+    For a front-end process (one per core already): :func:`_one_thread` then costs nothing
+    per call (it set and reset numba's thread count around every kernel call, ~35 us per
+    readout window).
+    """
+    global _PROCESS_ONE_THREAD
+    numba.set_num_threads(1)
+    _PROCESS_ONE_THREAD = True
+
+
+class SparseGroup:
+    """The activity-driven emulation of the boards of one process: one pass for all of them.
+
+    The boards of a front-end process render their active ranges and run the stream pulse
+    finder together: one kernel call of each per step for all their channels, instead of one
+    per board (issue 14: the per-call Python and numpy costs were most of a board's time).
+    Each board keeps its own active ranges (those of its channels' hits, as alone): the
+    render call renders, row by row, the ranges of the row's board
+    (:meth:`pokerdaq.sim.SampleStream.read_row_spans`), each board's concatenated ranges fill its
+    rows, zeros after them (below every threshold: no candidate, as in the finder's history
+    before the stream), and one stream finder scans every row. A board's pulses are then
+    those it finds alone. :class:`SparsePhysicsFrontEnd` takes its board's pulses from here.
+
+    Parameters
+    ----------
+    cfg
+        The configuration (as the boards get it).
+    boards
+        The boards of the group.
+    seed
+        The run seed.
     """
 
-    def __init__(self, cfg: Config, board: int, seed: int, *, warm_up: bool = True) -> None:
+    def __init__(self, cfg: Config, boards: tuple[int, ...], seed: int) -> None:
         from pokerdaq.dsp import PULSE_DTYPE, PulseParams
         from pokerdaq.sim import SampleStream
         from pokerdaq.trigger._chain import stream_config
 
-        self.cfg = cfg
-        self.board = board
-        self.channels = cfg.channel_map.channels_on_board(board)
+        self.boards = tuple(int(b) for b in boards)
+        cmap = cfg.channel_map
+        per_board = [cmap.channels_on_board(b) for b in self.boards]
+        self.channels = np.concatenate(per_board).astype(np.int64)
         scfg = stream_config(cfg)
-        ceiling, threshold, _sigma = noise_ceiling(scfg, self.channels, seed)
-        bad = np.flatnonzero(ceiling > threshold)
-        if bad.size:
-            c = int(self.channels[bad[0]])
-            raise ValueError(f"daq.front_end = 'physics': channel {c} (board {board}): noise alone reaches ADC "
-                             f"{int(ceiling[bad[0]])}, above its threshold {int(threshold[bad[0]])}; the sparse "
-                             "front end needs noise below threshold (expected 'physics-stream' for this setup)")
         self._stream = SampleStream(scfg, seed=seed, channels=self.channels)
+        self.streams = {b: SampleStream(scfg, seed=seed, channels=ch) for b, ch in zip(self.boards, per_board)}
+        """Each board's own stream (its hits; its readout windows)."""
         self._params = PulseParams.from_config(scfg, self.channels)
-        self._window_params = PulseParams.from_config(cfg, self.channels)
         self._nsa = self._params.nsa.astype(np.int64)
-        self._row_of = np.full(len(cfg.channel_map), -1, np.int64)
+        self._row_of = np.full(len(cmap), -1, np.int64)
         self._row_of[self.channels] = np.arange(len(self.channels))
-        # padding: a crossing c carries hit signal, its pulse uses [c - NSB - 1, c + NSA)
-        self._before = int(self._params.nsb.max()) + 2
-        self._after = int(self._params.nsa.max()) + 2
+        bounds = np.cumsum([0] + [len(ch) for ch in per_board])
+        self._rows = [np.arange(bounds[i], bounds[i + 1]) for i in range(len(self.boards))]
+        self._board_of_row = np.repeat(np.arange(len(self.boards)), np.diff(bounds))
+        # padding, per board: a crossing c carries hit signal, its pulse uses [c - NSB - 1, c + NSA)
+        self._before = [int(self._params.nsb[r].max()) + 2 for r in self._rows]
+        self._after = [int(self._params.nsa[r].max()) + 2 for r in self._rows]
         self._ticks = cfg.daq.slice_ticks
-        self._next = 0
-        self._done_to = 0           # every active range starting before this sample is processed
+        self.done_to = [0] * len(self.boards)   # per board: every active range starting before this is processed
         self._n_pulses = np.zeros(len(self.channels), np.int64)
-        self._pending = np.zeros(0, PULSE_DTYPE)
-        self._pending_slice = np.zeros(0, np.int64)
-        self._pending_row = np.zeros(0, np.int64)
-        self.samples_emulated = 0   # per channel, in active ranges
-        self.ranges_emulated = 0
-        self.last_pulses = np.zeros(0, PULSE_DTYPE)
-        """The PULSE_DTYPE records behind the last slice's primitives (all fields)."""
-        # compile (or load from numba's cache) every kernel during configure
-        with _one_thread():
-            self._stream.read_spans(np.array([0, 300]), np.array([200, 500]))
-            self._stream.read_at(0, cfg.digitizer.window_samples)
-            self._find(np.full((len(self.channels), 256), 400, np.uint16))
-        self.find_pulses(warm_up_window(len(self.channels), cfg.digitizer.window_samples), 0)
-        if warm_up:
-            # a throw-away twin takes two real slices and a readout, so that every code path is
-            # compiled (or loaded from numba's cache) before the process reports ready: with a
-            # cold cache, compiling mid-run would stall the board past the trigger's time-outs
-            twin = SparsePhysicsFrontEnd(cfg, board, seed, warm_up=False)
-            for k in range(2):
-                twin.process_slice(k)
-            twin.read_window(cfg.digitizer.pretrigger_samples, cfg.digitizer.window_samples)
+        empty = (np.zeros(0, PULSE_DTYPE), np.zeros(0, np.int64), np.zeros(0, np.int64))
+        self.pending = {b: empty for b in self.boards}
+        """Per board: pulses found, not yet reported (records, report slice, group row)."""
+        self.samples_emulated = [0] * len(self.boards)   # per board and channel, in active ranges
+        self.ranges_emulated = [0] * len(self.boards)
+        self.stage: collections.defaultdict[str, float] = collections.defaultdict(float)
+        self.taps: dict[int, Callable[[np.ndarray, np.ndarray, np.ndarray], None]] = {}
+        """Per board: called with (starts, stops, samples) of the ranges rendered for it
+        (``samples``: its channels' rows, the ranges concatenated), e.g. the L0 hits of a
+        streaming run (pokerdaq.daq._streaming)."""
+
+    def widen(self, board: int, before: int, after: int) -> None:
+        """Pad the board's active ranges by at least ``before`` / ``after`` samples (before any
+        is processed); a wider padding renders more noise around the hits, no other pulse."""
+        if max(self.done_to) > 0:
+            raise RuntimeError(f"board {board}: padding changed after ranges were processed")
+        i = self.boards.index(board)
+        self._before[i] = max(self._before[i], int(before))
+        self._after[i] = max(self._after[i], int(after))
 
     def _find(self, samples: np.ndarray) -> np.ndarray:
         """Pulses of the concatenated active ranges, sorted by row then crossing (times local)."""
@@ -165,21 +190,23 @@ class SparsePhysicsFrontEnd:
         pulses = np.concatenate([finder.process(samples), finder.finish()])
         return pulses[np.lexsort((pulses["crossing"], self._row_of[pulses["channel"]]))]
 
-    def _active_ranges(self, end: int) -> tuple[np.ndarray, np.ndarray]:
-        """The merged active ranges not yet processed that start before sample ``end``."""
+    def _active_ranges(self, i: int, end: int) -> tuple[np.ndarray, np.ndarray]:
+        """The merged active ranges of board ``boards[i]`` not yet processed that start before sample ``end``."""
         horizon = end + self._ticks
+        done, before, after = self.done_to[i], self._before[i], self._after[i]
+        stream = self.streams[self.boards[i]]
         while True:
-            lo = max(self._done_to - self._after, 0)
-            first, last = self._stream.hit_extents(lo, horizon + self._before)
-            a = np.maximum(first - self._before, 0)
-            b = last + self._after
-            keep = b > self._done_to
+            lo = max(done - after, 0)
+            first, last = stream.hit_extents(lo, horizon + before)
+            a = np.maximum(first - before, 0)
+            b = last + after
+            keep = b > done
             a, b = a[keep], b[keep]
             if len(a) == 0:
                 return a, b
-            if a[0] < self._done_to:
-                raise RuntimeError(f"board {self.board}: a hit range starts at {int(a[0])}, before the samples "
-                                   f"already processed ({self._done_to})")
+            if a[0] < done:
+                raise RuntimeError(f"board {self.boards[i]}: a hit range starts at {int(a[0])}, before the samples "
+                                   f"already processed ({done})")
             reach = np.maximum.accumulate(b)
             new = np.ones(len(a), bool)
             new[1:] = a[1:] > reach[:-1]
@@ -193,31 +220,178 @@ class SparsePhysicsFrontEnd:
                 return starts, stops
             horizon = int(stops[-1]) + self._ticks
 
-    def _process_ranges(self, starts: np.ndarray, stops: np.ndarray) -> None:
-        samples = self._stream.read_spans(starts, stops)
-        lengths = stops - starts
-        self.samples_emulated += int(lengths.sum())
-        self.ranges_emulated += len(starts)
+    def advance(self, end: int) -> None:
+        """Process, for every board, each active range that starts before sample ``end`` (once: boards share it)."""
+        if min(self.done_to) >= end:
+            return
+        c0 = time.thread_time()
+        g0 = sum(st.timeline_cpu_s for st in self.streams.values()) / len(self.streams)   # one shared time line
+        ranges = []
+        for i in range(len(self.boards)):
+            if self.done_to[i] >= end:
+                ranges.append((np.zeros(0, np.int64), np.zeros(0, np.int64)))
+                continue
+            starts, stops = self._active_ranges(i, end)
+            ranges.append((starts, stops))
+            self.done_to[i] = max(end, int(stops[-1])) if len(starts) else end
+        gen = sum(st.timeline_cpu_s for st in self.streams.values()) / len(self.streams) - g0
+        self.stage["timeline"] += gen
+        self.stage["ranges"] += time.thread_time() - c0 - gen
+        if any(len(a) for a, _ in ranges):
+            self._process_ranges(ranges)
+
+    def _process_ranges(self, ranges: list[tuple[np.ndarray, np.ndarray]]) -> None:
+        c0 = time.thread_time()
+        samples = self._stream.read_row_spans([(rows, a, b) for rows, (a, b) in zip(self._rows, ranges)])
+        for i, (a, b) in enumerate(ranges):
+            self.samples_emulated[i] += int((b - a).sum())
+            self.ranges_emulated[i] += len(a)
+        for i, (a, b) in enumerate(ranges):
+            tap = self.taps.get(self.boards[i])
+            if tap is not None and len(a):
+                tap(a, b, samples[self._rows[i], :int((b - a).sum())])
+        c1 = time.thread_time()
         pulses = self._find(samples)
+        c2 = time.thread_time()
+        self.stage["render"] += c1 - c0
+        self.stage["finder"] += c2 - c1
         if len(pulses) == 0:
             return
-        local0 = np.zeros(len(starts), np.int64)
-        np.cumsum(lengths[:-1], out=local0[1:])
-        j = np.searchsorted(local0, pulses["crossing"], side="right") - 1
-        shift = starts[j] - local0[j]
-        pulses["coarse_time"] += shift
-        pulses["crossing"] += shift
-        pulses["time"] += shift * 64
-        # rows come out in board order, each in time order: number them on from the stream's count
         row = self._row_of[pulses["channel"]]
-        group_start = np.flatnonzero(np.r_[True, row[1:] != row[:-1]])
-        rank = np.arange(len(row)) - np.repeat(group_start, np.diff(np.r_[group_start, len(row)]))
-        pulses["pulse_index"] = (self._n_pulses[row] + rank) & 0xFF
-        np.add.at(self._n_pulses, row, 1)
-        report = (pulses["crossing"] + self._nsa[row] - 1) // self._ticks
-        self._pending = np.concatenate([self._pending, pulses])
-        self._pending_slice = np.concatenate([self._pending_slice, report])
-        self._pending_row = np.concatenate([self._pending_row, row])
+        # rows come out in group order (board after board), each in time order
+        owner = self._board_of_row[row]
+        cuts = np.searchsorted(owner, np.arange(len(self.boards) + 1))
+        for i, board in enumerate(self.boards):
+            lo, hi = int(cuts[i]), int(cuts[i + 1])
+            if hi == lo:
+                continue
+            p, r = pulses[lo:hi], row[lo:hi]
+            starts, stops = ranges[i]
+            lengths = stops - starts
+            local0 = np.zeros(len(starts), np.int64)
+            np.cumsum(lengths[:-1], out=local0[1:])
+            j = np.searchsorted(local0, p["crossing"], side="right") - 1
+            shift = starts[j] - local0[j]
+            p["coarse_time"] += shift
+            p["crossing"] += shift
+            p["time"] += shift * 64
+            # number each row's pulses on from the stream's count
+            group_start = np.flatnonzero(np.r_[True, r[1:] != r[:-1]])
+            rank = np.arange(len(r)) - np.repeat(group_start, np.diff(np.r_[group_start, len(r)]))
+            p["pulse_index"] = (self._n_pulses[r] + rank) & 0xFF
+            np.add.at(self._n_pulses, r, 1)
+            report = (p["crossing"] + self._nsa[r] - 1) // self._ticks
+            old, sl, rw = self.pending[board]
+            self.pending[board] = (np.concatenate([old, p]), np.concatenate([sl, report]), np.concatenate([rw, r]))
+
+    def take(self, board: int, first_slice: int, last_slice: int) -> np.ndarray:
+        """The pulses ``board`` reports in slices ``first_slice..last_slice`` (processed up to their end),
+        slice after slice, each in the stream finder's order (row, then crossing)."""
+        self.advance((last_slice + 1) * self._ticks)
+        pulses, report, row = self.pending[board]
+        now = report <= last_slice
+        if now.any() and report[now].min() < first_slice:
+            raise RuntimeError(f"board {board}: a pulse due in slice {int(report[now].min())} "
+                               f"was found only in slice {first_slice}")
+        out = pulses[now]
+        out = out[np.lexsort((out["crossing"], row[now], report[now]))]
+        if now.any():
+            keep = ~now
+            self.pending[board] = (pulses[keep], report[keep], row[keep])
+        return out
+
+
+_GROUPS: dict[tuple[Config, int, tuple[int, ...]], SparseGroup] = {}
+
+
+def sparse_group(cfg: Config, boards: tuple[int, ...], seed: int) -> SparseGroup:
+    """The :class:`SparseGroup` of these boards in this process (made once, then shared)."""
+    key = (cfg, int(seed), tuple(int(b) for b in boards))
+    group = _GROUPS.get(key)
+    if group is None:
+        if len(_GROUPS) >= 4:
+            _GROUPS.pop(next(iter(_GROUPS)))
+        group = _GROUPS[key] = SparseGroup(cfg, key[2], key[1])
+    return group
+
+
+class SparsePhysicsFrontEnd:
+    """:class:`~pokerdaq.daq._interfaces.FrontEndLogic` that emulates only where hits put signal.
+
+    Same primitives (every PULSE field, the same slice, the same order) and the same readout
+    windows as :class:`~pokerdaq.daq._physics.PhysicsFrontEnd`, under the assumption checked
+    by :func:`noise_ceiling` (module docstring).
+
+    The boards of a front-end process share a :class:`SparseGroup` (``group``: made by
+    :func:`sparse_group`), which renders and scans their ranges in one pass; without one the
+    board has a group of its own.
+
+    Raises
+    ------
+    ValueError
+        When noise alone can reach a channel's threshold (the sparse mode would miss pulses):
+        use ``daq.front_end = "physics-stream"``.
+    """
+
+    def __init__(self, cfg: Config, board: int, seed: int, *, warm_up: bool = True,
+                 group: SparseGroup | None = None) -> None:
+        from pokerdaq.dsp import PULSE_DTYPE, PulseParams
+        from pokerdaq.trigger._chain import stream_config
+
+        self.cfg = cfg
+        self.board = board
+        self.channels = cfg.channel_map.channels_on_board(board)
+        scfg = stream_config(cfg)
+        ceiling, threshold, _sigma = noise_ceiling(scfg, self.channels, seed)
+        bad = np.flatnonzero(ceiling > threshold)
+        if bad.size:
+            c = int(self.channels[bad[0]])
+            raise ValueError(f"daq.front_end = 'physics': channel {c} (board {board}): noise alone reaches ADC "
+                             f"{int(ceiling[bad[0]])}, above its threshold {int(threshold[bad[0]])}; the sparse "
+                             "front end needs noise below threshold (expected 'physics-stream' for this setup)")
+        if group is None:
+            group = SparseGroup(cfg, (board,), seed)
+        elif board not in group.boards:
+            raise ValueError(f"board {board}: not one of the group's boards {group.boards}")
+        self._group = group
+        self._stream = group.streams[board]   # readout windows
+        self._window_params = PulseParams.from_config(cfg, self.channels)
+        self._ticks = cfg.daq.slice_ticks
+        self._next = 0
+        self.last_pulses = np.zeros(0, PULSE_DTYPE)
+        """The PULSE_DTYPE records behind the last slice's primitives (all fields)."""
+        # compile (or load from numba's cache) every kernel during configure
+        with _one_thread():
+            self._stream.read_spans(np.array([0, 300]), np.array([200, 500]))
+            self._stream.read_at(0, cfg.digitizer.window_samples)
+            self._group._find(np.full((len(group.channels), 256), 400, np.uint16))
+        self.find_pulses(warm_up_window(len(self.channels), cfg.digitizer.window_samples), 0)
+        if warm_up:
+            # a throw-away twin takes two real slices and a readout, so that every code path is
+            # compiled (or loaded from numba's cache) before the process reports ready: with a
+            # cold cache, compiling mid-run would stall the board past the trigger's time-outs
+            twin = SparsePhysicsFrontEnd(cfg, board, seed, warm_up=False)
+            for k in range(2):
+                twin.process_slice(k)
+            twin.read_window(cfg.digitizer.pretrigger_samples, cfg.digitizer.window_samples)
+            twin.find_pulses_batch(twin.read_windows(np.array([0, 5]), cfg.digitizer.window_samples))
+
+    @property
+    def samples_emulated(self) -> int:
+        """Samples per channel rendered in the board's active ranges."""
+        return self._group.samples_emulated[self._group.boards.index(self.board)]
+
+    @property
+    def ranges_emulated(self) -> int:
+        """The board's active ranges rendered."""
+        return self._group.ranges_emulated[self._group.boards.index(self.board)]
+
+    @property
+    def stage_cpu(self) -> dict[str, float]:
+        """CPU seconds (the calling thread) by stage of the slices (benchmarks): ``timeline``
+        (generating beam blocks), ``ranges`` (active ranges, less the time line), ``render`` and
+        ``finder`` (the active ranges). A group's figures are reported by its first board."""
+        return dict(self._group.stage) if self.board == self._group.boards[0] else {}
 
     def process_slice(self, slice_index: int) -> SliceOutput:
         with _one_thread():
@@ -260,25 +434,7 @@ class SparsePhysicsFrontEnd:
         if slice_index != self._next:
             raise ValueError(f"slice_index {slice_index}: expected {self._next} (slices are read in order)")
         self._next = last_slice + 1
-        end = (last_slice + 1) * self._ticks
-        if self._done_to < end:
-            starts, stops = self._active_ranges(end)
-            if len(starts):
-                self._process_ranges(starts, stops)
-                self._done_to = max(end, int(stops[-1]))
-            else:
-                self._done_to = end
-        now = self._pending_slice <= last_slice
-        if self._pending_slice[now].size and self._pending_slice[now].min() < slice_index:
-            raise RuntimeError(f"board {self.board}: a pulse due in slice {int(self._pending_slice[now].min())} "
-                               f"was found only in slice {slice_index}")
-        out = self._pending[now]
-        # slice after slice, each in the stream finder's order (row, then crossing)
-        order = np.lexsort((out["crossing"], self._pending_row[now], self._pending_slice[now]))
-        out = out[order]
-        self._pending = self._pending[~now]
-        self._pending_slice = self._pending_slice[~now]
-        self._pending_row = self._pending_row[~now]
+        out = self._group.take(self.board, slice_index, last_slice)
         prims = np.zeros(len(out), dtype=PRIMITIVE_DTYPE)
         for name in ("time", "integral_net", "channel", "peak", "quality"):
             prims[name] = out[name]
@@ -291,7 +447,20 @@ class SparsePhysicsFrontEnd:
         with _one_thread():
             return self._stream.read_at(first_tick, n_samples)
 
+    def read_windows(self, first_ticks: np.ndarray, n_samples: int) -> np.ndarray:
+        """The readout windows starting at ``first_ticks`` (all >= 0) in one call: (k, n_channels, n_samples),
+        each equal to :meth:`read_window` of it."""
+        with _one_thread():
+            return self._stream.read_windows(first_ticks, n_samples)
+
     def find_pulses(self, window: np.ndarray, first_tick: int) -> np.ndarray:
         from pokerdaq.dsp import find_pulses
         with _one_thread():
             return find_pulses(window, self._window_params, channel_ids=self.channels)
+
+    def find_pulses_batch(self, windows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`find_pulses` of windows (k, n_channels, n_samples) in one call: records and
+        per-window offsets (:func:`pokerdaq.dsp.find_pulses_batch`)."""
+        from pokerdaq.dsp import find_pulses_batch
+        with _one_thread():
+            return find_pulses_batch(windows, self._window_params, channel_ids=self.channels)

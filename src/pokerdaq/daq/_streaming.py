@@ -215,22 +215,6 @@ def decode_hits(buf: bytes | memoryview, run_number: int, board_channels: dict[i
 
 
 # ---------------------------------------------------------------------------- boards
-class _Tap:
-    """Passes a SampleStream through, keeping the samples of the last ``read_spans`` call."""
-
-    def __init__(self, stream: Any) -> None:
-        self._stream = stream
-        self.last: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
-
-    def read_spans(self, starts: np.ndarray, stops: np.ndarray) -> np.ndarray:
-        out = self._stream.read_spans(starts, stops)
-        self.last = (np.asarray(starts), np.asarray(stops), out)
-        return out
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._stream, name)
-
-
 class StreamingFrontEnd(SparsePhysicsFrontEnd):
     """The activity-driven physics front end that also cuts the L0 hits out of what it renders.
 
@@ -244,11 +228,11 @@ class StreamingFrontEnd(SparsePhysicsFrontEnd):
         rendered ranges): raise ``daq.l0_threshold_percent``.
     """
 
-    def __init__(self, cfg: Config, board: int, seed: int, *, warm_up: bool = True) -> None:
+    def __init__(self, cfg: Config, board: int, seed: int, *, warm_up: bool = True, group: Any = None) -> None:
         from pokerdaq.io import STREAM_HIT_DTYPE
         from pokerdaq.trigger._chain import stream_config
 
-        super().__init__(cfg, board, seed, warm_up=warm_up)
+        super().__init__(cfg, board, seed, warm_up=warm_up, group=group)
         thr, self.pad_before, self.pad_after = l0_setup(cfg)
         self.l0 = thr[self.channels]
         ceiling, _thr, _sigma = noise_ceiling(stream_config(cfg), self.channels, seed)
@@ -258,17 +242,14 @@ class StreamingFrontEnd(SparsePhysicsFrontEnd):
             raise ValueError(f"daq.l0_threshold_percent = {cfg.daq.l0_threshold_percent}: channel {c} (board "
                              f"{board}): noise alone reaches ADC {int(ceiling[bad[0]])}, above its L0 threshold "
                              f"{int(self.l0[bad[0]])} (expected a higher percentage)")
-        self._before = max(self._before, self.pad_before)
-        self._after = max(self._after, self.pad_after)
-        self._tap = _Tap(self._stream)
-        self._stream = self._tap   # type: ignore[assignment]  # a SampleStream that keeps its last spans
+        # the group of the process renders this board's ranges (SparseGroup): padded for the L0
+        # hits, and its rendered samples handed here to cut them out
+        self._group.widen(board, self.pad_before, self.pad_after)
+        self._group.taps[board] = self._on_rendered
         self._hits = np.zeros(0, STREAM_HIT_DTYPE)
         self._hit_samples = np.zeros(0, np.uint16)
 
-    def _process_ranges(self, starts: np.ndarray, stops: np.ndarray) -> None:
-        super()._process_ranges(starts, stops)
-        assert self._tap.last is not None
-        a, b, samples = self._tap.last
+    def _on_rendered(self, a: np.ndarray, b: np.ndarray, samples: np.ndarray) -> None:
         hits, hs = l0_hits(samples, a, b, self.channels, self.board, self.l0, self.pad_before, self.pad_after)
         if len(hits):
             hits["sample_offset"] += np.uint64(len(self._hit_samples))
@@ -296,7 +277,10 @@ class StreamBoardGroupNode(BoardGroupNode):
     def connect(self, endpoints: dict[str, str]) -> None:
         super().connect({k: v for k, v in endpoints.items() if k != "credits"})
 
-    def _read_out(self, board, trig) -> None:
+    def _render_batch(self, board, triggers):
+        return None   # nothing is read out: no window to render
+
+    def _read_out(self, board, trig, rendered=None) -> None:
         self.counters["decisions_not_read_out"] += 1   # trigger-less: the decision is recorded, not read out
 
     def _apply_one(self, board) -> bool:

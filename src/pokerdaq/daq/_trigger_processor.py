@@ -109,6 +109,8 @@ class TriggerProcessorNode(Node):
         self.spill_first_event = 0
         self.spill_bits = [0] * 32
         self.spill_rows = 0
+        # CPU seconds (this thread) by stage, for the benchmarks (bench/bench_daq.py)
+        self.stage_cpu: collections.defaultdict[str, float] = collections.defaultdict(float)
 
     def bind(self) -> dict[str, str]:
         self.router = self.socket(zmq.ROUTER)
@@ -139,11 +141,17 @@ class TriggerProcessorNode(Node):
         if self.ended:
             self._receive()  # keep the boards' last messages from piling up
             return False
-        self._receive()
+        c0 = time.thread_time()
+        if self.router in ready:   # a receive that raises zmq.Again costs as much as one that gets
+            self._receive()
+        c1 = time.thread_time()
+        self.stage_cpu["receive"] += c1 - c0
         decided = False
         while not self.ended and self._slice_complete(self.next_slice):
             self._decide(self.next_slice)
             decided = True
+        if decided:
+            self.stage_cpu["decide"] += time.thread_time() - c1
         if not decided:
             self._check_dead()
         if not self.ended and (self.stop_requested or not self.live):
@@ -236,7 +244,9 @@ class TriggerProcessorNode(Node):
         # a run stopped at max_events ends with the slice whose decision holds its last event;
         # inside a stretch that slice is known only afterwards: keep the logic's state to go back
         before = copy.deepcopy(self.logic) if self.max_events is not None and last > k else None
+        c0 = time.thread_time()
         out = self._logic_step(k, last, prims, busy, ends)
+        self.stage_cpu["decide_logic"] += time.thread_time() - c0
         if before is not None and self.next_event + len(out.timestamps) >= int(self.max_events):
             # decide again up to that slice only: the logic (scalers, counters) then stands where
             # slice-by-slice decisions would have left it
@@ -420,6 +430,7 @@ class TriggerProcessorNode(Node):
             # seconds since each board's last message (slice, stretch or heartbeat)
             "board_silence_s": {str(b): time.monotonic() - t for b, t in self.last_seen.items()},
             "ended": self.ended,
+            "stage_cpu_s": dict(self.stage_cpu),
         }
 
     def close(self) -> None:

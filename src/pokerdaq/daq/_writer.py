@@ -104,13 +104,18 @@ class WriterNode(Node):
         self.truth = None
         if cfg.daq.front_end in ("physics", "physics-stream"):
             from pokerdaq.sim import build_tables
-            from pokerdaq.sim._beam import BeamTimeline
+            from pokerdaq.sim._beam import BeamTimeline, use_block_store
             from pokerdaq.trigger._chain import stream_config
+            # the boards' blocks: truth from the run's one time line (set for every run: a node
+            # host keeps the module state from one run to the next)
+            use_block_store(params.get("block_store") or None)
             scfg = stream_config(cfg)   # what the boards' emulator runs with
             self.truth = (BeamTimeline(scfg, int(params["seed"])), build_tables(scfg).lookback_ns)
         self.truth_matched = 0
         from ._display import DisplayTap
         self.display = DisplayTap(cfg, int(params["run_number"]))   # spectra + latest event, lossy (_display.py)
+        # CPU seconds (this thread) by stage, for the benchmarks (bench/bench_daq.py)
+        self.stage_cpu: collections.defaultdict[str, float] = collections.defaultdict(float)
 
     def bind(self) -> dict[str, str]:
         self.sock = self.socket(zmq.PULL, hwm=max(2, self.cfg.daq.hwm // 4))
@@ -136,7 +141,8 @@ class WriterNode(Node):
         if self.end_info is not None:
             return False
         got = 0
-        while len(self.batch) < self.cfg.daq.writer_batch_events:
+        # only a readable socket is read (a receive that raises zmq.Again costs as much as one that gets)
+        while self.sock in ready and len(self.batch) < self.cfg.daq.writer_batch_events:
             try:
                 frames = self.sock.recv_multipart(zmq.NOBLOCK)
             except zmq.Again:
@@ -278,11 +284,15 @@ class WriterNode(Node):
             from pokerdaq.sim import window_truth
             timeline, lookback_ns = self.truth
             ref = headers["timestamp"].astype(np.int64)
+            c0 = time.thread_time()
             truth = window_truth(timeline, ref, ref - self.cfg.digitizer.pretrigger_samples, self.window, lookback_ns)
+            self.stage_cpu["truth"] += time.thread_time() - c0
             headers["flags"] |= np.uint32(EventFlags.SIMULATED)
+        c0 = time.thread_time()
         self._write_trigger_inputs()   # the decisions of these events (and later ones) first
         self.writer.write_events(headers, samples, pulses, truth)
         self.display.observe(headers, samples, pulses)
+        self.stage_cpu["file"] += time.thread_time() - c0
         if self.truth is not None:
             self.truth_matched += int((truth["species"] >= 0).sum())
         self._count_spill_events(headers)
@@ -399,6 +409,7 @@ class WriterNode(Node):
             "trigger_primitives": self.trigger_primitives,
             "bad_trigger_input_messages": self.bad_trigger_input_messages,
             **self.display.stats(),
+            "stage_cpu_s": dict(self.stage_cpu),
         }
 
     def close(self) -> None:

@@ -8,7 +8,11 @@ in whatever order, and a Poisson process cut into blocks is still a Poisson proc
 
 from __future__ import annotations
 
+import fcntl
+import hashlib
 import math
+import os
+import time
 from collections import OrderedDict
 from dataclasses import dataclass
 
@@ -51,6 +55,25 @@ class Block:
     hit_key: np.ndarray
 
 
+_BLOCK_STORE: str | None = None
+STORE_KEEP_BLOCKS = 48
+"""Blocks kept behind the newest one in a block store (~75 MB at 100 kHz): a reader further
+behind generates the block again (same content), it is a cache."""
+
+
+def use_block_store(folder: str | os.PathLike | None) -> None:
+    """Share generated blocks through files in ``folder`` between the processes of one run.
+
+    Every :class:`BeamTimeline` of this process then takes block k from the folder where
+    another process (the other front-end processes, the writer for its truth) stored it,
+    and stores the blocks it generates there: each block is generated once per run instead
+    of once per process (issue 14). A block is the same whoever generates it, so the
+    content does not depend on who does. ``None``: each process generates its own.
+    """
+    global _BLOCK_STORE
+    _BLOCK_STORE = None if folder is None else os.fspath(folder)
+
+
 class BeamTimeline:
     """Lazily generated, cached blocks of the beam time line for one (config, seed)."""
 
@@ -65,6 +88,9 @@ class BeamTimeline:
         self._first = [0]          # first particle index of block k, for k < len(self._first)
         self._cache: OrderedDict[int, Block] = OrderedDict()
         self._cache_blocks = cache_blocks
+        self.blocks_generated = 0
+        self.generate_cpu_s = 0.0
+        """Blocks generated so far and the CPU seconds (this thread) spent on them (benchmarks)."""
 
     def _rng(self, kind: int, k: int) -> np.random.Generator:
         return np.random.Generator(np.random.Philox(np.random.SeedSequence(self.seed, spawn_key=(kind, k))))
@@ -104,11 +130,43 @@ class BeamTimeline:
         if k in self._cache:
             self._cache.move_to_end(k)
             return self._cache[k]
-        blk = self._generate(k)
+        t0 = time.thread_time()
+        blk = self._generate(k) if _BLOCK_STORE is None else self._shared(_BLOCK_STORE, k)
+        self.generate_cpu_s += time.thread_time() - t0
+        self.blocks_generated += 1
         self._cache[k] = blk
         if len(self._cache) > self._cache_blocks:
             self._cache.popitem(last=False)
         return blk
+
+    def _shared(self, store: str, k: int) -> Block:
+        """Block k from the block store, generated and stored by the first process that needs it."""
+        if not hasattr(self, "_store_key"):
+            # the same in every process of the run (not Python's per-process string hash)
+            self._store_key = hashlib.sha1(f"{self.cfg!r}|{self.seed}".encode()).hexdigest()[:16]
+        path = os.path.join(store, f"block-{self._store_key}-{k}.npz")
+        fd = os.open(path + ".lock", os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)   # one process generates, the others wait and load
+            try:
+                with np.load(path) as z:
+                    return Block(k, z["truth"], z["hit_t"], z["hit_ch"], z["hit_e"], z["hit_key"])
+            except (OSError, ValueError, KeyError):
+                pass   # not stored yet (or evicted): generate it
+            blk = self._generate(k)
+            tmp = f"{path}.{os.getpid()}.tmp"
+            with open(tmp, "wb") as f:
+                np.savez(f, truth=blk.truth, hit_t=blk.hit_t, hit_ch=blk.hit_ch, hit_e=blk.hit_e, hit_key=blk.hit_key)
+            os.replace(tmp, path)
+            old = os.path.join(store, f"block-{self._store_key}-{k - STORE_KEEP_BLOCKS}.npz")
+            for stale in (old, old + ".lock"):
+                try:
+                    os.remove(stale)
+                except OSError:
+                    pass
+            return blk
+        finally:
+            os.close(fd)
 
     def _generate(self, k: int) -> Block:
         cfg, beam = self.cfg, self.cfg.beam

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
@@ -12,7 +13,7 @@ from ._beam import BLOCK_SAMPLES, BeamTimeline
 from ._rng import mix64
 from ._templates import I_SUB, Tables, build_tables, noise_banks
 from ._truth import TRUTH_DTYPE
-from ._waveform import NOISE_BLOCK_BITS, render_span, render_spans, render_windows
+from ._waveform import NOISE_BLOCK_BITS, render_spans_bucketed, render_windows
 
 NOISE_BANK_SIZE = 1 << 15
 """Noise bank length: 2 x 128 kB of float32 stay in the L2 cache (the kernels read them at
@@ -50,6 +51,10 @@ def _check_channels(cfg: Config, channels: Sequence[int] | np.ndarray | None) ->
     return arr.astype(np.int64)
 
 
+_ENGINES: OrderedDict[tuple[Config, int], _Engine] = OrderedDict()
+_ENGINES_KEPT = 4   # (cfg, seed) pairs whose engine a process keeps (one in a DAQ run)
+
+
 @dataclass
 class _Engine:
     """Tables, noise banks and the beam time line of one (config, seed)."""
@@ -64,6 +69,25 @@ class _Engine:
 
     @classmethod
     def create(cls, cfg: Config, seed: int) -> _Engine:
+        """The engine of (cfg, seed), shared by every stream of the process that asks for it.
+
+        Tables, noise banks and beam blocks depend only on (cfg, seed), and a block is the same
+        whoever asks for it: the boards of one front-end process share one time line instead
+        of each generating every block again (issue 14: 8 core-s per beam-s with 12 copies).
+        """
+        key = (cfg, int(seed))
+        eng = _ENGINES.get(key)
+        if eng is None:
+            eng = cls._new(cfg, seed)
+            _ENGINES[key] = eng
+            if len(_ENGINES) > _ENGINES_KEPT:
+                _ENGINES.popitem(last=False)
+        else:
+            _ENGINES.move_to_end(key)
+        return eng
+
+    @classmethod
+    def _new(cls, cfg: Config, seed: int) -> _Engine:
         white, corr = noise_banks(seed, cfg.digitizer.sample_ns, cfg.digitizer.correlated_noise_ns, NOISE_BANK_SIZE,
                                   1 << NOISE_BLOCK_BITS)
         return cls(cfg, seed, build_tables(cfg), white, corr, BeamTimeline(cfg, seed), np.uint64(mix64(np.uint64(seed))))
@@ -81,16 +105,26 @@ class _Engine:
         render_windows(starts.astype(np.int64), n, sel, row_of, *hits, *self._common(), out)
         return out
 
-    def span(self, s0: int, n: int, sel: np.ndarray, hits) -> np.ndarray:
+    def span(self, s0: int, n: int, sel: np.ndarray, bucketed) -> np.ndarray:
+        """Samples [s0, s0 + n) of channels ``sel``; ``bucketed``: :func:`bucket_hits` of their hits."""
         out = np.empty((len(sel), n), np.uint16)
-        render_span(s0, n, sel, *hits, *self._common(), out)
+        render_spans_bucketed(np.zeros(len(sel), np.int64), np.ones(len(sel), np.int64), np.array([s0], np.int64),
+                              np.array([n], np.int64), np.zeros(1, np.int64), sel, *bucketed, *self._common(), out)
         return out
 
-    def spans(self, starts: np.ndarray, lengths: np.ndarray, sel: np.ndarray, hits) -> np.ndarray:
+    def spans(self, starts: np.ndarray, lengths: np.ndarray, sel: np.ndarray, bucketed) -> np.ndarray:
         offsets = np.zeros(len(starts), np.int64)
         np.cumsum(lengths[:-1], out=offsets[1:])
         out = np.empty((len(sel), int(lengths.sum())), np.uint16)
-        render_spans(starts, lengths, offsets, sel, *hits, *self._common(), out)
+        render_spans_bucketed(np.zeros(len(sel), np.int64), np.full(len(sel), len(starts), np.int64), starts, lengths,
+                              offsets, sel, *bucketed, *self._common(), out)
+        return out
+
+    def row_spans(self, span_lo: np.ndarray, span_hi: np.ndarray, starts: np.ndarray, lengths: np.ndarray,
+                  offsets: np.ndarray, width: int, sel: np.ndarray, bucketed) -> np.ndarray:
+        """Spans chosen per row (:func:`render_spans_bucketed`) into a zeroed (len(sel), width) array."""
+        out = np.zeros((len(sel), width), np.uint16)
+        render_spans_bucketed(span_lo, span_hi, starts, lengths, offsets, sel, *bucketed, *self._common(), out)
         return out
 
     def block_range(self, s0: int, s1: int) -> tuple[int, int]:
@@ -98,6 +132,24 @@ class _Engine:
         sample_ns = self.cfg.digitizer.sample_ns
         k0 = int(np.floor((s0 * sample_ns - self.tables.lookback_ns) / (BLOCK_SAMPLES * sample_ns)))
         return k0, (s1 - 1) // BLOCK_SAMPLES
+
+
+def bucket_hits(hits, sel: np.ndarray, n_channels: int):
+    """The hits of channels ``sel``, grouped by row of ``sel`` (time order kept within each).
+
+    Returns ``(seg, hit_t, hit_ch, hit_e, hit_key)``: the hits of ``sel[r]`` are
+    ``[seg[r], seg[r + 1])`` (the layout of :func:`render_spans_bucketed`).
+    """
+    hit_t, hit_ch, hit_e, hit_key = hits
+    row_of = np.full(n_channels, -1, np.int64)
+    row_of[sel] = np.arange(len(sel))
+    row = row_of[hit_ch]
+    mine = np.flatnonzero(row >= 0)
+    order = mine[np.argsort(row[mine], kind="stable")]
+    seg = np.zeros(len(sel) + 1, np.int64)
+    np.cumsum(np.bincount(row[mine], minlength=len(sel)), out=seg[1:])
+    return (seg, np.ascontiguousarray(hit_t[order]), np.ascontiguousarray(hit_ch[order]),
+            np.ascontiguousarray(hit_e[order]), np.ascontiguousarray(hit_key[order]))
 
 
 def iter_windows(cfg: Config, n_events: int, seed: int | None = None, *, batch_events: int = 4096,
@@ -231,16 +283,27 @@ class SampleStream:
         self._eng = _Engine.create(cfg, self.seed)
         self.position = 0
         """Absolute sample index of the next sample to be read."""
-        self._span_cache: tuple[tuple[int, int], tuple, np.ndarray] | None = None
+        self._span_cache: dict[tuple[int, int], tuple[tuple, np.ndarray]] = {}
         self._extent_cache: dict[int, tuple[np.ndarray, np.ndarray]] = {}
 
+    @property
+    def timeline_cpu_s(self) -> float:
+        """CPU seconds this stream's beam time line has spent generating blocks (benchmarks)."""
+        return self._eng.timeline.generate_cpu_s
+
     def _blocks(self, k0: int, k1: int):
-        """Hits and beam truth of blocks k0..k1, kept for the next read (small chunks)."""
-        if self._span_cache is None or self._span_cache[0] != (k0, k1):
+        """This stream's hits (:func:`bucket_hits`) and the beam truth of blocks k0..k1, kept for
+        the next reads (small chunks; slices and readout windows ask for different block ranges)."""
+        hit = self._span_cache.get((k0, k1))
+        if hit is None:
             tl = self._eng.timeline
             truth = np.concatenate([tl.block(k).truth for k in range(max(k0, 0), k1 + 1)])
-            self._span_cache = ((k0, k1), tl.hits(k0, k1), truth)
-        return self._span_cache[1], self._span_cache[2]
+            bucketed = bucket_hits(tl.hits(k0, k1), self.channels, len(self.cfg.channel_map))
+            hit = (bucketed, truth)
+            self._span_cache[(k0, k1)] = hit
+            if len(self._span_cache) > 4:
+                self._span_cache.pop(next(iter(self._span_cache)))
+        return hit
 
     def read(self, n_samples: int) -> tuple[np.ndarray, np.ndarray]:
         """The next ``n_samples`` samples.
@@ -279,6 +342,27 @@ class SampleStream:
         hits, _truth = self._blocks(*self._eng.block_range(start, start + n_samples))
         return self._eng.span(start, n_samples, self.channels, hits)
 
+    def read_windows(self, starts: Sequence[int] | np.ndarray, n_samples: int) -> np.ndarray:
+        """Windows ``[starts[e], starts[e] + n_samples)`` of the stream, in one call (they may overlap).
+
+        Each equals bit for bit what :meth:`read_at` returns for it; :attr:`position` does not move.
+
+        Returns
+        -------
+        np.ndarray
+            (len(starts), n_channels, n_samples) uint16.
+        """
+        a = np.asarray(starts)
+        if a.ndim != 1 or a.size == 0 or not np.issubdtype(a.dtype, np.integer):
+            raise ValueError(f"starts = {starts!r}: expected a non-empty 1D integer sequence")
+        a = a.astype(np.int64)
+        if a.min() < 0:
+            raise ValueError(f"starts: {int(a.min())}, expected sample indices >= 0")
+        n = _check_int("n_samples", n_samples, 1)
+        hits, _truth = self._blocks(*self._eng.block_range(int(a.min()), int(a.max()) + n))
+        out = self._eng.spans(a, np.full(len(a), n, np.int64), self.channels, hits)
+        return np.ascontiguousarray(out.reshape(len(self.channels), len(a), n).transpose(1, 0, 2))
+
     def read_spans(self, starts: Sequence[int] | np.ndarray, stops: Sequence[int] | np.ndarray) -> np.ndarray:
         """Several sample ranges ``[starts[j], stops[j])`` of the stream, concatenated, in one call.
 
@@ -308,6 +392,45 @@ class SampleStream:
                              "(ranges in increasing order, not overlapping)")
         hits, _truth = self._blocks(*self._eng.block_range(int(a[0]), int(b[-1])))
         return self._eng.spans(a, b - a, self.channels, hits)
+
+    def read_row_spans(self, groups: Sequence[tuple[np.ndarray, np.ndarray, np.ndarray]]) -> np.ndarray:
+        """Ranges chosen per group of rows, each group's concatenated in its rows, in one call.
+
+        ``groups``: ``(rows, starts, stops)`` per group (rows: indices into the stream's
+        channels, each in one group; ranges as for :meth:`read_spans`). Row ``r`` of group
+        ``g`` holds the ranges of ``g`` concatenated, each equal bit for bit to what
+        :meth:`read` returns, then zeros up to the longest group's total.
+
+        Returns
+        -------
+        np.ndarray
+            (n_channels, max over groups of sum(stops - starts)) uint16.
+        """
+        n_rows = len(self.channels)
+        span_lo = np.zeros(n_rows, np.int64)
+        span_hi = np.zeros(n_rows, np.int64)
+        starts, lengths, offsets = [], [], []
+        n_spans, width, s_lo, s_hi = 0, 0, None, None
+        for rows, a, b in groups:
+            a, b = np.asarray(a, np.int64), np.asarray(b, np.int64)
+            span_lo[rows] = n_spans
+            n_spans += len(a)
+            span_hi[rows] = n_spans
+            if len(a):
+                ln = b - a
+                off = np.zeros(len(a), np.int64)
+                np.cumsum(ln[:-1], out=off[1:])
+                starts.append(a)
+                lengths.append(ln)
+                offsets.append(off)
+                width = max(width, int(ln.sum()))
+                s_lo = int(a[0]) if s_lo is None else min(s_lo, int(a[0]))
+                s_hi = int(b[-1]) if s_hi is None else max(s_hi, int(b[-1]))
+        if s_lo is None or s_hi is None:
+            return np.zeros((n_rows, 0), np.uint16)
+        bucketed, _truth = self._blocks(*self._eng.block_range(s_lo, s_hi))
+        return self._eng.row_spans(span_lo, span_hi, np.concatenate(starts), np.concatenate(lengths),
+                                   np.concatenate(offsets), width, self.channels, bucketed)
 
     def hit_extents(self, start: int, stop: int) -> tuple[np.ndarray, np.ndarray]:
         """Where the energy hits of the stream's channels put signal, for hits reaching ``[start, stop)``.

@@ -279,3 +279,40 @@ def render_spans(starts, lengths, offsets, sel, hit_t, hit_ch, hit_e, hit_key, c
             o = offsets[j]
             _finish_channel(buf, 0, out[:, o:o + n], r, c, s0, n, chan_f, chan_i, seed_key, templates,
                             span_fine, span_ns, white, corr, sample_ns, adc_max)
+
+
+@numba.njit(cache=True, parallel=True)
+def render_spans_bucketed(span_lo, span_hi, starts, lengths, offsets, sel, seg, hit_t, hit_ch, hit_e, hit_key,
+                          chan_f, chan_i, seed_key, templates, span_fine, span_ns, scint_tau, scint_cum, scint_rise,
+                          lookback_ns, white, corr, sample_ns, adc_max, out):
+    """:func:`render_spans` with the hits bucketed by channel, and spans chosen per row: bit for
+    bit the same samples.
+
+    Row ``r`` (channel ``sel[r]``) renders the spans ``span_lo[r] <= j < span_hi[r]`` into
+    ``out[r, offsets[j]:offsets[j] + lengths[j]]`` (the rest of the row is left as it is): the
+    boards of one front-end process, each with its own active ranges, in one call. The hits
+    of ``sel[r]`` are ``hit_*[seg[r]:seg[r + 1]]``, in time order (a stable sort of the
+    time-ordered hits by row), so each channel looks only at its own hits, where
+    :func:`render_spans` tests every hit of every channel in a span's time range (two thirds
+    of its time on a 12-channel board); the hits it renders, and their order, are the same.
+    """
+    for r in numba.prange(len(sel)):
+        c = sel[r]
+        a = seg[r]
+        t_c = hit_t[a:seg[r + 1]]
+        longest = 0
+        for j in range(span_lo[r], span_hi[r]):
+            longest = max(longest, lengths[j])
+        buf = np.empty((1, longest))
+        for j in range(span_lo[r], span_hi[r]):
+            s0 = starts[j]
+            n = lengths[j]
+            buf[0, :n] = 0.0
+            lo = a + np.searchsorted(t_c, s0 * sample_ns - lookback_ns)
+            hi = a + np.searchsorted(t_c, (s0 + n) * sample_ns)
+            for h in range(lo, hi):
+                _render_hit(buf, 0, s0, n, hit_t[h], hit_e[h], hit_key[h], chan_f, c, chan_i[c, I_SUB], seed_key,
+                            templates, span_fine, span_ns, scint_tau, scint_cum, scint_rise, sample_ns)
+            o = offsets[j]
+            _finish_channel(buf, 0, out[:, o:o + n], r, c, s0, n, chan_f, chan_i, seed_key, templates,
+                            span_fine, span_ns, white, corr, sample_ns, adc_max)
