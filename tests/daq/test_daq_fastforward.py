@@ -36,8 +36,11 @@ SPILL_TICKS = 25_000_000
 
 def gap_config(**daq):
     timeouts = {k: v for k, v in FAST.items() if k not in ("front_end", "trigger_logic")}
+    # a board queue that holds every fragment of the run: busy (flow control, which depends on how
+    # fast the builder drains, i.e. on the machine's load) never stops a trigger nor counts busy ticks
     return load_config().replace(daq={**timeouts, "builder_timeout_s": 60.0, "board_timeout_s": 60.0,
-                                      "boards_per_process": 6, "fast_forward_slices": 512, **daq}, beam=GAPS)
+                                      "boards_per_process": 6, "fast_forward_slices": 512,
+                                      "board_queue_events": 4096, **daq}, beam=GAPS)
 
 
 def run_file(cfg, path, n_events):
