@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import json
-import os
 import sqlite3
-import tempfile
 
 import pytest
 from hypothesis import HealthCheck, settings
@@ -144,15 +142,16 @@ def test_open_keeps_the_writer_inside_its_folder(tmp_path):
             "overwrite": False, "block_store": ""}
     assert check_open("writer", good, str(tmp_path)) == good
     # the shared beam blocks: only a folder in run control's private temporary folder
-    private = tempfile.mkdtemp(prefix="pokerdaq-ipc-test-")
-    try:
-        blocks = os.path.join(private, "blocks-1")
-        assert check_open("writer", {**good, "block_store": blocks}, str(tmp_path))["block_store"] == blocks
-        for bad in ("/etc", str(tmp_path), os.path.join(private, "blocks-1", "deeper"), os.path.join(private, "..", "x")):
-            with pytest.raises(ProtocolError, match="block_store"):
-                check_open("writer", {**good, "block_store": bad}, str(tmp_path))
-    finally:
-        os.rmdir(private)
+    private = tmp_path / "pokerdaq-ipc-1-test"
+    private.mkdir()
+    (private / "lock").touch()
+    blocks = str(private / "blocks-1")
+    assert check_open("writer", {**good, "block_store": blocks}, str(tmp_path))["block_store"] == blocks
+    (tmp_path / "pokerdaq-ipc-2-nolock").mkdir()
+    for bad in ("/etc", str(tmp_path), str(private / "blocks-1" / "blocks-2"), str(private / ".." / "blocks-1"),
+                str(private / "other"), str(tmp_path / "pokerdaq-ipc-2-nolock" / "blocks-1"), "blocks-1"):
+        with pytest.raises(ProtocolError, match="block_store"):
+            check_open("writer", {**good, "block_store": bad}, str(tmp_path))
     for output in ("/etc/passwd.h5", str(tmp_path / ".." / "escape.h5")):
         with pytest.raises(ProtocolError, match="outside the node's folder"):
             check_open("writer", {**good, "output": output}, str(tmp_path))

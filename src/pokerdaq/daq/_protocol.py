@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import math
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -81,11 +80,13 @@ def _check_endpoints(v: object) -> bool:
 
 def _in_private_tmp(v: object) -> bool:
     """A folder run control made for one run's beam blocks (the only path a node takes besides
-    the writer's output): inside a ``TMPDIR/pokerdaq-ipc-*`` folder, nothing above it."""
+    the writer's output): ``blocks-N`` directly inside a run-control folder ``pokerdaq-ipc-*``
+    (:func:`pokerdaq.daq._pool.make_ipc_dir`: it holds its ``lock`` file)."""
     if not isinstance(v, str) or not v:
         return False
-    path, base = Path(v).resolve(), Path(tempfile.gettempdir()).resolve()
-    return path.parent.parent == base and path.parent.name.startswith("pokerdaq-ipc-")
+    path = Path(v)
+    return (path.is_absolute() and ".." not in path.parts and path.name.startswith("blocks-")
+            and path.parent.name.startswith("pokerdaq-ipc-") and (path.parent / "lock").is_file())
 
 
 def _check_boards(v: object) -> bool:
@@ -102,7 +103,7 @@ _OPEN: dict[str, tuple[Any, str]] = {
     "overwrite": (lambda v: isinstance(v, bool), "true or false"),
     "config": (lambda v: isinstance(v, str) and len(v) < 1 << 20, "the configuration as TOML text"),
     "block_store": (lambda v: v == "" or _in_private_tmp(v),
-                    "empty, or a folder in run control's private temporary folder (TMPDIR/pokerdaq-ipc-*)"),
+                    "empty, or blocks-N in a run-control folder pokerdaq-ipc-* (with its lock)"),
 }
 _OPEN_FIELDS = {"board": ("config", "run_number", "seed", "endpoints", "boards", "block_store"),
                 "trigger": ("config", "run_number", "seed", "endpoints", "boards", "max_events"),
