@@ -37,13 +37,13 @@ import collections
 import struct
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import zmq
 
 from ._factory import make_front_end
-from ._interfaces import FrontEndLogic, StretchFrontEnd
+from ._interfaces import FrontEndLogic, OnDemandFrontEnd, StretchFrontEnd
 from ._node import Node, NodeError
 from ._wire import (
     DECISION_DTYPE,
@@ -68,7 +68,7 @@ _CREDIT = struct.Struct("<QQ")   # the builder's credit message (pokerdaq.daq._b
 class _Board:
     logic: FrontEndLogic
     dealer: zmq.Socket | None = None
-    ring: dict[int, np.ndarray] = field(default_factory=dict)
+    ring: dict[int, np.ndarray | None] = field(default_factory=dict)   # None: rendered on demand
     next_slice: int = 0
     last_decided: int = -1
     # [slice, flags, triggers, next index, windows and pulses of the triggers rendered together (or None)]
@@ -125,8 +125,8 @@ class BoardGroupNode(Node):
             d.setsockopt(zmq.IDENTITY, f"board{b}".encode())
             d.connect(endpoints["triggers"])
             board.dealer = d
-        self.push = self.socket(zmq.PUSH)
-        self.push.connect(endpoints["fragments"])
+        self.push = push = self.socket(zmq.PUSH)
+        push.connect(endpoints["fragments"])
         if "credits" in endpoints:
             sub = self.socket(zmq.SUB)
             sub.setsockopt(zmq.CONFLATE, 1)   # before connect: only the newest credit is kept
@@ -175,7 +175,7 @@ class BoardGroupNode(Node):
                 continue
             while True:
                 try:
-                    frames = board.dealer.recv_multipart(zmq.NOBLOCK)
+                    frames = self.need(board.dealer, "triggers").recv_multipart(zmq.NOBLOCK)
                 except zmq.Again:
                     break
                 try:
@@ -322,16 +322,17 @@ class BoardGroupNode(Node):
             s = t // self.st
             if board.on_demand:   # the front end renders its windows on demand (SliceOutput)
                 end = min((s + 1) * self.st, first + self.window)
-                window[:, t - first:end - first] = board.logic.read_window(t, end - t)
+                window[:, t - first:end - first] = cast(OnDemandFrontEnd, board.logic).read_window(t, end - t)
                 t = end
                 continue
             if s not in board.ring:
                 raise NodeError(f"board {board.logic.board}: slice {s} for trigger at {ts} is no longer buffered")
             end = min((s + 1) * self.st, first + self.window)
-            if board.ring[s] is None:   # the front end renders its windows on demand (SliceOutput)
-                window[:, t - first:end - first] = board.logic.read_window(t, end - t)
+            chunk = board.ring[s]
+            if chunk is None:   # the front end renders its windows on demand (SliceOutput)
+                window[:, t - first:end - first] = cast(OnDemandFrontEnd, board.logic).read_window(t, end - t)
             else:
-                window[:, t - first:end - first] = board.ring[s][:, t - s * self.st:end - s * self.st]
+                window[:, t - first:end - first] = chunk[:, t - s * self.st:end - s * self.st]
             t = end
         return window
 
@@ -348,7 +349,7 @@ class BoardGroupNode(Node):
                                flags=int(SliceFlags.HEARTBEAT | SliceFlags.BUSY), slice_index=0,
                                records=np.zeros(0, PRIMITIVE_DTYPE))
             try:
-                board.dealer.send_multipart(msg, zmq.NOBLOCK)
+                self.need(board.dealer, "triggers").send_multipart(msg, zmq.NOBLOCK)
                 self.counters["heartbeats"] += 1
             except zmq.Again:
                 pass
@@ -356,7 +357,7 @@ class BoardGroupNode(Node):
     def _flush(self) -> None:
         while self.pending:
             try:
-                self.push.send(self.pending[0], zmq.NOBLOCK, copy=False)
+                self.need(self.push, "fragments").send(self.pending[0], zmq.NOBLOCK, copy=False)
             except zmq.Again:
                 return
             self.pending.popleft()
@@ -371,7 +372,7 @@ class BoardGroupNode(Node):
             return False
         if board.outbox is not None:
             try:
-                board.dealer.send_multipart(board.outbox, zmq.NOBLOCK, copy=False)
+                self.need(board.dealer, "triggers").send_multipart(board.outbox, zmq.NOBLOCK, copy=False)
             except zmq.Again:
                 return False
             board.outbox = None
@@ -381,11 +382,12 @@ class BoardGroupNode(Node):
         k = board.next_slice
         busy = len(self.pending) >= self.busy_mark or self.credit_blocked
         last = k
-        if self.fast_forward and not busy and isinstance(board.logic, StretchFrontEnd):
-            last = board.logic.stretch_end(k, self.cfg.daq.fast_forward_slices)
+        stretch = board.logic if self.fast_forward and not busy and isinstance(board.logic, StretchFrontEnd) else None
+        if stretch is not None:
+            last = stretch.stretch_end(k, self.cfg.daq.fast_forward_slices)
         c0 = time.thread_time()
-        if last > k:   # a busy board sends slice by slice: busy is a per-slice state
-            out = board.logic.process_stretch(k, last)
+        if stretch is not None and last > k:   # a busy board sends slice by slice: busy is a per-slice state
+            out = stretch.process_stretch(k, last)
             board.stretches += 1
         else:
             out = board.logic.process_slice(k)
@@ -402,7 +404,7 @@ class BoardGroupNode(Node):
         board.in_flight.append(last)
         board.primitives_sent += len(prims)
         try:
-            board.dealer.send_multipart(msg, zmq.NOBLOCK, copy=False)
+            self.need(board.dealer, "triggers").send_multipart(msg, zmq.NOBLOCK, copy=False)
         except zmq.Again:
             board.outbox = msg
         return True

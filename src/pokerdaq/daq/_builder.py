@@ -103,7 +103,11 @@ class EventBuilderNode(Node):
         self.rejected, self.counters = asm.rejected, asm.counters   # one set of counters
         self.scalers_queued = 0             # spill scaler rows and trigger inputs in the out queue (not events)
         self._next_expire = 0.0
-        self.frag_sock = self.rec_sock = self.push = self.monitor = self.credit_pub = None
+        self.frag_sock: zmq.Socket | None = None
+        self.rec_sock: zmq.Socket | None = None
+        self.push: zmq.Socket | None = None
+        self.monitor: zmq.Socket | None = None
+        self.credit_pub: zmq.Socket | None = None
         self._credit_sent_at = 0.0
         self._credit_published = -1
         import hist
@@ -117,20 +121,20 @@ class EventBuilderNode(Node):
     # ---- sockets ---------------------------------------------------------------------
     def bind(self) -> dict[str, str]:
         eps = self.params["endpoints"]
-        self.frag_sock = self.socket(zmq.PULL)
-        self.frag_sock.setsockopt(zmq.MAXMSGSIZE, self.cfg.daq.max_message_bytes)
-        self.monitor = self.frag_sock.get_monitor_socket(zmq.EVENT_DISCONNECTED | zmq.EVENT_ACCEPTED)
-        self.rec_sock = self.socket(zmq.PULL)
-        bound = {"fragments": self.bind_socket(self.frag_sock, eps["fragments"]),
-                 "trigger_records": self.bind_socket(self.rec_sock, eps["trigger_records"])}
+        self.frag_sock = frag = self.socket(zmq.PULL)
+        frag.setsockopt(zmq.MAXMSGSIZE, self.cfg.daq.max_message_bytes)
+        self.monitor = frag.get_monitor_socket(zmq.EVENT_DISCONNECTED | zmq.EVENT_ACCEPTED)
+        self.rec_sock = rec = self.socket(zmq.PULL)
+        bound = {"fragments": self.bind_socket(frag, eps["fragments"]),
+                 "trigger_records": self.bind_socket(rec, eps["trigger_records"])}
         if "credits" in eps:
-            self.credit_pub = self.socket(zmq.PUB)
-            bound["credits"] = self.bind_socket(self.credit_pub, eps["credits"])
+            self.credit_pub = pub = self.socket(zmq.PUB)
+            bound["credits"] = self.bind_socket(pub, eps["credits"])
         return bound
 
     def connect(self, endpoints: dict[str, str]) -> None:
-        self.push = self.socket(zmq.PUSH, hwm=max(2, self.cfg.daq.hwm // 4))
-        self.push.connect(endpoints["records"])
+        self.push = push = self.socket(zmq.PUSH, hwm=max(2, self.cfg.daq.hwm // 4))
+        push.connect(endpoints["records"])
 
     @property
     def in_flight(self) -> int:
@@ -160,7 +164,7 @@ class EventBuilderNode(Node):
             if asm.n_records_only >= asm.record_cap:
                 break
             try:
-                frames = self.rec_sock.recv_multipart(zmq.NOBLOCK)
+                frames = self.need(self.rec_sock, "trigger_records").recv_multipart(zmq.NOBLOCK)
             except zmq.Again:
                 break
             self._on_records(frames)
@@ -192,7 +196,8 @@ class EventBuilderNode(Node):
         # receive buffer it lies in alive (ZMQ_IN_BATCH_SIZE, 8 kB): memory stays bounded by
         # the in-flight, parking and orphan limits, up to ~5x the fragments' own bytes
         asm = self.assembler
-        recv, decode, take, parked, park_limit, rejected = (self.frag_sock.recv, self.decoder.decode, asm.take,
+        recv, decode, take, parked, park_limit, rejected = (self.need(self.frag_sock, "fragments").recv,
+                                                            self.decoder.decode, asm.take,
                                                             asm.parked, asm.park_limit, asm.rejected)
         n = 0
         while n < FRAGMENTS_PER_STEP:
@@ -216,7 +221,7 @@ class EventBuilderNode(Node):
                 frag = decode(msg)
             except FragmentError as err:
                 rejected[err.reason] += 1
-                if err.event_number is not None:   # BAD_CRC with an intact header
+                if err.event_number is not None and err.board_id is not None:   # BAD_CRC, header intact
                     asm.bad_crc(err.board_id, err.event_number)
                 continue
             take(frag, now)   # (never replaces asm.parked: only unpark and early builds do)
@@ -226,7 +231,7 @@ class EventBuilderNode(Node):
     def _watch_connections(self) -> None:
         while True:
             try:
-                msg = self.monitor.recv_multipart(zmq.NOBLOCK)
+                msg = self.need(self.monitor, "fragments monitor").recv_multipart(zmq.NOBLOCK)
             except zmq.Again:
                 return
             event = zmq.utils.monitor.parse_monitor_message(msg)["event"]
@@ -308,7 +313,7 @@ class EventBuilderNode(Node):
     def _send(self) -> bool:
         n = 0
         sent = False
-        send, out = self.push.send, self.assembler.out
+        send, out = self.need(self.push, "records").send, self.assembler.out
         while out:
             frames = out[0]
             try:
@@ -350,7 +355,7 @@ class EventBuilderNode(Node):
     def _finish(self) -> None:
         self.assembler.finish()
         info = {"events_issued": self.assembler.total, "stats": self.stats()}
-        self.send_with_deadline(self.push, [b"END", json.dumps(info).encode()], "end of run to the writer")
+        self.send_with_deadline(self.need(self.push, "records"), [b"END", json.dumps(info).encode()], "end of run to the writer")
         self.notify_drained()
 
     def _fill_histograms(self) -> None:

@@ -179,6 +179,15 @@ class TriggerLogic(Protocol):
         ...
 
 
+class OnDemandFrontEnd(FrontEndLogic, Protocol):
+    """A :class:`FrontEndLogic` that renders its readout windows itself: its slices come without
+    samples (``SliceOutput.samples`` None) and the board asks it for the window of a trigger."""
+
+    def read_window(self, first_tick: int, n_samples: int) -> np.ndarray:
+        """(n_channels, n_samples) uint16: the samples from absolute tick ``first_tick``."""
+        ...
+
+
 @runtime_checkable
 class StretchFrontEnd(Protocol):
     """Optional part of a :class:`FrontEndLogic` that can fast-forward (``daq.fast_forward``).

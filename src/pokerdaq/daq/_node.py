@@ -186,6 +186,13 @@ class Node:
             secure_client(s, self.keys)   # made a server by bind_socket when it binds
         return s
 
+    @staticmethod
+    def need(s: zmq.Socket | None, what: str) -> zmq.Socket:
+        """A data socket that ``bind`` or ``connect`` made; NodeError if it was not (a command out of order)."""
+        if s is None:
+            raise NodeError(f"{what}: socket not made yet (bind and connect come before start)")
+        return s
+
     def bind_socket(self, s: zmq.Socket, endpoint: str) -> str:
         if self.keys is not None:
             secure_server(s, self.keys)

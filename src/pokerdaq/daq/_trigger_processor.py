@@ -161,7 +161,7 @@ class TriggerProcessorNode(Node):
     def _receive(self) -> None:
         for _ in range(1000):
             try:
-                frames = self.router.recv_multipart(zmq.NOBLOCK)
+                frames = self.need(self.router, "triggers").recv_multipart(zmq.NOBLOCK)
             except zmq.Again:
                 return
             ident, body = frames[0], frames[1:]
@@ -232,14 +232,14 @@ class TriggerProcessorNode(Node):
                 queue.popleft()
             heads[b] = queue[0]
         last = min(m[1] for m in heads.values())
-        prims = [m[2] for m in heads.values() if m[0] == k]
+        parts = [m[2] for m in heads.values() if m[0] == k]
         busy = any(m[3] for m in heads.values())
         for b, m in heads.items():
             if m[1] <= last:
                 self.messages[b].popleft()
         decided = self.logic.decided_until(last)
         ends = list(range((self.spill + 1) * self.spill_ticks, decided + 1, self.spill_ticks))
-        prims = np.concatenate(prims) if prims else np.zeros(0, PRIMITIVE_DTYPE)
+        prims = np.concatenate(parts) if parts else np.zeros(0, PRIMITIVE_DTYPE)
         step = self._step_row(k, busy, prims)
         # a run stopped at max_events ends with the slice whose decision holds its last event;
         # inside a stretch that slice is known only afterwards: keep the logic's state to go back
@@ -301,13 +301,13 @@ class TriggerProcessorNode(Node):
                 rec = encode_slice(TRIGGER_MAGIC, board_id=TP_ID, run_number=self.run_number,
                                    flags=int(SliceFlags.RECORDS), slice_index=k, last_slice=last,
                                    records=trig[sent:upto])
-                self.send_with_deadline(self.push, rec, "trigger records to the event builder")
+                self.send_with_deadline(self.need(self.push, "trigger_records"), rec, "trigger records to the event builder")
                 sent = upto
             if row is not None:
                 self._send_scalers(row)
         step["last_slice"] = last
         if self.record_inputs:
-            self.send_with_deadline(self.push, [b"TRIGIN", step.tobytes(), prims.tobytes()],
+            self.send_with_deadline(self.need(self.push, "trigger_records"), [b"TRIGIN", step.tobytes(), prims.tobytes()],
                                     "trigger inputs to the event builder")
         self.next_slice = last + 1
         self.slice_wait_start = time.monotonic()
@@ -362,13 +362,15 @@ class TriggerProcessorNode(Node):
         return row
 
     def _send_scalers(self, row: dict) -> None:
-        self.send_with_deadline(self.push, [b"SCALERS", json.dumps(row).encode()], "scalers to the event builder")
+        self.send_with_deadline(self.need(self.push, "trigger_records"), [b"SCALERS", json.dumps(row).encode()],
+                                "scalers to the event builder")
         self.spill_rows += 1
 
     def _to_boards(self, msg: list[bytes]) -> None:
         for b in sorted(self.live):
             try:
-                self.send_with_deadline(self.router, [f"board{b}".encode(), *msg], f"decision to board {b}")
+                self.send_with_deadline(self.need(self.router, "triggers"), [f"board{b}".encode(), *msg],
+                                        f"decision to board {b}")
             except zmq.ZMQError as err:
                 if err.errno == zmq.EHOSTUNREACH:  # its process is gone
                     self._mark_dead(b, "disconnected")
@@ -383,7 +385,7 @@ class TriggerProcessorNode(Node):
         self._to_boards(end)
         for b in sorted(self.dead):   # best effort: a board taken for dead may still be alive
             try:
-                self.router.send_multipart([f"board{b}".encode(), *end], zmq.NOBLOCK)
+                self.need(self.router, "triggers").send_multipart([f"board{b}".encode(), *end], zmq.NOBLOCK)
             except zmq.ZMQError:
                 pass
         # to the builder: slice_index of the end message = number of events issued
@@ -394,7 +396,7 @@ class TriggerProcessorNode(Node):
         # always has at least one row
         if self.decided > self.spill * self.spill_ticks or self.spill_rows == 0:
             self._send_scalers(self._spill_row(self.decided, self.logic.scaler_counts(), self.next_event, final=True))
-        self.send_with_deadline(self.push, fin, "end of run to the event builder")
+        self.send_with_deadline(self.need(self.push, "trigger_records"), fin, "end of run to the event builder")
         self.notify_drained()
 
     def stats(self) -> dict[str, Any]:

@@ -36,14 +36,17 @@ import json
 import logging
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import zmq
 
 from pokerdaq.dsp._records import PULSE_DTYPE
 
-from ._node import Node
+from ._node import Node, NodeError
+
+if TYPE_CHECKING:
+    from pokerdaq.io import RunFileWriter
 
 FLUSH_INTERVAL_S = 0.2
 TRIGIN_BATCH = 4096
@@ -78,7 +81,7 @@ class WriterNode(Node):
         self.last_rejection = ""
         self.last_received = -1      # highest event number received (written or rejected): gone by
         self.last_write = time.monotonic()
-        self.writer = None
+        self.writer: RunFileWriter | None = None
         self.events_written = 0
         self.bytes_written = 0
         self.batches = 0
@@ -144,7 +147,7 @@ class WriterNode(Node):
         # only a readable socket is read (a receive that raises zmq.Again costs as much as one that gets)
         while self.sock in ready and len(self.batch) < self.cfg.daq.writer_batch_events:
             try:
-                frames = self.sock.recv_multipart(zmq.NOBLOCK)
+                frames = self.need(self.sock, "records").recv_multipart(zmq.NOBLOCK)
             except zmq.Again:
                 break
             got += 1
@@ -290,10 +293,13 @@ class WriterNode(Node):
             headers["flags"] |= np.uint32(EventFlags.SIMULATED)
         c0 = time.thread_time()
         self._write_trigger_inputs()   # the decisions of these events (and later ones) first
-        self.writer.write_events(headers, samples, pulses, truth)
+        writer = self.writer
+        if writer is None:
+            raise NodeError("events before the run file was opened (start comes first)")
+        writer.write_events(headers, samples, pulses, truth)
         self.display.observe(headers, samples, pulses)
         self.stage_cpu["file"] += time.thread_time() - c0
-        if self.truth is not None:
+        if truth is not None:
             self.truth_matched += int((truth["species"] >= 0).sum())
         self._count_spill_events(headers)
         self.events_written += len(headers)
