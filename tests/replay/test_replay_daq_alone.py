@@ -13,7 +13,6 @@ import sys
 from pathlib import Path
 
 import h5py
-import numpy as np
 import pytest
 
 import pokerdaq
@@ -34,12 +33,13 @@ def _cli(*args, timeout=600) -> subprocess.CompletedProcess:
 @pytest.fixture(scope="module")
 def daq_run(tmp_path_factory):
     """A short physics run, a new file every 30 events, random triggers at 20 kHz (the
-    generator's state matters) and 4 us dead time (decisions lost to it carry over)."""
+    generator's state matters), 4 us dead time (decisions lost to it carry over), the state sent
+    with every 2nd step (a file's stored steps then start at the last state before its first event)."""
     d = tmp_path_factory.mktemp("daqalone")
     out = _cli("run", "--events", str(N_EVENTS), "--seed", "7", "--output", str(d / "run.h5"),
                "--set", "beam.spill_period_s=0.02", "--set", "beam.spill_length_s=0.002",
                "--set", "trigger.random_rate_hz=20000.0", "--set", "trigger.dead_time_ns=4000.0",
-               "--set", f"daq.rotate_events={ROTATE}")
+               "--set", "daq.trigger_state_every_steps=2", "--set", f"daq.rotate_events={ROTATE}")
     assert out.returncode == 0, out.stdout + out.stderr
     paths = run_paths(d / "run.h5")
     assert [len(RunFile(p)) for p in paths][:4] == [ROTATE] * 4

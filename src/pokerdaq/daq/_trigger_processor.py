@@ -83,6 +83,7 @@ class TriggerProcessorNode(Node):
         self.logic = make_trigger_logic(cfg, int(params["seed"]))
         # the trigger inputs are for replay, which decides runs of the physics logic only
         self.record_inputs = cfg.daq.trigger_logic == "physics"
+        self.state_steps = -1   # decision steps sent; the model's state goes with every N-th (_model_state)
         self.all_boards = [int(b) for b in params["boards"]]
         self.live = set(self.all_boards)
         self.dead: dict[int, str] = {}
@@ -309,9 +310,12 @@ class TriggerProcessorNode(Node):
 
     def _model_state(self) -> list[bytes]:
         """The 4th ``TRIGIN`` frame: the trigger model's state before the step (int64 words,
-        ``pokerdaq.trigger.model_state``); none for a logic without a model."""
+        ``pokerdaq.trigger.model_state``), with the first and every ``daq.trigger_state_every_steps``-th
+        step; none for a logic without a model."""
         state = getattr(self.logic, "model_state", None) if self.record_inputs else None
-        return [] if state is None else [state().tobytes()]
+        every = self.cfg.daq.trigger_state_every_steps
+        self.state_steps += 1
+        return [] if state is None or self.state_steps % every else [state().tobytes()]
 
     def _step_row(self, first: int, busy: bool, prims: np.ndarray) -> np.ndarray:
         """The trigger-input row of a decision from slice ``first``, with the state it starts from."""

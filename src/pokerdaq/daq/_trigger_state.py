@@ -11,10 +11,12 @@ first step (they lie in earlier files): ``/trigger_inputs/state``, ``state_steps
 that state, feeds those steps and then the file's own, and reproduces every decision of the
 file's events without the earlier files.
 
-Why every step and not every N-th: a step is one slice (``daq.slice_ticks`` = 524 us) or more,
-and the state is about 100 int64 words plus three per record still buffered in an open
-window; sending it costs one more ZeroMQ frame per step, and the writer then needs no
-knowledge of when it will rotate (rotation by bytes is known only when the file is full).
+The trigger processor sends the state with every ``daq.trigger_state_every_steps``-th step
+(and the first), not at rotation: rotation by bytes is known only when the writer's file is
+full, and the trigger processor knows nothing of files. A step is one slice (``daq.slice_ticks``
+= 524 us) or more, the state about 100 int64 words plus three per record still buffered in an
+open window; with N = 1 (the default) a file stores no steps it does not need, with a larger N
+up to N - 1 more (the steps from the last state to the deciding step), for 1/N of the sending.
 """
 
 from __future__ import annotations
@@ -33,24 +35,37 @@ class StateHistory:
 
     def __init__(self, max_steps: int = MAX_STEPS) -> None:
         self.max_steps = int(max_steps)
-        self._steps: collections.deque[tuple[np.ndarray, np.ndarray, np.ndarray]] = collections.deque()
+        self._steps: collections.deque[tuple[np.ndarray, np.ndarray, np.ndarray | None]] = collections.deque()
         self.shed = 0
         self.files_without_state = 0
 
     def __len__(self) -> int:
         return len(self._steps)
 
-    def add(self, step: np.ndarray, prims: np.ndarray, state: np.ndarray) -> None:
-        """A decision step (one ``TRIGGER_STEP_DTYPE`` row), its primitives and the state before it."""
+    def add(self, step: np.ndarray, prims: np.ndarray, state: np.ndarray | None) -> None:
+        """A decision step (one ``TRIGGER_STEP_DTYPE`` row), its primitives and the state before
+        it (None: this step came without one, ``daq.trigger_state_every_steps``)."""
         self._steps.append((step, prims, state))
         while len(self._steps) > self.max_steps:
             self._steps.popleft()
             self.shed += 1
 
     def trim(self, next_event: int) -> None:
-        """Forget the steps before the one that decides event ``next_event`` (or a later one)."""
-        while len(self._steps) > 1 and int(self._steps[1][0]["events_before"][0]) <= next_event:
+        """Forget the steps before the last one with a state at or before the step that decides
+        event ``next_event`` (or a later event)."""
+        keep = self._start(next_event)
+        for _ in range(keep or 0):
             self._steps.popleft()
+
+    def _start(self, event: int) -> int | None:
+        """Index of the last step with a state whose accepted count before it is <= ``event``."""
+        start = None
+        for i, (step, _, state) in enumerate(self._steps):
+            if int(step["events_before"][0]) > event:
+                break
+            if state is not None:
+                start = i
+        return start
 
     def for_file(self, first_event: int, own_first_slice: int | None) -> tuple[int, np.ndarray, np.ndarray, np.ndarray] | None:
         """First slice of the state's step, the state, the steps and the primitives to store in a
@@ -60,11 +75,7 @@ class StateHistory:
         yet; every step received so far is then in earlier files). None when the step that
         decided ``first_event`` is no longer kept (shed) or was never received with a state.
         """
-        start = None
-        for i, (step, _, _) in enumerate(self._steps):
-            if int(step["events_before"][0]) > first_event:
-                break
-            start = i
+        start = self._start(first_event)
         if start is None:
             self.files_without_state += 1
             return None
@@ -72,6 +83,7 @@ class StateHistory:
         if own_first_slice is not None:
             chosen = [c for c in chosen if int(c[0]["first_slice"][0]) < own_first_slice]
         state = self._steps[start][2]
+        assert state is not None
         from pokerdaq.io import TRIGGER_PRIMITIVE_DTYPE, TRIGGER_STEP_DTYPE
         steps = np.concatenate([c[0] for c in chosen]) if chosen else np.zeros(0, TRIGGER_STEP_DTYPE)
         prims = np.concatenate([c[1] for c in chosen]) if chosen else np.zeros(0, TRIGGER_PRIMITIVE_DTYPE)

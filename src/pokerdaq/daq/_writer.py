@@ -334,8 +334,7 @@ class WriterNode(Node):
             self.bad_trigger_input_messages += 1
             return
         self.trigin.append((row, p))
-        if state is not None:
-            self.state_history.add(row, p, np.frombuffer(state, dtype=np.int64))
+        self.state_history.add(row, p, None if state is None else np.frombuffer(state, dtype=np.int64))
 
     def _store_trigger_state(self, first_event: int) -> None:
         """A file gets its first event: store the state and steps that make it checkable alone."""
