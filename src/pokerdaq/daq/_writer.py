@@ -339,11 +339,13 @@ class WriterNode(Node):
     def _store_trigger_state(self, first_event: int) -> None:
         """A file gets its first event: store the state and steps that make it checkable alone."""
         from pokerdaq.trigger import STATE_VERSION
-        found = self.state_history.for_file(first_event, self.trigin_file_first_slice.get(self.writer.file_index))
+        writer = self.writer
+        assert writer is not None   # called by it
+        found = self.state_history.for_file(first_event, self.trigin_file_first_slice.get(writer.file_index))
         if found is None:
             return
         first_slice, state, steps, prims = found
-        self.writer.write_trigger_state(first_slice, state, steps, prims, STATE_VERSION)
+        writer.write_trigger_state(first_slice, state, steps, prims, STATE_VERSION)
         self.trigger_state_files += 1
         self.trigger_state_bytes += state.nbytes + steps.nbytes + prims.nbytes
 

@@ -144,8 +144,9 @@ def replay_file(path: str | os.PathLike[str], config: Config | Overlay | None = 
         Events read and processed at a time (bounds the memory).
     decide_run
         For a file of ``pokerdaq run`` (with ``/trigger_inputs``): decide its trigger words
-        again in stream mode (:func:`decide_runs`) on this file alone, which works for file 0
-        of a run only; :func:`replay_files` passes False and decides every run of its files.
+        again in stream mode (:func:`decide_runs`) on this file alone: file 0 of a run, or a
+        later file from the trigger state stored in it (``/trigger_inputs/state``);
+        :func:`replay_files` passes False and decides every run of its files.
 
     Returns
     -------
@@ -335,7 +336,9 @@ def decide_runs(results: Sequence[FileReplay], config: Config | Overlay | None =
     """Decide the trigger words of the DAQ-run files among ``results`` again, run by run.
 
     The files of one run (same run number and configuration) are put in ``file_index`` order,
-    their ``/trigger_inputs`` concatenated and fed through the stream-mode trigger
+    their ``/trigger_inputs`` concatenated and fed through the stream-mode trigger (from the
+    start of the run, or, when the first file given is a later one, from the trigger state
+    stored in it: :func:`pokerdaq.replay._state.start_from_state`)
     (:func:`~pokerdaq.replay._decisions.stream_decisions`). Each file's ``old_word``,
     ``word_mismatches`` and (with ``config``) ``new_word`` are set; the run's report (counts
     per trigger type over the raw decisions, bytes of trigger inputs per event, state checks)
@@ -372,19 +375,20 @@ def decide_runs(results: Sequence[FileReplay], config: Config | Overlay | None =
         indices = [f.file_index for f in files]
         problem = None
         start = None   # a later file first: the model starts from its stored state (_state.py)
+        stored = files[0].trigger_state
         if indices != list(range(indices[0], indices[0] + len(files))):
             problem = f"files {indices} of run {run_number} given: the trigger needs consecutive files"
-        elif indices[0] != 0 and files[0].trigger_state is None:
+        elif indices[0] != 0 and stored is None:
             problem = (f"files {indices} of run {run_number} given: {files[0].path} stores no trigger state "
                        "(written before it existed), so the trigger needs every file from file 0 on")
         elif indices[0] != 0 and config is not None:
             problem = (f"files {indices} of run {run_number} given: a new configuration is decided from the "
                        "start of the run, so it needs every file from file 0 on")
-        elif indices[0] != 0:
-            start = start_from_state(TriggerRegisters.from_config(old_cfg, seed), files[0].trigger_state, steps,
+        elif indices[0] != 0 and stored is not None:
+            start = start_from_state(TriggerRegisters.from_config(old_cfg, seed), stored, steps,
                                      prims, f"{files[0].path}: /trigger_inputs/state")
             steps, prims = start[1], start[2]
-        first_slice = int(files[0].trigger_state[0]) if start is not None else 0
+        first_slice = int(stored[0]) if start is not None and stored is not None else 0
         if problem is None and len(steps) and (int(steps["first_slice"][0]) != first_slice
                                                or np.any(steps["first_slice"][1:] != steps["last_slice"][:-1] + 1)):
             problem = f"run {run_number}: the recorded decision steps do not cover the run without a gap"
@@ -403,7 +407,7 @@ def decide_runs(results: Sequence[FileReplay], config: Config | Overlay | None =
             "state_mismatches": old.state_mismatches, "first_state_mismatch": old.first_state_mismatch,
             "old": old.counters.as_dict(), "old_accepted_triggers": len(old.words),
             "started_from_stored_state": start is not None, "first_decided_event": old.first_event,
-            "trigger_state_bytes": _state_bytes(files[0].trigger_state) if start is not None else 0,
+            "trigger_state_bytes": _state_bytes(stored) if start is not None and stored is not None else 0,
         }
         new_raw = None
         if config is not None:
