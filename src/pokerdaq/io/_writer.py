@@ -510,7 +510,7 @@ class RunFileWriter:
         h5.create_dataset(L.TRIGGER_STATE_STEPS, shape=(0,), maxshape=(None,), dtype=TRIGGER_STEP_DTYPE,
                           chunks=(L.TRIGGER_STEP_CHUNK_ROWS,), fletcher32=True)
         h5.create_dataset(L.TRIGGER_STATE_PRIMITIVES, shape=(0,), maxshape=(None,), dtype=TRIGGER_PRIMITIVE_DTYPE,
-                          chunks=(L.TRIGGER_PRIMITIVE_CHUNK_ROWS,), fletcher32=True)   # written once: not compressed
+                          chunks=(L.TRIGGER_PRIMITIVE_CHUNK_ROWS,), fletcher32=True, **self._filter)
 
     def _create_truth(self, h5: h5py.File) -> None:
         h5.create_dataset(L.TRUTH, shape=(0,), maxshape=(None,), dtype=self._truth_dtype,
