@@ -15,8 +15,9 @@ The trigger processor sends the state with every ``daq.trigger_state_every_steps
 (and the first), not at rotation: rotation by bytes is known only when the writer's file is
 full, and the trigger processor knows nothing of files. A step is one slice (``daq.slice_ticks``
 = 524 us) or more, the state about 100 int64 words plus three per record still buffered in an
-open window; with N = 1 (the default) a file stores no steps it does not need, with a larger N
-up to N - 1 more (the steps from the last state to the deciding step), for 1/N of the sending.
+open window, during a spill about as large as a step's primitives: with N = 1 a file stores
+no step it does not need but the ``TRIGIN`` bytes double; with N (4 in poker.toml) a file
+stores up to N - 1 steps more (from the last state to the deciding step), for 1/N of the sending.
 """
 
 from __future__ import annotations
