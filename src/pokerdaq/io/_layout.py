@@ -38,6 +38,8 @@ TRUTH_CHUNK_ROWS = 512
 SCALER_CHUNK_ROWS = 64
 TRIGGER_STEP_CHUNK_ROWS = 256
 TRIGGER_PRIMITIVE_CHUNK_ROWS = 16384
+TRIGGER_STATE_CHUNK_WORDS = 1024     # written once per file: small chunks waste no space on a small state
+TRIGGER_STATE_STEP_CHUNK_ROWS = 16
 CHUNK_CACHE_BYTES = 32 << 20   # holds several partly filled sample chunks between batches
 
 COMPRESSIONS = ("gzip", "zstd", "lz4", "none")

@@ -504,11 +504,11 @@ class RunFileWriter:
                           chunks=(L.TRIGGER_PRIMITIVE_CHUNK_ROWS,), fletcher32=True, **self._filter)
         # filled once, with the file's first events (write_trigger_state): docs/hdf5-layout.md "Trigger state"
         state = h5.create_dataset(L.TRIGGER_STATE, shape=(0,), maxshape=(None,), dtype=np.int64,
-                                  chunks=(L.TRIGGER_STEP_CHUNK_ROWS,), fletcher32=True)
+                                  chunks=(L.TRIGGER_STATE_CHUNK_WORDS,), fletcher32=True)
         state.attrs["state_version"] = np.int64(0)
         state.attrs["first_slice"] = np.int64(-1)
         h5.create_dataset(L.TRIGGER_STATE_STEPS, shape=(0,), maxshape=(None,), dtype=TRIGGER_STEP_DTYPE,
-                          chunks=(L.TRIGGER_STEP_CHUNK_ROWS,), fletcher32=True)
+                          chunks=(L.TRIGGER_STATE_STEP_CHUNK_ROWS,), fletcher32=True)
         h5.create_dataset(L.TRIGGER_STATE_PRIMITIVES, shape=(0,), maxshape=(None,), dtype=TRIGGER_PRIMITIVE_DTYPE,
                           chunks=(L.TRIGGER_PRIMITIVE_CHUNK_ROWS,), fletcher32=True, **self._filter)
 
