@@ -74,6 +74,8 @@ def test_later_file_alone_reproduces_every_decision(daq_run, tmp_path):
         assert fr["trigger_word_mismatches"] == 0 and alone["reproduction"]["reproduced"], (k, fr)
         assert r["first_decided_event"] <= int(events["event_number"][0]) if len(events) else True
     assert r["old"] == whole["old"]   # the last file alone: random generator, dead time, counters all carried
+    # with a state every 2nd step, some file starts from a state before steps stored in an earlier file
+    assert any(len(RunFile(p).trigger_state[3]) for p in daq_run[1:])
 
 
 @pytest.mark.timeout(900)
@@ -90,3 +92,19 @@ def test_corrupted_state_is_refused_in_one_line(daq_run, tmp_path):
     lines = out.stderr.strip().splitlines()
     assert len(lines) == 1 and "trigger_inputs/state" in lines[0] and "corrupted" in lines[0], out.stderr
     assert "Traceback" not in out.stderr
+
+
+def test_file_without_state_still_needs_file_0(daq_run, tmp_path):
+    # a file written before /trigger_inputs/state existed: alone it is not decided, with the run it is
+    copies = []
+    for p in daq_run:
+        shutil.copy(p, tmp_path / p.name)
+        copies.append(tmp_path / p.name)
+    with h5py.File(copies[1], "r+") as h5:
+        for name in ("state", "state_steps", "state_primitives"):
+            del h5[f"trigger_inputs/{name}"]
+    with RunFile(copies[1]) as f:
+        assert f.trigger_state is None
+    alone = ReplaySummary(replay_files([copies[1]])).as_dict()
+    assert "stores no trigger state" in alone["runs"][0]["problem"] and not alone["reproduction"]["reproduced"]
+    assert ReplaySummary(replay_files(copies)).as_dict()["reproduction"]["reproduced"]
