@@ -103,9 +103,10 @@ def test_datasets_chunking_and_filters_as_documented(cfg, tmp_path):
     assert {n for n, fl in filters.items() if "fletcher32" in fl} == set(found) - {"channel_map"}
     # compressed: /raw/samples, /events, /pulses, /truth; not /raw/crc32, /scalers
     compressed = {n for n, fl in filters.items() if "32026" in fl}
-    assert compressed == {"raw/samples", "events", "pulses", "truth", "trigger_inputs/primitives"}
-    assert ("`/raw/samples`, `/events`, `/pulses`, `/truth` and `/trigger_inputs/primitives` are compressed "
-            "with the filter") in DOC
+    assert compressed == {"raw/samples", "events", "pulses", "truth", "trigger_inputs/primitives",
+                          "trigger_inputs/state_primitives"}
+    assert ("`/raw/samples`, `/events`, `/pulses`, `/truth`, `/trigger_inputs/primitives` and\n"
+            "`/trigger_inputs/state_primitives` are compressed with the filter") in DOC
     assert "`/raw/crc32` and `/scalers` are not\ncompressed" in DOC
 
 

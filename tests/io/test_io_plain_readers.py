@@ -47,7 +47,9 @@ def test_simulate_file_reads_without_plugin_and_with_h5dump(tmp_path):
     proc = _read_plain(out, tmp_path)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.split() == ["channel_map", "events", "pulses", "raw/crc32", "raw/samples", "scalers",
-                                   "trigger_inputs/primitives", "trigger_inputs/steps", "truth"]
+                                   "trigger_inputs/primitives", "trigger_inputs/state",
+                                   "trigger_inputs/state_primitives", "trigger_inputs/state_steps",
+                                   "trigger_inputs/steps", "truth"]
 
     h5dump = shutil.which("h5dump")
     assert h5dump, "h5dump missing: make venv installs Debian's hdf5-tools"

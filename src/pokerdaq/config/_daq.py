@@ -82,6 +82,7 @@ class DaqConfig:
     writer_delay_s: Annotated[float, Bounds(ge=0.0, le=10.0)]
     rotate_events: Annotated[int, Bounds(ge=0)]
     rotate_bytes: Annotated[int, Bounds(ge=0)]
+    trigger_state_every_steps: Annotated[int, Bounds(ge=1, le=1 << 20)]
     compression: Literal["gzip", "zstd", "lz4", "none"]
     monitor_interval_s: Annotated[float, Bounds(gt=0.0)]
     monitor_hwm: Annotated[int, Bounds(ge=1, le=1000)]

@@ -242,7 +242,7 @@ class EventBuilderNode(Node):
 
     def _on_records(self, frames) -> None:
         asm = self.assembler
-        if (len(frames) == 2 and frames[0] == b"SCALERS") or (len(frames) == 3 and frames[0] == b"TRIGIN"):
+        if (len(frames) == 2 and frames[0] == b"SCALERS") or (len(frames) in (3, 4) and frames[0] == b"TRIGIN"):
             # a spill's scaler row: on to the writer, which completes it from the spill's events;
             # the trigger inputs of a decision: on to the writer, stored as they are
             asm.out.append(frames)

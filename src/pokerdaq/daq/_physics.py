@@ -123,6 +123,13 @@ class PhysicsTrigger:
         next decision starts from (recorded with the run's trigger inputs)."""
         return self._model.dead_until, self._model.prescale_counts, int(self._model.counters.triggers)
 
+    def model_state(self) -> np.ndarray:
+        """The trigger model's whole state (``pokerdaq.trigger.model_state``): sent with each
+        decision step's trigger inputs, so a later file of the run is replayed alone."""
+        from pokerdaq.trigger import model_state
+
+        return model_state(self._model)
+
     def scaler_counts(self) -> ScalerCounts:
         c = self._model.counters
         # every beam candidate has the BEAM condition (spec 2.5/2.6): the raw BEAM scaler counts them

@@ -407,7 +407,7 @@ class StreamBuilderNode(Node):
         return more
 
     def _on_records(self, frames) -> None:
-        if (len(frames) == 2 and frames[0] == b"SCALERS") or (len(frames) == 3 and frames[0] == b"TRIGIN"):
+        if (len(frames) == 2 and frames[0] == b"SCALERS") or (len(frames) in (3, 4) and frames[0] == b"TRIGIN"):
             self.out.append(frames)
             self.counters["scaler_rows" if frames[0] == b"SCALERS" else "trigger_input_messages"] += 1
             return
@@ -584,7 +584,7 @@ class StreamWriterNode(Node):
                     self._on_block(frames)
                 elif kind == b"DECISIONS" and len(frames) == 2:
                     self._on_decisions(frames[1])
-                elif kind == b"TRIGIN" and len(frames) == 3:
+                elif kind == b"TRIGIN" and len(frames) in (3, 4):   # a 4th frame (model state): not stored here
                     self._on_trigger_inputs(frames[1], frames[2])
                 elif kind == b"SCALERS" and len(frames) == 2:
                     self._on_scalers(frames[1])

@@ -30,10 +30,12 @@ progress up to the decided time (``final``: true).
 Trigger inputs (``daq.trigger_logic = "physics"`` only): for every decision the trigger
 processor sends the builder a ``TRIGIN`` message (one ``TRIGGER_STEP_DTYPE`` row: the slices
 decided, busy, the number of primitives, the dead time, prescaler counts and accepted
-triggers before it; then those primitives), which the builder forwards and the writer
+triggers before it; then those primitives; then the trigger model's whole state before the
+step, ``pokerdaq.trigger.model_state``), which the builder forwards and the writer
 appends to ``/trigger_inputs`` of the file open at the time (docs/hdf5-layout.md): the run's
 files together hold every primitive the trigger logic was given, so ``pokerdaq replay
---check`` decides again exactly as online.
+--check`` decides again exactly as online; the state lets the writer make each file of a
+rotated run checkable alone (``/trigger_inputs/state``).
 """
 
 from __future__ import annotations
@@ -81,6 +83,7 @@ class TriggerProcessorNode(Node):
         self.logic = make_trigger_logic(cfg, int(params["seed"]))
         # the trigger inputs are for replay, which decides runs of the physics logic only
         self.record_inputs = cfg.daq.trigger_logic == "physics"
+        self.state_steps = -1   # decision steps sent; the model's state goes with every N-th (_model_state)
         self.all_boards = [int(b) for b in params["boards"]]
         self.live = set(self.all_boards)
         self.dead: dict[int, str] = {}
@@ -241,6 +244,7 @@ class TriggerProcessorNode(Node):
         ends = list(range((self.spill + 1) * self.spill_ticks, decided + 1, self.spill_ticks))
         prims = np.concatenate(parts) if parts else np.zeros(0, PRIMITIVE_DTYPE)
         step = self._step_row(k, busy, prims)
+        state = self._model_state()
         # a run stopped at max_events ends with the slice whose decision holds its last event;
         # inside a stretch that slice is known only afterwards: keep the logic's state to go back
         before = copy.deepcopy(self.logic) if self.max_events is not None and last > k else None
@@ -307,12 +311,22 @@ class TriggerProcessorNode(Node):
                 self._send_scalers(row)
         step["last_slice"] = last
         if self.record_inputs:
-            self.send_with_deadline(self.need(self.push, "trigger_records"), [b"TRIGIN", step.tobytes(), prims.tobytes()],
+            self.send_with_deadline(self.need(self.push, "trigger_records"),
+                                    [b"TRIGIN", step.tobytes(), prims.tobytes(), *state],
                                     "trigger inputs to the event builder")
         self.next_slice = last + 1
         self.slice_wait_start = time.monotonic()
         if self.max_events is not None and self.next_event >= int(self.max_events):
             self._end()
+
+    def _model_state(self) -> list[bytes]:
+        """The 4th ``TRIGIN`` frame: the trigger model's state before the step (int64 words,
+        ``pokerdaq.trigger.model_state``), with the first and every ``daq.trigger_state_every_steps``-th
+        step; none for a logic without a model."""
+        state = getattr(self.logic, "model_state", None) if self.record_inputs else None
+        every = self.cfg.daq.trigger_state_every_steps
+        self.state_steps += 1
+        return [] if state is None or self.state_steps % every else [state().tobytes()]
 
     def _step_row(self, first: int, busy: bool, prims: np.ndarray) -> np.ndarray:
         """The trigger-input row of a decision from slice ``first``, with the state it starts from."""

@@ -26,7 +26,9 @@ increase, a pulse of an unknown channel ...) is not written, counted by reason
 Trigger inputs: the trigger processor's ``TRIGIN`` messages (one decision step and its
 primitives, forwarded by the builder) are appended to ``/trigger_inputs`` of the file open
 when they are written (with each batch of events, at the latest every ``TRIGIN_BATCH`` steps);
-a malformed one is counted, never written.
+a malformed one is counted, never written. Each file also gets, with its first event, the
+trigger model's state (carried by the ``TRIGIN`` messages) and the steps that make it
+checkable alone (``_trigger_state.py``, docs/hdf5-layout.md "Trigger state").
 """
 
 from __future__ import annotations
@@ -103,6 +105,12 @@ class WriterNode(Node):
         self.trigger_steps = 0
         self.trigger_primitives = 0
         self.bad_trigger_input_messages = 0
+        # the trigger state stored in each file of a rotated run (_trigger_state.py)
+        from ._trigger_state import StateHistory
+        self.state_history = StateHistory()
+        self.trigin_file_first_slice: dict[int, int] = {}   # file index -> first slice of its own steps
+        self.trigger_state_files = 0
+        self.trigger_state_bytes = 0
         # emulator truth (module docstring)
         self.truth = None
         if cfg.daq.front_end in ("physics", "physics-stream"):
@@ -136,6 +144,7 @@ class WriterNode(Node):
             flush_every_events=max(1, daq.writer_batch_events), overwrite=bool(self.params.get("overwrite", False)),
             trigger_seed=int(self.params["seed"]),
         )
+        self.writer.first_event_hook = self._store_trigger_state
 
     def sockets(self):
         return [(self.sock, zmq.POLLIN)] if self.end_info is None else []
@@ -157,8 +166,8 @@ class WriterNode(Node):
             if frames[0] == b"SCALERS" and len(frames) == 2:
                 self._on_scaler_row(frames[1])
                 continue
-            if frames[0] == b"TRIGIN" and len(frames) == 3:
-                self._on_trigger_inputs(frames[1], frames[2])
+            if frames[0] == b"TRIGIN" and len(frames) in (3, 4):
+                self._on_trigger_inputs(frames[1], frames[2], frames[3] if len(frames) == 4 else None)
                 continue
             self._on_event(frames)
         if self.batch and (len(self.batch) >= self.cfg.daq.writer_batch_events or self.end_info is not None
@@ -297,6 +306,7 @@ class WriterNode(Node):
         if writer is None:
             raise NodeError("events before the run file was opened (start comes first)")
         writer.write_events(headers, samples, pulses, truth)
+        self.state_history.trim(int(headers["event_number"][-1]) + 1)
         self.display.observe(headers, samples, pulses)
         self.stage_cpu["file"] += time.thread_time() - c0
         if truth is not None:
@@ -326,10 +336,12 @@ class WriterNode(Node):
             return
         self.pending_rows.append(row)
 
-    def _on_trigger_inputs(self, step: bytes, prims: bytes) -> None:
-        """A decision step and its primitives: kept for the next write; a malformed one is counted."""
+    def _on_trigger_inputs(self, step: bytes, prims: bytes, state: bytes | None = None) -> None:
+        """A decision step, its primitives (and the trigger model's state before it): kept for
+        the next write; a malformed one is counted."""
         step_dtype, prim_dtype = self.trigin_dtypes
-        if len(step) != step_dtype.itemsize or len(prims) % prim_dtype.itemsize:
+        if len(step) != step_dtype.itemsize or len(prims) % prim_dtype.itemsize \
+                or (state is not None and (len(state) % 8 or not state)):
             self.bad_trigger_input_messages += 1
             return
         row = np.frombuffer(step, dtype=step_dtype)
@@ -338,6 +350,20 @@ class WriterNode(Node):
             self.bad_trigger_input_messages += 1
             return
         self.trigin.append((row, p))
+        self.state_history.add(row, p, None if state is None else np.frombuffer(state, dtype=np.int64))
+
+    def _store_trigger_state(self, first_event: int) -> None:
+        """A file gets its first event: store the state and steps that make it checkable alone."""
+        from pokerdaq.trigger import STATE_VERSION
+        writer = self.writer
+        assert writer is not None   # called by it
+        found = self.state_history.for_file(first_event, self.trigin_file_first_slice.get(writer.file_index))
+        if found is None:
+            return
+        first_slice, state, steps, prims = found
+        writer.write_trigger_state(first_slice, state, steps, prims, STATE_VERSION)
+        self.trigger_state_files += 1
+        self.trigger_state_bytes += state.nbytes + steps.nbytes + prims.nbytes
 
     def _write_trigger_inputs(self) -> None:
         if not self.trigin or self.writer is None:
@@ -345,6 +371,7 @@ class WriterNode(Node):
         steps = np.concatenate([s for s, _ in self.trigin])
         prims = np.concatenate([p for _, p in self.trigin])
         self.writer.write_trigger_inputs(steps, prims)
+        self.trigin_file_first_slice.setdefault(self.writer.file_index, int(steps["first_slice"][0]))
         self.trigger_steps += len(steps)
         self.trigger_primitives += len(prims)
         self.bytes_written += steps.nbytes + prims.nbytes
@@ -414,6 +441,10 @@ class WriterNode(Node):
             "trigger_steps": self.trigger_steps,
             "trigger_primitives": self.trigger_primitives,
             "bad_trigger_input_messages": self.bad_trigger_input_messages,
+            "trigger_state_files": self.trigger_state_files,
+            "trigger_state_bytes": self.trigger_state_bytes,
+            "trigger_state_steps_shed": self.state_history.shed,
+            "files_without_trigger_state": self.state_history.files_without_state,
             **self.display.stats(),
             "stage_cpu_s": dict(self.stage_cpu),
         }

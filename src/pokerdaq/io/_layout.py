@@ -26,6 +26,10 @@ CHANNEL_MAP = "channel_map"
 SCALERS = "scalers"
 TRIGGER_STEPS = "trigger_inputs/steps"
 TRIGGER_PRIMITIVES = "trigger_inputs/primitives"
+# the trigger model's state at a step, and the steps from there to the file's own (rotated runs)
+TRIGGER_STATE = "trigger_inputs/state"
+TRIGGER_STATE_STEPS = "trigger_inputs/state_steps"
+TRIGGER_STATE_PRIMITIVES = "trigger_inputs/state_primitives"
 
 SAMPLE_CHUNK_BYTES = 1024 << 10  # ~1 MiB chunks: the h5py/HDF5 sweet spot measured with bench/bench_io.py
 EVENT_CHUNK_ROWS = 512     # small per-event chunks: a file that lost its tail keeps all but the last ones
@@ -34,6 +38,8 @@ TRUTH_CHUNK_ROWS = 512
 SCALER_CHUNK_ROWS = 64
 TRIGGER_STEP_CHUNK_ROWS = 256
 TRIGGER_PRIMITIVE_CHUNK_ROWS = 16384
+TRIGGER_STATE_CHUNK_WORDS = 1024     # written once per file: small chunks waste no space on a small state
+TRIGGER_STATE_STEP_CHUNK_ROWS = 16
 CHUNK_CACHE_BYTES = 32 << 20   # holds several partly filled sample chunks between batches
 
 COMPRESSIONS = ("gzip", "zstd", "lz4", "none")

@@ -214,6 +214,23 @@ class RunFile:
         seed = int(ds.attrs.get("trigger_seed", -1))
         return steps, prims, (None if seed < 0 else seed)
 
+    @property
+    def trigger_state(self) -> tuple[int, int, np.ndarray, np.ndarray, np.ndarray] | None:
+        """What makes this file of a rotated run checkable alone (docs/hdf5-layout.md, "Trigger
+        state"): the first slice of the step the state precedes, the state format version, the
+        state (int64 words of ``pokerdaq.trigger.model_state``), and the steps and primitives
+        from that step up to this file's own first step. None when the file has none (written
+        before it existed, not a DAQ run, or a run whose trigger logic has no model)."""
+        if L.TRIGGER_STATE not in self._h5:
+            return None
+        ds = self._h5[L.TRIGGER_STATE]
+        if not ds.shape[0]:
+            return None
+        steps = np.asarray(self._h5[L.TRIGGER_STATE_STEPS][:], dtype=TRIGGER_STEP_DTYPE)
+        prims = np.asarray(self._h5[L.TRIGGER_STATE_PRIMITIVES][:], dtype=TRIGGER_PRIMITIVE_DTYPE)
+        return (int(ds.attrs.get("first_slice", -1)), int(ds.attrs.get("state_version", 0)),
+                np.asarray(ds[:], dtype=np.int64), steps, prims)
+
     # ------------------------------------------------------------------ by event
 
     def __len__(self) -> int:

@@ -291,6 +291,7 @@ def _copy_intact(src: h5py.File, dst: h5py.File, attrs: dict) -> dict[str, int]:
         _append(out[L.SCALERS], sc[sc_ok])
         scalers_lost = int((~sc_ok).sum())
     steps_lost = _copy_trigger_inputs(src, dst, attrs)
+    _copy_trigger_state(src, dst)
     return {"kept": kept, "flushed": flushed, "after_flush": rows - flushed, "scalers_lost": scalers_lost,
             "trigger_steps_lost": steps_lost}
 
@@ -320,6 +321,26 @@ def _copy_trigger_inputs(src: h5py.File, dst: h5py.File, attrs: dict) -> int:
     _append(out_steps, steps[:whole])
     _append(out_prims, prims[:int(need[whole - 1]) if whole else 0])
     return n_steps - whole
+
+
+def _copy_trigger_state(src: h5py.File, dst: h5py.File) -> None:
+    """Copy ``/trigger_inputs/state`` and its steps when all of them can be read, else leave them
+    empty (a state is used whole or not at all; replay checks its CRC)."""
+    names = (L.TRIGGER_STATE, L.TRIGGER_STATE_STEPS, L.TRIGGER_STATE_PRIMITIVES)
+    if not all(name in src for name in names):
+        return
+    found = [_dataset(src, name) for name in names]
+    sources = [d for d in found if d is not None]
+    if len(sources) < len(found):
+        return
+    outs = [_like(dst, d, name, ()) for d, name in zip(sources, names)]
+    read = [_rows(d, d.shape[0]) for d in sources]
+    if all(ok.all() for _, ok in read):
+        for out, (rows, _) in zip(outs, read):
+            _append(out, rows)
+    else:   # the attributes then describe no state
+        outs[0].attrs["first_slice"] = np.int64(-1)
+        outs[0].attrs["state_version"] = np.int64(0)
 
 
 def _increasing(numbers: np.ndarray, ok: np.ndarray) -> np.ndarray:

@@ -6,6 +6,7 @@ import logging
 import os
 import time
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -29,6 +30,9 @@ from ._records import (
 )
 
 log = logging.getLogger(__name__)
+
+
+_STATE_NAMES = (L.TRIGGER_STATE, L.TRIGGER_STATE_STEPS, L.TRIGGER_STATE_PRIMITIVES)
 
 
 def utc_now_iso() -> str:
@@ -190,6 +194,9 @@ class RunFileWriter:
         self._n_closed_files = 0   # events in the files closed so far
         self._h5: h5py.File | None = None
         self._closed = False
+        self.first_event_hook: Callable[[int], None] | None = None
+        """Called with the event number before a file's first events are written (the DAQ writer
+        stores the trigger state there with :meth:`write_trigger_state`)."""
         self._open_file()
 
     # ------------------------------------------------------------------ public API
@@ -336,6 +343,38 @@ class RunFileWriter:
             ds.resize((m + len(arr),))
             ds[m:] = arr
 
+    def write_trigger_state(self, first_slice: int, state: np.ndarray, steps: np.ndarray, primitives: np.ndarray,
+                            version: int) -> None:
+        """Store in the current file the trigger model's state before the step of slice
+        ``first_slice`` (int64 words of ``pokerdaq.trigger.model_state``, format ``version``) and
+        the steps (with their primitives) from there up to the file's own first step, which lie
+        in earlier files. Once per file. docs/hdf5-layout.md, "Trigger state".
+
+        Raises
+        ------
+        ValueError
+            For wrong dtypes, a primitive count that does not add up, or a second call for one file.
+        """
+        self._check_open()
+        state = np.atleast_1d(np.asarray(state))
+        if state.dtype != np.int64 or state.ndim != 1 or not len(state):
+            raise ValueError(f"trigger state: {state.dtype} shape {state.shape}, expected int64 words")
+        if steps.dtype != TRIGGER_STEP_DTYPE or primitives.dtype != TRIGGER_PRIMITIVE_DTYPE \
+                or int(steps["n_primitives"].sum()) != len(primitives):
+            raise ValueError("trigger state: steps / primitives of the wrong dtype or count")
+        if self._h5 is None:
+            self._open_file()
+        ds = self._ds[L.TRIGGER_STATE]
+        if ds.shape[0]:
+            raise ValueError(f"trigger state: {str(self.part_path)!r} holds one already")
+        for name, arr in ((L.TRIGGER_STATE_PRIMITIVES, primitives), (L.TRIGGER_STATE_STEPS, steps)):
+            self._ds[name].resize((len(arr),))
+            self._ds[name][:] = arr
+        ds.resize((len(state),))
+        ds[:] = state   # last: a state present means its steps are written
+        ds.attrs["first_slice"] = np.int64(first_slice)
+        ds.attrs["state_version"] = np.int64(version)
+
     def flush(self) -> None:
         """Make everything written so far durable, then publish the new event count.
 
@@ -402,7 +441,7 @@ class RunFileWriter:
             raise
         self._h5 = h5
         self._ds = {name: h5[name] for name in (L.EVENTS, L.SAMPLES, L.CRC32, L.PULSES, L.SCALERS, L.TRUTH,
-                                                  L.TRIGGER_STEPS, L.TRIGGER_PRIMITIVES) if name in h5}
+                                                  L.TRIGGER_STEPS, L.TRIGGER_PRIMITIVES, *_STATE_NAMES) if name in h5}
         self._has_truth_dataset = bool(self._run_has_truth)
         self._n = 0              # events (rows) written to this file
         self._n_flushed = 0      # of those, durable (the file's n_events attribute)
@@ -463,6 +502,15 @@ class RunFileWriter:
         steps.attrs["trigger_seed"] = np.int64(-1 if self.trigger_seed is None else self.trigger_seed)
         h5.create_dataset(L.TRIGGER_PRIMITIVES, shape=(0,), maxshape=(None,), dtype=TRIGGER_PRIMITIVE_DTYPE,
                           chunks=(L.TRIGGER_PRIMITIVE_CHUNK_ROWS,), fletcher32=True, **self._filter)
+        # filled once, with the file's first events (write_trigger_state): docs/hdf5-layout.md "Trigger state"
+        state = h5.create_dataset(L.TRIGGER_STATE, shape=(0,), maxshape=(None,), dtype=np.int64,
+                                  chunks=(L.TRIGGER_STATE_CHUNK_WORDS,), fletcher32=True)
+        state.attrs["state_version"] = np.int64(0)
+        state.attrs["first_slice"] = np.int64(-1)
+        h5.create_dataset(L.TRIGGER_STATE_STEPS, shape=(0,), maxshape=(None,), dtype=TRIGGER_STEP_DTYPE,
+                          chunks=(L.TRIGGER_STATE_STEP_CHUNK_ROWS,), fletcher32=True)
+        h5.create_dataset(L.TRIGGER_STATE_PRIMITIVES, shape=(0,), maxshape=(None,), dtype=TRIGGER_PRIMITIVE_DTYPE,
+                          chunks=(L.TRIGGER_PRIMITIVE_CHUNK_ROWS,), fletcher32=True, **self._filter)
 
     def _create_truth(self, h5: h5py.File) -> None:
         h5.create_dataset(L.TRUTH, shape=(0,), maxshape=(None,), dtype=self._truth_dtype,
@@ -481,7 +529,8 @@ class RunFileWriter:
         h5.swmr_mode = True
         self._h5 = h5
         self._ds = {name: h5[name] for name in (L.EVENTS, L.SAMPLES, L.CRC32, L.PULSES, L.SCALERS, L.TRUTH,
-                                                L.TRIGGER_STEPS, L.TRIGGER_PRIMITIVES)}
+                                                L.TRIGGER_STEPS, L.TRIGGER_PRIMITIVES, *_STATE_NAMES)
+                   if name in h5}
         self._has_truth_dataset = True
 
     def _close_file(self) -> None:
@@ -517,6 +566,8 @@ class RunFileWriter:
     def _append(self, b: _Batch, i: int, j: int, nbytes: int) -> None:
         """Write events i:j of a batch into the current file."""
         seg = b.slice(i, j)
+        if self._first_event_number is None and self.first_event_hook is not None and L.TRIGGER_STATE in self._ds:
+            self.first_event_hook(int(seg.headers["event_number"][0]))   # may call write_trigger_state
         self._write_rows(seg)
         if self._first_event_number is None:
             self._first_event_number = int(seg.headers["event_number"][0])

@@ -9,10 +9,11 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from .._usage import check_config_fits, check_new_output, check_positive, open_run_file
+from .._usage import UsageError, check_config_fits, check_new_output, check_positive, open_run_file
 from ..config import overlay_from_args
 from ..trigger import TriggerBits
 from ._replay import ReplaySummary, replay_files
+from ._state import check_stored_state
 
 
 def run(args: argparse.Namespace) -> int:
@@ -26,10 +27,22 @@ def run(args: argparse.Namespace) -> int:
     check_positive("--jobs", args.jobs)
     if args.output:
         check_new_output(args.output, args.overwrite)
+    first_files: dict[int, tuple[int, str]] = {}   # run number -> the lowest file index given, its path
     for p in args.files:   # every routine mistake before any work: inputs, and the config fits them
         with open_run_file(p, "FILE") as f:
             if config is not None:
                 check_config_fits(f.config.overlaid(config), f)
+            key = int(f.attrs.get("run_number", 0))
+            index = int(f.attrs.get("file_index", 0))
+            if key not in first_files or index < first_files[key][0]:
+                first_files[key] = (index, p)
+    for index, p in first_files.values():   # a later file first: its stored trigger state starts the replay
+        if index:
+            with open_run_file(p, "FILE") as f:
+                try:
+                    check_stored_state(f)
+                except ValueError as err:
+                    raise UsageError(str(err)) from None
     # absolute paths: a Dask worker (or a process pool) need not share this process's folder
     files = [str(Path(p).resolve()) for p in args.files]
     results = replay_files(files, config, jobs=args.jobs, dask_scheduler=args.dask_scheduler)

@@ -149,6 +149,8 @@ class StreamDecisions:
     primitives: int
     state_mismatches: int = 0
     first_state_mismatch: dict | None = None
+    first_event: int = 0
+    """Event number of ``words[0]``: 0 from the start of the run, else the accepted count of the restored state."""
 
 
 def raw_registers(regs: TriggerRegisters) -> TriggerRegisters:
@@ -160,7 +162,8 @@ def raw_registers(regs: TriggerRegisters) -> TriggerRegisters:
 
 
 def stream_decisions(registers: TriggerRegisters, steps: np.ndarray, primitives: np.ndarray, slice_ticks: int,
-                     *, check_state: bool = True, busy: bool = True) -> StreamDecisions:
+                     *, check_state: bool = True, busy: bool = True,
+                     model: TriggerModel | None = None) -> StreamDecisions:
     """Decide again, step by step, what the trigger processor decided online.
 
     Parameters
@@ -177,17 +180,22 @@ def stream_decisions(registers: TriggerRegisters, steps: np.ndarray, primitives:
         with the model's (meaningful with the run's own registers only).
     busy
         Apply the recorded busy flags (False: every step live, for raw decisions).
+    model
+        A model of ``registers`` restored to the state before ``steps[0]`` (a later file of a
+        run alone, :mod:`pokerdaq.replay._state`); default a fresh one (the run from its start).
 
     Returns
     -------
     StreamDecisions
     """
-    model = TriggerModel(registers)
+    model = TriggerModel(registers) if model is None else model
+    first_event = int(model.counters.triggers)
     offsets = np.concatenate([[0], np.cumsum(steps["n_primitives"].astype(np.int64))])
     if offsets[-1] != len(primitives):
         raise ValueError(f"trigger inputs: the steps hold {int(offsets[-1])} primitives, {len(primitives)} stored")
     refs, words = [], []
-    out = StreamDecisions(np.zeros(0, np.uint64), np.zeros(0, np.uint32), model.counters, len(steps), len(primitives))
+    out = StreamDecisions(np.zeros(0, np.uint64), np.zeros(0, np.uint32), model.counters, len(steps), len(primitives),
+                          first_event=first_event)
     for i in range(len(steps)):
         st = steps[i]
         if check_state:

@@ -35,6 +35,7 @@ from ._decisions import (
     stream_decisions,
     trigger_pulses,
 )
+from ._state import start_from_state
 
 COMPARED_PULSE_FIELDS = ("channel", "pulse_index", "coarse_time", "fine_time", "time", "crossing",
                          "peak", "integral", "integral_net", "pedestal", "n_over", "quality")
@@ -81,6 +82,8 @@ class FileReplay:
     config_toml: str = ""
     trigger_inputs: tuple | None = None
     """``(steps, primitives, seed)`` of ``/trigger_inputs``, or None (the file has none)."""
+    trigger_state: tuple | None = None
+    """:attr:`pokerdaq.io.RunFile.trigger_state`: what lets a later file of a run be decided alone."""
     stream: bool = False
     """The trigger words were decided again in stream mode over the run's trigger inputs:
     ``new_word`` then holds raw types only (bits 8-15); see :attr:`run_report`."""
@@ -141,8 +144,9 @@ def replay_file(path: str | os.PathLike[str], config: Config | Overlay | None = 
         Events read and processed at a time (bounds the memory).
     decide_run
         For a file of ``pokerdaq run`` (with ``/trigger_inputs``): decide its trigger words
-        again in stream mode (:func:`decide_runs`) on this file alone, which works for file 0
-        of a run only; :func:`replay_files` passes False and decides every run of its files.
+        again in stream mode (:func:`decide_runs`) on this file alone: file 0 of a run, or a
+        later file from the trigger state stored in it (``/trigger_inputs/state``);
+        :func:`replay_files` passes False and decides every run of its files.
 
     Returns
     -------
@@ -182,6 +186,7 @@ def replay_file(path: str | os.PathLike[str], config: Config | Overlay | None = 
         inputs = f.trigger_inputs
         if inputs is not None and (len(inputs[0]) or out.producer == DAQ_PRODUCER):
             out.trigger_inputs = inputs
+            out.trigger_state = f.trigger_state
         # a file written without pulses (pokerdaq simulate) has nothing to compare them with
         out.pulses_stored = bool(int(f.attrs.get("n_pulses", 0)) > 0 or np.any(events["n_pulses"]))
         old_parts, new_parts = [], []
@@ -331,7 +336,9 @@ def decide_runs(results: Sequence[FileReplay], config: Config | Overlay | None =
     """Decide the trigger words of the DAQ-run files among ``results`` again, run by run.
 
     The files of one run (same run number and configuration) are put in ``file_index`` order,
-    their ``/trigger_inputs`` concatenated and fed through the stream-mode trigger
+    their ``/trigger_inputs`` concatenated and fed through the stream-mode trigger (from the
+    start of the run, or, when the first file given is a later one, from the trigger state
+    stored in it: :func:`pokerdaq.replay._state.start_from_state`)
     (:func:`~pokerdaq.replay._decisions.stream_decisions`). Each file's ``old_word``,
     ``word_mismatches`` and (with ``config``) ``new_word`` are set; the run's report (counts
     per trigger type over the raw decisions, bytes of trigger inputs per event, state checks)
@@ -367,17 +374,30 @@ def decide_runs(results: Sequence[FileReplay], config: Config | Overlay | None =
         slice_ticks = int(old_cfg.daq.slice_ticks)
         indices = [f.file_index for f in files]
         problem = None
-        if indices != list(range(len(files))):
-            problem = f"files {indices} of run {run_number} given: the trigger needs every file from file 0 on"
-        elif len(steps) and (int(steps["first_slice"][0]) != 0
-                             or np.any(steps["first_slice"][1:] != steps["last_slice"][:-1] + 1)):
+        start = None   # a later file first: the model starts from its stored state (_state.py)
+        stored = files[0].trigger_state
+        if indices != list(range(indices[0], indices[0] + len(files))):
+            problem = f"files {indices} of run {run_number} given: the trigger needs consecutive files"
+        elif indices[0] != 0 and stored is None:
+            problem = (f"files {indices} of run {run_number} given: {files[0].path} stores no trigger state "
+                       "(written before it existed), so the trigger needs every file from file 0 on")
+        elif indices[0] != 0 and config is not None:
+            problem = (f"files {indices} of run {run_number} given: a new configuration is decided from the "
+                       "start of the run, so it needs every file from file 0 on")
+        elif indices[0] != 0 and stored is not None:
+            start = start_from_state(TriggerRegisters.from_config(old_cfg, seed), stored, steps,
+                                     prims, f"{files[0].path}: /trigger_inputs/state")
+            steps, prims = start[1], start[2]
+        first_slice = int(stored[0]) if start is not None and stored is not None else 0
+        if problem is None and len(steps) and (int(steps["first_slice"][0]) != first_slice
+                                               or np.any(steps["first_slice"][1:] != steps["last_slice"][:-1] + 1)):
             problem = f"run {run_number}: the recorded decision steps do not cover the run without a gap"
         if old_cfg.daq.trigger_logic != "physics":
             problem = (f"run {run_number}: daq.trigger_logic = {old_cfg.daq.trigger_logic!r}; replay decides "
                        "runs of the physics trigger logic only")
             steps, prims = steps[:0], prims[:0]
         old_regs = TriggerRegisters.from_config(old_cfg, seed)
-        old = stream_decisions(old_regs, steps, prims, slice_ticks)
+        old = stream_decisions(old_regs, steps, prims, slice_ticks, model=None if start is None else start[0])
         n_events = sum(f.n_events for f in files)
         report: dict[str, Any] = {
             "run_number": run_number, "files": [f.path for f in files], "problem": problem,
@@ -386,6 +406,8 @@ def decide_runs(results: Sequence[FileReplay], config: Config | Overlay | None =
             "trigger_input_bytes_per_event": (steps.nbytes + prims.nbytes) / n_events if n_events else None,
             "state_mismatches": old.state_mismatches, "first_state_mismatch": old.first_state_mismatch,
             "old": old.counters.as_dict(), "old_accepted_triggers": len(old.words),
+            "started_from_stored_state": start is not None, "first_decided_event": old.first_event,
+            "trigger_state_bytes": _state_bytes(stored) if start is not None and stored is not None else 0,
         }
         new_raw = None
         if config is not None:
@@ -405,8 +427,8 @@ def decide_runs(results: Sequence[FileReplay], config: Config | Overlay | None =
                 raise RuntimeError(f"{f.path}: no stored timestamps")
             f.stream = True
             f.run_report = report
-            en = f.event_number.astype(np.int64)
-            have = en < n_old
+            en = f.event_number.astype(np.int64) - old.first_event
+            have = (en >= 0) & (en < n_old)
             idx = np.where(have, en, 0)
             f.old_word = np.where(have, old.words[idx] if n_old else 0, 0).astype(np.uint32)
             ts = np.where(have, old.ref_tick[idx] if n_old else 0, 0).astype(np.uint64)
@@ -426,6 +448,11 @@ def decide_runs(results: Sequence[FileReplay], config: Config | Overlay | None =
                 f.new_word = raw_types_at(raw, f.stored_timestamp, tol) << np.uint32(RAW_SHIFT)
         reports.append(report)
     return reports
+
+
+def _state_bytes(state: tuple) -> int:
+    """Bytes of a file's stored trigger state: the state words and the steps and primitives with it."""
+    return int(state[2].nbytes + state[3].nbytes + state[4].nbytes)
 
 
 def _config_text(cfg: Config) -> str:

@@ -10,10 +10,12 @@ from ._calibration import adc_per_mev, calibrate_from_simulation, derived_adc_pe
 from ._dtypes import CHANNEL_ENERGY_BITS, ENERGY_LSB_MEV, SUM_BITS, TRIGGER_DTYPE, ConditionBits, TriggerBits
 from ._model import TriggerCounters, TriggerModel, board_partial_sums, primitive_energies, trigger_windows
 from ._registers import TriggerRegisters
+from ._snapshot import STATE_VERSION, model_state, restore_model_state
 
 __all__ = [
     "CHANNEL_ENERGY_BITS",
     "ENERGY_LSB_MEV",
+    "STATE_VERSION",
     "SUM_BITS",
     "TRIGGER_DTYPE",
     "ConditionBits",
@@ -25,7 +27,9 @@ __all__ = [
     "board_partial_sums",
     "calibrate_from_simulation",
     "derived_adc_per_mev",
+    "model_state",
     "primitive_energies",
+    "restore_model_state",
     "sipm_saturation_lut",
     "trigger_windows",
 ]
