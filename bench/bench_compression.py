@@ -41,14 +41,19 @@ def _measure(cfg, data, folder) -> dict[str, dict[str, float]]:  # noqa: F811
             best[name]["read"] = min(best[name]["read"], t2 - t1)
             sizes[name] = path.stat().st_size
     nbytes = data[1].nbytes
-    return {name: {"ratio": nbytes / sizes[name], "write_GB_s": nbytes / best[name]["write"] / 1e9,
-                   "read_GB_s": nbytes / best[name]["read"] / 1e9} for name in FILTERS}
+    return {
+        name: {
+            "ratio": nbytes / sizes[name],
+            "write_GB_s": nbytes / best[name]["write"] / 1e9,
+            "read_GB_s": nbytes / best[name]["read"] / 1e9,
+        }
+        for name in FILTERS
+    }
 
 
 @pytest.mark.benchmark(timer=TIMER)
 def test_default_gzip_against_blosc2_zstd(benchmark, cfg, data, tmp_path):  # noqa: F811
-    benchmark.pedantic(_writer_write, args=(tmp_path / "b.h5", cfg, *data), kwargs={"compression": "gzip"},
-                       rounds=1)
+    benchmark.pedantic(_writer_write, args=(tmp_path / "b.h5", cfg, *data), kwargs={"compression": "gzip"}, rounds=1)
     figures = _measure(cfg, data, tmp_path)
     for name, row in figures.items():
         for key, value in row.items():

@@ -43,7 +43,7 @@ from pokerdaq.daq._runcontrol import DaqRun
 from pokerdaq.daq._synthetic import simple_pulses
 from pokerdaq.daq._wire import DECISION_DTYPE, TRIGGER_MAGIC, SliceFlags, decode_fragment, encode_fragment, encode_slice
 
-N_EVENTS = 1500       # x 12 boards = 18,000 fragments per round
+N_EVENTS = 1500  # x 12 boards = 18,000 fragments per round
 ROUNDS = 5
 _RESULTS: dict[str, float] = {}
 
@@ -65,11 +65,27 @@ def _batch(cfg, first_event: int, n: int):
         templates[b] = (chans, w, simple_pulses(w, chans, 500))
     for r in rec:
         for b, (chans, w, p) in templates.items():
-            frags.append(encode_fragment(run_number=cfg.run.run_number, board_id=b, event_number=int(r["event_number"]),
-                                         timestamp=int(r["timestamp"]), trigger_word=1, flags=0,
-                                         channels=chans, samples=w, pulses=p))
-    records = encode_slice(TRIGGER_MAGIC, board_id=0xFFFF, run_number=cfg.run.run_number,
-                           flags=int(SliceFlags.RECORDS), slice_index=0, records=rec)
+            frags.append(
+                encode_fragment(
+                    run_number=cfg.run.run_number,
+                    board_id=b,
+                    event_number=int(r["event_number"]),
+                    timestamp=int(r["timestamp"]),
+                    trigger_word=1,
+                    flags=0,
+                    channels=chans,
+                    samples=w,
+                    pulses=p,
+                )
+            )
+    records = encode_slice(
+        TRIGGER_MAGIC,
+        board_id=0xFFFF,
+        run_number=cfg.run.run_number,
+        flags=int(SliceFlags.RECORDS),
+        slice_index=0,
+        records=rec,
+    )
     return records, frags
 
 
@@ -98,7 +114,7 @@ def _producer(conn, cfg, frag_endpoint: str, rec_endpoint: str | None) -> None:
                 rec_push.send_multipart(records)
             for f in frags:
                 push.send(f, copy=len(f) < 65536)
-            conn.send(("sent", time.process_time() - cpu0))   # CPU of the sending (its I/O thread: as far as it got)
+            conn.send(("sent", time.process_time() - cpu0))  # CPU of the sending (its I/O thread: as far as it got)
         else:
             break
     push.close()
@@ -162,7 +178,7 @@ def test_raw_push_pull(benchmark, cfg, tmp_path):
     try:
         benchmark.pedantic(transfer, setup=setup, rounds=ROUNDS, iterations=1)
     finally:
-        threads_after = _thread_cpu_s(os.getpid())   # the set-up's encoding included in "main"
+        threads_after = _thread_cpu_s(os.getpid())  # the set-up's encoding included in "main"
         _stop_producer(p, conn)
         pull.close()
         ctx.term()
@@ -171,12 +187,19 @@ def test_raw_push_pull(benchmark, cfg, tmp_path):
     _RESULTS["raw_best_fragments_per_s"] = N_EVENTS * n_boards / benchmark.stats.stats.min
     n = ROUNDS * N_EVENTS * n_boards
     sizes = [len(f) for f in _batch(cfg, 0, 1)[1]]
-    benchmark.extra_info.update(fragments_per_s=rate, fragment_bytes=sizes[0], fragment_bytes_mean=float(np.mean(sizes)),
-                                cpu_us_per_fragment={"consumer": 1e6 * state["consumer_cpu_s"] / n,
-                                                     "producer": 1e6 * state["producer_cpu_s"] / n})
-    if threads_before and threads_after:   # the consumer's ZeroMQ I/O thread (its main thread: in "consumer")
+    benchmark.extra_info.update(
+        fragments_per_s=rate,
+        fragment_bytes=sizes[0],
+        fragment_bytes_mean=float(np.mean(sizes)),
+        cpu_us_per_fragment={
+            "consumer": 1e6 * state["consumer_cpu_s"] / n,
+            "producer": 1e6 * state["producer_cpu_s"] / n,
+        },
+    )
+    if threads_before and threads_after:  # the consumer's ZeroMQ I/O thread (its main thread: in "consumer")
         benchmark.extra_info["consumer_zmq_threads_cpu_us_per_fragment"] = (
-            1e6 * (threads_after["zmq_threads"] - threads_before["zmq_threads"]) / n)
+            1e6 * (threads_after["zmq_threads"] - threads_before["zmq_threads"]) / n
+        )
 
 
 def test_event_builder(benchmark, cfg, tmp_path):
@@ -184,7 +207,7 @@ def test_event_builder(benchmark, cfg, tmp_path):
     # the same socket buffering as the raw baseline (HWM 1000)
     cfg = cfg.replace(daq={"records_endpoint": records_ep, "max_events_in_flight": 4096, "hwm": 1000})
     ctx = zmq.Context()
-    sink = ctx.socket(zmq.PULL)            # stands in for the writer
+    sink = ctx.socket(zmq.PULL)  # stands in for the writer
     sink.setsockopt(zmq.LINGER, 0)
     sink.bind(records_ep)
     n_boards = cfg.channel_map.n_boards
@@ -196,7 +219,7 @@ def test_event_builder(benchmark, cfg, tmp_path):
         run.start()
         p, conn = _start_producer(cfg, run.endpoints["fragments"], run.endpoints["trigger_records"])
         run._final_status()
-        cpu_before = run.stats["builder"]["cpu_s"]   # imports and start-up excluded
+        cpu_before = run.stats["builder"]["cpu_s"]  # imports and start-up excluded
         threads_before = _thread_cpu_s(run.stats["builder"]["pid"])
 
         def setup():
@@ -222,7 +245,7 @@ def test_event_builder(benchmark, cfg, tmp_path):
         benchmark.pedantic(transfer, setup=setup, rounds=ROUNDS, iterations=1)
         deadline = time.monotonic() + 30
         while run.stats.get("builder", {}).get("events_built", 0) < ROUNDS * N_EVENTS and time.monotonic() < deadline:
-            run._final_status()   # fresh counters (replies to earlier requests may be older)
+            run._final_status()  # fresh counters (replies to earlier requests may be older)
         built = run.stats["builder"]
         threads_after = _thread_cpu_s(built["pid"])
     finally:
@@ -233,18 +256,25 @@ def test_event_builder(benchmark, cfg, tmp_path):
         ctx.term()
     assert built["events_built"] == ROUNDS * N_EVENTS and built["rejected"] == {}
     rate = N_EVENTS * n_boards / benchmark.stats.stats.median
-    extra = {"fragments_per_s": rate, "events_per_s": N_EVENTS / benchmark.stats.stats.median,
-             "builder_cpu_us_per_fragment": 1e6 * (built["cpu_s"] - cpu_before) / (ROUNDS * N_EVENTS * n_boards)}
-    extra["cpu_us_per_fragment"] = {"producer": 1e6 * state["producer_cpu_s"] / (ROUNDS * N_EVENTS * n_boards),
-                                    "sink_and_run_control": 1e6 * state["sink_cpu_s"] / (ROUNDS * N_EVENTS * n_boards)}
+    extra = {
+        "fragments_per_s": rate,
+        "events_per_s": N_EVENTS / benchmark.stats.stats.median,
+        "builder_cpu_us_per_fragment": 1e6 * (built["cpu_s"] - cpu_before) / (ROUNDS * N_EVENTS * n_boards),
+    }
+    extra["cpu_us_per_fragment"] = {
+        "producer": 1e6 * state["producer_cpu_s"] / (ROUNDS * N_EVENTS * n_boards),
+        "sink_and_run_control": 1e6 * state["sink_cpu_s"] / (ROUNDS * N_EVENTS * n_boards),
+    }
     if threads_before and threads_after:
         extra["builder_cpu_us_per_fragment_by_thread"] = {
-            k: 1e6 * (threads_after[k] - threads_before[k]) / (ROUNDS * N_EVENTS * n_boards) for k in threads_after}
+            k: 1e6 * (threads_after[k] - threads_before[k]) / (ROUNDS * N_EVENTS * n_boards) for k in threads_after
+        }
     if "raw_fragments_per_s" in _RESULTS:
         extra["ratio_vs_raw_push_pull"] = rate / _RESULTS["raw_fragments_per_s"]
         # the same from the fastest round of each (the one least disturbed by other work on the machine)
-        extra["ratio_vs_raw_push_pull_best_rounds"] = (N_EVENTS * n_boards / benchmark.stats.stats.min
-                                                       / _RESULTS["raw_best_fragments_per_s"])
+        extra["ratio_vs_raw_push_pull_best_rounds"] = (
+            N_EVENTS * n_boards / benchmark.stats.stats.min / _RESULTS["raw_best_fragments_per_s"]
+        )
     extra["builder_us_per_fragment"] = _builder_stages(cfg, tmp_path)
     benchmark.extra_info.update(extra)
 
@@ -284,8 +314,12 @@ def _builder_stages(cfg, tmp_path, n_events: int = 500, repeats: int = 3) -> dic
         push.setsockopt(zmq.SNDHWM, 4 * n)
         push.setsockopt(zmq.LINGER, 0)
         for _ in range(repeats):
-            node = EventBuilderNode(cfg.replace(daq={"hwm": 4 * n, "max_events_in_flight": 4 * n_events}), "stages",
-                                    f"ipc://{tmp_path}/stage_ctl", {"run_number": cfg.run.run_number, "endpoints": eps})
+            node = EventBuilderNode(
+                cfg.replace(daq={"hwm": 4 * n, "max_events_in_flight": 4 * n_events}),
+                "stages",
+                f"ipc://{tmp_path}/stage_ctl",
+                {"run_number": cfg.run.run_number, "endpoints": eps},
+            )
             try:
                 node.bind()
                 node.connect({"records": f"ipc://{tmp_path}/stage_sink"})
@@ -296,7 +330,7 @@ def _builder_stages(cfg, tmp_path, n_events: int = 500, repeats: int = 3) -> dic
                 deadline = time.monotonic() + 30
                 while node.frag_sock.poll(0) == 0 and time.monotonic() < deadline:
                     time.sleep(0.01)
-                time.sleep(0.2)   # let the I/O thread queue them all
+                time.sleep(0.2)  # let the I/O thread queue them all
                 # one event's fragments at a time, each stage timed (the data stay in cache
                 # from one stage to the next, as in the builder's loop)
                 t = dict.fromkeys(("receive", "check", "events_and_assembly", "send"), 0.0)
@@ -355,11 +389,20 @@ def _end_to_end(benchmark, cfg, tmp_path, n, rounds) -> float:
     elapsed, s = min(results, key=lambda r: r[0])
     cpu = s["cpu_s"]
     total_cpu = sum(cpu.values())
-    groups = {"boards": sum(v for k, v in cpu.items() if k.startswith("fe")),
-              "trigger": cpu.get("trigger", 0.0), "builder": cpu.get("builder", 0.0), "writer": cpu.get("writer", 0.0)}
+    groups = {
+        "boards": sum(v for k, v in cpu.items() if k.startswith("fe")),
+        "trigger": cpu.get("trigger", 0.0),
+        "builder": cpu.get("builder", 0.0),
+        "writer": cpu.get("writer", 0.0),
+    }
     benchmark.extra_info.update(
-        source=cfg.daq.front_end, events=n, events_per_s=n / elapsed, mb_per_s=s["bytes_written"] / elapsed / 1e6,
-        beam_time_s=s["beam_time_s"], live_fraction=s["live_fraction"], cpu_s=cpu,
+        source=cfg.daq.front_end,
+        events=n,
+        events_per_s=n / elapsed,
+        mb_per_s=s["bytes_written"] / elapsed / 1e6,
+        beam_time_s=s["beam_time_s"],
+        live_fraction=s["live_fraction"],
+        cpu_s=cpu,
         cpu_share={k: v / total_cpu for k, v in groups.items()},
         cpu_ms_per_event={k: 1e3 * v / n for k, v in groups.items()},
     )
@@ -413,6 +456,7 @@ def test_chain_cpu_per_beam_second(benchmark, cfg, tmp_path):
     1 core-s per beam-s is real time on one core.
     """
     from daq_cpu import measure
+
     results = []
 
     def one_run():
@@ -422,17 +466,18 @@ def test_chain_cpu_per_beam_second(benchmark, cfg, tmp_path):
     m = results[-1]
     assert m["events_written"] == CHAIN_EVENTS and m["events_incomplete"] == 0
     benchmark.extra_info.update({k: v for k, v in m.items() if k != "file"})
-    for kind, v in m["core_s_per_beam_s_by_process"].items():   # one summary row each
+    for kind, v in m["core_s_per_beam_s_by_process"].items():  # one summary row each
         benchmark.extra_info[f"core_s_per_beam_s_{kind}"] = v
 
 
-CHAIN_EVENTS = 1000   # ~0.43 s of beam on the default configuration (the issue's `pokerdaq run --events 1000`)
+CHAIN_EVENTS = 1000  # ~0.43 s of beam on the default configuration (the issue's `pokerdaq run --events 1000`)
 
 
 @pytest.mark.parametrize("n_processes", [1, 2, 4])
 def test_chain_scaling(benchmark, cfg, tmp_path, n_processes):
     """Core-s per beam-s and beam / wall with the 12 boards in 1, 2 or 4 front-end processes."""
     from daq_cpu import measure
+
     n_boards = cfg.channel_map.n_boards
     cfg = cfg.replace(daq={"boards_per_process": -(-n_boards // n_processes)})
     results = []
@@ -443,9 +488,13 @@ def test_chain_scaling(benchmark, cfg, tmp_path, n_processes):
     benchmark.pedantic(one_run, rounds=1, iterations=1)
     m = results[-1]
     assert m["front_end_processes"] == n_processes and m["events_written"] == SCALING_EVENTS
-    benchmark.extra_info.update(front_end_processes=n_processes, core_s_per_beam_s=m["core_s_per_beam_s"],
-                                boards_core_s_per_beam_s=m["core_s_per_beam_s_by_process"]["boards"],
-                                beam_per_wall=m["beam_per_wall"], events_per_s=m["events_per_s"])
+    benchmark.extra_info.update(
+        front_end_processes=n_processes,
+        core_s_per_beam_s=m["core_s_per_beam_s"],
+        boards_core_s_per_beam_s=m["core_s_per_beam_s_by_process"]["boards"],
+        beam_per_wall=m["beam_per_wall"],
+        events_per_s=m["events_per_s"],
+    )
 
 
 SCALING_EVENTS = 500

@@ -38,7 +38,7 @@ N_SAMPLES = 64
 ROUNDS = 7
 REFERENCE_EVENTS = 10
 
-_RATES: dict[str, float] = {}   # samples per second, best round, filled as the tests run
+_RATES: dict[str, float] = {}  # samples per second, best round, filled as the tests run
 
 
 def _shape(t_ns: np.ndarray, rise: float = 4.0, decay: float = 15.0) -> np.ndarray:
@@ -59,17 +59,21 @@ def _workload(seed: int = 2026, kind: str = "shower") -> tuple[np.ndarray, Pulse
     r0 = rng.integers(3, 6, N_EVENTS)
     c0 = rng.integers(3, 6, N_EVENTS)
     dist = np.hypot(rows[None, :] - r0[:, None], cols[None, :] - c0[:, None])
-    amp[:, ecal] = 8000.0 * np.exp(-2.3 * dist)           # ~10x down per cell
+    amp[:, ecal] = 8000.0 * np.exp(-2.3 * dist)  # ~10x down per cell
     amp[:, cmap.channels_of("beam_counters")] = rng.normal(600, 60, (N_EVENTS, 1))
-    for sub, prob, scale in (("srd", 0.3, 400.0), ("hcal", 0.1, 200.0), ("veto", 0.05, 300.0),
-                             ("preshower", 1.0, 100.0)):
+    for sub, prob, scale in (
+        ("srd", 0.3, 400.0),
+        ("hcal", 0.1, 200.0),
+        ("veto", 0.05, 300.0),
+        ("preshower", 1.0, 100.0),
+    ):
         chans = cmap.channels_of(sub)
         hit = rng.random((N_EVENTS, len(chans))) < prob
         amp[:, chans] = hit * rng.exponential(scale, (N_EVENTS, len(chans)))
     if kind == "quiet":
         amp = np.where(rng.random(amp.shape) < 0.02, rng.exponential(300.0, amp.shape), 0.0)
         amp = amp.astype(np.float32)
-    t0 = rng.uniform(60.0, 68.0, N_EVENTS)                # 16 pretrigger samples at 4 ns
+    t0 = rng.uniform(60.0, 68.0, N_EVENTS)  # 16 pretrigger samples at 4 ns
     shape = _shape(np.arange(N_SAMPLES)[None, :] * 4.0 - t0[:, None]).astype(np.float32)
     wave = 400.0 + amp[:, :, None] * shape[:, None, :]
     wave += rng.normal(0.0, 2.0, wave.shape).astype(np.float32)
@@ -80,11 +84,14 @@ def _workload(seed: int = 2026, kind: str = "shower") -> tuple[np.ndarray, Pulse
 @pytest.fixture(scope="module", params=["shower", "quiet"])
 def workload(request):
     samples, params = _workload(kind=request.param)
-    records, offsets = find_pulses_batch(samples, params)   # compile outside the timing
-    busy = np.unique(records["channel"].astype(np.int64)
-                     + len(params.thr) * np.repeat(np.arange(N_EVENTS), np.diff(offsets)))
-    print(f"\nworkload {request.param}: {samples.shape} uint16, {len(records)} pulses, "
-          f"{len(busy) / (N_EVENTS * params.n_channels):.1%} of the windows with a pulse")
+    records, offsets = find_pulses_batch(samples, params)  # compile outside the timing
+    busy = np.unique(
+        records["channel"].astype(np.int64) + len(params.thr) * np.repeat(np.arange(N_EVENTS), np.diff(offsets))
+    )
+    print(
+        f"\nworkload {request.param}: {samples.shape} uint16, {len(records)} pulses, "
+        f"{len(busy) / (N_EVENTS * params.n_channels):.1%} of the windows with a pulse"
+    )
     yield samples, params, request.param
     numba.set_num_threads(numba.config.NUMBA_NUM_THREADS)
 
@@ -152,8 +159,7 @@ def test_roofline_numba_single_pass(benchmark, workload):
     samples, _, _ = workload
     flat = samples.ravel()
     _numba_single_pass(flat, 420)
-    rate = _run_benchmark(benchmark, "numba pass", lambda: _numba_single_pass(flat, 420),
-                          samples.size)
+    rate = _run_benchmark(benchmark, "numba pass", lambda: _numba_single_pass(flat, 420), samples.size)
     print(f"numba single pass: {rate / 1e9:.2f} G samples/s")
 
 
@@ -175,8 +181,9 @@ def test_find_pulses(benchmark, workload, threads):
     if threads > numba.config.NUMBA_NUM_THREADS:
         raise RuntimeError(f"numba has {numba.config.NUMBA_NUM_THREADS} threads, need {threads}")
     numba.set_num_threads(threads)
-    rate = _run_benchmark(benchmark, f"find_pulses {kind} {threads}", lambda: find_pulses_batch(
-        samples, params), samples.size)
+    rate = _run_benchmark(
+        benchmark, f"find_pulses {kind} {threads}", lambda: find_pulses_batch(samples, params), samples.size
+    )
     numba.set_num_threads(numba.config.NUMBA_NUM_THREADS)
     base = _baselines(samples)
     info = benchmark.extra_info
@@ -184,18 +191,25 @@ def test_find_pulses(benchmark, workload, threads):
     info["load_average_1min"] = os.getloadavg()[0]
     for name, value in base.items():
         info[f"ratio_to_{name.replace(' ', '_')}"] = rate / threads / value
-    lines = [f"find_pulses_batch {kind}, {threads} thread(s): {rate / 1e9:.2f} G samples/s "
-             f"({rate / threads / 1e9:.2f} per core; load average {os.getloadavg()[0]:.1f})"]
-    lines += [f"  per core / {name} ({value / 1e9:.2f} G/s): {rate / threads / value:.2f}"
-              for name, value in base.items()]
+    lines = [
+        f"find_pulses_batch {kind}, {threads} thread(s): {rate / 1e9:.2f} G samples/s "
+        f"({rate / threads / 1e9:.2f} per core; load average {os.getloadavg()[0]:.1f})"
+    ]
+    lines += [
+        f"  per core / {name} ({value / 1e9:.2f} G/s): {rate / threads / value:.2f}" for name, value in base.items()
+    ]
     kernel = lambda: find_pulses_batch(samples, params)  # noqa: E731
     if threads == 1:
         flat = samples.ravel()
         dst = np.empty_like(samples)
         numba.set_num_threads(1)
-        best = _alternating_best({"find_pulses": kernel,
-                                  "numba pass": lambda: _numba_single_pass(flat, 420),
-                                  "numpy copy": lambda: np.copyto(dst, samples)})
+        best = _alternating_best(
+            {
+                "find_pulses": kernel,
+                "numba pass": lambda: _numba_single_pass(flat, 420),
+                "numpy copy": lambda: np.copyto(dst, samples),
+            }
+        )
         numba.set_num_threads(numba.config.NUMBA_NUM_THREADS)
         info["cpu_samples_per_s"] = samples.size / best["find_pulses"]
         for name in ("numba pass", "numpy copy"):
@@ -207,10 +221,12 @@ def test_find_pulses(benchmark, workload, threads):
             info["speedup_over_reference"] = rate / ref
             lines.append(f"  over the naive reference: {rate / ref:,.0f}x")
     else:
+
         def on(n):
             def run():
                 numba.set_num_threads(n)
                 kernel()
+
             return run
 
         best = _alternating_best({1: on(1), threads: on(threads)}, clock=time.perf_counter)
@@ -220,8 +236,7 @@ def test_find_pulses(benchmark, workload, threads):
             info["speedup_2_threads"] = rate / one
             lines.append(f"  speed-up on {threads} threads: {rate / one:.2f}x (goal 1.7)")
         info["speedup_2_threads_alternating"] = best[1] / best[threads]
-        lines.append(f"  speed-up on {threads} threads, alternating wall clock: "
-                     f"{best[1] / best[threads]:.2f}x")
+        lines.append(f"  speed-up on {threads} threads, alternating wall clock: {best[1] / best[threads]:.2f}x")
     print("\n".join(lines))
 
 
@@ -230,26 +245,25 @@ def test_stream(benchmark):
     rng = np.random.default_rng(9)
     n_ch, n, chunk = 130, 131072, 8192
     x = 400 + rng.integers(-3, 4, (n_ch, n))
-    hits = rng.random((n_ch, n)) < 0.002                    # a pulse every 2 us per channel
+    hits = rng.random((n_ch, n)) < 0.002  # a pulse every 2 us per channel
     kernel = np.rint(300.0 * _shape(np.arange(16) * 4.0 - 2.0)).astype(np.int64)
     for k, v in enumerate(kernel):
-        x[:, k:] += np.where(hits[:, :n - k], v, 0)
+        x[:, k:] += np.where(hits[:, : n - k], v, 0)
     samples = np.clip(x, 0, 16383).astype(np.uint16)
-    params = PulseParams.uniform(n_ch, thr=20, nsb=2, nsa=12, nsat=2, ped_mode=1, ped_cfg=400,
-                                 max_pulses=0)
+    params = PulseParams.uniform(n_ch, thr=20, nsb=2, nsa=12, nsat=2, ped_mode=1, ped_cfg=400, max_pulses=0)
 
     def run():
         stream = PulseStream(params)
         found = 0
         for a in range(0, n, chunk):
-            found += len(stream.process(samples[:, a:a + chunk]))
+            found += len(stream.process(samples[:, a : a + chunk]))
         return found + len(stream.finish())
 
     found = run()
     numba.set_num_threads(1)
     rate = _run_benchmark(benchmark, "stream", run, samples.size, rounds=5)
     numba.set_num_threads(numba.config.NUMBA_NUM_THREADS)
-    base = {k: v for k, v in _RATES.items() if k in ('numpy copy', 'numba pass')}
+    base = {k: v for k, v in _RATES.items() if k in ("numpy copy", "numba pass")}
     if not base:
         base = _baselines(samples)
     benchmark.extra_info["pulses"] = found
@@ -258,10 +272,11 @@ def test_stream(benchmark):
     flat = samples.ravel()
     _numba_single_pass(flat, 420)
     numba.set_num_threads(1)
-    best = _alternating_best({"stream": run,
-                              "numba pass": lambda: _numba_single_pass(flat, 420)}, rounds=3)
+    best = _alternating_best({"stream": run, "numba pass": lambda: _numba_single_pass(flat, 420)}, rounds=3)
     numba.set_num_threads(numba.config.NUMBA_NUM_THREADS)
     benchmark.extra_info["cpu_ratio_to_numba_pass"] = best["numba pass"] / best["stream"]
-    print(f"PulseStream, 1 thread: {rate / 1e9:.2f} G samples/s, {found} pulses; "
-          + ", ".join(f"/ {k} {rate / v:.2f}" for k, v in base.items())
-          + f"; alternating, CPU time: / numba pass {best['numba pass'] / best['stream']:.3f}")
+    print(
+        f"PulseStream, 1 thread: {rate / 1e9:.2f} G samples/s, {found} pulses; "
+        + ", ".join(f"/ {k} {rate / v:.2f}" for k, v in base.items())
+        + f"; alternating, CPU time: / numba pass {best['numba pass'] / best['stream']:.3f}"
+    )

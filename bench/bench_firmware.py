@@ -37,10 +37,11 @@ NUMBA_ROUNDS = 20
 
 @pytest.fixture(scope="module")
 def workload(tmp_path_factory):
-    campaign = make_campaign(seed=7, n_channel_windows=NCH * N_WINDOWS, nch=NCH,
-                             kinds=("physics",), windows_per_batch=N_WINDOWS)
+    campaign = make_campaign(
+        seed=7, n_channel_windows=NCH * N_WINDOWS, nch=NCH, kinds=("physics",), windows_per_batch=N_WINDOWS
+    )
     assert len(campaign.batch_n) == 1
-    campaign.gaps[:] = 0                       # full rate: one sample per clock
+    campaign.gaps[:] = 0  # full rate: one sample per clock
     campaign.index0[:] = 0
     path = tmp_path_factory.mktemp("bench_fw")
     campaign.save(path / "stimulus.npz")
@@ -68,22 +69,25 @@ def test_rtl_simulation_throughput(benchmark, workload):
     clocks = int(result["clocks"])
 
     params = _params(campaign)
-    records, _ = find_pulses_batch(samples, params)      # compiles
+    records, _ = find_pulses_batch(samples, params)  # compiles
     best = float("inf")
     for _ in range(NUMBA_ROUNDS):
         t0 = time.perf_counter()
         records, _ = find_pulses_batch(samples, params)
         best = min(best, time.perf_counter() - t0)
     numba_rate = n_samples / best
-    assert len(records) == len(result["rows"]) > 0      # both found the same pulses
+    assert len(records) == len(result["rows"]) > 0  # both found the same pulses
 
     benchmark.extra_info.update(
-        samples=n_samples, clocks=clocks,
+        samples=n_samples,
+        clocks=clocks,
         rtl_samples_per_s=rtl_rate,
         rtl_clocks_per_s=clocks / benchmark.stats.stats.min,
         numba_samples_per_s=numba_rate,
         numba_over_rtl=numba_rate / rtl_rate,
     )
-    print(f"\nRTL (Verilator+cocotb, {NCH} ch): {rtl_rate:,.0f} samples/s "
-          f"({clocks / benchmark.stats.stats.min:,.0f} clocks/s); numba: {numba_rate:,.0f} "
-          f"samples/s; numba/RTL = {numba_rate / rtl_rate:,.0f}")
+    print(
+        f"\nRTL (Verilator+cocotb, {NCH} ch): {rtl_rate:,.0f} samples/s "
+        f"({clocks / benchmark.stats.stats.min:,.0f} clocks/s); numba: {numba_rate:,.0f} "
+        f"samples/s; numba/RTL = {numba_rate / rtl_rate:,.0f}"
+    )

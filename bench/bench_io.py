@@ -25,8 +25,8 @@ from pokerdaq.dsp._records import PULSE_DTYPE
 from pokerdaq.io import EVENT_DTYPE, RunFile, RunFileWriter
 from pokerdaq.io import _layout as L
 
-N_EVENTS = 2000       # 2000 x 130 channels x 64 samples x 2 B = 33 MB per round
-BATCH = 100           # events per write call, as the event builder would hand them over
+N_EVENTS = 2000  # 2000 x 130 channels x 64 samples x 2 B = 33 MB per round
+BATCH = 100  # events per write call, as the event builder would hand them over
 ROUNDS = 7
 # CPU time of this process (user + system, all threads): on the shared 2-core machine wall time
 # swings by 2x with the other jobs; CPU time of the same work varies by about 10 %.
@@ -65,20 +65,29 @@ def _raw_h5py_write(path: Path, headers, samples, pulses, truth, chunk_events: i
     filt = L.compression_filter("zstd")
     with h5py.File(path, "w") as h5:
         shape = samples.shape[1:]
-        ds = h5.create_dataset("samples", shape=(0, *shape), maxshape=(None, *shape), dtype=np.uint16,
-                               chunks=(chunk_events, *shape), **filt)
-        ev = h5.create_dataset("events", shape=(0,), maxshape=(None,), dtype=EVENT_DTYPE,
-                               chunks=(L.EVENT_CHUNK_ROWS,), **filt)
-        pu = h5.create_dataset("pulses", shape=(0,), maxshape=(None,), dtype=pulses.dtype,
-                               chunks=(L.PULSE_CHUNK_ROWS,), **filt)
-        tr = h5.create_dataset("truth", shape=(0,), maxshape=(None,), dtype=truth.dtype,
-                               chunks=(L.TRUTH_CHUNK_ROWS,), **filt)
+        ds = h5.create_dataset(
+            "samples",
+            shape=(0, *shape),
+            maxshape=(None, *shape),
+            dtype=np.uint16,
+            chunks=(chunk_events, *shape),
+            **filt,
+        )
+        ev = h5.create_dataset(
+            "events", shape=(0,), maxshape=(None,), dtype=EVENT_DTYPE, chunks=(L.EVENT_CHUNK_ROWS,), **filt
+        )
+        pu = h5.create_dataset(
+            "pulses", shape=(0,), maxshape=(None,), dtype=pulses.dtype, chunks=(L.PULSE_CHUNK_ROWS,), **filt
+        )
+        tr = h5.create_dataset(
+            "truth", shape=(0,), maxshape=(None,), dtype=truth.dtype, chunks=(L.TRUTH_CHUNK_ROWS,), **filt
+        )
         for i in range(0, len(headers), BATCH):
             j = min(i + BATCH, len(headers))
             ds.resize((j, *shape))
             ds[i:j] = samples[i:j]
             pu.resize((offsets[j],))
-            pu[offsets[i]:] = pulses[offsets[i]:offsets[j]]
+            pu[offsets[i] :] = pulses[offsets[i] : offsets[j]]
             tr.resize((j,))
             tr[i:j] = truth[i:j]
             ev.resize((j,))
@@ -90,7 +99,7 @@ def _writer_write(path: Path, cfg, headers, samples, pulses, truth, compression=
     with RunFileWriter(path, cfg, flush_every_events=1000, compression=compression, overwrite=True) as w:
         for i in range(0, len(headers), BATCH):
             j = min(i + BATCH, len(headers))
-            w.write_events(headers[i:j], samples[i:j], pulses[offsets[i]:offsets[j]], truth[i:j])
+            w.write_events(headers[i:j], samples[i:j], pulses[offsets[i] : offsets[j]], truth[i:j])
 
 
 def _chunk_events(cfg) -> int:
@@ -129,7 +138,7 @@ def test_run_file_writer(benchmark, cfg, data, tmp_path):
     raw_s, writer_s = _interleaved_best(cfg, data, tmp_path, ROUNDS)
     writer_s = min(writer_s, benchmark.stats.stats.min)
     benchmark.extra_info["MB"] = samples.nbytes / 1e6
-    benchmark.extra_info["GB_per_s"] = samples.nbytes / writer_s / 1e9   # samples only, per CPU second
+    benchmark.extra_info["GB_per_s"] = samples.nbytes / writer_s / 1e9  # samples only, per CPU second
     benchmark.extra_info["raw_h5py_GB_per_s"] = samples.nbytes / raw_s / 1e9
     benchmark.extra_info["ratio_vs_raw_h5py"] = raw_s / writer_s
     benchmark.extra_info["compression_ratio"] = samples.nbytes / path.stat().st_size

@@ -71,7 +71,7 @@ def test_replay_against_reading_plus_find_pulses(benchmark, run_file):
         "replay": lambda: replay_file(path),
         "replay_new_config": lambda: replay_file(path, new_cfg),
     }
-    for fn in fns.values():   # JIT and page cache warm
+    for fn in fns.values():  # JIT and page cache warm
         fn()
     result = replay_file(path)
     assert result.reproduced and result.replayed_pulses == result.stored_pulses > 0

@@ -26,12 +26,23 @@ RESULTS: dict[str, float] = {}
 def counter_cfg():
     cfg = load_config()
     # the beam counters' SiPM, made to match SimSiPM's sensor below
-    return cfg.replace(detector={"beam_counters": {
-        "sipm": {"n_cells": 14400, "crosstalk_prob": 0.05, "afterpulse_prob": 0.01, "dark_rate_hz": 2e6,
-                 "pulse_rise_ns": 1.0, "pulse_decay_ns": 8.0, "gain_spread": 0.05},
-        "scintillator": {"decay_ns": [2.4], "fractions": [1.0], "rise_ns": 0.0},
-        "electronics": {"shaping_ns": 0.0},
-    }})
+    return cfg.replace(
+        detector={
+            "beam_counters": {
+                "sipm": {
+                    "n_cells": 14400,
+                    "crosstalk_prob": 0.05,
+                    "afterpulse_prob": 0.01,
+                    "dark_rate_hz": 2e6,
+                    "pulse_rise_ns": 1.0,
+                    "pulse_decay_ns": 8.0,
+                    "gain_spread": 0.05,
+                },
+                "scintillator": {"decay_ns": [2.4], "fractions": [1.0], "rise_ns": 0.0},
+                "electronics": {"shaping_ns": 0.0},
+            }
+        }
+    )
 
 
 def simsipm_sensor():
@@ -77,16 +88,24 @@ def test_pokerdaq_single_sipm_one_thread(benchmark, counter_cfg):
     threads = numba.get_num_threads()
     numba.set_num_threads(1)
     try:
-        benchmark.pedantic(emulate_channel, args=(counter_cfg, ch, deposits), rounds=5, iterations=1,
-                           kwargs={"seed": 1, "n_samples": N_SAMPLES, "t0_ns": 20.0}, warmup_rounds=1)
+        benchmark.pedantic(
+            emulate_channel,
+            args=(counter_cfg, ch, deposits),
+            rounds=5,
+            iterations=1,
+            kwargs={"seed": 1, "n_samples": N_SAMPLES, "t0_ns": 20.0},
+            warmup_rounds=1,
+        )
     finally:
         numba.set_num_threads(threads)
     rate = n / benchmark.stats.stats.median
     benchmark.extra_info["waveforms_per_s"] = rate
     if "simsipm_wf_per_s" in RESULTS:
         benchmark.extra_info["ratio_vs_simsipm_per_core"] = rate / RESULTS["simsipm_wf_per_s"]
-        print(f"\nsingle SiPM, one core: pokerdaq {rate:,.0f} wf/s, SimSiPM {RESULTS['simsipm_wf_per_s']:,.0f} wf/s,"
-              f" ratio {rate / RESULTS['simsipm_wf_per_s']:.1f}")
+        print(
+            f"\nsingle SiPM, one core: pokerdaq {rate:,.0f} wf/s, SimSiPM {RESULTS['simsipm_wf_per_s']:,.0f} wf/s,"
+            f" ratio {rate / RESULTS['simsipm_wf_per_s']:.1f}"
+        )
 
 
 @pytest.mark.parametrize("threads", [1, 0], ids=["one_thread", "all_threads"])
@@ -97,8 +116,7 @@ def test_pokerdaq_full_events(benchmark, threads):
     saved = numba.get_num_threads()
     numba.set_num_threads(threads or numba.config.NUMBA_NUM_THREADS)
     try:
-        benchmark.pedantic(emulate_windows, args=(cfg, n), kwargs={"seed": 3}, rounds=3, iterations=1,
-                           warmup_rounds=1)
+        benchmark.pedantic(emulate_windows, args=(cfg, n), kwargs={"seed": 3}, rounds=3, iterations=1, warmup_rounds=1)
     finally:
         numba.set_num_threads(saved)
     rate = n / benchmark.stats.stats.median

@@ -34,7 +34,7 @@ def _batch(cfg, n: int, rng):
     pulses["coarse_time"] = pulses["time"] // 64
     pulses["integral_net"] = rng.integers(100, 40000, len(pulses))
     pulses["peak"] = rng.integers(400, 3000, len(pulses))
-    samples = (400 + rng.integers(0, 6, (n, n_ch, window))).astype(np.uint16)   # pedestal and noise
+    samples = (400 + rng.integers(0, 6, (n, n_ch, window))).astype(np.uint16)  # pedestal and noise
     return headers, samples, pulses
 
 
@@ -66,14 +66,16 @@ def test_display_tap_against_the_file_write(benchmark, tmp_path):
 
     benchmark.pedantic(tap, rounds=ROUNDS, iterations=1)
     write, tapped = float(np.median(write_s)), float(np.median(tap_s))
-    benchmark.extra_info.update({
-        "display_ratio_vs_file_write": tapped / write,
-        "display_cpu_us_per_event": tapped / n * 1e6,
-        "display_observe_ratio_vs_file_write": (tapped - float(np.median(msg_s))) / write,   # without the message
-        "display_message_cpu_ms": float(np.median(msg_s)) * 1e3,
-        "file_write_cpu_us_per_event": write / n * 1e6,
-        "batch_events": n,
-    })
+    benchmark.extra_info.update(
+        {
+            "display_ratio_vs_file_write": tapped / write,
+            "display_cpu_us_per_event": tapped / n * 1e6,
+            "display_observe_ratio_vs_file_write": (tapped - float(np.median(msg_s))) / write,  # without the message
+            "display_message_cpu_ms": float(np.median(msg_s)) * 1e3,
+            "file_write_cpu_us_per_event": write / n * 1e6,
+            "batch_events": n,
+        }
+    )
 
 
 def test_status_page_update_latency(benchmark, tmp_path):
@@ -121,10 +123,12 @@ def test_status_page_update_latency(benchmark, tmp_path):
         t.join(30)
     assert run.state == "stopped" and len(lat) >= 3
     benchmark.pedantic(lambda: None, rounds=1, iterations=1)
-    benchmark.extra_info.update({
-        "publish_to_api_latency_ms_median": float(np.median(lat[1:])) * 1e3,   # the first may predate the client
-        "publish_to_api_latency_ms_max": float(np.max(lat[1:])) * 1e3,
-        "api_request_ms_median": float(np.median(req)) * 1e3,
-        "api_body_kB": float(np.median(size)) / 1e3,
-        "snapshots_seen": len(lat),
-    })
+    benchmark.extra_info.update(
+        {
+            "publish_to_api_latency_ms_median": float(np.median(lat[1:])) * 1e3,  # the first may predate the client
+            "publish_to_api_latency_ms_max": float(np.max(lat[1:])) * 1e3,
+            "api_request_ms_median": float(np.median(req)) * 1e3,
+            "api_body_kB": float(np.median(size)) / 1e3,
+            "snapshots_seen": len(lat),
+        }
+    )

@@ -34,7 +34,7 @@ from pokerdaq.sim import SampleStream, emulate_windows
 from pokerdaq.trigger import TriggerModel, trigger_windows
 from pokerdaq.trigger._chain import stream_config, stream_pulses
 
-SPAN = 1 << 20          # samples per channel: 4.19 ms at 250 MHz
+SPAN = 1 << 20  # samples per channel: 4.19 ms at 250 MHz
 CHUNK = 1 << 16
 ROUNDS = 3
 SEED = 11
@@ -59,8 +59,10 @@ def setup():
     for p in pulses:  # compile
         model.process(p, model.tick + CHUNK - lag if model.tick + CHUNK - lag > model.tick else model.tick)
     n_particles = int(sum(len(t) for t in truth))
-    print(f"\nworkload: {SPAN} samples x {len(cfg.channel_map)} channels, {n_particles} beam particles, "
-          f"{sum(len(p) for p in pulses)} pulses")
+    print(
+        f"\nworkload: {SPAN} samples x {len(cfg.channel_map)} channels, {n_particles} beam particles, "
+        f"{sum(len(p) for p in pulses)} pulses"
+    )
     yield dict(cfg=cfg, params=params, lag=lag, chunks=chunks, pulses=pulses, n=n_particles)
     numba.set_num_threads(numba.config.NUMBA_NUM_THREADS)
 
@@ -146,12 +148,17 @@ def test_chain(benchmark, setup, threads):
         info["chain_over_pulse_finder_time"] = best / _RESULTS["pulse finder"]
     if threads == 2 and "chain 1" in _RESULTS:
         info["speedup_two_threads"] = _RESULTS["chain 1"] / best
-    print(f"\nchain on {info['numba_threads']} thread(s): {info['particles_per_s']:.4g} particles/s, "
-          f"real-time factor {info['real_time_factor']:.4g} at {cfg.beam.rate_hz:g} Hz; time in emulator "
-          f"{share[0]:.1%}, pulse finder {share[1]:.1%}, trigger {share[2]:.2%}"
-          + (f"; chain / pulse finder alone {info['chain_over_pulse_finder_time']:.3g}x"
-             if "chain_over_pulse_finder_time" in info else "")
-          + (f"; two threads / one {info['speedup_two_threads']:.3g}x" if "speedup_two_threads" in info else ""))
+    print(
+        f"\nchain on {info['numba_threads']} thread(s): {info['particles_per_s']:.4g} particles/s, "
+        f"real-time factor {info['real_time_factor']:.4g} at {cfg.beam.rate_hz:g} Hz; time in emulator "
+        f"{share[0]:.1%}, pulse finder {share[1]:.1%}, trigger {share[2]:.2%}"
+        + (
+            f"; chain / pulse finder alone {info['chain_over_pulse_finder_time']:.3g}x"
+            if "chain_over_pulse_finder_time" in info
+            else ""
+        )
+        + (f"; two threads / one {info['speedup_two_threads']:.3g}x" if "speedup_two_threads" in info else "")
+    )
 
 
 @pytest.fixture(scope="module")
@@ -159,8 +166,9 @@ def pool(setup):
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
 
-    with ProcessPoolExecutor(2, mp_context=multiprocessing.get_context("spawn"), initializer=numba.set_num_threads,
-                             initargs=(1,)) as ex:  # one core per process
+    with ProcessPoolExecutor(
+        2, mp_context=multiprocessing.get_context("spawn"), initializer=numba.set_num_threads, initargs=(1,)
+    ) as ex:  # one core per process
         halves = _halves(setup["cfg"])
         list(ex.map(stream_pulses, [setup["cfg"]] * 2, halves, [SEED] * 2, [CHUNK] * 2))  # import, compile
         yield ex
@@ -195,9 +203,15 @@ def test_chain_two_processes(benchmark, setup, pool):
         info["speedup_two_processes"] = _RESULTS["chain 1"] / best
     if "pulse finder" in _RESULTS:
         info["chain_over_pulse_finder_time"] = best / _RESULTS["pulse finder"]
-    print(f"\nchain on 2 processes: {info['particles_per_s']:.4g} particles/s, real-time factor "
-          f"{info['real_time_factor']:.4g}" + (f"; two processes / one thread {info['speedup_two_processes']:.3g}x"
-                                                 if "speedup_two_processes" in info else ""))
+    print(
+        f"\nchain on 2 processes: {info['particles_per_s']:.4g} particles/s, real-time factor "
+        f"{info['real_time_factor']:.4g}"
+        + (
+            f"; two processes / one thread {info['speedup_two_processes']:.3g}x"
+            if "speedup_two_processes" in info
+            else ""
+        )
+    )
 
 
 def test_trigger_windows(benchmark, setup):

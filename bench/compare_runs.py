@@ -41,8 +41,10 @@ def compare(ref_path: str, new_path: str) -> list[str]:
         ref.visit(names_ref.append)
         new.visit(names_new.append)
         if sorted(names_ref) != sorted(names_new):
-            diffs.append(f"objects differ: only in reference {sorted(set(names_ref) - set(names_new))}, "
-                         f"only in candidate {sorted(set(names_new) - set(names_ref))}")
+            diffs.append(
+                f"objects differ: only in reference {sorted(set(names_ref) - set(names_new))}, "
+                f"only in candidate {sorted(set(names_new) - set(names_ref))}"
+            )
         for name in ["/", *sorted(set(names_ref) & set(names_new))]:
             a, b = ref[name], new[name]
             ta, tb = _attrs(a), _attrs(b)
@@ -78,8 +80,11 @@ def main(argv: list[str]) -> int:
     diffs = compare(argv[1], argv[2])
     for d in diffs:
         print(d)
-    print("identical (datasets and attributes, wall-clock timestamps excluded)" if not diffs
-          else f"{len(diffs)} differences")
+    print(
+        "identical (datasets and attributes, wall-clock timestamps excluded)"
+        if not diffs
+        else f"{len(diffs)} differences"
+    )
     return 0 if not diffs else 1
 
 

@@ -41,9 +41,8 @@ def summary_rows(benchmarks) -> list[dict[str, Any]]:
         stats = getattr(b, "stats", None)
         min_s = getattr(stats, "min", None) if stats else None
         for key, value in (getattr(b, "extra_info", None) or {}).items():
-            rows.append({"benchmark": b.name, "figure": key, "value": value, "ratio": _is_ratio(key),
-                         "min_s": min_s})
-    rows.sort(key=lambda r: not r["ratio"])   # stable: within each kind, in the order benchmarks ran
+            rows.append({"benchmark": b.name, "figure": key, "value": value, "ratio": _is_ratio(key), "min_s": min_s})
+    rows.sort(key=lambda r: not r["ratio"])  # stable: within each kind, in the order benchmarks ran
     return rows
 
 
@@ -67,9 +66,19 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:
     else:
         tr.write_line("(no benchmark recorded a figure in extra_info)")
     SUMMARY_JSON.parent.mkdir(parents=True, exist_ok=True)
-    doc = {"benchmarks": [{"name": b.name, "fullname": b.fullname, "min_s": b.stats.min,
-                           "median_s": b.stats.median, "rounds": b.stats.rounds,
-                           "extra_info": dict(b.extra_info)} for b in benchmarks],
-           "figures": rows}
+    doc = {
+        "benchmarks": [
+            {
+                "name": b.name,
+                "fullname": b.fullname,
+                "min_s": b.stats.min,
+                "median_s": b.stats.median,
+                "rounds": b.stats.rounds,
+                "extra_info": dict(b.extra_info),
+            }
+            for b in benchmarks
+        ],
+        "figures": rows,
+    }
     SUMMARY_JSON.write_text(json.dumps(doc, indent=1, default=str) + "\n")
     tr.write_line(f"written {SUMMARY_JSON}")

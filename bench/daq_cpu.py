@@ -78,19 +78,26 @@ def format_table(m: dict[str, Any]) -> str:
         lines.append(f"{kind:<34} {v:8.2f}")
         for key, sv in m["core_s_per_beam_s_by_stage"].items():
             if key.startswith(kind + "."):
-                lines.append(f"  - {key[len(kind) + 1:]:<30} {sv:8.2f}")
+                lines.append(f"  - {key[len(kind) + 1 :]:<30} {sv:8.2f}")
     lines.append(f"{'total':<34} {m['core_s_per_beam_s']:8.2f}")
-    lines.append(f"beam {m['beam_time_s'] * 1e3:.1f} ms in {m['wall_s']:.1f} s wall (beam/wall {m['beam_per_wall']:.4f}), "
-                 f"{m['events_per_s']:.0f} events/s, {m['mb_per_s']:.2f} MB/s, "
-                 f"{m['front_end_processes']} front-end processes")
+    lines.append(
+        f"beam {m['beam_time_s'] * 1e3:.1f} ms in {m['wall_s']:.1f} s wall (beam/wall {m['beam_per_wall']:.4f}), "
+        f"{m['events_per_s']:.0f} events/s, {m['mb_per_s']:.2f} MB/s, "
+        f"{m['front_end_processes']} front-end processes"
+    )
     return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--events", type=int, default=1000)
-    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                    help="configuration override, e.g. daq.boards_per_process=12")
+    ap.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="configuration override, e.g. daq.boards_per_process=12",
+    )
     ap.add_argument("--output", default=None, help="run file or folder (default: a temporary folder)")
     ap.add_argument("--compare", default=None, help="reference run file to compare the new file with")
     ap.add_argument("--json", default=None, help="write the figures to this file")
@@ -101,6 +108,7 @@ def main(argv: list[str] | None = None) -> int:
         table, _, field = key.rpartition(".")
         cfg = cfg.replace(**_nested(table, field, json.loads(value)))
     import tempfile
+
     with tempfile.TemporaryDirectory() as tmp:
         m = measure(cfg, args.events, args.output or tmp)
         print(format_table(m))
@@ -109,11 +117,15 @@ def main(argv: list[str] | None = None) -> int:
         if args.compare:
             sys.path.insert(0, str(Path(__file__).resolve().parent))
             from compare_runs import compare
+
             diffs = compare(args.compare, m["file"])
             for d in diffs:
                 print(d)
-            print("file identical to the reference (datasets and attributes, wall-clock timestamps excluded)"
-                  if not diffs else f"file DIFFERS from the reference: {len(diffs)} differences")
+            print(
+                "file identical to the reference (datasets and attributes, wall-clock timestamps excluded)"
+                if not diffs
+                else f"file DIFFERS from the reference: {len(diffs)} differences"
+            )
             return 1 if diffs else 0
     return 0
 

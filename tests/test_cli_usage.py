@@ -22,8 +22,14 @@ POKER_TOML = Path(__file__).resolve().parents[1] / "src" / "pokerdaq" / "configs
 
 
 def cli(*args: str, cwd: str | os.PathLike[str] | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "pokerdaq.cli", *map(str, args)], capture_output=True, text=True,
-                          timeout=timeout, cwd=cwd, env={**os.environ, "COLUMNS": "200"})
+    return subprocess.run(
+        [sys.executable, "-m", "pokerdaq.cli", *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=cwd,
+        env={**os.environ, "COLUMNS": "200"},
+    )
 
 
 def assert_usage_error(proc: subprocess.CompletedProcess, command: str, *needles: str) -> str:
@@ -54,7 +60,7 @@ def bad_files(sim_file, tmp_path_factory) -> dict[str, Path]:
     truncated.write_bytes(data[: len(data) // 2])
     garbage = d / "garbage.h5"
     garbage.write_bytes(b"\x00garbage" * 4096)
-    garbled = d / "garbled.h5"    # intact metadata, 20 kB of the compressed samples overwritten
+    garbled = d / "garbled.h5"  # intact metadata, 20 kB of the compressed samples overwritten
     raw = bytearray(data)
     raw[len(raw) // 2 : len(raw) // 2 + 20000] = b"\xff" * 20000
     garbled.write_bytes(bytes(raw))
@@ -65,8 +71,14 @@ def bad_files(sim_file, tmp_path_factory) -> dict[str, Path]:
     shutil.copy(sim_file, no_truth)
     with h5py.File(no_truth, "r+") as h5:
         del h5["truth"]
-    return {"truncated": truncated, "garbage": garbage, "garbled": garbled, "foreign": foreign, "no_truth": no_truth,
-            "missing": d / "missing.h5"}
+    return {
+        "truncated": truncated,
+        "garbage": garbage,
+        "garbled": garbled,
+        "foreign": foreign,
+        "no_truth": no_truth,
+        "missing": d / "missing.h5",
+    }
 
 
 def _config(tmp_path: Path, name: str, *replacements: tuple[str, str]) -> Path:
@@ -105,15 +117,15 @@ def test_run_refuses_an_existing_h5_file_before_start_up(sim_file, tmp_path):
 
 def test_run_into_a_folder_with_runs_takes_the_next_run_number(tmp_path):
     cfg = load_config()
-    assert choose_output(cfg, str(tmp_path), False) == (cfg, "")   # an empty folder: the configured number
+    assert choose_output(cfg, str(tmp_path), False) == (cfg, "")  # an empty folder: the configured number
     (tmp_path / "run_000001.h5").touch()
-    (tmp_path / "run_000004_0001.h5").touch()     # a rotated file of run 4
-    (tmp_path / "notes_000099.h5").touch()        # not a run file: ignored
+    (tmp_path / "run_000004_0001.h5").touch()  # a rotated file of run 4
+    (tmp_path / "notes_000099.h5").touch()  # not a run file: ignored
     nxt, note = choose_output(cfg, str(tmp_path), False)
     assert nxt.run.run_number == 5 and "next free run number, 5" in note
-    same, note = choose_output(cfg, str(tmp_path), True)   # --overwrite: the configured run, replaced
+    same, note = choose_output(cfg, str(tmp_path), True)  # --overwrite: the configured run, replaced
     assert same.run.run_number == 1 and note == ""
-    (tmp_path / "run_000005.h5.part").touch()     # a run being written counts as taken too
+    (tmp_path / "run_000005.h5.part").touch()  # a run being written counts as taken too
     assert choose_output(cfg.replace(run={"run_number": 5}), str(tmp_path), False)[0].run.run_number == 6
     with pytest.raises(UsageError, match="exists"):
         choose_output(cfg, str(tmp_path / "run_000001.h5"), False)
@@ -131,11 +143,16 @@ def test_report_files_are_refused_too(sim_file, tmp_path):
 # ------------------------------------------------------------------ input files
 
 
-@pytest.mark.parametrize("kind, message", [("missing", "no such file"),
-                                           ("truncated", "damaged HDF5 file"),
-                                           ("garbage", "not an HDF5 file"),
-                                           ("garbled", "damaged"),
-                                           ("foreign", "not a pokerdaq run file")])
+@pytest.mark.parametrize(
+    "kind, message",
+    [
+        ("missing", "no such file"),
+        ("truncated", "damaged HDF5 file"),
+        ("garbage", "not an HDF5 file"),
+        ("garbled", "damaged"),
+        ("foreign", "not a pokerdaq run file"),
+    ],
+)
 def test_inspect_names_a_bad_input(bad_files, kind, message):
     path = bad_files[kind]
     assert_usage_error(cli("inspect", path), "inspect", str(path), message)
@@ -152,15 +169,17 @@ def test_every_reader_names_a_bad_input(bad_files, kind):
 # ------------------------------------------------------------------ configuration vs file
 
 
-@pytest.mark.parametrize("what, replacement, needles", [
-    ("sampling rate", (r"^sampling_rate_hz = 250e6", "sampling_rate_hz = 500e6"), ("500 MHz", "250 MHz")),
-    ("window", (r"^window_samples = 64 ", "window_samples = 32 "), ("32 samples", "64 samples")),
-    ("channels", (r"^rows = 9 ", "rows = 8 "), ("channels",)),
-])
+@pytest.mark.parametrize(
+    "what, replacement, needles",
+    [
+        ("sampling rate", (r"^sampling_rate_hz = 250e6", "sampling_rate_hz = 500e6"), ("500 MHz", "250 MHz")),
+        ("window", (r"^window_samples = 64 ", "window_samples = 32 "), ("32 samples", "64 samples")),
+        ("channels", (r"^rows = 9 ", "rows = 8 "), ("channels",)),
+    ],
+)
 def test_a_configuration_that_does_not_fit_the_file_is_refused(sim_file, tmp_path, what, replacement, needles):
     cfg = _config(tmp_path, "new.toml", replacement)
-    line = assert_usage_error(cli("replay", sim_file, "--config", cfg), "replay", "--config", str(sim_file),
-                              *needles)
+    line = assert_usage_error(cli("replay", sim_file, "--config", cfg), "replay", "--config", str(sim_file), *needles)
     assert what in line
     assert_usage_error(cli("trigger", "--input", sim_file, "--config", cfg), "trigger", *needles)
     assert_usage_error(cli("hil", "--dut", "model", "--stimulus", sim_file, "--config", cfg), "hil", *needles)
@@ -187,15 +206,17 @@ def test_replay_sends_absolute_paths_to_a_dask_cluster(sim_file, tmp_path):
     here = tmp_path / "cwd"
     here.mkdir()
     shutil.copy(sim_file, here / "sim.h5")
-    with LocalCluster(n_workers=1, threads_per_worker=1, processes=False, protocol="tcp",
-                      host="127.0.0.1", dashboard_address=None) as cluster:
+    with LocalCluster(
+        n_workers=1, threads_per_worker=1, processes=False, protocol="tcp", host="127.0.0.1", dashboard_address=None
+    ) as cluster:
         proc = cli("replay", "sim.h5", "--dask-scheduler", cluster.scheduler_address, "--output", "r.json", cwd=here)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert (here / "r.json").is_file()
 
 
-@pytest.mark.parametrize("endpoint, needle", [("foo", "expected tcp://HOST:PORT"),
-                                              ("tcp://127.0.0.1:99999", "port 99999 out of range")])
+@pytest.mark.parametrize(
+    "endpoint, needle", [("foo", "expected tcp://HOST:PORT"), ("tcp://127.0.0.1:99999", "port 99999 out of range")]
+)
 def test_hil_board_refuses_a_bad_bind_at_once(endpoint, needle):
     # the time-out only guards against the old hang; the refusal comes before any compilation
     assert_usage_error(cli("hil-board", "--bind", endpoint, timeout=60), "hil-board", endpoint, needle)
@@ -215,8 +236,9 @@ def test_hil_board_on_a_port_in_use_exits_instead_of_hanging():
     assert_usage_error(proc, "hil-board", f"tcp://127.0.0.1:{port}", "cannot bind")
 
 
-@pytest.mark.parametrize("command, needle", [("demo", "whole DAQ chain"), ("monitor", "one line per snapshot"),
-                                             ("hil-board", "answer PING")])
+@pytest.mark.parametrize(
+    "command, needle", [("demo", "whole DAQ chain"), ("monitor", "one line per snapshot"), ("hil-board", "answer PING")]
+)
 def test_every_subcommand_has_a_help_description(command, needle):
     proc = cli(command, "--help", timeout=60)
     assert proc.returncode == 0
@@ -244,7 +266,12 @@ def test_run_cli_into_a_folder_with_a_run_takes_the_next_number(tmp_path):
 
 def test_endpoints_the_commands_connect_to_are_checked_too():
     assert_usage_error(cli("monitor", "--endpoint", "foo", timeout=60), "monitor", "--endpoint 'foo'")
-    assert_usage_error(cli("monitor", "--endpoint", "tcp://127.0.0.1:5600", "--count", "0", timeout=60),
-                       "monitor", "--count 0")
-    assert_usage_error(cli("hil", "--dut", "tcp://127.0.0.1:99999", "--generate", "2"), "hil",
-                       "--dut 'tcp://127.0.0.1:99999'", "out of range")
+    assert_usage_error(
+        cli("monitor", "--endpoint", "tcp://127.0.0.1:5600", "--count", "0", timeout=60), "monitor", "--count 0"
+    )
+    assert_usage_error(
+        cli("hil", "--dut", "tcp://127.0.0.1:99999", "--generate", "2"),
+        "hil",
+        "--dut 'tcp://127.0.0.1:99999'",
+        "out of range",
+    )

@@ -22,7 +22,7 @@ import pytest
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 CHECKED = ("simulate", "trigger", "inspect")
-VOLATILE = ("ev/s", "rate (events/s)")   # wall-clock figures: depend on the machine
+VOLATILE = ("ev/s", "rate (events/s)")  # wall-clock figures: depend on the machine
 BOX = "│┃"
 
 
@@ -56,8 +56,14 @@ def outputs(tmp_path_factory) -> dict[str, tuple[list[str], str]]:
     for args, shown in tour():
         if args[0] not in CHECKED or args[0] in got:
             continue
-        proc = subprocess.run([sys.executable, "-m", "pokerdaq.cli", *args], cwd=cwd, capture_output=True, text=True,
-                              timeout=600, env={**os.environ, "COLUMNS": "200"})
+        proc = subprocess.run(
+            [sys.executable, "-m", "pokerdaq.cli", *args],
+            cwd=cwd,
+            capture_output=True,
+            text=True,
+            timeout=600,
+            env={**os.environ, "COLUMNS": "200"},
+        )
         assert proc.returncode == 0, (args, proc.stderr[-2000:])
         got[args[0]] = (shown, proc.stdout + proc.stderr)
     return got
@@ -79,5 +85,6 @@ def test_readme_output_is_what_the_command_prints(outputs, command):
             continue
         if want not in have:
             missing.append(line)
-    assert not missing, "README lines the command no longer prints:\n" + "\n".join(missing) + \
-        "\n--- it printed:\n" + printed[-6000:]
+    assert not missing, (
+        "README lines the command no longer prints:\n" + "\n".join(missing) + "\n--- it printed:\n" + printed[-6000:]
+    )

@@ -15,6 +15,13 @@ def run(args: argparse.Namespace) -> int:
 
     out = Path(args.output)
     out.mkdir(parents=True, exist_ok=True)
-    ns = argparse.Namespace(config=args.config, set=args.set, seed=args.seed, events=args.events, duration=None,
-                            output=str(out), overwrite=args.overwrite)
+    ns = argparse.Namespace(
+        config=args.config,
+        set=args.set,
+        seed=args.seed,
+        events=args.events,
+        duration=None,
+        output=str(out),
+        overwrite=args.overwrite,
+    )
     return _command.run(ns)

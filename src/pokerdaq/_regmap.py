@@ -19,8 +19,10 @@ from pathlib import Path
 from typing import Any
 
 _PACKAGE = Path(__file__).resolve().parent
-_CANDIDATES = (_PACKAGE / "firmware" / "registers.toml",                  # a wheel
-               _PACKAGE.parent.parent / "firmware_models" / "registers.toml")  # a source checkout
+_CANDIDATES = (
+    _PACKAGE / "firmware" / "registers.toml",  # a wheel
+    _PACKAGE.parent.parent / "firmware_models" / "registers.toml",
+)  # a source checkout
 
 
 def registers_file() -> Path:
@@ -35,12 +37,12 @@ def registers_file() -> Path:
 class PulseFinderRegister:
     """One per-channel pulse-finder register (docs/firmware-spec.md 1.2)."""
 
-    name: str       # PulseParams field; RTL port reg_<name>
-    spec: str       # name in the spec
-    bits: int       # RTL width
+    name: str  # PulseParams field; RTL port reg_<name>
+    spec: str  # name in the spec
+    bits: int  # RTL width
     min: int
     max: int
-    config: str     # [detector.<sub>.pulse_finder] key
+    config: str  # [detector.<sub>.pulse_finder] key
     meaning: str
     relation: str = ""
 
@@ -53,7 +55,7 @@ class PulseFinderRegister:
 class TriggerScalar:
     """A scalar trigger register: ``TriggerRegisters.params[index]``, word address ``index``."""
 
-    param: str      # P_<param>
+    param: str  # P_<param>
     spec: str
     rtl: str
     bits: int
@@ -72,7 +74,7 @@ class TriggerWord:
     rtl: str
     bits: int
     count: int = 1
-    fields: tuple[tuple[str, int, int, str], ...] = ()   # (name, lowest bit, bits, rtl)
+    fields: tuple[tuple[str, int, int, str], ...] = ()  # (name, lowest bit, bits, rtl)
 
 
 @dataclass(frozen=True)
@@ -119,10 +121,16 @@ N_TRIGGER_PARAMS = TRIGGER_SCALARS[-1].index + TRIGGER_SCALARS[-1].count
 
 TRIGGER_WORDS: dict[str, TriggerWord] = {w["name"]: TriggerWord(**w) for w in _RAW["trigger"]["word"]}
 TRIGGER_TABLES: dict[str, TriggerWord] = {
-    t["name"]: TriggerWord(**{**t, "bits": t.get("bits", 32),
-                              "rtl": t.get("rtl", ""),
-                              "fields": tuple(tuple(f) for f in t.get("fields", ()))})
-    for t in _RAW["trigger"]["table"]}
+    t["name"]: TriggerWord(
+        **{
+            **t,
+            "bits": t.get("bits", 32),
+            "rtl": t.get("rtl", ""),
+            "fields": tuple(tuple(f) for f in t.get("fields", ())),
+        }
+    )
+    for t in _RAW["trigger"]["table"]
+}
 TRIGGER_LUT = TriggerLut(**_RAW["trigger"]["lut"])
 TRIGGER_MAX_CHANNELS: int = _RAW["trigger"]["tables"]["channels"]
 TRIGGER_MAX_BOARDS: int = _RAW["trigger"]["tables"]["boards"]
@@ -136,6 +144,7 @@ def fits(value: int, bits: int, signed: bool = False) -> bool:
 
 
 # ------------------------------------------------------------------------- documentation tables
+
 
 def _range_text(r: PulseFinderRegister) -> str:
     text = f"{r.min}, {r.max}" if r.max == r.min + 1 else f"{r.min}..{r.max}"
@@ -181,13 +190,14 @@ def trigger_table() -> str:
         else:
             lines.append(f"| `{addr}` | {t.spec} | u{t.bits} | `{t.rtl}[ch]` | |")
     lut = TRIGGER_LUT
-    lines.append(f"| `{_hex(lut.address)} + (j << {lut.stride_log2}) + i`, j < {lut.luts}, i < {lut.entries} "
-                 f"| {lut.spec} | u{lut.bits} | `{lut.rtl}` | |")
+    lines.append(
+        f"| `{_hex(lut.address)} + (j << {lut.stride_log2}) + i`, j < {lut.luts}, i < {lut.entries} "
+        f"| {lut.spec} | u{lut.bits} | `{lut.rtl}` | |"
+    )
     return "\n".join(lines)
 
 
-TABLES = {"pulse_finder": pulse_finder_table, "pulse_finder_ports": pulse_finder_ports_table,
-          "trigger": trigger_table}
+TABLES = {"pulse_finder": pulse_finder_table, "pulse_finder_ports": pulse_finder_ports_table, "trigger": trigger_table}
 """Marker name -> generator of the table between ``<!-- registers:NAME -->`` and ``<!-- /registers:NAME -->``."""
 
 _BLOCK = re.compile(r"(<!-- registers:(\w+) [^>]*-->\n)(.*?)(\n<!-- /registers:\2 -->)", re.S)
@@ -195,11 +205,13 @@ _BLOCK = re.compile(r"(<!-- registers:(\w+) [^>]*-->\n)(.*?)(\n<!-- /registers:\
 
 def render_tables(text: str) -> str:
     """``text`` with every marked register table regenerated."""
+
     def sub(m: re.Match[str]) -> str:
         name = m.group(2)
         if name not in TABLES:
             raise ValueError(f"<!-- registers:{name} -->: unknown table (expected one of {', '.join(TABLES)})")
         return m.group(1) + TABLES[name]() + m.group(4)
+
     return _BLOCK.sub(sub, text)
 
 

@@ -22,8 +22,9 @@ class UsageError(Exception):
     """A routine mistake on the command line; the message names the option, file or value."""
 
 
-def check_new_output(path: str | os.PathLike[str], overwrite: bool, option: str = "--output", *,
-                     need_folder: bool = True) -> Path:
+def check_new_output(
+    path: str | os.PathLike[str], overwrite: bool, option: str = "--output", *, need_folder: bool = True
+) -> Path:
     """``path`` as a Path; UsageError when it (or its ``.part``) exists and ``overwrite`` is false,
     or (``need_folder``) when its folder does not exist."""
     p = Path(path)
@@ -60,9 +61,9 @@ def open_run_file(path: str | os.PathLike[str], option: str = "FILE") -> RunFile
         raise UsageError(f"{option} {p}: not an HDF5 file (truncated, damaged or another format)")
     try:
         f = RunFile(p)
-    except ValueError as err:   # the reader's layout check: attributes of another kind of file
+    except ValueError as err:  # the reader's layout check: attributes of another kind of file
         raise UsageError(f"{option} {p}: not a pokerdaq run file ({_first_line(err, str(p) + ': ')})") from None
-    except Exception as err:    # h5py: OSError, RuntimeError, KeyError ... from damaged metadata
+    except Exception as err:  # h5py: OSError, RuntimeError, KeyError ... from damaged metadata
         kind = "not a pokerdaq run file" if isinstance(err, KeyError) else "damaged HDF5 file"
         raise UsageError(f"{option} {p}: {kind} ({_first_line(err, str(p) + ': ')})") from None
     try:
@@ -87,20 +88,24 @@ def check_config_fits(cfg: Config, run_file: RunFile, option: str = "--config") 
     channels = run_file.channels
     n_map = len(cfg.channel_map)
     if len(channels) and int(channels.max()) >= n_map:
-        raise UsageError(f"{option}: detector.* gives {n_map} channels, but {run_file.path} holds channel "
-                         f"{int(channels.max())}")
+        raise UsageError(
+            f"{option}: detector.* gives {n_map} channels, but {run_file.path} holds channel {int(channels.max())}"
+        )
     # a file of the whole map (its own configuration's) needs a configuration of the same size
     full = len(channels) == len(run_file.config.channel_map)
     checks = ((("channels", n_map, a.get("n_channels"), "detector.*"),) if full else ()) + (
-              ("window", d.window_samples, a.get("window_samples"), "digitizer.window_samples"),
-              ("sampling rate", d.sampling_rate_hz, a.get("sampling_rate_hz"), "digitizer.sampling_rate_hz"),
-              ("ADC bits", d.adc_bits, a.get("adc_bits"), "digitizer.adc_bits"))
+        ("window", d.window_samples, a.get("window_samples"), "digitizer.window_samples"),
+        ("sampling rate", d.sampling_rate_hz, a.get("sampling_rate_hz"), "digitizer.sampling_rate_hz"),
+        ("ADC bits", d.adc_bits, a.get("adc_bits"), "digitizer.adc_bits"),
+    )
     for what, mine, stored, key in checks:
         if stored is None:
             continue
         if float(mine) != float(stored):
-            raise UsageError(f"{option}: {key} gives {what} {_fmt(what, mine)}, but {run_file.path} was "
-                             f"recorded with {_fmt(what, stored)}")
+            raise UsageError(
+                f"{option}: {key} gives {what} {_fmt(what, mine)}, but {run_file.path} was "
+                f"recorded with {_fmt(what, stored)}"
+            )
 
 
 def check_endpoint(endpoint: str, option: str = "--bind") -> None:
@@ -137,7 +142,7 @@ def _fmt(what: str, value) -> str:
 
 def _first_line(err: BaseException, strip: str = "") -> str:
     text = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-    return text[len(strip):] if strip and text.startswith(strip) else text
+    return text[len(strip) :] if strip and text.startswith(strip) else text
 
 
 def damaged_input_message(err: BaseException, args) -> str | None:

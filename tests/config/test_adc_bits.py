@@ -30,7 +30,7 @@ def windows12(cfg12):
 
 def test_emulator_clips_at_the_12_bit_rail(cfg12, windows12):
     assert cfg12.digitizer.adc_max == RAIL_12
-    assert windows12.max() == RAIL_12                    # 100 GeV showers saturate 12 bits
+    assert windows12.max() == RAIL_12  # 100 GeV showers saturate 12 bits
     assert (windows12 == RAIL_12).sum() > 10
     # the same events at 14 bits go above 4095: the clipping is the rail, not the physics
     samples14, _ = emulate_windows(load_config(), 40, seed=3)
@@ -52,7 +52,7 @@ def test_pulse_finder_and_reference_flag_overflow_at_4095(cfg12, windows12):
     assert len(hot)
     for e in hot:
         ref = find_pulses_reference(windows12[e], params)
-        np.testing.assert_array_equal(records[offsets[e]:offsets[e + 1]], ref)
+        np.testing.assert_array_equal(records[offsets[e] : offsets[e + 1]], ref)
 
 
 def test_pulse_finder_refuses_samples_above_the_rail(cfg12, windows12):

@@ -53,8 +53,9 @@ def test_no_schema_field_has_a_default():
     for cls in classes:
         for f in dataclasses.fields(cls):
             if f.name in schema_fields(cls):
-                assert f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING, \
+                assert f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING, (
                     f"{cls.__name__}.{f.name} has a default: put the value in poker.toml only"
+                )
 
 
 def test_poker_toml_gives_every_key():
@@ -93,7 +94,7 @@ def test_a_table_missing_a_key_is_an_error_not_a_fallback():
         ("[run]\nrun_number = 2\n", {"run.run_number": 2}),
         ("[detector.ecal.pulse_finder]\nthreshold_adc = 12\n", {"detector.ecal.pulse_finder.threshold_adc": 12}),
         ("[trigger.adc_per_mev]\necal = 1.1\n", {"trigger.adc_per_mev.ecal": 1.1}),
-        ("beam.rate_hz = 5e4\ndaq.transport = \"tcp\"\n", {"beam.rate_hz": 5e4, "daq.transport": "tcp"}),
+        ('beam.rate_hz = 5e4\ndaq.transport = "tcp"\n', {"beam.rate_hz": 5e4, "daq.transport": "tcp"}),
         ("[trigger]\necal_cut_gev = 45.0\n", {"trigger.ecal_cut_gev": 45.0}),
     ],
 )
@@ -101,7 +102,7 @@ def test_an_overlay_changes_exactly_the_keys_it_gives(text, changes):
     cfg = loads_config(text, "user.toml")
     assert {k: v for k, _, v in cfg.differences()} == changes
     default = leaves(default_config())
-    for key, value in leaves(cfg).items():   # every other key: the default, bit for bit
+    for key, value in leaves(cfg).items():  # every other key: the default, bit for bit
         if not any(key == k or k.startswith(key + ".") for k in changes):
             assert value == default[key], key
 
@@ -113,7 +114,7 @@ def test_overlay_file_set_items_and_seed_apply_in_order(tmp_path):
     assert cfg.trigger.beam_min_counters == 1 and cfg.beam.energy_gev == 70.0
     assert _changed(cfg) == {"trigger.beam_min_counters", "beam.energy_gev"}
     assert [s for s, _ in cfg.overlay.layers] == [str(f), "--set", "--set"]
-    assert cfg.overlay.layers[0][1] == f.read_text()   # the user's text, verbatim
+    assert cfg.overlay.layers[0][1] == f.read_text()  # the user's text, verbatim
 
 
 def test_complete_file_is_an_overlay_too():
@@ -145,7 +146,7 @@ def test_overlay_on_a_base_configuration():
         ("beam.rate_hz=1e5", "beam.rate_hz", 1e5),
         ("trigger.srd_window_ns=[-4.0, 36.0]", "trigger.srd_window_ns", [-4.0, 36.0]),
         ('beam.species="e-"', "beam.species", "e-"),
-        ("beam.species=e-", "beam.species", "e-"),   # not TOML: taken as a string
+        ("beam.species=e-", "beam.species", "e-"),  # not TOML: taken as a string
         ("daq.fast_forward=false", "daq.fast_forward", False),
     ],
 )
@@ -162,7 +163,7 @@ def test_malformed_set_items_are_refused(item):
 def test_errors_name_the_layer_that_gave_the_value(tmp_path):
     f = tmp_path / "mine.toml"
     f.write_text("[beam]\nenergy_gev = 40.0\n")
-    with pytest.raises(ConfigError) as info:   # a cross-field check: A' mass vs the overlay's energy
+    with pytest.raises(ConfigError) as info:  # a cross-field check: A' mass vs the overlay's energy
         load_config(f)
     assert str(info.value).startswith(f"{f}: ") and info.value.key == "beam.aprime_mass_mev"
     with pytest.raises(ConfigError) as info:
@@ -193,7 +194,7 @@ def test_config_is_immutable():
         cfg.trigger.beam_min_counters = 1
     assert isinstance(cfg.detector.ecal.scintillator.decay_ns, tuple)
     assert isinstance(cfg.trigger.srd_window_ns, tuple)
-    for cls in _schema_classes():   # no mutable container anywhere in the schema
+    for cls in _schema_classes():  # no mutable container anywhere in the schema
         for name, tp in get_type_hints(cls).items():
             if name in schema_fields(cls):
                 origin = getattr(tp, "__origin__", None)
@@ -208,9 +209,18 @@ def test_config_pickles_with_its_overlay():
 
 
 def test_effective_toml_round_trips_every_kind_of_value():
-    cfg = load_config(sets=["trigger.adc_per_mev.ecal=1.25", "trigger.srd_window_ns=[-4.0, 36.0]",
-                            'detector.ecal.prefix="EC"', "daq.fast_forward=false", "trigger.ecal_cut_gev=45.5",
-                            "detector.srd.scintillator.decay_ns=[38.5]", "run.seed=7", "beam.rate_hz=12345.678"])
+    cfg = load_config(
+        sets=[
+            "trigger.adc_per_mev.ecal=1.25",
+            "trigger.srd_window_ns=[-4.0, 36.0]",
+            'detector.ecal.prefix="EC"',
+            "daq.fast_forward=false",
+            "trigger.ecal_cut_gev=45.5",
+            "detector.srd.scintillator.decay_ns=[38.5]",
+            "run.seed=7",
+            "beam.rate_hz=12345.678",
+        ]
+    )
     assert len(cfg.differences()) == 8
     text = cfg.text
     assert loads_config(text) == cfg
@@ -218,7 +228,12 @@ def test_effective_toml_round_trips_every_kind_of_value():
     # every other line is poker.toml's, byte for byte, in order
     import difflib
 
-    ops = [op for op in difflib.SequenceMatcher(None, default_config_text().splitlines(), text.splitlines(),
-                                                autojunk=False).get_opcodes() if op[0] != "equal"]
-    assert sum(i2 - i1 for _, i1, i2, _, _ in ops) == 7                 # 7 lines replaced
-    assert sum(j2 - j1 for _, _, _, j1, j2 in ops) == 8                 # by 7, plus ecal_cut_gev inserted
+    ops = [
+        op
+        for op in difflib.SequenceMatcher(
+            None, default_config_text().splitlines(), text.splitlines(), autojunk=False
+        ).get_opcodes()
+        if op[0] != "equal"
+    ]
+    assert sum(i2 - i1 for _, i1, i2, _, _ in ops) == 7  # 7 lines replaced
+    assert sum(j2 - j1 for _, _, _, j1, j2 in ops) == 8  # by 7, plus ecal_cut_gev inserted

@@ -16,7 +16,7 @@ def test_default_loads_with_poker_geometry(cfg):
     assert (cfg.detector.ecal.rows, cfg.detector.ecal.cols) == (9, 9)
     assert cfg.digitizer.adc_max == 16383
     assert cfg.text.startswith("# pokerdaq embedded default")
-    assert cfg.text == default_config_text()   # the default renders as poker.toml, verbatim
+    assert cfg.text == default_config_text()  # the default renders as poker.toml, verbatim
 
 
 def test_channel_map_packs_boards_of_twelve(cfg):
@@ -105,5 +105,5 @@ def test_provenance_cites_original_sources_only():
     used = set()
     for line in text.splitlines():
         if "#" in line:
-            used |= set(re.findall(r"\[([A-Za-z][A-Za-z0-9-]*)\]", line[line.index("#"):]))
+            used |= set(re.findall(r"\[([A-Za-z][A-Za-z0-9-]*)\]", line[line.index("#") :]))
     assert used <= defined, used - defined

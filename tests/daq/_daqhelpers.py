@@ -17,11 +17,18 @@ from pokerdaq.daq._runcontrol import DaqRun
 from pokerdaq.daq._synthetic import SyntheticFrontEnd, SyntheticTrigger, synthetic_samples
 
 # the transport tests run the deterministic synthetic source (pokerdaq.daq._synthetic)
-FAST = {"front_end": "synthetic", "trigger_logic": "synthetic", "builder_timeout_s": 1.0, "board_timeout_s": 1.5,
-        "stall_timeout_s": 10.0, "command_timeout_s": 30.0, "monitor_interval_s": 0.2,
-        # only the heartbeat tests (test_daq_service.py) look for silent nodes: elsewhere a
-        # loaded host's stall must not end a run
-        "heartbeat_timeout_s": 30.0}
+FAST = {
+    "front_end": "synthetic",
+    "trigger_logic": "synthetic",
+    "builder_timeout_s": 1.0,
+    "board_timeout_s": 1.5,
+    "stall_timeout_s": 10.0,
+    "command_timeout_s": 30.0,
+    "monitor_interval_s": 0.2,
+    # only the heartbeat tests (test_daq_service.py) look for silent nodes: elsewhere a
+    # loaded host's stall must not end a run
+    "heartbeat_timeout_s": 30.0,
+}
 
 
 def fast_config(**daq):
@@ -31,6 +38,7 @@ def fast_config(**daq):
 def synthetic_config_file(tmp_path):
     """A TOML file: the embedded default with the synthetic source (for ``pokerdaq run --config``)."""
     from pokerdaq.config import default_config_text
+
     text = default_config_text().replace('front_end = "physics"', 'front_end = "synthetic"')
     text = text.replace('trigger_logic = "physics"', 'trigger_logic = "synthetic"')
     path = tmp_path / "synthetic.toml"
@@ -102,10 +110,23 @@ def chromium() -> str:
 def browser(url: str, profile: Path, *what: str) -> str:
     """One headless chromium run (root-safe flags, fresh profile); its stdout (the DOM for --dump-dom).
     --virtual-time-budget lets the page's own JavaScript run its timers: it fetches /api/status again."""
-    cmd = [chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-           "--disable-background-networking", "--disable-component-update", "--disable-sync",
-           f"--user-data-dir={profile}", "--hide-scrollbars", "--window-size=1400,1500",
-           "--virtual-time-budget=2500", *what, url]
+    cmd = [
+        chromium(),
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        f"--user-data-dir={profile}",
+        "--hide-scrollbars",
+        "--window-size=1400,1500",
+        "--virtual-time-budget=2500",
+        *what,
+        url,
+    ]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=90)
     assert proc.returncode == 0, proc.stderr[-2000:]
     return proc.stdout

@@ -45,9 +45,19 @@ def frag(ev, board, ts=None, flags=0, sample=7, channel_flags=0, coarse=2, fine=
     samples[-1, -1] = sample
     pulses = np.zeros(1, PULSE_DTYPE)
     pulses["channel"], pulses["coarse_time"], pulses["fine_time"] = chans[0], coarse, fine
-    buf = bytearray(encode_fragment(run_number=RUN, board_id=board, event_number=ev,
-                                    timestamp=100 + 10 * ev if ts is None else ts, trigger_word=1, flags=flags,
-                                    channels=chans, samples=samples, pulses=pulses))
+    buf = bytearray(
+        encode_fragment(
+            run_number=RUN,
+            board_id=board,
+            event_number=ev,
+            timestamp=100 + 10 * ev if ts is None else ts,
+            trigger_word=1,
+            flags=flags,
+            channels=chans,
+            samples=samples,
+            pulses=pulses,
+        )
+    )
     if channel_flags:
         struct.pack_into("<H", buf, HEADER_SIZE + 2, channel_flags)
         if recrc:
@@ -99,7 +109,7 @@ def test_bad_crc_with_an_intact_header_names_its_event_and_board():
     with pytest.raises(FragmentError) as info:
         DECODER.decode(bytes(buf))
     assert (info.value.reason, info.value.event_number, info.value.board_id) == (Reason.BAD_CRC, 7, 2)
-    buf[14] ^= 1   # n_channels: the header no longer fits the message, nothing is attributed
+    buf[14] ^= 1  # n_channels: the header no longer fits the message, nothing is attributed
     with pytest.raises(FragmentError) as info:
         DECODER.decode(bytes(buf))
     assert info.value.event_number is None
@@ -146,12 +156,12 @@ def test_defect2_orphans_never_evict_an_issued_event_nor_make_its_fragments_late
     r.record(0)
     r.send(frag(0, 0))
     r.send(frag(0, 1))
-    for k in range(300):            # a peer's valid-looking fragments without trigger records
+    for k in range(300):  # a peer's valid-looking fragments without trigger records
         r.send(frag(5000 + k, k % 3))
     # beyond the credit (sent + limit - 1 = 3): no board keeping to it sends them, none is held
     assert r.asm.credit == 3 and r.asm.n_orphans == 0 and r.asm.in_flight == 1 and not r.asm.parked
     assert r.rejected() == {"beyond_credit": 300}
-    r.send(frag(0, 2))              # the real event's last board
+    r.send(frag(0, 2))  # the real event's last board
     assert r.drain() == [(0, 0, 0, [0, 1, 2])]
     r.asm.end_of_run(1, r.now)
     assert r.drain(2.0) == [] and r.asm.done
@@ -163,7 +173,7 @@ def test_the_default_orphan_store_holds_every_fragment_a_board_may_send_before_i
     """Between the last record and the credit lie limit - 1 numbers: all their fragments fit."""
     r = Run(limit=6)
     assert r.asm.orphan_limit == 5 * len(BOARDS)
-    for ev in range(5):             # every board's fragment of events 0-4 before any record
+    for ev in range(5):  # every board's fragment of events 0-4 before any record
         for b in BOARDS:
             r.send(frag(ev, b))
     assert r.asm.n_orphans == 15 and not r.rejected()
@@ -179,7 +189,7 @@ def test_a_full_orphan_store_sheds_the_highest_numbers_first():
     r.record(0)
     r.send(frag(0, 0))
     r.send(frag(0, 1))
-    for ev in (6, 5, 4, 3, 2, 1):   # arriving highest first: each lower one pushes out a higher
+    for ev in (6, 5, 4, 3, 2, 1):  # arriving highest first: each lower one pushes out a higher
         for b in BOARDS:
             r.send(frag(ev, b))
     # a full store drops every fragment of its highest number: event 1 is what is left
@@ -194,7 +204,7 @@ def test_a_full_orphan_store_sheds_the_highest_numbers_first():
 def test_defect2_a_fragment_before_its_record_is_kept():
     r = Run()
     for b in BOARDS:
-        r.send(frag(0, b))          # the fragments overtake the record
+        r.send(frag(0, b))  # the fragments overtake the record
     assert r.asm.n_orphans == 3 and r.drain() == []
     r.record(0)
     assert r.drain() == [(0, 0, 0, [0, 1, 2])] and r.asm.n_orphans == 0 and not r.rejected()
@@ -206,8 +216,8 @@ def test_defect3_a_gap_in_the_records_is_flagged_and_does_not_stop_the_drain():
         r.record(ev)
         for b in BOARDS:
             r.send(frag(ev, b))
-    r.send(frag(3, 0))              # a fragment of the skipped number: an orphan, at once
-    r.asm.end_of_run(5, r.now)      # "events issued" = 5 (a count) or 6 (next number): both end after 5
+    r.send(frag(3, 0))  # a fragment of the skipped number: an orphan, at once
+    r.asm.end_of_run(5, r.now)  # "events issued" = 5 (a count) or 6 (next number): both end after 5
     out = r.drain()
     assert [(e[0], F(e[1])) for e in out] == [(0, F(0)), (1, F(0)), (2, F(0)), (4, F.SEQUENCE_GAP), (5, F(0))]
     assert r.asm.done and r.rejected() == {"orphan": 1}
@@ -236,7 +246,7 @@ def _one_event(frags=None, ts=None, fts=None) -> tuple:
     for b in BOARDS:
         for buf in frags.get(b, [frag(1, b, ts=fts)]):
             r.send(buf)
-    out = r.drain(2.0)   # past the time-out: incomplete events are built too
+    out = r.drain(2.0)  # past the time-out: incomplete events are built too
     assert [e[0] for e in out] == [0, 1] and out[0][1:3] == (0, 0)
     return F(out[1][1]), out[1][2]
 
@@ -279,8 +289,8 @@ def test_defect4_a_crc_failure_is_attributed_only_to_a_live_event():
     for b in BOARDS:
         r.send(frag(0, b))
     r.drain()
-    r.send(_corrupt(frag(0, 1)))      # event 0 is written: counted only
-    r.send(_corrupt(frag(9, 1)))      # no record: counted only
+    r.send(_corrupt(frag(0, 1)))  # event 0 is written: counted only
+    r.send(_corrupt(frag(9, 1)))  # no record: counted only
     r.record(1)
     r.send(frag(1, 0))
     r.send(frag(1, 2))
@@ -290,13 +300,13 @@ def test_defect4_a_crc_failure_is_attributed_only_to_a_live_event():
 
 def test_a_crc_failure_before_the_record_flags_the_event_when_its_board_stays_missing():
     r = Run()
-    r.send(_corrupt(frag(0, 1)))      # before any record: kept for event 0
-    r.send(_corrupt(frag(2, 2)))      # event 2: the records will skip it, the mark goes with it
-    r.send(frag(3, 2))                # event 3: a good fragment of board 2 is held (orphan store)...
-    r.send(_corrupt(frag(3, 2)))      # ...so its CRC failure marks nothing
+    r.send(_corrupt(frag(0, 1)))  # before any record: kept for event 0
+    r.send(_corrupt(frag(2, 2)))  # event 2: the records will skip it, the mark goes with it
+    r.send(frag(3, 2))  # event 3: a good fragment of board 2 is held (orphan store)...
+    r.send(_corrupt(frag(3, 2)))  # ...so its CRC failure marks nothing
     assert r.asm.crc_early == {0: 0b010, 2: 0b100}
     r.record(0)
-    r.record(3)                       # skips 1 and 2
+    r.record(3)  # skips 1 and 2
     assert r.asm.crc_early == {}
     for b in (0, 2):
         r.send(frag(0, b))
@@ -320,11 +330,11 @@ def test_parked_fragments_are_never_left_behind():
     r = Run(limit=2)
     for ev in range(3):
         r.record(ev)
-    r.send(frag(0, 0))      # event 0 (the floor) in flight
-    r.send(frag(1, 0))      # event 1: the last place is kept for the floor, so parked
+    r.send(frag(0, 0))  # event 0 (the floor) in flight
+    r.send(frag(1, 0))  # event 1: the last place is kept for the floor, so parked
     assert len(r.asm.parked) == 1
     r.asm.end_of_run(3, r.now)
-    out = r.drain(2.0)      # everything times out: event 1 is built with its parked fragment
+    out = r.drain(2.0)  # everything times out: event 1 is built with its parked fragment
     assert [(e[0], e[3]) for e in out] == [(0, [0]), (1, [0]), (2, [])]
     assert not r.rejected() and not r.asm.parked
 
@@ -337,11 +347,11 @@ def test_eviction_builds_the_oldest_issued_event_never_an_orphan():
     for ev in range(6):
         r.record(ev)
     for k in range(5):
-        r.send(frag(100 + k, 0))      # no record, beyond the credit (2): rejected, not in flight
+        r.send(frag(100 + k, 0))  # no record, beyond the credit (2): rejected, not in flight
     for ev in (0, 1):
-        r.send(frag(ev, 0))           # events 0, 1 in flight (the limit minus the floor's place)
+        r.send(frag(ev, 0))  # events 0, 1 in flight (the limit minus the floor's place)
     r.send(frag(3, 0))
-    r.send(frag(4, 0))                # parked: the parking is full
+    r.send(frag(4, 0))  # parked: the parking is full
     assert r.asm.in_flight == 2 and len(r.asm.parked) == 2 and r.asm.n_orphans == 0
     assert r.asm.evict_oldest()
     assert r.drain() == [(0, F.INCOMPLETE, 0b110, [0])]
@@ -356,12 +366,12 @@ def test_a_parked_fragment_is_not_overtaken_by_a_later_one_of_its_board():
         asm.record(ev, 100 + 10 * ev, 1, 0, 0.0)
     first, second = frag(1, 1, sample=1), frag(1, 1, sample=2)
     asm.take(DECODER.decode(frag(0, 0)), 0.0)
-    asm.take(DECODER.decode(first), 0.0)        # event 1 is not the floor and the limit is 2: parked
+    asm.take(DECODER.decode(first), 0.0)  # event 1 is not the floor and the limit is 2: parked
     assert len(asm.parked) == 1
     for b in (1, 2):
         asm.take(DECODER.decode(frag(0, b)), 0.0)
-    asm.emit()                                  # event 0 out: event 1 is the floor now
-    asm.take(DECODER.decode(second), 0.0)       # admitted at once, after the parked one
+    asm.emit()  # event 0 out: event 1 is the floor now
+    asm.take(DECODER.decode(second), 0.0)  # admitted at once, after the parked one
     for b in (0, 2):
         asm.take(DECODER.decode(frag(1, b)), 0.0)
     asm.emit()

@@ -70,13 +70,25 @@ def fragment_bytes(ev, board, ts, tw, flags, fid, bad=None) -> bytes:
         samples[-1, -1] = 0xFFFF
     if bad == "pulse_time":
         pulses["coarse_time"] = WINDOW
-    buf = bytearray(encode_fragment(run_number=RUN, board_id=board, event_number=ev, timestamp=ts, trigger_word=tw,
-                                    flags=flags, channels=chans, samples=samples, pulses=pulses))
+    buf = bytearray(
+        encode_fragment(
+            run_number=RUN,
+            board_id=board,
+            event_number=ev,
+            timestamp=ts,
+            trigger_word=tw,
+            flags=flags,
+            channels=chans,
+            samples=samples,
+            pulses=pulses,
+        )
+    )
     if bad == "crc":
-        buf[HEADER_SIZE + 7] ^= 0x10   # a sample bit: header intact, CRC wrong
+        buf[HEADER_SIZE + 7] ^= 0x10  # a sample bit: header intact, CRC wrong
     if bad == "channel_flags":
         import struct
         import zlib
+
         struct.pack_into("<H", buf, HEADER_SIZE + 2, 1)
         struct.pack_into("<I", buf, len(buf) - 4, zlib.crc32(bytes(buf[:-4])))
     return bytes(buf)
@@ -92,12 +104,12 @@ FFLAGS = {1: int(F.TRUNCATED), 2: int(F.BOARD_BUSY)}
 
 class OEvent:
     def __init__(self, now, record=None):
-        self.record = record       # (timestamp, trigger word, dead) or None (orphan)
+        self.record = record  # (timestamp, trigger word, dead) or None (orphan)
         self.created = now
-        self.slots: dict[int, tuple[int, int]] = {}   # board -> (fid, fragment flags), first valid arrival
+        self.slots: dict[int, tuple[int, int]] = {}  # board -> (fid, fragment flags), first valid arrival
         self.flags = 0
         self.crc = 0
-        self.first = None          # first valid arrival
+        self.first = None  # first valid arrival
 
 
 class AssemblerMachine(RuleBasedStateMachine):
@@ -105,7 +117,7 @@ class AssemblerMachine(RuleBasedStateMachine):
         super().__init__()
         self.now = 0.0
         self.asm = EventAssembler(BOARDS, LIMIT, TIMEOUT, STALL, self._build, park_limit=PARK, orphan_limit=ORPHANS)
-        self.next_ev = 0            # the trigger's next number
+        self.next_ev = 0  # the trigger's next number
         self.next_fid = 1
         self.dead = 0
         # oracle
@@ -118,9 +130,9 @@ class AssemblerMachine(RuleBasedStateMachine):
         self.skipped: set[int] = set()
         self.expected_rejects = collections.Counter()
         self.fragments_in = 0
-        self.sent_total = 0         # events the writer took (the credit is this + LIMIT - 1)
-        self.crc_early: dict[int, int] = {}   # number without a record -> boards whose CRC failed
-        self.early_ok = False       # an incomplete build is allowed now (time-out, eviction, drain)
+        self.sent_total = 0  # events the writer took (the credit is this + LIMIT - 1)
+        self.crc_early: dict[int, int] = {}  # number without a record -> boards whose CRC failed
+        self.early_ok = False  # an incomplete build is allowed now (time-out, eviction, drain)
 
     # ---- the oracle ----------------------------------------------------------------------
     def floor(self) -> int:
@@ -168,7 +180,7 @@ class AssemblerMachine(RuleBasedStateMachine):
             return None
         if ev <= self.last_record or (self.total is not None and ev >= self.total):
             return Reason.ORPHAN
-        if ev >= self.sent_total + LIMIT - 1:   # the credit: no board keeping to it sends this
+        if ev >= self.sent_total + LIMIT - 1:  # the credit: no board keeping to it sends this
             return Reason.BEYOND_CREDIT
         h = self.orphans.get(ev)
         if h is not None and b in h.slots:
@@ -188,12 +200,18 @@ class AssemblerMachine(RuleBasedStateMachine):
     # ---- rules ---------------------------------------------------------------------------
     # the node reads records while few events hold only a record; live events kept near the in-flight
     # limit so that most runs both complete events and reach the limit
-    @precondition(lambda self: self.total is None and self.asm.n_records_only < self.asm.record_cap
-                  and len(self._live()) <= LIMIT + 3)
-    @rule(skip=st.sampled_from([0] * 8 + [1, 2]), back=st.sampled_from([False] * 9 + [True]),
-          repeat=st.sampled_from([False] * 15 + [True]))
+    @precondition(
+        lambda self: (
+            self.total is None and self.asm.n_records_only < self.asm.record_cap and len(self._live()) <= LIMIT + 3
+        )
+    )
+    @rule(
+        skip=st.sampled_from([0] * 8 + [1, 2]),
+        back=st.sampled_from([False] * 9 + [True]),
+        repeat=st.sampled_from([False] * 15 + [True]),
+    )
     def trigger_record(self, skip, back, repeat):
-        if repeat and self.last_record >= 0:   # a repeated number: counted, ignored
+        if repeat and self.last_record >= 0:  # a repeated number: counted, ignored
             before = self.asm.counters["bad_trigger_records"]
             self.asm.record(self.last_record, ts_of(self.last_record), 1, 0, self.now)
             assert self.asm.counters["bad_trigger_records"] == before + 1
@@ -228,22 +246,29 @@ class AssemblerMachine(RuleBasedStateMachine):
         fid = self.next_fid
         self.next_fid += 1
         buf = fragment_bytes(ev, b, ts, tw, ff, fid, bad)
-        self.asm.unpark(self.now)   # the node's step: parked fragments first
+        self.asm.unpark(self.now)  # the node's step: parked fragments first
         try:
             frag = DECODER.decode(buf)
         except FragmentError as err:
-            expected = {"crc": Reason.BAD_CRC, "sample": Reason.BAD_SAMPLE, "pulse_time": Reason.BAD_PULSE_TIME,
-                        "channel_flags": Reason.BAD_CHANNEL_FLAGS}[bad]
+            expected = {
+                "crc": Reason.BAD_CRC,
+                "sample": Reason.BAD_SAMPLE,
+                "pulse_time": Reason.BAD_PULSE_TIME,
+                "channel_flags": Reason.BAD_CHANNEL_FLAGS,
+            }[bad]
             assert err.reason is expected
             if err.event_number is not None:
                 assert (err.event_number, err.board_id) == (ev, b)
                 o = self.issued.get(ev)
                 if o is not None and ev not in self.built and ev >= self.floor() and b not in o.slots:
                     o.crc |= 1 << b
-                elif (o is None and self.last_record < ev < self.sent_total + LIMIT - 1
-                      and (self.total is None or ev < self.total)
-                      and (ev not in self.orphans or b not in self.orphans[ev].slots)):
-                    self.crc_early[ev] = self.crc_early.get(ev, 0) | 1 << b   # before its record
+                elif (
+                    o is None
+                    and self.last_record < ev < self.sent_total + LIMIT - 1
+                    and (self.total is None or ev < self.total)
+                    and (ev not in self.orphans or b not in self.orphans[ev].slots)
+                ):
+                    self.crc_early[ev] = self.crc_early.get(ev, 0) | 1 << b  # before its record
                 self.asm.bad_crc(err.board_id, err.event_number)
             return
         assert bad is None, f"the decoder accepted a fragment with bad {bad}"
@@ -256,16 +281,20 @@ class AssemblerMachine(RuleBasedStateMachine):
     def _live(self):
         return sorted(n for n in self.issued if n not in self.built)
 
-    @precondition(lambda self: len(self.asm.parked) < PARK)   # the node reads while the parking has room
-    @rule(where=st.sampled_from(["live"] * 6 + ["ahead"] * 2 + ["old", "orphan"]), pick=st.integers(0, 1 << 16),
-          kind=st.sampled_from(["valid"] * 10 + ["mismatch", "clipped", "busy", "crc", "sample", "pulse_time",
-                                                   "channel_flags"]))
+    @precondition(lambda self: len(self.asm.parked) < PARK)  # the node reads while the parking has room
+    @rule(
+        where=st.sampled_from(["live"] * 6 + ["ahead"] * 2 + ["old", "orphan"]),
+        pick=st.integers(0, 1 << 16),
+        kind=st.sampled_from(
+            ["valid"] * 10 + ["mismatch", "clipped", "busy", "crc", "sample", "pulse_time", "channel_flags"]
+        ),
+    )
     def fragment(self, where, pick, kind):
         live = self._live()
         if where == "live" and kind == "valid" and live and pick % 4:
             # an event's boards one after the other (the common case: the event completes)
             ev = live[pick % len(live)]
-            for b in [b for b in sorted(BOARDS) if b not in self.issued[ev].slots][:1 + pick % 3]:
+            for b in [b for b in sorted(BOARDS) if b not in self.issued[ev].slots][: 1 + pick % 3]:
                 if len(self.asm.parked) < PARK:
                     self._send(ev, b, self.issued[ev].record[0], 1, 0)
             return
@@ -279,11 +308,11 @@ class AssemblerMachine(RuleBasedStateMachine):
             missing = [b for b in sorted(BOARDS) if b not in self.issued[ev].slots]
             b = missing[pick // 7 % len(missing)] if missing and pick % 5 else pick // 3 % len(BOARDS)
         elif where in ("live", "ahead"):
-            ev, b = self.next_ev + pick % 3, pick // 3 % len(BOARDS)      # before its record
+            ev, b = self.next_ev + pick % 3, pick // 3 % len(BOARDS)  # before its record
         elif where == "old":
-            ev, b = max(0, self.next_ev - 1 - pick % 8), pick // 8 % len(BOARDS)   # late, duplicate, skipped
+            ev, b = max(0, self.next_ev - 1 - pick % 8), pick // 8 % len(BOARDS)  # late, duplicate, skipped
         else:
-            ev, b = 1000 + pick % 50, pick // 50 % len(BOARDS)            # never issued
+            ev, b = 1000 + pick % 50, pick // 50 % len(BOARDS)  # never issued
         o = self.issued.get(ev)
         ts = o.record[0] if o is not None else ts_of(ev)
         if kind == "mismatch":
@@ -313,7 +342,7 @@ class AssemblerMachine(RuleBasedStateMachine):
     @precondition(lambda self: self.dead != ALL)
     @rule(b=st.sampled_from(sorted(BOARDS)), really=st.sampled_from([False] * 4 + [True]))
     def board_dies(self, b, really):
-        if really:   # the trigger processor marks it dead: later records say so
+        if really:  # the trigger processor marks it dead: later records say so
             self.dead |= 1 << b
 
     @precondition(lambda self: len(self.asm.parked) >= PARK and self.asm.in_flight >= LIMIT - 1 and not self.asm.out)
@@ -323,7 +352,7 @@ class AssemblerMachine(RuleBasedStateMachine):
         self.asm.evict_oldest()
         self.early_ok = False
 
-    @precondition(lambda self: self.total is None and len(self.issued) >= 8)   # (the drain ends every run)
+    @precondition(lambda self: self.total is None and len(self.issued) >= 8)  # (the drain ends every run)
     @rule(extra=st.sampled_from([0, 0, 0, 2]), really=st.sampled_from([False] * 3 + [True]))
     def end_of_run(self, extra, really=True):
         if not really:
@@ -336,10 +365,10 @@ class AssemblerMachine(RuleBasedStateMachine):
         self.asm.end_of_run(self.total, self.now)
 
     # ---- after every rule ---------------------------------------------------------------------
-    rules_run = 0   # rules run over all examples (the figure in the module docstring)
+    rules_run = 0  # rules run over all examples (the figure in the module docstring)
 
     def _after(self):
-        self.asm.emit()   # the node emits once per step
+        self.asm.emit()  # the node emits once per step
         AssemblerMachine.rules_run += 1
 
     @invariant()
@@ -384,6 +413,7 @@ class AssemblerMachine(RuleBasedStateMachine):
         assert self.asm.counters["fragments_accepted"] == kept
 
 
-AssemblerMachine.TestCase.settings = settings(max_examples=MAX_EXAMPLES, stateful_step_count=STEPS, deadline=None,
-                                              suppress_health_check=[HealthCheck.too_slow])
+AssemblerMachine.TestCase.settings = settings(
+    max_examples=MAX_EXAMPLES, stateful_step_count=STEPS, deadline=None, suppress_health_check=[HealthCheck.too_slow]
+)
 test_assembler_against_the_oracle = AssemblerMachine.TestCase

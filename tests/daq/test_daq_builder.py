@@ -37,9 +37,17 @@ def _good_fragments(cfg, rec):
             pulses = np.zeros(1, PULSE_DTYPE)
             pulses["channel"] = chans[0]
             pulses["integral"] = int(r["event_number"]) * 100 + b
-            buf = encode_fragment(run_number=cfg.run.run_number, board_id=b, event_number=int(r["event_number"]),
-                                  timestamp=int(r["timestamp"]), trigger_word=int(r["trigger_word"]), flags=0,
-                                  channels=chans, samples=samples, pulses=pulses)
+            buf = encode_fragment(
+                run_number=cfg.run.run_number,
+                board_id=b,
+                event_number=int(r["event_number"]),
+                timestamp=int(r["timestamp"]),
+                trigger_word=int(r["trigger_word"]),
+                flags=0,
+                channels=chans,
+                samples=samples,
+                pulses=pulses,
+            )
             out[int(r["event_number"]), b] = (buf, samples)
     return out
 
@@ -52,10 +60,17 @@ def _recrc(buf: bytearray) -> bytes:
 def _variant(cfg, rec, event, board, **over):
     cmap = cfg.channel_map
     chans = cmap.channels_on_board(board)
-    args = dict(run_number=cfg.run.run_number, board_id=board, event_number=event,
-                timestamp=int(rec["timestamp"][event]), trigger_word=1, flags=0, channels=chans,
-                samples=np.full((len(chans), cfg.digitizer.window_samples), 7, np.uint16),
-                pulses=np.zeros(0, PULSE_DTYPE))
+    args = dict(
+        run_number=cfg.run.run_number,
+        board_id=board,
+        event_number=event,
+        timestamp=int(rec["timestamp"][event]),
+        trigger_word=1,
+        flags=0,
+        channels=chans,
+        samples=np.full((len(chans), cfg.digitizer.window_samples), 7, np.uint16),
+        pulses=np.zeros(0, PULSE_DTYPE),
+    )
     args.update(over)
     return encode_fragment(**args)
 
@@ -82,52 +97,75 @@ def test_builder_rejects_and_counts_everything_a_foreign_peer_sends(tmp_path):
             # a 100 MB junk message on its own connection: ZMQ_MAXMSGSIZE refuses it, the peer is dropped
             huge = push(run.endpoints["fragments"])
             huge.send(b"\xab" * (100 << 20))
-            poll_until(run, lambda: status(run, "builder").get("fragment_peer_disconnects", 0) >= 1, 30,
-                       "the oversized message to be refused")
+            poll_until(
+                run,
+                lambda: status(run, "builder").get("fragment_peer_disconnects", 0) >= 1,
+                30,
+                "the oversized message to be refused",
+            )
             tp = push(run.endpoints["trigger_records"])
-            tp.send_multipart(encode_slice(TRIGGER_MAGIC, board_id=0xFFFF, run_number=cfg.run.run_number,
-                                           flags=int(SliceFlags.RECORDS), slice_index=0, records=rec))
+            tp.send_multipart(
+                encode_slice(
+                    TRIGGER_MAGIC,
+                    board_id=0xFFFF,
+                    run_number=cfg.run.run_number,
+                    flags=int(SliceFlags.RECORDS),
+                    slice_index=0,
+                    records=rec,
+                )
+            )
             peer = push(run.endpoints["fragments"])
             g0 = bytearray(good[0, 0][0])
             junk = []
             bad = bytearray(g0)
             bad[0] ^= 0xFF
-            junk.append(bytes(bad))                                                               # BAD_MAGIC
+            junk.append(bytes(bad))  # BAD_MAGIC
             bad = bytearray(g0)
             bad[200] ^= 0x01
-            junk.append(bytes(bad))                                                               # BAD_CRC
-            junk.append(bytes(g0[:300]))                                                          # TRUNCATED
+            junk.append(bytes(bad))  # BAD_CRC
+            junk.append(bytes(g0[:300]))  # TRUNCATED
             bad = bytearray(g0)
             struct.pack_into("<I", bad, 48, 12)
-            junk.append(bytes(bad))                                                               # LENGTH_MISMATCH
+            junk.append(bytes(bad))  # LENGTH_MISMATCH
             bad = bytearray(g0)
             struct.pack_into("<H", bad, 14, 65)
-            junk.append(bytes(bad))                                                               # BAD_COUNT
+            junk.append(bytes(bad))  # BAD_COUNT
             bad = bytearray(g0)
             struct.pack_into("<I", bad, 8, 999)
-            junk.append(_recrc(bad))                                                              # WRONG_RUN
-            junk.append(_variant(cfg, rec, 1, 0, board_id=99))                                      # BAD_BOARD
+            junk.append(_recrc(bad))  # WRONG_RUN
+            junk.append(_variant(cfg, rec, 1, 0, board_id=99))  # BAD_BOARD
             junk.append(_variant(cfg, rec, 1, 0, channels=cfg.channel_map.channels_on_board(1)[:7]))  # BAD_CHANNELS
-            junk.append(b"")                                                                      # TRUNCATED
+            junk.append(b"")  # TRUNCATED
             for j in junk:
                 peer.send(j)
-            peer.send_multipart([g0[:56], g0[56:]])                                               # BAD_FRAMES
+            peer.send_multipart([g0[:56], g0[56:]])  # BAD_FRAMES
             # events out of order; a mismatched fragment before the real one; a duplicate
             for ev in [5, 3, 0, 1, 2, 4, 6, 7, 8, 9]:
                 for b in range(n_boards):
                     if (ev, b) == (7, 1):
-                        peer.send(_variant(cfg, rec, 7, 1, timestamp=12345))                     # MISMATCH
+                        peer.send(_variant(cfg, rec, 7, 1, timestamp=12345))  # MISMATCH
                     peer.send(good[ev, b][0])
                     if (ev, b) == (9, 0):
-                        peer.send(good[9, 0][0])                                                  # DUPLICATE
-            peer.send(good[0, 5][0])                                                              # LATE
-            peer.send(_variant(cfg, rec, 1, 2, event_number=50))                                  # ORPHAN
+                        peer.send(good[9, 0][0])  # DUPLICATE
+            peer.send(good[0, 5][0])  # LATE
+            peer.send(_variant(cfg, rec, 1, 2, event_number=50))  # ORPHAN
             expected_messages = len(junk) + 1 + N_EVENTS * n_boards + 4
-            poll_until(run, lambda: status(run, "builder").get("fragment_messages", 0) >= expected_messages, 30,
-                       "every message to reach the builder")
-            tp.send_multipart(encode_slice(TRIGGER_MAGIC, board_id=0xFFFF, run_number=cfg.run.run_number,
-                                           flags=int(SliceFlags.END_OF_RUN | SliceFlags.RECORDS),
-                                           slice_index=N_EVENTS, records=np.zeros(0, DECISION_DTYPE)))
+            poll_until(
+                run,
+                lambda: status(run, "builder").get("fragment_messages", 0) >= expected_messages,
+                30,
+                "every message to reach the builder",
+            )
+            tp.send_multipart(
+                encode_slice(
+                    TRIGGER_MAGIC,
+                    board_id=0xFFFF,
+                    run_number=cfg.run.run_number,
+                    flags=int(SliceFlags.END_OF_RUN | SliceFlags.RECORDS),
+                    slice_index=N_EVENTS,
+                    records=np.zeros(0, DECISION_DTYPE),
+                )
+            )
             run.stop()
             assert run.wait(30) == "stopped", run.errors
             s = run.summary()
@@ -137,9 +175,21 @@ def test_builder_rejects_and_counts_everything_a_foreign_peer_sends(tmp_path):
             sock.close(0)
         ctx.term()
 
-    assert s["fragments_rejected"] == {"bad_magic": 1, "bad_crc": 1, "truncated": 2, "length_mismatch": 1,
-                                       "bad_count": 1, "wrong_run": 1, "bad_board": 1, "bad_channels": 1,
-                                       "bad_frames": 1, "mismatch": 1, "duplicate": 1, "late": 1, "orphan": 1}
+    assert s["fragments_rejected"] == {
+        "bad_magic": 1,
+        "bad_crc": 1,
+        "truncated": 2,
+        "length_mismatch": 1,
+        "bad_count": 1,
+        "wrong_run": 1,
+        "bad_board": 1,
+        "bad_channels": 1,
+        "bad_frames": 1,
+        "mismatch": 1,
+        "duplicate": 1,
+        "late": 1,
+        "orphan": 1,
+    }
     assert s["fragment_peer_disconnects"] >= 1
     assert builder["fragments_accepted"] == N_EVENTS * n_boards
     assert s["events_built"] == s["events_written"] == N_EVENTS and s["events_incomplete"] == 0
@@ -158,9 +208,9 @@ def test_builder_rejects_and_counts_everything_a_foreign_peer_sends(tmp_path):
         pulses = f.pulses
         for i in range(N_EVENTS):
             smp = f.samples[i]
-            for b in range(n_boards):       # nothing from a rejected fragment reached the file
+            for b in range(n_boards):  # nothing from a rejected fragment reached the file
                 np.testing.assert_array_equal(smp[cmap.channels_on_board(b)], good[i, b][1])
-            assert sorted(pulses[off[i]:off[i + 1]]["integral"].tolist()) == [i * 100 + b for b in range(n_boards)]
+            assert sorted(pulses[off[i] : off[i + 1]]["integral"].tolist()) == [i * 100 + b for b in range(n_boards)]
 
 
 # ---- issue 11: what a foreign peer could do to a run (defects 1-5), over real processes -------------
@@ -182,22 +232,45 @@ class _Peer:
         return s
 
     def records(self, rec, wait=True):
-        self.tp.send_multipart(encode_slice(TRIGGER_MAGIC, board_id=0xFFFF, run_number=self.cfg.run.run_number,
-                                            flags=int(SliceFlags.RECORDS), slice_index=0, records=rec))
-        if wait:   # the fragments below must not overtake their records (two sockets)
-            poll_until(self.run, lambda: status(self.run, "builder").get("held_events", 0) >= len(rec), 30,
-                       "the trigger records to reach the builder")
+        self.tp.send_multipart(
+            encode_slice(
+                TRIGGER_MAGIC,
+                board_id=0xFFFF,
+                run_number=self.cfg.run.run_number,
+                flags=int(SliceFlags.RECORDS),
+                slice_index=0,
+                records=rec,
+            )
+        )
+        if wait:  # the fragments below must not overtake their records (two sockets)
+            poll_until(
+                self.run,
+                lambda: status(self.run, "builder").get("held_events", 0) >= len(rec),
+                30,
+                "the trigger records to reach the builder",
+            )
 
     def send(self, buf):
         self.frag.send(buf)
         self.sent += 1
 
     def end(self, issued):
-        poll_until(self.run, lambda: status(self.run, "builder").get("fragment_messages", 0) >= self.sent, 30,
-                   "every fragment to reach the builder")
-        self.tp.send_multipart(encode_slice(TRIGGER_MAGIC, board_id=0xFFFF, run_number=self.cfg.run.run_number,
-                                            flags=int(SliceFlags.END_OF_RUN | SliceFlags.RECORDS),
-                                            slice_index=issued, records=np.zeros(0, DECISION_DTYPE)))
+        poll_until(
+            self.run,
+            lambda: status(self.run, "builder").get("fragment_messages", 0) >= self.sent,
+            30,
+            "every fragment to reach the builder",
+        )
+        self.tp.send_multipart(
+            encode_slice(
+                TRIGGER_MAGIC,
+                board_id=0xFFFF,
+                run_number=self.cfg.run.run_number,
+                flags=int(SliceFlags.END_OF_RUN | SliceFlags.RECORDS),
+                slice_index=issued,
+                records=np.zeros(0, DECISION_DTYPE),
+            )
+        )
         self.run.stop()
         state = self.run.wait(30)
         return state
@@ -212,7 +285,7 @@ def _assert_samples(f, cfg, good, numbers, missing=()):
     cmap = cfg.channel_map
     for i, ev in enumerate(numbers):
         smp = f.samples[i]
-        for b in range(cmap.n_boards):   # nothing from a rejected fragment reached the file
+        for b in range(cmap.n_boards):  # nothing from a rejected fragment reached the file
             expect = 0 if (ev, b) in missing else good[ev, b][1]
             np.testing.assert_array_equal(smp[cmap.channels_on_board(b)], expect, err_msg=f"event {ev} board {b}")
 
@@ -228,14 +301,16 @@ def test_defects_1_5_bad_content_is_rejected_and_the_run_is_written(tmp_path):
     n_boards = cfg.channel_map.n_boards
     pulse = np.zeros(1, PULSE_DTYPE)
     pulse["channel"] = cfg.channel_map.channels_on_board(2)[0]
-    pulse["coarse_time"] = cfg.digitizer.window_samples                             # one past the window
+    pulse["coarse_time"] = cfg.digitizer.window_samples  # one past the window
     high = good[4, 3][1].copy()
-    high[0, 0] = 0xFFFF                                                             # one sample, CRC correct
-    bad = {(4, 3): _variant(cfg, rec, 4, 3, samples=high),
-           (5, 2): _variant(cfg, rec, 5, 2, pulses=pulse),
-           (6, 1): _variant(cfg, rec, 6, 1, flags=1 << 7)}                         # an undefined flag bit
+    high[0, 0] = 0xFFFF  # one sample, CRC correct
+    bad = {
+        (4, 3): _variant(cfg, rec, 4, 3, samples=high),
+        (5, 2): _variant(cfg, rec, 5, 2, pulses=pulse),
+        (6, 1): _variant(cfg, rec, 6, 1, flags=1 << 7),
+    }  # an undefined flag bit
     cf = bytearray(good[7, 0][0])
-    struct.pack_into("<H", cf, 56 + 2, 4)                                          # channel_flags = 4
+    struct.pack_into("<H", cf, 56 + 2, 4)  # channel_flags = 4
     bad[7, 0] = _recrc(cf)
     with daq_run(cfg, tmp_path, only=("builder", "writer")) as run:
         peer = _Peer(run, cfg)
@@ -305,8 +380,10 @@ def test_defects_3_4_gap_and_every_flag_reach_the_file(tmp_path):
     good = _good_fragments(cfg, rec)
     n_boards = cfg.channel_map.n_boards
     # (rows 1 and 2 of rec are events 1 and 2, as _variant reads them)
-    special = {(1, 0): _variant(cfg, rec, 1, 0, flags=int(FragmentFlags.WINDOW_CLIPPED), samples=good[1, 0][1]),
-               (2, 1): _variant(cfg, rec, 2, 1, flags=int(FragmentFlags.BOARD_BUSY), samples=good[2, 1][1])}
+    special = {
+        (1, 0): _variant(cfg, rec, 1, 0, flags=int(FragmentFlags.WINDOW_CLIPPED), samples=good[1, 0][1]),
+        (2, 1): _variant(cfg, rec, 2, 1, flags=int(FragmentFlags.BOARD_BUSY), samples=good[2, 1][1]),
+    }
     crc_bad = bytearray(good[3, 2][0])
     crc_bad[300] ^= 1
     special[3, 2] = bytes(crc_bad)
@@ -317,7 +394,7 @@ def test_defects_3_4_gap_and_every_flag_reach_the_file(tmp_path):
             for ev in numbers:
                 for b in range(n_boards):
                     peer.send(special.get((ev, b), good[ev, b][0]))
-            assert peer.end(len(numbers)) == "stopped", run.errors   # "issued": a count, 7
+            assert peer.end(len(numbers)) == "stopped", run.errors  # "issued": a count, 7
         finally:
             peer.close()
         s = run.summary()
@@ -325,8 +402,13 @@ def test_defects_3_4_gap_and_every_flag_reach_the_file(tmp_path):
     with RunFile(s["files"][0]) as f:
         ev = f.events
         assert f.closed_cleanly and ev["event_number"].tolist() == numbers
-        expected = {1: F.TRUNCATED, 2: F.BOARD_BUSY, 3: F.INCOMPLETE | F.CHECKSUM_ERROR, 4: F.TIMESTAMP_ERROR,
-                    6: F.SEQUENCE_GAP}
+        expected = {
+            1: F.TRUNCATED,
+            2: F.BOARD_BUSY,
+            3: F.INCOMPLETE | F.CHECKSUM_ERROR,
+            4: F.TIMESTAMP_ERROR,
+            6: F.SEQUENCE_GAP,
+        }
         assert [F(int(x)) for x in ev["flags"]] == [expected.get(n, F(0)) for n in numbers]
         assert ev["missing_boards"].tolist() == [1 << 2 if n == 3 else 0 for n in numbers]
         _assert_samples(f, cfg, good, numbers, missing={(3, 2)})

@@ -19,10 +19,22 @@ SRC = str(Path(pokerdaq.__file__).resolve().parents[1])
 
 def _start(tmp_path, *args):
     env = {**os.environ, "PYTHONPATH": SRC + os.pathsep + os.environ.get("PYTHONPATH", ""), "COLUMNS": "200"}
-    cmd = [sys.executable, "-m", "pokerdaq.cli", "run", "--config", str(synthetic_config_file(tmp_path)),
-           "--output", str(tmp_path), "--seed", "3", *args]
-    return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
-                            start_new_session=True)
+    cmd = [
+        sys.executable,
+        "-m",
+        "pokerdaq.cli",
+        "run",
+        "--config",
+        str(synthetic_config_file(tmp_path)),
+        "--output",
+        str(tmp_path),
+        "--seed",
+        "3",
+        *args,
+    ]
+    return subprocess.Popen(
+        cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, start_new_session=True
+    )
 
 
 def _wait_for_events(proc, part: Path, n: int, timeout_s: float) -> None:
@@ -40,7 +52,7 @@ def _wait_for_events(proc, part: Path, n: int, timeout_s: float) -> None:
                     if len(f) >= n:
                         return
             except (OSError, ValueError, KeyError):
-                pass   # created but not yet initialised
+                pass  # created but not yet initialised
     pytest.fail(f"no {n} events in {part} after {timeout_s} s")
 
 
@@ -53,7 +65,7 @@ def test_signal_stops_the_run_and_closes_the_file(tmp_path, sig):
     try:
         _wait_for_events(proc, part, 100, 60)
         if sig == signal.SIGINT:
-            os.killpg(proc.pid, sig)       # Ctrl-C reaches the whole process group
+            os.killpg(proc.pid, sig)  # Ctrl-C reaches the whole process group
         else:
             os.kill(proc.pid, sig)
         out, _ = proc.communicate(timeout=60)
@@ -82,8 +94,15 @@ def test_run_with_event_count_prints_the_summary(tmp_path):
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
     assert proc.returncode == 0, out
-    for text in ("events built", "INCOMPLETE", "fragments rejected", "trigger multiplicity", "live time",
-                 "MB/s", "output file"):
+    for text in (
+        "events built",
+        "INCOMPLETE",
+        "fragments rejected",
+        "trigger multiplicity",
+        "live time",
+        "MB/s",
+        "output file",
+    ):
         assert text in out, text
     with RunFile(tmp_path / "run_000001.h5") as f:
         assert len(f) == 300 and f.closed_cleanly
@@ -91,6 +110,7 @@ def test_run_with_event_count_prints_the_summary(tmp_path):
 
 def test_bad_arguments_are_refused_with_the_value():
     from pokerdaq.cli import main
+
     assert main(["run", "--events", "0", "--output", "x"]) == 2
     with pytest.raises(SystemExit):
         main(["run", "--events", "5", "--duration", "2"])

@@ -48,8 +48,15 @@ def reference(buf, run=RUN, boards=BOARDS, window=WINDOW, adc_max=None):
         return Reason.BAD_CHANNELS
     if frag.samples.shape[1] != window:
         return Reason.BAD_COUNT
-    return (frag.board_id, frag.event_number, frag.timestamp, frag.trigger_word, frag.flags,
-            frag.samples.tolist(), frag.pulse_bytes)
+    return (
+        frag.board_id,
+        frag.event_number,
+        frag.timestamp,
+        frag.trigger_word,
+        frag.flags,
+        frag.samples.tolist(),
+        frag.pulse_bytes,
+    )
 
 
 def fast(decoder, buf):
@@ -61,10 +68,9 @@ def fast(decoder, buf):
     assert isinstance(got, CheckedFragment)
     data = bytes(memoryview(got.buf).cast("B"))
     n_ch = len(BOARDS[got.board_id])
-    blocks = np.frombuffer(data[HEADER_SIZE:got.pulses_start], "<u2").reshape(n_ch, 2 + WINDOW)
-    pulses = data[got.pulses_start:got.pulses_start + got.n_pulses * PULSE_SIZE]
-    return (got.board_id, got.event_number, got.timestamp, got.trigger_word, got.flags,
-            blocks[:, 2:].tolist(), pulses)
+    blocks = np.frombuffer(data[HEADER_SIZE : got.pulses_start], "<u2").reshape(n_ch, 2 + WINDOW)
+    pulses = data[got.pulses_start : got.pulses_start + got.n_pulses * PULSE_SIZE]
+    return (got.board_id, got.event_number, got.timestamp, got.trigger_word, got.flags, blocks[:, 2:].tolist(), pulses)
 
 
 DECODER = RunFragmentDecoder(RUN, {b: np.array(c, np.int64) for b, c in BOARDS.items()}, WINDOW)
@@ -103,12 +109,19 @@ def fragments(draw):
         pool = chans if draw(st.booleans()) else chans + [draw(st.integers(0, 40))]
         pulses["channel"] = [draw(st.sampled_from(pool)) for _ in range(n_p)]
         pulses["integral"] = rng.integers(0, 2**32, n_p, dtype=np.uint64)
-        pulses["time"] = rng.integers(-2**40, 2**40, n_p)
+        pulses["time"] = rng.integers(-(2**40), 2**40, n_p)
     run = draw(st.sampled_from([RUN] * 6 + [RUN + 1, 0]))
-    return encode_fragment(run_number=run, board_id=board, event_number=draw(st.integers(0, 2**64 - 1)),
-                           timestamp=draw(st.integers(0, 2**64 - 1)), trigger_word=draw(st.integers(0, 2**32 - 1)),
-                           flags=draw(st.integers(0, 3)), channels=np.array(chans, np.uint16), samples=samples,
-                           pulses=pulses)
+    return encode_fragment(
+        run_number=run,
+        board_id=board,
+        event_number=draw(st.integers(0, 2**64 - 1)),
+        timestamp=draw(st.integers(0, 2**64 - 1)),
+        trigger_word=draw(st.integers(0, 2**32 - 1)),
+        flags=draw(st.integers(0, 3)),
+        channels=np.array(chans, np.uint16),
+        samples=samples,
+        pulses=pulses,
+    )
 
 
 def _recrc(buf: bytearray) -> bytes:
@@ -121,8 +134,8 @@ def _recrc(buf: bytearray) -> bytes:
 def test_encoded_fragments_give_the_reference_result(buf):
     expected = reference(buf)
     assert fast(DECODER, buf) == expected
-    assert fast(DECODER, zmq.Frame(buf)) == expected        # what the builder receives
-    if not isinstance(expected, Reason):                     # every valid fragment takes the fast path
+    assert fast(DECODER, zmq.Frame(buf)) == expected  # what the builder receives
+    if not isinstance(expected, Reason):  # every valid fragment takes the fast path
         assert fast(FastPathOnly(RUN, BOARDS, WINDOW), buf) == expected
 
 
@@ -134,8 +147,11 @@ def test_corrupted_fragments_give_the_reference_reason(buf, data):
     n_ch, n_s, n_p = struct.unpack_from("<H", buf, 14)[0], *struct.unpack_from("<II", buf, 40)
     pulses_start = HEADER_SIZE + n_ch * (4 + 2 * n_s)
     # half of the draws hit a byte a check reads: the header, a channel number, a pulse's channel
-    targeted = ([*range(HEADER_SIZE)] + [HEADER_SIZE + i * (4 + 2 * n_s) + k for i in range(n_ch) for k in (0, 1)]
-                + [pulses_start + i * PULSE_SIZE + k for i in range(n_p) for k in (0, 1)])
+    targeted = (
+        [*range(HEADER_SIZE)]
+        + [HEADER_SIZE + i * (4 + 2 * n_s) + k for i in range(n_ch) for k in (0, 1)]
+        + [pulses_start + i * PULSE_SIZE + k for i in range(n_p) for k in (0, 1)]
+    )
     offset = data.draw(st.sampled_from(targeted) | st.integers(0, len(bad) - 1))
     bad[offset] = (bad[offset] + data.draw(st.integers(1, 255))) % 256
     for variant in (bytes(bad), _recrc(bytearray(bad))):
@@ -145,13 +161,16 @@ def test_corrupted_fragments_give_the_reference_reason(buf, data):
 @settings(max_examples=200, **SETTINGS)
 @given(buf=fragments(), cut=st.integers(0, 2000), tail=st.binary(max_size=8))
 def test_truncated_or_extended_fragments_give_the_reference_reason(buf, cut, tail):
-    for variant in (buf[:cut % (len(buf) + 1)], buf + tail, buf[:-4] + tail):
+    for variant in (buf[: cut % (len(buf) + 1)], buf + tail, buf[:-4] + tail):
         assert fast(DECODER, variant) == reference(variant)
 
 
 @settings(max_examples=200, **SETTINGS)
-@given(head=st.binary(min_size=HEADER_SIZE, max_size=HEADER_SIZE), tail=st.binary(max_size=200),
-       board=st.sampled_from([0, 1, 2, 3]))
+@given(
+    head=st.binary(min_size=HEADER_SIZE, max_size=HEADER_SIZE),
+    tail=st.binary(max_size=200),
+    board=st.sampled_from([0, 1, 2, 3]),
+)
 def test_random_headers_give_the_reference_reason(head, tail, board):
     """Random counts and lengths behind a valid magic, version, size, run and board, CRC made valid."""
     fields = bytearray(b"PKFR" + struct.pack("<HHIH", 1, 56, RUN, board) + head[14:] + tail + b"\0\0\0\0")
@@ -174,18 +193,22 @@ def test_content_checks_give_the_reference_result(buf, data):
     if n_ch and n_s:
         bad = bytearray(buf)
         at = HEADER_SIZE + data.draw(st.integers(0, n_ch - 1)) * block + 4 + 2 * data.draw(st.integers(0, n_s - 1))
-        struct.pack_into("<H", bad, at, data.draw(st.sampled_from([ADC_MAX, ADC_MAX + 1, 0x8000, 0xFFFF])
-                                                | st.integers(0, 0xFFFF)))
+        struct.pack_into(
+            "<H", bad, at, data.draw(st.sampled_from([ADC_MAX, ADC_MAX + 1, 0x8000, 0xFFFF]) | st.integers(0, 0xFFFF))
+        )
         variants.append(_recrc(bad))
     if n_ch:
         bad = bytearray(buf)
-        struct.pack_into("<H", bad, HEADER_SIZE + data.draw(st.integers(0, n_ch - 1)) * block + 2,
-                         data.draw(st.integers(0, 0xFFFF)))
+        struct.pack_into(
+            "<H", bad, HEADER_SIZE + data.draw(st.integers(0, n_ch - 1)) * block + 2, data.draw(st.integers(0, 0xFFFF))
+        )
         variants.append(_recrc(bad))
     if n_p:
         bad = bytearray(buf)
         at = HEADER_SIZE + n_ch * block + data.draw(st.integers(0, n_p - 1)) * PULSE_SIZE
-        struct.pack_into("<q", bad, at + 3, data.draw(st.sampled_from([-1, 0, n_s - 1, n_s]) | st.integers(-2**63, 2**63 - 1)))
+        struct.pack_into(
+            "<q", bad, at + 3, data.draw(st.sampled_from([-1, 0, n_s - 1, n_s]) | st.integers(-(2**63), 2**63 - 1))
+        )
         struct.pack_into("<B", bad, at + 11, data.draw(st.sampled_from([0, 63, 64, 255])))
         variants.append(_recrc(bad))
     for variant in variants:
@@ -214,9 +237,17 @@ def test_crc_residue_is_the_trailer_check():
 def test_boards_the_documented_decoder_always_refuses_get_no_fast_path():
     """Repeated channels in the map: the reference says BAD_CHANNELS, so must the decoder."""
     boards = {0: [4, 4]}
-    buf = encode_fragment(run_number=RUN, board_id=0, event_number=1, timestamp=2, trigger_word=1, flags=0,
-                          channels=np.array([4, 4], np.uint16), samples=np.zeros((2, WINDOW), np.uint16),
-                          pulses=np.zeros(0, PULSE_DTYPE))
+    buf = encode_fragment(
+        run_number=RUN,
+        board_id=0,
+        event_number=1,
+        timestamp=2,
+        trigger_word=1,
+        flags=0,
+        channels=np.array([4, 4], np.uint16),
+        samples=np.zeros((2, WINDOW), np.uint16),
+        pulses=np.zeros(0, PULSE_DTYPE),
+    )
     with pytest.raises(FragmentError) as info:
         RunFragmentDecoder(RUN, boards, WINDOW).decode(buf)
     assert info.value.reason is Reason.BAD_CHANNELS == reference(buf, boards=boards)
@@ -231,25 +262,36 @@ def test_event_assembly_equals_per_board_copies(tmp_path):
 
     cfg = load_config()
     cmap, window = cfg.channel_map, cfg.digitizer.window_samples
-    node = EventBuilderNode(cfg, "assembly", f"ipc://{tmp_path}/ctl", {"run_number": cfg.run.run_number, "endpoints": {}})
+    node = EventBuilderNode(
+        cfg, "assembly", f"ipc://{tmp_path}/ctl", {"run_number": cfg.run.run_number, "endpoints": {}}
+    )
     try:
         rng = np.random.default_rng(11)
         boards = list(range(cmap.n_boards))
         for ev_no, present in enumerate((boards, boards[1:], [0, 5, 11], [7], [])):
-            samples = {b: rng.integers(0, 16384, (len(cmap.channels_on_board(b)), window), dtype=np.uint16)
-                       for b in present}
+            samples = {
+                b: rng.integers(0, 16384, (len(cmap.channels_on_board(b)), window), dtype=np.uint16) for b in present
+            }
             pulses = {}
             for b in present:
                 pulses[b] = np.zeros(int(rng.integers(0, 4)), PULSE_DTYPE)
                 pulses[b]["channel"] = cmap.channels_on_board(b)[0]
                 pulses[b]["integral"] = rng.integers(0, 2**32, len(pulses[b]), dtype=np.uint64)
             asm = node.assembler
-            dead = sum(1 << b for b in boards if b not in present)   # complete without them
+            dead = sum(1 << b for b in boards if b not in present)  # complete without them
             asm.record(ev_no, 777, 5, dead, 0.0)
-            for b in present[::-1]:   # arrival order does not matter
-                buf = encode_fragment(run_number=cfg.run.run_number, board_id=b, event_number=ev_no, timestamp=777,
-                                      trigger_word=5, flags=0, channels=cmap.channels_on_board(b),
-                                      samples=samples[b], pulses=pulses[b])
+            for b in present[::-1]:  # arrival order does not matter
+                buf = encode_fragment(
+                    run_number=cfg.run.run_number,
+                    board_id=b,
+                    event_number=ev_no,
+                    timestamp=777,
+                    trigger_word=5,
+                    flags=0,
+                    channels=cmap.channels_on_board(b),
+                    samples=samples[b],
+                    pulses=pulses[b],
+                )
                 asm.take(node.decoder.decode(zmq.Frame(buf)), 0.0)
             assert asm.emit() == 1
             tag, header, got_samples, got_pulses = asm.out.popleft()
@@ -269,14 +311,23 @@ def test_event_assembly_equals_per_board_copies(tmp_path):
         node.ctx.destroy(0)
 
 
-@pytest.mark.parametrize("chans", [[3, 4], [300, 301]])   # odd-byte check; channel numbers too big for it: the mask
+@pytest.mark.parametrize("chans", [[3, 4], [300, 301]])  # odd-byte check; channel numbers too big for it: the mask
 def test_sample_check_of_an_8_bit_adc(chans):
     boards = {0: chans}
     for top, expected in ((0xFF, None), (0x100, Reason.BAD_SAMPLE), (0xFFFF, Reason.BAD_SAMPLE)):
         samples = np.zeros((2, WINDOW), np.uint16)
         samples[1, WINDOW - 1] = top
-        buf = encode_fragment(run_number=RUN, board_id=0, event_number=1, timestamp=2, trigger_word=1, flags=0,
-                              channels=np.array(chans, np.uint16), samples=samples, pulses=np.zeros(0, PULSE_DTYPE))
+        buf = encode_fragment(
+            run_number=RUN,
+            board_id=0,
+            event_number=1,
+            timestamp=2,
+            trigger_word=1,
+            flags=0,
+            channels=np.array(chans, np.uint16),
+            samples=samples,
+            pulses=np.zeros(0, PULSE_DTYPE),
+        )
         ref = reference(buf, boards=boards, adc_max=0xFF)
         decoder = (RunFragmentDecoder if expected else FastPathOnly)(RUN, boards, WINDOW, adc_max=0xFF)
         got = fast_reason(decoder, buf)

@@ -38,9 +38,18 @@ def gap_config(**daq):
     timeouts = {k: v for k, v in FAST.items() if k not in ("front_end", "trigger_logic")}
     # a board queue that holds every fragment of the run: busy (flow control, which depends on how
     # fast the builder drains, i.e. on the machine's load) never stops a trigger nor counts busy ticks
-    return load_config().replace(daq={**timeouts, "builder_timeout_s": 60.0, "board_timeout_s": 60.0,
-                                      "boards_per_process": 6, "fast_forward_slices": 512,
-                                      "board_queue_events": 4096, **daq}, beam=GAPS)
+    return load_config().replace(
+        daq={
+            **timeouts,
+            "builder_timeout_s": 60.0,
+            "board_timeout_s": 60.0,
+            "boards_per_process": 6,
+            "fast_forward_slices": 512,
+            "board_queue_events": 4096,
+            **daq,
+        },
+        beam=GAPS,
+    )
 
 
 def run_file(cfg, path, n_events):
@@ -55,8 +64,14 @@ def run_file(cfg, path, n_events):
 def read_all(path, n):
     with RunFile(path) as f:
         b = f.read(0, n)
-        return {"events": f.events, "samples": b.samples, "pulses": b.pulses, "offsets": b.pulse_offsets,
-                "truth": b.truth, "scalers": f.scalers}
+        return {
+            "events": f.events,
+            "samples": b.samples,
+            "pulses": b.pulses,
+            "offsets": b.pulse_offsets,
+            "truth": b.truth,
+            "scalers": f.scalers,
+        }
 
 
 @pytest.mark.timeout(420)
@@ -93,23 +108,36 @@ def test_fast_forward_gives_the_same_file_with_far_fewer_decisions(tmp_path):
     assert tp_on["slices_decided"] == tp_off["slices_decided"] and tp_on["decided_ticks"] == tp_off["decided_ticks"]
     assert tp_off["decisions"] == tp_off["slices_decided"] and "stretch_decisions" not in tp_off
     assert tp_on["stretch_decisions"] > 0
-    assert tp_on["stretches_shortened_at_max_events"] == 1      # the 90th event came inside a stretch
+    assert tp_on["stretches_shortened_at_max_events"] == 1  # the 90th event came inside a stretch
     assert tp_on["decisions"] * 10 < tp_off["decisions"], (tp_on["decisions"], tp_off["decisions"])
     assert tp_on.get("bad_primitive_messages", 0) == 0
 
 
 def raw_stretch(board, run_number, first, last):
     """A primitive message with any ``last_slice`` (``encode_slice`` refuses bad ones)."""
-    head, body = encode_slice(PRIMITIVE_MAGIC, board_id=board, run_number=run_number, flags=0, slice_index=first,
-                              records=np.zeros(0, PRIMITIVE_DTYPE))
+    head, body = encode_slice(
+        PRIMITIVE_MAGIC,
+        board_id=board,
+        run_number=run_number,
+        flags=0,
+        slice_index=first,
+        records=np.zeros(0, PRIMITIVE_DTYPE),
+    )
     h = np.frombuffer(head, dtype=np.uint8).copy()
     h[32:40] = np.frombuffer(np.uint64(last).tobytes(), np.uint8)
     return [h.tobytes(), body]
 
 
 def test_stretch_field_is_checked_by_the_decoder():
-    good = encode_slice(PRIMITIVE_MAGIC, board_id=3, run_number=1, flags=0, slice_index=10, last_slice=10 + 4095,
-                        records=np.zeros(0, PRIMITIVE_DTYPE))
+    good = encode_slice(
+        PRIMITIVE_MAGIC,
+        board_id=3,
+        run_number=1,
+        flags=0,
+        slice_index=10,
+        last_slice=10 + 4095,
+        records=np.zeros(0, PRIMITIVE_DTYPE),
+    )
     head, _ = decode_slice(good, PRIMITIVE_MAGIC, PRIMITIVE_DTYPE)
     assert (int(head["slice_index"]), int(head["last_slice"])) == (10, 4105) and len(good[0]) == 40
     ok = decode_slice(raw_stretch(3, 1, 10, 10 + MAX_STRETCH_SLICES - 1), PRIMITIVE_MAGIC, PRIMITIVE_DTYPE)[0]
@@ -118,10 +146,17 @@ def test_stretch_field_is_checked_by_the_decoder():
         with pytest.raises(StretchError, match="last_slice"):
             decode_slice(raw_stretch(3, 1, 10, last), PRIMITIVE_MAGIC, PRIMITIVE_DTYPE)
     with pytest.raises(ValueError, match="last_slice"):
-        encode_slice(PRIMITIVE_MAGIC, board_id=3, run_number=1, flags=0, slice_index=10, last_slice=9,
-                     records=np.zeros(0, PRIMITIVE_DTYPE))
+        encode_slice(
+            PRIMITIVE_MAGIC,
+            board_id=3,
+            run_number=1,
+            flags=0,
+            slice_index=10,
+            last_slice=9,
+            records=np.zeros(0, PRIMITIVE_DTYPE),
+        )
     v1 = np.frombuffer(good[0], np.uint8).copy()
-    v1[4:6] = (1, 0)                       # a version-1 header (32 bytes) is refused
+    v1[4:6] = (1, 0)  # a version-1 header (32 bytes) is refused
     with pytest.raises(MessageError):
         decode_slice([v1[:32].tobytes(), b""], PRIMITIVE_MAGIC, PRIMITIVE_DTYPE)
 
@@ -129,6 +164,7 @@ def test_stretch_field_is_checked_by_the_decoder():
 @pytest.mark.timeout(180)
 def test_trigger_processor_rejects_and_counts_bad_stretches(tmp_path):
     from pokerdaq.daq._wire import DECISION_DTYPE, TRIGGER_MAGIC
+
     cfg = gap_config(board_timeout_s=60.0, builder_timeout_s=1.0)
     rn = cfg.run.run_number
     n_boards = cfg.channel_map.n_boards
@@ -136,7 +172,7 @@ def test_trigger_processor_rejects_and_counts_bad_stretches(tmp_path):
     dealers = []
     try:
         with daq_run(cfg, tmp_path, seed=SEED, only=("trigger", "builder", "writer")) as run:
-            for b in range(n_boards):   # play the boards
+            for b in range(n_boards):  # play the boards
                 d = ctx.socket(zmq.DEALER)
                 d.setsockopt(zmq.IDENTITY, f"board{b}".encode())
                 d.setsockopt(zmq.LINGER, 0)
@@ -144,9 +180,17 @@ def test_trigger_processor_rejects_and_counts_bad_stretches(tmp_path):
                 dealers.append(d)
 
             def stretch(b, first, last):
-                dealers[b].send_multipart(encode_slice(PRIMITIVE_MAGIC, board_id=b, run_number=rn, flags=0,
-                                                       slice_index=first, last_slice=last,
-                                                       records=np.zeros(0, PRIMITIVE_DTYPE)))
+                dealers[b].send_multipart(
+                    encode_slice(
+                        PRIMITIVE_MAGIC,
+                        board_id=b,
+                        run_number=rn,
+                        flags=0,
+                        slice_index=first,
+                        last_slice=last,
+                        records=np.zeros(0, PRIMITIVE_DTYPE),
+                    )
+                )
 
             def decision(b):
                 assert dealers[b].poll(30_000), "no decision"
@@ -155,13 +199,17 @@ def test_trigger_processor_rejects_and_counts_bad_stretches(tmp_path):
 
             for b in range(n_boards):
                 stretch(b, 0, 99)
-            assert decision(0) == (0, 99)        # the whole stretch in one decision
-            dealers[0].send_multipart(raw_stretch(0, rn, 100, 99))                     # ends before it starts
-            dealers[0].send_multipart(raw_stretch(0, rn, 100, 100 + MAX_STRETCH_SLICES))   # beyond the maximum
-            stretch(0, 200, 300)                                                       # leaves a gap
-            stretch(5, 50, 120)                                                        # overlaps what was sent
-            poll_until(run, lambda: status(run, "trigger").get("bad_primitive_messages", 0) >= 4, 30,
-                       "the bad messages to be counted")
+            assert decision(0) == (0, 99)  # the whole stretch in one decision
+            dealers[0].send_multipart(raw_stretch(0, rn, 100, 99))  # ends before it starts
+            dealers[0].send_multipart(raw_stretch(0, rn, 100, 100 + MAX_STRETCH_SLICES))  # beyond the maximum
+            stretch(0, 200, 300)  # leaves a gap
+            stretch(5, 50, 120)  # overlaps what was sent
+            poll_until(
+                run,
+                lambda: status(run, "trigger").get("bad_primitive_messages", 0) >= 4,
+                30,
+                "the bad messages to be counted",
+            )
             # none of them was taken: the stretches that follow on are decided as usual
             for b in range(n_boards):
                 stretch(b, 100, 150 if b != 7 else 130)
@@ -201,12 +249,13 @@ def test_board_killed_inside_a_stretch_is_detected(tmp_path):
         assert ((missing != 0) == incomplete).all() and (missing & ~killed_mask == 0).all()
         first_bad = int(np.argmax(incomplete))
         assert incomplete.any() and not incomplete[:first_bad].any()
-        assert (missing[first_bad + 20:] == killed_mask).all()   # once dead, no event waits for them
+        assert (missing[first_bad + 20 :] == killed_mask).all()  # once dead, no event waits for them
         assert s["events_incomplete"] == int(incomplete.sum())
 
 
 def test_fast_forward_config_is_validated():
     from pokerdaq.config import ConfigError, default_config_text, loads_config
+
     text = default_config_text()
     assert load_config().daq.fast_forward is True
     assert loads_config(text.replace("fast_forward = true ", "fast_forward = false", 1)).daq.fast_forward is False
@@ -221,7 +270,7 @@ def test_stretch_primitives_equal_slice_by_slice():
     # spill; the 700 slices below cover 3 spills)
     cfg = load_config().replace(beam={"spill_length_s": 2e-4, "spill_period_s": 0.02}, daq={"slice_ticks": 16384})
     n = 700
-    for board in (0, 5):   # board 0: beam counters + SRD (Lu-176 pulses off-spill); 5: ECAL
+    for board in (0, 5):  # board 0: beam counters + SRD (Lu-176 pulses off-spill); 5: ECAL
         ref = SparsePhysicsFrontEnd(cfg, board, SEED)
         ff = SparsePhysicsFrontEnd(cfg, board, SEED, warm_up=False)
         want = [ref.process_slice(k).primitives for k in range(n)]
@@ -229,7 +278,7 @@ def test_stretch_primitives_equal_slice_by_slice():
         while k < n:
             last = min(ff.stretch_end(k, 128), n - 1)
             got = ff.process_stretch(k, last).primitives if last > k else ff.process_slice(k).primitives
-            assert got.tobytes() == np.concatenate(want[k:last + 1]).tobytes(), (board, k, last)
+            assert got.tobytes() == np.concatenate(want[k : last + 1]).tobytes(), (board, k, last)
             stretches.append((k, last))
             k = last + 1
         long = [(a, b) for a, b in stretches if b > a]
@@ -237,8 +286,9 @@ def test_stretch_primitives_equal_slice_by_slice():
         # never on or next to a slice with beam-on time; ends aligned on 128, or 2 slices
         # before the next spill, or at the end of this test
         slice_ns = cfg.daq.slice_ticks * cfg.digitizer.sample_ns
-        on = sorted({s for m in range(3)
-                     for s in range(int(m * 20e6 // slice_ns), int((m * 20e6 + 2e5) // slice_ns) + 1)})
+        on = sorted(
+            {s for m in range(3) for s in range(int(m * 20e6 // slice_ns), int((m * 20e6 + 2e5) // slice_ns) + 1)}
+        )
         for a, b in long:
             assert not any(a - 1 <= s <= b + 1 for s in on), (a, b, on)
             next_on = min([s for s in on if s > b], default=None)

@@ -36,7 +36,7 @@ def test_killed_board_process_flags_its_events_incomplete(tmp_path):
     with RunFile(path) as f:
         assert f.closed_cleanly
         ev = f.events
-        np.testing.assert_array_equal(ev["event_number"], np.arange(n))   # nothing lost
+        np.testing.assert_array_equal(ev["event_number"], np.arange(n))  # nothing lost
         missing = ev["missing_boards"].astype(np.int64)
         incomplete = (ev["flags"] & EventFlags.INCOMPLETE) != 0
         assert ((missing != 0) == incomplete).all()
@@ -64,9 +64,18 @@ def test_slow_writer_backpressure_reaches_the_trigger(tmp_path, slice_ticks):
     limit = 24
     # the writer takes at least 0.1 s per 4 events (40 events/s), far below what the boards
     # produce even on a loaded machine: it is the bottleneck whatever the load
-    cfg = fast_config(writer_delay_s=0.1, writer_batch_events=4, hwm=4, board_queue_events=16, board_timeout_s=10.0,
-                      max_events_in_flight=limit, boards_per_process=6, builder_timeout_s=5.0,
-                      slice_ticks=slice_ticks, fast_forward_slices=256)
+    cfg = fast_config(
+        writer_delay_s=0.1,
+        writer_batch_events=4,
+        hwm=4,
+        board_queue_events=16,
+        board_timeout_s=10.0,
+        max_events_in_flight=limit,
+        boards_per_process=6,
+        builder_timeout_s=5.0,
+        slice_ticks=slice_ticks,
+        fast_forward_slices=256,
+    )
     n = 250
     with daq_run(cfg, tmp_path, seed=SEED, max_events=n) as run:
         assert run.wait(200) == "stopped", run.errors

@@ -25,7 +25,9 @@ from pokerdaq.daq._runcontrol import DaqRun
 from pokerdaq.io import RunFile
 from pokerdaq.io._records import EventFlags
 
-REMOTE = OVERLAY.replace("builder_timeout_s = 1.0\n", "").replace("board_timeout_s = 1.5\n", "") + """
+REMOTE = (
+    OVERLAY.replace("builder_timeout_s = 1.0\n", "").replace("board_timeout_s = 1.5\n", "")
+    + """
 transport = "tcp"
 control_endpoint = "tcp://127.0.0.2:*"
 remote_nodes = ["fe0", "fe1", "builder"]
@@ -40,12 +42,17 @@ board_timeout_s = 30.0
 curve = true
 curve_keys = "{keys}"
 """
+)
 SEED, N = 11, 200
 
 
 def _node(cfg_path, control: str, *args: str) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "pokerdaq.cli", "node", *args, "--control", control,
-                             "--config", str(cfg_path)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    return subprocess.Popen(
+        [sys.executable, "-m", "pokerdaq.cli", "node", *args, "--control", control, "--config", str(cfg_path)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
 
 
 def _read(path):
@@ -55,18 +62,25 @@ def _read(path):
         # BOARD_BUSY is the readout queue's fill when the event was read out: flow-control
         # timing, not data (as in test_daq_fastforward); every other flag and byte must agree
         ev["flags"] &= ~np.uint32(EventFlags.BOARD_BUSY)
-        return {"events": ev, "samples": b.samples, "pulses": b.pulses, "offsets": b.pulse_offsets,
-                "truth": b.truth, "scalers": f.scalers}
+        return {
+            "events": ev,
+            "samples": b.samples,
+            "pulses": b.pulses,
+            "offsets": b.pulse_offsets,
+            "truth": b.truth,
+            "scalers": f.scalers,
+        }
 
 
 @pytest.mark.timeout(300)
 def test_nodes_on_other_addresses_join_and_write_the_same_run(tmp_path):
     out = tmp_path / "out"
     make_keys(tmp_path / "keys")
-    make_keys(tmp_path / "stranger")          # a client pair nobody authorized
+    make_keys(tmp_path / "stranger")  # a client pair nobody authorized
     good = load_keys(tmp_path / "keys")
-    stranger = dataclasses.replace(good, public=load_keys(tmp_path / "stranger").public,
-                                   secret=load_keys(tmp_path / "stranger").secret)
+    stranger = dataclasses.replace(
+        good, public=load_keys(tmp_path / "stranger").public, secret=load_keys(tmp_path / "stranger").secret
+    )
     svc = Service(tmp_path, out, REMOTE.replace("{keys}", str(tmp_path / "keys")))
     cfg_path = tmp_path / "service.toml"
     nodes: list[subprocess.Popen] = []
@@ -84,8 +98,9 @@ def test_nodes_on_other_addresses_join_and_write_the_same_run(tmp_path):
         wrong.communicate(timeout=60)
         assert wrong.returncode == 0
         st = svc.call("status")
-        assert st["refused_nodes"] == ["fe1: joined as board with boards [4, 5, 6, 7], expected board with "
-                                       "boards [6, 7, 8, 9, 10, 11]"]
+        assert st["refused_nodes"] == [
+            "fe1: joined as board with boards [4, 5, 6, 7], expected board with boards [6, 7, 8, 9, 10, 11]"
+        ]
         nodes.append(_node(cfg_path, control, "frontend", "--boards", "6-11"))
         r = svc.call("reset")
         assert r["state"] == "configured" and r["restarted"] == ["fe1"], r
@@ -110,7 +125,7 @@ def test_nodes_on_other_addresses_join_and_write_the_same_run(tmp_path):
         [remote_file] = st["last_run"]["files"]
         run_number = st["last_run"]["run_number"]
         svc.close()
-        for p in nodes:      # the nodes leave with the service
+        for p in nodes:  # the nodes leave with the service
             p.wait(60)
     finally:
         svc.close()
@@ -128,7 +143,7 @@ def test_nodes_on_other_addresses_join_and_write_the_same_run(tmp_path):
     a, b = _read(remote_file), _read(local_file)
     for key in a:
         x, y = a[key], b[key]
-        if x is None or y is None:       # the synthetic source has no truth
+        if x is None or y is None:  # the synthetic source has no truth
             assert x is None and y is None, key
             continue
         assert x.dtype == y.dtype and x.shape == y.shape, key

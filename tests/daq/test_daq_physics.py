@@ -18,7 +18,7 @@ N_EVENTS = 12
 @pytest.mark.timeout(240)
 def test_physics_run_windows_equal_the_emulator_stream(tmp_path):
     cfg = load_config()
-    assert (cfg.daq.front_end, cfg.daq.trigger_logic) == ("physics", "physics")   # the default
+    assert (cfg.daq.front_end, cfg.daq.trigger_logic) == ("physics", "physics")  # the default
     timeouts = {k: v for k, v in FAST.items() if k not in ("front_end", "trigger_logic")}
     # generous time-outs: this test checks the data, not fault handling (tests/daq/test_daq_faults.py
     # does), and a first run with a cold numba cache can hold a board process up for seconds
@@ -29,7 +29,7 @@ def test_physics_run_windows_equal_the_emulator_stream(tmp_path):
     assert s["errors"] == [] and s["events_written"] == N_EVENTS and s["events_incomplete"] == 0
     types = s["trigger_types"]
     assert set(types) == set(TriggerBits.NAMES)
-    for t in types.values():   # every prescaled candidate is accepted or counted lost
+    for t in types.values():  # every prescaled candidate is accepted or counted lost
         assert t["candidates"] == t["accepted"] + t["trimmed"] + t["lost_dead_time"] + t["lost_busy"]
     with RunFile(s["files"][0]) as f:
         assert f.closed_cleanly and len(f) == N_EVENTS
@@ -50,10 +50,10 @@ def test_physics_run_windows_equal_the_emulator_stream(tmp_path):
             stream.read(first - stream.position)
             expect = stream.read(window)[0]
             np.testing.assert_array_equal(batch.samples[i][chans], expect, err_msg=f"event {i}")
-            got = batch.pulses[off[i]:off[i + 1]]
+            got = batch.pulses[off[i] : off[i + 1]]
             got = got[np.isin(got["channel"], chans)]
             want = find_pulses(expect, params, channel_ids=chans)
             np.testing.assert_array_equal(got["integral"], want["integral"])
             np.testing.assert_array_equal(got["channel"], want["channel"])
         # calorimeter triggers carry energy: the ECAL holds pulses in most events
-        assert sum(len(batch.pulses[off[i]:off[i + 1]]) for i in range(N_EVENTS)) > N_EVENTS
+        assert sum(len(batch.pulses[off[i] : off[i + 1]]) for i in range(N_EVENTS)) > N_EVENTS

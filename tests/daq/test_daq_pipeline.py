@@ -50,10 +50,15 @@ def test_every_event_matches_the_source(tmp_path):
         off = f.pulse_offsets
         for i in range(n):
             check_event_samples(cfg, SEED, batch.headers[i], batch.samples[i])
-            expect = np.concatenate([simple_pulses(batch.samples[i][cmap.channels_on_board(b)],
-                                                   cmap.channels_on_board(b), fes[b]._threshold)
-                                     for b in range(cmap.n_boards)])
-            got = batch.pulses[off[i]:off[i + 1]]
+            expect = np.concatenate(
+                [
+                    simple_pulses(
+                        batch.samples[i][cmap.channels_on_board(b)], cmap.channels_on_board(b), fes[b]._threshold
+                    )
+                    for b in range(cmap.n_boards)
+                ]
+            )
+            got = batch.pulses[off[i] : off[i + 1]]
             assert (got["event_number"] == i).all()
             np.testing.assert_array_equal(got["channel"], expect["channel"])
             np.testing.assert_array_equal(got["integral"], expect["integral"])
@@ -61,7 +66,7 @@ def test_every_event_matches_the_source(tmp_path):
         mult_events = np.flatnonzero(ev["trigger_word"] & 1)
         assert len(mult_events) > n // 2
         for i in mult_events[:50]:
-            hit_boards = {int(cmap.table["board"][c]) for c in batch.pulses[off[i]:off[i + 1]]["channel"]}
+            hit_boards = {int(cmap.table["board"][c]) for c in batch.pulses[off[i] : off[i + 1]]["channel"]}
             assert len(hit_boards) >= cfg.daq.synthetic.multiplicity
         assert f.verify().size == 0
         # the run's scalers: one row, the trigger's and the builder's counts

@@ -26,6 +26,7 @@ def test_states_and_monitoring(tmp_path):
         poll_until(run, lambda: status(run, "writer").get("events_written", 0) > 0, 60, "first events")
         # a subscriber sees snapshots while the run goes on (run control publishes from poll())
         import threading
+
         got = []
         t = threading.Thread(target=lambda: got.extend(read_monitor(run.endpoints["monitor"], 2, 20)))
         t.start()

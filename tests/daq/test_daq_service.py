@@ -49,9 +49,23 @@ class Service:
         self.out = out
         self.http = http
         self.page: str | None = None
-        self.proc = subprocess.Popen([sys.executable, "-m", "pokerdaq.cli", "daq", "serve", "--config", str(cfg),
-                                      "--output", str(out), *(["--http", "127.0.0.1:0"] if http else [])],
-                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        self.proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "pokerdaq.cli",
+                "daq",
+                "serve",
+                "--config",
+                str(cfg),
+                "--output",
+                str(out),
+                *(["--http", "127.0.0.1:0"] if http else []),
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
 
     def wait_configured(self, timeout_s: float = 120.0) -> dict:
         # the first line comes once the endpoint file is written (or '' when serve ended)
@@ -118,7 +132,7 @@ def test_service_session_runs_errors_reset_and_restart(tmp_path, capsys):
             assert "unknown field 'output'" in json.loads(req.recv())["error"]
             req.send(b"not json")
             assert not json.loads(req.recv())["ok"]
-            raw = ctx.socket(zmq.DEALER)      # not a REQ envelope
+            raw = ctx.socket(zmq.DEALER)  # not a REQ envelope
             raw.connect(endpoint)
             raw.send(b'{"cmd": "shutdown"}')
             assert raw.poll(30_000) and not json.loads(raw.recv_multipart()[-1])["ok"]
@@ -137,7 +151,7 @@ def test_service_session_runs_errors_reset_and_restart(tmp_path, capsys):
         _cli(capsys, "daq", "start", *o, "--duration", "1")
         st = svc.call("wait")
         assert st["state"] == "configured" and st["last_run"]["state"] == "stopped"
-        assert {n: v["pid"] for n, v in st["nodes"].items()} == pids     # the same processes, run after run
+        assert {n: v["pid"] for n, v in st["nodes"].items()} == pids  # the same processes, run after run
 
         # a board process stopped mid-run: the run goes to error naming it
         svc.call("start")
@@ -150,15 +164,16 @@ def test_service_session_runs_errors_reset_and_restart(tmp_path, capsys):
         assert "fe1 silent: no heartbeat for" in st["cause"] and st["run_number"] == 4, st["cause"]
         with capsys.disabled():
             print(f"\nSIGSTOP of fe1 -> state error after {detected_s:.2f} s (client's view); cause: {st['cause']}")
-        assert main(["daq", "start", *o]) == 2                           # error: reset first
+        assert main(["daq", "start", *o]) == 2  # error: reset first
         assert "reset first" in capsys.readouterr().err
         # reset restarts fe1 only; the healthy processes stay
         r = svc.call("reset")
         assert r["state"] == "configured" and r["restarted"] == ["fe1"]
         st = svc.call("status")
         new = {n: v["pid"] for n, v in st["nodes"].items()}
-        assert new["fe1"] != pids["fe1"] and {n: p for n, p in new.items() if n != "fe1"} == \
-            {n: p for n, p in pids.items() if n != "fe1"}
+        assert new["fe1"] != pids["fe1"] and {n: p for n, p in new.items() if n != "fe1"} == {
+            n: p for n, p in pids.items() if n != "fe1"
+        }
         svc.call("start", events=150)
         st = svc.call("wait")
         assert st["last_run"]["state"] == "stopped" and st["last_run"]["events_written"] == 150
@@ -175,8 +190,14 @@ def test_service_session_runs_errors_reset_and_restart(tmp_path, capsys):
         log = svc.close()
     with RunRegistry(out) as reg:
         rows = reg.rows()
-    assert [(r["run_number"], r["end_state"]) for r in rows] == \
-        [(1, "stopped"), (2, "stopped"), (3, "stopped"), (4, "error"), (5, "stopped"), (6, "stopped")], log
+    assert [(r["run_number"], r["end_state"]) for r in rows] == [
+        (1, "stopped"),
+        (2, "stopped"),
+        (3, "stopped"),
+        (4, "error"),
+        (5, "stopped"),
+        (6, "stopped"),
+    ], log
     assert "fe1 silent" in rows[3]["cause"]
     assert len({r["config_hash"] for r in rows}) == 1
     for r in rows:
@@ -194,8 +215,13 @@ def test_service_session_runs_errors_reset_and_restart(tmp_path, capsys):
 def test_silent_board_can_be_flagged_and_the_run_goes_on(tmp_path):
     # daq.on_silent_board = "continue": the stopped process's boards are taken for dead by the
     # trigger processor and its events are INCOMPLETE; the run ends normally
-    cfg = fast_config(boards_per_process=6, heartbeat_timeout_s=1.5, on_silent_board="continue",
-                      board_timeout_s=1.5, builder_timeout_s=1.0)
+    cfg = fast_config(
+        boards_per_process=6,
+        heartbeat_timeout_s=1.5,
+        on_silent_board="continue",
+        board_timeout_s=1.5,
+        builder_timeout_s=1.0,
+    )
     n = 300
     with DaqRun(cfg, tmp_path, seed=3, max_events=n) as run:
         run.configure()
@@ -227,13 +253,17 @@ def test_status_page_between_runs_shows_the_service_and_a_stopped_node_silent(tm
         st = svc.wait_configured()
         pids = {n: v["pid"] for n, v in st["nodes"].items()}
         deadline = time.monotonic() + 60
-        while not ((page := svc.page_status()).get("between_runs") and page["state"] == "configured"
-                   and set(page["heartbeats"]) == set(pids) and all(h["alive"] for h in page["heartbeats"].values())):
+        while not (
+            (page := svc.page_status()).get("between_runs")
+            and page["state"] == "configured"
+            and set(page["heartbeats"]) == set(pids)
+            and all(h["alive"] for h in page["heartbeats"].values())
+        ):
             assert time.monotonic() < deadline, page
         assert page["run_number"] is None and page["last_run_number"] is None and page["cause"] is None
         assert {n: h["pid"] for n, h in page["heartbeats"].items()} == pids
         assert all(h["heartbeats"] > 0 and h["last_heartbeat_s"] is not None for h in page["heartbeats"].values())
-        per = 6   # OVERLAY: daq.boards_per_process
+        per = 6  # OVERLAY: daq.boards_per_process
         assert [r["board"] for r in page["boards"]] == list(range(12))
         assert all(r["process"] == f"fe{r['board'] // per}" and r["node_status"] == "alive" for r in page["boards"])
 
@@ -245,7 +275,7 @@ def test_status_page_between_runs_shows_the_service_and_a_stopped_node_silent(tm
             assert time.monotonic() < deadline, page
         shown_s = time.monotonic() - t0
         fe0 = page["heartbeats"]["fe0"]
-        assert fe0["status"] == "silent" and fe0["last_heartbeat_s"] > 1.5   # daq.heartbeat_timeout_s (poker.toml)
+        assert fe0["status"] == "silent" and fe0["last_heartbeat_s"] > 1.5  # daq.heartbeat_timeout_s (poker.toml)
         assert all(h["alive"] for n, h in page["heartbeats"].items() if n != "fe0")
         assert {(r["board"] < per, r["node_status"]) for r in page["boards"]} == {(True, "silent"), (False, "alive")}
         deadline = time.monotonic() + 30
@@ -264,5 +294,5 @@ def test_status_page_between_runs_shows_the_service_and_a_stopped_node_silent(tm
         assert boards == {str(b): "silent" if b < per else "alive" for b in range(12)}
     finally:
         if stopped is not None:
-            os.kill(stopped, signal.SIGCONT)   # so that the shutdown ends it as usual
+            os.kill(stopped, signal.SIGCONT)  # so that the shutdown ends it as usual
         svc.close()

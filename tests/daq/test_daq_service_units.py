@@ -16,8 +16,13 @@ from pokerdaq.daq._states import SERVICE_STATES, ServiceStateMachine, Transition
 
 # ---- state machine ---------------------------------------------------------------------------
 # what each event may do, written from the module docstring of _states (not from its table)
-_EVENT_FROM = {"joined": {"idle"}, "started": {"configured"}, "stopping": {"running", "draining"},
-               "ended": {"running", "draining"}, "reset": {"error", "configured"}}
+_EVENT_FROM = {
+    "joined": {"idle"},
+    "started": {"configured"},
+    "stopping": {"running", "draining"},
+    "ended": {"running", "draining"},
+    "reset": {"error", "configured"},
+}
 _EVENT_TO = {"joined": "configured", "started": "running", "stopping": "draining", "ended": "configured"}
 
 
@@ -34,7 +39,7 @@ class ServiceMachine(RuleBasedStateMachine):
             getattr(self.sm, name)(*args)
         except TransitionError:
             assert not ok, f"{name} refused in {before}"
-            assert self.sm.state == before          # a refused event changes nothing
+            assert self.sm.state == before  # a refused event changes nothing
             return
         assert ok, f"{name} taken in {before}"
         if name == "reset":
@@ -72,7 +77,7 @@ class ServiceMachine(RuleBasedStateMachine):
             assert self.sm.state == "shutdown"
         else:
             assert self.sm.state == "error"
-            assert self.sm.cause == (old_cause if before == "error" else cause)   # the first cause is kept
+            assert self.sm.cause == (old_cause if before == "error" else cause)  # the first cause is kept
 
     @rule()
     def shutdown(self) -> None:
@@ -106,25 +111,29 @@ class ServiceMachine(RuleBasedStateMachine):
 
 
 TestServiceMachine = ServiceMachine.TestCase
-TestServiceMachine.settings = settings(max_examples=60, stateful_step_count=40, deadline=None,
-                                       suppress_health_check=[HealthCheck.too_slow])
+TestServiceMachine.settings = settings(
+    max_examples=60, stateful_step_count=40, deadline=None, suppress_health_check=[HealthCheck.too_slow]
+)
 
 
 # ---- requests ---------------------------------------------------------------------------------
-@pytest.mark.parametrize("body, why", [
-    (b"\xff\xfe", "not a JSON object"),
-    (b"[1, 2]", "not a JSON object"),
-    (b'{"cmd": "format_disk"}', "unknown command 'format_disk'"),
-    (b'{"events": 5}', "unknown command None"),
-    (b'{"cmd": "start", "output": "/etc"}', "start: unknown field 'output'"),
-    (b'{"cmd": "start", "events": "100"}', "start: events = '100', expected an integer >= 1"),
-    (b'{"cmd": "start", "events": true}', "events = True"),
-    (b'{"cmd": "start", "events": 0}', "events = 0"),
-    (b'{"cmd": "start", "duration": -1}', "duration = -1"),
-    (b'{"cmd": "start", "events": 5, "duration": 1}', "not both"),
-    (b'{"cmd": "stop", "now": 1}', "stop: unknown field 'now'"),
-    (b'{"cmd": "wait", "timeout": 1e400}', "timeout = inf"),
-])
+@pytest.mark.parametrize(
+    "body, why",
+    [
+        (b"\xff\xfe", "not a JSON object"),
+        (b"[1, 2]", "not a JSON object"),
+        (b'{"cmd": "format_disk"}', "unknown command 'format_disk'"),
+        (b'{"events": 5}', "unknown command None"),
+        (b'{"cmd": "start", "output": "/etc"}', "start: unknown field 'output'"),
+        (b'{"cmd": "start", "events": "100"}', "start: events = '100', expected an integer >= 1"),
+        (b'{"cmd": "start", "events": true}', "events = True"),
+        (b'{"cmd": "start", "events": 0}', "events = 0"),
+        (b'{"cmd": "start", "duration": -1}', "duration = -1"),
+        (b'{"cmd": "start", "events": 5, "duration": 1}', "not both"),
+        (b'{"cmd": "stop", "now": 1}', "stop: unknown field 'now'"),
+        (b'{"cmd": "wait", "timeout": 1e400}', "timeout = inf"),
+    ],
+)
 def test_requests_outside_the_protocol_are_refused(body, why):
     with pytest.raises(ProtocolError) as info:
         parse_request(body)
@@ -138,8 +147,15 @@ def test_documented_requests_pass():
 
 
 def test_open_keeps_the_writer_inside_its_folder(tmp_path):
-    good = {"config": "", "run_number": 1, "seed": 2, "endpoints": {"records": "ipc:///tmp/x"}, "output": str(tmp_path / "r.h5"),
-            "overwrite": False, "block_store": ""}
+    good = {
+        "config": "",
+        "run_number": 1,
+        "seed": 2,
+        "endpoints": {"records": "ipc:///tmp/x"},
+        "output": str(tmp_path / "r.h5"),
+        "overwrite": False,
+        "block_store": "",
+    }
     assert check_open("writer", good, str(tmp_path)) == good
     # the shared beam blocks: only a folder in run control's private temporary folder
     private = tmp_path / "pokerdaq-ipc-1-test"
@@ -148,8 +164,15 @@ def test_open_keeps_the_writer_inside_its_folder(tmp_path):
     blocks = str(private / "blocks-1")
     assert check_open("writer", {**good, "block_store": blocks}, str(tmp_path))["block_store"] == blocks
     (tmp_path / "pokerdaq-ipc-2-nolock").mkdir()
-    for bad in ("/etc", str(tmp_path), str(private / "blocks-1" / "blocks-2"), str(private / ".." / "blocks-1"),
-                str(private / "other"), str(tmp_path / "pokerdaq-ipc-2-nolock" / "blocks-1"), "blocks-1"):
+    for bad in (
+        "/etc",
+        str(tmp_path),
+        str(private / "blocks-1" / "blocks-2"),
+        str(private / ".." / "blocks-1"),
+        str(private / "other"),
+        str(tmp_path / "pokerdaq-ipc-2-nolock" / "blocks-1"),
+        "blocks-1",
+    ):
         with pytest.raises(ProtocolError, match="block_store"):
             check_open("writer", {**good, "block_store": bad}, str(tmp_path))
     for output in ("/etc/passwd.h5", str(tmp_path / ".." / "escape.h5")):
@@ -168,8 +191,8 @@ def test_registry_numbers_increase_across_restarts(tmp_path):
     with RunRegistry(tmp_path) as reg:
         assert reg.begin("a = 1", 7, first=5) == 5
         reg.finish(5, "stopped", None, {"files": [tmp_path / "run_000005.h5"], "events_written": 10})
-        assert reg.begin("a = 1", 7, first=5) == 6    # left 'running': a service that died
-    (tmp_path / "run_000041.h5").touch()              # a run file of another run: never reused
+        assert reg.begin("a = 1", 7, first=5) == 6  # left 'running': a service that died
+    (tmp_path / "run_000041.h5").touch()  # a run file of another run: never reused
     with RunRegistry(tmp_path) as reg:
         assert reg.mark_lost() == [6]
         assert reg.begin("a = 2", 8, first=0) == 42
@@ -183,20 +206,25 @@ def test_registry_numbers_increase_across_restarts(tmp_path):
 
 
 # ---- command-line mistakes: one line, exit status 2, no process started ------------------------
-@pytest.mark.parametrize("argv, message", [
-    (["daq", "start", "--output", "{tmp}"], "no service runs there (daq-service.json missing)"),
-    (["daq", "status"], "give --output DIR (the service's folder) or --control ENDPOINT"),
-    (["daq", "start", "--output", "{tmp}", "--events", "0"], "--events 0: expected an integer >= 1"),
-    (["daq", "runs", "--output", "{tmp}"], "no run registry (runs.sqlite) there"),
-    (["daq", "serve", "--output", "{tmp}", "--set", 'daq.remote_nodes=["fe9"]', "--set", 'daq.transport="tcp"'],
-     "daq.remote_nodes: ['fe9'] are not nodes of this configuration"),
-    (["daq", "serve", "--output", "{tmp}", "--set", 'daq.remote_nodes=["fe0"]'], 'daq.transport = "tcp"'),
-    (["daq", "serve", "--output", "{tmp}", "--set", "daq.curve=true"], "daq.curve_keys: empty"),
-    (["node", "frontend", "--boards", "0-2", "--control", "tcp://127.0.0.1:5555"], "not a front-end group"),
-    (["node", "frontend", "--boards", "0-x", "--control", "tcp://127.0.0.1:5555"], "expected board numbers"),
-    (["node", "writer", "--control", "tcp://127.0.0.1:5555"], "a writer node needs the folder"),
-    (["node", "builder", "--control", "tcp://127.0.0.1:*"], "give run control's port"),
-])
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["daq", "start", "--output", "{tmp}"], "no service runs there (daq-service.json missing)"),
+        (["daq", "status"], "give --output DIR (the service's folder) or --control ENDPOINT"),
+        (["daq", "start", "--output", "{tmp}", "--events", "0"], "--events 0: expected an integer >= 1"),
+        (["daq", "runs", "--output", "{tmp}"], "no run registry (runs.sqlite) there"),
+        (
+            ["daq", "serve", "--output", "{tmp}", "--set", 'daq.remote_nodes=["fe9"]', "--set", 'daq.transport="tcp"'],
+            "daq.remote_nodes: ['fe9'] are not nodes of this configuration",
+        ),
+        (["daq", "serve", "--output", "{tmp}", "--set", 'daq.remote_nodes=["fe0"]'], 'daq.transport = "tcp"'),
+        (["daq", "serve", "--output", "{tmp}", "--set", "daq.curve=true"], "daq.curve_keys: empty"),
+        (["node", "frontend", "--boards", "0-2", "--control", "tcp://127.0.0.1:5555"], "not a front-end group"),
+        (["node", "frontend", "--boards", "0-x", "--control", "tcp://127.0.0.1:5555"], "expected board numbers"),
+        (["node", "writer", "--control", "tcp://127.0.0.1:5555"], "a writer node needs the folder"),
+        (["node", "builder", "--control", "tcp://127.0.0.1:*"], "give run control's port"),
+    ],
+)
 def test_cli_mistakes_are_one_line(tmp_path, capsys, argv, message):
     from pokerdaq.cli import main
 

@@ -29,7 +29,7 @@ def _compare(cfg, board: int, n_slices: int, seed: int = SEED):
     for k in range(n_slices):
         ref = full.process_slice(k)
         got = sparse.process_slice(k)
-        assert got.samples is None   # windows come from read_window
+        assert got.samples is None  # windows come from read_window
         np.testing.assert_array_equal(got.primitives, ref.primitives, err_msg=f"board {board} slice {k}")
         records = finder.process(ref.samples)
         np.testing.assert_array_equal(sparse.last_pulses, records, err_msg=f"board {board} slice {k}")
@@ -45,14 +45,14 @@ def _check_windows(cfg, sparse, samples, pulse_times):
     firsts = [int(f) for f in firsts if 0 <= f <= samples.shape[1] - n]
     assert len(firsts) >= 40
     for f in firsts:
-        np.testing.assert_array_equal(sparse.read_window(f, n), samples[:, f:f + n], err_msg=f"window at {f}")
+        np.testing.assert_array_equal(sparse.read_window(f, n), samples[:, f : f + n], err_msg=f"window at {f}")
 
 
 @pytest.mark.timeout(300)
-@pytest.mark.parametrize("board", [0, 5])   # beam counters + SRD (Lu-176 too); the central ECAL crystal
+@pytest.mark.parametrize("board", [0, 5])  # beam counters + SRD (Lu-176 too); the central ECAL crystal
 def test_sparse_equals_full_stream(board):
     cfg = load_config()
-    n_slices = 64   # 4.2 ms of beam, ~420 particles
+    n_slices = 64  # 4.2 ms of beam, ~420 particles
     n_pulses, sparse, samples = _compare(cfg, board, n_slices)
     assert n_pulses > 300
     # the emulator's samples at the pulses' times and elsewhere
@@ -69,8 +69,11 @@ def test_sparse_equals_full_stream(board):
 def test_sparse_equals_full_stream_under_heavy_pileup():
     """20x the beam rate, many hadrons and muons, 30x the Lu-176 rate: active ranges merge
     across slices and a range often outlives the slice it starts in."""
-    cfg = load_config().replace(beam={"rate_hz": 2e6, "hadron_fraction": 0.2, "muon_fraction": 0.2},
-                                detector={"lyso_background_hz": 1e6}, daq={"slice_ticks": 4096})
+    cfg = load_config().replace(
+        beam={"rate_hz": 2e6, "hadron_fraction": 0.2, "muon_fraction": 0.2},
+        detector={"lyso_background_hz": 1e6},
+        daq={"slice_ticks": 4096},
+    )
     for board in (0, 9):
         n_pulses, sparse, samples = _compare(cfg, board, 48, seed=11)
         assert n_pulses > 100
@@ -116,7 +119,7 @@ def test_front_end_is_chosen_by_the_configuration():
     from pokerdaq.daq._factory import make_front_end
 
     cfg = load_config()
-    assert isinstance(make_front_end(cfg, 10, SEED), SparsePhysicsFrontEnd)   # the default "physics"
+    assert isinstance(make_front_end(cfg, 10, SEED), SparsePhysicsFrontEnd)  # the default "physics"
     stream = make_front_end(cfg.replace(daq={"front_end": "physics-stream"}), 10, SEED)
     assert type(stream) is PhysicsFrontEnd
     with pytest.raises(ConfigError, match="front_end"):
@@ -128,6 +131,7 @@ def test_group_of_boards_equals_each_board_alone():
     board the same primitives and pulse records, slice by slice and in stretches, as alone;
     readout windows of a decision rendered and searched in one call equal one by one."""
     from pokerdaq.daq._sparse import SparseGroup
+
     cfg = load_config()
     boards = (0, 5, 11)
     group = SparseGroup(cfg, boards, SEED)
@@ -149,4 +153,4 @@ def test_group_of_boards_equals_each_board_alone():
     for k, f in enumerate(firsts):
         one = fe.read_window(int(f), n)
         np.testing.assert_array_equal(windows[k], one)
-        np.testing.assert_array_equal(records[offsets[k]:offsets[k + 1]], fe.find_pulses(one, int(f)))
+        np.testing.assert_array_equal(records[offsets[k] : offsets[k + 1]], fe.find_pulses(one, int(f)))

@@ -35,7 +35,7 @@ from pokerdaq.inspection import event_energies
 from pokerdaq.io import EVENT_DTYPE, RunFile
 
 SRC = str(Path(pokerdaq.__file__).resolve().parents[1])
-ARTEFACTS = Path(__file__).resolve().parents[1] / "artefacts"   # git-ignored: the screenshot is kept here
+ARTEFACTS = Path(__file__).resolve().parents[1] / "artefacts"  # git-ignored: the screenshot is kept here
 
 
 # ---- the display tap, socket-free ---------------------------------------------------------------
@@ -63,12 +63,12 @@ def test_event_display_spectra_equal_a_naive_per_event_histogram_and_keep_the_la
         headers, samples, pulses = _batch(cfg, rng, n)
         disp.observe(headers, samples, pulses)
         off = np.concatenate([[0], np.cumsum(headers["n_pulses"].astype(np.int64))])
-        for i in range(n):   # the naive reference: one event at a time
-            e = event_energies(pulses[off[i]:off[i + 1]], headers["n_pulses"][i:i + 1], cfg)
+        for i in range(n):  # the naive reference: one event at a time
+            e = event_energies(pulses[off[i] : off[i + 1]], headers["n_pulses"][i : i + 1], cfg)
             e_ecal.append(float(e.e_calo_gev[0]))
             e_srd.append(float(e.e_srd_mev[0]))
         if n:
-            last = (headers[-1], samples[-1], pulses[off[-2]:])
+            last = (headers[-1], samples[-1], pulses[off[-2] :])
     msg = json.loads(disp.message(time.monotonic()))
     assert msg["run_number"] == 7 and msg["events"] == 58
     for key, values, top in (("ecal", e_ecal, 1.25 * cfg.beam.energy_gev), ("srd", e_srd, cfg.trigger.srd_emax_mev)):
@@ -110,11 +110,11 @@ def test_display_publisher_drops_and_counts_what_a_stalled_subscriber_does_not_t
             sub.getsockopt(zmq.EVENTS)
             assert time.monotonic() < deadline, "no subscription reached the publisher"
         body = b"x" * 200_000
-        n = 200   # 40 MB: far beyond every queue and kernel buffer between the two
+        n = 200  # 40 MB: far beyond every queue and kernel buffer between the two
         t0 = time.monotonic()
         for _ in range(n):
             pub.publish(body)
-        assert time.monotonic() - t0 < 30   # never blocked (each try returns at once; bound for a loaded host)
+        assert time.monotonic() - t0 < 30  # never blocked (each try returns at once; bound for a loaded host)
         assert pub.sent + pub.dropped == n and pub.dropped > 0
         got = 0
         while sub.poll(200):
@@ -129,20 +129,41 @@ def test_display_publisher_drops_and_counts_what_a_stalled_subscriber_does_not_t
 
 # ---- the page's model, socket-free ---------------------------------------------------------------
 def _snap(seq, run, elapsed, accepted, state="running"):
-    return {"seq": seq, "run_number": run, "state": state, "elapsed_s": elapsed, "events_written": accepted,
-            "nodes": {"trigger": {"trigger_types": {"physics": {"bit": 0, "accepted": accepted}},
-                                  "live_boards": [0], "board_silence_s": {"0": 0.25}},
-                      "fe0": {"busy": True, "boards": {"0": {"slices": 3, "fragments_read_out": 5,
-                                                             "fragments_sent": 4}}},
-                      "builder": {"in_flight": 3, "rejected": {"bad_crc": 2}}},
-            "heartbeats": {"fe0": _beat("board", [0], last=0.1, gap=0.3, loop=0.01)}}
+    return {
+        "seq": seq,
+        "run_number": run,
+        "state": state,
+        "elapsed_s": elapsed,
+        "events_written": accepted,
+        "nodes": {
+            "trigger": {
+                "trigger_types": {"physics": {"bit": 0, "accepted": accepted}},
+                "live_boards": [0],
+                "board_silence_s": {"0": 0.25},
+            },
+            "fe0": {"busy": True, "boards": {"0": {"slices": 3, "fragments_read_out": 5, "fragments_sent": 4}}},
+            "builder": {"in_flight": 3, "rejected": {"bad_crc": 2}},
+        },
+        "heartbeats": {"fe0": _beat("board", [0], last=0.1, gap=0.3, loop=0.01)},
+    }
 
 
 def _beat(kind, boards, last=0.1, gap=0.3, loop=0.01, alive=True, ready=True, silent=False):
     """One node as ``NodePool.health`` publishes it."""
-    return {"kind": kind, "pid": 100 + len(boards), "ready": ready, "alive": alive, "silent": silent,
-            "boards": boards, "last_heartbeat_s": last, "heartbeats": 7, "max_heartbeat_gap_s": gap,
-            "loop_age_s": loop, "local": True, "host": None}
+    return {
+        "kind": kind,
+        "pid": 100 + len(boards),
+        "ready": ready,
+        "alive": alive,
+        "silent": silent,
+        "boards": boards,
+        "last_heartbeat_s": last,
+        "heartbeats": 7,
+        "max_heartbeat_gap_s": gap,
+        "loop_age_s": loop,
+        "local": True,
+        "host": None,
+    }
 
 
 def _naive_node_status(h):
@@ -161,34 +182,63 @@ def test_status_model_rates_lost_snapshots_and_a_new_run():
     assert m.status["state"] == "waiting"
     m.update(_snap(0, 1, 0.0, 0))
     m.update(_snap(1, 1, 1.0, 100))
-    m.update(_snap(4, 1, 3.0, 500))    # two snapshots lost on the way
+    m.update(_snap(4, 1, 3.0, 500))  # two snapshots lost on the way
     m.update("not a snapshot")
     s = m.status
     assert s["rate_history"]["elapsed_s"] == [0.0, 1.0, 3.0]
     assert s["rate_history"]["rate_hz"]["physics"] == [0.0, 100.0, 200.0]
     assert s["trigger_types"]["physics"]["rate_hz"] == 200.0
     assert s["page"] == {"snapshots_received": 3, "snapshots_lost": 2, "bad_messages": 1}
-    assert s["boards"] == [{"board": 0, "process": "fe0", "alive": True, "dead_reason": None, "busy": True,
-                            "last_message_s": 0.25, "slices": 3, "busy_slices": 0, "ended": False,
-                            "fragments_read_out": 5, "fragments_sent": 4, "node_status": "alive",
-                            "last_heartbeat_s": 0.1, "max_heartbeat_gap_s": 0.3, "loop_age_s": 0.01}]
+    assert s["boards"] == [
+        {
+            "board": 0,
+            "process": "fe0",
+            "alive": True,
+            "dead_reason": None,
+            "busy": True,
+            "last_message_s": 0.25,
+            "slices": 3,
+            "busy_slices": 0,
+            "ended": False,
+            "fragments_read_out": 5,
+            "fragments_sent": 4,
+            "node_status": "alive",
+            "last_heartbeat_s": 0.1,
+            "max_heartbeat_gap_s": 0.3,
+            "loop_age_s": 0.01,
+        }
+    ]
     assert s["between_runs"] is False and s["heartbeats"]["fe0"]["alive"] is True
     assert s["fragments_rejected"] == {"bad_crc": 2} and s["builder"]["in_flight"] == 3
-    m.update(_snap(0, 2, 0.5, 10))     # the next run: its own history, no false loss
+    m.update(_snap(0, 2, 0.5, 10))  # the next run: its own history, no false loss
     assert m.status["run_number"] == 2 and m.status["rate_history"]["elapsed_s"] == [0.5]
     assert m.status["page"]["snapshots_lost"] == 2
 
 
 def test_status_model_between_runs_shows_the_service_and_every_node_heartbeat():
     per = 6
-    health = {"writer": _beat("writer", [], alive=False), "builder": _beat("builder", [], ready=False, last=None),
-              "trigger": _beat("trigger", list(range(12))),
-              "fe0": _beat("board", list(range(0, per)), last=0.2, gap=0.26, loop=0.02),
-              "fe1": _beat("board", list(range(per, 2 * per)), last=2.4, gap=2.4, loop=0.0, silent=True)}
+    health = {
+        "writer": _beat("writer", [], alive=False),
+        "builder": _beat("builder", [], ready=False, last=None),
+        "trigger": _beat("trigger", list(range(12))),
+        "fe0": _beat("board", list(range(0, per)), last=0.2, gap=0.26, loop=0.02),
+        "fe1": _beat("board", list(range(per, 2 * per)), last=2.4, gap=2.4, loop=0.0, silent=True),
+    }
     m = StatusModel()
-    m.update(_snap(0, 3, 5.0, 50))     # the last run
-    m.update({"time": 1.0, "state": "error", "run_number": 3, "elapsed_s": 0.0, "events_written": 50,
-              "nodes": {}, "heartbeats": health, "cause": "fe1 silent: no heartbeat for 2.4 s", "between_runs": True})
+    m.update(_snap(0, 3, 5.0, 50))  # the last run
+    m.update(
+        {
+            "time": 1.0,
+            "state": "error",
+            "run_number": 3,
+            "elapsed_s": 0.0,
+            "events_written": 50,
+            "nodes": {},
+            "heartbeats": health,
+            "cause": "fe1 silent: no heartbeat for 2.4 s",
+            "between_runs": True,
+        }
+    )
     s = m.status
     # no run's numbers between runs; the service's state and cause
     assert s["state"] == "error" and s["run_number"] is None and s["last_run_number"] == 3
@@ -197,17 +247,29 @@ def test_status_model_between_runs_shows_the_service_and_every_node_heartbeat():
     for name, h in health.items():
         got = s["heartbeats"][name]
         assert got["status"] == _naive_node_status(h) and got["alive"] == (_naive_node_status(h) == "alive")
-        assert (got["last_heartbeat_s"], got["max_heartbeat_gap_s"], got["loop_age_s"]) == \
-            (h["last_heartbeat_s"], h["max_heartbeat_gap_s"], h["loop_age_s"])
-    assert [s["heartbeats"][n]["status"] for n in ("writer", "builder", "trigger", "fe0", "fe1")] == \
-        ["exited", "joining", "alive", "alive", "silent"]
+        assert (got["last_heartbeat_s"], got["max_heartbeat_gap_s"], got["loop_age_s"]) == (
+            h["last_heartbeat_s"],
+            h["max_heartbeat_gap_s"],
+            h["loop_age_s"],
+        )
+    assert [s["heartbeats"][n]["status"] for n in ("writer", "builder", "trigger", "fe0", "fe1")] == [
+        "exited",
+        "joining",
+        "alive",
+        "alive",
+        "silent",
+    ]
     # every board through the front-end that holds it (fe<k>: boards k*per ... k*per + per - 1); the
     # trigger processor, which sees every board, holds none
     assert [r["board"] for r in s["boards"]] == list(range(12))
     for r in s["boards"]:
         holder = f"fe{r['board'] // per}"
-        assert r == {"board": r["board"], "process": holder, "node_status": _naive_node_status(health[holder]),
-                     **{k: health[holder][k] for k in ("last_heartbeat_s", "max_heartbeat_gap_s", "loop_age_s")}}
+        assert r == {
+            "board": r["board"],
+            "process": holder,
+            "node_status": _naive_node_status(health[holder]),
+            **{k: health[holder][k] for k in ("last_heartbeat_s", "max_heartbeat_gap_s", "loop_age_s")},
+        }
     # the next run: its numbers again, the rate history starts again
     m.update(_snap(0, 4, 0.1, 1))
     assert m.status["run_number"] == 4 and m.status["between_runs"] is False
@@ -222,15 +284,17 @@ def test_run_http_mistakes_are_usage_errors_before_any_process_starts(tmp_path, 
     busy.bind(("127.0.0.1", 0))
     busy.listen()
     try:
-        for args, needle in ((["--http", "host:port"], "--http 'host:port': expected HOST:PORT"),
-                             (["--http", "127.0.0.1:70000"], "port 70000 out of range"),
-                             (["--http-linger", "5"], "--http-linger 5.0: needs --http"),
-                             (["--http", f"127.0.0.1:{busy.getsockname()[1]}"], "cannot listen on 127.0.0.1")):
+        for args, needle in (
+            (["--http", "host:port"], "--http 'host:port': expected HOST:PORT"),
+            (["--http", "127.0.0.1:70000"], "port 70000 out of range"),
+            (["--http-linger", "5"], "--http-linger 5.0: needs --http"),
+            (["--http", f"127.0.0.1:{busy.getsockname()[1]}"], "cannot listen on 127.0.0.1"),
+        ):
             assert main(["run", "--events", "5", "--output", str(tmp_path), *args]) == 2
             err = capsys.readouterr().err
             lines = err.strip().splitlines()
             assert len(lines) == 1 and lines[0].startswith("pokerdaq run: ") and needle in lines[0], err
-        assert not list(tmp_path.iterdir())   # nothing started, nothing written
+        assert not list(tmp_path.iterdir())  # nothing started, nothing written
     finally:
         busy.close()
 
@@ -288,25 +352,53 @@ def _wait(cond, timeout_s: float, what: str):
 @pytest.mark.timeout(240)
 def test_status_page_in_a_browser_shows_the_live_run_and_ends_equal_to_the_summary(tmp_path):
     _chromium()
-    env = {**os.environ, "PYTHONPATH": SRC + os.pathsep + os.environ.get("PYTHONPATH", ""), "COLUMNS": "200",
-           "PYTHONUNBUFFERED": "1"}
+    env = {
+        **os.environ,
+        "PYTHONPATH": SRC + os.pathsep + os.environ.get("PYTHONPATH", ""),
+        "COLUMNS": "200",
+        "PYTHONUNBUFFERED": "1",
+    }
     out = tmp_path / "out"
     # no --events: the run goes on until the test has looked at it, then SIGINT stops it (the drain).
     # The test-only slow disk (daq.writer_delay_s) holds the run back by flow control (boards BUSY,
     # shown on the page), so that it does not take every core from the browser: 33 s instead of 76
     # at load 27
-    cmd = [sys.executable, "-m", "pokerdaq.cli", "run", "--config", str(synthetic_config_file(tmp_path)),
-           "--output", str(out), "--seed", "3", "--set", "daq.monitor_interval_s=0.5",
-           "--set", "daq.display_interval_s=0.5", "--set", "daq.writer_delay_s=0.5",
-           "--http", "127.0.0.1:0", "--http-linger", "120"]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
-                            start_new_session=True)
+    cmd = [
+        sys.executable,
+        "-m",
+        "pokerdaq.cli",
+        "run",
+        "--config",
+        str(synthetic_config_file(tmp_path)),
+        "--output",
+        str(out),
+        "--seed",
+        "3",
+        "--set",
+        "daq.monitor_interval_s=0.5",
+        "--set",
+        "daq.display_interval_s=0.5",
+        "--set",
+        "daq.writer_delay_s=0.5",
+        "--http",
+        "127.0.0.1:0",
+        "--http-linger",
+        "120",
+    ]
+    proc = subprocess.Popen(
+        cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, start_new_session=True
+    )
     lines = _Lines(proc)
     try:
         url = lines.wait_for(r"status page (http://127\.0\.0\.1:\d+/) ", 180).group(1)
         api = url + "api/status"
-        first = _wait(lambda: (lambda s: s if s["state"] == "running" and s["events_written"] > 0
-                               and s["latest_event"] else None)(_get(api)), 120, "a running run with events")
+        first = _wait(
+            lambda: (
+                lambda s: s if s["state"] == "running" and s["events_written"] > 0 and s["latest_event"] else None
+            )(_get(api)),
+            120,
+            "a running run with events",
+        )
 
         # ---- live: the rendered page (after its script ran and fetched again) shows the run's numbers
         dom = _browser(url, tmp_path / "profile1", "--dump-dom")
@@ -314,7 +406,7 @@ def test_status_page_in_a_browser_shows_the_live_run_and_ends_equal_to_the_summa
         assert after["state"] == "running", "the run ended before the page was looked at"
         assert _value(dom, "state") == "running"
         assert int(_value(dom, "run-number")) == first["run_number"]
-        assert int(_value(dom, "renders")) >= 2            # drawn from the inline status, then from a fetch
+        assert int(_value(dom, "renders")) >= 2  # drawn from the inline status, then from a fetch
         written = int(_value(dom, "events-written"))
         assert first["events_written"] <= written <= after["events_written"]
         assert first["events_issued"] <= int(_value(dom, "events-issued")) <= after["events_issued"]
@@ -322,10 +414,10 @@ def test_status_page_in_a_browser_shows_the_live_run_and_ends_equal_to_the_summa
         assert first["latest_event"]["event_number"] <= latest <= after["latest_event"]["event_number"]
         boards = re.findall(r'<tr data-board="(\d+)" data-node="([a-z]*)">(.*?)</tr>', dom)
         assert [int(b) for b, _, _ in boards] == list(range(12)) and all(">alive<" in row for _, _, row in boards)
-        assert {node for _, node, _ in boards} == {"alive"}      # the heartbeat of the front-end holding it
+        assert {node for _, node, _ in boards} == {"alive"}  # the heartbeat of the front-end holding it
         beats = dict(re.findall(r'<tr data-process="([a-z0-9]+)" data-heartbeat="([a-z]*)">', dom))
         assert beats == {n: "alive" for n in after["heartbeats"]} and set(beats) >= {"writer", "builder", "trigger"}
-        assert "between" not in re.search(r"<body[^>]*>", dom).group(0)   # a run: its numbers shown
+        assert "between" not in re.search(r"<body[^>]*>", dom).group(0)  # a run: its numbers shown
         assert set(re.findall(r'<tr data-type="([^"]+)">', dom)) == set(after["trigger_types"])
         for svg in ("rates-chart", "ecal-spectrum", "srd-spectrum"):
             assert re.search(rf'<svg id="{svg}".*?<path d="M[^"]+"', dom, re.S), f"nothing drawn in #{svg}"
@@ -337,6 +429,7 @@ def test_status_page_in_a_browser_shows_the_live_run_and_ends_equal_to_the_summa
         _browser(url, tmp_path / "profile2", f"--screenshot={shot}")
         print(f"status page screenshot: {shot}")
         import matplotlib.image
+
         img = matplotlib.image.imread(shot)
         assert img.shape[:2] == (1500, 1400) and len(np.unique(img.reshape(-1, img.shape[2]), axis=0)) > 50
 
@@ -346,15 +439,20 @@ def test_status_page_in_a_browser_shows_the_live_run_and_ends_equal_to_the_summa
         text = lines.text
         final = _get(api)
         assert final["state"] == "stopped" and f"run {final['run_number']}: stopped" in text
-        for key, row in (("events_issued", "events issued by the trigger"), ("events_built", "events built"),
-                         ("events_incomplete", "  of which INCOMPLETE"),
-                         ("events_written", "events written (in the files)")):
+        for key, row in (
+            ("events_issued", "events issued by the trigger"),
+            ("events_built", "events built"),
+            ("events_incomplete", "  of which INCOMPLETE"),
+            ("events_written", "events written (in the files)"),
+        ):
             assert final[key] == int(_summary_row(text, row)), key
         assert sum(final["fragments_rejected"].values()) == int(_summary_row(text, "fragments rejected"))
         for name, t in final["trigger_types"].items():
             row = _summary_row(text, f"trigger {name} (bit {t['bit']})")
-            assert row.startswith(f"{t['accepted']} accepted,") and f"lost: {t['lost_dead_time']} dead time, " \
-                   f"{t['lost_busy']} busy" in row, (name, row)
+            assert (
+                row.startswith(f"{t['accepted']} accepted,")
+                and f"lost: {t['lost_dead_time']} dead time, {t['lost_busy']} busy" in row
+            ), (name, row)
         live = _summary_row(text, "live time (trigger neither dead nor busy)")
         assert live.startswith(f"{100 * final['live_fraction']:.2f} %")
         assert final["builder"]["in_flight"] == 0
@@ -371,7 +469,7 @@ def test_status_page_in_a_browser_shows_the_live_run_and_ends_equal_to_the_summa
         dom = _browser(url, tmp_path / "profile3", "--dump-dom")
         assert _value(dom, "state") == "stopped"
         assert int(_value(dom, "events-written")) == final["events_written"]
-        os.kill(proc.pid, signal.SIGINT)   # ends the linger
+        os.kill(proc.pid, signal.SIGINT)  # ends the linger
         assert proc.wait(timeout=60) == 0
     finally:
         if proc.poll() is None:
@@ -399,13 +497,13 @@ def test_server_serves_the_published_snapshots_and_nothing_else(tmp_path):
 
         def publish_until(pub, snap, cond):
             deadline = time.monotonic() + 30
-            while not page.wait_for(cond, 0.1):   # a PUB drops until the SUB is connected: send again
+            while not page.wait_for(cond, 0.1):  # a PUB drops until the SUB is connected: send again
                 pub.send_multipart([MONITOR_TOPIC, json.dumps(snap).encode()])
                 assert time.monotonic() < deadline, "the page never got the snapshot"
 
         snap = _snap(0, 5, 1.5, 42)
         snap["nodes"]["writer"] = {"events_rejected": {"event_order": 1}}
-        snap["nodes"]["trigger"]["dead_boards"] = {"0": "</script><b>silent"}   # must not break the page
+        snap["nodes"]["trigger"]["dead_boards"] = {"0": "</script><b>silent"}  # must not break the page
         publish_until(pubs[0], snap, lambda s: s["run_number"] == 5)
         got = _get(page.url + "api/status")
         assert got == json.loads(json.dumps(page.model.status))
@@ -415,7 +513,7 @@ def test_server_serves_the_published_snapshots_and_nothing_else(tmp_path):
             csp = r.headers["Content-Security-Policy"]
         assert "default-src 'none'" in csp and "connect-src 'self'" in csp
         assert "</script><b>" not in html and "<\\/script><b>silent" in html
-        assert not re.search(r"(src|href)=\"(https?:)?//", html)   # nothing from elsewhere
+        assert not re.search(r"(src|href)=\"(https?:)?//", html)  # nothing from elsewhere
         for path in ("/nothing", "/api/status/../../etc/passwd", "/api"):
             with pytest.raises(urllib.error.HTTPError) as err:
                 urllib.request.urlopen(page.url.rstrip("/") + path, timeout=10)

@@ -19,8 +19,14 @@ from pokerdaq.io import STREAM_HIT_DTYPE, StreamFile
 from pokerdaq.replay._stream import group_primitives, replay_stream, stream_pulses
 
 SEED = 7
-STREAM = {"mode": "streaming", "builder_timeout_s": 1.0, "board_timeout_s": 3.0, "stall_timeout_s": 20.0,
-          "command_timeout_s": 60.0, "monitor_interval_s": 0.2}
+STREAM = {
+    "mode": "streaming",
+    "builder_timeout_s": 1.0,
+    "board_timeout_s": 3.0,
+    "stall_timeout_s": 20.0,
+    "command_timeout_s": 60.0,
+    "monitor_interval_s": 0.2,
+}
 
 
 def stream_config(**daq):
@@ -46,12 +52,14 @@ def test_streaming_run_replays_its_online_primitives_and_decisions_exactly(recor
     assert rec.attrs["closed_cleanly"] == 1 and rec.check() == 0
     assert summary["stream"]["hits_written"] == len(rec.hits) > 1000
     assert summary["stream"]["missing_board_blocks"] == 0 and summary["stream"]["late_hits"] == 0
-    assert summary["stretch_slices"] > 0 and np.any(rec.board_messages["last_slice"] > rec.board_messages["first_slice"])
+    assert summary["stretch_slices"] > 0 and np.any(
+        rec.board_messages["last_slice"] > rec.board_messages["first_slice"]
+    )
     assert len(rec.decisions) == 40 and np.array_equal(rec.decisions["event_number"], np.arange(40))
     # time order: blocks tile the slices, hits by tick within a block
     assert np.all(rec.blocks["first_slice"][1:] == rec.blocks["last_slice"][:-1] + 1)
     for b in rec.blocks:
-        h = rec.hits[int(b["first_hit"]):int(b["first_hit"]) + int(b["n_hits"])]
+        h = rec.hits[int(b["first_hit"]) : int(b["first_hit"]) + int(b["n_hits"])]
         assert np.all(np.diff(h["first_tick"].astype(np.int64)) >= 0)
         assert np.all(h["first_tick"] // rec.slice_ticks <= b["last_slice"])
     r = replay_stream(str(path))
@@ -65,18 +73,20 @@ def test_replay_with_raised_thresholds_equals_the_front_end_with_them(recording)
     """What replay finds with higher thresholds is what the boards would have sent with them online."""
     path, _ = recording
     rec = StreamFile(path)
-    new = rec.config.replace(detector={"ecal": {"pulse_finder": {"threshold_adc": 40}},
-                                       "srd": {"pulse_finder": {"threshold_adc": 12}}})
+    new = rec.config.replace(
+        detector={"ecal": {"pulse_finder": {"threshold_adc": 40}}, "srd": {"pulse_finder": {"threshold_adc": 12}}}
+    )
     pulses = stream_pulses(new, rec.hits, rec.samples)
     prims, counts, _ = group_primitives(new, pulses, rec.board_messages, rec.trigger_steps, rec.slice_ticks)
     last = int(rec.trigger_steps["last_slice"][-1])
-    online = np.concatenate([SparsePhysicsFrontEnd(new, b, SEED, warm_up=False).process_stretch(0, last).primitives
-                             for b in (0, 5)])
+    online = np.concatenate(
+        [SparsePhysicsFrontEnd(new, b, SEED, warm_up=False).process_stretch(0, last).primitives for b in (0, 5)]
+    )
     mine = prims[np.isin(prims["board"], [0, 5])]
     key = ["board", "channel", "time"]
     assert len(online) > 100
     assert np.array_equal(np.sort(mine, order=key), np.sort(online, order=key))
-    assert len(mine) < int(np.isin(rec.trigger_primitives["board"], [0, 5]).sum())   # the raised thresholds cut
+    assert len(mine) < int(np.isin(rec.trigger_primitives["board"], [0, 5]).sum())  # the raised thresholds cut
 
 
 def test_replay_cli_refuses_thresholds_below_l0_and_checks(recording, tmp_path, capsys):
@@ -95,8 +105,12 @@ def test_writer_killed_leaves_a_recoverable_stream(recording, tmp_path, capsys):
     source, _ = recording
     out = tmp_path / "copy.h5"
     part = out.with_name(out.name + ".part")
-    with subprocess.Popen([sys.executable, str(Path(__file__).with_name("_killed_stream_writer.py")), str(source),
-                           str(out), "3"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True) as child:
+    with subprocess.Popen(
+        [sys.executable, str(Path(__file__).with_name("_killed_stream_writer.py")), str(source), str(out), "3"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    ) as child:
         try:
             assert child.stdout is not None
             assert child.stdout.readline().strip() == "flushed"
@@ -111,7 +125,7 @@ def test_writer_killed_leaves_a_recoverable_stream(recording, tmp_path, capsys):
     rec, full = StreamFile(final), StreamFile(source)
     assert rec.attrs["recovered"] == 1 and rec.check() == 0
     assert len(rec.blocks) == 3 < len(full.blocks)
-    assert rec.hits.tobytes() == full.hits[:len(rec.hits)].tobytes()
+    assert rec.hits.tobytes() == full.hits[: len(rec.hits)].tobytes()
     r = replay_stream(str(final))
     # every decision step the recovered hits cover is reproduced; the later ones are reported
     assert 3 <= r.steps < len(full.trigger_steps) and r.problems
@@ -123,10 +137,10 @@ def _naive_hits(samples, starts, stops, thr, before, after):
     for r in range(samples.shape[0]):
         pos = 0
         for a, b in zip(starts, stops):
-            seg = samples[r, pos:pos + b - a]
+            seg = samples[r, pos : pos + b - a]
             keep = np.zeros(len(seg), bool)
             for i in np.flatnonzero(seg > thr[r]):
-                keep[max(i - before, 0):i + after + 1] = True
+                keep[max(i - before, 0) : i + after + 1] = True
             i = 0
             while i < len(seg):
                 if keep[i]:
@@ -147,16 +161,26 @@ def test_l0_hits_against_a_naive_reference():
     samples = rng.integers(395, 410, size=(3, int((stops - starts).sum()))).astype(np.uint16)
     thr = np.array([406, 407, 420])
     hits, hs = l0_hits(samples, starts, stops, np.array([4, 5, 6]), 0, thr, 3, 5)
-    got = [(int(h["channel"]) - 4, int(h["first_tick"]), int(h["n_samples"]),
-            hs[int(h["sample_offset"]):int(h["sample_offset"]) + int(h["n_samples"])].tolist()) for h in hits]
+    got = [
+        (
+            int(h["channel"]) - 4,
+            int(h["first_tick"]),
+            int(h["n_samples"]),
+            hs[int(h["sample_offset"]) : int(h["sample_offset"]) + int(h["n_samples"])].tolist(),
+        )
+        for h in hits
+    ]
     assert got == _naive_hits(samples, starts, stops, thr, 3, 5) and len(got) > 5
     # merged stretches and a hit's crossing: its first sample above the threshold
     for h in hits:
-        s = hs[int(h["sample_offset"]):int(h["sample_offset"]) + int(h["n_samples"])]
+        s = hs[int(h["sample_offset"]) : int(h["sample_offset"]) + int(h["n_samples"])]
         assert int(h["crossing_tick"]) - int(h["first_tick"]) == int(np.argmax(s > thr[int(h["channel"]) - 4]))
     sub, sub_s = select_hits(hits, hs, np.array([1, 3]))
-    assert sub_s.tolist() == hs[int(hits["sample_offset"][1]):][:int(hits["n_samples"][1])].tolist() + \
-        hs[int(hits["sample_offset"][3]):][:int(hits["n_samples"][3])].tolist()
+    assert (
+        sub_s.tolist()
+        == hs[int(hits["sample_offset"][1]) :][: int(hits["n_samples"][1])].tolist()
+        + hs[int(hits["sample_offset"][3]) :][: int(hits["n_samples"][3])].tolist()
+    )
 
 
 def test_malformed_hit_messages_are_refused_by_reason():
@@ -170,10 +194,15 @@ def test_malformed_hit_messages_are_refused_by_reason():
     assert head["board"] == 1 and hits.tobytes() == h.tobytes() and samples.tolist() == s.tolist()
     bad = bytearray(good)
     bad[-1] ^= 1
-    cases = {"bad_crc": bytes(bad), "short": good[:10], "wrong_run": encode_hits(2, 1, 0, 0, 0, h, s),
-             "bad_size": good + b"x", "bad_channel": encode_hits(1, 2, 0, 0, 0, h, s),
-             "bad_slices": encode_hits(1, 1, 1, 1, 0, h, s),
-             "sample_above_adc_max": encode_hits(1, 1, 0, 0, 0, h, np.array([400, 401, 16384, 402], np.uint16))}
+    cases = {
+        "bad_crc": bytes(bad),
+        "short": good[:10],
+        "wrong_run": encode_hits(2, 1, 0, 0, 0, h, s),
+        "bad_size": good + b"x",
+        "bad_channel": encode_hits(1, 2, 0, 0, 0, h, s),
+        "bad_slices": encode_hits(1, 1, 1, 1, 0, h, s),
+        "sample_above_adc_max": encode_hits(1, 1, 0, 0, 0, h, np.array([400, 401, 16384, 402], np.uint16)),
+    }
     for reason, msg in cases.items():
         with pytest.raises(HitsError) as err:
             decode_hits(msg, 1, chans, 16384, 16383)
@@ -197,9 +226,12 @@ def test_documented_stream_records_are_the_dtypes():
     from pokerdaq.io import BOARD_MESSAGE_DTYPE, STREAM_BLOCK_DTYPE
 
     doc = (Path(__file__).resolve().parents[2] / "docs" / "hdf5-layout.md").read_text()
-    for name, dtype in (("STREAM_HIT_DTYPE", STREAM_HIT_DTYPE), ("STREAM_BLOCK_DTYPE", STREAM_BLOCK_DTYPE),
-                        ("BOARD_MESSAGE_DTYPE", BOARD_MESSAGE_DTYPE)):
+    for name, dtype in (
+        ("STREAM_HIT_DTYPE", STREAM_HIT_DTYPE),
+        ("STREAM_BLOCK_DTYPE", STREAM_BLOCK_DTYPE),
+        ("BOARD_MESSAGE_DTYPE", BOARD_MESSAGE_DTYPE),
+    ):
         start = doc.index(f"### `{name}` ({dtype.itemsize} bytes")
-        body = doc[start:doc.index("\n#", start + 5)]
+        body = doc[start : doc.index("\n#", start + 5)]
         rows = re.findall(r"^\| (\d+) \| `(\w+)` \| (\w+) \|", body, re.M)
         assert [(int(o), f, t) for o, f, t in rows] == [(dtype.fields[f][1], f, dtype[f].name) for f in dtype.names]

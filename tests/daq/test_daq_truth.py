@@ -24,10 +24,10 @@ from pokerdaq.trigger._chain import stream_config
 
 SEED = 7
 N_EVENTS = 48
-SHORT_SPILLS = {"spill_length_s": 2e-4, "spill_period_s": 5e-4}   # 50,000 ticks on, 125,000-tick spills
+SHORT_SPILLS = {"spill_length_s": 2e-4, "spill_period_s": 5e-4}  # 50,000 ticks on, 125,000-tick spills
 SPILL_TICKS = 125_000
 ON_TICKS = 50_000
-BEAM_BITS = (TriggerBits.BEAM << TriggerBits.RAW_SHIFT)   # the raw BEAM type: a beam coincidence
+BEAM_BITS = TriggerBits.BEAM << TriggerBits.RAW_SHIFT  # the raw BEAM type: a beam coincidence
 
 
 def reference_truth(cfg, seed, timestamps):
@@ -38,7 +38,7 @@ def reference_truth(cfg, seed, timestamps):
     pre, n = cfg.digitizer.pretrigger_samples, cfg.digitizer.window_samples
     sample_ns = cfg.digitizer.sample_ns
     last_block = (int(max(timestamps)) + n) // BLOCK_SAMPLES
-    particles = np.concatenate([tl.block(k).truth for k in range(last_block + 1)])   # every particle so far
+    particles = np.concatenate([tl.block(k).truth for k in range(last_block + 1)])  # every particle so far
     rows = np.zeros(len(timestamps), TRUTH_DTYPE)
     for i, t in enumerate(int(x) for x in timestamps):
         start = t - pre
@@ -61,8 +61,9 @@ def physics_config(**beam):
     cfg = load_config()
     timeouts = {k: v for k, v in FAST.items() if k not in ("front_end", "trigger_logic")}
     # generous time-outs: this test checks the data, not the fault handling (test_daq_faults.py)
-    return cfg.replace(daq={**timeouts, "builder_timeout_s": 60.0, "board_timeout_s": 60.0, "boards_per_process": 6},
-                       beam=beam)
+    return cfg.replace(
+        daq={**timeouts, "builder_timeout_s": 60.0, "board_timeout_s": 60.0, "boards_per_process": 6}, beam=beam
+    )
 
 
 def check_scalers(f, summary, spill_ticks):
@@ -73,7 +74,7 @@ def check_scalers(f, summary, spill_ticks):
     assert len(sc) == summary["spills"] >= 1
     np.testing.assert_array_equal(sc["spill"], np.arange(len(sc)))
     assert start[0] == 0 and (start[1:] == stop[:-1]).all(), "rows must tile the run without gaps"
-    np.testing.assert_array_equal(stop[:-1] - start[:-1], spill_ticks)     # every row but the last: a whole spill
+    np.testing.assert_array_equal(stop[:-1] - start[:-1], spill_ticks)  # every row but the last: a whole spill
     assert 0 < stop[-1] - start[-1] <= spill_ticks and stop[-1] == summary["decided_ticks"]
     ts = ev["timestamp"].astype(np.int64)
     assert ts.max() < stop[-1]
@@ -93,7 +94,7 @@ def check_scalers(f, summary, spill_ticks):
     assert sc["busy_ticks"].sum() == summary["busy_ticks"]
     assert sc["beam_counts"].sum() == summary["beam_counts"] and sc["triggers_raw"].sum() == summary["triggers_raw"]
     accepted = [t["accepted"] for t in summary["trigger_types"].values()]
-    np.testing.assert_array_equal(sc["trigger_bits"].sum(axis=0)[:len(accepted)], accepted)
+    np.testing.assert_array_equal(sc["trigger_bits"].sum(axis=0)[: len(accepted)], accepted)
     return sc
 
 
@@ -133,7 +134,7 @@ def test_physics_run_truth_of_every_event_and_spill_scalers(tmp_path):
         p, off = batch.pulses, batch.pulse_offsets
         window = np.repeat(np.arange(N_EVENTS), np.diff(off))
         sub = cmap["subsystem"][p["channel"]]
-        e_gev = primitive_energies(p, cfg) / 16e3     # calibrated (saturation-corrected) channel energies
+        e_gev = primitive_energies(p, cfg) / 16e3  # calibrated (saturation-corrected) channel energies
         ecal = np.bincount(window[sub == b"ecal"], weights=e_gev[sub == b"ecal"], minlength=N_EVENTS)
         big = truth["e_ecal_gev"] > 5.0
         alone = big & (truth["n_pileup"] == 0)
@@ -148,16 +149,17 @@ def test_physics_run_truth_of_every_event_and_spill_scalers(tmp_path):
         assert positron_sr.sum() >= N_EVENTS // 2 and srd_tag[positron_sr].all()
         empty = ~matched & (truth["n_pileup"] == 0)
         assert empty.any()
-        for i in np.flatnonzero(empty):   # no particle: nothing in counters, pre-shower, ECAL, HCAL
-            assert not np.isin(sub[off[i]:off[i + 1]], [b"beam_counters", b"preshower", b"ecal", b"hcal"]).any()
+        for i in np.flatnonzero(empty):  # no particle: nothing in counters, pre-shower, ECAL, HCAL
+            assert not np.isin(sub[off[i] : off[i + 1]], [b"beam_counters", b"preshower", b"ecal", b"hcal"]).any()
 
         # per-spill scalers
         sc = check_scalers(f, s, SPILL_TICKS)
         assert len(sc) >= 20
         # beam coincidences: the beam particles of each spill (two within the 12 ns coincidence count once)
         tl = BeamTimeline(stream_config(cfg), SEED)
-        particles = np.concatenate([tl.block(k).truth["t_sample"]
-                                    for k in range(int(sc["stop_timestamp"][-1]) // BLOCK_SAMPLES + 1)])
+        particles = np.concatenate(
+            [tl.block(k).truth["t_sample"] for k in range(int(sc["stop_timestamp"][-1]) // BLOCK_SAMPLES + 1)]
+        )
         for r in sc:
             n = ((particles >= int(r["start_timestamp"])) & (particles < int(r["stop_timestamp"]))).sum()
             assert 0 <= n - int(r["beam_counts"]) <= 2 and n > 0, (r["spill"], n, r["beam_counts"])
@@ -176,13 +178,13 @@ def test_synthetic_run_spills_tile_the_run(tmp_path):
         s = run.summary()
     assert s["errors"] == [] and s["events_written"] == n_events
     with RunFile(s["files"][0]) as f:
-        assert f.truth is None                                    # no emulator: no truth
+        assert f.truth is None  # no emulator: no truth
         assert not (f.events["flags"] & EventFlags.SIMULATED).any()
         sc = check_scalers(f, s, SPILL_TICKS)
         assert len(sc) >= 5 and sc["triggers_accepted"].max() > 20
         ev = f.events
         phase = ev["timestamp"].astype(np.int64) % SPILL_TICKS
-        mult = (ev["trigger_word"] & 1) != 0                      # the synthetic beam coincidence
+        mult = (ev["trigger_word"] & 1) != 0  # the synthetic beam coincidence
         assert (phase[mult] < ON_TICKS + 2).all() and (phase[~mult] >= ON_TICKS).any()
         assert (sc["beam_counts"] >= sc["trigger_bits"][:, 0]).all()
 
@@ -193,18 +195,23 @@ def test_window_truth_matches_the_reference_across_blocks_and_gaps():
     tl = BeamTimeline(stream_config(cfg), SEED)
     # trigger ticks near particles (before, at and after them), at random, and across a block edge
     arrivals = np.concatenate([tl.block(k).truth["t_sample"] for k in range(3)])
-    near = rng.choice(arrivals, 60) + rng.integers(-60, 30, 60)   # mostly inside their windows
+    near = rng.choice(arrivals, 60) + rng.integers(-60, 30, 60)  # mostly inside their windows
     ts = np.sort(np.concatenate([near, rng.integers(16, 3 * BLOCK_SAMPLES, 60), [BLOCK_SAMPLES + 3]]))
     ts = ts[ts >= cfg.digitizer.pretrigger_samples]
-    got = window_truth(tl, ts, ts - cfg.digitizer.pretrigger_samples, cfg.digitizer.window_samples,
-                       build_tables(stream_config(cfg)).lookback_ns)
+    got = window_truth(
+        tl,
+        ts,
+        ts - cfg.digitizer.pretrigger_samples,
+        cfg.digitizer.window_samples,
+        build_tables(stream_config(cfg)).lookback_ns,
+    )
     want = reference_truth(cfg, SEED, ts)
     for name in TRUTH_DTYPE.names:
         np.testing.assert_array_equal(got[name], want[name], err_msg=name)
     assert (got["species"] == Species.NONE).sum() > 10 and (got["species"] != Species.NONE).sum() > 30
     assert got["n_pileup"].max() >= 1
     with pytest.raises(ValueError, match="ref_ticks"):
-        window_truth(tl, ts, ts + 1, 64, 100.0)       # the reference tick outside its window
+        window_truth(tl, ts, ts + 1, 64, 100.0)  # the reference tick outside its window
     with pytest.raises(ValueError, match="n_samples"):
         window_truth(tl, ts, ts, 0, 100.0)
 
@@ -240,7 +247,7 @@ def test_trigger_cuts_at_spill_ends_change_no_decision_and_count_up_to_the_cut()
     prims = np.zeros(len(particles) * len(counters), PRIMITIVE_DTYPE)
     prims["time"] = np.repeat(particles, len(counters)) * 64 + 40
     prims["channel"] = np.tile(counters, len(particles))
-    prims["integral_net"] = 1000                      # ~2 MeV: above the beam-counter threshold
+    prims["integral_net"] = 1000  # ~2 MeV: above the beam-counter threshold
     prims["peak"] = 300
     whole, cut = PhysicsTrigger(cfg, SEED), PhysicsTrigger(cfg, SEED)
     ends = [3 * st - 17, 5 * st + 1000, 5 * st + 5000, 9 * st]
@@ -269,9 +276,19 @@ def test_writer_holds_a_spill_row_until_its_events_and_counts_malformed_rows(tmp
     cfg = fast_config()
     rec = _records(cfg)
     frags = _good_fragments(cfg, rec)
-    row = {"spill": 0, "start_timestamp": 0, "stop_timestamp": 5000, "beam_counts": 7, "triggers_raw": N + 2,
-           "triggers_accepted": N, "busy_ticks": 3, "trigger_bits": [N] + [0] * 31, "first_event": 0,
-           "end_event": N, "final": True}
+    row = {
+        "spill": 0,
+        "start_timestamp": 0,
+        "stop_timestamp": 5000,
+        "beam_counts": 7,
+        "triggers_raw": N + 2,
+        "triggers_accepted": N,
+        "busy_ticks": 3,
+        "trigger_bits": [N] + [0] * 31,
+        "first_event": 0,
+        "end_event": N,
+        "final": True,
+    }
     ctx = zmq.Context()
     tp, peer = ctx.socket(zmq.PUSH), ctx.socket(zmq.PUSH)
     try:
@@ -281,16 +298,24 @@ def test_writer_holds_a_spill_row_until_its_events_and_counts_malformed_rows(tmp
             tp.connect(run.endpoints["trigger_records"])
             peer.connect(run.endpoints["fragments"])
             head = dict(board_id=0xFFFF, run_number=cfg.run.run_number)
-            tp.send_multipart(encode_slice(TRIGGER_MAGIC, **head, flags=int(SliceFlags.RECORDS), slice_index=0,
-                                           records=rec))
-            tp.send_multipart([b"SCALERS", b"{not json"])                          # malformed: counted
-            tp.send_multipart([b"SCALERS", json.dumps({**row, "spill": "zero"}).encode()])   # wrong type
-            tp.send_multipart([b"SCALERS", json.dumps(row).encode()])              # before any fragment
+            tp.send_multipart(
+                encode_slice(TRIGGER_MAGIC, **head, flags=int(SliceFlags.RECORDS), slice_index=0, records=rec)
+            )
+            tp.send_multipart([b"SCALERS", b"{not json"])  # malformed: counted
+            tp.send_multipart([b"SCALERS", json.dumps({**row, "spill": "zero"}).encode()])  # wrong type
+            tp.send_multipart([b"SCALERS", json.dumps(row).encode()])  # before any fragment
             poll_until(run, lambda: status(run, "builder").get("scaler_rows", 0) >= 3, 30, "the rows to pass")
             for _key, (buf, _) in sorted(frags.items()):
                 peer.send(buf)
-            tp.send_multipart(encode_slice(TRIGGER_MAGIC, **head, flags=int(SliceFlags.END_OF_RUN | SliceFlags.RECORDS),
-                                           slice_index=N, records=np.zeros(0, DECISION_DTYPE)))
+            tp.send_multipart(
+                encode_slice(
+                    TRIGGER_MAGIC,
+                    **head,
+                    flags=int(SliceFlags.END_OF_RUN | SliceFlags.RECORDS),
+                    slice_index=N,
+                    records=np.zeros(0, DECISION_DTYPE),
+                )
+            )
             run.stop()
             assert run.wait(30) == "stopped", run.errors
             writer = run.stats["writer"]

@@ -74,8 +74,9 @@ print(json.dumps({"events": events, "pulses": pulses, "dispatchers": len(before)
 @pytest.mark.timeout(300)
 @pytest.mark.parametrize(("front_end", "n_slices"), [("physics", 400), ("physics-stream", 60)])
 def test_nothing_compiles_after_configure(front_end, n_slices):
-    proc = subprocess.run([sys.executable, "-c", _SCRIPT, front_end, str(n_slices)],
-                          capture_output=True, text=True, timeout=280)
+    proc = subprocess.run(
+        [sys.executable, "-c", _SCRIPT, front_end, str(n_slices)], capture_output=True, text=True, timeout=280
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     result = json.loads(proc.stdout.strip().splitlines()[-1])
     # the run really read out events with pulses (the paths that used to compile mid-run)

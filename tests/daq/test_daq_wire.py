@@ -38,8 +38,17 @@ def _fragment(n_pulses=3, seed=0, **over):
     pulses["channel"] = channels[rng.integers(0, N_CH, n_pulses)]
     pulses["time"] = rng.integers(0, 64 * N_S, n_pulses)
     pulses["integral"] = rng.integers(0, 2**32, n_pulses, dtype=np.uint64)
-    args = dict(run_number=7, board_id=2, event_number=2**40 + 5, timestamp=2**50 + 3, trigger_word=0b101,
-                flags=0, channels=channels, samples=samples, pulses=pulses)
+    args = dict(
+        run_number=7,
+        board_id=2,
+        event_number=2**40 + 5,
+        timestamp=2**50 + 3,
+        trigger_word=0b101,
+        flags=0,
+        channels=channels,
+        samples=samples,
+        pulses=pulses,
+    )
     args.update(over)
     return args, encode_fragment(**args)
 
@@ -72,7 +81,12 @@ def test_round_trip(n_pulses):
     args, buf = _fragment(n_pulses=n_pulses, seed=n_pulses)
     frag = decode_fragment(buf, expected_run=7)
     assert (frag.run_number, frag.board_id, frag.event_number, frag.timestamp, frag.trigger_word) == (
-        7, 2, 2**40 + 5, 2**50 + 3, 0b101)
+        7,
+        2,
+        2**40 + 5,
+        2**50 + 3,
+        0b101,
+    )
     np.testing.assert_array_equal(frag.channels, args["channels"])
     np.testing.assert_array_equal(frag.samples, args["samples"])
     assert frag.samples.dtype == np.uint16 and frag.pulses.dtype == PULSE_DTYPE
@@ -87,11 +101,11 @@ def _expected_reasons(offset: int) -> set[Reason]:
         return {Reason.BAD_VERSION}
     if offset < 8:
         return {Reason.BAD_HEADER_SIZE}
-    if 14 <= offset < 16 or 40 <= offset < 48:      # n_channels, samples_per_channel, n_pulses
+    if 14 <= offset < 16 or 40 <= offset < 48:  # n_channels, samples_per_channel, n_pulses
         return {Reason.BAD_COUNT, Reason.LENGTH_MISMATCH}
-    if 48 <= offset < 52:                           # payload_length
+    if 48 <= offset < 52:  # payload_length
         return {Reason.LENGTH_MISMATCH}
-    return {Reason.BAD_CRC}                         # every other byte is covered by the CRC only
+    return {Reason.BAD_CRC}  # every other byte is covered by the CRC only
 
 
 @settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -133,7 +147,7 @@ def test_headers_with_valid_magic_and_random_fields_never_crash(head, tail):
 def test_lying_lengths_and_counts():
     # payload_length consistent with bigger counts than the message holds: TRUNCATED, not a read past the end
     bad = bytearray(GOOD)
-    struct.pack_into("<H", bad, 14, 64)                       # n_channels = 64
+    struct.pack_into("<H", bad, 14, 64)  # n_channels = 64
     struct.pack_into("<I", bad, 48, 64 * (4 + 2 * N_S) + 3 * 46)
     with pytest.raises(FragmentError) as info:
         decode_fragment(bytes(bad))
@@ -161,12 +175,12 @@ def test_checks_after_the_crc():
         decode_fragment(GOOD, expected_run=8)
     assert info.value.reason is Reason.WRONG_RUN
     bad = bytearray(GOOD)
-    struct.pack_into("<I", bad, 52, 1)                        # reserved
+    struct.pack_into("<I", bad, 52, 1)  # reserved
     with pytest.raises(FragmentError) as info:
         decode_fragment(_recrc(bad))
     assert info.value.reason is Reason.BAD_RESERVED
     bad = bytearray(GOOD)
-    struct.pack_into("<H", bad, 56 + (4 + 2 * N_S), 24)      # second block claims the first block's channel
+    struct.pack_into("<H", bad, 56 + (4 + 2 * N_S), 24)  # second block claims the first block's channel
     with pytest.raises(FragmentError) as info:
         decode_fragment(_recrc(bad))
     assert info.value.reason is Reason.BAD_CHANNELS
@@ -193,12 +207,22 @@ def test_slice_messages_round_trip_and_checks():
     prims["integral_net"] = [-3, 100, 2**30]
     prims["channel"] = [1, 2, 3]
     frames = encode_slice(PRIMITIVE_MAGIC, board_id=4, run_number=9, flags=1, slice_index=77, records=prims)
-    assert len(frames[0]) == 40 and len(frames[1]) == 3 * 20   # docs/wire-format.md 2.1, version 2
+    assert len(frames[0]) == 40 and len(frames[1]) == 3 * 20  # docs/wire-format.md 2.1, version 2
     assert frames[0][:6] == b"PKPR\x02\x00" and frames[0][32:40] == (77).to_bytes(8, "little")
     head, got = decode_slice(frames, PRIMITIVE_MAGIC, PRIMITIVE_DTYPE)
-    assert (int(head["board_id"]), int(head["run_number"]), int(head["flags"]), int(head["slice_index"]),
-            int(head["last_slice"])) == (4, 9, 1, 77, 77)
+    assert (
+        int(head["board_id"]),
+        int(head["run_number"]),
+        int(head["flags"]),
+        int(head["slice_index"]),
+        int(head["last_slice"]),
+    ) == (4, 9, 1, 77, 77)
     np.testing.assert_array_equal(got, prims)
-    for bad in ([frames[0]], [frames[0], frames[1][:-1]], [b"XXXX" + frames[0][4:], frames[1]], [frames[0][:-1], frames[1]]):
+    for bad in (
+        [frames[0]],
+        [frames[0], frames[1][:-1]],
+        [b"XXXX" + frames[0][4:], frames[1]],
+        [frames[0][:-1], frames[1]],
+    ):
         with pytest.raises(MessageError):
             decode_slice(bad, PRIMITIVE_MAGIC, PRIMITIVE_DTYPE)

@@ -48,7 +48,7 @@ def _event(cfg, number, timestamp, fill=400, n_pulses=0):
     h = np.zeros(1, EVENT_DTYPE)
     h["event_number"], h["timestamp"], h["trigger_word"], h["n_pulses"] = number, timestamp, 1, n_pulses
     samples = np.full((len(cfg.channel_map), cfg.digitizer.window_samples), fill, np.uint16)
-    samples[0, 0] = number   # distinct, checkable samples
+    samples[0, 0] = number  # distinct, checkable samples
     pulses = np.zeros(n_pulses, PULSE_DTYPE)
     pulses["channel"] = 3
     pulses["integral"] = number
@@ -57,10 +57,19 @@ def _event(cfg, number, timestamp, fill=400, n_pulses=0):
 
 def _row(spill, ticks, first_event, end_event):
     """A SCALERS message as the trigger processor sends it (docs/wire-format.md section 2.4)."""
-    body = {"spill": spill, "start_timestamp": spill * ticks, "stop_timestamp": (spill + 1) * ticks,
-            "beam_counts": 0, "triggers_raw": end_event - first_event, "triggers_accepted": end_event - first_event,
-            "busy_ticks": 0, "trigger_bits": [end_event - first_event] + [0] * 31, "first_event": first_event,
-            "end_event": end_event, "final": False}
+    body = {
+        "spill": spill,
+        "start_timestamp": spill * ticks,
+        "stop_timestamp": (spill + 1) * ticks,
+        "beam_counts": 0,
+        "triggers_raw": end_event - first_event,
+        "triggers_accepted": end_event - first_event,
+        "busy_ticks": 0,
+        "trigger_bits": [end_event - first_event] + [0] * 31,
+        "first_event": first_event,
+        "end_event": end_event,
+        "final": False,
+    }
     return [b"SCALERS", json.dumps(body).encode()]
 
 
@@ -81,29 +90,36 @@ def test_writer_counts_events_it_may_not_write_and_writes_the_rest(tmp_path):
             msgs = [_event(cfg, 0, 100), _event(cfg, 1, 200, n_pulses=2)]
             bad = _event(cfg, 2, 300)
             smp = np.frombuffer(bad[2], np.uint16).copy()
-            smp[17] = 0xFFFF                                    # one sample above adc_max
+            smp[17] = 0xFFFF  # one sample above adc_max
             msgs.append([b"EV", bad[1], smp.tobytes(), bad[3]])
-            msgs.append([b"EV", _event(cfg, 3, 400)[1][:35], b"", b""])          # short header
+            msgs.append([b"EV", _event(cfg, 3, 400)[1][:35], b"", b""])  # short header
             msgs.append(_event(cfg, 4, 500))
-            msgs.append([b"EV", _event(cfg, 5, 600)[1], b"\0" * 10, b""])        # short samples
+            msgs.append([b"EV", _event(cfg, 5, 600)[1], b"\0" * 10, b""])  # short samples
             e6 = _event(cfg, 6, 700, n_pulses=1)
-            msgs.append(e6[:3] + [b""])                                          # pulses missing
+            msgs.append(e6[:3] + [b""])  # pulses missing
             e7 = _event(cfg, 7, 800, n_pulses=1)
             p7 = np.frombuffer(e7[3], PULSE_DTYPE).copy()
-            p7["channel"] = 999                                                  # no such channel
+            p7["channel"] = 999  # no such channel
             msgs.append(e7[:3] + [p7.tobytes()])
-            msgs.append(_event(cfg, 4, 900))                                     # event number repeated
-            msgs.append([b"JUNK"])                                               # not a builder message
+            msgs.append(_event(cfg, 4, 900))  # event number repeated
+            msgs.append([b"JUNK"])  # not a builder message
             msgs.append(_event(cfg, 8, 1000))
-            msgs += [_event(cfg, k, 1000 + 100 * k) for k in range(9, 40)]       # the run goes on
+            msgs += [_event(cfg, k, 1000 + 100 * k) for k in range(9, 40)]  # the run goes on
             for m in msgs:
                 sock.send_multipart(m)
             s = _finish(run, sock, 40)
     finally:
         peer.close()
     assert s["errors"] == [] and s["state"] == "stopped"
-    assert s["events_rejected"] == {"sample_above_adc_max": 1, "bad_header": 1, "bad_samples": 1,
-                                    "bad_pulses": 1, "bad_pulse_channel": 1, "event_order": 1, "bad_message": 1}
+    assert s["events_rejected"] == {
+        "sample_above_adc_max": 1,
+        "bad_header": 1,
+        "bad_samples": 1,
+        "bad_pulses": 1,
+        "bad_pulse_channel": 1,
+        "event_order": 1,
+        "bad_message": 1,
+    }
     good = [0, 1, 4, 8, *range(9, 40)]
     assert s["events_written"] == s["events_written_reported"] == len(good)
     with RunFile(s["files"][0]) as f:
@@ -130,24 +146,50 @@ def test_fragment_with_a_sample_above_adc_max_stops_nothing(tmp_path):
     try:
         with daq_run(cfg, tmp_path, only=("builder", "writer")) as run:
             tp = peer.push(run.endpoints["trigger_records"])
-            tp.send_multipart(encode_slice(TRIGGER_MAGIC, board_id=0xFFFF, run_number=cfg.run.run_number,
-                                           flags=int(SliceFlags.RECORDS), slice_index=0, records=rec))
+            tp.send_multipart(
+                encode_slice(
+                    TRIGGER_MAGIC,
+                    board_id=0xFFFF,
+                    run_number=cfg.run.run_number,
+                    flags=int(SliceFlags.RECORDS),
+                    slice_index=0,
+                    records=rec,
+                )
+            )
             fe = peer.push(run.endpoints["fragments"])
             for r in rec:
                 ev = int(r["event_number"])
                 for b in range(cmap.n_boards):
                     chans = cmap.channels_on_board(b)
-                    smp = rng.integers(0, cfg.digitizer.adc_max + 1, (len(chans), cfg.digitizer.window_samples),
-                                       dtype=np.uint16)
+                    smp = rng.integers(
+                        0, cfg.digitizer.adc_max + 1, (len(chans), cfg.digitizer.window_samples), dtype=np.uint16
+                    )
                     if (ev, b) == (5, 3):
                         smp[2, 9] = 0xFFFF
                     sent[ev, b] = smp
-                    fe.send(encode_fragment(run_number=cfg.run.run_number, board_id=b, event_number=ev,
-                                            timestamp=int(r["timestamp"]), trigger_word=1, flags=0, channels=chans,
-                                            samples=smp, pulses=np.zeros(0, PULSE_DTYPE)))
-            tp.send_multipart(encode_slice(TRIGGER_MAGIC, board_id=0xFFFF, run_number=cfg.run.run_number,
-                                           flags=int(SliceFlags.END_OF_RUN | SliceFlags.RECORDS), slice_index=n,
-                                           records=np.zeros(0, DECISION_DTYPE)))
+                    fe.send(
+                        encode_fragment(
+                            run_number=cfg.run.run_number,
+                            board_id=b,
+                            event_number=ev,
+                            timestamp=int(r["timestamp"]),
+                            trigger_word=1,
+                            flags=0,
+                            channels=chans,
+                            samples=smp,
+                            pulses=np.zeros(0, PULSE_DTYPE),
+                        )
+                    )
+            tp.send_multipart(
+                encode_slice(
+                    TRIGGER_MAGIC,
+                    board_id=0xFFFF,
+                    run_number=cfg.run.run_number,
+                    flags=int(SliceFlags.END_OF_RUN | SliceFlags.RECORDS),
+                    slice_index=n,
+                    records=np.zeros(0, DECISION_DTYPE),
+                )
+            )
             run.stop()
             assert run.wait(60) == "stopped", run.errors
             s = run.summary()
@@ -157,7 +199,7 @@ def test_fragment_with_a_sample_above_adc_max_stops_nothing(tmp_path):
     with RunFile(s["files"][0]) as f:
         assert f.closed_cleanly
         numbers = f.events["event_number"].tolist()
-        assert set(range(n)) - {5} <= set(numbers)       # every valid event is in the file
+        assert set(range(n)) - {5} <= set(numbers)  # every valid event is in the file
         assert int(f.samples[:].max()) <= cfg.digitizer.adc_max
         for i, ev in enumerate(numbers):
             for b in range(cmap.n_boards):
@@ -278,16 +320,29 @@ def test_kill_9_of_pokerdaq_run_leaves_no_ipc_folder_behind_the_next_run(tmp_pat
 
 
 def _kill_9_and_restart(tmp, tmp_path, monkeypatch):
-    env = {**os.environ, "TMPDIR": str(tmp),
-           "PYTHONPATH": str(Path(pokerdaq.__file__).resolve().parents[1]) + os.pathsep + os.environ.get("PYTHONPATH", "")}
-    cmd = [sys.executable, "-m", "pokerdaq.cli", "run", "--config", str(synthetic_config_file(tmp_path)),
-           "--output", str(tmp_path / "a"), "--seed", "3"]
+    env = {
+        **os.environ,
+        "TMPDIR": str(tmp),
+        "PYTHONPATH": str(Path(pokerdaq.__file__).resolve().parents[1]) + os.pathsep + os.environ.get("PYTHONPATH", ""),
+    }
+    cmd = [
+        sys.executable,
+        "-m",
+        "pokerdaq.cli",
+        "run",
+        "--config",
+        str(synthetic_config_file(tmp_path)),
+        "--output",
+        str(tmp_path / "a"),
+        "--seed",
+        "3",
+    ]
     log = tmp_path / "run.log"
     with open(log, "w") as out:
         proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True)
     part = tmp_path / "a" / "run_000001.h5.part"
     try:
-        for _ in range(600):   # up to 120 s, each wait on the process itself, not a sleep
+        for _ in range(600):  # up to 120 s, each wait on the process itself, not a sleep
             try:
                 proc.wait(timeout=0.2)
                 pytest.fail(f"pokerdaq run ended early: {log.read_text()[-3000:]}")
@@ -304,7 +359,7 @@ def _kill_9_and_restart(tmp, tmp_path, monkeypatch):
             proc.kill()
             proc.wait()
     [stale] = list(tmp.glob(IPC_PREFIX + "*"))
-    assert stale.name.startswith(f"{IPC_PREFIX}{proc.pid}-")    # per run: cannot collide with another
+    assert stale.name.startswith(f"{IPC_PREFIX}{proc.pid}-")  # per run: cannot collide with another
     # the next run removes it (its lock died with its process) and leaves nothing of its own
     monkeypatch.setattr(tempfile, "tempdir", str(tmp))
     cfg = fast_config()

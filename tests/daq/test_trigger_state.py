@@ -30,8 +30,8 @@ def test_state_of_the_deciding_step_and_the_steps_from_it():
     # steps 0..7; events 0-2 decided in step 2, 3 in step 4, 4-5 in step 6
     accepted = [0, 0, 0, 3, 3, 4, 4, 6]
     h = _history(1, accepted)
-    first_slice, state, steps, prims = h.for_file(3, None)   # a file starting at event 3, no steps of its own
-    assert first_slice == 4 and state.tolist() == [4]        # the last step with 3 accepted before it: 4
+    first_slice, state, steps, prims = h.for_file(3, None)  # a file starting at event 3, no steps of its own
+    assert first_slice == 4 and state.tolist() == [4]  # the last step with 3 accepted before it: 4
     assert steps["first_slice"].tolist() == [4, 5, 6, 7] and prims["time"].tolist() == [4, 5, 6, 7]
     # steps already stored in the file itself are not repeated
     _, _, steps, _ = h.for_file(3, 6)
@@ -39,13 +39,13 @@ def test_state_of_the_deciding_step_and_the_steps_from_it():
 
 
 def test_every_nth_state_starts_earlier_and_trim_keeps_it():
-    h = _history(3, [0, 0, 0, 3, 3, 4, 4, 6])                # states before steps 0, 3, 6
+    h = _history(3, [0, 0, 0, 3, 3, 4, 4, 6])  # states before steps 0, 3, 6
     first_slice, state, steps, _ = h.for_file(3, None)
     assert first_slice == 3 and state.tolist() == [3] and steps["first_slice"].tolist() == [3, 4, 5, 6, 7]
-    h.trim(4)                                                 # event 4 is next: decided in step 6
+    h.trim(4)  # event 4 is next: decided in step 6
     assert len(h) == 2
     assert h.for_file(4, None)[0] == 6
-    assert h.for_file(0, None) is None and h.files_without_state == 1   # that step is gone
+    assert h.for_file(0, None) is None and h.files_without_state == 1  # that step is gone
 
 
 def test_bounded_history_sheds_and_counts():

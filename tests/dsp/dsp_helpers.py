@@ -22,17 +22,19 @@ def assert_records_equal(got: np.ndarray, want: np.ndarray, context: str = "") -
     assert len(got) == len(want), (
         f"{context}: {len(got)} pulses found, reference {len(want)}\n"
         f"got crossings {list(zip(got['channel'], got['crossing']))}\n"
-        f"want crossings {list(zip(want['channel'], want['crossing']))}")
+        f"want crossings {list(zip(want['channel'], want['crossing']))}"
+    )
     for name in PULSE_DTYPE.names:
         diff = np.flatnonzero(got[name] != want[name])
         if diff.size:
             i = int(diff[0])
             extra = ""
             if name == "quality":
-                extra = (f" (got {quality_names(int(got[i]['quality']))}, "
-                         f"want {quality_names(int(want[i]['quality']))})")
-            raise AssertionError(f"{context}: record {i} field {name!r}: got {got[i][name]}, "
-                                 f"want {want[i][name]}{extra}\n got {got[i]}\nwant {want[i]}")
+                extra = f" (got {quality_names(int(got[i]['quality']))}, want {quality_names(int(want[i]['quality']))})"
+            raise AssertionError(
+                f"{context}: record {i} field {name!r}: got {got[i][name]}, "
+                f"want {want[i][name]}{extra}\n got {got[i]}\nwant {want[i]}"
+            )
 
 
 def sipm_shape(t_ns: np.ndarray, rise_ns: float, decay_ns: float) -> np.ndarray:
@@ -51,16 +53,22 @@ def half_max_time_ns(rise_ns: float, decay_ns: float) -> float:
     return float(t[np.argmax(f >= 0.5)])
 
 
-def make_windows(rng: np.random.Generator, amplitudes: np.ndarray, t0_ns: np.ndarray,
-                 n_samples: int = 64, baseline: float = 400.0, noise: float = 2.0,
-                 rise_ns: float = 2.0, decay_ns: float = 15.0) -> np.ndarray:
+def make_windows(
+    rng: np.random.Generator,
+    amplitudes: np.ndarray,
+    t0_ns: np.ndarray,
+    n_samples: int = 64,
+    baseline: float = 400.0,
+    noise: float = 2.0,
+    rise_ns: float = 2.0,
+    decay_ns: float = 15.0,
+) -> np.ndarray:
     """One single-channel window per event: pulse of ``amplitudes`` starting at ``t0_ns``.
 
     Samples are sampled at 4 ns, with Gaussian noise, rounded and clipped to 14 bits.
     Returns uint16 of shape (events, 1, n_samples).
     """
     t = np.arange(n_samples) * SAMPLE_NS
-    wave = baseline + amplitudes[:, None] * sipm_shape(t[None, :] - t0_ns[:, None], rise_ns,
-                                                        decay_ns)
+    wave = baseline + amplitudes[:, None] * sipm_shape(t[None, :] - t0_ns[:, None], rise_ns, decay_ns)
     wave += rng.normal(0.0, noise, wave.shape)
     return np.clip(np.rint(wave), 0, ADC_MAX).astype(np.uint16)[:, None, :]

@@ -25,7 +25,7 @@ import numpy as np
 
 from pokerdaq.dsp import PULSE_DTYPE, QualityBits
 
-MAX_PULSES = 3                     # const int max_pulses = 3
+MAX_PULSES = 3  # const int max_pulses = 3
 OVERFLOW_WORD = 0x1FFF
 UNDERFLOW_WORD = 0x1000
 
@@ -44,18 +44,17 @@ class V3Pulse:
     """One Df250PulseData as the emulator fills it (emulated values)."""
 
     pulse_number: int
-    TC: int                 # threshold crossing, 1-based (TC = i + 1)
+    TC: int  # threshold crossing, 1-based (TC = i + 1)
     integral: int
     pedestal: int
     VPEAK: int
-    TMID: int               # course_time, 1-based; 0 when the walk back found nothing
+    TMID: int  # course_time, 1-based; 0 when the walk back found nothing
     TFINE: int
     nsamples_over_threshold: int
     QF: int
 
 
-def emulate_v3(samples: list[int], NSA: int, NSB: int, THR: int, NPED: int, MAXPED: int,
-               NSAT: int) -> list[V3Pulse]:
+def emulate_v3(samples: list[int], NSA: int, NSB: int, THR: int, NPED: int, MAXPED: int, NSAT: int) -> list[V3Pulse]:
     """``EmulateFirmware`` on one window of 13-bit sample words."""
     NW = len(samples)
     assert NSB >= 0, "the port covers NSB >= 0 (the POKER register is u6)"
@@ -75,7 +74,7 @@ def emulate_v3(samples: list[int], NSA: int, NSB: int, THR: int, NPED: int, MAXP
     # first pass: threshold crossings and integrals
     MAX_SAMPLE = NW - NSAT
     i = 0
-    while i < MAX_SAMPLE:                       # for (i = 0; i < MAX_SAMPLE; i++)
+    while i < MAX_SAMPLE:  # for (i = 0; i < MAX_SAMPLE; i++)
         if code[i] > THR:
             TC[npulses] = i + 1
             if NSAT > 1:
@@ -90,7 +89,7 @@ def emulate_v3(samples: list[int], NSA: int, NSB: int, THR: int, NPED: int, MAXP
                         break
                     j += 1
                 if samples_over_threshold != NSAT:
-                    i += 1                      # continue
+                    i += 1  # continue
                     continue
             # integral
             ibegin = (i - NSB) if i > NSB else 0
@@ -112,7 +111,7 @@ def emulate_v3(samples: list[int], NSA: int, NSB: int, THR: int, NPED: int, MAXP
             npulses += 1
             if npulses == MAX_PULSES:
                 break
-        i += 1                                  # the for loop's ++i
+        i += 1  # the for loop's ++i
 
     # pedestal, VMIN and the timing-pedestal conditions
     bad_pedestal = False
@@ -128,7 +127,7 @@ def emulate_v3(samples: list[int], NSA: int, NSB: int, THR: int, NPED: int, MAXP
             bad_pedestal = True
         if samples[k] in (OVERFLOW_WORD, UNDERFLOW_WORD):
             bad_pedestal = True
-    VMIN //= NPED                               # uint32 division
+    VMIN //= NPED  # uint32 division
     for k in range(4):
         if code[k] > MAXPED or code[k] > THR:
             bad_timing_pedestal = True
@@ -147,7 +146,7 @@ def emulate_v3(samples: list[int], NSA: int, NSB: int, THR: int, NPED: int, MAXP
             TMID = TC[p]
             TFINE = 0
             VPEAK = 0
-        while True:                             # one pass, left with break
+        while True:  # one pass, left with break
             ipeak = TC[p]
             while ipeak < NW - 1:
                 if code[ipeak] < code[ipeak - 1]:
@@ -168,7 +167,7 @@ def emulate_v3(samples: list[int], NSA: int, NSB: int, THR: int, NPED: int, MAXP
                 break
             VMID = (VMIN + VPEAK) >> 1
             k = TPEAK
-            while k >= 1:                       # unsigned: stops after k = 1
+            while k >= 1:  # unsigned: stops after k = 1
                 if code[k - 1] <= VMID and code[k] > VMID:
                     TMID = k
                     break
@@ -201,8 +200,7 @@ def emulate_v3(samples: list[int], NSA: int, NSB: int, THR: int, NPED: int, MAXP
             QF |= QF_VPEAK_NOT_FOUND
         if bad_timing_pedestal:
             QF |= QF_BAD_TIMING_PEDESTAL
-        pulses.append(V3Pulse(p, TC[p], pulse_integral[p], pedestal, VPEAK, TMID, TFINE,
-                              n_above[p], QF))
+        pulses.append(V3Pulse(p, TC[p], pulse_integral[p], pedestal, VPEAK, TMID, TFINE, n_above[p], QF))
     return pulses
 
 
@@ -217,8 +215,7 @@ _QF_TO_QUALITY = {
 }
 
 
-def v3_to_records(pulses: list[V3Pulse], channel: int, NSA: int, NSB: int, NW: int,
-                  nped_log2: int) -> list[tuple]:
+def v3_to_records(pulses: list[V3Pulse], channel: int, NSA: int, NSB: int, NW: int, nped_log2: int) -> list[tuple]:
     """PULSE_DTYPE rows of one window's v3 pulses (docs/firmware-spec.md 1.13.7)."""
     rows = []
     for v in pulses:
@@ -235,13 +232,28 @@ def v3_to_records(pulses: list[V3Pulse], channel: int, NSA: int, NSB: int, NW: i
             coarse = v.TMID - 1
         n_int = min(c + NSA, NW) - max(c - NSB, 0)
         net = v.integral - ((v.pedestal * n_int) >> nped_log2)
-        rows.append((channel, v.pulse_number, coarse, v.TFINE, coarse * 64 + v.TFINE, c,
-                     v.VPEAK, v.integral, net, v.pedestal, v.nsamples_over_threshold, quality))
+        rows.append(
+            (
+                channel,
+                v.pulse_number,
+                coarse,
+                v.TFINE,
+                coarse * 64 + v.TFINE,
+                c,
+                v.VPEAK,
+                v.integral,
+                net,
+                v.pedestal,
+                v.nsamples_over_threshold,
+                quality,
+            )
+        )
     return rows
 
 
-def port_records(samples: np.ndarray, nsa: int, nsb: int, thr: int, nped_log2: int,
-                 maxped: int, nsat: int) -> np.ndarray:
+def port_records(
+    samples: np.ndarray, nsa: int, nsb: int, thr: int, nped_log2: int, maxped: int, nsat: int
+) -> np.ndarray:
     """The port over windows (channels, N) with the same registers, as PULSE_DTYPE."""
     rows = []
     for ch in range(samples.shape[0]):

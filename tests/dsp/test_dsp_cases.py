@@ -55,21 +55,18 @@ _P0 = (0, 0, 5, 30, 350, 6, 121, 631, 31, 800, 1, int(Q.PILEUP | Q.UNDERFLOW))
 #   net = 33076 - (800 * 4 >> 3) = 32676. VMID = (100 + 16383) >> 1 = 8241:
 #   x[9] = 110 <= 8241 < 16383 -> COARSE 9, FINE = (8131 << 6) // 16273 = 520384 // 16273 = 31,
 #   TIME 607. N_OVER = 2 (the window ends).
-_P1 = (0, 1, 9, 31, 607, 10, 16383, 33076, 32676, 800, 2,
-       int(Q.NSA_BEYOND_WINDOW | Q.OVERFLOW | Q.PEAK_NOT_FOUND))
+_P1 = (0, 1, 9, 31, 607, 10, 16383, 33076, 32676, 800, 2, int(Q.NSA_BEYOND_WINDOW | Q.OVERFLOW | Q.PEAK_NOT_FOUND))
 
 
 @pytest.mark.parametrize("impl", IMPLEMENTATIONS)
 def test_configured_pedestal_rails_pileup_window_end(impl):
-    params = PulseParams.uniform(1, thr=20, nsb=2, nsa=4, nsat=1, nped_log2=3, ped_mode=1,
-                                 ped_cfg=100, max_pulses=0)
+    params = PulseParams.uniform(1, thr=20, nsb=2, nsa=4, nsat=1, nped_log2=3, ped_mode=1, ped_cfg=100, max_pulses=0)
     _check(impl, _RAILS, params, _records(_P0, _P1))
 
 
 @pytest.mark.parametrize("impl", IMPLEMENTATIONS)
 def test_max_pulses_flags_the_last_reported(impl):
-    params = PulseParams.uniform(1, thr=20, nsb=2, nsa=4, nsat=1, nped_log2=3, ped_mode=1,
-                                 ped_cfg=100, max_pulses=1)
+    params = PulseParams.uniform(1, thr=20, nsb=2, nsa=4, nsat=1, nped_log2=3, ped_mode=1, ped_cfg=100, max_pulses=1)
     p0 = list(_P0)
     p0[-1] |= int(Q.MORE_PULSES)
     _check(impl, _RAILS, params, _records(tuple(p0)))
@@ -87,8 +84,7 @@ def test_no_crossing_at_the_first_search_sample(impl):
     # below the peak is inside [lo, p]: TIME_BAD, COARSE = c, FINE 0.
     # integral [5, 9) = 800, net = 800 - (400 * 4 >> 2) = 400; N_OVER = 4.
     x = [[100] * 5 + [200] * 7]
-    _check(impl, x, params, _records(
-        (0, 0, 5, 0, 320, 5, 200, 800, 400, 400, 4, int(Q.PEAK_BEYOND_NSA | Q.TIME_BAD))))
+    _check(impl, x, params, _records((0, 0, 5, 0, 320, 5, 200, 800, 400, 400, 4, int(Q.PEAK_BEYOND_NSA | Q.TIME_BAD))))
 
 
 @pytest.mark.parametrize("impl", IMPLEMENTATIONS)
@@ -101,8 +97,7 @@ def test_sample_equal_to_threshold_and_unconfirmed_candidate(impl):
     # The pulse at c = 1 (configured: search from c = 1; x[0] = 50 <= 60 < x[1] = 61) is not
     # confirmed: x[2] = 60.
     x = [[50, 61, 60, 50, 61, 60, 70, 80, 40, 50]]
-    params = PulseParams.uniform(1, thr=10, nsb=1, nsa=3, nsat=2, nped_log2=0, ped_mode=1,
-                                 ped_cfg=50, max_pulses=0)
+    params = PulseParams.uniform(1, thr=10, nsb=1, nsa=3, nsat=2, nped_log2=0, ped_mode=1, ped_cfg=50, max_pulses=0)
     _check(impl, x, params, _records((0, 0, 5, 32, 352, 6, 80, 250, 50, 50, 2, 0)))
 
 
@@ -112,10 +107,8 @@ def test_nsb_before_window_and_pedestal_bad(impl):
     # integral [0, 3) = 10 + 40 + 20 = 70, net = 70 - 30 = 40; peak p = 1 (20 < 40), VMID 25,
     # x[0] = 10 <= 25 < 40 -> COARSE 0, FINE = (15 << 6) // 30 = 32, TIME 32. N_OVER 2.
     x = [[10, 40, 20, 10, 10, 10]]
-    params = PulseParams.uniform(1, thr=5, nsb=3, nsa=2, nsat=1, nped_log2=0, ped_mode=1,
-                                 ped_cfg=10, max_pulses=0)
-    _check(impl, x, params, _records((0, 0, 0, 32, 32, 1, 40, 70, 40, 10, 2,
-                                      int(Q.NSB_BEFORE_WINDOW))))
+    params = PulseParams.uniform(1, thr=5, nsb=3, nsa=2, nsat=1, nped_log2=0, ped_mode=1, ped_cfg=10, max_pulses=0)
+    _check(impl, x, params, _records((0, 0, 0, 32, 32, 1, 40, 70, 40, 10, 2, int(Q.NSB_BEFORE_WINDOW))))
     # measured, NPED = 2 with x[1] = 31 > MAXPED = 30: every pulse of the window is flagged.
     # PED_SUM = 29 + 31 = 60, P = 30, T = 35; c = 3 (x[2] = 30, x[3] = 50), NSB 0, NSA 2:
     # integral 50 + 45 = 95, net = 95 - (60 * 2 >> 1) = 35; peak p = 3, VMID 40, k = 3:
@@ -123,8 +116,7 @@ def test_nsb_before_window_and_pedestal_bad(impl):
     # (x[4] = 45 > T: no candidate at 5? x[4] = 45 > 35 -> not a crossing) -> one pulse.
     x = [[29, 31, 30, 50, 45, 60, 30, 30]]
     params = PulseParams.uniform(1, thr=5, nsb=0, nsa=2, nsat=1, nped_log2=1, maxped=30)
-    _check(impl, x, params, _records((0, 0, 3, 0, 192, 3, 50, 95, 35, 60, 2,
-                                      int(Q.PEDESTAL_BAD | Q.TIME_BAD))))
+    _check(impl, x, params, _records((0, 0, 3, 0, 192, 3, 50, 95, 35, 60, 2, int(Q.PEDESTAL_BAD | Q.TIME_BAD))))
 
 
 def test_channel_ids_and_order():

@@ -21,17 +21,16 @@ from pokerdaq.dsp._reference import find_pulses_reference
 OVF, UNF = 0x1FFF, 0x1000
 
 
-def _params(n_ch: int, thr: int, nsb: int, nsa: int, nsat: int, nped_log2: int,
-            maxped: int) -> PulseParams:
-    return PulseParams.uniform(n_ch, thr=thr, nsb=nsb, nsa=nsa, nsat=nsat,
-                               nped_log2=nped_log2, maxped=maxped, algorithm=1)
+def _params(n_ch: int, thr: int, nsb: int, nsa: int, nsat: int, nped_log2: int, maxped: int) -> PulseParams:
+    return PulseParams.uniform(
+        n_ch, thr=thr, nsb=nsb, nsa=nsa, nsat=nsat, nped_log2=nped_log2, maxped=maxped, algorithm=1
+    )
 
 
 def _three_way(words: np.ndarray, regs: dict) -> np.ndarray:
     """Port, reference and kernel on (channels, N) words; returns the kernel's records."""
     params = _params(words.shape[0], **regs)
-    want = port_records(words, regs["nsa"], regs["nsb"], regs["thr"], regs["nped_log2"],
-                        regs["maxped"], regs["nsat"])
+    want = port_records(words, regs["nsa"], regs["nsb"], regs["thr"], regs["nped_log2"], regs["maxped"], regs["nsat"])
     ref = find_pulses_reference(words, params)
     got = find_pulses(words, params)
     assert_records_equal(ref, want, f"reference vs v3 port, regs {regs}")
@@ -48,20 +47,19 @@ def _waveform(rng: np.random.Generator, n: int, thr: int) -> np.ndarray:
         start = int(rng.integers(-3, n))
         width = int(rng.integers(1, 20))
         amp = int(rng.integers(1, 600))
-        if kind % 2:                      # slow pulse: a ramp up and an exponential-ish tail
+        if kind % 2:  # slow pulse: a ramp up and an exponential-ish tail
             t = np.arange(n) - start
-            shape = np.where(t < 0, 0, np.where(t < width, amp * (t + 1) // width,
-                                                amp * width // np.maximum(t + 1, 1)))
+            shape = np.where(t < 0, 0, np.where(t < width, amp * (t + 1) // width, amp * width // np.maximum(t + 1, 1)))
             x = x + shape
-        else:                             # square pulse
-            x[max(start, 0):max(start + width, 0)] += amp
+        else:  # square pulse
+            x[max(start, 0) : max(start + width, 0)] += amp
     if kind in (2, 3):
-        x[rng.random(n) < 0.2] = thr      # samples equal to the threshold
+        x[rng.random(n) < 0.2] = thr  # samples equal to the threshold
     if kind in (4, 5):
         x[rng.random(n) < 0.2] = thr + 1
     x = np.clip(x, 0, 4095)
     words = x.astype(np.int64)
-    if kind >= 6:                         # rails and out-of-range words
+    if kind >= 6:  # rails and out-of-range words
         hit = rng.random(n)
         words[hit < 0.05] = OVF
         words[(hit >= 0.05) & (hit < 0.08)] = UNF
@@ -109,11 +107,11 @@ def _window_and_regs(draw):
     nped_log2 = draw(st.integers(0, 5).filter(lambda k: (1 << k) < n))
     thr = draw(st.integers(1, 200))
     maxped = draw(st.integers(0, 300))
-    word = st.one_of(st.integers(0, 220), st.sampled_from([thr - 1, thr, thr + 1, OVF, UNF]),
-                     st.integers(0, 0x1FFF))
+    word = st.one_of(st.integers(0, 220), st.sampled_from([thr - 1, thr, thr + 1, OVF, UNF]), st.integers(0, 0x1FFF))
     words = draw(st.lists(word.filter(lambda v: 0 <= v <= 0x1FFF), min_size=n, max_size=n))
-    return np.array([words], dtype=np.uint16), dict(thr=thr, nsb=nsb, nsa=nsa, nsat=nsat,
-                                                   nped_log2=nped_log2, maxped=maxped)
+    return np.array([words], dtype=np.uint16), dict(
+        thr=thr, nsb=nsb, nsa=nsa, nsat=nsat, nped_log2=nped_log2, maxped=maxped
+    )
 
 
 @settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -128,19 +126,17 @@ def test_batch_and_mixed_algorithms_keep_row_order():
     # each channel are those of its own algorithm, in channel order within each event
     rng = np.random.default_rng(7)
     n_ev, n = 40, 64
-    samples = np.stack([np.stack([_waveform(rng, n, 108) for _ in range(4)])
-                        for _ in range(n_ev)])
+    samples = np.stack([np.stack([_waveform(rng, n, 108) for _ in range(4)]) for _ in range(n_ev)])
     algorithm = np.array([0, 1, 0, 1])
     params = PulseParams.uniform(4, thr=30, nsb=3, nsa=9, nsat=2, nped_log2=2, maxped=512)
     params = params.replace(algorithm=algorithm, thr=np.array([30, 108, 30, 108]))
-    samples[:, algorithm == 0] &= 0x0FFF          # poker rows: plain codes
+    samples[:, algorithm == 0] &= 0x0FFF  # poker rows: plain codes
     records, offsets = find_pulses_batch(samples, params)
     want = np.concatenate([find_pulses_reference(samples[e], params) for e in range(n_ev)])
     assert_records_equal(records, want, "mixed batch vs reference")
     assert offsets[-1] == len(records) and len(records) > 50
     for e in range(n_ev):
-        assert_records_equal(records[offsets[e]:offsets[e + 1]], find_pulses(samples[e], params),
-                             f"event {e}")
+        assert_records_equal(records[offsets[e] : offsets[e + 1]], find_pulses(samples[e], params), f"event {e}")
 
 
 def test_hall_d_playback_vector():
@@ -196,8 +192,8 @@ def test_noise_only_and_rails_in_pedestal():
     assert len(_three_way(noise, regs)) == 0
     w = np.full((2, 32), 100, dtype=np.uint16)
     w[:, 12:16] = 300
-    w[0, 1] = UNF                          # out of range in the pedestal: PEDESTAL_BAD and
-    w[1, 2] = OVF                          # the timing pedestal bit (and OVF: no time)
+    w[0, 1] = UNF  # out of range in the pedestal: PEDESTAL_BAD and
+    w[1, 2] = OVF  # the timing pedestal bit (and OVF: no time)
     got = _three_way(w, regs)
     assert (got["quality"] & QualityBits.PEDESTAL_BAD).all()
     assert (got["quality"] & QualityBits.TIMING_PEDESTAL_BAD).all()
@@ -216,18 +212,24 @@ def test_fadc250_validation_errors():
         find_pulses(np.array([[0, 0, 0, 0, 0], [0, 0, 0, 8192, 0]], dtype=np.uint16), fadc)
     with pytest.raises(ValueError, match="expected N >= 4"):
         find_pulses(np.zeros((2, 3), dtype=np.uint16), fadc.replace(nsa=1, nsat=1, nped_log2=0))
-    with pytest.raises(ValueError, match=r"algorithm\[channel 1\] = 1: the fadc250 algorithm "
-                                         r"is a window-mode"):
+    with pytest.raises(
+        ValueError,
+        match=r"algorithm\[channel 1\] = 1: the fadc250 algorithm "
+        r"is a window-mode",
+    ):
         PulseStream(fadc.replace(ped_mode=np.array([1, 0]), max_pulses=np.array([0, 3])))
 
 
 def test_config_algorithm_register():
     cfg = loads_config(default_config_text())
-    assert all(cfg.subsystem(s).pulse_finder.algorithm == "poker"
-               for s in ("beam_counters", "srd", "preshower", "ecal", "veto", "hcal"))
+    assert all(
+        cfg.subsystem(s).pulse_finder.algorithm == "poker"
+        for s in ("beam_counters", "srd", "preshower", "ecal", "veto", "hcal")
+    )
     assert (PulseParams.from_config(cfg).algorithm == 0).all()
     text = default_config_text().replace(
-        '[detector.ecal.pulse_finder]', '[detector.ecal.pulse_finder]\nalgorithm = "fadc250"', 1)
+        "[detector.ecal.pulse_finder]", '[detector.ecal.pulse_finder]\nalgorithm = "fadc250"', 1
+    )
     text = _drop_second(text, "[detector.ecal.pulse_finder]", 'algorithm = "poker"')
     cfg = loads_config(text)
     params = PulseParams.from_config(cfg)
@@ -243,11 +245,15 @@ def _drop_second(text: str, table: str, line: str) -> str:
 
 def test_config_rejects_what_fadc250_cannot_do():
     cfg = loads_config(default_config_text())
-    cases = [({"algorithm": "fadc125"}, "detector.ecal.pulse_finder.algorithm", "fadc125"),
-             ({"algorithm": "fadc250", "pedestal_mode": "configured"},
-              "detector.ecal.pulse_finder.pedestal_mode", "configured"),
-             ({"algorithm": "fadc250", "max_pulses": 0}, "detector.ecal.pulse_finder.max_pulses",
-              0)]
+    cases = [
+        ({"algorithm": "fadc125"}, "detector.ecal.pulse_finder.algorithm", "fadc125"),
+        (
+            {"algorithm": "fadc250", "pedestal_mode": "configured"},
+            "detector.ecal.pulse_finder.pedestal_mode",
+            "configured",
+        ),
+        ({"algorithm": "fadc250", "max_pulses": 0}, "detector.ecal.pulse_finder.max_pulses", 0),
+    ]
     for table, key, value in cases:
         with pytest.raises(ConfigError) as info:
             cfg.replace(detector={"ecal": {"pulse_finder": table}})

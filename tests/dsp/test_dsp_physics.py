@@ -21,12 +21,18 @@ ECAL = dict(thr=20, nsb=2, nsa=12, nsat=2, nped_log2=3, max_pulses=3, ped_mode=0
 N_EVENTS = 2000
 
 
-def _single_pulses(seed: int, amplitude: float, t0_ns: np.ndarray, params: PulseParams,
-                   **shape) -> tuple[np.ndarray, np.ndarray]:
+def _single_pulses(
+    seed: int, amplitude: float, t0_ns: np.ndarray, params: PulseParams, **shape
+) -> tuple[np.ndarray, np.ndarray]:
     """Records of the events with exactly one pulse, and the mask of those events."""
     rng = np.random.default_rng(seed)
-    w = make_windows(rng, np.full(len(t0_ns), amplitude), t0_ns, rise_ns=shape.get("rise", RISE_NS),
-                     decay_ns=shape.get("decay", DECAY_NS))
+    w = make_windows(
+        rng,
+        np.full(len(t0_ns), amplitude),
+        t0_ns,
+        rise_ns=shape.get("rise", RISE_NS),
+        decay_ns=shape.get("decay", DECAY_NS),
+    )
     rec, off = find_pulses_batch(w, params)
     one = np.diff(off) == 1
     return rec[off[:-1][one]], one
@@ -53,8 +59,10 @@ def test_time_resolution_vs_amplitude():
         t0 = np.full(N_EVENTS, 81.3)
         rec, one = _single_pulses(20 + i, amp, t0, params)
         sigma_fixed[label] = _time_ns(rec).std()
-        print(f"sigma_t {label} (A = {amp:.0f} ADC, {one.sum()} pulses): random phase "
-              f"{sigma_random[label]:.3f} ns, fixed phase {sigma_fixed[label]:.3f} ns")
+        print(
+            f"sigma_t {label} (A = {amp:.0f} ADC, {one.sum()} pulses): random phase "
+            f"{sigma_random[label]:.3f} ns, fixed phase {sigma_fixed[label]:.3f} ns"
+        )
     # noise term: about noise / slope; the slope grows with A
     assert sigma_fixed["small"] > 3 * sigma_fixed["medium"] > 0
     assert sigma_fixed["small"] < 0.5
@@ -78,8 +86,12 @@ def test_integral_linear_below_saturation():
     mean_net = np.array(mean_net)
     slope = mean_net[-3:].sum() / amplitudes[-3:].sum()
     deviation = mean_net / (slope * amplitudes) - 1.0
-    print("integral_net / A:", np.round(mean_net / amplitudes, 4).tolist(),
-          "max deviation from proportional", f"{np.abs(deviation).max():.4f}")
+    print(
+        "integral_net / A:",
+        np.round(mean_net / amplitudes, 4).tolist(),
+        "max deviation from proportional",
+        f"{np.abs(deviation).max():.4f}",
+    )
     assert np.abs(deviation).max() < 0.01
     # the slope is the pulse area in samples, less the tail beyond the 14 samples summed
     fine = np.linspace(0.0, 400.0, 400_001)
@@ -102,16 +114,17 @@ def test_efficiency_turn_on_at_threshold(nsat):
     eff = []
     for i, h in enumerate(heights):
         rng = np.random.default_rng(50 + i)
-        w = make_windows(rng, np.full(N_EVENTS, h / peak_fraction), t0, rise_ns=RISE_NS,
-                         decay_ns=DECAY_NS)
+        w = make_windows(rng, np.full(N_EVENTS, h / peak_fraction), t0, rise_ns=RISE_NS, decay_ns=DECAY_NS)
         rec, off = find_pulses_batch(w, params)
         # found: a pulse crossing within two samples of the true start
         near = np.abs(rec["crossing"] - 81.0 / SAMPLE_NS) <= 2.5
         ev = np.repeat(np.arange(N_EVENTS), np.diff(off))
         eff.append(len(np.unique(ev[near])) / N_EVENTS)
     eff = np.array(eff)
-    print(f"NSAT {nsat}: efficiency vs height above baseline (ADC):",
-          dict(zip(heights.tolist(), np.round(eff, 3).tolist())))
+    print(
+        f"NSAT {nsat}: efficiency vs height above baseline (ADC):",
+        dict(zip(heights.tolist(), np.round(eff, 3).tolist())),
+    )
     err = np.sqrt(np.maximum(eff * (1 - eff), 1e-4) / N_EVENTS)
     assert (np.diff(eff) > -3 * (err[1:] + err[:-1])).all(), "turn-on not monotone"
     at_thr = eff[heights == 20][0]
@@ -129,21 +142,34 @@ def test_pileup_flagged_when_closer_than_nsa():
     fast = dict(rise=1.0, decay=3.0)  # a fast counter-like pulse: back below T within 3 samples
     for gap in range(4, 21):  # samples between the two starts
         t0 = rng.uniform(60.0, 64.0, 400)
-        w1 = make_windows(np.random.default_rng(61 + gap), np.full(400, 500.0), t0,
-                          rise_ns=fast["rise"], decay_ns=fast["decay"], noise=0.0)
-        w2 = make_windows(np.random.default_rng(62), np.full(400, 500.0), t0 + gap * SAMPLE_NS,
-                          rise_ns=fast["rise"], decay_ns=fast["decay"], noise=0.0)
+        w1 = make_windows(
+            np.random.default_rng(61 + gap),
+            np.full(400, 500.0),
+            t0,
+            rise_ns=fast["rise"],
+            decay_ns=fast["decay"],
+            noise=0.0,
+        )
+        w2 = make_windows(
+            np.random.default_rng(62),
+            np.full(400, 500.0),
+            t0 + gap * SAMPLE_NS,
+            rise_ns=fast["rise"],
+            decay_ns=fast["decay"],
+            noise=0.0,
+        )
         noise = np.rint(rng.normal(0, 2.0, w1.shape)).astype(np.int64)
         w = np.clip(w1.astype(np.int64) + w2.astype(np.int64) - 400 + noise, 0, 16383)
         rec, off = find_pulses_batch(w.astype(np.uint16), params)
         first = rec[off[:-1]]
         flagged = (first["quality"] & QualityBits.PILEUP) != 0
         one, two = (np.diff(off) == 1), (np.diff(off) == 2)
-        print(f"gap {gap} samples: PILEUP {flagged.mean():.3f}, one pulse {one.mean():.3f}, "
-              f"two pulses {two.mean():.3f}")
-        if 5 <= gap < 12:    # second crossing inside the open range of the first (NSA = 12)
+        print(
+            f"gap {gap} samples: PILEUP {flagged.mean():.3f}, one pulse {one.mean():.3f}, two pulses {two.mean():.3f}"
+        )
+        if 5 <= gap < 12:  # second crossing inside the open range of the first (NSA = 12)
             assert flagged.all() and one.all(), gap
-        elif gap >= 12:      # second crossing at or after c + NSA: a pulse of its own
+        elif gap >= 12:  # second crossing at or after c + NSA: a pulse of its own
             assert not flagged.any() and two.all(), gap
-        else:                # closer than the time to fall back to T: often merged, unflagged
+        else:  # closer than the time to fall back to T: often merged, unflagged
             assert 0.5 < flagged.mean() < 1.0 and one.all(), gap

@@ -36,8 +36,9 @@ def test_from_config_takes_each_subsystems_table(cfg):
 
 
 def test_from_config_follows_a_changed_table(cfg):
-    cfg2 = cfg.replace(detector={"srd": {"pulse_finder": {
-        "nsa": 30, "nped": 16, "pedestal_mode": "configured", "pedestal_adc": 123}}})
+    cfg2 = cfg.replace(
+        detector={"srd": {"pulse_finder": {"nsa": 30, "nped": 16, "pedestal_mode": "configured", "pedestal_adc": 123}}}
+    )
     params = PulseParams.from_config(cfg2)
     srd = cfg2.channel_map.channels_of("srd")
     assert (params.nsa[srd] == 30).all() and (params.nped_log2[srd] == 4).all()
@@ -46,21 +47,24 @@ def test_from_config_follows_a_changed_table(cfg):
     assert (params.ped_mode[others] == 0).all()
 
 
-@pytest.mark.parametrize(("register", "value", "message"), [
-    ("thr", 0, r"PulseParams.thr\[channel 2\] = 0: expected 1..16383"),
-    ("thr", 16384, r"PulseParams.thr\[channel 2\] = 16384"),
-    ("nsb", -1, r"PulseParams.nsb\[channel 2\] = -1: expected 0..63"),
-    ("nsb", 64, r"nsb\[channel 2\] = 64"),
-    ("nsa", 0, r"nsa\[channel 2\] = 0: expected 1..511"),
-    ("nsa", 512, r"nsa\[channel 2\] = 512"),
-    ("nsat", 16, r"nsat\[channel 2\] = 16: expected 1..15"),
-    ("nsat", 13, r"nsat\[channel 2\] = 13: expected at most nsa = 12"),
-    ("nped_log2", 6, r"nped_log2\[channel 2\] = 6: expected 0..5"),
-    ("maxped", 16384, r"maxped\[channel 2\] = 16384"),
-    ("max_pulses", 16, r"max_pulses\[channel 2\] = 16: expected 0..15"),
-    ("ped_mode", 2, r"ped_mode\[channel 2\] = 2: expected 0..1"),
-    ("ped_cfg", -5, r"ped_cfg\[channel 2\] = -5"),
-])
+@pytest.mark.parametrize(
+    ("register", "value", "message"),
+    [
+        ("thr", 0, r"PulseParams.thr\[channel 2\] = 0: expected 1..16383"),
+        ("thr", 16384, r"PulseParams.thr\[channel 2\] = 16384"),
+        ("nsb", -1, r"PulseParams.nsb\[channel 2\] = -1: expected 0..63"),
+        ("nsb", 64, r"nsb\[channel 2\] = 64"),
+        ("nsa", 0, r"nsa\[channel 2\] = 0: expected 1..511"),
+        ("nsa", 512, r"nsa\[channel 2\] = 512"),
+        ("nsat", 16, r"nsat\[channel 2\] = 16: expected 1..15"),
+        ("nsat", 13, r"nsat\[channel 2\] = 13: expected at most nsa = 12"),
+        ("nped_log2", 6, r"nped_log2\[channel 2\] = 6: expected 0..5"),
+        ("maxped", 16384, r"maxped\[channel 2\] = 16384"),
+        ("max_pulses", 16, r"max_pulses\[channel 2\] = 16: expected 0..15"),
+        ("ped_mode", 2, r"ped_mode\[channel 2\] = 2: expected 0..1"),
+        ("ped_cfg", -5, r"ped_cfg\[channel 2\] = -5"),
+    ],
+)
 def test_register_out_of_range(register, value, message):
     good = PulseParams.uniform(4)
     values = getattr(good, register).copy()
@@ -80,13 +84,19 @@ def test_register_type_and_shape():
 
 def test_window_dependent_registers():
     x = np.full((2, 16), 400, dtype=np.uint16)
-    with pytest.raises(ValueError, match=r"nsa\[channel 1\] = 15: nsb \+ nsa = 17 is longer than "
-                                         r"the window of 16"):
+    with pytest.raises(
+        ValueError,
+        match=r"nsa\[channel 1\] = 15: nsb \+ nsa = 17 is longer than "
+        r"the window of 16",
+    ):
         find_pulses(x, PulseParams.uniform(2, nsb=2).replace(nsa=np.array([12, 15])))
     # NSB + NSA == N is allowed
     assert len(find_pulses(x, PulseParams.uniform(2, nsb=2, nsa=14))) == 0
-    with pytest.raises(ValueError, match=r"nped_log2\[channel 0\] = 4: a measured pedestal of 16 "
-                                         r"samples leaves no sample to search in a window of 16"):
+    with pytest.raises(
+        ValueError,
+        match=r"nped_log2\[channel 0\] = 4: a measured pedestal of 16 "
+        r"samples leaves no sample to search in a window of 16",
+    ):
         find_pulses(x, PulseParams.uniform(2, nped_log2=4))
     assert len(find_pulses(x, PulseParams.uniform(2, nped_log2=4, ped_mode=1))) == 0
 
@@ -124,8 +134,11 @@ def test_samples_type_shape_and_range():
 
 
 def test_stream_rejects_measured_pedestal_and_pulse_limit():
-    with pytest.raises(ValueError, match=r"ped_mode\[channel 0\] = 0: stream mode needs a "
-                                         r"configured pedestal"):
+    with pytest.raises(
+        ValueError,
+        match=r"ped_mode\[channel 0\] = 0: stream mode needs a "
+        r"configured pedestal",
+    ):
         PulseStream(PulseParams.uniform(2, max_pulses=0))
     with pytest.raises(ValueError, match=r"max_pulses\[channel 0\] = 3: expected 0"):
         PulseStream(PulseParams.uniform(2, ped_mode=1))

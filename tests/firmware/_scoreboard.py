@@ -22,8 +22,8 @@ from pokerdaq.dsp._reference import find_pulses_reference
 from pokerdaq.hil._harness import HilReport
 from pokerdaq.hil._harness import compare as compare_records
 
-RTL_PULSE_INDEX_BITS = 4   # spec 1.10: firmware pulse_index is u4, the low bits of PULSE_INDEX
-MAX_WINDOW = 1024   # window mode (find_pulses); longer campaign windows are streams
+RTL_PULSE_INDEX_BITS = 4  # spec 1.10: firmware pulse_index is u4, the low bits of PULSE_INDEX
+MAX_WINDOW = 1024  # window mode (find_pulses); longer campaign windows are streams
 # RTL record fields with absolute sample indices (in_index0 + window-relative index) and their scale
 ABSOLUTE_FIELDS = {"crossing": 1, "coarse_time": 1, "time": 64}
 
@@ -33,18 +33,20 @@ class Report:
     channel_windows: int = 0
     pulses_reference: int = 0
     pulses_rtl: int = 0
-    mismatched_windows: int = 0      # (window, channel) pairs where RTL and reference differ
-    model_mismatches: int = 0        # numba model against the reference
+    mismatched_windows: int = 0  # (window, channel) pairs where RTL and reference differ
+    model_mismatches: int = 0  # numba model against the reference
     field_mismatches: dict = field(default_factory=dict)
     mismatches: list = field(default_factory=list)
     quality_counts: np.ndarray = field(default_factory=lambda: np.zeros(10, dtype=np.int64))
 
     def summary(self, limit: int = 20) -> str:
-        lines = [f"{self.channel_windows} channel-windows, {self.pulses_reference} reference "
-                 f"pulses, {self.pulses_rtl} RTL pulses, {self.mismatched_windows} windows differ "
-                 f"(RTL vs reference; per field {self.field_mismatches}), {self.model_mismatches} (numba vs "
-                 f"reference); pulses per "
-                 f"quality bit 0..9: {self.quality_counts.tolist()}"]
+        lines = [
+            f"{self.channel_windows} channel-windows, {self.pulses_reference} reference "
+            f"pulses, {self.pulses_rtl} RTL pulses, {self.mismatched_windows} windows differ "
+            f"(RTL vs reference; per field {self.field_mismatches}), {self.model_mismatches} (numba vs "
+            f"reference); pulses per "
+            f"quality bit 0..9: {self.quality_counts.tolist()}"
+        ]
         lines += [str(m) for m in self.mismatches[:limit]]
         return "\n".join(lines)
 
@@ -59,7 +61,7 @@ def batch_params(campaign: Campaign, b: int) -> PulseParams:
 def _numba_records(x: np.ndarray, params: PulseParams, seed: int) -> np.ndarray:
     if x.shape[1] <= MAX_WINDOW:
         return find_pulses(x, params)
-    stream = PulseStream(params)                  # stream mode, cut at seeded random places
+    stream = PulseStream(params)  # stream mode, cut at seeded random places
     rng = np.random.default_rng(seed)
     cuts = np.sort(rng.integers(0, x.shape[1], size=8))
     parts = [stream.process(np.ascontiguousarray(c)) for c in np.split(x, cuts, axis=1)]
@@ -96,8 +98,9 @@ def compare(campaign: Campaign, rows: np.ndarray, columns, max_listed: int = 200
         model = _numba_records(x, params_of[b], seed=w)
         if not np.array_equal(ref, model):
             rep.model_mismatches += 1
-            rep.mismatches.append(dict(window=w, field="numba model vs reference",
-                                       model=len(model), reference=len(ref)))
+            rep.mismatches.append(
+                dict(window=w, field="numba model vs reference", model=len(model), reference=len(ref))
+            )
         if not campaign.last_sent[w]:
             # abandoned window: pulses still open at its end are dropped by the firmware
             nsa = campaign.regs[b, :, REG_NAMES.index("nsa")]
@@ -109,11 +112,18 @@ def compare(campaign: Campaign, rows: np.ndarray, columns, max_listed: int = 200
         ref_wins.append(np.full(len(ref), w, np.int64))
         samples.append(x)
     dut, dut_win = rtl_records(rows, columns, campaign.index0)
-    hil = HilReport(dut="rtl", reference="naive", n_windows=len(samples), n_channels=campaign.nch,
-                    window_samples=0)
-    compare_records(np.concatenate(refs), np.concatenate(ref_wins), dut, dut_win, samples,
-                    np.arange(len(samples)), hil, pulse_index_bits=RTL_PULSE_INDEX_BITS,
-                    max_listed=max_listed)
+    hil = HilReport(dut="rtl", reference="naive", n_windows=len(samples), n_channels=campaign.nch, window_samples=0)
+    compare_records(
+        np.concatenate(refs),
+        np.concatenate(ref_wins),
+        dut,
+        dut_win,
+        samples,
+        np.arange(len(samples)),
+        hil,
+        pulse_index_bits=RTL_PULSE_INDEX_BITS,
+        max_listed=max_listed,
+    )
     rep.mismatched_windows = hil.mismatched_channel_windows
     rep.field_mismatches = hil.field_mismatches
     rep.mismatches += hil.mismatches

@@ -26,8 +26,9 @@ TRIGGER_SOURCES = tuple(RTL_DIR / f for f in pkg.TRIGGER_FILES)
 BUILD_ROOT = None
 
 
-def lint(sources=PULSE_FINDER_SOURCES, top: str = "pulse_finder_bank",
-         parameters: dict | None = None) -> subprocess.CompletedProcess:
+def lint(
+    sources=PULSE_FINDER_SOURCES, top: str = "pulse_finder_bank", parameters: dict | None = None
+) -> subprocess.CompletedProcess:
     """``verilator --lint-only -Wall`` on the sources; returns the finished process."""
     setup_verilator_env()
     cmd = ["verilator", "--lint-only", "-Wall", "--top-module", top]
@@ -57,8 +58,9 @@ def build_bank(nch: int = 16, mutant_mix: bool = False, build_root: Path | None 
     correct), so one build checks every pulse-finder mutant.
     """
     if not mutant_mix:
-        return BuiltBank(build_dir=pkg.build_bank(nch, root=build_root, sources=PULSE_FINDER_SOURCES), nch=nch,
-                         mutant=0)
+        return BuiltBank(
+            build_dir=pkg.build_bank(nch, root=build_root, sources=PULSE_FINDER_SOURCES), nch=nch, mutant=0
+        )
     with tempfile.TemporaryDirectory(prefix="pokerdaq_mutants_") as tmp:
         build_dir = pkg.build_bank(nch, root=build_root, sources=mixed_bank_tree(Path(tmp)))
     return BuiltBank(build_dir=build_dir, nch=nch, mutant=-1)

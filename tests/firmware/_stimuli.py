@@ -34,19 +34,27 @@ class Campaign:
     """Stimulus for one simulation run (all arrays, saved with ``np.savez``)."""
 
     nch: int
-    regs: np.ndarray        # (B, nch, 9) int64, columns REG_NAMES
-    batch_n: np.ndarray     # (B,) window length N of each batch
+    regs: np.ndarray  # (B, nch, 9) int64, columns REG_NAMES
+    batch_n: np.ndarray  # (B,) window length N of each batch
     batch_nwin: np.ndarray  # (B,) windows in each batch
-    samples: np.ndarray     # (S, nch) uint16, all windows back to back
-    gaps: np.ndarray        # (S,) uint8, idle clocks (valid low) before each sample
-    index0: np.ndarray      # (W,) uint64, absolute index of each window's first sample
-    last_sent: np.ndarray   # (W,) uint8, 0: the window is abandoned (no in_last; the next
-                            # window's in_first follows), never the last window of a batch
+    samples: np.ndarray  # (S, nch) uint16, all windows back to back
+    gaps: np.ndarray  # (S,) uint8, idle clocks (valid low) before each sample
+    index0: np.ndarray  # (W,) uint64, absolute index of each window's first sample
+    last_sent: np.ndarray  # (W,) uint8, 0: the window is abandoned (no in_last; the next
+    # window's in_first follows), never the last window of a batch
 
     def save(self, path) -> None:
-        np.savez(path, nch=self.nch, regs=self.regs, batch_n=self.batch_n,
-                 batch_nwin=self.batch_nwin, samples=self.samples, gaps=self.gaps,
-                 index0=self.index0, last_sent=self.last_sent)
+        np.savez(
+            path,
+            nch=self.nch,
+            regs=self.regs,
+            batch_n=self.batch_n,
+            batch_nwin=self.batch_nwin,
+            samples=self.samples,
+            gaps=self.gaps,
+            index0=self.index0,
+            last_sent=self.last_sent,
+        )
 
     @property
     def n_channel_windows(self) -> int:
@@ -58,12 +66,13 @@ class Campaign:
         w = 0
         for b, (n, nwin) in enumerate(zip(self.batch_n, self.batch_nwin)):
             for _ in range(int(nwin)):
-                yield w, b, int(n), int(self.index0[w]), self.samples[pos:pos + n]
+                yield w, b, int(n), int(self.index0[w]), self.samples[pos : pos + n]
                 pos += int(n)
                 w += 1
 
 
 # ---------------------------------------------------------------------------- registers
+
 
 def _corner_regs(rng: np.random.Generator, n: int) -> tuple[list[int], int]:
     u = rng.random()
@@ -119,6 +128,7 @@ def _physics_regs(rng: np.random.Generator, n: int, base: int) -> list[int]:
 
 # ---------------------------------------------------------------------------- samples
 
+
 def _corner_samples(rng: np.random.Generator, n: int, regs: list[int], base: int) -> np.ndarray:
     thr, _, nsa, _, nped_log2, maxped, _, ped_mode, ped_cfg = regs
     x = np.empty(n, dtype=np.int64)
@@ -126,7 +136,7 @@ def _corner_samples(rng: np.random.Generator, n: int, regs: list[int], base: int
     start = 0
     if ped_mode == 0:
         ped = base + rng.integers(-3, 4, size=nped)
-        if rng.random() < 0.2:                      # a spike above MAXPED in the pedestal
+        if rng.random() < 0.2:  # a spike above MAXPED in the pedestal
             ped[rng.integers(0, nped)] = maxped + int(rng.integers(1, 50))
         ped = np.clip(ped, 0, RAIL)
         x[:nped] = ped
@@ -135,31 +145,45 @@ def _corner_samples(rng: np.random.Generator, n: int, regs: list[int], base: int
     else:
         ped_sum = ped_cfg << nped_log2
     t_abs = (ped_sum >> nped_log2) + thr
-    levels = lambda: int(rng.choice([t_abs - 2, t_abs - 1, t_abs, t_abs + 1, t_abs + 2, base,  # noqa: E731
-                                     0, RAIL, int(rng.integers(0, RAIL + 1)),
-                                     t_abs + int(rng.integers(-20, 300))]))
+
+    def levels() -> int:  # a level near T, the baseline or a rail, or anywhere
+        choices = [
+            t_abs - 2,
+            t_abs - 1,
+            t_abs,
+            t_abs + 1,
+            t_abs + 2,
+            base,
+            0,
+            RAIL,
+            int(rng.integers(0, RAIL + 1)),
+            t_abs + int(rng.integers(-20, 300)),
+        ]
+        return int(rng.choice(choices))
+
     pos = start
     while pos < n:
         kind = rng.integers(0, 6)
-        if kind == 0:                                # flat run at a level near T or a rail
+        if kind == 0:  # flat run at a level near T or a rail
             seg = np.full(int(rng.integers(1, 9)), levels())
-        elif kind == 1:                              # noise straddling T
+        elif kind == 1:  # noise straddling T
             seg = t_abs + rng.integers(-3, 4, size=int(rng.integers(1, 17)))
-        elif kind == 2:                              # pulse: rise, optional plateau, fall
+        elif kind == 2:  # pulse: rise, optional plateau, fall
             top = int(rng.integers(t_abs + 1, max(t_abs + 2, RAIL + 200)))
             rise = np.linspace(t_abs - int(rng.integers(0, 5)), top, int(rng.integers(1, 6)))
             plateau = np.full(int(rng.integers(0, 4)), top)
             fall = np.linspace(top, t_abs - int(rng.integers(-3, 30)), int(rng.integers(1, 2 * nsa + 3)))
             seg = np.concatenate([rise, plateau, fall]).astype(np.int64)
-        elif kind == 3:                              # rail run
+        elif kind == 3:  # rail run
             seg = np.full(int(rng.integers(1, 6)), RAIL if rng.random() < 0.6 else 0)
-        elif kind == 4:                              # slow ramp (peak beyond NSA)
-            seg = np.linspace(t_abs - 2, t_abs + int(rng.integers(1, 3000)),
-                              int(rng.integers(2, nsa + 4))).astype(np.int64)
-        else:                                        # quiet baseline
+        elif kind == 4:  # slow ramp (peak beyond NSA)
+            seg = np.linspace(t_abs - 2, t_abs + int(rng.integers(1, 3000)), int(rng.integers(2, nsa + 4))).astype(
+                np.int64
+            )
+        else:  # quiet baseline
             seg = base + rng.integers(-3, 4, size=int(rng.integers(1, 20)))
         k = min(len(seg), n - pos)
-        x[pos:pos + k] = seg[:k]
+        x[pos : pos + k] = seg[:k]
         pos += k
     return np.clip(x, 0, RAIL).astype(np.uint16)
 
@@ -171,7 +195,7 @@ def _two_exp(dt: np.ndarray, tau_r: float, tau_d: float) -> np.ndarray:
 
 
 def _physics_samples(rng: np.random.Generator, n: int, base: int, lam: float) -> np.ndarray:
-    with np.errstate(under="ignore"):            # exp() of long tails underflows to 0: fine
+    with np.errstate(under="ignore"):  # exp() of long tails underflows to 0: fine
         return _physics_samples_body(rng, n, base, lam)
 
 
@@ -189,7 +213,7 @@ def _physics_samples_body(rng: np.random.Generator, n: int, base: int, lam: floa
         dt = t - t0
         shape = _two_exp(dt, tau_r, tau_d) / norm
         x += amp * shape
-        if rng.random() < 0.3:                        # pile-up partner a few samples later
+        if rng.random() < 0.3:  # pile-up partner a few samples later
             dt2 = dt - rng.uniform(1.0, 15.0)
             x += amp * rng.uniform(0.1, 1.5) * _two_exp(dt2, tau_r, tau_d) / norm
     return np.clip(np.rint(x), 0, RAIL).astype(np.uint16)
@@ -197,9 +221,14 @@ def _physics_samples_body(rng: np.random.Generator, n: int, base: int, lam: floa
 
 # ---------------------------------------------------------------------------- campaign
 
-def make_campaign(seed: int, n_channel_windows: int, nch: int,
-                  kinds: tuple[str, ...] = ("corner", "physics"),
-                  windows_per_batch: int = 8) -> Campaign:
+
+def make_campaign(
+    seed: int,
+    n_channel_windows: int,
+    nch: int,
+    kinds: tuple[str, ...] = ("corner", "physics"),
+    windows_per_batch: int = 8,
+) -> Campaign:
     """At least ``n_channel_windows`` channel-windows of the given kinds, deterministic in seed."""
     rng = np.random.default_rng(np.random.SeedSequence([seed, nch]))
     regs, batch_n, batch_nwin, chunks, gaps, index0, last_sent = [], [], [], [], [], [], []
@@ -216,8 +245,11 @@ def make_campaign(seed: int, n_channel_windows: int, nch: int,
             nwin = windows_per_batch
         else:
             u = rng.random()
-            n = int(rng.integers(1, 97)) if u < 0.6 else (
-                int(rng.integers(97, 401)) if u < 0.85 else int(rng.integers(401, 1025)))
+            n = (
+                int(rng.integers(1, 97))
+                if u < 0.6
+                else (int(rng.integers(97, 401)) if u < 0.85 else int(rng.integers(401, 1025)))
+            )
             nwin = windows_per_batch
         batch_regs, bases = [], []
         for _ in range(nch):
@@ -227,7 +259,7 @@ def make_campaign(seed: int, n_channel_windows: int, nch: int,
                 base = int(rng.integers(50, 3000))
                 r = _physics_regs(rng, n, base)
                 if kind == "stream":
-                    r[7], r[6] = 1, 0                  # configured pedestal, unlimited pulses
+                    r[7], r[6] = 1, 0  # configured pedestal, unlimited pulses
             batch_regs.append(r)
             bases.append(base)
         lam = rng.uniform(0.0, 3.0) if kind == "physics" else rng.uniform(20.0, 200.0) * n / 10000
@@ -241,8 +273,7 @@ def make_campaign(seed: int, n_channel_windows: int, nch: int,
                 else:
                     win[:, ch] = _physics_samples(rng, n, bases[ch], lam)
             chunks.append(win)
-            start = 0 if (kind != "stream" and rng.random() < 0.8) else int(
-                rng.integers(0, (1 << 48) - n - 1))
+            start = 0 if (kind != "stream" and rng.random() < 0.8) else int(rng.integers(0, (1 << 48) - n - 1))
             index0.append(start)
         gap_p = float(rng.choice([0.0, 0.0, 0.05, 0.3]))
         n_slots = n * nwin

@@ -34,11 +34,24 @@ from pokerdaq.trigger._registers import (
     P_VETO_LO,
 )
 
-RECORD_FIELDS = ("event_number", "timestamp", "ref_time", "trigger_word", "conditions",
-                 "beam_mask", "srd_mask", "veto_mask", "e_preshower", "e_ecal", "e_calo",
-                 "e_hcal", "e_srd", "e_veto")
+RECORD_FIELDS = (
+    "event_number",
+    "timestamp",
+    "ref_time",
+    "trigger_word",
+    "conditions",
+    "beam_mask",
+    "srd_mask",
+    "veto_mask",
+    "e_preshower",
+    "e_ecal",
+    "e_calo",
+    "e_hcal",
+    "e_srd",
+    "e_veto",
+)
 COUNTER_ROWS = ("raw", "prescaled", "accepted", "lost_dead", "lost_busy")
-LIVETIME_FIELDS = ("ticks", "dead_ticks", "busy_ticks", "live_ticks")   # spec 2.12, bench LIVETIME_PORTS
+LIVETIME_FIELDS = ("ticks", "dead_ticks", "busy_ticks", "live_ticks")  # spec 2.12, bench LIVETIME_PORTS
 
 
 def with_params(regs: TriggerRegisters, **values) -> TriggerRegisters:
@@ -59,14 +72,14 @@ def with_params(regs: TriggerRegisters, **values) -> TriggerRegisters:
 class Segment(TriggerSegment):
     """A bench segment (records sorted by (time, channel)) with the model's expected output."""
 
-    expected: np.ndarray | None = None        # TRIGGER_DTYPE of the model
+    expected: np.ndarray | None = None  # TRIGGER_DTYPE of the model
     counters: dict | None = None
     # the model's live-time counters (LIVETIME_FIELDS) after each of its process/finish calls,
     # and the bench slice (advance) that ends at the same tick as each of those calls
     livetime: np.ndarray | None = None
     livetime_slices: np.ndarray | None = None
-    straddles: int = 0                        # advance ends inside an accepted trigger's dead time
-    late_records: int = 0                     # the model's late_records (RTL: err_late)
+    straddles: int = 0  # advance ends inside an accepted trigger's dead time
+    late_records: int = 0  # the model's late_records (RTL: err_late)
 
 
 def _busy_intervals(rng: np.random.Generator, end: int, fraction: float, max_len: int) -> np.ndarray:
@@ -84,9 +97,17 @@ def _busy_intervals(rng: np.random.Generator, end: int, fraction: float, max_len
     return np.array(out, np.int64).reshape(-1, 2)
 
 
-def make_segment(regs: TriggerRegisters, records: np.ndarray, rng: np.random.Generator, *,
-                 max_slice_ticks: int | tuple = 400, busy_fraction: float = 0.0,
-                 busy_intervals: bool = False, max_busy_ticks: int = 300, late_fraction: float = 0.0) -> Segment:
+def make_segment(
+    regs: TriggerRegisters,
+    records: np.ndarray,
+    rng: np.random.Generator,
+    *,
+    max_slice_ticks: int | tuple = 400,
+    busy_fraction: float = 0.0,
+    busy_intervals: bool = False,
+    max_busy_ticks: int = 300,
+    late_fraction: float = 0.0,
+) -> Segment:
     """Sort the records, cut the stream at random ticks, run the model on the same slices.
 
     Each slice is 1..m ticks long, m drawn per slice from ``max_slice_ticks`` (an int or a
@@ -110,8 +131,11 @@ def make_segment(regs: TriggerRegisters, records: np.ndarray, rng: np.random.Gen
         t += int(rng.integers(1, int(rng.choice(maxima)) + 1))
         model_ends.append(t)
     if busy_intervals:
-        iv = _busy_intervals(rng, model_ends[-1], busy_fraction, max_busy_ticks) if busy_fraction > 0 \
+        iv = (
+            _busy_intervals(rng, model_ends[-1], busy_fraction, max_busy_ticks)
+            if busy_fraction > 0
             else np.zeros((0, 2), np.int64)
+        )
         edges = iv.ravel()
         ends = [int(e) for e in np.union1d(model_ends, edges[(edges > 0) & (edges < model_ends[-1])])]
         starts = np.array([0] + ends[:-1])
@@ -126,14 +150,14 @@ def make_segment(regs: TriggerRegisters, records: np.ndarray, rng: np.random.Gen
     model_cuts, prev = [], 0
     for end in model_ends:
         cut = int(np.searchsorted(times, end * 64))
-        if late_fraction and rng.random() < late_fraction:   # no draw otherwise: same slices as without
+        if late_fraction and rng.random() < late_fraction:  # no draw otherwise: same slices as without
             cut = max(prev, cut - int(rng.integers(1, 4)))
         model_cuts.append(cut)
         prev = cut
     model_cuts[-1] = len(records)
     # the bench's advances refine the model's slices: a slice's records go, in time order,
     # with the first advance that needs them, and never beyond the slice's own cut
-    model_of = np.searchsorted(model_ends, ends)          # model slice of each advance
+    model_of = np.searchsorted(model_ends, ends)  # model slice of each advance
     model_lo = np.array([0] + model_cuts[:-1])
     cuts = np.searchsorted(times, np.asarray(ends) * 64)
     cuts = np.minimum(np.maximum(cuts, model_lo[model_of]), np.asarray(model_cuts)[model_of])
@@ -153,7 +177,7 @@ def make_segment(regs: TriggerRegisters, records: np.ndarray, rng: np.random.Gen
     drain = model.tick
     out.append(model.finish())
     snapshot()
-    seg.ends.append(model.tick)       # the drain slice: no records, not busy
+    seg.ends.append(model.tick)  # the drain slice: no records, not busy
     seg.busy.append(False)
     seg.cuts.append(len(records))
     assert drain < model.tick
@@ -161,8 +185,9 @@ def make_segment(regs: TriggerRegisters, records: np.ndarray, rng: np.random.Gen
     c = model.counters
     seg.late_records = c.late_records
     seg.counters = {row: getattr(c, row).copy() for row in COUNTER_ROWS}
-    seg.counters.update(attempts=c.attempts, lost_dead_triggers=c.lost_dead_triggers,
-                        lost_busy_triggers=c.lost_busy_triggers)
+    seg.counters.update(
+        attempts=c.attempts, lost_dead_triggers=c.lost_dead_triggers, lost_busy_triggers=c.lost_busy_triggers
+    )
     seg.livetime = np.array(livetime, np.int64)
     seg.livetime_slices = np.searchsorted(seg.ends, model_ends + [model.tick])
     assert (np.asarray(seg.ends)[seg.livetime_slices] == model_ends + [model.tick]).all()
@@ -171,8 +196,9 @@ def make_segment(regs: TriggerRegisters, records: np.ndarray, rng: np.random.Gen
     issue = seg.expected["timestamp"].astype(np.int64)
     adv = np.asarray(seg.ends, np.int64)
     last = np.searchsorted(issue, adv, side="left") - 1
-    seg.straddles = int(((last >= 0) & (adv < issue[np.maximum(last, 0)] + int(regs.params[P_DEAD]))).sum()) \
-        if len(issue) else 0
+    seg.straddles = (
+        int(((last >= 0) & (adv < issue[np.maximum(last, 0)] + int(regs.params[P_DEAD]))).sum()) if len(issue) else 0
+    )
     return seg
 
 
@@ -192,25 +218,31 @@ def records_from(channel, time, net) -> np.ndarray:
 
 @dataclass
 class TriggerReport:
-    decisions: int = 0          # trigger records compared
+    decisions: int = 0  # trigger records compared
     mismatches: list = field(default_factory=list)
     counter_mismatches: list = field(default_factory=list)
     livetime_snapshots: int = 0  # advances at which the four live-time counters were compared
     livetime_mismatches: list = field(default_factory=list)
-    late_records: int = 0        # late primitives counted by the RTL (err_late), equal to the model's
+    late_records: int = 0  # late primitives counted by the RTL (err_late), equal to the model's
     errors: dict = field(default_factory=dict)
-    latency: LatencyReport | None = None   # decision_latency (run_segments sets it)
+    latency: LatencyReport | None = None  # decision_latency (run_segments sets it)
 
     @property
     def ok(self) -> bool:
-        return (not self.mismatches and not self.counter_mismatches and not self.livetime_mismatches
-                and not any(self.errors.values()))
+        return (
+            not self.mismatches
+            and not self.counter_mismatches
+            and not self.livetime_mismatches
+            and not any(self.errors.values())
+        )
 
     def summary(self, limit: int = 20) -> str:
-        lines = [f"{self.decisions} trigger records compared, {len(self.mismatches)} field "
-                 f"mismatches, {len(self.counter_mismatches)} counter mismatches, "
-                 f"{self.livetime_snapshots} live-time snapshots compared, {len(self.livetime_mismatches)} "
-                 f"live-time mismatches, {self.late_records} late records, errors {self.errors}"]
+        lines = [
+            f"{self.decisions} trigger records compared, {len(self.mismatches)} field "
+            f"mismatches, {len(self.counter_mismatches)} counter mismatches, "
+            f"{self.livetime_snapshots} live-time snapshots compared, {len(self.livetime_mismatches)} "
+            f"live-time mismatches, {self.late_records} late records, errors {self.errors}"
+        ]
         lines += [str(m) for m in self.mismatches[:limit]]
         lines += [str(m) for m in self.counter_mismatches[:limit]]
         lines += [str(m) for m in self.livetime_mismatches[:limit]]
@@ -235,16 +267,31 @@ def compare(segments: list[Segment], result) -> TriggerReport:
         rep.decisions += min(len(rtl), len(exp))
         for i in range(n):
             if i >= len(rtl) or i >= len(exp):
-                rep.mismatches.append({"segment": k, "decision": i, "field": "presence",
-                                       "rtl": i < len(rtl), "model": i < len(exp),
-                                       "model_row": exp[i].tolist() if i < len(exp) else None})
+                rep.mismatches.append(
+                    {
+                        "segment": k,
+                        "decision": i,
+                        "field": "presence",
+                        "rtl": i < len(rtl),
+                        "model": i < len(exp),
+                        "model_row": exp[i].tolist() if i < len(exp) else None,
+                    }
+                )
                 continue
             for name in RECORD_FIELDS:
                 a, b = int(rtl[i, cols.index(name)]), int(exp[name][i])
                 if a != b:
-                    rep.mismatches.append({"segment": k, "decision": i, "field": name, "rtl": a,
-                                           "model": b, "ref_time": int(exp["ref_time"][i]),
-                                           "timestamp": int(exp["timestamp"][i])})
+                    rep.mismatches.append(
+                        {
+                            "segment": k,
+                            "decision": i,
+                            "field": name,
+                            "rtl": a,
+                            "model": b,
+                            "ref_time": int(exp["ref_time"][i]),
+                            "timestamp": int(exp["timestamp"][i]),
+                        }
+                    )
         cnt = result[f"counters{k}"]
         for r, row in enumerate(COUNTER_ROWS):
             for t, tname in enumerate(TriggerBits.NAMES):
@@ -257,22 +304,32 @@ def compare(segments: list[Segment], result) -> TriggerReport:
                 rep.counter_mismatches.append({"segment": k, "counter": name, "rtl": a, "model": b})
         rtl_lt = result[f"livetime{k}"]
         if len(rtl_lt) != len(seg.ends):
-            rep.livetime_mismatches.append({"segment": k, "counter": "advances", "rtl": len(rtl_lt),
-                                            "model": len(seg.ends)})
+            rep.livetime_mismatches.append(
+                {"segment": k, "counter": "advances", "rtl": len(rtl_lt), "model": len(seg.ends)}
+            )
         else:
             for j, adv in enumerate(seg.livetime_slices):
                 rep.livetime_snapshots += 1
                 for f, name in enumerate(LIVETIME_FIELDS):
                     a, b = int(rtl_lt[adv, f]), int(seg.livetime[j, f])
                     if a != b:
-                        rep.livetime_mismatches.append({"segment": k, "advance": int(adv), "tick": int(seg.ends[adv]),
-                                                        "counter": name, "rtl": a, "model": b})
+                        rep.livetime_mismatches.append(
+                            {
+                                "segment": k,
+                                "advance": int(adv),
+                                "tick": int(seg.ends[adv]),
+                                "counter": name,
+                                "rtl": a,
+                                "model": b,
+                            }
+                        )
         # err_late is the model's late_records; overflow and out-of-order drops must not occur
         late = int(result[f"errors{k}"][2])
         rep.late_records += late
         if late != seg.late_records:
-            rep.counter_mismatches.append({"segment": k, "counter": "late_records (err_late)", "rtl": late,
-                                           "model": seg.late_records})
+            rep.counter_mismatches.append(
+                {"segment": k, "counter": "late_records (err_late)", "rtl": late, "model": seg.late_records}
+            )
         for j, name in enumerate(("err_overflow", "err_order")):
             rep.errors[name] = rep.errors.get(name, 0) + int(result[f"errors{k}"][j])
     return rep
@@ -284,25 +341,26 @@ class LatencyReport:
 
     records: int = 0
     advances: int = 0
-    max_latency: int = 0          # clocks from an advance's acceptance to a record it emits
-    max_advance: int = 0          # clocks an advance takes (acceptance to idle)
-    max_bound_use: float = 0.0    # largest measured / bound over the advances
-    clocks: int = 0               # all advances' processing clocks
-    ticks: int = 0                # stream ticks they covered
+    max_latency: int = 0  # clocks from an advance's acceptance to a record it emits
+    max_advance: int = 0  # clocks an advance takes (acceptance to idle)
+    max_bound_use: float = 0.0  # largest measured / bound over the advances
+    clocks: int = 0  # all advances' processing clocks
+    ticks: int = 0  # stream ticks they covered
     primitives: int = 0
     violations: list = field(default_factory=list)
 
     def summary(self) -> str:
-        return (f"{self.records} records, {self.advances} advances: largest decision latency {self.max_latency} "
-                f"clocks, largest advance {self.max_advance} clocks (at most {self.max_bound_use:.1%} of its "
-                f"bound); {self.clocks} clocks for {self.ticks} ticks and {self.primitives} primitives "
-                f"({self.clocks / max(self.ticks, 1):.3f} clocks/tick, "
-                f"{self.clocks / max(self.primitives, 1):.2f} clocks/primitive); "
-                f"{len(self.violations)} over the bound {self.violations[:3]}")
+        return (
+            f"{self.records} records, {self.advances} advances: largest decision latency {self.max_latency} "
+            f"clocks, largest advance {self.max_advance} clocks (at most {self.max_bound_use:.1%} of its "
+            f"bound); {self.clocks} clocks for {self.ticks} ticks and {self.primitives} primitives "
+            f"({self.clocks / max(self.ticks, 1):.3f} clocks/tick, "
+            f"{self.clocks / max(self.primitives, 1):.2f} clocks/primitive); "
+            f"{len(self.violations)} over the bound {self.violations[:3]}"
+        )
 
 
-def advance_bound(fill: int, candidates: int, ticks: int, w_beam_entries: int, n_boards: int,
-                  random_on: bool) -> int:
+def advance_bound(fill: int, candidates: int, ticks: int, w_beam_entries: int, n_boards: int, random_on: bool) -> int:
     """Clocks trigger_top may take for one advance (docs/firmware-spec.md 2.10, README "Latency").
 
     ``fill`` entries in the buffer, ``candidates`` decided, ``ticks`` of stream advanced,
@@ -325,7 +383,7 @@ def decision_latency(segments: list[Segment], result, rep: LatencyReport | None 
     cols = [str(c) for c in result["columns"]]
     rows = result["rows"]
     for k, seg in enumerate(segments):
-        adv = result[f"advances{k}"]            # accepted, done, fill, candidates
+        adv = result[f"advances{k}"]  # accepted, done, fill, candidates
         times = np.sort(seg.records["time"].astype(np.int64))
         w_beam = int(seg.regs.params[P_BEAM_W])
         w = int((np.searchsorted(times, times + w_beam) - np.arange(len(times))).max()) if len(times) else 0
@@ -333,11 +391,13 @@ def decision_latency(segments: list[Segment], result, rep: LatencyReport | None 
         random_on = int(seg.regs.params[P_RND_MODE]) != RND_OFF
         ends = np.asarray(seg.ends, np.int64)
         steps = np.diff(np.concatenate([[0], ends]))
-        bounds = np.array([advance_bound(int(f), int(c), int(t), w, n_boards, random_on)
-                           for (_, _, f, c), t in zip(adv, steps)], np.int64)
+        bounds = np.array(
+            [advance_bound(int(f), int(c), int(t), w, n_boards, random_on) for (_, _, f, c), t in zip(adv, steps)],
+            np.int64,
+        )
         took = adv[:, 1] - adv[:, 0]
         rec_clock = rows[rows[:, cols.index("segment")] == k][:, cols.index("clock")]
-        a = np.searchsorted(adv[:, 0], rec_clock, side="right") - 1     # the advance that emitted it
+        a = np.searchsorted(adv[:, 0], rec_clock, side="right") - 1  # the advance that emitted it
         lat = rec_clock - adv[a, 0]
         if (lat > took[a]).any():
             rep.violations.append({"segment": k, "problem": "a record after its advance ended"})
@@ -354,6 +414,16 @@ def decision_latency(segments: list[Segment], result, rep: LatencyReport | None 
     return rep
 
 
-__all__ = ["LatencyReport", "Segment", "TriggerReport", "advance_bound", "compare", "decision_latency",
-           "make_segment", "records_from", "register_writes",
-           "save_campaign", "with_params"]
+__all__ = [
+    "LatencyReport",
+    "Segment",
+    "TriggerReport",
+    "advance_bound",
+    "compare",
+    "decision_latency",
+    "make_segment",
+    "records_from",
+    "register_writes",
+    "save_campaign",
+    "with_params",
+]

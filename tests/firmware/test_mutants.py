@@ -45,11 +45,17 @@ def test_a_snippet_that_does_not_match_once_is_refused():
 def test_mutant_trees(tmp_path):
     bank = mixed_bank_tree(tmp_path / "bank")
     texts = {p.name: p.read_text() for p in bank}
-    assert sorted(texts) == sorted(["pulse_finder.v", "pulse_finder_fadc250.v", "pulse_finder_bank.v",
-                                    *(f"pulse_finder_m{k}.v" for k in PULSE_FINDER_MUTANTS)])
+    assert sorted(texts) == sorted(
+        [
+            "pulse_finder.v",
+            "pulse_finder_fadc250.v",
+            "pulse_finder_bank.v",
+            *(f"pulse_finder_m{k}.v" for k in PULSE_FINDER_MUTANTS),
+        ]
+    )
     # the fADC250 core of every lane is the production one
     assert texts["pulse_finder_fadc250.v"] == (PULSE_FINDER_SOURCES[0].parent / "pulse_finder_fadc250.v").read_text()
-    assert texts["pulse_finder.v"] == PULSE_FINDER_SOURCES[0].read_text()   # lane ch % 6 == 0: production
+    assert texts["pulse_finder.v"] == PULSE_FINDER_SOURCES[0].read_text()  # lane ch % 6 == 0: production
     instances = re.findall(r"^\s*(pulse_finder(?:_m\d)?) u_pf \(", texts["pulse_finder_bank.v"], flags=re.MULTILINE)
     assert instances == ["pulse_finder", *(f"pulse_finder_m{k}" for k in PULSE_FINDER_MUTANTS)]
     for k in TRIGGER_MUTANTS:

@@ -41,11 +41,14 @@ def assert_bit_exact(result, report) -> None:
     assert report.pulses_rtl == report.pulses_reference
 
 
-@pytest.mark.parametrize("top,params", [
-    ("pulse_finder", {}),
-    ("pulse_finder_bank", {}),
-    ("trigger_top", {}),
-])
+@pytest.mark.parametrize(
+    "top,params",
+    [
+        ("pulse_finder", {}),
+        ("pulse_finder_bank", {}),
+        ("trigger_top", {}),
+    ],
+)
 def test_verilator_lint_wall_is_clean(top, params):
     sources = TRIGGER_SOURCES if top == "trigger_top" else PULSE_FINDER_SOURCES
     proc = lint(sources=sources, top=top, parameters=params)
@@ -117,8 +120,7 @@ def test_record_latency_is_fixed(bank, tmp_path):
 
 def test_stream_mode_bit_exact(bank, tmp_path):
     """Stream mode: configured pedestal, unlimited pulses, 48-bit indices, `finish` = last."""
-    campaign = make_campaign(seed=303, n_channel_windows=2 * bank.nch, nch=bank.nch,
-                             kinds=("stream",))
+    campaign = make_campaign(seed=303, n_channel_windows=2 * bank.nch, nch=bank.nch, kinds=("stream",))
     assert int(campaign.index0.max()) >= 1 << 40
     result, report = run_campaign(bank, campaign, tmp_path)
     assert report.pulses_reference > 1000
@@ -130,14 +132,13 @@ def test_scoreboard_catches_every_mutant(mutant_bank, tmp_path):
     campaign = make_campaign(seed=404, n_channel_windows=1200, nch=mutant_bank.nch)
     result, report = run_campaign(mutant_bank, campaign, tmp_path)
     per_lane = np.zeros(mutant_bank.nch, dtype=int)
-    full = compare(campaign, result["rows"], [str(c) for c in result["columns"]],
-                   max_listed=10**9)
+    full = compare(campaign, result["rows"], [str(c) for c in result["columns"]], max_listed=10**9)
     assert full.model_mismatches == 0
     for m in full.mismatches:
         per_lane[m["channel"]] += 1
     by_mutant = {k: int(per_lane[k::6].sum()) for k in range(6)}
     log.info("mismatching channel-windows per mutant (0 = correct RTL): %s", by_mutant)
-    assert by_mutant[0] == 0, report.summary()           # lanes 0 and 6: the correct RTL
+    assert by_mutant[0] == 0, report.summary()  # lanes 0 and 6: the correct RTL
     for k, name in MUTANT_NAMES.items():
         assert by_mutant[k] > 0, f"MUTANT={k} ({name}) not detected"
 
@@ -146,13 +147,20 @@ def test_scoreboard_catches_every_mutant(mutant_bank, tmp_path):
 def test_long_regression_bit_exact(bank, tmp_path):
     """>= 100,000 channel-windows of corner, physics and stream stimuli, zero mismatches."""
     total = 0
-    for part, (seed, n, kinds) in enumerate([
-        (1001, 50_000, ("corner",)),
-        (1002, 50_000, ("physics",)),
-        (1003, 8 * bank.nch, ("stream",)),
-    ]):
-        campaign = make_campaign(seed=seed, n_channel_windows=n, nch=bank.nch, kinds=kinds,
-                                 windows_per_batch=32 if kinds != ("stream",) else 8)
+    for part, (seed, n, kinds) in enumerate(
+        [
+            (1001, 50_000, ("corner",)),
+            (1002, 50_000, ("physics",)),
+            (1003, 8 * bank.nch, ("stream",)),
+        ]
+    ):
+        campaign = make_campaign(
+            seed=seed,
+            n_channel_windows=n,
+            nch=bank.nch,
+            kinds=kinds,
+            windows_per_batch=32 if kinds != ("stream",) else 8,
+        )
         sub = tmp_path / f"part{part}"
         sub.mkdir()
         result, report = run_campaign(bank, campaign, sub)

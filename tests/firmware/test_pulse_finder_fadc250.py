@@ -35,10 +35,9 @@ def _words(rng: np.random.Generator, n: int, thr: int) -> np.ndarray:
         amp = int(rng.integers(1, 500))
         t = np.arange(n) - start
         if rng.random() < 0.5:
-            x = x + np.where(t < 0, 0, np.where(t < width, amp * (t + 1) // width,
-                                                amp * width // np.maximum(t + 1, 1)))
+            x = x + np.where(t < 0, 0, np.where(t < width, amp * (t + 1) // width, amp * width // np.maximum(t + 1, 1)))
         else:
-            x[max(start, 0):max(start + width, 0)] += amp
+            x[max(start, 0) : max(start + width, 0)] += amp
     u = rng.random(n)
     x[u < 0.08] = thr
     x = np.clip(x, 0, 4095)
@@ -76,26 +75,28 @@ def make_fadc250_campaign(seed: int, nch: int, n_batches: int, windows: int) -> 
                 log2 -= 1
             algorithm = int(rng.random() < 0.75)
             thr = int(rng.integers(60, 200)) if algorithm else int(rng.integers(1, 40))
-            rows.append([thr, nsb, nsa, nsat, log2, int(rng.integers(0, 300)), 3, 0, 0,
-                         algorithm])
+            rows.append([thr, nsb, nsa, nsat, log2, int(rng.integers(0, 300)), 3, 0, 0, algorithm])
         regs.append(rows)
         batch_n.append(n)
         batch_nwin.append(windows)
         for _ in range(windows):
-            chunks.append(np.stack([_words(rng, n, rows[ch][0] if rows[ch][9] else 120)
-                                    for ch in range(nch)], axis=1))
+            chunks.append(np.stack([_words(rng, n, rows[ch][0] if rows[ch][9] else 120) for ch in range(nch)], axis=1))
             index0.append(0 if rng.random() < 0.7 else int(rng.integers(0, 1 << 47)))
             # idle clocks before each window: the fadc250 engine finishes the previous one
             # (at most N (NSAT + 8) + 3 (NSB + NSA) + 40 clocks, pulse_finder_fadc250.v)
             g = np.zeros(n, dtype=np.uint16)
             g[0] = max(n * (r[3] + 8) + 3 * (r[1] + r[2]) + 40 for r in rows)
             gaps.append(g)
-    return Campaign(nch=nch, regs=np.asarray(regs, dtype=np.int64),
-                    batch_n=np.asarray(batch_n, dtype=np.int64),
-                    batch_nwin=np.asarray(batch_nwin, dtype=np.int64),
-                    samples=np.concatenate(chunks, axis=0), gaps=np.concatenate(gaps),
-                    index0=np.asarray(index0, dtype=np.uint64),
-                    last_sent=np.ones(len(index0), dtype=np.uint8))
+    return Campaign(
+        nch=nch,
+        regs=np.asarray(regs, dtype=np.int64),
+        batch_n=np.asarray(batch_n, dtype=np.int64),
+        batch_nwin=np.asarray(batch_nwin, dtype=np.int64),
+        samples=np.concatenate(chunks, axis=0),
+        gaps=np.concatenate(gaps),
+        index0=np.asarray(index0, dtype=np.uint64),
+        last_sent=np.ones(len(index0), dtype=np.uint8),
+    )
 
 
 def test_fadc250_core_lint_wall_is_clean():
@@ -120,21 +121,23 @@ def test_fadc250_lanes_bit_exact(bank, tmp_path):
             thr, nsb, nsa, nsat, log2, maxped = (int(v) for v in campaign.regs[b, ch, :6])
             x = np.ascontiguousarray(win[:, ch][None, :])
             want = port_records(x, nsa, nsb, thr, log2, maxped, nsat)
-            params = PulseParams.uniform(1, thr=thr, nsb=nsb, nsa=nsa, nsat=nsat,
-                                         nped_log2=log2, maxped=maxped, algorithm=1)
+            params = PulseParams.uniform(
+                1, thr=thr, nsb=nsb, nsa=nsa, nsat=nsat, nped_log2=log2, maxped=maxped, algorithm=1
+            )
             got = find_pulses_reference(x, params)
             assert np.array_equal(got, want), (b, ch, got, want)
             fadc_windows += 1
             fadc_pulses += len(got)
             quality += ((got["quality"][:, None].astype(np.int64) >> np.arange(11)) & 1).sum(0)
-    print(f"fadc250 lanes: {fadc_windows} channel-windows, {fadc_pulses} pulses, RTL = "
-          f"reference = numba = v3 port; all lanes: {report.channel_windows} channel-windows, "
-          f"{report.pulses_rtl} RTL records; fadc250 quality bits 0..10 {quality.tolist()}")
+    print(
+        f"fadc250 lanes: {fadc_windows} channel-windows, {fadc_pulses} pulses, RTL = "
+        f"reference = numba = v3 port; all lanes: {report.channel_windows} channel-windows, "
+        f"{report.pulses_rtl} RTL records; fadc250 quality bits 0..10 {quality.tolist()}"
+    )
     assert fadc_windows >= 1500 and fadc_pulses >= 1000
     # the playback window: the two pulses of the logbook entry on every fADC250 lane
     cols = {str(c): i for i, c in enumerate(result["columns"])}
-    rows = result["rows"][(result["rows"][:, cols["window"]] == 0)
-                          & (result["rows"][:, cols["channel"]] != 0)]
+    rows = result["rows"][(result["rows"][:, cols["window"]] == 0) & (result["rows"][:, cols["channel"]] != 0)]
     assert len(rows) == 2 * (bank.nch - 1)
     assert sorted(set(rows[:, cols["integral"]].tolist())) == [1500, 2528]
     assert set(rows[:, cols["pedestal"]].tolist()) == {400}

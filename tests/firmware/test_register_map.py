@@ -38,6 +38,7 @@ POKER_REGISTERS = tuple(r.name for r in rm.PULSE_FINDER if r.name != "algorithm"
 
 # ------------------------------------------------------------------------------ Verilog parsers
 
+
 def port_widths(text: str) -> dict[str, int]:
     """reg_* input -> width per channel (``[W-1:0]``, ``[NCH*W-1:0]``, ``[NCH-1:0]`` or one bit)."""
     out = {}
@@ -101,8 +102,7 @@ def trigger_decode_errors(text: str) -> list[str]:
     def want(addr: int, rtl: str, sl: str, bits: int, what: str) -> None:
         got = writes.get(addr)
         if got != (rtl, sl, bits):
-            errors.append(f"address 0x{addr:02X} ({what}): trigger_top writes {got}, registers.toml "
-                          f"{(rtl, sl, bits)}")
+            errors.append(f"address 0x{addr:02X} ({what}): trigger_top writes {got}, registers.toml {(rtl, sl, bits)}")
 
     for s in rm.TRIGGER_SCALARS:
         if s.count == 1:
@@ -111,8 +111,10 @@ def trigger_decode_errors(text: str) -> list[str]:
             for t in range(s.count):
                 want(s.index + t, s.rtl, f"[{s.bits * t + s.bits - 1}:{s.bits * t}]", s.bits, s.spec)
         if decl.get(s.rtl, (None, None))[:2] != (s.bits * s.count, s.signed):
-            errors.append(f"{s.rtl}: declared {decl.get(s.rtl)}, registers.toml {s.bits * s.count} bits "
-                          f"{'signed' if s.signed else 'unsigned'}")
+            errors.append(
+                f"{s.rtl}: declared {decl.get(s.rtl)}, registers.toml {s.bits * s.count} bits "
+                f"{'signed' if s.signed else 'unsigned'}"
+            )
     for w in rm.TRIGGER_WORDS.values():
         for j in range(w.count):
             want(w.address + j, w.rtl, f"[{j}]" if w.count > 1 else "", w.bits, w.spec)
@@ -120,17 +122,22 @@ def trigger_decode_errors(text: str) -> list[str]:
             errors.append(f"{w.rtl}: declared {decl.get(w.rtl)}, registers.toml {w.bits} bits x {w.count}")
     scalar_addresses = {s.index + t for s in rm.TRIGGER_SCALARS for t in range(s.count)}
     word_addresses = {w.address + j for w in rm.TRIGGER_WORDS.values() for j in range(w.count)}
-    errors += [f"address 0x{a:02X}: decoded by trigger_top, not in registers.toml"
-               for a in sorted(set(writes) - scalar_addresses - word_addresses)]
+    errors += [
+        f"address 0x{a:02X}: decoded by trigger_top, not in registers.toml"
+        for a in sorted(set(writes) - scalar_addresses - word_addresses)
+    ]
     # per-channel tables: reg_addr[11:8] selects the table, reg_addr[7:0] the channel
     gain = rm.TRIGGER_TABLES["GAIN"]
-    if not re.search(rf"reg_addr\[11:8\] == 4'h{gain.address >> 8:X}\)\s*{gain.rtl}\[reg_addr\[7:0\]\] <= "
-                     rf"reg_wdata\[{gain.bits - 1}:0\];", text):
+    if not re.search(
+        rf"reg_addr\[11:8\] == 4'h{gain.address >> 8:X}\)\s*{gain.rtl}\[reg_addr\[7:0\]\] <= "
+        rf"reg_wdata\[{gain.bits - 1}:0\];",
+        text,
+    ):
         errors.append(f"{gain.spec}: no write of {gain.rtl} at 0x{gain.address:X} + ch, {gain.bits} bits")
     info = rm.TRIGGER_TABLES["INFO"]
     block = re.search(rf"reg_addr\[11:8\] == 4'h{info.address >> 8:X}\) begin(.*?)end", text, re.S)
     for name, low, bits, rtl in info.fields:
-        if name == "LUT_ID":   # kept as {LUT_ID >= 0, LUT_ID[1:0]}: the sign bit and the index bits
+        if name == "LUT_ID":  # kept as {LUT_ID >= 0, LUT_ID[1:0]}: the sign bit and the index bits
             pat = rf"{rtl}\[reg_addr\[7:0\]\]\s*<= \{{!reg_wdata\[{low + bits - 1}\], reg_wdata\[{low + 1}:{low}\]\}};"
         else:
             pat = rf"{rtl}\[reg_addr\[7:0\]\]\s*<= reg_wdata\[{low + bits - 1}:{low}\];"
@@ -144,8 +151,9 @@ def trigger_decode_errors(text: str) -> list[str]:
     if not re.search(rf"{lut.rtl}\[reg_addr\[12:0\] - 13'h{lut.address:X}\] <= reg_wdata\[{lut.bits - 1}:0\];", text):
         errors.append(f"{lut.spec}: no write of {lut.rtl} at 0x{lut.address:X}, {lut.bits} bits")
     if decl.get(lut.rtl) != (lut.bits, False, lut.luts << lut.stride_log2):
-        errors.append(f"{lut.rtl}: declared {decl.get(lut.rtl)}, registers.toml {lut.bits} bits x "
-                      f"{lut.luts << lut.stride_log2}")
+        errors.append(
+            f"{lut.rtl}: declared {decl.get(lut.rtl)}, registers.toml {lut.bits} bits x {lut.luts << lut.stride_log2}"
+        )
     if lut.entries > 1 << lut.stride_log2:
         errors.append(f"LUT entries {lut.entries} overlap the next LUT (stride {1 << lut.stride_log2})")
     return errors
@@ -153,17 +161,25 @@ def trigger_decode_errors(text: str) -> list[str]:
 
 # ------------------------------------------------------------------------------ Verilog
 
-@pytest.mark.parametrize("source,names", [
-    ("pulse_finder.v", POKER_REGISTERS),
-    ("pulse_finder_fadc250.v", FADC250_REGISTERS),
-    ("pulse_finder_bank.v", tuple(r.name for r in rm.PULSE_FINDER)),
-])
+
+@pytest.mark.parametrize(
+    "source,names",
+    [
+        ("pulse_finder.v", POKER_REGISTERS),
+        ("pulse_finder_fadc250.v", FADC250_REGISTERS),
+        ("pulse_finder_bank.v", tuple(r.name for r in rm.PULSE_FINDER)),
+    ],
+)
 def test_pulse_finder_ports_match_the_register_map(source, names):
     text = (RTL / source).read_text()
     assert pulse_finder_port_errors(text, names) == []
     # the check sees a changed width
-    edited = re.sub(r"\[(NCH\*)?6-1:0\](\s+reg_nsb)|\[5:0\](\s+reg_nsb)",
-                    lambda m: "[NCH*7-1:0]" + m.group(2) if m.group(1) else "[6:0]" + m.group(3), text, count=1)
+    edited = re.sub(
+        r"\[(NCH\*)?6-1:0\](\s+reg_nsb)|\[5:0\](\s+reg_nsb)",
+        lambda m: "[NCH*7-1:0]" + m.group(2) if m.group(1) else "[6:0]" + m.group(3),
+        text,
+        count=1,
+    )
     assert edited != text
     assert any("reg_nsb" in e for e in pulse_finder_port_errors(edited, names))
 
@@ -171,15 +187,18 @@ def test_pulse_finder_ports_match_the_register_map(source, names):
 def test_trigger_decode_matches_the_register_map():
     text = (RTL / "trigger_top.v").read_text()
     assert trigger_decode_errors(text) == []
-    for old, new in [("8'h1C: r_n_boards  <= reg_wdata[4:0];", "8'h1C: r_n_boards  <= reg_wdata[3:0];"),
-                     ("8'h0A: r_srd_hi", "8'h0B: r_srd_hi"),
-                     ("reg signed [19:0] r_srd_lo", "reg [19:0] r_srd_lo"),
-                     ("ch_bit[reg_addr[7:0]]   <= reg_wdata[15:12];", "ch_bit[reg_addr[7:0]]   <= reg_wdata[14:12];")]:
+    for old, new in [
+        ("8'h1C: r_n_boards  <= reg_wdata[4:0];", "8'h1C: r_n_boards  <= reg_wdata[3:0];"),
+        ("8'h0A: r_srd_hi", "8'h0B: r_srd_hi"),
+        ("reg signed [19:0] r_srd_lo", "reg [19:0] r_srd_lo"),
+        ("ch_bit[reg_addr[7:0]]   <= reg_wdata[15:12];", "ch_bit[reg_addr[7:0]]   <= reg_wdata[14:12];"),
+    ]:
         assert text.count(old) == 1, old
         assert trigger_decode_errors(text.replace(old, new)), f"edit {old!r} -> {new!r} not seen"
 
 
 # ------------------------------------------------------------------------------ Python
+
 
 def test_python_bounds_come_from_the_register_map():
     assert REGISTER_RANGES == {n: rm.PULSE_FINDER_RANGES[n] for n in POKER_REGISTERS}
@@ -194,7 +213,7 @@ def test_python_bounds_come_from_the_register_map():
             assert (meta[0].ge, meta[0].le) == (1 << r.min, 1 << r.max)
         elif meta:
             assert (meta[0].ge, meta[0].le) == (r.min, r.max), f.name
-        else:   # a Literal: its choices are the register's values
+        else:  # a Literal: its choices are the register's values
             assert len(typing.get_args(hints[f.name])) == r.max - r.min + 1, f.name
     # every register's range fits its RTL width
     for r in rm.PULSE_FINDER:
@@ -233,10 +252,14 @@ def test_a_value_wider_than_its_register_is_refused():
 
 # ------------------------------------------------------------------------------ documentation
 
-@pytest.mark.parametrize("doc,tables", [
-    ("docs/firmware-spec.md", ["pulse_finder"]),
-    ("firmware_models/README.md", ["pulse_finder_ports", "trigger"]),
-])
+
+@pytest.mark.parametrize(
+    "doc,tables",
+    [
+        ("docs/firmware-spec.md", ["pulse_finder"]),
+        ("firmware_models/README.md", ["pulse_finder_ports", "trigger"]),
+    ],
+)
 def test_documentation_tables_are_generated_from_the_register_map(doc, tables):
     text = (ROOT / doc).read_text()
     assert rm.marked_tables(text) == tables
@@ -246,4 +269,3 @@ def test_documentation_tables_are_generated_from_the_register_map(doc, tables):
     row = text.index("\n| `", at) + 1
     edited = text[:row] + text[row:].replace("4 |", "5 |", 1)
     assert edited != text and rm.render_tables(edited) == text
-

@@ -22,8 +22,14 @@ from pokerdaq.hil import _verilator as pkg
 
 
 def test_the_wheel_carries_the_verilog_and_finds_it(tmp_path):
-    proc = subprocess.run([sys.executable, "-m", "hatchling", "build", "-t", "wheel", "-d", str(tmp_path / "dist")],
-                          cwd=REPO, capture_output=True, text=True, timeout=300, check=False)
+    proc = subprocess.run(
+        [sys.executable, "-m", "hatchling", "build", "-t", "wheel", "-d", str(tmp_path / "dist")],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     (wheel,) = (tmp_path / "dist").glob("pokerdaq-*.whl")
     with zipfile.ZipFile(wheel) as z:
@@ -35,10 +41,13 @@ def test_the_wheel_carries_the_verilog_and_finds_it(tmp_path):
     # the unpacked wheel first on the path: its own pokerdaq and its own firmware folder
     env = {k: v for k, v in os.environ.items() if k != "POKERDAQ_FIRMWARE_DIR"}
     env["PYTHONPATH"] = str(tmp_path / "site")
-    code = ("import pokerdaq.hil._verilator as v; print(v.__file__); print(v.firmware_dir()); "
-            "print(v.pulse_finder_sources()[0]); import pokerdaq._regmap as r; print(r.registers_file())")
-    out = subprocess.run([sys.executable, "-c", code], env=env, cwd=tmp_path, capture_output=True, text=True,
-                         timeout=120, check=True).stdout.split("\n")
+    code = (
+        "import pokerdaq.hil._verilator as v; print(v.__file__); print(v.firmware_dir()); "
+        "print(v.pulse_finder_sources()[0]); import pokerdaq._regmap as r; print(r.registers_file())"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=120, check=True
+    ).stdout.split("\n")
     site = (tmp_path / "site").resolve()
     assert Path(out[0]).resolve().is_relative_to(site), out
     assert Path(out[1]).resolve() == site / "pokerdaq" / "firmware", out
@@ -56,10 +65,10 @@ def test_build_folders_are_keyed_by_the_source_contents(tmp_path):
     src_b = [b / s.name for s in PULSE_FINDER_SOURCES]
     root = tmp_path / "cache"
     key = pkg.build_dir_for("pulse_finder_bank", src_a, {"NCH": 12}, "bank", root)
-    assert key == pkg.build_dir_for("pulse_finder_bank", src_b, {"NCH": 12}, "bank", root)   # same RTL
+    assert key == pkg.build_dir_for("pulse_finder_bank", src_b, {"NCH": 12}, "bank", root)  # same RTL
     assert key != pkg.build_dir_for("pulse_finder_bank", src_a, {"NCH": 16}, "bank", root)
     text = src_b[0].read_text()
-    src_b[0].write_text(text.replace("16'd10;", "16'd11;", 1))   # one byte: LAT_BASE
+    src_b[0].write_text(text.replace("16'd10;", "16'd11;", 1))  # one byte: LAT_BASE
     assert src_b[0].read_text() != text
     assert key != pkg.build_dir_for("pulse_finder_bank", src_b, {"NCH": 12}, "bank", root)
     assert pkg.build_key("pulse_finder_bank", src_a, {})["verilator"] == pkg.verilator_version()
@@ -76,6 +85,7 @@ def test_the_build_cache_is_per_user(monkeypatch, tmp_path):
 def test_the_firmware_tests_build_their_own_tree(bank):
     assert RTL_DIR == Path(__file__).resolve().parents[2] / "firmware_models"
     assert all(s.parent == RTL_DIR for s in PULSE_FINDER_SOURCES + TRIGGER_SOURCES)
-    assert pkg.firmware_dir().resolve() == RTL_DIR.resolve()   # conftest: POKERDAQ_FIRMWARE_DIR of this tree
-    assert bank.build_dir == pkg.build_dir_for("pulse_finder_bank", PULSE_FINDER_SOURCES, {"NCH": bank.nch},
-                                               f"pulse_finder_bank_n{bank.nch}")
+    assert pkg.firmware_dir().resolve() == RTL_DIR.resolve()  # conftest: POKERDAQ_FIRMWARE_DIR of this tree
+    assert bank.build_dir == pkg.build_dir_for(
+        "pulse_finder_bank", PULSE_FINDER_SOURCES, {"NCH": bank.nch}, f"pulse_finder_bank_n{bank.nch}"
+    )

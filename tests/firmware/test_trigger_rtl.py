@@ -37,7 +37,7 @@ from pokerdaq.trigger._registers import P_DEAD, P_N_BOARDS
 log = logging.getLogger(__name__)
 
 MUTANT_NAMES = {k: m.name for k, m in TRIGGER_MUTANTS.items()}
-LIVETIME_MUTANTS = (6, 7)   # act on the live-time counters only: the trigger records stay right
+LIVETIME_MUTANTS = (6, 7)  # act on the live-time counters only: the trigger records stay right
 
 
 @pytest.fixture(scope="session")
@@ -61,14 +61,26 @@ def run_segments(rtl, segments: list[Segment], tmp_path: Path):
     log.info("decision latency: %s", report.latency.summary())
     for k, seg in enumerate(segments):
         ticks, dead, busy, live = (int(v) for v in seg.livetime[-1])
-        log.info("segment %d: %d primitives, %d slices, %d triggers, %d RTL clocks; %d ticks: %d dead, "
-                 "%d busy, %d both, %d live; %d advance ends inside dead time", k, len(seg.records),
-                 len(seg.ends), len(seg.expected), int(result[f"clocks{k}"]), ticks, dead, busy,
-                 dead + busy - (ticks - live), live, seg.straddles)
+        log.info(
+            "segment %d: %d primitives, %d slices, %d triggers, %d RTL clocks; %d ticks: %d dead, "
+            "%d busy, %d both, %d live; %d advance ends inside dead time",
+            k,
+            len(seg.records),
+            len(seg.ends),
+            len(seg.expected),
+            int(result[f"clocks{k}"]),
+            ticks,
+            dead,
+            busy,
+            dead + busy - (ticks - live),
+            live,
+            seg.straddles,
+        )
     return result, report
 
 
 # ---------------------------------------------------------------- stimuli
+
 
 def chain_segment(cfg, seed: int, n_samples: int, rng, **kw) -> Segment:
     """Primitives from the real chain: emulator -> PulseStream -> all channels."""
@@ -86,17 +98,51 @@ def unit_gain_registers(cfg, seed: int, **values) -> TriggerRegisters:
     return with_params(regs, frac=0, **values)
 
 
-CORNER_REGS = dict(beam_k=2, beam_thr=100, beam_w=40, srd_k=2, srd_emin=50, srd_emax=200,
-                   srd_lo=-100, srd_hi=300, veto_thr=80, veto_lo=-64, veto_hi=200,
-                   calo_lo=-50, calo_hi=250, hcal_lo=-30, hcal_hi=400, ecal_cut=5000,
-                   prs_min=300, calib_min=8000, mip_lo=1000, mip_hi=3000, hcal_thr=500,
-                   lat=12, dead=20, guard=700, rnd_mode=2, rnd_param=97,
-                   prescale=1)
+CORNER_REGS = dict(
+    beam_k=2,
+    beam_thr=100,
+    beam_w=40,
+    srd_k=2,
+    srd_emin=50,
+    srd_emax=200,
+    srd_lo=-100,
+    srd_hi=300,
+    veto_thr=80,
+    veto_lo=-64,
+    veto_hi=200,
+    calo_lo=-50,
+    calo_hi=250,
+    hcal_lo=-30,
+    hcal_hi=400,
+    ecal_cut=5000,
+    prs_min=300,
+    calib_min=8000,
+    mip_lo=1000,
+    mip_hi=3000,
+    hcal_thr=500,
+    lat=12,
+    dead=20,
+    guard=700,
+    rnd_mode=2,
+    rnd_param=97,
+    prescale=1,
+)
 
 
-def corner_segment(cfg, rng, n_particles: int, *, seed: int = 5, busy_fraction: float = 0.15,
-                   busy_intervals: bool = False, max_busy_ticks: int = 300, max_slice_ticks=60,
-                   idle_fraction: float = 0.0, late_fraction: float = 0.0, **values) -> Segment:
+def corner_segment(
+    cfg,
+    rng,
+    n_particles: int,
+    *,
+    seed: int = 5,
+    busy_fraction: float = 0.15,
+    busy_intervals: bool = False,
+    max_busy_ticks: int = 300,
+    max_slice_ticks=60,
+    idle_fraction: float = 0.0,
+    late_fraction: float = 0.0,
+    **values,
+) -> Segment:
     """Random particles whose energies and times sit on the register edges.
 
     Energies are drawn from each threshold and threshold +-1, zero, negative nets and
@@ -111,6 +157,7 @@ def corner_segment(cfg, rng, n_particles: int, *, seed: int = 5, busy_fraction: 
     prescale = p.pop("prescale")
     regs = unit_gain_registers(cfg, seed, **p)
     from pokerdaq.trigger import _registers as r
+
     for k in range(5):
         regs.params[r.P_PRESCALE + k] = prescale[k] if isinstance(prescale, (list, tuple)) else prescale
     cmap = cfg.channel_map
@@ -136,8 +183,11 @@ def corner_segment(cfg, rng, n_particles: int, *, seed: int = 5, busy_fraction: 
         if rng.random() < idle_fraction:
             t += 64 * int(rng.integers(10_000, 200_000))
         w = p["beam_w"]
-        offsets = [0, int(rng.choice([0, w - 1, w, w + 1, rng.integers(0, w)])),
-                   int(rng.choice([w - 1, w, w + 1, 2 * w]))]
+        offsets = [
+            0,
+            int(rng.choice([0, w - 1, w, w + 1, rng.integers(0, w)])),
+            int(rng.choice([w - 1, w, w + 1, 2 * w])),
+        ]
         for c, off in zip(groups["beam_counters"], offsets):
             if rng.random() < 0.9:
                 hit(c, t + off, edge_energy(p["beam_thr"]))
@@ -161,20 +211,29 @@ def corner_segment(cfg, rng, n_particles: int, *, seed: int = 5, busy_fraction: 
             hit(c, t + 5 if in_time else t + edge_dt(p["calo_lo"], p["calo_hi"]), int(e))
         for c in rng.choice(groups["hcal"], size=rng.integers(0, 3), replace=False):
             hit(c, t + edge_dt(p["hcal_lo"], p["hcal_hi"]), edge_energy(p["hcal_thr"]))
-        if rng.random() < 0.03:   # saturation: channel energies at 2^22-1, sums at 2^24-1
+        if rng.random() < 0.03:  # saturation: channel energies at 2^22-1, sums at 2^24-1
             for c in rng.choice(groups["ecal"], size=6, replace=False):
                 hit(c, t + 3, int(rng.integers((1 << 22) - 2, 1 << 24)))
             for c in groups["srd"][:2]:
                 hit(c, t + 3, (1 << 24) - 1)
-        if rng.random() < 0.3:    # noise anywhere
+        if rng.random() < 0.3:  # noise anywhere
             hit(rng.integers(0, len(cmap)), t + int(rng.integers(-500, 500)), int(rng.integers(-50, 9000)))
     times_arr = np.maximum(np.asarray(times), 0)
     rec = records_from(np.asarray(chans), times_arr, np.asarray(nets))
-    return make_segment(regs, rec, rng, max_slice_ticks=max_slice_ticks, busy_fraction=busy_fraction,
-                        busy_intervals=busy_intervals, max_busy_ticks=max_busy_ticks, late_fraction=late_fraction)
+    return make_segment(
+        regs,
+        rec,
+        rng,
+        max_slice_ticks=max_slice_ticks,
+        busy_fraction=busy_fraction,
+        busy_intervals=busy_intervals,
+        max_busy_ticks=max_busy_ticks,
+        late_fraction=late_fraction,
+    )
 
 
 # ---------------------------------------------------------------- tests
+
 
 def assert_bit_exact(report, min_decisions: int) -> None:
     assert report.decisions >= min_decisions, report.summary()
@@ -194,8 +253,9 @@ def test_chain_and_corner_decisions_bit_exact(trigger_rtl, cfg, tmp_path):
         chain_segment(unprescaled_config(fast), 23, 100_000, rng),
         corner_segment(cfg, rng, 500, prescale=1, dead=0, busy_fraction=0.0),
         corner_segment(cfg, rng, 500, prescale=[2, 3, 1, 4, 5], dead=25, seed=6),
-        corner_segment(cfg, rng, 300, prescale=[1, 2, 3, 1, 2], dead=7, rnd_mode=1,
-                       rnd_param=int(0.02 * 2**32), seed=7),
+        corner_segment(
+            cfg, rng, 300, prescale=[1, 2, 3, 1, 2], dead=7, rnd_mode=1, rnd_param=int(0.02 * 2**32), seed=7
+        ),
         # periodic random trigger every 5 ticks: fires at ticks 4, 9 (< LATENCY = 12: no candidate), 14 ...
         corner_segment(cfg, rng, 15, prescale=1, dead=0, rnd_param=5, seed=12),
         *livetime_segments(cfg, rng),
@@ -207,7 +267,7 @@ def test_chain_and_corner_decisions_bit_exact(trigger_rtl, cfg, tmp_path):
     assert report.livetime_snapshots >= 5_000, report.summary()
     assert report.late_records > 0, report.summary()
     assert_livetime_exercised(segments)
-    rnd = segments[6].expected      # the periodic random trigger every 5 ticks
+    rnd = segments[6].expected  # the periodic random trigger every 5 ticks
     rnd = rnd[(rnd["conditions"] & ConditionBits.RANDOM) != 0]
     assert int(rnd["timestamp"].min()) == 14 and int(rnd["ref_time"].min()) == (14 - 12) * 64
     # coverage: every condition bit and every trigger type occurs in the compared records,
@@ -256,9 +316,15 @@ def test_decision_latency_at_the_worst_case_primitive_rate(trigger_rtl, cfg, tmp
     lat = report.latency
     assert lat.records == report.decisions and not lat.violations, lat.summary()
     per_tick = lat.clocks / lat.ticks
-    log.info("worst-case rate %.2f primitives/tick: %.1f clocks/tick, %.1f clocks/primitive, largest decision "
-             "latency %d clocks", rate, per_tick, lat.clocks / lat.primitives, lat.max_latency)
-    assert per_tick > 1.0      # not real time at one clock per tick (spec 2.10): the bound is in clocks
+    log.info(
+        "worst-case rate %.2f primitives/tick: %.1f clocks/tick, %.1f clocks/primitive, largest decision "
+        "latency %d clocks",
+        rate,
+        per_tick,
+        lat.clocks / lat.primitives,
+        lat.max_latency,
+    )
+    assert per_tick > 1.0  # not real time at one clock per tick (spec 2.10): the bound is in clocks
 
 
 def test_latency_check_sees_an_advance_over_its_bound():
@@ -269,8 +335,11 @@ def test_latency_check_sees_an_advance_over_its_bound():
     rec = records_from(np.array([0, 1]), np.array([6400, 6410]), np.array([100, 100]))
     seg = Segment(regs=regs, records=rec, ends=[150], busy=[0], cuts=[2])
     bound = advance_bound(2, 1, 150, 2, int(regs.params[P_N_BOARDS]), True)
-    result = {"columns": np.array(["segment", "clock"]), "rows": np.array([[0, 100 + bound]]),
-              "advances0": np.array([[100, 100 + bound, 2, 1]])}
+    result = {
+        "columns": np.array(["segment", "clock"]),
+        "rows": np.array([[0, 100 + bound]]),
+        "advances0": np.array([[100, 100 + bound, 2, 1]]),
+    }
     assert not decision_latency([seg], result).violations
     result["advances0"] = np.array([[100, 101 + bound, 2, 1]])
     assert decision_latency([seg], result).violations
@@ -283,11 +352,23 @@ def livetime_segments(cfg, rng) -> list[Segment]:
     spans many advances, busy intervals of up to 5,000 ticks. The first also sends late
     primitives (held back past their slice's end: err_late against the model's late_records)."""
     return [
-        corner_segment(cfg, rng, 300, prescale=1, dead=0, seed=13, busy_fraction=0.3, busy_intervals=True,
-                       late_fraction=0.1),
-        corner_segment(cfg, rng, 120, prescale=[1, 1, 1, 2, 1], dead=300, seed=14, rnd_param=997,
-                       idle_fraction=0.1, max_slice_ticks=(4, 60, 20_000), busy_fraction=0.3,
-                       busy_intervals=True, max_busy_ticks=5_000),
+        corner_segment(
+            cfg, rng, 300, prescale=1, dead=0, seed=13, busy_fraction=0.3, busy_intervals=True, late_fraction=0.1
+        ),
+        corner_segment(
+            cfg,
+            rng,
+            120,
+            prescale=[1, 1, 1, 2, 1],
+            dead=300,
+            seed=14,
+            rnd_param=997,
+            idle_fraction=0.1,
+            max_slice_ticks=(4, 60, 20_000),
+            busy_fraction=0.3,
+            busy_intervals=True,
+            max_busy_ticks=5_000,
+        ),
     ]
 
 
@@ -305,10 +386,11 @@ def assert_livetime_exercised(segments: list[Segment]) -> None:
 
 def check_mutants(cfg, tmp_path, mutants) -> None:
     rng = np.random.default_rng(44)
-    segments = [corner_segment(cfg, rng, 200, prescale=1, dead=0, seed=8, busy_fraction=0.0),
-                corner_segment(cfg, rng, 200, prescale=1, dead=25, seed=9, busy_fraction=0.0),
-                corner_segment(cfg, rng, 150, prescale=1, dead=40, seed=10, busy_fraction=0.3,
-                               busy_intervals=True)]
+    segments = [
+        corner_segment(cfg, rng, 200, prescale=1, dead=0, seed=8, busy_fraction=0.0),
+        corner_segment(cfg, rng, 200, prescale=1, dead=25, seed=9, busy_fraction=0.0),
+        corner_segment(cfg, rng, 150, prescale=1, dead=40, seed=10, busy_fraction=0.3, busy_intervals=True),
+    ]
     missed = []
     for mutant in mutants:
         rtl = build_trigger(mutant=mutant)
@@ -318,7 +400,7 @@ def check_mutants(cfg, tmp_path, mutants) -> None:
         log.info("MUTANT=%d (%s): %s", mutant, MUTANT_NAMES[mutant], report.summary(limit=2))
         if report.ok:
             missed.append(f"MUTANT={mutant} ({MUTANT_NAMES[mutant]})")
-        if mutant in LIVETIME_MUTANTS:   # caught by the live-time counters alone
+        if mutant in LIVETIME_MUTANTS:  # caught by the live-time counters alone
             assert not report.mismatches and not report.counter_mismatches, report.summary(limit=5)
             assert report.livetime_mismatches, f"MUTANT={mutant} not detected"
     assert not missed, f"not detected: {missed}"
@@ -346,8 +428,15 @@ def test_long_trigger_regression_bit_exact(trigger_rtl, cfg, tmp_path):
         corner_segment(cfg, rng, 3000, prescale=1, dead=0, busy_fraction=0.0, seed=9),
         corner_segment(cfg, rng, 3000, prescale=[2, 3, 1, 4, 5], dead=25, seed=10),
         # real chain, default dead time (250 ticks), busy as intervals of up to 2,000 ticks
-        chain_segment(cfg.replace(trigger={"random_rate_hz": 2.0e5}), 34, 400_000, rng, busy_fraction=0.2,
-                      busy_intervals=True, max_busy_ticks=2_000),
+        chain_segment(
+            cfg.replace(trigger={"random_rate_hz": 2.0e5}),
+            34,
+            400_000,
+            rng,
+            busy_fraction=0.2,
+            busy_intervals=True,
+            max_busy_ticks=2_000,
+        ),
         *livetime_segments(cfg, rng),
     ]
     _, report = run_segments(trigger_rtl, segments, tmp_path)

@@ -14,8 +14,13 @@ START_TIMEOUT_S = 120.0
 @contextmanager
 def board_process(*args: str, env: dict[str, str] | None = None, start_timeout_s: float = START_TIMEOUT_S):
     """Run ``pokerdaq hil-board`` on a free loopback port; yield (endpoint, process)."""
-    proc = subprocess.Popen([sys.executable, "-m", "pokerdaq.cli", "hil-board", "--bind", "tcp://127.0.0.1:*", *args],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "pokerdaq.cli", "hil-board", "--bind", "tcp://127.0.0.1:*", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
     try:
         sel = selectors.DefaultSelector()
         sel.register(proc.stdout, selectors.EVENT_READ)
@@ -36,4 +41,3 @@ def board_process(*args: str, env: dict[str, str] | None = None, start_timeout_s
                 proc.wait()
         proc.stdout.close()
         proc.stderr.close()
-

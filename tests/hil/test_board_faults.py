@@ -25,9 +25,29 @@ EXPECTS_TIMEOUT = {"drop", "late"}
 
 def _hil(endpoint, tmp_path, *extra, timeout=RELAXED):
     report = tmp_path / "report.json"
-    proc = subprocess.run([sys.executable, "-m", "pokerdaq.cli", "hil", "--dut", endpoint, "--generate", "24",
-                           "--batch", "8", "--timeout", timeout, "--report", str(report), *extra],
-                          capture_output=True, text=True, timeout=120, env={"COLUMNS": "250", **_environ()})
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pokerdaq.cli",
+            "hil",
+            "--dut",
+            endpoint,
+            "--generate",
+            "24",
+            "--batch",
+            "8",
+            "--timeout",
+            timeout,
+            "--report",
+            str(report),
+            *extra,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={"COLUMNS": "250", **_environ()},
+    )
     return proc, json.loads(report.read_text())
 
 
@@ -49,12 +69,15 @@ def test_clean_board_passes(tmp_path):
     assert "PASS" in proc.stdout
 
 
-@pytest.mark.parametrize("fault,kind,text", [
-    ("bitflip", "corrupt", "payload CRC-32"),
-    ("drop", "timeout", "no reply to WINDOWS 8..15 (seq 4)"),
-    ("late", "late", "reply to WINDOWS 8..15 (seq 4) arrived after"),
-    ("disconnect", "disconnect", "closed the connection while WINDOWS 8..15 (seq 4)"),
-])
+@pytest.mark.parametrize(
+    "fault,kind,text",
+    [
+        ("bitflip", "corrupt", "payload CRC-32"),
+        ("drop", "timeout", "no reply to WINDOWS 8..15 (seq 4)"),
+        ("late", "late", "reply to WINDOWS 8..15 (seq 4) arrived after"),
+        ("disconnect", "disconnect", "closed the connection while WINDOWS 8..15 (seq 4)"),
+    ],
+)
 def test_every_injected_fault_is_detected(fault, kind, text, tmp_path):
     with board_process("--fault", fault, "--late-s", LATE_S) as (endpoint, board):
         proc, rep = _hil(endpoint, tmp_path, timeout=TIMED if fault in EXPECTS_TIMEOUT else RELAXED)

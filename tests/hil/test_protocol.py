@@ -22,12 +22,19 @@ from pokerdaq.hil._protocol import (
 
 def test_round_trip_keeps_every_field():
     payload = bytes(range(256)) * 3
-    frames = encode(MsgType.WINDOWS, 0xFFFFFFFF + 5, payload, first_window=2**40 + 3, count=7, n_channels=130,
-                    n_samples=64)
+    frames = encode(
+        MsgType.WINDOWS, 0xFFFFFFFF + 5, payload, first_window=2**40 + 3, count=7, n_channels=130, n_samples=64
+    )
     assert len(frames[0]) == HEADER_SIZE == 40
     h, p = decode(frames)
-    assert (h.type, h.seq, h.first_window, h.count, h.n_channels, h.n_samples) == (MsgType.WINDOWS, 4, 2**40 + 3, 7,
-                                                                                   130, 64)
+    assert (h.type, h.seq, h.first_window, h.count, h.n_channels, h.n_samples) == (
+        MsgType.WINDOWS,
+        4,
+        2**40 + 3,
+        7,
+        130,
+        64,
+    )
     assert p == payload
 
 
@@ -49,10 +56,13 @@ def test_payload_flip_keeps_the_sequence_number():
     assert err.value.header.seq == 77
 
 
-@pytest.mark.parametrize("frames,match", [
-    ([b"x" * 40], "2 frames"),
-    ([b"x" * 39, b""], "header of 39 bytes"),
-])
+@pytest.mark.parametrize(
+    "frames,match",
+    [
+        ([b"x" * 40], "2 frames"),
+        ([b"x" * 39, b""], "header of 39 bytes"),
+    ],
+)
 def test_malformed_messages_are_named(frames, match):
     with pytest.raises(ProtocolError, match=match):
         decode(frames)

@@ -41,7 +41,7 @@ def _mutants():
     path = Path(__file__).resolve().parents[1] / "firmware" / "_mutants.py"
     spec = importlib.util.spec_from_file_location("pokerdaq_test_mutants", path)
     module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module   # its dataclasses look their module up there
+    sys.modules[spec.name] = module  # its dataclasses look their module up there
     spec.loader.exec_module(module)
     return module
 
@@ -79,8 +79,9 @@ def _corner_pulses(cfg, n_windows: int, seed: int):
         # sample, and a late coincidence of two beam counters 10 fine units apart
         for k, t in enumerate((0, n * 64 - 1, n * 64 - 30, n * 64 - 30 + 10)):
             rec = np.zeros(1, pulses.dtype)
-            rec["channel"] = (hcal[w % len(hcal)], rng.integers(0, len(cfg.channel_map)), beam[2 % len(beam)],
-                              beam[0])[k]
+            rec["channel"] = (hcal[w % len(hcal)], rng.integers(0, len(cfg.channel_map)), beam[2 % len(beam)], beam[0])[
+                k
+            ]
             rec["time"] = t
             rec["integral_net"] = int(rng.integers(500, 20000))
             extra.append(rec)
@@ -220,8 +221,14 @@ def test_rtl_trigger_words_with_and_without_beam_and_a_wrong_ecal_cut(cfg):
     assert rep.dut_stats["rtl_random_records"] == 12 and rep.dut_stats["rtl_records_unmapped"] == 0
 
     delta = 70 * 16000  # 70 GeV in LSB: the cut moves above most showers of the 100 GeV beam
-    wrong = run_hil(RtlDut(trigger_offsets={"ecal_cut": delta}), samples, params, trigger=regs, default_ref=dref,
-                    event_numbers=truth["event"].astype(np.int64))
+    wrong = run_hil(
+        RtlDut(trigger_offsets={"ecal_cut": delta}),
+        samples,
+        params,
+        trigger=regs,
+        default_ref=dref,
+        event_numbers=truth["event"].astype(np.int64),
+    )
     assert not wrong.passed and wrong.fault is None and wrong.mismatched_channel_windows == 0
     # the windows whose E_CALO lies between the true and the raised cut, and only those
     pulses, offsets = find_pulses_batch(samples, params)
@@ -244,9 +251,27 @@ def test_a_wrong_trigger_rtl_makes_the_cli_fail_naming_event_and_field(tmp_path)
     firmware = tmp_path / "firmware"
     _mutants().trigger_tree(5, firmware, with_pulse_finder=True)
     report = tmp_path / "mutant.json"
-    proc = subprocess.run([sys.executable, "-m", "pokerdaq.cli", "hil", "--dut", "rtl", "--generate", "8",
-                           "--seed", "3", "--report", str(report)], capture_output=True, text=True, timeout=900, check=False,
-                          env={**os.environ, "POKERDAQ_FIRMWARE_DIR": str(firmware)})
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pokerdaq.cli",
+            "hil",
+            "--dut",
+            "rtl",
+            "--generate",
+            "8",
+            "--seed",
+            "3",
+            "--report",
+            str(report),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=900,
+        check=False,
+        env={**os.environ, "POKERDAQ_FIRMWARE_DIR": str(firmware)},
+    )
     assert proc.returncode == 1, proc.stdout[-3000:] + proc.stderr[-3000:]
     data = json.loads(report.read_text())
     assert data["fault"] is None and data["mismatched_channel_windows"] == 0  # the pulses are right

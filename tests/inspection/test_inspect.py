@@ -28,8 +28,13 @@ PLOTS = ("waveforms.png", "ecal_vs_hcal.png", "srd_spectra.png", "ecal_resolutio
 
 def test_cli_prints_tables_and_draws_every_plot(demo_run, tmp_path):
     out = tmp_path / "plots"
-    proc = subprocess.run([sys.executable, "-m", "pokerdaq.cli", "inspect", str(demo_run), "--plots", str(out)],
-                          capture_output=True, text=True, timeout=300, env={"COLUMNS": "200", **_env()})
+    proc = subprocess.run(
+        [sys.executable, "-m", "pokerdaq.cli", "inspect", str(demo_run), "--plots", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={"COLUMNS": "200", **_env()},
+    )
     assert proc.returncode == 0, proc.stderr
     with RunFile(demo_run) as f:
         n_phys = int(np.count_nonzero(f.events["trigger_word"] & TriggerBits.PHYSICS))
@@ -54,8 +59,12 @@ def _env():
 
 
 def test_event_out_of_range_is_refused(demo_run):
-    proc = subprocess.run([sys.executable, "-m", "pokerdaq.cli", "inspect", str(demo_run), "--event", "100000",
-                           "--plots", "unused"], capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-m", "pokerdaq.cli", "inspect", str(demo_run), "--event", "100000", "--plots", "unused"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 2
     assert proc.stderr.startswith("pokerdaq inspect: --event 100000") and f"0..{N_EVENTS - 1}" in proc.stderr
     assert not proc.stdout, "refused before any table is printed"
@@ -171,13 +180,18 @@ def test_file_without_truth_with_scalers(tmp_path):
         w.write_events(headers, samples, pulses)
         w.write_scalers(scalers)
     out = tmp_path / "plots"
-    proc = subprocess.run([sys.executable, "-m", "pokerdaq.cli", "inspect", str(path), "--plots", str(out), "--event", "5"],
-                          capture_output=True, text=True, timeout=300, env={"COLUMNS": "200", **_env()})
+    proc = subprocess.run(
+        [sys.executable, "-m", "pokerdaq.cli", "inspect", str(path), "--plots", str(out), "--event", "5"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={"COLUMNS": "200", **_env()},
+    )
     assert proc.returncode == 0, proc.stderr
     assert "scalers: beam_counts" in proc.stdout and "120" in proc.stdout
     live = next(ln for ln in proc.stdout.splitlines() if "not_busy_fraction (no dead time)" in ln)
     assert "0.8000" in live  # 1 - 400 busy ticks / 2000
-    assert "live_fraction" not in proc.stdout   # one live time (the run summary's); this one says what it is
+    assert "live_fraction" not in proc.stdout  # one live time (the run summary's); this one says what it is
     assert "truth" in proc.stdout and "│ no" in proc.stdout
     assert "Warning" not in proc.stderr
     for name in PLOTS:
@@ -189,12 +203,22 @@ def test_simulate_file_without_pulses_gets_them_from_its_samples(tmp_path):
     samples, so the energy plots and the resolution fit use real energies, not zeros."""
     path = tmp_path / "mb.h5"
     env = {"COLUMNS": "200", **_env()}
-    sim = subprocess.run([sys.executable, "-m", "pokerdaq.cli", "simulate", "--events", "300", "--seed", "5",
-                          "--output", str(path)], capture_output=True, text=True, timeout=300, env=env)
+    sim = subprocess.run(
+        [sys.executable, "-m", "pokerdaq.cli", "simulate", "--events", "300", "--seed", "5", "--output", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+    )
     assert sim.returncode == 0, sim.stderr
     out = tmp_path / "plots"
-    proc = subprocess.run([sys.executable, "-m", "pokerdaq.cli", "inspect", str(path), "--plots", str(out)],
-                          capture_output=True, text=True, timeout=300, env=env)
+    proc = subprocess.run(
+        [sys.executable, "-m", "pokerdaq.cli", "inspect", str(path), "--plots", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+    )
     assert proc.returncode == 0, proc.stderr
     line = next(ln for ln in proc.stdout.splitlines() if ln.startswith("ECAL resolution, readout only"))
     sigma_percent = float(line.split("=")[1].split("+-")[0])

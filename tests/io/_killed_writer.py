@@ -22,10 +22,10 @@ def main() -> None:
     w = RunFileWriter(out, cfg, producer="killed-writer", flush_every_events=flush_every, flush_interval_s=1e6)
     print("opened", flush=True)
     if "--no-events" in sys.argv:
-        sys.stdin.read()   # wait to be killed
+        sys.stdin.read()  # wait to be killed
         return
     first = 0
-    while True:   # until SIGKILL
+    while True:  # until SIGKILL
         headers, samples, pulses, truth = make_batch(cfg, batch, first_event=first)
         w.write_events(headers, samples, pulses, truth)
         first += batch

@@ -27,8 +27,14 @@ def _spawn(script: Path, *args: str, err_file: Path) -> subprocess.Popen:
     src = str(Path(__file__).resolve().parents[2] / "src")
     env["PYTHONPATH"] = src + os.pathsep + env.get("PYTHONPATH", "")
     with open(err_file, "w") as err:
-        proc = subprocess.Popen([sys.executable, str(script), *args], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                stderr=err, text=True, env=env)
+        proc = subprocess.Popen(
+            [sys.executable, str(script), *args],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=err,
+            text=True,
+            env=env,
+        )
     proc.err_file = err_file
     return proc
 
@@ -68,22 +74,23 @@ def test_sigkilled_writer_recovers_every_flushed_event(cfg, tmp_path):
     out = tmp_path / "run_000003.h5"
     proc = _start(out)
     # kill it between flushes: after 600 flushed events and at least one more batch written
-    line = _wait_for_line(proc, lambda s: s.startswith("wrote") and int(s.split()[1]) > 600
-                          and int(s.split()[1]) % FLUSH_EVERY)
-    _kill(proc)   # while it goes on writing further batches
+    line = _wait_for_line(
+        proc, lambda s: s.startswith("wrote") and int(s.split()[1]) > 600 and int(s.split()[1]) % FLUSH_EVERY
+    )
+    _kill(proc)  # while it goes on writing further batches
     written = int(line.split()[1])
     flushed = written - written % FLUSH_EVERY
     part = out.with_name(out.name + ".part")
     assert part.exists() and not out.exists()
 
-    with pytest.raises(OSError):   # the dead writer's file is not a plain, finished HDF5 file
+    with pytest.raises(OSError):  # the dead writer's file is not a plain, finished HDF5 file
         h5py.File(part, "r").close()
 
     final = recover(part)
     assert final == out and out.exists() and not part.exists()
     with RunFile(final) as f:
         n = len(f)
-        assert n >= flushed and n % FLUSH_EVERY == 0, (n, flushed)   # up to a flush, never half a flush
+        assert n >= flushed and n % FLUSH_EVERY == 0, (n, flushed)  # up to a flush, never half a flush
         assert f.attrs["recovered"] == 1 and f.attrs["closed_cleanly"] == 0
         assert f.attrs["recovered_checksum_failures"] == 0
         assert f.attrs["stop_time_utc"]
@@ -117,9 +124,9 @@ def test_recover_drops_rows_after_the_last_flush_and_bad_checksums(cfg, tmp_path
     w.write_events(*(x[:30] for x in batch[:2]), batch[2][: batch[0]["n_pulses"][:30].sum()], batch[3][:30])
     w.flush()
     rest = [x[30:] for x in (batch[0], batch[1], batch[3])]
-    w.write_events(rest[0], rest[1], batch[2][batch[0]["n_pulses"][:30].sum():], rest[2])
-    w._h5.flush()   # data on disk but n_events still says 30, as after a kill before flush()
-    w._h5[ "raw/crc32"][4] ^= 1   # and one event's checksum no longer matches its samples
+    w.write_events(rest[0], rest[1], batch[2][batch[0]["n_pulses"][:30].sum() :], rest[2])
+    w._h5.flush()  # data on disk but n_events still says 30, as after a kill before flush()
+    w._h5["raw/crc32"][4] ^= 1  # and one event's checksum no longer matches its samples
     w._h5.flush()
     # abandon the writer's file handle without closing the writer (no rename, no final attrs)
     w._h5.close()
@@ -153,7 +160,7 @@ def test_recover_clears_the_open_mark_of_a_dead_non_swmr_writer(cfg, tmp_path):
     _wait_for_line(proc, lambda s: s == "holding")
     _kill(proc)
     assert status_flags(part) != 0
-    with pytest.raises(OSError):   # neither a plain nor a SWMR read opens it
+    with pytest.raises(OSError):  # neither a plain nor a SWMR read opens it
         RunFile(part)
     final = recover(part)
     with RunFile(final) as f:
@@ -182,12 +189,17 @@ def test_recover_command_line(cfg, tmp_path):
     w.write_events(*make_batch(cfg, 7))
     w.flush()
     w._ds = {}
-    w._h5.close()   # the writer "dies": its file stays NAME.part, never renamed
+    w._h5.close()  # the writer "dies": its file stays NAME.part, never renamed
     w._h5, w._closed = None, True
     env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[2] / "src"))
-    res = subprocess.run([sys.executable, "-m", "pokerdaq.cli", "recover", str(w.part_path), str(tmp_path / "nope.h5")],
-                         capture_output=True, text=True, env=env, timeout=120)
-    assert res.returncode == 2   # the second name is not a .part file: a routine mistake
+    res = subprocess.run(
+        [sys.executable, "-m", "pokerdaq.cli", "recover", str(w.part_path), str(tmp_path / "nope.h5")],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+    assert res.returncode == 2  # the second name is not a .part file: a routine mistake
     assert f"{out}: 7 events survived (events 0..6)" in res.stdout
     assert "nope.h5" in res.stderr and "does not end with '.part'" in res.stderr
     assert len(RunFile(out)) == 7 and not w.part_path.exists()
@@ -201,8 +213,9 @@ def test_recover_a_part_whose_tail_is_missing(cfg, tmp_path):
     """
     out = tmp_path / "run_000009.h5"
     proc = _start(out)
-    line = _wait_for_line(proc, lambda s: s.startswith("wrote") and int(s.split()[1]) >= 1600
-                          and int(s.split()[1]) % FLUSH_EVERY)
+    line = _wait_for_line(
+        proc, lambda s: s.startswith("wrote") and int(s.split()[1]) >= 1600 and int(s.split()[1]) % FLUSH_EVERY
+    )
     _kill(proc)
     part = out.with_name(out.name + ".part")
     whole = part.read_bytes()
@@ -227,20 +240,20 @@ def test_recover_a_part_whose_tail_is_missing(cfg, tmp_path):
             assert flushed >= written - written % FLUSH_EVERY and flushed % FLUSH_EVERY == 0, (frac, flushed)
             assert a["recovered"] == 1 and len(f.verify()) == 0
             idx = f.events["event_number"].astype(np.int64)
-            np.testing.assert_array_equal(f.events, headers[idx])              # exactly what was written
+            np.testing.assert_array_equal(f.events, headers[idx])  # exactly what was written
             np.testing.assert_array_equal(f.samples[:], samples[idx])
             np.testing.assert_array_equal(f.truth, truth[idx])
-            want = np.concatenate([pulses[offsets[i]:offsets[i + 1]] for i in idx]) if n else pulses[:0]
+            want = np.concatenate([pulses[offsets[i] : offsets[i + 1]] for i in idx]) if n else pulses[:0]
             np.testing.assert_array_equal(f.pulses["integral"], want["integral"])
             np.testing.assert_array_equal(f.pulses["event_number"], np.repeat(idx, headers["n_pulses"][idx]))
             if frac == 1.0:
                 assert a["recovered_checksum_failures"] == 0
             else:
-                assert n < flushed          # the lost tail held events, and they are counted
-            assert kept_before is None or n <= kept_before   # a shorter file never holds more
+                assert n < flushed  # the lost tail held events, and they are counted
+            assert kept_before is None or n <= kept_before  # a shorter file never holds more
             kept_before = n
             if frac == 0.97:
-                assert n > 0                # chunks completed long before the end are intact
+                assert n > 0  # chunks completed long before the end are intact
     # a file cut so short that not even its attributes survive: a one-line error, no traceback
     p = tmp_path / "stub" / part.name
     p.parent.mkdir()
@@ -249,8 +262,13 @@ def test_recover_a_part_whose_tail_is_missing(cfg, tmp_path):
     cut = tmp_path / "cli" / part.name
     cut.parent.mkdir()
     cut.write_bytes(whole[: int(len(whole) * 0.9)])
-    res = subprocess.run([sys.executable, "-m", "pokerdaq.cli", "recover", str(p), str(cut)], capture_output=True,
-                         text=True, env=env, timeout=120)
+    res = subprocess.run(
+        [sys.executable, "-m", "pokerdaq.cli", "recover", str(p), str(cut)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
     assert "Traceback" not in res.stderr + res.stdout and "filter returned failure" not in res.stderr + res.stdout
     assert res.returncode == 2 and f"pokerdaq recover: {p}:" in res.stderr
     assert "is not a readable HDF5 run file" in res.stderr

@@ -77,12 +77,13 @@ def test_datasets_chunking_and_filters_as_documented(cfg, tmp_path):
     path = _write(tmp_path / "run.h5", cfg)
     found = {}
     with h5py.File(path, "r") as f:
-        def visit(name, obj):   # returns None: visititems goes on
+
+        def visit(name, obj):  # returns None: visititems goes on
             if isinstance(obj, h5py.Dataset):
                 found[name] = obj.id.get_create_plist().get_layout()
 
         f.visititems(visit)
-        assert set(found) == set(documented)          # /truth present: the batch has truth
+        assert set(found) == set(documented)  # /truth present: the batch has truth
         chunks = {n: f[n].chunks for n in found}
         filters = {n: f[n]._filters for n in found}
     # "All datasets except /channel_map are chunked": /channel_map is contiguous
@@ -94,7 +95,7 @@ def test_datasets_chunking_and_filters_as_documented(cfg, tmp_path):
                 assert chunks[name] is None
             elif cells[1].endswith(" rows"):
                 assert chunks[name] == (int(cells[1].split()[0]),), name
-            else:   # the /raw/samples formula, and its figure for the default configuration
+            else:  # the /raw/samples formula, and its figure for the default configuration
                 per_event = len(cfg.channel_map) * cfg.digitizer.window_samples * 2
                 e = max(1, (1 << 20) // per_event)
                 assert chunks[name] == (e, len(cfg.channel_map), cfg.digitizer.window_samples)
@@ -103,17 +104,25 @@ def test_datasets_chunking_and_filters_as_documented(cfg, tmp_path):
     assert {n for n, fl in filters.items() if "fletcher32" in fl} == set(found) - {"channel_map"}
     # compressed: /raw/samples, /events, /pulses, /truth; not /raw/crc32, /scalers
     compressed = {n for n, fl in filters.items() if "32026" in fl}
-    assert compressed == {"raw/samples", "events", "pulses", "truth", "trigger_inputs/primitives",
-                          "trigger_inputs/state_primitives"}
-    assert ("`/raw/samples`, `/events`, `/pulses`, `/truth`, `/trigger_inputs/primitives` and\n"
-            "`/trigger_inputs/state_primitives` are compressed with the filter") in DOC
+    assert compressed == {
+        "raw/samples",
+        "events",
+        "pulses",
+        "truth",
+        "trigger_inputs/primitives",
+        "trigger_inputs/state_primitives",
+    }
+    assert (
+        "`/raw/samples`, `/events`, `/pulses`, `/truth`, `/trigger_inputs/primitives` and\n"
+        "`/trigger_inputs/state_primitives` are compressed with the filter"
+    ) in DOC
     assert "`/raw/crc32` and `/scalers` are not\ncompressed" in DOC
 
 
 def test_default_compression_is_gzip_with_shuffle_as_documented(cfg, tmp_path):
     [row] = [cells for cells in _table(_section("## Compression")) if cells[0] == "`gzip` (default)"]
     assert cfg.daq.compression == "gzip"
-    with RunFileWriter(tmp_path / "run.h5", cfg) as w:   # the configured default
+    with RunFileWriter(tmp_path / "run.h5", cfg) as w:  # the configured default
         w.write_events(*make_batch(cfg, 5))
     with h5py.File(tmp_path / "run.h5", "r") as f:
         assert f.attrs["compression"] == "gzip"
@@ -139,9 +148,11 @@ def test_compression_values_as_stored(cfg, tmp_path, compression):
 
 
 def test_record_offsets_as_documented():
-    for title, dtype in (("### `EVENT_DTYPE` (36 bytes)", EVENT_DTYPE),
-                         ("### `SCALER_DTYPE` (332 bytes)", SCALER_DTYPE),
-                         ("### `STORED_PULSE_DTYPE` (54 bytes)", STORED_PULSE_DTYPE)):
+    for title, dtype in (
+        ("### `EVENT_DTYPE` (36 bytes)", EVENT_DTYPE),
+        ("### `SCALER_DTYPE` (332 bytes)", SCALER_DTYPE),
+        ("### `STORED_PULSE_DTYPE` (54 bytes)", STORED_PULSE_DTYPE),
+    ):
         assert f"({dtype.itemsize} bytes)" in title
         got = {}
         for cells in _table(_section(title)):

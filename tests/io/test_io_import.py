@@ -17,16 +17,16 @@ from pokerdaq.config import load_config
 from pokerdaq.dsp import PulseParams, find_pulses_batch
 from pokerdaq.io import RunFile
 
-CHANNELS = ["S0", "S1", "S2", "SRD0", "ECAL_r3c3", "ECAL_r3c4", "ECAL_r4c3", "ECAL_r4c4", "ECAL_r4c5",
-            "HCAL0_r1c1"]
+CHANNELS = ["S0", "S1", "S2", "SRD0", "ECAL_r3c3", "ECAL_r3c4", "ECAL_r4c3", "ECAL_r4c4", "ECAL_r4c5", "HCAL0_r1c1"]
 """A test-beam subset: beam counters, one SRD tile, a few ECAL cells, one HCAL cell (10 of 130)."""
 N_EVENTS = 60
 ADC_MAX = 16383
 
 
 def _cli(*args: str, timeout: float = 600) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "pokerdaq.cli", *args], capture_output=True, text=True,
-                          timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "pokerdaq.cli", *args], capture_output=True, text=True, timeout=timeout
+    )
 
 
 def _waveforms(n_samples: int, seed: int) -> np.ndarray:
@@ -58,10 +58,10 @@ def _write_wavedump(folder: Path, codes: np.ndarray, sources: list[int], *, firs
         rec = np.zeros((n_ev, 12 + n_s), "<u2")
         hdr = rec[:, :12].view("<u4")
         hdr[:, 0] = 24 + 2 * n_s
-        hdr[:, 1] = 3                                    # board id
+        hdr[:, 1] = 3  # board id
         hdr[:, 3] = n
         hdr[:, 4] = first_counter + np.arange(n_ev)
-        hdr[:, 5] = 1000 + 2500 * np.arange(n_ev)        # trigger time tag, 8 ns counts
+        hdr[:, 5] = 1000 + 2500 * np.arange(n_ev)  # trigger time tag, 8 ns counts
         rec[:, 12:] = codes[:, k]
         p = folder / f"wave_{n}.dat"
         rec.tofile(p)
@@ -106,8 +106,18 @@ def imported(tmp_path_factory):
     with h5py.File(d / "scope.h5", "w") as h5:
         h5.create_dataset("daq/waveforms", data=full)
         h5.create_dataset("daq/time", data=np.arange(N_EVENTS))
-    cmd = ["import", str(d / "scope.h5"), "--format", "hdf5", "--dataset", "daq/waveforms",
-           "--channels", str(_map_csv(d / "map_h5.csv", sources)), "--output", str(d / "from_hdf5.h5")]
+    cmd = [
+        "import",
+        str(d / "scope.h5"),
+        "--format",
+        "hdf5",
+        "--dataset",
+        "daq/waveforms",
+        "--channels",
+        str(_map_csv(d / "map_h5.csv", sources)),
+        "--output",
+        str(d / "from_hdf5.h5"),
+    ]
     proc = _cli(*cmd)
     assert proc.returncode == 0, proc.stderr
     out["hdf5"] = (d / "from_hdf5.h5", codes)
@@ -117,9 +127,21 @@ def imported(tmp_path_factory):
     volts = (codes * 0.125).astype(np.float32)
     np.save(d / "part1.npy", volts[:25])
     np.savez(d / "part2.npz", wf=volts[25:])
-    cmd = ["import", str(d / "part1.npy"), str(d / "part2.npz"), "--format", "numpy", "--gain", "0.125",
-           "--dataset", "wf", "--channels", str(_map_csv(d / "map_np.csv", list(range(10)))),
-           "--output", str(d / "from_numpy.h5")]
+    cmd = [
+        "import",
+        str(d / "part1.npy"),
+        str(d / "part2.npz"),
+        "--format",
+        "numpy",
+        "--gain",
+        "0.125",
+        "--dataset",
+        "wf",
+        "--channels",
+        str(_map_csv(d / "map_np.csv", list(range(10)))),
+        "--output",
+        str(d / "from_numpy.h5"),
+    ]
     # --dataset names the .npz array; a .npy file is one array
     proc = _cli(*cmd)
     assert proc.returncode == 0, proc.stderr
@@ -128,8 +150,18 @@ def imported(tmp_path_factory):
     # WaveDump: V1725 negative pulses (baseline near the top), 128 samples, channels 0..9
     codes = _waveforms(128, seed=3)
     files = _write_wavedump(d / "wd", ADC_MAX - codes, list(range(10)))
-    cmd = ["import", *map(str, files), "--format", "wavedump", "--polarity", "negative",
-           "--channels", str(_map_csv(d / "map_wd.csv", list(range(10)))), "--output", str(d / "from_wd.h5")]
+    cmd = [
+        "import",
+        *map(str, files),
+        "--format",
+        "wavedump",
+        "--polarity",
+        "negative",
+        "--channels",
+        str(_map_csv(d / "map_wd.csv", list(range(10)))),
+        "--output",
+        str(d / "from_wd.h5"),
+    ]
     proc = _cli(*cmd)
     assert proc.returncode == 0, proc.stderr
     out["wavedump"] = (d / "from_wd.h5", codes)
@@ -177,10 +209,11 @@ def test_replay_trigger_and_inspect_accept_imported_files(imported, tmp_path):
     import matplotlib.image as mpimg
 
     assert png.stat().st_size > 10_000
-    assert mpimg.imread(png)[..., :3].std() > 0.02   # drawn, not blank
+    assert mpimg.imread(png)[..., :3].std() > 0.02  # drawn, not blank
 
 
 # ---------------------------------------------------------------------------- bad input
+
 
 def _assert_refused(proc: subprocess.CompletedProcess, output: Path, *needles: str) -> None:
     assert proc.returncode == 2, (proc.returncode, proc.stderr)
@@ -199,8 +232,16 @@ def test_truncated_wavedump_file_is_refused(tmp_path):
     files[3].write_bytes(data[:-50])
     rec = 24 + 2 * 64
     out = tmp_path / "run.h5"
-    proc = _cli("import", *map(str, files), "--format", "wavedump", "--channels",
-                str(_map_csv(tmp_path / "map.csv", list(range(10)))), "--output", str(out))
+    proc = _cli(
+        "import",
+        *map(str, files),
+        "--format",
+        "wavedump",
+        "--channels",
+        str(_map_csv(tmp_path / "map.csv", list(range(10)))),
+        "--output",
+        str(out),
+    )
     _assert_refused(proc, out, "wave_3.dat", f"offset {(N_EVENTS - 1) * rec}", "event_size", "truncated")
 
 
@@ -209,12 +250,20 @@ def test_wavedump_counters_out_of_step_are_refused(tmp_path):
     files = _write_wavedump(tmp_path / "wd", codes, list(range(10)))
     rec = 24 + 2 * 64
     raw = bytearray(files[7].read_bytes())
-    k = 17   # channel 7 missed event 17: its counter there is one ahead
-    raw[k * rec + 16:k * rec + 20] = np.uint32(5 + k + 1).tobytes()
+    k = 17  # channel 7 missed event 17: its counter there is one ahead
+    raw[k * rec + 16 : k * rec + 20] = np.uint32(5 + k + 1).tobytes()
     files[7].write_bytes(bytes(raw))
     out = tmp_path / "run.h5"
-    proc = _cli("import", *map(str, files), "--format", "wavedump", "--channels",
-                str(_map_csv(tmp_path / "map.csv", list(range(10)))), "--output", str(out))
+    proc = _cli(
+        "import",
+        *map(str, files),
+        "--format",
+        "wavedump",
+        "--channels",
+        str(_map_csv(tmp_path / "map.csv", list(range(10)))),
+        "--output",
+        str(out),
+    )
     _assert_refused(proc, out, "wave_7.dat", f"offset {k * rec + 16}", "event_counter", "out of step")
 
 
@@ -222,8 +271,16 @@ def test_unknown_channel_name_is_refused(tmp_path):
     np.save(tmp_path / "a.npy", np.full((4, 2, 64), 400, np.uint16))
     (tmp_path / "map.csv").write_text("source,name\n0,S0\n1,ECAL_r9c9\n")
     out = tmp_path / "run.h5"
-    proc = _cli("import", str(tmp_path / "a.npy"), "--format", "numpy", "--channels", str(tmp_path / "map.csv"),
-                "--output", str(out))
+    proc = _cli(
+        "import",
+        str(tmp_path / "a.npy"),
+        "--format",
+        "numpy",
+        "--channels",
+        str(tmp_path / "map.csv"),
+        "--output",
+        str(out),
+    )
     _assert_refused(proc, out, "map.csv", "line 3", "name", "ECAL_r9c9")
 
 
@@ -234,8 +291,17 @@ def test_shapes_that_do_not_add_up_are_refused(tmp_path):
         h5["w"] = np.full((4, 3, 64), 400, np.uint16)
     (tmp_path / "map.csv").write_text("source,name\n0,S0\n1,S1\n")
     out = tmp_path / "run.h5"
-    proc = _cli("import", str(tmp_path / "a.h5"), str(tmp_path / "b.h5"), "--format", "hdf5",
-                "--channels", str(tmp_path / "map.csv"), "--output", str(out))
+    proc = _cli(
+        "import",
+        str(tmp_path / "a.h5"),
+        str(tmp_path / "b.h5"),
+        "--format",
+        "hdf5",
+        "--channels",
+        str(tmp_path / "map.csv"),
+        "--output",
+        str(out),
+    )
     _assert_refused(proc, out, "b.h5", "shape", "samples", "3 channels x 64 samples")
 
 
@@ -246,8 +312,16 @@ def test_sample_out_of_range_fails_late_and_leaves_no_output(tmp_path):
     np.save(tmp_path / "a.npy", x)
     (tmp_path / "map.csv").write_text("source,name\n0,S0\n1,S1\n")
     out = tmp_path / "run.h5"
-    proc = _cli("import", str(tmp_path / "a.npy"), "--format", "numpy", "--channels", str(tmp_path / "map.csv"),
-                "--output", str(out))
+    proc = _cli(
+        "import",
+        str(tmp_path / "a.npy"),
+        "--format",
+        "numpy",
+        "--channels",
+        str(tmp_path / "map.csv"),
+        "--output",
+        str(out),
+    )
     _assert_refused(proc, out, "a.npy", "event 1300, channel 1, sample 10", "samples", "-7")
 
 
@@ -255,27 +329,40 @@ def test_float_samples_need_a_gain(tmp_path):
     np.save(tmp_path / "a.npy", np.full((4, 1, 64), 400.0))
     (tmp_path / "map.csv").write_text("source,name\n0,S0\n")
     out = tmp_path / "run.h5"
-    proc = _cli("import", str(tmp_path / "a.npy"), "--format", "numpy", "--channels", str(tmp_path / "map.csv"),
-                "--output", str(out))
+    proc = _cli(
+        "import",
+        str(tmp_path / "a.npy"),
+        "--format",
+        "numpy",
+        "--channels",
+        str(tmp_path / "map.csv"),
+        "--output",
+        str(out),
+    )
     _assert_refused(proc, out, "a.npy", "dtype", "--gain")
 
 
 def test_replay_with_a_configuration_of_another_window_is_refused(imported, tmp_path):
     from pokerdaq.config import default_config_text
 
-    (tmp_path / "new.toml").write_text(default_config_text())   # 64-sample windows, the file has 128
+    (tmp_path / "new.toml").write_text(default_config_text())  # 64-sample windows, the file has 128
     proc = _cli("replay", str(imported["hdf5"][0]), "--config", str(tmp_path / "new.toml"))
     assert proc.returncode == 2, proc.stderr
     lines = proc.stderr.strip().splitlines()
-    assert len(lines) == 1 and "from_hdf5.h5" in lines[0] and "window_samples gives window 64 samples" in lines[0], proc.stderr
+    assert len(lines) == 1 and "from_hdf5.h5" in lines[0] and "window_samples gives window 64 samples" in lines[0], (
+        proc.stderr
+    )
 
 
 def test_plain_waveform_file_is_refused_with_a_pointer_to_import(tmp_path):
     """The first thing a new user tries: replay / inspect / trigger --input on a plain h5py file."""
     with h5py.File(tmp_path / "plain.h5", "w") as h5:
         h5["waveforms"] = np.full((10, 16, 128), 400, np.int16)
-    for cmd in (["replay", str(tmp_path / "plain.h5")], ["inspect", str(tmp_path / "plain.h5")],
-                ["trigger", "--input", str(tmp_path / "plain.h5")]):
+    for cmd in (
+        ["replay", str(tmp_path / "plain.h5")],
+        ["inspect", str(tmp_path / "plain.h5")],
+        ["trigger", "--input", str(tmp_path / "plain.h5")],
+    ):
         proc = _cli(*cmd)
         assert proc.returncode == 2, (cmd, proc.stderr)
         lines = proc.stderr.strip().splitlines()

@@ -35,26 +35,50 @@ def _plain_env(tmp_path) -> dict[str, str]:
 
 
 def _read_plain(path, tmp_path) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-c", READ_ALL, str(path)], capture_output=True, text=True,
-                          env=_plain_env(tmp_path), timeout=120)
+    return subprocess.run(
+        [sys.executable, "-c", READ_ALL, str(path)],
+        capture_output=True,
+        text=True,
+        env=_plain_env(tmp_path),
+        timeout=120,
+    )
 
 
 def test_simulate_file_reads_without_plugin_and_with_h5dump(tmp_path):
     out = tmp_path / "sim.h5"
-    proc = subprocess.run([sys.executable, "-m", "pokerdaq.cli", "simulate", "--events", "20", "--output", str(out)],
-                          capture_output=True, text=True, timeout=600)
+    proc = subprocess.run(
+        [sys.executable, "-m", "pokerdaq.cli", "simulate", "--events", "20", "--output", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert proc.returncode == 0, proc.stderr
     proc = _read_plain(out, tmp_path)
     assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.split() == ["channel_map", "events", "pulses", "raw/crc32", "raw/samples", "scalers",
-                                   "trigger_inputs/primitives", "trigger_inputs/state",
-                                   "trigger_inputs/state_primitives", "trigger_inputs/state_steps",
-                                   "trigger_inputs/steps", "truth"]
+    assert proc.stdout.split() == [
+        "channel_map",
+        "events",
+        "pulses",
+        "raw/crc32",
+        "raw/samples",
+        "scalers",
+        "trigger_inputs/primitives",
+        "trigger_inputs/state",
+        "trigger_inputs/state_primitives",
+        "trigger_inputs/state_steps",
+        "trigger_inputs/steps",
+        "truth",
+    ]
 
     h5dump = shutil.which("h5dump")
     assert h5dump, "h5dump missing: make venv installs Debian's hdf5-tools"
-    dump = subprocess.run([h5dump, "-d", "/raw/samples", "-d", "/events", "-d", "/truth", str(out)],
-                          capture_output=True, text=True, env=_plain_env(tmp_path), timeout=300)
+    dump = subprocess.run(
+        [h5dump, "-d", "/raw/samples", "-d", "/events", "-d", "/truth", str(out)],
+        capture_output=True,
+        text=True,
+        env=_plain_env(tmp_path),
+        timeout=300,
+    )
     assert dump.returncode == 0, dump.stderr[-2000:]
     assert "error" not in dump.stderr.lower(), dump.stderr[-2000:]
     assert 'DATASET "/raw/samples"' in dump.stdout and "H5Z_FILTER_DEFLATE" not in dump.stderr
@@ -77,7 +101,7 @@ def test_blosc2_file_needs_the_plugin(tmp_path, cfg):
         w.write_events(headers, samples)
     proc = _read_plain(tmp_path / "z.h5", tmp_path)
     assert proc.returncode != 0 and "plugin" in proc.stderr.lower(), proc.stderr
-    with RunFileWriter(tmp_path / "g.h5", cfg) as w:   # the default: daq.compression = "gzip"
+    with RunFileWriter(tmp_path / "g.h5", cfg) as w:  # the default: daq.compression = "gzip"
         w.write_events(headers, samples)
     proc = _read_plain(tmp_path / "g.h5", tmp_path)
     assert proc.returncode == 0, proc.stderr

@@ -26,19 +26,26 @@ def small_cfg(cfg):
     flush_every=st.integers(1, 30),
     with_truth=st.booleans(),
 )
-def test_any_split_and_rotation_round_trips(small_cfg, tmp_path_factory, n, cuts, rotate_events, rotate_kib,
-                                            flush_every, with_truth):
+def test_any_split_and_rotation_round_trips(
+    small_cfg, tmp_path_factory, n, cuts, rotate_events, rotate_kib, flush_every, with_truth
+):
     folder = tmp_path_factory.mktemp("prop")
     headers, samples, pulses, truth = make_batch(small_cfg, n, first_event=1000, with_truth=with_truth)
     bounds = sorted({0, n, *[c for c in cuts if c < n]})
     offsets = np.concatenate([[0], np.cumsum(headers["n_pulses"], dtype=np.int64)])
     rotate_bytes = None if rotate_kib is None else rotate_kib * 1024
-    with RunFileWriter(folder / "run.h5", small_cfg, rotate_events=rotate_events, rotate_bytes=rotate_bytes,
-                       flush_every_events=flush_every) as w:
+    with RunFileWriter(
+        folder / "run.h5",
+        small_cfg,
+        rotate_events=rotate_events,
+        rotate_bytes=rotate_bytes,
+        flush_every_events=flush_every,
+    ) as w:
         for i, j in zip(bounds[:-1], bounds[1:]):
-            w.write_events(headers[i:j], samples[i:j], pulses[offsets[i]:offsets[j]],
-                           None if truth is None else truth[i:j])
-    assert sorted(folder.iterdir()) == sorted(w.closed_files)   # nothing else left, no .part
+            w.write_events(
+                headers[i:j], samples[i:j], pulses[offsets[i] : offsets[j]], None if truth is None else truth[i:j]
+            )
+    assert sorted(folder.iterdir()) == sorted(w.closed_files)  # nothing else left, no .part
     files = [RunFile(p) for p in w.closed_files]
     assert [f.attrs["file_index"] for f in files] == list(range(len(files)))
     assert all(len(f) > 0 for f in files)

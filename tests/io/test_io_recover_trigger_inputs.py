@@ -27,9 +27,9 @@ def test_recover_keeps_the_flushed_trigger_inputs(cfg, tmp_path):
     w.write_events(headers, samples, pulses, truth)
     w.flush()
     later = _inputs(40, 25)
-    w.write_trigger_inputs(*later)   # written, never flushed: a kill now loses them
+    w.write_trigger_inputs(*later)  # written, never flushed: a kill now loses them
     w._h5.flush()
-    w._h5.close()   # abandon the file as a killed writer leaves it (no final attributes, no rename)
+    w._h5.close()  # abandon the file as a killed writer leaves it (no final attributes, no rename)
     w._h5 = None
     w._closed = True
     final = recover(w.part_path)
@@ -48,17 +48,17 @@ def test_trigger_state_written_with_the_first_event_and_recovered(cfg, tmp_path)
     state = np.arange(90, dtype=np.int64)
     seen = []
 
-    def hook(first_event: int) -> None:   # as the DAQ writer does (pokerdaq.daq _writer.py)
+    def hook(first_event: int) -> None:  # as the DAQ writer does (pokerdaq.daq _writer.py)
         seen.append(first_event)
         w.write_trigger_state(7, state, pre_steps, pre_prims, 1)
 
     w.first_event_hook = hook
     headers, samples, pulses, truth = make_batch(cfg, 10)
-    w.write_events(headers[:5], samples[:5], pulses[:int(headers["n_pulses"][:5].sum())], truth[:5])
-    w.write_events(headers[5:], samples[5:], pulses[int(headers["n_pulses"][:5].sum()):], truth[5:])
-    assert seen == [int(headers["event_number"][0])]   # once per file, before its first event
+    w.write_events(headers[:5], samples[:5], pulses[: int(headers["n_pulses"][:5].sum())], truth[:5])
+    w.write_events(headers[5:], samples[5:], pulses[int(headers["n_pulses"][:5].sum()) :], truth[5:])
+    assert seen == [int(headers["event_number"][0])]  # once per file, before its first event
     w.flush()
-    w._h5.close()   # a killed writer
+    w._h5.close()  # a killed writer
     w._h5 = None
     w._closed = True
     with RunFile(recover(w.part_path)) as f:

@@ -73,7 +73,7 @@ def test_round_trip_every_dataset(cfg, tmp_path):
         e = f[137]
         assert e.event_number == 137
         np.testing.assert_array_equal(e.samples, samples[137])
-        np.testing.assert_array_equal(e.pulses["peak"], pulses["peak"][f.pulse_offsets[137]:f.pulse_offsets[138]])
+        np.testing.assert_array_equal(e.pulses["peak"], pulses["peak"][f.pulse_offsets[137] : f.pulse_offsets[138]])
         assert e.truth == truth[137]
         assert f[-1].event_number == 199
         part = f[60:75]
@@ -95,13 +95,13 @@ def test_round_trip_every_dataset(cfg, tmp_path):
 
 def test_attributes_present_and_correct(cfg, tmp_path):
     path = tmp_path / "run_000007.h5"
-    cfg7 = cfg.replace(run={"run_number": 7})   # a Config changed by replace: stored as its effective TOML
-    assert "run_number = 7" in cfg7.text   # the effective TOML, changed key marked [overlay]
+    cfg7 = cfg.replace(run={"run_number": 7})  # a Config changed by replace: stored as its effective TOML
+    assert "run_number = 7" in cfg7.text  # the effective TOML, changed key marked [overlay]
     before = datetime.now().astimezone()
     with RunFileWriter(path, cfg7, producer="unit-test") as w:
         w.write_events(*make_batch(cfg7, 10, first_event=100))
     after = datetime.now().astimezone()
-    with h5py.File(path, "r") as h5:   # plain h5py: the layout is readable without pokerdaq
+    with h5py.File(path, "r") as h5:  # plain h5py: the layout is readable without pokerdaq
         a = h5.attrs
         assert json.loads(a["layout_version"]) == {"name": "pokerdaq-run", "version": LAYOUT_VERSION}
         assert a["run_number"] == 7 and a["file_index"] == 0
@@ -130,12 +130,12 @@ def test_part_name_while_open_final_name_after_close(cfg, tmp_path):
     assert w.part_path.exists() and not path.exists()
     w.write_events(*make_batch(cfg, 5))
     w.flush()
-    with RunFile(w.part_path) as live:   # a reader can follow the file while it is written (SWMR)
+    with RunFile(w.part_path) as live:  # a reader can follow the file while it is written (SWMR)
         assert len(live) == 5 and not live.closed_cleanly
     w.close()
     assert path.exists() and not w.part_path.exists()
     assert w.closed_files == [path]
-    w.close()   # idempotent
+    w.close()  # idempotent
     assert w.closed_files == [path]
     with pytest.raises(ValueError, match="closed"):
         w.write_events(*make_batch(cfg, 1, first_event=5))
@@ -185,9 +185,9 @@ def test_layout_readable_with_plain_h5py_as_documented(cfg, tmp_path):
         events = f["events"][:n]
         offsets = np.concatenate([[0], np.cumsum(events["n_pulses"], dtype=np.int64)])
         np.testing.assert_array_equal(f["raw/samples"][3], samples[3])
-        got = f["pulses"][offsets[3]:offsets[4]]
+        got = f["pulses"][offsets[3] : offsets[4]]
         assert (got["event_number"] == 3).all()
-        np.testing.assert_array_equal(got["integral"], pulses["integral"][offsets[3]:offsets[4]])
+        np.testing.assert_array_equal(got["integral"], pulses["integral"][offsets[3] : offsets[4]])
         ecal = f["channel_map"]["subsystem"] == b"ecal"
         assert ecal.sum() == 81
         assert int(f.attrs["n_pulses"]) == len(pulses) == f["pulses"].shape[0]
@@ -199,7 +199,9 @@ def test_reader_refuses_newer_layout_and_foreign_files(cfg, tmp_path):
         w.write_events(*make_batch(cfg, 2))
     with h5py.File(path, "r+") as f:
         f.attrs["layout_version"] = json.dumps({"name": "pokerdaq-run", "version": LAYOUT_VERSION + 1})
-    with pytest.raises(ValueError, match=rf"version {LAYOUT_VERSION + 1}, this reader knows .* up to version {LAYOUT_VERSION}"):
+    with pytest.raises(
+        ValueError, match=rf"version {LAYOUT_VERSION + 1}, this reader knows .* up to version {LAYOUT_VERSION}"
+    ):
         RunFile(path)
     with h5py.File(tmp_path / "other.h5", "w") as f:
         f.attrs["layout_version"] = "not json"
@@ -208,8 +210,10 @@ def test_reader_refuses_newer_layout_and_foreign_files(cfg, tmp_path):
 
 
 def test_record_dtypes_import_without_h5py():
-    code = ("import sys; from pokerdaq.io import EVENT_DTYPE, EventFlags, LAYOUT_VERSION, SCALER_DTYPE; "
-            "assert 'h5py' not in sys.modules, 'h5py imported'; print(EVENT_DTYPE.itemsize)")
+    code = (
+        "import sys; from pokerdaq.io import EVENT_DTYPE, EventFlags, LAYOUT_VERSION, SCALER_DTYPE; "
+        "assert 'h5py' not in sys.modules, 'h5py imported'; print(EVENT_DTYPE.itemsize)"
+    )
     env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[2] / "src"))
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
     assert out.returncode == 0, out.stderr

@@ -35,10 +35,25 @@ def _bad_cases(cfg):
     }
 
 
-@pytest.mark.parametrize("case", [
-    "headers dtype", "headers 2-d", "samples dtype", "samples channels", "samples length", "samples window",
-    "samples range", "event order", "pulses count", "pulses missing", "pulses dtype", "pulses channel",
-    "truth length", "truth plain"])
+@pytest.mark.parametrize(
+    "case",
+    [
+        "headers dtype",
+        "headers 2-d",
+        "samples dtype",
+        "samples channels",
+        "samples length",
+        "samples window",
+        "samples range",
+        "event order",
+        "pulses count",
+        "pulses missing",
+        "pulses dtype",
+        "pulses channel",
+        "truth length",
+        "truth plain",
+    ],
+)
 def test_bad_input_raises_and_writes_nothing(cfg, tmp_path, case):
     args, pattern = _bad_cases(cfg)[case]
     path = tmp_path / "r.h5"
@@ -65,13 +80,16 @@ def test_event_numbers_must_increase_across_calls_and_truth_dtype_is_fixed(cfg, 
     np.testing.assert_array_equal(f.events["event_number"], np.arange(10, 15))
 
 
-@pytest.mark.parametrize("kwargs, pattern", [
-    ({"rotate_events": 0}, r"rotate_events: 0"),
-    ({"rotate_bytes": -5}, r"rotate_bytes: -5"),
-    ({"flush_every_events": 0}, r"flush_every_events: 0"),
-    ({"compression": "bzip2"}, r"compression: 'bzip2'"),
-    ({"producer": ""}, r"producer: ''"),
-])
+@pytest.mark.parametrize(
+    "kwargs, pattern",
+    [
+        ({"rotate_events": 0}, r"rotate_events: 0"),
+        ({"rotate_bytes": -5}, r"rotate_bytes: -5"),
+        ({"flush_every_events": 0}, r"flush_every_events: 0"),
+        ({"compression": "bzip2"}, r"compression: 'bzip2'"),
+        ({"producer": ""}, r"producer: ''"),
+    ],
+)
 def test_bad_writer_arguments(cfg, tmp_path, kwargs, pattern):
     with pytest.raises(ValueError, match=pattern):
         RunFileWriter(tmp_path / "r.h5", cfg, **kwargs)

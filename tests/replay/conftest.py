@@ -21,6 +21,5 @@ def minbias_files(tmp_path_factory, signal_config):
     d = tmp_path_factory.mktemp("minbias")
     a = record_minimum_bias(signal_config, N_EVENTS, d / "run_a.h5", seed=11)
     b = record_minimum_bias(signal_config, N_EVENTS, d / "run_b.h5", seed=12)
-    untriggered = record_minimum_bias(signal_config, N_EVENTS, d / "run_a_notrig.h5", seed=11,
-                                      trigger_words=False)
+    untriggered = record_minimum_bias(signal_config, N_EVENTS, d / "run_a_notrig.h5", seed=11, trigger_words=False)
     return {"a": a, "b": b, "untriggered": untriggered}

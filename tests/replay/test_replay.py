@@ -112,15 +112,17 @@ def test_beam_prescale_change_follows_the_counter(minbias_files, signal_config):
 
 
 def test_new_pulse_threshold_matches_the_naive_reference(minbias_files, signal_config):
-    cfg = _with(signal_config, detector={"srd": {"pulse_finder": {"threshold_adc": 200}},
-                                         "ecal": {"pulse_finder": {"threshold_adc": 60}}})
+    cfg = _with(
+        signal_config,
+        detector={"srd": {"pulse_finder": {"threshold_adc": 200}}, "ecal": {"pulse_finder": {"threshold_adc": 60}}},
+    )
     setup = WindowSetup.from_config(cfg)
     with RunFile(minbias_files["a"]) as f:
         samples = f.samples[:6]
     pulses, offsets, _ = replay_windows(samples, setup)
     for e in range(6):
         ref = find_pulses_reference(samples[e], PulseParams.from_config(cfg))
-        assert np.array_equal(pulses[offsets[e]:offsets[e + 1]], ref)
+        assert np.array_equal(pulses[offsets[e] : offsets[e + 1]], ref)
     new = replay_file(minbias_files["a"], cfg)
     assert new.new_pulses < new.replayed_pulses
 
@@ -163,10 +165,28 @@ def test_cli_report_and_plots(minbias_files, signal_config, tmp_path):
     cfg_path = tmp_path / "new.toml"
     cfg_path.write_text(config_text(new_cfg))
     report, plots = tmp_path / "report.json", tmp_path / "plots"
-    proc = subprocess.run([sys.executable, "-m", "pokerdaq.cli", "replay", str(minbias_files["a"]),
-                           str(minbias_files["b"]), "--config", str(cfg_path), "--output", str(report),
-                           "--plots", str(plots), "--jobs", "2", "--check"],
-                          capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pokerdaq.cli",
+            "replay",
+            str(minbias_files["a"]),
+            str(minbias_files["b"]),
+            "--config",
+            str(cfg_path),
+            "--output",
+            str(report),
+            "--plots",
+            str(plots),
+            "--jobs",
+            "2",
+            "--check",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr
     data = json.loads(report.read_text())
     assert data["n_events"] == 2 * N_EVENTS
@@ -188,8 +208,25 @@ def test_replay_of_a_pokerdaq_simulate_file(tmp_path, signal_config):
     cfg_path = tmp_path / "signal.toml"
     cfg_path.write_text(config_text(signal_config))
     path = tmp_path / "sim.h5"
-    proc = subprocess.run([sys.executable, "-m", "pokerdaq.cli", "simulate", "--config", str(cfg_path), "--events",
-                           "150", "--seed", "11", "--output", str(path)], capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pokerdaq.cli",
+            "simulate",
+            "--config",
+            str(cfg_path),
+            "--events",
+            "150",
+            "--seed",
+            "11",
+            "--output",
+            str(path),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr
     r = replay_file(path)
     assert r.producer == "simulate" and not r.has_stored_words and not r.pulses_stored
@@ -213,10 +250,15 @@ def test_cli_dask_scheduler_equals_local_report(minbias_files, tmp_path):
     base = [sys.executable, "-m", "pokerdaq.cli", "replay", *files, "--output"]
     proc = subprocess.run(base + [str(local)], capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
-    with LocalCluster(n_workers=1, threads_per_worker=1, processes=False, protocol="tcp",
-                      host="127.0.0.1", dashboard_address=None) as cluster:
+    with LocalCluster(
+        n_workers=1, threads_per_worker=1, processes=False, protocol="tcp", host="127.0.0.1", dashboard_address=None
+    ) as cluster:
         assert cluster.scheduler_address.startswith("tcp://")
-        proc = subprocess.run(base + [str(remote), "--dask-scheduler", cluster.scheduler_address],
-                              capture_output=True, text=True, timeout=300)
+        proc = subprocess.run(
+            base + [str(remote), "--dask-scheduler", cluster.scheduler_address],
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
     assert proc.returncode == 0, proc.stderr
     assert json.loads(remote.read_text()) == json.loads(local.read_text())

@@ -29,8 +29,14 @@ RAW = np.uint32(0xFF00)
 
 def _cli(*args, timeout=600) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": SRC + os.pathsep + os.environ.get("PYTHONPATH", ""), "COLUMNS": "200"}
-    return subprocess.run([sys.executable, "-m", "pokerdaq.cli", *args], capture_output=True, text=True,
-                          env=env, timeout=timeout, check=False)
+    return subprocess.run(
+        [sys.executable, "-m", "pokerdaq.cli", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=timeout,
+        check=False,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -38,9 +44,21 @@ def daq_run(tmp_path_factory):
     """A short physics run: 2 ms spills every 20 ms (many /scalers rows; the boards fast-forward
     through the beam-off time in stretches of slices), a new file every 40 events."""
     d = tmp_path_factory.mktemp("daqrun")
-    out = _cli("run", "--events", str(N_EVENTS), "--seed", "5", "--output", str(d / "run.h5"),
-               "--set", "beam.spill_period_s=0.02", "--set", "beam.spill_length_s=0.002",
-               "--set", f"daq.rotate_events={ROTATE}")
+    out = _cli(
+        "run",
+        "--events",
+        str(N_EVENTS),
+        "--seed",
+        "5",
+        "--output",
+        str(d / "run.h5"),
+        "--set",
+        "beam.spill_period_s=0.02",
+        "--set",
+        "beam.spill_length_s=0.002",
+        "--set",
+        f"daq.rotate_events={ROTATE}",
+    )
     assert out.returncode == 0, out.stdout + out.stderr
     paths = run_paths(d / "run.h5")
     assert sum(len(RunFile(p)) for p in paths) == N_EVENTS
@@ -56,7 +74,7 @@ def _replay_check(paths, tmp_path) -> tuple[int, dict]:
 
 @pytest.mark.timeout(900)
 def test_run_replays_bit_for_bit_with_its_own_configuration(daq_run, tmp_path):
-    assert len([p for p in daq_run if len(RunFile(p))]) >= 3   # rotated: the check spans files
+    assert len([p for p in daq_run if len(RunFile(p))]) >= 3  # rotated: the check spans files
     rc, report = _replay_check(daq_run, tmp_path)
     files = report["reproduction"]["files"]
     assert rc == 0, files
@@ -68,7 +86,7 @@ def test_run_replays_bit_for_bit_with_its_own_configuration(daq_run, tmp_path):
     (run,) = report["runs"]
     assert run["problem"] is None and run["state_mismatches"] == 0
     steps = np.concatenate([RunFile(p).trigger_inputs[0] for p in daq_run])
-    assert len(steps) == run["decision_steps"] and np.any(steps["last_slice"] > steps["first_slice"])   # stretches
+    assert len(steps) == run["decision_steps"] and np.any(steps["last_slice"] > steps["first_slice"])  # stretches
     assert run["primitives"] > 0 and run["trigger_input_bytes_per_event"] > 0
     # the online counters come back: the stored words, and the per-spill scaler totals
     scalers = np.concatenate([RunFile(p).scalers for p in daq_run])
@@ -96,8 +114,9 @@ def _mutate_one_primitive(paths, dest: Path) -> int:
     assert len(hits), "no physics trigger in the first file"
     ev = events[hits[0]]
     ticks = prims["time"] // 64
-    near = np.flatnonzero((ticks >= int(ev["timestamp"]) - 4) & (ticks <= int(ev["timestamp"]) + 40)
-                          & ecal[prims["channel"]])
+    near = np.flatnonzero(
+        (ticks >= int(ev["timestamp"]) - 4) & (ticks <= int(ev["timestamp"]) + 40) & ecal[prims["channel"]]
+    )
     k = int(near[np.argmax(prims["integral_net"][near])])
     with h5py.File(copies[0], "r+") as h5:
         row = h5["trigger_inputs/primitives"][k]
@@ -155,10 +174,10 @@ def test_new_threshold_reports_raw_types_per_event(daq_run):
     physics = np.uint32(1 << (8 + TriggerBits.NAMES.index("physics")))
     stored = np.concatenate([f.stored_word for f in results])
     new = np.concatenate([f.new_word for f in results])
-    assert not np.any(new & 0xFF)                          # raw types only: nothing re-accepted
+    assert not np.any(new & 0xFF)  # raw types only: nothing re-accepted
     lost = (stored & physics) != 0
     assert lost.any() and np.count_nonzero(new & physics) < np.count_nonzero(lost)
-    assert not np.any((new & physics) & ~(stored & physics))   # a tighter cut gains no physics event
+    assert not np.any((new & physics) & ~(stored & physics))  # a tighter cut gains no physics event
     report = summary.as_dict()
     assert report["n_changed"] > 0
     assert all("raw_physics" in e["lost"] for e in report["changed_events"] if e["lost"])

@@ -26,8 +26,14 @@ ROTATE = 30
 
 def _cli(*args, timeout=600) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": SRC + os.pathsep + os.environ.get("PYTHONPATH", ""), "COLUMNS": "200"}
-    return subprocess.run([sys.executable, "-m", "pokerdaq.cli", *args], capture_output=True, text=True,
-                          env=env, timeout=timeout, check=False)
+    return subprocess.run(
+        [sys.executable, "-m", "pokerdaq.cli", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=timeout,
+        check=False,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -36,10 +42,27 @@ def daq_run(tmp_path_factory):
     generator's state matters), 4 us dead time (decisions lost to it carry over), the state sent
     with every 2nd step (a file's stored steps then start at the last state before its first event)."""
     d = tmp_path_factory.mktemp("daqalone")
-    out = _cli("run", "--events", str(N_EVENTS), "--seed", "7", "--output", str(d / "run.h5"),
-               "--set", "beam.spill_period_s=0.02", "--set", "beam.spill_length_s=0.002",
-               "--set", "trigger.random_rate_hz=20000.0", "--set", "trigger.dead_time_ns=4000.0",
-               "--set", "daq.trigger_state_every_steps=2", "--set", f"daq.rotate_events={ROTATE}")
+    out = _cli(
+        "run",
+        "--events",
+        str(N_EVENTS),
+        "--seed",
+        "7",
+        "--output",
+        str(d / "run.h5"),
+        "--set",
+        "beam.spill_period_s=0.02",
+        "--set",
+        "beam.spill_length_s=0.002",
+        "--set",
+        "trigger.random_rate_hz=20000.0",
+        "--set",
+        "trigger.dead_time_ns=4000.0",
+        "--set",
+        "daq.trigger_state_every_steps=2",
+        "--set",
+        f"daq.rotate_events={ROTATE}",
+    )
     assert out.returncode == 0, out.stdout + out.stderr
     paths = run_paths(d / "run.h5")
     assert [len(RunFile(p)) for p in paths][:4] == [ROTATE] * 4
@@ -73,7 +96,7 @@ def test_later_file_alone_reproduces_every_decision(daq_run, tmp_path):
         assert r["problem"] is None and r["state_mismatches"] == 0 and r["started_from_stored_state"], (k, r)
         assert fr["trigger_word_mismatches"] == 0 and alone["reproduction"]["reproduced"], (k, fr)
         assert r["first_decided_event"] <= int(events["event_number"][0]) if len(events) else True
-    assert r["old"] == whole["old"]   # the last file alone: random generator, dead time, counters all carried
+    assert r["old"] == whole["old"]  # the last file alone: random generator, dead time, counters all carried
     # with a state every 2nd step, some file starts from a state before steps stored in an earlier file
     assert any(len(RunFile(p).trigger_state[3]) for p in daq_run[1:])
 

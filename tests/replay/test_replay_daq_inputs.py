@@ -22,11 +22,11 @@ def _steps(n: int, per_step: int, first: int = 0) -> tuple[np.ndarray, np.ndarra
     steps["first_slice"] = np.arange(first, first + n)
     steps["last_slice"] = steps["first_slice"]
     steps["n_primitives"] = per_step
-    steps["dead_until"] = -(1 << 62)   # the model's "no trigger yet"
+    steps["dead_until"] = -(1 << 62)  # the model's "no trigger yet"
     prims = np.zeros(n * per_step, TRIGGER_PRIMITIVE_DTYPE)
     prims["time"] = np.arange(len(prims)) * 6400
     prims["channel"] = np.arange(len(prims)) % 130
-    prims["integral_net"] = 0           # no energy: no candidate
+    prims["integral_net"] = 0  # no energy: no candidate
     return steps, prims
 
 
@@ -71,7 +71,7 @@ def test_bad_trigger_inputs_are_refused_before_anything_is_written(tmp_path, bad
 
 
 def test_recorded_state_that_the_model_does_not_meet_is_counted():
-    cfg = load_config().replace(trigger={"random_rate_hz": 0.0})   # no random trigger
+    cfg = load_config().replace(trigger={"random_rate_hz": 0.0})  # no random trigger
     regs = TriggerRegisters.from_config(cfg, 1)
     steps, prims = _steps(4, 0)
     ok = stream_decisions(regs, steps, prims, cfg.daq.slice_ticks)

@@ -63,9 +63,17 @@ def test_species_mix_and_signal_line(cfg):
 
 
 def srd_charge(cfg, energy, seed):
-    c = cfg.replace(beam={"energy_gev": energy, "energy_spread": 0.0, "rate_hz": 2e4, "signal_fraction": 0.0,
-                          "hadron_fraction": 0.0, "muon_fraction": 0.0},
-                    detector={"lyso_background_hz": 0.0, "srd": {"sipm": {"dark_rate_hz": 0.0}}})
+    c = cfg.replace(
+        beam={
+            "energy_gev": energy,
+            "energy_spread": 0.0,
+            "rate_hz": 2e4,
+            "signal_fraction": 0.0,
+            "hadron_fraction": 0.0,
+            "muon_fraction": 0.0,
+        },
+        detector={"lyso_background_hz": 0.0, "srd": {"sipm": {"dark_rate_hz": 0.0}}},
+    )
     srd = c.channel_map.channels_of("srd")
     s, tr = emulate_windows(c, 2500, seed=seed, channels=srd)
     q = (s.astype(np.float64) - c.detector.srd.electronics.pedestal_adc).sum(axis=(1, 2))
@@ -114,6 +122,7 @@ def test_block_store_shares_identical_blocks(cfg, tmp_path):
     """Blocks taken from a run's block store (use_block_store) equal generated ones field for
     field, and old blocks are evicted from the folder (and generated again, the same)."""
     from pokerdaq.sim import _beam
+
     ref = BeamTimeline(cfg, 13)
     try:
         _beam.use_block_store(tmp_path)

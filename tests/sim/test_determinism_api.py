@@ -10,8 +10,10 @@ from pokerdaq.sim import TRUTH_DTYPE, SampleStream, emulate_channel, emulate_win
 @pytest.fixture(scope="module")
 def busy(cfg):
     # a high rate and many hadrons/muons/signal so that every code path runs in a short stream
-    return cfg.replace(beam={"rate_hz": 2e6, "hadron_fraction": 0.2, "muon_fraction": 0.2, "signal_fraction": 0.1},
-                       detector={"lyso_background_hz": 2e6})
+    return cfg.replace(
+        beam={"rate_hz": 2e6, "hadron_fraction": 0.2, "muon_fraction": 0.2, "signal_fraction": 0.1},
+        detector={"lyso_background_hz": 2e6},
+    )
 
 
 def test_windows_same_seed_same_samples(busy):
@@ -76,25 +78,28 @@ def test_windows_are_cuts_of_the_stream(busy):
     stream, stream_truth = SampleStream(busy, seed=76).read(end)
     starts = truth["t_sample"] - busy.digitizer.pretrigger_samples
     for i, s0 in enumerate(starts):
-        assert np.array_equal(w[i], stream[:, s0:s0 + busy.digitizer.window_samples])
+        assert np.array_equal(w[i], stream[:, s0 : s0 + busy.digitizer.window_samples])
     assert np.array_equal(stream_truth["event"][:40], truth["event"])
 
 
-@pytest.mark.parametrize("call, match", [
-    (lambda c: emulate_windows(c, -1), r"n_events = -1"),
-    (lambda c: emulate_windows({"beam": {}}, 3), r"cfg = dict"),
-    (lambda c: emulate_windows(c, 2.5), r"n_events = 2\.5"),
-    (lambda c: emulate_windows(c, 5, seed=-3), r"seed = -3"),
-    (lambda c: emulate_windows(c, 5, channels=[0, 130]), r"channels = \[0, 130\].*130"),
-    (lambda c: emulate_windows(c, 5, channels=[]), r"channels = \[\]"),
-    (lambda c: emulate_windows(c, 5, channels=[1, 1]), r"distinct"),
-    (lambda c: list(iter_windows(c, 5, batch_events=0)), r"batch_events = 0"),
-    (lambda c: SampleStream(c, channels=[-1]), r"channels = \[-1\]"),
-    (lambda c: SampleStream(c).read(0), r"n_samples = 0"),
-    (lambda c: emulate_channel(c, 999, [1.0]), r"channel 999"),
-    (lambda c: emulate_channel(c, 0, [1.0, -2.0]), r"deposits_mev"),
-    (lambda c: emulate_channel(c, 0, [1.0], t0_ns=float("nan")), r"t0_ns = nan"),
-])
+@pytest.mark.parametrize(
+    "call, match",
+    [
+        (lambda c: emulate_windows(c, -1), r"n_events = -1"),
+        (lambda c: emulate_windows({"beam": {}}, 3), r"cfg = dict"),
+        (lambda c: emulate_windows(c, 2.5), r"n_events = 2\.5"),
+        (lambda c: emulate_windows(c, 5, seed=-3), r"seed = -3"),
+        (lambda c: emulate_windows(c, 5, channels=[0, 130]), r"channels = \[0, 130\].*130"),
+        (lambda c: emulate_windows(c, 5, channels=[]), r"channels = \[\]"),
+        (lambda c: emulate_windows(c, 5, channels=[1, 1]), r"distinct"),
+        (lambda c: list(iter_windows(c, 5, batch_events=0)), r"batch_events = 0"),
+        (lambda c: SampleStream(c, channels=[-1]), r"channels = \[-1\]"),
+        (lambda c: SampleStream(c).read(0), r"n_samples = 0"),
+        (lambda c: emulate_channel(c, 999, [1.0]), r"channel 999"),
+        (lambda c: emulate_channel(c, 0, [1.0, -2.0]), r"deposits_mev"),
+        (lambda c: emulate_channel(c, 0, [1.0], t0_ns=float("nan")), r"t0_ns = nan"),
+    ],
+)
 def test_bad_arguments(cfg, call, match):
     with pytest.raises((ValueError, TypeError), match=match):
         call(cfg)

@@ -22,8 +22,11 @@ def test_pedestal_and_noise_rms(cfg, name):
 
 
 def test_correlated_noise_is_slow(cfg):
-    c = cfg.replace(detector={"ecal": {"electronics": {"noise_adc": 0.0, "correlated_noise_adc": 20.0},
-                                       "sipm": {"dark_rate_hz": 0.0}}})
+    c = cfg.replace(
+        detector={
+            "ecal": {"electronics": {"noise_adc": 0.0, "correlated_noise_adc": 20.0}, "sipm": {"dark_rate_hz": 0.0}}
+        }
+    )
     w = emulate_channel(c, c.channel_map.index("ECAL_r0c0"), np.zeros(2000), seed=41).astype(np.float64)
     assert w.std() == pytest.approx(20.0, rel=0.05)
     d = w - w.mean()

@@ -21,12 +21,22 @@ def model(t, amp, t0, tau_r, tau_d):
 
 @pytest.mark.parametrize("rise_ns, decay_ns", [(2.0, 15.0), (1.0, 40.0)])
 def test_fitted_rise_and_decay(cfg, rise_ns, decay_ns):
-    c = cfg.replace(detector={"ecal": {
-        "scintillator": {"decay_ns": [SCINT_NS], "fractions": [1.0], "rise_ns": 0.0},
-        "sipm": {"pulse_rise_ns": rise_ns, "pulse_decay_ns": decay_ns, "crosstalk_prob": 0.0,
-                 "afterpulse_prob": 0.0, "dark_rate_hz": 0.0, "gain_adc_per_pe": 0.04},
-        "electronics": {"shaping_ns": 0.0},
-    }})
+    c = cfg.replace(
+        detector={
+            "ecal": {
+                "scintillator": {"decay_ns": [SCINT_NS], "fractions": [1.0], "rise_ns": 0.0},
+                "sipm": {
+                    "pulse_rise_ns": rise_ns,
+                    "pulse_decay_ns": decay_ns,
+                    "crosstalk_prob": 0.0,
+                    "afterpulse_prob": 0.0,
+                    "dark_rate_hz": 0.0,
+                    "gain_adc_per_pe": 0.04,
+                },
+                "electronics": {"shaping_ns": 0.0},
+            }
+        }
+    )
     ch = c.channel_map.index("ECAL_r4c4")
     ped = c.detector.ecal.electronics.pedestal_adc
     # eight sampling phases 0.5 ns apart give an effective 0.5 ns sampling of the average pulse

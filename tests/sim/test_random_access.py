@@ -10,8 +10,9 @@ from pokerdaq.sim._beam import BLOCK_SAMPLES
 
 @pytest.fixture(scope="module")
 def busy(cfg):
-    return cfg.replace(beam={"rate_hz": 2e6, "hadron_fraction": 0.2, "muon_fraction": 0.2},
-                       detector={"lyso_background_hz": 2e6})
+    return cfg.replace(
+        beam={"rate_hz": 2e6, "hadron_fraction": 0.2, "muon_fraction": 0.2}, detector={"lyso_background_hz": 2e6}
+    )
 
 
 @pytest.fixture(scope="module")
@@ -21,7 +22,7 @@ def reference(busy):
     stream = SampleStream(busy, seed=81, channels=chans)
     head = stream.read(200_000)[0]
     stream.read(BLOCK_SAMPLES - 100_000 - stream.position)
-    edge = stream.read(200_000)[0]   # samples BLOCK_SAMPLES - 100000 .. + 100000
+    edge = stream.read(200_000)[0]  # samples BLOCK_SAMPLES - 100000 .. + 100000
     return chans, head, edge
 
 
@@ -31,11 +32,11 @@ def test_read_at_equals_the_stream(busy, reference):
     rng = np.random.default_rng(5)
     for start in [0, 1, 199_936, *rng.integers(0, 200_000 - 64, 40)]:
         n = int(min(64 + rng.integers(0, 300), 200_000 - start))
-        np.testing.assert_array_equal(stream.read_at(int(start), n), head[:, start:start + n], err_msg=str(start))
+        np.testing.assert_array_equal(stream.read_at(int(start), n), head[:, start : start + n], err_msg=str(start))
     base = BLOCK_SAMPLES - 100_000
-    for start in (base, BLOCK_SAMPLES - 40, BLOCK_SAMPLES, BLOCK_SAMPLES + 5):   # across the block boundary
-        np.testing.assert_array_equal(stream.read_at(start, 100), edge[:, start - base:start - base + 100])
-    assert stream.position == 0   # random access does not move the stream
+    for start in (base, BLOCK_SAMPLES - 40, BLOCK_SAMPLES, BLOCK_SAMPLES + 5):  # across the block boundary
+        np.testing.assert_array_equal(stream.read_at(start, 100), edge[:, start - base : start - base + 100])
+    assert stream.position == 0  # random access does not move the stream
 
 
 def test_read_spans_equal_the_stream(busy, reference):
@@ -49,7 +50,7 @@ def test_read_spans_equal_the_stream(busy, reference):
     base = BLOCK_SAMPLES - 100_000
     starts = np.array([BLOCK_SAMPLES - 300, BLOCK_SAMPLES + 7])
     stops = np.array([BLOCK_SAMPLES + 2, BLOCK_SAMPLES + 900])
-    want = np.concatenate([edge[:, a - base:b - base] for a, b in zip(starts, stops)], axis=1)
+    want = np.concatenate([edge[:, a - base : b - base] for a, b in zip(starts, stops)], axis=1)
     np.testing.assert_array_equal(stream.read_spans(starts, stops), want)
 
 
@@ -61,7 +62,7 @@ def test_samples_outside_hit_extents_are_noise_only(busy, reference):
     assert len(first) > 1000 and (np.diff(first) >= 0).all() and (end > first).all()
     covered = np.zeros(200_000, bool)
     for a, b in zip(first, end):
-        covered[max(a, 0):b] = True
+        covered[max(a, 0) : b] = True
     assert 0.05 < covered.mean() < 0.95
     quiet = busy.replace(beam={"rate_hz": 1e-3}, detector={"lyso_background_hz": 0.0})
     noise = SampleStream(quiet, seed=81, channels=chans).read(200_000)[0]
@@ -90,6 +91,7 @@ def test_bucketed_render_equals_the_scan_of_every_hit(busy):
     span's time range tested), the kernel it replaced: the same samples bit for bit."""
     from pokerdaq.sim._emulator import _Engine, bucket_hits
     from pokerdaq.sim._waveform import render_spans, render_spans_bucketed
+
     eng = _Engine.create(busy, 81)
     sel = np.concatenate([busy.channel_map.channels_on_board(b) for b in (0, 5)]).astype(np.int64)
     starts = np.array([0, 700, 5_000, BLOCK_SAMPLES - 300], np.int64)
@@ -100,8 +102,17 @@ def test_bucketed_render_equals_the_scan_of_every_hit(busy):
     want = np.empty((len(sel), int(lengths.sum())), np.uint16)
     render_spans(starts, lengths, offsets, sel, *hits, *eng._common(), want)
     got = np.empty_like(want)
-    render_spans_bucketed(np.zeros(len(sel), np.int64), np.full(len(sel), len(starts), np.int64), starts, lengths,
-                          offsets, sel, *bucket_hits(hits, sel, len(busy.channel_map)), *eng._common(), got)
+    render_spans_bucketed(
+        np.zeros(len(sel), np.int64),
+        np.full(len(sel), len(starts), np.int64),
+        starts,
+        lengths,
+        offsets,
+        sel,
+        *bucket_hits(hits, sel, len(busy.channel_map)),
+        *eng._common(),
+        got,
+    )
     np.testing.assert_array_equal(got, want)
 
 
@@ -113,11 +124,11 @@ def test_read_windows_and_row_spans_equal_read_at(busy, reference):
     got = stream.read_windows(starts, 64)
     assert got.shape == (len(starts), len(chans), 64)
     for k, s in enumerate(starts):
-        np.testing.assert_array_equal(got[k], head[:, s:s + 64], err_msg=str(s))
+        np.testing.assert_array_equal(got[k], head[:, s : s + 64], err_msg=str(s))
     rows_a, rows_b = np.arange(0, 3), np.arange(3, len(chans))
     a = (np.array([10, 900]), np.array([200, 1_000]))
     b = (np.array([5_000]), np.array([5_050]))
     out = stream.read_row_spans([(rows_a, *a), (rows_b, *b)])
     np.testing.assert_array_equal(out[rows_a, :290], np.concatenate([head[rows_a, 10:200], head[rows_a, 900:1_000]], 1))
     np.testing.assert_array_equal(out[rows_b, :50], head[rows_b, 5_000:5_050])
-    assert not out[rows_b, 50:].any()   # zeros after a group's ranges
+    assert not out[rows_b, 50:].any()  # zeros after a group's ranges

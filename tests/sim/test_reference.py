@@ -42,7 +42,8 @@ def _u64(f):
 
 
 uniform, normal, normal_pair, approx_normal, exponential, poisson = (
-    _u64(f) for f in (_rng.uniform, _rng.normal, _rng.normal_pair, _rng.approx_normal, _rng.exponential, _rng.poisson))
+    _u64(f) for f in (_rng.uniform, _rng.normal, _rng.normal_pair, _rng.approx_normal, _rng.exponential, _rng.poisson)
+)
 key_state, mix64 = _rng.key_state, _rng.mix64
 
 
@@ -133,12 +134,15 @@ def reference_channel(cfg, channel, deposits, seed, n, t0):
     return out
 
 
-@pytest.mark.parametrize("name, energies", [
-    ("ECAL_r4c4", [0.0, 0.1, 0.5, 3.0, 50.0, 5e4]),  # per-pe (< 1 pe), template, saturated
-    ("S2", [0.0, 0.3, 1.0, 2.0, 8.0]),              # MIPs photoelectron by photoelectron, dark counts
-    ("SRD1", [0.0, 0.2, 1.0, 30.0]),                # LYSO (40 ns), per-pe up to 400 pe
-    ("HCAL1_r1c1", [0.0, 5.0, 1e3]),
-])
+@pytest.mark.parametrize(
+    "name, energies",
+    [
+        ("ECAL_r4c4", [0.0, 0.1, 0.5, 3.0, 50.0, 5e4]),  # per-pe (< 1 pe), template, saturated
+        ("S2", [0.0, 0.3, 1.0, 2.0, 8.0]),  # MIPs photoelectron by photoelectron, dark counts
+        ("SRD1", [0.0, 0.2, 1.0, 30.0]),  # LYSO (40 ns), per-pe up to 400 pe
+        ("HCAL1_r1c1", [0.0, 5.0, 1e3]),
+    ],
+)
 def test_kernel_matches_reference(cfg, name, energies):
     ch = cfg.channel_map.index(name)
     deposits = np.repeat(energies, 6)

@@ -17,8 +17,16 @@ N_EVENTS = 4000
 
 
 def reconstruct(cfg, energy, seed):
-    c = cfg.replace(beam={"energy_gev": energy, "energy_spread": 0.0, "rate_hz": 2e4, "signal_fraction": 0.0,
-                          "hadron_fraction": 0.0, "muon_fraction": 0.0})
+    c = cfg.replace(
+        beam={
+            "energy_gev": energy,
+            "energy_spread": 0.0,
+            "rate_hz": 2e4,
+            "signal_fraction": 0.0,
+            "hadron_fraction": 0.0,
+            "muon_fraction": 0.0,
+        }
+    )
     cmap = c.channel_map
     chans = np.concatenate([cmap.channels_of("ecal"), cmap.channels_of("preshower")])
     s, truth = emulate_windows(c, N_EVENTS, seed=seed, channels=chans)

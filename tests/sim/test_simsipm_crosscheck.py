@@ -42,12 +42,29 @@ def simsipm_charge(n_photons, n_events):
 
 
 def pokerdaq_charge(cfg, mean_pe, n_events):
-    c = cfg.replace(detector={"ecal": {
-        "sipm": {"n_cells": N_CELLS, "pulse_rise_ns": RISE_NS, "pulse_decay_ns": FALL_NS, "gain_adc_per_pe": GAIN,
-                 "gain_spread": 0.0, "crosstalk_prob": 0.0, "afterpulse_prob": 0.0, "dark_rate_hz": 0.0},
-        "scintillator": {"decay_ns": [0.01], "fractions": [1.0], "rise_ns": 0.0, "light_yield_pe_per_mev": 1.0},
-        "electronics": {"noise_adc": 0.0, "correlated_noise_adc": 0.0, "shaping_ns": 0.0, "pedestal_adc": 400.0},
-    }})
+    c = cfg.replace(
+        detector={
+            "ecal": {
+                "sipm": {
+                    "n_cells": N_CELLS,
+                    "pulse_rise_ns": RISE_NS,
+                    "pulse_decay_ns": FALL_NS,
+                    "gain_adc_per_pe": GAIN,
+                    "gain_spread": 0.0,
+                    "crosstalk_prob": 0.0,
+                    "afterpulse_prob": 0.0,
+                    "dark_rate_hz": 0.0,
+                },
+                "scintillator": {"decay_ns": [0.01], "fractions": [1.0], "rise_ns": 0.0, "light_yield_pe_per_mev": 1.0},
+                "electronics": {
+                    "noise_adc": 0.0,
+                    "correlated_noise_adc": 0.0,
+                    "shaping_ns": 0.0,
+                    "pedestal_adc": 400.0,
+                },
+            }
+        }
+    )
     ch = c.channel_map.index("ECAL_r4c4")
     w = emulate_channel(c, ch, np.full(n_events, mean_pe), seed=21, n_samples=64, t0_ns=20.0)
     return (w.astype(np.float64) - 400.0).sum(axis=1) / GAIN

@@ -20,16 +20,26 @@ def charge_in_cells(cfg, waveforms, subsystem="ecal"):
     return q / (sub.sipm.gain_adc_per_pe * area)
 
 
-@pytest.mark.parametrize("subsystem, channel, energies", [
-    # ECAL: 0.3 pe mean (photoelectron by photoelectron, < 1 pe) to 2500 pe (template)
-    ("ecal", "ECAL_r4c4", ((0.06, 200000), (1.2, 30000), (3.0, 12000), (20.0, 4000), (100.0, 2000), (500.0, 1000))),
-    # beam counter: 10 to 200 pe one by one (MIPs), 250 to 1000 pe with the template
-    ("beam_counters", "S1", ((0.2, 20000), (1.0, 8000), (3.9, 4000), (5.0, 4000), (20.0, 2000))),
-])
+@pytest.mark.parametrize(
+    "subsystem, channel, energies",
+    [
+        # ECAL: 0.3 pe mean (photoelectron by photoelectron, < 1 pe) to 2500 pe (template)
+        ("ecal", "ECAL_r4c4", ((0.06, 200000), (1.2, 30000), (3.0, 12000), (20.0, 4000), (100.0, 2000), (500.0, 1000))),
+        # beam counter: 10 to 200 pe one by one (MIPs), 250 to 1000 pe with the template
+        ("beam_counters", "S1", ((0.2, 20000), (1.0, 8000), (3.9, 4000), (5.0, 4000), (20.0, 2000))),
+    ],
+)
 def test_mean_charge_linear_in_energy_across_both_rendering_modes(cfg, quiet, subsystem, channel, energies):
     # no saturation (10^9 cells), no dark counts or afterpulses, crosstalk 2 %
-    c = quiet(cfg, subsystem, sipm__n_cells=10**9, sipm__gain_adc_per_pe=2.0, sipm__dark_rate_hz=0.0,
-              sipm__afterpulse_prob=0.0, sipm__crosstalk_prob=0.02)
+    c = quiet(
+        cfg,
+        subsystem,
+        sipm__n_cells=10**9,
+        sipm__gain_adc_per_pe=2.0,
+        sipm__dark_rate_hz=0.0,
+        sipm__afterpulse_prob=0.0,
+        sipm__crosstalk_prob=0.02,
+    )
     ch = c.channel_map.index(channel)
     ly = c.subsystem(subsystem).scintillator.light_yield_pe_per_mev
     expected_per_mev = ly / (1.0 - 0.02)  # fired cells + geometric optical crosstalk
@@ -46,8 +56,16 @@ def test_mean_charge_linear_in_energy_across_both_rendering_modes(cfg, quiet, su
 @pytest.mark.parametrize("mean_pe", [500.0, 2000.0, 6000.0, 20000.0])
 def test_saturation_follows_cell_occupancy(cfg, quiet, mean_pe):
     n_cells = 2000
-    c = quiet(cfg, "ecal", sipm__n_cells=n_cells, sipm__gain_adc_per_pe=1.0, sipm__dark_rate_hz=0.0,
-              sipm__afterpulse_prob=0.0, sipm__crosstalk_prob=0.0, sipm__gain_spread=0.0)
+    c = quiet(
+        cfg,
+        "ecal",
+        sipm__n_cells=n_cells,
+        sipm__gain_adc_per_pe=1.0,
+        sipm__dark_rate_hz=0.0,
+        sipm__afterpulse_prob=0.0,
+        sipm__crosstalk_prob=0.0,
+        sipm__gain_spread=0.0,
+    )
     ch = c.channel_map.index("ECAL_r0c0")
     ly = c.detector.ecal.scintillator.light_yield_pe_per_mev
     q = charge_in_cells(c, emulate_channel(c, ch, np.full(400, mean_pe / ly), seed=12, n_samples=128))

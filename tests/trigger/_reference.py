@@ -35,8 +35,9 @@ def energy(net: int, channel: int, regs) -> int:
 
 def hits(records, regs):
     """List of (time, channel, energy) sorted by time then channel."""
-    out = [(int(r["time"]), int(r["channel"]), energy(int(r["integral_net"]), int(r["channel"]), regs))
-           for r in records]
+    out = [
+        (int(r["time"]), int(r["channel"]), energy(int(r["integral_net"]), int(r["channel"]), regs)) for r in records
+    ]
     return sorted(out)
 
 
@@ -85,8 +86,12 @@ def evaluate(hit_list, t_ref, regs):
             e_veto = min(e_veto + e, S_MAX)
             if e >= p(R.P_VETO_THR):
                 vmask |= bit
-        elif role in (R.ROLE_PRS, R.ROLE_ECAL) and p(R.P_CALO_LO) <= dt < p(R.P_CALO_HI) or \
-                role == R.ROLE_HCAL and p(R.P_HCAL_LO) <= dt < p(R.P_HCAL_HI):
+        elif (
+            role in (R.ROLE_PRS, R.ROLE_ECAL)
+            and p(R.P_CALO_LO) <= dt < p(R.P_CALO_HI)
+            or role == R.ROLE_HCAL
+            and p(R.P_HCAL_LO) <= dt < p(R.P_HCAL_HI)
+        ):
             key = (int(regs.ch_board[c]), role)
             boards[key] = min(boards.get(key, 0) + e, S_MAX)
     sums = {}
@@ -109,9 +114,17 @@ def evaluate(hit_list, t_ref, regs):
         "pileup": False,
     }
     evaluate.boards = boards  # the partial sums, for test_board_partial_sums
-    return cond, dict(beam_mask=bmask, srd_mask=smask, veto_mask=vmask, e_preshower=sums[R.ROLE_PRS],
-                      e_ecal=sums[R.ROLE_ECAL], e_calo=e_calo, e_hcal=sums[R.ROLE_HCAL], e_srd=e_srd,
-                      e_veto=e_veto)
+    return cond, dict(
+        beam_mask=bmask,
+        srd_mask=smask,
+        veto_mask=vmask,
+        e_preshower=sums[R.ROLE_PRS],
+        e_ecal=sums[R.ROLE_ECAL],
+        e_calo=e_calo,
+        e_hcal=sums[R.ROLE_HCAL],
+        e_srd=e_srd,
+        e_veto=e_veto,
+    )
 
 
 def cond_word(cond):
@@ -213,9 +226,16 @@ def run_stream(records, regs, n_ticks, busy=()):
             continue
         dead_until = issue + p(R.P_DEAD)
         dead_ticks.update(range(issue, min(dead_until, n_ticks)))
-        rows.append(dict(event_number=len(rows), timestamp=issue, ref_time=t_ref,
-                         trigger_word=type_word(passed) | type_word(raw) << 8,
-                         conditions=cond_word(cond), **sums))
+        rows.append(
+            dict(
+                event_number=len(rows),
+                timestamp=issue,
+                ref_time=t_ref,
+                trigger_word=type_word(passed) | type_word(raw) << 8,
+                conditions=cond_word(cond),
+                **sums,
+            )
+        )
     busy_ticks = set()
     for a, b in busy:
         busy_ticks.update(range(max(a, 0), min(b, n_ticks)))

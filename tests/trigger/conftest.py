@@ -48,8 +48,9 @@ def records_from_hits(cfg, hits) -> np.ndarray:
     return rec
 
 
-def synthetic_particles(cfg, rng, n, *, t_start=2000 * 64, mean_gap_fine=40_000, jitter_fine=200,
-                        noise_per_particle=3.0):
+def synthetic_particles(
+    cfg, rng, n, *, t_start=2000 * 64, mean_gap_fine=40_000, jitter_fine=200, noise_per_particle=3.0
+):
     """Hits of n beam particles of mixed kinds with random energies (MeV), plus noise hits."""
     cmap = cfg.channel_map
     bc, srd, prs = cmap.channels_of("beam_counters"), cmap.channels_of("srd"), cmap.channels_of("preshower")
@@ -65,8 +66,13 @@ def synthetic_particles(cfg, rng, n, *, t_start=2000 * 64, mean_gap_fine=40_000,
         if kind in (0, 1):  # e+: SR photons
             for c in rng.choice(srd, size=rng.integers(0, len(srd) + 1), replace=False):
                 hits.append((t + int(rng.integers(-900, 2800)), int(c), float(rng.exponential(3.0))))
-        e_tot = {0: rng.uniform(0, 100e3), 1: rng.uniform(20e3, 100e3), 2: rng.uniform(0, 600),
-                 3: rng.uniform(0, 3e3), 4: 0.0}[int(kind)]
+        e_tot = {
+            0: rng.uniform(0, 100e3),
+            1: rng.uniform(20e3, 100e3),
+            2: rng.uniform(0, 600),
+            3: rng.uniform(0, 3e3),
+            4: 0.0,
+        }[int(kind)]
         for c, e in zip(rng.choice(prs, size=3, replace=False), rng.dirichlet(np.ones(3)) * 0.05 * e_tot):
             hits.append((t + int(rng.normal(150, 300)), int(c), float(e)))
         for c, e in zip(rng.choice(ecal, size=6, replace=False), rng.dirichlet(np.ones(6)) * 0.95 * e_tot):

@@ -30,8 +30,9 @@ def test_trigger_command_streams_and_writes_json(tmp_path, capsys):
     accepted = list(counters["accepted"].values())
     assert max(accepted) <= counters["triggers"] <= sum(accepted)  # a trigger carries >= 1 type
     for name in TriggerBits.NAMES:
-        assert counters["prescaled"][name] == (counters["accepted"][name] + counters["lost_dead"][name]
-                                               + counters["lost_busy"][name])
+        assert counters["prescaled"][name] == (
+            counters["accepted"][name] + counters["lost_dead"][name] + counters["lost_busy"][name]
+        )
     assert 0.9 < report["live_fraction"] <= 1.0
     # the beam rate is recovered from the stream (Poisson, ~150 particles: 25 % bound)
     assert abs(report["rates"]["beam"]["raw_hz"] / report["beam_rate_hz"] - 1) < 0.25

@@ -55,7 +55,7 @@ def test_saturation_lut_inverts_sipm_response(cfg):
     n, k = sub.sipm.n_cells, sub.scintillator.light_yield_pe_per_mev / 16  # pe per LSB
     true = np.array([1e3, 2e4, 3e5, 1.0e6, 1.6e6])  # LSB, up to 100 GeV
     measured = n * (1 - np.exp(-k * true / n)) / k
-    idx = (measured.astype(np.int64) >> shift)
+    idx = measured.astype(np.int64) >> shift
     frac = measured.astype(np.int64) - (idx << shift)
     corrected = lut[idx] + ((lut[idx + 1] - lut[idx]) * frac >> shift)
     assert np.allclose(corrected, true, rtol=0.01), (corrected, true)
@@ -138,8 +138,9 @@ def _clip(busy, a, b):
 
 @pytest.mark.parametrize("n_slices", [1, 7, 200])
 def test_stream_matches_reference_for_any_slicing(cfg, n_slices):
-    c, rec, n_ticks = _stream_setup(cfg, 5, 600, random_rate_hz=20e3, dead_time_ns=2000.0,
-                                    prescale={"beam": 3, "calibration": 2, "muon": 1})
+    c, rec, n_ticks = _stream_setup(
+        cfg, 5, 600, random_rate_hz=20e3, dead_time_ns=2000.0, prescale={"beam": 3, "calibration": 2, "muon": 1}
+    )
     rng = np.random.default_rng(n_slices)
     cuts = np.sort(rng.choice(np.arange(1, n_ticks), size=n_slices - 1, replace=False))
     busy = [(n_ticks // 3, n_ticks // 3 + 20_000), (n_ticks // 2, n_ticks // 2 + 5_000)]
@@ -168,8 +169,7 @@ def test_stream_matches_reference_for_any_slicing(cfg, n_slices):
 def test_random_candidates_see_complete_windows(cfg, n_slices):
     """Random candidates evaluate the stream LATENCY ticks back (T_REF = (ISSUE - LATENCY) * 64,
     spec 2.8): their sums do not depend on where the stream is cut, and equal the reference."""
-    c, rec, n_ticks = _stream_setup(cfg, 8, 300, random_rate_hz=5e6, random_mode="periodic",
-                                    dead_time_ns=0.0)
+    c, rec, n_ticks = _stream_setup(cfg, 8, 300, random_rate_hz=5e6, random_mode="periodic", dead_time_ns=0.0)
     rng = np.random.default_rng(n_slices)
     cuts = np.sort(rng.choice(np.arange(1, n_ticks), size=n_slices - 1, replace=False))
     out, _ = _run_model(c, rec, n_ticks, cuts)
@@ -181,7 +181,7 @@ def test_random_candidates_see_complete_windows(cfg, n_slices):
     rnd = out[(out["conditions"] & ConditionBits.RANDOM) != 0]
     lat = TriggerRegisters.from_config(c)[R.P_LAT]
     assert (rnd["ref_time"] == (rnd["timestamp"].astype(np.int64) - lat) * 64).all()
-    assert (rnd["e_calo"] > 0).sum() > 10    # random windows that contain showers
+    assert (rnd["e_calo"] > 0).sum() > 10  # random windows that contain showers
 
 
 def test_prescalers_accept_exactly_one_in_n(cfg):
@@ -189,8 +189,7 @@ def test_prescalers_accept_exactly_one_in_n(cfg):
     c, rec, n_ticks = _stream_setup(cfg, 9, 1500, dead_time_ns=0.0, random_rate_hz=0.0, prescale=factors)
     out, model = _run_model(c, rec, n_ticks, [n_ticks // 2])
     # the same stream with every prescaler at 1: one row per candidate, in the same order
-    every = cfg.replace(trigger={"dead_time_ns": 0.0, "random_rate_hz": 0.0,
-                                 "prescale": {name: 1 for name in factors}})
+    every = cfg.replace(trigger={"dead_time_ns": 0.0, "random_rate_hz": 0.0, "prescale": {name: 1 for name in factors}})
     all_rows, _ = _run_model(every, rec, n_ticks, [n_ticks // 3])
     cnt = model.counters
     for k, name in enumerate(TriggerBits.NAMES):
@@ -200,7 +199,7 @@ def test_prescalers_accept_exactly_one_in_n(cfg):
         fired_times = all_rows["ref_time"][(all_rows["trigger_word"] >> k) & 1 == 1]
         assert len(fired_times) == raw
         taken_times = out["ref_time"][(out["trigger_word"] >> k) & 1 == 1]
-        assert taken_times.tolist() == fired_times[factors[name] - 1::factors[name]].tolist(), name
+        assert taken_times.tolist() == fired_times[factors[name] - 1 :: factors[name]].tolist(), name
     print("\nprescaler raw/accepted:", dict(zip(TriggerBits.NAMES, zip(cnt.raw.tolist(), cnt.accepted.tolist()))))
     assert cnt.raw[1] > 300 and cnt.raw[3] > 10 and cnt.raw[4] > 20  # beam, calibration, muon
 
@@ -219,8 +218,10 @@ def test_live_fraction_non_paralysable_poisson(cfg):
     raw_rate = cnt.raw[2] / (n_ticks * 4e-9)
     live = cnt.live_fraction
     accepted_ratio = cnt.accepted[2] / cnt.raw[2]
-    print(f"\nlive fraction {live:.4f}, accepted/raw {accepted_ratio:.4f}, 1/(1+R tau) = {expected:.4f}; "
-          f"raw rate {raw_rate:.0f} Hz from {cnt.raw[2]} triggers")
+    print(
+        f"\nlive fraction {live:.4f}, accepted/raw {accepted_ratio:.4f}, 1/(1+R tau) = {expected:.4f}; "
+        f"raw rate {raw_rate:.0f} Hz from {cnt.raw[2]} triggers"
+    )
     assert abs(raw_rate / rate - 1) < 0.02
     assert abs(live / expected - 1) < 0.01
     assert abs(accepted_ratio / expected - 1) < 0.01
@@ -237,7 +238,7 @@ def test_poisson_random_trigger_spacings_are_exponential(cfg):
     mean = 1.0 / (1e6 * 4e-9)  # 250 ticks
     assert len(gaps) > 70_000
     assert abs(gaps.mean() / mean - 1) < 0.01
-    assert abs(gaps.std() / gaps.mean() - 1) < 0.02       # exponential: std = mean
+    assert abs(gaps.std() / gaps.mean() - 1) < 0.02  # exponential: std = mean
     assert abs(np.corrcoef(gaps[:-1], gaps[1:])[0, 1]) < 0.02
     assert abs(np.mean(gaps < mean * np.log(2)) - 0.5) < 0.01  # median of the exponential
 
@@ -290,8 +291,7 @@ def test_threshold_comparisons_at_the_boundary(cfg, regs, delta):
     srd0 = int(cmap.channels_of("srd")[0])
     gain = int(regs.ch_gain[srd0])
     # smallest integral giving energy == thr
-    net = next(n for n in range(max(1, (thr << 16) // gain - 2), (thr << 16) // gain + 3)
-               if (n * gain) >> 16 >= thr)
+    net = next(n for n in range(max(1, (thr << 16) // gain - 2), (thr << 16) // gain + 3) if (n * gain) >> 16 >= thr)
     rec = records_from_hits(cfg, [(1024, int(c), 1.0) for c in bc])
     extra = np.zeros(1, dtype=PULSE_DTYPE)
     extra["channel"], extra["time"], extra["integral_net"] = srd0, 1024, net

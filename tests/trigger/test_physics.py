@@ -30,8 +30,15 @@ N_EVENTS = 3000
 
 def _config(energy, *, mix=(0.0, 0.0, 0.0), calo_nsa=None):
     signal, hadron, muon = mix
-    cfg = load_config().replace(beam={"energy_gev": energy, "aprime_mass_mev": 250.0 if energy > 62 else 150.0,
-                                      "signal_fraction": signal, "hadron_fraction": hadron, "muon_fraction": muon})
+    cfg = load_config().replace(
+        beam={
+            "energy_gev": energy,
+            "aprime_mass_mev": 250.0 if energy > 62 else 150.0,
+            "signal_fraction": signal,
+            "hadron_fraction": hadron,
+            "muon_fraction": muon,
+        }
+    )
     if calo_nsa is not None:
         cfg = cfg.replace(detector={s: {"pulse_finder": {"nsa": calo_nsa}} for s in ("preshower", "ecal")})
         cfg = cfg.replace(trigger={"adc_per_mev": calibrate_from_simulation(cfg, 400, seed=1)})
@@ -88,9 +95,11 @@ def test_srd_tag_efficiency_and_false_tags():
         eff, fake = _frac(tag[ep]), _frac(tag[bkg])
         ideal = _frac(truth["e_srd_mev"][ep] >= cfg.trigger.srd_emin_at(energy))
         results[energy] = (eff, _err(eff, ep.sum()), fake)
-        print(f"\nSRD {energy:.0f} GeV, emin {cfg.trigger.srd_emin_at(energy):.4f} MeV: e+ efficiency {eff:.4f} "
-              f"+- {_err(eff, ep.sum()):.4f} (n={ep.sum()}; true SR sum above emin: {ideal:.4f}); false tags "
-              f"hadrons+muons {fake:.4f} +- {_err(fake, bkg.sum()):.4f} (n={bkg.sum()})")
+        print(
+            f"\nSRD {energy:.0f} GeV, emin {cfg.trigger.srd_emin_at(energy):.4f} MeV: e+ efficiency {eff:.4f} "
+            f"+- {_err(eff, ep.sum()):.4f} (n={ep.sum()}; true SR sum above emin: {ideal:.4f}); false tags "
+            f"hadrons+muons {fake:.4f} +- {_err(fake, bkg.sum()):.4f} (n={bkg.sum()})"
+        )
         assert eff <= ideal + 2 * _err(eff, ep.sum())  # one channel above emin needs the sum above it
         assert fake < 0.01, energy
     # bounds: measured minus about 3 standard errors (~1500 e+); 40 GeV: the POKER design figure
@@ -122,9 +131,11 @@ def test_srd_false_tags_from_noise_and_lyso_background():
         pulses = rec[np.isin(rec["channel"], srd)]
         rate, rate_above = len(pulses) / live_s, np.sum(pulses["integral_net"] >= emin_adc) / live_s
         expected = len(srd) * rate_above * width_s
-        print(f"\nSRD, LYSO background {lyso_hz:g} Hz, 40 GeV: false tags {fake:.5f} +- {_err(fake, n):.5f} "
-              f"(n={n}; expected from the pulse rate above emin {expected:.5f}); SRD pulses {rate:.3g} Hz per "
-              f"channel, {rate_above:.3g} Hz above emin")
+        print(
+            f"\nSRD, LYSO background {lyso_hz:g} Hz, 40 GeV: false tags {fake:.5f} +- {_err(fake, n):.5f} "
+            f"(n={n}; expected from the pulse rate above emin {expected:.5f}); SRD pulses {rate:.3g} Hz per "
+            f"channel, {rate_above:.3g} Hz above emin"
+        )
         if lyso_hz == 0.0:
             assert fake == 0.0 and rate_above == 0.0
             assert rate < 500.0
@@ -143,8 +154,11 @@ def test_muon_and_calibration_triggers():
     sp = truth["species"]
     rows = {}
     for name, bit in (("muon", TriggerBits.MUON), ("calibration", TriggerBits.CALIBRATION)):
-        for label, sel in (("e+", sp == Species.POSITRON), ("hadrons", sp == Species.HADRON),
-                           ("muons", sp == Species.MUON)):
+        for label, sel in (
+            ("e+", sp == Species.POSITRON),
+            ("hadrons", sp == Species.HADRON),
+            ("muons", sp == Species.MUON),
+        ):
             rows[(name, label)] = _frac((word[sel] & bit) != 0)
             print(f"\n{name} trigger on {label}: {rows[(name, label)]:.4f} (n={sel.sum()})", end="")
     # measured 0.965 (600 muons) and 0.993 (1509 e+): bounds about 3 standard errors below
@@ -162,12 +176,20 @@ def test_physics_trigger_signal_efficiency_and_beam_rejection():
     beam_ep = ~truth["is_signal"] & (truth["species"] == Species.POSITRON)
     eff, acc = _frac(physics[signal]), _frac(physics[beam_ep])
     clean = signal & (truth["n_pileup"] == 0)
-    print(f"\nphysics trigger at 100 GeV: signal (E_ECAL < 50 GeV) efficiency {eff:.4f} +- {_err(eff, signal.sum()):.4f} "
-          f"(n={signal.sum()}; without pile-up {_frac(physics[clean]):.4f}, n={clean.sum()}); "
-          f"ordinary e+ accepted {acc:.5f} +- {_err(acc, beam_ep.sum()):.5f} (n={beam_ep.sum()})")
-    losses = {name: _frac((out["conditions"][signal] & bit) == 0) for name, bit in
-              (("beam", ConditionBits.BEAM), ("srd", ConditionBits.SRD), ("ecal_low", ConditionBits.ECAL_LOW),
-               ("preshower", ConditionBits.PRESHOWER))}
+    print(
+        f"\nphysics trigger at 100 GeV: signal (E_ECAL < 50 GeV) efficiency {eff:.4f} +- {_err(eff, signal.sum()):.4f} "
+        f"(n={signal.sum()}; without pile-up {_frac(physics[clean]):.4f}, n={clean.sum()}); "
+        f"ordinary e+ accepted {acc:.5f} +- {_err(acc, beam_ep.sum()):.5f} (n={beam_ep.sum()})"
+    )
+    losses = {
+        name: _frac((out["conditions"][signal] & bit) == 0)
+        for name, bit in (
+            ("beam", ConditionBits.BEAM),
+            ("srd", ConditionBits.SRD),
+            ("ecal_low", ConditionBits.ECAL_LOW),
+            ("preshower", ConditionBits.PRESHOWER),
+        )
+    }
     losses["veto"] = _frac((out["conditions"][signal] & ConditionBits.VETO) != 0)
     print("  signal losses by condition:", {k: round(v, 4) for k, v in losses.items()})
     assert signal.sum() > 300
@@ -197,11 +219,14 @@ def test_ecal_energy_resolution(energy):
         q16, q50, q84 = np.percentile(ratio, [15.87, 50.0, 84.13])
         sigma = (q84 - q16) / 2 / q50
         sigmas[nsa] = (q50, sigma)
-        t16, t84 = np.percentile((truth["e_preshower_gev"] + truth["e_ecal_gev"])[ok] / truth["energy_gev"][ok],
-                                 [15.87, 84.13])
-        print(f"\nE_CALO at {energy:.0f} GeV, NSA {nsa or cfg.detector.ecal.pulse_finder.nsa}: scale {q50:.4f}, "
-              f"sigma/E {sigma:.5f} +- {sigma / np.sqrt(2 * ok.sum()):.5f} (central 68 %, n={ok.sum()}); required "
-              f"{required:.5f}; emulated deposit alone {(t84 - t16) / 2:.5f}")
+        t16, t84 = np.percentile(
+            (truth["e_preshower_gev"] + truth["e_ecal_gev"])[ok] / truth["energy_gev"][ok], [15.87, 84.13]
+        )
+        print(
+            f"\nE_CALO at {energy:.0f} GeV, NSA {nsa or cfg.detector.ecal.pulse_finder.nsa}: scale {q50:.4f}, "
+            f"sigma/E {sigma:.5f} +- {sigma / np.sqrt(2 * ok.sum()):.5f} (central 68 %, n={ok.sum()}); required "
+            f"{required:.5f}; emulated deposit alone {(t84 - t16) / 2:.5f}"
+        )
     # default: measured + ~4 standard errors; 100 GeV meets the requirement within 6 %
     assert sigmas[None][1] < {40.0: 1.14, 100.0: 1.06}[energy] * required
     assert abs(sigmas[None][0] - 1) < 0.02
@@ -214,8 +239,10 @@ def test_configured_calibration_matches_the_emulator():
     measured = calibrate_from_simulation(cfg, 300, seed=2)
     for name in SUBSYSTEMS:
         configured = cfg.trigger.adc_per_mev[name]
-        print(f"\n{name}: configured {configured:.5g}, measured {measured[name]:.5g}, "
-              f"derived {derived_adc_per_mev(cfg, name):.5g} ADC x samples / MeV")
+        print(
+            f"\n{name}: configured {configured:.5g}, measured {measured[name]:.5g}, "
+            f"derived {derived_adc_per_mev(cfg, name):.5g} ADC x samples / MeV"
+        )
         assert abs(measured[name] / configured - 1) < 0.01, name
         assert abs(derived_adc_per_mev(cfg, name) / configured - 1) < 0.03, name
 
@@ -226,7 +253,8 @@ def test_stream_chain_triggers_every_beam_particle():
     cfg = load_config().replace(
         detector={s: {"pulse_finder": {"pedestal_mode": "configured", "max_pulses": 0}} for s in SUBSYSTEMS},
         beam={"signal_fraction": 0.2},
-        trigger={"prescale": {"beam": 1, "calibration": 1, "muon": 1}, "dead_time_ns": 0.0, "random_rate_hz": 0.0})
+        trigger={"prescale": {"beam": 1, "calibration": 1, "muon": 1}, "dead_time_ns": 0.0, "random_rate_hz": 0.0},
+    )
     params = PulseParams.from_config(cfg)
     lag = int((params.nsa + params.nsb).max())
 
@@ -259,7 +287,9 @@ def test_stream_chain_triggers_every_beam_particle():
     signal = truth["is_signal"]
     phys = np.zeros(len(truth), bool)
     phys[match >= 0] = (beam["trigger_word"][match[match >= 0]] & TriggerBits.PHYSICS) != 0
-    print(f"\nstream: {len(truth)} particles ({signal.sum()} signal, {isolated.sum()} isolated), "
-          f"{len(out)} triggers, physics on signal {phys[signal].sum()}/{signal.sum()}, on others "
-          f"{phys[~signal].sum()}; counters {counters.as_dict()['raw']}")
+    print(
+        f"\nstream: {len(truth)} particles ({signal.sum()} signal, {isolated.sum()} isolated), "
+        f"{len(out)} triggers, physics on signal {phys[signal].sum()}/{signal.sum()}, on others "
+        f"{phys[~signal].sum()}; counters {counters.as_dict()['raw']}"
+    )
     assert phys[signal & isolated].all() and phys[~signal].sum() <= 1

@@ -93,13 +93,18 @@ class Config:
 
     def __post_init__(self) -> None:
         rail = self.digitizer.adc_max
-        for name in SUBSYSTEMS:   # the baseline must be an ADC code of this digitizer
+        for name in SUBSYSTEMS:  # the baseline must be an ADC code of this digitizer
             sub = getattr(self.detector, name)
-            for key, value in (("electronics.pedestal_adc", sub.electronics.pedestal_adc),
-                               ("pulse_finder.pedestal_adc", sub.pulse_finder.pedestal_adc)):
+            for key, value in (
+                ("electronics.pedestal_adc", sub.electronics.pedestal_adc),
+                ("pulse_finder.pedestal_adc", sub.pulse_finder.pedestal_adc),
+            ):
                 if value > rail:
-                    raise ConfigError(f"detector.{name}.{key}", value,
-                                      f"at most digitizer.adc_max = {rail} (adc_bits = {self.digitizer.adc_bits})")
+                    raise ConfigError(
+                        f"detector.{name}.{key}",
+                        value,
+                        f"at most digitizer.adc_max = {rail} (adc_bits = {self.digitizer.adc_bits})",
+                    )
 
     @property
     def channel_map(self) -> ChannelMap:
@@ -154,7 +159,7 @@ class Config:
                 value = to_dict(value)
             values[name] = value
         cfg = self.overlaid(Overlay.from_values(values, "Config.replace"))
-        unset = [k for k, v in flatten(values).items() if v is None]   # TOML has no null: unset here
+        unset = [k for k, v in flatten(values).items() if v is None]  # TOML has no null: unset here
         if not unset:
             return cfg
         data = cfg.to_dict()

@@ -34,4 +34,3 @@ def run(args: argparse.Namespace) -> int:
     for key, default, value in rows:
         print(f"{key.ljust(width)}  {_value(value)}  (default {_value(default)})")
     return 0
-

@@ -91,22 +91,37 @@ class DaqConfig:
 
     def __post_init__(self) -> None:
         if self.mode == "streaming" and (self.front_end, self.trigger_logic) != ("physics", "physics"):
-            raise ConfigError("mode", self.mode, f'"triggered" with front_end = {self.front_end!r} and trigger_logic = '
-                              f'{self.trigger_logic!r} (streaming cuts its L0 hits in the "physics" front end)')
+            raise ConfigError(
+                "mode",
+                self.mode,
+                f'"triggered" with front_end = {self.front_end!r} and trigger_logic = '
+                f'{self.trigger_logic!r} (streaming cuts its L0 hits in the "physics" front end)',
+            )
         if self.mode == "streaming" and (self.rotate_events or self.rotate_bytes):
-            raise ConfigError("mode", self.mode, '"triggered" with rotate_events / rotate_bytes (a streaming '
-                              "recording is one file)")
+            raise ConfigError(
+                "mode", self.mode, '"triggered" with rotate_events / rotate_bytes (a streaming recording is one file)'
+            )
         for name in ENDPOINT_NAMES:
             value = getattr(self, f"{name}_endpoint")
             if value and not value.startswith(("ipc://", "tcp://")):
-                raise ConfigError(f"{name}_endpoint", value,
-                                  "an empty string (automatic) or an ipc:// or tcp:// ZeroMQ endpoint")
+                raise ConfigError(
+                    f"{name}_endpoint", value, "an empty string (automatic) or an ipc:// or tcp:// ZeroMQ endpoint"
+                )
         if self.remote_nodes and self.transport != "tcp":
-            raise ConfigError("remote_nodes", list(self.remote_nodes),
-                              'nodes on other hosts need daq.transport = "tcp" (ipc reaches this host only)')
+            raise ConfigError(
+                "remote_nodes",
+                list(self.remote_nodes),
+                'nodes on other hosts need daq.transport = "tcp" (ipc reaches this host only)',
+            )
         if self.heartbeat_timeout_s < 2 * self.heartbeat_interval_s:
-            raise ConfigError("heartbeat_timeout_s", self.heartbeat_timeout_s,
-                              f"at least twice daq.heartbeat_interval_s = {self.heartbeat_interval_s}")
+            raise ConfigError(
+                "heartbeat_timeout_s",
+                self.heartbeat_timeout_s,
+                f"at least twice daq.heartbeat_interval_s = {self.heartbeat_interval_s}",
+            )
         if self.synthetic.multiplicity > self.synthetic.hit_boards:
-            raise ConfigError("synthetic.multiplicity", self.synthetic.multiplicity,
-                              f"at most daq.synthetic.hit_boards = {self.synthetic.hit_boards}")
+            raise ConfigError(
+                "synthetic.multiplicity",
+                self.synthetic.multiplicity,
+                f"at most daq.synthetic.hit_boards = {self.synthetic.hit_boards}",
+            )

@@ -41,15 +41,18 @@ class BeamConfig:
 
     def __post_init__(self) -> None:
         if self.spill_length_s > self.spill_period_s:
-            raise ConfigError("spill_length_s", self.spill_length_s,
-                              f"at most beam.spill_period_s = {self.spill_period_s}")
+            raise ConfigError(
+                "spill_length_s", self.spill_length_s, f"at most beam.spill_period_s = {self.spill_period_s}"
+            )
         if self.hadron_fraction + self.muon_fraction + self.signal_fraction > 1.0:
-            raise ConfigError("signal_fraction", self.signal_fraction,
-                              "hadron_fraction + muon_fraction + signal_fraction <= 1")
+            raise ConfigError(
+                "signal_fraction", self.signal_fraction, "hadron_fraction + muon_fraction + signal_fraction <= 1"
+            )
         if self.signal_fraction > 0 and self.resonance_energy_gev >= self.energy_gev:
             max_mass = math.sqrt(2.0 * ELECTRON_MASS_MEV * self.energy_gev * 1e3)
             raise ConfigError(
-                "aprime_mass_mev", self.aprime_mass_mev,
+                "aprime_mass_mev",
+                self.aprime_mass_mev,
                 f"a mass below {max_mass:.1f} MeV: the resonance E_R = M^2/(2 m_e) = "
                 f"{self.resonance_energy_gev:.1f} GeV must lie below beam.energy_gev = "
                 f"{self.energy_gev} (or set beam.signal_fraction = 0)",
@@ -72,8 +75,7 @@ class ScintillatorConfig:
 
     def __post_init__(self) -> None:
         if len(self.decay_ns) != len(self.fractions) or not self.decay_ns:
-            raise ConfigError("fractions", self.fractions,
-                              f"one fraction per decay time ({len(self.decay_ns)})")
+            raise ConfigError("fractions", self.fractions, f"one fraction per decay time ({len(self.decay_ns)})")
         if abs(sum(self.fractions) - 1.0) > 1e-6:
             raise ConfigError("fractions", self.fractions, "fractions summing to 1")
 
@@ -94,8 +96,9 @@ class SipmConfig:
 
     def __post_init__(self) -> None:
         if self.pulse_rise_ns >= self.pulse_decay_ns:
-            raise ConfigError("pulse_rise_ns", self.pulse_rise_ns,
-                              f"less than sipm.pulse_decay_ns = {self.pulse_decay_ns}")
+            raise ConfigError(
+                "pulse_rise_ns", self.pulse_rise_ns, f"less than sipm.pulse_decay_ns = {self.pulse_decay_ns}"
+            )
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,11 +139,11 @@ class PulseFinderConfig:
 
     def __post_init__(self) -> None:
         if self.algorithm == "fadc250" and self.pedestal_mode != "measured":
-            raise ConfigError("pedestal_mode", self.pedestal_mode,
-                              "measured with algorithm = fadc250 (firmware-spec.md 1.13)")
+            raise ConfigError(
+                "pedestal_mode", self.pedestal_mode, "measured with algorithm = fadc250 (firmware-spec.md 1.13)"
+            )
         if self.algorithm == "fadc250" and self.max_pulses != 3:
-            raise ConfigError("max_pulses", self.max_pulses,
-                              "3 with algorithm = fadc250 (firmware-spec.md 1.13)")
+            raise ConfigError("max_pulses", self.max_pulses, "3 with algorithm = fadc250 (firmware-spec.md 1.13)")
         if self.nped & (self.nped - 1):
             raise ConfigError("nped", self.nped, "a power of two (1, 2, 4, 8, 16 or 32)")
         if self.nsat > self.nsa:
@@ -190,8 +193,11 @@ class DigitizerConfig:
 
     def __post_init__(self) -> None:
         if self.pretrigger_samples >= self.window_samples:
-            raise ConfigError("pretrigger_samples", self.pretrigger_samples,
-                              f"less than digitizer.window_samples = {self.window_samples}")
+            raise ConfigError(
+                "pretrigger_samples",
+                self.pretrigger_samples,
+                f"less than digitizer.window_samples = {self.window_samples}",
+            )
 
     @property
     def sample_ns(self) -> float:

@@ -35,7 +35,7 @@ class TriggerConfig:
 
     # --- calibration: channel energy = (integral_net * GAIN) >> gain_frac_bits, LSB 1/16 MeV ---
     gain_frac_bits: Annotated[int, Bounds(ge=0, le=20)]
-    adc_per_mev: Mapping[str, float]          # a FrozenMap once built: read-only, hashable
+    adc_per_mev: Mapping[str, float]  # a FrozenMap once built: read-only, hashable
     saturation_correction: tuple[str, ...]
     saturation_lut_entries: Annotated[int, Bounds(ge=2, le=1024)]
 
@@ -83,8 +83,11 @@ class TriggerConfig:
                 raise ConfigError(f"adc_per_mev.{name}", value, "a finite value > 0")
         for name in self.saturation_correction:
             if name not in _SUBSYSTEMS:
-                raise ConfigError("saturation_correction", self.saturation_correction,
-                                  "a list of subsystem names: " + ", ".join(_SUBSYSTEMS))
+                raise ConfigError(
+                    "saturation_correction",
+                    self.saturation_correction,
+                    "a list of subsystem names: " + ", ".join(_SUBSYSTEMS),
+                )
         if self.saturation_lut_entries & (self.saturation_lut_entries - 1):
             raise ConfigError("saturation_lut_entries", self.saturation_lut_entries, "a power of two")
         if self.srd_emin_mev > self.srd_emax_mev:

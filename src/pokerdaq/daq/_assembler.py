@@ -61,9 +61,15 @@ from pokerdaq.io import EventFlags
 from ._wire import CheckedFragment, FragmentFlags, Reason
 
 _INCOMPLETE, _MISMATCH, _DUPLICATE = int(EventFlags.INCOMPLETE), int(EventFlags.MISMATCH), int(EventFlags.DUPLICATE)
-_GAP, _TS_ERROR, _CRC_ERROR = int(EventFlags.SEQUENCE_GAP), int(EventFlags.TIMESTAMP_ERROR), int(EventFlags.CHECKSUM_ERROR)
-FRAGMENT_TO_EVENT_FLAGS = {int(FragmentFlags.WINDOW_CLIPPED): int(EventFlags.TRUNCATED),
-                           int(FragmentFlags.BOARD_BUSY): int(EventFlags.BOARD_BUSY)}
+_GAP, _TS_ERROR, _CRC_ERROR = (
+    int(EventFlags.SEQUENCE_GAP),
+    int(EventFlags.TIMESTAMP_ERROR),
+    int(EventFlags.CHECKSUM_ERROR),
+)
+FRAGMENT_TO_EVENT_FLAGS = {
+    int(FragmentFlags.WINDOW_CLIPPED): int(EventFlags.TRUNCATED),
+    int(FragmentFlags.BOARD_BUSY): int(EventFlags.BOARD_BUSY),
+}
 """Fragment flag bit -> the event flag it sets (docs/hdf5-layout.md)."""
 _FFLAGS = tuple(sum(e for f, e in FRAGMENT_TO_EVENT_FLAGS.items() if k & f) for k in range(4))
 _LATE, _DUP, _MIS, _ORPHAN, _SHED = Reason.LATE, Reason.DUPLICATE, Reason.MISMATCH, Reason.ORPHAN, Reason.ORPHAN_SHED
@@ -87,17 +93,18 @@ class _Event:
         "record",
     )
 
-    def __init__(self, created: float, record: tuple[int, int, int, int] | None = None, expected: int = 0,
-                 flags: int = 0) -> None:
-        self.created = created                  # record or first fragment, whichever came first
-        self.first_fragment: float | None = None   # the stale-event clock starts here
-        self.record = record                    # (event number, timestamp, trigger word, dead boards)
-        self.expected = expected                # boards whose fragment completes the event
+    def __init__(
+        self, created: float, record: tuple[int, int, int, int] | None = None, expected: int = 0, flags: int = 0
+    ) -> None:
+        self.created = created  # record or first fragment, whichever came first
+        self.first_fragment: float | None = None  # the stale-event clock starts here
+        self.record = record  # (event number, timestamp, trigger word, dead boards)
+        self.expected = expected  # boards whose fragment completes the event
         self.fragments: dict[int, CheckedFragment] = {}
-        self.mask = 0                           # bit b: a fragment of board b is held
-        self.flags = flags                      # EventFlags found so far
-        self.fflags = 0                         # OR of the held fragments' flags
-        self.crc_bad = 0                        # bit b: a fragment of board b failed its CRC
+        self.mask = 0  # bit b: a fragment of board b is held
+        self.flags = flags  # EventFlags found so far
+        self.fflags = 0  # OR of the held fragments' flags
+        self.crc_bad = 0  # bit b: a fragment of board b failed its CRC
         self.ready = False
         self.message: Any = None
 
@@ -121,8 +128,16 @@ class EventAssembler:
         reading at it) and held without a trigger record (default 32 per board).
     """
 
-    def __init__(self, boards: Iterable[int], limit: int, timeout_s: float, stall_timeout_s: float,
-                 build: Callable[..., Any], park_limit: int | None = None, orphan_limit: int | None = None) -> None:
+    def __init__(
+        self,
+        boards: Iterable[int],
+        limit: int,
+        timeout_s: float,
+        stall_timeout_s: float,
+        build: Callable[..., Any],
+        park_limit: int | None = None,
+        orphan_limit: int | None = None,
+    ) -> None:
         self.boards = sorted(int(b) for b in boards)
         self.all_boards_mask = sum(1 << b for b in self.boards)
         self.limit = int(limit)
@@ -130,22 +145,23 @@ class EventAssembler:
         self.stall_timeout = float(stall_timeout_s)
         self.build = build
         self.park_limit = 2 * len(self.boards) if park_limit is None else int(park_limit)
-        self.orphan_limit = (max(1, self.limit - 1) * max(1, len(self.boards)) if orphan_limit is None
-                             else int(orphan_limit))
-        self.record_cap = 4 * self.limit          # events holding only a record (the node stops reading)
-        self.events: dict[int, _Event] = {}       # issued events, not yet written
-        self.orphans: dict[int, _Event] = {}      # event numbers without a record: their fragments
-        self.n_orphans = 0                        # fragments in self.orphans
-        self.crc_early: dict[int, int] = {}       # event number without a record -> boards whose CRC failed
-        self.data_events: set[int] = set()        # issued events holding fragments, or built
+        self.orphan_limit = (
+            max(1, self.limit - 1) * max(1, len(self.boards)) if orphan_limit is None else int(orphan_limit)
+        )
+        self.record_cap = 4 * self.limit  # events holding only a record (the node stops reading)
+        self.events: dict[int, _Event] = {}  # issued events, not yet written
+        self.orphans: dict[int, _Event] = {}  # event numbers without a record: their fragments
+        self.n_orphans = 0  # fragments in self.orphans
+        self.crc_early: dict[int, int] = {}  # event number without a record -> boards whose CRC failed
+        self.data_events: set[int] = set()  # issued events holding fragments, or built
         self.parked: collections.deque = collections.deque()
-        self.out: collections.deque = collections.deque()   # built events (and whatever the node adds)
-        self.unsent = 0                           # built events in self.out
-        self.floor = 0                            # every event number below it has left
-        self.skips: dict[int, int] = {}           # first skipped number -> next issued number
+        self.out: collections.deque = collections.deque()  # built events (and whatever the node adds)
+        self.unsent = 0  # built events in self.out
+        self.floor = 0  # every event number below it has left
+        self.skips: dict[int, int] = {}  # first skipped number -> next issued number
         self.last_record = -1
         self.last_timestamp = -1
-        self.total: int | None = None             # from the end of run: no number at or above it is issued
+        self.total: int | None = None  # from the end of run: no number at or above it is issued
         self.end_time: float | None = None
         self.credit = self.limit - 1
         self.rejected: collections.Counter = collections.Counter()
@@ -160,7 +176,7 @@ class EventAssembler:
 
     @property
     def n_records_only(self) -> int:
-        return len(self.events) - len(self.data_events)   # data_events is a subset of events
+        return len(self.events) - len(self.data_events)  # data_events is a subset of events
 
     @property
     def done(self) -> bool:
@@ -182,12 +198,11 @@ class EventAssembler:
             self.rejected[_LATE] += 1
             return
         board = frag.board_id
-        if board in ev.fragments or (self.parked and ev_no not in self.data_events
-                                     and self._is_parked(ev_no, board)):
+        if board in ev.fragments or (self.parked and ev_no not in self.data_events and self._is_parked(ev_no, board)):
             self.rejected[_DUP] += 1
             ev.flags |= _DUPLICATE
             return
-        rec = cast(tuple[int, int, int, int], ev.record)   # issued: it has its record
+        rec = cast(tuple[int, int, int, int], ev.record)  # issued: it has its record
         if rec[1] != frag.timestamp or rec[2] != frag.trigger_word:
             self.rejected[_MIS] += 1
             ev.flags |= _MISMATCH
@@ -202,7 +217,7 @@ class EventAssembler:
                 return
             self.data_events.add(ev_no)
             ev.first_fragment = now
-            if self.parked:   # fragments of this event parked before this one go in first
+            if self.parked:  # fragments of this event parked before this one go in first
                 self._pull_parked(ev_no, ev)
         ev.fragments[board] = frag
         ev.mask |= 1 << board
@@ -213,10 +228,10 @@ class EventAssembler:
     def _orphan(self, frag: CheckedFragment, ev_no: int, now: float) -> None:
         """A fragment of an event number without a record: held in the orphan store, or rejected."""
         if ev_no <= self.last_record or (self.total is not None and ev_no >= self.total):
-            self.rejected[_ORPHAN] += 1   # a skipped number, or beyond the end of run: never issued
+            self.rejected[_ORPHAN] += 1  # a skipped number, or beyond the end of run: never issued
             return
         if ev_no >= self.credit:
-            self.rejected[_BEYOND] += 1   # no board keeping to the credit reads this event out yet
+            self.rejected[_BEYOND] += 1  # no board keeping to the credit reads this event out yet
             return
         held = self.orphans.get(ev_no)
         if held is not None and frag.board_id in held.fragments:
@@ -228,7 +243,7 @@ class EventAssembler:
             if ev_no >= top:
                 self.rejected[_SHED] += 1
                 return
-            self._drop_orphans(top, _SHED)   # the highest number is the least likely to be issued soon
+            self._drop_orphans(top, _SHED)  # the highest number is the least likely to be issued soon
             held = self.orphans.get(ev_no)
         if held is None:
             held = self.orphans[ev_no] = _Event(now)
@@ -291,28 +306,29 @@ class EventAssembler:
         if timestamp < self.last_timestamp:
             flags |= _TS_ERROR
         self.last_record, self.last_timestamp = ev_no, timestamp
-        ev = self.events[ev_no] = _Event(now, (ev_no, timestamp, trigger_word, dead_boards),
-                                         self.all_boards_mask & ~dead_boards, flags)
+        ev = self.events[ev_no] = _Event(
+            now, (ev_no, timestamp, trigger_word, dead_boards), self.all_boards_mask & ~dead_boards, flags
+        )
         if self.crc_early:
             ev.crc_bad = self.crc_early.pop(ev_no, 0)
-            for n in [n for n in self.crc_early if n < ev_no]:   # numbers the records skipped
+            for n in [n for n in self.crc_early if n < ev_no]:  # numbers the records skipped
                 del self.crc_early[n]
         held = self.orphans.pop(ev_no, None)
         if held is not None:
             self.n_orphans -= len(held.fragments)
             ev.created, ev.flags = held.created, ev.flags | held.flags
-            ev.expected, expected = -1, ev.expected   # not complete before every held fragment is in
+            ev.expected, expected = -1, ev.expected  # not complete before every held fragment is in
             for frag in held.fragments.values():
-                self.take(frag, held.created)   # an orphan's first fragment created it
+                self.take(frag, held.created)  # an orphan's first fragment created it
             ev.expected = expected
-        if not ev.ready and ev.mask & ev.expected == ev.expected:   # every board dead
+        if not ev.ready and ev.mask & ev.expected == ev.expected:  # every board dead
             self._finalize(ev_no, ev)
 
     def end_of_run(self, total: int, now: float) -> None:
         """The trigger processor's end of run: no event number at or above ``total`` is issued."""
         total = max(int(total), self.last_record + 1)
         self.total, self.end_time = total, now
-        if total > self.last_record + 1:   # numbers skipped at the end: no event follows to flag
+        if total > self.last_record + 1:  # numbers skipped at the end: no event follows to flag
             self.skips[self.last_record + 1] = total
             self.counters["event_numbers_skipped"] += total - self.last_record - 1
         for n in [n for n in self.orphans if n >= total or n <= self.last_record]:
@@ -328,26 +344,28 @@ class EventAssembler:
             return False
         for frag in list(self.parked):
             if not any(p is frag for p in self.parked):
-                continue   # pulled into its event when an earlier fragment of it was admitted
+                continue  # pulled into its event when an earlier fragment of it was admitted
             # the others stay in the parking while this one is taken: admitting its event pulls
             # the event's other parked fragments in before it can complete (none is left to
             # arrive "late" after the event was built without it)
             self.parked = collections.deque(p for p in self.parked if p is not frag)
-            self.take(frag, now)   # admitted now, or parked again
+            self.take(frag, now)  # admitted now, or parked again
         return True
 
     def expire(self, now: float) -> None:
         """Build stale events INCOMPLETE and reject stale orphans (rules: module docstring)."""
-        later_first = None   # earliest first-fragment time among higher issued event numbers
+        later_first = None  # earliest first-fragment time among higher issued event numbers
         for ev_no in sorted(self.events, reverse=True):
             ev = self.events[ev_no]
             if ev.first_fragment is not None:
                 stale = now - ev.first_fragment > self.timeout
                 later_first = ev.first_fragment if later_first is None else min(later_first, ev.first_fragment)
             else:
-                stale = ((later_first is not None and now - later_first > self.timeout)
-                         or (self.end_time is not None and now - self.end_time > self.timeout)
-                         or now - ev.created > self.stall_timeout)
+                stale = (
+                    (later_first is not None and now - later_first > self.timeout)
+                    or (self.end_time is not None and now - self.end_time > self.timeout)
+                    or now - ev.created > self.stall_timeout
+                )
             if stale and not ev.ready:
                 self.counters["events_timed_out"] += 1
                 self._finalize_early(ev_no, ev)
@@ -423,7 +441,7 @@ class EventAssembler:
                 keep.append(frag)
                 continue
             found = True
-            if frag.board_id in ev.fragments:   # cannot happen (checked when parked); counted if it did
+            if frag.board_id in ev.fragments:  # cannot happen (checked when parked); counted if it did
                 self.rejected[_DUP] += 1
                 ev.flags |= _DUPLICATE
             else:
@@ -440,7 +458,7 @@ class EventAssembler:
         self._finalize(ev_no, ev)
 
     def _finalize(self, ev_no: int, ev: _Event) -> None:
-        if self.parked:   # its parked fragments go in first (never lost)
+        if self.parked:  # its parked fragments go in first (never lost)
             self._pull_parked(ev_no, ev)
         missing = self.all_boards_mask & ~ev.mask
         flags = ev.flags | _FFLAGS[ev.fflags & 3]
@@ -453,7 +471,7 @@ class EventAssembler:
         if flags & _MISMATCH:
             counters["events_mismatch"] += 1
         ev.message = self.build(ev_no, ev.record, ev.fragments, flags, missing, ev.first_fragment or ev.created)
-        counters["fragments_accepted"] += len(ev.fragments)   # the ones that made it into an event
+        counters["fragments_accepted"] += len(ev.fragments)  # the ones that made it into an event
         counters["events_built"] += 1
         self.data_events.add(ev_no)
         ev.fragments = {}

@@ -59,28 +59,28 @@ from ._wire import (
     encode_slice,
 )
 
-_BOARD_ID = struct.Struct("<H")                                 # FRAGMENT_HEADER_DTYPE['board_id'] ...
+_BOARD_ID = struct.Struct("<H")  # FRAGMENT_HEADER_DTYPE['board_id'] ...
 _BOARD_ID_OFFSET = int(FRAGMENT_HEADER_DTYPE.fields["board_id"][1])  # type: ignore[index]  # ... its offset (a struct dtype has fields)
-_CREDIT = struct.Struct("<QQ")   # the builder's credit message (pokerdaq.daq._builder.CREDIT_STRUCT)
+_CREDIT = struct.Struct("<QQ")  # the builder's credit message (pokerdaq.daq._builder.CREDIT_STRUCT)
 
 
 @dataclass
 class _Board:
     logic: FrontEndLogic
     dealer: zmq.Socket | None = None
-    ring: dict[int, np.ndarray | None] = field(default_factory=dict)   # None: rendered on demand
+    ring: dict[int, np.ndarray | None] = field(default_factory=dict)  # None: rendered on demand
     next_slice: int = 0
     last_decided: int = -1
     # [slice, flags, triggers, next index, windows and pulses of the triggers rendered together (or None)]
     decisions: collections.deque = field(default_factory=collections.deque)
-    outbox: list | None = None    # a primitive message the DEALER could not take yet
+    outbox: list | None = None  # a primitive message the DEALER could not take yet
     in_flight: collections.deque = field(default_factory=collections.deque)  # last slice of each undecided message
-    on_demand: bool = False       # the front end renders readout windows itself (no ring buffer)
+    on_demand: bool = False  # the front end renders readout windows itself (no ring buffer)
     stretches: int = 0
     ended: bool = False
     busy_slices: int = 0
     primitives_sent: int = 0
-    fragments: int = 0            # fragments read out (sent = these minus the board's in the queue)
+    fragments: int = 0  # fragments read out (sent = these minus the board's in the queue)
 
 
 class BoardGroupNode(Node):
@@ -91,13 +91,15 @@ class BoardGroupNode(Node):
         self.run_number = int(params["run_number"])
         seed = int(params["seed"])
         from pokerdaq.sim._beam import use_block_store
+
         # one beam time line per run, not per process ("": generate our own); set for every run,
         # as a node host keeps the module state from one run to the next
         use_block_store(params.get("block_store") or None)
         if cfg.daq.front_end == "physics":
             from ._sparse import use_one_thread
-            use_one_thread()   # one board process per core: numba's kernels on this thread
-        group = [int(b) for b in params["boards"]]   # their front ends emulate together (one pass per step)
+
+            use_one_thread()  # one board process per core: numba's kernels on this thread
+        group = [int(b) for b in params["boards"]]  # their front ends emulate together (one pass per step)
         self.boards = {b: _Board(make_front_end(cfg, b, seed, group)) for b in group}
         self.pending: collections.deque = collections.deque()
         self.queue_limit = cfg.daq.board_queue_events
@@ -114,7 +116,7 @@ class BoardGroupNode(Node):
         self._turn = 0
         self.stalled = False
         self.credit_sub: zmq.Socket | None = None
-        self.credit = cfg.daq.max_events_in_flight - 1   # the builder's credit before its first message
+        self.credit = cfg.daq.max_events_in_flight - 1  # the builder's credit before its first message
         self.credit_blocked = False
         # CPU seconds (this thread) by stage of the data path, for the benchmarks (bench/bench_daq.py)
         self.stage_cpu: collections.defaultdict[str, float] = collections.defaultdict(float)
@@ -129,7 +131,7 @@ class BoardGroupNode(Node):
         push.connect(endpoints["fragments"])
         if "credits" in endpoints:
             sub = self.socket(zmq.SUB)
-            sub.setsockopt(zmq.CONFLATE, 1)   # before connect: only the newest credit is kept
+            sub.setsockopt(zmq.CONFLATE, 1)  # before connect: only the newest credit is kept
             sub.setsockopt(zmq.SUBSCRIBE, b"")
             sub.connect(endpoints["credits"])
             self.credit_sub = sub
@@ -152,7 +154,7 @@ class BoardGroupNode(Node):
         more |= self._apply_decisions()
         self._flush()
         if self.credit_blocked:
-            self.stalled = True   # waiting for the builder's credit: heartbeats (and busy, in _produce)
+            self.stalled = True  # waiting for the builder's credit: heartbeats (and busy, in _produce)
             self.counters["credit_waits"] += 1
         for board in self.boards.values():
             more |= self._produce(board)
@@ -200,7 +202,7 @@ class BoardGroupNode(Node):
             if run != self.run_number:
                 self.counters["bad_credit_messages"] += 1
                 continue
-            self.credit = max(self.credit, credit)   # never decreases (an old message changes nothing)
+            self.credit = max(self.credit, credit)  # never decreases (an old message changes nothing)
 
     def _apply_decisions(self) -> bool:
         """Read out the decided triggers, one trigger of every board in turn.
@@ -213,9 +215,9 @@ class BoardGroupNode(Node):
         self.credit_blocked = False
         boards = list(self.boards.values())
         idle = 0
-        while idle < len(boards):   # until a whole round makes no progress
+        while idle < len(boards):  # until a whole round makes no progress
             if len(self.pending) >= self.queue_limit:
-                self.stalled = True   # backpressure: wait for the builder
+                self.stalled = True  # backpressure: wait for the builder
                 return progressed
             # the round resumes where the last one stopped, so boards never overtake each other
             board = boards[self._turn]
@@ -241,7 +243,7 @@ class BoardGroupNode(Node):
                 return False
             if done < len(triggers):
                 if int(triggers[done]["event_number"]) >= self.credit:
-                    self.credit_blocked = True   # the builder cannot hold this event yet
+                    self.credit_blocked = True  # the builder cannot hold this event yet
                     return False
                 if batch is None:
                     batch = entry[4] = self._render_batch(board, triggers)
@@ -266,12 +268,16 @@ class BoardGroupNode(Node):
         all of them (a front end with ``read_windows`` / ``find_pulses_batch``, rendering on demand);
         None: one by one. Returns ``get(i) -> (window, pulses)`` (None for a clipped window)."""
         logic = board.logic
-        if (not board.on_demand or not len(triggers) or not hasattr(logic, "read_windows")
-                or not hasattr(logic, "find_pulses_batch")):
+        if (
+            not board.on_demand
+            or not len(triggers)
+            or not hasattr(logic, "read_windows")
+            or not hasattr(logic, "find_pulses_batch")
+        ):
             return None
         c0 = time.thread_time()
         firsts = triggers["timestamp"].astype(np.int64) - self.pre
-        ok = np.flatnonzero(firsts >= 0)   # a window clipped at the run start: one by one
+        ok = np.flatnonzero(firsts >= 0)  # a window clipped at the run start: one by one
         if not len(ok):
             return None
         windows = logic.read_windows(firsts[ok], self.window)
@@ -283,7 +289,8 @@ class BoardGroupNode(Node):
 
         def get(i: int):
             j = where.get(i)
-            return None if j is None else (windows[j], records[offsets[j]:offsets[j + 1]])
+            return None if j is None else (windows[j], records[offsets[j] : offsets[j + 1]])
+
         return get
 
     def _read_out(self, board: _Board, trig: np.void, rendered=None) -> None:
@@ -291,7 +298,7 @@ class BoardGroupNode(Node):
         first = ts - self.pre
         flags = FragmentFlags.NONE
         c0 = time.thread_time()
-        if rendered is not None:   # rendered with the other triggers of its decision (_render_batch)
+        if rendered is not None:  # rendered with the other triggers of its decision (_render_batch)
             window, pulses = rendered
         else:
             if first < 0:
@@ -304,10 +311,17 @@ class BoardGroupNode(Node):
             self.stage_cpu["readout_pulses"] += c0 - c1
         if len(self.pending) >= self.busy_mark:
             flags |= FragmentFlags.BOARD_BUSY
-        frag = encode_fragment(run_number=self.run_number, board_id=board.logic.board,
-                               event_number=int(trig["event_number"]), timestamp=ts,
-                               trigger_word=int(trig["trigger_word"]), flags=int(flags),
-                               channels=board.logic.channels, samples=window, pulses=pulses)
+        frag = encode_fragment(
+            run_number=self.run_number,
+            board_id=board.logic.board,
+            event_number=int(trig["event_number"]),
+            timestamp=ts,
+            trigger_word=int(trig["trigger_word"]),
+            flags=int(flags),
+            channels=board.logic.channels,
+            samples=window,
+            pulses=pulses,
+        )
         self.stage_cpu["readout_encode"] += time.thread_time() - c0
         self.pending.append(frag)
         self.max_pending = max(self.max_pending, len(self.pending))
@@ -320,19 +334,19 @@ class BoardGroupNode(Node):
         t = max(first, 0)
         while t < first + self.window:
             s = t // self.st
-            if board.on_demand:   # the front end renders its windows on demand (SliceOutput)
+            if board.on_demand:  # the front end renders its windows on demand (SliceOutput)
                 end = min((s + 1) * self.st, first + self.window)
-                window[:, t - first:end - first] = cast(OnDemandFrontEnd, board.logic).read_window(t, end - t)
+                window[:, t - first : end - first] = cast(OnDemandFrontEnd, board.logic).read_window(t, end - t)
                 t = end
                 continue
             if s not in board.ring:
                 raise NodeError(f"board {board.logic.board}: slice {s} for trigger at {ts} is no longer buffered")
             end = min((s + 1) * self.st, first + self.window)
             chunk = board.ring[s]
-            if chunk is None:   # the front end renders its windows on demand (SliceOutput)
-                window[:, t - first:end - first] = cast(OnDemandFrontEnd, board.logic).read_window(t, end - t)
+            if chunk is None:  # the front end renders its windows on demand (SliceOutput)
+                window[:, t - first : end - first] = cast(OnDemandFrontEnd, board.logic).read_window(t, end - t)
             else:
-                window[:, t - first:end - first] = chunk[:, t - s * self.st:end - s * self.st]
+                window[:, t - first : end - first] = chunk[:, t - s * self.st : end - s * self.st]
             t = end
         return window
 
@@ -345,9 +359,14 @@ class BoardGroupNode(Node):
         for b, board in self.boards.items():
             if board.ended:
                 continue
-            msg = encode_slice(PRIMITIVE_MAGIC, board_id=b, run_number=self.run_number,
-                               flags=int(SliceFlags.HEARTBEAT | SliceFlags.BUSY), slice_index=0,
-                               records=np.zeros(0, PRIMITIVE_DTYPE))
+            msg = encode_slice(
+                PRIMITIVE_MAGIC,
+                board_id=b,
+                run_number=self.run_number,
+                flags=int(SliceFlags.HEARTBEAT | SliceFlags.BUSY),
+                slice_index=0,
+                records=np.zeros(0, PRIMITIVE_DTYPE),
+            )
             try:
                 self.need(board.dealer, "triggers").send_multipart(msg, zmq.NOBLOCK)
                 self.counters["heartbeats"] += 1
@@ -386,7 +405,7 @@ class BoardGroupNode(Node):
         if stretch is not None:
             last = stretch.stretch_end(k, self.cfg.daq.fast_forward_slices)
         c0 = time.thread_time()
-        if stretch is not None and last > k:   # a busy board sends slice by slice: busy is a per-slice state
+        if stretch is not None and last > k:  # a busy board sends slice by slice: busy is a per-slice state
             out = stretch.process_stretch(k, last)
             board.stretches += 1
         else:
@@ -397,9 +416,15 @@ class BoardGroupNode(Node):
             board.ring[k] = out.samples
         board.busy_slices += busy
         prims = np.asarray(out.primitives, dtype=PRIMITIVE_DTYPE)
-        msg = encode_slice(PRIMITIVE_MAGIC, board_id=board.logic.board, run_number=self.run_number,
-                           flags=int(SliceFlags.BUSY if busy else SliceFlags.NONE), slice_index=k, last_slice=last,
-                           records=prims)
+        msg = encode_slice(
+            PRIMITIVE_MAGIC,
+            board_id=board.logic.board,
+            run_number=self.run_number,
+            flags=int(SliceFlags.BUSY if busy else SliceFlags.NONE),
+            slice_index=k,
+            last_slice=last,
+            records=prims,
+        )
         board.next_slice = last + 1
         board.in_flight.append(last)
         board.primitives_sent += len(prims)
@@ -419,20 +444,30 @@ class BoardGroupNode(Node):
 
     def stats(self) -> dict[str, Any]:
         queued: collections.Counter[int] = collections.Counter(
-            _BOARD_ID.unpack_from(f, _BOARD_ID_OFFSET)[0] for f in self.pending   # at most board_queue_events
-            if len(f) >= _BOARD_ID_OFFSET + _BOARD_ID.size)
+            _BOARD_ID.unpack_from(f, _BOARD_ID_OFFSET)[0]
+            for f in self.pending  # at most board_queue_events
+            if len(f) >= _BOARD_ID_OFFSET + _BOARD_ID.size
+        )
         return {
             **dict(self.counters),
-            "busy": len(self.pending) >= self.busy_mark or self.credit_blocked,   # what its next slice would say
+            "busy": len(self.pending) >= self.busy_mark or self.credit_blocked,  # what its next slice would say
             "stage_cpu_s": self._stage_cpu(),
             "pending": len(self.pending),
             "credit": self.credit,
             "max_pending": self.max_pending,
             "queue_limit": self.queue_limit,
-            "boards": {str(b): {"slices": x.next_slice, "busy_slices": x.busy_slices,
-                                "primitives": x.primitives_sent, "stretches": x.stretches, "ended": x.ended,
-                                "fragments_read_out": x.fragments, "fragments_sent": x.fragments - queued[b]}
-                       for b, x in self.boards.items()},
+            "boards": {
+                str(b): {
+                    "slices": x.next_slice,
+                    "busy_slices": x.busy_slices,
+                    "primitives": x.primitives_sent,
+                    "stretches": x.stretches,
+                    "ended": x.ended,
+                    "fragments_read_out": x.fragments,
+                    "fragments_sent": x.fragments - queued[b],
+                }
+                for b, x in self.boards.items()
+            },
         }
 
     def close(self) -> None:

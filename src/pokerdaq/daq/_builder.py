@@ -78,30 +78,32 @@ def _event_header_struct(event_dtype: np.dtype) -> struct.Struct:
     return packer
 
 
-
 class EventBuilderNode(Node):
     def __init__(self, cfg, name, control_endpoint, params) -> None:
         super().__init__(cfg, name, control_endpoint, params)
         from pokerdaq.io import EVENT_DTYPE
+
         self.EVENT_DTYPE = EVENT_DTYPE
         self.run_number = int(params["run_number"])
         cmap = cfg.channel_map
         self.n_channels = len(cmap)
         self.board_channels = {b: cmap.channels_on_board(b) for b in range(cmap.n_boards)}
-        self.decoder = RunFragmentDecoder(self.run_number, self.board_channels, cfg.digitizer.window_samples,
-                                          adc_max=cfg.digitizer.adc_max)
+        self.decoder = RunFragmentDecoder(
+            self.run_number, self.board_channels, cfg.digitizer.window_samples, adc_max=cfg.digitizer.adc_max
+        )
         self._event_struct = _event_header_struct(EVENT_DTYPE)
         # the writer's samples (n_channels, window) in channel-map order: the rows of the present
         # boards' channel blocks (in board order) go to these channel rows
         self._block_words = self.decoder.block_size // 2
-        self._rows_of_mask: dict[int, np.ndarray | bool] = {}   # boards present -> channel rows (True: all, in order)
+        self._rows_of_mask: dict[int, np.ndarray | bool] = {}  # boards present -> channel rows (True: all, in order)
         self.window = cfg.digitizer.window_samples
         self.timeout = cfg.daq.builder_timeout_s
         self.limit = cfg.daq.max_events_in_flight
-        self.assembler = asm = EventAssembler(self.board_channels, self.limit, self.timeout, self.stall_timeout,
-                                              self._build)
-        self.rejected, self.counters = asm.rejected, asm.counters   # one set of counters
-        self.scalers_queued = 0             # spill scaler rows and trigger inputs in the out queue (not events)
+        self.assembler = asm = EventAssembler(
+            self.board_channels, self.limit, self.timeout, self.stall_timeout, self._build
+        )
+        self.rejected, self.counters = asm.rejected, asm.counters  # one set of counters
+        self.scalers_queued = 0  # spill scaler rows and trigger inputs in the out queue (not events)
         self._next_expire = 0.0
         self.frag_sock: zmq.Socket | None = None
         self.rec_sock: zmq.Socket | None = None
@@ -111,6 +113,7 @@ class EventBuilderNode(Node):
         self._credit_sent_at = 0.0
         self._credit_published = -1
         import hist
+
         self.h_latency: hist.Hist = hist.Hist(hist.axis.Regular(50, 0.0, 500.0, name="build_latency_ms"))
         self.h_size: hist.Hist = hist.Hist(hist.axis.Regular(50, 0.0, 64.0, name="event_fragments_kB"))
         self._fills: list[tuple[float, float, int]] = []
@@ -125,8 +128,10 @@ class EventBuilderNode(Node):
         frag.setsockopt(zmq.MAXMSGSIZE, self.cfg.daq.max_message_bytes)
         self.monitor = frag.get_monitor_socket(zmq.EVENT_DISCONNECTED | zmq.EVENT_ACCEPTED)
         self.rec_sock = rec = self.socket(zmq.PULL)
-        bound = {"fragments": self.bind_socket(frag, eps["fragments"]),
-                 "trigger_records": self.bind_socket(rec, eps["trigger_records"])}
+        bound = {
+            "fragments": self.bind_socket(frag, eps["fragments"]),
+            "trigger_records": self.bind_socket(rec, eps["trigger_records"]),
+        }
         if "credits" in eps:
             self.credit_pub = pub = self.socket(zmq.PUB)
             bound["credits"] = self.bind_socket(pub, eps["credits"])
@@ -158,7 +163,7 @@ class EventBuilderNode(Node):
     def step(self, ready: dict) -> bool:
         asm = self.assembler
         more = False
-        if self.monitor in ready:   # skipped when not ready: a receive that raises costs as much as one that gets
+        if self.monitor in ready:  # skipped when not ready: a receive that raises costs as much as one that gets
             self._watch_connections()
         for _ in range(256 if self.rec_sock in ready else 0):
             if asm.n_records_only >= asm.record_cap:
@@ -175,7 +180,7 @@ class EventBuilderNode(Node):
         if self.frag_sock in ready or not self._may_read_fragments():
             more |= self._read_fragments(now)
         c1 = time.thread_time()
-        if now >= self._next_expire:   # time-outs checked every few tens of ms
+        if now >= self._next_expire:  # time-outs checked every few tens of ms
             self._next_expire = now + min(0.05, self.timeout / 4)
             asm.expire(now)
         asm.emit()
@@ -196,9 +201,14 @@ class EventBuilderNode(Node):
         # receive buffer it lies in alive (ZMQ_IN_BATCH_SIZE, 8 kB): memory stays bounded by
         # the in-flight, parking and orphan limits, up to ~5x the fragments' own bytes
         asm = self.assembler
-        recv, decode, take, parked, park_limit, rejected = (self.need(self.frag_sock, "fragments").recv,
-                                                            self.decoder.decode, asm.take,
-                                                            asm.parked, asm.park_limit, asm.rejected)
+        recv, decode, take, parked, park_limit, rejected = (
+            self.need(self.frag_sock, "fragments").recv,
+            self.decoder.decode,
+            asm.take,
+            asm.parked,
+            asm.park_limit,
+            asm.rejected,
+        )
         n = 0
         while n < FRAGMENTS_PER_STEP:
             if len(parked) >= park_limit:
@@ -212,7 +222,7 @@ class EventBuilderNode(Node):
             except zmq.Again:
                 break
             n += 1
-            if msg.more:   # a multipart message: rejected whole
+            if msg.more:  # a multipart message: rejected whole
                 while recv(copy=False).more:
                     pass
                 rejected[Reason.BAD_FRAMES] += 1
@@ -221,10 +231,10 @@ class EventBuilderNode(Node):
                 frag = decode(msg)
             except FragmentError as err:
                 rejected[err.reason] += 1
-                if err.event_number is not None and err.board_id is not None:   # BAD_CRC, header intact
+                if err.event_number is not None and err.board_id is not None:  # BAD_CRC, header intact
                     asm.bad_crc(err.board_id, err.event_number)
                 continue
-            take(frag, now)   # (never replaces asm.parked: only unpark and early builds do)
+            take(frag, now)  # (never replaces asm.parked: only unpark and early builds do)
         self.counters["fragment_messages"] += n
         return n > 0
 
@@ -262,13 +272,17 @@ class EventBuilderNode(Node):
             asm.end_of_run(int(head["slice_index"]), now)
             return
         record = asm.record
-        for ev_no, ts, tw, dead in zip(records["event_number"].tolist(), records["timestamp"].tolist(),
-                                       records["trigger_word"].tolist(), records["dead_boards"].tolist()):
+        for ev_no, ts, tw, dead in zip(
+            records["event_number"].tolist(),
+            records["timestamp"].tolist(),
+            records["trigger_word"].tolist(),
+            records["dead_boards"].tolist(),
+        ):
             record(ev_no, ts, tw, dead, now)
 
     def _build(self, ev_no: int, record: tuple, fragments: dict, flags: int, missing: int, t_first: float) -> list:
         """The writer message of a built event: header, samples (one gather), pulses."""
-        blocks, pulses = [], []   # views of each fragment's channel blocks and pulse records, board order
+        blocks, pulses = [], []  # views of each fragment's channel blocks and pulse records, board order
         n_pulses = 0
         mask = 0
         for b in sorted(fragments):
@@ -278,13 +292,14 @@ class EventBuilderNode(Node):
             blocks.append(view[HEADER_SIZE:start])
             if n_p:
                 n_pulses += n_p
-                pulses.append(view[start:start + n_p * PULSE_SIZE])
+                pulses.append(view[start : start + n_p * PULSE_SIZE])
         samples = self._assemble_samples(mask, blocks)
         pulse_bytes = b"".join(pulses)
         header = self._event_struct.pack(ev_no, record[1], record[2], flags, missing, n_pulses)
         # histogram fills are batched (a hist.fill call costs ~30 us): see _fill_histograms
-        self._fills.append(((time.monotonic() - t_first) * 1e3,
-                            (2 + len(header) + len(samples) + len(pulse_bytes)) / 1024.0, n_pulses))
+        self._fills.append(
+            ((time.monotonic() - t_first) * 1e3, (2 + len(header) + len(samples) + len(pulse_bytes)) / 1024.0, n_pulses)
+        )
         if len(self._fills) >= 1024:
             self._fill_histograms()
         return [b"EV", header, samples, pulse_bytes]
@@ -299,12 +314,14 @@ class EventBuilderNode(Node):
         rows = np.frombuffer(b"".join(blocks), dtype="<u2").reshape(-1, self._block_words)[:, 2:]
         plan = self._rows_of_mask.get(mask)
         if plan is None:
-            chans = np.concatenate([self.board_channels[b] for b in sorted(self.board_channels) if mask >> b & 1]
-                                   or [np.zeros(0, np.int64)])
+            chans = np.concatenate(
+                [self.board_channels[b] for b in sorted(self.board_channels) if mask >> b & 1]
+                or [np.zeros(0, np.int64)]
+            )
             plan = True if np.array_equal(chans, np.arange(self.n_channels)) else chans
-            if len(self._rows_of_mask) < 64:   # bounded: the all-boards mask and a few others
+            if len(self._rows_of_mask) < 64:  # bounded: the all-boards mask and a few others
                 self._rows_of_mask[mask] = plan
-        if plan is True:   # every channel, already in channel-map order
+        if plan is True:  # every channel, already in channel-map order
             return rows.astype(np.uint16, copy=False).tobytes()
         samples = np.zeros((self.n_channels, self.window), dtype=np.uint16)
         samples[plan] = rows
@@ -355,7 +372,9 @@ class EventBuilderNode(Node):
     def _finish(self) -> None:
         self.assembler.finish()
         info = {"events_issued": self.assembler.total, "stats": self.stats()}
-        self.send_with_deadline(self.need(self.push, "records"), [b"END", json.dumps(info).encode()], "end of run to the writer")
+        self.send_with_deadline(
+            self.need(self.push, "records"), [b"END", json.dumps(info).encode()], "end of run to the writer"
+        )
         self.notify_drained()
 
     def _fill_histograms(self) -> None:
@@ -371,8 +390,10 @@ class EventBuilderNode(Node):
         return {
             **self.assembler.stats(),
             "stage_cpu_s": dict(self.stage_cpu),
-            "histograms": {h.axes[0].name: {"edges": h.axes[0].edges.tolist(), "counts": h.values().astype(int).tolist()}
-                           for h in (self.h_latency, self.h_size, self.h_pulses)},
+            "histograms": {
+                h.axes[0].name: {"edges": h.axes[0].edges.tolist(), "counts": h.values().astype(int).tolist()}
+                for h in (self.h_latency, self.h_size, self.h_pulses)
+            },
         }
 
     def close(self) -> None:

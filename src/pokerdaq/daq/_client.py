@@ -50,8 +50,9 @@ def find_control(output: str | Path | None, control: str | None) -> str:
     return endpoint
 
 
-def request(endpoint: str, cmd: str, timeout_s: float = 30.0, keys: CurveKeys | None = None,
-            **fields: Any) -> dict[str, Any]:
+def request(
+    endpoint: str, cmd: str, timeout_s: float = 30.0, keys: CurveKeys | None = None, **fields: Any
+) -> dict[str, Any]:
     """Send ``cmd`` with ``fields`` and return the reply; ClientError when refused or unanswered.
 
     Parameters

@@ -43,7 +43,7 @@ def run(args: argparse.Namespace) -> int:
     from rich.console import Console
 
     cfg = config_from_args(args)
-    if getattr(args, "streaming", False):   # --streaming: daq.mode = "streaming" (docs/daq.md "Streaming")
+    if getattr(args, "streaming", False):  # --streaming: daq.mode = "streaming" (docs/daq.md "Streaming")
         cfg = cfg.replace(daq={"mode": "streaming"})
     check_positive("--events", args.events)
     if args.duration is not None and not args.duration > 0:
@@ -88,24 +88,35 @@ def _start_page(http: str):
 def _take_run(args: argparse.Namespace, cfg: Config, console, page) -> int:
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-    with _StopRequest() as stop, DaqRun(cfg, args.output, seed=args.seed, max_events=args.events,
-                                        duration_s=args.duration, overwrite=args.overwrite) as daq:
+    with (
+        _StopRequest() as stop,
+        DaqRun(
+            cfg, args.output, seed=args.seed, max_events=args.events, duration_s=args.duration, overwrite=args.overwrite
+        ) as daq,
+    ):
         daq.configure()
         if page is not None:
             page.subscribe(daq.endpoints["monitor"])
         if stop.signal is None:
             daq.start()
-            console.print(f"run {daq.run_number}: {len(daq.procs)} processes, output {daq.output}, "
-                          f"monitor {daq.endpoints['monitor']}")
+            console.print(
+                f"run {daq.run_number}: {len(daq.procs)} processes, output {daq.output}, "
+                f"monitor {daq.endpoints['monitor']}"
+            )
             if page is not None:
                 print(f"status page {page.url} (JSON: {page.url}api/status)", flush=True)
-            columns = [TextColumn("[bold]{task.description}"), BarColumn(), TextColumn("{task.completed:>8.0f} events"),
-                       TextColumn("{task.fields[rate]:>7.0f} ev/s"), TextColumn("live {task.fields[live]}"),
-                       TimeElapsedColumn()]
+            columns = [
+                TextColumn("[bold]{task.description}"),
+                BarColumn(),
+                TextColumn("{task.completed:>8.0f} events"),
+                TextColumn("{task.fields[rate]:>7.0f} ev/s"),
+                TextColumn("live {task.fields[live]}"),
+                TimeElapsedColumn(),
+            ]
             with Progress(*columns, console=console, transient=False) as progress:
                 task = progress.add_task(daq.state, total=args.events, rate=0.0, live="n/a")
                 while daq.state not in ("stopped", "error"):
-                    if stop.count >= 2:   # a second Ctrl-C: abort without waiting for the drain
+                    if stop.count >= 2:  # a second Ctrl-C: abort without waiting for the drain
                         console.print("second signal: aborting the run (the file is closed as it is)")
                         daq.errors.append("aborted by a second signal during the drain")
                         daq.state = "error"
@@ -116,13 +127,19 @@ def _take_run(args: argparse.Namespace, cfg: Config, console, page) -> int:
                     daq.poll(0.1)
                     snap = daq.snapshot()
                     live = snap["live_fraction"]
-                    progress.update(task, description=daq.state, completed=snap["events_written"],
-                                    rate=snap["event_rate_hz"],
-                                    live="n/a" if live is None else f"{100 * live:5.1f}%")
+                    progress.update(
+                        task,
+                        description=daq.state,
+                        completed=snap["events_written"],
+                        rate=snap["event_rate_hz"],
+                        live="n/a" if live is None else f"{100 * live:5.1f}%",
+                    )
         summary = daq.summary()
-        if page is not None:   # the page shows the final snapshot (published at stop) before the summary
-            page.wait_for(lambda s: s.get("state") in ("stopped", "error") and s.get("run_number") == daq.run_number,
-                          max(2.0, 3 * cfg.daq.monitor_interval_s))
+        if page is not None:  # the page shows the final snapshot (published at stop) before the summary
+            page.wait_for(
+                lambda s: s.get("state") in ("stopped", "error") and s.get("run_number") == daq.run_number,
+                max(2.0, 3 * cfg.daq.monitor_interval_s),
+            )
     print_summary(summary, console)
     return 0 if summary["state"] == "stopped" else 1
 
@@ -136,7 +153,7 @@ def choose_output(cfg: Config, output: str, overwrite: bool) -> tuple[Config, st
     """
     target = output_path(output, cfg.run.run_number)
     if Path(output).suffix in (".h5", ".hdf5"):
-        check_new_output(target, overwrite, need_folder=False)   # the writer makes missing folders
+        check_new_output(target, overwrite, need_folder=False)  # the writer makes missing folders
         return cfg, ""
     folder = Path(output)
     if folder.exists() and not folder.is_dir():
@@ -147,8 +164,10 @@ def choose_output(cfg: Config, output: str, overwrite: bool) -> tuple[Config, st
     nxt = max(numbers) + 1
     if nxt >= 2**32:
         raise UsageError(f"--output {folder}: run {max(numbers)} is the last run number")
-    return (cfg.replace(run={"run_number": nxt}),
-            f"{target.name} exists in {folder}: taking the next free run number, {nxt} (--overwrite replaces it)")
+    return (
+        cfg.replace(run={"run_number": nxt}),
+        f"{target.name} exists in {folder}: taking the next free run number, {nxt} (--overwrite replaces it)",
+    )
 
 
 def _taken(target: Path) -> bool:
@@ -182,40 +201,55 @@ def print_summary(s: dict[str, Any], console=None) -> None:
     if s["fragment_peer_disconnects"]:
         t.add_row("fragment-socket disconnects (e.g. oversized message)", str(s["fragment_peer_disconnects"]))
     for name, ty in s["trigger_types"].items():
-        t.add_row(f"trigger {name} (bit {ty['bit']})",
-                  f"{ty['accepted']} accepted, {ty['rate_beam_hz']:.0f} Hz beam time, {ty['rate_wall_hz']:.0f} Hz wall; "
-                  f"lost: {ty['lost_dead_time']} dead time, {ty['lost_busy']} busy")
+        t.add_row(
+            f"trigger {name} (bit {ty['bit']})",
+            f"{ty['accepted']} accepted, {ty['rate_beam_hz']:.0f} Hz beam time, {ty['rate_wall_hz']:.0f} Hz wall; "
+            f"lost: {ty['lost_dead_time']} dead time, {ty['lost_busy']} busy",
+        )
     live = s["live_fraction"]
-    t.add_row("live time (trigger neither dead nor busy)",
-              "n/a" if live is None else f"{100 * live:.2f} % of {s['beam_time_s'] * 1e3:.2f} ms beam time")
+    t.add_row(
+        "live time (trigger neither dead nor busy)",
+        "n/a" if live is None else f"{100 * live:.2f} % of {s['beam_time_s'] * 1e3:.2f} ms beam time",
+    )
     if s.get("slices_decided"):
-        t.add_row("time slices (trigger decisions)",
-                  f"{s['slices_decided']} ({s['trigger_decisions']}; {s['stretch_slices']} slices fast-forwarded)")
+        t.add_row(
+            "time slices (trigger decisions)",
+            f"{s['slices_decided']} ({s['trigger_decisions']}; {s['stretch_slices']} slices fast-forwarded)",
+        )
     if s.get("spills"):
-        t.add_row("spills (/scalers rows)", f"{s['spills']}, {s['beam_counts']} beam coincidences, "
-                                            f"{s['triggers_raw']} raw triggers")
+        t.add_row(
+            "spills (/scalers rows)",
+            f"{s['spills']}, {s['beam_counts']} beam coincidences, {s['triggers_raw']} raw triggers",
+        )
     if s.get("truth_rows"):
         t.add_row("emulator truth", f"{s['truth_rows']} rows, {s['truth_matched']} with a beam particle in the window")
     st = s.get("stream")
     if st:
         beam = s["beam_time_s"]
-        t.add_row("streaming: L0 hits written", f"{st['hits_written']} ({st['hit_samples_written']} samples, "
-                                                f"{st['blocks_written']} blocks)")
+        t.add_row(
+            "streaming: L0 hits written",
+            f"{st['hits_written']} ({st['hit_samples_written']} samples, {st['blocks_written']} blocks)",
+        )
         if beam:
-            t.add_row("  hit rate / bytes per beam-second",
-                      f"{st['hits_written'] / beam:.4g} Hz / {s['bytes_written'] / beam / 1e6:.3g} MB/s")
+            t.add_row(
+                "  hit rate / bytes per beam-second",
+                f"{st['hits_written'] / beam:.4g} Hz / {s['bytes_written'] / beam / 1e6:.3g} MB/s",
+            )
         t.add_row("  online decisions recorded", str(st["decisions_written"]))
         if st["missing_board_blocks"] or st["late_hits"] or st["boards_without_end"]:
-            t.add_row("  blocks without a board / late hits / boards without END",
-                      f"{st['missing_board_blocks']} / {st['late_hits']} / {st['boards_without_end']}")
+            t.add_row(
+                "  blocks without a board / late hits / boards without END",
+                f"{st['missing_board_blocks']} / {st['late_hits']} / {st['boards_without_end']}",
+            )
     else:
         t.add_row("builder events in flight (max / limit)", f"{s['max_in_flight']} / {s['in_flight_limit']}")
     if s["dead_boards"]:
         t.add_row("boards marked dead", ", ".join(f"{b} ({why})" for b, why in s["dead_boards"].items()))
     on_disk = sum(Path(f).stat().st_size for f in s["files"] if Path(f).is_file())
     t.add_row("written: records / on disk (compressed)", f"{s['bytes_written'] / 1e6:.1f} MB / {on_disk / 1e6:.1f} MB")
-    t.add_row("write rate", f"{s['mb_per_s']:.1f} MB/s of records, {s['event_rate_hz']:.0f} events/s "
-                            f"over {s['wall_s']:.1f} s")
+    t.add_row(
+        "write rate", f"{s['mb_per_s']:.1f} MB/s of records, {s['event_rate_hz']:.0f} events/s over {s['wall_s']:.1f} s"
+    )
     for f in s["files"]:
         t.add_row("output file", f)
     for e in s["errors"]:

@@ -40,7 +40,7 @@ class CurveKeys:
     """The keys one party uses (z85 bytes); ``authorized``: the folder of allowed client keys."""
 
     server_public: bytes
-    server_secret: bytes | None    # None: this party only connects
+    server_secret: bytes | None  # None: this party only connects
     public: bytes
     secret: bytes
     authorized: Path
@@ -50,14 +50,14 @@ def is_loopback(endpoint: str) -> bool:
     """True for ipc and for tcp to a loopback address; a wildcard bind (``*``, ``0.0.0.0``) is not."""
     if not endpoint.startswith("tcp://"):
         return True
-    host = re.sub(r":[^:\]]*$", "", endpoint[len("tcp://"):]).strip("[]")
+    host = re.sub(r":[^:\]]*$", "", endpoint[len("tcp://") :]).strip("[]")
     host = host.split(";")[-1]
     if host == "localhost":
         return True
     try:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
-        return False   # a name or an interface: assume it is reachable from outside
+        return False  # a name or an interface: assume it is reachable from outside
 
 
 def curve_required(curve: bool, endpoints: list[str]) -> bool:
@@ -75,8 +75,10 @@ def run_keys(cfg: object, extra: list[str] | tuple[str, ...] = ()) -> CurveKeys 
     if not curve_required(daq.curve, endpoints):
         return None
     if not daq.curve_keys:
-        raise CurveError("daq.curve_keys: empty, but CURVE is required (daq.curve or a non-loopback endpoint); "
-                         "make keys with `pokerdaq keys --output DIR`")
+        raise CurveError(
+            "daq.curve_keys: empty, but CURVE is required (daq.curve or a non-loopback endpoint); "
+            "make keys with `pokerdaq keys --output DIR`"
+        )
     return load_keys(daq.curve_keys)
 
 

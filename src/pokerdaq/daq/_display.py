@@ -30,7 +30,7 @@ from pokerdaq.config import Config
 from ._curve import CurveKeys, secure_client
 
 DISPLAY_TOPIC = b"pokerdaq.display"
-N_BINS = 100   # display resolution: 1.25 GeV (ECAL at 100 GeV) and 1.5 MeV (SRD) per bin
+N_BINS = 100  # display resolution: 1.25 GeV (ECAL at 100 GeV) and 1.5 MeV (SRD) per bin
 ECAL_RANGE_OF_BEAM = 1.25
 
 
@@ -51,14 +51,15 @@ class EventDisplay:
         self.cfg = cfg
         self.run_number = int(run_number)
         self.interval = cfg.daq.display_interval_s
-        self.h_ecal: hist.Hist = hist.Hist(hist.axis.Regular(N_BINS, 0.0, ECAL_RANGE_OF_BEAM * cfg.beam.energy_gev,
-                                                              name="e_ecal_gev"))
+        self.h_ecal: hist.Hist = hist.Hist(
+            hist.axis.Regular(N_BINS, 0.0, ECAL_RANGE_OF_BEAM * cfg.beam.energy_gev, name="e_ecal_gev")
+        )
         self.h_srd: hist.Hist = hist.Hist(hist.axis.Regular(N_BINS, 0.0, cfg.trigger.srd_emax_mev, name="e_srd_mev"))
         cmap = cfg.channel_map
         self._names = [n.decode() for n in cmap.table["name"]]
         self._subsystems = [s.decode() for s in cmap.table["subsystem"]]
-        self.events = 0            # events observed (filled into both spectra)
-        self.energy_errors = 0     # batches whose pulses the energy sum refused (not filled; counted)
+        self.events = 0  # events observed (filled into both spectra)
+        self.energy_errors = 0  # batches whose pulses the energy sum refused (not filled; counted)
         self.latest: dict[str, Any] | None = None
         self._latest_arrays: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
         self._changed = False
@@ -92,7 +93,7 @@ class EventDisplay:
         n_pulses = headers["n_pulses"].astype(np.int64)
         try:
             e = event_energies(pulses, n_pulses, self.cfg)
-        except ValueError:   # the writer checked channels and counts; anything else is counted, not raised
+        except ValueError:  # the writer checked channels and counts; anything else is counted, not raised
             self.energy_errors += 1
         else:
             self.h_ecal.fill(e.e_calo_gev)
@@ -100,7 +101,7 @@ class EventDisplay:
             self.events += n
         # the latest event: references only; copied when (and if) a message is made
         first = int(n_pulses[:-1].sum())
-        self._latest_arrays = (headers[n - 1:n], samples[n - 1], pulses[first:])
+        self._latest_arrays = (headers[n - 1 : n], samples[n - 1], pulses[first:])
         self._changed = True
 
     def due(self, now: float, final: bool = False) -> bool:
@@ -122,29 +123,50 @@ class EventDisplay:
 
     def snapshot(self) -> dict[str, Any]:
         """The message's content: spectra (edges, counts, under- and overflow) and the latest event."""
-        return {"run_number": self.run_number, "time": time.time(), "events": self.events,
-                "energy_errors": self.energy_errors,
-                "spectra": {"ecal": _hist_dict(self.h_ecal, "E_ECAL (pre-shower + ECAL, in-time sum)", "GeV"),
-                            "srd": _hist_dict(self.h_srd, "E_SRD (in-time sum of the SRD channels)", "MeV")},
-                "latest_event": self.latest}
+        return {
+            "run_number": self.run_number,
+            "time": time.time(),
+            "events": self.events,
+            "energy_errors": self.energy_errors,
+            "spectra": {
+                "ecal": _hist_dict(self.h_ecal, "E_ECAL (pre-shower + ECAL, in-time sum)", "GeV"),
+                "srd": _hist_dict(self.h_srd, "E_SRD (in-time sum of the SRD channels)", "MeV"),
+            },
+            "latest_event": self.latest,
+        }
 
     def _event_dict(self, header: np.ndarray, samples: np.ndarray, pulses: np.ndarray) -> dict[str, Any]:
         h = header[0]
-        return {"event_number": int(h["event_number"]), "timestamp": int(h["timestamp"]),
-                "trigger_word": int(h["trigger_word"]), "flags": int(h["flags"]),
-                "missing_boards": int(h["missing_boards"]), "n_pulses": int(h["n_pulses"]),
-                "sample_ns": self.cfg.digitizer.sample_ns,
-                "channels": self._names, "subsystems": self._subsystems,
-                "samples": samples.tolist(),
-                "pulses": {"channel": pulses["channel"].tolist(), "time": pulses["time"].tolist(),
-                           "peak": pulses["peak"].tolist()}}
+        return {
+            "event_number": int(h["event_number"]),
+            "timestamp": int(h["timestamp"]),
+            "trigger_word": int(h["trigger_word"]),
+            "flags": int(h["flags"]),
+            "missing_boards": int(h["missing_boards"]),
+            "n_pulses": int(h["n_pulses"]),
+            "sample_ns": self.cfg.digitizer.sample_ns,
+            "channels": self._names,
+            "subsystems": self._subsystems,
+            "samples": samples.tolist(),
+            "pulses": {
+                "channel": pulses["channel"].tolist(),
+                "time": pulses["time"].tolist(),
+                "peak": pulses["peak"].tolist(),
+            },
+        }
 
 
 def _hist_dict(h, label: str, unit: str) -> dict[str, Any]:
     flow = h.values(flow=True)
-    return {"label": label, "unit": unit, "edges": h.axes[0].edges.tolist(),
-            "counts": h.values().astype(np.int64).tolist(),
-            "underflow": int(flow[0]), "overflow": int(flow[-1]), "entries": int(flow.sum())}
+    return {
+        "label": label,
+        "unit": unit,
+        "edges": h.axes[0].edges.tolist(),
+        "counts": h.values().astype(np.int64).tolist(),
+        "underflow": int(flow[0]),
+        "overflow": int(flow[-1]),
+        "entries": int(flow.sum()),
+    }
 
 
 class DisplayPublisher:
@@ -165,8 +187,8 @@ class DisplayPublisher:
     def __init__(self, ctx: zmq.Context, endpoint: str, hwm: int, keys: CurveKeys | None = None) -> None:
         self.sock = ctx.socket(zmq.XPUB)
         if keys is not None:
-            secure_client(self.sock, keys)   # run control's SUB is a CURVE server when the run is
-        self.sock.setsockopt(zmq.XPUB_NODROP, 1)   # a full queue says EAGAIN (counted) instead of dropping silently
+            secure_client(self.sock, keys)  # run control's SUB is a CURVE server when the run is
+        self.sock.setsockopt(zmq.XPUB_NODROP, 1)  # a full queue says EAGAIN (counted) instead of dropping silently
         self.sock.setsockopt(zmq.SNDHWM, hwm)
         self.sock.setsockopt(zmq.RCVHWM, 16)
         self.sock.setsockopt(zmq.LINGER, 0)
@@ -176,7 +198,7 @@ class DisplayPublisher:
 
     def publish(self, body: bytes) -> bool:
         """Send one message without waiting; False (and counted) when the queue is full."""
-        while True:   # subscription frames from run control: read so they never fill the receive queue
+        while True:  # subscription frames from run control: read so they never fill the receive queue
             try:
                 self.sock.recv(zmq.NOBLOCK)
             except zmq.Again:
@@ -200,9 +222,9 @@ class DisplayTap:
         t0 = time.process_time()
         self.display = EventDisplay(cfg, run_number)
         self.display.warm_up()
-        self.setup_cpu_s = time.process_time() - t0   # at process start, before the run: imports, numba load
+        self.setup_cpu_s = time.process_time() - t0  # at process start, before the run: imports, numba load
         self.publisher: DisplayPublisher | None = None
-        self.cpu_s = 0.0   # CPU seconds the tap took in the writer while taking data (observe, message, send)
+        self.cpu_s = 0.0  # CPU seconds the tap took in the writer while taking data (observe, message, send)
 
     def connect(self, ctx: zmq.Context, endpoints: dict[str, str], hwm: int, keys: CurveKeys | None = None) -> None:
         if endpoints.get("display"):
@@ -224,9 +246,14 @@ class DisplayTap:
 
     def stats(self) -> dict[str, Any]:
         p = self.publisher
-        return {"display_messages_sent": p.sent if p else 0, "display_messages_dropped": p.dropped if p else 0,
-                "display_events": self.display.events, "display_energy_errors": self.display.energy_errors,
-                "display_cpu_s": self.cpu_s, "display_setup_cpu_s": self.setup_cpu_s}
+        return {
+            "display_messages_sent": p.sent if p else 0,
+            "display_messages_dropped": p.dropped if p else 0,
+            "display_events": self.display.events,
+            "display_energy_errors": self.display.energy_errors,
+            "display_cpu_s": self.cpu_s,
+            "display_setup_cpu_s": self.setup_cpu_s,
+        }
 
     def close(self) -> None:
         if self.publisher is not None:

@@ -20,15 +20,19 @@ def make_front_end(cfg: Config, board: int, seed: int, group: Sequence[int] | No
     """
     if cfg.daq.front_end == "physics":
         from ._sparse import SparsePhysicsFrontEnd, sparse_group
+
         shared = sparse_group(cfg, tuple(group), seed) if group is not None else None
-        if cfg.daq.mode == "streaming":   # the sparse front end that also cuts L0 hits
+        if cfg.daq.mode == "streaming":  # the sparse front end that also cuts L0 hits
             from ._streaming import StreamingFrontEnd
+
             return StreamingFrontEnd(cfg, board, seed, group=shared)
         return SparsePhysicsFrontEnd(cfg, board, seed, group=shared)
     if cfg.daq.front_end == "physics-stream":
         from ._physics import PhysicsFrontEnd
+
         return PhysicsFrontEnd(cfg, board, seed)
     from ._synthetic import SyntheticFrontEnd
+
     return SyntheticFrontEnd(cfg, board, seed)
 
 
@@ -36,6 +40,8 @@ def make_trigger_logic(cfg: Config, seed: int) -> TriggerLogic:
     """The trigger logic of the trigger processor: ``"synthetic"`` or ``"physics"`` (cfg.daq.trigger_logic)."""
     if cfg.daq.trigger_logic == "physics":
         from ._physics import PhysicsTrigger
+
         return PhysicsTrigger(cfg, seed)
     from ._synthetic import SyntheticTrigger
+
     return SyntheticTrigger(cfg, seed)

@@ -55,10 +55,10 @@ class SliceOutput:
 class TypeCounters:
     """Counters of one trigger type (one bit of the trigger word)."""
 
-    candidates: int = 0     # the condition fired
-    accepted: int = 0       # ... and a trigger was issued with this bit set
+    candidates: int = 0  # the condition fired
+    accepted: int = 0  # ... and a trigger was issued with this bit set
     lost_dead_time: int = 0  # ... but inside the dead time after an accepted trigger
-    lost_busy: int = 0       # ... but the DAQ was busy (a board's queue above its busy mark)
+    lost_busy: int = 0  # ... but the DAQ was busy (a board's queue above its busy mark)
 
 
 @dataclass(slots=True, frozen=True)
@@ -81,10 +81,10 @@ class ScalerCounts:
 class TriggerOutput:
     """Accepted triggers of one slice: (n,) arrays, in time order."""
 
-    timestamps: np.ndarray           # uint64, 250 MHz ticks since run start
-    trigger_words: np.ndarray        # uint32 bit masks
-    busy_ticks: int = 0              # ticks of this slice lost to busy
-    dead_ticks: int = 0              # ticks of this slice inside the dead time
+    timestamps: np.ndarray  # uint64, 250 MHz ticks since run start
+    trigger_words: np.ndarray  # uint32 bit masks
+    busy_ticks: int = 0  # ticks of this slice lost to busy
+    dead_ticks: int = 0  # ticks of this slice inside the dead time
     extra: dict = field(default_factory=dict)
     cut_counts: list[ScalerCounts] = field(default_factory=list)
     """:class:`ScalerCounts` at each of the ``cuts`` passed to ``process_slice`` (same order)."""
@@ -145,8 +145,9 @@ class TriggerLogic(Protocol):
         """Running scaler totals over every candidate decided so far."""
         ...
 
-    def process_slice(self, slice_index: int, primitives: np.ndarray, busy: bool,
-                      cuts: Sequence[int] = ()) -> TriggerOutput:
+    def process_slice(
+        self, slice_index: int, primitives: np.ndarray, busy: bool, cuts: Sequence[int] = ()
+    ) -> TriggerOutput:
         """Accepted triggers of one slice.
 
         Parameters
@@ -214,8 +215,9 @@ class StretchFrontEnd(Protocol):
 class StretchTriggerLogic(Protocol):
     """Optional part of a :class:`TriggerLogic` that decides a stretch of slices in one call."""
 
-    def process_stretch(self, first_slice: int, last_slice: int, primitives: np.ndarray, busy: bool,
-                        cuts: Sequence[int] = ()) -> TriggerOutput:
+    def process_stretch(
+        self, first_slice: int, last_slice: int, primitives: np.ndarray, busy: bool, cuts: Sequence[int] = ()
+    ) -> TriggerOutput:
         """Accepted triggers of slices ``first_slice..last_slice``, as ``process_slice`` for each in turn.
 
         ``primitives``: every primitive the boards reported in those slices; ``busy`` holds for

@@ -16,5 +16,5 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(f"--output {args.output}: {err}") from None
     for p in made:
         print(p)
-    print(f"authorized: {args.output}/authorized/client.key; set daq.curve_keys = \"{args.output}\"")
+    print(f'authorized: {args.output}/authorized/client.key; set daq.curve_keys = "{args.output}"')
     return 0

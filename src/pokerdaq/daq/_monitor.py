@@ -13,8 +13,9 @@ from ._curve import CurveKeys, secure_client
 from ._runcontrol import MONITOR_TOPIC
 
 
-def read_monitor(endpoint: str, count: int = 1, timeout_s: float = 5.0,
-                 keys: CurveKeys | None = None) -> list[dict[str, Any]]:
+def read_monitor(
+    endpoint: str, count: int = 1, timeout_s: float = 5.0, keys: CurveKeys | None = None
+) -> list[dict[str, Any]]:
     """Receive up to ``count`` monitoring snapshots from a running ``pokerdaq run``.
 
     Parameters
@@ -69,6 +70,7 @@ def run(args) -> int:
     keys = None
     if args.keys:
         from ._curve import CurveError, load_keys
+
         try:
             keys = load_keys(args.keys)
         except CurveError as err:
@@ -78,10 +80,12 @@ def run(args) -> int:
         nodes = s.get("nodes", {})
         rejected = nodes.get("builder", {}).get("rejected", {})
         live = s.get("live_fraction")
-        print(f"[{s['state']}] run {s['run_number']} t={s['elapsed_s']:.1f}s events={s['events_written']} "
-              f"rate={s['event_rate_hz']:.0f}/s "
-              f"live(trigger not dead, not busy)={'n/a' if live is None else f'{100 * live:.2f}%'} "
-              f"rejected={sum(rejected.values())}")
+        print(
+            f"[{s['state']}] run {s['run_number']} t={s['elapsed_s']:.1f}s events={s['events_written']} "
+            f"rate={s['event_rate_hz']:.0f}/s "
+            f"live(trigger not dead, not busy)={'n/a' if live is None else f'{100 * live:.2f}%'} "
+            f"rejected={sum(rejected.values())}"
+        )
     if not snaps:
         print(f"pokerdaq monitor: nothing received from {args.endpoint} in {args.timeout} s", file=sys.stderr)
         return 1

@@ -85,7 +85,7 @@ class ControlLink:
         self._beat_sock = self.ctx.socket(zmq.DEALER)
         self._beat_sock.setsockopt(zmq.IDENTITY, (name + HEARTBEAT_SUFFIX).encode())
         self._beat_sock.setsockopt(zmq.LINGER, 0)
-        self._beat_sock.setsockopt(zmq.SNDHWM, 4)   # beats of a run control that is away are dropped
+        self._beat_sock.setsockopt(zmq.SNDHWM, 4)  # beats of a run control that is away are dropped
         if keys is not None:
             secure_client(self._beat_sock, keys)
         self._beat_sock.connect(endpoint)
@@ -96,12 +96,16 @@ class ControlLink:
         # this socket is used by this thread only (ZeroMQ sockets are not thread-safe)
         while True:
             self.beats += 1
-            msg = {"notice": "heartbeat", "node": self.name, "n": self.beats,
-                   "loop_age_s": round(time.monotonic() - self.last_turn, 3)}
+            msg = {
+                "notice": "heartbeat",
+                "node": self.name,
+                "n": self.beats,
+                "loop_age_s": round(time.monotonic() - self.last_turn, 3),
+            }
             try:
                 self._beat_sock.send(json.dumps(msg).encode(), zmq.NOBLOCK)
             except zmq.ZMQError:
-                pass   # run control away or slow: the beat is lost, the next one tells
+                pass  # run control away or slow: the beat is lost, the next one tells
             if self._stop.wait(self.interval):
                 break
         self._beat_sock.close(0)
@@ -134,7 +138,7 @@ class Node:
         self._own_link = not isinstance(control, ControlLink)
         self.link = ControlLink(cfg, name, control, run_keys(cfg, [control])) if isinstance(control, str) else control
         self.ctl = self.link.sock
-        self.ctx = zmq.Context()   # the data sockets of this run only
+        self.ctx = zmq.Context()  # the data sockets of this run only
         self.keys = self.link.keys
         self.guard = Guard(self.ctx, self.keys, name) if self.keys is not None else None
         self.state = "idle"
@@ -143,7 +147,7 @@ class Node:
         self._drained_sent = False
         self.send_timeout = cfg.daq.send_timeout_ms
         self.stall_timeout = cfg.daq.stall_timeout_s
-        self.cpu_at_start: float | None = None   # process CPU seconds when data taking began
+        self.cpu_at_start: float | None = None  # process CPU seconds when data taking began
 
     # ---- to be implemented ----------------------------------------------------------
     def bind(self) -> dict[str, str]:
@@ -183,7 +187,7 @@ class Node:
         s.setsockopt(zmq.RCVTIMEO, self.send_timeout)
         s.setsockopt(zmq.LINGER, 0)
         if self.keys is not None:
-            secure_client(s, self.keys)   # made a server by bind_socket when it binds
+            secure_client(s, self.keys)  # made a server by bind_socket when it binds
         return s
 
     @staticmethod
@@ -301,9 +305,13 @@ class Node:
         try:
             self.serve()
         except Exception as err:
-            exiting = self.state == "exiting"   # the exit command itself ended a blocked send
-            self.notify("error", error=f"{type(err).__name__}: {err}", traceback=traceback.format_exc(),
-                        stats=self._safe_stats())
+            exiting = self.state == "exiting"  # the exit command itself ended a blocked send
+            self.notify(
+                "error",
+                error=f"{type(err).__name__}: {err}",
+                traceback=traceback.format_exc(),
+                stats=self._safe_stats(),
+            )
             # wait for the exit command so run control can still collect counters
             deadline = time.monotonic() + self.cfg.daq.command_timeout_s
             self.state = "exiting" if exiting else "error"
@@ -350,8 +358,12 @@ def node_class(kind: str, cfg: Config) -> type[Node]:
     cls: type[Node]
     if cfg.daq.mode == "streaming" and kind in ("board", "builder", "writer"):
         from . import _streaming  # trigger-less: L0 hits instead of readout (docs/daq.md "Streaming")
-        cls = {"board": _streaming.StreamBoardGroupNode, "builder": _streaming.StreamBuilderNode,
-               "writer": _streaming.StreamWriterNode}[kind]
+
+        cls = {
+            "board": _streaming.StreamBoardGroupNode,
+            "builder": _streaming.StreamBuilderNode,
+            "writer": _streaming.StreamWriterNode,
+        }[kind]
     elif kind == "board":
         from ._board import BoardGroupNode as cls
     elif kind == "trigger":
@@ -377,8 +389,16 @@ def node_main(kind: str, name: str, cfg: Config, control_endpoint: str, params: 
     node_class(kind, cfg)(cfg, name, control_endpoint, params).run()
 
 
-def host_main(kind: str, name: str, cfg: Config, control_endpoint: str, root: str | None = None,
-              orphan_check: bool = True, boards: list[int] | None = None, bind_host: str | None = None) -> None:
+def host_main(
+    kind: str,
+    name: str,
+    cfg: Config,
+    control_endpoint: str,
+    root: str | None = None,
+    orphan_check: bool = True,
+    boards: list[int] | None = None,
+    bind_host: str | None = None,
+) -> None:
     """Entry point of a node process that lives across runs (module docstring): ``ready``, then
     per run ``open`` (a :class:`Node` with the run's parameters) ... ``exit`` -> ``closed``.
 
@@ -401,7 +421,7 @@ def host_main(kind: str, name: str, cfg: Config, control_endpoint: str, root: st
 
     if orphan_check:
         _quiet_signals()
-    cls = node_class(kind, cfg)   # warm-up; each run's node is of its own configuration's mode
+    cls = node_class(kind, cfg)  # warm-up; each run's node is of its own configuration's mode
     link = ControlLink(cfg, name, control_endpoint, run_keys(cfg, [control_endpoint]))
     parent = os.getppid()
     try:
@@ -434,9 +454,12 @@ def host_main(kind: str, name: str, cfg: Config, control_endpoint: str, root: st
                 if bind_host is not None:
                     params["endpoints"] = {k: _on_host(e, bind_host) for k, e in params["endpoints"].items()}
                 node = node_class(kind, run_cfg)(run_cfg, name, link, params)
-            except Exception as err:   # reported; the host stays for the next try
-                link.sock.send(json.dumps({"reply": "open", "node": name, "ok": False,
-                                           "error": f"{type(err).__name__}: {err}"}).encode())
+            except Exception as err:  # reported; the host stays for the next try
+                link.sock.send(
+                    json.dumps(
+                        {"reply": "open", "node": name, "ok": False, "error": f"{type(err).__name__}: {err}"}
+                    ).encode()
+                )
                 continue
             node._parent = parent if orphan_check else os.getppid()
             node.run()
@@ -445,14 +468,21 @@ def host_main(kind: str, name: str, cfg: Config, control_endpoint: str, root: st
         link.close()
 
 
-def _warm_up(cls: type[Node], kind: str, name: str, cfg: Config, link: ControlLink, boards: list[int],
-             root: str | None) -> None:
+def _warm_up(
+    cls: type[Node], kind: str, name: str, cfg: Config, link: ControlLink, boards: list[int], root: str | None
+) -> None:
     """Make (and drop) one node of this kind before joining: its front ends and trigger logic
     compile or load their numba kernels now (seconds to minutes with a cold cache), while the
     service is configured, not in the first run's start. Nothing is bound, no file is opened."""
-    params: dict[str, Any] = {"run_number": cfg.run.run_number, "seed": cfg.run.seed, "endpoints": {},
-                              "boards": boards, "max_events": None, "overwrite": False,
-                              "output": os.path.join(root or ".", "warm-up.h5")}
+    params: dict[str, Any] = {
+        "run_number": cfg.run.run_number,
+        "seed": cfg.run.seed,
+        "endpoints": {},
+        "boards": boards,
+        "max_events": None,
+        "overwrite": False,
+        "output": os.path.join(root or ".", "warm-up.h5"),
+    }
     node = cls(cfg, name, link, params)
     if node.guard is not None:
         node.guard.stop()

@@ -44,8 +44,10 @@ def run(args: argparse.Namespace) -> int:
         names = [n for n, (k, b) in specs.items() if k == "board" and b == boards]
         if not names:
             groups = ", ".join(f"{n}: {b[0]}-{b[-1]}" for n, (k, b) in specs.items() if k == "board")
-            raise UsageError(f"--boards {args.boards}: not a front-end group of the configuration "
-                             f"(daq.boards_per_process = {cfg.daq.boards_per_process}: {groups})")
+            raise UsageError(
+                f"--boards {args.boards}: not a front-end group of the configuration "
+                f"(daq.boards_per_process = {cfg.daq.boards_per_process}: {groups})"
+            )
         name = names[0]
     else:
         if args.boards is not None:
@@ -60,8 +62,10 @@ def run(args: argparse.Namespace) -> int:
         Path(root).mkdir(parents=True, exist_ok=True)
     elif args.output is not None:
         raise UsageError(f"--output: only a writer node writes files, not a {args.kind}")
-    print(f"pokerdaq node: {name} ({args.kind}{f', boards {boards}' if kind == 'board' else ''}) joining "
-          f"{args.control}", flush=True)
+    print(
+        f"pokerdaq node: {name} ({args.kind}{f', boards {boards}' if kind == 'board' else ''}) joining {args.control}",
+        flush=True,
+    )
     try:
         host_main(kind, name, cfg, args.control, root, orphan_check=False, boards=boards, bind_host=args.host)
     except KeyboardInterrupt:

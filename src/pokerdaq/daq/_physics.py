@@ -38,7 +38,7 @@ def warm_up_window(n_channels: int, n_samples: int) -> np.ndarray:
     """
     window = np.full((n_channels, n_samples), 400, np.uint16)
     for start in (n_samples // 4, (3 * n_samples) // 4):
-        window[:, start:start + 3] = 4000
+        window[:, start : start + 3] = 4000
     return window
 
 
@@ -81,6 +81,7 @@ class PhysicsFrontEnd:
 
     def find_pulses(self, window: np.ndarray, first_tick: int) -> np.ndarray:
         from pokerdaq.dsp import find_pulses
+
         return find_pulses(window, self._window_params, channel_ids=self.channels)
 
 
@@ -138,8 +139,9 @@ class PhysicsTrigger:
     def process_slice(self, slice_index: int, primitives: np.ndarray, busy: bool, cuts=()) -> TriggerOutput:
         return self.process_stretch(slice_index, slice_index, primitives, busy, cuts)
 
-    def process_stretch(self, first_slice: int, last_slice: int, primitives: np.ndarray, busy: bool,
-                        cuts=()) -> TriggerOutput:
+    def process_stretch(
+        self, first_slice: int, last_slice: int, primitives: np.ndarray, busy: bool, cuts=()
+    ) -> TriggerOutput:
         # the model's decisions do not depend on how the stream is cut into calls
         # (docs/firmware-spec.md 2.13): slices first..last in one call equal one call per slice
         records = np.zeros(len(primitives), dtype=self._pulse_dtype)
@@ -162,11 +164,18 @@ class PhysicsTrigger:
         dead_ticks, self._dead_before = c.dead_ticks - self._dead_before, c.dead_ticks
         # the event timestamp is the trigger reference time (the particle), not the issue tick
         # (reference + latency): the readout window is cut around it
-        return TriggerOutput((trig["ref_time"] >> 6).astype(np.uint64), trig["trigger_word"].astype(np.uint32),
-                             busy_ticks=busy_ticks, dead_ticks=dead_ticks, cut_counts=cut_counts)
+        return TriggerOutput(
+            (trig["ref_time"] >> 6).astype(np.uint64),
+            trig["trigger_word"].astype(np.uint32),
+            busy_ticks=busy_ticks,
+            dead_ticks=dead_ticks,
+            cut_counts=cut_counts,
+        )
 
     def counters(self) -> dict[str, TypeCounters]:
         c = self._model.counters
         # candidates = passed the prescaler = accepted + lost to dead time + lost to busy
-        return {name: TypeCounters(int(c.prescaled[i]), int(c.accepted[i]), int(c.lost_dead[i]), int(c.lost_busy[i]))
-                for i, name in enumerate(self.trigger_names)}
+        return {
+            name: TypeCounters(int(c.prescaled[i]), int(c.accepted[i]), int(c.lost_dead[i]), int(c.lost_busy[i]))
+            for i, name in enumerate(self.trigger_names)
+        }

@@ -45,11 +45,11 @@ def make_ipc_dir() -> tuple[str, int]:
         try:
             fd = os.open(old / "lock", os.O_RDONLY)
         except OSError:
-            continue   # not ours, or a run between mkdtemp and its lock
+            continue  # not ours, or a run between mkdtemp and its lock
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
-            continue   # a live run holds it
+            continue  # a live run holds it
         finally:
             os.close(fd)
         shutil.rmtree(old, ignore_errors=True)
@@ -70,14 +70,14 @@ class NodeHost:
     name: str
     kind: str
     boards: list[int] = field(default_factory=list)
-    process: multiprocessing.process.BaseProcess | None = None   # None: started elsewhere
+    process: multiprocessing.process.BaseProcess | None = None  # None: started elsewhere
     pid: int | None = None
     ready: bool = False
-    last_beat: float | None = None        # monotonic time of the last message heard from it
+    last_beat: float | None = None  # monotonic time of the last message heard from it
     beats: int = 0
-    max_gap_s: float = 0.0                # longest silence between two messages (health figure)
-    loop_age_s: float = 0.0               # its main loop's last turn, as the last heartbeat told
-    address: str | None = None            # the host it runs on, as it said (started elsewhere)
+    max_gap_s: float = 0.0  # longest silence between two messages (health figure)
+    loop_age_s: float = 0.0  # its main loop's last turn, as the last heartbeat told
+    address: str | None = None  # the host it runs on, as it said (started elsewhere)
 
     def exitcode(self) -> int | None:
         return None if self.process is None else self.process.exitcode
@@ -88,7 +88,7 @@ def node_specs(cfg: Config) -> list[tuple[str, str, list[int]]]:
     boards = list(range(cfg.channel_map.n_boards))
     per = cfg.daq.boards_per_process
     specs = [("writer", "writer", []), ("builder", "builder", []), ("trigger", "trigger", boards)]
-    specs += [(f"fe{i // per}", "board", boards[i:i + per]) for i in range(0, len(boards), per)]
+    specs += [(f"fe{i // per}", "board", boards[i : i + per]) for i in range(0, len(boards), per)]
     return specs
 
 
@@ -111,7 +111,7 @@ class NodePool:
         self.root = str(root)
         self.hosts: dict[str, NodeHost] = {}
         self.guard = None
-        self.keys = run_keys(cfg)   # first: a CurveError leaves nothing to clean up
+        self.keys = run_keys(cfg)  # first: a CurveError leaves nothing to clean up
         self.ipc_dir, self._ipc_lock = make_ipc_dir()
         #: the endpoint every socket of a run is to bind (``*``: a free port, told at bind)
         self.want = {n: self._endpoint(n) for n in ENDPOINT_NAMES}
@@ -146,8 +146,8 @@ class NodePool:
         self.control = self.sock.getsockopt_string(zmq.LAST_ENDPOINT)
         self.monitor = self.pub.getsockopt_string(zmq.LAST_ENDPOINT)
         self.display = self.display_sub.getsockopt_string(zmq.LAST_ENDPOINT)
-        self.strays = 0   # messages from names that are not nodes of this pool
-        self.refused: list[str] = []   # nodes that joined with the wrong kind or boards
+        self.strays = 0  # messages from names that are not nodes of this pool
+        self.refused: list[str] = []  # nodes that joined with the wrong kind or boards
 
     def _endpoint(self, name: str) -> str:
         value: str = getattr(self.cfg.daq, f"{name}_endpoint")
@@ -167,8 +167,12 @@ class NodePool:
     def spawn(self, name: str, kind: str, boards: list[int]) -> NodeHost:
         """Start one node host on this machine (a 'spawn' child); it joins with ``ready``."""
         ctx = multiprocessing.get_context("spawn")
-        p = ctx.Process(target=host_main, args=(kind, name, self.cfg, self.control, self.root, True, boards),
-                        name=f"pokerdaq-{name}", daemon=True)
+        p = ctx.Process(
+            target=host_main,
+            args=(kind, name, self.cfg, self.control, self.root, True, boards),
+            name=f"pokerdaq-{name}",
+            daemon=True,
+        )
         p.start()
         host = NodeHost(name, kind, boards, process=p, pid=p.pid)
         self.hosts[name] = host
@@ -230,8 +234,10 @@ class NodePool:
             if notice == "ready":
                 if msg.get("kind") != host.kind or list(msg.get("boards") or []) != host.boards:
                     # a node started as something this run does not need from that name
-                    self.refused.append(f"{host.name}: joined as {msg.get('kind')} with boards {msg.get('boards')}, "
-                                        f"expected {host.kind} with boards {host.boards}")
+                    self.refused.append(
+                        f"{host.name}: joined as {msg.get('kind')} with boards {msg.get('boards')}, "
+                        f"expected {host.kind} with boards {host.boards}"
+                    )
                     self.send(host.name, "shutdown")
                     continue
                 host.ready = True
@@ -271,12 +277,23 @@ class NodePool:
         seconds since it was last heard, heartbeats, longest gap, main-loop age."""
         now = time.monotonic()
         limit = self.cfg.daq.heartbeat_timeout_s
-        return {n: {"kind": h.kind, "pid": h.pid, "ready": h.ready, "alive": h.exitcode() is None,
-                    "silent": self._is_silent(h, now, limit), "boards": list(h.boards),
-                    "last_heartbeat_s": None if h.last_beat is None else round(now - h.last_beat, 3),
-                    "heartbeats": h.beats, "max_heartbeat_gap_s": round(h.max_gap_s, 3),
-                    "loop_age_s": h.loop_age_s, "local": h.process is not None, "host": h.address}
-                for n, h in self.hosts.items()}
+        return {
+            n: {
+                "kind": h.kind,
+                "pid": h.pid,
+                "ready": h.ready,
+                "alive": h.exitcode() is None,
+                "silent": self._is_silent(h, now, limit),
+                "boards": list(h.boards),
+                "last_heartbeat_s": None if h.last_beat is None else round(now - h.last_beat, 3),
+                "heartbeats": h.beats,
+                "max_heartbeat_gap_s": round(h.max_gap_s, 3),
+                "loop_age_s": h.loop_age_s,
+                "local": h.process is not None,
+                "host": h.address,
+            }
+            for n, h in self.hosts.items()
+        }
 
     def died(self) -> dict[str, int]:
         """Local hosts whose process has exited: name -> exit code."""
@@ -299,7 +316,7 @@ class NodePool:
             return
         if p.pid is not None:
             try:
-                os.kill(p.pid, signal.SIGKILL)   # also ends a SIGSTOPped process
+                os.kill(p.pid, signal.SIGKILL)  # also ends a SIGSTOPped process
             except ProcessLookupError:
                 pass
         p.join(5.0)

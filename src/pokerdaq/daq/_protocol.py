@@ -34,9 +34,11 @@ def _is_num(v: object) -> bool:
 
 # command -> field -> (check, what it must be); every field is optional unless listed in _REQUIRED
 _SERVICE_COMMANDS: dict[str, dict[str, tuple[Any, str]]] = {
-    "start": {"events": (lambda v: _is_int(v) and 1 <= v < 2**63, "an integer >= 1"),
-              "duration": (lambda v: _is_num(v) and 0 < v <= 1e7, "a number of seconds > 0"),
-              "seed": (lambda v: _is_int(v) and 0 <= v < 2**63, "an integer >= 0")},
+    "start": {
+        "events": (lambda v: _is_int(v) and 1 <= v < 2**63, "an integer >= 1"),
+        "duration": (lambda v: _is_num(v) and 0 < v <= 1e7, "a number of seconds > 0"),
+        "seed": (lambda v: _is_int(v) and 0 <= v < 2**63, "an integer >= 0"),
+    },
     "stop": {},
     "wait": {"timeout": (lambda v: _is_num(v) and 0 < v <= 1e6, "a number of seconds > 0")},
     "status": {},
@@ -74,8 +76,9 @@ def parse_request(body: bytes) -> tuple[str, dict[str, Any]]:
 
 
 def _check_endpoints(v: object) -> bool:
-    return isinstance(v, dict) and all(isinstance(k, str) and isinstance(e, str) and e.startswith(("ipc://", "tcp://"))
-                                       for k, e in v.items())
+    return isinstance(v, dict) and all(
+        isinstance(k, str) and isinstance(e, str) and e.startswith(("ipc://", "tcp://")) for k, e in v.items()
+    )
 
 
 def _in_private_tmp(v: object) -> bool:
@@ -85,8 +88,13 @@ def _in_private_tmp(v: object) -> bool:
     if not isinstance(v, str) or not v:
         return False
     path = Path(v)
-    return (path.is_absolute() and ".." not in path.parts and path.name.startswith("blocks-")
-            and path.parent.name.startswith("pokerdaq-ipc-") and (path.parent / "lock").is_file())
+    return (
+        path.is_absolute()
+        and ".." not in path.parts
+        and path.name.startswith("blocks-")
+        and path.parent.name.startswith("pokerdaq-ipc-")
+        and (path.parent / "lock").is_file()
+    )
 
 
 def _check_boards(v: object) -> bool:
@@ -102,13 +110,17 @@ _OPEN: dict[str, tuple[Any, str]] = {
     "output": (lambda v: isinstance(v, str) and v.endswith((".h5", ".hdf5")), "a .h5 file name"),
     "overwrite": (lambda v: isinstance(v, bool), "true or false"),
     "config": (lambda v: isinstance(v, str) and len(v) < 1 << 20, "the configuration as TOML text"),
-    "block_store": (lambda v: v == "" or _in_private_tmp(v),
-                    "empty, or blocks-N in a run-control folder pokerdaq-ipc-* (with its lock)"),
+    "block_store": (
+        lambda v: v == "" or _in_private_tmp(v),
+        "empty, or blocks-N in a run-control folder pokerdaq-ipc-* (with its lock)",
+    ),
 }
-_OPEN_FIELDS = {"board": ("config", "run_number", "seed", "endpoints", "boards", "block_store"),
-                "trigger": ("config", "run_number", "seed", "endpoints", "boards", "max_events"),
-                "builder": ("config", "run_number", "seed", "endpoints"),
-                "writer": ("config", "run_number", "seed", "endpoints", "output", "overwrite", "block_store")}
+_OPEN_FIELDS = {
+    "board": ("config", "run_number", "seed", "endpoints", "boards", "block_store"),
+    "trigger": ("config", "run_number", "seed", "endpoints", "boards", "max_events"),
+    "builder": ("config", "run_number", "seed", "endpoints"),
+    "writer": ("config", "run_number", "seed", "endpoints", "output", "overwrite", "block_store"),
+}
 
 
 def check_open(kind: str, params: object, root: str | None) -> dict[str, Any]:

@@ -38,8 +38,21 @@ CREATE TABLE IF NOT EXISTS runs (
 )
 """
 
-COLUMNS = ("run_number", "start_time", "stop_time", "config_hash", "config_text", "seed", "files",
-           "events_issued", "events_built", "events_incomplete", "events_written", "end_state", "cause")
+COLUMNS = (
+    "run_number",
+    "start_time",
+    "stop_time",
+    "config_hash",
+    "config_text",
+    "seed",
+    "files",
+    "events_issued",
+    "events_built",
+    "events_incomplete",
+    "events_written",
+    "end_state",
+    "cause",
+)
 
 
 def _now() -> str:
@@ -64,7 +77,7 @@ class RunRegistry:
         self.folder = Path(folder)
         self.path = self.folder / REGISTRY_NAME
         self.db = sqlite3.connect(self.path, timeout=10.0, isolation_level=None)
-        self.db.execute("PRAGMA journal_mode=WAL")   # readers (pokerdaq daq runs) never block the service
+        self.db.execute("PRAGMA journal_mode=WAL")  # readers (pokerdaq daq runs) never block the service
         self.db.execute(_SCHEMA)
 
     def close(self) -> None:
@@ -79,8 +92,9 @@ class RunRegistry:
     def mark_lost(self) -> list[int]:
         """Rows left ``running`` by a service that ended without closing them become ``lost``."""
         rows = [r[0] for r in self.db.execute("SELECT run_number FROM runs WHERE end_state = 'running'")]
-        self.db.execute("UPDATE runs SET end_state = 'lost', cause = 'the service ended during the run' "
-                        "WHERE end_state = 'running'")
+        self.db.execute(
+            "UPDATE runs SET end_state = 'lost', cause = 'the service ended during the run' WHERE end_state = 'running'"
+        )
         return rows
 
     def begin(self, config_text: str, seed: int, first: int = 0) -> int:
@@ -93,9 +107,11 @@ class RunRegistry:
             number = max([first] + [n + 1 for n in in_files] + ([top + 1] if top is not None else []))
             if number >= 2**32:
                 raise ValueError(f"run number {number}: past the last one (2**32 - 1)")
-            self.db.execute("INSERT INTO runs (run_number, start_time, config_hash, config_text, seed, end_state) "
-                            "VALUES (?, ?, ?, ?, ?, 'running')",
-                            (number, _now(), config_hash(config_text), config_text, seed))
+            self.db.execute(
+                "INSERT INTO runs (run_number, start_time, config_hash, config_text, seed, end_state) "
+                "VALUES (?, ?, ?, ?, ?, 'running')",
+                (number, _now(), config_hash(config_text), config_text, seed),
+            )
             self.db.execute("COMMIT")
         except BaseException:
             self.db.execute("ROLLBACK")
@@ -108,8 +124,18 @@ class RunRegistry:
         self.db.execute(
             "UPDATE runs SET stop_time = ?, files = ?, events_issued = ?, events_built = ?, events_incomplete = ?, "
             "events_written = ?, end_state = ?, cause = ? WHERE run_number = ?",
-            (_now(), json.dumps([str(f) for f in s.get("files", [])]), s.get("events_issued"), s.get("events_built"),
-             s.get("events_incomplete"), s.get("events_written"), end_state, cause, number))
+            (
+                _now(),
+                json.dumps([str(f) for f in s.get("files", [])]),
+                s.get("events_issued"),
+                s.get("events_built"),
+                s.get("events_incomplete"),
+                s.get("events_written"),
+                end_state,
+                cause,
+                number,
+            ),
+        )
 
     def rows(self) -> list[dict[str, Any]]:
         """Every run, in run-number order; ``files`` decoded."""

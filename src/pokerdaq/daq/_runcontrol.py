@@ -45,13 +45,13 @@ class RunControlError(RuntimeError):
 class _Proc:
     name: str
     kind: str
-    process: multiprocessing.process.BaseProcess | None   # None: a node started elsewhere
+    process: multiprocessing.process.BaseProcess | None  # None: a node started elsewhere
     params: dict
     hello: bool = False
     drained: bool = False
     exited: bool = False
-    closed: bool = False          # its host said the run's node is gone (the host stays)
-    died: int | None = None       # exit code of an unexpected death (-1: error notice, -2: silent)
+    closed: bool = False  # its host said the run's node is gone (the host stays)
+    died: int | None = None  # exit code of an unexpected death (-1: error notice, -2: silent)
     silent_s: float | None = None  # no heartbeat for this long when it was found silent
 
     def exitcode(self) -> int | None:
@@ -93,10 +93,19 @@ class DaqRun:
         Run number (default ``cfg.run.run_number``).
     """
 
-    def __init__(self, cfg: Config, output: str | Path, *, seed: int | None = None,
-                 max_events: int | None = None, duration_s: float | None = None,
-                 overwrite: bool = False, only: tuple[str, ...] | None = None,
-                 pool: NodePool | None = None, run_number: int | None = None) -> None:
+    def __init__(
+        self,
+        cfg: Config,
+        output: str | Path,
+        *,
+        seed: int | None = None,
+        max_events: int | None = None,
+        duration_s: float | None = None,
+        overwrite: bool = False,
+        only: tuple[str, ...] | None = None,
+        pool: NodePool | None = None,
+        run_number: int | None = None,
+    ) -> None:
         if max_events is not None and max_events < 1:
             raise ValueError(f"max_events: {max_events}, expected at least 1")
         if duration_s is not None and not duration_s > 0:
@@ -116,10 +125,10 @@ class DaqRun:
         self.endpoints: dict[str, str] = {}
         self.pool = pool
         self._own_pool = pool is None
-        self._refreshed = False   # final counters collected after a failure
-        self._block_store: str | None = None   # this run's shared beam blocks (removed at close)
-        self.silent_detected: dict[str, float] = {}   # node -> monotonic time its silence was found
-        self.display: dict[str, Any] | None = None   # the writer's latest display message (spectra, latest event)
+        self._refreshed = False  # final counters collected after a failure
+        self._block_store: str | None = None  # this run's shared beam blocks (removed at close)
+        self.silent_detected: dict[str, float] = {}  # node -> monotonic time its silence was found
+        self.display: dict[str, Any] | None = None  # the writer's latest display message (spectra, latest event)
         self.display_received = 0
         self._replies: dict[tuple[str, str], dict] = {}
         self._t_start: float | None = None
@@ -163,11 +172,18 @@ class DaqRun:
             self.endpoints = {n: e for n, e in want.items() if "*" not in e}
             self.endpoints.update(control=pool.control, monitor=pool.monitor, display=pool.display)
             # the configuration travels with the run: a node started elsewhere runs with this one
-            common = {"config": cfg.text if self._remote() else "", "run_number": self.run_number,
-                      "seed": self.seed, "endpoints": want}
+            common = {
+                "config": cfg.text if self._remote() else "",
+                "run_number": self.run_number,
+                "seed": self.seed,
+                "endpoints": want,
+            }
             extra: dict[str, dict[str, Any]] = {
                 "writer": {"output": str(self.output), "overwrite": self.overwrite},
-                "builder": {}, "trigger": {"max_events": self.max_events}, "board": {}}
+                "builder": {},
+                "trigger": {"max_events": self.max_events},
+                "board": {},
+            }
             # the beam blocks the boards and the writer share (use_block_store): one folder per run
             # in the pool's private temporary folder, for the processes of this machine
             self._block_store = os.path.join(pool.ipc_dir, f"blocks-{self.run_number}")
@@ -182,8 +198,9 @@ class DaqRun:
             for name, p in self.procs.items():
                 if not pool.send(name, "open", params=p.params):
                     raise RunControlError(f"node {name} is not connected")
-            self._wait(lambda: all(p.hello for p in self.procs.values()), "processes to start",
-                       self.cfg.daq.start_timeout_s)
+            self._wait(
+                lambda: all(p.hello for p in self.procs.values()), "processes to start", self.cfg.daq.start_timeout_s
+            )
             for name in self.procs:
                 self._send(name, "bind")
             for name in self.procs:
@@ -242,17 +259,23 @@ class DaqRun:
         self._receive_display()
         self._check_processes()
         now = time.monotonic()
-        if (self.state == "running" and self.duration_s is not None and self._t_start is not None  # set by start()
-                and now - self._t_start >= self.duration_s):
+        if (
+            self.state == "running"
+            and self.duration_s is not None
+            and self._t_start is not None  # set by start()
+            and now - self._t_start >= self.duration_s
+        ):
             self.stop()
         if self.state == "draining":
             if self._all_drained():
                 self._final_status()
                 self.state = "stopped"
-                self._publish()   # the final numbers, for the monitors and the status page
+                self._publish()  # the final numbers, for the monitors and the status page
             elif self._drain_deadline is not None and now > self._drain_deadline:  # set with 'draining'
-                self._fail("drain did not finish in time: " + ", ".join(
-                    n for n, p in self.procs.items() if not p.drained and p.died is None))
+                self._fail(
+                    "drain did not finish in time: "
+                    + ", ".join(n for n, p in self.procs.items() if not p.drained and p.died is None)
+                )
         if self.state == "error" and not self._refreshed:
             # the figures of the summary: what every live process counts now, not its last
             # report before the failure (the trigger and builder went on meanwhile)
@@ -337,9 +360,11 @@ class DaqRun:
             self.silent_detected[name] = time.monotonic()
             what = f"{name} silent: no heartbeat for {quiet:.1f} s (daq.heartbeat_timeout_s = {limit})"
             if p.kind == "board" and self.cfg.daq.on_silent_board == "continue":
-                p.died = -2   # the run goes on without it (the drain does not wait for it)
-                self.errors.append(what + ": going on (daq.on_silent_board = 'continue'); the trigger "
-                                          "processor marks its boards dead, their events are flagged INCOMPLETE")
+                p.died = -2  # the run goes on without it (the drain does not wait for it)
+                self.errors.append(
+                    what + ": going on (daq.on_silent_board = 'continue'); the trigger "
+                    "processor marks its boards dead, their events are flagged INCOMPLETE"
+                )
             else:
                 p.died = -2
                 self._fail(what)
@@ -360,7 +385,7 @@ class DaqRun:
             self._receive(0.05)
             self._check_processes()
             live = [n for n in live if self.procs[n].died is None]
-        self._receive_display()   # the writer sends its last display message before it reports drained
+        self._receive_display()  # the writer sends its last display message before it reports drained
 
     # ---- commands ------------------------------------------------------------------------
     def _send(self, name: str, cmd: str, quiet: bool = False, **data: Any) -> None:
@@ -384,7 +409,7 @@ class DaqRun:
             self._receive(0.05)
             if self.state == "error":
                 raise RunControlError(f"{'; '.join(self.errors)} (while waiting for {what})")
-            self._receive_display()   # a bound SUB passes its subscription on only when its thread handles it
+            self._receive_display()  # a bound SUB passes its subscription on only when its thread handles it
             for p in self.procs.values():
                 code = p.exitcode()
                 if code is not None and not p.exited:
@@ -427,16 +452,23 @@ class DaqRun:
         if now - t0 > 0.5:
             rate = (written - n0) / (now - t0)
         trig = self.stats.get("trigger", {})
-        return {"time": time.time(), "state": self.state, "run_number": self.run_number,
-                "elapsed_s": ((self._t_stop or now) - self._t_start) if self._t_start else 0.0,
-                "events_written": written, "event_rate_hz": rate,
-                "live_fraction": trig.get("live_fraction"), "nodes": self.stats,
-                "heartbeats": self.pool.health() if self.pool is not None else {},
-                "display": self.display, "display_received": self.display_received}
+        return {
+            "time": time.time(),
+            "state": self.state,
+            "run_number": self.run_number,
+            "elapsed_s": ((self._t_stop or now) - self._t_start) if self._t_start else 0.0,
+            "events_written": written,
+            "event_rate_hz": rate,
+            "live_fraction": trig.get("live_fraction"),
+            "nodes": self.stats,
+            "heartbeats": self.pool.health() if self.pool is not None else {},
+            "display": self.display,
+            "display_received": self.display_received,
+        }
 
     def _publish(self) -> None:
         snap = self.snapshot()
-        snap["seq"] = self.monitor_messages   # a subscriber counts the snapshots it lost from gaps
+        snap["seq"] = self.monitor_messages  # a subscriber counts the snapshots it lost from gaps
         self._last_monitor = (time.monotonic(), snap["events_written"])
         if self.pool is None:
             return
@@ -457,11 +489,14 @@ class DaqRun:
         beam_s = trig.get("ticks", 0) / self.cfg.digitizer.sampling_rate_hz
         types = {}
         for name, t in trig.get("trigger_types", {}).items():
-            types[name] = {**t, "rate_beam_hz": t["accepted"] / beam_s if beam_s else 0.0,
-                           "rate_wall_hz": t["accepted"] / wall if wall else 0.0}
+            types[name] = {
+                **t,
+                "rate_beam_hz": t["accepted"] / beam_s if beam_s else 0.0,
+                "rate_wall_hz": t["accepted"] / wall if wall else 0.0,
+            }
         files = writer.get("files", [])
         if self.procs.get("writer") is not None and self.procs["writer"].died is not None:
-            files = [str(p) for p in self._run_files()]   # with the .part its death left
+            files = [str(p) for p in self._run_files()]  # with the .part its death left
         return {
             "state": self.state,
             "errors": list(self.errors),
@@ -471,8 +506,8 @@ class DaqRun:
             "beam_time_s": beam_s,
             "events_issued": trig.get("events_issued", 0),
             "slices_decided": trig.get("slices_decided", 0),
-            "trigger_decisions": trig.get("decisions", 0),        # decision messages (one per slice or stretch)
-            "stretch_slices": trig.get("stretch_slices", 0),      # slices decided inside fast-forward stretches
+            "trigger_decisions": trig.get("decisions", 0),  # decision messages (one per slice or stretch)
+            "stretch_slices": trig.get("stretch_slices", 0),  # slices decided inside fast-forward stretches
             "events_built": build.get("events_built", 0),
             "events_incomplete": build.get("events_incomplete", 0),
             "events_mismatch": build.get("events_mismatch", 0),
@@ -511,16 +546,28 @@ class DaqRun:
             "truth_matched": writer.get("truth_matched", 0),
             "cpu_s": {n: st.get("cpu_s", 0.0) for n, st in self.stats.items()},
             # trigger-less streaming (daq.mode = "streaming"): what the writer stored
-            "stream": ({k: writer.get(k, 0) for k in ("hits_written", "hit_samples_written", "blocks_written",
-                                                      "decisions_written", "missing_board_blocks")}
-                       | {"late_hits": build.get("late_hits", 0), "boards_without_end": build.get("boards_without_end", 0)}
-                       if self.cfg.daq.mode == "streaming" else None),
+            "stream": (
+                {
+                    k: writer.get(k, 0)
+                    for k in (
+                        "hits_written",
+                        "hit_samples_written",
+                        "blocks_written",
+                        "decisions_written",
+                        "missing_board_blocks",
+                    )
+                }
+                | {"late_hits": build.get("late_hits", 0), "boards_without_end": build.get("boards_without_end", 0)}
+                if self.cfg.daq.mode == "streaming"
+                else None
+            ),
             # CPU seconds of each process since the start command (data taking only)
             "cpu_run_s": {n: st.get("cpu_run_s", 0.0) for n, st in self.stats.items()},
         }
 
     def _run_files(self) -> list[Path]:
         from pokerdaq.io import run_paths
+
         return run_paths(self.output, with_part=True)
 
     def _file_counts(self, writer: dict) -> dict[str, int]:
@@ -528,9 +575,10 @@ class DaqRun:
         last flush: what ``pokerdaq recover`` keeps when every checksum passes) and the writer's
         own last report, ``events_written_reported`` (events handed to the file)."""
         from pokerdaq.io import RunFile
+
         reported = writer.get("events_written", 0)
         proc = self.procs.get("writer")
-        if proc is None:   # the writer is played by the caller (tests)
+        if proc is None:  # the writer is played by the caller (tests)
             return {"events_written": reported, "events_written_reported": reported}
         in_files = 0
         for path in self._run_files():
@@ -538,7 +586,7 @@ class DaqRun:
                 with RunFile(path) as f:
                     in_files += len(f)
             except (OSError, ValueError):
-                pass   # not readable: holds nothing that can be counted
+                pass  # not readable: holds nothing that can be counted
         # a live writer may have written events it has not flushed yet; a dead one's are lost
         written = in_files if proc.died is not None else max(in_files, reported)
         return {"events_written": written, "events_written_reported": reported}
@@ -562,7 +610,7 @@ class DaqRun:
                 if p.exitcode() is None and p.hello and not p.closed:
                     self._send(name, "exit", quiet=True)
         if self._own_pool:
-            pool.close()   # its folder, this run's blocks with it
+            pool.close()  # its folder, this run's blocks with it
             for p in self.procs.values():
                 p.exited = True
             self._block_store = None
@@ -570,8 +618,9 @@ class DaqRun:
         # a pool of the caller: wait for the hosts to say their run's node is gone
         deadline = time.monotonic() + self.cfg.daq.command_timeout_s
         while time.monotonic() < deadline and not pool.sock.closed:
-            open_ = [n for n, p in self.procs.items()
-                     if p.hello and not p.closed and p.died is None and p.exitcode() is None]
+            open_ = [
+                n for n, p in self.procs.items() if p.hello and not p.closed and p.died is None and p.exitcode() is None
+            ]
             if not open_:
                 break
             self._receive(0.05)

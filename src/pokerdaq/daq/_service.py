@@ -102,28 +102,35 @@ class DaqService:
         self.rejected_requests = 0
         self.requests = 0
         self.restarted: list[str] = []
-        self.log: list[str] = []   # one line per run start and end, for ``pokerdaq daq serve`` to print
+        self.log: list[str] = []  # one line per run start and end, for ``pokerdaq daq serve`` to print
         self._unhealthy: set[str] = set()
-        self._waiters: list[tuple[bytes, str, float | None]] = []   # (client, what, deadline)
+        self._waiters: list[tuple[bytes, str, float | None]] = []  # (client, what, deadline)
         self._join_deadline = time.monotonic() + cfg.daq.start_timeout_s
         self._start_after_join: list[tuple[bytes, dict[str, Any]]] = []
         specs = node_specs(cfg)
         unknown = sorted(set(cfg.daq.remote_nodes) - {n for n, _k, _b in specs})
         if unknown:
             self.close()
-            raise ServiceError(f"daq.remote_nodes: {unknown} are not nodes of this configuration "
-                               f"(those are {', '.join(n for n, _k, _b in specs)})")
+            raise ServiceError(
+                f"daq.remote_nodes: {unknown} are not nodes of this configuration "
+                f"(those are {', '.join(n for n, _k, _b in specs)})"
+            )
         for name, kind, boards in specs:
             if name in cfg.daq.remote_nodes:
-                self.pool.expect(name, kind, boards)    # started on its own: `pokerdaq node`
+                self.pool.expect(name, kind, boards)  # started on its own: `pokerdaq node`
             else:
                 self.pool.spawn(name, kind, boards)
-        self.info = {"control": self.control, "nodes": self.pool.control, "monitor": self.pool.monitor,
-                     "pid": os.getpid(), "output": str(self.output.resolve()),
-                     "curve_keys": str(Path(cfg.daq.curve_keys).resolve()) if keys is not None else None}
+        self.info = {
+            "control": self.control,
+            "nodes": self.pool.control,
+            "monitor": self.pool.monitor,
+            "pid": os.getpid(),
+            "output": str(self.output.resolve()),
+            "curve_keys": str(Path(cfg.daq.curve_keys).resolve()) if keys is not None else None,
+        }
         tmp = self.output / (ENDPOINT_FILE + ".tmp")
         tmp.write_text(json.dumps(self.info) + "\n")
-        tmp.replace(self.output / ENDPOINT_FILE)   # whole or absent for a client that reads it
+        tmp.replace(self.output / ENDPOINT_FILE)  # whole or absent for a client that reads it
 
     # ---- the loop -----------------------------------------------------------------------------
     def serve_forever(self, stop_flag: Any = None) -> None:
@@ -149,7 +156,7 @@ class DaqService:
             if self.run.state in ("stopped", "error"):
                 self._end_run()
         else:
-            self.pool.receive(0.0)   # heartbeats, late notices of closed runs
+            self.pool.receive(0.0)  # heartbeats, late notices of closed runs
             self._watch_idle()
             self._publish_idle()
         self._answer_waiters()
@@ -162,13 +169,23 @@ class DaqService:
             return
         self._next_monitor = now + self.cfg.daq.monitor_interval_s
         last = self.last_summary or {}
-        snap = {"time": time.time(), "state": self.sm.state, "run_number": self.sm.run_number, "elapsed_s": 0.0,
-                "events_written": last.get("events_written", 0), "event_rate_hz": 0.0, "live_fraction": None,
-                "nodes": {}, "heartbeats": self.pool.health(), "cause": self.sm.cause, "between_runs": True}
+        snap = {
+            "time": time.time(),
+            "state": self.sm.state,
+            "run_number": self.sm.run_number,
+            "elapsed_s": 0.0,
+            "events_written": last.get("events_written", 0),
+            "event_rate_hz": 0.0,
+            "live_fraction": None,
+            "nodes": {},
+            "heartbeats": self.pool.health(),
+            "cause": self.sm.cause,
+            "between_runs": True,
+        }
         try:
             self.pool.pub.send_multipart([MONITOR_TOPIC, json.dumps(snap).encode()], zmq.NOBLOCK)
         except zmq.Again:
-            pass   # lossy by design
+            pass  # lossy by design
 
     def _watch_idle(self) -> None:
         st = self.sm.state
@@ -184,16 +201,20 @@ class DaqService:
                     self._reply(client, self._start(fields))
                 self._start_after_join = []
             elif time.monotonic() > self._join_deadline:
-                self.sm.failed(f"timed out after {self.cfg.daq.start_timeout_s} s waiting for nodes to join: "
-                               + ", ".join(missing))
+                self.sm.failed(
+                    f"timed out after {self.cfg.daq.start_timeout_s} s waiting for nodes to join: " + ", ".join(missing)
+                )
                 self._unhealthy |= set(missing)
         elif st == "configured":
             died = self.pool.died()
             silent = self.pool.silent()
             if died or silent:
                 why = [f"node {n} died with exit code {c}" for n, c in died.items()]
-                why += [f"{n} silent: no heartbeat for {s:.1f} s (daq.heartbeat_timeout_s = "
-                        f"{self.cfg.daq.heartbeat_timeout_s})" for n, s in silent.items()]
+                why += [
+                    f"{n} silent: no heartbeat for {s:.1f} s (daq.heartbeat_timeout_s = "
+                    f"{self.cfg.daq.heartbeat_timeout_s})"
+                    for n, s in silent.items()
+                ]
                 self.sm.failed("; ".join(why))
                 self._unhealthy |= set(died) | set(silent)
         if self.sm.state == "error":
@@ -210,7 +231,7 @@ class DaqService:
                 return
             self.requests += 1
             if len(frames) != 3 or frames[1] != b"":
-                self.rejected_requests += 1   # not a REQ envelope: nothing to answer to
+                self.rejected_requests += 1  # not a REQ envelope: nothing to answer to
                 if len(frames) >= 2:
                     self._reply(frames[0], {"ok": False, "error": "expected one frame, a JSON request (a REQ socket)"})
                 continue
@@ -229,7 +250,7 @@ class DaqService:
             self._reply(client, {"ok": True, **self.status()})
         elif cmd == "start":
             if self.sm.state == "idle":
-                self._start_after_join.append((client, fields))   # answered once the nodes joined
+                self._start_after_join.append((client, fields))  # answered once the nodes joined
             else:
                 self._reply(client, self._start(fields))
         elif cmd == "stop":
@@ -240,8 +261,9 @@ class DaqService:
             self._waiters.append((client, "run", time.monotonic() + self._drain_budget()))
         elif cmd == "wait":
             t = fields.get("timeout")
-            self._waiters.append((client, "run" if self.run is not None else "join",
-                                  None if t is None else time.monotonic() + t))
+            self._waiters.append(
+                (client, "run" if self.run is not None else "join", None if t is None else time.monotonic() + t)
+            )
         elif cmd == "reset":
             self._reply(client, self._reset())
         elif cmd == "shutdown":
@@ -256,7 +278,7 @@ class DaqService:
         try:
             self.sock.send_multipart([client, b"", json.dumps(msg).encode()])
         except zmq.ZMQError:
-            pass   # the client went away
+            pass  # the client went away
 
     def _answer_waiters(self) -> None:
         keep = []
@@ -266,8 +288,9 @@ class DaqService:
             if done:
                 self._reply(client, {"ok": True, **self.status()})
             elif deadline is not None and now > deadline:
-                self._reply(client, {"ok": False, "error": f"wait: timed out (state {self.sm.state})",
-                                     "state": self.sm.state})
+                self._reply(
+                    client, {"ok": False, "error": f"wait: timed out (state {self.sm.state})", "state": self.sm.state}
+                )
             else:
                 keep.append((client, what, deadline))
         self._waiters = keep
@@ -278,8 +301,15 @@ class DaqService:
             return {"ok": False, "error": f"start in state {self.sm.state!r}: {self.sm.cause}", "state": self.sm.state}
         seed = int(fields.get("seed", self.cfg.run.seed))
         number = self.registry.begin(self.cfg.text, seed, self.cfg.run.run_number)
-        run = DaqRun(self.cfg, self.output, seed=seed, max_events=fields.get("events"),
-                     duration_s=fields.get("duration"), pool=self.pool, run_number=number)
+        run = DaqRun(
+            self.cfg,
+            self.output,
+            seed=seed,
+            max_events=fields.get("events"),
+            duration_s=fields.get("duration"),
+            pool=self.pool,
+            run_number=number,
+        )
         self.run = run
         self.sm.started(number)
         try:
@@ -291,8 +321,10 @@ class DaqService:
             run.state = "error"
             self._end_run()
             return {"ok": False, "error": f"run {number}: {err}", "state": self.sm.state, "run_number": number}
-        self.log.append(f"run {number} running (seed {seed}, events {fields.get('events')}, "
-                        f"duration {fields.get('duration')}), output {run.output}")
+        self.log.append(
+            f"run {number} running (seed {seed}, events {fields.get('events')}, "
+            f"duration {fields.get('duration')}), output {run.output}"
+        )
         return {"ok": True, "state": "running", "run_number": number, "output": str(run.output)}
 
     def _end_run(self) -> None:
@@ -303,15 +335,20 @@ class DaqService:
         summary = run.summary()
         run.close()
         # the nodes whose run did not end cleanly are restarted by reset; the others are kept
-        self._unhealthy |= {n for n, p in run.procs.items()
-                            if p.died is not None or (p.hello and not p.closed) or p.exitcode() is not None}
-        if ok and self._unhealthy:   # e.g. a board that died, the run went on without it
+        self._unhealthy |= {
+            n
+            for n, p in run.procs.items()
+            if p.died is not None or (p.hello and not p.closed) or p.exitcode() is not None
+        }
+        if ok and self._unhealthy:  # e.g. a board that died, the run went on without it
             ok = False
             cause = "; ".join(run.errors) or f"nodes not healthy after the run: {', '.join(sorted(self._unhealthy))}"
         self.registry.finish(run.run_number, "stopped" if ok else "error", cause, summary)
         self.last_summary = summary
-        self.log.append(f"run {run.run_number} {'stopped' if ok else 'error'}: {summary['events_written']} events "
-                        f"written" + (f"; cause: {cause}" if cause else ""))
+        self.log.append(
+            f"run {run.run_number} {'stopped' if ok else 'error'}: {summary['events_written']} events "
+            f"written" + (f"; cause: {cause}" if cause else "")
+        )
         self.run = None
         if ok:
             self.sm.ended()
@@ -333,8 +370,12 @@ class DaqService:
         while self.sm.state == "idle":
             self.pool.receive(0.05)
             self._watch_idle()
-        return {"ok": self.sm.state == "configured", "state": self.sm.state, "restarted": bad,
-                **({"error": f"reset: {self.sm.cause}"} if self.sm.state != "configured" else {})}
+        return {
+            "ok": self.sm.state == "configured",
+            "state": self.sm.state,
+            "restarted": bad,
+            **({"error": f"reset: {self.sm.cause}"} if self.sm.state != "configured" else {}),
+        }
 
     def _shutdown(self) -> None:
         if self.run is not None:
@@ -355,22 +396,46 @@ class DaqService:
     def status(self) -> dict[str, Any]:
         """What ``pokerdaq daq status`` shows: state, run number, cause, the run's counters, the nodes."""
         nodes = self.pool.health()
-        out: dict[str, Any] = {"state": self.sm.state, "run_number": self.sm.run_number, "cause": self.sm.cause,
-                               "runs_started": self.sm.runs_started, "requests": self.requests,
-                               "rejected_requests": self.rejected_requests, "restarted": self.restarted,
-                               "nodes": nodes, "refused_nodes": list(self.pool.refused),
-                               "curve": self.guard is not None,
-                               "curve_refused": {"service": self.guard.refused if self.guard else 0,
-                                                 "run_control": self.pool.guard.refused if self.pool.guard else 0},
-                               "control": self.control, "node_control": self.pool.control,
-                               "monitor": self.pool.monitor}
+        out: dict[str, Any] = {
+            "state": self.sm.state,
+            "run_number": self.sm.run_number,
+            "cause": self.sm.cause,
+            "runs_started": self.sm.runs_started,
+            "requests": self.requests,
+            "rejected_requests": self.rejected_requests,
+            "restarted": self.restarted,
+            "nodes": nodes,
+            "refused_nodes": list(self.pool.refused),
+            "curve": self.guard is not None,
+            "curve_refused": {
+                "service": self.guard.refused if self.guard else 0,
+                "run_control": self.pool.guard.refused if self.pool.guard else 0,
+            },
+            "control": self.control,
+            "node_control": self.pool.control,
+            "monitor": self.pool.monitor,
+        }
         if self.run is not None:
             snap = self.run.snapshot()
-            out["run"] = {k: snap[k] for k in ("state", "elapsed_s", "events_written", "event_rate_hz", "live_fraction")}
+            out["run"] = {
+                k: snap[k] for k in ("state", "elapsed_s", "events_written", "event_rate_hz", "live_fraction")
+            }
         elif self.last_summary is not None:
             s = self.last_summary
-            out["last_run"] = {k: s[k] for k in ("run_number", "state", "events_issued", "events_written",
-                                                 "events_incomplete", "files", "errors", "wall_s", "silent")}
+            out["last_run"] = {
+                k: s[k]
+                for k in (
+                    "run_number",
+                    "state",
+                    "events_issued",
+                    "events_written",
+                    "events_incomplete",
+                    "files",
+                    "errors",
+                    "wall_s",
+                    "silent",
+                )
+            }
         return out
 
     def close(self) -> None:

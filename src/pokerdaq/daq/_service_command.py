@@ -34,7 +34,7 @@ def _serve(args: argparse.Namespace) -> int:
         raise UsageError(f"--output {out}: exists and is not a folder")
     from ._command import _start_page
 
-    page = None if getattr(args, "http", None) is None else _start_page(args.http)   # a bad address: before any process
+    page = None if getattr(args, "http", None) is None else _start_page(args.http)  # a bad address: before any process
     flag: dict[str, int | None] = {"signal": None}
 
     def on_signal(signum: int, frame: object) -> None:
@@ -46,14 +46,19 @@ def _serve(args: argparse.Namespace) -> int:
             service = DaqService(cfg, out, args.control)
         except ServiceError as err:
             raise UsageError(str(err)) from None
-        print(f"pokerdaq daq serve: control {service.control}, monitor {service.pool.monitor}, output {out}, "
-              f"{len(service.pool.hosts)} nodes starting", flush=True)
+        print(
+            f"pokerdaq daq serve: control {service.control}, monitor {service.pool.monitor}, output {out}, "
+            f"{len(service.pool.hosts)} nodes starting",
+            flush=True,
+        )
         if page is not None:
-            page.subscribe(service.pool.monitor)   # one PUB for the service and all its runs
+            page.subscribe(service.pool.monitor)  # one PUB for the service and all its runs
             print(f"pokerdaq daq serve: status page {page.url} (JSON: {page.url}api/status)", flush=True)
         if service.lost:
-            print(f"pokerdaq daq serve: runs {service.lost} were left running by an earlier service: marked lost",
-                  flush=True)
+            print(
+                f"pokerdaq daq serve: runs {service.lost} were left running by an earlier service: marked lost",
+                flush=True,
+            )
         told = None
         try:
             while service.sm.state != "shutdown":
@@ -90,8 +95,11 @@ def _client(args: argparse.Namespace) -> int:
         check_positive("--events", args.events)
         if args.duration is not None and not args.duration > 0:
             raise UsageError(f"--duration {args.duration}: expected a positive number of seconds")
-        fields = {k: v for k, v in (("events", args.events), ("duration", args.duration), ("seed", args.seed))
-                  if v is not None}
+        fields = {
+            k: v
+            for k, v in (("events", args.events), ("duration", args.duration), ("seed", args.seed))
+            if v is not None
+        }
     if args.timeout is None:
         args.timeout = 10.0 if args.daq_command == "status" else 600.0
     if not args.timeout > 0:
@@ -126,8 +134,10 @@ def _print_status(r: dict[str, Any]) -> None:
         print(f"  run: {x['state']}, {x['events_written']} events written, {x['elapsed_s']:.1f} s")
     elif "last_run" in r:
         x = r["last_run"]
-        print(f"  last run {x['run_number']}: {x['state']}, {x['events_written']} events written "
-              f"({x['events_incomplete']} incomplete), {x['wall_s']:.1f} s, files {', '.join(x['files'])}")
+        print(
+            f"  last run {x['run_number']}: {x['state']}, {x['events_written']} events written "
+            f"({x['events_incomplete']} incomplete), {x['wall_s']:.1f} s, files {', '.join(x['files'])}"
+        )
     if "nodes" in r:
         beats = ", ".join(f"{n} {v['last_heartbeat_s']}" for n, v in r["nodes"].items())
         print(f"  last heartbeat (s ago): {beats}")
@@ -151,9 +161,18 @@ def _runs(args: argparse.Namespace) -> int:
     for col in ("run", "start (UTC)", "stop (UTC)", "config", "seed", "events", "incomplete", "end", "cause", "files"):
         t.add_column(col)
     for r in rows:
-        t.add_row(str(r["run_number"]), r["start_time"][:23], (r["stop_time"] or "")[:23], r["config_hash"][:12],
-                  str(r["seed"]), str(r["events_written"]), str(r["events_incomplete"]), r["end_state"],
-                  r["cause"] or "", ", ".join(Path(f).name for f in r["files"]))
+        t.add_row(
+            str(r["run_number"]),
+            r["start_time"][:23],
+            (r["stop_time"] or "")[:23],
+            r["config_hash"][:12],
+            str(r["seed"]),
+            str(r["events_written"]),
+            str(r["events_incomplete"]),
+            r["end_state"],
+            r["cause"] or "",
+            ", ".join(Path(f).name for f in r["files"]),
+        )
     Console(width=200).print(t)
     sys.stdout.flush()
     return 0

@@ -74,8 +74,10 @@ def noise_ceiling(cfg: Config, channels: np.ndarray, seed: int) -> tuple[np.ndar
     chan_f = eng.tables.chan_f[channels]
     params = PulseParams.from_config(cfg, channels)
     ped = chan_f[:, C_PED] + chan_f[:, C_DARK_BASELINE]
-    ceiling = np.floor(ped + chan_f[:, C_NOISE] * float(eng.white.max()) + chan_f[:, C_CNOISE] * float(eng.corr.max()) + 0.5)
-    threshold = params.ped_cfg.astype(np.int64) + params.thr   # stream mode: PED = PED_CFG
+    ceiling = np.floor(
+        ped + chan_f[:, C_NOISE] * float(eng.white.max()) + chan_f[:, C_CNOISE] * float(eng.corr.max()) + 0.5
+    )
+    threshold = params.ped_cfg.astype(np.int64) + params.thr  # stream mode: PED = PED_CFG
     sigma = np.hypot(chan_f[:, C_NOISE], chan_f[:, C_CNOISE])
     return ceiling.astype(np.int64), threshold.astype(np.int64), sigma
 
@@ -88,7 +90,7 @@ def _one_thread():
     more than that (about 3 ms a call on the loaded 2-core host, against ~0.3 ms of work), and
     a run already has one board process per core.
     """
-    if _PROCESS_ONE_THREAD:   # set for good (use_one_thread): two numba calls less per kernel call
+    if _PROCESS_ONE_THREAD:  # set for good (use_one_thread): two numba calls less per kernel call
         yield
         return
     before = numba.get_num_threads()
@@ -161,12 +163,12 @@ class SparseGroup:
         self._before = [int(self._params.nsb[r].max()) + 2 for r in self._rows]
         self._after = [int(self._params.nsa[r].max()) + 2 for r in self._rows]
         self._ticks = cfg.daq.slice_ticks
-        self.done_to = [0] * len(self.boards)   # per board: every active range starting before this is processed
+        self.done_to = [0] * len(self.boards)  # per board: every active range starting before this is processed
         self._n_pulses = np.zeros(len(self.channels), np.int64)
         empty = (np.zeros(0, PULSE_DTYPE), np.zeros(0, np.int64), np.zeros(0, np.int64))
         self.pending = {b: empty for b in self.boards}
         """Per board: pulses found, not yet reported (records, report slice, group row)."""
-        self.samples_emulated = [0] * len(self.boards)   # per board and channel, in active ranges
+        self.samples_emulated = [0] * len(self.boards)  # per board and channel, in active ranges
         self.ranges_emulated = [0] * len(self.boards)
         self.stage: collections.defaultdict[str, float] = collections.defaultdict(float)
         self.taps: dict[int, Callable[[np.ndarray, np.ndarray, np.ndarray], None]] = {}
@@ -186,6 +188,7 @@ class SparseGroup:
     def _find(self, samples: np.ndarray) -> np.ndarray:
         """Pulses of the concatenated active ranges, sorted by row then crossing (times local)."""
         from pokerdaq.dsp import PulseStream
+
         finder = PulseStream(self._params, channel_ids=self.channels)
         pulses = np.concatenate([finder.process(samples), finder.finish()])
         return pulses[np.lexsort((pulses["crossing"], self._row_of[pulses["channel"]]))]
@@ -205,8 +208,10 @@ class SparseGroup:
             if len(a) == 0:
                 return a, b
             if a[0] < done:
-                raise RuntimeError(f"board {self.boards[i]}: a hit range starts at {int(a[0])}, before the samples "
-                                   f"already processed ({done})")
+                raise RuntimeError(
+                    f"board {self.boards[i]}: a hit range starts at {int(a[0])}, before the samples "
+                    f"already processed ({done})"
+                )
             reach = np.maximum.accumulate(b)
             new = np.ones(len(a), bool)
             new[1:] = a[1:] > reach[:-1]
@@ -225,7 +230,7 @@ class SparseGroup:
         if min(self.done_to) >= end:
             return
         c0 = time.thread_time()
-        g0 = sum(st.timeline_cpu_s for st in self.streams.values()) / len(self.streams)   # one shared time line
+        g0 = sum(st.timeline_cpu_s for st in self.streams.values()) / len(self.streams)  # one shared time line
         ranges = []
         for i in range(len(self.boards)):
             if self.done_to[i] >= end:
@@ -249,7 +254,7 @@ class SparseGroup:
         for i, (a, b) in enumerate(ranges):
             tap = self.taps.get(self.boards[i])
             if tap is not None and len(a):
-                tap(a, b, samples[self._rows[i], :int((b - a).sum())])
+                tap(a, b, samples[self._rows[i], : int((b - a).sum())])
         c1 = time.thread_time()
         pulses = self._find(samples)
         c2 = time.thread_time()
@@ -291,8 +296,9 @@ class SparseGroup:
         pulses, report, row = self.pending[board]
         now = report <= last_slice
         if now.any() and report[now].min() < first_slice:
-            raise RuntimeError(f"board {board}: a pulse due in slice {int(report[now].min())} "
-                               f"was found only in slice {first_slice}")
+            raise RuntimeError(
+                f"board {board}: a pulse due in slice {int(report[now].min())} was found only in slice {first_slice}"
+            )
         out = pulses[now]
         out = out[np.lexsort((out["crossing"], row[now], report[now]))]
         if now.any():
@@ -333,8 +339,9 @@ class SparsePhysicsFrontEnd:
         use ``daq.front_end = "physics-stream"``.
     """
 
-    def __init__(self, cfg: Config, board: int, seed: int, *, warm_up: bool = True,
-                 group: SparseGroup | None = None) -> None:
+    def __init__(
+        self, cfg: Config, board: int, seed: int, *, warm_up: bool = True, group: SparseGroup | None = None
+    ) -> None:
         from pokerdaq.dsp import PULSE_DTYPE, PulseParams
         from pokerdaq.trigger._chain import stream_config
 
@@ -346,15 +353,17 @@ class SparsePhysicsFrontEnd:
         bad = np.flatnonzero(ceiling > threshold)
         if bad.size:
             c = int(self.channels[bad[0]])
-            raise ValueError(f"daq.front_end = 'physics': channel {c} (board {board}): noise alone reaches ADC "
-                             f"{int(ceiling[bad[0]])}, above its threshold {int(threshold[bad[0]])}; the sparse "
-                             "front end needs noise below threshold (expected 'physics-stream' for this setup)")
+            raise ValueError(
+                f"daq.front_end = 'physics': channel {c} (board {board}): noise alone reaches ADC "
+                f"{int(ceiling[bad[0]])}, above its threshold {int(threshold[bad[0]])}; the sparse "
+                "front end needs noise below threshold (expected 'physics-stream' for this setup)"
+            )
         if group is None:
             group = SparseGroup(cfg, (board,), seed)
         elif board not in group.boards:
             raise ValueError(f"board {board}: not one of the group's boards {group.boards}")
         self._group = group
-        self._stream = group.streams[board]   # readout windows
+        self._stream = group.streams[board]  # readout windows
         self._window_params = PulseParams.from_config(cfg, self.channels)
         self._ticks = cfg.daq.slice_ticks
         self._next = 0
@@ -411,11 +420,11 @@ class SparsePhysicsFrontEnd:
         period_ns = self.cfg.beam.spill_period_s * 1e9
         length_ns = self.cfg.beam.spill_length_s * 1e9
         slice_ns = self._ticks * self.cfg.digitizer.sample_ns
-        a = (slice_index - 1) * slice_ns        # one slice of guard before ...
+        a = (slice_index - 1) * slice_ns  # one slice of guard before ...
         m = np.floor(a / period_ns)
         if slice_index < 1 or a < m * period_ns + length_ns:
             return slice_index
-        last = int(np.floor((m + 1) * period_ns / slice_ns)) - 2   # ... and after the stretch
+        last = int(np.floor((m + 1) * period_ns / slice_ns)) - 2  # ... and after the stretch
         last = min(last, (slice_index // max_slices + 1) * max_slices - 1)
         return max(last, slice_index)
 
@@ -455,6 +464,7 @@ class SparsePhysicsFrontEnd:
 
     def find_pulses(self, window: np.ndarray, first_tick: int) -> np.ndarray:
         from pokerdaq.dsp import find_pulses
+
         with _one_thread():
             return find_pulses(window, self._window_params, channel_ids=self.channels)
 
@@ -462,5 +472,6 @@ class SparsePhysicsFrontEnd:
         """:meth:`find_pulses` of windows (k, n_channels, n_samples) in one call: records and
         per-window offsets (:func:`pokerdaq.dsp.find_pulses_batch`)."""
         from pokerdaq.dsp import find_pulses_batch
+
         with _one_thread():
             return find_pulses_batch(windows, self._window_params, channel_ids=self.channels)

@@ -17,7 +17,7 @@ SERVICE_STATES = ("idle", "configured", "running", "draining", "error", "shutdow
 
 # the client commands each state takes (status and shutdown: always; wait: a run or the join to end)
 _ALLOWED = {
-    "idle": {"status", "wait", "shutdown", "start"},        # start waits for the nodes to join
+    "idle": {"status", "wait", "shutdown", "start"},  # start waits for the nodes to join
     "configured": {"status", "wait", "shutdown", "start", "reset"},
     "running": {"status", "wait", "shutdown", "stop"},
     "draining": {"status", "wait", "shutdown", "stop"},
@@ -36,15 +36,17 @@ class ServiceStateMachine:
     def __init__(self) -> None:
         self.state = "idle"
         self.cause: str | None = None
-        self.run_number: int | None = None      # the current run, or the last one
+        self.run_number: int | None = None  # the current run, or the last one
         self.runs_started = 0
 
     def check(self, cmd: str) -> None:
         """TransitionError unless a client's ``cmd`` is taken in this state."""
         if cmd not in _ALLOWED[self.state]:
-            hint = {"start": "reset first" if self.state == "error" else "a run is on",
-                    "stop": "no run is on", "reset": "stop the run first" if self.state in ("running", "draining")
-                    else "nothing to reset"}.get(cmd, "")
+            hint = {
+                "start": "reset first" if self.state == "error" else "a run is on",
+                "stop": "no run is on",
+                "reset": "stop the run first" if self.state in ("running", "draining") else "nothing to reset",
+            }.get(cmd, "")
             raise TransitionError(f"{cmd} in state {self.state!r}" + (f" ({hint})" if hint else ""))
 
     def _expect(self, event: str, *states: str) -> None:

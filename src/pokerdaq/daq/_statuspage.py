@@ -27,9 +27,9 @@ import zmq
 
 from ._runcontrol import MONITOR_TOPIC
 
-HISTORY_POINTS = 900     # rate history kept per run: 15 minutes at one snapshot a second
-MAX_REQUESTS = 8         # requests served at once; more get 503 (a loop of reloads cannot pile up threads)
-_RECEIVE_HWM = 4         # snapshots queued for the page at most; the PUB drops the others
+HISTORY_POINTS = 900  # rate history kept per run: 15 minutes at one snapshot a second
+MAX_REQUESTS = 8  # requests served at once; more get 503 (a loop of reloads cannot pile up threads)
+_RECEIVE_HWM = 4  # snapshots queued for the page at most; the PUB drops the others
 
 
 class StatusModel:
@@ -44,8 +44,8 @@ class StatusModel:
 
     def __init__(self) -> None:
         self.snapshots = 0
-        self.lost = 0          # snapshots missed (gaps in seq): the lossy PUB dropped them
-        self.bad = 0           # messages that were not a snapshot (counted, skipped)
+        self.lost = 0  # snapshots missed (gaps in seq): the lossy PUB dropped them
+        self.bad = 0  # messages that were not a snapshot (counted, skipped)
         self._seq: int | None = None
         self._run: int | None = None
         self._history: collections.deque = collections.deque(maxlen=HISTORY_POINTS)
@@ -62,7 +62,7 @@ class StatusModel:
         run = snap.get("run_number")
         elapsed = float(snap.get("elapsed_s") or 0.0)
         if run != self._run or (self._prev is not None and elapsed < self._prev[0]):
-            self._run, self._prev, self._seq = run, None, None   # a new run: a new history
+            self._run, self._prev, self._seq = run, None, None  # a new run: a new history
             self._history.clear()
         if isinstance(seq, int):
             if self._seq is not None and seq > self._seq + 1:
@@ -92,9 +92,17 @@ class StatusModel:
         if snap.get("between_runs"):
             # the service between runs: its state and cause and the nodes' heartbeats, no run's
             # numbers (the last run's would look live); its number is kept apart as the last one
-            return {"state": snap.get("state"), "run_number": None, "last_run_number": snap.get("run_number"),
-                    "between_runs": True, "cause": snap.get("cause"), "time": snap.get("time"),
-                    "heartbeats": beats, "boards": _boards({}, beats), "page": page}
+            return {
+                "state": snap.get("state"),
+                "run_number": None,
+                "last_run_number": snap.get("run_number"),
+                "between_runs": True,
+                "cause": snap.get("cause"),
+                "time": snap.get("time"),
+                "heartbeats": beats,
+                "boards": _boards({}, beats),
+                "page": page,
+            }
         nodes = snap["nodes"]
         trig = nodes.get("trigger", {})
         build = nodes.get("builder", {})
@@ -104,8 +112,10 @@ class StatusModel:
         for name, t in trig.get("trigger_types", {}).items():
             types[name] = {k: t.get(k, 0) for k in ("bit", "accepted", "candidates", "lost_dead_time", "lost_busy")}
             types[name]["rate_hz"] = (rates or {}).get(name, 0.0)
-        history = {"elapsed_s": [t for t, _ in self._history],
-                   "rate_hz": {name: [r.get(name, 0.0) for _, r in self._history] for name in types}}
+        history = {
+            "elapsed_s": [t for t, _ in self._history],
+            "rate_hz": {name: [r.get(name, 0.0) for _, r in self._history] for name in types},
+        }
         return {
             "state": snap.get("state"),
             "run_number": snap.get("run_number"),
@@ -126,18 +136,31 @@ class StatusModel:
             "boards": _boards(nodes, beats),
             "heartbeats": beats,
             "processes": {n: {"pid": s.get("pid"), "cpu_s": s.get("cpu_s", 0.0)} for n, s in nodes.items()},
-            "builder": {k: build.get(k, 0) for k in ("in_flight", "in_flight_limit", "max_in_flight", "parked",
-                                                      "park_limit", "orphans_held", "orphan_limit",
-                                                      "events_timed_out", "events_evicted_incomplete")},
+            "builder": {
+                k: build.get(k, 0)
+                for k in (
+                    "in_flight",
+                    "in_flight_limit",
+                    "max_in_flight",
+                    "parked",
+                    "park_limit",
+                    "orphans_held",
+                    "orphan_limit",
+                    "events_timed_out",
+                    "events_evicted_incomplete",
+                )
+            },
             "fragments_rejected": dict(build.get("rejected", {})),
             "events_rejected": dict(writer.get("events_rejected", {})),
             "spectra": display.get("spectra"),
             "latest_event": display.get("latest_event"),
-            "display": {"events": display.get("events", 0),
-                        "sent": writer.get("display_messages_sent", 0),
-                        "dropped": writer.get("display_messages_dropped", 0),
-                        "received": snap.get("display_received", 0),
-                        "writer_cpu_s": writer.get("display_cpu_s", 0.0)},   # what the tap costs the writer
+            "display": {
+                "events": display.get("events", 0),
+                "sent": writer.get("display_messages_sent", 0),
+                "dropped": writer.get("display_messages_dropped", 0),
+                "received": snap.get("display_received", 0),
+                "writer_cpu_s": writer.get("display_cpu_s", 0.0),
+            },  # what the tap costs the writer
             "page": page,
         }
 
@@ -156,11 +179,24 @@ def _heartbeats(health: Any) -> dict[str, dict[str, Any]]:
     for name, h in sorted(health.items()) if isinstance(health, dict) else ():
         if not isinstance(h, dict):
             continue
-        status = ("exited" if not h.get("alive", True) else "silent" if h.get("silent")
-                  else "joining" if not h.get("ready", True) else "alive")
-        out[name] = {"kind": h.get("kind"), "pid": h.get("pid"), "status": status, "alive": status == "alive",
-                     "boards": list(h.get("boards") or []) if h.get("kind") == "board" else [],
-                     "heartbeats": h.get("heartbeats", 0), **{k: h.get(k) for k in _BEAT_KEYS}}
+        status = (
+            "exited"
+            if not h.get("alive", True)
+            else "silent"
+            if h.get("silent")
+            else "joining"
+            if not h.get("ready", True)
+            else "alive"
+        )
+        out[name] = {
+            "kind": h.get("kind"),
+            "pid": h.get("pid"),
+            "status": status,
+            "alive": status == "alive",
+            "boards": list(h.get("boards") or []) if h.get("kind") == "board" else [],
+            "heartbeats": h.get("heartbeats", 0),
+            **{k: h.get(k) for k in _BEAT_KEYS},
+        }
     return out
 
 
@@ -175,12 +211,19 @@ def _boards(nodes: dict[str, dict], beats: dict[str, dict[str, Any]]) -> list[di
     rows: dict[int, dict[str, Any]] = {}
     for proc, st in sorted(nodes.items()):
         for b, x in st.get("boards", {}).items() if isinstance(st.get("boards"), dict) else ():
-            rows[int(b)] = {"board": int(b), "process": proc, "alive": int(b) in live and b not in dead,
-                            "dead_reason": dead.get(b), "busy": bool(st.get("busy", False)) and not x.get("ended"),
-                            "last_message_s": silence.get(b), "slices": x.get("slices", 0),
-                            "busy_slices": x.get("busy_slices", 0), "ended": bool(x.get("ended")),
-                            "fragments_read_out": x.get("fragments_read_out", 0),
-                            "fragments_sent": x.get("fragments_sent", 0)}
+            rows[int(b)] = {
+                "board": int(b),
+                "process": proc,
+                "alive": int(b) in live and b not in dead,
+                "dead_reason": dead.get(b),
+                "busy": bool(st.get("busy", False)) and not x.get("ended"),
+                "last_message_s": silence.get(b),
+                "slices": x.get("slices", 0),
+                "busy_slices": x.get("busy_slices", 0),
+                "ended": bool(x.get("ended")),
+                "fragments_read_out": x.get("fragments_read_out", 0),
+                "fragments_sent": x.get("fragments_sent", 0),
+            }
     for b, proc in holder.items():
         rows.setdefault(b, {"board": b, "process": proc})
     for r in rows.values():
@@ -211,7 +254,7 @@ class StatusPage:
         self._json = json.dumps(self.model.status).encode()
         self._template = _page_html()
         self._stop = threading.Event()
-        self._endpoints: list[str] = []      # to connect, by the receiving thread (it owns the socket)
+        self._endpoints: list[str] = []  # to connect, by the receiving thread (it owns the socket)
         server = _Server6 if ":" in host else _Server
         self._http = server((host, port), _handler(self))
         if monitor_endpoint is not None:
@@ -221,9 +264,12 @@ class StatusPage:
         self.port = int(bound[1])
         shown = f"[{self.host}]" if ":" in self.host else self.host
         self.url = f"http://{shown}:{self.port}/"
-        self._threads = [threading.Thread(target=self._receive, name="pokerdaq-status-sub", daemon=True),
-                         threading.Thread(target=self._http.serve_forever, kwargs={"poll_interval": 0.2},
-                                          name="pokerdaq-status-http", daemon=True)]
+        self._threads = [
+            threading.Thread(target=self._receive, name="pokerdaq-status-sub", daemon=True),
+            threading.Thread(
+                target=self._http.serve_forever, kwargs={"poll_interval": 0.2}, name="pokerdaq-status-http", daemon=True
+            ),
+        ]
         for t in self._threads:
             t.start()
 
@@ -255,19 +301,19 @@ class StatusPage:
                     try:
                         sub.disconnect(old)
                     except zmq.ZMQError:
-                        pass   # already gone
+                        pass  # already gone
                 sub.connect(ep)
                 connected[:] = [ep]
             if not sub.poll(200):
                 continue
             last = None
-            while True:   # everything queued, in order (the rate history needs each snapshot)
+            while True:  # everything queued, in order (the rate history needs each snapshot)
                 try:
                     frames = sub.recv_multipart(zmq.NOBLOCK)
                 except zmq.Again:
                     break
                 if len(frames) != 2:
-                    self._take(b"")   # counted by the model as a bad message
+                    self._take(b"")  # counted by the model as a bad message
                     continue
                 if last is not None:
                     self._take(last)
@@ -331,8 +377,10 @@ class _Server6(_Server):
     address_family = socket.AF_INET6
 
 
-_CSP = ("default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; connect-src 'self'; "
-        "img-src 'self' data:; base-uri 'none'; form-action 'none'")
+_CSP = (
+    "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; connect-src 'self'; "
+    "img-src 'self' data:; base-uri 'none'; form-action 'none'"
+)
 
 
 def _handler(page: StatusPage) -> type[http.server.BaseHTTPRequestHandler]:
@@ -362,13 +410,13 @@ def _handler(page: StatusPage) -> type[http.server.BaseHTTPRequestHandler]:
             self.send_header("Content-Type", ctype)
             self.send_header("Content-Length", str(len(body)))
             self.send_header("Cache-Control", "no-store")
-            self.send_header("Content-Security-Policy", _CSP)   # the browser fetches nothing from elsewhere
+            self.send_header("Content-Security-Policy", _CSP)  # the browser fetches nothing from elsewhere
             self.send_header("X-Content-Type-Options", "nosniff")
             self.end_headers()
             self.wfile.write(body)
 
         def log_message(self, format: str, *args: Any) -> None:
-            pass   # no line per request on the run's console
+            pass  # no line per request on the run's console
 
     return Handler
 

@@ -75,8 +75,16 @@ def l0_setup(cfg: Config) -> tuple[np.ndarray, int, int]:
     return thr, int(params.nsb.max()) + 2, int(params.nsa.max()) + 2
 
 
-def l0_hits(samples: np.ndarray, starts: np.ndarray, stops: np.ndarray, channels: np.ndarray, board: int,
-            threshold: np.ndarray, before: int, after: int) -> tuple[np.ndarray, np.ndarray]:
+def l0_hits(
+    samples: np.ndarray,
+    starts: np.ndarray,
+    stops: np.ndarray,
+    channels: np.ndarray,
+    board: int,
+    threshold: np.ndarray,
+    before: int,
+    after: int,
+) -> tuple[np.ndarray, np.ndarray]:
     """The L0 hits of rendered ranges.
 
     Parameters
@@ -155,12 +163,26 @@ def select_hits(hits: np.ndarray, samples: np.ndarray, keep: np.ndarray) -> tupl
 
 
 # ---------------------------------------------------------------------------- hit messages
-def encode_hits(run_number: int, board: int, first_slice: int, last_slice: int, flags: int, hits: np.ndarray,
-                samples: np.ndarray) -> bytes:
+def encode_hits(
+    run_number: int, board: int, first_slice: int, last_slice: int, flags: int, hits: np.ndarray, samples: np.ndarray
+) -> bytes:
     """One hit message (a single frame): header, hit rows, samples (docs/wire-format.md, "L0 hits")."""
     body = hits.tobytes() + np.ascontiguousarray(samples, "<u2").tobytes()
-    return HITS_HEADER.pack(HITS_MAGIC, HITS_VERSION, board, run_number, first_slice, last_slice, flags,
-                            len(hits), len(samples), zlib.crc32(body)) + body
+    return (
+        HITS_HEADER.pack(
+            HITS_MAGIC,
+            HITS_VERSION,
+            board,
+            run_number,
+            first_slice,
+            last_slice,
+            flags,
+            len(hits),
+            len(samples),
+            zlib.crc32(body),
+        )
+        + body
+    )
 
 
 class HitsError(ValueError):
@@ -171,8 +193,9 @@ class HitsError(ValueError):
         self.reason = reason
 
 
-def decode_hits(buf: bytes | memoryview, run_number: int, board_channels: dict[int, np.ndarray], slice_ticks: int,
-                adc_max: int) -> tuple[dict[str, int], np.ndarray, np.ndarray]:
+def decode_hits(
+    buf: bytes | memoryview, run_number: int, board_channels: dict[int, np.ndarray], slice_ticks: int, adc_max: int
+) -> tuple[dict[str, int], np.ndarray, np.ndarray]:
     """Check and decode a hit message; :class:`HitsError` (with its reason) for anything wrong."""
     from pokerdaq.io import STREAM_HIT_DTYPE
 
@@ -191,7 +214,7 @@ def decode_hits(buf: bytes | memoryview, run_number: int, board_channels: dict[i
     size = HITS_HEADER.size + n_hits * STREAM_HIT_DTYPE.itemsize + 2 * n_samples
     if len(buf) != size:
         raise HitsError("bad_size", f"{len(buf)} bytes, {size} expected for {n_hits} hits, {n_samples} samples")
-    body = buf[HITS_HEADER.size:]
+    body = buf[HITS_HEADER.size :]
     if zlib.crc32(body) != crc:
         raise HitsError("bad_crc", "CRC-32 of the body does not match")
     split = n_hits * STREAM_HIT_DTYPE.itemsize
@@ -199,8 +222,9 @@ def decode_hits(buf: bytes | memoryview, run_number: int, board_channels: dict[i
     samples = np.frombuffer(body[split:], "<u2")
     n = hits["n_samples"].astype(np.int64)
     ends = np.cumsum(n)
-    if len(hits) and (np.any(n < 1) or int(ends[-1]) != n_samples
-                      or np.any(hits["sample_offset"].astype(np.int64) != ends - n)):
+    if len(hits) and (
+        np.any(n < 1) or int(ends[-1]) != n_samples or np.any(hits["sample_offset"].astype(np.int64) != ends - n)
+    ):
         raise HitsError("bad_offsets", "the hits' samples do not tile the message")
     if len(hits) and (np.any(hits["board"] != board) or not np.isin(hits["channel"], board_channels[board]).all()):
         raise HitsError("bad_channel", f"a hit of a channel not on board {board}")
@@ -239,9 +263,11 @@ class StreamingFrontEnd(SparsePhysicsFrontEnd):
         bad = np.flatnonzero(ceiling > self.l0)
         if bad.size:
             c = int(self.channels[bad[0]])
-            raise ValueError(f"daq.l0_threshold_percent = {cfg.daq.l0_threshold_percent}: channel {c} (board "
-                             f"{board}): noise alone reaches ADC {int(ceiling[bad[0]])}, above its L0 threshold "
-                             f"{int(self.l0[bad[0]])} (expected a higher percentage)")
+            raise ValueError(
+                f"daq.l0_threshold_percent = {cfg.daq.l0_threshold_percent}: channel {c} (board "
+                f"{board}): noise alone reaches ADC {int(ceiling[bad[0]])}, above its L0 threshold "
+                f"{int(self.l0[bad[0]])} (expected a higher percentage)"
+            )
         # the group of the process renders this board's ranges (SparseGroup): padded for the L0
         # hits, and its rendered samples handed here to cut them out
         self._group.widen(board, self.pad_before, self.pad_after)
@@ -270,7 +296,7 @@ class StreamBoardGroupNode(BoardGroupNode):
 
     def __init__(self, cfg, name, control_endpoint, params) -> None:
         super().__init__(cfg, name, control_endpoint, params)
-        self.credit = 1 << 62   # no readout: the builder's credit does not apply
+        self.credit = 1 << 62  # no readout: the builder's credit does not apply
         self.hit_messages = 0
         self.hits_sent = 0
 
@@ -278,35 +304,55 @@ class StreamBoardGroupNode(BoardGroupNode):
         super().connect({k: v for k, v in endpoints.items() if k != "credits"})
 
     def _render_batch(self, board, triggers):
-        return None   # nothing is read out: no window to render
+        return None  # nothing is read out: no window to render
 
     def _read_out(self, board, trig, rendered=None) -> None:
-        self.counters["decisions_not_read_out"] += 1   # trigger-less: the decision is recorded, not read out
+        self.counters["decisions_not_read_out"] += 1  # trigger-less: the decision is recorded, not read out
 
     def _apply_one(self, board) -> bool:
         was = board.ended
         progressed = super()._apply_one(board)
         if board.ended and not was:
             from pokerdaq.io import STREAM_HIT_DTYPE, StreamFlags
+
             k = board.next_slice
-            self.pending.append(encode_hits(self.run_number, board.logic.board, k, k, StreamFlags.END,
-                                            np.zeros(0, STREAM_HIT_DTYPE), np.zeros(0, np.uint16)))
+            self.pending.append(
+                encode_hits(
+                    self.run_number,
+                    board.logic.board,
+                    k,
+                    k,
+                    StreamFlags.END,
+                    np.zeros(0, STREAM_HIT_DTYPE),
+                    np.zeros(0, np.uint16),
+                )
+            )
         return progressed
 
     def _produce(self, board) -> bool:
         if board.ended:
             return False
         if len(self.pending) >= self.queue_limit:
-            self.stalled = True   # the builder is slow: stop here (heartbeats keep the board alive)
+            self.stalled = True  # the builder is slow: stop here (heartbeats keep the board alive)
             return False
         k = board.next_slice
         busy = len(self.pending) >= self.busy_mark
         made = super()._produce(board)
         if board.next_slice > k:
             from pokerdaq.io import StreamFlags
+
             hits, samples = board.logic.take_hits(board.next_slice - 1)
-            self.pending.append(encode_hits(self.run_number, board.logic.board, k, board.next_slice - 1,
-                                            StreamFlags.BUSY if busy else StreamFlags.NONE, hits, samples))
+            self.pending.append(
+                encode_hits(
+                    self.run_number,
+                    board.logic.board,
+                    k,
+                    board.next_slice - 1,
+                    StreamFlags.BUSY if busy else StreamFlags.NONE,
+                    hits,
+                    samples,
+                )
+            )
             self.max_pending = max(self.max_pending, len(self.pending))
             self.hit_messages += 1
             self.hits_sent += len(hits)
@@ -346,7 +392,7 @@ class StreamBuilderNode(Node):
         self.rejected: collections.Counter[str] = collections.Counter()
         self.trigger_end: float | None = None
         self.events_issued = 0
-        self.frag_sock: Any = None   # zmq sockets, made in bind / connect
+        self.frag_sock: Any = None  # zmq sockets, made in bind / connect
         self.rec_sock: Any = None
         self.push: Any = None
 
@@ -355,8 +401,10 @@ class StreamBuilderNode(Node):
         self.frag_sock = self.socket(zmq.PULL)
         self.frag_sock.setsockopt(zmq.MAXMSGSIZE, self.cfg.daq.max_message_bytes)
         self.rec_sock = self.socket(zmq.PULL)
-        return {"fragments": self.bind_socket(self.frag_sock, eps["fragments"]),
-                "trigger_records": self.bind_socket(self.rec_sock, eps["trigger_records"])}
+        return {
+            "fragments": self.bind_socket(self.frag_sock, eps["fragments"]),
+            "trigger_records": self.bind_socket(self.rec_sock, eps["trigger_records"]),
+        }
 
     def connect(self, endpoints: dict[str, str]) -> None:
         self.push = self.socket(zmq.PUSH, hwm=max(2, self.cfg.daq.hwm // 4))
@@ -429,6 +477,7 @@ class StreamBuilderNode(Node):
 
     def _on_hits(self, buf) -> None:
         from pokerdaq.io import StreamFlags
+
         try:
             head, hits, samples = decode_hits(buf, self.run_number, self.board_channels, self.ticks, self.adc_max)
         except HitsError as err:
@@ -454,13 +503,14 @@ class StreamBuilderNode(Node):
 
     def _emit(self, final: bool = False) -> None:
         from pokerdaq.io import BOARD_MESSAGE_DTYPE
+
         if not self.held:
             return
         live = [c for c, e in zip(self.covered, self.ended) if not e]
         top = max(h[0]["last_slice"] for h in self.held)
         ready = min(live) if live and not final else top
         missing = 0
-        if ready <= self.emitted and len(self.held) > self.limit:   # a board fell behind: go on without it
+        if ready <= self.emitted and len(self.held) > self.limit:  # a board fell behind: go on without it
             ready = min(c for c in self.covered if c > self.emitted)
             missing = sum(1 << b for b, (c, e) in enumerate(zip(self.covered, self.ended)) if not e and c < ready)
             self.counters["blocks_forced"] += 1
@@ -476,7 +526,11 @@ class StreamBuilderNode(Node):
             if head["last_slice"] <= ready:
                 row = np.zeros(1, BOARD_MESSAGE_DTYPE)
                 row["board"], row["flags"] = head["board"], head["flags"]
-                row["first_slice"], row["last_slice"], row["n_hits"] = head["first_slice"], head["last_slice"], len(hits)
+                row["first_slice"], row["last_slice"], row["n_hits"] = (
+                    head["first_slice"],
+                    head["last_slice"],
+                    len(hits),
+                )
                 msgs.append(row)
             else:
                 rest_h, rest_s = select_hits(hits, samples, np.flatnonzero(~now))
@@ -487,8 +541,15 @@ class StreamBuilderNode(Node):
         hits, samples = select_hits(hits, samples, order)
         rows = np.concatenate(msgs) if msgs else np.zeros(0, BOARD_MESSAGE_DTYPE)
         rows = rows[np.lexsort((rows["board"], rows["first_slice"]))]
-        self.out.append([b"BLOCK", BLOCK_HEADER.pack(self.emitted + 1, ready, missing), hits.tobytes(),
-                         samples.astype("<u2").tobytes(), rows.tobytes()])
+        self.out.append(
+            [
+                b"BLOCK",
+                BLOCK_HEADER.pack(self.emitted + 1, ready, missing),
+                hits.tobytes(),
+                samples.astype("<u2").tobytes(),
+                rows.tobytes(),
+            ]
+        )
         self.counters["blocks"] += 1
         self.emitted = ready
 
@@ -509,8 +570,14 @@ class StreamBuilderNode(Node):
         self.notify_drained()
 
     def stats(self) -> dict[str, Any]:
-        return {**dict(self.counters), "rejected": dict(self.rejected), "held_messages": len(self.held),
-                "emitted_to_slice": self.emitted, "events_built": 0, "events_issued": self.events_issued}
+        return {
+            **dict(self.counters),
+            "rejected": dict(self.rejected),
+            "held_messages": len(self.held),
+            "emitted_to_slice": self.emitted,
+            "events_built": 0,
+            "events_issued": self.events_issued,
+        }
 
     def close(self) -> None:
         for sock in (self.frag_sock, self.rec_sock, self.push):
@@ -520,6 +587,7 @@ class StreamBuilderNode(Node):
 
 def _join(hits_parts: list[np.ndarray], sample_parts: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
     from pokerdaq.io import STREAM_HIT_DTYPE
+
     if not hits_parts:
         return np.zeros(0, STREAM_HIT_DTYPE), np.zeros(0, np.uint16)
     base = np.cumsum([0] + [len(s) for s in sample_parts[:-1]])
@@ -538,6 +606,7 @@ class StreamWriterNode(Node):
     def __init__(self, cfg, name, control_endpoint, params) -> None:
         super().__init__(cfg, name, control_endpoint, params)
         from pathlib import Path
+
         self.path = Path(params["output"])
         self.sock: Any = None
         self.writer: Any = None
@@ -553,10 +622,17 @@ class StreamWriterNode(Node):
 
     def on_start(self) -> None:
         from pokerdaq.io import StreamFileWriter
+
         thr, before, after = l0_setup(self.cfg)
-        self.writer = StreamFileWriter(self.path, self.cfg, l0_threshold=thr, pad_before=before, pad_after=after,
-                                       trigger_seed=int(self.params["seed"]),
-                                       overwrite=bool(self.params.get("overwrite", False)))
+        self.writer = StreamFileWriter(
+            self.path,
+            self.cfg,
+            l0_threshold=thr,
+            pad_before=before,
+            pad_after=after,
+            trigger_seed=int(self.params["seed"]),
+            overwrite=bool(self.params.get("overwrite", False)),
+        )
 
     def sockets(self):
         return [(self.sock, zmq.POLLIN)] if self.end_info is None else []
@@ -584,13 +660,13 @@ class StreamWriterNode(Node):
                     self._on_block(frames)
                 elif kind == b"DECISIONS" and len(frames) == 2:
                     self._on_decisions(frames[1])
-                elif kind == b"TRIGIN" and len(frames) in (3, 4):   # a 4th frame (model state): not stored here
+                elif kind == b"TRIGIN" and len(frames) in (3, 4):  # a 4th frame (model state): not stored here
                     self._on_trigger_inputs(frames[1], frames[2])
                 elif kind == b"SCALERS" and len(frames) == 2:
                     self._on_scalers(frames[1])
                 else:
                     self.rejected["bad_message"] += 1
-            except ValueError as err:   # what the file may not hold: counted, never written
+            except ValueError as err:  # what the file may not hold: counted, never written
                 self.rejected[f"{kind.decode(errors='replace').lower()}_invalid"] += 1
                 self.last_rejection = str(err)
         if self.end_info is not None:
@@ -601,8 +677,13 @@ class StreamWriterNode(Node):
 
     def _on_block(self, frames: list[bytes]) -> None:
         from pokerdaq.io import BOARD_MESSAGE_DTYPE, STREAM_HIT_DTYPE
-        if len(frames[1]) != BLOCK_HEADER.size or len(frames[2]) % STREAM_HIT_DTYPE.itemsize or len(frames[3]) % 2 \
-                or len(frames[4]) % BOARD_MESSAGE_DTYPE.itemsize:
+
+        if (
+            len(frames[1]) != BLOCK_HEADER.size
+            or len(frames[2]) % STREAM_HIT_DTYPE.itemsize
+            or len(frames[3]) % 2
+            or len(frames[4]) % BOARD_MESSAGE_DTYPE.itemsize
+        ):
             raise ValueError("block frames of the wrong size")
         first, last, missing = BLOCK_HEADER.unpack(frames[1])
         hits = np.frombuffer(frames[2], STREAM_HIT_DTYPE)
@@ -617,6 +698,7 @@ class StreamWriterNode(Node):
 
     def _on_decisions(self, body: bytes) -> None:
         from pokerdaq.io import STREAM_DECISION_DTYPE
+
         if len(body) % STREAM_DECISION_DTYPE.itemsize:
             raise ValueError("decision records of the wrong size")
         rec = np.frombuffer(body, STREAM_DECISION_DTYPE)
@@ -626,15 +708,18 @@ class StreamWriterNode(Node):
 
     def _on_trigger_inputs(self, step: bytes, prims: bytes) -> None:
         from pokerdaq.io import TRIGGER_PRIMITIVE_DTYPE, TRIGGER_STEP_DTYPE
+
         if len(step) != TRIGGER_STEP_DTYPE.itemsize or len(prims) % TRIGGER_PRIMITIVE_DTYPE.itemsize:
             raise ValueError("trigger inputs of the wrong size")
-        self.writer.write_trigger_inputs(np.frombuffer(step, TRIGGER_STEP_DTYPE),
-                                         np.frombuffer(prims, TRIGGER_PRIMITIVE_DTYPE))
+        self.writer.write_trigger_inputs(
+            np.frombuffer(step, TRIGGER_STEP_DTYPE), np.frombuffer(prims, TRIGGER_PRIMITIVE_DTYPE)
+        )
         self.counts["trigger_steps"] += 1
         self.counts["bytes_written"] += len(step) + len(prims)
 
     def _on_scalers(self, body: bytes) -> None:
         from pokerdaq.io import N_TRIGGER_BITS, SCALER_DTYPE
+
         try:
             row = json.loads(body)
         except ValueError:
@@ -642,8 +727,15 @@ class StreamWriterNode(Node):
         if not isinstance(row, dict):
             raise ValueError("scaler row not an object")
         out = np.zeros(1, SCALER_DTYPE)
-        for name in ("spill", "start_timestamp", "stop_timestamp", "beam_counts", "triggers_raw",
-                     "triggers_accepted", "busy_ticks"):
+        for name in (
+            "spill",
+            "start_timestamp",
+            "stop_timestamp",
+            "beam_counts",
+            "triggers_raw",
+            "triggers_accepted",
+            "busy_ticks",
+        ):
             v = row.get(name)
             if not isinstance(v, int) or isinstance(v, bool) or not 0 <= v < 1 << 64:
                 raise ValueError(f"scaler row {name} = {v!r}")
@@ -651,18 +743,26 @@ class StreamWriterNode(Node):
         bits = row.get("trigger_bits")
         if not isinstance(bits, list) or not all(isinstance(b, int) and b >= 0 for b in bits):
             raise ValueError("scaler row trigger_bits")
-        out["trigger_bits"][0, :min(len(bits), N_TRIGGER_BITS)] = bits[:N_TRIGGER_BITS]
-        out["events_built"] = row["triggers_accepted"]   # decisions recorded (no events are built)
+        out["trigger_bits"][0, : min(len(bits), N_TRIGGER_BITS)] = bits[:N_TRIGGER_BITS]
+        out["events_built"] = row["triggers_accepted"]  # decisions recorded (no events are built)
         self.writer.write_scalers(out)
         self.counts["scaler_rows"] += 1
 
     def stats(self) -> dict[str, Any]:
         c = self.counts
-        return {"events_written": c["decisions"], "bytes_written": c["bytes_written"], "files": self.files,
-                "hits_written": c["hits"], "hit_samples_written": c["hit_samples"], "blocks_written": c["blocks"],
-                "missing_board_blocks": c["missing_board_blocks"], "decisions_written": c["decisions"],
-                "trigger_steps": c["trigger_steps"], "scaler_rows": c["scaler_rows"],
-                "events_rejected": dict(self.rejected)}
+        return {
+            "events_written": c["decisions"],
+            "bytes_written": c["bytes_written"],
+            "files": self.files,
+            "hits_written": c["hits"],
+            "hit_samples_written": c["hit_samples"],
+            "blocks_written": c["blocks"],
+            "missing_board_blocks": c["missing_board_blocks"],
+            "decisions_written": c["decisions"],
+            "trigger_steps": c["trigger_steps"],
+            "scaler_rows": c["scaler_rows"],
+            "events_rejected": dict(self.rejected),
+        }
 
     def close(self) -> None:
         if self.sock is not None:

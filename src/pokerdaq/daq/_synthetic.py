@@ -63,7 +63,7 @@ def slice_particles(cfg: Config, seed: int, slice_index: int, layout: list[np.nd
     n = int(rng.poisson(cfg.beam.rate_hz * ticks / cfg.digitizer.sampling_rate_hz))
     times = np.sort(rng.integers(0, ticks, size=n)) + slice_index * ticks
     hits = min(syn.hit_boards, n_boards)
-    boards = np.argsort(rng.random((n, n_boards)), axis=1)[:, :hits]       # distinct boards per particle
+    boards = np.argsort(rng.random((n, n_boards)), axis=1)[:, :hits]  # distinct boards per particle
     n_inputs = np.array([len(c) for c in layout])
     inputs = (rng.random((n, hits)) * n_inputs[boards]).astype(np.int64)
     amps = (syn.amplitude_adc * (0.5 + rng.random((n, hits)))).astype(np.int64)
@@ -78,9 +78,16 @@ def slice_particles(cfg: Config, seed: int, slice_index: int, layout: list[np.nd
     return out[np.repeat(on, hits)]
 
 
-def synthetic_samples(cfg: Config, seed: int, board: int, first_tick: int, n_ticks: int,
-                      _noise: np.ndarray | None = None, _layout: list[np.ndarray] | None = None,
-                      _particles=None) -> np.ndarray:
+def synthetic_samples(
+    cfg: Config,
+    seed: int,
+    board: int,
+    first_tick: int,
+    n_ticks: int,
+    _noise: np.ndarray | None = None,
+    _layout: list[np.ndarray] | None = None,
+    _particles=None,
+) -> np.ndarray:
     """The synthetic samples of one board, (n_channels, n_ticks) uint16, ticks from ``first_tick``.
 
     Ticks before 0 read as 0 (no data before the run start).
@@ -93,10 +100,10 @@ def synthetic_samples(cfg: Config, seed: int, board: int, first_tick: int, n_tic
     out = np.empty((len(channels), n_ticks), dtype=np.int32)
     for row, ch in enumerate(channels.tolist()):
         done = 0
-        while done < n_ticks:   # the noise table is read cyclically, shifted per channel
+        while done < n_ticks:  # the noise table is read cyclically, shifted per channel
             start = (first_tick + done + ch * 7919) % NOISE_LENGTH
             k = min(n_ticks - done, NOISE_LENGTH)
-            out[row, done:done + k] = noise2[start:start + k]
+            out[row, done : done + k] = noise2[start : start + k]
             done += k
     out += PEDESTAL
     st = cfg.daq.slice_ticks
@@ -111,8 +118,8 @@ def synthetic_samples(cfg: Config, seed: int, board: int, first_tick: int, n_tic
             ok = (rel >= 0) & (rel < n_ticks)
             out[row_of[int(p["channel"])], rel[ok]] += (p["amplitude"] * PULSE_SHAPE[ok]).astype(np.int32)
     if first_tick < 0:
-        out[:, :min(-first_tick, n_ticks)] = 0
-    return np.clip(out, 0, cfg.digitizer.adc_max).astype(np.uint16)   # the digitizer rails
+        out[:, : min(-first_tick, n_ticks)] = 0
+    return np.clip(out, 0, cfg.digitizer.adc_max).astype(np.uint16)  # the digitizer rails
 
 
 class SyntheticFrontEnd:
@@ -133,8 +140,9 @@ class SyntheticFrontEnd:
         st = self.cfg.daq.slice_ticks
         for old in [k for k in self._particles if k < slice_index - 1]:
             del self._particles[old]
-        samples = synthetic_samples(self.cfg, self.seed, self.board, slice_index * st, st, self._noise,
-                                    self._layout, self._slice_particles)
+        samples = synthetic_samples(
+            self.cfg, self.seed, self.board, slice_index * st, st, self._noise, self._layout, self._slice_particles
+        )
         above = samples > self._threshold
         prev = np.concatenate([self._last_above[:, None], above[:, :-1]], axis=1)
         rows, cols = np.nonzero(above & ~prev)
@@ -159,8 +167,9 @@ class SyntheticFrontEnd:
         return simple_pulses(window, self.channels, self._threshold)
 
 
-def simple_pulses(window: np.ndarray, channels: np.ndarray, threshold: int,
-                  nsb: int = 2, nsa: int = 12, nped: int = 8) -> np.ndarray:
+def simple_pulses(
+    window: np.ndarray, channels: np.ndarray, threshold: int, nsb: int = 2, nsa: int = 12, nped: int = 8
+) -> np.ndarray:
     """A minimal threshold pulse finder (synthetic source only; the real one is pokerdaq.dsp)."""
     above = window > threshold
     rising = above & ~np.concatenate([np.zeros((len(window), 1), bool), above[:, :-1]], axis=1)
@@ -172,9 +181,20 @@ def simple_pulses(window: np.ndarray, channels: np.ndarray, threshold: int,
     for k, (r, c) in enumerate(zip(rows.tolist(), cols.tolist())):
         lo, hi = max(c - nsb, 0), min(c + nsa, n)
         integral = int(csum[r, hi] - csum[r, lo])
-        out[k] = (channels[r], (rows[:k] == r).sum(), c, 0, c * 64, c,
-                  int(window[r, c:hi].max()), integral, integral - int(ped[r]) * (hi - lo) // nped,
-                  int(ped[r]), int(above[r, c:].sum()), 0)
+        out[k] = (
+            channels[r],
+            (rows[:k] == r).sum(),
+            c,
+            0,
+            c * 64,
+            c,
+            int(window[r, c:hi].max()),
+            integral,
+            integral - int(ped[r]) * (hi - lo) // nped,
+            int(ped[r]),
+            int(above[r, c:].sum()),
+            0,
+        )
     return out
 
 
@@ -192,8 +212,8 @@ class SyntheticTrigger:
         self._dead = int(round(cfg.trigger.dead_time_ns * cfg.digitizer.sampling_rate_hz / 1e9))
         self._last_accept = -(1 << 62)
         self._counters = {name: TypeCounters() for name in TRIGGER_NAMES}
-        self._coincidences = 0   # multiplicity coincidences (the synthetic "beam counter")
-        self._attempts = 0       # candidates (no prescalers here: every one is an attempt)
+        self._coincidences = 0  # multiplicity coincidences (the synthetic "beam counter")
+        self._attempts = 0  # candidates (no prescalers here: every one is an attempt)
         self._busy_ticks = 0
 
     def candidates(self, slice_index: int, primitives: np.ndarray) -> list[tuple[int, int]]:
@@ -218,7 +238,7 @@ class SyntheticTrigger:
                     cands.append((t, 2))
         cands.sort()
         merged: list[tuple[int, int]] = []
-        for t, w in cands:   # conditions within one coincidence window form one trigger
+        for t, w in cands:  # conditions within one coincidence window form one trigger
             if merged and t - merged[-1][0] < self._window:
                 merged[-1] = (merged[-1][0], merged[-1][1] | w)
             else:
@@ -240,7 +260,7 @@ class SyntheticTrigger:
         pending = [int(c) for c in cuts]
         t_slice = slice_index * st
         for t, w in self.candidates(slice_index, primitives) + [(None, 0)]:
-            while pending and (t is None or t >= pending[0]):   # scalers up to each cut
+            while pending and (t is None or t >= pending[0]):  # scalers up to each cut
                 self._busy_ticks += (pending[0] - t_slice) if busy else 0
                 t_slice = pending.pop(0)
                 cut_counts.append(self.scaler_counts())
@@ -265,9 +285,15 @@ class SyntheticTrigger:
                 for n in bits:
                     self._counters[n].accepted += 1
         self._busy_ticks += ((slice_index + 1) * st - t_slice) if busy else 0
-        return TriggerOutput(np.array(ts, dtype=np.uint64), np.array(words, dtype=np.uint32),
-                             busy_ticks=st if busy else 0, dead_ticks=dead_ticks, cut_counts=cut_counts)
+        return TriggerOutput(
+            np.array(ts, dtype=np.uint64),
+            np.array(words, dtype=np.uint32),
+            busy_ticks=st if busy else 0,
+            dead_ticks=dead_ticks,
+            cut_counts=cut_counts,
+        )
 
     def counters(self) -> dict[str, TypeCounters]:
-        return {k: TypeCounters(v.candidates, v.accepted, v.lost_dead_time, v.lost_busy)
-                for k, v in self._counters.items()}
+        return {
+            k: TypeCounters(v.candidates, v.accepted, v.lost_dead_time, v.lost_busy) for k, v in self._counters.items()
+        }

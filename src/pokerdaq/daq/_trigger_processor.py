@@ -83,7 +83,7 @@ class TriggerProcessorNode(Node):
         self.logic = make_trigger_logic(cfg, int(params["seed"]))
         # the trigger inputs are for replay, which decides runs of the physics logic only
         self.record_inputs = cfg.daq.trigger_logic == "physics"
-        self.state_steps = -1   # decision steps sent; the model's state goes with every N-th (_model_state)
+        self.state_steps = -1  # decision steps sent; the model's state goes with every N-th (_model_state)
         self.all_boards = [int(b) for b in params["boards"]]
         self.live = set(self.all_boards)
         self.dead: dict[int, str] = {}
@@ -106,7 +106,7 @@ class TriggerProcessorNode(Node):
         self.push: zmq.Socket | None = None
         # per-spill scalers (module docstring)
         self.spill_ticks = max(1, int(round(cfg.beam.spill_period_s * cfg.digitizer.sampling_rate_hz)))
-        self.decided = 0                  # every candidate with timestamp below this is decided
+        self.decided = 0  # every candidate with timestamp below this is decided
         self.spill = 0
         self.spill_base = ScalerCounts()  # running totals at the start of the spill
         self.spill_first_event = 0
@@ -145,7 +145,7 @@ class TriggerProcessorNode(Node):
             self._receive()  # keep the boards' last messages from piling up
             return False
         c0 = time.thread_time()
-        if self.router in ready:   # a receive that raises zmq.Again costs as much as one that gets
+        if self.router in ready:  # a receive that raises zmq.Again costs as much as one that gets
             self._receive()
         c1 = time.thread_time()
         self.stage_cpu["receive"] += c1 - c0
@@ -190,7 +190,7 @@ class TriggerProcessorNode(Node):
                 self.counters["heartbeats"] += 1
                 continue
             k, last = int(head["slice_index"]), int(head["last_slice"])
-            if k != self.covered[b] + 1:   # a board's slices come in order, each once
+            if k != self.covered[b] + 1:  # a board's slices come in order, each once
                 self.counters["bad_primitive_messages"] += 1
                 if last > k:
                     self.counters["bad_stretch_messages"] += 1
@@ -207,7 +207,7 @@ class TriggerProcessorNode(Node):
     def _check_dead(self) -> None:
         now = time.monotonic()
         for b in sorted(self.live):
-            if self.covered[b] >= self.next_slice:   # it has sent (or promised in a stretch) this slice
+            if self.covered[b] >= self.next_slice:  # it has sent (or promised in a stretch) this slice
                 continue
             # before its first message a board may still be starting (imports, JIT): allow stall_timeout_s
             limit = self.cfg.daq.board_timeout_s if b in self.heard else self.cfg.daq.stall_timeout_s
@@ -277,7 +277,7 @@ class TriggerProcessorNode(Node):
         # the spills that ended in this slice: their triggers, then their scaler rows
         ts = trig["timestamp"]
         done = 0
-        rows = []   # (row, events of the slice before it)
+        rows = []  # (row, events of the slice before it)
         for end in ends:
             counts = counts_at[end]
             upto = int(np.searchsorted(ts, np.uint64(end), side="left"))
@@ -294,26 +294,43 @@ class TriggerProcessorNode(Node):
             self.counters["stretch_decisions"] += 1
             self.counters["stretch_slices"] += last - k + 1
         self.counters["busy_slices"] += busy * (last - k + 1)
-        msg = encode_slice(TRIGGER_MAGIC, board_id=TP_ID, run_number=self.run_number, flags=0,
-                           slice_index=k, last_slice=last, records=trig)
+        msg = encode_slice(
+            TRIGGER_MAGIC,
+            board_id=TP_ID,
+            run_number=self.run_number,
+            flags=0,
+            slice_index=k,
+            last_slice=last,
+            records=trig,
+        )
         self._to_boards(msg)
         # to the builder: each spill's row after its records and before those of later spills, so
         # that the writer has the row before any event of a later spill (docs/hdf5-layout.md)
         sent = 0
         for row, upto in [*rows, (None, n)]:
             if upto > sent:
-                rec = encode_slice(TRIGGER_MAGIC, board_id=TP_ID, run_number=self.run_number,
-                                   flags=int(SliceFlags.RECORDS), slice_index=k, last_slice=last,
-                                   records=trig[sent:upto])
-                self.send_with_deadline(self.need(self.push, "trigger_records"), rec, "trigger records to the event builder")
+                rec = encode_slice(
+                    TRIGGER_MAGIC,
+                    board_id=TP_ID,
+                    run_number=self.run_number,
+                    flags=int(SliceFlags.RECORDS),
+                    slice_index=k,
+                    last_slice=last,
+                    records=trig[sent:upto],
+                )
+                self.send_with_deadline(
+                    self.need(self.push, "trigger_records"), rec, "trigger records to the event builder"
+                )
                 sent = upto
             if row is not None:
                 self._send_scalers(row)
         step["last_slice"] = last
         if self.record_inputs:
-            self.send_with_deadline(self.need(self.push, "trigger_records"),
-                                    [b"TRIGIN", step.tobytes(), prims.tobytes(), *state],
-                                    "trigger inputs to the event builder")
+            self.send_with_deadline(
+                self.need(self.push, "trigger_records"),
+                [b"TRIGIN", step.tobytes(), prims.tobytes(), *state],
+                "trigger inputs to the event builder",
+            )
         self.next_slice = last + 1
         self.slice_wait_start = time.monotonic()
         if self.max_events is not None and self.next_event >= int(self.max_events):
@@ -334,11 +351,11 @@ class TriggerProcessorNode(Node):
         step["first_slice"] = first
         step["busy"] = busy
         step["n_primitives"] = len(prims)
-        state = getattr(self.logic, "decision_state", None)   # the synthetic logic has none
+        state = getattr(self.logic, "decision_state", None)  # the synthetic logic has none
         if state is not None:
             dead_until, prescale, accepted = state()
             step["dead_until"] = dead_until
-            step["prescale_counts"][0, :len(prescale)] = prescale
+            step["prescale_counts"][0, : len(prescale)] = prescale
             step["events_before"] = accepted
         return step
 
@@ -352,23 +369,32 @@ class TriggerProcessorNode(Node):
         for k in range(first, last + 1):
             upto = self.logic.decided_until(k)
             mine = [c for c in cuts if c <= upto]
-            cuts = cuts[len(mine):]
+            cuts = cuts[len(mine) :]
             outs.append(self.logic.process_slice(k, prims if k == first else prims[:0], busy, cuts=mine))
-        return TriggerOutput(np.concatenate([o.timestamps for o in outs]),
-                             np.concatenate([o.trigger_words for o in outs]),
-                             busy_ticks=sum(o.busy_ticks for o in outs), dead_ticks=sum(o.dead_ticks for o in outs),
-                             cut_counts=[c for o in outs for c in o.cut_counts])
+        return TriggerOutput(
+            np.concatenate([o.timestamps for o in outs]),
+            np.concatenate([o.trigger_words for o in outs]),
+            busy_ticks=sum(o.busy_ticks for o in outs),
+            dead_ticks=sum(o.dead_ticks for o in outs),
+            cut_counts=[c for o in outs for c in o.cut_counts],
+        )
 
     def _spill_row(self, stop: int, counts: ScalerCounts, end_event: int, final: bool = False) -> dict:
         """Close the spill in progress at tick ``stop`` (its events: numbers below ``end_event``)."""
         base = self.spill_base
-        row = {"spill": self.spill, "start_timestamp": self.spill * self.spill_ticks, "stop_timestamp": int(stop),
-               "beam_counts": counts.beam_coincidences - base.beam_coincidences,
-               "triggers_raw": counts.attempts - base.attempts,
-               "triggers_accepted": end_event - self.spill_first_event,
-               "busy_ticks": counts.busy_ticks - base.busy_ticks,
-               "trigger_bits": self.spill_bits, "first_event": self.spill_first_event, "end_event": end_event,
-               "final": final}
+        row = {
+            "spill": self.spill,
+            "start_timestamp": self.spill * self.spill_ticks,
+            "stop_timestamp": int(stop),
+            "beam_counts": counts.beam_coincidences - base.beam_coincidences,
+            "triggers_raw": counts.attempts - base.attempts,
+            "triggers_accepted": end_event - self.spill_first_event,
+            "busy_ticks": counts.busy_ticks - base.busy_ticks,
+            "trigger_bits": self.spill_bits,
+            "first_event": self.spill_first_event,
+            "end_event": end_event,
+            "final": final,
+        }
         self.spill += 1
         self.spill_base = counts
         self.spill_first_event = end_event
@@ -376,15 +402,19 @@ class TriggerProcessorNode(Node):
         return row
 
     def _send_scalers(self, row: dict) -> None:
-        self.send_with_deadline(self.need(self.push, "trigger_records"), [b"SCALERS", json.dumps(row).encode()],
-                                "scalers to the event builder")
+        self.send_with_deadline(
+            self.need(self.push, "trigger_records"),
+            [b"SCALERS", json.dumps(row).encode()],
+            "scalers to the event builder",
+        )
         self.spill_rows += 1
 
     def _to_boards(self, msg: list[bytes]) -> None:
         for b in sorted(self.live):
             try:
-                self.send_with_deadline(self.need(self.router, "triggers"), [f"board{b}".encode(), *msg],
-                                        f"decision to board {b}")
+                self.send_with_deadline(
+                    self.need(self.router, "triggers"), [f"board{b}".encode(), *msg], f"decision to board {b}"
+                )
             except zmq.ZMQError as err:
                 if err.errno == zmq.EHOSTUNREACH:  # its process is gone
                     self._mark_dead(b, "disconnected")
@@ -393,19 +423,29 @@ class TriggerProcessorNode(Node):
 
     def _end(self) -> None:
         self.ended = True
-        end = encode_slice(TRIGGER_MAGIC, board_id=TP_ID, run_number=self.run_number,
-                           flags=int(SliceFlags.END_OF_RUN), slice_index=self.next_slice,
-                           records=np.zeros(0, DECISION_DTYPE))
+        end = encode_slice(
+            TRIGGER_MAGIC,
+            board_id=TP_ID,
+            run_number=self.run_number,
+            flags=int(SliceFlags.END_OF_RUN),
+            slice_index=self.next_slice,
+            records=np.zeros(0, DECISION_DTYPE),
+        )
         self._to_boards(end)
-        for b in sorted(self.dead):   # best effort: a board taken for dead may still be alive
+        for b in sorted(self.dead):  # best effort: a board taken for dead may still be alive
             try:
                 self.need(self.router, "triggers").send_multipart([f"board{b}".encode(), *end], zmq.NOBLOCK)
             except zmq.ZMQError:
                 pass
         # to the builder: slice_index of the end message = number of events issued
-        fin = encode_slice(TRIGGER_MAGIC, board_id=TP_ID, run_number=self.run_number,
-                           flags=int(SliceFlags.END_OF_RUN | SliceFlags.RECORDS), slice_index=self.next_event,
-                           records=np.zeros(0, DECISION_DTYPE))
+        fin = encode_slice(
+            TRIGGER_MAGIC,
+            board_id=TP_ID,
+            run_number=self.run_number,
+            flags=int(SliceFlags.END_OF_RUN | SliceFlags.RECORDS),
+            slice_index=self.next_event,
+            records=np.zeros(0, DECISION_DTYPE),
+        )
         # the last (partial) spill row: the spill in progress up to the decided time; a run
         # always has at least one row
         if self.decided > self.spill * self.spill_ticks or self.spill_rows == 0:
@@ -422,12 +462,15 @@ class TriggerProcessorNode(Node):
         types = {}
         for bit, name in enumerate(names):
             c = counters.get(name)
-            types[name] = {"bit": bit, "accepted": self.accepted_bits[bit],
-                           "candidates": c.candidates if c else 0,
-                           "lost_dead_time": c.lost_dead_time if c else 0,
-                           "lost_busy": c.lost_busy if c else 0,
-                           # accepted by the logic in the last slice but beyond --events
-                           "trimmed": (c.accepted - self.accepted_bits[bit]) if c else 0}
+            types[name] = {
+                "bit": bit,
+                "accepted": self.accepted_bits[bit],
+                "candidates": c.candidates if c else 0,
+                "lost_dead_time": c.lost_dead_time if c else 0,
+                "lost_busy": c.lost_busy if c else 0,
+                # accepted by the logic in the last slice but beyond --events
+                "trimmed": (c.accepted - self.accepted_bits[bit]) if c else 0,
+            }
         return {
             **dict(self.counters),
             "events_issued": self.next_event,
@@ -438,7 +481,9 @@ class TriggerProcessorNode(Node):
             "ticks": total_ticks,
             "busy_ticks": self.busy_ticks,
             "dead_ticks": self.dead_ticks,
-            "live_fraction": (1.0 - min(total_ticks, self.busy_ticks + self.dead_ticks) / total_ticks) if total_ticks else 1.0,
+            "live_fraction": (1.0 - min(total_ticks, self.busy_ticks + self.dead_ticks) / total_ticks)
+            if total_ticks
+            else 1.0,
             "sampling_rate_hz": self.cfg.digitizer.sampling_rate_hz,
             "trigger_types": types,
             "dead_boards": {str(b): why for b, why in self.dead.items()},

@@ -68,7 +68,9 @@ class StateHistory:
                 start = i
         return start
 
-    def for_file(self, first_event: int, own_first_slice: int | None) -> tuple[int, np.ndarray, np.ndarray, np.ndarray] | None:
+    def for_file(
+        self, first_event: int, own_first_slice: int | None
+    ) -> tuple[int, np.ndarray, np.ndarray, np.ndarray] | None:
         """First slice of the state's step, the state, the steps and the primitives to store in a
         file whose first event is ``first_event``.
 
@@ -86,6 +88,7 @@ class StateHistory:
         state = self._steps[start][2]
         assert state is not None
         from pokerdaq.io import TRIGGER_PRIMITIVE_DTYPE, TRIGGER_STEP_DTYPE
+
         steps = np.concatenate([c[0] for c in chosen]) if chosen else np.zeros(0, TRIGGER_STEP_DTYPE)
         prims = np.concatenate([c[1] for c in chosen]) if chosen else np.zeros(0, TRIGGER_PRIMITIVE_DTYPE)
         return int(self._steps[start][0]["first_slice"][0]), state, steps, prims

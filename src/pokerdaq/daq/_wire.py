@@ -36,20 +36,20 @@ FRAGMENT_VERSION = 1
 
 FRAGMENT_HEADER_DTYPE = np.dtype(
     [
-        ("magic", "S4"),                  # b"PKFR"
-        ("version", "<u2"),               # FRAGMENT_VERSION
-        ("header_size", "<u2"),           # 56
+        ("magic", "S4"),  # b"PKFR"
+        ("version", "<u2"),  # FRAGMENT_VERSION
+        ("header_size", "<u2"),  # 56
         ("run_number", "<u4"),
         ("board_id", "<u2"),
         ("n_channels", "<u2"),
         ("event_number", "<u8"),
-        ("timestamp", "<u8"),             # trigger time, 250 MHz ticks since run start
+        ("timestamp", "<u8"),  # trigger time, 250 MHz ticks since run start
         ("trigger_word", "<u4"),
-        ("flags", "<u4"),                 # FragmentFlags
+        ("flags", "<u4"),  # FragmentFlags
         ("samples_per_channel", "<u4"),
         ("n_pulses", "<u4"),
-        ("payload_length", "<u4"),        # bytes between the header and the CRC trailer
-        ("reserved", "<u4"),              # 0
+        ("payload_length", "<u4"),  # bytes between the header and the CRC trailer
+        ("reserved", "<u4"),  # 0
     ]
 )
 """Fragment header, 56 bytes (docs/wire-format.md, table 1)."""
@@ -63,10 +63,10 @@ WIRE_PULSE_DTYPE = PULSE_DTYPE.newbyteorder("<")
 CRC_DTYPE = np.dtype("<u4")
 
 HEADER_SIZE = FRAGMENT_HEADER_DTYPE.itemsize
-_HEADER_STRUCT = struct.Struct("<4sHHIHHQQIIIIII")   # FRAGMENT_HEADER_DTYPE, for fast decoding
+_HEADER_STRUCT = struct.Struct("<4sHHIHHQQIIIIII")  # FRAGMENT_HEADER_DTYPE, for fast decoding
 _CRC_STRUCT = struct.Struct("<I")
 _U16_STRUCT = struct.Struct("<H")
-_FAST_HEADER_STRUCT = struct.Struct("<12sHHQQIIIIII")   # the same, magic..run_number as one string
+_FAST_HEADER_STRUCT = struct.Struct("<12sHHQQIIIIII")  # the same, magic..run_number as one string
 TRAILER_SIZE = CRC_DTYPE.itemsize
 PULSE_SIZE = WIRE_PULSE_DTYPE.itemsize
 
@@ -84,8 +84,8 @@ class FragmentFlags(enum.IntFlag):
     """Bits of the fragment header ``flags`` field."""
 
     NONE = 0
-    WINDOW_CLIPPED = 1 << 0   # the readout window reached before the run start: those samples are 0
-    BOARD_BUSY = 1 << 1       # the board was busy (queue above its busy mark) when it read this out
+    WINDOW_CLIPPED = 1 << 0  # the readout window reached before the run start: those samples are 0
+    BOARD_BUSY = 1 << 1  # the board was busy (queue above its busy mark) when it read this out
 
 
 FRAGMENT_FLAGS_MASK = int(FragmentFlags.WINDOW_CLIPPED | FragmentFlags.BOARD_BUSY)
@@ -95,33 +95,33 @@ FRAGMENT_FLAGS_MASK = int(FragmentFlags.WINDOW_CLIPPED | FragmentFlags.BOARD_BUS
 class Reason(enum.Enum):
     """Why a message was rejected; the event builder counts rejections by these names."""
 
-    TRUNCATED = "truncated"              # shorter than its header or its declared length
+    TRUNCATED = "truncated"  # shorter than its header or its declared length
     BAD_MAGIC = "bad_magic"
     BAD_VERSION = "bad_version"
     BAD_HEADER_SIZE = "bad_header_size"
-    BAD_COUNT = "bad_count"              # a count above its documented maximum
+    BAD_COUNT = "bad_count"  # a count above its documented maximum
     LENGTH_MISMATCH = "length_mismatch"  # payload_length disagrees with the counts, or bytes follow
     BAD_CRC = "bad_crc"
-    BAD_RESERVED = "bad_reserved"        # a reserved field is not 0 (checked after the CRC)
+    BAD_RESERVED = "bad_reserved"  # a reserved field is not 0 (checked after the CRC)
     WRONG_RUN = "wrong_run"
-    BAD_FLAGS = "bad_flags"              # a fragment flag bit that is not defined (bits 2..31)
-    BAD_CHANNEL_FLAGS = "bad_channel_flags"   # a channel block's channel_flags is not 0
-    BAD_SAMPLE = "bad_sample"            # a sample above digitizer.adc_max (builder: the ADC cannot give it)
-    BAD_PULSE_TIME = "bad_pulse_time"    # a pulse's coarse_time outside the window or fine_time > 63
-    BAD_BOARD = "bad_board"              # board id not in this run's channel map
-    BAD_CHANNELS = "bad_channels"        # channel blocks are not exactly the board's channels
-    BAD_PULSE = "bad_pulse"              # a pulse record names a channel not in the fragment
-    BAD_FRAMES = "bad_frames"            # a multipart message where one frame is expected
-    TOO_LARGE = "too_large"              # refused by ZMQ_MAXMSGSIZE (counted from the socket monitor)
+    BAD_FLAGS = "bad_flags"  # a fragment flag bit that is not defined (bits 2..31)
+    BAD_CHANNEL_FLAGS = "bad_channel_flags"  # a channel block's channel_flags is not 0
+    BAD_SAMPLE = "bad_sample"  # a sample above digitizer.adc_max (builder: the ADC cannot give it)
+    BAD_PULSE_TIME = "bad_pulse_time"  # a pulse's coarse_time outside the window or fine_time > 63
+    BAD_BOARD = "bad_board"  # board id not in this run's channel map
+    BAD_CHANNELS = "bad_channels"  # channel blocks are not exactly the board's channels
+    BAD_PULSE = "bad_pulse"  # a pulse record names a channel not in the fragment
+    BAD_FRAMES = "bad_frames"  # a multipart message where one frame is expected
+    TOO_LARGE = "too_large"  # refused by ZMQ_MAXMSGSIZE (counted from the socket monitor)
     # reasons of the event builder (valid fragments that do not fit an event)
-    DUPLICATE = "duplicate"              # second fragment of the same board for an event
-    LATE = "late"                        # the event was already written
-    MISMATCH = "mismatch"                # timestamp or trigger word disagrees with the trigger record
-    ORPHAN = "orphan"                    # no trigger record: a number the records skipped, at or beyond the
-                                         # end of run, or none before the time-out
-    ORPHAN_SHED = "orphan_shed"          # no trigger record yet and the orphan store full (highest number shed)
-    BEYOND_CREDIT = "beyond_credit"      # no trigger record and a number at or above the builder's credit:
-                                         # no board that keeps to the credit reads it out
+    DUPLICATE = "duplicate"  # second fragment of the same board for an event
+    LATE = "late"  # the event was already written
+    MISMATCH = "mismatch"  # timestamp or trigger word disagrees with the trigger record
+    ORPHAN = "orphan"  # no trigger record: a number the records skipped, at or beyond the
+    # end of run, or none before the time-out
+    ORPHAN_SHED = "orphan_shed"  # no trigger record yet and the orphan store full (highest number shed)
+    BEYOND_CREDIT = "beyond_credit"  # no trigger record and a number at or above the builder's credit:
+    # no board that keeps to the credit reads it out
 
 
 class FragmentError(ValueError):
@@ -132,8 +132,9 @@ class FragmentError(ValueError):
     the builder attributes the failure to: CHECKSUM_ERROR); otherwise they are None.
     """
 
-    def __init__(self, reason: Reason, detail: str, board_id: int | None = None,
-                 event_number: int | None = None) -> None:
+    def __init__(
+        self, reason: Reason, detail: str, board_id: int | None = None, event_number: int | None = None
+    ) -> None:
         self.reason = reason
         self.board_id = board_id
         self.event_number = event_number
@@ -171,9 +172,18 @@ def payload_length(n_channels: int, samples_per_channel: int, n_pulses: int) -> 
     return n_channels * (CHANNEL_BLOCK_HEADER_DTYPE.itemsize + 2 * samples_per_channel) + n_pulses * PULSE_SIZE
 
 
-def encode_fragment(*, run_number: int, board_id: int, event_number: int, timestamp: int,
-                    trigger_word: int, flags: int, channels: np.ndarray, samples: np.ndarray,
-                    pulses: np.ndarray) -> bytes:
+def encode_fragment(
+    *,
+    run_number: int,
+    board_id: int,
+    event_number: int,
+    timestamp: int,
+    trigger_word: int,
+    flags: int,
+    channels: np.ndarray,
+    samples: np.ndarray,
+    pulses: np.ndarray,
+) -> bytes:
     """Encode one fragment.
 
     Parameters
@@ -196,8 +206,9 @@ def encode_fragment(*, run_number: int, board_id: int, event_number: int, timest
         raise ValueError(f"samples: shape {samples.shape}, expected ({channels.shape[0]}, n_samples)")
     n_ch, n_s = samples.shape
     if n_ch > MAX_CHANNELS or n_s > MAX_SAMPLES or len(pulses) > n_ch * MAX_PULSES_PER_CHANNEL:
-        raise ValueError(f"fragment counts ({n_ch} channels, {n_s} samples, {len(pulses)} pulses) "
-                         "exceed the wire-format maxima")
+        raise ValueError(
+            f"fragment counts ({n_ch} channels, {n_s} samples, {len(pulses)} pulses) exceed the wire-format maxima"
+        )
     plen = payload_length(n_ch, n_s, len(pulses))
     buf = np.zeros(HEADER_SIZE + plen + TRAILER_SIZE, dtype=np.uint8)
     hdr = buf[:HEADER_SIZE].view(FRAGMENT_HEADER_DTYPE)
@@ -215,14 +226,14 @@ def encode_fragment(*, run_number: int, board_id: int, event_number: int, timest
     hdr["n_pulses"] = len(pulses)
     hdr["payload_length"] = plen
     block = CHANNEL_BLOCK_HEADER_DTYPE.itemsize + 2 * n_s
-    blocks = buf[HEADER_SIZE:HEADER_SIZE + n_ch * block].reshape(n_ch, block)
+    blocks = buf[HEADER_SIZE : HEADER_SIZE + n_ch * block].reshape(n_ch, block)
     blocks[:, 0:2] = channels.astype("<u2").view(np.uint8).reshape(n_ch, 2)
     blocks[:, 4:] = np.ascontiguousarray(samples, dtype="<u2").view(np.uint8).reshape(n_ch, 2 * n_s)
     if len(pulses):
         start = HEADER_SIZE + n_ch * block
-        buf[start:start + len(pulses) * PULSE_SIZE] = np.asarray(pulses, dtype=WIRE_PULSE_DTYPE).view(np.uint8)
-    crc = zlib.crc32(buf[:HEADER_SIZE + plen])  # type: ignore[arg-type]  # an ndarray is a Buffer; numpy's stubs omit it
-    buf[HEADER_SIZE + plen:] = np.array([crc], dtype=CRC_DTYPE).view(np.uint8)
+        buf[start : start + len(pulses) * PULSE_SIZE] = np.asarray(pulses, dtype=WIRE_PULSE_DTYPE).view(np.uint8)
+    crc = zlib.crc32(buf[: HEADER_SIZE + plen])  # type: ignore[arg-type]  # an ndarray is a Buffer; numpy's stubs omit it
+    buf[HEADER_SIZE + plen :] = np.array([crc], dtype=CRC_DTYPE).view(np.uint8)
     return buf.tobytes()
 
 
@@ -264,8 +275,22 @@ def decode_fragment(buf, expected_run: int | None = None, adc_max: int | None = 
     n = mv.nbytes
     if n < HEADER_SIZE + TRAILER_SIZE:
         raise FragmentError(Reason.TRUNCATED, f"{n} bytes, less than header and trailer ({HEADER_SIZE + TRAILER_SIZE})")
-    (magic, version, header_size, run_number, board_id, n_ch, event_number, timestamp, trigger_word, flags,
-     n_s, n_p, plen_declared, reserved) = _HEADER_STRUCT.unpack_from(mv, 0)
+    (
+        magic,
+        version,
+        header_size,
+        run_number,
+        board_id,
+        n_ch,
+        event_number,
+        timestamp,
+        trigger_word,
+        flags,
+        n_s,
+        n_p,
+        plen_declared,
+        reserved,
+    ) = _HEADER_STRUCT.unpack_from(mv, 0)
     if magic != FRAGMENT_MAGIC:
         raise FragmentError(Reason.BAD_MAGIC, f"magic {magic!r}, expected {FRAGMENT_MAGIC!r}")
     if version != FRAGMENT_VERSION:
@@ -273,8 +298,11 @@ def decode_fragment(buf, expected_run: int | None = None, adc_max: int | None = 
     if header_size != HEADER_SIZE:
         raise FragmentError(Reason.BAD_HEADER_SIZE, f"header_size {header_size}, expected {HEADER_SIZE}")
     if n_ch > MAX_CHANNELS or n_s > MAX_SAMPLES or n_p > n_ch * MAX_PULSES_PER_CHANNEL:
-        raise FragmentError(Reason.BAD_COUNT, f"n_channels {n_ch} (max {MAX_CHANNELS}), samples_per_channel "
-                            f"{n_s} (max {MAX_SAMPLES}), n_pulses {n_p} (max {MAX_PULSES_PER_CHANNEL} per channel)")
+        raise FragmentError(
+            Reason.BAD_COUNT,
+            f"n_channels {n_ch} (max {MAX_CHANNELS}), samples_per_channel "
+            f"{n_s} (max {MAX_SAMPLES}), n_pulses {n_p} (max {MAX_PULSES_PER_CHANNEL} per channel)",
+        )
     plen = payload_length(n_ch, n_s, n_p)
     if plen_declared != plen:
         raise FragmentError(Reason.LENGTH_MISMATCH, f"payload_length {plen_declared}, the counts give {plen}")
@@ -284,9 +312,10 @@ def decode_fragment(buf, expected_run: int | None = None, adc_max: int | None = 
     if n > total:
         raise FragmentError(Reason.LENGTH_MISMATCH, f"{n} bytes, the header declares {total}")
     (crc,) = _CRC_STRUCT.unpack_from(mv, HEADER_SIZE + plen)
-    if zlib.crc32(mv[:HEADER_SIZE + plen]) != crc:
-        raise FragmentError(Reason.BAD_CRC, "CRC-32 over header and payload does not match the trailer",
-                            board_id, event_number)
+    if zlib.crc32(mv[: HEADER_SIZE + plen]) != crc:
+        raise FragmentError(
+            Reason.BAD_CRC, "CRC-32 over header and payload does not match the trailer", board_id, event_number
+        )
     if reserved != 0:
         raise FragmentError(Reason.BAD_RESERVED, f"reserved {reserved}, expected 0")
     if expected_run is not None and run_number != expected_run:
@@ -304,17 +333,29 @@ def decode_fragment(buf, expected_run: int | None = None, adc_max: int | None = 
     if adc_max is not None and n_ch and n_s and int(raw[:, 2:].max()) > adc_max:
         raise FragmentError(Reason.BAD_SAMPLE, f"sample {int(raw[:, 2:].max())}, expected at most adc_max {adc_max}")
     start = HEADER_SIZE + n_ch * block
-    for i in range(n_p):   # the pulse's channel is its first field (u16)
+    for i in range(n_p):  # the pulse's channel is its first field (u16)
         if _U16_STRUCT.unpack_from(mv, start + i * PULSE_SIZE)[0] not in channel_set:
             raise FragmentError(Reason.BAD_PULSE, "a pulse record names a channel without a channel block")
     if n_p:
         recs = np.frombuffer(mv, dtype=WIRE_PULSE_DTYPE, count=n_p, offset=start)
         coarse, fine = recs["coarse_time"], recs["fine_time"]
         if (coarse < 0).any() or (coarse >= n_s).any() or (fine > MAX_FINE_TIME).any():
-            raise FragmentError(Reason.BAD_PULSE_TIME, f"coarse_time {coarse.tolist()} (window {n_s}), "
-                                f"fine_time {fine.tolist()} (max {MAX_FINE_TIME})")
-    return Fragment(run_number, board_id, event_number, timestamp, trigger_word, flags, channels, raw[:, 2:],
-                    mv[start:start + n_p * PULSE_SIZE].tobytes(), n_p)
+            raise FragmentError(
+                Reason.BAD_PULSE_TIME,
+                f"coarse_time {coarse.tolist()} (window {n_s}), fine_time {fine.tolist()} (max {MAX_FINE_TIME})",
+            )
+    return Fragment(
+        run_number,
+        board_id,
+        event_number,
+        timestamp,
+        trigger_word,
+        flags,
+        channels,
+        raw[:, 2:],
+        mv[start : start + n_p * PULSE_SIZE].tobytes(),
+        n_p,
+    )
 
 
 CRC_RESIDUE = 0x2144DF1C
@@ -340,11 +381,11 @@ class CheckedFragment(NamedTuple):
     flags: int
     n_pulses: int
     pulses_start: int
-    buf: Any      # bytes-like (bytes, zmq.Frame: the buffer protocol): the whole message
+    buf: Any  # bytes-like (bytes, zmq.Frame: the buffer protocol): the whole message
 
 
-_PULSE1_STRUCT = struct.Struct(f"<HxqB{PULSE_SIZE - 12}x")   # one pulse record: channel, coarse_time, fine_time
-_new_checked = tuple.__new__   # CheckedFragment without the keyword-argument machinery (hot path)
+_PULSE1_STRUCT = struct.Struct(f"<HxqB{PULSE_SIZE - 12}x")  # one pulse record: channel, coarse_time, fine_time
+_new_checked = tuple.__new__  # CheckedFragment without the keyword-argument machinery (hot path)
 
 
 class RunFragmentDecoder:
@@ -375,8 +416,13 @@ class RunFragmentDecoder:
         None: no sample check.
     """
 
-    def __init__(self, run_number: int, board_channels: dict[int, np.ndarray | list[int]], window: int,
-                 adc_max: int | None = None) -> None:
+    def __init__(
+        self,
+        run_number: int,
+        board_channels: dict[int, np.ndarray | list[int]],
+        window: int,
+        adc_max: int | None = None,
+    ) -> None:
         self.run_number = int(run_number)
         self.window = int(window)
         if adc_max is not None and (adc_max < 0 or adc_max & (adc_max + 1)):
@@ -408,14 +454,22 @@ class RunFragmentDecoder:
                 fmt = "<" + f"I{self.block_size - 4}x" * (len(chans) - 1) + "I" if chans else "<"
                 by_bytes = self._high_ok is not None and all(c >> 8 < len(self._high_ok) for c in chans)
                 mask = 0 if by_bytes else sum(block_mask << (8 * self.block_size * i) for i in range(len(chans)))
-                self._boards[b] = (len(chans), len(chans) * MAX_PULSES_PER_CHANNEL, len(chans) * self.block_size,
-                                   struct.Struct(fmt), tuple(chans), frozenset(chans), mask,
-                                   HEADER_SIZE + len(chans) * self.block_size, self._high_ok if by_bytes else None)
-        self._pulse_structs: dict[int, struct.Struct] = {}   # n_pulses -> the pulses' channel, coarse, fine times
+                self._boards[b] = (
+                    len(chans),
+                    len(chans) * MAX_PULSES_PER_CHANNEL,
+                    len(chans) * self.block_size,
+                    struct.Struct(fmt),
+                    tuple(chans),
+                    frozenset(chans),
+                    mask,
+                    HEADER_SIZE + len(chans) * self.block_size,
+                    self._high_ok if by_bytes else None,
+                )
+        self._pulse_structs: dict[int, struct.Struct] = {}  # n_pulses -> the pulses' channel, coarse, fine times
 
     def _pulse_struct(self, n_pulses: int) -> struct.Struct:
         s = self._pulse_structs.get(n_pulses)
-        if s is None:   # at most MAX_CHANNELS x MAX_PULSES_PER_CHANNEL entries
+        if s is None:  # at most MAX_CHANNELS x MAX_PULSES_PER_CHANNEL entries
             # channel (u16), pulse_index skipped, coarse_time (i64), fine_time (u8), the rest skipped
             s = self._pulse_structs[n_pulses] = struct.Struct("<" + f"HxqB{PULSE_SIZE - 12}x" * n_pulses)
         return s
@@ -423,8 +477,12 @@ class RunFragmentDecoder:
     def _pulses_ok(self, board: tuple, buf, n_p: int, pulses_start: int) -> bool:
         fields = (self._pulse_structs.get(n_p) or self._pulse_struct(n_p)).unpack_from(buf, pulses_start)
         coarse, fine = fields[1::3], fields[2::3]
-        return (board[5].issuperset(fields[0::3]) and min(coarse) >= 0 and max(coarse) < self.window
-                and max(fine) <= MAX_FINE_TIME)
+        return (
+            board[5].issuperset(fields[0::3])
+            and min(coarse) >= 0
+            and max(coarse) < self.window
+            and max(fine) <= MAX_FINE_TIME
+        )
 
     def decode(self, buf) -> CheckedFragment:
         """Check one message (bytes-like); return it as a :class:`CheckedFragment`.
@@ -437,28 +495,40 @@ class RunFragmentDecoder:
         try:
             # magic, version, header_size and run_number as one 12-byte string (a shorter
             # message raises struct.error: the documented decoder says TRUNCATED)
-            (prefix, board_id, n_ch, event_number, timestamp, trigger_word, flags, n_s, n_p, plen,
-             reserved) = _FAST_HEADER_STRUCT.unpack_from(buf, 0)
+            (prefix, board_id, n_ch, event_number, timestamp, trigger_word, flags, n_s, n_p, plen, reserved) = (
+                _FAST_HEADER_STRUCT.unpack_from(buf, 0)
+            )
             board = self._boards.get(board_id)
-            if (board is not None and prefix == self._prefix and n_ch == board[0] and n_s == self.window
-                    and reserved == 0 and flags <= FRAGMENT_FLAGS_MASK and n_p <= board[1]
-                    and plen == board[2] + n_p * PULSE_SIZE
-                    and len(buf) == HEADER_SIZE + plen + TRAILER_SIZE and zlib.crc32(buf) == CRC_RESIDUE
-                    and board[3].unpack_from(buf, HEADER_SIZE) == board[4]
-                    and not (board[8] is not None
-                             and bytes(memoryview(buf)[HEADER_SIZE + 1:board[7]])[::2].translate(None, board[8]))
-                    and not (board[6] and int.from_bytes(memoryview(buf)[HEADER_SIZE:board[7]], "little") & board[6])):
+            if (
+                board is not None
+                and prefix == self._prefix
+                and n_ch == board[0]
+                and n_s == self.window
+                and reserved == 0
+                and flags <= FRAGMENT_FLAGS_MASK
+                and n_p <= board[1]
+                and plen == board[2] + n_p * PULSE_SIZE
+                and len(buf) == HEADER_SIZE + plen + TRAILER_SIZE
+                and zlib.crc32(buf) == CRC_RESIDUE
+                and board[3].unpack_from(buf, HEADER_SIZE) == board[4]
+                and not (
+                    board[8] is not None
+                    and bytes(memoryview(buf)[HEADER_SIZE + 1 : board[7]])[::2].translate(None, board[8])
+                )
+                and not (board[6] and int.from_bytes(memoryview(buf)[HEADER_SIZE : board[7]], "little") & board[6])
+            ):
                 start = board[7]
-                if n_p == 1:   # the common case, inline: channel, coarse and fine time of the one pulse
+                if n_p == 1:  # the common case, inline: channel, coarse and fine time of the one pulse
                     ch, coarse, fine = _PULSE1_STRUCT.unpack_from(buf, start)
                     ok = ch in board[5] and 0 <= coarse < self.window and fine <= MAX_FINE_TIME
                 else:
                     ok = n_p == 0 or self._pulses_ok(board, buf, n_p, start)
                 if ok:
-                    return _new_checked(CheckedFragment, (board_id, event_number, timestamp, trigger_word, flags,
-                                                          n_p, start, buf))
+                    return _new_checked(
+                        CheckedFragment, (board_id, event_number, timestamp, trigger_word, flags, n_p, start, buf)
+                    )
         except (TypeError, ValueError, BufferError, struct.error):
-            pass   # not a plain byte buffer, or too short: the documented decoder says why
+            pass  # not a plain byte buffer, or too short: the documented decoder says why
         return self.reference(buf)
 
     def reference(self, buf) -> CheckedFragment:
@@ -469,14 +539,24 @@ class RunFragmentDecoder:
         if chans is None:
             raise FragmentError(Reason.BAD_BOARD, f"board_id {frag.board_id} is not in the channel map")
         if frag.channels.tolist() != chans:
-            raise FragmentError(Reason.BAD_CHANNELS, f"board {frag.board_id}: channel blocks "
-                                f"{frag.channels.tolist()}, expected {chans}")
+            raise FragmentError(
+                Reason.BAD_CHANNELS, f"board {frag.board_id}: channel blocks {frag.channels.tolist()}, expected {chans}"
+            )
         if frag.samples.shape[1] != self.window:
-            raise FragmentError(Reason.BAD_COUNT, f"samples_per_channel {frag.samples.shape[1]}, "
-                                f"expected {self.window}")
-        data = memoryview(buf).cast("B").tobytes()   # a plain copy: what the builder keeps
-        return CheckedFragment(frag.board_id, frag.event_number, frag.timestamp, frag.trigger_word, frag.flags,
-                               frag.n_pulses, HEADER_SIZE + len(chans) * self.block_size, data)
+            raise FragmentError(
+                Reason.BAD_COUNT, f"samples_per_channel {frag.samples.shape[1]}, expected {self.window}"
+            )
+        data = memoryview(buf).cast("B").tobytes()  # a plain copy: what the builder keeps
+        return CheckedFragment(
+            frag.board_id,
+            frag.event_number,
+            frag.timestamp,
+            frag.trigger_word,
+            frag.flags,
+            frag.n_pulses,
+            HEADER_SIZE + len(chans) * self.block_size,
+            data,
+        )
 
 
 # --------------------------------------------------------------------------------------
@@ -491,25 +571,25 @@ about 69 s of run time at 16384-tick slices, 550 s at the default 131072; a boar
 
 PRIMITIVE_DTYPE = np.dtype(
     [
-        ("time", "<i8"),          # pulse time, 1/64 sample (62.5 ps) since run start (PULSE_DTYPE 'time')
+        ("time", "<i8"),  # pulse time, 1/64 sample (62.5 ps) since run start (PULSE_DTYPE 'time')
         ("integral_net", "<i4"),  # pedestal-subtracted integral, ADC counts (PULSE_DTYPE 'integral_net')
-        ("channel", "<u2"),       # channel number in the channel map
-        ("board", "<u2"),         # board that found it
-        ("peak", "<u2"),          # peak ADC code
-        ("quality", "<u2"),       # QualityBits of the pulse
+        ("channel", "<u2"),  # channel number in the channel map
+        ("board", "<u2"),  # board that found it
+        ("peak", "<u2"),  # peak ADC code
+        ("quality", "<u2"),  # QualityBits of the pulse
     ]
 )
 """One trigger primitive (20 bytes): what the trigger needs of a pulse."""
 
 SLICE_HEADER_DTYPE = np.dtype(
     [
-        ("magic", "S4"),        # b"PKPR" (primitives) or b"PKTR" (triggers)
+        ("magic", "S4"),  # b"PKPR" (primitives) or b"PKTR" (triggers)
         ("version", "<u2"),
-        ("board_id", "<u2"),    # sender board (primitives); 0xFFFF from the trigger processor
+        ("board_id", "<u2"),  # sender board (primitives); 0xFFFF from the trigger processor
         ("run_number", "<u4"),
-        ("flags", "<u4"),       # SliceFlags
+        ("flags", "<u4"),  # SliceFlags
         ("slice_index", "<u8"),
-        ("count", "<u4"),       # records in the second frame
+        ("count", "<u4"),  # records in the second frame
         ("reserved", "<u4"),
         ("last_slice", "<u8"),  # the message covers slices [slice_index, last_slice] (version 2)
     ]
@@ -519,16 +599,15 @@ SLICE_HEADER_DTYPE = np.dtype(
 
 class SliceFlags(enum.IntFlag):
     NONE = 0
-    BUSY = 1 << 0          # primitives: the board's fragment queue is above its busy mark
-    END_OF_RUN = 1 << 1    # triggers: no trigger follows; primitives: the board has stopped
-    RECORDS = 1 << 2       # triggers: a trigger-record message to the event builder
-    HEARTBEAT = 1 << 3     # primitives: no slice, the board is alive but stalled (queue full)
+    BUSY = 1 << 0  # primitives: the board's fragment queue is above its busy mark
+    END_OF_RUN = 1 << 1  # triggers: no trigger follows; primitives: the board has stopped
+    RECORDS = 1 << 2  # triggers: a trigger-record message to the event builder
+    HEARTBEAT = 1 << 3  # primitives: no slice, the board is alive but stalled (queue full)
 
 
 DECISION_DTYPE = np.dtype(
     [(name, TRIGGER_DTYPE[name].newbyteorder("<")) for name in ("event_number", "timestamp", "trigger_word")]
-    + [("reserved", "<u4"),
-       ("dead_boards", "<u8")]     # boards the trigger processor has marked dead (bit b = board b)
+    + [("reserved", "<u4"), ("dead_boards", "<u8")]  # boards the trigger processor has marked dead (bit b = board b)
 )
 """An accepted trigger on the wire (32 bytes, docs/wire-format.md 2.3): a decision to the boards
 and a trigger record to the builder. Its first three fields are those of the one trigger record,
@@ -543,8 +622,16 @@ class StretchError(MessageError):
     """A slice message whose ``last_slice`` is below its ``slice_index`` or too far beyond it."""
 
 
-def encode_slice(magic: bytes, *, board_id: int, run_number: int, flags: int, slice_index: int,
-                 records: np.ndarray, last_slice: int | None = None) -> list[bytes]:
+def encode_slice(
+    magic: bytes,
+    *,
+    board_id: int,
+    run_number: int,
+    flags: int,
+    slice_index: int,
+    records: np.ndarray,
+    last_slice: int | None = None,
+) -> list[bytes]:
     """Two frames: a :data:`SLICE_HEADER_DTYPE` header and the records' bytes.
 
     ``last_slice`` (default ``slice_index``): the message covers the slices
@@ -552,8 +639,10 @@ def encode_slice(magic: bytes, *, board_id: int, run_number: int, flags: int, sl
     """
     last_slice = slice_index if last_slice is None else last_slice
     if not 0 <= last_slice - slice_index < MAX_STRETCH_SLICES:
-        raise ValueError(f"last_slice = {last_slice}: expected in [slice_index, slice_index + "
-                         f"{MAX_STRETCH_SLICES}) with slice_index = {slice_index}")
+        raise ValueError(
+            f"last_slice = {last_slice}: expected in [slice_index, slice_index + "
+            f"{MAX_STRETCH_SLICES}) with slice_index = {slice_index}"
+        )
     hdr = np.zeros(1, dtype=SLICE_HEADER_DTYPE)
     hdr["magic"] = magic
     hdr["version"] = MESSAGE_VERSION
@@ -575,11 +664,14 @@ def decode_slice(frames, magic: bytes, record_dtype: np.dtype) -> tuple[np.void,
         raise MessageError(f"header of {head.nbytes} bytes, expected {SLICE_HEADER_DTYPE.itemsize}")
     h = np.frombuffer(head, dtype=SLICE_HEADER_DTYPE, count=1)[0]
     if bytes(h["magic"]) != magic or int(h["version"]) != MESSAGE_VERSION:
-        raise MessageError(f"magic {bytes(h['magic'])!r} version {int(h['version'])}, expected {magic!r} v{MESSAGE_VERSION}")
+        raise MessageError(
+            f"magic {bytes(h['magic'])!r} version {int(h['version'])}, expected {magic!r} v{MESSAGE_VERSION}"
+        )
     if body.nbytes != int(h["count"]) * record_dtype.itemsize:
         raise MessageError(f"body of {body.nbytes} bytes for {int(h['count'])} records of {record_dtype.itemsize}")
     first, last = int(h["slice_index"]), int(h["last_slice"])
     if last < first or last - first >= MAX_STRETCH_SLICES:
-        raise StretchError(f"last_slice {last} for slice_index {first}: expected in [slice_index, "
-                           f"slice_index + {MAX_STRETCH_SLICES})")
+        raise StretchError(
+            f"last_slice {last} for slice_index {first}: expected in [slice_index, slice_index + {MAX_STRETCH_SLICES})"
+        )
     return h, np.frombuffer(body, dtype=record_dtype).copy()

@@ -59,29 +59,30 @@ log = logging.getLogger(__name__)
 class Rejected:
     """Reasons for which the writer does not write a built event (``events_rejected`` keys)."""
 
-    BAD_MESSAGE = "bad_message"                   # not an EV / SCALERS / END message of the builder
-    BAD_HEADER = "bad_header"                     # header frame not one EVENT_DTYPE record
-    BAD_SAMPLES = "bad_samples"                   # samples frame not n_channels x window_samples u16
-    BAD_PULSES = "bad_pulses"                     # pulses frame not n_pulses PULSE_DTYPE records
-    EVENT_ORDER = "event_order"                   # event number not above the last one received
+    BAD_MESSAGE = "bad_message"  # not an EV / SCALERS / END message of the builder
+    BAD_HEADER = "bad_header"  # header frame not one EVENT_DTYPE record
+    BAD_SAMPLES = "bad_samples"  # samples frame not n_channels x window_samples u16
+    BAD_PULSES = "bad_pulses"  # pulses frame not n_pulses PULSE_DTYPE records
+    EVENT_ORDER = "event_order"  # event number not above the last one received
     SAMPLE_ABOVE_ADC_MAX = "sample_above_adc_max"
-    BAD_PULSE_CHANNEL = "bad_pulse_channel"       # a pulse of a channel the channel map does not have
-    WRITER_VALIDATION = "writer_validation"       # anything else pokerdaq.io.RunFileWriter refuses
+    BAD_PULSE_CHANNEL = "bad_pulse_channel"  # a pulse of a channel the channel map does not have
+    WRITER_VALIDATION = "writer_validation"  # anything else pokerdaq.io.RunFileWriter refuses
 
 
 class WriterNode(Node):
     def __init__(self, cfg, name, control_endpoint, params) -> None:
         super().__init__(cfg, name, control_endpoint, params)
         from pokerdaq.io._records import EVENT_DTYPE
+
         self.EVENT_DTYPE = EVENT_DTYPE
         self.path = Path(params["output"])
         self.n_channels = len(cfg.channel_map)
         self.window = cfg.digitizer.window_samples
         self.batch: list[tuple[np.ndarray, bytes, bytes]] = []
         self.sample_bytes = self.n_channels * self.window * 2
-        self.rejected: collections.Counter = collections.Counter()   # events not written, by reason
+        self.rejected: collections.Counter = collections.Counter()  # events not written, by reason
         self.last_rejection = ""
-        self.last_received = -1      # highest event number received (written or rejected): gone by
+        self.last_received = -1  # highest event number received (written or rejected): gone by
         self.last_write = time.monotonic()
         self.writer: RunFileWriter | None = None
         self.events_written = 0
@@ -100,6 +101,7 @@ class WriterNode(Node):
         self.bad_scaler_messages = 0
         self.scaler_totals: collections.Counter[str] = collections.Counter()
         from pokerdaq.io import TRIGGER_PRIMITIVE_DTYPE, TRIGGER_STEP_DTYPE
+
         self.trigin_dtypes = (TRIGGER_STEP_DTYPE, TRIGGER_PRIMITIVE_DTYPE)
         self.trigin: list[tuple[np.ndarray, np.ndarray]] = []
         self.trigger_steps = 0
@@ -107,8 +109,9 @@ class WriterNode(Node):
         self.bad_trigger_input_messages = 0
         # the trigger state stored in each file of a rotated run (_trigger_state.py)
         from ._trigger_state import StateHistory
+
         self.state_history = StateHistory()
-        self.trigin_file_first_slice: dict[int, int] = {}   # file index -> first slice of its own steps
+        self.trigin_file_first_slice: dict[int, int] = {}  # file index -> first slice of its own steps
         self.trigger_state_files = 0
         self.trigger_state_bytes = 0
         # emulator truth (module docstring)
@@ -117,14 +120,16 @@ class WriterNode(Node):
             from pokerdaq.sim import build_tables
             from pokerdaq.sim._beam import BeamTimeline, use_block_store
             from pokerdaq.trigger._chain import stream_config
+
             # the boards' blocks: truth from the run's one time line (set for every run: a node
             # host keeps the module state from one run to the next)
             use_block_store(params.get("block_store") or None)
-            scfg = stream_config(cfg)   # what the boards' emulator runs with
+            scfg = stream_config(cfg)  # what the boards' emulator runs with
             self.truth = (BeamTimeline(scfg, int(params["seed"])), build_tables(scfg).lookback_ns)
         self.truth_matched = 0
         from ._display import DisplayTap
-        self.display = DisplayTap(cfg, int(params["run_number"]))   # spectra + latest event, lossy (_display.py)
+
+        self.display = DisplayTap(cfg, int(params["run_number"]))  # spectra + latest event, lossy (_display.py)
         # CPU seconds (this thread) by stage, for the benchmarks (bench/bench_daq.py)
         self.stage_cpu: collections.defaultdict[str, float] = collections.defaultdict(float)
 
@@ -137,11 +142,16 @@ class WriterNode(Node):
 
     def on_start(self) -> None:
         from pokerdaq.io import RunFileWriter
+
         daq = self.cfg.daq
         self.writer = RunFileWriter(
-            self.path, self.cfg, producer="pokerdaq run",
-            rotate_events=daq.rotate_events or None, rotate_bytes=daq.rotate_bytes or None,
-            flush_every_events=max(1, daq.writer_batch_events), overwrite=bool(self.params.get("overwrite", False)),
+            self.path,
+            self.cfg,
+            producer="pokerdaq run",
+            rotate_events=daq.rotate_events or None,
+            rotate_bytes=daq.rotate_bytes or None,
+            flush_every_events=max(1, daq.writer_batch_events),
+            overwrite=bool(self.params.get("overwrite", False)),
             trigger_seed=int(self.params["seed"]),
         )
         self.writer.first_event_hook = self._store_trigger_state
@@ -170,8 +180,11 @@ class WriterNode(Node):
                 self._on_trigger_inputs(frames[1], frames[2], frames[3] if len(frames) == 4 else None)
                 continue
             self._on_event(frames)
-        if self.batch and (len(self.batch) >= self.cfg.daq.writer_batch_events or self.end_info is not None
-                           or time.monotonic() - self.last_write > FLUSH_INTERVAL_S):
+        if self.batch and (
+            len(self.batch) >= self.cfg.daq.writer_batch_events
+            or self.end_info is not None
+            or time.monotonic() - self.last_write > FLUSH_INTERVAL_S
+        ):
             self._write_batch()
         if len(self.trigin) >= TRIGIN_BATCH or (self.trigin and self.end_info is not None):
             self._write_trigger_inputs()
@@ -190,10 +203,10 @@ class WriterNode(Node):
             info = json.loads(body)
         except ValueError:
             info = None
-        return info if isinstance(info, dict) else {}   # the end of the run all the same
+        return info if isinstance(info, dict) else {}  # the end of the run all the same
 
     def _reject(self, reason: str, why: str, n: int = 1) -> None:
-        if not self.rejected[reason]:   # the first of each reason is logged, all are counted
+        if not self.rejected[reason]:  # the first of each reason is logged, all are counted
             log.warning("writer: event not written (%s): %s", reason, why)
         self.rejected[reason] += n
         self.last_rejection = f"{reason}: {why}"
@@ -213,8 +226,9 @@ class WriterNode(Node):
             return
         self.last_received = number
         if len(frames[2]) != self.sample_bytes:
-            self._reject(Rejected.BAD_SAMPLES,
-                         f"event {number}: {len(frames[2])} sample bytes, expected {self.sample_bytes}")
+            self._reject(
+                Rejected.BAD_SAMPLES, f"event {number}: {len(frames[2])} sample bytes, expected {self.sample_bytes}"
+            )
             return
         want = int(header["n_pulses"][0]) * PULSE_DTYPE.itemsize
         if len(frames[3]) != want:
@@ -227,15 +241,20 @@ class WriterNode(Node):
         adc_max = self.cfg.digitizer.adc_max
         ok = samples.reshape(len(headers), -1).max(axis=1) <= adc_max
         for i in np.flatnonzero(~ok).tolist():
-            self._reject(Rejected.SAMPLE_ABOVE_ADC_MAX, f"event {int(headers['event_number'][i])}: sample "
-                         f"{int(samples[i].max())} above digitizer.adc_max = {adc_max}")
+            self._reject(
+                Rejected.SAMPLE_ABOVE_ADC_MAX,
+                f"event {int(headers['event_number'][i])}: sample "
+                f"{int(samples[i].max())} above digitizer.adc_max = {adc_max}",
+            )
         if len(pulses):
             owner = np.repeat(np.arange(len(headers)), headers["n_pulses"].astype(np.int64))
             bad = np.unique(owner[pulses["channel"] >= self.n_channels])
             for i in bad.tolist():
                 if ok[i]:
-                    self._reject(Rejected.BAD_PULSE_CHANNEL, f"event {int(headers['event_number'][i])}: a pulse of "
-                                 f"channel >= {self.n_channels}")
+                    self._reject(
+                        Rejected.BAD_PULSE_CHANNEL,
+                        f"event {int(headers['event_number'][i])}: a pulse of channel >= {self.n_channels}",
+                    )
             ok[bad] = False
         return ok
 
@@ -259,14 +278,14 @@ class WriterNode(Node):
         while start < len(headers) and self.pending_rows:
             end = int(self.pending_rows[0]["end_event"])
             if seen < end - 1:
-                break                 # the oldest open spill goes on beyond this batch
+                break  # the oldest open spill goes on beyond this batch
             cut = int(np.searchsorted(numbers, end))
             if cut > start:
-                self._write_events(headers[start:cut], samples[start:cut], pulses[offsets[start]:offsets[cut]])
+                self._write_events(headers[start:cut], samples[start:cut], pulses[offsets[start] : offsets[cut]])
                 start = cut
             self._write_scalers(seen, final=False, only_one=True)
         if start < len(headers):
-            self._write_events(headers[start:], samples[start:], pulses[offsets[start]:])
+            self._write_events(headers[start:], samples[start:], pulses[offsets[start] :])
         self.batches += 1
         if self.cfg.daq.writer_delay_s:
             time.sleep(self.cfg.daq.writer_delay_s)  # test-only slow-disk emulation (daq.writer_delay_s)
@@ -277,13 +296,13 @@ class WriterNode(Node):
         """Write events; should the file writer still refuse some, write the others one by one."""
         try:
             self._write_checked(headers, samples, pulses)
-        except ValueError as err:   # raised before anything is written (RunFileWriter.write_events)
+        except ValueError as err:  # raised before anything is written (RunFileWriter.write_events)
             log.warning("writer: batch of %d events refused (%s); writing them one by one", len(headers), err)
             offsets = np.zeros(len(headers) + 1, np.int64)
             np.cumsum(headers["n_pulses"], out=offsets[1:])
             for i in range(len(headers)):
                 try:
-                    self._write_checked(headers[i:i + 1], samples[i:i + 1], pulses[offsets[i]:offsets[i + 1]])
+                    self._write_checked(headers[i : i + 1], samples[i : i + 1], pulses[offsets[i] : offsets[i + 1]])
                 except ValueError as one:
                     self._reject(Rejected.WRITER_VALIDATION, f"event {int(headers['event_number'][i])}: {one}")
 
@@ -294,6 +313,7 @@ class WriterNode(Node):
         if self.truth is not None:
             from pokerdaq.io._records import EventFlags
             from pokerdaq.sim import window_truth
+
             timeline, lookback_ns = self.truth
             ref = headers["timestamp"].astype(np.int64)
             c0 = time.thread_time()
@@ -301,7 +321,7 @@ class WriterNode(Node):
             self.stage_cpu["truth"] += time.thread_time() - c0
             headers["flags"] |= np.uint32(EventFlags.SIMULATED)
         c0 = time.thread_time()
-        self._write_trigger_inputs()   # the decisions of these events (and later ones) first
+        self._write_trigger_inputs()  # the decisions of these events (and later ones) first
         writer = self.writer
         if writer is None:
             raise NodeError("events before the run file was opened (start comes first)")
@@ -316,19 +336,34 @@ class WriterNode(Node):
         self.incomplete += int((headers["missing_boards"] != 0).sum())
         self.bytes_written += headers.nbytes + samples.nbytes + pulses.nbytes
 
-    _ROW_KEYS = ("spill", "start_timestamp", "stop_timestamp", "beam_counts", "triggers_raw", "triggers_accepted",
-                 "busy_ticks", "trigger_bits", "first_event", "end_event")
+    _ROW_KEYS = (
+        "spill",
+        "start_timestamp",
+        "stop_timestamp",
+        "beam_counts",
+        "triggers_raw",
+        "triggers_accepted",
+        "busy_ticks",
+        "trigger_bits",
+        "first_event",
+        "end_event",
+    )
 
     def _on_scaler_row(self, body: bytes) -> None:
         """A spill row of the trigger processor: kept until its events have gone by; a malformed one is counted."""
-        def count(v) -> bool:   # what a uint64 column holds
+
+        def count(v) -> bool:  # what a uint64 column holds
             return isinstance(v, int) and not isinstance(v, bool) and 0 <= v < 1 << 64
 
         try:
             row = json.loads(body)
             bits = row.get("trigger_bits") if isinstance(row, dict) else None
-            ok = (all(count(row.get(k)) for k in self._ROW_KEYS if k != "trigger_bits")
-                  and isinstance(bits, list) and len(bits) == 32 and all(count(b) for b in bits))
+            ok = (
+                all(count(row.get(k)) for k in self._ROW_KEYS if k != "trigger_bits")
+                and isinstance(bits, list)
+                and len(bits) == 32
+                and all(count(b) for b in bits)
+            )
         except ValueError:
             ok = False
         if not ok:
@@ -340,8 +375,11 @@ class WriterNode(Node):
         """A decision step, its primitives (and the trigger model's state before it): kept for
         the next write; a malformed one is counted."""
         step_dtype, prim_dtype = self.trigin_dtypes
-        if len(step) != step_dtype.itemsize or len(prims) % prim_dtype.itemsize \
-                or (state is not None and (len(state) % 8 or not state)):
+        if (
+            len(step) != step_dtype.itemsize
+            or len(prims) % prim_dtype.itemsize
+            or (state is not None and (len(state) % 8 or not state))
+        ):
             self.bad_trigger_input_messages += 1
             return
         row = np.frombuffer(step, dtype=step_dtype)
@@ -355,8 +393,9 @@ class WriterNode(Node):
     def _store_trigger_state(self, first_event: int) -> None:
         """A file gets its first event: store the state and steps that make it checkable alone."""
         from pokerdaq.trigger import STATE_VERSION
+
         writer = self.writer
-        assert writer is not None   # called by it
+        assert writer is not None  # called by it
         found = self.state_history.for_file(first_event, self.trigin_file_first_slice.get(writer.file_index))
         if found is None:
             return
@@ -379,6 +418,7 @@ class WriterNode(Node):
 
     def _count_spill_events(self, headers: np.ndarray) -> None:
         from pokerdaq.io._records import EventFlags
+
         spills = headers["timestamp"] // np.uint64(self.spill_ticks)
         incomplete = (headers["flags"] & np.uint32(EventFlags.INCOMPLETE)) != 0
         for m in np.unique(spills).tolist():
@@ -390,25 +430,40 @@ class WriterNode(Node):
     def _write_scalers(self, seen: int, final: bool = False, only_one: bool = False) -> None:
         """Write the spill rows whose events have all gone by (event ``seen`` received; all at the end)."""
         from pokerdaq.io._records import SCALER_DTYPE
+
         while self.pending_rows and self.writer is not None:
             r = self.pending_rows[0]
             if not final and seen < int(r["end_event"]) - 1:
-                return   # events of this spill are still to come
+                return  # events of this spill are still to come
             self.pending_rows.popleft()
             built, incomplete = self.spill_events.pop(int(r["spill"]), (0, 0))
             row = np.zeros(1, dtype=SCALER_DTYPE)
-            for name in ("spill", "start_timestamp", "stop_timestamp", "beam_counts", "triggers_raw",
-                         "triggers_accepted", "busy_ticks"):
+            for name in (
+                "spill",
+                "start_timestamp",
+                "stop_timestamp",
+                "beam_counts",
+                "triggers_raw",
+                "triggers_accepted",
+                "busy_ticks",
+            ):
                 row[name] = r[name]
             row["events_built"] = built
             row["events_incomplete"] = incomplete
             # issued (accepted) but not written: never received, or rejected here (events_rejected)
             row["events_dropped"] = max(int(r["triggers_accepted"]) - built, 0)
-            row["trigger_bits"][0] = r["trigger_bits"][:row["trigger_bits"].shape[1]]
+            row["trigger_bits"][0] = r["trigger_bits"][: row["trigger_bits"].shape[1]]
             self.writer.write_scalers(row)
             self.scaler_rows += 1
-            for name in ("beam_counts", "triggers_raw", "triggers_accepted", "busy_ticks", "events_built",
-                         "events_incomplete", "events_dropped"):
+            for name in (
+                "beam_counts",
+                "triggers_raw",
+                "triggers_accepted",
+                "busy_ticks",
+                "events_built",
+                "events_incomplete",
+                "events_dropped",
+            ):
                 self.scaler_totals[name] += int(row[name][0])
             self.scaler_totals["final_stop_timestamp"] = int(r["stop_timestamp"])
             if only_one:
@@ -459,7 +514,7 @@ class WriterNode(Node):
                 if self.batch:
                     self._write_batch()
                 self._write_trigger_inputs()
-                self._write_scalers(self.last_received, final=True)   # the rows of the spills that ended are valid too
+                self._write_scalers(self.last_received, final=True)  # the rows of the spills that ended are valid too
                 self._close()
         finally:
             self.display.close()

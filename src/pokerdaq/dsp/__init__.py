@@ -14,5 +14,4 @@ from ._records import PULSE_DTYPE, QualityBits
 from ._stream import PulseStream
 from ._window import find_pulses, find_pulses_batch
 
-__all__ = ["PULSE_DTYPE", "PulseParams", "PulseStream", "QualityBits", "find_pulses",
-           "find_pulses_batch"]
+__all__ = ["PULSE_DTYPE", "PulseParams", "PulseStream", "QualityBits", "find_pulses", "find_pulses_batch"]

@@ -45,8 +45,27 @@ rounded up. An undecided pulse starts at most NSA - 1 samples before the chunk e
 
 
 @numba.njit(nogil=True, cache=True)
-def _write_pulse(x, c, lo_limit, end, thr_abs, ped, ped_sum, nped_log2, nsb, nsa,
-                 quality, out, k, channel, base, index, above, have_above, adc_max):
+def _write_pulse(
+    x,
+    c,
+    lo_limit,
+    end,
+    thr_abs,
+    ped,
+    ped_sum,
+    nped_log2,
+    nsb,
+    nsa,
+    quality,
+    out,
+    k,
+    channel,
+    base,
+    index,
+    above,
+    have_above,
+    adc_max,
+):
     """Measure the confirmed pulse with crossing ``c`` and write it to ``out[k]``.
 
     ``have_above``: ``above`` is the u64 mask of :func:`_count_short_row` (bit n: x[n] > T)
@@ -108,7 +127,7 @@ def _write_pulse(x, c, lo_limit, end, thr_abs, ped, ped_sum, nped_log2, nsb, nsa
         acc += v
         low = min(low, v)
         high = max(high, v)
-    if np.int64(high) == adc_max:   # the digitizer's upper rail, (1 << adc_bits) - 1
+    if np.int64(high) == adc_max:  # the digitizer's upper rail, (1 << adc_bits) - 1
         quality |= _OVERFLOW
     if low == 0:
         quality |= _UNDERFLOW
@@ -145,8 +164,30 @@ def _write_pulse(x, c, lo_limit, end, thr_abs, ped, ped_sum, nped_log2, nsb, nsa
 
 
 @numba.njit(nogil=True, cache=True)
-def _scan_row(x, lo_limit, start, end, final, thr_abs, ped, ped_sum, nped_log2, nsb, nsa,
-              nsat, max_pulses, quality, write, out, pos, channel, base, index0, crossings, adc_max):
+def _scan_row(
+    x,
+    lo_limit,
+    start,
+    end,
+    final,
+    thr_abs,
+    ped,
+    ped_sum,
+    nped_log2,
+    nsb,
+    nsa,
+    nsat,
+    max_pulses,
+    quality,
+    write,
+    out,
+    pos,
+    channel,
+    base,
+    index0,
+    crossings,
+    adc_max,
+):
     """Find the pulses of one row, candidates tested at ``start .. end-1`` (1.4, 1.9).
 
     ``final``: the row ends at ``end`` (window mode, or the end of a stream); otherwise a
@@ -163,7 +204,7 @@ def _scan_row(x, lo_limit, start, end, final, thr_abs, ped, ped_sum, nped_log2, 
             # a time (a fixed-length maximum, vectorised), then one by one
             n += 1
             while n + _SKIP <= end:
-                w = x[n:n + _SKIP]  # a view indexed from 0: no wraparound, vectorised
+                w = x[n : n + _SKIP]  # a view indexed from 0: no wraparound, vectorised
                 m = w[0]
                 for i in range(_SKIP):
                     m = max(m, w[i])
@@ -178,7 +219,7 @@ def _scan_row(x, lo_limit, start, end, final, thr_abs, ped, ped_sum, nped_log2, 
             # _SKIP samples at a time (a fixed-length minimum), then one by one
             n += 1
             while n + _SKIP <= end:
-                w = x[n:n + _SKIP]
+                w = x[n : n + _SKIP]
                 m = w[0]
                 for i in range(_SKIP):
                     m = min(m, w[i])
@@ -211,9 +252,27 @@ def _scan_row(x, lo_limit, start, end, final, thr_abs, ped, ped_sum, nped_log2, 
                 prev["quality"] = prev["quality"] | _MORE_PULSES
             return count, end, True
         if write:
-            _write_pulse(x, c, lo_limit, end, thr_abs, ped, ped_sum, nped_log2, nsb, nsa,
-                         quality, out, pos + count, channel, base, index0 + count,
-                         np.uint64(0), False, adc_max)
+            _write_pulse(
+                x,
+                c,
+                lo_limit,
+                end,
+                thr_abs,
+                ped,
+                ped_sum,
+                nped_log2,
+                nsb,
+                nsa,
+                quality,
+                out,
+                pos + count,
+                channel,
+                base,
+                index0 + count,
+                np.uint64(0),
+                False,
+                adc_max,
+            )
         elif count < crossings.shape[0]:
             crossings[count] = c
         count += 1
@@ -257,8 +316,28 @@ def _count_short_row(x, start, thr_abs, nsa, nsat, max_pulses, crossings):
 
 
 @numba.njit(nogil=True, cache=True)
-def _measure_row(x, ch, thr, nsb, nsa, nsat, nped_log2, maxped, max_pulses, ped_mode, ped_cfg,
-                 found, beyond, crossings, out, pos, channel_ids, above, have_above, adc_max):
+def _measure_row(
+    x,
+    ch,
+    thr,
+    nsb,
+    nsa,
+    nsat,
+    nped_log2,
+    maxped,
+    max_pulses,
+    ped_mode,
+    ped_cfg,
+    found,
+    beyond,
+    crossings,
+    out,
+    pos,
+    channel_ids,
+    above,
+    have_above,
+    adc_max,
+):
     """Write the ``found`` pulses of window row ``x`` (channel ``ch``) to ``out[pos:]``, at
     the ``crossings`` the screen noted, or by a second scan when there were more."""
     log2 = nped_log2[ch]
@@ -280,23 +359,84 @@ def _measure_row(x, ch, thr, nsb, nsa, nsat, nped_log2, maxped, max_pulses, ped_
     thr_abs = ped + thr[ch]
     n_samples = x.shape[0]
     if found > crossings.shape[0]:
-        _scan_row(x, 0, start, n_samples, True, thr_abs, ped, ped_sum, log2, nsb[ch], nsa[ch],
-                  nsat[ch], max_pulses[ch], quality, True, out, pos, channel_ids[ch],
-                  np.int64(0), np.int64(0), crossings, adc_max)
+        _scan_row(
+            x,
+            0,
+            start,
+            n_samples,
+            True,
+            thr_abs,
+            ped,
+            ped_sum,
+            log2,
+            nsb[ch],
+            nsa[ch],
+            nsat[ch],
+            max_pulses[ch],
+            quality,
+            True,
+            out,
+            pos,
+            channel_ids[ch],
+            np.int64(0),
+            np.int64(0),
+            crossings,
+            adc_max,
+        )
         return
     for k in range(found):
-        _write_pulse(x, np.int64(crossings[k]), 0, n_samples, thr_abs, ped, ped_sum, log2,
-                     nsb[ch], nsa[ch], quality, out, pos + k, channel_ids[ch], np.int64(0),
-                     np.int64(k), above, have_above, adc_max)
+        _write_pulse(
+            x,
+            np.int64(crossings[k]),
+            0,
+            n_samples,
+            thr_abs,
+            ped,
+            ped_sum,
+            log2,
+            nsb[ch],
+            nsa[ch],
+            quality,
+            out,
+            pos + k,
+            channel_ids[ch],
+            np.int64(0),
+            np.int64(k),
+            above,
+            have_above,
+            adc_max,
+        )
     if beyond:
         last = out[pos + found - 1]
         last["quality"] = last["quality"] | _MORE_PULSES
 
 
 @numba.njit(parallel=True, nogil=True, cache=True)
-def _window_find(flat, n_rows, n_samples, n_ch, block, thr, nsb, nsa, nsat, nped_log2, maxped,
-                 max_pulses, ped_mode, ped_cfg, channel_ids, counts, more, crossings,
-                 block_max, scratch, block_filled, block_stop, adc_max):
+def _window_find(
+    flat,
+    n_rows,
+    n_samples,
+    n_ch,
+    block,
+    thr,
+    nsb,
+    nsa,
+    nsat,
+    nped_log2,
+    maxped,
+    max_pulses,
+    ped_mode,
+    ped_cfg,
+    channel_ids,
+    counts,
+    more,
+    crossings,
+    block_max,
+    scratch,
+    block_filled,
+    block_stop,
+    adc_max,
+):
     """Window mode over the rows of ``flat`` (rows of ``n_samples``; row r: the registers of
     channel r % n_ch), in blocks of ``block`` consecutive rows per thread task.
 
@@ -339,26 +479,64 @@ def _window_find(flat, n_rows, n_samples, n_ch, block, thr, nsb, nsa, nsat, nped
             bmax = max(bmax, m)
             found = 0
             if np.int64(m) > thr_abs:
-                x = flat[r * n_samples:(r + 1) * n_samples]
+                x = flat[r * n_samples : (r + 1) * n_samples]
                 row_crossings = crossings[r]
                 if n_samples <= 64:
-                    found, beyond, above = _count_short_row(x, start, thr_abs, nsa[ch],
-                                                            nsat[ch], max_pulses[ch],
-                                                            row_crossings)
+                    found, beyond, above = _count_short_row(
+                        x, start, thr_abs, nsa[ch], nsat[ch], max_pulses[ch], row_crossings
+                    )
                     have_above = True
                 else:
-                    found, _, beyond = _scan_row(x, 0, start, n_samples, True, thr_abs, ped,
-                                                 ped_sum, log2, nsb[ch], nsa[ch], nsat[ch],
-                                                 max_pulses[ch], 0, False, scratch, 0, 0,
-                                                 np.int64(0), np.int64(0), row_crossings, adc_max)
+                    found, _, beyond = _scan_row(
+                        x,
+                        0,
+                        start,
+                        n_samples,
+                        True,
+                        thr_abs,
+                        ped,
+                        ped_sum,
+                        log2,
+                        nsb[ch],
+                        nsa[ch],
+                        nsat[ch],
+                        max_pulses[ch],
+                        0,
+                        False,
+                        scratch,
+                        0,
+                        0,
+                        np.int64(0),
+                        np.int64(0),
+                        row_crossings,
+                        adc_max,
+                    )
                     above = np.uint64(0)
                     have_above = False
                 if found > 0 and stop == last:
                     if filled + found <= block:
-                        _measure_row(x, ch, thr, nsb, nsa, nsat, nped_log2, maxped,
-                                     max_pulses, ped_mode, ped_cfg, found, beyond,
-                                     row_crossings, scratch, first + filled, channel_ids,
-                                     above, have_above, adc_max)
+                        _measure_row(
+                            x,
+                            ch,
+                            thr,
+                            nsb,
+                            nsa,
+                            nsat,
+                            nped_log2,
+                            maxped,
+                            max_pulses,
+                            ped_mode,
+                            ped_cfg,
+                            found,
+                            beyond,
+                            row_crossings,
+                            scratch,
+                            first + filled,
+                            channel_ids,
+                            above,
+                            have_above,
+                            adc_max,
+                        )
                         filled += found
                     else:
                         stop = r
@@ -380,26 +558,84 @@ def _window_gather(scratch_bytes, block_bytes, block_filled_bytes, offsets_bytes
         src = b * block_bytes
         dst = offsets_bytes[b]
         n = block_filled_bytes[b]
-        out_bytes[dst:dst + n] = scratch_bytes[src:src + n]  # a slice copy: memcpy speed
+        out_bytes[dst : dst + n] = scratch_bytes[src : src + n]  # a slice copy: memcpy speed
 
 
 @numba.njit(parallel=True, nogil=True, cache=True)
-def _window_measure(flat, n_samples, n_ch, rows, offsets, thr, nsb, nsa, nsat, nped_log2,
-                    maxped, max_pulses, ped_mode, ped_cfg, counts, more, crossings, out,
-                    channel_ids, adc_max):
+def _window_measure(
+    flat,
+    n_samples,
+    n_ch,
+    rows,
+    offsets,
+    thr,
+    nsb,
+    nsa,
+    nsat,
+    nped_log2,
+    maxped,
+    max_pulses,
+    ped_mode,
+    ped_cfg,
+    counts,
+    more,
+    crossings,
+    out,
+    channel_ids,
+    adc_max,
+):
     """Measure the pulses of ``rows`` (rows with pulses that the screen did not measure)
     into ``out[offsets[j]:]``."""
     for j in numba.prange(rows.shape[0]):
         r = np.int64(rows[j])
-        _measure_row(flat[r * n_samples:(r + 1) * n_samples], r % n_ch, thr, nsb, nsa, nsat,
-                     nped_log2, maxped, max_pulses, ped_mode, ped_cfg, counts[r], more[r],
-                     crossings[r], out, offsets[j], channel_ids, np.uint64(0), False, adc_max)
+        _measure_row(
+            flat[r * n_samples : (r + 1) * n_samples],
+            r % n_ch,
+            thr,
+            nsb,
+            nsa,
+            nsat,
+            nped_log2,
+            maxped,
+            max_pulses,
+            ped_mode,
+            ped_cfg,
+            counts[r],
+            more[r],
+            crossings[r],
+            out,
+            offsets[j],
+            channel_ids,
+            np.uint64(0),
+            False,
+            adc_max,
+        )
 
 
 @numba.njit(parallel=True, nogil=True, cache=True)
-def _stream_pass(x, base, lo_limit, end, final, thr, nsb, nsa, nsat, nped_log2, ped_cfg,
-                 next_n, n_pulses, write, counts, resume, offsets, out, channel_ids,
-                 crossings, adc_max):
+def _stream_pass(
+    x,
+    base,
+    lo_limit,
+    end,
+    final,
+    thr,
+    nsb,
+    nsa,
+    nsat,
+    nped_log2,
+    ped_cfg,
+    next_n,
+    n_pulses,
+    write,
+    counts,
+    resume,
+    offsets,
+    out,
+    channel_ids,
+    crossings,
+    adc_max,
+):
     """Stream mode (configured pedestal, unlimited pulses) over one row per channel.
 
     ``x[ch, :end]`` holds the samples ``base .. base+end-1`` of channel ch (history, then the
@@ -418,13 +654,51 @@ def _stream_pass(x, base, lo_limit, end, final, thr, nsb, nsa, nsat, nped_log2, 
         thr_abs = ped + thr[ch]
         if write:
             for k in range(counts[ch]):
-                _write_pulse(x[ch], np.int64(crossings[ch, k]), lo_limit, end, thr_abs, ped,
-                             ped_sum, log2, nsb[ch], nsa[ch], 0, out, offsets[ch] + k,
-                             channel_ids[ch], base, n_pulses[ch] + k, np.uint64(0), False, adc_max)
+                _write_pulse(
+                    x[ch],
+                    np.int64(crossings[ch, k]),
+                    lo_limit,
+                    end,
+                    thr_abs,
+                    ped,
+                    ped_sum,
+                    log2,
+                    nsb[ch],
+                    nsa[ch],
+                    0,
+                    out,
+                    offsets[ch] + k,
+                    channel_ids[ch],
+                    base,
+                    n_pulses[ch] + k,
+                    np.uint64(0),
+                    False,
+                    adc_max,
+                )
             continue
-        found, stop, _ = _scan_row(x[ch], lo_limit, next_n[ch] - base, end, final, thr_abs,
-                                   ped, ped_sum, log2, nsb[ch], nsa[ch], nsat[ch],
-                                   np.int64(0), 0, False, out, 0, channel_ids[ch], base,
-                                   n_pulses[ch], crossings[ch], adc_max)
+        found, stop, _ = _scan_row(
+            x[ch],
+            lo_limit,
+            next_n[ch] - base,
+            end,
+            final,
+            thr_abs,
+            ped,
+            ped_sum,
+            log2,
+            nsb[ch],
+            nsa[ch],
+            nsat[ch],
+            np.int64(0),
+            0,
+            False,
+            out,
+            0,
+            channel_ids[ch],
+            base,
+            n_pulses[ch],
+            crossings[ch],
+            adc_max,
+        )
         counts[ch] = found
         resume[ch] = base + stop

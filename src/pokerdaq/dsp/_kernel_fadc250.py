@@ -99,8 +99,7 @@ def _fadc250_row(w, thr, nsb, nsa, nsat, nped_log2, maxped, out, pos, channel):
         net = total - ((ped_sum * (hi - lo)) >> nped_log2)
         # 1.13.5 peak: the first fall in [c+1, N-1)
         fall = c + 1
-        while fall < n_samples - 1 and ((np.int64(w[fall]) & _CODE)
-                                         >= (np.int64(w[fall - 1]) & _CODE)):
+        while fall < n_samples - 1 and ((np.int64(w[fall]) & _CODE) >= (np.int64(w[fall - 1]) & _CODE)):
             fall += 1
         coarse = c
         fine = np.int64(0)
@@ -149,11 +148,21 @@ def _fadc250_row(w, thr, nsb, nsa, nsat, nped_log2, maxped, out, pos, channel):
 
 
 @numba.njit(parallel=True, nogil=True, cache=True)
-def _fadc250_window(flat, n_rows, n_samples, n_ch, thr, nsb, nsa, nsat, nped_log2, maxped,
-                    channel_ids, counts, scratch):
+def _fadc250_window(
+    flat, n_rows, n_samples, n_ch, thr, nsb, nsa, nsat, nped_log2, maxped, channel_ids, counts, scratch
+):
     """Rows of ``flat`` (row r: channel r % n_ch) into ``scratch[3 r : 3 r + 3]``."""
     for r in numba.prange(n_rows):
         ch = r % n_ch
-        counts[r] = _fadc250_row(flat[r * n_samples:(r + 1) * n_samples], thr[ch], nsb[ch],
-                                 nsa[ch], nsat[ch], nped_log2[ch], maxped[ch], scratch,
-                                 r * FADC250_SLOTS, channel_ids[ch])
+        counts[r] = _fadc250_row(
+            flat[r * n_samples : (r + 1) * n_samples],
+            thr[ch],
+            nsb[ch],
+            nsa[ch],
+            nsat[ch],
+            nped_log2[ch],
+            maxped[ch],
+            scratch,
+            r * FADC250_SLOTS,
+            channel_ids[ch],
+        )

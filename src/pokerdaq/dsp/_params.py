@@ -29,15 +29,24 @@ FADC250_MAX_PULSES = 3
 """fADC250 firmware v3 reports at most 3 pulses per window (docs/firmware-spec.md 1.13)."""
 
 REGISTER_RANGES: dict[str, tuple[int, int]] = {
-    name: bounds for name, bounds in PULSE_FINDER_RANGES.items() if name != "algorithm"}
+    name: bounds for name, bounds in PULSE_FINDER_RANGES.items() if name != "algorithm"
+}
 """Register -> (lowest, highest) allowed value, docs/firmware-spec.md 1.2, in register order:
 from firmware_models/registers.toml (``pokerdaq._regmap``). ``algorithm`` is checked apart
 (:meth:`PulseParams._check_algorithm`): the kernels of each algorithm take their own registers."""
 
 # the defaults of PulseParams.uniform: those of pokerdaq.config.PulseFinderConfig
 _UNIFORM_DEFAULTS = {
-    "thr": 20, "nsb": 2, "nsa": 12, "nsat": 2, "nped_log2": 3, "maxped": 16383,
-    "max_pulses": 3, "ped_mode": PED_MEASURED, "ped_cfg": 400, "algorithm": ALGORITHM_POKER,
+    "thr": 20,
+    "nsb": 2,
+    "nsa": 12,
+    "nsat": 2,
+    "nped_log2": 3,
+    "maxped": 16383,
+    "max_pulses": 3,
+    "ped_mode": PED_MEASURED,
+    "ped_cfg": 400,
+    "algorithm": ALGORITHM_POKER,
 }
 
 
@@ -82,10 +91,12 @@ class PulseParams:
     Not in ``REGISTER_RANGES``: the kernels of each algorithm take their own registers."""
 
     def __post_init__(self) -> None:
-        if isinstance(self.adc_max, bool) or not isinstance(self.adc_max, (int, np.integer)) \
-                or not 255 <= int(self.adc_max) <= 65535:
-            raise ValueError(f"PulseParams.adc_max = {self.adc_max!r}: expected (1 << adc_bits) - 1, "
-                             "255..65535")
+        if (
+            isinstance(self.adc_max, bool)
+            or not isinstance(self.adc_max, (int, np.integer))
+            or not 255 <= int(self.adc_max) <= 65535
+        ):
+            raise ValueError(f"PulseParams.adc_max = {self.adc_max!r}: expected (1 << adc_bits) - 1, 255..65535")
         object.__setattr__(self, "adc_max", int(self.adc_max))
         n = None
         for name, (low, high) in REGISTER_RANGES.items():
@@ -93,52 +104,55 @@ class PulseParams:
             if raw.dtype.kind not in "iub":
                 raise TypeError(f"PulseParams.{name}: expected integers, got dtype {raw.dtype}")
             if raw.ndim != 1:
-                raise ValueError(f"PulseParams.{name}: expected one value per channel (1-D), "
-                                 f"got shape {raw.shape}")
+                raise ValueError(f"PulseParams.{name}: expected one value per channel (1-D), got shape {raw.shape}")
             if n is None:
                 n = raw.shape[0]
             elif raw.shape[0] != n:
-                raise ValueError(f"PulseParams.{name}: {raw.shape[0]} channels, expected {n} "
-                                 "like PulseParams.thr")
+                raise ValueError(f"PulseParams.{name}: {raw.shape[0]} channels, expected {n} like PulseParams.thr")
             bad = (raw < low) | (raw > high)
             if bad.any():
                 ch = _first_bad(bad)
-                raise ValueError(f"PulseParams.{name}[channel {ch}] = {int(raw[ch])}: "
-                                 f"expected {low}..{high}")
+                raise ValueError(f"PulseParams.{name}[channel {ch}] = {int(raw[ch])}: expected {low}..{high}")
             arr = np.ascontiguousarray(raw, dtype=np.int32)
             arr.flags.writeable = False
             object.__setattr__(self, name, arr)
         bad = self.nsat > self.nsa
         if bad.any():
             ch = _first_bad(bad)
-            raise ValueError(f"PulseParams.nsat[channel {ch}] = {int(self.nsat[ch])}: "
-                             f"expected at most nsa = {int(self.nsa[ch])}")
+            raise ValueError(
+                f"PulseParams.nsat[channel {ch}] = {int(self.nsat[ch])}: expected at most nsa = {int(self.nsa[ch])}"
+            )
         self._check_algorithm(int(n))  # type: ignore[arg-type]  # REGISTER_RANGES is not empty: n is set
 
     def _check_algorithm(self, n: int) -> None:
         raw = np.zeros(n, dtype=np.int64) if self.algorithm is None else np.asarray(self.algorithm)
         if raw.dtype.kind not in "iub" or raw.shape != (n,):
-            raise ValueError(f"PulseParams.algorithm: expected {n} integers (0 poker, 1 fadc250),"
-                             f" got dtype {raw.dtype} shape {raw.shape}")
+            raise ValueError(
+                f"PulseParams.algorithm: expected {n} integers (0 poker, 1 fadc250),"
+                f" got dtype {raw.dtype} shape {raw.shape}"
+            )
         low, high = PULSE_FINDER_RANGES["algorithm"]
         bad = (raw < low) | (raw > high)
         if bad.any():
             ch = _first_bad(bad)
-            raise ValueError(f"PulseParams.algorithm[channel {ch}] = {int(raw[ch])}: expected "
-                             "0 (poker) or 1 (fadc250)")
+            raise ValueError(f"PulseParams.algorithm[channel {ch}] = {int(raw[ch])}: expected 0 (poker) or 1 (fadc250)")
         fadc = raw == ALGORITHM_FADC250
         # fADC250 v3 has a measured pedestal and a fixed limit of 3 pulses (spec 1.13)
         bad = fadc & (self.ped_mode != PED_MEASURED)
         if bad.any():
             ch = _first_bad(bad)
-            raise ValueError(f"PulseParams.ped_mode[channel {ch}] = {int(self.ped_mode[ch])}: "
-                             "the fadc250 algorithm measures its pedestal (expected 0)")
+            raise ValueError(
+                f"PulseParams.ped_mode[channel {ch}] = {int(self.ped_mode[ch])}: "
+                "the fadc250 algorithm measures its pedestal (expected 0)"
+            )
         bad = fadc & (self.max_pulses != FADC250_MAX_PULSES)
         if bad.any():
             ch = _first_bad(bad)
-            raise ValueError(f"PulseParams.max_pulses[channel {ch}] = "
-                             f"{int(self.max_pulses[ch])}: the fadc250 algorithm reports at most "
-                             f"{FADC250_MAX_PULSES} pulses (expected {FADC250_MAX_PULSES})")
+            raise ValueError(
+                f"PulseParams.max_pulses[channel {ch}] = "
+                f"{int(self.max_pulses[ch])}: the fadc250 algorithm reports at most "
+                f"{FADC250_MAX_PULSES} pulses (expected {FADC250_MAX_PULSES})"
+            )
         arr = np.ascontiguousarray(raw, dtype=np.int32)
         arr.flags.writeable = False
         object.__setattr__(self, "algorithm", arr)
@@ -177,15 +191,12 @@ class PulseParams:
             raise ValueError(f"n_channels = {n_channels}: expected at least 1")
         unknown = set(registers) - set(_UNIFORM_DEFAULTS)
         if unknown:
-            raise TypeError(f"unknown register(s) {sorted(unknown)}: expected "
-                            + ", ".join(_UNIFORM_DEFAULTS))
+            raise TypeError(f"unknown register(s) {sorted(unknown)}: expected " + ", ".join(_UNIFORM_DEFAULTS))
         values = {**_UNIFORM_DEFAULTS, **registers}
-        return cls(**{k: np.full(int(n_channels), v, dtype=np.int64) for k, v in values.items()},
-                   adc_max=adc_max)
+        return cls(**{k: np.full(int(n_channels), v, dtype=np.int64) for k, v in values.items()}, adc_max=adc_max)
 
     @classmethod
-    def from_config(cls, cfg: Config, channels: Sequence[int] | np.ndarray | None = None
-                    ) -> PulseParams:
+    def from_config(cls, cfg: Config, channels: Sequence[int] | np.ndarray | None = None) -> PulseParams:
         """Registers of each channel from its subsystem's ``pulse_finder`` table.
 
         Parameters
@@ -206,8 +217,9 @@ class PulseParams:
                 raise ValueError(f"channels: expected a 1-D integer array, got {chans!r}")
             bad = (chans < 0) | (chans >= len(table))
             if bad.any():
-                raise ValueError(f"channels: channel {int(chans[_first_bad(bad)])} is not in "
-                                 f"the channel map (0..{len(table) - 1})")
+                raise ValueError(
+                    f"channels: channel {int(chans[_first_bad(bad)])} is not in the channel map (0..{len(table) - 1})"
+                )
         cols: dict[str, list[int]] = {k: [] for k in REGISTER_RANGES}
         algorithm: list[int] = []
         for ch in chans:
@@ -219,20 +231,21 @@ class PulseParams:
             cols["nped_log2"].append(int(pf.nped).bit_length() - 1)
             cols["maxped"].append(pf.maxped)
             cols["max_pulses"].append(pf.max_pulses)
-            cols["ped_mode"].append(PED_CONFIGURED if pf.pedestal_mode == "configured"
-                                    else PED_MEASURED)
+            cols["ped_mode"].append(PED_CONFIGURED if pf.pedestal_mode == "configured" else PED_MEASURED)
             cols["ped_cfg"].append(pf.pedestal_adc)
             algorithm.append(ALGORITHMS[pf.algorithm])
-        return cls(**{k: np.asarray(v, dtype=np.int64) for k, v in cols.items()},
-                   algorithm=np.asarray(algorithm, dtype=np.int64), adc_max=cfg.digitizer.adc_max)
+        return cls(
+            **{k: np.asarray(v, dtype=np.int64) for k, v in cols.items()},
+            algorithm=np.asarray(algorithm, dtype=np.int64),
+            adc_max=cfg.digitizer.adc_max,
+        )
 
     def replace(self, **registers: Any) -> PulseParams:
         """A copy with some registers replaced (a scalar is broadcast to every channel)."""
         values: dict[str, Any] = {}
         for name, value in registers.items():
             if name not in REGISTER_RANGES and name != "algorithm":
-                raise TypeError(f"unknown register {name!r}: expected "
-                                + ", ".join(REGISTER_RANGES) + ", algorithm")
+                raise TypeError(f"unknown register {name!r}: expected " + ", ".join(REGISTER_RANGES) + ", algorithm")
             arr = np.asarray(value)
             values[name] = np.full(self.n_channels, arr) if arr.ndim == 0 else arr
         return dataclasses.replace(self, **values)
@@ -240,9 +253,11 @@ class PulseParams:
     def select(self, channels: Sequence[int] | np.ndarray) -> PulseParams:
         """The registers of a subset of these channels (indices into this object)."""
         idx = np.asarray(channels)
-        return PulseParams(**{k: getattr(self, k)[idx] for k in REGISTER_RANGES},
-                           algorithm=None if self.algorithm is None else self.algorithm[idx],
-                           adc_max=self.adc_max)
+        return PulseParams(
+            **{k: getattr(self, k)[idx] for k in REGISTER_RANGES},
+            algorithm=None if self.algorithm is None else self.algorithm[idx],
+            adc_max=self.adc_max,
+        )
 
     def check_window(self, n_samples: int) -> None:
         """Check the window-mode rules of docs/firmware-spec.md section 1.2 for ``N = n_samples``.
@@ -258,17 +273,20 @@ class PulseParams:
             raise ValueError(
                 f"PulseParams.nsa[channel {ch}] = {int(self.nsa[ch])}: nsb + nsa = "
                 f"{int(self.nsb[ch] + self.nsa[ch])} is longer than the window of {n_samples} "
-                "samples (expected nsb + nsa <= N)")
+                "samples (expected nsb + nsa <= N)"
+            )
         if n_samples < 4 and self.fadc250.any():
             ch = _first_bad(self.fadc250)
             raise ValueError(
                 f"PulseParams.algorithm[channel {ch}] = 1: the fadc250 algorithm reads the "
                 f"first 4 samples for its timing pedestal, the window has {n_samples} "
-                "(expected N >= 4)")
+                "(expected N >= 4)"
+            )
         ped_long = (self.ped_mode == PED_MEASURED) & (self.nped >= n_samples)
         if ped_long.any():
             ch = _first_bad(ped_long)
             raise ValueError(
                 f"PulseParams.nped_log2[channel {ch}] = {int(self.nped_log2[ch])}: a measured "
                 f"pedestal of {int(self.nped[ch])} samples leaves no sample to search in a "
-                f"window of {n_samples} (expected nped < N, or ped_mode = 1)")
+                f"window of {n_samples} (expected nped < N, or ped_mode = 1)"
+            )

@@ -17,9 +17,20 @@ from ._records import PULSE_DTYPE, QualityBits
 RAIL_LOW = 0
 
 
-def _pulses_of_channel(x: list[int], thr: int, nsb: int, nsa: int, nsat: int, nped_log2: int,
-                       maxped: int, max_pulses: int, ped_mode: int, ped_cfg: int, *,
-                       rail_high: int) -> list[dict]:
+def _pulses_of_channel(
+    x: list[int],
+    thr: int,
+    nsb: int,
+    nsa: int,
+    nsat: int,
+    nped_log2: int,
+    maxped: int,
+    max_pulses: int,
+    ped_mode: int,
+    ped_cfg: int,
+    *,
+    rail_high: int,
+) -> list[dict]:
     N = len(x)
     nped = 1 << nped_log2
 
@@ -49,9 +60,9 @@ def _pulses_of_channel(x: list[int], thr: int, nsb: int, nsa: int, nsat: int, np
         if c - 1 >= SEARCH_START and is_candidate(c):
             if c + nsat <= N and all(above(j) for j in range(c, c + nsat)):
                 crossings.append(c)
-                c = c + nsa          # no new candidate while the pulse is open
+                c = c + nsa  # no new candidate while the pulse is open
                 continue
-        c = c + 1                    # unconfirmed: the search goes on from the next sample
+        c = c + 1  # unconfirmed: the search goes on from the next sample
 
     # 1.9 Maximum number of pulses
     more_pulses = False
@@ -81,7 +92,7 @@ def _pulses_of_channel(x: list[int], thr: int, nsb: int, nsa: int, nsat: int, np
         if p is None:
             if c + nsa <= N:
                 q |= QualityBits.PEAK_BEYOND_NSA
-                seg = x[c:c + nsa]
+                seg = x[c : c + nsa]
             else:
                 q |= QualityBits.PEAK_NOT_FOUND
                 seg = x[c:N]
@@ -100,7 +111,7 @@ def _pulses_of_channel(x: list[int], thr: int, nsb: int, nsa: int, nsat: int, np
         INTEGRAL = sum(x[lo:hi])
         n_int = hi - lo
         INTEGRAL_NET = INTEGRAL - ((PED_SUM * n_int) >> nped_log2)
-        if rail_high in x[lo:hi]:           # the upper rail, 2^adc_bits - 1
+        if rail_high in x[lo:hi]:  # the upper rail, 2^adc_bits - 1
             q |= QualityBits.OVERFLOW
         if RAIL_LOW in x[lo:hi]:
             q |= QualityBits.UNDERFLOW
@@ -108,7 +119,7 @@ def _pulses_of_channel(x: list[int], thr: int, nsb: int, nsa: int, nsat: int, np
         # 1.7 Time
         VMID = (P + VPEAK) >> 1
         COARSE, FINE = c, 0
-        for k in range(p, lo, -1):           # k = p, p-1, ..., lo+1
+        for k in range(p, lo, -1):  # k = p, p-1, ..., lo+1
             if x[k - 1] <= VMID < x[k]:
                 COARSE = k - 1
                 FINE = ((VMID - x[k - 1]) << 6) // (x[k] - x[k - 1])
@@ -124,26 +135,38 @@ def _pulses_of_channel(x: list[int], thr: int, nsb: int, nsa: int, nsat: int, np
         if more_pulses and index == len(crossings) - 1:
             q |= QualityBits.MORE_PULSES
 
-        pulses.append(dict(pulse_index=index, coarse_time=COARSE, fine_time=FINE,
-                           time=COARSE * 64 + FINE, crossing=c, peak=VPEAK, integral=INTEGRAL,
-                           integral_net=INTEGRAL_NET, pedestal=PED_SUM, n_over=N_OVER,
-                           quality=q))
+        pulses.append(
+            dict(
+                pulse_index=index,
+                coarse_time=COARSE,
+                fine_time=FINE,
+                time=COARSE * 64 + FINE,
+                crossing=c,
+                peak=VPEAK,
+                integral=INTEGRAL,
+                integral_net=INTEGRAL_NET,
+                pedestal=PED_SUM,
+                n_over=N_OVER,
+                quality=q,
+            )
+        )
     return pulses
 
 
-def _fadc250_pulses_of_channel(w: list[int], thr: int, nsb: int, nsa: int, nsat: int,
-                               nped_log2: int, maxped: int) -> list[dict]:
+def _fadc250_pulses_of_channel(
+    w: list[int], thr: int, nsb: int, nsa: int, nsat: int, nped_log2: int, maxped: int
+) -> list[dict]:
     """Spec 1.13: the fADC250 v3 rules on one window of 13-bit words ``w``."""
     N = len(w)
     nped = 1 << nped_log2
-    x = [v & 0xFFF for v in w]                       # 1.13.1 the 12-bit code
+    x = [v & 0xFFF for v in w]  # 1.13.1 the 12-bit code
     ovf = [v == 0x1FFF for v in w]
     unf = [v == 0x1000 for v in w]
 
     # 1.13.2 pedestal, VMIN, the timing pedestal
     PED_SUM = sum(x[0:nped])
     pedestal_bad = any(x[n] > maxped or ovf[n] or unf[n] for n in range(nped))
-    VMIN = sum(x[0:min(nped, 4)]) >> nped_log2
+    VMIN = sum(x[0 : min(nped, 4)]) >> nped_log2
     timing_ped_bad = any(x[n] > maxped or x[n] > thr or ovf[n] or unf[n] for n in range(4))
     no_time = any(x[n] > thr for n in range(4))
 
@@ -160,7 +183,7 @@ def _fadc250_pulses_of_channel(w: list[int], thr: int, nsb: int, nsa: int, nsat:
             continue
         crossings.append(i)
         m = min(i + nsa, N)
-        while m < N and x[m] >= thr:                  # re-armed by a sample below THR
+        while m < N and x[m] >= thr:  # re-armed by a sample below THR
             m += 1
         i = m + 1
 
@@ -199,22 +222,34 @@ def _fadc250_pulses_of_channel(w: list[int], thr: int, nsb: int, nsa: int, nsat:
             # 1.13.6 time
             if not no_time:
                 VMID = (VMIN + VPEAK) >> 1
-                for k in range(p, 0, -1):             # k = p, p-1, ..., 1
+                for k in range(p, 0, -1):  # k = p, p-1, ..., 1
                     if x[k - 1] <= VMID < x[k]:
                         COARSE = k - 1
                         FINE = ((VMID - x[k - 1]) << 6) // (x[k] - x[k - 1])
                         break
                 else:
                     q |= QualityBits.TIME_BAD
-        pulses.append(dict(pulse_index=index, coarse_time=COARSE, fine_time=FINE,
-                           time=COARSE * 64 + FINE, crossing=c, peak=VPEAK, integral=INTEGRAL,
-                           integral_net=INTEGRAL_NET, pedestal=PED_SUM, n_over=N_OVER,
-                           quality=q))
+        pulses.append(
+            dict(
+                pulse_index=index,
+                coarse_time=COARSE,
+                fine_time=FINE,
+                time=COARSE * 64 + FINE,
+                crossing=c,
+                peak=VPEAK,
+                integral=INTEGRAL,
+                integral_net=INTEGRAL_NET,
+                pedestal=PED_SUM,
+                n_over=N_OVER,
+                quality=q,
+            )
+        )
     return pulses
 
 
-def find_pulses_reference(samples: np.ndarray, params: PulseParams,
-                          channel_ids: np.ndarray | None = None) -> np.ndarray:
+def find_pulses_reference(
+    samples: np.ndarray, params: PulseParams, channel_ids: np.ndarray | None = None
+) -> np.ndarray:
     """Window-mode pulses of ``samples`` (channels, N), as PULSE_DTYPE records (1.10).
 
     No input validation beyond what Python itself enforces: give it what ``find_pulses``
@@ -223,9 +258,10 @@ def find_pulses_reference(samples: np.ndarray, params: PulseParams,
     rows = []
     for ch in range(samples.shape[0]):
         x = [int(v) for v in samples[ch]]
-        regs = [int(getattr(params, name)[ch]) for name in (
-            "thr", "nsb", "nsa", "nsat", "nped_log2", "maxped", "max_pulses", "ped_mode",
-            "ped_cfg")]
+        regs = [
+            int(getattr(params, name)[ch])
+            for name in ("thr", "nsb", "nsa", "nsat", "nped_log2", "maxped", "max_pulses", "ped_mode", "ped_cfg")
+        ]
         channel = ch if channel_ids is None else int(channel_ids[ch])
         if params.algorithm is not None and int(params.algorithm[ch]) == 1:
             thr, nsb, nsa, nsat, nped_log2, maxped = regs[:6]
@@ -233,8 +269,20 @@ def find_pulses_reference(samples: np.ndarray, params: PulseParams,
         else:
             found = _pulses_of_channel(x, *regs, rail_high=int(params.adc_max))
         for pulse in found:
-            rows.append((channel, pulse["pulse_index"] & 0xFF, pulse["coarse_time"],
-                         pulse["fine_time"], pulse["time"], pulse["crossing"], pulse["peak"],
-                         pulse["integral"], pulse["integral_net"], pulse["pedestal"],
-                         pulse["n_over"], pulse["quality"]))
+            rows.append(
+                (
+                    channel,
+                    pulse["pulse_index"] & 0xFF,
+                    pulse["coarse_time"],
+                    pulse["fine_time"],
+                    pulse["time"],
+                    pulse["crossing"],
+                    pulse["peak"],
+                    pulse["integral"],
+                    pulse["integral_net"],
+                    pulse["pedestal"],
+                    pulse["n_over"],
+                    pulse["quality"],
+                )
+            )
     return np.array(rows, dtype=PULSE_DTYPE)

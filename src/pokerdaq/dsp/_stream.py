@@ -44,18 +44,24 @@ class PulseStream:
         fadc = np.flatnonzero(params.fadc250)
         if fadc.size:
             ch = int(fadc[0])
-            raise ValueError(f"PulseParams.algorithm[channel {ch}] = 1: the fadc250 algorithm "
-                             "is a window-mode algorithm (expected 0 = poker in stream mode)")
+            raise ValueError(
+                f"PulseParams.algorithm[channel {ch}] = 1: the fadc250 algorithm "
+                "is a window-mode algorithm (expected 0 = poker in stream mode)"
+            )
         measured = np.flatnonzero(params.ped_mode == PED_MEASURED)
         if measured.size:
             ch = int(measured[0])
-            raise ValueError(f"PulseParams.ped_mode[channel {ch}] = 0: stream mode needs a "
-                             "configured pedestal (expected ped_mode = 1)")
+            raise ValueError(
+                f"PulseParams.ped_mode[channel {ch}] = 0: stream mode needs a "
+                "configured pedestal (expected ped_mode = 1)"
+            )
         limited = np.flatnonzero(params.max_pulses != 0)
         if limited.size:
             ch = int(limited[0])
-            raise ValueError(f"PulseParams.max_pulses[channel {ch}] = "
-                             f"{int(params.max_pulses[ch])}: expected 0 (unlimited) in stream mode")
+            raise ValueError(
+                f"PulseParams.max_pulses[channel {ch}] = "
+                f"{int(params.max_pulses[ch])}: expected 0 (unlimited) in stream mode"
+            )
         self.params = params
         # int64 registers (thr, nsb, nsa, nsat, nped_log2, ped_cfg): no conversions per chunk
         thr, nsb, nsa, nsat, log2, _, _, _, ped_cfg = params.registers_int64
@@ -116,23 +122,54 @@ class PulseStream:
     def _scan(self, work: np.ndarray, final: bool) -> np.ndarray:
         n_ch, end = work.shape
         n_seen = self._n_seen + end - STREAM_HISTORY
-        base = n_seen - end                  # absolute sample number of work[:, 0]
-        lo_limit = max(0, -base)             # local index of the stream's first sample
+        base = n_seen - end  # absolute sample number of work[:, 0]
+        lo_limit = max(0, -base)  # local index of the stream's first sample
         counts = np.zeros(n_ch, dtype=np.int64)
         resume = np.zeros(n_ch, dtype=np.int64)
         regs = self._regs
         empty = np.zeros(0, dtype=PULSE_DTYPE)
         # pulses are NSA apart at least: room for every crossing of the row
         crossings = np.empty((n_ch, end // self._min_nsa + 1), dtype=np.int32)
-        _stream_pass(work, base, lo_limit, end, final, *regs, self._next_n, self._n_pulses,
-                     False, counts, resume, counts, empty, self._ids, crossings, np.int64(self.params.adc_max))
+        _stream_pass(
+            work,
+            base,
+            lo_limit,
+            end,
+            final,
+            *regs,
+            self._next_n,
+            self._n_pulses,
+            False,
+            counts,
+            resume,
+            counts,
+            empty,
+            self._ids,
+            crossings,
+            np.int64(self.params.adc_max),
+        )
         offsets = np.zeros(n_ch, dtype=np.int64)
         np.cumsum(counts[:-1], out=offsets[1:])
         out = np.zeros(int(counts.sum()), dtype=PULSE_DTYPE)
         if out.size:
-            _stream_pass(work, base, lo_limit, end, final, *regs, self._next_n, self._n_pulses,
-                         True, counts, resume, offsets, out, self._ids, crossings,
-                         np.int64(self.params.adc_max))
+            _stream_pass(
+                work,
+                base,
+                lo_limit,
+                end,
+                final,
+                *regs,
+                self._next_n,
+                self._n_pulses,
+                True,
+                counts,
+                resume,
+                offsets,
+                out,
+                self._ids,
+                crossings,
+                np.int64(self.params.adc_max),
+            )
         self._next_n = resume
         self._n_pulses += counts
         self._n_seen = n_seen

@@ -18,16 +18,13 @@ def _check_samples(samples: np.ndarray, ndim: int, what: str, adc_max: int) -> n
     maximum anyway), other integer dtypes here before the cast.
     """
     if not isinstance(samples, np.ndarray):
-        raise TypeError(f"samples: expected a numpy integer array {what}, got "
-                        f"{type(samples).__name__}")
+        raise TypeError(f"samples: expected a numpy integer array {what}, got {type(samples).__name__}")
     if samples.dtype.kind not in "iu":
-        raise TypeError(f"samples: expected an integer dtype (uint16 from the digitizer), got "
-                        f"dtype {samples.dtype}")
+        raise TypeError(f"samples: expected an integer dtype (uint16 from the digitizer), got dtype {samples.dtype}")
     if samples.ndim != ndim:
         raise ValueError(f"samples: expected {ndim} dimensions {what}, got shape {samples.shape}")
     if samples.shape[-1] < 1 or samples.shape[-1] > 1024:
-        raise ValueError(f"samples: window of {samples.shape[-1]} samples, expected 1..1024 "
-                         f"(shape {samples.shape})")
+        raise ValueError(f"samples: window of {samples.shape[-1]} samples, expected 1..1024 (shape {samples.shape})")
     if samples.dtype == np.uint16:
         return np.ascontiguousarray(samples)
     if samples.size:
@@ -53,8 +50,7 @@ def _check_params(params: PulseParams, n_channels: int, n_samples: int) -> None:
     if not isinstance(params, PulseParams):
         raise TypeError(f"params: expected PulseParams, got {type(params).__name__}")
     if params.n_channels != n_channels:
-        raise ValueError(f"samples: {n_channels} channels, but params describe "
-                         f"{params.n_channels} (expected equal)")
+        raise ValueError(f"samples: {n_channels} channels, but params describe {params.n_channels} (expected equal)")
     params.check_window(n_samples)
 
 
@@ -63,15 +59,15 @@ def _channel_ids(channel_ids: np.ndarray | None, n_channels: int) -> np.ndarray:
         return np.arange(n_channels, dtype=np.int64)
     ids = np.asarray(channel_ids)
     if ids.dtype.kind not in "iu" or ids.shape != (n_channels,):
-        raise ValueError(f"channel_ids: expected {n_channels} integers, got "
-                         f"dtype {ids.dtype} shape {ids.shape}")
+        raise ValueError(f"channel_ids: expected {n_channels} integers, got dtype {ids.dtype} shape {ids.shape}")
     if ids.size and (ids.min() < 0 or ids.max() > 65535):
         raise ValueError(f"channel_ids: values {ids.min()}..{ids.max()}, expected 0..65535")
     return ids.astype(np.int64)
 
 
-def _run(rows: np.ndarray, params: PulseParams, n_ch: int, ids: np.ndarray,
-         original: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _run(
+    rows: np.ndarray, params: PulseParams, n_ch: int, ids: np.ndarray, original: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
     """The kernels over rows x samples; returns (records, per-row pulse counts).
 
     Channels of the two algorithms (spec 1.3-1.11 and 1.13) run in their own kernels; with
@@ -87,41 +83,43 @@ def _run(rows: np.ndarray, params: PulseParams, n_ch: int, ids: np.ndarray,
     if f_rows.size and f_rows.max() > WORD_MAX:
         ev, k, n = (int(i) for i in np.argwhere(f_rows > WORD_MAX)[0])
         where = [int(fa[k]), n] if original.ndim == 2 else [ev, int(fa[k]), n]
-        raise ValueError(f"samples{where} = {int(f_rows[ev, k, n])}: channel "
-                         f"{int(ids[fa[k]])} runs the fadc250 algorithm, expected a 13-bit "
-                         f"sample word 0..{WORD_MAX}")
-    f_out, f_counts = _run_fadc250(np.ascontiguousarray(f_rows).reshape(-1, n_samples),
-                                   params.select(fa), len(fa), ids[fa])
+        raise ValueError(
+            f"samples{where} = {int(f_rows[ev, k, n])}: channel "
+            f"{int(ids[fa[k]])} runs the fadc250 algorithm, expected a 13-bit "
+            f"sample word 0..{WORD_MAX}"
+        )
+    f_out, f_counts = _run_fadc250(
+        np.ascontiguousarray(f_rows).reshape(-1, n_samples), params.select(fa), len(fa), ids[fa]
+    )
     if pk.size == 0:
         return f_out, f_counts
-    p_out, p_counts = _run_poker(np.ascontiguousarray(grid[:, pk]).reshape(-1, n_samples),
-                                 params.select(pk), len(pk), ids[pk], original)
+    p_out, p_counts = _run_poker(
+        np.ascontiguousarray(grid[:, pk]).reshape(-1, n_samples), params.select(pk), len(pk), ids[pk], original
+    )
     counts = np.empty((n_ev, n_ch), dtype=np.int32)
     counts[:, fa] = f_counts.reshape(n_ev, len(fa))
     counts[:, pk] = p_counts.reshape(n_ev, len(pk))
     base = np.arange(n_ev, dtype=np.int64)[:, None] * n_ch
-    keys = np.concatenate([np.repeat((base + fa).ravel(), f_counts),
-                           np.repeat((base + pk).ravel(), p_counts)])
+    keys = np.concatenate([np.repeat((base + fa).ravel(), f_counts), np.repeat((base + pk).ravel(), p_counts)])
     out = np.concatenate([f_out, p_out])[np.argsort(keys, kind="stable")]
     return out, counts.reshape(-1)
 
 
-def _run_fadc250(rows: np.ndarray, params: PulseParams, n_ch: int,
-                 ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _run_fadc250(rows: np.ndarray, params: PulseParams, n_ch: int, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """The fADC250 v3 kernel (spec 1.13) over rows x samples: 3 scratch slots per row,
     then the used slots in row order."""
     n_rows, n_samples = rows.shape
     thr, nsb, nsa, nsat, log2, maxped, _, _, _ = params.registers_int64
     counts = np.empty(n_rows, dtype=np.int32)
     scratch = np.empty(n_rows * FADC250_SLOTS, dtype=PULSE_DTYPE)
-    _fadc250_window(rows.reshape(-1), n_rows, n_samples, n_ch, thr, nsb, nsa, nsat, log2,
-                    maxped, ids, counts, scratch)
+    _fadc250_window(rows.reshape(-1), n_rows, n_samples, n_ch, thr, nsb, nsa, nsat, log2, maxped, ids, counts, scratch)
     used = np.arange(FADC250_SLOTS)[None, :] < counts[:, None]
     return scratch.reshape(n_rows, FADC250_SLOTS)[used], counts
 
 
-def _run_poker(rows: np.ndarray, params: PulseParams, n_ch: int, ids: np.ndarray,
-               original: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _run_poker(
+    rows: np.ndarray, params: PulseParams, n_ch: int, ids: np.ndarray, original: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
     """The POKER kernels (spec 1.3-1.11) over rows x samples."""
     n_rows, n_samples = rows.shape
     regs = params.registers_int64  # int64: the kernels do no conversions per row
@@ -137,39 +135,65 @@ def _run_poker(rows: np.ndarray, params: PulseParams, n_ch: int, ids: np.ndarray
     block_filled = np.empty(n_blocks, dtype=np.int64)
     block_stop = np.empty(n_blocks, dtype=np.int64)
     scratch = np.empty(n_blocks * block, dtype=PULSE_DTYPE)
-    _window_find(flat, n_rows, n_samples, n_ch, block, *regs, ids, counts, more, crossings,
-                 block_max, scratch, block_filled, block_stop, np.int64(params.adc_max))
+    _window_find(
+        flat,
+        n_rows,
+        n_samples,
+        n_ch,
+        block,
+        *regs,
+        ids,
+        counts,
+        more,
+        crossings,
+        block_max,
+        scratch,
+        block_filled,
+        block_stop,
+        np.int64(params.adc_max),
+    )
     if n_rows and block_max.max() > params.adc_max:
         _raise_out_of_range(original, int(original.max()), params.adc_max)
     block_total = block_filled.copy()
     block_end = np.minimum(np.arange(1, n_blocks + 1) * block, n_rows)
-    full = np.flatnonzero(block_stop < block_end)   # blocks whose scratch part filled up
+    full = np.flatnonzero(block_stop < block_end)  # blocks whose scratch part filled up
     for b in full:
-        block_total[b] += counts[block_stop[b]:block_end[b]].sum()
+        block_total[b] += counts[block_stop[b] : block_end[b]].sum()
     offsets = np.zeros(n_blocks + 1, dtype=np.int64)
     np.cumsum(block_total, out=offsets[1:])
     out = np.empty(int(offsets[-1]), dtype=PULSE_DTYPE)
     if out.size:
         size = PULSE_DTYPE.itemsize
-        _window_gather(scratch.view(np.uint8), block * size, block_filled * size,
-                       offsets[:-1] * size, out.view(np.uint8))
+        _window_gather(
+            scratch.view(np.uint8), block * size, block_filled * size, offsets[:-1] * size, out.view(np.uint8)
+        )
     if full.size:
         # the rows with pulses after each full block's stop, their records after the block's
         # measured ones
         rest, rest_offsets = [], []
         for b in full:
-            hot = block_stop[b] + np.flatnonzero(counts[block_stop[b]:block_end[b]])
+            hot = block_stop[b] + np.flatnonzero(counts[block_stop[b] : block_end[b]])
             n = counts[hot].astype(np.int64)
             rest.append(hot)
             rest_offsets.append(offsets[b] + block_filled[b] + np.cumsum(n) - n)
-        _window_measure(flat, n_samples, n_ch, np.concatenate(rest),
-                        np.concatenate(rest_offsets), *regs, counts, more, crossings, out, ids,
-                        np.int64(params.adc_max))
+        _window_measure(
+            flat,
+            n_samples,
+            n_ch,
+            np.concatenate(rest),
+            np.concatenate(rest_offsets),
+            *regs,
+            counts,
+            more,
+            crossings,
+            out,
+            ids,
+            np.int64(params.adc_max),
+        )
     return out, counts
 
 
-def find_pulses(samples: np.ndarray, params: PulseParams,
-                channel_ids: np.ndarray | None = None) -> np.ndarray:
+def find_pulses(samples: np.ndarray, params: PulseParams, channel_ids: np.ndarray | None = None) -> np.ndarray:
     """Find the pulses of one readout window per channel (docs/firmware-spec.md Part 1).
 
     Parameters
@@ -221,8 +245,9 @@ def find_pulses(samples: np.ndarray, params: PulseParams,
     return out
 
 
-def find_pulses_batch(samples: np.ndarray, params: PulseParams,
-                      channel_ids: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+def find_pulses_batch(
+    samples: np.ndarray, params: PulseParams, channel_ids: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """:func:`find_pulses` on many windows at once, shape (events, channels, N).
 
     All events share the registers and channel numbers; the work of all events and

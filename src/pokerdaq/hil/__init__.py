@@ -13,5 +13,15 @@ from ._board import FAULTS, BoardEmulator
 from ._dut import DutFault, ModelDut, TcpDut
 from ._harness import HilReport, compare, compare_triggers, reference_pulses, run_hil
 
-__all__ = ["FAULTS", "BoardEmulator", "DutFault", "HilReport", "ModelDut", "TcpDut", "compare", "compare_triggers",
-           "reference_pulses", "run_hil"]
+__all__ = [
+    "FAULTS",
+    "BoardEmulator",
+    "DutFault",
+    "HilReport",
+    "ModelDut",
+    "TcpDut",
+    "compare",
+    "compare_triggers",
+    "reference_pulses",
+    "run_hil",
+]

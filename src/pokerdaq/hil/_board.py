@@ -57,8 +57,9 @@ def trigger_register_index(name: str) -> int:
     """Index in ``TriggerRegisters.params`` of a scalar register named as in ``describe()`` (e.g. ``ecal_cut``)."""
     index = getattr(trigger_registers_module, "P_" + name.upper(), None)
     if not isinstance(index, int) or name.upper() == "PRESCALE":
-        raise ValueError(f"trigger register {name!r}: expected one of the scalar registers "
-                         f"(e.g. ecal_cut, beam_k, srd_emin)")
+        raise ValueError(
+            f"trigger register {name!r}: expected one of the scalar registers (e.g. ecal_cut, beam_k, srd_emin)"
+        )
     return index
 
 
@@ -77,18 +78,22 @@ def _warm_up(board: BoardEmulator) -> None:
     n_ch, n_s = params.n_channels, cfg.digitizer.window_samples
     regs = TriggerRegisters.from_config(cfg)
     samples = np.full((2, n_ch, n_s), 400, np.uint16)
-    samples[:, :, n_s // 2 : n_s // 2 + 4] = 4000   # a pulse on every channel: every branch runs
+    samples[:, :, n_s // 2 : n_s // 2 + 4] = 4000  # a pulse on every channel: every branch runs
     saved = board._windows_requests
     try:
         for msg_type, payload, fields in (
-                (MsgType.CONFIGURE, registers_payload(params), {"n_channels": n_ch}),
-                (MsgType.CONFIGURE_TRIGGER, trigger_registers_payload(regs, cfg.digitizer.pretrigger_samples * 64),
-                 {"n_channels": n_ch}),
-                (MsgType.WINDOWS, samples.tobytes(), {"count": 2, "n_channels": n_ch, "n_samples": n_s})):
+            (MsgType.CONFIGURE, registers_payload(params), {"n_channels": n_ch}),
+            (
+                MsgType.CONFIGURE_TRIGGER,
+                trigger_registers_payload(regs, cfg.digitizer.pretrigger_samples * 64),
+                {"n_channels": n_ch},
+            ),
+            (MsgType.WINDOWS, samples.tobytes(), {"count": 2, "n_channels": n_ch, "n_samples": n_s}),
+        ):
             reply, fault = board.handle(encode(msg_type, 0, payload, **fields))
             if reply is not None and fault is None and decode(reply)[0].type == MsgType.ERROR:
                 raise RuntimeError(f"hil-board warm-up: {msg_type.name} refused: {decode(reply)[1].decode()}")
-    finally:   # a host finds the board as after power-up: unconfigured, no request counted
+    finally:  # a host finds the board as after power-up: unconfigured, no request counted
         board._params = board._trigger = None
         board._windows_requests = saved
 
@@ -153,13 +158,20 @@ class BoardEmulator:
             return self._error(seq, ErrorCode.UNKNOWN_TYPE, f"message type 0x{header.type:02x}"), None
         if self._params is None or self._params.n_channels != header.n_channels:
             have = "none" if self._params is None else self._params.n_channels
-            return self._error(seq, ErrorCode.NOT_CONFIGURED,
-                               f"WINDOWS for {header.n_channels} channels, registers configured for {have}"), None
+            return self._error(
+                seq,
+                ErrorCode.NOT_CONFIGURED,
+                f"WINDOWS for {header.n_channels} channels, registers configured for {have}",
+            ), None
         expected = header.count * header.n_channels * header.n_samples * 2
         if len(payload) != expected or header.count == 0:
-            return self._error(seq, ErrorCode.BAD_SIZE, f"payload of {len(payload)} bytes, expected count "
-                               f"{header.count} x {header.n_channels} channels x {header.n_samples} samples "
-                               f"x 2 = {expected} (count >= 1)"), None
+            return self._error(
+                seq,
+                ErrorCode.BAD_SIZE,
+                f"payload of {len(payload)} bytes, expected count "
+                f"{header.count} x {header.n_channels} channels x {header.n_samples} samples "
+                f"x 2 = {expected} (count >= 1)",
+            ), None
         samples = np.frombuffer(payload, "<u2").reshape(header.count, header.n_channels, header.n_samples)
         try:
             pulses, offsets = find_pulses_batch(samples, self._params)
@@ -171,11 +183,13 @@ class BoardEmulator:
         if self._trigger is not None:
             regs, default_ref = self._trigger
             if regs.n_channels != header.n_channels:
-                return self._error(seq, ErrorCode.NOT_CONFIGURED, f"WINDOWS for {header.n_channels} channels, "
-                                   f"trigger registers configured for {regs.n_channels}"), None
+                return self._error(
+                    seq,
+                    ErrorCode.NOT_CONFIGURED,
+                    f"WINDOWS for {header.n_channels} channels, trigger registers configured for {regs.n_channels}",
+                ), None
             try:
-                triggers = trigger_windows(pulses, window.astype(np.int64), header.count, regs,
-                                           default_ref=default_ref)
+                triggers = trigger_windows(pulses, window.astype(np.int64), header.count, regs, default_ref=default_ref)
             except (ValueError, TypeError) as err:
                 return self._error(seq, ErrorCode.BAD_REGISTERS, str(err)), None
         fault = self._next_fault()
@@ -187,8 +201,15 @@ class BoardEmulator:
             triggers["trigger_word"][len(triggers) // 2] ^= TriggerBits.BEAM << TriggerBits.RAW_SHIFT
         if triggers is not None:
             body += triggers_to_wire(triggers)
-        reply = encode(MsgType.RESULT, seq, body, first_window=header.first_window,
-                       count=len(pulses), n_channels=header.n_channels, n_samples=header.n_samples)
+        reply = encode(
+            MsgType.RESULT,
+            seq,
+            body,
+            first_window=header.first_window,
+            count=len(pulses),
+            n_channels=header.n_channels,
+            n_samples=header.n_samples,
+        )
         if fault == "bitflip":
             body = bytearray(reply[1]) if reply[1] else bytearray(reply[0])
             body[len(body) // 2] ^= 0x08
@@ -220,7 +241,7 @@ class BoardEmulator:
             sock.bind(self.bind)
         except zmq.ZMQError as err:
             print(f"pokerdaq hil-board: --bind {self.bind}: cannot bind ({err})", file=sys.stderr)
-            sock.close(0)   # an open socket would make ctx.term() wait for ever
+            sock.close(0)  # an open socket would make ctx.term() wait for ever
             ctx.term()
             return 2
         self.endpoint = sock.getsockopt_string(zmq.LAST_ENDPOINT)

@@ -24,11 +24,17 @@ def parse_register_offsets(items: list[str], option: str = "--trigger-offset") -
 
 
 def run(args: argparse.Namespace) -> int:
-    check_endpoint(args.bind, "--bind")   # at once: before the kernels compile (seconds)
+    check_endpoint(args.bind, "--bind")  # at once: before the kernels compile (seconds)
     try:
-        board = BoardEmulator(bind=args.bind, faults=list(args.fault), fault_after=args.fault_after,
-                              late_s=args.late_s, max_requests=args.max_requests, ready_file=args.ready_file,
-                              trigger_offsets=parse_register_offsets(getattr(args, "trigger_offset", None) or []))
+        board = BoardEmulator(
+            bind=args.bind,
+            faults=list(args.fault),
+            fault_after=args.fault_after,
+            late_s=args.late_s,
+            max_requests=args.max_requests,
+            ready_file=args.ready_file,
+            trigger_offsets=parse_register_offsets(getattr(args, "trigger_offset", None) or []),
+        )
     except ValueError as err:
         print(f"pokerdaq hil-board: {err}", file=sys.stderr)
         return 2

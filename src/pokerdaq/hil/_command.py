@@ -25,11 +25,14 @@ def _stimulus(args: argparse.Namespace):
         if args.max_windows < 1:
             raise ValueError(f"--max-windows {args.max_windows}: expected at least 1")
         with open_run_file(args.stimulus, "--stimulus") as f:
-            cfg = config_from_args(args, base=f.config)   # --config / --set overlay the file's own
+            cfg = config_from_args(args, base=f.config)  # --config / --set overlay the file's own
             check_config_fits(cfg, f)
             n = min(len(f), args.max_windows)  # bounded memory: the stimulus is held in memory
-            return (full_channel_windows(np.asarray(f.samples[:n]), np.asarray(f.channels), cfg),
-                    f.events["event_number"][:n].astype(np.int64), cfg)
+            return (
+                full_channel_windows(np.asarray(f.samples[:n]), np.asarray(f.channels), cfg),
+                f.events["event_number"][:n].astype(np.int64),
+                cfg,
+            )
     from ..sim import emulate_windows
 
     cfg = config_from_args(args)
@@ -58,8 +61,14 @@ def full_channel_windows(samples: np.ndarray, channels: np.ndarray, cfg) -> np.n
     return full
 
 
-def make_dut(spec: str, *, timeout_s: float = 5.0, retries: int = 0, batch: int = 16,
-             rtl_trigger_offsets: dict[str, int] | None = None):
+def make_dut(
+    spec: str,
+    *,
+    timeout_s: float = 5.0,
+    retries: int = 0,
+    batch: int = 16,
+    rtl_trigger_offsets: dict[str, int] | None = None,
+):
     """The DUT named on the command line: ``model``, ``rtl`` or ``tcp://HOST:PORT``.
 
     ``rtl_trigger_offsets`` is a test hook of the RTL DUT (trigger registers changed on the
@@ -86,39 +95,53 @@ def print_report(console: Console, report: HilReport) -> None:
     t = Table(title=f"HIL: DUT {report.dut} vs {report.reference} reference")
     t.add_column("quantity")
     t.add_column("value", justify="right")
-    for label, value in (("windows sent / stimulus", f"{report.windows_sent} / {report.n_windows}"),
-                         ("channels x samples", f"{report.n_channels} x {report.window_samples}"),
-                         ("pulses reference", report.pulses_reference), ("pulses DUT", report.pulses_dut),
-                         ("mismatched windows", report.mismatched_windows),
-                         ("mismatched channel-windows", report.mismatched_channel_windows),
-                         ("stale replies discarded", report.stale_replies),
-                         ("trigger windows compared", report.trigger_windows_compared if report.triggers_compared
-                          else "no (DUT returns pulses only)"),
-                         *((f"windows with raw {name} (ref / DUT)",
-                            f"{report.triggers_reference.get(name, 0)} / {report.triggers_dut.get(name, 0)}")
-                           for name in (TriggerBits.NAMES if report.triggers_compared else ())),
-                         ("trigger mismatched windows", report.trigger_mismatched_windows),
-                         *((f"DUT: {name.replace('_', ' ')}", value) for name, value in report.dut_stats.items()),
-                         ("time (s)", f"{report.elapsed_s:.2f}")):
+    for label, value in (
+        ("windows sent / stimulus", f"{report.windows_sent} / {report.n_windows}"),
+        ("channels x samples", f"{report.n_channels} x {report.window_samples}"),
+        ("pulses reference", report.pulses_reference),
+        ("pulses DUT", report.pulses_dut),
+        ("mismatched windows", report.mismatched_windows),
+        ("mismatched channel-windows", report.mismatched_channel_windows),
+        ("stale replies discarded", report.stale_replies),
+        (
+            "trigger windows compared",
+            report.trigger_windows_compared if report.triggers_compared else "no (DUT returns pulses only)",
+        ),
+        *(
+            (
+                f"windows with raw {name} (ref / DUT)",
+                f"{report.triggers_reference.get(name, 0)} / {report.triggers_dut.get(name, 0)}",
+            )
+            for name in (TriggerBits.NAMES if report.triggers_compared else ())
+        ),
+        ("trigger mismatched windows", report.trigger_mismatched_windows),
+        *((f"DUT: {name.replace('_', ' ')}", value) for name, value in report.dut_stats.items()),
+        ("time (s)", f"{report.elapsed_s:.2f}"),
+    ):
         t.add_row(label, str(value))
     console.print(t)
     if report.field_mismatches:
         console.print("mismatches per field: " + ", ".join(f"{k} {v}" for k, v in report.field_mismatches.items()))
     m = report.first_mismatch
     if m:
-        console.print(f"[red]first mismatch: window {m['window']} (event {m['event_number']}), channel "
-                      f"{m['channel']}, sample {m.get('sample')}, fields {m.get('fields')}[/red]")
+        console.print(
+            f"[red]first mismatch: window {m['window']} (event {m['event_number']}), channel "
+            f"{m['channel']}, sample {m.get('sample')}, fields {m.get('fields')}[/red]"
+        )
         for name, vals in m.get("values", {}).items():
             console.print(f"  {name}: reference {vals['reference']}, DUT {vals['dut']}")
         if "context" in m:
             console.print(f"  samples from {m['context']['first_sample']}: {m['context']['samples']}")
     if report.trigger_field_mismatches:
-        console.print("trigger mismatches per field: " + ", ".join(f"{k} {v}" for k, v in
-                                                                   report.trigger_field_mismatches.items()))
+        console.print(
+            "trigger mismatches per field: " + ", ".join(f"{k} {v}" for k, v in report.trigger_field_mismatches.items())
+        )
     tm = report.first_trigger_mismatch
     if tm:
-        console.print(f"[red]first trigger mismatch: window {tm['window']} (event {tm['event_number']}), "
-                      f"fields {tm['fields']}[/red]")
+        console.print(
+            f"[red]first trigger mismatch: window {tm['window']} (event {tm['event_number']}), "
+            f"fields {tm['fields']}[/red]"
+        )
         for name, vals in tm["values"].items():
             fmt = (lambda v: f"0x{v:04x}") if name in ("trigger_word", "conditions") else str
             console.print(f"  {name}: reference {fmt(vals['reference'])}, DUT {fmt(vals['dut'])}")
@@ -132,19 +155,28 @@ def run(args: argparse.Namespace) -> int:
     if args.report:
         check_new_output(args.report, getattr(args, "overwrite", False), "--report", need_folder=False)
     if args.dut.startswith("tcp://"):
-        check_endpoint(args.dut, "--dut")   # a port out of range would silently connect elsewhere
+        check_endpoint(args.dut, "--dut")  # a port out of range would silently connect elsewhere
     try:
         samples, events, cfg = _stimulus(args)
         if args.dut != "model" and cfg.digitizer.adc_bits != HIL_ADC_BITS:
             # the RTL (firmware_models/) and the HIL protocol's boards are 14-bit: their rail is 16383
-            raise ConfigError("digitizer.adc_bits", cfg.digitizer.adc_bits,
-                              f"{HIL_ADC_BITS} for --dut {args.dut} (the RTL and the HIL boards take "
-                              f"{HIL_ADC_BITS}-bit samples; --dut model takes any)")
-        dut = make_dut(args.dut, timeout_s=args.timeout, retries=args.retries, batch=args.batch,
-                       rtl_trigger_offsets=parse_register_offsets(getattr(args, "rtl_trigger_offset", None) or [],
-                                                                  "--rtl-trigger-offset"))
+            raise ConfigError(
+                "digitizer.adc_bits",
+                cfg.digitizer.adc_bits,
+                f"{HIL_ADC_BITS} for --dut {args.dut} (the RTL and the HIL boards take "
+                f"{HIL_ADC_BITS}-bit samples; --dut model takes any)",
+            )
+        dut = make_dut(
+            args.dut,
+            timeout_s=args.timeout,
+            retries=args.retries,
+            batch=args.batch,
+            rtl_trigger_offsets=parse_register_offsets(
+                getattr(args, "rtl_trigger_offset", None) or [], "--rtl-trigger-offset"
+            ),
+        )
     except ConfigError:
-        raise   # the CLI prints it on one line, exit status 2
+        raise  # the CLI prints it on one line, exit status 2
     except (ValueError, OSError) as err:
         console.print(f"[red]pokerdaq hil: {err}[/red]")
         return 2
@@ -158,8 +190,15 @@ def run(args: argparse.Namespace) -> int:
             dut.close()
             return 2
     try:
-        report = run_hil(dut, samples, params, event_numbers=events, reference=args.reference, trigger=trigger,
-                         default_ref=cfg.digitizer.pretrigger_samples * 64)
+        report = run_hil(
+            dut,
+            samples,
+            params,
+            event_numbers=events,
+            reference=args.reference,
+            trigger=trigger,
+            default_ref=cfg.digitizer.pretrigger_samples * 64,
+        )
     except ValueError as err:  # a setting the DUT cannot reproduce: refused, never compared
         console.print(f"[red]pokerdaq hil: --dut {args.dut}: {err}[/red]")
         return 2

@@ -163,8 +163,11 @@ class TcpDut:
                 return None
             ready = dict(poller.poll(int(left * 1000)))  # what pyzmq does with a float
             if self._monitor in ready and self._drain_monitor() == "disconnect":
-                raise DutFault("disconnect", f"{self.endpoint}: the board closed the connection while "
-                               f"{what} (seq {seq}) was outstanding", seq=seq)
+                raise DutFault(
+                    "disconnect",
+                    f"{self.endpoint}: the board closed the connection while {what} (seq {seq}) was outstanding",
+                    seq=seq,
+                )
             if self._sock not in ready:
                 continue
             frames = self._sock.recv_multipart()
@@ -178,8 +181,9 @@ class TcpDut:
                     continue
                 raise DutFault("corrupt", f"{self.endpoint}: reply to {what} (seq {seq}): {err}", seq=seq) from None
             except ProtocolError as err:
-                raise DutFault("corrupt", f"{self.endpoint}: reply to {what} (seq {seq}) is malformed: {err}",
-                               seq=seq) from None
+                raise DutFault(
+                    "corrupt", f"{self.endpoint}: reply to {what} (seq {seq}) is malformed: {err}", seq=seq
+                ) from None
             if header.seq != seq:
                 # a late answer to an earlier request: counted, never taken for this one
                 self.stale_replies += 1
@@ -189,8 +193,13 @@ class TcpDut:
                     code = ErrorCode(header.count).name
                 except ValueError:
                     code = f"code {header.count}"
-                raise DutFault("error-reply", f"{self.endpoint}: board answered {what} (seq {seq}) with ERROR "
-                               f"{code}: {payload.decode(errors='replace')}", seq=seq, code=code)
+                raise DutFault(
+                    "error-reply",
+                    f"{self.endpoint}: board answered {what} (seq {seq}) with ERROR "
+                    f"{code}: {payload.decode(errors='replace')}",
+                    seq=seq,
+                    code=code,
+                )
             return header, payload
 
     def request(self, msg_type: MsgType, payload: bytes = b"", *, what: str, **fields) -> tuple[Header, bytes]:
@@ -203,8 +212,12 @@ class TcpDut:
             try:
                 self._sock.send_multipart(frames, copy=len(payload) < 65536)
             except zmq.Again:
-                raise DutFault("timeout", f"{self.endpoint}: {what} (seq {seq}) could not be sent within "
-                               f"{self.timeout_s:g} s (no connection to the board?)", seq=seq) from None
+                raise DutFault(
+                    "timeout",
+                    f"{self.endpoint}: {what} (seq {seq}) could not be sent within "
+                    f"{self.timeout_s:g} s (no connection to the board?)",
+                    seq=seq,
+                ) from None
             got = self._wait(seq, time.monotonic() + self.timeout_s, what)
             if got is not None:
                 return got
@@ -212,17 +225,29 @@ class TcpDut:
         waited = time.monotonic() - t0
         self._drain_monitor()
         if not self.ever_connected:
-            raise DutFault("no-connection", f"{self.endpoint}: no connection to the board (nothing listening?): "
-                           f"{what} (seq {seq}) unanswered after {waited:.2f} s", seq=seq)
+            raise DutFault(
+                "no-connection",
+                f"{self.endpoint}: no connection to the board (nothing listening?): "
+                f"{what} (seq {seq}) unanswered after {waited:.2f} s",
+                seq=seq,
+            )
         got = self._wait(seq, time.monotonic() + self.timeout_s, what)
         if got is not None:
             late = time.monotonic() - t0
-            raise DutFault("late", f"{self.endpoint}: reply to {what} (seq {seq}) arrived after {late:.2f} s, "
-                           f"beyond the {self.timeout_s:g} s time-out ({self.retries + 1} attempt(s))",
-                           seq=seq, latency_s=late)
-        raise DutFault("timeout", f"{self.endpoint}: no reply to {what} (seq {seq}) within {self.timeout_s:g} s "
-                       f"x {self.retries + 1} attempt(s) plus {self.timeout_s:g} s grace: the board dropped the "
-                       f"request or hung", seq=seq)
+            raise DutFault(
+                "late",
+                f"{self.endpoint}: reply to {what} (seq {seq}) arrived after {late:.2f} s, "
+                f"beyond the {self.timeout_s:g} s time-out ({self.retries + 1} attempt(s))",
+                seq=seq,
+                latency_s=late,
+            )
+        raise DutFault(
+            "timeout",
+            f"{self.endpoint}: no reply to {what} (seq {seq}) within {self.timeout_s:g} s "
+            f"x {self.retries + 1} attempt(s) plus {self.timeout_s:g} s grace: the board dropped the "
+            f"request or hung",
+            seq=seq,
+        )
 
     # ------------------------------------------------------------------ DUT interface
 
@@ -231,29 +256,48 @@ class TcpDut:
         return payload.decode(errors="replace")
 
     def configure(self, params: PulseParams) -> None:
-        header, _ = self.request(MsgType.CONFIGURE, registers_payload(params), what="CONFIGURE",
-                                 n_channels=params.n_channels)
+        header, _ = self.request(
+            MsgType.CONFIGURE, registers_payload(params), what="CONFIGURE", n_channels=params.n_channels
+        )
         if header.type != MsgType.ACK or header.count != params.n_channels:
-            raise DutFault("protocol", f"{self.endpoint}: CONFIGURE answered with type 0x{header.type:02x} "
-                           f"count {header.count}, expected ACK for {params.n_channels} channels")
+            raise DutFault(
+                "protocol",
+                f"{self.endpoint}: CONFIGURE answered with type 0x{header.type:02x} "
+                f"count {header.count}, expected ACK for {params.n_channels} channels",
+            )
         self._n_channels = params.n_channels
 
     def configure_trigger(self, regs: TriggerRegisters, default_ref: int) -> None:
-        header, _ = self.request(MsgType.CONFIGURE_TRIGGER, trigger_registers_payload(regs, default_ref),
-                                 what="CONFIGURE_TRIGGER", n_channels=regs.n_channels)
+        header, _ = self.request(
+            MsgType.CONFIGURE_TRIGGER,
+            trigger_registers_payload(regs, default_ref),
+            what="CONFIGURE_TRIGGER",
+            n_channels=regs.n_channels,
+        )
         if header.type != MsgType.ACK:
-            raise DutFault("protocol", f"{self.endpoint}: CONFIGURE_TRIGGER answered with type "
-                           f"0x{header.type:02x}, expected ACK")
+            raise DutFault(
+                "protocol", f"{self.endpoint}: CONFIGURE_TRIGGER answered with type 0x{header.type:02x}, expected ACK"
+            )
         self._with_trigger = True
 
     def process(self, first_window: int, samples: np.ndarray) -> tuple:
         n, nch, ns = samples.shape
         what = f"WINDOWS {first_window}..{first_window + n - 1}"
-        header, payload = self.request(MsgType.WINDOWS, np.ascontiguousarray(samples, "<u2").tobytes(), what=what,
-                                       first_window=first_window, count=n, n_channels=nch, n_samples=ns)
+        header, payload = self.request(
+            MsgType.WINDOWS,
+            np.ascontiguousarray(samples, "<u2").tobytes(),
+            what=what,
+            first_window=first_window,
+            count=n,
+            n_channels=nch,
+            n_samples=ns,
+        )
         if header.type != MsgType.RESULT or header.first_window != first_window:
-            raise DutFault("protocol", f"{self.endpoint}: {what} answered with type 0x{header.type:02x} "
-                           f"first_window {header.first_window}, expected RESULT for window {first_window}")
+            raise DutFault(
+                "protocol",
+                f"{self.endpoint}: {what} answered with type 0x{header.type:02x} "
+                f"first_window {header.first_window}, expected RESULT for window {first_window}",
+            )
         split = header.count * WIRE_PULSE_DTYPE.itemsize if self._with_trigger else len(payload)
         try:
             pulses, window = pulses_from_wire(payload[:split], header.count)
@@ -262,13 +306,17 @@ class TcpDut:
         except ProtocolError as err:
             raise DutFault("corrupt", f"{self.endpoint}: reply to {what}: {err}") from None
         if len(window) and (window.min() < 0 or window.max() >= n):
-            raise DutFault("protocol", f"{self.endpoint}: reply to {what} names window {int(window.max())} "
-                           f"outside 0..{n - 1}")
+            raise DutFault(
+                "protocol", f"{self.endpoint}: reply to {what} names window {int(window.max())} outside 0..{n - 1}"
+            )
         if not self._with_trigger:
             return pulses, window
         if len(trig_window) and (trig_window.min() < 0 or trig_window.max() >= n):
-            raise DutFault("protocol", f"{self.endpoint}: reply to {what} has a trigger record for window "
-                           f"{int(trig_window.max())} outside 0..{n - 1}")
+            raise DutFault(
+                "protocol",
+                f"{self.endpoint}: reply to {what} has a trigger record for window "
+                f"{int(trig_window.max())} outside 0..{n - 1}",
+            )
         return pulses, window, (triggers, trig_window)
 
     def close(self) -> None:

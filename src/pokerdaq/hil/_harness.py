@@ -13,8 +13,19 @@ from ..dsp import PULSE_DTYPE, PulseParams, find_pulses_batch
 from ..trigger import TRIGGER_DTYPE, TriggerRegisters, trigger_windows
 from ._dut import DutFault
 
-COMPARED_FIELDS = ("pulse_index", "crossing", "coarse_time", "fine_time", "time", "peak", "integral",
-                   "integral_net", "pedestal", "n_over", "quality")
+COMPARED_FIELDS = (
+    "pulse_index",
+    "crossing",
+    "coarse_time",
+    "fine_time",
+    "time",
+    "peak",
+    "integral",
+    "integral_net",
+    "pedestal",
+    "n_over",
+    "quality",
+)
 TRIGGER_COMPARED_FIELDS = tuple(n for n in TRIGGER_DTYPE.names or () if n != "event_number")
 """Trigger record fields compared (the event number is the window's place in its request)."""
 CONTEXT_SAMPLES = 8
@@ -77,8 +88,12 @@ class HilReport:
 
     @property
     def passed(self) -> bool:
-        return (self.fault is None and self.mismatched_channel_windows == 0 and self.trigger_mismatched_windows == 0
-                and self.windows_sent == self.n_windows)
+        return (
+            self.fault is None
+            and self.mismatched_channel_windows == 0
+            and self.trigger_mismatched_windows == 0
+            and self.windows_sent == self.n_windows
+        )
 
     def as_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -86,9 +101,18 @@ class HilReport:
         return d
 
 
-def compare(ref: np.ndarray, ref_win: np.ndarray, dut: np.ndarray, dut_win: np.ndarray,
-            samples: np.ndarray | Sequence[np.ndarray], event_numbers: np.ndarray, report: HilReport,
-            window_offset: int = 0, pulse_index_bits: int = 8, max_listed: int = MAX_LISTED) -> None:
+def compare(
+    ref: np.ndarray,
+    ref_win: np.ndarray,
+    dut: np.ndarray,
+    dut_win: np.ndarray,
+    samples: np.ndarray | Sequence[np.ndarray],
+    event_numbers: np.ndarray,
+    report: HilReport,
+    window_offset: int = 0,
+    pulse_index_bits: int = 8,
+    max_listed: int = MAX_LISTED,
+) -> None:
     """Compare DUT and reference records of a block of windows, accumulating into ``report``.
 
     The one pulse-record scoreboard: ``pokerdaq hil`` and the firmware tests (every RTL record
@@ -105,6 +129,7 @@ def compare(ref: np.ndarray, ref_win: np.ndarray, dut: np.ndarray, dut_win: np.n
         ref, dut = ref.copy(), dut.copy()
         ref["pulse_index"] &= mask
         dut["pulse_index"] &= mask
+
     def order(rec, win):
         idx = np.lexsort((rec["crossing"], rec["channel"], win))
         return rec[idx], win[idx]
@@ -144,10 +169,15 @@ def compare(ref: np.ndarray, ref_win: np.ndarray, dut: np.ndarray, dut_win: np.n
         if len(report.mismatches) >= max_listed:
             break
         w, ch = int(keys[k] // n_ch_key), int(keys[k] % n_ch_key)
-        r = ref[ref_first[k]:ref_first[k] + ref_n[k]]
-        d = dut[dut_first[k]:dut_first[k] + dut_n[k]]
-        entry: dict[str, Any] = {"window": window_offset + w, "event_number": int(event_numbers[w]), "channel": ch,
-                                 "pulses_reference": int(ref_n[k]), "pulses_dut": int(dut_n[k])}
+        r = ref[ref_first[k] : ref_first[k] + ref_n[k]]
+        d = dut[dut_first[k] : dut_first[k] + dut_n[k]]
+        entry: dict[str, Any] = {
+            "window": window_offset + w,
+            "event_number": int(event_numbers[w]),
+            "channel": ch,
+            "pulses_reference": int(ref_n[k]),
+            "pulses_dut": int(dut_n[k]),
+        }
         for i in range(max(len(r), len(d))):
             rr = _record(r[i]) if i < len(r) else None
             dd = _record(d[i]) if i < len(d) else None
@@ -156,10 +186,14 @@ def compare(ref: np.ndarray, ref_win: np.ndarray, dut: np.ndarray, dut_win: np.n
                 sample = (rr or dd)["crossing"]  # type: ignore[index]  # i < max(len(r), len(d)): one exists
                 window = samples[w]
                 lo, hi = max(0, sample - CONTEXT_SAMPLES), min(window.shape[1], sample + CONTEXT_SAMPLES + 1)
-                entry.update(pulse=i, sample=int(sample), fields=fields if rr and dd else ["missing pulse"],
-                             reference=rr, dut=dd,
-                             context={"first_sample": int(lo),
-                                      "samples": [int(v) for v in window[ch, lo:hi]]})
+                entry.update(
+                    pulse=i,
+                    sample=int(sample),
+                    fields=fields if rr and dd else ["missing pulse"],
+                    reference=rr,
+                    dut=dd,
+                    context={"first_sample": int(lo), "samples": [int(v) for v in window[ch, lo:hi]]},
+                )
                 if rr and dd:
                     entry["values"] = {n: {"reference": rr[n], "dut": dd[n]} for n in fields}
                 break
@@ -177,8 +211,14 @@ def _count_types(report_counts: dict[str, int], triggers: np.ndarray) -> None:
         report_counts[name] = report_counts.get(name, 0) + int(((raw >> k) & 1).sum())
 
 
-def compare_triggers(ref: np.ndarray, dut: np.ndarray, dut_win: np.ndarray, event_numbers: np.ndarray,
-                     report: HilReport, window_offset: int = 0) -> None:
+def compare_triggers(
+    ref: np.ndarray,
+    dut: np.ndarray,
+    dut_win: np.ndarray,
+    event_numbers: np.ndarray,
+    report: HilReport,
+    window_offset: int = 0,
+) -> None:
     """Compare the DUT's trigger records of a block of windows with the reference, one per window.
 
     ``ref`` holds one TRIGGER_DTYPE record per window of the block (window order); the DUT's
@@ -190,8 +230,9 @@ def compare_triggers(ref: np.ndarray, dut: np.ndarray, dut_win: np.ndarray, even
     counts = np.bincount(dut_win, minlength=n)[:n] if len(dut_win) else np.zeros(n, np.int64)
     bad = counts != 1
     if bad.any():
-        report.trigger_field_mismatches["n_triggers"] = (report.trigger_field_mismatches.get("n_triggers", 0)
-                                                         + int(bad.sum()))
+        report.trigger_field_mismatches["n_triggers"] = report.trigger_field_mismatches.get("n_triggers", 0) + int(
+            bad.sum()
+        )
     # the DUT record of each window answered exactly once
     order = np.argsort(dut_win, kind="stable")
     aligned = np.zeros(n, TRIGGER_DTYPE)
@@ -212,25 +253,34 @@ def compare_triggers(ref: np.ndarray, dut: np.ndarray, dut_win: np.ndarray, even
     for w in np.flatnonzero(bad):
         if len(report.trigger_mismatches) >= MAX_LISTED:
             break
-        entry: dict[str, Any] = {"window": window_offset + int(w), "event_number": int(event_numbers[w]),
-                                 "triggers_dut": int(counts[w])}
+        entry: dict[str, Any] = {
+            "window": window_offset + int(w),
+            "event_number": int(event_numbers[w]),
+            "triggers_dut": int(counts[w]),
+        }
         if counts[w] != 1:
             entry["fields"] = ["n_triggers"]
             entry["values"] = {"n_triggers": {"reference": 1, "dut": int(counts[w])}}
         else:
             fields = [name for name in TRIGGER_COMPARED_FIELDS if name in diffs and diffs[name][w]]
             entry["fields"] = fields
-            entry["values"] = {name: {"reference": int(ref[name][w]), "dut": int(aligned[name][w])}
-                               for name in fields}
+            entry["values"] = {name: {"reference": int(ref[name][w]), "dut": int(aligned[name][w])} for name in fields}
         entry["reference"] = _record(ref[w])
         report.trigger_mismatches.append(entry)
         if report.first_trigger_mismatch is None:
             report.first_trigger_mismatch = entry
 
 
-def run_hil(dut, samples: np.ndarray, params: PulseParams, *, event_numbers: np.ndarray | None = None,
-            reference: str = "numba", trigger: TriggerRegisters | None = None,
-            default_ref: int = 0) -> HilReport:
+def run_hil(
+    dut,
+    samples: np.ndarray,
+    params: PulseParams,
+    *,
+    event_numbers: np.ndarray | None = None,
+    reference: str = "numba",
+    trigger: TriggerRegisters | None = None,
+    default_ref: int = 0,
+) -> HilReport:
     """Send every window to ``dut`` in its preferred batches and compare with the reference.
 
     Parameters
@@ -273,22 +323,40 @@ def run_hil(dut, samples: np.ndarray, params: PulseParams, *, event_numbers: np.
         if with_trigger:
             dut.configure_trigger(trigger, default_ref)
         for a in range(0, n, batch):
-            block = samples[a:a + batch]
+            block = samples[a : a + batch]
             got, got_win, *rest = dut.process(a, block)
             ref, ref_win = reference_pulses(block, params, reference)
             if with_trigger:
                 trig, trig_win = rest[0]
-                ref_trig = trigger_windows(ref, ref_win, len(block), trigger,  # type: ignore[arg-type]  # with_trigger: not None
-                                           default_ref=default_ref)
-                compare_triggers(ref_trig, trig, trig_win, event_numbers[a:a + batch], report, window_offset=a)
+                ref_trig = trigger_windows(
+                    ref,
+                    ref_win,
+                    len(block),
+                    trigger,  # type: ignore[arg-type]  # with_trigger: not None
+                    default_ref=default_ref,
+                )
+                compare_triggers(ref_trig, trig, trig_win, event_numbers[a : a + batch], report, window_offset=a)
             report.windows_sent += len(block)
             report.pulses_reference += len(ref)
             report.pulses_dut += len(got)
-            compare(ref, ref_win, got, got_win, block, event_numbers[a:a + batch], report, window_offset=a,
-                    pulse_index_bits=int(getattr(dut, "pulse_index_bits", 8)))
+            compare(
+                ref,
+                ref_win,
+                got,
+                got_win,
+                block,
+                event_numbers[a : a + batch],
+                report,
+                window_offset=a,
+                pulse_index_bits=int(getattr(dut, "pulse_index_bits", 8)),
+            )
     except DutFault as fault:
-        report.fault = {"kind": fault.kind, "message": str(fault), **fault.context,
-                        "windows_completed": report.windows_sent}
+        report.fault = {
+            "kind": fault.kind,
+            "message": str(fault),
+            **fault.context,
+            "windows_completed": report.windows_sent,
+        }
     finally:
         report.stale_replies = int(getattr(dut, "stale_replies", 0))
         report.dut_stats = dict(getattr(dut, "stats", {}))

@@ -31,13 +31,15 @@ REGISTER_NAMES = tuple(r.name for r in PULSE_FINDER)
 REGISTERS_DTYPE = np.dtype([(n, "<i4") for n in REGISTER_NAMES])
 """CONFIGURE payload: one row per channel, the registers of docs/firmware-spec.md 1.2 in register order."""
 
-WIRE_PULSE_DTYPE = np.dtype([("window", "<u8")] + [(n, PULSE_DTYPE[n].newbyteorder("<"))
-                                                    for n in PULSE_DTYPE.names or ()])
+WIRE_PULSE_DTYPE = np.dtype(
+    [("window", "<u8")] + [(n, PULSE_DTYPE[n].newbyteorder("<")) for n in PULSE_DTYPE.names or ()]
+)
 """RESULT payload: one packed row per pulse; ``window`` counts from the request's first window
 (absolute window number = header ``first_window`` + ``window``)."""
 
-WIRE_TRIGGER_DTYPE = np.dtype([("window", "<u8")] + [(n, TRIGGER_DTYPE[n].newbyteorder("<"))
-                                                      for n in TRIGGER_DTYPE.names or ()])
+WIRE_TRIGGER_DTYPE = np.dtype(
+    [("window", "<u8")] + [(n, TRIGGER_DTYPE[n].newbyteorder("<")) for n in TRIGGER_DTYPE.names or ()]
+)
 """RESULT payload after the pulse records, when trigger registers were configured: one packed
 row per window of the request, in window order (``TRIGGER_DTYPE`` of docs/firmware-spec.md
 Part 2, window mode)."""
@@ -61,11 +63,11 @@ class MsgType(enum.IntEnum):
 class ErrorCode(enum.IntEnum):
     """``count`` field of an ERROR reply; the payload is a UTF-8 explanation."""
 
-    BAD_HEADER = 1        # wrong magic, version, length or header CRC
-    BAD_PAYLOAD_CRC = 2   # payload CRC-32 does not match the header
-    BAD_SIZE = 3          # payload length does not match count x channels x samples
-    NOT_CONFIGURED = 4    # WINDOWS before CONFIGURE, or a different channel count
-    BAD_REGISTERS = 5     # register values out of range (message says which)
+    BAD_HEADER = 1  # wrong magic, version, length or header CRC
+    BAD_PAYLOAD_CRC = 2  # payload CRC-32 does not match the header
+    BAD_SIZE = 3  # payload length does not match count x channels x samples
+    NOT_CONFIGURED = 4  # WINDOWS before CONFIGURE, or a different channel count
+    BAD_REGISTERS = 5  # register values out of range (message says which)
     UNKNOWN_TYPE = 6
     INTERNAL = 7
 
@@ -86,11 +88,29 @@ class Header:
     payload_crc: int = 0
 
 
-def encode(msg_type: int, seq: int, payload: bytes = b"", *, first_window: int = 0, count: int = 0,
-           n_channels: int = 0, n_samples: int = 0) -> list[bytes]:
+def encode(
+    msg_type: int,
+    seq: int,
+    payload: bytes = b"",
+    *,
+    first_window: int = 0,
+    count: int = 0,
+    n_channels: int = 0,
+    n_samples: int = 0,
+) -> list[bytes]:
     """Header and payload frames of one message."""
-    head = HEADER.pack(MAGIC, VERSION, int(msg_type), seq & 0xFFFFFFFF, first_window, count, n_channels,
-                       n_samples, len(payload), zlib.crc32(payload))
+    head = HEADER.pack(
+        MAGIC,
+        VERSION,
+        int(msg_type),
+        seq & 0xFFFFFFFF,
+        first_window,
+        count,
+        n_channels,
+        n_samples,
+        len(payload),
+        zlib.crc32(payload),
+    )
     return [head + struct.pack("<I", zlib.crc32(head)), payload]
 
 
@@ -111,8 +131,9 @@ def decode(frames: list[bytes]) -> tuple[Header, bytes]:
     magic, version, mtype, seq, first, count, nch, ns, plen, pcrc = HEADER.unpack(head[:-4])
     (hcrc,) = struct.unpack("<I", head[-4:])
     if zlib.crc32(head[:-4]) != hcrc:
-        raise ProtocolError(f"header CRC-32 0x{zlib.crc32(head[:-4]):08x} != 0x{hcrc:08x} in the message "
-                            f"(corrupted header)")
+        raise ProtocolError(
+            f"header CRC-32 0x{zlib.crc32(head[:-4]):08x} != 0x{hcrc:08x} in the message (corrupted header)"
+        )
     if magic != MAGIC:
         raise ProtocolError(f"magic {magic!r}, expected {MAGIC!r}")
     if version != VERSION:
@@ -122,8 +143,9 @@ def decode(frames: list[bytes]) -> tuple[Header, bytes]:
         raise ProtocolError(f"payload of {len(payload)} bytes, header says {plen}")
     crc = zlib.crc32(payload)
     if crc != pcrc:
-        raise PayloadCrcError(header, f"payload CRC-32 0x{crc:08x} != 0x{pcrc:08x} in the header "
-                                      f"(corrupted payload, {plen} bytes)")
+        raise PayloadCrcError(
+            header, f"payload CRC-32 0x{crc:08x} != 0x{pcrc:08x} in the header (corrupted payload, {plen} bytes)"
+        )
     return header, payload
 
 
@@ -148,8 +170,9 @@ def params_from_payload(payload: bytes, n_channels: int):
     from ..dsp import PulseParams
 
     if len(payload) != n_channels * REGISTERS_DTYPE.itemsize:
-        raise ValueError(f"CONFIGURE payload of {len(payload)} bytes, expected {n_channels} x "
-                         f"{REGISTERS_DTYPE.itemsize}")
+        raise ValueError(
+            f"CONFIGURE payload of {len(payload)} bytes, expected {n_channels} x {REGISTERS_DTYPE.itemsize}"
+        )
     rows = np.frombuffer(payload, REGISTERS_DTYPE)
     registers: dict[str, Any] = {n: rows[n].astype(np.int64) for n in REGISTER_NAMES}
     return PulseParams(**registers)
@@ -164,8 +187,9 @@ def _to_wire(records: np.ndarray, window: np.ndarray, wire_dtype: np.dtype) -> b
     return out.tobytes()
 
 
-def _from_wire(payload: bytes, count: int, wire_dtype: np.dtype, dtype: np.dtype,
-               what: str) -> tuple[np.ndarray, np.ndarray]:
+def _from_wire(
+    payload: bytes, count: int, wire_dtype: np.dtype, dtype: np.dtype, what: str
+) -> tuple[np.ndarray, np.ndarray]:
     """(records, window offsets) of ``count`` wire records; a length that lies is a ProtocolError."""
     if len(payload) != count * wire_dtype.itemsize:
         raise ProtocolError(f"{what} of {len(payload)} bytes, expected {count} x {wire_dtype.itemsize}")
@@ -219,19 +243,20 @@ def trigger_registers_from_payload(payload: bytes):
     if len(words) != expected:
         raise ValueError(f"CONFIGURE_TRIGGER payload of {len(words)} words, expected {expected}")
     at = 6
-    params = words[at:at + n_params].copy()
+    params = words[at : at + n_params].copy()
     at += n_params
     tables = {}
     for t in _TRIGGER_TABLES:
-        tables[t] = words[at:at + n_ch].copy()
+        tables[t] = words[at : at + n_ch].copy()
         at += n_ch
-    luts = words[at:at + n_luts * lut_w].reshape(n_luts, lut_w).copy()
+    luts = words[at : at + n_luts * lut_w].reshape(n_luts, lut_w).copy()
     at += n_luts * lut_w
-    lut_shift = words[at:at + n_luts].copy()
+    lut_shift = words[at : at + n_luts].copy()
     if (tables["ch_lut"] >= n_luts).any():
         raise ValueError(f"CONFIGURE_TRIGGER ch_lut = {int(tables['ch_lut'].max())}: expected < n_luts {n_luts}")
-    regs = TriggerRegisters(params=params, luts=luts, lut_shift=lut_shift, adc_per_mev={}, random_seed=seed,
-                            sample_ns=0.0, **tables)
+    regs = TriggerRegisters(
+        params=params, luts=luts, lut_shift=lut_shift, adc_per_mev={}, random_seed=seed, sample_ns=0.0, **tables
+    )
     return regs, default_ref
 
 

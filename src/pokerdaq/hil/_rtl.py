@@ -68,8 +68,10 @@ class RtlDut:
 
     def configure(self, params: PulseParams) -> None:
         if params.adc_max != (1 << RTL_ADC_BITS) - 1:
-            raise ValueError(f"PulseParams.adc_max = {params.adc_max}: the RTL is built for "
-                             f"{RTL_ADC_BITS}-bit samples (rail {(1 << RTL_ADC_BITS) - 1})")
+            raise ValueError(
+                f"PulseParams.adc_max = {params.adc_max}: the RTL is built for "
+                f"{RTL_ADC_BITS}-bit samples (rail {(1 << RTL_ADC_BITS) - 1})"
+            )
         self._params = params
 
     def configure_trigger(self, regs: TriggerRegisters, default_ref: int) -> None:
@@ -109,14 +111,21 @@ class RtlDut:
         lanes = np.zeros((groups, n_win, n, self.nch), np.uint16)
         for g in range(groups):
             chans = np.arange(g * self.nch, min(n_ch, (g + 1) * self.nch))
-            regs[g, :len(chans)] = table[chans]
-            lanes[g, :, :, :len(chans)] = samples[:, chans, :].transpose(0, 2, 1)
+            regs[g, : len(chans)] = table[chans]
+            lanes[g, :, :, : len(chans)] = samples[:, chans, :].transpose(0, 2, 1)
         # the bench's campaign format: one batch per lane group, windows back to back, no idle
         # clocks, window start index 0, every window closed with in_last
-        np.savez(tmp / "bank_stimulus.npz", nch=self.nch, regs=regs, batch_n=np.full(groups, n, np.int64),
-                 batch_nwin=np.full(groups, n_win, np.int64), samples=lanes.reshape(-1, self.nch),
-                 gaps=np.zeros(groups * n_win * n, np.uint8), index0=np.zeros(groups * n_win, np.uint64),
-                 last_sent=np.ones(groups * n_win, np.uint8))
+        np.savez(
+            tmp / "bank_stimulus.npz",
+            nch=self.nch,
+            regs=regs,
+            batch_n=np.full(groups, n, np.int64),
+            batch_nwin=np.full(groups, n_win, np.int64),
+            samples=lanes.reshape(-1, self.nch),
+            gaps=np.zeros(groups * n_win * n, np.uint8),
+            index0=np.zeros(groups * n_win, np.uint64),
+            last_sent=np.ones(groups * n_win, np.uint8),
+        )
         res = self._simulate(run_bank, self.build_dir, tmp, "bank", "pulse finder")
         rows, columns = res["rows"], [str(c) for c in res["columns"]]
         self.err_overflow = int(res["err_overflow"])
@@ -135,8 +144,9 @@ class RtlDut:
             out[name] = rows[:, col[name]]
         return out, window.astype(np.int64)
 
-    def _triggers(self, pulses: np.ndarray, window: np.ndarray, n_win: int, n: int,
-                  tmp: Path) -> tuple[np.ndarray, np.ndarray]:
+    def _triggers(
+        self, pulses: np.ndarray, window: np.ndarray, n_win: int, n: int, tmp: Path
+    ) -> tuple[np.ndarray, np.ndarray]:
         if self._trigger is None or self._trigger_build is None:  # process() calls this after configure_trigger()
             raise RuntimeError("rtl: configure_trigger() first")
         regs, default_ref = self._trigger
@@ -146,14 +156,23 @@ class RtlDut:
         res = self._simulate(run_trigger, self._trigger_build, tmp, "trigger", "trigger")
         errors = dict(zip(("err_overflow", "err_order", "err_late"), (int(v) for v in res["errors0"])))
         if any(errors.values()):
-            raise DutFault("overflow", f"rtl trigger dropped primitives: {errors} (err_overflow: more than the "
-                           f"1024-entry primitive buffer holds around one window)")
+            raise DutFault(
+                "overflow",
+                f"rtl trigger dropped primitives: {errors} (err_overflow: more than the "
+                f"1024-entry primitive buffer holds around one window)",
+            )
         _, records = trigger_records(res)
         triggers, trig_window, counts = records_per_window(records, timeline)
-        self.stats.update(trigger_clocks=int(res["clocks0"]), trigger_primitives=len(pulses),
-                          timeline_stride_ticks=timeline.stride, rtl_trigger_records=len(records),
-                          rtl_beam_records=counts["beam"], rtl_random_records=counts["random"],
-                          rtl_beam_records_dropped=counts["beam_dropped"], rtl_records_unmapped=counts["unmapped"])
+        self.stats.update(
+            trigger_clocks=int(res["clocks0"]),
+            trigger_primitives=len(pulses),
+            timeline_stride_ticks=timeline.stride,
+            rtl_trigger_records=len(records),
+            rtl_beam_records=counts["beam"],
+            rtl_random_records=counts["random"],
+            rtl_beam_records_dropped=counts["beam_dropped"],
+            rtl_records_unmapped=counts["unmapped"],
+        )
         return triggers, trig_window
 
     def process(self, first_window: int, samples: np.ndarray) -> tuple:

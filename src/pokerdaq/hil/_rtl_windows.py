@@ -71,8 +71,8 @@ class WindowTimeline:
     n_windows: int
     n_samples: int
     default_ref: int  # fine units, relative to a window's first sample
-    stride: int       # ticks from one window's start to the next; the random-trigger period
-    base: int         # tick of window 0's first sample
+    stride: int  # ticks from one window's start to the next; the random-trigger period
+    base: int  # tick of window 0's first sample
 
     def start(self, window) -> np.ndarray:
         """First tick of ``window`` (int or array)."""
@@ -91,9 +91,11 @@ class WindowTimeline:
 
 def check_default_ref(default_ref: int) -> None:
     if int(default_ref) % FINE:
-        raise ValueError(f"default_ref = {default_ref}: the RTL trigger evaluates a window without a beam "
-                         f"coincidence with a periodic random candidate, whose T_REF is a whole sample; expected a "
-                         f"multiple of {FINE} fine units (pretrigger_samples * 64)")
+        raise ValueError(
+            f"default_ref = {default_ref}: the RTL trigger evaluates a window without a beam "
+            f"coincidence with a periodic random candidate, whose T_REF is a whole sample; expected a "
+            f"multiple of {FINE} fine units (pretrigger_samples * 64)"
+        )
 
 
 def window_timeline(n_windows: int, n_samples: int, default_ref: int, regs: TriggerRegisters) -> WindowTimeline:
@@ -108,13 +110,15 @@ def window_timeline(n_windows: int, n_samples: int, default_ref: int, regs: Trig
     d = dref // FINE
     last = n_samples * FINE - 1  # last fine time of a primitive inside its window
     need_fine = max(
-        max(last, dref) + regs[P_SPAN_HI],             # a decision's windows end before the next slot
+        max(last, dref) + regs[P_SPAN_HI],  # a decision's windows end before the next slot
         n_samples * FINE - min(0, dref) - regs[P_SPAN_LO],  # ... and start after the previous slot's primitives
-        last + regs[P_GUARD],                           # previous window's last beam candidate outside the guard
+        last + regs[P_GUARD],  # previous window's last beam candidate outside the guard
     )
-    stride = max(-(-need_fine // FINE),
-                 1 + regs[P_LAT] + max(d, 0),  # the random candidate of window 0 at T_REF >= 0
-                 n_samples - d + 1)            # the last beam decision before the end; no extra random fire
+    stride = max(
+        -(-need_fine // FINE),
+        1 + regs[P_LAT] + max(d, 0),  # the random candidate of window 0 at T_REF >= 0
+        n_samples - d + 1,
+    )  # the last beam decision before the end; no extra random fire
     return WindowTimeline(n_windows, n_samples, dref, int(stride), int(stride - 1 - regs[P_LAT] - d))
 
 
@@ -123,14 +127,15 @@ def window_mode_registers(regs: TriggerRegisters, timeline: WindowTimeline) -> T
     check_trigger_limits(regs)
     p = regs.params.copy()
     p[P_DEAD] = 0
-    p[P_PRESCALE:P_PRESCALE + N_TYPES] = 1
+    p[P_PRESCALE : P_PRESCALE + N_TYPES] = 1
     p[P_RND_MODE] = RND_PERIODIC
     p[P_RND_PARAM] = timeline.stride
     return dataclasses.replace(regs, params=p)
 
 
-def timeline_segment(pulses: np.ndarray, window: np.ndarray, timeline: WindowTimeline,
-                     regs: TriggerRegisters) -> TriggerSegment:
+def timeline_segment(
+    pulses: np.ndarray, window: np.ndarray, timeline: WindowTimeline, regs: TriggerRegisters
+) -> TriggerSegment:
     """The primitives of every window on the time line, one slice (advance) per window.
 
     ``regs`` are the window-mode registers (:func:`window_mode_registers`). Slice ``w`` ends at

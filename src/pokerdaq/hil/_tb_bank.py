@@ -36,13 +36,21 @@ from pokerdaq._regmap import PULSE_FINDER
 # (port, width) of each register in register order, from firmware_models/registers.toml
 REG_PORTS = tuple((r.port, r.bits) for r in PULSE_FINDER)
 # record bus, bytes per channel lane, numpy dtype of the lane
-OUT_PORTS = (("window", "out_window", "<u2"), ("pulse_index", "out_pulse_index", "u1"),
-             ("crossing", "out_crossing", "<u8"), ("coarse_time", "out_coarse", "<u8"),
-             ("fine_time", "out_fine", "u1"), ("time", "out_time", "<u8"),
-             ("peak", "out_peak", "<u2"), ("integral", "out_integral", "<u4"),
-             ("integral_net", "out_integral_net", "<i4"), ("pedestal", "out_pedestal", "<u4"),
-             ("n_over", "out_n_over", "<u2"), ("quality", "out_quality", "<u2"))
-DRAIN_LIMIT = 20000   # clocks; the pipeline drains in well under NSA + 64 clocks
+OUT_PORTS = (
+    ("window", "out_window", "<u2"),
+    ("pulse_index", "out_pulse_index", "u1"),
+    ("crossing", "out_crossing", "<u8"),
+    ("coarse_time", "out_coarse", "<u8"),
+    ("fine_time", "out_fine", "u1"),
+    ("time", "out_time", "<u8"),
+    ("peak", "out_peak", "<u2"),
+    ("integral", "out_integral", "<u4"),
+    ("integral_net", "out_integral_net", "<i4"),
+    ("pedestal", "out_pedestal", "<u4"),
+    ("n_over", "out_n_over", "<u2"),
+    ("quality", "out_quality", "<u2"),
+)
+DRAIN_LIMIT = 20000  # clocks; the pipeline drains in well under NSA + 64 clocks
 
 
 def _pack(values, width: int) -> int:
@@ -59,7 +67,7 @@ class Monitor:
         self.dut = dut
         self.nch = nch
         self.rows: list[tuple] = []
-        self.current_window = -1      # campaign number of the last window started
+        self.current_window = -1  # campaign number of the last window started
         self.clock = 0
 
     def sample(self) -> None:
@@ -78,8 +86,7 @@ class Monitor:
                 # with the newest window started (records come out after their window)
                 wid = int(lanes["window"][ch])
                 w = self.current_window - ((self.current_window + 1 - wid) % 65536)
-                self.rows.append((ch, w, self.clock) + tuple(
-                    int(lanes[name][ch]) for name, _, _ in OUT_PORTS[1:]))
+                self.rows.append((ch, w, self.clock) + tuple(int(lanes[name][ch]) for name, _, _ in OUT_PORTS[1:]))
 
 
 @cocotb.test()
@@ -108,7 +115,7 @@ async def stream_campaign(dut):
     pos = 0
     w = 0
     drain_clocks = []
-    sample_clock = np.zeros(len(samples), dtype=np.int64)   # clock that registered each sample
+    sample_clock = np.zeros(len(samples), dtype=np.int64)  # clock that registered each sample
     in_valid, in_first, in_last = dut.in_valid, dut.in_first, dut.in_last
     in_sample = dut.in_sample
     for b, (n, nwin) in enumerate(zip(st["batch_n"], st["batch_nwin"])):
@@ -156,7 +163,12 @@ async def stream_campaign(dut):
         drain_clocks.append(waited)
 
     rows = np.array(mon.rows, dtype=np.int64).reshape(-1, 3 + len(OUT_PORTS) - 1)
-    np.savez(os.environ["POKERDAQ_TB_OUT"], rows=rows,
-             columns=np.array(["channel", "window", "clock"] + [n for n, _, _ in OUT_PORTS[1:]]),
-             err_overflow=int(dut.err_overflow.value), clocks=mon.clock,
-             drain_clocks=np.array(drain_clocks), sample_clock=sample_clock)
+    np.savez(
+        os.environ["POKERDAQ_TB_OUT"],
+        rows=rows,
+        columns=np.array(["channel", "window", "clock"] + [n for n, _, _ in OUT_PORTS[1:]]),
+        err_overflow=int(dut.err_overflow.value),
+        clocks=mon.clock,
+        drain_clocks=np.array(drain_clocks),
+        sample_clock=sample_clock,
+    )

@@ -28,19 +28,29 @@ from cocotb.clock import Clock
 from cocotb.triggers import FallingEdge, ReadOnly, RisingEdge
 from cocotb.utils import get_sim_time
 
-OUT_PORTS = (("event_number", "out_event"), ("timestamp", "out_timestamp"),
-             ("ref_time", "out_ref_time"), ("trigger_word", "out_word"),
-             ("conditions", "out_cond"), ("beam_mask", "out_beam_mask"),
-             ("srd_mask", "out_srd_mask"), ("veto_mask", "out_veto_mask"),
-             ("e_preshower", "out_e_prs"), ("e_ecal", "out_e_ecal"), ("e_calo", "out_e_calo"),
-             ("e_hcal", "out_e_hcal"), ("e_srd", "out_e_srd"), ("e_veto", "out_e_veto"))
-IDLE_LIMIT_NS = 4 * 2_000_000     # one advance must finish within 2 M clocks
-RAW_CANDIDATE_TYPES = [1, 2]   # TriggerBits BEAM, RANDOM: each candidate has one of them (spec 2.7)
-LIVETIME_PORTS = ("cnt_ticks", "cnt_dead_ticks", "cnt_busy_ticks", "cnt_live_ticks")   # spec 2.12
+OUT_PORTS = (
+    ("event_number", "out_event"),
+    ("timestamp", "out_timestamp"),
+    ("ref_time", "out_ref_time"),
+    ("trigger_word", "out_word"),
+    ("conditions", "out_cond"),
+    ("beam_mask", "out_beam_mask"),
+    ("srd_mask", "out_srd_mask"),
+    ("veto_mask", "out_veto_mask"),
+    ("e_preshower", "out_e_prs"),
+    ("e_ecal", "out_e_ecal"),
+    ("e_calo", "out_e_calo"),
+    ("e_hcal", "out_e_hcal"),
+    ("e_srd", "out_e_srd"),
+    ("e_veto", "out_e_veto"),
+)
+IDLE_LIMIT_NS = 4 * 2_000_000  # one advance must finish within 2 M clocks
+RAW_CANDIDATE_TYPES = [1, 2]  # TriggerBits BEAM, RANDOM: each candidate has one of them (spec 2.7)
+LIVETIME_PORTS = ("cnt_ticks", "cnt_dead_ticks", "cnt_busy_ticks", "cnt_live_ticks")  # spec 2.12
 
 
 def _clock() -> int:
-    return int(get_sim_time("ns") // 4)    # 4 ns clock
+    return int(get_sim_time("ns") // 4)  # 4 ns clock
 
 
 async def monitor(dut, rows: list, segment: list) -> None:
@@ -70,8 +80,18 @@ async def run_campaign(dut):
     rows: list = []
     segment = [0]
     cocotb.start_soon(monitor(dut, rows, segment))
-    for name in ("reg_we", "in_valid", "adv_valid", "adv_busy", "in_channel", "in_time", "in_net",
-                 "adv_tick", "reg_addr", "reg_wdata"):
+    for name in (
+        "reg_we",
+        "in_valid",
+        "adv_valid",
+        "adv_busy",
+        "in_channel",
+        "in_time",
+        "in_net",
+        "adv_tick",
+        "reg_addr",
+        "reg_wdata",
+    ):
         getattr(dut, name).value = 0
     results = {}
     for k in range(int(st["n_segments"])):
@@ -84,7 +104,7 @@ async def run_campaign(dut):
             dut.reg_wdata.value = int(data)
             await FallingEdge(dut.clk)
         dut.reg_we.value = 0
-        await FallingEdge(dut.clk)        # rst still high: state and RND_SEED taken
+        await FallingEdge(dut.clk)  # rst still high: state and RND_SEED taken
         dut.rst.value = 0
         await FallingEdge(dut.clk)
         chan, time, net = st[f"channel{k}"], st[f"time{k}"], st[f"net{k}"]
@@ -102,7 +122,7 @@ async def run_campaign(dut):
                 dut.in_time.value = int(time[i])
                 dut.in_net.value = int(net[i]) & 0x1FFFFFF
                 dut.in_valid.value = 1
-                await FallingEdge(dut.clk)   # in_ready is high in IDLE: taken at the rising edge
+                await FallingEdge(dut.clk)  # in_ready is high in IDLE: taken at the rising edge
             lo = int(hi)
             dut.in_valid.value = 0
             dut.adv_tick.value = int(end)
@@ -112,23 +132,30 @@ async def run_campaign(dut):
                 await FallingEdge(dut.clk)
             fill = int(dut.buf_fill.value)
             before = _counters(dut)[0, raw_types].sum()
-            accepted = _clock() + 1                 # taken at the next rising edge
+            accepted = _clock() + 1  # taken at the next rising edge
             await FallingEdge(dut.clk)
             dut.adv_valid.value = 0
             if not int(dut.idle.value):
                 await with_timeout(RisingEdge(dut.idle), IDLE_LIMIT_NS, "ns")
             done = _clock()
             await FallingEdge(dut.clk)
-            livetime.append([int(p.value) for p in livetime_ports])   # the advance is done: valid
+            livetime.append([int(p.value) for p in livetime_ports])  # the advance is done: valid
             advances.append([accepted, done, fill, int(_counters(dut)[0, raw_types].sum() - before)])
-        results[f"clocks{k}"] = int((get_sim_time("ns") - start_ns) // 4)   # 4 ns clock
+        results[f"clocks{k}"] = int((get_sim_time("ns") - start_ns) // 4)  # 4 ns clock
         results[f"counters{k}"] = _counters(dut)
         results[f"livetime{k}"] = np.array(livetime, np.int64).reshape(-1, len(LIVETIME_PORTS))
         results[f"advances{k}"] = np.array(advances, np.int64).reshape(-1, 4)
-        results[f"scalers{k}"] = np.array([int(dut.cnt_attempts.value), int(dut.cnt_lost_dead_triggers.value),
-                                           int(dut.cnt_lost_busy_triggers.value)], np.int64)
-        results[f"errors{k}"] = np.array([int(dut.err_overflow.value), int(dut.err_order.value),
-                                          int(dut.err_late.value)], np.int64)
+        results[f"scalers{k}"] = np.array(
+            [int(dut.cnt_attempts.value), int(dut.cnt_lost_dead_triggers.value), int(dut.cnt_lost_busy_triggers.value)],
+            np.int64,
+        )
+        results[f"errors{k}"] = np.array(
+            [int(dut.err_overflow.value), int(dut.err_order.value), int(dut.err_late.value)], np.int64
+        )
     data = np.array(rows, dtype=np.int64).reshape(-1, 2 + len(OUT_PORTS))
-    np.savez(os.environ["POKERDAQ_TB_OUT"], rows=data,
-             columns=np.array(["segment", "clock"] + [n for n, _ in OUT_PORTS]), **results)
+    np.savez(
+        os.environ["POKERDAQ_TB_OUT"],
+        rows=data,
+        columns=np.array(["segment", "clock"] + [n for n, _ in OUT_PORTS]),
+        **results,
+    )

@@ -46,8 +46,9 @@ def check_trigger_limits(regs: TriggerRegisters) -> None:
         raise ValueError(f"N_BOARDS = {regs[P_N_BOARDS]}: trigger_top sums at most {MAX_BOARDS} boards")
     luts = np.asarray(regs.luts)
     if len(luts) > MAX_LUTS or (luts.size and luts.shape[1] > MAX_LUT_ENTRIES):
-        raise ValueError(f"luts shape {luts.shape}: trigger_top holds {MAX_LUTS} LUTs of up to "
-                         f"{MAX_LUT_ENTRIES} entries")
+        raise ValueError(
+            f"luts shape {luts.shape}: trigger_top holds {MAX_LUTS} LUTs of up to {MAX_LUT_ENTRIES} entries"
+        )
     for s in TRIGGER_SCALARS:
         for t in range(s.count):
             value = int(regs.params[s.index + t])
@@ -70,8 +71,12 @@ def register_writes(regs: TriggerRegisters) -> np.ndarray:
         w.append((ADDR_GAIN + ch, int(regs.ch_gain[ch])))
         # BIT (u4) is defined for beam-counter, SRD and VETO channels only; software numbers
         # the other subsystems' channels too, so only the low 4 bits are loaded
-        fields = {"LUT_ID": regs.ch_lut[ch], "ROLE": regs.ch_role[ch], "BIT": regs.ch_bit[ch],
-                  "BOARD": regs.ch_board[ch]}
+        fields = {
+            "LUT_ID": regs.ch_lut[ch],
+            "ROLE": regs.ch_role[ch],
+            "BIT": regs.ch_bit[ch],
+            "BOARD": regs.ch_board[ch],
+        }
         w.append((ADDR_INFO + ch, sum((int(v) & ((1 << _INFO[k][1]) - 1)) << _INFO[k][0] for k, v in fields.items())))
     for j, lut in enumerate(luts):
         w += [(ADDR_LUT + (j << LUT_STRIDE_LOG2) + i, int(v)) for i, v in enumerate(lut)]
@@ -83,7 +88,7 @@ class TriggerSegment:
     """One reset + register load + primitive stream of the trigger bench."""
 
     regs: TriggerRegisters
-    records: np.ndarray                       # PULSE_DTYPE-like (channel, time, integral_net), time order
+    records: np.ndarray  # PULSE_DTYPE-like (channel, time, integral_net), time order
     ends: list = field(default_factory=list)  # end tick (adv_tick) of each slice
     busy: list = field(default_factory=list)  # busy level (adv_busy) of each slice
     cuts: list = field(default_factory=list)  # records[cuts[k-1]:cuts[k]] go in slice k

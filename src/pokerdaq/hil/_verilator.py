@@ -37,8 +37,16 @@ _CHECKOUT_RTL = _SRC.parent / "firmware_models"  # a source checkout (src/pokerd
 _PACKAGED_RTL = _PACKAGE / "firmware"  # a wheel (pyproject.toml force-include)
 
 PULSE_FINDER_FILES = ("pulse_finder.v", "pulse_finder_fadc250.v", "pulse_finder_bank.v")
-TRIGGER_FILES = ("trig_calib.v", "trig_window.v", "trig_decide.v", "trig_prescale.v", "trig_gate.v",
-                 "trig_random.v", "trig_livetime.v", "trigger_top.v")
+TRIGGER_FILES = (
+    "trig_calib.v",
+    "trig_window.v",
+    "trig_decide.v",
+    "trig_prescale.v",
+    "trig_gate.v",
+    "trig_random.v",
+    "trig_livetime.v",
+    "trigger_top.v",
+)
 BANK_BENCH = "pokerdaq.hil._tb_bank"
 TRIGGER_BENCH = "pokerdaq.hil._tb_trigger"
 # C++ optimisation of the verilated model: the bench's Python side dominates run time, and
@@ -60,8 +68,10 @@ def firmware_dir() -> Path:
     else:
         path = _PACKAGED_RTL if (_PACKAGED_RTL / "pulse_finder.v").is_file() else _CHECKOUT_RTL
     if not (path / "pulse_finder.v").is_file():
-        raise FileNotFoundError(f"{path}: no pulse_finder.v (set POKERDAQ_FIRMWARE_DIR to the firmware_models "
-                                f"folder of a pokerdaq checkout)")
+        raise FileNotFoundError(
+            f"{path}: no pulse_finder.v (set POKERDAQ_FIRMWARE_DIR to the firmware_models "
+            f"folder of a pokerdaq checkout)"
+        )
     return path
 
 
@@ -112,8 +122,9 @@ def verilator_make_flags(opt_fast: str = OPT_FAST) -> Iterator[None]:
     not have on PATH: use this interpreter. ``opt_fast`` is the C++ optimisation of the model.
     """
     saved = os.environ.get("MAKEFLAGS")
-    os.environ["MAKEFLAGS"] = " ".join(filter(None, [
-        saved, "CFG_CXXFLAGS_PCH_I=-include", f"OPT_FAST={opt_fast}", f"PYTHON3={sys.executable}"]))
+    os.environ["MAKEFLAGS"] = " ".join(
+        filter(None, [saved, "CFG_CXXFLAGS_PCH_I=-include", f"OPT_FAST={opt_fast}", f"PYTHON3={sys.executable}"])
+    )
     try:
         yield
     finally:
@@ -151,15 +162,17 @@ def build_key(toplevel: str, sources: Sequence[Path], parameters: dict[str, int]
     return {**key, "digest": source_digest(sources, key)}
 
 
-def build_dir_for(toplevel: str, sources: Sequence[Path], parameters: dict[str, int], name: str,
-                  root: Path | None = None) -> Path:
+def build_dir_for(
+    toplevel: str, sources: Sequence[Path], parameters: dict[str, int], name: str, root: Path | None = None
+) -> Path:
     """The build folder of these sources and parameters: ``<root>/<name>_<digest[:16]>``."""
     root = build_root() if root is None else Path(root)
     return root / f"{name}_{build_key(toplevel, sources, parameters)['digest'][:16]}"
 
 
-def build_model(toplevel: str, sources: Sequence[Path], parameters: dict[str, int], name: str,
-                root: Path | None = None) -> Path:
+def build_model(
+    toplevel: str, sources: Sequence[Path], parameters: dict[str, int], name: str, root: Path | None = None
+) -> Path:
     """Verilate and compile ``toplevel`` into :func:`build_dir_for` unless that build exists.
 
     The key (:func:`build_key`) covers the sources' names and contents: another source tree
@@ -187,9 +200,14 @@ def build_model(toplevel: str, sources: Sequence[Path], parameters: dict[str, in
         stamp.unlink(missing_ok=True)
         with verilator_make_flags(OPT_FAST):
             get_runner("verilator").build(
-                sources=[Path(s) for s in sources], hdl_toplevel=toplevel, build_dir=build_dir,
-                parameters=dict(want["parameters"]), build_args=["-O3", "--x-assign", "fast", "--x-initial", "fast"],
-                always=True, log_file=build_dir / "build.log")
+                sources=[Path(s) for s in sources],
+                hdl_toplevel=toplevel,
+                build_dir=build_dir,
+                parameters=dict(want["parameters"]),
+                build_args=["-O3", "--x-assign", "fast", "--x-initial", "fast"],
+                always=True,
+                log_file=build_dir / "build.log",
+            )
         stamp.write_text(json.dumps(want))
     return build_dir
 
@@ -206,8 +224,7 @@ def build_trigger(root: Path | None = None, sources: Sequence[Path] | None = Non
     return build_model("trigger_top", sources, {}, "trigger_top", root)
 
 
-def run_bench(build_dir: Path, toplevel: str, test_module: str, stimulus: Path, result: Path,
-              work_dir: Path) -> None:
+def run_bench(build_dir: Path, toplevel: str, test_module: str, stimulus: Path, result: Path, work_dir: Path) -> None:
     """Run the cocotb bench ``test_module`` on a built ``toplevel``: ``stimulus`` in, ``result`` out (npz)."""
     from cocotb_tools.check_results import get_results
     from cocotb_tools.runner import get_runner
@@ -225,9 +242,14 @@ def run_bench(build_dir: Path, toplevel: str, test_module: str, stimulus: Path, 
 
     try:
         results = get_runner("verilator").test(
-            hdl_toplevel=toplevel, hdl_toplevel_lang="verilog", test_module=test_module,
-            build_dir=build_dir, test_dir=work_dir, log_file=log,
-            extra_env={"POKERDAQ_TB_IN": str(stimulus), "POKERDAQ_TB_OUT": str(result), "PYTHONPATH": pythonpath})
+            hdl_toplevel=toplevel,
+            hdl_toplevel_lang="verilog",
+            test_module=test_module,
+            build_dir=build_dir,
+            test_dir=work_dir,
+            log_file=log,
+            extra_env={"POKERDAQ_TB_IN": str(stimulus), "POKERDAQ_TB_OUT": str(result), "PYTHONPATH": pythonpath},
+        )
     except SystemExit as exc:  # under pytest the runner exits when the cocotb test fails
         raise failed(f"failed ({exc.code})") from None
     try:

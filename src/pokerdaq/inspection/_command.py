@@ -14,10 +14,26 @@ from ..config import config_from_args
 from ..trigger import TriggerBits
 from ._summary import file_counters
 
-_SHOWN_ATTRS = ("run_number", "file_index", "producer", "start_time_utc", "stop_time_utc", "n_events",
-                "n_pulses", "n_scalers", "first_event_number", "last_event_number", "closed_cleanly",
-                "recovered", "n_channels", "window_samples", "sampling_rate_hz", "adc_bits", "compression",
-                "package_version")
+_SHOWN_ATTRS = (
+    "run_number",
+    "file_index",
+    "producer",
+    "start_time_utc",
+    "stop_time_utc",
+    "n_events",
+    "n_pulses",
+    "n_scalers",
+    "first_event_number",
+    "last_event_number",
+    "closed_cleanly",
+    "recovered",
+    "n_channels",
+    "window_samples",
+    "sampling_rate_hz",
+    "adc_bits",
+    "compression",
+    "package_version",
+)
 
 
 def _stored_or_found_pulses(f, cfg, batch: int = 1024) -> tuple[np.ndarray, np.ndarray]:
@@ -28,7 +44,7 @@ def _stored_or_found_pulses(f, cfg, batch: int = 1024) -> tuple[np.ndarray, np.n
         return np.asarray(f.pulses), np.asarray(events["n_pulses"])
     from ..dsp import PulseParams, find_pulses_batch
 
-    channels = f.channels   # an imported file may hold a subset of the channel map
+    channels = f.channels  # an imported file may hold a subset of the channel map
     params = PulseParams.from_config(cfg, channels)
     found, counts = [], []
     for start in range(0, len(f), batch):
@@ -46,17 +62,21 @@ def resolution_lines(res: dict) -> list[str]:
     t = res["total"]
     head = "ECAL resolution, total (E_CALO / E " + ("particle, truth" if "readout" in res else "beam") + ")"
     if "sigma_over_e" in t:
-        lines.append(f"{head}: sigma/E = {format_pm(t['sigma_over_e'], t['sigma_over_e_error'])} % "
-                     f"(Gaussian core of {t['n_events']} e+/e- events); {t['compared_with']}")
+        lines.append(
+            f"{head}: sigma/E = {format_pm(t['sigma_over_e'], t['sigma_over_e_error'])} % "
+            f"(Gaussian core of {t['n_events']} e+/e- events); {t['compared_with']}"
+        )
     else:
         lines.append(f"{head}: no fit ({t.get('fit_error')})")
     r = res.get("readout")
     if r is not None:
         head = "ECAL resolution, readout only (E_CALO / E deposited, truth)"
         if "sigma_over_e" in r:
-            lines.append(f"{head}: sigma/E = {format_pm(r['sigma_over_e'], r['sigma_over_e_error'])} % "
-                         f"({r['n_events']} events); photo-statistics alone at {r['reference_energy_gev']:.1f} GeV: "
-                         f"{100 * r['expected_sigma_over_e']:.3f} %")
+            lines.append(
+                f"{head}: sigma/E = {format_pm(r['sigma_over_e'], r['sigma_over_e_error'])} % "
+                f"({r['n_events']} events); photo-statistics alone at {r['reference_energy_gev']:.1f} GeV: "
+                f"{100 * r['expected_sigma_over_e']:.3f} %"
+            )
         else:
             lines.append(f"{head}: no fit ({r.get('fit_error')})")
     return lines
@@ -68,7 +88,7 @@ def run(args: argparse.Namespace) -> int:
     with open_run_file(path, "FILE") as f:
         if args.event is not None and not 0 <= args.event < len(f):
             raise UsageError(f"--event {args.event}: expected 0..{len(f) - 1} ({path} holds {len(f)} events)")
-        cfg = config_from_args(args, base=f.config)   # --config / --set overlay the file's own
+        cfg = config_from_args(args, base=f.config)  # --config / --set overlay the file's own
         meta = Table(title=f"{path.name}: run metadata")
         meta.add_column("attribute")
         meta.add_column("value")
@@ -78,7 +98,7 @@ def run(args: argparse.Namespace) -> int:
         meta.add_row("beam", f"{cfg.beam.species} {cfg.beam.energy_gev:g} GeV")
         if f.truth is None:
             meta.add_row("truth", "no")
-        else:   # DAQ runs: a window may hold no beam particle (species -1, docs/hdf5-layout.md)
+        else:  # DAQ runs: a window may hold no beam particle (species -1, docs/hdf5-layout.md)
             with_particle = int((np.asarray(f.truth["species"]) >= 0).sum())
             meta.add_row("truth", f"yes: {with_particle} of {len(f.truth)} events hold a beam particle")
         console.print(meta)
@@ -124,10 +144,18 @@ def run(args: argparse.Namespace) -> int:
                 index = int(physics[0]) if len(physics) else 0
             ev = f[index]
             pulses, n_pulses = _stored_or_found_pulses(f, cfg)
-            ev_pulses = pulses[int(n_pulses[:index].sum()):int(n_pulses[:index + 1].sum())]
-            written = [plot_waveforms(ev.samples, ev_pulses, cfg, args.plots, channels=f.channels,
-                                      title=f"{path.name} event index {index} (event number {ev.event_number}, "
-                                            f"trigger word 0x{int(ev.header['trigger_word']):04x})")]
+            ev_pulses = pulses[int(n_pulses[:index].sum()) : int(n_pulses[: index + 1].sum())]
+            written = [
+                plot_waveforms(
+                    ev.samples,
+                    ev_pulses,
+                    cfg,
+                    args.plots,
+                    channels=f.channels,
+                    title=f"{path.name} event index {index} (event number {ev.event_number}, "
+                    f"trigger word 0x{int(ev.header['trigger_word']):04x})",
+                )
+            ]
             energies = event_energies(pulses, n_pulses, cfg)
             truth = f.truth
             plane, inside = plot_ecal_hcal_plane(energies, cfg, args.plots)
@@ -135,12 +163,18 @@ def run(args: argparse.Namespace) -> int:
             written.append(plot_srd_spectra(energies, truth, args.plots))
             res_path, res = plot_ecal_resolution(energies, truth, cfg, args.plots)
             written.append(res_path)
-            written.append(plot_trigger_rates(events, args.plots, sample_ns=cfg.digitizer.sample_ns,
-                                              producer=str(f.attrs.get("producer", ""))))
+            written.append(
+                plot_trigger_rates(
+                    events, args.plots, sample_ns=cfg.digitizer.sample_ns, producer=str(f.attrs.get("producer", ""))
+                )
+            )
             ecal_cut, hcal_cut = signal_region(cfg)
-            console.print(f"events in the NA64 signal region (E_ECAL < {ecal_cut:g} GeV, the trigger's ECAL cut "
-                          f"at {cfg.beam.energy_gev:g} GeV; E_HCAL < {hcal_cut:g} GeV, {cfg.beam.species}): "
-                          f"{inside} of {int(energies.has_beam.sum())} with a beam coincidence", soft_wrap=True)
+            console.print(
+                f"events in the NA64 signal region (E_ECAL < {ecal_cut:g} GeV, the trigger's ECAL cut "
+                f"at {cfg.beam.energy_gev:g} GeV; E_HCAL < {hcal_cut:g} GeV, {cfg.beam.species}): "
+                f"{inside} of {int(energies.has_beam.sum())} with a beam coincidence",
+                soft_wrap=True,
+            )
             for line in resolution_lines(res):
                 console.print(line, soft_wrap=True)
             for p in written:

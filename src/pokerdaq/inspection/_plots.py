@@ -38,8 +38,16 @@ def signal_region(cfg: Config) -> tuple[float, float]:
     return cfg.trigger.ecal_cut_at(cfg.beam.energy_gev), signal_region_hcal_gev(cfg.beam.species)
 
 
-def plot_waveforms(samples: np.ndarray, pulses: np.ndarray, cfg: Config, folder, *, title: str = "",
-                   name: str = "waveforms.png", channels: np.ndarray | None = None) -> Path:
+def plot_waveforms(
+    samples: np.ndarray,
+    pulses: np.ndarray,
+    cfg: Config,
+    folder,
+    *,
+    title: str = "",
+    name: str = "waveforms.png",
+    channels: np.ndarray | None = None,
+) -> Path:
     """Samples of one event, one panel per subsystem, found pulses marked at their time and peak.
 
     Parameters
@@ -74,8 +82,9 @@ def plot_waveforms(samples: np.ndarray, pulses: np.ndarray, cfg: Config, folder,
             if len(mine):
                 ax.plot(mine["time"].astype(float) / 64.0 * dt, mine["peak"], "kv", ms=5)
         extra = len(rows) - len(order)
-        ax.set_title(f"{sub} ({len(rows)} channels" + (f", {len(order)} largest shown)" if extra > 0 else ")"),
-                     fontsize=10)
+        ax.set_title(
+            f"{sub} ({len(rows)} channels" + (f", {len(order)} largest shown)" if extra > 0 else ")"), fontsize=10
+        )
         ax.set_ylabel("ADC counts")
         _legend(ax, fontsize=6, ncol=2, loc="upper right")
         ax.grid(alpha=0.3)
@@ -85,8 +94,9 @@ def plot_waveforms(samples: np.ndarray, pulses: np.ndarray, cfg: Config, folder,
     return save(fig, folder, name)
 
 
-def plot_ecal_hcal_plane(energies: EventEnergies, cfg: Config, folder, *,
-                         name: str = "ecal_vs_hcal.png") -> tuple[Path, int]:
+def plot_ecal_hcal_plane(
+    energies: EventEnergies, cfg: Config, folder, *, name: str = "ecal_vs_hcal.png"
+) -> tuple[Path, int]:
     """The NA64 plane: HCAL versus ECAL energy of events with a beam coincidence, with the
     signal region of :func:`signal_region` drawn.
 
@@ -102,26 +112,37 @@ def plot_ecal_hcal_plane(energies: EventEnergies, cfg: Config, folder, *,
     beam_gev, species = cfg.beam.energy_gev, cfg.beam.species
     top_x = max(1.2 * beam_gev, float(x.max(initial=0)) * 1.05)
     top_y = max(2.0 * hcal_cut, float(y.max(initial=0)) * 1.05)
-    h: hist.Hist = hist.Hist(hist.axis.Regular(60, 0.0, top_x, name="ecal"), hist.axis.Regular(60, 0.0, top_y, name="hcal"))
+    h: hist.Hist = hist.Hist(
+        hist.axis.Regular(60, 0.0, top_x, name="ecal"), hist.axis.Regular(60, 0.0, top_y, name="hcal")
+    )
     h.fill(x, y)
     inside = int(np.count_nonzero((x < ecal_cut) & (y < hcal_cut)))
     fig, ax = subplots(figsize=(7, 5.5))
     counts = h.values().T
-    mesh = ax.pcolormesh(h.axes[0].edges, h.axes[1].edges, np.where(counts > 0, counts, np.nan),
-                         norm=LogNorm(vmin=1, vmax=max(1, counts.max())), cmap="viridis")
+    mesh = ax.pcolormesh(
+        h.axes[0].edges,
+        h.axes[1].edges,
+        np.where(counts > 0, counts, np.nan),
+        norm=LogNorm(vmin=1, vmax=max(1, counts.max())),
+        cmap="viridis",
+    )
     fig.colorbar(mesh, ax=ax, label="events per bin")
     ax.add_patch(Rectangle((0, 0), ecal_cut, hcal_cut, fill=False, ec="red", lw=2))
     ax.set_xlabel("E_ECAL (pre-shower + ECAL, in-time trigger sum) [GeV]")
     ax.set_ylabel("E_HCAL (in-time trigger sum) [GeV]")
     # the region's description in the title: a legend would cover the sparse corners of the plane
-    ax.set_title(f"ECAL vs HCAL energy, {int(sel.sum())} events with a beam coincidence\n"
-                 f"red box: signal region, E_ECAL < {ecal_cut:g} GeV (trigger ECAL cut at {beam_gev:g} GeV)\n"
-                 f"and E_HCAL < {hcal_cut:g} GeV ({species}): {inside} events", fontsize=9)
+    ax.set_title(
+        f"ECAL vs HCAL energy, {int(sel.sum())} events with a beam coincidence\n"
+        f"red box: signal region, E_ECAL < {ecal_cut:g} GeV (trigger ECAL cut at {beam_gev:g} GeV)\n"
+        f"and E_HCAL < {hcal_cut:g} GeV ({species}): {inside} events",
+        fontsize=9,
+    )
     return save(fig, folder, name), inside
 
 
-def plot_srd_spectra(energies: EventEnergies, truth: np.ndarray | None, folder, *,
-                     name: str = "srd_spectra.png") -> Path:
+def plot_srd_spectra(
+    energies: EventEnergies, truth: np.ndarray | None, folder, *, name: str = "srd_spectra.png"
+) -> Path:
     """SRD energy (in-time sum of the SRD channels) per event, by truth species when known."""
     import hist
 
@@ -168,8 +189,9 @@ def fit_core(values: np.ndarray, n_bins: int = 60) -> tuple[float, float, float,
     h.fill(values)
     c, x = h.values(), h.axes[0].centers
     core = np.abs(x - med) < 2.5 * mad
-    p, cov = curve_fit(_gauss, x[core], c[core], p0=[c.max(), med, mad],
-                       sigma=np.sqrt(np.maximum(c[core], 1.0)), absolute_sigma=True)
+    p, cov = curve_fit(
+        _gauss, x[core], c[core], p0=[c.max(), med, mad], sigma=np.sqrt(np.maximum(c[core], 1.0)), absolute_sigma=True
+    )
     err = np.sqrt(np.diag(cov))
     return float(p[0]), float(p[1]), abs(float(p[2])), float(err[1]), float(err[2]), h
 
@@ -192,8 +214,14 @@ def _resolution(x: np.ndarray) -> dict:
     except RuntimeError as err:  # curve_fit did not converge: said on the plot and in the result
         out["fit_error"] = str(err)
         return out
-    out.update(mean=mu, mean_error=emu, sigma=sigma, sigma_over_e=sigma / mu, sigma_over_e_error=esig / mu,
-               _fit=(amp, mu, sigma, h))
+    out.update(
+        mean=mu,
+        mean_error=emu,
+        sigma=sigma,
+        sigma_over_e=sigma / mu,
+        sigma_over_e_error=esig / mu,
+        _fit=(amp, mu, sigma, h),
+    )
     return out
 
 
@@ -207,9 +235,13 @@ def _draw_resolution(ax, res: dict, xlabel: str, reference: str) -> None:
         axis = h.axes[0]
         ax.stairs(h.values(), axis.edges, label=f"{res['n_events']} events")
         xx = np.linspace(axis.edges[0], axis.edges[-1], 300)
-        ax.plot(xx, _gauss(xx, amp, mu, sigma), "r-",
-                label=f"Gaussian core: mean {mu:.4f}, sigma/E = "
-                      f"{format_pm(res['sigma_over_e'], res['sigma_over_e_error'])} %")
+        ax.plot(
+            xx,
+            _gauss(xx, amp, mu, sigma),
+            "r-",
+            label=f"Gaussian core: mean {mu:.4f}, sigma/E = "
+            f"{format_pm(res['sigma_over_e'], res['sigma_over_e_error'])} %",
+        )
         ax.set_ylabel(f"events / {axis.widths[0]:.2g}")
     ax.plot([], [], " ", label=reference)
     ax.set_xlabel(xlabel)
@@ -217,8 +249,9 @@ def _draw_resolution(ax, res: dict, xlabel: str, reference: str) -> None:
     ax.grid(alpha=0.3)
 
 
-def plot_ecal_resolution(energies: EventEnergies, truth: np.ndarray | None, cfg: Config, folder, *,
-                         name: str = "ecal_resolution.png") -> tuple[Path, dict]:
+def plot_ecal_resolution(
+    energies: EventEnergies, truth: np.ndarray | None, cfg: Config, folder, *, name: str = "ecal_resolution.png"
+) -> tuple[Path, dict]:
     """ECAL energy resolution, each figure compared with what it measures.
 
     ``total``: E_CALO (trigger sum) / the particle's energy (truth) of ordinary e+/e- (not A',
@@ -244,8 +277,9 @@ def plot_ecal_resolution(energies: EventEnergies, truth: np.ndarray | None, cfg:
     result: dict = {}
     if truth is not None:
         e_true = truth["e_ecal_gev"].astype(float) + truth["e_preshower_gev"].astype(float)
-        sel = (truth["species"] >= 0) & (truth["species"] <= 1) & ~truth["is_signal"].astype(bool) \
-            & (e_true > 0.5 * beam)
+        sel = (
+            (truth["species"] >= 0) & (truth["species"] <= 1) & ~truth["is_signal"].astype(bool) & (e_true > 0.5 * beam)
+        )
         if "n_pileup" in (truth.dtype.names or ()):
             sel &= truth["n_pileup"] == 0
     else:
@@ -253,17 +287,19 @@ def plot_ecal_resolution(energies: EventEnergies, truth: np.ndarray | None, cfg:
     e_meas = energies.e_calo_gev[sel]
     e_ref = float(np.mean(e_meas)) if len(e_meas) else beam
     requirement = float(np.hypot(0.025 / np.sqrt(e_ref), 0.005))
-    if truth is not None:   # each particle's own energy: the beam's momentum spread is not in it
+    if truth is not None:  # each particle's own energy: the beam's momentum spread is not in it
         total = _resolution(e_meas / truth["energy_gev"][sel].astype(float))
         total["compared_sigma_over_e"] = requirement
         reference = f"PKR-CAL requirement 2.5%/sqrt(E) (+) 0.5% at {e_ref:.0f} GeV: {100 * requirement:.2f} %"
         xlabel = "E_CALO measured (trigger sum) / E of the particle (truth)"
-    else:   # nominal beam energy: the momentum spread of the beam adds in quadrature
+    else:  # nominal beam energy: the momentum spread of the beam adds in quadrature
         spread = cfg.beam.energy_spread
         total = _resolution(e_meas / beam)
         total["compared_sigma_over_e"] = float(np.hypot(requirement, spread))
-        reference = (f"requirement at {e_ref:.0f} GeV {100 * requirement:.2f} % (+) beam spread "
-                     f"{100 * spread:.2g} %: {100 * total['compared_sigma_over_e']:.2f} %")
+        reference = (
+            f"requirement at {e_ref:.0f} GeV {100 * requirement:.2f} % (+) beam spread "
+            f"{100 * spread:.2g} %: {100 * total['compared_sigma_over_e']:.2f} %"
+        )
         xlabel = "E_CALO measured (trigger sum) / nominal E_beam"
     total["reference_energy_gev"] = e_ref
     total["requirement_sigma_over_e"] = requirement
@@ -276,9 +312,14 @@ def plot_ecal_resolution(energies: EventEnergies, truth: np.ndarray | None, cfg:
         readout["reference_energy_gev"] = e_dep
         readout["expected_sigma_over_e"] = float(photostatistics_term(cfg) / np.sqrt(e_dep))
         result["readout"] = readout
-        panels.append((readout, "E_CALO measured (trigger sum) / E deposited (truth)",
-                       f"photo-statistics alone at {e_dep:.0f} GeV: {100 * readout['expected_sigma_over_e']:.3f} %",
-                       "readout only: deposited energy known"))
+        panels.append(
+            (
+                readout,
+                "E_CALO measured (trigger sum) / E deposited (truth)",
+                f"photo-statistics alone at {e_dep:.0f} GeV: {100 * readout['expected_sigma_over_e']:.3f} %",
+                "readout only: deposited energy known",
+            )
+        )
     fig, axes = subplots(1, len(panels), figsize=(7 * len(panels), 4.5), squeeze=False)
     for ax, (res, xlabel, reference, title) in zip(axes[0], panels):
         _draw_resolution(ax, res, xlabel, reference)
@@ -286,8 +327,9 @@ def plot_ecal_resolution(energies: EventEnergies, truth: np.ndarray | None, cfg:
     return save(fig, folder, name), result
 
 
-def plot_trigger_rates(events: np.ndarray, folder, *, sample_ns: float = 4.0, producer: str = "",
-                       name: str = "trigger_rates.png") -> Path:
+def plot_trigger_rates(
+    events: np.ndarray, folder, *, sample_ns: float = 4.0, producer: str = "", name: str = "trigger_rates.png"
+) -> Path:
     """Rate of each trigger type against time in the run: one panel per type that fired
     (accepted solid, raw dashed), so that no series hides another.
 
@@ -298,8 +340,11 @@ def plot_trigger_rates(events: np.ndarray, folder, *, sample_ns: float = 4.0, pr
 
     ts = events["timestamp"].astype(np.float64) * sample_ns * 1e-9
     words = events["trigger_word"].astype(np.uint32)
-    fired = [(k, tname) for k, tname in enumerate(TriggerBits.NAMES)
-             if np.any((words >> np.uint32(k)) & np.uint32(1 | 1 << TriggerBits.RAW_SHIFT))]
+    fired = [
+        (k, tname)
+        for k, tname in enumerate(TriggerBits.NAMES)
+        if np.any((words >> np.uint32(k)) & np.uint32(1 | 1 << TriggerBits.RAW_SHIFT))
+    ]
     n_panels = max(1, len(fired))
     ncols = min(n_panels, 2)
     nrows = -(-n_panels // ncols)
@@ -321,17 +366,23 @@ def plot_trigger_rates(events: np.ndarray, folder, *, sample_ns: float = 4.0, pr
             raw = (words >> np.uint32(k + TriggerBits.RAW_SHIFT)) & np.uint32(1) != 0
             ax.stairs(rate(raw), axis.edges, ls="--", color="tab:gray", lw=1.2)
             ax.stairs(rate(acc), axis.edges, color="tab:blue", lw=1.6)
-            ax.set_title(f"{tname}: {int(acc.sum())} accepted (solid), {int(raw.sum())} raw (dashed)",
-                         fontsize=9)
+            ax.set_title(f"{tname}: {int(acc.sum())} accepted (solid), {int(raw.sum())} raw (dashed)", fontsize=9)
         if not fired:
             ax = axes[0]
             ax.stairs(rate(np.ones(len(ts), bool)), axis.edges, color="tab:blue", lw=1.6)
             who = f" ({producer})" if producer else ""
             ax.set_title(f"no trigger decisions in this file{who}: rate of recorded windows", fontsize=9)
-            ax.text(0.5, 0.12, "trigger_word is 0 in every event: a minimum-bias recording, one window\n"
-                    "per beam particle; `pokerdaq trigger --input FILE` or `pokerdaq replay FILE`\n"
-                    "decides the trigger on its samples", transform=ax.transAxes, ha="center", fontsize=8,
-                    bbox=dict(fc="white", ec="0.7"))
+            ax.text(
+                0.5,
+                0.12,
+                "trigger_word is 0 in every event: a minimum-bias recording, one window\n"
+                "per beam particle; `pokerdaq trigger --input FILE` or `pokerdaq replay FILE`\n"
+                "decides the trigger on its samples",
+                transform=ax.transAxes,
+                ha="center",
+                fontsize=8,
+                bbox=dict(fc="white", ec="0.7"),
+            )
     else:
         axes[0].text(0.5, 0.5, "no events in this file", transform=axes[0].transAxes, ha="center")
     for ax in axes[n_panels:]:
@@ -340,7 +391,7 @@ def plot_trigger_rates(events: np.ndarray, folder, *, sample_ns: float = 4.0, pr
         ax.set_ylabel("rate [Hz]")
         ax.set_ylim(bottom=0)
         ax.grid(alpha=0.3)
-    for ax in axes[max(0, n_panels - ncols):n_panels]:   # the lowest panel of each column
+    for ax in axes[max(0, n_panels - ncols) : n_panels]:  # the lowest panel of each column
         ax.set_xlabel("time in the run (trigger timestamp) [s]")
         ax.xaxis.set_tick_params(labelbottom=True)
     fig.suptitle("Trigger rates per type (accepted: after prescale and dead time; raw: before)", fontsize=10)

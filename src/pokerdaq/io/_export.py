@@ -77,8 +77,11 @@ def export_root(run: str | os.PathLike[str], output: str | os.PathLike[str], *, 
             n_ch, n_s = int(first.attrs["n_channels"]), int(first.attrs["window_samples"])
             ev_types = _branch_types(first.events.dtype)
             title = Path(run).name + (f" and {len(paths) - 1} later file(s) of its run" if len(paths) > 1 else "")
-            root.mktree("events", {**ev_types, "samples": np.dtype((np.uint16, (n_ch, n_s)))},
-                        title=f"pokerdaq events of {title}")
+            root.mktree(
+                "events",
+                {**ev_types, "samples": np.dtype((np.uint16, (n_ch, n_s)))},
+                title=f"pokerdaq events of {title}",
+            )
             pu_types = _branch_types(first.pulses.dtype)
             root.mktree("pulses", pu_types, title="pokerdaq pulses (one entry per pulse)")
             has_truth = first.truth is not None
@@ -95,9 +98,11 @@ def export_root(run: str | os.PathLike[str], output: str | os.PathLike[str], *, 
                 with RunFile(path) as f:
                     shape = (int(f.attrs["n_channels"]), int(f.attrs["window_samples"]))
                     if shape != (n_ch, n_s) or (f.truth is not None) != has_truth:
-                        raise ValueError(f"{path}: {shape[0]} channels x {shape[1]} samples, truth "
-                                         f"{f.truth is not None}; expected those of {paths[0].name}: {n_ch} x "
-                                         f"{n_s}, truth {has_truth}")
+                        raise ValueError(
+                            f"{path}: {shape[0]} channels x {shape[1]} samples, truth "
+                            f"{f.truth is not None}; expected those of {paths[0].name}: {n_ch} x "
+                            f"{n_s}, truth {has_truth}"
+                        )
                     _export_file(f, root, ev_types, pu_types, tr_types, sc_types)
         os.replace(tmp, out)
         ok = True
@@ -118,7 +123,7 @@ def _export_file(f, root, ev_types: dict, pu_types: dict, tr_types: dict, sc_typ
             root["truth"].extend(_columns(b.truth, tr_types))
     pulses = f.pulses
     for a in range(0, len(pulses), 16 * BATCH_EVENTS):
-        root["pulses"].extend(_columns(pulses[a:a + 16 * BATCH_EVENTS], pu_types))
+        root["pulses"].extend(_columns(pulses[a : a + 16 * BATCH_EVENTS], pu_types))
     scalers = f.scalers
     if len(scalers):
         root["scalers"].extend(_columns(scalers, sc_types))

@@ -31,12 +31,20 @@ from pokerdaq.config import Config, ConfigError
 from ._records import EVENT_DTYPE
 
 FORMATS = ("hdf5", "numpy", "wavedump")
-WAVEDUMP_HEADER = np.dtype([("event_size", "<u4"), ("board_id", "<u4"), ("pattern", "<u4"),
-                            ("channel", "<u4"), ("event_counter", "<u4"), ("trigger_time_tag", "<u4")])
+WAVEDUMP_HEADER = np.dtype(
+    [
+        ("event_size", "<u4"),
+        ("board_id", "<u4"),
+        ("pattern", "<u4"),
+        ("channel", "<u4"),
+        ("event_counter", "<u4"),
+        ("trigger_time_tag", "<u4"),
+    ]
+)
 """The 24-byte WaveDump event header (all six words little-endian uint32)."""
-WAVEDUMP_COUNTER_BITS = 24        # the V1725 event counter wraps at 2^24
-WAVEDUMP_TTT_BITS = 31            # trigger time tag: 31 bits, bit 31 is the roll-over flag
-WAVEDUMP_TICKS_PER_TTT = 2        # one TTT count = 8 ns = 2 ticks of the 250 MHz sample clock
+WAVEDUMP_COUNTER_BITS = 24  # the V1725 event counter wraps at 2^24
+WAVEDUMP_TTT_BITS = 31  # trigger time tag: 31 bits, bit 31 is the roll-over flag
+WAVEDUMP_TICKS_PER_TTT = 2  # one TTT count = 8 ns = 2 ticks of the 250 MHz sample clock
 BATCH_EVENTS = 1024
 
 
@@ -51,8 +59,8 @@ class ImportInputError(ValueError):
 class ChannelAssignment:
     """Source channel (index along the channel axis, or WaveDump's N) -> pokerdaq channel number."""
 
-    sources: np.ndarray     # int64, in channel-number order
-    channels: np.ndarray    # int64 channel numbers of cfg.channel_map, increasing
+    sources: np.ndarray  # int64, in channel-number order
+    channels: np.ndarray  # int64 channel numbers of cfg.channel_map, increasing
 
 
 def read_channel_map(path: str | os.PathLike[str], cfg: Config) -> ChannelAssignment:
@@ -86,23 +94,29 @@ def read_channel_map(path: str | os.PathLike[str], cfg: Config) -> ChannelAssign
             raise ImportInputError(path, f"line {line}", "source", f"{src_text!r}, expected an integer >= 0")
         src = int(src_text)
         if name not in names:
-            raise ImportInputError(path, f"line {line}", "name", f"{name!r} is not a channel of the "
-                                   f"configuration's channel map ({len(names)} channels, e.g. {next(iter(names))!r})")
+            raise ImportInputError(
+                path,
+                f"line {line}",
+                "name",
+                f"{name!r} is not a channel of the "
+                f"configuration's channel map ({len(names)} channels, e.g. {next(iter(names))!r})",
+            )
         if src in sources:
             raise ImportInputError(path, f"line {line}", "source", f"{src} is mapped twice")
         if names[name] in seen:
-            raise ImportInputError(path, f"line {line}", "name", f"{name!r} is mapped twice "
-                                   f"(also line {seen[names[name]]})")
+            raise ImportInputError(
+                path, f"line {line}", "name", f"{name!r} is mapped twice (also line {seen[names[name]]})"
+            )
         sources[src] = names[name]
         seen[names[name]] = line
     if not sources:
         raise ImportInputError(path, "line 2", "row", "no channels mapped")
     order = sorted(sources, key=lambda s: sources[s])
-    return ChannelAssignment(np.asarray(order, dtype=np.int64),
-                             np.asarray([sources[s] for s in order], dtype=np.int64))
+    return ChannelAssignment(np.asarray(order, dtype=np.int64), np.asarray([sources[s] for s in order], dtype=np.int64))
 
 
 # ---------------------------------------------------------------------------- sources
+
 
 @dataclass
 class _Source:
@@ -125,11 +139,17 @@ def _hdf5_source(path: Path, dataset: str | None) -> _Source:
     try:
         if dataset is None:
             found: list[str] = []
-            h5.visititems(lambda name, obj: found.append(name)
-                          if isinstance(obj, h5py.Dataset) and obj.ndim == 3 else None)
+            h5.visititems(
+                lambda name, obj: found.append(name) if isinstance(obj, h5py.Dataset) and obj.ndim == 3 else None
+            )
             if len(found) != 1:
-                raise ImportInputError(path, "/", "--dataset", f"{len(found)} three-dimensional datasets "
-                                       f"({', '.join(found) or 'none'}), name one with --dataset PATH")
+                raise ImportInputError(
+                    path,
+                    "/",
+                    "--dataset",
+                    f"{len(found)} three-dimensional datasets "
+                    f"({', '.join(found) or 'none'}), name one with --dataset PATH",
+                )
             dataset = found[0]
         if dataset not in h5 or not isinstance(h5[dataset], h5py.Dataset):
             raise ImportInputError(path, f"/{dataset.lstrip('/')}", "--dataset", "no such dataset")
@@ -140,8 +160,7 @@ def _hdf5_source(path: Path, dataset: str | None) -> _Source:
     if ds.ndim != 3:
         h5.close()
         raise ImportInputError(path, ds.name, "shape", f"{ds.shape}, expected events x channels x samples")
-    return _Source(path, tuple(int(x) for x in ds.shape), ds.dtype,
-                   lambda a, b, chans: ds[a:b][:, chans, :], h5.close)
+    return _Source(path, tuple(int(x) for x in ds.shape), ds.dtype, lambda a, b, chans: ds[a:b][:, chans, :], h5.close)
 
 
 def _numpy_source(path: Path, dataset: str | None) -> _Source:
@@ -157,8 +176,12 @@ def _numpy_source(path: Path, dataset: str | None) -> _Source:
         if key is None:
             if len(keys) != 1:
                 loaded.close()
-                raise ImportInputError(path, "archive", "--dataset", f"{len(keys)} arrays "
-                                       f"({', '.join(keys)}), name one with --dataset NAME")
+                raise ImportInputError(
+                    path,
+                    "archive",
+                    "--dataset",
+                    f"{len(keys)} arrays ({', '.join(keys)}), name one with --dataset NAME",
+                )
             key = keys[0]
         if key not in keys:
             loaded.close()
@@ -170,8 +193,9 @@ def _numpy_source(path: Path, dataset: str | None) -> _Source:
         if close:
             close()
         raise ImportInputError(path, "array", "shape", f"{arr.shape}, expected events x channels x samples")
-    return _Source(path, tuple(int(x) for x in arr.shape), arr.dtype,
-                   lambda a, b, chans: np.asarray(arr[a:b][:, chans, :]), close)
+    return _Source(
+        path, tuple(int(x) for x in arr.shape), arr.dtype, lambda a, b, chans: np.asarray(arr[a:b][:, chans, :]), close
+    )
 
 
 def _wavedump_channel(name: str) -> int | None:
@@ -190,9 +214,9 @@ def _unwrap(values: np.ndarray, bits: int) -> np.ndarray:
 class _WaveDump:
     """The channel files of one WaveDump recording, checked: same events, same record length."""
 
-    files: dict[int, np.memmap]     # source channel N -> (events, 12 + samples) uint16 records
+    files: dict[int, np.memmap]  # source channel N -> (events, 12 + samples) uint16 records
     n_samples: int
-    headers: np.ndarray             # WAVEDUMP_HEADER of the first mapped channel's events
+    headers: np.ndarray  # WAVEDUMP_HEADER of the first mapped channel's events
 
 
 def _wavedump_sources(paths: Sequence[Path], assignment: ChannelAssignment) -> _WaveDump:
@@ -206,8 +230,12 @@ def _wavedump_sources(paths: Sequence[Path], assignment: ChannelAssignment) -> _
         by_channel[n] = p
     missing = [int(s) for s in assignment.sources if int(s) not in by_channel]
     if missing:
-        raise ImportInputError(paths[0].parent / f"wave_{missing[0]}.dat", "offset 0", "source",
-                               f"channel {missing[0]} is in the channel map but its file is not among the inputs")
+        raise ImportInputError(
+            paths[0].parent / f"wave_{missing[0]}.dat",
+            "offset 0",
+            "source",
+            f"channel {missing[0]} is in the channel map but its file is not among the inputs",
+        )
     files: dict[int, np.memmap] = {}
     ref_headers: np.ndarray | None = None
     ref_path: Path | None = None
@@ -216,48 +244,81 @@ def _wavedump_sources(paths: Sequence[Path], assignment: ChannelAssignment) -> _
         p = by_channel[src]
         size = p.stat().st_size
         if size < WAVEDUMP_HEADER.itemsize:
-            raise ImportInputError(p, "offset 0", "event_size", f"file of {size} bytes, shorter than one "
-                                   f"{WAVEDUMP_HEADER.itemsize}-byte event header (truncated)")
+            raise ImportInputError(
+                p,
+                "offset 0",
+                "event_size",
+                f"file of {size} bytes, shorter than one {WAVEDUMP_HEADER.itemsize}-byte event header (truncated)",
+            )
         first = np.fromfile(p, dtype=WAVEDUMP_HEADER, count=1)[0]
         ev_size = int(first["event_size"])
         if ev_size <= WAVEDUMP_HEADER.itemsize or (ev_size - WAVEDUMP_HEADER.itemsize) % 2:
-            raise ImportInputError(p, "offset 0", "event_size", f"{ev_size}, expected 24 header bytes plus "
-                                   "an even number of sample bytes (is the header enabled in WaveDump?)")
+            raise ImportInputError(
+                p,
+                "offset 0",
+                "event_size",
+                f"{ev_size}, expected 24 header bytes plus "
+                "an even number of sample bytes (is the header enabled in WaveDump?)",
+            )
         if record_bytes is None:
             record_bytes = ev_size
         elif ev_size != record_bytes:
-            raise ImportInputError(p, "offset 0", "event_size", f"{ev_size}, but {ref_path} has "
-                                   f"{record_bytes} (expected one record length for all channels)")
+            raise ImportInputError(
+                p,
+                "offset 0",
+                "event_size",
+                f"{ev_size}, but {ref_path} has {record_bytes} (expected one record length for all channels)",
+            )
         n_events, rest = divmod(size, ev_size)
         if rest:
-            raise ImportInputError(p, f"offset {n_events * ev_size}", "event_size",
-                                   f"last event has {rest} of {ev_size} bytes (truncated file)")
+            raise ImportInputError(
+                p,
+                f"offset {n_events * ev_size}",
+                "event_size",
+                f"last event has {rest} of {ev_size} bytes (truncated file)",
+            )
         rec = np.memmap(p, dtype=np.uint16, mode="r", shape=(n_events, ev_size // 2))
         headers = np.ascontiguousarray(rec[:, :12]).view(WAVEDUMP_HEADER).reshape(n_events)
         bad = np.flatnonzero(headers["event_size"] != ev_size)
         if len(bad):
             k = int(bad[0])
-            raise ImportInputError(p, f"offset {k * ev_size}", "event_size", f"{int(headers['event_size'][k])} "
-                                   f"in event {k}, expected {ev_size} like event 0")
+            raise ImportInputError(
+                p,
+                f"offset {k * ev_size}",
+                "event_size",
+                f"{int(headers['event_size'][k])} in event {k}, expected {ev_size} like event 0",
+            )
         bad = np.flatnonzero(headers["channel"] != src)
         if len(bad):
             k = int(bad[0])
-            raise ImportInputError(p, f"offset {k * ev_size + 12}", "channel", f"{int(headers['channel'][k])} "
-                                   f"in event {k}, expected {src} (the N of {p.name})")
+            raise ImportInputError(
+                p,
+                f"offset {k * ev_size + 12}",
+                "channel",
+                f"{int(headers['channel'][k])} in event {k}, expected {src} (the N of {p.name})",
+            )
         if ref_headers is None:
             ref_headers, ref_path = headers, p
         else:
             if n_events != len(ref_headers):
                 k = min(n_events, len(ref_headers))
-                raise ImportInputError(p, f"offset {k * ev_size}", "event_counter", f"{n_events} events, "
-                                       f"but {ref_path} has {len(ref_headers)} (channel files out of step)")
+                raise ImportInputError(
+                    p,
+                    f"offset {k * ev_size}",
+                    "event_counter",
+                    f"{n_events} events, but {ref_path} has {len(ref_headers)} (channel files out of step)",
+                )
             bad = np.flatnonzero(headers["event_counter"] != ref_headers["event_counter"])
             if len(bad):
                 k = int(bad[0])
-                raise ImportInputError(p, f"offset {k * ev_size + 16}", "event_counter",
-                                       f"{int(headers['event_counter'][k])} in event {k}, but "
-                                       f"{ref_path} has {int(ref_headers['event_counter'][k])} "
-                                       "(channel files out of step)")
+                raise ImportInputError(
+                    p,
+                    f"offset {k * ev_size + 16}",
+                    "event_counter",
+                    f"{int(headers['event_counter'][k])} in event {k}, but "
+                    f"{ref_path} has {int(ref_headers['event_counter'][k])} "
+                    "(channel files out of step)",
+                )
         files[src] = rec
     assert ref_headers is not None and record_bytes is not None and ref_path is not None
     if not len(ref_headers):
@@ -266,26 +327,37 @@ def _wavedump_sources(paths: Sequence[Path], assignment: ChannelAssignment) -> _
     bad = np.flatnonzero(np.diff(counters) <= 0)
     if len(bad):
         k = int(bad[0]) + 1
-        raise ImportInputError(ref_path, f"offset {k * record_bytes + 16}", "event_counter",
-                               f"{int(ref_headers['event_counter'][k])} in event {k} repeats the previous event's")
+        raise ImportInputError(
+            ref_path,
+            f"offset {k * record_bytes + 16}",
+            "event_counter",
+            f"{int(ref_headers['event_counter'][k])} in event {k} repeats the previous event's",
+        )
     return _WaveDump(files, (record_bytes - WAVEDUMP_HEADER.itemsize) // 2, ref_headers)
 
 
 # ---------------------------------------------------------------------------- conversion
 
-def _to_codes(block: np.ndarray, path: Path, first_event: int, chans: np.ndarray, gain: float | None,
-              negative: bool, adc_max: int) -> np.ndarray:
+
+def _to_codes(
+    block: np.ndarray, path: Path, first_event: int, chans: np.ndarray, gain: float | None, negative: bool, adc_max: int
+) -> np.ndarray:
     """ADC codes (uint16) of a block of source samples, range-checked."""
     if block.dtype.kind == "f":
         if gain is None:
-            raise ImportInputError(path, f"event {first_event}", "dtype", f"{block.dtype} samples need "
-                                   "--gain G (ADC code = value / G)")
+            raise ImportInputError(
+                path, f"event {first_event}", "dtype", f"{block.dtype} samples need --gain G (ADC code = value / G)"
+            )
         codes = np.rint(block / gain)
         finite = np.isfinite(codes)
         if not finite.all():
             e, c, s = (int(x) for x in np.argwhere(~finite)[0])
-            raise ImportInputError(path, f"event {first_event + e}, channel {int(chans[c])}, sample {s}",
-                                   "samples", f"{block[e, c, s]!r}, expected a finite number")
+            raise ImportInputError(
+                path,
+                f"event {first_event + e}, channel {int(chans[c])}, sample {s}",
+                "samples",
+                f"{block[e, c, s]!r}, expected a finite number",
+            )
     elif block.dtype.kind in "iu":
         if gain is not None:
             codes = np.rint(block.astype(np.float64) / gain)
@@ -299,9 +371,13 @@ def _to_codes(block: np.ndarray, path: Path, first_event: int, chans: np.ndarray
     if bad.any():
         e, c, s = (int(x) for x in np.argwhere(bad)[0])
         hint = " (negative pulses? --polarity negative)" if not negative and codes[e, c, s] < 0 else ""
-        raise ImportInputError(path, f"event {first_event + e}, channel {int(chans[c])}, sample {s}", "samples",
-                               f"{block[e, c, s]!r} gives ADC code {int(codes[e, c, s])}, expected 0..{adc_max} "
-                               f"(digitizer.adc_bits){hint}")
+        raise ImportInputError(
+            path,
+            f"event {first_event + e}, channel {int(chans[c])}, sample {s}",
+            "samples",
+            f"{block[e, c, s]!r} gives ADC code {int(codes[e, c, s])}, expected 0..{adc_max} "
+            f"(digitizer.adc_bits){hint}",
+        )
     return codes.astype(np.uint16)
 
 
@@ -313,20 +389,26 @@ def _prepare_config(cfg: Config, n_samples: int, channels: np.ndarray, where: st
         try:
             cfg = cfg.replace(digitizer={"window_samples": n_samples})
         except ConfigError as err:
-            raise ImportInputError(where, "shape", "samples", f"windows of {n_samples} samples do not fit "
-                                   f"the configuration: {err}") from None
+            raise ImportInputError(
+                where, "shape", "samples", f"windows of {n_samples} samples do not fit the configuration: {err}"
+            ) from None
     names = cfg.channel_map.table["name"]
-    for ch in channels:   # one channel at a time: the message names the channel
+    for ch in channels:  # one channel at a time: the message names the channel
         try:
             PulseParams.from_config(cfg, [int(ch)]).check_window(n_samples)
         except ValueError as err:
-            raise ImportInputError(where, "shape", "samples", f"windows of {n_samples} samples do not fit the "
-                                   f"pulse finder of channel {names[ch].decode()!r}: {err}") from None
+            raise ImportInputError(
+                where,
+                "shape",
+                "samples",
+                f"windows of {n_samples} samples do not fit the pulse finder of channel {names[ch].decode()!r}: {err}",
+            ) from None
     return cfg
 
 
-def _blocks(sources: list[_Source], assignment: ChannelAssignment, gain: float | None, negative: bool,
-            adc_max: int) -> Iterator[np.ndarray]:
+def _blocks(
+    sources: list[_Source], assignment: ChannelAssignment, gain: float | None, negative: bool, adc_max: int
+) -> Iterator[np.ndarray]:
     chans = assignment.sources
     for src in sources:
         n = src.shape[0]
@@ -335,9 +417,18 @@ def _blocks(sources: list[_Source], assignment: ChannelAssignment, gain: float |
             yield _to_codes(src.read(a, b, chans), src.path, a, assignment.channels, gain, negative, adc_max)
 
 
-def import_run(paths: Sequence[str | os.PathLike[str]], fmt: str, channel_map: str | os.PathLike[str],
-               output: str | os.PathLike[str], cfg: Config, *, dataset: str | None = None,
-               gain: float | None = None, polarity: str = "positive", overwrite: bool = False) -> Path:
+def import_run(
+    paths: Sequence[str | os.PathLike[str]],
+    fmt: str,
+    channel_map: str | os.PathLike[str],
+    output: str | os.PathLike[str],
+    cfg: Config,
+    *,
+    dataset: str | None = None,
+    gain: float | None = None,
+    polarity: str = "positive",
+    overwrite: bool = False,
+) -> Path:
     """Write the waveforms of another digitizer as a pokerdaq run file.
 
     Parameters
@@ -405,12 +496,21 @@ def import_run(paths: Sequence[str | os.PathLike[str]], fmt: str, channel_map: s
             n_ch, n_samples = sources[0].shape[1:]
             for s in sources:
                 if s.shape[1:] != (n_ch, n_samples):
-                    raise ImportInputError(s.path, "shape", "samples", f"{s.shape[1]} channels x {s.shape[2]} samples, "
-                                           f"but {sources[0].path} has {n_ch} x {n_samples} (expected equal)")
+                    raise ImportInputError(
+                        s.path,
+                        "shape",
+                        "samples",
+                        f"{s.shape[1]} channels x {s.shape[2]} samples, "
+                        f"but {sources[0].path} has {n_ch} x {n_samples} (expected equal)",
+                    )
             top = int(assignment.sources.max())
             if top >= n_ch:
-                raise ImportInputError(channel_map, "source", "source", f"{top} is beyond the {n_ch} channels "
-                                       f"(0..{n_ch - 1}) of {sources[0].path}")
+                raise ImportInputError(
+                    channel_map,
+                    "source",
+                    "source",
+                    f"{top} is beyond the {n_ch} channels (0..{n_ch - 1}) of {sources[0].path}",
+                )
             n_events = sum(s.shape[0] for s in sources)
             where = str(sources[0].path)
         if n_events == 0:
@@ -423,8 +523,17 @@ def import_run(paths: Sequence[str | os.PathLike[str]], fmt: str, channel_map: s
                 s.close()
 
 
-def _write(out: Path, cfg: Config, assignment: ChannelAssignment, sources: list[_Source], wd: _WaveDump | None,
-           gain: float | None, negative: bool, adc_max: int, fmt: str) -> Path:
+def _write(
+    out: Path,
+    cfg: Config,
+    assignment: ChannelAssignment,
+    sources: list[_Source],
+    wd: _WaveDump | None,
+    gain: float | None,
+    negative: bool,
+    adc_max: int,
+    fmt: str,
+) -> Path:
     from ._layout import part_path
     from ._writer import RunFileWriter
 
@@ -444,8 +553,15 @@ def _write(out: Path, cfg: Config, assignment: ChannelAssignment, sources: list[
                 b = min(n, a + BATCH_EVENTS)
                 block = np.stack([np.asarray(wd.files[int(s)][a:b, 12:]) for s in assignment.sources], axis=1)
                 src = next(iter(wd.files.values())).filename  # a memmap of a file: never None
-                codes = _to_codes(block, Path(src), a,  # type: ignore[arg-type]
-                                  assignment.channels, gain, negative, adc_max)
+                codes = _to_codes(
+                    block,
+                    Path(src),  # type: ignore[arg-type]
+                    a,
+                    assignment.channels,
+                    gain,
+                    negative,
+                    adc_max,
+                )
                 writer.write_events(_headers(counters[a:b], ticks[a:b]), codes)
         else:
             first = 0

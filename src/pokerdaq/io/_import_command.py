@@ -13,12 +13,23 @@ def run(args: argparse.Namespace) -> int:
 
     cfg = config_from_args(args)
     try:
-        out = import_run(args.sources, args.format, args.channels, args.output, cfg, dataset=args.dataset,
-                         gain=args.gain, polarity=args.polarity, overwrite=args.overwrite)
+        out = import_run(
+            args.sources,
+            args.format,
+            args.channels,
+            args.output,
+            cfg,
+            dataset=args.dataset,
+            gain=args.gain,
+            polarity=args.polarity,
+            overwrite=args.overwrite,
+        )
     except ImportInputError as err:
         print(f"pokerdaq import: {err}", file=sys.stderr)
         return 2
     with RunFile(out) as f:
-        print(f"{out}: {len(f)} events x {int(f.attrs['n_channels'])} channels x "
-              f"{int(f.attrs['window_samples'])} samples ({args.format})")
+        print(
+            f"{out}: {len(f)} events x {int(f.attrs['n_channels'])} channels x "
+            f"{int(f.attrs['window_samples'])} samples ({args.format})"
+        )
     return 0

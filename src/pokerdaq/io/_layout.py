@@ -32,18 +32,18 @@ TRIGGER_STATE_STEPS = "trigger_inputs/state_steps"
 TRIGGER_STATE_PRIMITIVES = "trigger_inputs/state_primitives"
 
 SAMPLE_CHUNK_BYTES = 1024 << 10  # ~1 MiB chunks: the h5py/HDF5 sweet spot measured with bench/bench_io.py
-EVENT_CHUNK_ROWS = 512     # small per-event chunks: a file that lost its tail keeps all but the last ones
+EVENT_CHUNK_ROWS = 512  # small per-event chunks: a file that lost its tail keeps all but the last ones
 PULSE_CHUNK_ROWS = 2048
 TRUTH_CHUNK_ROWS = 512
 SCALER_CHUNK_ROWS = 64
 TRIGGER_STEP_CHUNK_ROWS = 256
 TRIGGER_PRIMITIVE_CHUNK_ROWS = 16384
-TRIGGER_STATE_CHUNK_WORDS = 1024     # written once per file: small chunks waste no space on a small state
+TRIGGER_STATE_CHUNK_WORDS = 1024  # written once per file: small chunks waste no space on a small state
 TRIGGER_STATE_STEP_CHUNK_ROWS = 16
-CHUNK_CACHE_BYTES = 32 << 20   # holds several partly filled sample chunks between batches
+CHUNK_CACHE_BYTES = 32 << 20  # holds several partly filled sample chunks between batches
 
 COMPRESSIONS = ("gzip", "zstd", "lz4", "none")
-GZIP_LEVEL = 1   # levels above 1 gain a few per cent in size for half the write speed (bench/bench_compression.py)
+GZIP_LEVEL = 1  # levels above 1 gain a few per cent in size for half the write speed (bench/bench_compression.py)
 
 
 def compression_filter(name: str) -> dict[str, Any]:
@@ -58,7 +58,6 @@ def compression_filter(name: str) -> dict[str, Any]:
         return {"compression": "gzip", "compression_opts": GZIP_LEVEL, "shuffle": True}
     if name == "zstd":
         import hdf5plugin  # only the Blosc2 options need the plugin package
-
 
         return dict(hdf5plugin.Blosc2(cname="zstd", clevel=1, filters=hdf5plugin.Blosc2.BITSHUFFLE))
     if name == "lz4":

@@ -61,8 +61,12 @@ class EventBatch:
 
     def event(self, k: int) -> Event:
         """Event k of the batch."""
-        return Event(self.headers[k], self.samples[k], self.pulses[self.pulse_offsets[k] : self.pulse_offsets[k + 1]],
-                     None if self.truth is None else self.truth[k])
+        return Event(
+            self.headers[k],
+            self.samples[k],
+            self.pulses[self.pulse_offsets[k] : self.pulse_offsets[k + 1]],
+            None if self.truth is None else self.truth[k],
+        )
 
 
 def _plain(value: Any) -> Any:
@@ -111,12 +115,16 @@ class RunFile:
             layout = json.loads(text)  # type: ignore[arg-type]  # None (no attribute): TypeError, below
             name, version = layout["name"], int(layout["version"])
         except (TypeError, ValueError, KeyError):
-            raise ValueError(f"{self.path}: layout_version attribute {text!r}, expected JSON "
-                             f'{{"name": "{LAYOUT_NAME}", "version": N}} (waveforms of another '
-                             "digitizer: convert them with pokerdaq import)") from None
+            raise ValueError(
+                f"{self.path}: layout_version attribute {text!r}, expected JSON "
+                f'{{"name": "{LAYOUT_NAME}", "version": N}} (waveforms of another '
+                "digitizer: convert them with pokerdaq import)"
+            ) from None
         if name != LAYOUT_NAME or version > LAYOUT_VERSION:
-            raise ValueError(f"{self.path}: layout {name!r} version {version}, this reader knows "
-                             f"{LAYOUT_NAME!r} up to version {LAYOUT_VERSION}")
+            raise ValueError(
+                f"{self.path}: layout {name!r} version {version}, this reader knows "
+                f"{LAYOUT_NAME!r} up to version {LAYOUT_VERSION}"
+            )
         return layout
 
     def _trusted_events(self) -> int:
@@ -228,8 +236,13 @@ class RunFile:
             return None
         steps = np.asarray(self._h5[L.TRIGGER_STATE_STEPS][:], dtype=TRIGGER_STEP_DTYPE)
         prims = np.asarray(self._h5[L.TRIGGER_STATE_PRIMITIVES][:], dtype=TRIGGER_PRIMITIVE_DTYPE)
-        return (int(ds.attrs.get("first_slice", -1)), int(ds.attrs.get("state_version", 0)),
-                np.asarray(ds[:], dtype=np.int64), steps, prims)
+        return (
+            int(ds.attrs.get("first_slice", -1)),
+            int(ds.attrs.get("state_version", 0)),
+            np.asarray(ds[:], dtype=np.int64),
+            steps,
+            prims,
+        )
 
     # ------------------------------------------------------------------ by event
 
@@ -296,9 +309,13 @@ class RunFile:
     def __enter__(self) -> RunFile:
         return self
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         self.close()
 
     def __repr__(self) -> str:
-        return (f"RunFile({str(self.path)!r}, run {self.attrs.get('run_number')}, file_index "
-                f"{self.attrs.get('file_index')}, {self._n} events)")
+        return (
+            f"RunFile({str(self.path)!r}, run {self.attrs.get('run_number')}, file_index "
+            f"{self.attrs.get('file_index')}, {self._n} events)"
+        )

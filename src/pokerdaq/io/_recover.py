@@ -73,15 +73,22 @@ def recover(path_part: str | os.PathLike[str], *, overwrite: bool = False) -> Pa
     with _open_dead_writers_file(part) as src:
         attrs = _attributes(src)
         from ._stream_records import is_stream_layout
-        if is_stream_layout(attrs.get("layout_version")):   # a streaming recording (docs/hdf5-layout.md)
+
+        if is_stream_layout(attrs.get("layout_version")):  # a streaming recording (docs/hdf5-layout.md)
             from ._stream_layout import recover_stream
+
             counts = recover_stream(part, src, final)
             kept = counts["blocks_kept"]
     if is_stream_layout(attrs.get("layout_version")):
         part.unlink()
-        log.warning("recovered %s (streaming recording): %d blocks of hits survived (%d lost, %d rows after "
-                    "the last flush dropped)", final, counts["blocks_kept"], counts["blocks_lost"],
-                    counts["rows_after_flush"])
+        log.warning(
+            "recovered %s (streaming recording): %d blocks of hits survived (%d lost, %d rows after "
+            "the last flush dropped)",
+            final,
+            counts["blocks_kept"],
+            counts["blocks_lost"],
+            counts["rows_after_flush"],
+        )
         return final
     with _open_dead_writers_file(part) as src:
         attrs = _attributes(src)
@@ -95,7 +102,10 @@ def recover(path_part: str | os.PathLike[str], *, overwrite: bool = False) -> Pa
                 a["n_events"] = np.uint64(kept)
                 a["n_pulses"] = np.uint64(dst[L.PULSES].shape[0])
                 a["n_scalers"] = np.uint64(dst[L.SCALERS].shape[0])
-                for name, attr in ((L.TRIGGER_STEPS, "n_trigger_steps"), (L.TRIGGER_PRIMITIVES, "n_trigger_primitives")):
+                for name, attr in (
+                    (L.TRIGGER_STEPS, "n_trigger_steps"),
+                    (L.TRIGGER_PRIMITIVES, "n_trigger_primitives"),
+                ):
                     a[attr] = np.uint64(dst[name].shape[0] if name in dst else 0)
                 a["recovered_trigger_steps_lost"] = np.uint64(counts["trigger_steps_lost"])
                 if kept:
@@ -107,7 +117,7 @@ def recover(path_part: str | os.PathLike[str], *, overwrite: bool = False) -> Pa
                 a["last_event_number"] = np.uint64(last)
                 a["closed_cleanly"] = np.uint8(0)
                 a["recovered"] = np.uint8(1)
-                a["stop_time_utc"] = mtime        # last modification of the .part file: best estimate
+                a["stop_time_utc"] = mtime  # last modification of the .part file: best estimate
                 a["recovered_time_utc"] = utc_now_iso()
                 a["recovered_rows_after_flush"] = np.uint64(counts["after_flush"])
                 a["recovered_checksum_failures"] = np.uint64(counts["flushed"] - kept)
@@ -117,9 +127,15 @@ def recover(path_part: str | os.PathLike[str], *, overwrite: bool = False) -> Pa
             raise
     L.durable_rename(temp, final)
     part.unlink()
-    log.warning("recovered %s: %d events survived (%d rows after the last flush dropped, %d failed their "
-                "checks or could not be read, %d scaler rows lost)", final, kept, counts["after_flush"],
-                counts["flushed"] - kept, counts["scalers_lost"])
+    log.warning(
+        "recovered %s: %d events survived (%d rows after the last flush dropped, %d failed their "
+        "checks or could not be read, %d scaler rows lost)",
+        final,
+        kept,
+        counts["after_flush"],
+        counts["flushed"] - kept,
+        counts["scalers_lost"],
+    )
     return final
 
 
@@ -141,8 +157,13 @@ def _open_dead_writers_file(part: Path) -> h5py.File:
     end = stored_end_of_file(part)
     size = part.stat().st_size
     if size < end:
-        log.warning("%s: %d bytes of its tail are missing (the file has %d of %d); recovering what is intact",
-                    part, end - size, size, end)
+        log.warning(
+            "%s: %d bytes of its tail are missing (the file has %d of %d); recovering what is intact",
+            part,
+            end - size,
+            size,
+            end,
+        )
         os.truncate(part, end)
     try:
         return h5py.File(part, "r", rdcc_nbytes=L.CHUNK_CACHE_BYTES)
@@ -232,8 +253,10 @@ def _copy_intact(src: h5py.File, dst: h5py.File, attrs: dict) -> dict[str, int]:
     except _READ_ERRORS:
         log.warning("%s: /channel_map unreadable, not copied", src.filename)
     shape = ds[L.SAMPLES].shape[1:]
-    out = {name: _like(dst, ds[name], name, shape if name == L.SAMPLES else ())
-           for name in (L.EVENTS, L.SAMPLES, L.CRC32, L.PULSES)}
+    out = {
+        name: _like(dst, ds[name], name, shape if name == L.SAMPLES else ())
+        for name in (L.EVENTS, L.SAMPLES, L.CRC32, L.PULSES)
+    }
     if truth is not None:
         out[L.TRUTH] = _like(dst, truth, L.TRUTH, ())
     out[L.SCALERS] = _like(dst, ds[L.SCALERS], L.SCALERS, ()) if ds[L.SCALERS] is not None else None
@@ -292,8 +315,13 @@ def _copy_intact(src: h5py.File, dst: h5py.File, attrs: dict) -> dict[str, int]:
         scalers_lost = int((~sc_ok).sum())
     steps_lost = _copy_trigger_inputs(src, dst, attrs)
     _copy_trigger_state(src, dst)
-    return {"kept": kept, "flushed": flushed, "after_flush": rows - flushed, "scalers_lost": scalers_lost,
-            "trigger_steps_lost": steps_lost}
+    return {
+        "kept": kept,
+        "flushed": flushed,
+        "after_flush": rows - flushed,
+        "scalers_lost": scalers_lost,
+        "trigger_steps_lost": steps_lost,
+    }
 
 
 def _copy_trigger_inputs(src: h5py.File, dst: h5py.File, attrs: dict) -> int:
@@ -314,12 +342,12 @@ def _copy_trigger_inputs(src: h5py.File, dst: h5py.File, attrs: dict) -> int:
     n_prims = min(int(attrs.get("n_trigger_primitives", 0)), prims_ds.shape[0])
     steps, ok = _rows(steps_ds, n_steps)
     prims, prims_ok = _rows(prims_ds, n_prims)
-    whole = int(np.argmin(ok)) if not ok.all() else n_steps            # readable steps, a prefix
+    whole = int(np.argmin(ok)) if not ok.all() else n_steps  # readable steps, a prefix
     readable = int(np.argmin(prims_ok)) if not prims_ok.all() else n_prims
     need = np.cumsum(steps["n_primitives"][:whole].astype(np.int64))
-    whole = int(np.searchsorted(need, readable, side="right"))        # steps whose primitives are all there
+    whole = int(np.searchsorted(need, readable, side="right"))  # steps whose primitives are all there
     _append(out_steps, steps[:whole])
-    _append(out_prims, prims[:int(need[whole - 1]) if whole else 0])
+    _append(out_prims, prims[: int(need[whole - 1]) if whole else 0])
     return n_steps - whole
 
 
@@ -338,7 +366,7 @@ def _copy_trigger_state(src: h5py.File, dst: h5py.File) -> None:
     if all(ok.all() for _, ok in read):
         for out, (rows, _) in zip(outs, read):
             _append(out, rows)
-    else:   # the attributes then describe no state
+    else:  # the attributes then describe no state
         outs[0].attrs["first_slice"] = np.int64(-1)
         outs[0].attrs["state_version"] = np.int64(0)
 

@@ -49,9 +49,16 @@ from ._writer import utc_now_iso
 log = logging.getLogger(__name__)
 
 _ROW_DATASETS = (BLOCKS, BOARD_MESSAGES, DECISIONS, L.SCALERS, L.TRIGGER_STEPS, L.TRIGGER_PRIMITIVES)
-_COUNT_ATTR = {HITS: "n_hits", HIT_SAMPLES: "n_samples", BLOCKS: "n_blocks", BOARD_MESSAGES: "n_board_messages",
-               DECISIONS: "n_decisions", L.SCALERS: "n_scalers", L.TRIGGER_STEPS: "n_trigger_steps",
-               L.TRIGGER_PRIMITIVES: "n_trigger_primitives"}
+_COUNT_ATTR = {
+    HITS: "n_hits",
+    HIT_SAMPLES: "n_samples",
+    BLOCKS: "n_blocks",
+    BOARD_MESSAGES: "n_board_messages",
+    DECISIONS: "n_decisions",
+    L.SCALERS: "n_scalers",
+    L.TRIGGER_STEPS: "n_trigger_steps",
+    L.TRIGGER_PRIMITIVES: "n_trigger_primitives",
+}
 
 
 class StreamFileWriter:
@@ -79,9 +86,20 @@ class StreamFileWriter:
         For a bad argument (named), or an existing file without ``overwrite``.
     """
 
-    def __init__(self, path: str | os.PathLike[str], config: Config, *, l0_threshold: np.ndarray, pad_before: int,
-                 pad_after: int, trigger_seed: int, compression: str | None = None, overwrite: bool = False,
-                 flush_interval_s: float = 1.0, producer: str = "pokerdaq run --streaming") -> None:
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        config: Config,
+        *,
+        l0_threshold: np.ndarray,
+        pad_before: int,
+        pad_after: int,
+        trigger_seed: int,
+        compression: str | None = None,
+        overwrite: bool = False,
+        flush_interval_s: float = 1.0,
+        producer: str = "pokerdaq run --streaming",
+    ) -> None:
         if not isinstance(config, Config):
             raise ValueError(f"config: {type(config).__name__} given, expected a pokerdaq.config.Config")
         self.config = config
@@ -120,8 +138,9 @@ class StreamFileWriter:
         self.n_samples = 0
         self.n_blocks = 0
 
-    def _create(self, h5: h5py.File, cfg: Config, thr: np.ndarray, before: int, after: int, seed: int,
-                producer: str) -> None:
+    def _create(
+        self, h5: h5py.File, cfg: Config, thr: np.ndarray, before: int, after: int, seed: int, producer: str
+    ) -> None:
         a = h5.attrs
         a["layout_version"] = stream_layout_json()
         a["run_number"] = np.uint32(cfg.run.run_number)
@@ -146,23 +165,47 @@ class StreamFileWriter:
         h5.create_dataset(L.CHANNEL_MAP, data=self._table)
         t = h5.create_dataset(L0_THRESHOLD, data=thr)
         t.attrs["meaning"] = "absolute ADC code per channel of /channel_map: samples above it are L0 hits"
-        h5.create_dataset(HITS, shape=(0,), maxshape=(None,), dtype=STREAM_HIT_DTYPE, chunks=(HIT_CHUNK_ROWS,),
-                          fletcher32=True, **self._filter)
-        h5.create_dataset(HIT_SAMPLES, shape=(0,), maxshape=(None,), dtype=np.uint16, chunks=(SAMPLE_CHUNK,),
-                          fletcher32=True, **self._filter)
-        for name, dtype, rows in ((BLOCKS, STREAM_BLOCK_DTYPE, BLOCK_CHUNK_ROWS),
-                                  (BOARD_MESSAGES, BOARD_MESSAGE_DTYPE, BLOCK_CHUNK_ROWS),
-                                  (DECISIONS, STREAM_DECISION_DTYPE, DECISION_CHUNK_ROWS),
-                                  (L.SCALERS, SCALER_DTYPE, L.SCALER_CHUNK_ROWS),
-                                  (L.TRIGGER_STEPS, TRIGGER_STEP_DTYPE, L.TRIGGER_STEP_CHUNK_ROWS),
-                                  (L.TRIGGER_PRIMITIVES, TRIGGER_PRIMITIVE_DTYPE, L.TRIGGER_PRIMITIVE_CHUNK_ROWS)):
-            h5.create_dataset(name, shape=(0,), maxshape=(None,), dtype=dtype, chunks=(rows,), fletcher32=True,
-                              **self._filter)
+        h5.create_dataset(
+            HITS,
+            shape=(0,),
+            maxshape=(None,),
+            dtype=STREAM_HIT_DTYPE,
+            chunks=(HIT_CHUNK_ROWS,),
+            fletcher32=True,
+            **self._filter,
+        )
+        h5.create_dataset(
+            HIT_SAMPLES,
+            shape=(0,),
+            maxshape=(None,),
+            dtype=np.uint16,
+            chunks=(SAMPLE_CHUNK,),
+            fletcher32=True,
+            **self._filter,
+        )
+        for name, dtype, rows in (
+            (BLOCKS, STREAM_BLOCK_DTYPE, BLOCK_CHUNK_ROWS),
+            (BOARD_MESSAGES, BOARD_MESSAGE_DTYPE, BLOCK_CHUNK_ROWS),
+            (DECISIONS, STREAM_DECISION_DTYPE, DECISION_CHUNK_ROWS),
+            (L.SCALERS, SCALER_DTYPE, L.SCALER_CHUNK_ROWS),
+            (L.TRIGGER_STEPS, TRIGGER_STEP_DTYPE, L.TRIGGER_STEP_CHUNK_ROWS),
+            (L.TRIGGER_PRIMITIVES, TRIGGER_PRIMITIVE_DTYPE, L.TRIGGER_PRIMITIVE_CHUNK_ROWS),
+        ):
+            h5.create_dataset(
+                name, shape=(0,), maxshape=(None,), dtype=dtype, chunks=(rows,), fletcher32=True, **self._filter
+            )
         h5[L.TRIGGER_STEPS].attrs["trigger_seed"] = np.int64(seed)
 
     # ------------------------------------------------------------------ writing
-    def write_block(self, first_slice: int, last_slice: int, hits: np.ndarray, samples: np.ndarray,
-                    board_messages: np.ndarray, missing_boards: int = 0) -> None:
+    def write_block(
+        self,
+        first_slice: int,
+        last_slice: int,
+        hits: np.ndarray,
+        samples: np.ndarray,
+        board_messages: np.ndarray,
+        missing_boards: int = 0,
+    ) -> None:
         """Append one time-ordered block: slices ``first_slice..last_slice``, their hits and samples.
 
         ``hits['sample_offset']`` count from the start of ``samples`` and must tile it in order
@@ -178,8 +221,10 @@ class StreamFileWriter:
         samples = np.asarray(samples)
         msgs = np.atleast_1d(np.asarray(board_messages))
         if hits.dtype != STREAM_HIT_DTYPE or msgs.dtype != BOARD_MESSAGE_DTYPE:
-            raise ValueError(f"hits / board_messages: dtypes {hits.dtype} / {msgs.dtype}, expected "
-                             "STREAM_HIT_DTYPE / BOARD_MESSAGE_DTYPE")
+            raise ValueError(
+                f"hits / board_messages: dtypes {hits.dtype} / {msgs.dtype}, expected "
+                "STREAM_HIT_DTYPE / BOARD_MESSAGE_DTYPE"
+            )
         if samples.dtype != np.uint16 or samples.ndim != 1:
             raise ValueError(f"samples: {samples.dtype} {samples.shape}, expected 1-d uint16")
         if first_slice <= self._last_slice or last_slice < first_slice:
@@ -229,8 +274,9 @@ class StreamFileWriter:
         if steps.dtype != TRIGGER_STEP_DTYPE or primitives.dtype != TRIGGER_PRIMITIVE_DTYPE:
             raise ValueError("trigger inputs: expected TRIGGER_STEP_DTYPE / TRIGGER_PRIMITIVE_DTYPE rows")
         if int(steps["n_primitives"].sum()) != len(primitives):
-            raise ValueError(f"trigger inputs: steps hold {int(steps['n_primitives'].sum())} primitives, "
-                             f"{len(primitives)} given")
+            raise ValueError(
+                f"trigger inputs: steps hold {int(steps['n_primitives'].sum())} primitives, {len(primitives)} given"
+            )
         self._append(L.TRIGGER_PRIMITIVES, primitives)
         self._append(L.TRIGGER_STEPS, steps)
 
@@ -269,8 +315,9 @@ class StreamFileWriter:
     def __enter__(self) -> StreamFileWriter:
         return self
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         self.close()
 
     def _check_open(self) -> None:
@@ -289,18 +336,24 @@ def check_hits(hits: np.ndarray, samples: np.ndarray, table: np.ndarray, adc_max
     if np.any(n < 1):
         raise ValueError(f"hits['n_samples']: 0 at row {int(np.argmin(n))}, expected >= 1")
     if int(ends[-1]) != len(samples) or np.any(hits["sample_offset"].astype(np.int64) != ends - n):
-        raise ValueError(f"hits['sample_offset']: the hits' samples ({int(ends[-1])}) do not tile the "
-                         f"{len(samples)} samples in order")
+        raise ValueError(
+            f"hits['sample_offset']: the hits' samples ({int(ends[-1])}) do not tile the "
+            f"{len(samples)} samples in order"
+        )
     ch = hits["channel"].astype(np.int64)
     if int(ch.max()) >= len(table):
         raise ValueError(f"hits['channel']: {int(ch.max())}, expected < {len(table)} channels")
     wrong = np.flatnonzero(table["board"][ch] != hits["board"])
     if wrong.size:
         i = int(wrong[0])
-        raise ValueError(f"hits['board']: {int(hits['board'][i])} at row {i}, channel {int(ch[i])} is on board "
-                         f"{int(table['board'][ch[i]])}")
-    bad = np.flatnonzero((hits["crossing_tick"] < hits["first_tick"])
-                         | (hits["crossing_tick"] >= hits["first_tick"] + n.astype(np.uint64)))
+        raise ValueError(
+            f"hits['board']: {int(hits['board'][i])} at row {i}, channel {int(ch[i])} is on board "
+            f"{int(table['board'][ch[i]])}"
+        )
+    bad = np.flatnonzero(
+        (hits["crossing_tick"] < hits["first_tick"])
+        | (hits["crossing_tick"] >= hits["first_tick"] + n.astype(np.uint64))
+    )
     if bad.size:
         raise ValueError(f"hits['crossing_tick']: row {int(bad[0])} outside its samples")
     if len(samples) and int(samples.max()) > adc_max:
@@ -323,8 +376,10 @@ class StreamFile:
         with L.open_for_reading(self.path) as h5:
             attrs = dict(h5.attrs)
             if not is_stream_layout(attrs.get("layout_version")):
-                raise ValueError(f"{self.path}: layout_version {attrs.get('layout_version')!r}, "
-                                 "expected a pokerdaq streaming recording")
+                raise ValueError(
+                    f"{self.path}: layout_version {attrs.get('layout_version')!r}, "
+                    "expected a pokerdaq streaming recording"
+                )
             self.attrs = attrs
 
             def rows(name: str) -> np.ndarray:
@@ -355,8 +410,9 @@ class StreamFile:
         for b in self.blocks:
             h0, nh = int(b["first_hit"]), int(b["n_hits"])
             s0, ns = int(b["first_sample"]), int(b["n_samples"])
-            bad += (zlib.crc32(self.hits[h0:h0 + nh].tobytes()) != int(b["hits_crc32"])
-                    or zlib.crc32(self.samples[s0:s0 + ns].astype("<u2").tobytes()) != int(b["samples_crc32"]))
+            bad += zlib.crc32(self.hits[h0 : h0 + nh].tobytes()) != int(b["hits_crc32"]) or zlib.crc32(
+                self.samples[s0 : s0 + ns].astype("<u2").tobytes()
+            ) != int(b["samples_crc32"])
         return bad
 
     def bytes_stored(self) -> int:
@@ -404,27 +460,33 @@ def recover_stream(part: Path, src: h5py.File, final: Path) -> dict[str, int]:
             kept = 0
             msgs_total = 0
             last_slice = -1
-            msg_rows, msg_ok = _rows(src[BOARD_MESSAGES], min(int(attrs.get("n_board_messages", 0)),
-                                                                src[BOARD_MESSAGES].shape[0]))
+            msg_rows, msg_ok = _rows(
+                src[BOARD_MESSAGES], min(int(attrs.get("n_board_messages", 0)), src[BOARD_MESSAGES].shape[0])
+            )
             for i in range(n_blocks):
                 if not ok[i]:
                     break
                 b = blocks[i]
                 h0, nh, s0, ns = int(b["first_hit"]), int(b["n_hits"]), int(b["first_sample"]), int(b["n_samples"])
                 try:
-                    hits = np.asarray(src[HITS][h0:h0 + nh])
-                    samples = np.asarray(src[HIT_SAMPLES][s0:s0 + ns])
+                    hits = np.asarray(src[HITS][h0 : h0 + nh])
+                    samples = np.asarray(src[HIT_SAMPLES][s0 : s0 + ns])
                 except _READ_ERRORS:
                     break
-                if (zlib.crc32(hits.tobytes()) != int(b["hits_crc32"])
-                        or zlib.crc32(samples.astype("<u2").tobytes()) != int(b["samples_crc32"])):
+                if zlib.crc32(hits.tobytes()) != int(b["hits_crc32"]) or zlib.crc32(
+                    samples.astype("<u2").tobytes()
+                ) != int(b["samples_crc32"]):
                     break
                 # the board messages of the block: those covering its slices (board messages end in it)
                 sel = (msg_rows["last_slice"] <= b["last_slice"]) & (msg_rows["last_slice"] >= b["first_slice"])
                 if not msg_ok[sel].all():
                     break
-                for name, rows in ((HIT_SAMPLES, samples), (HITS, hits), (BOARD_MESSAGES, msg_rows[sel]),
-                                   (BLOCKS, blocks[i:i + 1])):
+                for name, rows in (
+                    (HIT_SAMPLES, samples),
+                    (HITS, hits),
+                    (BOARD_MESSAGES, msg_rows[sel]),
+                    (BLOCKS, blocks[i : i + 1]),
+                ):
                     ds = out[name]
                     if len(rows):
                         m = ds.shape[0]
@@ -438,7 +500,7 @@ def recover_stream(part: Path, src: h5py.File, final: Path) -> dict[str, int]:
             for name in (DECISIONS, L.SCALERS, L.TRIGGER_STEPS, L.TRIGGER_PRIMITIVES):
                 n = min(int(attrs.get(_COUNT_ATTR[name], 0)), src[name].shape[0])
                 rows, rok = _rows(src[name], n)
-                upto = int(np.argmin(rok)) if not rok.all() else n   # a prefix: the steps index the primitives
+                upto = int(np.argmin(rok)) if not rok.all() else n  # a prefix: the steps index the primitives
                 if len(rows[:upto]):
                     out[name].resize((upto,))
                     out[name][:] = rows[:upto]

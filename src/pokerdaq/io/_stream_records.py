@@ -25,44 +25,44 @@ DECISIONS = "stream/decisions"
 L0_THRESHOLD = "stream/l0_threshold"
 
 HIT_CHUNK_ROWS = 8192
-SAMPLE_CHUNK = 1 << 19          # 1 MiB of uint16 samples per chunk
+SAMPLE_CHUNK = 1 << 19  # 1 MiB of uint16 samples per chunk
 BLOCK_CHUNK_ROWS = 256
 DECISION_CHUNK_ROWS = 1024
 
 STREAM_HIT_DTYPE = np.dtype(
     [
-        ("first_tick", "<u8"),      # tick (4 ns, since the run start) of the hit's first sample
-        ("crossing_tick", "<u8"),   # the hit's first sample above the L0 threshold (its timestamp)
-        ("sample_offset", "<u8"),   # first sample in /stream/samples (on the wire: in the message)
-        ("n_samples", "<u4"),       # samples of the hit, consecutive ticks from first_tick
-        ("channel", "<u2"),         # channel number of the channel map
-        ("board", "<u2"),           # board that sent it
+        ("first_tick", "<u8"),  # tick (4 ns, since the run start) of the hit's first sample
+        ("crossing_tick", "<u8"),  # the hit's first sample above the L0 threshold (its timestamp)
+        ("sample_offset", "<u8"),  # first sample in /stream/samples (on the wire: in the message)
+        ("n_samples", "<u4"),  # samples of the hit, consecutive ticks from first_tick
+        ("channel", "<u2"),  # channel number of the channel map
+        ("board", "<u2"),  # board that sent it
     ]
 )
 """One level-0 hit (32 bytes): a zero-suppressed stretch of one channel's samples."""
 
 STREAM_BLOCK_DTYPE = np.dtype(
     [
-        ("first_slice", "<u8"),     # the builder's output block: slices first_slice..last_slice
+        ("first_slice", "<u8"),  # the builder's output block: slices first_slice..last_slice
         ("last_slice", "<u8"),
-        ("first_hit", "<u8"),       # its hits: /stream/hits[first_hit : first_hit + n_hits]
+        ("first_hit", "<u8"),  # its hits: /stream/hits[first_hit : first_hit + n_hits]
         ("n_hits", "<u4"),
         ("missing_boards", "<u4"),  # bit b: board b had sent nothing for these slices (forced out)
-        ("first_sample", "<u8"),    # its samples: /stream/samples[first_sample : first_sample + n_samples]
+        ("first_sample", "<u8"),  # its samples: /stream/samples[first_sample : first_sample + n_samples]
         ("n_samples", "<u8"),
-        ("hits_crc32", "<u4"),      # zlib.crc32 of the block's hit rows (as stored, little-endian)
-        ("samples_crc32", "<u4"),   # zlib.crc32 of the block's samples (little-endian uint16)
+        ("hits_crc32", "<u4"),  # zlib.crc32 of the block's hit rows (as stored, little-endian)
+        ("samples_crc32", "<u4"),  # zlib.crc32 of the block's samples (little-endian uint16)
     ]
 )
 """One time-ordered block of hits written by the streaming builder (slices in order, hits by tick)."""
 
 BOARD_MESSAGE_DTYPE = np.dtype(
     [
-        ("first_slice", "<u8"),     # a board's message covered slices first_slice..last_slice (a
-        ("last_slice", "<u8"),      # fast-forward stretch: several): the grouping of its primitives
+        ("first_slice", "<u8"),  # a board's message covered slices first_slice..last_slice (a
+        ("last_slice", "<u8"),  # fast-forward stretch: several): the grouping of its primitives
         ("n_hits", "<u4"),
         ("board", "<u2"),
-        ("flags", "<u2"),           # StreamFlags of the message
+        ("flags", "<u2"),  # StreamFlags of the message
     ]
 )
 """One hit message of a board: which slices it covered (replay groups the primitives as online)."""
@@ -75,8 +75,8 @@ class StreamFlags:
     """Flags of a board's hit message (``BOARD_MESSAGE_DTYPE['flags']``)."""
 
     NONE = 0
-    BUSY = 1          # the board's output queue was above its busy mark
-    END = 2           # the board's last message of the run
+    BUSY = 1  # the board's output queue was above its busy mark
+    END = 2  # the board's last message of the run
 
 
 def stream_layout_json(version: int = STREAM_LAYOUT_VERSION) -> str:

@@ -31,33 +31,52 @@ def lookup3(data: bytes, initval: int = 0) -> int:
         a = (a + int.from_bytes(data[k : k + 4], "little")) & _MASK
         b = (b + int.from_bytes(data[k + 4 : k + 8], "little")) & _MASK
         c = (c + int.from_bytes(data[k + 8 : k + 12], "little")) & _MASK
-        a = (a - c) & _MASK; a ^= _rot(c, 4); c = (c + b) & _MASK    # noqa: E702
-        b = (b - a) & _MASK; b ^= _rot(a, 6); a = (a + c) & _MASK    # noqa: E702
-        c = (c - b) & _MASK; c ^= _rot(b, 8); b = (b + a) & _MASK    # noqa: E702
-        a = (a - c) & _MASK; a ^= _rot(c, 16); c = (c + b) & _MASK   # noqa: E702
-        b = (b - a) & _MASK; b ^= _rot(a, 19); a = (a + c) & _MASK   # noqa: E702
-        c = (c - b) & _MASK; c ^= _rot(b, 4); b = (b + a) & _MASK    # noqa: E702
+        a = (a - c) & _MASK
+        a ^= _rot(c, 4)
+        c = (c + b) & _MASK
+        b = (b - a) & _MASK
+        b ^= _rot(a, 6)
+        a = (a + c) & _MASK
+        c = (c - b) & _MASK
+        c ^= _rot(b, 8)
+        b = (b + a) & _MASK
+        a = (a - c) & _MASK
+        a ^= _rot(c, 16)
+        c = (c + b) & _MASK
+        b = (b - a) & _MASK
+        b ^= _rot(a, 19)
+        a = (a + c) & _MASK
+        c = (c - b) & _MASK
+        c ^= _rot(b, 4)
+        b = (b + a) & _MASK
         length -= 12
         k += 12
     if length == 0:
         return c
-    tail = data[k:] + bytes(12 - length)   # the missing bytes add nothing
+    tail = data[k:] + bytes(12 - length)  # the missing bytes add nothing
     a = (a + int.from_bytes(tail[0:4], "little")) & _MASK
     b = (b + int.from_bytes(tail[4:8], "little")) & _MASK
     c = (c + int.from_bytes(tail[8:12], "little")) & _MASK
-    c ^= b; c = (c - _rot(b, 14)) & _MASK    # noqa: E702
-    a ^= c; a = (a - _rot(c, 11)) & _MASK    # noqa: E702
-    b ^= a; b = (b - _rot(a, 25)) & _MASK    # noqa: E702
-    c ^= b; c = (c - _rot(b, 16)) & _MASK    # noqa: E702
-    a ^= c; a = (a - _rot(c, 4)) & _MASK     # noqa: E702
-    b ^= a; b = (b - _rot(a, 14)) & _MASK    # noqa: E702
-    c ^= b; c = (c - _rot(b, 24)) & _MASK    # noqa: E702
+    c ^= b
+    c = (c - _rot(b, 14)) & _MASK
+    a ^= c
+    a = (a - _rot(c, 11)) & _MASK
+    b ^= a
+    b = (b - _rot(a, 25)) & _MASK
+    c ^= b
+    c = (c - _rot(b, 16)) & _MASK
+    a ^= c
+    a = (a - _rot(c, 4)) & _MASK
+    b ^= a
+    b = (b - _rot(a, 14)) & _MASK
+    c ^= b
+    c = (c - _rot(b, 24)) & _MASK
     return c
 
 
 def _superblock_size(head: bytes) -> int:
     size_of_offsets = head[9]
-    return 12 + 4 * size_of_offsets + 4   # fixed part, 4 addresses, checksum
+    return 12 + 4 * size_of_offsets + 4  # fixed part, 4 addresses, checksum
 
 
 def status_flags(path: str | os.PathLike[str]) -> int:
@@ -78,7 +97,9 @@ def _read_superblock(path: Path) -> bytes:
     if len(head) < 12 or head[:8] != SIGNATURE:
         raise ValueError(f"path: {str(path)!r} does not start with an HDF5 superblock")
     if head[8] not in (2, 3):
-        raise ValueError(f"path: {str(path)!r} has superblock version {head[8]}, expected 2 or 3 (libver v110 or later)")
+        raise ValueError(
+            f"path: {str(path)!r} has superblock version {head[8]}, expected 2 or 3 (libver v110 or later)"
+        )
     size = _superblock_size(head)
     with open(path, "rb") as fh:
         head = fh.read(size)

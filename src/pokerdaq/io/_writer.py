@@ -49,12 +49,12 @@ def config_text(config: Config) -> str:
 class _Batch:
     """A validated batch of events, ready to be written (possibly split across files)."""
 
-    headers: np.ndarray          # EVENT_DTYPE (n,)
-    samples: np.ndarray          # uint16 (n, n_channels, window)
-    crc32: np.ndarray            # uint32 (n,)
-    pulses: np.ndarray           # STORED_PULSE_DTYPE (sum n_pulses,)
-    pulse_offsets: np.ndarray    # int64 (n + 1,)
-    truth: np.ndarray | None     # (n,) or None
+    headers: np.ndarray  # EVENT_DTYPE (n,)
+    samples: np.ndarray  # uint16 (n, n_channels, window)
+    crc32: np.ndarray  # uint32 (n,)
+    pulses: np.ndarray  # STORED_PULSE_DTYPE (sum n_pulses,)
+    pulse_offsets: np.ndarray  # int64 (n + 1,)
+    truth: np.ndarray | None  # (n,) or None
 
     def __len__(self) -> int:
         return len(self.headers)
@@ -62,8 +62,14 @@ class _Batch:
     def slice(self, i: int, j: int) -> _Batch:
         """Events i:j (views), with their pulses."""
         p0, p1 = int(self.pulse_offsets[i]), int(self.pulse_offsets[j])
-        return _Batch(self.headers[i:j], self.samples[i:j], self.crc32[i:j], self.pulses[p0:p1],
-                      self.pulse_offsets[i : j + 1] - p0, None if self.truth is None else self.truth[i:j])
+        return _Batch(
+            self.headers[i:j],
+            self.samples[i:j],
+            self.crc32[i:j],
+            self.pulses[p0:p1],
+            self.pulse_offsets[i : j + 1] - p0,
+            None if self.truth is None else self.truth[i:j],
+        )
 
     def event_bytes(self) -> np.ndarray:
         """Uncompressed bytes of each event: header, samples, crc, its pulses and truth row."""
@@ -147,8 +153,11 @@ class RunFileWriter:
         for name, value in (("rotate_events", rotate_events), ("rotate_bytes", rotate_bytes)):
             if value is not None and (not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 1):
                 raise ValueError(f"{name}: {value!r}, expected None or an integer >= 1")
-        if (not isinstance(flush_every_events, (int, np.integer)) or isinstance(flush_every_events, bool)
-                or flush_every_events < 1):
+        if (
+            not isinstance(flush_every_events, (int, np.integer))
+            or isinstance(flush_every_events, bool)
+            or flush_every_events < 1
+        ):
             raise ValueError(f"flush_every_events: {flush_every_events!r}, expected an integer >= 1")
         if not (isinstance(flush_interval_s, (int, float)) and flush_interval_s > 0):
             raise ValueError(f"flush_interval_s: {flush_interval_s!r}, expected a number > 0")
@@ -172,10 +181,18 @@ class RunFileWriter:
         self._channel_table = np.asarray(config.channel_map.table, dtype=CHANNEL_DTYPE)
         if channels is not None:
             chans = np.asarray(channels)
-            if chans.ndim != 1 or chans.dtype.kind not in "iu" or not len(chans) or len(np.unique(chans)) != len(chans) \
-                    or chans.min() < 0 or chans.max() >= len(self._channel_table):
-                raise ValueError(f"channels: {chans!r}, expected distinct channel numbers "
-                                 f"0..{len(self._channel_table) - 1} of the channel map")
+            if (
+                chans.ndim != 1
+                or chans.dtype.kind not in "iu"
+                or not len(chans)
+                or len(np.unique(chans)) != len(chans)
+                or chans.min() < 0
+                or chans.max() >= len(self._channel_table)
+            ):
+                raise ValueError(
+                    f"channels: {chans!r}, expected distinct channel numbers "
+                    f"0..{len(self._channel_table) - 1} of the channel map"
+                )
             self._channel_table = self._channel_table[chans]
         self.n_channels = len(self._channel_table)
         self.window_samples = int(config.digitizer.window_samples)
@@ -188,10 +205,10 @@ class RunFileWriter:
         self.n_events_total = 0
         """Events written by this writer, all files together."""
         self._truth_dtype: np.dtype | None = None
-        self._run_has_truth: bool | None = None     # decided by the first non-empty batch
+        self._run_has_truth: bool | None = None  # decided by the first non-empty batch
         self._last_event_number: int | None = None
         self._file_index = 0
-        self._n_closed_files = 0   # events in the files closed so far
+        self._n_closed_files = 0  # events in the files closed so far
         self._h5: h5py.File | None = None
         self._closed = False
         self.first_event_hook: Callable[[int], None] | None = None
@@ -282,8 +299,7 @@ class RunFileWriter:
         # now still join the file that holds the events before them (docs/hdf5-layout.md, Rotation)
         self.n_events_total += n
         if self._h5 is not None and (
-            self._since_flush >= self.flush_every_events
-            or time.monotonic() - self._last_flush >= self.flush_interval_s
+            self._since_flush >= self.flush_every_events or time.monotonic() - self._last_flush >= self.flush_interval_s
         ):
             self.flush()
 
@@ -328,23 +344,27 @@ class RunFileWriter:
         self._check_open()
         steps, primitives = np.atleast_1d(np.asarray(steps)), np.atleast_1d(np.asarray(primitives))
         if steps.dtype != TRIGGER_STEP_DTYPE or primitives.dtype != TRIGGER_PRIMITIVE_DTYPE:
-            raise ValueError(f"trigger inputs: dtypes {steps.dtype} / {primitives.dtype}, expected "
-                             "pokerdaq.io TRIGGER_STEP_DTYPE / TRIGGER_PRIMITIVE_DTYPE")
+            raise ValueError(
+                f"trigger inputs: dtypes {steps.dtype} / {primitives.dtype}, expected "
+                "pokerdaq.io TRIGGER_STEP_DTYPE / TRIGGER_PRIMITIVE_DTYPE"
+            )
         if int(steps["n_primitives"].sum()) != len(primitives):
-            raise ValueError(f"trigger inputs: steps hold {int(steps['n_primitives'].sum())} primitives, "
-                             f"{len(primitives)} given")
+            raise ValueError(
+                f"trigger inputs: steps hold {int(steps['n_primitives'].sum())} primitives, {len(primitives)} given"
+            )
         if len(steps) == 0:
             return
         if self._h5 is None:
             self._open_file()
-        for name, arr in ((L.TRIGGER_PRIMITIVES, primitives), (L.TRIGGER_STEPS, steps)):   # steps last
+        for name, arr in ((L.TRIGGER_PRIMITIVES, primitives), (L.TRIGGER_STEPS, steps)):  # steps last
             ds = self._ds[name]
             m = ds.shape[0]
             ds.resize((m + len(arr),))
             ds[m:] = arr
 
-    def write_trigger_state(self, first_slice: int, state: np.ndarray, steps: np.ndarray, primitives: np.ndarray,
-                            version: int) -> None:
+    def write_trigger_state(
+        self, first_slice: int, state: np.ndarray, steps: np.ndarray, primitives: np.ndarray, version: int
+    ) -> None:
         """Store in the current file the trigger model's state before the step of slice
         ``first_slice`` (int64 words of ``pokerdaq.trigger.model_state``, format ``version``) and
         the steps (with their primitives) from there up to the file's own first step, which lie
@@ -359,8 +379,11 @@ class RunFileWriter:
         state = np.atleast_1d(np.asarray(state))
         if state.dtype != np.int64 or state.ndim != 1 or not len(state):
             raise ValueError(f"trigger state: {state.dtype} shape {state.shape}, expected int64 words")
-        if steps.dtype != TRIGGER_STEP_DTYPE or primitives.dtype != TRIGGER_PRIMITIVE_DTYPE \
-                or int(steps["n_primitives"].sum()) != len(primitives):
+        if (
+            steps.dtype != TRIGGER_STEP_DTYPE
+            or primitives.dtype != TRIGGER_PRIMITIVE_DTYPE
+            or int(steps["n_primitives"].sum()) != len(primitives)
+        ):
             raise ValueError("trigger state: steps / primitives of the wrong dtype or count")
         if self._h5 is None:
             self._open_file()
@@ -371,7 +394,7 @@ class RunFileWriter:
             self._ds[name].resize((len(arr),))
             self._ds[name][:] = arr
         ds.resize((len(state),))
-        ds[:] = state   # last: a state present means its steps are written
+        ds[:] = state  # last: a state present means its steps are written
         ds.attrs["first_slice"] = np.int64(first_slice)
         ds.attrs["state_version"] = np.int64(version)
 
@@ -412,7 +435,9 @@ class RunFileWriter:
     def __enter__(self) -> RunFileWriter:
         return self
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         self.close()
 
     # ------------------------------------------------------------------ files
@@ -440,11 +465,24 @@ class RunFileWriter:
             part.unlink(missing_ok=True)
             raise
         self._h5 = h5
-        self._ds = {name: h5[name] for name in (L.EVENTS, L.SAMPLES, L.CRC32, L.PULSES, L.SCALERS, L.TRUTH,
-                                                  L.TRIGGER_STEPS, L.TRIGGER_PRIMITIVES, *_STATE_NAMES) if name in h5}
+        self._ds = {
+            name: h5[name]
+            for name in (
+                L.EVENTS,
+                L.SAMPLES,
+                L.CRC32,
+                L.PULSES,
+                L.SCALERS,
+                L.TRUTH,
+                L.TRIGGER_STEPS,
+                L.TRIGGER_PRIMITIVES,
+                *_STATE_NAMES,
+            )
+            if name in h5
+        }
         self._has_truth_dataset = bool(self._run_has_truth)
-        self._n = 0              # events (rows) written to this file
-        self._n_flushed = 0      # of those, durable (the file's n_events attribute)
+        self._n = 0  # events (rows) written to this file
+        self._n_flushed = 0  # of those, durable (the file's n_events attribute)
         self._n_pulses: int = 0
         self._bytes = 0
         self._since_flush = 0
@@ -461,7 +499,7 @@ class RunFileWriter:
         a["start_time_utc"] = utc_now_iso()
         a["stop_time_utc"] = ""
         a["config_toml"] = self._config_text
-        a["config_overlay"] = self.config.overlay.to_json()   # what the user gave on top of poker.toml
+        a["config_overlay"] = self.config.overlay.to_json()  # what the user gave on top of poker.toml
         a["package_version"] = pokerdaq.__version__
         a["n_events"] = np.uint64(0)
         a["n_pulses"] = np.uint64(0)
@@ -482,39 +520,101 @@ class RunFileWriter:
         a["previous_file"] = self.closed_files[-1].name if self.closed_files else ""
 
         h5.create_dataset(L.CHANNEL_MAP, data=self._channel_table)
-        h5.create_dataset(L.EVENTS, shape=(0,), maxshape=(None,), dtype=EVENT_DTYPE,
-                          chunks=(L.EVENT_CHUNK_ROWS,), fletcher32=True, **self._filter)
+        h5.create_dataset(
+            L.EVENTS,
+            shape=(0,),
+            maxshape=(None,),
+            dtype=EVENT_DTYPE,
+            chunks=(L.EVENT_CHUNK_ROWS,),
+            fletcher32=True,
+            **self._filter,
+        )
         shape = (self.n_channels, self.window_samples)
-        samples = h5.create_dataset(L.SAMPLES, shape=(0, *shape), maxshape=(None, *shape), dtype=np.uint16,
-                                    chunks=(self._sample_chunk_events, *shape), fletcher32=True, **self._filter)
+        samples = h5.create_dataset(
+            L.SAMPLES,
+            shape=(0, *shape),
+            maxshape=(None, *shape),
+            dtype=np.uint16,
+            chunks=(self._sample_chunk_events, *shape),
+            fletcher32=True,
+            **self._filter,
+        )
         samples.attrs["dims"] = "event,channel,sample"
         samples.attrs["compression"] = self.compression
-        crc = h5.create_dataset(L.CRC32, shape=(0,), maxshape=(None,), dtype=np.uint32,
-                                chunks=(L.EVENT_CHUNK_ROWS,), fletcher32=True)
+        crc = h5.create_dataset(
+            L.CRC32, shape=(0,), maxshape=(None,), dtype=np.uint32, chunks=(L.EVENT_CHUNK_ROWS,), fletcher32=True
+        )
         crc.attrs["algorithm"] = "CRC-32 (zlib.crc32) of the event's samples, C order, little-endian uint16"
-        h5.create_dataset(L.PULSES, shape=(0,), maxshape=(None,), dtype=STORED_PULSE_DTYPE,
-                          chunks=(L.PULSE_CHUNK_ROWS,), fletcher32=True, **self._filter)
-        h5.create_dataset(L.SCALERS, shape=(0,), maxshape=(None,), dtype=SCALER_DTYPE,
-                          chunks=(L.SCALER_CHUNK_ROWS,), fletcher32=True)
+        h5.create_dataset(
+            L.PULSES,
+            shape=(0,),
+            maxshape=(None,),
+            dtype=STORED_PULSE_DTYPE,
+            chunks=(L.PULSE_CHUNK_ROWS,),
+            fletcher32=True,
+            **self._filter,
+        )
+        h5.create_dataset(
+            L.SCALERS, shape=(0,), maxshape=(None,), dtype=SCALER_DTYPE, chunks=(L.SCALER_CHUNK_ROWS,), fletcher32=True
+        )
         # created in every file (SWMR adds no dataset later); empty unless the DAQ writes them
-        steps = h5.create_dataset(L.TRIGGER_STEPS, shape=(0,), maxshape=(None,), dtype=TRIGGER_STEP_DTYPE,
-                                  chunks=(L.TRIGGER_STEP_CHUNK_ROWS,), fletcher32=True)
+        steps = h5.create_dataset(
+            L.TRIGGER_STEPS,
+            shape=(0,),
+            maxshape=(None,),
+            dtype=TRIGGER_STEP_DTYPE,
+            chunks=(L.TRIGGER_STEP_CHUNK_ROWS,),
+            fletcher32=True,
+        )
         steps.attrs["trigger_seed"] = np.int64(-1 if self.trigger_seed is None else self.trigger_seed)
-        h5.create_dataset(L.TRIGGER_PRIMITIVES, shape=(0,), maxshape=(None,), dtype=TRIGGER_PRIMITIVE_DTYPE,
-                          chunks=(L.TRIGGER_PRIMITIVE_CHUNK_ROWS,), fletcher32=True, **self._filter)
+        h5.create_dataset(
+            L.TRIGGER_PRIMITIVES,
+            shape=(0,),
+            maxshape=(None,),
+            dtype=TRIGGER_PRIMITIVE_DTYPE,
+            chunks=(L.TRIGGER_PRIMITIVE_CHUNK_ROWS,),
+            fletcher32=True,
+            **self._filter,
+        )
         # filled once, with the file's first events (write_trigger_state): docs/hdf5-layout.md "Trigger state"
-        state = h5.create_dataset(L.TRIGGER_STATE, shape=(0,), maxshape=(None,), dtype=np.int64,
-                                  chunks=(L.TRIGGER_STATE_CHUNK_WORDS,), fletcher32=True)
+        state = h5.create_dataset(
+            L.TRIGGER_STATE,
+            shape=(0,),
+            maxshape=(None,),
+            dtype=np.int64,
+            chunks=(L.TRIGGER_STATE_CHUNK_WORDS,),
+            fletcher32=True,
+        )
         state.attrs["state_version"] = np.int64(0)
         state.attrs["first_slice"] = np.int64(-1)
-        h5.create_dataset(L.TRIGGER_STATE_STEPS, shape=(0,), maxshape=(None,), dtype=TRIGGER_STEP_DTYPE,
-                          chunks=(L.TRIGGER_STATE_STEP_CHUNK_ROWS,), fletcher32=True)
-        h5.create_dataset(L.TRIGGER_STATE_PRIMITIVES, shape=(0,), maxshape=(None,), dtype=TRIGGER_PRIMITIVE_DTYPE,
-                          chunks=(L.TRIGGER_PRIMITIVE_CHUNK_ROWS,), fletcher32=True, **self._filter)
+        h5.create_dataset(
+            L.TRIGGER_STATE_STEPS,
+            shape=(0,),
+            maxshape=(None,),
+            dtype=TRIGGER_STEP_DTYPE,
+            chunks=(L.TRIGGER_STATE_STEP_CHUNK_ROWS,),
+            fletcher32=True,
+        )
+        h5.create_dataset(
+            L.TRIGGER_STATE_PRIMITIVES,
+            shape=(0,),
+            maxshape=(None,),
+            dtype=TRIGGER_PRIMITIVE_DTYPE,
+            chunks=(L.TRIGGER_PRIMITIVE_CHUNK_ROWS,),
+            fletcher32=True,
+            **self._filter,
+        )
 
     def _create_truth(self, h5: h5py.File) -> None:
-        h5.create_dataset(L.TRUTH, shape=(0,), maxshape=(None,), dtype=self._truth_dtype,
-                          chunks=(L.TRUTH_CHUNK_ROWS,), fletcher32=True, **self._filter)
+        h5.create_dataset(
+            L.TRUTH,
+            shape=(0,),
+            maxshape=(None,),
+            dtype=self._truth_dtype,
+            chunks=(L.TRUTH_CHUNK_ROWS,),
+            fletcher32=True,
+            **self._filter,
+        )
 
     def _add_truth_dataset(self) -> None:
         # SWMR forbids new datasets, and the truth dtype is known only at the first write: close
@@ -528,9 +628,21 @@ class RunFileWriter:
         h5.flush()
         h5.swmr_mode = True
         self._h5 = h5
-        self._ds = {name: h5[name] for name in (L.EVENTS, L.SAMPLES, L.CRC32, L.PULSES, L.SCALERS, L.TRUTH,
-                                                L.TRIGGER_STEPS, L.TRIGGER_PRIMITIVES, *_STATE_NAMES)
-                   if name in h5}
+        self._ds = {
+            name: h5[name]
+            for name in (
+                L.EVENTS,
+                L.SAMPLES,
+                L.CRC32,
+                L.PULSES,
+                L.SCALERS,
+                L.TRUTH,
+                L.TRIGGER_STEPS,
+                L.TRIGGER_PRIMITIVES,
+                *_STATE_NAMES,
+            )
+            if name in h5
+        }
         self._has_truth_dataset = True
 
     def _close_file(self) -> None:
@@ -550,7 +662,7 @@ class RunFileWriter:
     def _rotate(self) -> None:
         if self._h5 is not None:
             self._close_file()
-        self._file_index += 1   # the next file opens when the next event or scaler arrives
+        self._file_index += 1  # the next file opens when the next event or scaler arrives
 
     def _events_that_fit(self, sizes: np.ndarray) -> int:
         k = len(sizes)
@@ -560,14 +672,14 @@ class RunFileWriter:
             room = self.rotate_bytes - self._bytes
             k = min(k, int(np.searchsorted(np.cumsum(sizes[:k]), room, side="right")))
             if k == 0 and self._n == 0:
-                k = 1   # an event larger than rotate_bytes still gets a file of its own
+                k = 1  # an event larger than rotate_bytes still gets a file of its own
         return max(k, 0)
 
     def _append(self, b: _Batch, i: int, j: int, nbytes: int) -> None:
         """Write events i:j of a batch into the current file."""
         seg = b.slice(i, j)
         if self._first_event_number is None and self.first_event_hook is not None and L.TRIGGER_STATE in self._ds:
-            self.first_event_hook(int(seg.headers["event_number"][0]))   # may call write_trigger_state
+            self.first_event_hook(int(seg.headers["event_number"][0]))  # may call write_trigger_state
         self._write_rows(seg)
         if self._first_event_number is None:
             self._first_event_number = int(seg.headers["event_number"][0])
@@ -609,8 +721,9 @@ class RunFileWriter:
 
     # ------------------------------------------------------------------ validation
 
-    def _validate(self, headers: np.ndarray, samples: np.ndarray, pulses: np.ndarray | None,
-                  truth: np.ndarray | None) -> _Batch:
+    def _validate(
+        self, headers: np.ndarray, samples: np.ndarray, pulses: np.ndarray | None, truth: np.ndarray | None
+    ) -> _Batch:
         if not isinstance(headers, np.ndarray) or headers.dtype != EVENT_DTYPE:
             got = headers.dtype if isinstance(headers, np.ndarray) else type(headers).__name__
             raise ValueError(f"headers: dtype {got}, expected pokerdaq.io.EVENT_DTYPE {EVENT_DTYPE}")
@@ -624,25 +737,33 @@ class RunFileWriter:
         if samples.shape != expected:
             raise ValueError(
                 f"samples: shape {samples.shape}, expected {expected} = (len(headers), channels in the "
-                f"channel map, digitizer.window_samples)")
+                f"channel map, digitizer.window_samples)"
+            )
         if n == 0:
             if pulses is not None and len(pulses):
                 raise ValueError(f"pulses: {len(pulses)} rows for 0 events")
-            return _Batch(headers, samples, np.zeros(0, np.uint32), np.zeros(0, STORED_PULSE_DTYPE),
-                          np.zeros(1, np.int64), None)
+            return _Batch(
+                headers, samples, np.zeros(0, np.uint32), np.zeros(0, STORED_PULSE_DTYPE), np.zeros(1, np.int64), None
+            )
         numbers = headers["event_number"]
         if n > 1 and not np.all(numbers[1:] > numbers[:-1]):
             bad = int(np.flatnonzero(numbers[1:] <= numbers[:-1])[0]) + 1
-            raise ValueError(f"headers['event_number']: {int(numbers[bad])} at index {bad} follows "
-                             f"{int(numbers[bad - 1])}, expected strictly increasing event numbers")
+            raise ValueError(
+                f"headers['event_number']: {int(numbers[bad])} at index {bad} follows "
+                f"{int(numbers[bad - 1])}, expected strictly increasing event numbers"
+            )
         if self._last_event_number is not None and int(numbers[0]) <= self._last_event_number:
-            raise ValueError(f"headers['event_number']: {int(numbers[0])} at index 0, expected more than "
-                             f"the last event number written, {self._last_event_number}")
+            raise ValueError(
+                f"headers['event_number']: {int(numbers[0])} at index 0, expected more than "
+                f"the last event number written, {self._last_event_number}"
+            )
         top = int(samples.max())
         if top > self._adc_max:
             where = np.unravel_index(int(np.argmax(samples)), samples.shape)
-            raise ValueError(f"samples: value {top} at (event, channel, sample) = {tuple(int(x) for x in where)}, "
-                             f"expected at most digitizer.adc_max = {self._adc_max}")
+            raise ValueError(
+                f"samples: value {top} at (event, channel, sample) = {tuple(int(x) for x in where)}, "
+                f"expected at most digitizer.adc_max = {self._adc_max}"
+            )
         counts = headers["n_pulses"].astype(np.int64)
         offsets = np.zeros(n + 1, dtype=np.int64)
         np.cumsum(counts, out=offsets[1:])
@@ -652,12 +773,14 @@ class RunFileWriter:
         crc = np.fromiter((zlib.crc32(ev) for ev in samples), dtype=np.uint32, count=n)
         return _Batch(headers, samples, crc, stored, offsets, truth)
 
-    def _validate_pulses(self, pulses: np.ndarray | None, headers: np.ndarray, counts: np.ndarray,
-                         total: int) -> np.ndarray:
+    def _validate_pulses(
+        self, pulses: np.ndarray | None, headers: np.ndarray, counts: np.ndarray, total: int
+    ) -> np.ndarray:
         if pulses is None:
             if total:
-                raise ValueError(f"pulses: None, but headers['n_pulses'] sums to {total}; "
-                                 "pass the pulses or set n_pulses to 0")
+                raise ValueError(
+                    f"pulses: None, but headers['n_pulses'] sums to {total}; pass the pulses or set n_pulses to 0"
+                )
             return np.zeros(0, STORED_PULSE_DTYPE)
         if not isinstance(pulses, np.ndarray) or pulses.dtype not in (PULSE_DTYPE, STORED_PULSE_DTYPE):
             got = pulses.dtype if isinstance(pulses, np.ndarray) else type(pulses).__name__
@@ -670,8 +793,10 @@ class RunFileWriter:
         if pulses.dtype == STORED_PULSE_DTYPE:
             if not np.array_equal(pulses["event_number"], link):
                 bad = int(np.flatnonzero(pulses["event_number"] != link)[0])
-                raise ValueError(f"pulses['event_number']: {int(pulses['event_number'][bad])} at row {bad}, "
-                                 f"expected {int(link[bad])} (pulses in event order, n_pulses per event)")
+                raise ValueError(
+                    f"pulses['event_number']: {int(pulses['event_number'][bad])} at row {bad}, "
+                    f"expected {int(link[bad])} (pulses in event order, n_pulses per event)"
+                )
             stored = pulses
         else:
             stored = np.empty(total, STORED_PULSE_DTYPE)
@@ -680,15 +805,18 @@ class RunFileWriter:
                 stored[name] = pulses[name]
         if total and int(stored["channel"].max()) >= self.n_channels:
             bad = int(np.argmax(stored["channel"]))
-            raise ValueError(f"pulses['channel']: {int(stored['channel'][bad])} at row {bad}, expected "
-                             f"less than {self.n_channels} channels")
+            raise ValueError(
+                f"pulses['channel']: {int(stored['channel'][bad])} at row {bad}, expected "
+                f"less than {self.n_channels} channels"
+            )
         return stored
 
     def _validate_truth(self, truth: np.ndarray | None, n: int) -> np.ndarray | None:
         if self._run_has_truth is not None and (truth is not None) != self._run_has_truth:
             state = "with" if self._run_has_truth else "without"
-            raise ValueError(f"truth: {'None' if truth is None else 'an array'} given, but this run "
-                             f"started {state} truth")
+            raise ValueError(
+                f"truth: {'None' if truth is None else 'an array'} given, but this run started {state} truth"
+            )
         if truth is None:
             return None
         if not isinstance(truth, np.ndarray) or truth.dtype.names is None:

@@ -10,5 +10,15 @@ from ._decisions import Prescaler, WindowSetup, decision_words, replay_windows, 
 from ._minbias import record_minimum_bias
 from ._replay import FileReplay, ReplaySummary, replay_file, replay_files
 
-__all__ = ["FileReplay", "Prescaler", "ReplaySummary", "WindowSetup", "decision_words",
-           "record_minimum_bias", "replay_file", "replay_files", "replay_windows", "trigger_pulses"]
+__all__ = [
+    "FileReplay",
+    "Prescaler",
+    "ReplaySummary",
+    "WindowSetup",
+    "decision_words",
+    "record_minimum_bias",
+    "replay_file",
+    "replay_files",
+    "replay_windows",
+    "trigger_pulses",
+]

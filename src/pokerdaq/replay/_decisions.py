@@ -57,12 +57,17 @@ class WindowSetup:
     def from_config(cls, cfg: Config, channels: np.ndarray | None = None) -> WindowSetup:
         """The setup of ``cfg`` for windows holding ``channels`` (default: every channel)."""
         chans = None if channels is None else np.asarray(channels, dtype=np.int64)
-        return cls(cfg, PulseParams.from_config(cfg, chans), TriggerRegisters.from_config(cfg),
-                   int(cfg.digitizer.pretrigger_samples) * 64, chans)
+        return cls(
+            cfg,
+            PulseParams.from_config(cfg, chans),
+            TriggerRegisters.from_config(cfg),
+            int(cfg.digitizer.pretrigger_samples) * 64,
+            chans,
+        )
 
     @property
     def prescale(self) -> np.ndarray:
-        return self.registers.params[P_PRESCALE:P_PRESCALE + N_TYPES].astype(np.int64)
+        return self.registers.params[P_PRESCALE : P_PRESCALE + N_TYPES].astype(np.int64)
 
 
 class Prescaler:
@@ -156,14 +161,21 @@ class StreamDecisions:
 def raw_registers(regs: TriggerRegisters) -> TriggerRegisters:
     """``regs`` with every prescaler at 1 and no dead time: every candidate that fires a type is output."""
     params = regs.params.copy()
-    params[P_PRESCALE:P_PRESCALE + N_TYPES] = 1
+    params[P_PRESCALE : P_PRESCALE + N_TYPES] = 1
     params[P_DEAD] = 0
     return dataclasses.replace(regs, params=params)
 
 
-def stream_decisions(registers: TriggerRegisters, steps: np.ndarray, primitives: np.ndarray, slice_ticks: int,
-                     *, check_state: bool = True, busy: bool = True,
-                     model: TriggerModel | None = None) -> StreamDecisions:
+def stream_decisions(
+    registers: TriggerRegisters,
+    steps: np.ndarray,
+    primitives: np.ndarray,
+    slice_ticks: int,
+    *,
+    check_state: bool = True,
+    busy: bool = True,
+    model: TriggerModel | None = None,
+) -> StreamDecisions:
     """Decide again, step by step, what the trigger processor decided online.
 
     Parameters
@@ -194,8 +206,14 @@ def stream_decisions(registers: TriggerRegisters, steps: np.ndarray, primitives:
     if offsets[-1] != len(primitives):
         raise ValueError(f"trigger inputs: the steps hold {int(offsets[-1])} primitives, {len(primitives)} stored")
     refs, words = [], []
-    out = StreamDecisions(np.zeros(0, np.uint64), np.zeros(0, np.uint32), model.counters, len(steps), len(primitives),
-                          first_event=first_event)
+    out = StreamDecisions(
+        np.zeros(0, np.uint64),
+        np.zeros(0, np.uint32),
+        model.counters,
+        len(steps),
+        len(primitives),
+        first_event=first_event,
+    )
     for i in range(len(steps)):
         st = steps[i]
         if check_state:
@@ -205,11 +223,16 @@ def stream_decisions(registers: TriggerRegisters, steps: np.ndarray, primitives:
                 out.state_mismatches += 1
                 if out.first_state_mismatch is None:
                     out.first_state_mismatch = {
-                        "step": i, "first_slice": int(st["first_slice"]),
-                        "recorded": {"dead_until": int(st["dead_until"]), "prescale_counts": rec_pre.tolist(),
-                                     "accepted": int(st["events_before"])},
-                        "replayed": {"dead_until": dead, "prescale_counts": pre.tolist(), "accepted": acc}}
-        p = primitives[offsets[i]:offsets[i + 1]]
+                        "step": i,
+                        "first_slice": int(st["first_slice"]),
+                        "recorded": {
+                            "dead_until": int(st["dead_until"]),
+                            "prescale_counts": rec_pre.tolist(),
+                            "accepted": int(st["events_before"]),
+                        },
+                        "replayed": {"dead_until": dead, "prescale_counts": pre.tolist(), "accepted": acc},
+                    }
+        p = primitives[offsets[i] : offsets[i + 1]]
         records = np.zeros(len(p), dtype=PULSE_DTYPE)
         for name in ("time", "integral_net", "channel", "peak", "quality"):
             records[name] = p[name]
@@ -233,7 +256,7 @@ def raw_types_at(decisions: StreamDecisions, ticks: np.ndarray, tolerance: int) 
     hi = np.searchsorted(ref, t + tolerance, side="right")
     out = np.zeros(len(t), np.uint32)
     for i in np.flatnonzero(hi > lo):
-        out[i] = np.bitwise_or.reduce(raw[lo[i]:hi[i]])
+        out[i] = np.bitwise_or.reduce(raw[lo[i] : hi[i]])
     return out
 
 

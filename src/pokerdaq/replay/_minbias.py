@@ -21,9 +21,16 @@ from ..sim import iter_windows
 from ._decisions import Prescaler, WindowSetup, decision_words, replay_windows
 
 
-def record_minimum_bias(cfg: Config, n_events: int, path: str | os.PathLike[str], *,
-                        seed: int | None = None, trigger_words: bool = True,
-                        batch_events: int = 512, overwrite: bool = False) -> Path:
+def record_minimum_bias(
+    cfg: Config,
+    n_events: int,
+    path: str | os.PathLike[str],
+    *,
+    seed: int | None = None,
+    trigger_words: bool = True,
+    batch_events: int = 512,
+    overwrite: bool = False,
+) -> Path:
     """Emulate ``n_events`` beam particles and write every window to a run file.
 
     Parameters

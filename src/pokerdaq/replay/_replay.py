@@ -37,10 +37,21 @@ from ._decisions import (
 )
 from ._state import start_from_state
 
-COMPARED_PULSE_FIELDS = ("channel", "pulse_index", "coarse_time", "fine_time", "time", "crossing",
-                         "peak", "integral", "integral_net", "pedestal", "n_over", "quality")
-TRUTH_FIELDS = ("species", "is_signal", "energy_gev", "e_ecal_gev", "e_preshower_gev", "e_srd_mev",
-                "e_hcal_gev")
+COMPARED_PULSE_FIELDS = (
+    "channel",
+    "pulse_index",
+    "coarse_time",
+    "fine_time",
+    "time",
+    "crossing",
+    "peak",
+    "integral",
+    "integral_net",
+    "pedestal",
+    "n_over",
+    "quality",
+)
+TRUTH_FIELDS = ("species", "is_signal", "energy_gev", "e_ecal_gev", "e_preshower_gev", "e_srd_mev", "e_hcal_gev")
 SPECIES_NAMES = ("positron", "electron", "hadron", "muon")  # pokerdaq.sim.Species codes 0..3
 UNTRIGGERED_PRODUCERS = ("simulate",)
 """Producers whose trigger words mark beam particles, not trigger decisions (minimum bias)."""
@@ -103,14 +114,25 @@ class FileReplay:
         return self.pulse_mismatched_events == 0 and self.word_mismatches == 0 and self.trigger_state_mismatches == 0
 
 
-def _compare_pulses(stored: np.ndarray, stored_counts: np.ndarray, replayed: np.ndarray,
-                    replay_counts: np.ndarray, event_numbers: np.ndarray) -> tuple[np.ndarray, list[dict]]:
+def _compare_pulses(
+    stored: np.ndarray,
+    stored_counts: np.ndarray,
+    replayed: np.ndarray,
+    replay_counts: np.ndarray,
+    event_numbers: np.ndarray,
+) -> tuple[np.ndarray, list[dict]]:
     """Events (indices into the batch) whose stored and replayed pulses differ, and details."""
     bad = stored_counts != replay_counts
     details: list[dict] = []
     for k in np.flatnonzero(bad)[:MAX_LISTED]:
-        details.append({"event_number": int(event_numbers[k]), "field": "n_pulses",
-                        "stored": int(stored_counts[k]), "replayed": int(replay_counts[k])})
+        details.append(
+            {
+                "event_number": int(event_numbers[k]),
+                "field": "n_pulses",
+                "stored": int(stored_counts[k]),
+                "replayed": int(replay_counts[k]),
+            }
+        )
     same = ~bad
     rows_s = np.repeat(same, stored_counts)
     rows_r = np.repeat(same, replay_counts)
@@ -120,16 +142,27 @@ def _compare_pulses(stored: np.ndarray, stored_counts: np.ndarray, replayed: np.
     for name in COMPARED_PULSE_FIELDS:
         diff = s[name].astype(np.int64) != r[name].astype(np.int64)
         for i in np.flatnonzero(diff & ~row_bad)[: max(0, MAX_LISTED - len(details))]:
-            details.append({"event_number": int(event_numbers[row_event[i]]), "field": name,
-                            "channel": int(s["channel"][i]), "stored": int(s[name][i]),
-                            "replayed": int(r[name][i])})
+            details.append(
+                {
+                    "event_number": int(event_numbers[row_event[i]]),
+                    "field": name,
+                    "channel": int(s["channel"][i]),
+                    "stored": int(s[name][i]),
+                    "replayed": int(r[name][i]),
+                }
+            )
         row_bad |= diff
     bad[np.unique(row_event[row_bad])] = True
     return np.flatnonzero(bad), details
 
 
-def replay_file(path: str | os.PathLike[str], config: Config | Overlay | None = None, *,
-                batch_events: int = BATCH_EVENTS, decide_run: bool = True) -> FileReplay:
+def replay_file(
+    path: str | os.PathLike[str],
+    config: Config | Overlay | None = None,
+    *,
+    batch_events: int = BATCH_EVENTS,
+    decide_run: bool = True,
+) -> FileReplay:
     """Re-run pulse finding and trigger on the stored windows of one run file.
 
     Parameters
@@ -174,13 +207,20 @@ def replay_file(path: str | os.PathLike[str], config: Config | Overlay | None = 
         events = f.events
         truth = f.truth
         out = FileReplay(
-            path=str(path), producer=str(f.attrs.get("producer", "")), n_events=n,
-            event_number=events["event_number"].copy(), stored_word=events["trigger_word"].copy(),
-            old_word=np.zeros(n, np.uint32), new_word=np.zeros(n, np.uint32),
-            old_triggers=None, new_triggers=None,  # type: ignore[arg-type]
+            path=str(path),
+            producer=str(f.attrs.get("producer", "")),
+            n_events=n,
+            event_number=events["event_number"].copy(),
+            stored_word=events["trigger_word"].copy(),
+            old_word=np.zeros(n, np.uint32),
+            new_word=np.zeros(n, np.uint32),
+            old_triggers=None,  # type: ignore[arg-type]
+            new_triggers=None,  # type: ignore[arg-type]
             truth=None if truth is None else np.asarray(truth[list(TRUTH_FIELDS)]).copy(),
-            run_number=int(f.attrs.get("run_number", 0)), file_index=int(f.attrs.get("file_index", 0)),
-            stored_timestamp=events["timestamp"].copy(), config_toml=str(f.attrs.get("config_toml", "")),
+            run_number=int(f.attrs.get("run_number", 0)),
+            file_index=int(f.attrs.get("file_index", 0)),
+            stored_timestamp=events["timestamp"].copy(),
+            config_toml=str(f.attrs.get("config_toml", "")),
         )
         # the online decisions of a DAQ run: in the run's files, possibly none in this one
         inputs = f.trigger_inputs
@@ -190,13 +230,15 @@ def replay_file(path: str | os.PathLike[str], config: Config | Overlay | None = 
         # a file written without pulses (pokerdaq simulate) has nothing to compare them with
         out.pulses_stored = bool(int(f.attrs.get("n_pulses", 0)) > 0 or np.any(events["n_pulses"]))
         old_parts, new_parts = [], []
-        same_pulse_finder = all(np.array_equal(a, b) for a, b in zip(old_setup.pulse_params.registers_int64,
-                                                                      new_setup.pulse_params.registers_int64))
+        same_pulse_finder = all(
+            np.array_equal(a, b)
+            for a, b in zip(old_setup.pulse_params.registers_int64, new_setup.pulse_params.registers_int64)
+        )
         for a in range(0, n, batch_events):
             batch = f.read(a, min(n, a + batch_events))
             pulses, offsets, trig = replay_windows(batch.samples, old_setup)
             old_parts.append(trig)
-            out.old_word[a:a + len(batch)] = decision_words(trig, old_pre)
+            out.old_word[a : a + len(batch)] = decision_words(trig, old_pre)
             if new_setup is old_setup:
                 new_parts.append(trig)
                 out.new_pulses += len(pulses)
@@ -212,8 +254,9 @@ def replay_file(path: str | os.PathLike[str], config: Config | Overlay | None = 
             out.replayed_pulses += len(pulses)
             if out.pulses_stored:
                 stored_counts = batch.headers["n_pulses"].astype(np.int64)
-                bad, details = _compare_pulses(batch.pulses, stored_counts, pulses, np.diff(offsets),
-                                               batch.headers["event_number"])
+                bad, details = _compare_pulses(
+                    batch.pulses, stored_counts, pulses, np.diff(offsets), batch.headers["event_number"]
+                )
                 out.pulse_mismatched_events += len(bad)
                 out.pulse_mismatches.extend(details[: MAX_LISTED - len(out.pulse_mismatches)])
         out.old_triggers = np.concatenate(old_parts) if old_parts else np.zeros(0, dtype=old_parts_dtype())
@@ -227,9 +270,14 @@ def replay_file(path: str | os.PathLike[str], config: Config | Overlay | None = 
         if out.has_stored_words and out.trigger_inputs is None:
             wrong = np.flatnonzero(out.stored_word != out.old_word)
             out.word_mismatches = len(wrong)
-            out.word_mismatch_list = [{"event_number": int(out.event_number[i]),
-                                       "stored": int(out.stored_word[i]),
-                                       "replayed": int(out.old_word[i])} for i in wrong[:MAX_LISTED]]
+            out.word_mismatch_list = [
+                {
+                    "event_number": int(out.event_number[i]),
+                    "stored": int(out.stored_word[i]),
+                    "replayed": int(out.old_word[i]),
+                }
+                for i in wrong[:MAX_LISTED]
+            ]
     if decide_run and out.trigger_inputs is not None:
         decide_runs([out], config)
     return out
@@ -252,15 +300,19 @@ def file_channels(f: Any, *configs: Config) -> np.ndarray | None:
     for cfg in configs:
         full = cfg.channel_map.table
         if cfg.digitizer.window_samples != n_s:
-            raise ValueError(f"{f.path}: windows of {n_s} samples, but the configuration's "
-                             f"digitizer.window_samples = {cfg.digitizer.window_samples} (expected equal)")
+            raise ValueError(
+                f"{f.path}: windows of {n_s} samples, but the configuration's "
+                f"digitizer.window_samples = {cfg.digitizer.window_samples} (expected equal)"
+            )
         chans = table["channel"].astype(np.int64)
         bad = np.flatnonzero((chans >= len(full)) | (full["name"][np.minimum(chans, len(full) - 1)] != table["name"]))
         if len(bad):
             k = int(bad[0])
-            raise ValueError(f"{f.path}: /channel_map row {k}, channel {int(chans[k])} named "
-                             f"{table['name'][k].decode()!r} is not that channel of the configuration's "
-                             f"channel map of {len(full)} channels")
+            raise ValueError(
+                f"{f.path}: /channel_map row {k}, channel {int(chans[k])} named "
+                f"{table['name'][k].decode()!r} is not that channel of the configuration's "
+                f"channel map of {len(full)} channels"
+            )
     if len(table) == len(configs[0].channel_map) and np.array_equal(table["channel"], np.arange(len(table))):
         return None
     return table["channel"].astype(np.int64)
@@ -273,14 +325,19 @@ def old_parts_dtype():
 
 
 def _replay_worker(path: str, config_text: str | Overlay | None) -> FileReplay:
-    if isinstance(config_text, Overlay):   # applied to each file's own configuration
+    if isinstance(config_text, Overlay):  # applied to each file's own configuration
         return replay_file(path, config_text, decide_run=False)
     cfg = None if config_text is None else loads_config(config_text, "replay config")
     return replay_file(path, cfg, decide_run=False)
 
 
-def replay_files(paths: Sequence[str | os.PathLike[str]], config: Config | Overlay | None = None, *,
-                 jobs: int = 1, dask_scheduler: str | None = None) -> list[FileReplay]:
+def replay_files(
+    paths: Sequence[str | os.PathLike[str]],
+    config: Config | Overlay | None = None,
+    *,
+    jobs: int = 1,
+    dask_scheduler: str | None = None,
+) -> list[FileReplay]:
     """:func:`replay_file` on several files, in parallel.
 
     Parameters
@@ -317,7 +374,7 @@ def replay_files(paths: Sequence[str | os.PathLike[str]], config: Config | Overl
             futures = client.map(_replay_worker, remote, [text] * len(files), pure=False)
             results = client.gather(futures)
         for r, name in zip(results, files):
-            r.path = name   # reported as the caller named it, as by a local replay
+            r.path = name  # reported as the caller named it, as by a local replay
     elif jobs == 1 or len(files) == 1:
         results = [_replay_worker(p, text) for p in files]
     else:
@@ -325,8 +382,9 @@ def replay_files(paths: Sequence[str | os.PathLike[str]], config: Config | Overl
         from concurrent.futures import ProcessPoolExecutor
 
         # spawn: numba's threading layer and h5py handles are not fork-safe
-        with ProcessPoolExecutor(max_workers=min(jobs, len(files)),
-                                 mp_context=multiprocessing.get_context("spawn")) as pool:
+        with ProcessPoolExecutor(
+            max_workers=min(jobs, len(files)), mp_context=multiprocessing.get_context("spawn")
+        ) as pool:
             results = list(pool.map(_replay_worker, files, [text] * len(files)))
     decide_runs(results, config)
     return results
@@ -374,39 +432,63 @@ def decide_runs(results: Sequence[FileReplay], config: Config | Overlay | None =
         slice_ticks = int(old_cfg.daq.slice_ticks)
         indices = [f.file_index for f in files]
         problem = None
-        start = None   # a later file first: the model starts from its stored state (_state.py)
+        start = None  # a later file first: the model starts from its stored state (_state.py)
         stored = files[0].trigger_state
         if indices != list(range(indices[0], indices[0] + len(files))):
             problem = f"files {indices} of run {run_number} given: the trigger needs consecutive files"
         elif indices[0] != 0 and stored is None:
-            problem = (f"files {indices} of run {run_number} given: {files[0].path} stores no trigger state "
-                       "(written before it existed), so the trigger needs every file from file 0 on")
+            problem = (
+                f"files {indices} of run {run_number} given: {files[0].path} stores no trigger state "
+                "(written before it existed), so the trigger needs every file from file 0 on"
+            )
         elif indices[0] != 0 and config is not None:
-            problem = (f"files {indices} of run {run_number} given: a new configuration is decided from the "
-                       "start of the run, so it needs every file from file 0 on")
+            problem = (
+                f"files {indices} of run {run_number} given: a new configuration is decided from the "
+                "start of the run, so it needs every file from file 0 on"
+            )
         elif indices[0] != 0 and stored is not None:
-            start = start_from_state(TriggerRegisters.from_config(old_cfg, seed), stored, steps,
-                                     prims, f"{files[0].path}: /trigger_inputs/state")
+            start = start_from_state(
+                TriggerRegisters.from_config(old_cfg, seed),
+                stored,
+                steps,
+                prims,
+                f"{files[0].path}: /trigger_inputs/state",
+            )
             steps, prims = start[1], start[2]
         first_slice = int(stored[0]) if start is not None and stored is not None else 0
-        if problem is None and len(steps) and (int(steps["first_slice"][0]) != first_slice
-                                               or np.any(steps["first_slice"][1:] != steps["last_slice"][:-1] + 1)):
+        if (
+            problem is None
+            and len(steps)
+            and (
+                int(steps["first_slice"][0]) != first_slice
+                or np.any(steps["first_slice"][1:] != steps["last_slice"][:-1] + 1)
+            )
+        ):
             problem = f"run {run_number}: the recorded decision steps do not cover the run without a gap"
         if old_cfg.daq.trigger_logic != "physics":
-            problem = (f"run {run_number}: daq.trigger_logic = {old_cfg.daq.trigger_logic!r}; replay decides "
-                       "runs of the physics trigger logic only")
+            problem = (
+                f"run {run_number}: daq.trigger_logic = {old_cfg.daq.trigger_logic!r}; replay decides "
+                "runs of the physics trigger logic only"
+            )
             steps, prims = steps[:0], prims[:0]
         old_regs = TriggerRegisters.from_config(old_cfg, seed)
         old = stream_decisions(old_regs, steps, prims, slice_ticks, model=None if start is None else start[0])
         n_events = sum(f.n_events for f in files)
         report: dict[str, Any] = {
-            "run_number": run_number, "files": [f.path for f in files], "problem": problem,
-            "n_events": n_events, "decision_steps": len(steps), "primitives": len(prims),
+            "run_number": run_number,
+            "files": [f.path for f in files],
+            "problem": problem,
+            "n_events": n_events,
+            "decision_steps": len(steps),
+            "primitives": len(prims),
             "trigger_input_bytes": int(steps.nbytes + prims.nbytes),
             "trigger_input_bytes_per_event": (steps.nbytes + prims.nbytes) / n_events if n_events else None,
-            "state_mismatches": old.state_mismatches, "first_state_mismatch": old.first_state_mismatch,
-            "old": old.counters.as_dict(), "old_accepted_triggers": len(old.words),
-            "started_from_stored_state": start is not None, "first_decided_event": old.first_event,
+            "state_mismatches": old.state_mismatches,
+            "first_state_mismatch": old.first_state_mismatch,
+            "old": old.counters.as_dict(),
+            "old_accepted_triggers": len(old.words),
+            "started_from_stored_state": start is not None,
+            "first_decided_event": old.first_event,
             "trigger_state_bytes": _state_bytes(stored) if start is not None and stored is not None else 0,
         }
         new_raw = None
@@ -415,12 +497,16 @@ def decide_runs(results: Sequence[FileReplay], config: Config | Overlay | None =
             new_regs = TriggerRegisters.from_config(new_cfg, seed)
             raw = stream_decisions(raw_registers(new_regs), steps, prims, slice_ticks, check_state=False, busy=False)
             full = stream_decisions(new_regs, steps, prims, slice_ticks, check_state=False)
-            report.update({"new": full.counters.as_dict(), "new_raw_decisions": len(raw.words),
-                           "new_accepted_triggers": len(full.words)})
+            report.update(
+                {
+                    "new": full.counters.as_dict(),
+                    "new_raw_decisions": len(raw.words),
+                    "new_accepted_triggers": len(full.words),
+                }
+            )
             new_raw = (raw, match_tolerance(new_regs))
         else:
-            report.update({"new": report["old"], "new_raw_decisions": None,
-                           "new_accepted_triggers": len(old.words)})
+            report.update({"new": report["old"], "new_raw_decisions": None, "new_accepted_triggers": len(old.words)})
         n_old = len(old.words)
         for f in files:
             if f.stored_timestamp is None:  # replay_file sets it for every file
@@ -437,9 +523,16 @@ def decide_runs(results: Sequence[FileReplay], config: Config | Overlay | None =
                 wrong = np.arange(f.n_events)
             f.word_mismatches = len(wrong)
             f.trigger_state_mismatches = old.state_mismatches if f is files[0] else 0
-            f.word_mismatch_list = [{"event_number": int(f.event_number[i]), "stored": int(f.stored_word[i]),
-                                     "replayed": int(f.old_word[i]), "stored_timestamp": int(f.stored_timestamp[i]),
-                                     "replayed_timestamp": int(ts[i])} for i in wrong[:MAX_LISTED]]
+            f.word_mismatch_list = [
+                {
+                    "event_number": int(f.event_number[i]),
+                    "stored": int(f.stored_word[i]),
+                    "replayed": int(f.old_word[i]),
+                    "stored_timestamp": int(f.stored_timestamp[i]),
+                    "replayed_timestamp": int(ts[i]),
+                }
+                for i in wrong[:MAX_LISTED]
+            ]
             if new_raw is None:
                 f.new_word = f.old_word.copy()
             else:
@@ -463,6 +556,7 @@ def _config_text(cfg: Config) -> str:
 
 # ---------------------------------------------------------------------------- summary
 
+
 def _types(words: np.ndarray, raw: bool) -> np.ndarray:
     w = words.astype(np.uint32)
     return (w >> np.uint32(RAW_SHIFT)) & np.uint32(TYPE_MASK) if raw else w & np.uint32(TYPE_MASK)
@@ -470,8 +564,7 @@ def _types(words: np.ndarray, raw: bool) -> np.ndarray:
 
 def _count_types(words: np.ndarray, raw: bool) -> dict[str, int]:
     t = _types(words, raw)
-    return {name: int(np.count_nonzero((t >> np.uint32(k)) & np.uint32(1)))
-            for k, name in enumerate(TriggerBits.NAMES)}
+    return {name: int(np.count_nonzero((t >> np.uint32(k)) & np.uint32(1))) for k, name in enumerate(TriggerBits.NAMES)}
 
 
 def _truth_classes(truth: np.ndarray) -> dict[str, np.ndarray]:
@@ -479,7 +572,7 @@ def _truth_classes(truth: np.ndarray) -> dict[str, np.ndarray]:
     # DAQ runs: events whose readout window holds no beam particle (pokerdaq.sim.Species.NONE)
     classes["no_particle"] = truth["species"] == -1
     classes["signal"] = truth["is_signal"].astype(bool)
-    classes["background"] = ~truth["is_signal"].astype(bool) & (truth["species"] >= 0)   # a particle, not A'
+    classes["background"] = ~truth["is_signal"].astype(bool) & (truth["species"] >= 0)  # a particle, not A'
     return classes
 
 
@@ -510,9 +603,17 @@ class ReplaySummary:
             mask = np.uint32(TYPE_MASK << RAW_SHIFT) if f.stream else np.uint32(0xFFFFFFFF)
             for i in np.flatnonzero((f.old_word & mask) != (f.new_word & mask)):
                 old, new = int(f.old_word[i] & mask), int(f.new_word[i] & mask)
-                out.append({"file": Path(f.path).name, "index": int(i),
-                            "event_number": int(f.event_number[i]), "old_word": old, "new_word": new,
-                            "gained": _names(new & ~old), "lost": _names(old & ~new)})
+                out.append(
+                    {
+                        "file": Path(f.path).name,
+                        "index": int(i),
+                        "event_number": int(f.event_number[i]),
+                        "old_word": old,
+                        "new_word": new,
+                        "gained": _names(new & ~old),
+                        "lost": _names(old & ~new),
+                    }
+                )
         return out
 
     @property
@@ -536,38 +637,55 @@ class ReplaySummary:
         per_type = {}
         old_raw, new_raw = _count_types(old, True), _count_types(new, True)
         window = [f for f in self.files if not f.stream]
-        new_acc = _count_types(np.concatenate([f.new_word for f in window]) if window else np.zeros(0, np.uint32),
-                               False)
+        new_acc = _count_types(
+            np.concatenate([f.new_word for f in window]) if window else np.zeros(0, np.uint32), False
+        )
         for r in self.run_reports:
             for name in TriggerBits.NAMES:
                 new_acc[name] += r["new"]["accepted"][name]
         old_acc = _count_types(old, False)
         for name in TriggerBits.NAMES:
-            per_type[name] = {"old_raw": old_raw[name], "old_accepted": old_acc[name],
-                              "new_raw": new_raw[name], "new_accepted": new_acc[name]}
+            per_type[name] = {
+                "old_raw": old_raw[name],
+                "old_accepted": old_acc[name],
+                "new_raw": new_raw[name],
+                "new_accepted": new_acc[name],
+            }
         report: dict[str, Any] = {
             "config": config_source or "(each file's own configuration)",
             "n_files": len(self.files),
             "n_events": int(len(old)),
-            "accepted_any": {"old": int(np.count_nonzero(old & TYPE_MASK)),
-                             "new": int(sum(np.count_nonzero(f.new_word & TYPE_MASK) for f in window)
-                                        + sum(r["new_accepted_triggers"] for r in self.run_reports))},
+            "accepted_any": {
+                "old": int(np.count_nonzero(old & TYPE_MASK)),
+                "new": int(
+                    sum(np.count_nonzero(f.new_word & TYPE_MASK) for f in window)
+                    + sum(r["new_accepted_triggers"] for r in self.run_reports)
+                ),
+            },
             "per_trigger_type": per_type,
             "word_bits": "bits 0-7: types after prescale, bits 8-15: raw types; "
-                         + ", ".join(f"bit {k}: {n}" for k, n in enumerate(TriggerBits.NAMES)),
+            + ", ".join(f"bit {k}: {n}" for k, n in enumerate(TriggerBits.NAMES)),
             "reproduction": {
                 "reproduced": self.reproduced,
-                "files": [{"file": f.path, "producer": f.producer, "n_events": f.n_events,
-                           "stored_trigger_words": f.has_stored_words,
-                           "stored_pulses_present": f.pulses_stored,
-                           "trigger_word_mismatches": f.word_mismatches,
-                           "decided_in_stream_mode": f.stream,
-                           "trigger_state_mismatches": f.trigger_state_mismatches,
-                           "first_trigger_word_mismatches": f.word_mismatch_list,
-                           "stored_pulses": f.stored_pulses, "replayed_pulses": f.replayed_pulses,
-                           "pulse_mismatched_events": f.pulse_mismatched_events,
-                           "first_pulse_mismatches": f.pulse_mismatches,
-                           "new_config_pulses": f.new_pulses} for f in self.files],
+                "files": [
+                    {
+                        "file": f.path,
+                        "producer": f.producer,
+                        "n_events": f.n_events,
+                        "stored_trigger_words": f.has_stored_words,
+                        "stored_pulses_present": f.pulses_stored,
+                        "trigger_word_mismatches": f.word_mismatches,
+                        "decided_in_stream_mode": f.stream,
+                        "trigger_state_mismatches": f.trigger_state_mismatches,
+                        "first_trigger_word_mismatches": f.word_mismatch_list,
+                        "stored_pulses": f.stored_pulses,
+                        "replayed_pulses": f.replayed_pulses,
+                        "pulse_mismatched_events": f.pulse_mismatched_events,
+                        "first_pulse_mismatches": f.pulse_mismatches,
+                        "new_config_pulses": f.new_pulses,
+                    }
+                    for f in self.files
+                ],
             },
             "runs": self.run_reports,
             "n_changed": len(changed),
@@ -582,9 +700,10 @@ class ReplaySummary:
                 for label, words in (("old", old), ("new", new)):
                     raw = _count_types(words[mask], True)
                     acc = _count_types(words[mask], False)
-                    row[label] = {name: {"raw": raw[name], "accepted": acc[name],
-                                         "raw_efficiency": raw[name] / n if n else None}
-                                  for name in TriggerBits.NAMES}
+                    row[label] = {
+                        name: {"raw": raw[name], "accepted": acc[name], "raw_efficiency": raw[name] / n if n else None}
+                        for name in TriggerBits.NAMES
+                    }
                 eff[cls] = row
             report["efficiency_by_truth_class"] = eff
         return report

@@ -14,8 +14,9 @@ import numpy as np
 from ..trigger import STATE_VERSION, TriggerModel, TriggerRegisters, restore_model_state
 
 
-def start_from_state(registers: TriggerRegisters, state: tuple, steps: np.ndarray, prims: np.ndarray,
-                     where: str) -> tuple[TriggerModel, np.ndarray, np.ndarray]:
+def start_from_state(
+    registers: TriggerRegisters, state: tuple, steps: np.ndarray, prims: np.ndarray, where: str
+) -> tuple[TriggerModel, np.ndarray, np.ndarray]:
     """The model restored from ``state`` (:attr:`pokerdaq.io.RunFile.trigger_state`) and the
     steps and primitives to decide from there, given the steps of the files from this one on.
 
@@ -36,7 +37,7 @@ def start_from_state(registers: TriggerRegisters, state: tuple, steps: np.ndarra
     own_from = int(pre_steps["last_slice"][-1]) + 1 if len(pre_steps) else int(first_slice)
     keep = int(np.searchsorted(steps["first_slice"].astype(np.int64), own_from, side="left"))
     out_steps = np.concatenate([pre_steps, steps[keep:]])
-    out_prims = np.concatenate([pre_prims, prims[offsets[keep]:]])
+    out_prims = np.concatenate([pre_prims, prims[offsets[keep] :]])
     return model, out_steps, out_prims
 
 
@@ -49,5 +50,6 @@ def check_stored_state(f) -> None:
         return
     cfg = f.config
     seed = cfg.run.seed if inputs[2] is None else inputs[2]
-    start_from_state(TriggerRegisters.from_config(cfg, seed), state, inputs[0], inputs[1],
-                     f"{f.path}: /trigger_inputs/state")
+    start_from_state(
+        TriggerRegisters.from_config(cfg, seed), state, inputs[0], inputs[1], f"{f.path}: /trigger_inputs/state"
+    )

@@ -42,19 +42,34 @@ def check_stream_config(cfg: Config, rec: Any, source: str) -> None:
     from ..trigger._chain import stream_config
 
     if len(cfg.channel_map) != len(rec.channel_table):
-        raise UsageError(f"{source}: {len(cfg.channel_map)} channels, the recording {rec.path} has "
-                         f"{len(rec.channel_table)}")
+        raise UsageError(
+            f"{source}: {len(cfg.channel_map)} channels, the recording {rec.path} has {len(rec.channel_table)}"
+        )
     params = PulseParams.from_config(stream_config(cfg))
     table = cfg.channel_map.table
     abs_thr = params.ped_cfg.astype(np.int64) + params.thr.astype(np.int64)
     checks = (
-        ("threshold_adc", abs_thr < rec.l0_threshold, lambda c: int(params.thr[c]),
-         lambda c: f"{int(rec.l0_threshold[c] - params.ped_cfg[c])} or more (the recording's L0 threshold, ADC "
-                   f"{int(rec.l0_threshold[c])})"),
-        ("nsb", params.nsb.astype(np.int64) + 1 > rec.pad_before, lambda c: int(params.nsb[c]),
-         lambda c: f"at most {rec.pad_before - 1} (the hits' padding before)"),
-        ("nsa", params.nsa.astype(np.int64) + 1 > rec.pad_after, lambda c: int(params.nsa[c]),
-         lambda c: f"at most {rec.pad_after - 1} (the hits' padding after)"),
+        (
+            "threshold_adc",
+            abs_thr < rec.l0_threshold,
+            lambda c: int(params.thr[c]),
+            lambda c: (
+                f"{int(rec.l0_threshold[c] - params.ped_cfg[c])} or more (the recording's L0 threshold, ADC "
+                f"{int(rec.l0_threshold[c])})"
+            ),
+        ),
+        (
+            "nsb",
+            params.nsb.astype(np.int64) + 1 > rec.pad_before,
+            lambda c: int(params.nsb[c]),
+            lambda c: f"at most {rec.pad_before - 1} (the hits' padding before)",
+        ),
+        (
+            "nsa",
+            params.nsa.astype(np.int64) + 1 > rec.pad_after,
+            lambda c: int(params.nsa[c]),
+            lambda c: f"at most {rec.pad_after - 1} (the hits' padding after)",
+        ),
         ("algorithm", params.fadc250 != 0, lambda c: "fadc250", lambda c: '"poker" (stream mode)'),
     )
     for key, bad, value, expected in checks:
@@ -62,8 +77,10 @@ def check_stream_config(cfg: Config, rec: Any, source: str) -> None:
         if where.size:
             c = int(where[0])
             sub = table["subsystem"][c].decode()
-            raise UsageError(f"{source}: detector.{sub}.pulse_finder.{key} = {value(c)} (channel "
-                             f"{table['name'][c].decode()}): expected {expected(c)} to replay {rec.path}")
+            raise UsageError(
+                f"{source}: detector.{sub}.pulse_finder.{key} = {value(c)} (channel "
+                f"{table['name'][c].decode()}): expected {expected(c)} to replay {rec.path}"
+            )
 
 
 def stream_pulses(cfg: Config, hits: np.ndarray, samples: np.ndarray) -> np.ndarray:
@@ -78,8 +95,9 @@ def stream_pulses(cfg: Config, hits: np.ndarray, samples: np.ndarray) -> np.ndar
     out = []
     order = np.lexsort((hits["first_tick"], hits["channel"]))
     hits = hits[order]
-    bounds: list[int] = (np.flatnonzero(np.r_[True, hits["channel"][1:] != hits["channel"][:-1]]).tolist()
-                         if len(hits) else [])
+    bounds: list[int] = (
+        np.flatnonzero(np.r_[True, hits["channel"][1:] != hits["channel"][:-1]]).tolist() if len(hits) else []
+    )
     ends = bounds[1:] + [len(hits)]
     for a, b in zip(bounds, ends):
         h = hits[a:b]
@@ -102,8 +120,9 @@ def stream_pulses(cfg: Config, hits: np.ndarray, samples: np.ndarray) -> np.ndar
     return np.concatenate(out) if out else np.zeros(0, PULSE_DTYPE)
 
 
-def group_primitives(cfg: Config, pulses: np.ndarray, board_messages: np.ndarray, steps: np.ndarray,
-                     slice_ticks: int) -> tuple[np.ndarray, np.ndarray, int]:
+def group_primitives(
+    cfg: Config, pulses: np.ndarray, board_messages: np.ndarray, steps: np.ndarray, slice_ticks: int
+) -> tuple[np.ndarray, np.ndarray, int]:
     """The primitives of each decision step, in the trigger processor's order.
 
     Returns
@@ -124,7 +143,7 @@ def group_primitives(cfg: Config, pulses: np.ndarray, board_messages: np.ndarray
     nsa = PulseParams.from_config(stream_config(cfg)).nsa.astype(np.int64)
     ch = pulses["channel"].astype(np.int64)
     board = table["board"][ch].astype(np.int64)
-    rank = np.zeros(len(table), np.int64)   # a channel's row on its board (the board's channel order)
+    rank = np.zeros(len(table), np.int64)  # a channel's row on its board (the board's channel order)
     for b in range(cfg.channel_map.n_boards):
         on = cfg.channel_map.channels_on_board(b)
         rank[on] = np.arange(len(on))
@@ -178,8 +197,14 @@ class StreamReplay:
 
     @property
     def reproduced(self) -> bool:
-        return (self.own_config and not self.problems and self.primitive_step_mismatches == 0
-                and self.decision_mismatches == 0 and self.state_mismatches == 0 and self.checksum_failures == 0)
+        return (
+            self.own_config
+            and not self.problems
+            and self.primitive_step_mismatches == 0
+            and self.decision_mismatches == 0
+            and self.state_mismatches == 0
+            and self.checksum_failures == 0
+        )
 
     def as_dict(self) -> dict[str, Any]:
         d = dict(self.__dict__)
@@ -213,8 +238,8 @@ def replay_stream(path: str, config: Config | None = None) -> StreamReplay:
     steps, stored = rec.trigger_steps, rec.trigger_primitives
     # a recovered file may hold fewer primitives than its steps need: keep the steps that are whole
     need = np.cumsum(steps["n_primitives"].astype(np.int64))
-    steps = steps[:int(np.searchsorted(need, len(stored), side="right"))]
-    stored = stored[:int(need[len(steps) - 1]) if len(steps) else 0]
+    steps = steps[: int(np.searchsorted(need, len(stored), side="right"))]
+    stored = stored[: int(need[len(steps) - 1]) if len(steps) else 0]
     # the hits cover the slices up to the last block: later steps cannot be replayed
     covered = int(rec.blocks["last_slice"].max()) if len(rec.blocks) else -1
     whole = int(np.searchsorted(steps["last_slice"].astype(np.int64), covered, side="right"))
@@ -224,7 +249,7 @@ def replay_stream(path: str, config: Config | None = None) -> StreamReplay:
         decisions = decisions[decisions["event_number"] < steps["events_before"][whole]]
         problems.append(f"{len(steps) - whole} decision steps after the last recorded slice {covered}")
         steps = steps[:whole]
-        stored = stored[:int(need[whole - 1]) if whole else 0]
+        stored = stored[: int(need[whole - 1]) if whole else 0]
     prims, counts, unassigned = group_primitives(cfg, pulses, rec.board_messages, steps, rec.slice_ticks)
     ticks = rec.slice_ticks
     seed = rec.trigger_seed if rec.trigger_seed is not None else rec.config.run.seed
@@ -238,29 +263,46 @@ def replay_stream(path: str, config: Config | None = None) -> StreamReplay:
         a = np.concatenate([[0], np.cumsum(steps["n_primitives"].astype(np.int64))])
         b = np.concatenate([[0], np.cumsum(counts)])
         for i in range(len(steps)):
-            x, y = stored[a[i]:a[i + 1]], prims[b[i]:b[i + 1]]
+            x, y = stored[a[i] : a[i + 1]], prims[b[i] : b[i + 1]]
             if len(x) != len(y) or x.tobytes() != y.tobytes():
                 step_mismatches += 1
                 if first is None:
-                    first = {"step": i, "first_slice": int(steps["first_slice"][i]), "stored": len(x),
-                             "replayed": len(y)}
+                    first = {
+                        "step": i,
+                        "first_slice": int(steps["first_slice"][i]),
+                        "stored": len(x),
+                        "replayed": len(y),
+                    }
     n = min(len(decisions), len(dec.words))
     wrong = 0
     if own:
-        wrong = int(np.sum((decisions["timestamp"][:n] != dec.ref_tick[:n])
-                           | (decisions["trigger_word"][:n] != dec.words[:n])))
+        wrong = int(
+            np.sum((decisions["timestamp"][:n] != dec.ref_tick[:n]) | (decisions["trigger_word"][:n] != dec.words[:n]))
+        )
         # stored decisions the replay does not make (the replay may make more: the online trigger
         # stops issuing at --events, and the last steps' triggers can be cut by the end of run)
         wrong += len(decisions) - n
     return StreamReplay(
-        path=str(path), hits=len(rec.hits), hit_samples=len(rec.samples),
+        path=str(path),
+        hits=len(rec.hits),
+        hit_samples=len(rec.samples),
         beam_time_s=(covered + 1) * ticks / float(rec.config.digitizer.sampling_rate_hz),
-        pulses=len(pulses), steps=len(steps), primitives=len(prims), unassigned_pulses=unassigned,
-        stored_primitives=len(stored), primitive_step_mismatches=step_mismatches,
-        stored_decisions=len(decisions), decisions=len(dec.words), decision_mismatches=wrong,
-        state_mismatches=dec.state_mismatches, counters=dec.counters.as_dict(), own_config=own,
-        checksum_failures=bad_blocks, first_mismatch=first or dec.first_state_mismatch, problems=problems)
-
+        pulses=len(pulses),
+        steps=len(steps),
+        primitives=len(prims),
+        unassigned_pulses=unassigned,
+        stored_primitives=len(stored),
+        primitive_step_mismatches=step_mismatches,
+        stored_decisions=len(decisions),
+        decisions=len(dec.words),
+        decision_mismatches=wrong,
+        state_mismatches=dec.state_mismatches,
+        counters=dec.counters.as_dict(),
+        own_config=own,
+        checksum_failures=bad_blocks,
+        first_mismatch=first or dec.first_state_mismatch,
+        problems=problems,
+    )
 
 
 def run_stream_command(args: Any, console: Any) -> int:
@@ -275,8 +317,10 @@ def run_stream_command(args: Any, console: Any) -> int:
     from ..io import StreamFile
 
     if len(args.files) != 1:
-        raise UsageError(f"FILE: {len(args.files)} files given with the streaming recording {args.files[0]}; "
-                         "expected one streaming recording")
+        raise UsageError(
+            f"FILE: {len(args.files)} files given with the streaming recording {args.files[0]}; "
+            "expected one streaming recording"
+        )
     path = args.files[0]
     if args.output:
         check_new_output(args.output, args.overwrite)
@@ -296,18 +340,22 @@ def run_stream_command(args: Any, console: Any) -> int:
         if cfg.text == rec.config.text:
             cfg = None
     r = replay_stream(path, cfg)
-    t = Table(title=f"Streaming recording {Path(path).name}: {r.hits} L0 hits ({r.hit_samples} samples) over "
-                    f"{r.beam_time_s * 1e3:.2f} ms of beam time; {r.pulses} pulses, {r.steps} decision steps")
+    t = Table(
+        title=f"Streaming recording {Path(path).name}: {r.hits} L0 hits ({r.hit_samples} samples) over "
+        f"{r.beam_time_s * 1e3:.2f} ms of beam time; {r.pulses} pulses, {r.steps} decision steps"
+    )
     for col in ("trigger type", "raw", "prescaled", "accepted", "lost dead time", "lost busy"):
         t.add_column(col, justify="right" if col != "trigger type" else "left")
     for name in TriggerBits.NAMES:
         t.add_row(name, *(str(r.counters[k][name]) for k in ("raw", "prescaled", "accepted", "lost_dead", "lost_busy")))
     console.print(t)
     if r.own_config:
-        console.print(f"own configuration: primitives {r.primitives} replayed / {r.stored_primitives} online, "
-                      f"{r.steps - r.primitive_step_mismatches} of {r.steps} steps identical; decisions "
-                      f"{r.decisions} replayed / {r.stored_decisions} online, {r.decision_mismatches} differ; "
-                      f"{r.state_mismatches} dead-time/prescaler state mismatches")
+        console.print(
+            f"own configuration: primitives {r.primitives} replayed / {r.stored_primitives} online, "
+            f"{r.steps - r.primitive_step_mismatches} of {r.steps} steps identical; decisions "
+            f"{r.decisions} replayed / {r.stored_decisions} online, {r.decision_mismatches} differ; "
+            f"{r.state_mismatches} dead-time/prescaler state mismatches"
+        )
     else:
         console.print(f"new configuration: {r.decisions} accepted triggers ({r.stored_decisions} online)")
     for p in r.problems:
@@ -317,8 +365,10 @@ def run_stream_command(args: Any, console: Any) -> int:
         Path(args.output).write_text(json.dumps(r.as_dict(), indent=1, default=int))
         console.print(f"wrote {args.output}")
     if args.check and not r.reproduced:
-        console.print("[yellow]the recording's own configuration does not reproduce the online primitives "
-                      "and decisions[/yellow]" if r.own_config else
-                      "[yellow]--check compares with the recording's own configuration[/yellow]")
+        console.print(
+            "[yellow]the recording's own configuration does not reproduce the online primitives and decisions[/yellow]"
+            if r.own_config
+            else "[yellow]--check compares with the recording's own configuration[/yellow]"
+        )
         return 3
     return 0

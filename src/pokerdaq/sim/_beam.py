@@ -85,7 +85,7 @@ class BeamTimeline:
         self.block_ns = BLOCK_SAMPLES * self.sample_ns
         self._period_ns = cfg.beam.spill_period_s * 1e9
         self._length_ns = cfg.beam.spill_length_s * 1e9
-        self._first = [0]          # first particle index of block k, for k < len(self._first)
+        self._first = [0]  # first particle index of block k, for k < len(self._first)
         self._cache: OrderedDict[int, Block] = OrderedDict()
         self._cache_blocks = cache_blocks
         self.blocks_generated = 0
@@ -147,12 +147,12 @@ class BeamTimeline:
         path = os.path.join(store, f"block-{self._store_key}-{k}.npz")
         fd = os.open(path + ".lock", os.O_RDWR | os.O_CREAT, 0o600)
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX)   # one process generates, the others wait and load
+            fcntl.flock(fd, fcntl.LOCK_EX)  # one process generates, the others wait and load
             try:
                 with np.load(path) as z:
                     return Block(k, z["truth"], z["hit_t"], z["hit_ch"], z["hit_e"], z["hit_key"])
             except (OSError, ValueError, KeyError):
-                pass   # not stored yet (or evicted): generate it
+                pass  # not stored yet (or evicted): generate it
             blk = self._generate(k)
             tmp = f"{path}.{os.getpid()}.tmp"
             with open(tmp, "wb") as f:
@@ -206,7 +206,9 @@ class BeamTimeline:
                 truth[field] = dep[:, self.layout.channels[sub].ravel()].sum(axis=1) * scale
             rows, chans = np.nonzero(dep > 0.0)
             b_t, b_ch, b_e = t[rows], chans, dep[rows, chans]
-            b_key = (np.uint64(k) << np.uint64(36)) | (rows.astype(np.uint64) << np.uint64(12)) | chans.astype(np.uint64)
+            b_key = (
+                (np.uint64(k) << np.uint64(36)) | (rows.astype(np.uint64) << np.uint64(12)) | chans.astype(np.uint64)
+            )
         else:
             b_t = b_e = np.zeros(0)
             b_ch = np.zeros(0, np.int64)
@@ -218,9 +220,11 @@ class BeamTimeline:
         l_t = k * self.block_ns + np.sort(rng.random(nb)) * self.block_ns
         l_ch = srd[rng.integers(0, len(srd), nb)]
         l_e = lu176_deposits_mev(rng, nb)
-        l_key = ((np.uint64(k) << np.uint64(36))
-                 | ((np.arange(nb, dtype=np.uint64) | np.uint64(_BACKGROUND_BIT)) << np.uint64(12))
-                 | l_ch.astype(np.uint64))
+        l_key = (
+            (np.uint64(k) << np.uint64(36))
+            | ((np.arange(nb, dtype=np.uint64) | np.uint64(_BACKGROUND_BIT)) << np.uint64(12))
+            | l_ch.astype(np.uint64)
+        )
         hit_t = np.concatenate([b_t, l_t])
         order = np.argsort(hit_t, kind="stable")
         return Block(
@@ -237,5 +241,9 @@ class BeamTimeline:
         blocks = [self.block(k) for k in range(max(k0, 0), k1 + 1)]
         if not blocks:
             return np.zeros(0), np.zeros(0, np.int64), np.zeros(0), np.zeros(0, np.uint64)
-        return (np.concatenate([b.hit_t for b in blocks]), np.concatenate([b.hit_ch for b in blocks]),
-                np.concatenate([b.hit_e for b in blocks]), np.concatenate([b.hit_key for b in blocks]))
+        return (
+            np.concatenate([b.hit_t for b in blocks]),
+            np.concatenate([b.hit_ch for b in blocks]),
+            np.concatenate([b.hit_e for b in blocks]),
+            np.concatenate([b.hit_key for b in blocks]),
+        )

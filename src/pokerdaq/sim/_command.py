@@ -19,7 +19,7 @@ BATCH_EVENTS = 2048
 
 def run(args: argparse.Namespace) -> int:
     """Run the ``simulate`` subcommand; returns the process exit status."""
-    cfg = config_from_args(args)   # --seed S is run.seed = S, checked by the schema
+    cfg = config_from_args(args)  # --seed S is run.seed = S, checked by the schema
     seed = cfg.run.seed
     if args.events < 1:
         raise ConfigError("--events", args.events, "an integer >= 1")
@@ -37,15 +37,21 @@ def simulate(cfg: Config, n_events: int, seed: int, out: Path, *, overwrite: boo
     console = Console()
     # an existing file is replaced only with --overwrite, as by every command that writes
     writer = RunFileWriter(out, cfg, producer="simulate", overwrite=overwrite)
-    species = np.zeros(max(Species) + 1, np.int64)   # particle codes 0.. (NONE is not simulated)
+    species = np.zeros(max(Species) + 1, np.int64)  # particle codes 0.. (NONE is not simulated)
     n_signal = 0
     e_cal_sum = 0.0
     n_em = 0
     raw_bytes = 0
     t_start = time.perf_counter()
     try:
-        with Progress(TextColumn("simulate"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[rate]}"),
-                      TimeRemainingColumn(), console=console) as progress:
+        with Progress(
+            TextColumn("simulate"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[rate]}"),
+            TimeRemainingColumn(),
+            console=console,
+        ) as progress:
             task = progress.add_task("events", total=n_events, rate="")
             done = 0
             for samples, truth in iter_windows(cfg, n_events, seed, batch_events=BATCH_EVENTS):

@@ -52,7 +52,7 @@ def _check_channels(cfg: Config, channels: Sequence[int] | np.ndarray | None) ->
 
 
 _ENGINES: OrderedDict[tuple[Config, int], _Engine] = OrderedDict()
-_ENGINES_KEPT = 4   # (cfg, seed) pairs whose engine a process keeps (one in a DAQ run)
+_ENGINES_KEPT = 4  # (cfg, seed) pairs whose engine a process keeps (one in a DAQ run)
 
 
 @dataclass
@@ -88,15 +88,31 @@ class _Engine:
 
     @classmethod
     def _new(cls, cfg: Config, seed: int) -> _Engine:
-        white, corr = noise_banks(seed, cfg.digitizer.sample_ns, cfg.digitizer.correlated_noise_ns, NOISE_BANK_SIZE,
-                                  1 << NOISE_BLOCK_BITS)
-        return cls(cfg, seed, build_tables(cfg), white, corr, BeamTimeline(cfg, seed), np.uint64(mix64(np.uint64(seed))))
+        white, corr = noise_banks(
+            seed, cfg.digitizer.sample_ns, cfg.digitizer.correlated_noise_ns, NOISE_BANK_SIZE, 1 << NOISE_BLOCK_BITS
+        )
+        return cls(
+            cfg, seed, build_tables(cfg), white, corr, BeamTimeline(cfg, seed), np.uint64(mix64(np.uint64(seed)))
+        )
 
     def _common(self):
         t = self.tables
-        return (t.chan_f, t.chan_i, self.seed_key, t.templates, t.span_fine, t.span_ns, t.scint_tau,
-                t.scint_cum, t.scint_rise, t.lookback_ns, self.white, self.corr, self.cfg.digitizer.sample_ns,
-                float(self.cfg.digitizer.adc_max))
+        return (
+            t.chan_f,
+            t.chan_i,
+            self.seed_key,
+            t.templates,
+            t.span_fine,
+            t.span_ns,
+            t.scint_tau,
+            t.scint_cum,
+            t.scint_rise,
+            t.lookback_ns,
+            self.white,
+            self.corr,
+            self.cfg.digitizer.sample_ns,
+            float(self.cfg.digitizer.adc_max),
+        )
 
     def windows(self, starts: np.ndarray, n: int, sel: np.ndarray, hits) -> np.ndarray:
         row_of = np.full(len(self.cfg.channel_map), -1, np.int64)
@@ -108,20 +124,47 @@ class _Engine:
     def span(self, s0: int, n: int, sel: np.ndarray, bucketed) -> np.ndarray:
         """Samples [s0, s0 + n) of channels ``sel``; ``bucketed``: :func:`bucket_hits` of their hits."""
         out = np.empty((len(sel), n), np.uint16)
-        render_spans_bucketed(np.zeros(len(sel), np.int64), np.ones(len(sel), np.int64), np.array([s0], np.int64),
-                              np.array([n], np.int64), np.zeros(1, np.int64), sel, *bucketed, *self._common(), out)
+        render_spans_bucketed(
+            np.zeros(len(sel), np.int64),
+            np.ones(len(sel), np.int64),
+            np.array([s0], np.int64),
+            np.array([n], np.int64),
+            np.zeros(1, np.int64),
+            sel,
+            *bucketed,
+            *self._common(),
+            out,
+        )
         return out
 
     def spans(self, starts: np.ndarray, lengths: np.ndarray, sel: np.ndarray, bucketed) -> np.ndarray:
         offsets = np.zeros(len(starts), np.int64)
         np.cumsum(lengths[:-1], out=offsets[1:])
         out = np.empty((len(sel), int(lengths.sum())), np.uint16)
-        render_spans_bucketed(np.zeros(len(sel), np.int64), np.full(len(sel), len(starts), np.int64), starts, lengths,
-                              offsets, sel, *bucketed, *self._common(), out)
+        render_spans_bucketed(
+            np.zeros(len(sel), np.int64),
+            np.full(len(sel), len(starts), np.int64),
+            starts,
+            lengths,
+            offsets,
+            sel,
+            *bucketed,
+            *self._common(),
+            out,
+        )
         return out
 
-    def row_spans(self, span_lo: np.ndarray, span_hi: np.ndarray, starts: np.ndarray, lengths: np.ndarray,
-                  offsets: np.ndarray, width: int, sel: np.ndarray, bucketed) -> np.ndarray:
+    def row_spans(
+        self,
+        span_lo: np.ndarray,
+        span_hi: np.ndarray,
+        starts: np.ndarray,
+        lengths: np.ndarray,
+        offsets: np.ndarray,
+        width: int,
+        sel: np.ndarray,
+        bucketed,
+    ) -> np.ndarray:
         """Spans chosen per row (:func:`render_spans_bucketed`) into a zeroed (len(sel), width) array."""
         out = np.zeros((len(sel), width), np.uint16)
         render_spans_bucketed(span_lo, span_hi, starts, lengths, offsets, sel, *bucketed, *self._common(), out)
@@ -148,12 +191,23 @@ def bucket_hits(hits, sel: np.ndarray, n_channels: int):
     order = mine[np.argsort(row[mine], kind="stable")]
     seg = np.zeros(len(sel) + 1, np.int64)
     np.cumsum(np.bincount(row[mine], minlength=len(sel)), out=seg[1:])
-    return (seg, np.ascontiguousarray(hit_t[order]), np.ascontiguousarray(hit_ch[order]),
-            np.ascontiguousarray(hit_e[order]), np.ascontiguousarray(hit_key[order]))
+    return (
+        seg,
+        np.ascontiguousarray(hit_t[order]),
+        np.ascontiguousarray(hit_ch[order]),
+        np.ascontiguousarray(hit_e[order]),
+        np.ascontiguousarray(hit_key[order]),
+    )
 
 
-def iter_windows(cfg: Config, n_events: int, seed: int | None = None, *, batch_events: int = 4096,
-                 channels: Sequence[int] | np.ndarray | None = None) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+def iter_windows(
+    cfg: Config,
+    n_events: int,
+    seed: int | None = None,
+    *,
+    batch_events: int = 4096,
+    channels: Sequence[int] | np.ndarray | None = None,
+) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     """Emulate one readout window per beam particle, in batches.
 
     Event i is beam particle i (in time order, from t = 0); its window of
@@ -238,8 +292,9 @@ def _windows(eng: _Engine, n_events: int, batch_events: int, sel: np.ndarray):
         yield eng.windows(starts, n, sel, hits), truth
 
 
-def emulate_windows(cfg: Config, n_events: int, seed: int | None = None, *,
-                    channels: Sequence[int] | np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+def emulate_windows(
+    cfg: Config, n_events: int, seed: int | None = None, *, channels: Sequence[int] | np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """All windows of :func:`iter_windows` in one array.
 
     Returns
@@ -275,8 +330,9 @@ class SampleStream:
         Channel numbers (default all), in the order of the returned rows.
     """
 
-    def __init__(self, cfg: Config, seed: int | None = None,
-                 channels: Sequence[int] | np.ndarray | None = None) -> None:
+    def __init__(
+        self, cfg: Config, seed: int | None = None, channels: Sequence[int] | np.ndarray | None = None
+    ) -> None:
         self.cfg = cfg
         self.seed = _check_seed(cfg, seed)
         self.channels = _check_channels(cfg, channels)
@@ -324,7 +380,6 @@ class SampleStream:
         truth = truth[(truth["t_sample"] >= s0) & (truth["t_sample"] < s1)]
         self.position = s1
         return samples, truth
-
 
     def read_at(self, start: int, n_samples: int) -> np.ndarray:
         """Samples ``[start, start + n_samples)`` of the stream, read out of order.
@@ -376,10 +431,16 @@ class SampleStream:
         """
         a = np.asarray(starts)
         b = np.asarray(stops)
-        if (a.ndim != 1 or b.shape != a.shape or a.size == 0 or not np.issubdtype(a.dtype, np.integer)
-                or not np.issubdtype(b.dtype, np.integer)):
-            raise ValueError(f"starts, stops = {starts!r}, {stops!r}: expected two non-empty 1D integer "
-                             "sequences of the same length")
+        if (
+            a.ndim != 1
+            or b.shape != a.shape
+            or a.size == 0
+            or not np.issubdtype(a.dtype, np.integer)
+            or not np.issubdtype(b.dtype, np.integer)
+        ):
+            raise ValueError(
+                f"starts, stops = {starts!r}, {stops!r}: expected two non-empty 1D integer sequences of the same length"
+            )
         a, b = a.astype(np.int64), b.astype(np.int64)
         if a[0] < 0:
             raise ValueError(f"starts[0] = {int(a[0])}: expected a sample index >= 0")
@@ -388,8 +449,10 @@ class SampleStream:
             raise ValueError(f"stops[{j}] = {int(b[j])}: expected > starts[{j}] = {int(a[j])}")
         if np.any(a[1:] < b[:-1]):
             j = int(np.flatnonzero(a[1:] < b[:-1])[0]) + 1
-            raise ValueError(f"starts[{j}] = {int(a[j])}: expected >= stops[{j - 1}] = {int(b[j - 1])} "
-                             "(ranges in increasing order, not overlapping)")
+            raise ValueError(
+                f"starts[{j}] = {int(a[j])}: expected >= stops[{j - 1}] = {int(b[j - 1])} "
+                "(ranges in increasing order, not overlapping)"
+            )
         hits, _truth = self._blocks(*self._eng.block_range(int(a[0]), int(b[-1])))
         return self._eng.spans(a, b - a, self.channels, hits)
 
@@ -429,8 +492,16 @@ class SampleStream:
         if s_lo is None or s_hi is None:
             return np.zeros((n_rows, 0), np.uint16)
         bucketed, _truth = self._blocks(*self._eng.block_range(s_lo, s_hi))
-        return self._eng.row_spans(span_lo, span_hi, np.concatenate(starts), np.concatenate(lengths),
-                                   np.concatenate(offsets), width, self.channels, bucketed)
+        return self._eng.row_spans(
+            span_lo,
+            span_hi,
+            np.concatenate(starts),
+            np.concatenate(lengths),
+            np.concatenate(offsets),
+            width,
+            self.channels,
+            bucketed,
+        )
 
     def hit_extents(self, start: int, stop: int) -> tuple[np.ndarray, np.ndarray]:
         """Where the energy hits of the stream's channels put signal, for hits reaching ``[start, stop)``.
@@ -466,7 +537,7 @@ class SampleStream:
             t, ch = blk.hit_t[mine], blk.hit_ch[mine]
             sample_ns = self.cfg.digitizer.sample_ns
             span = self._eng.tables.span_ns[self._eng.tables.chan_i[ch, I_SUB]]
-            first = np.floor(t / sample_ns).astype(np.int64)   # hits are in time order: so is first
+            first = np.floor(t / sample_ns).astype(np.int64)  # hits are in time order: so is first
             end = np.ceil((t + span) / sample_ns).astype(np.int64) + 1
             if len(self._extent_cache) >= 4:
                 self._extent_cache.pop(next(iter(self._extent_cache)))
@@ -474,9 +545,15 @@ class SampleStream:
         return self._extent_cache[k]
 
 
-def emulate_channel(cfg: Config, channel: int, deposits_mev: Sequence[float] | np.ndarray,
-                    seed: int | None = None, *, n_samples: int | None = None,
-                    t0_ns: float | None = None) -> np.ndarray:
+def emulate_channel(
+    cfg: Config,
+    channel: int,
+    deposits_mev: Sequence[float] | np.ndarray,
+    seed: int | None = None,
+    *,
+    n_samples: int | None = None,
+    t0_ns: float | None = None,
+) -> np.ndarray:
     """Waveforms of one channel, one per deposit, without beam or background (tests, benchmarks).
 
     Deposit k arrives ``t0_ns`` after the start of its own window of ``n_samples`` samples;
@@ -518,6 +595,10 @@ def emulate_channel(cfg: Config, channel: int, deposits_mev: Sequence[float] | n
     stride = n + int(np.ceil((eng.tables.lookback_ns + t0) / dig.sample_ns)) + 1
     starts = np.arange(len(dep), dtype=np.int64) * stride
     k = np.arange(len(dep), dtype=np.uint64)
-    hits = (starts * dig.sample_ns + t0, np.full(len(dep), channel, np.int64), dep,
-            (k << np.uint64(12)) | np.uint64(channel))
+    hits = (
+        starts * dig.sample_ns + t0,
+        np.full(len(dep), channel, np.int64),
+        dep,
+        (k << np.uint64(12)) | np.uint64(channel),
+    )
     return eng.windows(starts, n, np.array([channel], np.int64), hits)[:, 0, :]

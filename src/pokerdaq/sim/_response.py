@@ -35,9 +35,11 @@ class Layout:
 
 def _two_exp_cdf(u: np.ndarray, core_fraction: float, core_mm: float, halo_mm: float) -> np.ndarray:
     """CDF of the 1D lateral profile: a mixture of two symmetric exponentials."""
+
     def lap(u, lam):
         e = 0.5 * np.exp(-np.abs(u) / lam)
         return np.where(u < 0, e, 1.0 - e)
+
     return core_fraction * lap(u, core_mm) + (1.0 - core_fraction) * lap(u, halo_mm)
 
 
@@ -47,10 +49,12 @@ def _cell_fractions(x, y, rows, cols, cell_mm, core_fraction, core_mm, halo_mm):
     The lateral profile is taken separable in x and y (a product of 1D two-exponential
     profiles): exact integrals over square cells at the price of a slightly square shower.
     """
+
     def one_axis(pos, n):
         edges = (np.arange(n + 1) - n / 2.0) * cell_mm
         cdf = _two_exp_cdf(edges[None, :] - pos[:, None], core_fraction, core_mm, halo_mm)
         return np.diff(cdf, axis=1)
+
     fx = one_axis(x, cols)
     fy = one_axis(y, rows)
     return fy[:, :, None] * fx[:, None, :]
@@ -83,8 +87,14 @@ def intrinsic_stochastic_term(cfg: Config) -> float:
     return math.sqrt(max(a * a - p * p, 0.0))
 
 
-def beam_deposits(cfg: Config, layout: Layout, rng: np.random.Generator, species: np.ndarray,
-                  energy_gev: np.ndarray, e_miss_gev: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def beam_deposits(
+    cfg: Config,
+    layout: Layout,
+    rng: np.random.Generator,
+    species: np.ndarray,
+    energy_gev: np.ndarray,
+    e_miss_gev: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Deposits in MeV, shape (n, n_channels), and the impact point (x_mm, y_mm)."""
     r = cfg.response
     det = cfg.detector
@@ -144,7 +154,9 @@ def beam_deposits(cfg: Config, layout: Layout, rng: np.random.Generator, species
     f_ecal = rng.uniform(0.05, 0.5, len(idx))
     broad = (0.0, r.lateral_halo_mm, r.hcal_lateral_mm / 2)
     f_h = _cell_fractions(x[idx], y[idx], ec.rows, ec.cols, ec.cell_size_mm, *broad)
-    dep[idx[:, None], ecal.ravel()[None, :]] += ((e_mev[idx] * f_ecal)[:, None, None] * f_h).reshape(len(idx), ec.rows * ec.cols)
+    dep[idx[:, None], ecal.ravel()[None, :]] += ((e_mev[idx] * f_ecal)[:, None, None] * f_h).reshape(
+        len(idx), ec.rows * ec.cols
+    )
     dep[idx, prs[py[idx], px[idx]]] += _moyal(rng, r.preshower_mip_mev, r.mip_width, len(idx))
     e_hcal = np.zeros(n)
     e_hcal[idx] = e_mev[idx] * (1.0 - f_ecal)
@@ -159,7 +171,9 @@ def beam_deposits(cfg: Config, layout: Layout, rng: np.random.Generator, species
         f_mod = rng.dirichlet(20.0 * w / w.sum(), len(had))
         f_lat = _cell_fractions(x[had], y[had], hc.rows, hc.cols, hc.cell_size_mm, 0.0, 1.0, r.hcal_lateral_mm)
         f_all = f_mod[:, :, None, None] * f_lat[:, None, :, :]
-        dep[had[:, None], ch["hcal"].ravel()[None, :]] += (e_h[:, None, None, None] * f_all).reshape(len(had), hc.n_channels)
+        dep[had[:, None], ch["hcal"].ravel()[None, :]] += (e_h[:, None, None, None] * f_all).reshape(
+            len(had), hc.n_channels
+        )
     # muons: a MIP in the HCAL cell they cross, in every module
     idx = np.flatnonzero(is_mu)
     hy, hx = _cell_index(y[idx], hc.rows, hc.cell_size_mm), _cell_index(x[idx], hc.cols, hc.cell_size_mm)

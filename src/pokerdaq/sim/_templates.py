@@ -26,8 +26,21 @@ SPAN_DECAYS = 8.0
 """A pulse is followed for SPAN_DECAYS times the sum of its time constants (tail < 1e-3)."""
 
 # columns of Tables.chan_f
-(C_LY, C_NCELLS, C_GAIN, C_GAIN_SPREAD, C_XT, C_AP, C_AP_TAU, C_DARK_MU, C_PED, C_NOISE, C_CNOISE,
- C_PER_PE_MAX, C_DARK_BASELINE) = range(13)
+(
+    C_LY,
+    C_NCELLS,
+    C_GAIN,
+    C_GAIN_SPREAD,
+    C_XT,
+    C_AP,
+    C_AP_TAU,
+    C_DARK_MU,
+    C_PED,
+    C_NOISE,
+    C_CNOISE,
+    C_PER_PE_MAX,
+    C_DARK_BASELINE,
+) = range(13)
 N_CF = 13
 
 DARK_RENDER_MIN_ADC = 0.25
@@ -97,14 +110,14 @@ def scintillation_bins(sub: SubsystemConfig, n: int, dt: float) -> np.ndarray:
 class Tables:
     """Everything the kernels need, as flat numpy arrays."""
 
-    chan_f: np.ndarray        # (n_channels, N_CF) float64
-    chan_i: np.ndarray        # (n_channels, 2) int64
-    templates: np.ndarray     # (n_subsystems, 3, n_fine) float64
-    span_fine: np.ndarray     # (n_subsystems, 3) int64: fine points used of each template
-    span_ns: np.ndarray       # (n_subsystems,) float64
-    scint_tau: np.ndarray     # (n_subsystems, 4)
-    scint_cum: np.ndarray     # (n_subsystems, 4) cumulative fractions
-    scint_rise: np.ndarray    # (n_subsystems,)
+    chan_f: np.ndarray  # (n_channels, N_CF) float64
+    chan_i: np.ndarray  # (n_channels, 2) int64
+    templates: np.ndarray  # (n_subsystems, 3, n_fine) float64
+    span_fine: np.ndarray  # (n_subsystems, 3) int64: fine points used of each template
+    span_ns: np.ndarray  # (n_subsystems,) float64
+    scint_tau: np.ndarray  # (n_subsystems, 4)
+    scint_cum: np.ndarray  # (n_subsystems, 4) cumulative fractions
+    scint_rise: np.ndarray  # (n_subsystems,)
     lookback_ns: float
     cell_area_samples: np.ndarray  # (n_subsystems,) area of `cell` in sample units
 
@@ -126,8 +139,9 @@ def build_tables(cfg: Config) -> Tables:
     for i, name in enumerate(SUBSYSTEMS):
         sub = cfg.subsystem(name)
         if len(sub.scintillator.decay_ns) > 4:
-            raise ValueError(f"detector.{name}.scintillator.decay_ns: at most 4 components, got "
-                             f"{sub.scintillator.decay_ns}")
+            raise ValueError(
+                f"detector.{name}.scintillator.decay_ns: at most 4 components, got {sub.scintillator.decay_ns}"
+            )
         cell = cell_pulse(sub, n_fine, dt)
         main = fftconvolve(scintillation_bins(sub, n_fine, dt), cell)[:n_fine]
         ap = fftconvolve(main, _exp_bins(n_fine, sub.sipm.afterpulse_tau_ns, dt))[:n_fine]
@@ -142,7 +156,7 @@ def build_tables(cfg: Config) -> Tables:
         k = len(sub.scintillator.decay_ns)
         scint_tau[i, :k] = sub.scintillator.decay_ns
         scint_cum[i, :k] = np.cumsum(sub.scintillator.fractions)
-        scint_cum[i, k - 1:] = 1.0
+        scint_cum[i, k - 1 :] = 1.0
         scint_rise[i] = sub.scintillator.rise_ns
         area[i] = cell[:m_cell].sum() / FINE_PER_SAMPLE
     cmap = cfg.channel_map
@@ -153,23 +167,46 @@ def build_tables(cfg: Config) -> Tables:
         name = cmap.table["subsystem"][c].decode()
         sub = cfg.subsystem(name)
         p, e = sub.sipm, sub.electronics
-        chan_f[c] = (sub.scintillator.light_yield_pe_per_mev, p.n_cells, p.gain_adc_per_pe, p.gain_spread,
-                     p.crosstalk_prob, p.afterpulse_prob, p.afterpulse_tau_ns,
-                     p.dark_rate_hz * DARK_BLOCK_SAMPLES * sample_ns * 1e-9,
-                     e.pedestal_adc, e.noise_adc, e.correlated_noise_adc, PER_PE_MAX[name], 0.0)
+        chan_f[c] = (
+            sub.scintillator.light_yield_pe_per_mev,
+            p.n_cells,
+            p.gain_adc_per_pe,
+            p.gain_spread,
+            p.crosstalk_prob,
+            p.afterpulse_prob,
+            p.afterpulse_tau_ns,
+            p.dark_rate_hz * DARK_BLOCK_SAMPLES * sample_ns * 1e-9,
+            e.pedestal_adc,
+            e.noise_adc,
+            e.correlated_noise_adc,
+            PER_PE_MAX[name],
+            0.0,
+        )
         i = SUBSYSTEMS.index(name)
         if p.gain_adc_per_pe * templates[i, T_CELL].max() < DARK_RENDER_MIN_ADC:
             cells_per_dark_count = (1.0 + p.afterpulse_prob) / (1.0 - p.crosstalk_prob)
-            chan_f[c, C_DARK_BASELINE] = (p.dark_rate_hz * sample_ns * 1e-9 * cells_per_dark_count
-                                          * p.gain_adc_per_pe * area[i])
+            chan_f[c, C_DARK_BASELINE] = (
+                p.dark_rate_hz * sample_ns * 1e-9 * cells_per_dark_count * p.gain_adc_per_pe * area[i]
+            )
             chan_f[c, C_DARK_MU] = 0.0
         chan_i[c] = (i, cmap.table["board"][c])
-    return Tables(chan_f, chan_i, templates, np.stack([span_fine, span_fine, cell_span_fine], axis=1), spans,
-                  scint_tau, scint_cum, scint_rise, float(spans.max()), area)
+    return Tables(
+        chan_f,
+        chan_i,
+        templates,
+        np.stack([span_fine, span_fine, cell_span_fine], axis=1),
+        spans,
+        scint_tau,
+        scint_cum,
+        scint_rise,
+        float(spans.max()),
+        area,
+    )
 
 
-def noise_banks(seed: int, sample_ns: float, correlated_ns: float, size: int,
-                pad: int) -> tuple[np.ndarray, np.ndarray]:
+def noise_banks(
+    seed: int, sample_ns: float, correlated_ns: float, size: int, pad: int
+) -> tuple[np.ndarray, np.ndarray]:
     """Unit-variance white and correlated (AR(1), time constant ``correlated_ns``) noise banks.
 
     The kernels read them at hashed offsets: generating noise then costs one load per sample.
@@ -188,11 +225,14 @@ def noise_banks(seed: int, sample_ns: float, correlated_ns: float, size: int,
     # shift the pedestal or the noise RMS
     white = (white - white.mean()) / white.std()
     corr = (corr - corr.mean()) / corr.std()
-    return (np.concatenate([white, white[:pad]]).astype(np.float32),
-            np.concatenate([corr, corr[:pad]]).astype(np.float32))
+    return (
+        np.concatenate([white, white[:pad]]).astype(np.float32),
+        np.concatenate([corr, corr[:pad]]).astype(np.float32),
+    )
 
 
 def _ar1(drive: np.ndarray, phi: float, x0: float) -> np.ndarray:
     from scipy.signal import lfilter
+
     y, _ = lfilter([1.0], [1.0, -phi], drive, zi=[phi * x0])
     return y

@@ -24,14 +24,14 @@ class Species(IntEnum):
 
 TRUTH_DTYPE = np.dtype(
     [
-        ("event", np.uint64),          # beam-particle index in time order (= event number in window mode)
-        ("t_ns", np.float64),          # absolute arrival time at the calorimeter face
-        ("t_sample", np.int64),        # floor(t_ns / sample period): the 250 MHz tick
-        ("species", np.int8),          # Species code
-        ("energy_gev", np.float64),    # particle energy (beam energy with its spread)
-        ("is_signal", np.bool_),       # A' -> invisible event (e+ resonant annihilation)
-        ("e_miss_gev", np.float64),    # invisible energy (0 unless is_signal)
-        ("x_mm", np.float32),          # impact point on the calorimeter face
+        ("event", np.uint64),  # beam-particle index in time order (= event number in window mode)
+        ("t_ns", np.float64),  # absolute arrival time at the calorimeter face
+        ("t_sample", np.int64),  # floor(t_ns / sample period): the 250 MHz tick
+        ("species", np.int8),  # Species code
+        ("energy_gev", np.float64),  # particle energy (beam energy with its spread)
+        ("is_signal", np.bool_),  # A' -> invisible event (e+ resonant annihilation)
+        ("e_miss_gev", np.float64),  # invisible energy (0 unless is_signal)
+        ("x_mm", np.float32),  # impact point on the calorimeter face
         ("y_mm", np.float32),
         ("e_counters_mev", np.float32),  # deposits summed per subsystem
         ("e_srd_mev", np.float32),
@@ -39,7 +39,7 @@ TRUTH_DTYPE = np.dtype(
         ("e_ecal_gev", np.float32),
         ("e_veto_mev", np.float32),
         ("e_hcal_gev", np.float32),
-        ("n_pileup", np.uint16),       # other beam particles whose pulses reach the readout window
+        ("n_pileup", np.uint16),  # other beam particles whose pulses reach the readout window
     ]
 )
 """Per-particle truth kept by the emulator (one row per beam particle)."""

@@ -55,7 +55,9 @@ def _add_pulse(buf, r, s0, n, t0, t_end, amp, templates, sub, kind, span_fine, s
     x = t0 / sample_ns
     k_ref = int(math.ceil(x))
     idx_ref = int((k_ref - x) * FINE_PER_SAMPLE + 0.5)
-    k_end = min(int(math.ceil(t_end / sample_ns)), k_ref + (span_fine - idx_ref + FINE_PER_SAMPLE - 1) // FINE_PER_SAMPLE)
+    k_end = min(
+        int(math.ceil(t_end / sample_ns)), k_ref + (span_fine - idx_ref + FINE_PER_SAMPLE - 1) // FINE_PER_SAMPLE
+    )
     lo = max(k_ref, s0)
     hi = min(k_end, s0 + n)
     idx = idx_ref + FINE_PER_SAMPLE * (lo - k_ref)
@@ -71,7 +73,9 @@ def _add_pulse2(buf, r, s0, n, t0, t_end, amp, amp_ap, templates, sub, span_fine
     x = t0 / sample_ns
     k_ref = int(math.ceil(x))
     idx_ref = int((k_ref - x) * FINE_PER_SAMPLE + 0.5)
-    k_end = min(int(math.ceil(t_end / sample_ns)), k_ref + (span_fine - idx_ref + FINE_PER_SAMPLE - 1) // FINE_PER_SAMPLE)
+    k_end = min(
+        int(math.ceil(t_end / sample_ns)), k_ref + (span_fine - idx_ref + FINE_PER_SAMPLE - 1) // FINE_PER_SAMPLE
+    )
     lo = max(k_ref, s0)
     hi = min(k_end, s0 + n)
     idx = idx_ref + FINE_PER_SAMPLE * (lo - k_ref)
@@ -98,14 +102,33 @@ def _cell_group(buf, r, s0, n, t, t_end, state, chan_f, c, templates, sub, span_
         if u < ap:
             state, d = exponential(state, ap_tau)
             state, z = approx_normal(state)
-            _add_pulse(buf, r, s0, n, t + d, t_end, gain * (1.0 + gspread * z), templates, sub, T_CELL,
-                       span_fine, sample_ns)
+            _add_pulse(
+                buf, r, s0, n, t + d, t_end, gain * (1.0 + gspread * z), templates, sub, T_CELL, span_fine, sample_ns
+            )
     return state
 
 
 @numba.njit(cache=True)
-def _render_hit(buf, r, s0, n, t, e_mev, key, chan_f, c, sub, seed_key, templates, span_fine, span_ns,
-                scint_tau, scint_cum, scint_rise, sample_ns):
+def _render_hit(
+    buf,
+    r,
+    s0,
+    n,
+    t,
+    e_mev,
+    key,
+    chan_f,
+    c,
+    sub,
+    seed_key,
+    templates,
+    span_fine,
+    span_ns,
+    scint_tau,
+    scint_cum,
+    scint_rise,
+    sample_ns,
+):
     """Add one energy deposit of channel c to buf[r] (samples s0 .. s0+n-1)."""
     state = key_state(seed_key, key, 0)
     mu = e_mev * chan_f[c, C_LY]
@@ -145,13 +168,31 @@ def _render_hit(buf, r, s0, n, t, e_mev, key, chan_f, c, sub, seed_key, template
         while k < 3 and u >= scint_cum[sub, k]:
             k += 1
         state, d2 = exponential(state, scint_tau[sub, k])
-        state = _cell_group(buf, r, s0, n, t + d + d2, t_end, state, chan_f, c, templates, sub,
-                            span_fine[sub, T_CELL], sample_ns)
+        state = _cell_group(
+            buf, r, s0, n, t + d + d2, t_end, state, chan_f, c, templates, sub, span_fine[sub, T_CELL], sample_ns
+        )
 
 
 @numba.njit(cache=True)
-def _finish_channel(buf, r, out, orow, c, s0, n, chan_f, chan_i, seed_key, templates, span_fine, span_ns,
-                    white, corr, sample_ns, adc_max):
+def _finish_channel(
+    buf,
+    r,
+    out,
+    orow,
+    c,
+    s0,
+    n,
+    chan_f,
+    chan_i,
+    seed_key,
+    templates,
+    span_fine,
+    span_ns,
+    white,
+    corr,
+    sample_ns,
+    adc_max,
+):
     """Dark counts, noise, pedestal and 14-bit quantisation of channel c: buf[r] -> out[orow]."""
     mu = chan_f[c, C_DARK_MU]
     if mu > 0.0:
@@ -174,8 +215,9 @@ def _finish_channel(buf, r, out, orow, c, s0, n, chan_f, chan_i, seed_key, templ
             for _ in range(nd):
                 state, u = uniform(state)
                 t = (b + u) * block_ns
-                state = _cell_group(buf, r, s0, n, t, t + cell_span, state, chan_f, c, templates, sub, span_f,
-                                    sample_ns)
+                state = _cell_group(
+                    buf, r, s0, n, t, t + cell_span, state, chan_f, c, templates, sub, span_f, sample_ns
+                )
     # the banks are padded with their first block_len values: no wrap-around inside a block
     bank_len = len(white) - (1 << NOISE_BLOCK_BITS)
     block_len = 1 << NOISE_BLOCK_BITS
@@ -191,10 +233,10 @@ def _finish_channel(buf, r, out, orow, c, s0, n, chan_f, chan_i, seed_key, templ
         off_w = int(mix64(key_state(seed_key ^ _WHITE_SALT, c, blk)) % np.uint64(bank_len)) + within
         off_c = int(mix64(key_state(seed_key ^ _CORR_SALT, c, blk)) % np.uint64(bank_len)) + within
         # local 1D views: lets LLVM vectorise the loop (4x faster than 2D indexing)
-        rr = buf[r, i:i + m]
-        o = out[orow, i:i + m]
-        w = white[off_w:off_w + m]
-        k = corr[off_c:off_c + m]
+        rr = buf[r, i : i + m]
+        o = out[orow, i : i + m]
+        w = white[off_w : off_w + m]
+        k = corr[off_c : off_c + m]
         for j in range(m):
             v = ped + rr[j] + sw * w[j] + sc * k[j] + 0.5
             o[j] = np.uint16(min(max(v, 0.0), adc_max))  # floor(v + 0.5) clipped to [0, adc_max]
@@ -202,9 +244,31 @@ def _finish_channel(buf, r, out, orow, c, s0, n, chan_f, chan_i, seed_key, templ
 
 
 @numba.njit(cache=True, parallel=True)
-def render_windows(starts, n, sel, row_of, hit_t, hit_ch, hit_e, hit_key, chan_f, chan_i, seed_key,
-                   templates, span_fine, span_ns, scint_tau, scint_cum, scint_rise, lookback_ns,
-                   white, corr, sample_ns, adc_max, out):
+def render_windows(
+    starts,
+    n,
+    sel,
+    row_of,
+    hit_t,
+    hit_ch,
+    hit_e,
+    hit_key,
+    chan_f,
+    chan_i,
+    seed_key,
+    templates,
+    span_fine,
+    span_ns,
+    scint_tau,
+    scint_cum,
+    scint_rise,
+    lookback_ns,
+    white,
+    corr,
+    sample_ns,
+    adc_max,
+    out,
+):
     """Render windows [starts[e], starts[e] + n) of the channels ``sel`` into out[e, row, :]."""
     n_ev = len(starts)
     n_chunks = min(n_ev, 64)
@@ -221,18 +285,74 @@ def render_windows(starts, n, sel, row_of, hit_t, hit_ch, hit_e, hit_key, chan_f
                 r = row_of[c]
                 if r < 0:
                     continue
-                _render_hit(buf, r, s0, n, hit_t[h], hit_e[h], hit_key[h], chan_f, c, chan_i[c, I_SUB], seed_key,
-                            templates, span_fine, span_ns, scint_tau, scint_cum, scint_rise, sample_ns)
+                _render_hit(
+                    buf,
+                    r,
+                    s0,
+                    n,
+                    hit_t[h],
+                    hit_e[h],
+                    hit_key[h],
+                    chan_f,
+                    c,
+                    chan_i[c, I_SUB],
+                    seed_key,
+                    templates,
+                    span_fine,
+                    span_ns,
+                    scint_tau,
+                    scint_cum,
+                    scint_rise,
+                    sample_ns,
+                )
             out_e = out[e]
             for r in range(len(sel)):
-                _finish_channel(buf, r, out_e, r, sel[r], s0, n, chan_f, chan_i, seed_key, templates,
-                                span_fine, span_ns, white, corr, sample_ns, adc_max)
+                _finish_channel(
+                    buf,
+                    r,
+                    out_e,
+                    r,
+                    sel[r],
+                    s0,
+                    n,
+                    chan_f,
+                    chan_i,
+                    seed_key,
+                    templates,
+                    span_fine,
+                    span_ns,
+                    white,
+                    corr,
+                    sample_ns,
+                    adc_max,
+                )
 
 
 @numba.njit(cache=True, parallel=True)
-def render_span(s0, n, sel, hit_t, hit_ch, hit_e, hit_key, chan_f, chan_i, seed_key,
-                templates, span_fine, span_ns, scint_tau, scint_cum, scint_rise, lookback_ns,
-                white, corr, sample_ns, adc_max, out):
+def render_span(
+    s0,
+    n,
+    sel,
+    hit_t,
+    hit_ch,
+    hit_e,
+    hit_key,
+    chan_f,
+    chan_i,
+    seed_key,
+    templates,
+    span_fine,
+    span_ns,
+    scint_tau,
+    scint_cum,
+    scint_rise,
+    lookback_ns,
+    white,
+    corr,
+    sample_ns,
+    adc_max,
+    out,
+):
     """Render samples [s0, s0 + n) of the channels ``sel`` into out[row, :] (threads over channels)."""
     lo = np.searchsorted(hit_t, s0 * sample_ns - lookback_ns)
     hi = np.searchsorted(hit_t, (s0 + n) * sample_ns)
@@ -242,16 +362,73 @@ def render_span(s0, n, sel, hit_t, hit_ch, hit_e, hit_key, chan_f, chan_i, seed_
         for h in range(lo, hi):
             if hit_ch[h] != c:
                 continue
-            _render_hit(buf, 0, s0, n, hit_t[h], hit_e[h], hit_key[h], chan_f, c, chan_i[c, I_SUB], seed_key,
-                        templates, span_fine, span_ns, scint_tau, scint_cum, scint_rise, sample_ns)
-        _finish_channel(buf, 0, out, r, c, s0, n, chan_f, chan_i, seed_key, templates,
-                        span_fine, span_ns, white, corr, sample_ns, adc_max)
+            _render_hit(
+                buf,
+                0,
+                s0,
+                n,
+                hit_t[h],
+                hit_e[h],
+                hit_key[h],
+                chan_f,
+                c,
+                chan_i[c, I_SUB],
+                seed_key,
+                templates,
+                span_fine,
+                span_ns,
+                scint_tau,
+                scint_cum,
+                scint_rise,
+                sample_ns,
+            )
+        _finish_channel(
+            buf,
+            0,
+            out,
+            r,
+            c,
+            s0,
+            n,
+            chan_f,
+            chan_i,
+            seed_key,
+            templates,
+            span_fine,
+            span_ns,
+            white,
+            corr,
+            sample_ns,
+            adc_max,
+        )
 
 
 @numba.njit(cache=True, parallel=True)
-def render_spans(starts, lengths, offsets, sel, hit_t, hit_ch, hit_e, hit_key, chan_f, chan_i, seed_key,
-                 templates, span_fine, span_ns, scint_tau, scint_cum, scint_rise, lookback_ns,
-                 white, corr, sample_ns, adc_max, out):
+def render_spans(
+    starts,
+    lengths,
+    offsets,
+    sel,
+    hit_t,
+    hit_ch,
+    hit_e,
+    hit_key,
+    chan_f,
+    chan_i,
+    seed_key,
+    templates,
+    span_fine,
+    span_ns,
+    scint_tau,
+    scint_cum,
+    scint_rise,
+    lookback_ns,
+    white,
+    corr,
+    sample_ns,
+    adc_max,
+    out,
+):
     """Render the spans [starts[j], starts[j] + lengths[j]) of the channels ``sel`` into
     out[row, offsets[j]:offsets[j] + lengths[j]] (threads over channels).
 
@@ -274,17 +451,77 @@ def render_spans(starts, lengths, offsets, sel, hit_t, hit_ch, hit_e, hit_key, c
             for h in range(lo, hi):
                 if hit_ch[h] != c:
                     continue
-                _render_hit(buf, 0, s0, n, hit_t[h], hit_e[h], hit_key[h], chan_f, c, chan_i[c, I_SUB], seed_key,
-                            templates, span_fine, span_ns, scint_tau, scint_cum, scint_rise, sample_ns)
+                _render_hit(
+                    buf,
+                    0,
+                    s0,
+                    n,
+                    hit_t[h],
+                    hit_e[h],
+                    hit_key[h],
+                    chan_f,
+                    c,
+                    chan_i[c, I_SUB],
+                    seed_key,
+                    templates,
+                    span_fine,
+                    span_ns,
+                    scint_tau,
+                    scint_cum,
+                    scint_rise,
+                    sample_ns,
+                )
             o = offsets[j]
-            _finish_channel(buf, 0, out[:, o:o + n], r, c, s0, n, chan_f, chan_i, seed_key, templates,
-                            span_fine, span_ns, white, corr, sample_ns, adc_max)
+            _finish_channel(
+                buf,
+                0,
+                out[:, o : o + n],
+                r,
+                c,
+                s0,
+                n,
+                chan_f,
+                chan_i,
+                seed_key,
+                templates,
+                span_fine,
+                span_ns,
+                white,
+                corr,
+                sample_ns,
+                adc_max,
+            )
 
 
 @numba.njit(cache=True, parallel=True)
-def render_spans_bucketed(span_lo, span_hi, starts, lengths, offsets, sel, seg, hit_t, hit_ch, hit_e, hit_key,
-                          chan_f, chan_i, seed_key, templates, span_fine, span_ns, scint_tau, scint_cum, scint_rise,
-                          lookback_ns, white, corr, sample_ns, adc_max, out):
+def render_spans_bucketed(
+    span_lo,
+    span_hi,
+    starts,
+    lengths,
+    offsets,
+    sel,
+    seg,
+    hit_t,
+    hit_ch,
+    hit_e,
+    hit_key,
+    chan_f,
+    chan_i,
+    seed_key,
+    templates,
+    span_fine,
+    span_ns,
+    scint_tau,
+    scint_cum,
+    scint_rise,
+    lookback_ns,
+    white,
+    corr,
+    sample_ns,
+    adc_max,
+    out,
+):
     """:func:`render_spans` with the hits bucketed by channel, and spans chosen per row: bit for
     bit the same samples.
 
@@ -299,7 +536,7 @@ def render_spans_bucketed(span_lo, span_hi, starts, lengths, offsets, sel, seg, 
     for r in numba.prange(len(sel)):
         c = sel[r]
         a = seg[r]
-        t_c = hit_t[a:seg[r + 1]]
+        t_c = hit_t[a : seg[r + 1]]
         longest = 0
         for j in range(span_lo[r], span_hi[r]):
             longest = max(longest, lengths[j])
@@ -311,8 +548,43 @@ def render_spans_bucketed(span_lo, span_hi, starts, lengths, offsets, sel, seg, 
             lo = a + np.searchsorted(t_c, s0 * sample_ns - lookback_ns)
             hi = a + np.searchsorted(t_c, (s0 + n) * sample_ns)
             for h in range(lo, hi):
-                _render_hit(buf, 0, s0, n, hit_t[h], hit_e[h], hit_key[h], chan_f, c, chan_i[c, I_SUB], seed_key,
-                            templates, span_fine, span_ns, scint_tau, scint_cum, scint_rise, sample_ns)
+                _render_hit(
+                    buf,
+                    0,
+                    s0,
+                    n,
+                    hit_t[h],
+                    hit_e[h],
+                    hit_key[h],
+                    chan_f,
+                    c,
+                    chan_i[c, I_SUB],
+                    seed_key,
+                    templates,
+                    span_fine,
+                    span_ns,
+                    scint_tau,
+                    scint_cum,
+                    scint_rise,
+                    sample_ns,
+                )
             o = offsets[j]
-            _finish_channel(buf, 0, out[:, o:o + n], r, c, s0, n, chan_f, chan_i, seed_key, templates,
-                            span_fine, span_ns, white, corr, sample_ns, adc_max)
+            _finish_channel(
+                buf,
+                0,
+                out[:, o : o + n],
+                r,
+                c,
+                s0,
+                n,
+                chan_f,
+                chan_i,
+                seed_key,
+                templates,
+                span_fine,
+                span_ns,
+                white,
+                corr,
+                sample_ns,
+                adc_max,
+            )

@@ -25,8 +25,9 @@ from ._beam import BLOCK_SAMPLES, BeamTimeline
 from ._truth import NO_PARTICLE_EVENT, TRUTH_DTYPE, Species
 
 
-def window_truth(timeline: BeamTimeline, ref_ticks: np.ndarray, first_ticks: np.ndarray, n_samples: int,
-                 lookback_ns: float) -> np.ndarray:
+def window_truth(
+    timeline: BeamTimeline, ref_ticks: np.ndarray, first_ticks: np.ndarray, n_samples: int, lookback_ns: float
+) -> np.ndarray:
     """One ``TRUTH_DTYPE`` row per readout window, by the matching rule of the module docstring.
 
     Parameters
@@ -70,8 +71,9 @@ def window_truth(timeline: BeamTimeline, ref_ticks: np.ndarray, first_ticks: np.
     bad = (ref < first) | (ref >= first + n_samples)
     if bad.any():
         i = int(np.flatnonzero(bad)[0])
-        raise ValueError(f"ref_ticks[{i}] = {int(ref[i])}: expected inside its window [{int(first[i])}, "
-                         f"{int(first[i]) + n_samples})")
+        raise ValueError(
+            f"ref_ticks[{i}] = {int(ref[i])}: expected inside its window [{int(first[i])}, {int(first[i]) + n_samples})"
+        )
     return _window_truth(timeline, ref, first, int(n_samples), float(lookback_ns))
 
 
@@ -89,9 +91,9 @@ def _window_truth(tl: BeamTimeline, ref: np.ndarray, first: np.ndarray, n: int, 
     parts = [tl.block(int(k)).truth for k in need]
     around = np.concatenate(parts) if parts else np.zeros(0, TRUTH_DTYPE)
     t_sample, t_ns = around["t_sample"], around["t_ns"]
-    lo = np.searchsorted(t_sample, first, side="left")            # candidates [lo, hi)
+    lo = np.searchsorted(t_sample, first, side="left")  # candidates [lo, hi)
     hi = np.searchsorted(t_sample, first + n, side="left")
-    latest = np.searchsorted(t_sample, ref, side="right") - 1      # latest arrival <= T
+    latest = np.searchsorted(t_sample, ref, side="right") - 1  # latest arrival <= T
     pick = np.where(latest >= lo, latest, lo)
     matched = hi > lo
     reach_lo = np.searchsorted(t_ns, first * sample_ns - lookback_ns, side="left")

@@ -69,8 +69,9 @@ def derived_adc_per_mev(cfg: Config, subsystem: str) -> float:
     hi_ns = lo_ns + (pf.nsb + pf.nsa) * sample_ns
     t = np.arange(len(pulse)) * dt
     inside = pulse[(t >= lo_ns) & (t < hi_ns)].sum() * dt / sample_ns  # ADC x samples per pe
-    pe_per_mev = (sub.scintillator.light_yield_pe_per_mev * (1.0 + sub.sipm.afterpulse_prob)
-                  / (1.0 - sub.sipm.crosstalk_prob))
+    pe_per_mev = (
+        sub.scintillator.light_yield_pe_per_mev * (1.0 + sub.sipm.afterpulse_prob) / (1.0 - sub.sipm.crosstalk_prob)
+    )
     return float(pe_per_mev * inside)
 
 
@@ -102,15 +103,16 @@ def sipm_saturation_lut(cfg: Config, subsystem: str, n_entries: int) -> tuple[np
     asymptote = n_cells / pe_per_lsb
     span = min(0.5 * asymptote, float(e_max))
     shift = max(0, math.ceil(math.log2(max(span / n_entries, 1.0))))
-    em = (np.arange(n_entries + 1, dtype=np.float64) * (1 << shift))
+    em = np.arange(n_entries + 1, dtype=np.float64) * (1 << shift)
     arg = np.clip(1.0 - pe_per_lsb * em / n_cells, 1e-12, None)
     true = -np.log(arg) * asymptote
     lut = np.minimum(np.round(true), e_max).astype(np.int64)
     return lut, shift
 
 
-def calibrate_from_simulation(cfg: Config, n_pulses: int = 400, seed: int = 1,
-                              target_integral_adc: float = 2000.0) -> dict[str, float]:
+def calibrate_from_simulation(
+    cfg: Config, n_pulses: int = 400, seed: int = 1, target_integral_adc: float = 2000.0
+) -> dict[str, float]:
     """Measure ``adc_per_mev`` per subsystem with the emulator and the pulse finder.
 
     For each subsystem, ``n_pulses`` deposits of one energy are emulated in its first channel

@@ -25,25 +25,34 @@ def stream_config(cfg: Config) -> Config:
     Stream mode (docs/firmware-spec.md 1.1) has no window to measure a pedestal in; the
     configured pedestal is the electronics baseline rounded to an ADC code.
     """
-    return cfg.replace(detector={
-        s: {"pulse_finder": {"pedestal_mode": "configured", "max_pulses": 0,
-                             "pedestal_adc": int(round(cfg.subsystem(s).electronics.pedestal_adc))}}
-        for s in SUBSYSTEMS})
+    return cfg.replace(
+        detector={
+            s: {
+                "pulse_finder": {
+                    "pedestal_mode": "configured",
+                    "max_pulses": 0,
+                    "pedestal_adc": int(round(cfg.subsystem(s).electronics.pedestal_adc)),
+                }
+            }
+            for s in SUBSYSTEMS
+        }
+    )
 
 
 def unprescaled_config(cfg: Config) -> Config:
     """``cfg`` with every prescaler at 1, no dead time and no random trigger (raw decisions)."""
-    return cfg.replace(trigger={"dead_time_ns": 0.0, "random_rate_hz": 0.0,
-                                "prescale": {name: 1 for name in TriggerBits.NAMES}})
+    return cfg.replace(
+        trigger={"dead_time_ns": 0.0, "random_rate_hz": 0.0, "prescale": {name: 1 for name in TriggerBits.NAMES}}
+    )
 
 
 @dataclass
 class ChainResult:
     """Output of :func:`run_stream_chain`."""
 
-    triggers: np.ndarray            # TRIGGER_DTYPE, the configured model's accepted triggers
-    raw: np.ndarray                 # TRIGGER_DTYPE, every candidate of the unprescaled model
-    truth: np.ndarray               # TRUTH_DTYPE of the beam particles
+    triggers: np.ndarray  # TRIGGER_DTYPE, the configured model's accepted triggers
+    raw: np.ndarray  # TRIGGER_DTYPE, every candidate of the unprescaled model
+    truth: np.ndarray  # TRUTH_DTYPE of the beam particles
     counters: TriggerCounters
     seconds: dict = field(default_factory=dict)  # wall time per stage
     samples: int = 0
@@ -98,8 +107,14 @@ def run_stream_chain(cfg: Config, n_events: int, seed: int, *, chunk: int = 6553
         dest.append(m.process(pulses, finder.samples_seen))
         dest.append(m.finish())
     truth_all = np.concatenate(truth)
-    return ChainResult(np.concatenate(out) if out else np.zeros(0, TRIGGER_DTYPE),
-                       np.concatenate(raw), truth_all, model.counters, secs, stream.position)
+    return ChainResult(
+        np.concatenate(out) if out else np.zeros(0, TRIGGER_DTYPE),
+        np.concatenate(raw),
+        truth_all,
+        model.counters,
+        secs,
+        stream.position,
+    )
 
 
 def match_to_particles(raw: np.ndarray, truth: np.ndarray, max_delay_ticks: int = 8) -> np.ndarray:
@@ -111,15 +126,16 @@ def match_to_particles(raw: np.ndarray, truth: np.ndarray, max_delay_ticks: int 
     beam = np.flatnonzero((raw["conditions"] & ConditionBits.RANDOM) == 0)
     ticks = raw["ref_time"][beam] >> 6
     owner = np.searchsorted(truth["t_sample"], ticks, side="right") - 1
-    ok = (owner >= 0)
+    ok = owner >= 0
     ok[ok] &= (ticks[ok] - truth["t_sample"][owner[ok]]) <= max_delay_ticks
     match = np.full(len(truth), -1, np.int64)
     match[owner[ok][::-1]] = beam[ok][::-1]  # the first candidate of a particle wins
     return match
 
 
-def stream_pulses(cfg: Config, channels: np.ndarray, seed: int, n_samples: int, chunk: int = 65536
-                  ) -> tuple[np.ndarray, int]:
+def stream_pulses(
+    cfg: Config, channels: np.ndarray, seed: int, n_samples: int, chunk: int = 65536
+) -> tuple[np.ndarray, int]:
     """Emulate and pulse-find ``n_samples`` of a channel subset (e.g. some boards) in stream mode.
 
     One worker of a multi-process front end: the subset's samples equal the corresponding rows

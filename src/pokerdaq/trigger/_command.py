@@ -22,8 +22,7 @@ from ._dtypes import ConditionBits, TriggerBits
 from ._registers import P_PRESCALE, TriggerRegisters
 
 
-def particle_efficiencies(cfg: Config, conditions: np.ndarray, types: np.ndarray,
-                          truth: np.ndarray) -> dict[str, dict]:
+def particle_efficiencies(cfg: Config, conditions: np.ndarray, types: np.ndarray, truth: np.ndarray) -> dict[str, dict]:
     """Efficiencies per particle class from per-particle raw conditions and types (0: no candidate)."""
     from ..sim import Species
 
@@ -65,15 +64,25 @@ def _stream_report(cfg: Config, n_events: int, seed: int) -> dict:
     for k, name in enumerate(TriggerBits.NAMES):
         rates[name] = {
             "prescale": int(regs.params[P_PRESCALE + k]),
-            "raw_hz": cnt.raw[k] / seconds_beam, "accepted_hz": cnt.accepted[k] / seconds_beam,
-            "raw": int(cnt.raw[k]), "accepted": int(cnt.accepted[k]),
-            "lost_dead": int(cnt.lost_dead[k]), "lost_busy": int(cnt.lost_busy[k]),
+            "raw_hz": cnt.raw[k] / seconds_beam,
+            "accepted_hz": cnt.accepted[k] / seconds_beam,
+            "raw": int(cnt.raw[k]),
+            "accepted": int(cnt.accepted[k]),
+            "lost_dead": int(cnt.lost_dead[k]),
+            "lost_busy": int(cnt.lost_busy[k]),
         }
     return {
-        "mode": "stream", "particles": int(len(res.truth)), "samples": res.samples, "beam_seconds": seconds_beam,
-        "beam_rate_hz": cfg.beam.rate_hz, "triggers": int(cnt.triggers),
-        "trigger_rate_hz": cnt.triggers / seconds_beam, "live_fraction": cnt.live_fraction,
-        "unmatched_particles": int((match < 0).sum()), "rates": rates, "counters": cnt.as_dict(),
+        "mode": "stream",
+        "particles": int(len(res.truth)),
+        "samples": res.samples,
+        "beam_seconds": seconds_beam,
+        "beam_rate_hz": cfg.beam.rate_hz,
+        "triggers": int(cnt.triggers),
+        "trigger_rate_hz": cnt.triggers / seconds_beam,
+        "live_fraction": cnt.live_fraction,
+        "unmatched_particles": int((match < 0).sum()),
+        "rates": rates,
+        "counters": cnt.as_dict(),
         "efficiencies": particle_efficiencies(cfg, cond, types, res.truth),
         "wall_seconds": res.seconds,
     }
@@ -96,12 +105,14 @@ def _iter_input(path: str, batch: int = 1024):
         if plain:
             cfg = loads_config(str(f.attrs["config_toml"]), f"{path}:config_toml")
     if plain:
+
         def plain_batches():
             with h5py.File(path, "r") as f:
                 n = f["samples"].shape[0]
                 for start in range(0, n, batch):
-                    truth = f["truth"][start:start + batch] if "truth" in f else None
-                    yield np.asarray(f["samples"][start:start + batch]), truth
+                    truth = f["truth"][start : start + batch] if "truth" in f else None
+                    yield np.asarray(f["samples"][start : start + batch]), truth
+
         return cfg, plain_batches(), None
 
     from .. import io as pio
@@ -113,6 +124,7 @@ def _iter_input(path: str, batch: int = 1024):
             for start in range(0, len(run_file), batch):
                 b = run_file.read(start, start + batch)
                 yield np.asarray(b.samples), None if b.truth is None else np.asarray(b.truth)
+
     return run_file.config, batches(), run_file.channels
 
 
@@ -122,7 +134,7 @@ def _file_report(overlay: Overlay, path: str, seed: int | None) -> dict:
 
     try:
         file_cfg, batches, channels = _iter_input(path)
-    except (OSError, ValueError) as err:   # not HDF5, or not a run file
+    except (OSError, ValueError) as err:  # not HDF5, or not a run file
         raise ConfigError("--input", path, f"a pokerdaq run file ({err})") from None
     cfg = file_cfg.overlaid(overlay)
     # an imported file holds the recorded subset of the channel map: pulses keep their
@@ -136,8 +148,7 @@ def _file_report(overlay: Overlay, path: str, seed: int | None) -> dict:
     for samples, truth in batches:
         rec, offsets = find_pulses_batch(samples, params, channels)
         window = np.repeat(np.arange(len(samples)), np.diff(offsets))
-        outs.append(trigger_windows(rec, window, len(samples), regs,
-                                    default_ref=cfg.digitizer.pretrigger_samples * 64))
+        outs.append(trigger_windows(rec, window, len(samples), regs, default_ref=cfg.digitizer.pretrigger_samples * 64))
         if truth is not None:
             truths.append(truth)
     out: np.ndarray = np.concatenate(outs) if outs else np.zeros(0)
@@ -146,10 +157,20 @@ def _file_report(overlay: Overlay, path: str, seed: int | None) -> dict:
     for k, name in enumerate(TriggerBits.NAMES):
         frac = float(np.mean((out["trigger_word"] >> k) & 1)) if len(out) else 0.0
         pre = int(regs.params[P_PRESCALE + k])
-        rates[name] = {"prescale": pre, "raw_fraction": frac, "raw_hz": frac * cfg.beam.rate_hz,
-                       "accepted_hz": frac * cfg.beam.rate_hz / pre if pre else 0.0}
-    report = {"mode": "file", "input": str(path), "particles": int(n), "beam_rate_hz": cfg.beam.rate_hz,
-              "rates": rates, "live_fraction": None}
+        rates[name] = {
+            "prescale": pre,
+            "raw_fraction": frac,
+            "raw_hz": frac * cfg.beam.rate_hz,
+            "accepted_hz": frac * cfg.beam.rate_hz / pre if pre else 0.0,
+        }
+    report = {
+        "mode": "file",
+        "input": str(path),
+        "particles": int(n),
+        "beam_rate_hz": cfg.beam.rate_hz,
+        "rates": rates,
+        "live_fraction": None,
+    }
     if truths and len(out):
         truth = np.concatenate(truths)
         report["efficiencies"] = particle_efficiencies(cfg, out["conditions"], out["trigger_word"] & 0xFF, truth)
@@ -161,26 +182,35 @@ def _print(report: dict) -> None:
     from rich.table import Table
 
     console = Console()
-    title = (f"pokerdaq trigger: {report['particles']} beam particles"
-             + (f", {report['beam_seconds'] * 1e3:.3f} ms of beam" if report["mode"] == "stream" else
-                f" from {report['input']}"))
+    title = f"pokerdaq trigger: {report['particles']} beam particles" + (
+        f", {report['beam_seconds'] * 1e3:.3f} ms of beam" if report["mode"] == "stream" else f" from {report['input']}"
+    )
     t = Table(title=title)
     for col in ("type", "prescale", "raw rate [Hz]", "accepted rate [Hz]", "lost (dead)", "lost (busy)"):
         t.add_column(col, justify="right" if col != "type" else "left")
     for name, r in report["rates"].items():
-        t.add_row(name, str(r["prescale"]), f"{r['raw_hz']:.4g}", f"{r['accepted_hz']:.4g}",
-                  str(r.get("lost_dead", "-")), str(r.get("lost_busy", "-")))
+        t.add_row(
+            name,
+            str(r["prescale"]),
+            f"{r['raw_hz']:.4g}",
+            f"{r['accepted_hz']:.4g}",
+            str(r.get("lost_dead", "-")),
+            str(r.get("lost_busy", "-")),
+        )
     console.print(t)
     if report.get("live_fraction") is not None:
-        console.print(f"live fraction {report['live_fraction']:.5f}; accepted trigger rate "
-                      f"{report['trigger_rate_hz']:.4g} Hz at a beam rate of {report['beam_rate_hz']:.4g} Hz")
+        console.print(
+            f"live fraction {report['live_fraction']:.5f}; accepted trigger rate "
+            f"{report['trigger_rate_hz']:.4g} Hz at a beam rate of {report['beam_rate_hz']:.4g} Hz"
+        )
     if "efficiencies" in report:
         e = Table(title="efficiencies (raw decisions, before prescale and dead time)")
         for col in ("selection", "passed / n", "efficiency"):
             e.add_column(col, justify="left" if col == "selection" else "right")
         for name, r in report["efficiencies"].items():
-            e.add_row(name, f"{r['passed']} / {r['n']}",
-                      f"{r['efficiency']:.4f} +- {r['error']:.4f}" if r["n"] else "-")
+            e.add_row(
+                name, f"{r['passed']} / {r['n']}", f"{r['efficiency']:.4f} +- {r['error']:.4f}" if r["n"] else "-"
+            )
         console.print(e)
 
 
@@ -205,7 +235,7 @@ def run(args: argparse.Namespace) -> int:
     if args.input is not None:
         from .._usage import check_config_fits, open_run_file
 
-        with open_run_file(args.input, "--input") as f:   # missing, damaged, not a run file: status 2
+        with open_run_file(args.input, "--input") as f:  # missing, damaged, not a run file: status 2
             check_config_fits(f.config.overlaid(overlay), f)
         report = _file_report(overlay, args.input, args.seed)
     else:

@@ -49,8 +49,22 @@ C_BEAM, C_SRD, C_VETO, C_ECAL_LOW, C_PRS, C_CALIB, C_MIP, C_HCAL, C_RANDOM, C_PI
 T_PHYSICS, T_BEAM, T_RANDOM, T_CALIB, T_MUON = (1 << k for k in range(5))
 
 # columns of the candidate output matrix
-(O_EVENT, O_TIMESTAMP, O_REF, O_WORD, O_COND, O_BMASK, O_SMASK, O_VMASK, O_EPRS, O_EECAL,
- O_ECALO, O_EHCAL, O_ESRD, O_EVETO) = range(14)
+(
+    O_EVENT,
+    O_TIMESTAMP,
+    O_REF,
+    O_WORD,
+    O_COND,
+    O_BMASK,
+    O_SMASK,
+    O_VMASK,
+    O_EPRS,
+    O_EECAL,
+    O_ECALO,
+    O_EHCAL,
+    O_ESRD,
+    O_EVETO,
+) = range(14)
 N_OUT = 14
 
 # state vector of the streaming model
@@ -293,8 +307,23 @@ def _is_busy(tick, busy_start, busy_end):
 
 
 @numba.njit(cache=True)
-def _process_candidates(beam_t, rnd_ticks, times, chans, energies, ch_role, ch_bit, ch_board,
-                        p, acc, state, counters, busy_start, busy_end, out):
+def _process_candidates(
+    beam_t,
+    rnd_ticks,
+    times,
+    chans,
+    energies,
+    ch_role,
+    ch_bit,
+    ch_board,
+    p,
+    acc,
+    state,
+    counters,
+    busy_start,
+    busy_end,
+    out,
+):
     """Evaluate candidates in issue-tick order (beam first at equal ticks); returns rows written."""
     nb = len(beam_t)
     nr = len(rnd_ticks)
@@ -402,8 +431,9 @@ def _windows(times, chans, energies, starts, ends, default_ref, ch_role, ch_bit,
         a = starts[w]
         b = ends[w]
         wt = times[a:b]
-        cands, _ = _beam_candidates(wt, chans[a:b], energies[a:b], ch_role, ch_bit, p,
-                                    np.int64(-(1 << 62)), np.int64(1 << 62))
+        cands, _ = _beam_candidates(
+            wt, chans[a:b], energies[a:b], ch_role, ch_bit, p, np.int64(-(1 << 62)), np.int64(1 << 62)
+        )
         t_ref = cands[0] if len(cands) > 0 else default_ref
         lo = a + np.searchsorted(wt, t_ref + p[P_SPAN_LO])
         hi = a + np.searchsorted(wt, t_ref + p[P_SPAN_HI])

@@ -64,10 +64,20 @@ _NEEDED_FIELDS = ("channel", "time", "integral_net")
 _FAR_PAST = -(1 << 62)
 
 _COLUMNS = {
-    "event_number": O_EVENT, "timestamp": O_TIMESTAMP, "ref_time": O_REF, "trigger_word": O_WORD,
-    "conditions": O_COND, "beam_mask": O_BMASK, "srd_mask": O_SMASK, "veto_mask": O_VMASK,
-    "e_preshower": O_EPRS, "e_ecal": O_EECAL, "e_calo": O_ECALO, "e_hcal": O_EHCAL,
-    "e_srd": O_ESRD, "e_veto": O_EVETO,
+    "event_number": O_EVENT,
+    "timestamp": O_TIMESTAMP,
+    "ref_time": O_REF,
+    "trigger_word": O_WORD,
+    "conditions": O_COND,
+    "beam_mask": O_BMASK,
+    "srd_mask": O_SMASK,
+    "veto_mask": O_VMASK,
+    "e_preshower": O_EPRS,
+    "e_ecal": O_EECAL,
+    "e_calo": O_ECALO,
+    "e_hcal": O_EHCAL,
+    "e_srd": O_ESRD,
+    "e_veto": O_EVETO,
 }
 
 
@@ -97,8 +107,9 @@ def _check_records(records: np.ndarray, n_channels: int) -> None:
     if len(records):
         bad = records["channel"].astype(np.int64) >= n_channels
         if bad.any():
-            raise ValueError(f"records['channel'] = {int(records['channel'][bad][0])}: "
-                             f"expected a channel number below {n_channels}")
+            raise ValueError(
+                f"records['channel'] = {int(records['channel'][bad][0])}: expected a channel number below {n_channels}"
+            )
 
 
 def primitive_energies(records: np.ndarray, cfg: Config | TriggerRegisters) -> np.ndarray:
@@ -115,8 +126,15 @@ def primitive_energies(records: np.ndarray, cfg: Config | TriggerRegisters) -> n
     """
     regs = _registers(cfg)
     _check_records(records, regs.n_channels)
-    return _channel_energies(records["channel"].astype(np.int64), records["integral_net"].astype(np.int64),
-                             regs.ch_gain, regs.ch_lut, regs.luts, regs.lut_shift, np.int64(regs[P_FRAC]))
+    return _channel_energies(
+        records["channel"].astype(np.int64),
+        records["integral_net"].astype(np.int64),
+        regs.ch_gain,
+        regs.ch_lut,
+        regs.luts,
+        regs.lut_shift,
+        np.int64(regs[P_FRAC]),
+    )
 
 
 def board_partial_sums(records: np.ndarray, ref_time: int, cfg: Config | TriggerRegisters) -> np.ndarray:
@@ -137,14 +155,27 @@ def board_partial_sums(records: np.ndarray, ref_time: int, cfg: Config | Trigger
     regs = _registers(cfg)
     _check_records(records, regs.n_channels)
     out = np.zeros((regs[P_N_BOARDS], 3), np.int64)
-    _board_sums(records["time"].astype(np.int64), records["channel"].astype(np.int64),
-                primitive_energies(records, regs), np.int64(ref_time), regs.ch_role, regs.ch_board,
-                regs.params, out)
+    _board_sums(
+        records["time"].astype(np.int64),
+        records["channel"].astype(np.int64),
+        primitive_energies(records, regs),
+        np.int64(ref_time),
+        regs.ch_role,
+        regs.ch_board,
+        regs.params,
+        out,
+    )
     return out
 
 
-def trigger_windows(records: np.ndarray, window: np.ndarray, n_windows: int,
-                    cfg: Config | TriggerRegisters, *, default_ref: int | None = None) -> np.ndarray:
+def trigger_windows(
+    records: np.ndarray,
+    window: np.ndarray,
+    n_windows: int,
+    cfg: Config | TriggerRegisters,
+    *,
+    default_ref: int | None = None,
+) -> np.ndarray:
     """Window mode: the trigger decision for each one-particle readout window.
 
     The reference time of a window is the first beam coincidence found in it (spec 2.5); a
@@ -188,8 +219,19 @@ def trigger_windows(records: np.ndarray, window: np.ndarray, n_windows: int,
     energies = primitive_energies(records, regs)[order]
     bounds = np.searchsorted(window[order], np.arange(n_windows + 1))
     out = np.zeros((n_windows, N_OUT), np.int64)
-    _windows(times, chans, energies, bounds[:-1].astype(np.int64), bounds[1:].astype(np.int64),
-             np.int64(default_ref), regs.ch_role, regs.ch_bit, regs.ch_board, regs.params, out)
+    _windows(
+        times,
+        chans,
+        energies,
+        bounds[:-1].astype(np.int64),
+        bounds[1:].astype(np.int64),
+        np.int64(default_ref),
+        regs.ch_role,
+        regs.ch_bit,
+        regs.ch_board,
+        regs.params,
+        out,
+    )
     return _to_records(out)
 
 
@@ -226,11 +268,18 @@ class TriggerCounters:
         return self.live_ticks / self.ticks if self.ticks else 1.0
 
     def as_dict(self) -> dict:
-        d: dict[str, Any] = {"triggers": self.triggers, "ticks": self.ticks, "dead_ticks": self.dead_ticks,
-             "busy_ticks": self.busy_ticks, "live_ticks": self.live_ticks,
-             "live_fraction": self.live_fraction, "late_records": self.late_records,
-             "attempts": self.attempts, "lost_dead_triggers": self.lost_dead_triggers,
-             "lost_busy_triggers": self.lost_busy_triggers}
+        d: dict[str, Any] = {
+            "triggers": self.triggers,
+            "ticks": self.ticks,
+            "dead_ticks": self.dead_ticks,
+            "busy_ticks": self.busy_ticks,
+            "live_ticks": self.live_ticks,
+            "live_fraction": self.live_fraction,
+            "late_records": self.late_records,
+            "attempts": self.attempts,
+            "lost_dead_triggers": self.lost_dead_triggers,
+            "lost_busy_triggers": self.lost_busy_triggers,
+        }
         for row in ("raw", "prescaled", "accepted", "lost_dead", "lost_busy"):
             d[row] = {name: int(v) for name, v in zip(TriggerBits.NAMES, getattr(self, row))}
         return d
@@ -294,18 +343,27 @@ class TriggerModel:
     @property
     def prescale_counts(self) -> np.ndarray:
         """Per trigger type, the raw triggers counted towards its prescaler since it last fired."""
-        return self._state[S_PRESCALE:S_PRESCALE + N_TYPES].copy()
+        return self._state[S_PRESCALE : S_PRESCALE + N_TYPES].copy()
 
     @property
     def counters(self) -> TriggerCounters:
         c = self._counters
         return TriggerCounters(
-            raw=c[K_RAW].copy(), prescaled=c[K_PRESCALED].copy(), accepted=c[K_ACCEPTED].copy(),
-            lost_dead=c[K_LOST_DEAD].copy(), lost_busy=c[K_LOST_BUSY].copy(),
-            triggers=int(self._state[S_EVENT]), ticks=self._tick, dead_ticks=self._dead_ticks,
-            busy_ticks=self._busy_ticks, live_ticks=self._live_ticks, late_records=self._late,
-            attempts=int(self._state[S_ATTEMPTS]), lost_dead_triggers=int(self._state[S_LOST_DEAD]),
-            lost_busy_triggers=int(self._state[S_LOST_BUSY]))
+            raw=c[K_RAW].copy(),
+            prescaled=c[K_PRESCALED].copy(),
+            accepted=c[K_ACCEPTED].copy(),
+            lost_dead=c[K_LOST_DEAD].copy(),
+            lost_busy=c[K_LOST_BUSY].copy(),
+            triggers=int(self._state[S_EVENT]),
+            ticks=self._tick,
+            dead_ticks=self._dead_ticks,
+            busy_ticks=self._busy_ticks,
+            live_ticks=self._live_ticks,
+            late_records=self._late,
+            attempts=int(self._state[S_ATTEMPTS]),
+            lost_dead_triggers=int(self._state[S_LOST_DEAD]),
+            lost_busy_triggers=int(self._state[S_LOST_BUSY]),
+        )
 
     def set_busy(self, busy: bool) -> None:
         """Set the busy level used by later :meth:`process` calls that pass no ``busy``."""
@@ -367,18 +425,41 @@ class TriggerModel:
             order = np.lexsort((self._chans, self._times))
             self._times, self._chans, self._energies = self._times[order], self._chans[order], self._energies[order]
         if len(self._times) > self.max_buffered:
-            raise RuntimeError(f"trigger buffer holds {len(self._times)} records > max_buffered = "
-                               f"{self.max_buffered}: call process() with shorter slices")
+            raise RuntimeError(
+                f"trigger buffer holds {len(self._times)} records > max_buffered = "
+                f"{self.max_buffered}: call process() with shorter slices"
+            )
 
-        beam_t, self._next_min = _beam_candidates(self._times, self._chans, self._energies, regs.ch_role,
-                                                  regs.ch_bit, regs.params, np.int64(self._next_min),
-                                                  np.int64(tick1))
+        beam_t, self._next_min = _beam_candidates(
+            self._times,
+            self._chans,
+            self._energies,
+            regs.ch_role,
+            regs.ch_bit,
+            regs.params,
+            np.int64(self._next_min),
+            np.int64(tick1),
+        )
         rnd = _random_ticks(np.int64(tick0), np.int64(tick1), regs[P_RND_MODE], regs[P_RND_PARAM], self._state)
         dead_before = int(self._state[S_DEAD_UNTIL])
         out = np.zeros((len(beam_t) + len(rnd), N_OUT), np.int64)
-        n = _process_candidates(beam_t, rnd, self._times, self._chans, self._energies, regs.ch_role,
-                                regs.ch_bit, regs.ch_board, regs.params, self._acc, self._state,
-                                self._counters, busy_start, busy_end, out)
+        n = _process_candidates(
+            beam_t,
+            rnd,
+            self._times,
+            self._chans,
+            self._energies,
+            regs.ch_role,
+            regs.ch_bit,
+            regs.ch_board,
+            regs.params,
+            self._acc,
+            self._state,
+            self._counters,
+            busy_start,
+            busy_end,
+            out,
+        )
         out = out[:n]
 
         # live-time bookkeeping over [tick0, tick1): dead intervals start at issue ticks. A
@@ -412,5 +493,7 @@ class TriggerModel:
         """End of the run: advance the clock until every open candidate is decided; return those triggers."""
         regs = self.registers
         drain = regs[P_LAT] + (regs[P_SPAN_HI] - min(regs[P_SPAN_LO], 0)) // 64 + 2
-        return self.process(np.empty(0, dtype=[("channel", np.uint16), ("time", np.int64),
-                                               ("integral_net", np.int32)]), self._tick + drain)
+        return self.process(
+            np.empty(0, dtype=[("channel", np.uint16), ("time", np.int64), ("integral_net", np.int32)]),
+            self._tick + drain,
+        )

@@ -26,8 +26,13 @@ ROLE_BEAM, ROLE_SRD, ROLE_PRS, ROLE_ECAL, ROLE_VETO, ROLE_HCAL = range(6)
 _P = TRIGGER_PARAM_INDEX
 P_LAT, P_DEAD, P_FRAC = _P["LAT"], _P["DEAD"], _P["FRAC"]
 P_BEAM_K, P_BEAM_THR, P_BEAM_W = _P["BEAM_K"], _P["BEAM_THR"], _P["BEAM_W"]
-P_SRD_K, P_SRD_EMIN, P_SRD_EMAX, P_SRD_LO, P_SRD_HI = (_P["SRD_K"], _P["SRD_EMIN"], _P["SRD_EMAX"], _P["SRD_LO"],
-                                                       _P["SRD_HI"])
+P_SRD_K, P_SRD_EMIN, P_SRD_EMAX, P_SRD_LO, P_SRD_HI = (
+    _P["SRD_K"],
+    _P["SRD_EMIN"],
+    _P["SRD_EMAX"],
+    _P["SRD_LO"],
+    _P["SRD_HI"],
+)
 P_VETO_THR, P_VETO_LO, P_VETO_HI = _P["VETO_THR"], _P["VETO_LO"], _P["VETO_HI"]
 P_CALO_LO, P_CALO_HI, P_HCAL_LO, P_HCAL_HI = _P["CALO_LO"], _P["CALO_HI"], _P["HCAL_LO"], _P["HCAL_HI"]
 P_ECAL_CUT, P_PRS_MIN, P_CALIB_MIN = _P["ECAL_CUT"], _P["PRS_MIN"], _P["CALIB_MIN"]
@@ -37,8 +42,10 @@ P_SPAN_LO, P_SPAN_HI, P_N_BOARDS, P_GUARD = _P["SPAN_LO"], _P["SPAN_HI"], _P["N_
 P_PRESCALE = _P["PRESCALE"]
 N_PARAMS = N_TRIGGER_PARAMS
 if N_PARAMS != P_PRESCALE + N_TYPES or len(_P) != len(globals().keys() & {f"P_{k}" for k in _P}):
-    raise RuntimeError("firmware_models/registers.toml: the trigger scalars do not match pokerdaq.trigger "
-                       f"(P_* constants, {N_TYPES} prescalers)")
+    raise RuntimeError(
+        "firmware_models/registers.toml: the trigger scalars do not match pokerdaq.trigger "
+        f"(P_* constants, {N_TYPES} prescalers)"
+    )
 
 RND_OFF, RND_POISSON, RND_PERIODIC = 0, 1, 2
 
@@ -125,9 +132,11 @@ class TriggerRegisters:
             calib[name] = adc_per_mev(cfg, name)
             gain = math.floor((1 << frac) / (ENERGY_LSB_MEV * calib[name]) + 0.5)
             if not 1 <= gain < 2**24:
-                raise ConfigError(f"trigger.adc_per_mev.{name}", calib[name],
-                                  f"a calibration giving a gain register of 1..2**24-1 with "
-                                  f"gain_frac_bits = {frac} (got {gain})")
+                raise ConfigError(
+                    f"trigger.adc_per_mev.{name}",
+                    calib[name],
+                    f"a calibration giving a gain register of 1..2**24-1 with gain_frac_bits = {frac} (got {gain})",
+                )
             ch_gain[ch_role == SUBSYSTEMS.index(name)] = gain
 
         ch_lut = np.full(n_ch, -1, dtype=np.int64)
@@ -159,8 +168,7 @@ class TriggerRegisters:
 
         n_beam = cfg.subsystem("beam_counters").n_channels
         if tc.beam_min_counters > n_beam:
-            raise ConfigError("trigger.beam_min_counters", tc.beam_min_counters,
-                              f"at most the {n_beam} beam counters")
+            raise ConfigError("trigger.beam_min_counters", tc.beam_min_counters, f"at most the {n_beam} beam counters")
         n_srd = cfg.subsystem("srd").n_channels
         if tc.srd_min_channels > n_srd:
             raise ConfigError("trigger.srd_min_channels", tc.srd_min_channels, f"at most the {n_srd} SRD channels")
@@ -182,9 +190,12 @@ class TriggerRegisters:
         p[P_LAT] = math.ceil(tc.latency_ns / sample_ns - 1e-9)
         need = (int(p[P_SPAN_HI]) + 63) // 64 + 1
         if p[P_LAT] < need:
-            raise ConfigError("trigger.latency_ns", tc.latency_ns,
-                              f"at least {need * sample_ns:g} ns: the decision needs every window closed "
-                              f"(windows end {p[P_SPAN_HI] / 64 * sample_ns:g} ns after the reference time)")
+            raise ConfigError(
+                "trigger.latency_ns",
+                tc.latency_ns,
+                f"at least {need * sample_ns:g} ns: the decision needs every window closed "
+                f"(windows end {p[P_SPAN_HI] / 64 * sample_ns:g} ns after the reference time)",
+            )
 
         tick_s = sample_ns * 1e-9
         if tc.random_rate_hz <= 0.0:
@@ -203,8 +214,19 @@ class TriggerRegisters:
         if seed < 0:
             raise ValueError(f"seed = {seed}: expected a non-negative integer")
         rnd = int(np.random.SeedSequence([seed, 0x7472_6967]).generate_state(1, np.uint32)[0]) or 1
-        return cls(p, ch_role, ch_bit, ch_board, ch_gain, ch_lut, lut_arr,
-                   np.array(shifts, dtype=np.int64), calib, rnd, sample_ns)
+        return cls(
+            p,
+            ch_role,
+            ch_bit,
+            ch_board,
+            ch_gain,
+            ch_lut,
+            lut_arr,
+            np.array(shifts, dtype=np.int64),
+            calib,
+            rnd,
+            sample_ns,
+        )
 
     def describe(self) -> dict[str, int]:
         """Register name -> value, for the run header and the CLI."""
