@@ -89,8 +89,10 @@ def test_bad_ranges_are_refused(busy):
 def test_bucketed_render_equals_the_scan_of_every_hit(busy):
     """render_spans_bucketed (each channel its own hits) against render_spans (every hit of the
     span's time range tested), the kernel it replaced: the same samples bit for bit."""
+    from _render_reference import render_spans
+
     from pokerdaq.sim._emulator import _Engine, bucket_hits
-    from pokerdaq.sim._waveform import render_spans, render_spans_bucketed
+    from pokerdaq.sim._waveform import render_spans_bucketed
 
     eng = _Engine.create(busy, 81)
     sel = np.concatenate([busy.channel_map.channels_on_board(b) for b in (0, 5)]).astype(np.int64)

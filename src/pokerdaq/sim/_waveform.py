@@ -404,96 +404,6 @@ def render_span(
 
 
 @numba.njit(cache=True, parallel=True)
-def render_spans(
-    starts,
-    lengths,
-    offsets,
-    sel,
-    hit_t,
-    hit_ch,
-    hit_e,
-    hit_key,
-    chan_f,
-    chan_i,
-    seed_key,
-    templates,
-    span_fine,
-    span_ns,
-    scint_tau,
-    scint_cum,
-    scint_rise,
-    lookback_ns,
-    white,
-    corr,
-    sample_ns,
-    adc_max,
-    out,
-):
-    """Render the spans [starts[j], starts[j] + lengths[j]) of the channels ``sel`` into
-    out[row, offsets[j]:offsets[j] + lengths[j]] (threads over channels).
-
-    Each span is rendered exactly as :func:`render_span` renders it (same hits in the same
-    order, same buffer arithmetic): the samples equal those of the stream bit for bit.
-    """
-    n_spans = len(starts)
-    longest = 0
-    for j in range(n_spans):
-        longest = max(longest, lengths[j])
-    for r in numba.prange(len(sel)):
-        c = sel[r]
-        buf = np.empty((1, longest))
-        for j in range(n_spans):
-            s0 = starts[j]
-            n = lengths[j]
-            buf[0, :n] = 0.0
-            lo = np.searchsorted(hit_t, s0 * sample_ns - lookback_ns)
-            hi = np.searchsorted(hit_t, (s0 + n) * sample_ns)
-            for h in range(lo, hi):
-                if hit_ch[h] != c:
-                    continue
-                _render_hit(
-                    buf,
-                    0,
-                    s0,
-                    n,
-                    hit_t[h],
-                    hit_e[h],
-                    hit_key[h],
-                    chan_f,
-                    c,
-                    chan_i[c, I_SUB],
-                    seed_key,
-                    templates,
-                    span_fine,
-                    span_ns,
-                    scint_tau,
-                    scint_cum,
-                    scint_rise,
-                    sample_ns,
-                )
-            o = offsets[j]
-            _finish_channel(
-                buf,
-                0,
-                out[:, o : o + n],
-                r,
-                c,
-                s0,
-                n,
-                chan_f,
-                chan_i,
-                seed_key,
-                templates,
-                span_fine,
-                span_ns,
-                white,
-                corr,
-                sample_ns,
-                adc_max,
-            )
-
-
-@numba.njit(cache=True, parallel=True)
 def render_spans_bucketed(
     span_lo,
     span_hi,
@@ -522,7 +432,7 @@ def render_spans_bucketed(
     adc_max,
     out,
 ):
-    """:func:`render_spans` with the hits bucketed by channel, and spans chosen per row: bit for
+    """:func:`tests/sim/_render_reference.render_spans` with the hits bucketed by channel, and spans chosen per row: bit for
     bit the same samples.
 
     Row ``r`` (channel ``sel[r]``) renders the spans ``span_lo[r] <= j < span_hi[r]`` into
@@ -530,7 +440,7 @@ def render_spans_bucketed(
     boards of one front-end process, each with its own active ranges, in one call. The hits
     of ``sel[r]`` are ``hit_*[seg[r]:seg[r + 1]]``, in time order (a stable sort of the
     time-ordered hits by row), so each channel looks only at its own hits, where
-    :func:`render_spans` tests every hit of every channel in a span's time range (two thirds
+    ``render_spans`` (the test reference) tests every hit of every channel in a span's time range (two thirds
     of its time on a 12-channel board); the hits it renders, and their order, are the same.
     """
     for r in numba.prange(len(sel)):
