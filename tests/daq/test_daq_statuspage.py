@@ -339,13 +339,19 @@ def _summary_row(text: str, what: str) -> str:
     return m.group(1)
 
 
-def _wait(cond, timeout_s: float, what: str):
+def _wait(proc, cond, timeout_s: float, what: str):
+    """``cond()`` once it is true; between tries wait on the run's process itself (no sleep), so a
+    run that ends early fails at once."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         got = cond()
         if got:
             return got
-        time.sleep(0.1)
+        try:
+            code = proc.wait(timeout=0.1)
+        except subprocess.TimeoutExpired:
+            continue
+        pytest.fail(f"pokerdaq run ended (status {code}) while waiting for {what}")
     pytest.fail(f"timed out after {timeout_s} s waiting for {what}")
 
 
@@ -393,6 +399,7 @@ def test_status_page_in_a_browser_shows_the_live_run_and_ends_equal_to_the_summa
         url = lines.wait_for(r"status page (http://127\.0\.0\.1:\d+/) ", 180).group(1)
         api = url + "api/status"
         first = _wait(
+            proc,
             lambda: (
                 lambda s: s if s["state"] == "running" and s["events_written"] > 0 and s["latest_event"] else None
             )(_get(api)),
