@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -89,3 +90,23 @@ def test_the_firmware_tests_build_their_own_tree(bank):
     assert bank.build_dir == pkg.build_dir_for(
         "pulse_finder_bank", PULSE_FINDER_SOURCES, {"NCH": bank.nch}, f"pulse_finder_bank_n{bank.nch}"
     )
+
+
+def test_a_build_is_keyed_by_the_installation_it_links_against(tmp_path, monkeypatch):
+    # A binary made by another virtual environment links that environment's cocotb by absolute
+    # path; once it is deleted the binary exits 127, so another environment must not reuse it.
+    src = list(PULSE_FINDER_SOURCES)
+    root = tmp_path / "cache"
+    here = pkg.build_dir_for("pulse_finder_bank", src, {"NCH": 12}, "bank", root)
+    other = {**pkg.toolchain(), "cocotb_libs": "/gone/venv/lib/python3.11/site-packages/cocotb/libs"}
+    monkeypatch.setattr(pkg, "toolchain", lambda: other)
+    assert pkg.build_dir_for("pulse_finder_bank", src, {"NCH": 12}, "bank", root) != here
+
+
+def test_the_built_bench_links_the_cocotb_of_its_key(bank):
+    stamp = json.loads((bank.build_dir / "pokerdaq_build.json").read_text())
+    assert stamp["toolchain"] == pkg.toolchain()
+    ldd = subprocess.run(["ldd", str(bank.build_dir / "pulse_finder_bank")], capture_output=True, text=True, check=True)
+    line = next(ln for ln in ldd.stdout.splitlines() if "libcocotbvpi_verilator" in ln)
+    assert "not found" not in line, line
+    assert Path(line.split("=>")[1].split("(")[0].strip()).parent == Path(stamp["toolchain"]["cocotb_libs"])

