@@ -44,7 +44,9 @@ bench: $(STAMP)
 # open-source resource (Yosys, Xilinx 7-series) and Fmax (nextpnr-ecp5, a proxy) estimates;
 # blocks whose sources, tools and flow are unchanged are taken from firmware_models/report/blocks.
 # The trigger's ECP5 place and route is long (82 % of an LFE5UM-85F; it did not finish within the
-# session that made the committed report): FIRMWARE_REPORT_ARGS= runs it too.
+# session that made the committed report): FIRMWARE_REPORT_ARGS= runs it too. The committed report
+# holds instead each clocked trig_*.v placed and routed alone (ecp5_submodules of the trigger_top row,
+# pokerdaq.hil._synth.ecp5_fmax per file, same flow and seed; about a minute in all).
 FIRMWARE_REPORT_ARGS ?= --skip-pnr trigger_top
 firmware-report: $(STAMP)
 	$(PY) -m pokerdaq.hil._synth firmware_models/report $(FIRMWARE_REPORT_ARGS)

@@ -136,6 +136,29 @@ TRIGGER_MAX_CHANNELS: int = _RAW["trigger"]["tables"]["channels"]
 TRIGGER_MAX_BOARDS: int = _RAW["trigger"]["tables"]["boards"]
 
 
+@dataclass(frozen=True)
+class TriggerDocRow:
+    """A row of the register table of docs/firmware-spec.md 2.2 (its width comes from the map)."""
+
+    registers: tuple[str, ...]  # spec names; per-channel INFO fields as NAME[ch]
+    show: str
+    range: str
+    unit: str
+    derived: str  # "from the configuration"
+
+
+TRIGGER_DOC_ROWS = tuple(
+    TriggerDocRow(
+        registers=tuple(r["registers"]),
+        show=r.get("show", ", ".join(f"`{n}`" for n in r["registers"])),
+        range=r.get("range", ""),
+        unit=r.get("unit", ""),
+        derived=r["from"],
+    )
+    for r in _RAW["trigger"]["doc_row"]
+)
+
+
 def fits(value: int, bits: int, signed: bool = False) -> bool:
     """``value`` is representable in a ``bits``-wide (two's complement when ``signed``) register."""
     if signed:
@@ -197,7 +220,43 @@ def trigger_table() -> str:
     return "\n".join(lines)
 
 
-TABLES = {"pulse_finder": pulse_finder_table, "pulse_finder_ports": pulse_finder_ports_table, "trigger": trigger_table}
+def trigger_widths() -> dict[str, str]:
+    """Spec name of every trigger register (INFO fields as ``NAME[ch]``) -> its width, ``u<bits>`` or ``s<bits>``."""
+    out = {s.spec: f"{'s' if s.signed else 'u'}{s.bits}" for s in TRIGGER_SCALARS}
+    out |= {w.spec: f"u{w.bits}" for w in TRIGGER_WORDS.values()}
+    for t in TRIGGER_TABLES.values():
+        if t.fields:  # LUT_ID is two's complement (-1 = none)
+            out |= {f"{n}[ch]": f"{'s' if n == 'LUT_ID' else 'u'}{b}" for n, _, b, _ in t.fields}
+        else:
+            out[t.spec] = f"u{t.bits}"
+    out[TRIGGER_LUT.spec] = f"u{TRIGGER_LUT.bits}"
+    return out
+
+
+def trigger_spec_table() -> str:
+    """The register table of docs/firmware-spec.md 2.2: every trigger register, its width from the map."""
+    widths = trigger_widths()
+    shown = {n for row in TRIGGER_DOC_ROWS for n in row.registers}
+    if missing := sorted(set(widths) - shown):
+        raise ValueError(f"registers.toml [[trigger.doc_row]]: no row for {', '.join(missing)}")
+    lines = ["| register | width | from the configuration |", "|---|---|---|"]
+    for row in TRIGGER_DOC_ROWS:
+        if unknown := [n for n in row.registers if n not in widths]:
+            raise ValueError(f"registers.toml [[trigger.doc_row]]: unknown register {', '.join(unknown)}")
+        kinds = {widths[n] for n in row.registers}
+        if len(kinds) != 1:
+            raise ValueError(f"registers.toml [[trigger.doc_row]] {row.show}: registers of widths {sorted(kinds)}")
+        width = kinds.pop() + (f", {row.range}" if row.range else "") + (f" {row.unit}" if row.unit else "")
+        lines.append(f"| {row.show} | {width} | {row.derived} |")
+    return "\n".join(lines)
+
+
+TABLES = {
+    "pulse_finder": pulse_finder_table,
+    "pulse_finder_ports": pulse_finder_ports_table,
+    "trigger": trigger_table,
+    "trigger_spec": trigger_spec_table,
+}
 """Marker name -> generator of the table between ``<!-- registers:NAME -->`` and ``<!-- /registers:NAME -->``."""
 
 _BLOCK = re.compile(r"(<!-- registers:(\w+) [^>]*-->\n)(.*?)(\n<!-- /registers:\2 -->)", re.S)

@@ -256,7 +256,7 @@ def test_a_value_wider_than_its_register_is_refused():
 @pytest.mark.parametrize(
     "doc,tables",
     [
-        ("docs/firmware-spec.md", ["pulse_finder"]),
+        ("docs/firmware-spec.md", ["pulse_finder", "trigger_spec"]),
         ("firmware_models/README.md", ["pulse_finder_ports", "trigger"]),
     ],
 )
@@ -269,3 +269,30 @@ def test_documentation_tables_are_generated_from_the_register_map(doc, tables):
     row = text.index("\n| `", at) + 1
     edited = text[:row] + text[row:].replace("4 |", "5 |", 1)
     assert edited != text and rm.render_tables(edited) == text
+
+
+def test_trigger_spec_table_widths_are_the_rtl_widths():
+    """docs/firmware-spec.md 2.2: its width column is the map's, and the map's is trigger_top's."""
+    text = (ROOT / "docs/firmware-spec.md").read_text()
+    assert rm.render_tables(text) == text
+    # a width typed over in the 2.2 table is seen (the row BOARD was u8 while the RTL keeps 4 bits)
+    row = "| `BOARD[ch]` | u4 |"
+    assert text.count(row) == 1
+    assert rm.render_tables(text.replace(row, "| `BOARD[ch]` | u8 |")) == text
+    # the widths the table shows are the ones the Verilog check holds trigger_top to
+    widths = rm.trigger_widths()
+    assert widths["BOARD[ch]"] == "u4" and widths["N_BOARDS"] == "u5" and widths["SRD_LO"] == "s20"
+    assert trigger_decode_errors((RTL / "trigger_top.v").read_text()) == []
+    # every register of the map has a row, each row one width
+    shown = {n for row in rm.TRIGGER_DOC_ROWS for n in row.registers}
+    assert shown == set(widths)
+    rows = rm.TRIGGER_DOC_ROWS
+    try:
+        rm.TRIGGER_DOC_ROWS = tuple(r for r in rows if "N_BOARDS" not in r.registers)
+        with pytest.raises(ValueError, match="no row for N_BOARDS"):
+            rm.trigger_spec_table()
+        rm.TRIGGER_DOC_ROWS = (*rows, dataclasses.replace(rows[0], registers=("BEAM_K", "BEAM_THR")))
+        with pytest.raises(ValueError, match="registers of widths"):
+            rm.trigger_spec_table()
+    finally:
+        rm.TRIGGER_DOC_ROWS = rows

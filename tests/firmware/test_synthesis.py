@@ -48,3 +48,13 @@ def test_resource_counts_and_table():
     md = markdown(report)
     assert "| b | 12 | 27 | 8 | 2 | 2.5 | 123.4 |" in md
     assert "| **one board** | | 324 (0.1 %) | 96 (0.0 %) | 24 (2.7 %) | 30 (5.5 %) | |" in md
+    # a top placed per submodule: its worst clocked submodule is its Fmax, each one listed
+    subs = {
+        "m_slow": {"fmax_mhz": 49.0, "seconds": 5.9, "path": "`a` -> `b`"},
+        "m_comb": {"seconds": 2.3},
+        "m_fast": {"fmax_mhz": 135.2, "seconds": 7.6, "path": "`c` -> `d`"},
+    }
+    report["blocks"] = [{"block": "t", "per_board": 1, "xc7": res, "ecp5_submodules": subs}]
+    md = markdown(report)
+    assert "| t | 1 | 27 | 8 | 2 | 2.5 | 49.0 (worst submodule, m_slow) |" in md
+    assert "| m_comb | combinational | 2.3 |  |" in md and "| m_fast | 135.2 | 7.6 | `c` -> `d` |" in md
