@@ -13,6 +13,12 @@
   ``builder_us_per_fragment`` (its stages timed one by one
   in this process on the same fragments, best of 3: receive, check, event bookkeeping with
   the event assembly, send to the writer; ``decode_fragment_reference`` for comparison).
+* ``test_raw_push_pull_h5py`` (baseline) and ``test_builder_writer``: the same fragments
+  (5 x 1500 events x 12 boards) either PULLed by one process that appends their bytes raw with
+  h5py (``daq.writer_batch_events`` events per append, ``daq.compression``), or taken by the
+  event-builder and writer processes (checks, assembly, run file). CPU seconds per fragment of
+  each (every thread, start-up excluded); ``ratio_vs_raw_push_pull_h5py`` = raw / (builder +
+  writer), measured in the same run (issue 14's goal: >= 0.6), and the stages of both.
 * ``test_end_to_end_physics_stream`` (baseline), ``test_end_to_end_default``,
   ``test_end_to_end_synthetic``: ``pokerdaq run`` with the full-stream physics front end
   (``daq.front_end = "physics-stream"``), on the default configuration (the activity-driven
@@ -102,11 +108,35 @@ def _producer(conn, cfg, frag_endpoint: str, rec_endpoint: str | None) -> None:
         rec_push.setsockopt(zmq.LINGER, 2000)
         rec_push.connect(rec_endpoint)
     batch = None
+    batches: list = []
     while True:
         cmd, arg = conn.recv()
         if cmd == "prep":
             batch = _batch(cfg, arg, N_EVENTS)
             conn.send("ready")
+        elif cmd == "prep_many":  # batches arg[0], arg[1], ... encoded now, sent by "go_one k"
+            batches = [_batch(cfg, k * N_EVENTS, N_EVENTS) for k in arg]
+            conn.send("ready")
+        elif cmd == "go_one":
+            records, frags = batches[arg]
+            if rec_push is not None:
+                rec_push.send_multipart(records)
+            for f in frags:
+                push.send(f, copy=len(f) < 65536)
+            conn.send(("sent", 0.0))
+        elif cmd == "end":  # the trigger processor's end of run: no event number at or above arg
+            assert rec_push is not None
+            rec_push.send_multipart(
+                encode_slice(
+                    TRIGGER_MAGIC,
+                    board_id=0xFFFF,
+                    run_number=cfg.run.run_number,
+                    flags=int(SliceFlags.END_OF_RUN | SliceFlags.RECORDS),
+                    slice_index=arg,
+                    records=np.zeros(0, DECISION_DTYPE),
+                )
+            )
+            conn.send("ended")
         elif cmd == "go":
             records, frags = batch
             cpu0 = time.process_time()
@@ -276,6 +306,146 @@ def test_event_builder(benchmark, cfg, tmp_path):
             N_EVENTS * n_boards / benchmark.stats.stats.min / _RESULTS["raw_best_fragments_per_s"]
         )
     extra["builder_us_per_fragment"] = _builder_stages(cfg, tmp_path)
+    benchmark.extra_info.update(extra)
+
+
+def _raw_pull_h5py(conn, endpoint: str, n_boards: int, path: str, batch: int, compression: str) -> None:
+    """Baseline of the builder + writer: raw PULL of the fragments, raw h5py append of their bytes.
+
+    Bound PULL (HWM 1000, as the builder's); the fragments of every ``batch`` events are joined
+    and appended to a resizable 1-D u8 dataset with the run file's sample chunk size and
+    compression (``daq.writer_batch_events``, ``daq.compression``): the same bytes moved, no
+    checks, no assembly. Replies with its CPU seconds (``time.process_time``: every thread,
+    ZeroMQ's I/O thread included) from the first command on.
+    """
+    import h5py
+
+    from pokerdaq.io import _layout as L
+
+    ctx = zmq.Context()
+    pull = ctx.socket(zmq.PULL)
+    pull.setsockopt(zmq.RCVHWM, 1000)
+    pull.setsockopt(zmq.LINGER, 0)
+    pull.bind(endpoint)
+    conn.send("bound")
+    n_frags = conn.recv()
+    cpu0 = time.process_time()
+    with h5py.File(path, "w") as h5:
+        ds = h5.create_dataset(
+            "fragments",
+            shape=(0,),
+            maxshape=(None,),
+            dtype=np.uint8,
+            chunks=(L.SAMPLE_CHUNK_BYTES,),
+            **L.compression_filter(compression),
+        )
+        got, pending, end = 0, [], 0
+        while got < n_frags:
+            if not pull.poll(30_000):
+                raise RuntimeError("raw PULL stalled")
+            pending.append(pull.recv(copy=False).buffer)
+            got += 1
+            if len(pending) == batch * n_boards or got == n_frags:
+                block = np.frombuffer(b"".join(pending), np.uint8)
+                ds.resize((end + len(block),))
+                ds[end:] = block
+                end += len(block)
+                pending = []
+    conn.send((time.process_time() - cpu0, end))
+    pull.close()
+    ctx.term()
+
+
+def test_raw_push_pull_h5py(benchmark, cfg, tmp_path):
+    """Baseline of ``test_builder_writer``: the same fragments PULLed and appended raw with h5py."""
+    n_boards = cfg.channel_map.n_boards
+    mp = multiprocessing.get_context("spawn")
+    parent, child = mp.Pipe()
+    ep = f"ipc://{tmp_path}/rawbw"
+    sink = mp.Process(
+        target=_raw_pull_h5py,
+        args=(child, ep, n_boards, str(tmp_path / "raw.h5"), cfg.daq.writer_batch_events, cfg.daq.compression),
+        daemon=True,
+    )
+    sink.start()
+    assert parent.recv() == "bound"
+    p, conn = _start_producer(cfg, ep)
+    out: dict = {}
+    conn.send(("prep_many", list(range(ROUNDS))))  # all encoded before the sink's clock starts
+    assert conn.recv() == "ready"
+
+    def one_run():
+        parent.send(ROUNDS * N_EVENTS * n_boards)
+        for k in range(ROUNDS):
+            conn.send(("go_one", k))
+            assert conn.recv()[0] == "sent"
+        out["cpu_s"], out["bytes"] = parent.recv()
+
+    try:
+        benchmark.pedantic(one_run, rounds=1, iterations=1)
+    finally:
+        _stop_producer(p, conn)
+        sink.join(30)
+    n = ROUNDS * N_EVENTS * n_boards
+    _RESULTS["raw_bw_cpu_us_per_fragment"] = 1e6 * out["cpu_s"] / n
+    benchmark.extra_info.update(cpu_us_per_fragment=1e6 * out["cpu_s"] / n, bytes=out["bytes"], fragments=n)
+
+
+def test_builder_writer(benchmark, cfg, tmp_path):
+    """Event builder + writer processes on the same pre-encoded fragments: CPU per fragment of both.
+
+    ``extra_info['ratio_vs_raw_push_pull_h5py']``: CPU per fragment of the raw PULL + h5py
+    baseline (``test_raw_push_pull_h5py``, same run) over that of builder + writer (1.0: no
+    overhead; issue 14's goal >= 0.6). CPU seconds since the start command of each process, every
+    thread (``cpu_run_s``), so the load of a shared machine matters little.
+    """
+    n_boards = cfg.channel_map.n_boards
+    cfg = cfg.replace(daq={"max_events_in_flight": 4096, "hwm": 1000})
+    n_ev = ROUNDS * N_EVENTS
+    out: dict = {}
+    run = DaqRun(cfg, tmp_path / "bw", only=("builder", "writer"))
+    p = conn = None
+    try:
+        run.configure()
+        run.start()
+        p, conn = _start_producer(cfg, run.endpoints["fragments"], run.endpoints["trigger_records"])
+        conn.send(("prep_many", list(range(ROUNDS))))
+        assert conn.recv() == "ready"
+        run._final_status()  # fresh counters: the CPU of the idle wait for the encoding is not counted
+        cpu_before = {k: run.stats[k]["cpu_run_s"] for k in ("builder", "writer")}
+
+        def one_run():
+            for k in range(ROUNDS):
+                conn.send(("go_one", k))
+                assert conn.recv()[0] == "sent"
+            conn.send(("end", n_ev))
+            assert conn.recv() == "ended"
+            run.stop()  # the writer closes the file once the builder's end of run reaches it
+            assert run.wait(600) == "stopped", run.errors
+            out["summary"] = run.summary()
+            out["stats"] = {k: dict(v) for k, v in run.stats.items()}
+
+        benchmark.pedantic(one_run, rounds=1, iterations=1)
+    finally:
+        if p is not None:
+            _stop_producer(p, conn)
+        run.close()
+    s, st = out["summary"], out["stats"]
+    assert s["events_written"] == n_ev and s["events_incomplete"] == 0
+    n = n_ev * n_boards
+    cpu = {k: 1e6 * (st[k]["cpu_run_s"] - cpu_before[k]) / n for k in ("builder", "writer")}
+    total = sum(cpu.values())
+    extra = {
+        "cpu_us_per_fragment": {**cpu, "builder_and_writer": total},
+        "stage_cpu_us_per_fragment": {
+            f"{k}.{stage}": 1e6 * v / n
+            for k in ("builder", "writer")
+            for stage, v in (st[k].get("stage_cpu_s") or {}).items()
+        },
+        "bytes_written": s["bytes_written"],
+    }
+    if "raw_bw_cpu_us_per_fragment" in _RESULTS:
+        extra["ratio_vs_raw_push_pull_h5py"] = _RESULTS["raw_bw_cpu_us_per_fragment"] / total
     benchmark.extra_info.update(extra)
 
 
