@@ -133,8 +133,18 @@ module pulse_finder (
     /* verilator lint_off UNUSEDSIGNAL */
     wire [18:0] ped_shift = ped_sum >> reg_nped_log2;   // P is u14: bits 18:14 are zero
     /* verilator lint_on UNUSEDSIGNAL */
-    wire [13:0] ped_p     = ped_shift[13:0];
-    wire [14:0] thr_abs   = {1'b0, ped_p} + {1'b0, reg_thr};
+    wire [14:0] thr_sum   = {1'b0, ped_shift[13:0]} + {1'b0, reg_thr};
+    // P and T = P + THR are registered one clock behind PED_SUM (timing: the pedestal sum,
+    // shift and add are off the crossing / peak / VMID path). Exact: the pedestal is final
+    // after sample NPED-1 (measured) and the first candidate is sample SEARCH_START + 1, at
+    // least one clock later (NPED >= 1; configured mode: sample 1, the registers being stable
+    // from the window's first sample on); a close is never earlier than its candidate.
+    reg  [13:0] ped_p;
+    reg  [14:0] thr_abs;
+    always @(posedge clk) begin
+        ped_p   <= ped_shift[13:0];
+        thr_abs <= thr_sum;
+    end
     wire        above      = {1'b0, x} > thr_abs;
     wire        above_prev = {1'b0, x_prev} > thr_abs;
     wire [6:0]  search_first = reg_ped_mode ? 7'd1 : ({1'b0, nped} + 7'd1);
