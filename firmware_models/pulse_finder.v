@@ -193,7 +193,7 @@ module pulse_finder (
     reg  [15:0] clk_cnt;
     reg         err_late, err_fifo;
     wire [15:0] due_now = clk_cnt + {7'd0, reg_nsa} + LAT_BASE;
-    // close stage: the entry formed at the closing sample (walk and net integral left zero)
+    // close stage: the entry formed at the closing sample (needa, walk and net integral left zero)
     reg         push0;
     reg  [EW-1:0] push_e0;
     integer     j;
@@ -304,7 +304,7 @@ module pulse_finder (
             push0 = 1'b1;
             push_e0 = {1'b1, c_end_rel, 1'b0, c_held, (in_first ? win_id + 16'd1 : win_id), {4'd0, c_idx},
                        (c_start ? n_cur_abs : t_c), (c_start ? wptr : t_caddr),
-                       (c_xc <= k_vmid), k_vmid, c_xc,
+                       1'b0, k_vmid, c_xc,
                        1'b0, 6'd0, 14'd0, 14'd0, k_vpeak, c_integ, 25'd0, ped_sum,
                        c_nover, k_q, due_now};
         end else if (take & (c_rel_more | c_end_rel)) begin
@@ -362,6 +362,9 @@ module pulse_finder (
         push = st_v;
         push_e = st_e;
         if (st_e[EW-1]) begin      // a pulse (a release token keeps its zeros)
+            // needa (straddle after the crossing) from registered VMID and x[c]: one
+            // comparator less on the live path
+            push_e[EW-87] = (st_e[EW-102 -: 14] <= st_vmid);
             push_e[EW-116] = k_bfound;
             push_e[EW-117 -: 6] = k_bj;
             push_e[EW-123 -: 14] = k_bxa;
