@@ -133,8 +133,18 @@ module pulse_finder (
     /* verilator lint_off UNUSEDSIGNAL */
     wire [18:0] ped_shift = ped_sum >> reg_nped_log2;   // P is u14: bits 18:14 are zero
     /* verilator lint_on UNUSEDSIGNAL */
-    wire [13:0] ped_p     = ped_shift[13:0];
-    wire [14:0] thr_abs   = {1'b0, ped_p} + {1'b0, reg_thr};
+    wire [14:0] thr_sum   = {1'b0, ped_shift[13:0]} + {1'b0, reg_thr};
+    // P and T = P + THR are registered one clock behind PED_SUM (timing: the pedestal sum,
+    // shift and add are off the crossing / peak / VMID path). Exact: the pedestal is final
+    // after sample NPED-1 (measured) and the first candidate is sample SEARCH_START + 1, at
+    // least one clock later (NPED >= 1; configured mode: sample 1, the registers being stable
+    // from the window's first sample on); a close is never earlier than its candidate.
+    reg  [13:0] ped_p;
+    reg  [14:0] thr_abs;
+    always @(posedge clk) begin
+        ped_p   <= ped_shift[13:0];
+        thr_abs <= thr_sum;
+    end
     wire        above      = {1'b0, x} > thr_abs;
     wire        above_prev = {1'b0, x_prev} > thr_abs;
     wire [6:0]  search_first = reg_ped_mode ? 7'd1 : ({1'b0, nped} + 7'd1);
@@ -183,7 +193,7 @@ module pulse_finder (
     reg  [15:0] clk_cnt;
     reg         err_late, err_fifo;
     wire [15:0] due_now = clk_cnt + {7'd0, reg_nsa} + LAT_BASE;
-    // close stage: the entry formed at the closing sample (walk and net integral left zero)
+    // close stage: the entry formed at the closing sample (needa, walk and net integral left zero)
     reg         push0;
     reg  [EW-1:0] push_e0;
     integer     j;
@@ -294,7 +304,7 @@ module pulse_finder (
             push0 = 1'b1;
             push_e0 = {1'b1, c_end_rel, 1'b0, c_held, (in_first ? win_id + 16'd1 : win_id), {4'd0, c_idx},
                        (c_start ? n_cur_abs : t_c), (c_start ? wptr : t_caddr),
-                       (c_xc <= k_vmid), k_vmid, c_xc,
+                       1'b0, k_vmid, c_xc,
                        1'b0, 6'd0, 14'd0, 14'd0, k_vpeak, c_integ, 25'd0, ped_sum,
                        c_nover, k_q, due_now};
         end else if (take & (c_rel_more | c_end_rel)) begin
@@ -352,6 +362,9 @@ module pulse_finder (
         push = st_v;
         push_e = st_e;
         if (st_e[EW-1]) begin      // a pulse (a release token keeps its zeros)
+            // needa (straddle after the crossing) from registered VMID and x[c]: one
+            // comparator less on the live path
+            push_e[EW-87] = (st_e[EW-102 -: 14] <= st_vmid);
             push_e[EW-116] = k_bfound;
             push_e[EW-117 -: 6] = k_bj;
             push_e[EW-123 -: 14] = k_bxa;
